@@ -1,0 +1,113 @@
+"""Similarity alignment of a face onto a canonical 68-point template, and face masking.
+
+Every later stage (HOG, AU models, CNN) sees faces in one geometry: the face is rotated, scaled
+and translated — never sheared — so its rigid points (eye corners, nose, brow roots, jaw
+ends) land on the template; expressive points (mouth, brows, eyelids) are left free to move,
+which is exactly the signal the AU models read.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+# Points that move little with expression: jaw ends, brow roots, nose bridge/base, eye corners.
+RIGID_POINTS = np.array([0, 1, 15, 16, 21, 22, 27, 28, 29, 30, 31, 33, 35, 36, 39, 42, 45])
+
+
+@lru_cache(maxsize=1)
+def unit_template() -> np.ndarray:
+    """The canonical 68 points in unit-square coordinates (data file ``template68.json``)."""
+    data = json.loads((Path(__file__).with_name("template68.json")).read_text())
+    return np.asarray(data["points"], dtype=np.float64)
+
+
+def umeyama(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares similarity transform (2×3 matrix) mapping ``src`` points onto ``dst``.
+
+    Umeyama (1991), closed form: no iterations, no RANSAC randomness, so alignment is exactly
+    reproducible.
+    """
+    src = np.asarray(src, np.float64)
+    dst = np.asarray(dst, np.float64)
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    s, d = src - mu_s, dst - mu_d
+    cov = d.T @ s / len(src)
+    u, sig, vt = np.linalg.svd(cov)
+    e = np.eye(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        e[1, 1] = -1
+    r = u @ e @ vt
+    var_s = (s**2).sum() / len(src)
+    scale = (sig * np.diag(e)).sum() / var_s if var_s > 0 else 1.0
+    t = mu_d - scale * r @ mu_s
+    return np.hstack([scale * r, t[:, None]])
+
+
+@dataclass
+class AlignedFace:
+    """A face warped to the canonical crop.
+
+    ``crop``: (S, S, 3) uint8 RGB; ``landmarks``: (68, 2) in crop pixels; ``matrix``: the 2×3
+    similarity transform from original-image pixels to crop pixels; ``fit_error``: RMS distance of
+    the rigid points from the template, as a fraction of the crop size — large values mean the
+    landmark fit is not a plausible face.
+    """
+
+    crop: np.ndarray
+    landmarks: np.ndarray
+    matrix: np.ndarray
+    fit_error: float
+
+
+class Aligner:
+    """Warp faces to a ``size``×``size`` crop (default 112 px, as OpenFace's 112 px similarity crop)."""
+
+    def __init__(self, size: int = 112, border: int = cv2.BORDER_REPLICATE) -> None:
+        self.size = size
+        self.border = border
+        self.template = unit_template() * size
+
+    def __call__(self, image: np.ndarray, landmarks: np.ndarray) -> AlignedFace:
+        m = umeyama(landmarks[RIGID_POINTS], self.template[RIGID_POINTS])
+        crop = cv2.warpAffine(
+            image, m, (self.size, self.size), flags=cv2.INTER_LINEAR, borderMode=self.border
+        )
+        pts = landmarks.astype(np.float64) @ m[:, :2].T + m[:, 2]
+        err = float(np.sqrt(((pts[RIGID_POINTS] - self.template[RIGID_POINTS]) ** 2).sum(1).mean()))
+        return AlignedFace(crop, pts.astype(np.float32), m.astype(np.float32), err / self.size)
+
+
+class FaceMasker:
+    """Zero every pixel outside the face, as OpenFace does before HOG.
+
+    The region is the convex hull of the aligned landmarks with the brow points raised by
+    ``forehead`` × (brow-to-chin height), so the forehead wrinkles of AU1/AU2 stay visible
+    while hair and background are removed.
+    """
+
+    def __init__(self, forehead: float = 0.2) -> None:
+        self.forehead = forehead
+
+    def mask(self, landmarks: np.ndarray, size: int) -> np.ndarray:
+        """Boolean (size, size) mask of the face region for aligned ``landmarks``."""
+        pts = landmarks.astype(np.float64).copy()
+        height = pts[8, 1] - pts[17:27, 1].min()
+        raised = pts[17:27].copy()
+        raised[:, 1] -= self.forehead * height
+        hull = cv2.convexHull(np.vstack([pts, raised]).astype(np.float32)).astype(np.int32)
+        m = np.zeros((size, size), np.uint8)
+        cv2.fillConvexPoly(m, hull, 1, lineType=cv2.LINE_8)
+        return m.astype(bool)
+
+    def __call__(self, crop: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return the masked copy of ``crop`` and the boolean mask."""
+        m = self.mask(landmarks, crop.shape[0])
+        out = crop.copy()
+        out[~m] = 0
+        return out, m
