@@ -1,0 +1,193 @@
+"""``Analyzer``: the one public object that composes every stage.
+
+image → :class:`~aulib.face.FacePipeline` (faces, landmarks, aligned crops, features) →
+AU occurrence SVMs, AU intensity SVRs, emotion rules, CNN emotion → pandas DataFrame with the
+DESIGN.md columns, one row per face per frame. Models are loaded once per ``Analyzer``; all the
+faces of a call are scored in one batched matrix product / one ONNX run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from aulib.au.emotion_rules import EmotionRules
+from aulib.au.features import face_features
+from aulib.au.models import AUIntensity, AUOccurrence
+from aulib.face import Face, FacePipeline
+from aulib.io import ImageReadError, expand_inputs, is_video, read_image, to_rgb
+from aulib.results import EMOTIONS, RULE_EMOTIONS, au_name, columns, empty_row, finite, to_frame
+
+EmotionModel = Literal["cnn", "multitask", "none"]
+
+
+class Analyzer:
+    """Faces, AUs and emotions of images, folders and videos.
+
+    Parameters
+    ----------
+    detector: ``"retinaface"`` (default) or ``"dlib"``.
+    emotion_model: ``"cnn"`` (8-class FER+ EfficientNet, fills ``emotion`` and ``p_*``),
+        ``"multitask"`` (same columns from the 15-head network, plus ``mt_AUxx_c``) or ``"none"``.
+    cropped: treat every image as one already-cropped face (dataset crops such as CK+/FER 48×48).
+    """
+
+    def __init__(self, detector: str = "retinaface", emotion_model: EmotionModel = "cnn",
+                 cropped: bool = False) -> None:
+        self.pipeline = FacePipeline(detector=detector)
+        self.occurrence = AUOccurrence()
+        self.intensity = AUIntensity()
+        if self.occurrence.aus != self.intensity.aus:
+            raise ValueError("occurrence and intensity models cover different AU sets")
+        self.aus = self.occurrence.aus
+        self.rules = EmotionRules(self.aus)
+        self.emotion_model = emotion_model
+        self.cnn = None
+        self.mt_aus: list[int] = []
+        if emotion_model == "cnn":
+            from aulib.cnn.inference import EmotionCNN
+
+            self.cnn = EmotionCNN()
+        elif emotion_model == "multitask":
+            from aulib.cnn.inference import MultitaskCNN
+
+            self.cnn = MultitaskCNN()
+            self.mt_aus = list(self.cnn.aus)
+        elif emotion_model != "none":
+            raise ValueError(f"emotion_model must be 'cnn', 'multitask' or 'none', not {emotion_model!r}")
+        self.cropped = cropped
+        self.columns = columns(self.aus, self.mt_aus, emotion=self.cnn is not None)
+
+    # ------------------------------------------------------------------ faces → predictions
+    def faces(self, image: np.ndarray, cropped: bool | None = None) -> list[Face]:
+        """Run the face pipeline on an RGB image (all faces, or the whole image as one face)."""
+        cropped = self.cropped if cropped is None else cropped
+        return [self.pipeline.cropped(image)] if cropped else self.pipeline(image)
+
+    def predict(self, faces: list[Face]) -> list[dict]:
+        """Prediction columns for each face (empty dict for faces that failed), batched."""
+        ok = [i for i, f in enumerate(faces) if f.success]
+        out: list[dict] = [{} for _ in faces]
+        if not ok:
+            return out
+        X = np.stack([face_features(faces[i]) for i in ok])
+        occ = self.occurrence.predict(X)
+        inten = finite(self.intensity.predict(X))
+        rules = self.rules(occ)
+        emo = mt = None
+        if self.cnn is not None:
+            crops = np.stack([faces[i].aligned for i in ok])
+            res = self.cnn.predict(crops)
+            emo, mt = (res if isinstance(res, tuple) else (res, None))
+        for j, i in enumerate(ok):
+            row: dict = {}
+            for k, a in enumerate(self.aus):
+                row[f"{au_name(a)}_c"] = int(occ[j, k])
+            for k, a in enumerate(self.aus):
+                row[f"{au_name(a)}_r"] = float(inten[j, k])
+            for k, e in enumerate(RULE_EMOTIONS):
+                row[f"rule_{e}"] = float(rules[j, k])
+            if emo is not None:
+                row["emotion"] = EMOTIONS[int(np.argmax(emo[j]))]
+                for k, e in enumerate(EMOTIONS):
+                    row[f"p_{e}"] = float(emo[j, k])
+            if mt is not None:
+                for k, a in enumerate(self.mt_aus):
+                    row[f"mt_{au_name(a)}_c"] = int(mt[j, k] > 0.5)
+            out[i] = row
+        return out
+
+    def face_rows(self, faces: list[Face], input_name: str, frame: int = 0, timestamp: float = 0.0,
+                  face_ids: list[int] | None = None) -> list[dict]:
+        """Table rows for the faces of one image/frame (one ``success=0`` row if there is none)."""
+        if not faces:
+            return [empty_row(input_name, "no face detected", frame, timestamp)]
+        preds = self.predict(faces)
+        rows = []
+        for n, (f, p) in enumerate(zip(faces, preds)):
+            row = {"input": input_name, "frame": frame, "timestamp": timestamp,
+                   "face": face_ids[n] if face_ids else n, "success": int(f.success), "error": f.error}
+            x, y, w, h = (float(v) for v in f.box)
+            row.update(face_x=x, face_y=y, face_width=w, face_height=h, face_score=f.score)
+            if f.landmarks is not None:
+                for i, (px, py) in enumerate(f.landmarks):
+                    row[f"x_{i}"] = float(px)
+                    row[f"y_{i}"] = float(py)
+            row.update(p)
+            rows.append(row)
+        return rows
+
+    # ------------------------------------------------------------------ public API
+    def analyze_frame(self, image: np.ndarray, order: Literal["rgb", "bgr"] = "rgb", input_name: str = "",
+                      frame: int = 0, timestamp: float = 0.0, cropped: bool | None = None) -> pd.DataFrame:
+        """Analyse one image array (RGB by default; ``order="bgr"`` for OpenCV frames)."""
+        rgb = to_rgb(image, order)
+        return to_frame(self.face_rows(self.faces(rgb, cropped), input_name, frame, timestamp), self.columns)
+
+    def analyze_image(self, path: str | Path, cropped: bool | None = None) -> list[dict]:
+        """Rows for one image file; unreadable files give a ``success=0`` row naming the problem."""
+        try:
+            rgb = read_image(path)
+        except ImageReadError as e:
+            return [empty_row(str(path), str(e))]
+        return self.face_rows(self.faces(rgb, cropped), str(path))
+
+    def iter_rows(self, paths: Iterable[str | Path], cropped: bool | None = None,
+                  progress: Callable[[Path], None] | None = None, **video_options) -> Iterable[tuple[Path, list[dict]]]:
+        """Yield ``(input, rows)`` per input (images and videos), for writing results as they come."""
+        for p in expand_inputs(paths):
+            if is_video(p):
+                from aulib.video import analyze_video_rows
+
+                rows = analyze_video_rows(self, p, **video_options)
+            else:
+                rows = self.analyze_image(p, cropped)
+            if progress:
+                progress(p)
+            yield p, rows
+
+    def analyze(self, paths: str | Path | Iterable[str | Path], cropped: bool | None = None,
+                **video_options) -> pd.DataFrame:
+        """Analyse image/video files and folders (recursively, sorted) into one DataFrame."""
+        if isinstance(paths, (str, Path)):
+            paths = [paths]
+        rows: list[dict] = []
+        for _, r in self.iter_rows(paths, cropped, **video_options):
+            rows.extend(r)
+        return to_frame(rows, self.columns)
+
+
+_DEFAULT: Analyzer | None = None
+
+
+def _default() -> Analyzer:
+    global _DEFAULT
+    if _DEFAULT is None:
+        _DEFAULT = Analyzer()
+    return _DEFAULT
+
+
+def _single(path: str | Path, cols: list[str]) -> pd.DataFrame:
+    df = _default().analyze(path)
+    return df[["input", "face", "success", *cols]]
+
+
+def get_img_aus_occurrences(path: str | Path) -> pd.DataFrame:
+    """Seed-compatible wrapper: AU occurrences (``AUxx_c``) per face of one image."""
+    a = _default()
+    return _single(path, [f"{au_name(x)}_c" for x in a.aus])
+
+
+def get_img_aus_intensities(path: str | Path) -> pd.DataFrame:
+    """Seed-compatible wrapper: AU intensities (``AUxx_r``, 0–5) per face of one image."""
+    a = _default()
+    return _single(path, [f"{au_name(x)}_r" for x in a.aus])
+
+
+def get_img_emotions_occurrences(path: str | Path) -> pd.DataFrame:
+    """Seed-compatible wrapper: % of each emotion's prototype AUs present (``rule_*``) per face."""
+    return _single(path, [f"rule_{e}" for e in RULE_EMOTIONS])

@@ -1,0 +1,41 @@
+"""AU occurrence and intensity predictors, loaded from the shipped, checksum-verified ``.npz`` files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from aulib.au.features import FEATURE_VERSION
+from aulib.au.linear import LinearBank
+from aulib.models import model_path
+
+
+class AUOccurrence:
+    """One linear SVM per AU. ``predict(X)`` → (N, K) 0/1; ``decision_function`` → margins."""
+
+    file = "au_svm.npz"
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.bank = LinearBank.load(model_path(self.file, path), "svm", FEATURE_VERSION)
+        self.aus = [int(a) for a in self.bank.aus_]
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        """(N, K) SVM margins minus the per-AU threshold chosen by subject-grouped CV (> 0 = present)."""
+        return self.bank.decision_function(X) - self.bank.threshold_
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return (self.decision_function(X) > 0).astype(np.int8)
+
+
+class AUIntensity:
+    """One linear SVR per AU on the 0–5 FACS intensity scale (0 absent, 1–5 = A–E), clipped to 0–5."""
+
+    file = "au_svr.npz"
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.bank = LinearBank.load(model_path(self.file, path), "svr", FEATURE_VERSION)
+        self.aus = [int(a) for a in self.bank.aus_]
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return np.clip(self.bank.decision_function(X), 0.0, 5.0)

@@ -1,0 +1,71 @@
+"""The ``aulib faces`` table and overlay: boxes and 68 landmarks per face, no AU models needed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from aulib.face import Face, FacePipeline
+from aulib.io import ImageReadError, read_image
+from aulib.results import FACE_COLUMNS, empty_row, to_frame
+
+
+def face_rows(faces: list[Face], input_name: str, frame: int = 0, timestamp: float = 0.0) -> list[dict]:
+    """Face-column rows (``success=0`` row when there is no face)."""
+    if not faces:
+        return [empty_row(input_name, "no face detected", frame, timestamp)]
+    rows = []
+    for n, f in enumerate(faces):
+        x, y, w, h = (float(v) for v in f.box)
+        row = {"input": input_name, "frame": frame, "timestamp": timestamp, "face": n,
+               "success": int(f.success), "error": f.error,
+               "face_x": x, "face_y": y, "face_width": w, "face_height": h, "face_score": f.score}
+        if f.landmarks is not None:
+            row.update({f"x_{i}": float(p[0]) for i, p in enumerate(f.landmarks)})
+            row.update({f"y_{i}": float(p[1]) for i, p in enumerate(f.landmarks)})
+        rows.append(row)
+    return rows
+
+
+def draw_faces(image: np.ndarray, faces: list[Face], labels: list[str] | None = None) -> np.ndarray:
+    """Copy of an RGB image with boxes, landmark points and their indices drawn on it."""
+    out = image.copy()
+    scale = max(1.0, max(image.shape[:2]) / 800)
+    for n, f in enumerate(faces):
+        x, y, w, h = (int(round(v)) for v in f.box)
+        color = (0, 200, 0) if f.success else (220, 0, 0)
+        cv2.rectangle(out, (x, y), (x + w, y + h), color, max(1, int(2 * scale)))
+        text = labels[n] if labels else f"face {n}"
+        cv2.putText(out, text, (x, max(12, y - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.5 * scale, color, max(1, int(scale)))
+        if f.landmarks is not None:
+            for i, (px, py) in enumerate(f.landmarks):
+                cv2.circle(out, (int(px), int(py)), max(1, int(2 * scale)), (255, 60, 60), -1)
+                if w >= 150:
+                    cv2.putText(out, str(i), (int(px) + 2, int(py) - 2), cv2.FONT_HERSHEY_PLAIN,
+                                0.6 * scale, (255, 255, 0), 1)
+    return out
+
+
+def faces_table(files: list[Path], cropped: bool = False, detector: str = "retinaface",
+                overlay: Path | None = None, on_done: Callable[[Path], None] | None = None) -> pd.DataFrame:
+    """One row per face of each file; unreadable files get a ``success=0`` row naming the problem."""
+    fp = FacePipeline(detector=detector, features=False)
+    rows: list[dict] = []
+    for p in files:
+        try:
+            img = read_image(p)
+        except ImageReadError as e:
+            rows.append(empty_row(str(p), str(e)))
+        else:
+            found = [fp.cropped(img)] if cropped else fp(img)
+            rows.extend(face_rows(found, str(p)))
+            if overlay is not None:
+                overlay.mkdir(parents=True, exist_ok=True)
+                cv2.imwrite(str(overlay / f"{p.stem}_faces.png"), draw_faces(img, found)[:, :, ::-1])
+        if on_done:
+            on_done(p)
+    return to_frame(rows, FACE_COLUMNS)
