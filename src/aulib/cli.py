@@ -105,6 +105,16 @@ def analyze(
         raise typer.Exit(2)
 
 
+@app.command()
+def demo() -> None:
+    """Analyse the face photo shipped inside the package and print the per-face report."""
+    from aulib.analyzer import Analyzer
+    from aulib.output import report
+
+    sample = Path(__file__).resolve().parent / "data" / "sample_face.jpg"
+    typer.echo(report(Analyzer().analyze(sample)))
+
+
 @train_app.command("svm")
 def train_svm_cmd(data: Path = DATA, out: Path = typer.Option(Path("src/aulib/models"), "--out"),
                   cache: Path = typer.Option(Path("cache"), "--cache")) -> None:

@@ -1,0 +1,135 @@
+"""The face pipeline on real photos: detection, landmarks, alignment, masking, HOG, cropped mode."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from aulib.face import FacePipeline, HogExtractor, LandmarkPredictor, RetinaFaceDetector
+from aulib.face.align import FaceMasker
+from aulib.io import read_image
+from aulib.models import ModelFileError
+
+from .conftest import sample
+
+
+def test_single_face_has_one_face_with_landmarks_inside_its_box(pipeline):
+    faces = pipeline(read_image(sample("single_face.jpg")))
+    assert len(faces) == 1 and faces[0].success
+    x, y, w, h = faces[0].box
+    pts = faces[0].landmarks
+    assert pts.shape == (68, 2)
+    # Every landmark within the detector box, allowing the chin to reach just below it.
+    assert (pts[:, 0] >= x - 0.1 * w).all() and (pts[:, 0] <= x + 1.1 * w).all()
+    assert (pts[:, 1] >= y - 0.1 * h).all() and (pts[:, 1] <= y + 1.1 * h).all()
+
+
+def test_multi_face_finds_all_five_faces_left_to_right(pipeline):
+    # multi_face.jpg: five young people, counted by eye (one with sunglasses).
+    faces = pipeline(read_image(sample("multi_face.jpg")))
+    assert len(faces) == 5
+    assert all(f.success for f in faces)
+    centres = [f.box[0] + f.box[2] / 2 for f in faces]
+    assert centres == sorted(centres)
+
+
+@pytest.mark.parametrize("name", ["BWPictureHuman.jpg", "Image_with_alpha.png"])
+def test_gray_and_rgba_photos_give_one_face(pipeline, name):
+    faces = pipeline(read_image(sample(name)))
+    assert len(faces) == 1 and faces[0].success
+
+
+def test_mountain_has_no_face(pipeline):
+    assert pipeline(read_image(sample("free-mountain-vector-01.jpg"))) == []
+
+
+def test_dlib_fallback_detector_finds_the_single_face():
+    p = FacePipeline(detector="dlib")
+    faces = p(read_image(sample("single_face.jpg")))
+    assert len(faces) == 1 and faces[0].success
+
+
+def test_alignment_puts_eye_centres_on_the_template(pipeline):
+    face = pipeline(read_image(sample("single_face.jpg")))[0]
+    t = pipeline.aligner.template
+    pts = face.aligned_landmarks
+    for eye in (slice(36, 42), slice(42, 48)):
+        assert np.linalg.norm(pts[eye].mean(0) - t[eye].mean(0)) < 2.0
+    assert face.aligned.shape == (112, 112, 3)
+
+
+def test_mask_zeroes_pixels_outside_the_hull(pipeline):
+    face = pipeline(read_image(sample("single_face.jpg")))[0]
+    assert face.masked[~face.mask].max() == 0
+    assert face.masked[face.mask].mean() > 20  # the face itself is kept
+    hull = cv2.convexHull(face.aligned_landmarks.astype(np.float32))
+    assert cv2.pointPolygonTest(hull, (1.0, 1.0), False) < 0 and not face.mask[1, 1]
+    cx, cy = face.aligned_landmarks[30]  # nose tip: inside
+    assert face.mask[int(cy), int(cx)]
+    # The forehead above the brows is part of the face region.
+    brow_y = int(face.aligned_landmarks[17:27, 1].min())
+    assert face.mask[brow_y - 3, int(face.aligned_landmarks[27, 0])]
+
+
+def test_hog_has_documented_dimension_and_is_deterministic(pipeline):
+    img = read_image(sample("single_face.jpg"))
+    a, b = pipeline(img)[0], pipeline(img)[0]
+    assert HogExtractor().dim == 6084 == a.hog.shape[0]
+    assert a.geometry.shape == (136,)
+    np.testing.assert_array_equal(a.hog, b.hog)
+
+
+def test_cropped_mode_fits_ckplus_crops(pipeline, ckplus):
+    paths = ckplus.image_paths()[::40]
+    ok = [pipeline.cropped(read_image(p)).success for p in paths]
+    assert np.mean(ok) >= 0.95
+    face = pipeline.cropped(read_image(paths[0]))
+    assert face.landmarks[:, 0].max() < 60 and face.landmarks[:, 0].min() > -12  # original 48 px frame
+
+
+def test_tiny_image_gives_no_face_not_a_crash(pipeline, tmp_path):
+    Image.fromarray(np.full((10, 10, 3), 128, np.uint8)).save(tmp_path / "t.png")
+    assert pipeline(read_image(tmp_path / "t.png")) == []
+
+
+def test_huge_image_is_downscaled_for_detection(pipeline, tmp_path):
+    face = read_image(sample("single_face.jpg"))
+    canvas = np.full((9000, 12000, 3), 90, np.uint8)
+    big = cv2.resize(face, (face.shape[1] * 4, face.shape[0] * 4))
+    canvas[3000:3000 + big.shape[0], 5000:5000 + big.shape[1]] = big
+    path = tmp_path / "huge.jpg"
+    Image.fromarray(canvas).save(path, quality=80)
+    del canvas, big
+    faces = pipeline(read_image(path))
+    assert len(faces) == 1 and faces[0].success
+    x, y, w, h = faces[0].box
+    assert 5000 < x < 7300 and 3000 < y < 5300  # in original-image pixels
+
+
+def test_face_too_small_for_landmarks_is_reported(pipeline):
+    img = read_image(sample("single_face.jpg"))
+    face = pipeline.from_box(img, (10, 10, 8, 8))
+    assert not face.success and "too small" in face.error
+
+
+def test_corrupted_landmark_model_gives_clear_error(tmp_path):
+    bad = tmp_path / "shape_predictor_68_face_landmarks.dat"
+    bad.write_bytes(b"\x00" * 1000)
+    with pytest.raises(ModelFileError, match=str(bad)):
+        LandmarkPredictor(str(bad))
+
+
+def test_masker_forehead_raise_grows_the_region(pipeline):
+    face = pipeline(read_image(sample("single_face.jpg")))[0]
+    small = FaceMasker(forehead=0.0).mask(face.aligned_landmarks, 112).sum()
+    big = FaceMasker(forehead=0.3).mask(face.aligned_landmarks, 112).sum()
+    assert big > small
+
+
+def test_retinaface_boxes_are_in_original_pixels_when_downscaled():
+    img = read_image(sample("single_face.jpg"))
+    full = RetinaFaceDetector()(img)[0]
+    small = RetinaFaceDetector(max_side=300)(img)[0]
+    assert abs(full.x - small.x) < 15 and abs(full.width - small.width) < 25
