@@ -25,6 +25,12 @@ def _progress(total: int) -> Progress:
                     console=err, disable=total <= 1 or not err.is_terminal and total <= 1, transient=False)
 
 
+def _nothing_readable(df) -> bool:
+    """True when every input failed to be read (not merely had no face): exit code 2 then."""
+    unread = (df["success"] == 0) & df.apply(lambda r: r["error"].startswith(r["input"]), axis=1)
+    return bool(len(df)) and bool(unread.all())
+
+
 def _fail(msg: str, code: int = 2) -> None:
     err.print(f"[red]error:[/red] {msg}")
     raise typer.Exit(code)
@@ -61,7 +67,7 @@ def faces(
     else:
         cols = ["input", "face", "success", "face_x", "face_y", "face_width", "face_height", "face_score", "error"]
         typer.echo(df[cols].to_string(index=False))
-    if not (df["error"].str.contains("no face|fit failed|too small") | (df["success"] == 1)).any():
+    if _nothing_readable(df):
         raise typer.Exit(2)
 
 
@@ -99,9 +105,7 @@ def analyze(
         err.print(f"wrote {len(df)} rows for {len(files)} inputs to {out}")
     else:
         typer.echo(report(df))
-    unreadable = df["error"].str.contains(": ", regex=False) & (df["success"] == 0) & (df["x_0"].isna())
-    if unreadable.groupby(df["input"]).all().all() and not (df["success"] == 1).any() \
-            and not df["error"].str.contains("no face").any():
+    if _nothing_readable(df):
         raise typer.Exit(2)
 
 

@@ -1,0 +1,87 @@
+"""The ``aulib`` command line on real files: tables, reports, overlays, exit codes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from typer.testing import CliRunner
+
+from aulib.cli import app
+
+from .conftest import sample
+
+runner = CliRunner()
+
+
+def test_faces_writes_contract_columns_and_overlay(tmp_path):
+    out = tmp_path / "faces.csv"
+    res = runner.invoke(app, ["faces", str(sample("multi_face.jpg")), str(sample("free-mountain-vector-01.jpg")),
+                              "-o", str(out), "--overlay", str(tmp_path / "ov")])
+    assert res.exit_code == 0, res.output
+    df = pd.read_csv(out)
+    for c in ["input", "face", "success", "error", "face_x", "face_score", "x_0", "y_67"]:
+        assert c in df.columns
+    assert (df.success == 1).sum() == 5
+    assert df[df.success == 0].error.iloc[0] == "no face detected"
+    overlay = np.asarray(Image.open(tmp_path / "ov" / "multi_face_faces.png"))
+    original = np.asarray(Image.open(sample("multi_face.jpg")).convert("RGB"))
+    assert overlay.shape == original.shape and (overlay != original).any()
+
+
+def test_faces_on_a_folder_with_mixed_files(tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.jpg").write_bytes(sample("single_face.jpg").read_bytes())
+    (tmp_path / "in" / "empty.png").write_bytes(b"")
+    (tmp_path / "in" / "notes.txt").write_text("not an image")
+    out = tmp_path / "f.json"
+    res = runner.invoke(app, ["faces", str(tmp_path / "in"), "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    df = pd.read_json(out, lines=True)
+    assert len(df) == 2  # the .txt inside a folder is not an input
+    assert df.success.tolist() == [1, 0] and "empty file" in df.error.iloc[1]
+
+
+def test_faces_cropped_mode_parquet(tmp_path, ckplus):
+    out = tmp_path / "c.parquet"
+    paths = [str(p) for p in ckplus.image_paths()[:3]]
+    res = runner.invoke(app, ["faces", *paths, "--cropped", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    df = pd.read_parquet(out)
+    assert df.success.all() and (df.face_width == 48).all()
+
+
+def test_analyze_prints_a_readable_report():
+    res = runner.invoke(app, ["analyze", str(sample("single_face.jpg")), "--emotion-model", "none"])
+    assert res.exit_code == 0, res.output
+    assert "AUs present:" in res.output and "AU12" in res.output
+    assert "happiness 100%" in res.output
+
+
+def test_analyze_table_and_bad_inputs_exit_0(tmp_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"nope")
+    out = tmp_path / "t.csv"
+    res = runner.invoke(app, ["analyze", str(sample("single_face.jpg")), str(bad), "-o", str(out),
+                              "--emotion-model", "none"])
+    assert res.exit_code == 0, res.output
+    df = pd.read_csv(out)
+    assert df.success.tolist() == [1, 0]
+    assert {"AU01_c", "AU27_r", "rule_happiness"} <= set(df.columns)
+
+
+def test_analyze_exits_2_when_nothing_is_readable(tmp_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"nope")
+    res = runner.invoke(app, ["analyze", str(bad), "--emotion-model", "none"])
+    assert res.exit_code == 2
+    res = runner.invoke(app, ["analyze", str(sample("single_face.jpg")), "-o", str(tmp_path / "x.xlsx")])
+    assert res.exit_code == 2 and "unknown output format" in res.output
+
+
+def test_console_script_is_installed():
+    res = subprocess.run([sys.executable, "-m", "aulib.cli", "--help"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and "analyze" in res.stdout
