@@ -119,6 +119,18 @@ def demo() -> None:
     typer.echo(report(Analyzer().analyze(sample)))
 
 
+evaluate_app = typer.Typer(no_args_is_help=True, help="Evaluation reports (printed and written to reports/).")
+app.add_typer(evaluate_app, name="evaluate")
+
+
+@evaluate_app.command("faces")
+def evaluate_faces_cmd(data: Path = DATA) -> None:
+    """Detector comparison on the samples, ms per stage, CK+ cropped-mode fit rate → reports/faces.md."""
+    from aulib.evaluate_faces import evaluate_faces
+
+    evaluate_faces(data, log=typer.echo)
+
+
 @train_app.command("svm")
 def train_svm_cmd(data: Path = DATA, out: Path = typer.Option(Path("src/aulib/models"), "--out"),
                   cache: Path = typer.Option(Path("cache"), "--cache")) -> None:
