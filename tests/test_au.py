@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 
 from aulib.au.emotion_rules import PROTOTYPES, EmotionRules
-from aulib.au.features import FEATURE_VERSION
 from aulib.au.linear import LinearBank
-from aulib.au.models import AUIntensity, AUOccurrence
+from aulib.au.models import AUIntensity, AUOccurrence, shipped_feature_version
 from aulib.models import MANIFEST, MODELS_DIR, ModelFileError, model_path, sha256_of
 
 from .conftest import DATA, sample
@@ -28,7 +27,7 @@ def test_manifest_checksums_match_the_shipped_files():
 def test_shipped_models_cover_the_documented_au_set():
     occ, inten = AUOccurrence(), AUIntensity()
     assert occ.aus == inten.aus == [1, 2, 4, 5, 6, 7, 9, 12, 14, 15, 17, 20, 23, 24, 25, 26, 27]
-    assert occ.bank.n_features == 6084 + 136
+    assert occ.bank.n_features == 6084 + 136 + 1280  # HOG + geometry + CNN embedding
 
 
 def test_smiling_face_has_au6_au12_and_happiness_highest(analyzer):
@@ -104,14 +103,15 @@ def test_corrupted_model_file_is_refused_with_its_name(tmp_path):
 
 
 def test_model_of_another_kind_or_feature_set_is_refused(tmp_path):
-    bank = LinearBank.load(MODELS_DIR / "au_svm.npz", "svm", FEATURE_VERSION)
+    version = shipped_feature_version()
+    bank = LinearBank.load(MODELS_DIR / "au_svm.npz", "svm", version)
     with pytest.raises(ModelFileError, match="is a svm model, expected svr"):
-        LinearBank.load(MODELS_DIR / "au_svm.npz", "svr", FEATURE_VERSION)
+        LinearBank.load(MODELS_DIR / "au_svm.npz", "svr", version)
     other = tmp_path / "other.npz"
     LinearBank(bank.aus_, bank.mean_, bank.scale_, bank.coef_, bank.intercept_, bank.threshold_, "svm",
                "hog-something-else").save(other)
     with pytest.raises(ModelFileError, match="trained on features"):
-        LinearBank.load(other, "svm", FEATURE_VERSION)
+        LinearBank.load(other, "svm", version)
 
 
 def test_emotion_rules_percentages():
@@ -137,6 +137,5 @@ def test_training_smoke_runs_the_real_training_code(tmp_path):
     rep2 = train_svr(DATA, tmp_path, aus=[12, 25], Cs=(1.0,), folds=2, cache_dir=None, subjects=subjects,
                      log=lambda *_: None)
     assert len(rep2["per_au"]) == 2
-    occ = AUOccurrence.__new__(AUOccurrence)
-    occ.bank = LinearBank.load(tmp_path / "au_svm.npz", "svm", FEATURE_VERSION)
-    assert occ.bank.aus_.tolist() == [12, 25]
+    bank = LinearBank.load(tmp_path / "au_svm.npz", "svm", rep["feature_version"])
+    assert bank.aus_.tolist() == [12, 25] and bank.n_features == 7500

@@ -15,11 +15,15 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from aulib.au.embedding import EmotionEmbeddingCNN, embedding_cnn_for
 from aulib.au.emotion_rules import EmotionRules
-from aulib.au.features import face_features
+from aulib.au.features import feature_version, features_matrix
+from aulib.au.linear import LinearBank
 from aulib.au.models import AUIntensity, AUOccurrence
+from aulib.cnn.inference import EmotionCNN
 from aulib.face import Face, FacePipeline
 from aulib.io import ImageReadError, expand_inputs, is_video, read_image, to_rgb
+from aulib.models import model_path
 from aulib.results import EMOTIONS, RULE_EMOTIONS, au_name, columns, empty_row, finite, to_frame
 
 EmotionModel = Literal["cnn", "multitask", "none"]
@@ -32,15 +36,19 @@ class Analyzer:
     ----------
     detector: ``"retinaface"`` (default) or ``"dlib"``.
     emotion_model: ``"cnn"`` (8-class FER+ EfficientNet, fills ``emotion`` and ``p_*``),
-        ``"multitask"`` (same columns from the 15-head network, plus ``mt_AUxx_c``) or ``"none"``.
+        ``"multitask"`` (same columns from the 15-head network, plus ``mt_AUxx_c``) or ``"none"``
+        (no emotion columns; the emotion CNN still runs, its embedding is part of the AU features).
     cropped: treat every image as one already-cropped face (dataset crops such as CK+/FER 48×48).
     """
 
     def __init__(self, detector: str = "retinaface", emotion_model: EmotionModel = "cnn",
                  cropped: bool = False) -> None:
         self.pipeline = FacePipeline(detector=detector)
-        self.occurrence = AUOccurrence()
-        self.intensity = AUIntensity()
+        au_version = LinearBank.peek_version(model_path(AUOccurrence.file))
+        self.embedder = EmotionEmbeddingCNN(name=embedding_cnn_for(au_version))
+        version = feature_version(self.embedder.sha256)
+        self.occurrence = AUOccurrence(features=version)
+        self.intensity = AUIntensity(features=version)
         if self.occurrence.aus != self.intensity.aus:
             raise ValueError("occurrence and intensity models cover different AU sets")
         self.aus = self.occurrence.aus
@@ -48,19 +56,17 @@ class Analyzer:
         self.emotion_model = emotion_model
         self.cnn = None
         self.mt_aus: list[int] = []
-        if emotion_model == "cnn":
-            from aulib.cnn.inference import EmotionCNN
-
-            self.cnn = EmotionCNN()
+        if emotion_model not in ("cnn", "multitask", "none"):
+            raise ValueError(f"emotion_model must be 'cnn', 'multitask' or 'none', not {emotion_model!r}")
+        if emotion_model == "cnn" and self.embedder.name != EmotionCNN.name:
+            self.cnn = EmotionCNN()  # AU models pinned to an older CNN: emotion from the current one
         elif emotion_model == "multitask":
             from aulib.cnn.inference import MultitaskCNN
 
             self.cnn = MultitaskCNN()
             self.mt_aus = list(self.cnn.aus)
-        elif emotion_model != "none":
-            raise ValueError(f"emotion_model must be 'cnn', 'multitask' or 'none', not {emotion_model!r}")
         self.cropped = cropped
-        self.columns = columns(self.aus, self.mt_aus, emotion=self.cnn is not None)
+        self.columns = columns(self.aus, self.mt_aus, emotion=emotion_model != "none")
 
     # ------------------------------------------------------------------ faces → predictions
     def faces(self, image: np.ndarray, cropped: bool | None = None) -> list[Face]:
@@ -68,22 +74,35 @@ class Analyzer:
         cropped = self.cropped if cropped is None else cropped
         return [self.pipeline.cropped(image)] if cropped else self.pipeline(image)
 
+    def features(self, faces: list[Face]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """AU feature matrix (N, D), emotion probabilities (N, 8) and multitask AU probabilities
+        (or None) for faces that went through the pipeline successfully — one batched CNN run."""
+        X, emo = features_matrix(faces, self.embedder)
+        mt = None
+        if self.cnn is not None:
+            res = self.cnn.predict(np.stack([f.aligned for f in faces]))
+            emo, mt = res if isinstance(res, tuple) else (res, None)
+        return X, emo, mt
+
     def predict(self, faces: list[Face]) -> list[dict]:
         """Prediction columns for each face (empty dict for faces that failed), batched."""
         ok = [i for i, f in enumerate(faces) if f.success]
         out: list[dict] = [{} for _ in faces]
         if not ok:
             return out
-        X = np.stack([face_features(faces[i]) for i in ok])
+        X, emo, mt = self.features([faces[i] for i in ok])
+        for j, row in zip(ok, self.predict_from_features(X, emo, mt)):
+            out[j] = row
+        return out
+
+    def predict_from_features(self, X: np.ndarray, emo: np.ndarray, mt: np.ndarray | None = None) -> list[dict]:
+        """Prediction columns from precomputed features (e.g. after per-person calibration)."""
         occ = self.occurrence.predict(X)
         inten = finite(self.intensity.predict(X))
         rules = self.rules(occ)
-        emo = mt = None
-        if self.cnn is not None:
-            crops = np.stack([faces[i].aligned for i in ok])
-            res = self.cnn.predict(crops)
-            emo, mt = (res if isinstance(res, tuple) else (res, None))
-        for j, i in enumerate(ok):
+        emo = emo if self.emotion_model != "none" else None
+        out: list[dict] = []
+        for j in range(len(X)):
             row: dict = {}
             for k, a in enumerate(self.aus):
                 row[f"{au_name(a)}_c"] = int(occ[j, k])
@@ -97,8 +116,8 @@ class Analyzer:
                     row[f"p_{e}"] = float(emo[j, k])
             if mt is not None:
                 for k, a in enumerate(self.mt_aus):
-                    row[f"mt_{au_name(a)}_c"] = int(mt[j, k] > 0.5)
-            out[i] = row
+                    row[f"mt_{au_name(a)}_c"] = int(mt[j, k] >= self.cnn.thresholds[k])
+            out.append(row)
         return out
 
     def face_rows(self, faces: list[Face], input_name: str, frame: int = 0, timestamp: float = 0.0,

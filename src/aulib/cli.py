@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -39,8 +38,8 @@ def _fail(msg: str, code: int = 2) -> None:
 @app.command()
 def faces(
     paths: list[Path] = typer.Argument(..., help="Images or folders (recursive)."),
-    out: Optional[Path] = typer.Option(None, "-o", "--out", help="Write the table (.csv, .parquet, .json)."),
-    overlay: Optional[Path] = typer.Option(None, "--overlay", help="Folder for annotated copies of each image."),
+    out: Path | None = typer.Option(None, "-o", "--out", help="Write the table (.csv, .parquet, .json)."),
+    overlay: Path | None = typer.Option(None, "--overlay", help="Folder for annotated copies of each image."),
     cropped: bool = typer.Option(False, "--cropped", help="Each image is one already-cropped face."),
     detector: str = typer.Option("retinaface", "--detector", help="retinaface or dlib."),
 ) -> None:
@@ -74,7 +73,7 @@ def faces(
 @app.command()
 def analyze(
     paths: list[Path] = typer.Argument(..., help="Images, folders (recursive, sorted) or videos, mixed."),
-    out: Optional[Path] = typer.Option(None, "-o", "--out", help="Write the full table (.csv, .parquet, .json)."),
+    out: Path | None = typer.Option(None, "-o", "--out", help="Write the full table (.csv, .parquet, .json)."),
     cropped: bool = typer.Option(False, "--cropped", help="Each image is one already-cropped face (48×48 crops)."),
     emotion_model: str = typer.Option("cnn", "--emotion-model", help="cnn, multitask or none."),
     detector: str = typer.Option("retinaface", "--detector", help="retinaface or dlib."),

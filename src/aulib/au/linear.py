@@ -54,6 +54,15 @@ class LinearBank:
             feature_version=np.array(self.feature_version_),
         )
 
+    @staticmethod
+    def peek_version(path: str | Path) -> str:
+        """The feature version a saved bank was trained on (to pick the matching CNN)."""
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return str(z["feature_version"])
+        except (OSError, ValueError, KeyError) as e:
+            raise ModelFileError(f"{path}: not a valid aulib .npz model ({e})") from None
+
     @classmethod
     def load(cls, path: str | Path, kind: str, feature_version: str) -> LinearBank:
         """Load arrays (``allow_pickle=False``) and refuse a file of another kind or feature set."""

@@ -6,9 +6,16 @@ from pathlib import Path
 
 import numpy as np
 
-from aulib.au.features import FEATURE_VERSION
+from aulib.au.embedding import embedding_cnn_for
+from aulib.au.features import feature_version
 from aulib.au.linear import LinearBank
-from aulib.models import model_path
+from aulib.models import model_entry, model_path
+
+
+def shipped_feature_version() -> str:
+    """Feature layout the shipped AU models expect (names the CNN whose embedding they use)."""
+    version = LinearBank.peek_version(model_path(AUOccurrence.file))
+    return feature_version(model_entry(embedding_cnn_for(version))["sha256"])
 
 
 class AUOccurrence:
@@ -16,8 +23,8 @@ class AUOccurrence:
 
     file = "au_svm.npz"
 
-    def __init__(self, path: str | Path | None = None) -> None:
-        self.bank = LinearBank.load(model_path(self.file, path), "svm", FEATURE_VERSION)
+    def __init__(self, path: str | Path | None = None, features: str | None = None) -> None:
+        self.bank = LinearBank.load(model_path(self.file, path), "svm", features or shipped_feature_version())
         self.aus = [int(a) for a in self.bank.aus_]
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
@@ -33,8 +40,8 @@ class AUIntensity:
 
     file = "au_svr.npz"
 
-    def __init__(self, path: str | Path | None = None) -> None:
-        self.bank = LinearBank.load(model_path(self.file, path), "svr", FEATURE_VERSION)
+    def __init__(self, path: str | Path | None = None, features: str | None = None) -> None:
+        self.bank = LinearBank.load(model_path(self.file, path), "svr", features or shipped_feature_version())
         self.aus = [int(a) for a in self.bank.aus_]
 
     def predict(self, X: np.ndarray) -> np.ndarray:

@@ -187,7 +187,7 @@ class ExportWrapper(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         logits = self.net(normalise(image))
-        emo = torch.softmax(logits[:, : self.n_emotions], dim=1)
         if self.n_aus == 0:
-            return emo
-        return emo, torch.sigmoid(logits[:, self.n_emotions : self.n_emotions + self.n_aus])
+            return torch.softmax(logits, dim=1)
+        emo, au = torch.split(logits, [self.n_emotions, self.n_aus], dim=1)  # ONNX Split, not Slice
+        return torch.softmax(emo, dim=1), torch.sigmoid(au)

@@ -10,8 +10,10 @@ Why this design:
 * **Linear SVM solved in the dual.** With ~2,000 samples and 6,220 features a precomputed linear
   kernel makes libsvm fit in ~0.1 s; the primal weights ``w = Σ αᵢ yᵢ xᵢ`` are recovered and
   stored as plain arrays (:class:`aulib.au.linear.LinearBank`), so inference is one matrix product.
-* **Block weighting.** Kernel = HOG kernel + ``geo_weight`` × geometry kernel (each normalised by
-  its dimension), so the 136 landmark coordinates are not drowned by 6,084 HOG values.
+* **Three feature blocks, weighted.** Kernel = HOG kernel + ``geo_weight`` × geometry kernel +
+  ``emb_weight`` × CNN-embedding kernel (each normalised by its dimension), so the 136 landmark
+  coordinates are not drowned by 6,084 HOG values. Measured in the same nested CV: HOG+geometry
+  alone ≈ 0.72 mean F1, with the FER+ CNN embedding ≈ 0.76 (see :mod:`aulib.au.embedding`).
 * **Mirrored training copies** (the template is symmetric) double the data for left/right AUs.
 """
 
@@ -27,12 +29,12 @@ from sklearn.metrics import f1_score, mean_absolute_error, precision_score, reca
 from sklearn.model_selection import GroupKFold
 from sklearn.svm import SVC, SVR
 
-from aulib.au.features import FEATURE_VERSION
+from aulib.au.embedding import EmotionEmbeddingCNN
+from aulib.au.features import EMB_DIM, GEO_DIM, HOG_DIM, feature_version
 from aulib.au.linear import LinearBank
 from aulib.datasets.ckplus import DEFAULT_AUS, CKPlus, au_counts
 from aulib.train.features import crop_features
 
-HOG_DIM = 6084
 THRESHOLDS = np.linspace(-1.0, 1.0, 41)
 
 
@@ -45,25 +47,28 @@ class Prepared:
     scale: np.ndarray
     n: int
     ck: CKPlus
+    version: str
 
 
-def prepare(data_dir: str | Path, cache_dir: str | Path | None, geo_weight: float,
-            subjects: list[str] | None = None) -> Prepared:
+def prepare(data_dir: str | Path, cache_dir: str | Path | None, geo_weight: float, emb_weight: float,
+            subjects: list[str] | None = None, cnn: str = "emotion_cnn.onnx") -> Prepared:
     """Load CK+, compute (cached) features, and scale them so a dot product is the block kernel."""
     ck = CKPlus.load(data_dir)
     if subjects:
         ck.table = ck.table[ck.table.subject.isin(subjects)].reset_index(drop=True)
-    X, Xm, ok = crop_features(ck.image_paths(), cache_dir)
+    embedder = EmotionEmbeddingCNN(name=cnn)
+    X, Xm, ok = crop_features(ck.image_paths(), cache_dir, embedder)
     if not ok.all():
         ck.table = ck.table[ok].reset_index(drop=True)
         X, Xm = X[ok], Xm[ok]
     mean = X.mean(0)
     sd = X.std(0) + 1e-3
-    d_geo = X.shape[1] - HOG_DIM
-    block = np.r_[np.full(HOG_DIM, np.sqrt(HOG_DIM)), np.full(d_geo, np.sqrt(d_geo / geo_weight))]
+    assert X.shape[1] == HOG_DIM + GEO_DIM + EMB_DIM
+    block = np.r_[np.full(HOG_DIM, np.sqrt(HOG_DIM)), np.full(GEO_DIM, np.sqrt(GEO_DIM / geo_weight)),
+                  np.full(EMB_DIM, np.sqrt(EMB_DIM / emb_weight))]
     scale = (sd * block).astype(np.float32)
     Z = np.vstack([(X - mean) / scale, (Xm - mean) / scale]).astype(np.float32)
-    return Prepared(Z, mean.astype(np.float32), scale, len(X), ck)
+    return Prepared(Z, mean.astype(np.float32), scale, len(X), ck, feature_version(embedder.sha256))
 
 
 def _fit_svm(K: np.ndarray, y: np.ndarray, idx: np.ndarray, C: float, n: int) -> SVC:
@@ -110,12 +115,13 @@ def _primal(model: SVC, Z: np.ndarray, train_idx: np.ndarray, n: int) -> tuple[n
 
 
 def train_svm(data_dir: str | Path, out: str | Path, aus: list[int] | None = None, Cs=(0.3, 1.0, 3.0),
-              geo_weight: float = 0.5, folds: int = 5, cache_dir: str | Path | None = "cache",
-              subjects: list[str] | None = None, log=print) -> dict:
+              geo_weight: float = 0.5, emb_weight: float = 0.5, folds: int = 5,
+              cache_dir: str | Path | None = "cache", subjects: list[str] | None = None,
+              cnn: str = "emotion_cnn.onnx", log=print) -> dict:
     """Train one class-balanced linear SVM per AU; write ``au_svm.npz`` and return the report."""
     t0 = time.time()
     aus = aus or DEFAULT_AUS
-    p = prepare(data_dir, cache_dir, geo_weight, subjects)
+    p = prepare(data_dir, cache_dir, geo_weight, emb_weight, subjects, cnn)
     K = p.Z @ p.Z.T
     Y = p.ck.occurrence(aus)
     groups = p.ck.groups()
@@ -149,7 +155,7 @@ def train_svm(data_dir: str | Path, out: str | Path, aus: list[int] | None = Non
         log(f"AU{au:02d} F1 {row['f1']:.3f} P {row['precision']:.3f} R {row['recall']:.3f} "
             f"AUC {row['roc_auc']:.3f} (C={C}, thr={t:+.2f}, pos={row['positives']})")
     bank = LinearBank(np.array(aus), p.mean, p.scale, np.stack(coefs), np.array(intercepts),
-                      np.array(thresholds), "svm", FEATURE_VERSION)
+                      np.array(thresholds), "svm", p.version)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     bank.save(out / "au_svm.npz")
@@ -157,7 +163,7 @@ def train_svm(data_dir: str | Path, out: str | Path, aus: list[int] | None = Non
         "model": "au_svm.npz", "per_au": per_au, "mean_f1": float(np.mean([r["f1"] for r in per_au])),
         "mean_roc_auc": float(np.nanmean([r["roc_auc"] for r in per_au])),
         "subjects": sorted(np.unique(groups).tolist()), "n_images": int(n), "folds": folds,
-        "geo_weight": geo_weight, "Cs": list(Cs), "feature_version": FEATURE_VERSION,
+        "geo_weight": geo_weight, "emb_weight": emb_weight, "Cs": list(Cs), "feature_version": p.version,
         "au_counts": au_counts(p.ck).to_dict(orient="records"), "seconds": round(time.time() - t0, 1),
     }
     log(f"mean out-of-fold F1 over {len(aus)} AUs: {report['mean_f1']:.3f}")
@@ -179,8 +185,9 @@ def icc_3_1(y: np.ndarray, yhat: np.ndarray) -> float:
 
 
 def train_svr(data_dir: str | Path, out: str | Path, aus: list[int] | None = None, Cs=(0.1, 0.3, 1.0),
-              geo_weight: float = 0.5, folds: int = 5, cache_dir: str | Path | None = "cache",
-              subjects: list[str] | None = None, log=print) -> dict:
+              geo_weight: float = 0.5, emb_weight: float = 0.5, folds: int = 5,
+              cache_dir: str | Path | None = "cache", subjects: list[str] | None = None,
+              cnn: str = "emotion_cnn.onnx", log=print) -> dict:
     """Train one linear ε-SVR per AU on the 0–5 scale; write ``au_svr.npz`` and return the report.
 
     Targets: absent = 0, coded A–E = 1–5; "present, intensity not coded" is excluded. C is chosen
@@ -188,7 +195,7 @@ def train_svr(data_dir: str | Path, out: str | Path, aus: list[int] | None = Non
     """
     t0 = time.time()
     aus = aus or DEFAULT_AUS
-    p = prepare(data_dir, cache_dir, geo_weight, subjects)
+    p = prepare(data_dir, cache_dir, geo_weight, emb_weight, subjects, cnn)
     K = p.Z @ p.Z.T
     Yi = p.ck.intensity(aus)
     groups = p.ck.groups()
@@ -242,7 +249,7 @@ def train_svr(data_dir: str | Path, out: str | Path, aus: list[int] | None = Non
         log(f"AU{au:02d} r {row['pearson_r']:.3f} MAE {row['mae']:.3f} ICC {row['icc_3_1']:.3f} "
             f"(C={C}, coded={row['coded_positives']})")
     bank = LinearBank(np.array(aus), p.mean, p.scale, np.stack(coefs), np.array(intercepts),
-                      np.zeros(len(aus)), "svr", FEATURE_VERSION)
+                      np.zeros(len(aus)), "svr", p.version)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     bank.save(out / "au_svr.npz")
@@ -252,7 +259,7 @@ def train_svr(data_dir: str | Path, out: str | Path, aus: list[int] | None = Non
         "mean_mae": float(np.mean([r["mae"] for r in per_au])),
         "mean_icc_3_1": float(np.nanmean([r["icc_3_1"] for r in per_au])),
         "subjects": sorted(np.unique(groups).tolist()), "n_images": int(n), "folds": folds,
-        "geo_weight": geo_weight, "Cs": list(Cs), "feature_version": FEATURE_VERSION,
+        "geo_weight": geo_weight, "emb_weight": emb_weight, "Cs": list(Cs), "feature_version": p.version,
         "seconds": round(time.time() - t0, 1),
     }
     log(f"mean out-of-fold r {report['mean_pearson_r']:.3f}, MAE {report['mean_mae']:.3f}, "

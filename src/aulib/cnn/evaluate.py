@@ -1,0 +1,306 @@
+"""Evaluate the shipped CNNs (onnxruntime, no torch) and write ``reports/cnn.{md,json}`` + confusion PNG.
+
+Figures:
+- FER2013Valid majority-vote accuracy. Vote ties: ``tie_aware`` (headline) counts a prediction
+  correct if it is among the tied top classes; ``first_max`` breaks ties by FER+ order.
+  Per-class recall and the confusion matrix use the same tie rule: an image's true class is the
+  prediction when that is among the tied maxima, else the first maximum.
+- Multitask model: the same FER+ accuracy, and per-AU F1 on the held-out CK+ subjects (seeded
+  20 % subject split, :func:`aulib.cnn.data.subject_split`), at threshold 0.5 and at per-AU
+  thresholds tuned on the CK+ training subjects.
+- CK+ held-out-subject emotion accuracy for both models (the emotion model never saw CK+).
+- Speed: ms per face, onnxruntime, one thread, batch 1 and batch 16.
+
+Crops come from the same cache as training (aligned by :class:`aulib.face.FacePipeline`).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aulib.cnn.data import (
+    CKPLUS_AUS,
+    EMOTIONS,
+    FerPlus,
+    build_crop_cache,
+    cache_file,
+    read_ckplus,
+    read_ferplus,
+    subject_split,
+)
+from aulib.cnn.inference import EmotionCNN, MultitaskCNN
+from aulib.cnn.metrics import best_thresholds, binary_f1, confusion, majority_accuracy, per_class_recall
+from aulib.models import MODELS_DIR
+
+REPORTS = Path(__file__).resolve().parents[3] / "reports"
+
+
+def _fer_valid(data_dir: Path, cache_dir: Path) -> tuple[FerPlus, np.ndarray, dict[str, Any]]:
+    fer = read_ferplus(data_dir, "valid")
+    crops, meta = build_crop_cache(fer.paths, cache_file(cache_dir, "ferplus_valid", None, True))
+    return fer, np.asarray(crops), meta
+
+
+def _effective_true(probs: np.ndarray, votes: np.ndarray) -> np.ndarray:
+    """True class per image under the tie rule (the prediction if it is a tied maximum)."""
+    pred = probs.argmax(1)
+    top = votes == votes.max(1, keepdims=True)
+    return np.where(top[np.arange(len(pred)), pred], pred, votes.argmax(1))
+
+
+def emotion_figures(probs: np.ndarray, votes: np.ndarray) -> dict[str, Any]:
+    """Accuracy (both tie rules), per-class recall and confusion matrix for FER+ predictions."""
+    true = _effective_true(probs, votes)
+    cm = confusion(true, probs.argmax(1), len(EMOTIONS))
+    recall = per_class_recall(cm)
+    acc = majority_accuracy(probs, votes)
+    return {
+        "accuracy_tie_aware": acc["tie_aware"], "accuracy_first_max": acc["first_max"],
+        "per_class_recall": {e: round(float(r), 4) for e, r in zip(EMOTIONS, recall, strict=True)},
+        "mean_class_recall": float(np.nanmean(recall)),
+        "support": {e: int(n) for e, n in zip(EMOTIONS, cm.sum(1), strict=True)},
+        "confusion": cm.tolist(), "n": int(len(probs)),
+    }
+
+
+def plot_confusion(cms: dict[str, np.ndarray], path: Path) -> Path:
+    """Row-normalised confusion matrices side by side (matplotlib Agg)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(cms), figsize=(6.2 * len(cms), 5.6), squeeze=False)
+    for ax, (title, cm) in zip(axes[0], cms.items(), strict=True):
+        cm = np.asarray(cm, float)
+        norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+        ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+        for i in range(len(cm)):
+            for j in range(len(cm)):
+                ax.text(j, i, f"{norm[i, j]:.2f}\n{int(cm[i, j])}", ha="center", va="center", fontsize=6.5,
+                        color="white" if norm[i, j] > 0.5 else "black")
+        ax.set_xticks(range(len(EMOTIONS)), EMOTIONS, rotation=45, ha="right")
+        ax.set_yticks(range(len(EMOTIONS)), EMOTIONS)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("FER+ majority label")
+        ax.set_title(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def benchmark(model: EmotionCNN | MultitaskCNN, crops: np.ndarray, repeats: int = 200) -> dict[str, float]:
+    """Median ms per face for batch 1 and batch 16 (one onnxruntime thread, warm session)."""
+    out = {}
+    for bs in (1, 16):
+        batch = np.ascontiguousarray(crops[:bs])
+        for _ in range(5):
+            model.predict(batch)
+        times = []
+        for _ in range(max(10, repeats // bs)):
+            t = time.perf_counter()
+            model.predict(batch)
+            times.append((time.perf_counter() - t) * 1000 / bs)
+        out[f"ms_per_face_batch{bs}"] = round(float(np.median(times)), 3)
+    return out
+
+
+def _per_au(values: np.ndarray, digits: int = 4) -> dict[str, float]:
+    return {f"AU{a:02d}": round(float(v), digits) for a, v in zip(CKPLUS_AUS, values, strict=True)}
+
+
+def record_in_manifest(name: str, figures: dict[str, Any]) -> None:
+    """Merge ``figures`` into the ``evaluation`` field of shipped model ``name``'s manifest entry."""
+    from aulib.models import model_entry, register
+
+    entry = {k: v for k, v in model_entry(name).items() if k not in ("sha256", "bytes")}
+    entry["evaluation"] = {**entry.get("evaluation", {}), **figures}
+    register(MODELS_DIR / name, entry)
+
+
+def evaluate_emotion(
+    data_dir: str | Path, model_path: str | Path | None = None, *, multitask_path: str | Path | None = None,
+    multitask: bool = True, cache_dir: str | Path = "cache/cnn", report_dir: str | Path = REPORTS,
+    bench: bool = True, update_manifest: bool = False,
+) -> dict[str, Any]:
+    """Evaluate the emotion CNN (and the multitask CNN if shipped); write cnn.md/.json/_confusion.png.
+
+    ``model_path``/``multitask_path`` evaluate a user file instead of the shipped one (it must still
+    match the manifest checksum). Returns the dict written to ``cnn.json``.
+    """
+    data_dir, cache_dir, report_dir = Path(data_dir), Path(cache_dir), Path(report_dir)
+    fer, xfer, fer_meta = _fer_valid(data_dir, cache_dir)
+    ck = read_ckplus(data_dir)
+    xck, ck_meta = build_crop_cache(ck.paths, cache_file(cache_dir, "ckplus", None, True))
+    xck = np.asarray(xck)
+    tr, va = subject_split(ck.subjects, 0.2, seed=0)
+    train_meta_path = cache_file(cache_dir, "ferplus_train", None, True).with_suffix(".json")
+    fallbacks = {"ferplus_valid": len(fer_meta["fallback"]), "ckplus": len(ck_meta["fallback"])}
+    if train_meta_path.is_file():
+        fallbacks["ferplus_train"] = len(json.loads(train_meta_path.read_text())["fallback"])
+
+    result: dict[str, Any] = {
+        "data": {"ferplus_valid_images": len(fer.paths), "ckplus_images": len(ck),
+                 "ckplus_heldout_subjects": sorted(set(ck.subjects[va].tolist())),
+                 "ckplus_heldout_images": int(len(va)), "crop_fallbacks": fallbacks,
+                 "crop_fallback_note": "images whose landmark fit failed were plain-resized to 112 px"},
+        "platform": {"machine": platform.machine(), "processor": platform.processor() or platform.machine()},
+    }
+    cms = {}
+    emo = EmotionCNN(model_path)
+    p = emo.predict(xfer)
+    ck_pred = emo.predict(xck[va]).argmax(1)
+    result["emotion_cnn"] = {"file": emo.path.name, "sha256": emo.info["sha256"],
+                             "ferplus_valid": emotion_figures(p, fer.votes),
+                             "ckplus_heldout_emotion_acc": float((ck_pred == ck.emotion[va]).mean()),
+                             "training": {k: emo.info.get(k) for k in ("command", "dataset")}}
+    cms["emotion_cnn (FER2013Valid)"] = np.array(result["emotion_cnn"]["ferplus_valid"]["confusion"])
+    if bench:
+        result["emotion_cnn"]["speed"] = benchmark(emo, xfer)
+
+    if multitask and (multitask_path is not None or (MODELS_DIR / MultitaskCNN.name).is_file()):
+        mt = MultitaskCNN(multitask_path)
+        pe, pa = mt.predict(xfer)
+        ck_emo, ck_au = mt.predict(xck)
+        labels = ck.aus
+        thr = best_thresholds(labels[tr], ck_au[tr])
+        f1_05 = binary_f1(labels[va], ck_au[va], 0.5)
+        f1_t = binary_f1(labels[va], ck_au[va], thr)
+        result["multitask_cnn"] = {
+            "file": mt.path.name, "sha256": mt.info["sha256"], "aus": mt.aus,
+            "ferplus_valid": emotion_figures(pe, fer.votes),
+            "ckplus_heldout_emotion_acc": float((ck_emo[va].argmax(1) == ck.emotion[va]).mean()),
+            "ckplus_heldout_au_f1_at_0.5": _per_au(f1_05),
+            "ckplus_heldout_au_mean_f1_at_0.5": float(f1_05.mean()),
+            "ckplus_heldout_au_f1_tuned": _per_au(f1_t),
+            "ckplus_heldout_au_mean_f1_tuned": float(f1_t.mean()),
+            "thresholds_tuned_on_ckplus_train_subjects": _per_au(thr, 2),
+            "ckplus_heldout_au_positives": {f"AU{a:02d}": int((labels[va][:, i] == 1).sum())
+                                            for i, a in enumerate(CKPLUS_AUS)},
+            "training": {k: mt.info.get(k) for k in ("command", "dataset")},
+        }
+        cms["multitask_cnn (FER2013Valid)"] = np.array(result["multitask_cnn"]["ferplus_valid"]["confusion"])
+        if bench:
+            result["multitask_cnn"]["speed"] = benchmark(mt, xfer)
+
+    if update_manifest:
+        for key, path in (("emotion_cnn", model_path), ("multitask_cnn", multitask_path)):
+            if key in result and path is None:  # only the shipped files, never a user's copy
+                r, fv = result[key], result[key]["ferplus_valid"]
+                figures = {"ferplus_valid_majority_acc_tie_aware": fv["accuracy_tie_aware"],
+                           "ferplus_valid_majority_acc_first_max": fv["accuracy_first_max"],
+                           "ferplus_valid_per_class_recall": fv["per_class_recall"],
+                           "ckplus_heldout_emotion_acc": r["ckplus_heldout_emotion_acc"],
+                           **r.get("speed", {})}
+                if key == "multitask_cnn":
+                    figures.update({k: r[k] for k in r if k.startswith("ckplus_heldout_au_")})
+                record_in_manifest(r["file"], figures)
+
+    report_dir.mkdir(parents=True, exist_ok=True)
+    plot_confusion(cms, report_dir / "cnn_confusion.png")
+    (report_dir / "cnn.json").write_text(json.dumps(result, indent=1) + "\n")
+    (report_dir / "cnn.md").write_text(render_markdown(result))
+    return result
+
+
+def render_markdown(r: dict[str, Any]) -> str:
+    """``reports/cnn.md`` from the evaluation dict (generated, never hand-edited)."""
+    lines = [
+        "# CNN models: evaluation",
+        "",
+        "Generated by `python -m aulib.cnn.evaluate` (`aulib.cnn.evaluate.evaluate_emotion`); do not edit.",
+        "",
+        "Crops: the aligned 112×112 face from `aulib.face.FacePipeline.cropped`, converted to gray. "
+        f"Landmark-fit failures fell back to a plain resize: {r['data']['crop_fallbacks']}.",
+        "",
+        "FER+ accuracy is majority-vote accuracy on FER2013Valid "
+        f"({r['data']['ferplus_valid_images']} images after dropping unknown/not-a-face majorities). "
+        "**Tie rule:** *tie-aware* counts a prediction correct when it is among the classes sharing the "
+        "top vote count (headline figure); *first-max* breaks ties by FER+ class order. Per-class recall "
+        "and the confusion matrix use the tie-aware rule.",
+        "",
+        "CK+ figures are on held-out subjects only (seeded 20 % subject split, "
+        f"{len(r['data']['ckplus_heldout_subjects'])} subjects, {r['data']['ckplus_heldout_images']} images, "
+        "duplicates removed).",
+        "",
+        "| model | FER+ valid acc (tie-aware) | FER+ valid acc (first-max) | mean class recall | "
+        "CK+ held-out emotion acc | ms/face b1 | ms/face b16 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for key in ("emotion_cnn", "multitask_cnn"):
+        if key not in r:
+            continue
+        m, f = r[key], r[key]["ferplus_valid"]
+        s = m.get("speed", {})
+        b1, b16 = s.get("ms_per_face_batch1", float("nan")), s.get("ms_per_face_batch16", float("nan"))
+        lines.append(
+            f"| {key} | {f['accuracy_tie_aware']:.4f} | {f['accuracy_first_max']:.4f} | "
+            f"{f['mean_class_recall']:.4f} | {m['ckplus_heldout_emotion_acc']:.4f} | {b1:.2f} | {b16:.2f} |"
+        )
+    models = [k for k in ("emotion_cnn", "multitask_cnn") if k in r]
+    lines += ["", "## Per-class recall on FER2013Valid", "",
+              "| class | support | " + " | ".join(models) + " |", "|---|---|" + "---|" * len(models)]
+    for e in EMOTIONS:
+        row = [e, str(r["emotion_cnn"]["ferplus_valid"]["support"][e])]
+        row += [f"{r[k]['ferplus_valid']['per_class_recall'][e]:.3f}" for k in models]
+        lines.append("| " + " | ".join(row) + " |")
+    lines += ["", "![confusion matrices](cnn_confusion.png)", ""]
+    if "multitask_cnn" in r:
+        m = r["multitask_cnn"]
+        lines += [
+            "## Multitask AU heads on held-out CK+ subjects", "",
+            "F1 at threshold 0.5 (what `MultitaskCNN.predict_aus` uses) and at per-AU thresholds tuned on "
+            "the "
+            "CK+ *training* subjects (optimistic there, since the model was fitted to them, so the 0.5 "
+            "column is the headline).", "",
+            f"Mean F1: **{m['ckplus_heldout_au_mean_f1_at_0.5']:.4f}** at 0.5, "
+            f"{m['ckplus_heldout_au_mean_f1_tuned']:.4f} with tuned thresholds.", "",
+            "| AU | held-out positives | F1 @0.5 | F1 tuned | threshold |", "|---|---|---|---|---|",
+        ]
+        for a in m["aus"]:
+            k = f"AU{a:02d}"
+            f05, ft = m["ckplus_heldout_au_f1_at_0.5"][k], m["ckplus_heldout_au_f1_tuned"][k]
+            thr = m["thresholds_tuned_on_ckplus_train_subjects"][k]
+            npos = m["ckplus_heldout_au_positives"][k]
+            lines.append(f"| {k} | {npos} | {f05:.3f} | {ft:.3f} | {thr:.2f} |")
+        lines.append("")
+    lines += ["## Training", ""]
+    for key in ("emotion_cnn", "multitask_cnn"):
+        if key in r:
+            t = r[key]["training"]
+            lines += [f"- **{key}**: {t.get('dataset')}", f"  `{t.get('command')}`"]
+    lines += ["", "Licence: FER2013/FER+ and CK+ are non-commercial research datasets; the weights inherit "
+              "that.", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m aulib.cnn.evaluate --data DIR [--cache DIR] [--reports DIR] [--no-bench]``."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m aulib.cnn.evaluate")
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--cache", default="cache/cnn")
+    ap.add_argument("--reports", default=str(REPORTS))
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--multitask-model", default=None)
+    ap.add_argument("--no-multitask", action="store_true")
+    ap.add_argument("--no-bench", action="store_true")
+    ap.add_argument("--update-manifest", action="store_true", help="write the figures into manifest.json")
+    a = ap.parse_args(argv)
+    r = evaluate_emotion(a.data, a.model, multitask_path=a.multitask_model, multitask=not a.no_multitask,
+                         cache_dir=a.cache, report_dir=a.reports, bench=not a.no_bench,
+                         update_manifest=a.update_manifest)
+    print(render_markdown(r))
+
+
+if __name__ == "__main__":
+    main()

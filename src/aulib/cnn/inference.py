@@ -1,0 +1,135 @@
+"""Emotion and multitask CNN inference on onnxruntime (no torch).
+
+Both models take the aligned face crop made by :class:`aulib.face.FacePipeline` (112×112 RGB
+uint8). Preprocessing is part of this API so every caller feeds the net exactly as in training:
+the crop is converted to gray (FER+ is gray, so colour carries no trained signal), replicated to
+three channels and resized to the network's input size; pixel normalisation and
+softmax/sigmoid are inside the ONNX graph.
+
+Model files are loaded through :func:`aulib.models.model_path`, which verifies the manifest
+sha256, so a missing or corrupted file raises :class:`aulib.models.ModelFileError` naming it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from aulib.models import ModelFileError, model_entry, model_path
+
+# FER+ order; the output column order of both models.
+EMOTIONS: list[str] = ["neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt"]
+# AU heads of the multitask model (the 14 most frequent AUs in CK+), in output order.
+MULTITASK_AUS: list[int] = [1, 2, 4, 5, 6, 7, 9, 12, 15, 17, 23, 24, 25, 27]
+
+
+# Faces per onnxruntime call: a whole dataset in one call would need tens of GB of activations.
+CHUNK = 32
+
+
+def _is_single(crops: object) -> bool:
+    """True for one crop: (H, W) gray or (H, W, C) with C in 1/3/4 (a 3-D array with another last
+    dimension, e.g. (N, 112, 112), is a batch of gray crops)."""
+    return isinstance(crops, np.ndarray) and (
+        crops.ndim == 2 or (crops.ndim == 3 and crops.shape[-1] in (1, 3, 4))
+    )
+
+
+def _as_batch(items: np.ndarray | list[np.ndarray], size: int) -> np.ndarray:
+    """A sequence of crops → float32 (N, 3, size, size), gray replicated, 0–255.
+
+    Each crop may be (H, W) gray, (H, W, 1), (H, W, 3) RGB or (H, W, 4) RGBA, uint8 (or float
+    0–255), of any size.
+    """
+    out = np.empty((len(items), 3, size, size), np.float32)
+    for i, c in enumerate(items):
+        c = np.asarray(c)
+        if c.dtype != np.uint8:
+            c = np.clip(c, 0, 255).astype(np.uint8)
+        if c.ndim == 3 and c.shape[2] == 4:
+            c = cv2.cvtColor(c, cv2.COLOR_RGBA2GRAY)
+        elif c.ndim == 3 and c.shape[2] == 3:
+            c = cv2.cvtColor(c, cv2.COLOR_RGB2GRAY)
+        elif c.ndim == 3:
+            c = c[:, :, 0]
+        if c.ndim != 2 or min(c.shape) == 0:
+            raise ValueError(f"crop {i}: expected an (H, W[, 1|3|4]) image, got shape {np.shape(c)}")
+        if c.shape != (size, size):
+            interp = cv2.INTER_AREA if min(c.shape) > size else cv2.INTER_CUBIC
+            c = cv2.resize(c, (size, size), interpolation=interp)
+        out[i] = c[None].astype(np.float32)
+    return out
+
+
+class _OnnxModel:
+    """One onnxruntime session (1 intra-op thread: inference is ~2 ms/face and more threads do
+    not help; the session is created once per object)."""
+
+    name: str
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        import onnxruntime as ort
+
+        self.path = model_path(self.name, path)
+        self.info = model_entry(self.name)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        opts.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own exception types
+            raise ModelFileError(f"{self.path}: not a loadable ONNX model ({e})") from e
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        self.size = int(inp.shape[-1])
+        self.outputs = [o.name for o in self.session.get_outputs()]
+
+    def _run(self, crops: np.ndarray | list[np.ndarray]) -> list[np.ndarray]:
+        """Outputs for all crops, run in chunks of :data:`CHUNK` to bound activation memory."""
+        if _is_single(crops):
+            crops = [crops]  # type: ignore[list-item]
+        n = len(crops)
+        if n == 0:
+            widths = [len(EMOTIONS), len(MULTITASK_AUS)][: len(self.outputs)]
+            return [np.zeros((0, w), np.float32) for w in widths]
+        parts = [self.session.run(None, {self.input_name: _as_batch(crops[i:i + CHUNK], self.size)})
+                 for i in range(0, n, CHUNK)]
+        return [np.concatenate([p[k] for p in parts]) for k in range(len(self.outputs))]
+
+
+class EmotionCNN(_OnnxModel):
+    """FER+ emotion classifier (EfficientNet-Lite0). ``predict(crops)`` → (N, 8) probabilities."""
+
+    name = "emotion_cnn.onnx"
+    EMOTIONS = EMOTIONS
+
+    def predict(self, crops: np.ndarray | list[np.ndarray]) -> np.ndarray:
+        """Probabilities (N, 8) in :data:`EMOTIONS` order, rows summing to 1.
+
+        ``crops``: aligned face crops (N, 112, 112, 3) uint8 RGB, or one crop of any size/channels.
+        """
+        return self._run(crops)[0].astype(np.float32)
+
+
+class MultitaskCNN(_OnnxModel):
+    """Emotion + 14 AU heads. ``predict(crops)`` → (emotion (N, 8), AU probabilities (N, 14))."""
+
+    name = "multitask_cnn.onnx"
+    EMOTIONS = EMOTIONS
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        super().__init__(path)
+        self.aus: list[int] = list(self.info.get("aus", MULTITASK_AUS))
+        # Per-AU decision thresholds (0.5 unless the manifest records tuned ones).
+        self.thresholds = np.asarray(self.info.get("au_thresholds", [0.5] * len(self.aus)), np.float32)
+
+    def predict(self, crops: np.ndarray | list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(emotion probabilities (N, 8), AU occurrence probabilities (N, 14) in ``aus`` order)."""
+        emo, au = self._run(crops)
+        return emo.astype(np.float32), au.astype(np.float32)
+
+    def predict_aus(self, crops: np.ndarray | list[np.ndarray]) -> np.ndarray:
+        """0/1 AU occurrences (N, 14) using the manifest thresholds."""
+        return (self.predict(crops)[1] >= self.thresholds).astype(np.int8)

