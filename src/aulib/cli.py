@@ -156,6 +156,49 @@ def train_svr_cmd(data: Path = DATA, out: Path = typer.Option(Path("src/aulib/mo
     err.print(f"report: {md}")
 
 
+@train_app.command("cnn")
+def train_cnn_cmd(
+    data: Path = DATA, out: Path = typer.Option(Path("runs/emotion"), "--out"),
+    epochs: int = typer.Option(12, "--epochs"), batch_size: int = typer.Option(64, "--batch-size"),
+    lr: float = typer.Option(1e-3, "--lr"), seed: int = typer.Option(0, "--seed"),
+    cache: Path = typer.Option(Path("cache/cnn"), "--cache"), resume: bool = typer.Option(True, "--resume/--restart"),
+    install: bool = typer.Option(True, "--install/--no-install", help="Ship the best ONNX in aulib/models."),
+) -> None:
+    """Fine-tune ImageNet EfficientNet-Lite0 for 8-class FER+ emotion (needs the `train` extra)."""
+    from aulib.cnn.train import train_emotion
+
+    path = train_emotion(data, out, epochs, batch_size=batch_size, lr=lr, seed=seed, resume=resume,
+                         cache_dir=cache, install=install)
+    typer.echo(path)
+
+
+@train_app.command("multitask")
+def train_multitask_cmd(
+    data: Path = DATA, out: Path = typer.Option(Path("runs/multitask"), "--out"),
+    epochs: int = typer.Option(3, "--epochs"), init_from: Path | None = typer.Option(
+        Path("runs/emotion"), "--init-from", help="Emotion run folder or best.pt to start from."),
+    lr: float = typer.Option(3e-4, "--lr"), seed: int = typer.Option(0, "--seed"),
+    cache: Path = typer.Option(Path("cache/cnn"), "--cache"), resume: bool = typer.Option(True, "--resume/--restart"),
+    install: bool = typer.Option(True, "--install/--no-install", help="Ship the best ONNX in aulib/models."),
+) -> None:
+    """Fine-tune the 15-head network: emotion + 14 binary AU heads (FER+ and CK+ train subjects)."""
+    from aulib.cnn.train import train_multitask
+
+    path = train_multitask(data, out, epochs, init_from=init_from, lr=lr, seed=seed, resume=resume,
+                           cache_dir=cache, install=install)
+    typer.echo(path)
+
+
+@evaluate_app.command("cnn")
+def evaluate_cnn_cmd(data: Path = DATA, cache: Path = typer.Option(Path("cache/cnn"), "--cache"),
+                     bench: bool = typer.Option(True, "--bench/--no-bench")) -> None:
+    """FER2013Valid accuracy, per-class recall, confusion matrix, multitask AU F1 → reports/cnn.md."""
+    from aulib.cnn.evaluate import evaluate_emotion
+
+    evaluate_emotion(data, cache_dir=cache, bench=bench)
+    typer.echo(Path("reports/cnn.md").read_text())
+
+
 def _register_au(path: Path, rep: dict, command: str, register) -> None:
     figures = {k: v for k, v in rep.items() if k.startswith("mean_")}
     figures["per_au"] = rep["per_au"]
