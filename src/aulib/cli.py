@@ -35,6 +35,22 @@ def _fail(msg: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def _inputs(paths: list[Path], out: Path | None) -> list[Path]:
+    """Check the output format before any work, then expand folders; usage errors exit 2."""
+    from aulib.io import expand_inputs
+    from aulib.output import table_format
+
+    if out is not None:
+        try:
+            table_format(out)
+        except ValueError as e:
+            _fail(str(e))
+    files = expand_inputs(paths)
+    if not files:
+        _fail("no input files found")
+    return files
+
+
 @app.command()
 def faces(
     paths: list[Path] = typer.Argument(..., help="Images or folders (recursive)."),
@@ -45,17 +61,9 @@ def faces(
 ) -> None:
     """Detect faces and 68 landmarks: one row per face (DESIGN.md face columns)."""
     from aulib.faces_table import faces_table
-    from aulib.io import expand_inputs
-    from aulib.output import table_format, write_table
+    from aulib.output import write_table
 
-    if out is not None:
-        try:
-            table_format(out)
-        except ValueError as e:
-            _fail(str(e))
-    files = expand_inputs(paths)
-    if not files:
-        _fail("no input files found")
+    files = _inputs(paths, out)
     with _progress(len(files)) as prog:
         task = prog.add_task("faces", total=len(files))
         df = faces_table(files, cropped=cropped, detector=detector, overlay=overlay,
@@ -80,18 +88,10 @@ def analyze(
 ) -> None:
     """AU occurrence, AU intensity, emotion-rule percentages and CNN emotion for every face."""
     from aulib.analyzer import Analyzer
-    from aulib.io import expand_inputs
-    from aulib.output import report, table_format, write_table
+    from aulib.output import report, write_table
     from aulib.results import to_frame
 
-    if out is not None:
-        try:
-            table_format(out)
-        except ValueError as e:
-            _fail(str(e))
-    files = expand_inputs(paths)
-    if not files:
-        _fail("no input files found")
+    files = _inputs(paths, out)
     analyzer = Analyzer(detector=detector, emotion_model=emotion_model, cropped=cropped)  # type: ignore[arg-type]
     rows: list[dict] = []
     with _progress(len(files)) as prog:
