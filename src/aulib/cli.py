@@ -85,27 +85,105 @@ def analyze(
     cropped: bool = typer.Option(False, "--cropped", help="Each image is one already-cropped face (48×48 crops)."),
     emotion_model: str = typer.Option("cnn", "--emotion-model", help="cnn, multitask or none."),
     detector: str = typer.Option("retinaface", "--detector", help="retinaface or dlib."),
+    overlay: Path | None = typer.Option(None, "--overlay", help="Annotated copies: a folder (<stem>_overlay.mp4 "
+                                        "or .png per input) or, for a single video, an .mp4 path."),
+    every: int = typer.Option(1, "--every", min=1, help="Video: analyse every N-th frame."),
+    fps: float | None = typer.Option(None, "--fps", min=0.01, help="Video: at most F frames per second of video."),
+    detect_every: int = typer.Option(10, "--detect-every", min=1,
+                                     help="Video: run the face detector every K frames, track in between."),
+    calibrate: bool = typer.Option(False, "--calibrate", help="Video: per-person calibration (features minus the "
+                                   "face's neutral estimate, its least expressive frames, plus the population mean)."),
+    calibrate_mode: str = typer.Option("video", "--calibrate-mode",
+                                       help="video (two-pass median) or running (causal, for live use)."),
+    max_frames: int | None = typer.Option(None, "--max-frames", min=1, help="Video: stop after N analysed frames."),
+    per_input: Path | None = typer.Option(None, "--per-input", help="Folder for one table per input."),
+    fmt: str | None = typer.Option(None, "--format", help="Format of --per-input tables: csv, parquet or json "
+                                   "(default: that of -o, else csv)."),
+    resume: bool = typer.Option(False, "--resume", help="Skip inputs a previous run already wrote to -o/--per-input."),
+    dask: bool = typer.Option(False, "--dask", help="One Dask task per input on a local cluster (worker processes)."),
+    scheduler: str | None = typer.Option(None, "--scheduler", help="Dask scheduler tcp://HOST:PORT (implies --dask)."),
+    workers: int | None = typer.Option(None, "--workers", min=1, help="Local Dask cluster workers (default: cores)."),
 ) -> None:
-    """AU occurrence, AU intensity, emotion-rule percentages and CNN emotion for every face."""
-    from aulib.analyzer import Analyzer
-    from aulib.output import report, write_table
-    from aulib.results import to_frame
+    """AU occurrence, AU intensity, emotion-rule percentages and CNN emotion for every face (every frame of a video)."""
+    from aulib.batch import AnalyzerSpec, run_batch
+    from aulib.output import report, table_format
 
     files = _inputs(paths, out)
-    analyzer = Analyzer(detector=detector, emotion_model=emotion_model, cropped=cropped)  # type: ignore[arg-type]
-    rows: list[dict] = []
-    with _progress(len(files)) as prog:
+    if calibrate_mode not in ("video", "running"):
+        _fail(f"--calibrate-mode must be video or running, not {calibrate_mode!r}")
+    if fmt is None:
+        fmt = table_format(out) if out is not None else "csv"
+    elif fmt not in ("csv", "parquet", "json"):
+        _fail(f"--format must be csv, parquet or json, not {fmt!r}")
+    if resume and out is None and per_input is None:
+        _fail("--resume needs -o or --per-input (where the finished inputs are)")
+    spec = AnalyzerSpec(detector=detector, emotion_model=emotion_model, cropped=cropped)
+    analyzer = None
+    if not (dask or scheduler):
+        try:
+            analyzer = spec.build()
+        except ValueError as e:
+            _fail(str(e))
+    video_options = {"every": every, "fps": fps, "detect_every": detect_every, "max_frames": max_frames,
+                     "calibrate": calibrate_mode if calibrate else False}
+    from aulib.io import is_video
+
+    one_video = len(files) == 1 and is_video(files[0]) and not (dask or scheduler)
+    with _progress(2 if one_video else len(files)) as prog:
         task = prog.add_task("analyze", total=len(files))
-        for _, r in analyzer.iter_rows(files, progress=lambda _: prog.advance(task)):
-            rows.extend(r)
-    df = to_frame(rows, analyzer.columns)
-    if out is not None:
-        write_table(df, out)
-        err.print(f"wrote {len(df)} rows for {len(files)} inputs to {out}")
+        if one_video:  # a long video gets a frame counter instead of a 0/1 bar
+            video_options["progress"] = lambda done, total: prog.update(task, completed=done, total=total or None)
+        try:
+            res = run_batch(files, spec, out=out, per_input=per_input, per_input_format=fmt, resume=resume,
+                            dask=dask, scheduler=scheduler, workers=workers, overlay=overlay,
+                            video_options=video_options, analyzer=analyzer,
+                            progress=None if one_video else lambda _: prog.advance(task))
+        except OSError as e:  # unreachable scheduler, unwritable output folder
+            _fail(str(e))
+    df = res.table
+    if res.skipped:
+        err.print(f"--resume: skipped {len(res.skipped)} inputs already done")
+    if out is not None or per_input is not None:
+        where = " and ".join(str(x) for x in (out, per_input) if x is not None)
+        err.print(f"wrote {len(df)} rows for {len(res.analysed)} inputs to {where}")
     else:
         typer.echo(report(df))
-    if _nothing_readable(df):
+    if len(df) and _nothing_readable(df):
         raise typer.Exit(2)
+
+
+@app.command()
+def bench(
+    video: Path = typer.Argument(..., help="Video file to time."),
+    frames: int | None = typer.Option(None, "--frames", min=1, help="Only the first N frames."),
+    detect_every: int = typer.Option(10, "--detect-every", min=1, help="Detector every K frames."),
+    emotion_model: str = typer.Option("cnn", "--emotion-model", help="cnn, multitask or none."),
+    detector: str = typer.Option("retinaface", "--detector", help="retinaface or dlib."),
+) -> None:
+    """Frames per second of the full video pipeline and ms per stage (last line: ``N fps``)."""
+    from aulib.bench import bench as run_bench
+
+    if not video.is_file():
+        _fail(f"{video}: no such file")
+    run_bench(video, frames=frames, detect_every=detect_every, emotion_model=emotion_model, detector=detector,
+              log=typer.echo)
+
+
+@app.command()
+def plot(
+    table: Path = typer.Argument(..., help="A table written by aulib analyze (.csv, .parquet, .json)."),
+    out: Path = typer.Option(..., "-o", "--out", help="Image to write (.png, .jpg, .pdf, .svg)."),
+    input_name: str | None = typer.Option(None, "--input", help="Which input of the table (default: the first)."),
+    face: int | None = typer.Option(None, "--face", help="Which face id (default: all faces)."),
+) -> None:
+    """AU intensities and emotion probabilities over time (video) or per face (image)."""
+    from aulib.plot import plot_table
+
+    try:
+        plot_table(table, out, input_name=input_name, face=face)
+    except (ValueError, FileNotFoundError, OSError) as e:
+        _fail(str(e))
+    err.print(f"wrote {out}")
 
 
 @app.command()
@@ -116,6 +194,26 @@ def demo() -> None:
 
     sample = Path(__file__).resolve().parent / "data" / "sample_face.jpg"
     typer.echo(report(Analyzer().analyze(sample)))
+
+
+@app.command("app")
+def app_cmd(
+    port: int = typer.Option(8501, "--port", help="Port to serve on."),
+    host: bool = typer.Option(False, "--host", help="Listen on all interfaces (default: localhost only)."),
+    max_upload_mb: int = typer.Option(500, "--max-upload-mb", help="Largest upload accepted, in MB."),
+) -> None:
+    """Start the web app (Streamlit): live webcam, image and video pages (needs the 'app' extra)."""
+    import importlib.util
+    import os
+
+    from aulib.app import streamlit_command
+
+    missing = [m for m in ("streamlit", "streamlit_webrtc", "aiortc") if importlib.util.find_spec(m) is None]
+    if missing:
+        _fail(f"{', '.join(missing)} not installed: pip install 'aulib[app]'")
+    cmd = streamlit_command(port=port, host="0.0.0.0" if host else "localhost", max_upload_mb=max_upload_mb)
+    sys.stdout.flush()
+    os.execv(cmd[0], cmd)  # streamlit takes over this process: Ctrl-C and signals reach it directly
 
 
 evaluate_app = typer.Typer(no_args_is_help=True, help="Evaluation reports (printed and written to reports/).")
@@ -140,6 +238,7 @@ def train_svm_cmd(data: Path = DATA, out: Path = typer.Option(Path("src/aulib/mo
     rep = train_svm(data, out, cache_dir=cache, log=err.print)
     md = write_report(rep, None)
     _register_au(out / "au_svm.npz", rep, "aulib train svm", register)
+    err.print("retrain the intensity SVRs too (aulib train svr): both must use the same CNN embedding")
     err.print(f"report: {md}")
 
 

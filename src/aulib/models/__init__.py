@@ -90,3 +90,10 @@ def register(path: str | Path, info: dict[str, Any], manifest: str | Path = MANI
     )
     Path(manifest).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     return entry
+
+
+def unregister(name: str, manifest: str | Path = MANIFEST) -> None:
+    """Drop the entry of a model file that is no longer shipped (the file itself is left alone)."""
+    data = read_manifest(manifest)
+    data.get("models", {}).pop(name, None)
+    Path(manifest).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")

@@ -1,0 +1,38 @@
+"""The aulib web app (Streamlit): live webcam, image upload and video upload pages.
+
+Start it with ``aulib app`` or ``streamlit run <path of main.py>``. Nothing here imports
+Streamlit; the pages import it when the server runs them. Needs the ``app`` extra
+(``pip install 'aulib[app]'``).
+
+Environment variables read by the app:
+
+- ``AULIB_ICE_SERVERS``: JSON list of WebRTC ICE servers for the live page (default ``[]``: no
+  STUN/TURN, which works on this machine and on a LAN; set e.g.
+  ``'[{"urls": ["stun:stun.example.org:3478"]}]'`` to reach the app across NATs).
+- ``AULIB_APP_LOOPBACK_ICE=1``: the server side of WebRTC offers only 127.0.0.1 (aioice skips the
+  loopback address otherwise); for tests and network namespaces with nothing but ``lo``.
+- ``AULIB_APP_MAX_IMAGE_MB`` / ``AULIB_APP_MAX_VIDEO_MB``: upload limits (default 50 / 500 MB).
+- ``AULIB_EMOTION_MODEL``: ``cnn`` (default), ``multitask`` or ``none``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+APP_FILE = Path(__file__).resolve().parent / "main.py"
+
+
+def streamlit_command(port: int | None = None, host: str | None = None, headless: bool = False,
+                      max_upload_mb: int = 500, extra: list[str] | None = None) -> list[str]:
+    """The ``streamlit run`` command line that serves the app."""
+    cmd = [sys.executable, "-m", "streamlit", "run", str(APP_FILE),
+           "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer",
+           "--server.maxUploadSize", str(max_upload_mb)]
+    if port is not None:
+        cmd += ["--server.port", str(port)]
+    if host is not None:
+        cmd += ["--server.address", host]
+    if headless:
+        cmd += ["--server.headless", "true"]
+    return cmd + list(extra or [])

@@ -1,0 +1,133 @@
+"""``aulib bench VIDEO``: frames per second of the full video pipeline and milliseconds per stage.
+
+Two passes over the same frames, because one measurement cannot give both numbers honestly:
+
+1. **Stage profile** — single-threaded (no decode or model thread), every stage wrapped in a
+   timer: decode (+ RGB conversion), detect, landmarks, align+mask, HOG, CNN (embedding +
+   emotion, onnxruntime), AU models (SVM + SVR). "other" is what is left (tracking, rules, rows).
+   With threads the stages would overlap and a timer would also count time spent waiting for
+   the GIL, so this pass is sequential.
+2. **End to end** — the real configuration (decode thread, face stage, batched model thread),
+   wall clock only. Its result is the last line, ``123.4 fps``.
+
+The machine's load average is printed too: on a shared machine fps is not a property of the code
+alone.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+STAGES = ["decode", "detect", "landmarks", "align+mask", "HOG", "CNN", "AU models", "other"]
+
+
+class _Timed:
+    """Callable proxy adding its run time to ``acc[key]`` (attribute access passes through)."""
+
+    def __init__(self, fn: Callable, acc: dict[str, float], key: str, calls: dict[str, int]) -> None:
+        self._fn, self._acc, self._key, self._calls = fn, acc, key, calls
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        t = time.perf_counter()
+        try:
+            return self._fn(*args, **kwargs)
+        finally:
+            self._acc[self._key] += time.perf_counter() - t
+            self._calls[self._key] += 1
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fn, name)
+
+
+def _instrument(analyzer: Any, acc: dict[str, float], calls: dict[str, int]) -> Callable[[], None]:
+    """Wrap the analyzer's stage objects in timers; returns a function that restores them."""
+    p = analyzer.pipeline
+    saved: list[tuple[Any, str, Any, bool]] = []
+
+    def wrap(obj: Any, attr: str, key: str) -> None:
+        if obj is None:
+            return
+        own = attr in vars(obj)
+        saved.append((obj, attr, vars(obj).get(attr), own))
+        setattr(obj, attr, _Timed(getattr(obj, attr), acc, key, calls))
+
+    wrap(p, "detector", "detect")
+    wrap(p, "landmarker", "landmarks")
+    wrap(p, "aligner", "align+mask")
+    wrap(p, "masker", "align+mask")
+    wrap(p, "hog", "HOG")
+    for net in {id(m): m for m in (getattr(analyzer, "embedder", None), getattr(analyzer, "cnn", None))
+                if m is not None}.values():
+        wrap(net, "_run", "CNN")
+    wrap(analyzer.occurrence, "predict", "AU models")
+    wrap(analyzer.intensity, "predict", "AU models")
+
+    def restore() -> None:
+        for obj, attr, old, own in reversed(saved):
+            if own:
+                setattr(obj, attr, old)
+            else:
+                delattr(obj, attr)
+
+    return restore
+
+
+def bench(video: str | Path, frames: int | None = None, detect_every: int = 10, emotion_model: str = "cnn",
+          detector: str = "retinaface", log: Callable[[str], None] = print) -> dict:
+    """Run both passes on ``video`` (first ``frames`` frames) and log the report; returns the numbers."""
+    from aulib.analyzer import Analyzer
+    from aulib.video import analyze_video_rows, use_vector_hog
+
+    t = time.perf_counter()
+    analyzer = Analyzer(detector=detector, emotion_model=emotion_model)  # type: ignore[arg-type]
+    use_vector_hog(analyzer.pipeline)
+    load_s = time.perf_counter() - t
+    analyze_video_rows(analyzer, video, max_frames=5, detect_every=detect_every)  # warm-up (ONNX, caches)
+
+    acc: dict[str, float] = defaultdict(float)
+    calls: dict[str, int] = defaultdict(int)
+    restore = _instrument(analyzer, acc, calls)
+    st: dict = {}
+    t = time.perf_counter()
+    try:
+        rows = analyze_video_rows(analyzer, video, max_frames=frames, detect_every=detect_every, stats=st,
+                                  threaded=False)
+    finally:
+        restore()
+    seq_s = time.perf_counter() - t
+    n = max(1, st["frames"])
+    acc["decode"] = st["decode_s"]
+    acc["other"] = max(0.0, seq_s - sum(v for k, v in acc.items() if k != "other"))
+    faces = sum(1 for r in rows if r.get("success") == 1)
+
+    st2: dict = {}
+    t, cpu = time.perf_counter(), time.process_time()
+    analyze_video_rows(analyzer, video, max_frames=frames, detect_every=detect_every, stats=st2)
+    wall = time.perf_counter() - t
+    cpu = time.process_time() - cpu  # all threads of this process (FFmpeg, onnxruntime included)
+    fps = st2["frames"] / wall if wall > 0 else 0.0
+    cores = cpu / wall if wall > 0 else 0.0
+
+    load = os.getloadavg()
+    log(f"{Path(video).name}: {st['frames']} frames, {faces} faces analysed, detector every {detect_every} frames "
+        f"({st['detections']} detections, {st['redetections']} re-detections after a degraded fit)")
+    log(f"machine: {os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} "
+        f"(other processes share these cores); models loaded in {load_s:.2f} s")
+    log("stage profile, sequential, ms per frame (ms per call):")
+    for k in STAGES:
+        per_call = f"  ({acc[k] / calls[k] * 1000:.2f} ms × {calls[k]})" if calls.get(k) else ""
+        log(f"  {k:<11} {acc[k] / n * 1000:7.2f}{per_call}")
+    log(f"  {'total':<11} {seq_s / n * 1000:7.2f}  = {n / seq_s:.1f} fps sequential")
+    log("end to end (decode thread + face stage + batched model thread):")
+    log(f"  CPU time {cpu / max(1, st2['frames']) * 1000:.2f} ms per frame; this process got {cores:.2f} cores "
+        f"on average (a CPU-bound upper bound with {os.cpu_count()} free cores: "
+        f"{(os.cpu_count() or 1) * st2['frames'] / max(cpu, 1e-9):.0f} fps)")
+    log(f"{fps:.1f} fps")
+    return {"fps": fps, "sequential_fps": n / seq_s, "cpu_ms_per_frame": cpu / max(1, st2["frames"]) * 1000,
+            "cores_used": cores, "frames": st2["frames"], "faces": faces,
+            "ms_per_frame": {k: acc[k] / n * 1000 for k in STAGES}, "load": load}

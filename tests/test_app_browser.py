@@ -1,0 +1,322 @@
+"""The Streamlit app in a real browser: Debian Chromium driven by Playwright, fake camera from a sample.
+
+Skips cleanly when Chromium, Streamlit, streamlit-webrtc, aiortc, Playwright or the sample data are
+absent. Everything stays on 127.0.0.1: the app serves there, and its WebRTC side offers only the
+loopback address (``AULIB_APP_LOOPBACK_ICE=1``; no STUN/TURN servers). Screenshots go to docs/.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+import time
+from pathlib import Path
+
+import pytest
+
+from .app_helpers import CHROMIUM_ARGS, find_chromium, make_y4m, python_has, start_app, stop_app
+from .conftest import REPO, SAMPLES
+
+DOCS = REPO / "docs"
+FPS = re.compile(r"(\d+(?:\.\d+)?) fps")
+
+
+@pytest.fixture(scope="module")
+def chromium_path() -> str:
+    missing = python_has("streamlit", "streamlit_webrtc", "aiortc", "playwright")
+    if missing:
+        pytest.skip(f"{missing} is not installed (pip install -e '.[app,dev]')")
+    path = find_chromium()
+    if not path:
+        pytest.skip("Chromium not found (install it with scripts/install_system_deps.sh) or AULIB_CHROMIUM=none")
+    for name in ("single_face.jpg", "single_face.mp4", "free-mountain-vector-01.jpg"):
+        if not (SAMPLES / name).exists():
+            pytest.skip(f"sample data not available: {SAMPLES / name}")
+    return path
+
+
+@pytest.fixture(scope="module")
+def app_url(chromium_path, tmp_path_factory):
+    log = tmp_path_factory.mktemp("app") / "streamlit.log"
+    proc, url = start_app(log)
+    yield url
+    stop_app(proc)
+    text = log.read_text(errors="replace")
+    assert "Traceback" not in text, text[-4000:]
+
+
+@pytest.fixture(scope="module")
+def playwright(chromium_path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        yield pw
+
+
+def _launch(playwright, chromium_path: str, profile: Path, args: list[str]):
+    """Chromium with a fresh profile; requests for anything not on 127.0.0.1 are refused and recorded."""
+    ctx = playwright.chromium.launch_persistent_context(
+        str(profile), executable_path=chromium_path, headless=True, args=args,
+        viewport={"width": 1400, "height": 900})
+    ctx.set_default_timeout(30_000)
+    ctx.blocked = []
+
+    def only_local(route):
+        url = route.request.url
+        if re.match(r"^(https?|wss?)://127\.0\.0\.1[:/]", url):
+            route.continue_()
+        else:
+            ctx.blocked.append(url)
+            route.abort()
+
+    ctx.route("**/*", only_local)
+    return ctx
+
+
+@pytest.fixture(scope="module")
+def browser(playwright, chromium_path, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("chromium")
+    cam = make_y4m(SAMPLES / "single_face.mp4", tmp / "cam.y4m")
+    ctx = _launch(playwright, chromium_path, tmp / "profile",
+                  [*CHROMIUM_ARGS, f"--use-file-for-fake-video-capture={cam}"])
+    yield ctx
+    ctx.close()
+
+
+def _open(browser, url: str):
+    page = browser.new_page()
+    page.goto(url, wait_until="domcontentloaded")
+    page.wait_for_selector('[data-testid="stApp"]')
+    page.get_by_role("heading", level=1).first.wait_for()
+    return page
+
+
+def _wait_idle(page, timeout: float = 60) -> None:
+    """Wait until the script run ends (Streamlit's status widget disappears)."""
+    page.wait_for_timeout(300)
+    page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden", timeout=timeout * 1000)
+
+
+def _text(page) -> str:
+    """Visible text of the main area, whitespace collapsed (table cells come tab-separated)."""
+    return " ".join(page.locator('[data-testid="stMain"]').inner_text().split())
+
+
+def _shot(page, name: str) -> None:
+    """Screenshot of the whole app (Streamlit scrolls inside the page, so grow the viewport to fit)."""
+    DOCS.mkdir(exist_ok=True)
+    size = page.viewport_size
+    height = page.evaluate("""() => Math.max(...['[data-testid=stMain]', '[data-testid=stAppViewContainer]',
+        '[data-testid=stMainBlockContainer]'].map(s => document.querySelector(s)?.scrollHeight || 0))""")
+    page.set_viewport_size({"width": size["width"], "height": int(min(max(height, size["height"]), 3000))})
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(DOCS / name))
+    page.set_viewport_size(size)
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_image_page_face_and_no_face(app_url, browser):
+    from playwright.sync_api import expect
+
+    page = _open(browser, f"{app_url}/image")
+    main = page.locator('[data-testid="stMain"]')
+    if (REPO / "src" / "aulib" / "data" / "sample_face.jpg").exists():  # shown until something is uploaded
+        expect(main).to_contain_text("sample_face.jpg: 1 face(s)", timeout=60_000)
+    upload = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
+    upload.set_input_files(str(SAMPLES / "single_face.jpg"))
+    expect(main).to_contain_text("single_face.jpg: 1 face(s)", timeout=60_000)
+    expect(main).to_contain_text(re.compile(r"AU12\s*(yes|–)\s*\d\.\d\d"))
+    expect(main).to_contain_text(re.compile(r"Face 0 — \w+"))
+    expect(main).to_contain_text("Download the table (CSV)")
+    _wait_idle(page)
+    _shot(page, "app_image.png")
+
+    # add a landscape (uploads accumulate): a clear "no face" message for it
+    upload.set_input_files(str(SAMPLES / "free-mountain-vector-01.jpg"))
+    expect(main).to_contain_text("No face found in free-mountain-vector-01.jpg", timeout=60_000)
+    expect(main).to_contain_text("free-mountain-vector-01.jpg: 0 face(s)")
+
+    # not an image at all: an error naming the file, not a traceback
+    upload.set_input_files(files=[{"name": "notes.jpg", "mimeType": "image/jpeg", "buffer": b"not an image"}])
+    expect(main).to_contain_text(re.compile(r"Cannot read notes\.jpg: .*not an image"), timeout=30_000)
+    page.close()
+    assert not browser.blocked, browser.blocked
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_video_page_plots_and_table(app_url, browser):
+    from playwright.sync_api import expect
+
+    page = _open(browser, f"{app_url}/video")
+    main = page.locator('[data-testid="stMain"]')
+    every = page.get_by_label("Analyse every n-th frame", exact=True)
+    every.fill("2")
+    every.press("Enter")
+    every.blur()
+    _wait_idle(page)
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(SAMPLES / "single_face.mp4"))
+    pattern = re.compile(r"Analysed (\d+) frames of single_face\.mp4: a face in (\d+)")
+    expect(main).to_contain_text(pattern, timeout=120_000)
+    m = pattern.search(_text(page))
+    assert m and int(m.group(1)) == 36 and int(m.group(2)) >= 34, _text(page)[:1500]
+    charts = page.locator('[data-testid="stVegaLiteChart"]')
+    expect(charts).to_have_count(2)
+    expect(page.locator('[data-testid="stDataFrame"]')).to_have_count(1)
+    expect(main).to_contain_text("Download CSV")
+    expect(main).to_contain_text("Download Parquet")
+    _wait_idle(page)
+    page.wait_for_timeout(1000)  # let the charts draw
+    _shot(page, "app_video.png")
+
+    # a file that is not a video: a clear message, no traceback
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(
+        files=[{"name": "broken.mp4", "mimeType": "video/mp4", "buffer": b"\x00" * 4096}])
+    expect(main).to_contain_text(re.compile(r"Cannot (read|analyse) broken\.mp4"), timeout=30_000)
+    page.close()
+    assert not browser.blocked, browser.blocked
+
+
+def _live_values(page) -> tuple[str, str, float | None]:
+    text = page.locator(".st-key-live_stats").inner_text(timeout=5000)
+    emo = re.search(r"Emotion:\s*(.+)", text)
+    aus = " ".join(re.findall(r"AU\d\d \d+\.\d\d", text))
+    fps = FPS.search(text)
+    return (emo.group(1).strip() if emo else ""), aus, (float(fps.group(1)) if fps else None)
+
+
+def _wait_frames(page, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        emo, aus, fps = _live_values(page)
+        if emo and aus and fps:
+            return True
+        page.wait_for_timeout(250)
+    return False
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_live_page_streams_fake_camera(app_url, browser):
+    page = _open(browser, f"{app_url}/")  # the live page is the default one
+    frame = page.frame_locator('iframe[title*="streamlit_webrtc"]')
+    start = frame.get_by_role("button", name="START")
+    start.wait_for(timeout=60_000)
+    start.click()
+    if not _wait_frames(page, 20):  # known streamlit-webrtc flake: connection closed right away
+        stop = frame.get_by_role("button", name="STOP")
+        if stop.count():
+            stop.click()
+            start.wait_for()
+        start.click()
+        assert _wait_frames(page, 30), page.locator('[data-testid="stMain"]').inner_text()[:2000]
+
+    seen_emotions, seen_aus, fps_values = set(), set(), []
+    deadline = time.monotonic() + 6
+    while time.monotonic() < deadline:
+        emo, aus, fps = _live_values(page)
+        if emo and aus:
+            seen_emotions.add(emo)
+            seen_aus.add(aus)
+        if fps:
+            fps_values.append(fps)
+        page.wait_for_timeout(400)
+    assert seen_emotions and all(e for e in seen_emotions)
+    assert len(seen_aus) >= 2, f"AU values did not change: {seen_aus}"
+    assert fps_values and max(fps_values) > 1.0, fps_values
+    print(f"\nlive page fps as shown: median {statistics.median(fps_values):.1f}, last {fps_values[-1]:.1f}; "
+          f"emotions {sorted(seen_emotions)}")
+    # the returned, annotated stream plays in the component's <video>
+    playing = frame.locator("video").evaluate("v => v.readyState >= 2 && v.videoWidth > 0")
+    assert playing
+    _shot(page, "app_live.png")
+    frame.get_by_role("button", name="STOP").click()
+    page.close()
+    assert not browser.blocked, browser.blocked
+
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_live_page_camera_denied_offers_uploads(app_url, playwright, chromium_path, tmp_path):
+    """A browser that refuses the camera: the page says so and links to the upload pages."""
+    from playwright.sync_api import expect
+
+    args = [a for a in CHROMIUM_ARGS if "fake-ui" not in a] + ["--deny-permission-prompts"]
+    ctx = _launch(playwright, chromium_path, tmp_path / "profile", args)
+    try:
+        page = _open(ctx, f"{app_url}/")
+        frame = page.frame_locator('iframe[title*="streamlit_webrtc"]')
+        frame.get_by_role("button", name="START").click(timeout=60_000)
+        expect(frame.locator("body")).to_contain_text(re.compile("denied|NotAllowed", re.I), timeout=20_000)
+        main = page.locator('[data-testid="stMain"]')
+        expect(main).to_contain_text("access to it was denied")
+        page.get_by_role("link", name="Analyse an image instead").click()
+        expect(page.get_by_role("heading", level=1).first).to_have_text(re.compile("^Image"), timeout=30_000)
+        assert not ctx.blocked, ctx.blocked
+    finally:
+        ctx.close()
+
+# ---------------------------------------------------------------- no browser needed
+
+
+def test_streamlit_command_serves_the_app_module():
+    from aulib.app import APP_FILE, streamlit_command
+
+    cmd = streamlit_command(port=8765, host="127.0.0.1", headless=True, max_upload_mb=64)
+    assert cmd[1:4] == ["-m", "streamlit", "run"] and cmd[4] == str(APP_FILE) and APP_FILE.exists()
+    flags = dict(zip(cmd[5::2], cmd[6::2]))
+    assert flags["--server.port"] == "8765" and flags["--server.address"] == "127.0.0.1"
+    assert flags["--server.headless"] == "true" and flags["--server.maxUploadSize"] == "64"
+    assert flags["--browser.gatherUsageStats"] == "false"
+
+
+def test_cli_app_command_is_registered():
+    from typer.testing import CliRunner
+
+    from aulib.cli import app
+
+    res = CliRunner().invoke(app, ["app", "--help"])
+    assert res.exit_code == 0 and "--port" in res.output and "--host" in res.output
+
+
+def test_unloadable_cnn_falls_back_to_no_emotion_model(monkeypatch):
+    pytest.importorskip("streamlit")
+    from aulib.app import common
+
+    calls = []
+
+    class FakeAnalyzer:
+        def __init__(self, emotion_model="cnn"):
+            calls.append(emotion_model)
+            if emotion_model != "none":
+                raise FileNotFoundError("emotion_cnn.onnx: no such file")
+
+    monkeypatch.setattr(common, "Analyzer", FakeAnalyzer)
+    analyzer, note = common.load_analyzer("cnn")
+    assert isinstance(analyzer, FakeAnalyzer) and calls == ["cnn", "none"]
+    assert "could not be loaded" in note and "emotion_cnn.onnx" in note
+    assert common.load_analyzer("none")[1] is None
+
+
+def test_labels_and_overlay_on_a_real_face():
+    pytest.importorskip("streamlit")
+    from aulib.app.common import annotate, emotion_label, emotion_scores
+    from aulib.io import read_image
+
+    from .conftest import sample
+
+    img = read_image(sample("single_face.jpg"))
+    row = {"emotion": "happiness", "p_happiness": 0.93, "rule_happiness": 100.0}
+    assert emotion_label(row) == "happiness 93%"
+    assert emotion_label({"rule_happiness": 100.0, "rule_anger": 0.0}) == "happiness 100% (AU rules)"
+    assert emotion_scores({"rule_surprise": 50.0})[1]["surprise"] == 0.5
+
+    class Face:
+        box = (20.0, 30.0, 80.0, 90.0)
+        success = True
+        landmarks = [(50.0, 60.0)] * 68
+
+    out = annotate(img, [Face()], ["happiness 93%"])
+    assert out.shape == img.shape and (out != img).any() and (img == read_image(sample("single_face.jpg"))).all()

@@ -1,0 +1,105 @@
+"""Many inputs: folders, combined and per-input tables, keeping finished work, --resume, Dask."""
+
+from __future__ import annotations
+
+import shutil
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from aulib.batch import AnalyzerSpec, run_batch
+from aulib.cli import app
+from aulib.io import expand_inputs
+from aulib.output import read_table
+
+from .conftest import sample
+
+runner = CliRunner()
+SPEC = AnalyzerSpec(emotion_model="none")
+VIDEO = {"max_frames": 4, "every": 6}
+
+
+@pytest.fixture()
+def folder(tmp_path):
+    """in/a.jpg, in/b/multi.jpg, in/b/broken.png (unreadable), in/c/clip.mp4."""
+    root = tmp_path / "in"
+    (root / "b").mkdir(parents=True)
+    (root / "c").mkdir()
+    shutil.copy(sample("single_face.jpg"), root / "a.jpg")
+    shutil.copy(sample("multi_face.jpg"), root / "b" / "multi.jpg")
+    (root / "b" / "broken.png").write_bytes(b"\x89PNG not really")
+    shutil.copy(sample("single_face.mp4"), root / "c" / "clip.mp4")
+    return root
+
+
+def test_cli_folder_combined_per_input_and_resume(folder, tmp_path):
+    out, per = tmp_path / "all.csv", tmp_path / "per"
+    args = ["analyze", str(folder), "-o", str(out), "--per-input", str(per), "--emotion-model", "none",
+            "--every", "6", "--max-frames", "4"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    df = read_table(out)
+    files = [str(p) for p in expand_inputs([folder])]
+    assert list(dict.fromkeys(df["input"])) == files  # sorted, recursive, all inputs
+    assert (df["input"] == files[-1]).sum() == 4  # the clip: 4 analysed frames
+    assert df.loc[df.input.str.endswith("broken.png"), "success"].eq(0).all()
+    assert sorted(p.relative_to(per).as_posix() for p in per.rglob("*.csv")) == \
+        ["a.jpg.csv", "b/broken.png.csv", "b/multi.jpg.csv", "c/clip.mp4.csv"]
+    pd.testing.assert_frame_equal(read_table(per / "b" / "multi.jpg.csv"),
+                                  df[df.input.str.endswith("multi.jpg")].reset_index(drop=True), check_dtype=False)
+    res = runner.invoke(app, args + ["--resume"])
+    assert res.exit_code == 0 and "skipped 4" in res.output
+    pd.testing.assert_frame_equal(read_table(out), df)
+
+
+def test_interrupted_run_keeps_finished_inputs_and_resumes(folder, tmp_path, analyzer):
+    files = expand_inputs([folder])
+    for out in (tmp_path / "t.csv", tmp_path / "t.parquet", tmp_path / "t.json"):
+        done = []
+
+        def stop_after_two(p, done=done):
+            done.append(p)
+            if len(done) == 2:
+                raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            run_batch(files, SPEC, out=out, video_options=VIDEO, progress=stop_after_two, analyzer=analyzer)
+        if out.suffix != ".parquet":  # appended as it went
+            assert list(dict.fromkeys(read_table(out)["input"])) == [str(p) for p in files[:2]]
+        res = run_batch(files, SPEC, out=out, resume=True, video_options=VIDEO, analyzer=analyzer)
+        assert res.skipped == [str(p) for p in files[:2]] and len(res.analysed) == 2
+        full = run_batch(files, SPEC, video_options=VIDEO, analyzer=analyzer).table
+        got = read_table(out)
+        assert got["input"].tolist() == full["input"].tolist()
+        pd.testing.assert_series_equal(got["AU12_r"], full["AU12_r"], check_exact=False, rtol=1e-6)
+
+
+def test_a_failing_input_does_not_stop_the_batch(folder, analyzer, monkeypatch, tmp_path):
+    files = expand_inputs([folder])
+    original = analyzer.analyze_image
+
+    def flaky(path, *a, **k):
+        if path.name == "a.jpg":
+            raise RuntimeError("boom")
+        return original(path, *a, **k)
+
+    monkeypatch.setattr(analyzer, "analyze_image", flaky)
+    res = run_batch(files, SPEC, out=tmp_path / "x.csv", video_options=VIDEO, analyzer=analyzer)
+    df = read_table(tmp_path / "x.csv")
+    bad = df[df.input.str.endswith("a.jpg")]
+    assert len(bad) == 1 and "analysis failed" in bad.error.iloc[0] and "boom" in bad.error.iloc[0]
+    assert df[df.input.str.endswith("multi.jpg")].success.sum() == 5
+    assert len(res.analysed) == 4
+
+
+@pytest.mark.slow
+def test_dask_local_cluster_equals_serial(folder, analyzer, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    files = expand_inputs([folder])
+    serial = run_batch(files, SPEC, video_options=VIDEO, analyzer=analyzer).table
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as c:
+        out = tmp_path / "dask.csv"
+        res = run_batch(files, SPEC, out=out, video_options=VIDEO, scheduler=c.scheduler_address)
+    pd.testing.assert_frame_equal(res.table, serial, check_exact=True)  # bit-identical, same order
+    assert read_table(out)["input"].tolist() == serial["input"].tolist()

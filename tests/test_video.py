@@ -1,0 +1,226 @@
+"""Video analysis on the sample clips: rows per frame, timestamps, subsampling, tracking, broken
+files, overlays and per-person calibration. Short clips / ``every`` keep this under a minute."""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+import pandas as pd
+import pytest
+
+from aulib.face.hog import HogExtractor
+from aulib.results import to_frame
+from aulib.track import FaceTracker
+from aulib.video import FrameReader, NeutralCalibrator, VectorHog, analyze_video_rows, upright
+
+from .conftest import sample
+
+
+def frames_of(path) -> list[tuple[int, float]]:
+    """(index, timestamp) of every decodable frame, straight from PyAV."""
+    with av.open(str(path)) as c:
+        return [(i, float(f.time)) for i, f in enumerate(c.decode(video=0))]
+
+
+def table(analyzer, path, **kw) -> pd.DataFrame:
+    return to_frame(analyze_video_rows(analyzer, path, **kw), analyzer.columns)
+
+
+def test_every_frame_one_row_with_container_timestamps(analyzer):
+    path = sample("single_face.mp4")
+    df = table(analyzer, path)
+    ref = frames_of(path)
+    assert len(df) == len(ref) == 72  # one face in every frame
+    assert df["frame"].tolist() == [i for i, _ in ref]
+    np.testing.assert_allclose(df["timestamp"], [t for _, t in ref], atol=1e-9)
+    assert (df.success == 1).all() and (df.face == 0).all()
+    assert df["AU12_r"].notna().all() and df[[f"x_{i}" for i in range(68)]].notna().all().all()
+
+
+def test_faceless_frames_get_a_row_and_every_subsamples(analyzer):
+    df = table(analyzer, sample("no_face.mp4"), every=10)
+    n = len(frames_of(sample("no_face.mp4")))
+    assert df["frame"].tolist() == list(range(0, n, 10))
+    assert (df.success == 0).all() and (df.error == "no face detected").all()
+
+
+def test_face_then_no_face_row_count(analyzer):
+    path = sample("face_noface.mov")
+    df = table(analyzer, path, every=8)
+    assert len(df) == len(range(0, len(frames_of(path)), 8))  # ≤ 1 face per frame: one row per frame
+    assert 0 < df.success.sum() < len(df)
+    failed = df.loc[df.success == 0, "error"]
+    assert failed.str.len().gt(0).all()  # every faceless frame says why
+
+
+def test_no_ghost_face_after_a_scene_cut(analyzer):
+    """Landmarks fit a mean face into any box: a cut to sky must end the track, not follow it."""
+    path = sample("face_noface.mov")
+    tracked = table(analyzer, path, every=3, max_frames=32, detect_every=10)  # cut at frame 72
+    detected = table(analyzer, path, every=3, max_frames=32, detect_every=1)
+    assert tracked["success"].tolist() == detected["success"].tolist()
+    assert 0 < tracked["success"].sum() < len(tracked)
+
+
+def test_fps_keeps_one_frame_per_slot(analyzer):
+    df = table(analyzer, sample("single_face.mp4"), fps=5)
+    assert len(df) == 12  # 2.4 s at 5 fps
+    assert np.diff(df["timestamp"]).min() >= 0.2 - 1e-6
+
+
+def test_tracking_between_detections_matches_detection_every_frame(analyzer):
+    path = sample("WolfgangLanger_Pexels.mp4")
+    tracked = table(analyzer, path, max_frames=20, detect_every=10)
+    detected = table(analyzer, path, max_frames=20, detect_every=1)
+    assert len(tracked) == len(detected) == 20 and (tracked.success == 1).all()
+    xs = [f"x_{i}" for i in range(68)] + [f"y_{i}" for i in range(68)]
+    diff = np.abs(tracked[xs].to_numpy() - detected[xs].to_numpy())
+    assert np.median(diff) < 3.0  # pixels, on a ~220 px face
+    aus = [c for c in tracked.columns if c.endswith("_r")]
+    assert np.abs(tracked[aus].to_numpy() - detected[aus].to_numpy()).mean() < 0.3
+
+
+def test_two_faces_keep_their_ids(analyzer, tmp_path):
+    """A side-by-side clip of two sample videos: ids stay with their side of the frame."""
+    left, right = sample("single_face.mp4"), sample("WolfgangLanger_Pexels.mp4")
+    out = tmp_path / "two.mp4"
+    with av.open(str(left)) as a, av.open(str(right)) as b, av.open(str(out), "w") as o:
+        s = o.add_stream("mpeg4", rate=30)
+        s.width, s.height, s.pix_fmt = 1280, 360, "yuv420p"
+        for _, fa, fb in zip(range(12), a.decode(video=0), b.decode(video=0)):
+            img = np.hstack([fa.to_ndarray(format="rgb24"), fb.to_ndarray(format="rgb24")])
+            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                o.mux(p)
+        for p in s.encode():
+            o.mux(p)
+    df = table(analyzer, out, detect_every=4)
+    assert len(df) == 24 and (df.success == 1).all()
+    side = df["face_x"].gt(640).groupby(df["face"]).agg(["min", "max"])
+    assert sorted(side.index) == [0, 1] and (side["min"] == side["max"]).all()
+
+
+def test_tracker_matches_by_overlap_not_order():
+    t = FaceTracker()
+    a, b = np.array([10, 10, 100, 100.0]), np.array([300, 20, 90, 90.0])
+    ids = t.assign([a, b], 0)
+    for i, box in zip(ids, (a, b)):
+        t.update(i, box, None, 1.0, 0)
+    assert t.assign([b + 5, a - 4], 1) == [ids[1], ids[0]]
+    assert t.assign([np.array([700, 10, 80, 80.0])], 2) == [2]  # a new face gets a new id
+
+
+def test_truncated_video_keeps_decoded_frames_and_reports(analyzer, tmp_path):
+    src = sample("WolfgangLanger_Pexels.mp4")
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(src.read_bytes()[:300_000])
+    df = table(analyzer, cut, every=10)
+    assert (df.success.iloc[:-1] == 1).all() and len(df) > 3
+    assert df.success.iloc[-1] == 0 and "truncated" in df.error.iloc[-1] and df.error.iloc[-1].startswith(str(cut))
+    broken = tmp_path / "head.mp4"  # moov atom at the end: nothing decodable
+    broken.write_bytes(sample("single_face.mp4").read_bytes()[:50_000])
+    rows = analyze_video_rows(analyzer, broken)
+    assert len(rows) == 1 and rows[0]["success"] == 0 and "cannot open" in rows[0]["error"]
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    assert "empty file" in analyze_video_rows(analyzer, tmp_path / "empty.mp4")[0]["error"]
+
+
+def test_overlay_video(analyzer, tmp_path):
+    out = tmp_path / "ov.mp4"
+    df = table(analyzer, sample("single_face.mp4"), every=6, overlay=out)
+    with av.open(str(out)) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    assert len(frames) == len(df) == 12
+    with av.open(str(sample("single_face.mp4"))) as c:
+        first = next(c.decode(video=0)).to_ndarray(format="rgb24")
+    assert frames[0].shape == first.shape
+    assert np.abs(frames[0].astype(int) - first).max() > 100  # drawn boxes/points
+
+
+def test_calibration_subtracts_each_persons_median():
+    mean = np.array([1.0, 2.0], np.float32)
+    X = np.array([[5, 5], [7, 5], [6, 9], [0, 0], [2, 2]], np.float32)
+    ids = np.array([0, 0, 0, 1, 1])
+    out = NeutralCalibrator(mean).video_offsets(X, ids)
+    np.testing.assert_allclose(np.median(out[:3], axis=0), mean)
+    np.testing.assert_allclose(out[3:].mean(axis=0), mean)
+    run = NeutralCalibrator(mean, "running", min_samples=2)
+    np.testing.assert_array_equal(run.running(X[:1], [0]), X[:1])  # too few frames: unchanged
+    np.testing.assert_allclose(run.running(X[1:2], [0])[0], X[1] - np.median(X[:2], axis=0) + mean)
+
+
+def test_neutral_estimate_uses_the_least_expressive_frames():
+    X = np.array([[0.0], [0.1], [0.2], [5.0], [5.1], [5.2], [5.3], [5.4], [5.5], [5.6]], np.float32)
+    scores = X[:, 0] * 2  # the first three frames are the resting ones
+    cal = NeutralCalibrator(np.zeros(1, np.float32), rest_fraction=0.3, min_samples=2)
+    assert cal.neutral(X, scores)[0] == pytest.approx(0.1)
+    assert NeutralCalibrator(np.zeros(1, np.float32), rest_fraction=1.0).neutral(X, scores)[0] == pytest.approx(5.15)
+
+
+def test_calibrated_video_changes_au_scores_not_rows(analyzer):
+    path = sample("single_face.mp4")
+    raw = table(analyzer, path, every=6)
+    cal = table(analyzer, path, every=6, calibrate=True)
+    run = table(analyzer, path, every=6, calibrate="running")
+    aus = [c for c in raw.columns if c.endswith("_r")]
+    assert len(cal) == len(run) == len(raw)
+    pd.testing.assert_frame_equal(cal.drop(columns=aus + [c for c in raw.columns if c.endswith("_c") or
+                                                          c.startswith("rule_")]),
+                                  raw.drop(columns=aus + [c for c in raw.columns if c.endswith("_c") or
+                                                          c.startswith("rule_")]))
+    assert not np.allclose(cal[aus], raw[aus])
+    assert cal[aus].notna().all().all() and run[aus].notna().all().all()
+
+
+def test_display_rotation_is_applied():
+    img = np.arange(6, dtype=np.uint8).reshape(2, 3, 1).repeat(3, axis=2)
+    assert upright(img, 0) is img
+    assert upright(img, -90).shape == (3, 2, 3)  # iPhone portrait: stored landscape, shown upright
+    np.testing.assert_array_equal(upright(img, 90)[:, :, 0], np.rot90(img[:, :, 0]))
+    np.testing.assert_array_equal(upright(img, 180)[:, :, 0], img[::-1, ::-1, 0])
+
+
+def test_rotated_phone_video_is_read_as_displayed(tmp_path):
+    """A display matrix (patched into the mp4 track header: 90° clockwise, as phones write it) is
+    applied: frames come out as a player shows them."""
+    import struct
+
+    src = sample("single_face.mp4")
+    data = bytearray(src.read_bytes())
+    i = data.find(b"tkhd")
+    assert data[i + 4] == 0  # version 0 header: matrix at a fixed offset
+    off = i + 8 + 20 + 8 + 8
+    data[off:off + 36] = struct.pack(">9i", 0, 0x10000, 0, -0x10000, 0, 0, 0, 0, 0x40000000)
+    rot = tmp_path / "rot.mp4"
+    rot.write_bytes(bytes(data))
+    shown = next(iter(FrameReader(rot, max_frames=1, threaded=False))).image
+    stored = next(iter(FrameReader(src, max_frames=1, threaded=False))).image
+    assert shown.shape == (640, 360, 3)
+    np.testing.assert_array_equal(shown, np.rot90(stored, -1))  # clockwise
+
+
+def test_reader_rejects_bad_options():
+    with pytest.raises(ValueError):
+        FrameReader(sample("single_face.mp4"), every=0)
+
+
+def test_vector_hog_is_identical_to_scikit_image():
+    rng = np.random.default_rng(1)
+    ref, fast = HogExtractor(), VectorHog()
+    for img in [rng.integers(0, 256, (112, 112), dtype=np.uint8), np.zeros((112, 112), np.uint8)]:
+        np.testing.assert_array_equal(fast(img), ref(img))
+
+
+def test_bench_cli_prints_fps_and_stages():
+    import re
+
+    from typer.testing import CliRunner
+
+    from aulib.cli import app
+
+    res = CliRunner().invoke(app, ["bench", str(sample("single_face.mp4")), "--frames", "12",
+                                   "--emotion-model", "none"])
+    assert res.exit_code == 0, res.output
+    lines = res.output.strip().splitlines()
+    assert re.fullmatch(r"\d+\.\d fps", lines[-1])
+    for stage in ("decode", "detect", "landmarks", "align+mask", "HOG", "CNN", "AU models"):
+        assert any(line.strip().startswith(stage) for line in lines), stage
