@@ -11,7 +11,7 @@ import pytest
 from aulib.face.hog import HogExtractor
 from aulib.results import to_frame
 from aulib.track import FaceTracker
-from aulib.video import FrameReader, NeutralCalibrator, VectorHog, analyze_video_rows, upright
+from aulib.video import FrameReader, NeutralCalibrator, analyze_video_rows, upright
 
 from .conftest import sample
 
@@ -70,14 +70,15 @@ def test_fps_keeps_one_frame_per_slot(analyzer):
 
 def test_tracking_between_detections_matches_detection_every_frame(analyzer):
     path = sample("WolfgangLanger_Pexels.mp4")
-    tracked = table(analyzer, path, max_frames=20, detect_every=10)
-    detected = table(analyzer, path, max_frames=20, detect_every=1)
-    assert len(tracked) == len(detected) == 20 and (tracked.success == 1).all()
+    tracked = table(analyzer, path, max_frames=100, detect_every=10)  # chin at the frame edge ~67, ~98
+    detected = table(analyzer, path, max_frames=100, detect_every=1)
+    assert len(tracked) == len(detected) == 100 and (tracked.success == 1).all()
     xs = [f"x_{i}" for i in range(68)] + [f"y_{i}" for i in range(68)]
     diff = np.abs(tracked[xs].to_numpy() - detected[xs].to_numpy())
-    assert np.median(diff) < 3.0  # pixels, on a ~220 px face
+    assert np.median(diff) < 2.0  # pixels, on a ~220 px face
+    assert np.median(diff, axis=1).max() < 10  # no frame drifts off (hull-based boxes did: 27 px)
     aus = [c for c in tracked.columns if c.endswith("_r")]
-    assert np.abs(tracked[aus].to_numpy() - detected[aus].to_numpy()).mean() < 0.3
+    assert np.abs(tracked[aus].to_numpy() - detected[aus].to_numpy()).mean() < 0.1
 
 
 def test_two_faces_keep_their_ids(analyzer, tmp_path):
@@ -203,11 +204,11 @@ def test_reader_rejects_bad_options():
         FrameReader(sample("single_face.mp4"), every=0)
 
 
-def test_vector_hog_is_identical_to_scikit_image():
+def test_vectorised_hog_is_identical_to_scikit_image():
     rng = np.random.default_rng(1)
-    ref, fast = HogExtractor(), VectorHog()
+    h = HogExtractor()
     for img in [rng.integers(0, 256, (112, 112), dtype=np.uint8), np.zeros((112, 112), np.uint8)]:
-        np.testing.assert_array_equal(fast(img), ref(img))
+        np.testing.assert_allclose(h(img), h.reference(img), atol=1e-6)
 
 
 def test_bench_cli_prints_fps_and_stages():

@@ -81,11 +81,10 @@ def bench(video: str | Path, frames: int | None = None, detect_every: int = 10, 
           detector: str = "retinaface", log: Callable[[str], None] = print) -> dict:
     """Run both passes on ``video`` (first ``frames`` frames) and log the report; returns the numbers."""
     from aulib.analyzer import Analyzer
-    from aulib.video import analyze_video_rows, use_vector_hog
+    from aulib.video import analyze_video_rows
 
     t = time.perf_counter()
     analyzer = Analyzer(detector=detector, emotion_model=emotion_model)  # type: ignore[arg-type]
-    use_vector_hog(analyzer.pipeline)
     load_s = time.perf_counter() - t
     analyze_video_rows(analyzer, video, max_frames=5, detect_every=detect_every)  # warm-up (ONNX, caches)
 

@@ -37,7 +37,9 @@ def read_table(path: str | Path) -> pd.DataFrame:
     """Read a table written by :func:`write_table`."""
     fmt = table_format(path)
     if fmt == "csv":
-        return pd.read_csv(path, keep_default_na=True).fillna({"error": ""})
+        df = pd.read_csv(path, dtype={"error": "string", "input": "string", "emotion": "string"})
+        df["error"] = df["error"].fillna("")
+        return df
     if fmt == "parquet":
         return pd.read_parquet(path)
     return pd.read_json(path, orient="records", lines=True)

@@ -11,7 +11,7 @@ gets its old id back instead of a new one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -20,8 +20,8 @@ import numpy as np
 class Track:
     """One followed face: id, last display box (x, y, w, h), last landmarks and detection score.
 
-    ``rel`` maps the landmark-hull box to the detector's box (offset and size in units of the
-    hull side), so boxes reported on tracked frames look like the detector's boxes.
+    ``extra`` holds whatever else the follower needs (:mod:`aulib.video` keeps the detector's
+    boxes there, anchored to the face's aligned-crop coordinates).
     """
 
     id: int
@@ -29,7 +29,7 @@ class Track:
     landmarks: np.ndarray | None
     score: float
     last_frame: int
-    rel: tuple[float, float, float, float] | None = None
+    extra: dict = field(default_factory=dict)
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -92,16 +92,13 @@ class FaceTracker:
             out.append(int(ids[i]))  # type: ignore[arg-type]
         return out
 
-    def update(self, tid: int, box: np.ndarray, landmarks: np.ndarray | None, score: float, frame: int,
-               rel: tuple[float, float, float, float] | None = None) -> Track:
+    def update(self, tid: int, box: np.ndarray, landmarks: np.ndarray | None, score: float, frame: int) -> Track:
         """Record where face ``tid`` is in ``frame`` (creating the track if new)."""
         t = self.tracks.get(tid)
         if t is None:
-            t = self.tracks[tid] = Track(tid, np.asarray(box, np.float32), landmarks, score, frame, rel)
+            t = self.tracks[tid] = Track(tid, np.asarray(box, np.float32), landmarks, score, frame)
         else:
             t.box, t.landmarks, t.score, t.last_frame = np.asarray(box, np.float32), landmarks, score, frame
-            if rel is not None:
-                t.rel = rel
         return t
 
     def _expire(self, frame: int) -> None:

@@ -2,31 +2,36 @@
 
 Why it is built this way (measured on 640×360 video, 2 shared CPU cores, see ``aulib bench``):
 
-* **Decoding** (PyAV, FFmpeg's own frame threads) runs in a background thread that hands RGB
-  frames over a bounded queue; FFmpeg releases the GIL, so it overlaps the analysis. Frames that
-  ``--every``/``--fps`` drop are never converted to RGB.
-* **Detection** (RetinaFace, ≈15–25 ms per frame) runs only every ``detect_every`` frames. In
-  between each face is followed through its own landmarks: the 68 points of the previous frame
-  give the box (:func:`~aulib.face.landmarks.box_from_landmarks`) in which the next 68 points are
-  fitted (≈1 ms). A fit that degrades (rigid-point error above :data:`REDETECT_FIT_ERROR`, or a
-  failed fit) triggers detection on that same frame, so no frame is reported from a lost track.
+* **Decoding** (PyAV; ≈0.75 ms CPU per 640×360 frame including RGB conversion) runs in a
+  background thread that hands RGB frames over a bounded queue; FFmpeg releases the GIL, so it
+  overlaps the analysis. Slice threads only: frame threads cost more than they saved on two busy
+  cores. Frames that ``--every``/``--fps`` drop are never converted to RGB.
+* **Detection** (RetinaFace, ≈10–25 ms per frame) runs only every ``detect_every`` frames. In
+  between each face is followed through its own landmarks (≈1 ms): the detector's box is stored
+  in the face's aligned-crop coordinates and carried into the next frame by the previous frame's
+  similarity transform (fitted on the rigid points: eye corners, nose). Rebuilding the box from
+  the landmark hull instead (``box_from_landmarks``) collapsed when the chin touched the frame
+  edge in WolfgangLanger_Pexels.mp4: the hull shrank 229 → 157 px over four frames (median
+  landmark error 27 px) with a fit error that still looked fine. A fit that degrades
+  (rigid-point error above :data:`REDETECT_FIT_ERROR`, or a failed fit) triggers detection on
+  that same frame, so no frame is reported from a lost track.
   A scene cut (thumbnail difference, :data:`SCENE_CUT`) or a face leaving the frame also
   triggers detection: landmarks alone cannot tell a face from the background they are fitted to.
 * **Models** (CNN embedding + emotion, AU SVMs/SVRs) are called on batches of faces from several
   frames in a second thread: onnxruntime releases the GIL, so the CNN overlaps the next frames'
   landmarks and HOG. Models are those of the caller's :class:`~aulib.analyzer.Analyzer`, loaded
   once.
-* **HOG**: scikit-image normalises its 169 blocks in a Python loop (≈2.5 ms of its ≈3.5 ms per
-  face). :class:`VectorHog` computes the identical descriptor with the same C histogram code and a
-  vectorised block normalisation (≈0.6 ms); it is installed on the analyzer's pipeline for video.
+* **HOG**: :class:`~aulib.face.hog.HogExtractor` normalises all blocks in one vectorised step
+  (≈0.6 ms per face instead of scikit-image's ≈3.5 ms Python loop).
 
 Per-person calibration (``calibrate``) follows OpenFace: features − the person's neutral estimate
 (the median of that face's feature vectors over its least expressive frames, see
 :class:`NeutralCalibrator`) + the population mean the AU models were trained around
 (``bank.mean_``), so a person whose resting face happens to look like "brows lowered" to a
 population model is not reported as frowning all video long. ``"video"`` (= ``True``) is the
-offline two-pass version (median over the whole video, then every frame re-scored); ``"running"``
-is causal (median over the frames so far, constant memory, usable live).
+offline two-pass version (estimate from the whole video, then every frame re-scored; keeps the
+7,500 features per face-frame, ≈30 kB); ``"running"`` is causal (estimate from the last 300
+frames, constant memory, usable live).
 """
 
 from __future__ import annotations
@@ -42,12 +47,9 @@ from typing import Any, Literal
 
 import cv2
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 from threadpoolctl import threadpool_limits
 
 from aulib.face import Face
-from aulib.face.hog import HogExtractor
-from aulib.face.landmarks import box_from_landmarks
 from aulib.results import empty_row
 from aulib.track import FaceTracker, Track
 
@@ -73,48 +75,6 @@ class VideoReadError(ValueError):
 
 
 # ---------------------------------------------------------------------------------- HOG
-class VectorHog(HogExtractor):
-    """Same descriptor as :class:`~aulib.face.hog.HogExtractor` (scikit-image ``hog``, L2-Hys),
-    with the per-block Python loop replaced by one vectorised normalisation.
-
-    Uses scikit-image's own gradient definition and C histogram routine, so the cell histograms
-    are bit-identical; block sums are taken in a different order, so values agree to ~1e-7.
-    """
-
-    EPS = 1e-5
-
-    def __call__(self, gray: np.ndarray) -> np.ndarray:
-        from skimage.feature import _hoghistogram
-
-        if gray.ndim == 3:
-            gray = cv2.cvtColor(gray, cv2.COLOR_RGB2GRAY)
-        if gray.shape != (self.size, self.size):
-            raise ValueError(f"HOG expects a {self.size}×{self.size} crop, got {gray.shape}")
-        img = gray.astype(np.float64)
-        g_row = np.zeros_like(img)
-        g_col = np.zeros_like(img)
-        g_row[1:-1, :] = img[2:, :] - img[:-2, :]
-        g_col[:, 1:-1] = img[:, 2:] - img[:, :-2]
-        c, b = self.cell, self.block_cells
-        n = self.size // c
-        hist = np.zeros((n, n, self.bins), dtype=np.float64)
-        _hoghistogram.hog_histograms(g_col, g_row, c, c, self.size, self.size, n, n, self.bins, hist)
-        blocks = sliding_window_view(hist, (b, b), axis=(0, 1))  # (nb, nb, bins, b, b)
-        blocks = np.ascontiguousarray(blocks.transpose(0, 1, 3, 4, 2)).reshape(n - b + 1, n - b + 1, -1)
-        eps2 = self.EPS ** 2
-        out = blocks / np.sqrt(np.einsum("ijk,ijk->ij", blocks, blocks) + eps2)[..., None]
-        np.minimum(out, 0.2, out=out)
-        out /= np.sqrt(np.einsum("ijk,ijk->ij", out, out) + eps2)[..., None]
-        return out.ravel().astype(np.float32)
-
-
-def use_vector_hog(pipeline: Any) -> None:
-    """Swap the pipeline's scikit-image HOG for :class:`VectorHog` (same layout and values)."""
-    h = pipeline.hog
-    if type(h) is HogExtractor:
-        pipeline.hog = VectorHog(h.size, h.cell, h.block_cells, h.bins)
-
-
 # ---------------------------------------------------------------------------------- decoding
 @dataclass
 class VideoFrame:
@@ -428,6 +388,28 @@ class OverlayWriter:
 
 
 # ---------------------------------------------------------------------------------- analysis
+def _scale(m: np.ndarray) -> float:
+    """Crop pixels per image pixel of a 2×3 similarity transform."""
+    return float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
+
+
+def _to_crop(m: np.ndarray, box: Any) -> tuple[float, float, float, float]:
+    """(x, y, w, h) image box → (centre x, centre y, w, h) in the aligned crop's coordinates."""
+    x, y, bw, bh = (float(v) for v in box)
+    cx, cy = m @ np.array([x + bw / 2, y + bh / 2, 1.0])
+    s = _scale(m)
+    return float(cx), float(cy), bw * s, bh * s
+
+
+def _from_crop(m: np.ndarray, anchor: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+    """Inverse of :func:`_to_crop` under another frame's transform: the axis-aligned image box."""
+    a = m[:, :2]
+    cx, cy = np.linalg.solve(a, np.array(anchor[:2]) - m[:, 2])
+    s = _scale(m)
+    bw, bh = anchor[2] / s, anchor[3] / s
+    return float(cx - bw / 2), float(cy - bh / 2), bw, bh
+
+
 @dataclass
 class _FrameFaces:
     index: int
@@ -465,7 +447,6 @@ class VideoAnalysis:
                  threaded: bool = True, batch_faces: int = BATCH_FACES) -> None:
         self.a = analyzer
         self.pipeline = analyzer.pipeline
-        use_vector_hog(self.pipeline)
         self.name = input_name
         self.detect_every = max(1, int(detect_every))
         mode = "video" if calibrate is True else calibrate
@@ -504,37 +485,38 @@ class VideoAnalysis:
         self.n_detect += 1
         self._since_detect = 0
         dets = self.pipeline.detect(image)
-        faces = [self.pipeline.from_box(image, d.landmark_box(), d.score, display_box=d.as_array()) for d in dets]
+        boxes = [d.landmark_box() for d in dets]
+        faces = [self.pipeline.from_box(image, b, d.score, display_box=d.as_array()) for b, d in zip(boxes, dets)]
         ids = self.tracker.assign([d.as_array() for d in dets], index)
-        for f, tid in zip(faces, ids):
-            rel = None
-            if f.landmarks is not None:
-                lx, ly, side, _ = box_from_landmarks(f.landmarks)
-                bx, by, bw, bh = (float(v) for v in f.box)
-                rel = ((bx - lx) / side, (by - ly) / side, bw / side, bh / side)
-            self.tracker.update(tid, f.box, f.landmarks if f.success else None, f.score, index, rel)
+        for f, tid, box in zip(faces, ids, boxes):
+            t = self.tracker.update(tid, f.box, f.landmarks if f.success else None, f.score, index)
+            t.extra.clear()
+            if f.success:
+                # Both boxes in the face's own (aligned crop) coordinates: they then move and scale
+                # with the rigid landmarks (eyes, nose) in later frames, see _follow.
+                m = f.extra["matrix"]
+                t.extra.update(fit=_to_crop(m, box), shown=_to_crop(m, f.box), matrix=m)
         self._need_detect = any(not f.success for f in faces)
         return faces, ids
 
     def _follow(self, image: np.ndarray, index: int, tracks: list[Track]) -> tuple[list[Face], list[int]] | None:
+        """Fit each tracked face in the box its previous frame predicts, or None (→ detect)."""
         faces = []
+        h, w = image.shape[:2]
         for t in tracks:
-            assert t.landmarks is not None
-            box = box_from_landmarks(t.landmarks)
-            lx, ly, side, _ = box
-            rx, ry, rw, rh = t.rel or (0.0, 0.0, 1.0, 1.0)
-            shown = np.array([lx + rx * side, ly + ry * side, rw * side, rh * side], np.float32)
-            h, w = image.shape[:2]
-            if not (0 <= lx + side / 2 < w and 0 <= ly + side / 2 < h):  # leaving the frame
+            m = t.extra["matrix"]
+            box = _from_crop(m, t.extra["fit"])
+            shown = np.asarray(_from_crop(m, t.extra["shown"]), np.float32)
+            if not (0 <= box[0] + box[2] / 2 < w and 0 <= box[1] + box[3] / 2 < h):  # leaving the frame
                 return None
             f = self.pipeline.from_box(image, box, t.score, display_box=shown)
             if not f.success or f.fit_error > REDETECT_FIT_ERROR:
                 return None
             faces.append(f)
-        ids = [t.id for t in tracks]
         for f, t in zip(faces, tracks):
             self.tracker.update(t.id, f.box, f.landmarks, t.score, index)
-        return faces, ids
+            t.extra["matrix"] = f.extra["matrix"]
+        return faces, [t.id for t in tracks]
 
     def add(self, vf: VideoFrame) -> None:
         """Find and describe the faces of one frame, queue them for the models."""

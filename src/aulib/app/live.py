@@ -107,8 +107,33 @@ def page() -> None:
         c1, c2 = st.columns(2)
         c1.page_link(app_page("image"), label="Analyse an image instead", icon=":material/image:")
         c2.page_link(app_page("video"), label="Analyse a video instead", icon=":material/movie:")
+        if st.toggle("Live stream not connecting? Take a snapshot instead", key="live_snapshot",
+                     help="Uses the browser's camera widget and no WebRTC: works behind any network."):
+            snapshot(analyzer)
     with right:
         live_panel(ctx, state, analyzer.aus)
+
+
+def snapshot(analyzer) -> None:
+    """Fallback without WebRTC: one photo from ``st.camera_input``, analysed like an upload."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    shot = st.camera_input("Snapshot", label_visibility="collapsed")
+    if shot is None:
+        return
+    rgb = np.asarray(Image.open(io.BytesIO(shot.getvalue())).convert("RGB"))
+    with ANALYZE_LOCK:
+        faces = analyzer.faces(rgb)
+        rows = analyzer.face_rows(faces, "snapshot")
+    ok = [r for r in rows if r.get("success")]
+    if not ok:
+        st.warning("No face in the snapshot.", icon=":material/face_retouching_off:")
+        return
+    st.image(annotate(rgb, faces, [emotion_label(r) if r.get("success") else "no fit" for r in rows]),
+             caption=" · ".join(f"face {r['face']}: {emotion_label(r)}" for r in ok))
 
 
 @st.fragment(run_every=0.5)
