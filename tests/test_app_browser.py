@@ -14,7 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from .app_helpers import CHROMIUM_ARGS, find_chromium, make_y4m, python_has, start_app, stop_app
+from .app_helpers import (
+    CHROMIUM_ARGS,
+    NetNamespace,
+    find_chromium,
+    make_y4m,
+    python_has,
+    start_app,
+    stop_app,
+)
 from .conftest import REPO, SAMPLES
 
 DOCS = REPO / "docs"
@@ -36,9 +44,28 @@ def chromium_path() -> str:
 
 
 @pytest.fixture(scope="module")
-def app_url(chromium_path, tmp_path_factory):
+def netns(chromium_path, tmp_path_factory):
+    """App and browsers share a loopback-only network namespace where possible (root); else None.
+
+    Either way everything stays on 127.0.0.1; the namespace makes that a guarantee.
+    ``AULIB_TEST_NETNS=0`` turns it off.
+    """
+    ns = NetNamespace.create(tmp_path_factory.mktemp("netns"))
+    yield ns
+    if ns is not None:
+        ns.close()
+
+
+@pytest.fixture(scope="module")
+def chromium(chromium_path, netns, tmp_path_factory) -> str:
+    """What Playwright launches: Chromium itself, or a wrapper that starts it inside the namespace."""
+    return netns.wrap(chromium_path, tmp_path_factory.mktemp("bin")) if netns else chromium_path
+
+
+@pytest.fixture(scope="module")
+def app_url(chromium_path, netns, tmp_path_factory):
     log = tmp_path_factory.mktemp("app") / "streamlit.log"
-    proc, url = start_app(log)
+    proc, url = start_app(log, netns=netns)
     yield url
     stop_app(proc)
     # no exception raised in aulib's code (the web server's own websocket-close races are not ours)
@@ -55,10 +82,10 @@ def pw(chromium_path):
         yield pw
 
 
-def _launch(pw, chromium_path: str, profile: Path, args: list[str]):
+def _launch(pw, chromium: str, profile: Path, args: list[str]):
     """Chromium with a fresh profile; requests for anything not on 127.0.0.1 are refused and recorded."""
     ctx = pw.chromium.launch_persistent_context(
-        str(profile), executable_path=chromium_path, headless=True, args=args,
+        str(profile), executable_path=chromium, headless=True, args=args,
         viewport={"width": 1400, "height": 900})
     ctx.set_default_timeout(30_000)
     ctx.blocked = []
@@ -76,10 +103,10 @@ def _launch(pw, chromium_path: str, profile: Path, args: list[str]):
 
 
 @pytest.fixture(scope="module")
-def browser(pw, chromium_path, tmp_path_factory):
+def browser(pw, chromium, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("chromium")
     cam = make_y4m(SAMPLES / "single_face.mp4", tmp / "cam.y4m")
-    ctx = _launch(pw, chromium_path, tmp / "profile",
+    ctx = _launch(pw, chromium, tmp / "profile",
                   [*CHROMIUM_ARGS, f"--use-file-for-fake-video-capture={cam}"])
     yield ctx
     ctx.close()
@@ -200,7 +227,7 @@ def _wait_frames(page, timeout: float) -> bool:
 
 @pytest.mark.browser
 @pytest.mark.slow
-def test_live_page_streams_fake_camera(app_url, browser):
+def test_live_page_streams_fake_camera(app_url, browser, netns):
     page = _open(browser, f"{app_url}/")  # the live page is the default one
     frame = page.frame_locator('iframe[title*="streamlit_webrtc"]')
     start = frame.get_by_role("button", name="START")
@@ -224,11 +251,11 @@ def test_live_page_streams_fake_camera(app_url, browser):
         if fps:
             fps_values.append(fps)
         page.wait_for_timeout(400)
-    assert seen_emotions and all(e for e in seen_emotions)
+    assert len(seen_emotions) >= 2, f"emotion label/probability did not change: {seen_emotions}"
     assert len(seen_aus) >= 2, f"AU values did not change: {seen_aus}"
     assert fps_values and max(fps_values) > 1.0, fps_values
     print(f"\nlive page fps as shown: median {statistics.median(fps_values):.1f}, last {fps_values[-1]:.1f}; "
-          f"emotions {sorted(seen_emotions)}")
+          f"emotions {sorted(seen_emotions)}; {'loopback-only network namespace' if netns else 'host network'}")
     # the returned, annotated stream plays in the component's <video>
     playing = frame.locator("video").evaluate("v => v.readyState >= 2 && v.videoWidth > 0")
     assert playing
@@ -241,12 +268,12 @@ def test_live_page_streams_fake_camera(app_url, browser):
 
 @pytest.mark.browser
 @pytest.mark.slow
-def test_live_page_camera_denied_offers_uploads(app_url, pw, chromium_path, tmp_path):
+def test_live_page_camera_denied_offers_uploads(app_url, pw, chromium, tmp_path):
     """A browser that refuses the camera: the page says so and links to the upload pages."""
     from playwright.sync_api import expect
 
     args = [a for a in CHROMIUM_ARGS if "fake-ui" not in a] + ["--deny-permission-prompts"]
-    ctx = _launch(pw, chromium_path, tmp_path / "profile", args)
+    ctx = _launch(pw, chromium, tmp_path / "profile", args)
     try:
         page = _open(ctx, f"{app_url}/")
         frame = page.frame_locator('iframe[title*="streamlit_webrtc"]')
@@ -269,7 +296,10 @@ def test_live_page_snapshot_fallback(app_url, browser):
 
     page = _open(browser, f"{app_url}/")
     page.get_by_text("Live stream not connecting? Take a snapshot instead").click()
-    page.get_by_role("button", name=re.compile("Take photo", re.I)).click(timeout=60_000)
+    video = page.locator('[data-testid="stCameraInput"] video')
+    video.wait_for(timeout=60_000)
+    page.wait_for_function("v => v.readyState >= 2 && v.videoWidth > 0", arg=video.element_handle(), timeout=60_000)
+    page.get_by_role("button", name=re.compile("Take photo", re.I)).click()
     expect(page.locator('[data-testid="stMain"]')).to_contain_text(re.compile(r"face 0: \w+ \d+%"),
                                                                     timeout=60_000)
     page.close()

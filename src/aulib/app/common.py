@@ -21,15 +21,6 @@ RUNS_KEY = "_aulib_completed_runs"
 #: One lock for every use of the shared Analyzer (live callback threads and page scripts).
 ANALYZE_LOCK = threading.Lock()
 
-# One BLAS thread for the whole server: the AU models' matrix products are tiny, and a second
-# OpenBLAS thread on a busy machine makes each call wait for a descheduled worker (see aulib.video).
-try:
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(limits=1, user_api="blas")
-except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
-    pass
-
 
 def _env_int(name: str, default: int) -> int:
     try:
@@ -63,6 +54,14 @@ def load_analyzer(emotion_model: str | None = None) -> tuple[Analyzer, str | Non
 @st.cache_resource(show_spinner="Loading the face, AU and emotion models…")
 def get_analyzer() -> tuple[Analyzer, str | None]:
     """The process-wide Analyzer (models load once per server process) and its fallback note."""
+    # One BLAS thread for the server process: the AU models' matrix products are tiny, and a second
+    # OpenBLAS thread on a busy machine makes each call wait for a descheduled worker (see aulib.video).
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=1, user_api="blas")
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        pass
     return load_analyzer()
 
 
