@@ -43,18 +43,26 @@ def empty_row(input_name: str, error: str, frame: int = 0, timestamp: float = 0.
 
 
 def to_frame(rows: list[dict], cols: list[str]) -> pd.DataFrame:
-    """Rows → DataFrame with every contract column present (NaN where not computed), typed."""
-    df = pd.DataFrame(rows, columns=cols) if rows else pd.DataFrame(columns=cols)
-    for c in ("frame", "face", "success"):
-        df[c] = pd.to_numeric(df[c], errors="coerce").fillna(0).astype("int64")
-    df["error"] = df["error"].fillna("").astype(str)
-    df["input"] = df["input"].fillna("").astype(str)
-    if "emotion" in df:
-        df["emotion"] = df["emotion"].astype(object).where(df["emotion"].notna(), None)
-    num = [c for c in cols if c not in ("input", "error", "emotion", "frame", "face", "success")]
-    df[num] = df[num].apply(pd.to_numeric, errors="coerce").astype("float64")
-    for c in [c for c in cols if c.endswith("_c")]:
-        df[c] = df[c].astype("Float64").round().astype("Int64") if df[c].notna().any() else df[c]
+    """Rows → DataFrame with every contract column present (NaN where not computed), typed.
+
+    Built column-wise from one float matrix (a few ms per 1,000 rows): occurrences ``*_c`` are
+    nullable integers (``<NA>`` for rows without a face), ``frame``/``face``/``success`` integers,
+    ``input``/``error`` strings, ``emotion`` a label or None.
+    """
+    text, ints = ("input", "error", "emotion"), ("frame", "face", "success")
+    num = [c for c in cols if c not in text and c not in ints]
+    values = np.array([[r.get(c) for c in num] for r in rows], dtype=np.float64).reshape(len(rows), len(num))
+    data: dict[str, object] = {c: values[:, j] for j, c in enumerate(num)}
+    for c in ints:
+        data[c] = np.array([r.get(c) or 0 for r in rows], dtype=np.int64)
+    data["input"] = [str(r.get("input") or "") for r in rows]
+    data["error"] = [str(r.get("error") or "") for r in rows]
+    if "emotion" in cols:
+        data["emotion"] = pd.Series([r.get("emotion") for r in rows], dtype=object)
+    df = pd.DataFrame({c: data[c] for c in cols}, index=pd.RangeIndex(len(rows)))
+    occ = [c for c in cols if c.endswith("_c")]
+    if occ:
+        df[occ] = df[occ].round().astype("Int64")
     return df
 
 
