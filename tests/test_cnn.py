@@ -117,6 +117,22 @@ def test_training_smoke_run_exports_onnx_that_onnxruntime_runs(tmp_path: Path) -
     np.testing.assert_allclose(out[0].sum(axis=1), 1.0, atol=1e-5)
 
 
+def test_multitask_smoke_run_and_resume(tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    from aulib.cnn.train import train_multitask
+
+    kw = dict(batch_size=16, ck_per_batch=8, max_batches=2, subset=32, align=False, log=lambda m: None)
+    onnx_path = train_multitask(DATA, tmp_path / "mt", epochs=1, init_from=None, **kw)
+    out = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"]).run(
+        None, {"image": np.zeros((2, 3, 112, 112), np.float32)})
+    assert out[0].shape == (2, 8) and out[1].shape == (2, 14)
+    messages: list[str] = []
+    kw["log"] = messages.append
+    train_multitask(DATA, tmp_path / "mt", epochs=2, init_from=None, **kw)  # resumes from last.pt
+    assert any("resumed" in m and "epoch 1" in m for m in messages)
+
+
 def test_inference_module_does_not_import_torch() -> None:
     code = "import sys, aulib.cnn.inference; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -219,6 +219,22 @@ def _progress(total: int, desc: str) -> Any:
 # ----------------------------------------------------------------------------------------------
 
 
+def _optimiser(net: EfficientNetLite0, lr: float, weight_decay: float, total_steps: int, warmup: int,
+               last: Path, resume: bool, log: Log) -> tuple[Any, Any, int, float, list[dict[str, Any]]]:
+    """AdamW + warm-up/cosine schedule, resumed from ``last`` (model, optimiser, schedule, history)
+    when it exists: returns (optimiser, scheduler, first epoch, best score, history)."""
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(total_steps, warmup))
+    if not (resume and last.is_file()):
+        return opt, sched, 0, -1.0, []
+    ck = torch.load(last, map_location="cpu", weights_only=False)
+    net.load_state_dict(ck["model"])
+    opt.load_state_dict(ck["optimizer"])
+    sched.load_state_dict(ck["scheduler"])
+    log(f"resumed from {last} at epoch {ck['epoch'] + 1} (best so far {ck['best']:.4f})")
+    return opt, sched, ck["epoch"] + 1, ck["best"], ck["history"]
+
+
 def train_emotion(
     data_dir: str | Path, out_dir: str | Path, epochs: int = 10, batch_size: int = 64, lr: float = 1e-3,
     resume: bool = True, seed: int = 0, max_batches: int | None = None, *, weight_decay: float = 0.05,
@@ -251,17 +267,9 @@ def train_emotion(
     steps = math.ceil(len(xtr) / batch_size)
     if max_batches is not None:
         steps = min(steps, max_batches)
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(epochs * steps, min(300, max(1, steps // 2))))
-    start, best, history = 0, -1.0, []
     last = out_dir / "last.pt"
-    if resume and last.is_file():
-        ck = torch.load(last, map_location="cpu", weights_only=False)
-        net.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
-        start, best, history = ck["epoch"] + 1, ck["best"], ck["history"]
-        log(f"resumed from {last} at epoch {start} (best so far {best:.4f})")
+    opt, sched, start, best, history = _optimiser(net, lr, weight_decay, epochs * steps,
+                                                  min(300, max(1, steps // 2)), last, resume, log)
     onnx_path = out_dir / "emotion_cnn.onnx"
 
     for epoch in range(start, epochs):
@@ -421,17 +429,9 @@ def train_multitask(
     steps = math.ceil(len(xfer) / n_fer)
     if max_batches is not None:
         steps = min(steps, max_batches)
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(epochs * steps, min(100, max(1, steps // 2))))
-    start, best, history = 0, -1.0, []
     last = out_dir / "last.pt"
-    if resume and last.is_file():
-        ck = torch.load(last, map_location="cpu", weights_only=False)
-        net.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
-        start, best, history = ck["epoch"] + 1, ck["best"], ck["history"]
-        log(f"resumed from {last} at epoch {start}")
+    opt, sched, start, best, history = _optimiser(net, lr, weight_decay, epochs * steps,
+                                                  min(100, max(1, steps // 2)), last, resume, log)
     onnx_path = out_dir / "multitask_cnn.onnx"
 
     for epoch in range(start, epochs):
