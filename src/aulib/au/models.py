@@ -18,14 +18,25 @@ def shipped_feature_version() -> str:
     return feature_version(model_entry(embedding_cnn_for(version))["sha256"])
 
 
-class AUOccurrence:
-    """One linear SVM per AU. ``predict(X)`` → (N, K) 0/1; ``decision_function`` → margins."""
+class _ShippedBank:
+    """A :class:`LinearBank` of kind ``kind`` read from shipped file ``file`` (checksum-verified).
 
-    file = "au_svm.npz"
+    ``path`` reads a user's copy instead (its checksum must still match the manifest); ``features``
+    is the feature version the caller computes (default: the one the shipped models expect).
+    """
+
+    file: str
+    kind: str
 
     def __init__(self, path: str | Path | None = None, features: str | None = None) -> None:
-        self.bank = LinearBank.load(model_path(self.file, path), "svm", features or shipped_feature_version())
+        self.bank = LinearBank.load(model_path(self.file, path), self.kind, features or shipped_feature_version())
         self.aus = [int(a) for a in self.bank.aus_]
+
+
+class AUOccurrence(_ShippedBank):
+    """One linear SVM per AU. ``predict(X)`` → (N, K) 0/1; ``decision_function`` → margins."""
+
+    file, kind = "au_svm.npz", "svm"
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
         """(N, K) SVM margins minus the per-AU threshold chosen by subject-grouped CV (> 0 = present)."""
@@ -35,14 +46,10 @@ class AUOccurrence:
         return (self.decision_function(X) > 0).astype(np.int8)
 
 
-class AUIntensity:
+class AUIntensity(_ShippedBank):
     """One linear SVR per AU on the 0–5 FACS intensity scale (0 absent, 1–5 = A–E), clipped to 0–5."""
 
-    file = "au_svr.npz"
-
-    def __init__(self, path: str | Path | None = None, features: str | None = None) -> None:
-        self.bank = LinearBank.load(model_path(self.file, path), "svr", features or shipped_feature_version())
-        self.aus = [int(a) for a in self.bank.aus_]
+    file, kind = "au_svr.npz", "svr"
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return np.clip(self.bank.decision_function(X), 0.0, 5.0)
