@@ -89,3 +89,18 @@ def test_expand_inputs_recurses_sorted_and_keeps_explicit_files(tmp_path):
     (tmp_path / "notes.txt").write_text("x")
     found = expand_inputs([tmp_path, tmp_path / "notes.txt"])
     assert [p.name for p in found] == ["a.jpg", "z.png", "notes.txt"]
+
+
+def test_16bit_rgb_cmyk_and_animated_images(tmp_path):
+    import cv2
+
+    bgr16 = np.zeros((20, 20, 3), np.uint16)
+    bgr16[..., 2], bgr16[..., 1] = 60000, 1000  # red high, green low (OpenCV writes BGR)
+    for name in ("rgb16.png", "rgb16.tif"):
+        cv2.imwrite(str(tmp_path / name), bgr16)
+        assert read_image(tmp_path / name)[0, 0].tolist() == [234, 3, 0]  # scaled by 1/257, not truncated
+    Image.fromarray(np.full((8, 8, 3), 200, np.uint8)).convert("CMYK").save(tmp_path / "cmyk.jpg")
+    assert read_image(tmp_path / "cmyk.jpg").shape == (8, 8, 3)
+    frames = [Image.new("L", (8, 8), 50), Image.new("L", (8, 8), 200)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    assert read_image(tmp_path / "anim.gif")[0, 0, 0] == 50  # first frame
