@@ -24,7 +24,7 @@ from aulib.cnn.inference import EmotionCNN
 from aulib.face import Face, FacePipeline
 from aulib.io import ImageReadError, expand_inputs, is_video, read_image, to_rgb
 from aulib.models import model_path
-from aulib.results import EMOTIONS, RULE_EMOTIONS, au_name, columns, empty_row, finite, to_frame
+from aulib.results import EMOTIONS, RULE_EMOTIONS, au_name, columns, empty_row, face_rows, finite, to_frame
 
 EmotionModel = Literal["cnn", "multitask", "none"]
 
@@ -123,22 +123,8 @@ class Analyzer:
     def face_rows(self, faces: list[Face], input_name: str, frame: int = 0, timestamp: float = 0.0,
                   face_ids: list[int] | None = None) -> list[dict]:
         """Table rows for the faces of one image/frame (one ``success=0`` row if there is none)."""
-        if not faces:
-            return [empty_row(input_name, "no face detected", frame, timestamp)]
-        preds = self.predict(faces)
-        rows = []
-        for n, (f, p) in enumerate(zip(faces, preds)):
-            row = {"input": input_name, "frame": frame, "timestamp": timestamp,
-                   "face": face_ids[n] if face_ids else n, "success": int(f.success), "error": f.error}
-            x, y, w, h = (float(v) for v in f.box)
-            row.update(face_x=x, face_y=y, face_width=w, face_height=h, face_score=f.score)
-            if f.landmarks is not None:
-                for i, (px, py) in enumerate(f.landmarks):
-                    row[f"x_{i}"] = float(px)
-                    row[f"y_{i}"] = float(py)
-            row.update(p)
-            rows.append(row)
-        return rows
+        preds = self.predict(faces) if faces else None
+        return face_rows(faces, input_name, frame, timestamp, preds, face_ids)
 
     # ------------------------------------------------------------------ public API
     def analyze_frame(self, image: np.ndarray, order: Literal["rgb", "bgr"] = "rgb", input_name: str = "",

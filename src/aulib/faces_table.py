@@ -11,24 +11,7 @@ import pandas as pd
 
 from aulib.face import Face, FacePipeline
 from aulib.io import ImageReadError, read_image
-from aulib.results import FACE_COLUMNS, empty_row, to_frame
-
-
-def face_rows(faces: list[Face], input_name: str, frame: int = 0, timestamp: float = 0.0) -> list[dict]:
-    """Face-column rows (``success=0`` row when there is no face)."""
-    if not faces:
-        return [empty_row(input_name, "no face detected", frame, timestamp)]
-    rows = []
-    for n, f in enumerate(faces):
-        x, y, w, h = (float(v) for v in f.box)
-        row = {"input": input_name, "frame": frame, "timestamp": timestamp, "face": n,
-               "success": int(f.success), "error": f.error,
-               "face_x": x, "face_y": y, "face_width": w, "face_height": h, "face_score": f.score}
-        if f.landmarks is not None:
-            row.update({f"x_{i}": float(p[0]) for i, p in enumerate(f.landmarks)})
-            row.update({f"y_{i}": float(p[1]) for i, p in enumerate(f.landmarks)})
-        rows.append(row)
-    return rows
+from aulib.results import FACE_COLUMNS, empty_row, face_rows, to_frame
 
 
 def draw_faces(image: np.ndarray, faces: list[Face], labels: list[str] | None = None) -> np.ndarray:

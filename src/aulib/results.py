@@ -7,8 +7,13 @@ so a batch never loses track of an input.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from aulib.face import Face
 
 EMOTIONS = ["neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt"]
 RULE_EMOTIONS = ["anger", "contempt", "disgust", "fear", "happiness", "sadness", "surprise"]
@@ -40,6 +45,30 @@ def columns(aus: list[int], mt_aus: list[int] | None = None, emotion: bool = Tru
 def empty_row(input_name: str, error: str, frame: int = 0, timestamp: float = 0.0) -> dict:
     """The ``success=0`` row for an input or frame with no usable face."""
     return {"input": input_name, "frame": frame, "timestamp": timestamp, "face": 0, "success": 0, "error": error}
+
+
+def face_row(input_name: str, frame: int, timestamp: float, face_id: int, face: Face, pred: dict) -> dict:
+    """One table row for a face: its box, landmarks (original pixels) and prediction columns."""
+    row: dict = {"input": input_name, "frame": frame, "timestamp": timestamp, "face": face_id,
+                 "success": int(face.success), "error": face.error}
+    x, y, w, h = (float(v) for v in face.box)
+    row.update(face_x=x, face_y=y, face_width=w, face_height=h, face_score=face.score)
+    if face.landmarks is not None:
+        pts = face.landmarks.astype(np.float64)
+        row.update(zip((f"x_{i}" for i in range(len(pts))), pts[:, 0].tolist()))
+        row.update(zip((f"y_{i}" for i in range(len(pts))), pts[:, 1].tolist()))
+    row.update(pred)
+    return row
+
+
+def face_rows(faces: list[Face], input_name: str, frame: int = 0, timestamp: float = 0.0,
+              preds: list[dict] | None = None, face_ids: list[int] | None = None) -> list[dict]:
+    """Rows for the faces of one image/frame; one ``success=0`` "no face detected" row if none."""
+    if not faces:
+        return [empty_row(input_name, "no face detected", frame, timestamp)]
+    preds = preds or [{} for _ in faces]
+    ids = face_ids or list(range(len(faces)))
+    return [face_row(input_name, frame, timestamp, i, f, p) for i, f, p in zip(ids, faces, preds)]
 
 
 def to_frame(rows: list[dict], cols: list[str]) -> pd.DataFrame:

@@ -50,7 +50,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from aulib.face import Face
-from aulib.results import empty_row
+from aulib.results import empty_row, face_row
 from aulib.track import FaceTracker, Track
 
 # A tracked face whose landmark fit is worse than this (rigid-point RMS error in crop units; the
@@ -418,20 +418,6 @@ class _FrameFaces:
     ids: list[int]
     image: np.ndarray | None = None
     rows: list[dict] = field(default_factory=list)
-
-
-def face_row(input_name: str, frame: int, timestamp: float, face_id: int, face: Face, pred: dict) -> dict:
-    """One table row (DESIGN.md columns) for a face and its prediction columns."""
-    row: dict = {"input": input_name, "frame": frame, "timestamp": timestamp, "face": face_id,
-                 "success": int(face.success), "error": face.error}
-    x, y, w, h = (float(v) for v in face.box)
-    row.update(face_x=x, face_y=y, face_width=w, face_height=h, face_score=face.score)
-    if face.landmarks is not None:
-        pts = face.landmarks.astype(np.float64)
-        row.update(zip((f"x_{i}" for i in range(len(pts))), pts[:, 0].tolist()))
-        row.update(zip((f"y_{i}" for i in range(len(pts))), pts[:, 1].tolist()))
-    row.update(pred)
-    return row
 
 
 class VideoAnalysis:
