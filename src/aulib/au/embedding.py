@@ -26,8 +26,11 @@ class EmotionEmbeddingCNN(EmotionCNN):
     def __init__(self, path: str | Path | None = None, name: str = "emotion_cnn.onnx") -> None:
         self.name = name
         super().__init__(path)
+        self.sha256 = str(self.info["sha256"])
+
+    def _model(self) -> bytes:
+        """The verified ONNX graph with the input of its final fully-connected layer as an extra output."""
         import onnx
-        import onnxruntime as ort
 
         model = onnx.load(str(self.path))
         gemms = [n for n in model.graph.node if n.op_type in ("Gemm", "MatMul")]
@@ -36,12 +39,7 @@ class EmotionEmbeddingCNN(EmotionCNN):
         name = gemms[-1].input[0]
         if name not in [o.name for o in model.graph.output]:
             model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1
-        opts.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-        self.outputs = [o.name for o in self.session.get_outputs()]
-        self.sha256 = str(self.info["sha256"])
+        return model.SerializeToString()
 
     def predict_with_embedding(self, crops: np.ndarray | list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """(probabilities (N, 8), embeddings (N, 1280)) for aligned face crops."""

@@ -78,13 +78,19 @@ class _OnnxModel:
         opts.intra_op_num_threads = 1
         opts.inter_op_num_threads = 1
         try:
-            self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(self._model(), opts, providers=["CPUExecutionProvider"])
+        except ModelFileError:
+            raise
         except Exception as e:  # onnxruntime raises its own exception types
             raise ModelFileError(f"{self.path}: not a loadable ONNX model ({e})") from e
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.size = int(inp.shape[-1])
         self.outputs = [o.name for o in self.session.get_outputs()]
+
+    def _model(self) -> str | bytes:
+        """What the session is built from: the verified file (subclasses may edit the graph)."""
+        return str(self.path)
 
     def _run(self, crops: np.ndarray | list[np.ndarray]) -> list[np.ndarray]:
         """Outputs for all crops, run in chunks of :data:`CHUNK` to bound activation memory."""
