@@ -15,8 +15,12 @@ import pandas as pd
 if TYPE_CHECKING:
     from aulib.face import Face
 
+from aulib.au.emotion_rules import PROTOTYPES
+
+# The eight FER+ classes, in the CNN output order.
 EMOTIONS = ["neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt"]
-RULE_EMOTIONS = ["anger", "contempt", "disgust", "fear", "happiness", "sadness", "surprise"]
+# rule_* columns in the order EmotionRules returns them.
+RULE_EMOTIONS = list(PROTOTYPES)
 
 FACE_COLUMNS = (
     ["input", "frame", "timestamp", "face", "success", "error",

@@ -32,7 +32,6 @@ PROTOTYPES: dict[str, tuple[int, ...]] = {
     "sadness": (1, 4, 15),
     "surprise": (1, 2, 5, 26),
 }
-RULE_COLUMNS = [f"rule_{e}" for e in PROTOTYPES]
 
 
 class EmotionRules:

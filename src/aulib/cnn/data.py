@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-# FER+ class order (label.csv columns 2..9); also the output order of every aulib emotion model.
-EMOTIONS: list[str] = ["neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt"]
+from aulib.results import EMOTIONS  # FER+ order (label.csv columns 2..9)
+
 FERPLUS_COLUMNS = EMOTIONS + ["unknown", "NF"]
 FERPLUS_SPLITS = {"train": "FER2013Train", "valid": "FER2013Valid", "test": "FER2013Test"}
 

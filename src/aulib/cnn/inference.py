@@ -18,9 +18,8 @@ import cv2
 import numpy as np
 
 from aulib.models import ModelFileError, model_entry, model_path
+from aulib.results import EMOTIONS  # FER+ order: the output order of both models
 
-# FER+ order; the output column order of both models.
-EMOTIONS: list[str] = ["neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt"]
 # AU heads of the multitask model (the 14 most frequent AUs in CK+), in output order.
 MULTITASK_AUS: list[int] = [1, 2, 4, 5, 6, 7, 9, 12, 15, 17, 23, 24, 25, 27]
 
