@@ -133,24 +133,42 @@ class Analyzer:
         rgb = to_rgb(image, order)
         return to_frame(self.face_rows(self.faces(rgb, cropped), input_name, frame, timestamp), self.columns)
 
-    def analyze_image(self, path: str | Path, cropped: bool | None = None) -> list[dict]:
-        """Rows for one image file; unreadable files give a ``success=0`` row naming the problem."""
+    def analyze_image(self, path: str | Path, cropped: bool | None = None, overlay: Path | None = None) -> list[dict]:
+        """Rows for one image file; unreadable files give a ``success=0`` row naming the problem.
+
+        ``overlay``: also write an annotated copy there (boxes, landmarks, face id and emotion).
+        """
         try:
             rgb = read_image(path)
         except ImageReadError as e:
             return [empty_row(str(path), str(e))]
-        return self.face_rows(self.faces(rgb, cropped), str(path))
+        faces = self.faces(rgb, cropped)
+        rows = self.face_rows(faces, str(path))
+        if overlay is not None:
+            import cv2
+
+            from aulib.faces_table import draw_faces
+
+            labels = [f"#{r['face']} {r['emotion']}" if isinstance(r.get("emotion"), str) else f"#{r['face']}"
+                      for r in rows] if faces else None
+            Path(overlay).parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(overlay), draw_faces(rgb, faces, labels)[:, :, ::-1])
+        return rows
+
+    def analyze_path(self, path: str | Path, cropped: bool | None = None, overlay: Path | None = None,
+                     **video_options) -> list[dict]:
+        """Rows for one image or video file (videos: every frame, see :mod:`aulib.video`)."""
+        if is_video(path):
+            from aulib.video import analyze_video_rows
+
+            return analyze_video_rows(self, path, overlay=overlay, **video_options)
+        return self.analyze_image(path, cropped, overlay)
 
     def iter_rows(self, paths: Iterable[str | Path], cropped: bool | None = None,
                   progress: Callable[[Path], None] | None = None, **video_options) -> Iterable[tuple[Path, list[dict]]]:
         """Yield ``(input, rows)`` per input (images and videos), for writing results as they come."""
         for p in expand_inputs(paths):
-            if is_video(p):
-                from aulib.video import analyze_video_rows
-
-                rows = analyze_video_rows(self, p, **video_options)
-            else:
-                rows = self.analyze_image(p, cropped)
+            rows = self.analyze_path(p, cropped, **video_options)
             if progress:
                 progress(p)
             yield p, rows

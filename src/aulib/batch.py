@@ -32,7 +32,7 @@ from typing import Any
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from aulib.io import VIDEO_EXTENSIONS, ImageReadError, is_video, read_image
+from aulib.io import VIDEO_EXTENSIONS, is_video
 from aulib.output import read_table, table_format, write_table
 from aulib.results import empty_row, to_frame
 
@@ -77,35 +77,10 @@ def analyze_input(analyzer: Any, path: Path, video_options: dict | None = None,
     """Table of one image or video; any failure becomes a ``success=0`` row, never an exception."""
     name = str(path)
     try:
-        if is_video(path):
-            from aulib.video import analyze_video_rows
-
-            rows = analyze_video_rows(analyzer, path, overlay=overlay, **(video_options or {}))
-        elif overlay is not None:
-            rows = _image_with_overlay(analyzer, path, overlay)
-        else:
-            rows = analyzer.analyze_image(path)
+        rows = analyzer.analyze_path(path, overlay=overlay, **(video_options or {}))
     except Exception as e:  # one broken input must not cost the others their results
         rows = [empty_row(name, f"{name}: analysis failed ({type(e).__name__}: {e})")]
     return to_frame(rows, analyzer.columns)
-
-
-def _image_with_overlay(analyzer: Any, path: Path, overlay: Path) -> list[dict]:
-    import cv2
-
-    from aulib.faces_table import draw_faces
-
-    try:
-        rgb = read_image(path)
-    except ImageReadError as e:
-        return [empty_row(str(path), str(e))]
-    faces = analyzer.faces(rgb)
-    rows = analyzer.face_rows(faces, str(path))
-    labels = [f"#{r['face']} {r['emotion']}" if isinstance(r.get("emotion"), str) else f"#{r['face']}"
-              for r in rows] if faces else None
-    overlay.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(overlay), draw_faces(rgb, faces, labels)[:, :, ::-1])
-    return rows
 
 
 # ---------------------------------------------------------------------------------- sinks
