@@ -1,0 +1,82 @@
+"""The table module: the full column list (golden), rows from Face records, column-group helpers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from aulib import table
+from aulib.face.record import Face
+
+SHIPPED_AUS = [1, 2, 4, 5, 6, 7, 9, 12, 14, 15, 17, 20, 23, 24, 25, 26, 27]
+MT_AUS = [1, 2, 4, 5, 6, 7, 9, 12, 15, 17, 23, 24, 25, 27]
+
+
+def test_golden_column_list_and_order():
+    """The DESIGN.md contract, pinned: any change to names or order must change this test on purpose."""
+    cols = table.columns(SHIPPED_AUS, MT_AUS, emotion=True)
+    head = ["input", "frame", "timestamp", "face", "success", "error",
+            "face_x", "face_y", "face_width", "face_height", "face_score"]
+    expected = (
+        head
+        + [f"x_{i}" for i in range(68)] + [f"y_{i}" for i in range(68)]
+        + [f"AU{a:02d}_c" for a in SHIPPED_AUS] + [f"AU{a:02d}_r" for a in SHIPPED_AUS]
+        + ["rule_anger", "rule_contempt", "rule_disgust", "rule_fear", "rule_happiness", "rule_sadness",
+           "rule_surprise"]
+        + ["emotion", "p_neutral", "p_happiness", "p_surprise", "p_sadness", "p_anger", "p_disgust", "p_fear",
+           "p_contempt"]
+        + [f"mt_AU{a:02d}_c" for a in MT_AUS]
+    )
+    assert cols == expected
+    assert len(cols) == 11 + 136 + 34 + 7 + 9 + 14
+    no_emotion = table.columns(SHIPPED_AUS, emotion=False)
+    assert "emotion" not in no_emotion and not any(c.startswith("p_") for c in no_emotion)
+
+
+def _face(i: int = 0) -> Face:
+    rng = np.random.default_rng(i)
+    pts = rng.uniform(10, 90, (68, 2)).astype(np.float32)
+    probs = np.array([0.1, 0.6, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05], np.float32)
+    return Face(box=np.array([5, 6, 100, 110], np.float32), score=0.99, id=i, landmarks=pts,
+                matrix=np.eye(2, 3, dtype=np.float32), aus=(1, 12),
+                au_occurrence=np.array([0, 1], np.int8), au_intensity=np.array([0.2, np.inf]),
+                rules=np.arange(7, dtype=np.float32) * 10, emotion_probs=probs,
+                mt_aus=(12,), mt_au_occurrence=np.array([1], np.int8))
+
+
+def test_rows_from_face_records_and_helpers_read_them_back():
+    faces = [_face(0), _face(1)]
+    cols = table.columns([1, 12], [12], emotion=True)
+    df = table.to_frame(table.face_rows(faces, "x.jpg", frame=3, timestamp=0.1), cols)
+    assert list(df.columns) == cols and len(df) == 2
+    assert df["face"].tolist() == [0, 1] and df["success"].tolist() == [1, 1]
+    assert df["emotion"].tolist() == ["happiness", "happiness"]
+    assert table.aus(df) == [1, 12] and table.mt_aus(df) == [12]
+    assert table.au_occurrence(df).columns.tolist() == ["AU01", "AU12"]
+    assert table.au_occurrence(df)["AU12"].tolist() == [1, 1]
+    inten = table.au_intensity(df)
+    assert inten["AU01"].tolist() == pytest.approx([0.2, 0.2]) and inten["AU12"].isna().all()  # inf → NaN
+    assert table.emotion_probs(df).columns.tolist()[:2] == ["neutral", "happiness"]
+    assert table.rule_scores(df)["contempt"].tolist() == [10.0, 10.0]
+    assert table.mt_au_occurrence(df)["AU12"].tolist() == [1, 1]
+    lm = table.landmarks(df)
+    assert lm.shape == (2, 68, 2)
+    np.testing.assert_allclose(lm[1], faces[1].landmarks, rtol=1e-6)
+    np.testing.assert_allclose(table.boxes(df)[0], [5, 6, 100, 110])
+
+
+def test_no_face_rows_are_marked_and_nan():
+    cols = table.columns([1], emotion=True)
+    df = table.to_frame(table.face_rows([], "empty.jpg"), cols)
+    assert df["success"].tolist() == [0] and df["error"].tolist() == ["no face detected"]
+    assert df["AU01_c"].isna().all() and np.isnan(table.landmarks(df)).all()
+    failed = Face(box=np.zeros(4, np.float32), score=0.5, error="landmark fit failed")
+    row = table.face_row(failed, "a.jpg")
+    assert row["success"] == 0 and "AU01_c" not in row
+
+
+def test_helpers_on_foreign_table_are_empty_not_errors():
+    df = pd.DataFrame({"a": [1, 2]})
+    assert table.aus(df) == [] and table.au_intensity(df).shape == (2, 0)
+    assert not table.is_aulib_table(df)
