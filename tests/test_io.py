@@ -79,7 +79,7 @@ def test_array_orders_are_explicit():
     assert to_rgb(np.ones((4, 4), np.float32))[0, 0].tolist() == [255, 255, 255]
     assert to_rgb(np.full((4, 4, 4), 65535, np.uint16))[0, 0].tolist() == [255, 255, 255]
     with pytest.raises(ImageReadError):
-        to_rgb(np.zeros((4, 4, 2), np.uint8))
+        to_rgb(np.zeros((4, 4, 5), np.uint8))
 
 
 def test_expand_inputs_recurses_sorted_and_keeps_explicit_files(tmp_path):
@@ -98,9 +98,187 @@ def test_16bit_rgb_cmyk_and_animated_images(tmp_path):
     bgr16[..., 2], bgr16[..., 1] = 60000, 1000  # red high, green low (OpenCV writes BGR)
     for name in ("rgb16.png", "rgb16.tif"):
         cv2.imwrite(str(tmp_path / name), bgr16)
-        assert read_image(tmp_path / name)[0, 0].tolist() == [234, 3, 0]  # scaled by 1/257, not truncated
+        assert read_image(tmp_path / name)[0, 0].tolist() == [233, 4, 0]  # 16-bit data: x·255/65535, rounded
     Image.fromarray(np.full((8, 8, 3), 200, np.uint8)).convert("CMYK").save(tmp_path / "cmyk.jpg")
     assert read_image(tmp_path / "cmyk.jpg").shape == (8, 8, 3)
     frames = [Image.new("L", (8, 8), 50), Image.new("L", (8, 8), 200)]
     frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
     assert read_image(tmp_path / "anim.gif")[0, 0, 0] == 50  # first frame
+
+
+# ----------------------------------------------------------------------------------------- bit depths
+def test_12bit_data_in_16bit_containers_is_scaled_by_its_real_range(tmp_path):
+    import cv2
+
+    ramp = np.tile(np.linspace(0, 4095, 64).astype(np.uint16), (16, 1))  # 12-bit camera data
+    Image.fromarray(ramp).save(tmp_path / "g12.png")
+    cv2.imwrite(str(tmp_path / "g12.tif"), ramp)
+    rgb12 = np.zeros((16, 16, 3), np.uint16)
+    rgb12[..., 2], rgb12[..., 1] = 4095, 1000  # BGR for OpenCV: red full, green a quarter
+    cv2.imwrite(str(tmp_path / "rgb12.png"), rgb12)
+    cv2.imwrite(str(tmp_path / "rgb12.tif"), rgb12)
+    for name in ("g12.png", "g12.tif"):
+        img = read_image(tmp_path / name)
+        assert img[0, -1].tolist() == [255, 255, 255] and img[0, 0].tolist() == [0, 0, 0]
+    for name in ("rgb12.png", "rgb12.tif"):
+        assert read_image(tmp_path / name)[0, 0].tolist() == [255, 62, 0]  # not /257 (which gives 16, 4, 0)
+
+
+def test_declared_bit_depth_wins_so_a_dark_16bit_image_stays_dark(tmp_path):
+    from PIL import PngImagePlugin
+
+    dark = np.full((8, 8), 3000, np.uint16)
+    info = PngImagePlugin.PngInfo()
+    info.add(b"sBIT", b"\x10")  # the file says: 16 significant bits
+    Image.fromarray(dark).save(tmp_path / "dark16.png", pnginfo=info)
+    assert read_image(tmp_path / "dark16.png")[0, 0, 0] == 12  # 3000/65535·255
+    info = PngImagePlugin.PngInfo()
+    info.add(b"sBIT", b"\x0c")  # 12 significant bits
+    Image.fromarray(np.full((8, 8), 2000, np.uint16)).save(tmp_path / "s12.png", pnginfo=info)
+    assert read_image(tmp_path / "s12.png")[0, 0, 0] == 125  # 2000/4095·255
+    Image.fromarray(np.full((8, 8), 2000, np.uint16)).save(tmp_path / "m.tif", tiffinfo={281: 4095})
+    assert read_image(tmp_path / "m.tif")[0, 0, 0] == 125  # TIFF MaxSampleValue
+    Image.fromarray(dark).save(tmp_path / "undeclared.png")
+    assert read_image(tmp_path / "undeclared.png")[0, 0, 0] == 187  # smallest depth holding 3000: 12 bits
+
+
+def test_arrays_follow_the_same_value_range_rule():
+    assert to_rgb(np.full((4, 4), 200, np.uint16))[0, 0, 0] == 200  # 0–255 values in uint16: as is
+    assert to_rgb(np.full((4, 4), 1023, np.uint16))[0, 0, 0] == 255  # 10-bit
+    assert to_rgb(np.full((4, 4), 4095, np.int32))[0, 0, 0] == 255  # 12-bit in int32
+    assert to_rgb(np.full((4, 4), 0.5, np.float32))[0, 0, 0] == 128  # 0–1 floats
+    assert to_rgb(np.full((4, 4), 200.0, np.float64))[0, 0, 0] == 200  # 0–255 floats
+    assert to_rgb(np.full((4, 4), 4095.0, np.float32))[0, 0, 0] == 255  # 12-bit floats
+    f = np.array([[np.nan, np.inf], [-np.inf, 0.5]], np.float32)
+    assert to_rgb(f)[..., 0].tolist() == [[0, 128], [0, 128]]  # NaN → 0, +inf → max, −inf → 0
+    assert to_rgb(np.array([[True, False]]))[0, :, 0].tolist() == [255, 0]
+    assert to_rgb(np.full((2, 2, 2), 77, np.uint8))[0, 0].tolist() == [77, 77, 77]  # gray + alpha
+
+
+def test_16bit_rgba_png_is_composited_on_white(tmp_path):
+    import cv2
+
+    bgra = np.zeros((8, 8, 4), np.uint16)
+    bgra[..., 2] = 65535  # red
+    bgra[:4, :, 3] = 65535  # top half opaque, bottom half transparent
+    cv2.imwrite(str(tmp_path / "rgba16.png"), bgra)
+    img = read_image(tmp_path / "rgba16.png")
+    assert img[0, 0].tolist() == [255, 0, 0] and img[-1, 0].tolist() == [255, 255, 255]
+
+
+def test_other_pil_modes(tmp_path):
+    Image.fromarray(np.eye(8, dtype=bool)).save(tmp_path / "bilevel.png")  # mode "1"
+    Image.fromarray(np.full((8, 8), 0.25, np.float32)).save(tmp_path / "f.tif")  # mode "F"
+    Image.fromarray(np.full((8, 8), 1000, np.int32)).save(tmp_path / "i32.tif")  # mode "I", 10-bit values
+    Image.new("LA", (8, 8), (90, 255)).save(tmp_path / "la.png")
+    Image.new("RGB", (1, 1), (10, 20, 30)).save(tmp_path / "one.png")
+    assert read_image(tmp_path / "bilevel.png")[0, 0, 0] == 255
+    assert read_image(tmp_path / "f.tif")[0, 0, 0] == 64
+    assert read_image(tmp_path / "i32.tif")[0, 0, 0] == 249  # 1000/1023·255
+    assert read_image(tmp_path / "la.png")[0, 0].tolist() == [90, 90, 90]
+    assert read_image(tmp_path / "one.png").tolist() == [[[10, 20, 30]]]
+
+
+# ----------------------------------------------------------------------------------------- bad files
+def test_truncated_png_and_wrong_extension(tmp_path):
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    data = (tmp_path / "a.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageReadError, match=r"cut\.png: truncated or corrupt"):
+        read_image(tmp_path / "cut.png")
+    (tmp_path / "png_named.jpg").write_bytes(data)  # a PNG with a .jpg name is read by its content
+    assert read_image(tmp_path / "png_named.jpg").shape == (64, 64, 3)
+
+
+def test_video_given_as_an_image_says_so(tmp_path):
+    p = tmp_path / "clip.jpg"
+    p.write_bytes(sample("no_face.mp4").read_bytes())
+    with pytest.raises(ImageReadError, match=r"clip\.jpg: a video file, not an image"):
+        read_image(p)
+    with pytest.raises(ImageReadError, match="a video file"):
+        read_image(sample("no_face.mp4"))
+
+
+def test_fifo_is_refused_without_blocking(tmp_path):
+    import os
+
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    with pytest.raises(ImageReadError, match=r"pipe\.jpg: not a regular file \(FIFO\)"):
+        read_image(fifo)  # opening a FIFO for reading would block until a writer appears
+    assert expand_inputs([tmp_path]) == []  # inside a folder it is not even an input
+    with pytest.raises(ImageReadError, match="not a regular file"):
+        read_image("/dev/null")
+
+
+def test_unreadable_file(tmp_path):
+    import os
+
+    p = tmp_path / "secret.png"
+    Image.new("RGB", (8, 8)).save(p)
+    p.chmod(0)
+    try:
+        if os.geteuid() == 0:  # root reads it anyway: it must still decode correctly
+            assert read_image(p).shape == (8, 8, 3)
+        else:
+            with pytest.raises(ImageReadError, match=r"secret\.png: permission denied"):
+                read_image(p)
+    finally:
+        p.chmod(0o644)
+
+
+# ----------------------------------------------------------------------------------------- size limits
+def _png_of_zeros(path, width: int, height: int) -> None:
+    """A gray PNG of zeros streamed row by row (never holding the decoded image in memory)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    z = zlib.compressobj(9)
+    row = b"\x00" * (width + 1)
+    idat = b"".join(z.compress(row) for _ in range(height)) + z.flush()
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+
+
+def test_decompression_bomb_is_refused_before_decoding_with_bounded_memory(tmp_path):
+    import subprocess
+    import sys
+
+    bomb = tmp_path / "bomb.png"
+    _png_of_zeros(bomb, 20000, 20000)
+    assert bomb.stat().st_size < 2_000_000
+    # A JPEG whose header claims 60000×60000 (its data is a tiny 8×8 image).
+    Image.new("RGB", (8, 8)).save(tmp_path / "small.jpg")
+    data = bytearray((tmp_path / "small.jpg").read_bytes())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 9] = (60000).to_bytes(2, "big") * 2
+    (tmp_path / "bomb.jpg").write_bytes(bytes(data))
+    code = (
+        "import resource, sys\n"
+        "from PIL import Image\n"
+        "before = Image.MAX_IMAGE_PIXELS\n"
+        "from aulib.io import ImageReadError, read_image\n"
+        "assert Image.MAX_IMAGE_PIXELS == before, 'importing aulib.io changed a global'\n"
+        "for p in sys.argv[1:]:\n"
+        "    try:\n"
+        "        read_image(p)\n"
+        "    except ImageReadError as e:\n"
+        "        print(e)\n"
+        "print('rss_mb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code, str(bomb), str(tmp_path / "bomb.jpg")],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0].startswith(f"{bomb}: image too large (") and "400 MP" in lines[0]
+    assert lines[1].startswith(f"{tmp_path / 'bomb.jpg'}: image too large (") and "3600 MP" in lines[1]
+    assert int(lines[2].split()[1]) < 400  # MB: the 400 MP image (1.2 GB as RGB) was never decoded
+
+
+def test_huge_arrays_are_refused_cheaply():
+    big = np.broadcast_to(np.zeros((1, 1, 3), np.uint8), (20000, 20000, 3))  # no memory behind it
+    with pytest.raises(ImageReadError, match="image too large"):
+        to_rgb(big)

@@ -2,12 +2,36 @@
 
 Everything downstream works on one representation: an ``(H, W, 3)`` ``uint8`` array in **RGB**
 order. This module turns whatever a user has (jpg/png/bmp/tiff/webp files, EXIF-rotated phone
-photos, gray, RGBA, palette and 16-bit images, or numpy arrays in RGB *or* BGR order) into that,
-and turns every unreadable input into an :class:`ImageReadError` whose message names the file.
+photos, gray, RGBA, palette, CMYK, 10/12/16-bit and float images, or numpy arrays in RGB *or* BGR
+order) into that, and turns every unreadable input into an :class:`ImageReadError` whose message
+names the file.
+
+**Value range rule** (how more-than-8-bit data becomes 8 bit): data are divided by the largest
+value their *real* bit depth can hold, never blindly by 65535 — a 12-bit camera image stored in a
+16-bit PNG (max 4095) would otherwise come out nearly black and "have no face".
+
+1. Where the file says its depth, that wins: PNG ``sBIT`` (significant bits), TIFF
+   ``MaxSampleValue`` / ``BitsPerSample``. A 16-bit PNG marked ``sBIT=16`` that is genuinely dark
+   stays dark.
+2. Otherwise (undeclared 16-bit containers, ``uint16``/integer arrays): the smallest of 8, 10, 12,
+   14 or 16 bits that holds the maximum value — a ``uint16`` array holding 0–255 is used as is, one
+   with max 4095 is scaled by 255/4095. Integers beyond 16 bits are scaled by their maximum.
+   Trade-off: an undeclared 16-bit image whose brightest pixel is below 4096 is read as 12-bit
+   data (brightened 16×) — far more often right than a nearly black result.
+3. Floats: 0–1 if the finite maximum is ≤ 1, 0–255 if ≤ 255, else rule 2 on the maximum.
+   NaN becomes 0, +inf the maximum, negative values 0.
+
+**No global state**: the pixel cap (:data:`MAX_PIXELS`) is checked per call from the file header
+*before* decoding, and for arrays before converting; Pillow's process-wide
+``Image.MAX_IMAGE_PIXELS`` is left as the user set it.
 """
 
 from __future__ import annotations
 
+import os
+import re
+import stat
+import struct
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -19,91 +43,252 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm"}
 VIDEO_EXTENSIONS = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"}
 
-# 12000x9000 photos (108 MP) are legitimate; decompression bombs far beyond that are refused.
-MAX_PIXELS = 250_000_000
-Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+# Largest image accepted, in pixels: 120 MP covers 108 MP (12000x9000) phone photos. Decoding costs
+# about 3 bytes per pixel plus one working copy (~0.7 GB at the limit); a 20000x20000 PNG of zeros
+# (a few hundred kB on disk, 1.2 GB decoded) is refused from its header before any decoding.
+MAX_PIXELS = 120_000_000
+_DEPTHS = (8, 10, 12, 14, 16)
 
 
 class ImageReadError(ValueError):
     """An input could not be read as an image; the message starts with the file name."""
 
 
+def bit_depth_for(max_value: float) -> int:
+    """Smallest of 8/10/12/14/16 bits whose range holds ``max_value`` (0 when it exceeds 16 bits)."""
+    for bits in _DEPTHS:
+        if max_value <= (1 << bits) - 1:
+            return bits
+    return 0
+
+
+def _check_pixels(width: int, height: int, what: str) -> None:
+    if width * height > MAX_PIXELS:
+        raise ImageReadError(f"{what}: image too large ({width}×{height} = {width * height / 1e6:.0f} MP; "
+                             f"aulib reads at most {MAX_PIXELS / 1e6:.0f} MP — downscale it first)")
+
+
+def to_8bit(a: np.ndarray, full_scale: float | None = None) -> np.ndarray:
+    """Any numeric array → uint8 by the module's value range rule.
+
+    ``full_scale``: the value that maps to 255 when the source declares it (PNG sBIT, TIFF
+    MaxSampleValue); otherwise it is inferred from the data (rules 2 and 3 of the module docstring).
+    """
+    if a.dtype == np.uint8:
+        return a
+    if a.dtype == bool:
+        return a.astype(np.uint8) * 255
+    if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
+        raise ImageReadError(f"array of dtype {a.dtype}: not an image")
+    f = a.astype(np.float32) if a.dtype.itemsize <= 2 else a.astype(np.float64)
+    if np.issubdtype(a.dtype, np.floating):
+        finite = np.isfinite(f)
+        hi = float(f[finite].max()) if finite.any() else 0.0
+        f = np.where(np.isnan(f), 0.0, np.where(np.isposinf(f), hi, f))
+    else:
+        hi = float(f.max(initial=0.0))
+    if full_scale is None:
+        if np.issubdtype(a.dtype, np.floating) and hi <= 1.0:
+            full_scale = 1.0
+        else:
+            bits = bit_depth_for(hi)
+            full_scale = float((1 << bits) - 1) if bits else hi
+    f = f * (255.0 / max(full_scale, 1e-12))
+    return np.clip(f + 0.5, 0, 255).astype(np.uint8)
+
+
 def to_rgb(array: np.ndarray, order: Literal["rgb", "bgr"] = "rgb") -> np.ndarray:
     """Convert any image array to ``(H, W, 3)`` uint8 RGB.
 
-    Accepts gray ``(H, W)`` / ``(H, W, 1)``, 3-channel and 4-channel (alpha dropped) arrays of
-    dtype uint8, uint16 (scaled by 1/257) or float (0–1 if max ≤ 1, else 0–255). ``order`` says
-    how a 3/4-channel array is laid out: ``"bgr"`` for OpenCV frames, ``"rgb"`` for PIL/imageio.
+    Accepts gray ``(H, W)`` / ``(H, W, 1)``, gray+alpha ``(H, W, 2)``, 3-channel and 4-channel
+    (alpha dropped) arrays of dtype bool, any integer or float, scaled to 8 bit by the module's
+    value range rule. ``order`` says how a 3/4-channel array is laid out: ``"bgr"`` for OpenCV
+    frames, ``"rgb"`` for PIL/imageio. Anything else raises :class:`ImageReadError`.
     """
     a = np.asarray(array)
-    if a.ndim == 3 and a.shape[2] == 1:
+    if a.ndim == 3 and a.shape[2] in (1, 2):
         a = a[:, :, 0]
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)) or min(a.shape[:2]) < 1:
-        raise ImageReadError(f"array of shape {a.shape}: expected (H, W), (H, W, 1), (H, W, 3) or (H, W, 4)")
-    if a.dtype == np.uint8:
-        pass
-    elif a.dtype == np.uint16:
-        a = (a.astype(np.uint32) // 257).astype(np.uint8)
-    elif a.dtype == bool:
-        a = a.astype(np.uint8) * 255
-    elif np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer):
-        f = np.nan_to_num(a.astype(np.float32), nan=0.0, posinf=255.0, neginf=0.0)
-        if np.issubdtype(a.dtype, np.floating) and f.max(initial=0.0) <= 1.0:
-            f = f * 255.0
-        a = np.clip(f + 0.5, 0, 255).astype(np.uint8)
-    else:
-        raise ImageReadError(f"array of dtype {a.dtype}: not an image")
+        raise ImageReadError(f"array of shape {a.shape}: expected (H, W) or (H, W, C) with C in 1–4 and H, W ≥ 1")
+    _check_pixels(a.shape[1], a.shape[0], f"array of shape {a.shape}")
+    if a.ndim == 3:
+        a = a[:, :, :3]
+        if order == "bgr":
+            a = a[:, :, ::-1]
+    a = to_8bit(a)
     if a.ndim == 2:
         return np.ascontiguousarray(np.repeat(a[:, :, None], 3, axis=2))
-    a = a[:, :, :3]
-    if order == "bgr":
-        a = a[:, :, ::-1]
     return np.ascontiguousarray(a)
 
 
-def _pil_to_rgb(img: Image.Image) -> np.ndarray:
+def _composite_on_white(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Blend uint8 RGB over white with a uint8 alpha (transparent pixels become white)."""
+    a = alpha.astype(np.float32)[:, :, None] / 255.0
+    return np.clip(rgb.astype(np.float32) * a + 255.0 * (1.0 - a) + 0.5, 0, 255).astype(np.uint8)
+
+
+def _png_significant_bits(path: Path) -> tuple[int, int | None]:
+    """(IHDR bit depth, largest sBIT value or None) of a PNG, reading only the chunks before IDAT."""
+    with open(path, "rb") as f:
+        if f.read(8) != b"\x89PNG\r\n\x1a\n":
+            return 0, None
+        depth, sbit = 0, None
+        for _ in range(64):
+            head = f.read(8)
+            if len(head) < 8:
+                break
+            length, kind = struct.unpack(">I4s", head)
+            if kind in (b"IDAT", b"IEND"):
+                break
+            if kind in (b"IHDR", b"sBIT"):
+                data = f.read(length)
+                f.seek(4, os.SEEK_CUR)  # CRC
+            else:
+                data = b""
+                f.seek(length + 4, os.SEEK_CUR)
+            if kind == b"IHDR" and len(data) >= 9:
+                depth = data[8]
+            elif kind == b"sBIT" and data:
+                sbit = max(data)
+    return depth, sbit
+
+
+def _declared_full_scale(img: Image.Image, path: Path) -> tuple[int, float | None]:
+    """(container bits per sample, value that means full brightness if the file declares it)."""
+    if img.format == "PNG":
+        depth, sbit = _png_significant_bits(path)
+        return depth, float((1 << sbit) - 1) if sbit and sbit <= depth else None
+    if img.format == "TIFF":
+        tags = getattr(img, "tag_v2", {})
+        bits = tags.get(258)
+        bits = max(bits) if isinstance(bits, tuple) and bits else (bits if isinstance(bits, int) else 8)
+        for tag in (341, 281):  # SMaxSampleValue, MaxSampleValue
+            v = tags.get(tag)
+            v = max(v) if isinstance(v, tuple) and v else v
+            if isinstance(v, (int, float)) and 0 < v < (1 << bits) - 1:
+                return bits, float(v)
+        return bits, None
+    return 8, None
+
+
+def _orient(a: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation (1–8) to an array decoded without it."""
+    ops = {2: lambda x: x[:, ::-1], 3: lambda x: x[::-1, ::-1], 4: lambda x: x[::-1],
+           5: lambda x: np.swapaxes(x, 0, 1), 6: lambda x: np.rot90(x, -1), 7: lambda x: np.rot90(x, 1)[::-1],
+           8: lambda x: np.rot90(x, 1)}
+    return np.ascontiguousarray(ops[orientation](a)) if orientation in ops else a
+
+
+def _decode_deep_color(path: Path, img: Image.Image, full_scale: float | None) -> np.ndarray:
+    """16-bit RGB(A) PNG/TIFF: Pillow keeps only the high byte, so decode with OpenCV at full depth."""
+    import cv2
+
+    a = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_UNCHANGED)
+    if a is None:
+        raise ImageReadError(f"{path}: truncated or corrupt image data (OpenCV could not decode it)")
+    alpha = None
+    if a.ndim == 3 and a.shape[2] == 4:
+        alpha = to_8bit(a[:, :, 3], float(np.iinfo(a.dtype).max) if a.dtype.kind in "ui" else 1.0)
+        a = a[:, :, :3]
+    if a.ndim == 3:
+        a = a[:, :, ::-1]  # OpenCV decodes to BGR
+    rgb = to_8bit(a, full_scale)
+    if rgb.ndim == 2:
+        rgb = np.repeat(rgb[:, :, None], 3, axis=2)
+    if alpha is not None:
+        rgb = _composite_on_white(rgb, alpha)
+    return _orient(rgb, img.getexif().get(0x0112, 1))
+
+
+def _pil_to_rgb(img: Image.Image, full_scale: float | None = None) -> np.ndarray:
     """PIL image of any mode → RGB uint8 array; transparent pixels are composited on white."""
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        a = np.asarray(img)
-        if img.mode == "F" or a.max(initial=0) > 255:
-            a = a.astype(np.float64)
-            hi = a.max(initial=0.0)
-            a = a / (65535.0 if hi > 255 and img.mode != "F" else max(hi, 1e-9)) * 255.0
-        return to_rgb(np.clip(a, 0, 255).astype(np.uint8))
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return np.asarray(Image.alpha_composite(background, rgba).convert("RGB"))
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        return to_rgb(to_8bit(np.asarray(img), full_scale))
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (img.mode == "P" and "transparency" in img.info):
+        rgba = np.asarray(img.convert("RGBA"))
+        return _composite_on_white(rgba[:, :, :3], rgba[:, :, 3])
+    if img.mode in ("LAB", "HSV"):  # Pillow has no direct conversion to RGB for these
+        from PIL import ImageCms
+
+        if img.mode == "LAB":
+            img = ImageCms.applyTransform(img, ImageCms.buildTransform(
+                ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB"), "LAB", "RGB"))
     return np.asarray(img.convert("RGB"))
+
+
+def _looks_like_video(path: Path) -> bool:
+    """True for the signatures of MP4/MOV, Matroska/WebM, AVI and MPEG files."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError:
+        return False
+    return (head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free") or head.startswith(b"\x1a\x45\xdf\xa3")
+            or (head.startswith(b"RIFF") and head[8:12] == b"AVI ") or head.startswith(b"\x00\x00\x01\xba"))
+
+
+def check_regular_file(path: str | Path, kind: type[ValueError] = ImageReadError) -> Path:
+    """Raise ``kind`` (message naming the file) unless ``path`` is a non-empty regular file.
+
+    Refusing FIFOs, sockets and devices up front means a named pipe is never opened (which
+    would block until a writer appears) and ``/dev/zero`` is never read forever.
+    """
+    p = Path(path)
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        raise kind(f"{p}: no such file") from None
+    except OSError as e:
+        raise kind(f"{p}: cannot access ({e.strerror or e})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise kind(f"{p}: is a directory, not a file")
+    if not stat.S_ISREG(st.st_mode):
+        what = "FIFO" if stat.S_ISFIFO(st.st_mode) else "socket" if stat.S_ISSOCK(st.st_mode) else "device"
+        raise kind(f"{p}: not a regular file ({what})")
+    if st.st_size == 0:
+        raise kind(f"{p}: empty file (0 bytes)")
+    if not os.access(p, os.R_OK):
+        raise kind(f"{p}: permission denied")
+    return p
 
 
 def read_image(path: str | Path) -> np.ndarray:
     """Read an image file as ``(H, W, 3)`` uint8 RGB, applying its EXIF orientation.
 
     Raises :class:`ImageReadError` (message starting with the path) for a missing, empty,
-    truncated, non-image or absurdly large file — never a PIL/OpenCV traceback.
+    non-regular (directory, FIFO, device), unreadable, truncated, non-image or too large
+    (> :data:`MAX_PIXELS`, checked from the header before decoding) file — never a PIL/OpenCV
+    traceback. Animated images give their first frame.
     """
-    p = Path(path)
-    if p.is_dir():
-        raise ImageReadError(f"{p}: is a directory, not an image")
-    if not p.exists():
-        raise ImageReadError(f"{p}: no such file")
-    if p.stat().st_size == 0:
-        raise ImageReadError(f"{p}: empty file (0 bytes)")
+    p = check_regular_file(path)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Pillow's own bomb check uses a process-wide limit; ours below is per call.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(p) as img:
-                img = ImageOps.exif_transpose(img)
+                _check_pixels(img.size[0], img.size[1], str(p))
+                depth, full_scale = _declared_full_scale(img, p)
+                if img.mode in ("RGB", "RGBA") and depth > 8:
+                    return _decode_deep_color(p, img, full_scale)
                 img.load()
-                rgb = _pil_to_rgb(img)
+                img = ImageOps.exif_transpose(img)
+                rgb = _pil_to_rgb(img, full_scale)
+    except ImageReadError:
+        raise
     except UnidentifiedImageError:
+        if _looks_like_video(p):
+            raise ImageReadError(f"{p}: a video file, not an image (give it a video extension such as .mp4)") from None
         raise ImageReadError(f"{p}: not an image file (format not recognised)") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageReadError(f"{p}: image too large ({e})") from None
-    except (OSError, SyntaxError, ValueError) as e:
+    except Image.DecompressionBombError as e:  # Pillow's process-wide limit, checked inside Image.open
+        m = re.search(r"\((\d+) pixels\)", str(e))
+        size = f"{int(m.group(1)) / 1e6:.0f} MP" if m else str(e)
+        raise ImageReadError(f"{p}: image too large ({size}; aulib reads at most {MAX_PIXELS / 1e6:.0f} MP — "
+                             "downscale it first)") from None
+    except MemoryError:
+        raise ImageReadError(f"{p}: not enough memory to decode this image") from None
+    except (OSError, SyntaxError, ValueError, TypeError, struct.error, EOFError) as e:
         msg = str(e) or type(e).__name__
-        if "truncated" in msg.lower() or "broken" in msg.lower():
+        if "truncated" in msg.lower() or "broken" in msg.lower() or isinstance(e, (SyntaxError, EOFError)):
             msg = f"truncated or corrupt image data ({msg})"
         raise ImageReadError(f"{p}: {msg}") from None
     if rgb.ndim != 3 or min(rgb.shape[:2]) < 1:
@@ -120,8 +305,8 @@ def expand_inputs(paths: Iterable[str | Path]) -> list[Path]:
     """Expand folders recursively (sorted) into image and video files; files are kept as given.
 
     Files given explicitly are kept whatever their extension, so a mistyped or non-image file
-    yields a clear per-file error row instead of vanishing silently; inside folders only files
-    with image or video extensions are taken.
+    yields a clear per-file error row instead of vanishing silently; inside folders only regular
+    files with image or video extensions are taken (a FIFO named x.jpg is skipped, not opened).
     """
     out: list[Path] = []
     for raw in paths:
