@@ -2,18 +2,44 @@
 
 Design choices, and why:
 
-* **Write as you go.** A combined CSV/JSON-lines table is appended one input at a time and the
-  finished input is then recorded in a ``OUT.done`` log, so an interrupted or failing run keeps
-  every finished input and ``--resume`` knows exactly which ones (rows of an input whose append
-  was cut off are dropped on resume and redone). Parquet cannot be appended, so each finished
-  input is a part file in ``OUT.parts/``, merged into ``OUT`` at the end. ``--per-input DIR``
-  writes one file per input (written to a temporary name, then renamed: a file that exists is
-  complete).
+* **Write as you go.** Rows are appended as they are produced: an image at once, a video in
+  chunks of a few hundred rows while it is still being decoded, so memory stays flat on long
+  videos (:func:`aulib.video.iter_video_rows`). CSV/JSON-lines tables are appended in place;
+  Parquet goes to ``OUT.parts/<key>.parquet`` (one :class:`pyarrow.parquet.ParquetWriter` per
+  input, a row group per chunk), merged into ``OUT`` in input order at the end. ``--per-input
+  DIR`` writes one file per input (to a hidden temporary name, renamed when the input is
+  complete: a file that exists is complete).
+* **What is done.** When an input is complete its name and the table's byte length are added
+  to ``OUT.done`` (JSON lines). ``--resume`` cuts the table back to the last recorded length, so
+  a torn last append of any shape (half a line, a cut inside a quoted multi-line field, a video
+  interrupted after some chunks) is dropped and that input redone; a Parquet part is only
+  counted when it was renamed into place, logged, and its footer reads. The log is removed when
+  the run completes; a complete table is read back to see which inputs it holds.
+* **Failed inputs are retried.** ``--resume`` redoes an input whose rows are all read or
+  analysis failures (``success=0`` with an ``error`` that starts with the input's name; "no face
+  detected" is a result, not a failure) and drops its old rows.
+* **Same run, same table.** ``OUT.meta.json`` (``DIR/.aulib-run.meta`` for ``--per-input``)
+  records the columns and options (AU set, emotion model, detector, ``--cropped``, video
+  options) of the run; ``--resume`` with different ones raises a one-line ValueError instead of
+  appending rows that do not fit.
+* **One writer per output.** ``OUT.lock`` (``DIR/.aulib.lock``) is locked with ``fcntl.flock``
+  (exclusive, non-blocking) for the whole run: a second process on the same output fails at once
+  with a clear message instead of interleaving or deleting rows. The lock file stays (removing
+  it would let a third process lock a fresh file while the second still holds the old one);
+  the lock itself ends with the process. Not available on Windows (no ``fcntl``): no lock there.
+* **Inputs given twice** (the same path twice, or a file and its folder) are analysed once, at
+  their first position, and reported in :attr:`BatchResult.duplicates`.
+* **File names**: any bytes Linux allows. The table stores them through
+  :func:`aulib.results.table_text` (undecodable bytes as ``\\xNN``, backslashes doubled), the
+  same in every format, the logs and the metadata; overlays get such names too, since OpenCV and
+  FFmpeg take only UTF-8 paths.
 * **One failing input never stops the batch**: it gets a ``success=0`` row naming the error.
+  An overlay that cannot be written is reported (:attr:`BatchResult.warnings`); the rows stay.
 * **Dask**: one task per input on a ``LocalCluster`` (processes, one thread each, workers =
   cores) or on an existing scheduler. Each worker process builds its Analyzer once (cached in
   :data:`_WORKER_ANALYZERS`) and keeps its models loaded across tasks. Results are written in
-  input order as soon as all earlier inputs are in, so the table is identical to a serial run.
+  input order as soon as all earlier inputs are in, so the table is identical to a serial run
+  (a task returns its whole input: with Dask one video's rows are in memory at once).
 * BLAS is limited to one thread while analysing: the AU models' matrix products are tiny and
   extra OpenBLAS threads only wait for CPU on a busy machine (the same setting Dask's workers
   use, which also keeps serial and Dask results bit-identical).
@@ -21,10 +47,12 @@ Design choices, and why:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,8 +61,8 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from aulib.io import VIDEO_EXTENSIONS, is_video
-from aulib.output import read_table, table_format, write_table
-from aulib.results import empty_row, to_frame
+from aulib.output import TableAppender, output_paths, read_table, table_columns, table_format
+from aulib.results import empty_row, table_text, to_frame
 
 
 @dataclass(frozen=True)
@@ -54,42 +82,203 @@ class AnalyzerSpec:
 
 @dataclass
 class BatchResult:
-    """Rows analysed in this run, plus which inputs were skipped (``--resume``) or failed."""
+    """What a run did. ``table``: this run's rows (empty when ``keep_table=False``); ``rows``:
+    how many rows were written; ``failed``: inputs whose rows are all read/analysis failures;
+    ``duplicates``: inputs given more than once (analysed once); ``warnings``: e.g. overlays that
+    could not be written. Names are in table text (:func:`aulib.results.table_text`)."""
 
     table: pd.DataFrame
     analysed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    rows: int = 0
 
 
 # ---------------------------------------------------------------------------------- one input
 def overlay_path(overlay: Path | None, path: Path, single_video: bool) -> Path | None:
-    """Where the annotated copy of ``path`` goes: ``overlay`` itself if it names a video file
-    (only for a single video input), else ``overlay/<stem>_overlay.mp4|png``."""
+    """Where the annotated copy of a lone input goes (see :func:`overlay_paths` for a batch)."""
+    return overlay_paths(overlay, [path])[0] if single_video or not is_video(path) or overlay is None \
+        or overlay.suffix.lower() not in VIDEO_EXTENSIONS else None
+
+
+def overlay_paths(overlay: Path | None, files: list[Path]) -> list[Path | None]:
+    """Annotated copies: ``overlay`` itself if it names a video file and the only input is a video,
+    else ``overlay/<input's folder below the inputs' common parent>/<stem>_overlay.mp4|png``
+    (distinct for every input, see :func:`aulib.output.output_paths`)."""
     if overlay is None:
-        return None
+        return [None] * len(files)
     if overlay.suffix.lower() in VIDEO_EXTENSIONS:
-        return overlay if single_video and is_video(path) else None
-    return overlay / f"{path.stem}_overlay{'.mp4' if is_video(path) else '.png'}"
+        return [overlay] if len(files) == 1 and is_video(files[0]) else [None] * len(files)
+    return list(output_paths(files, overlay, lambda n: f"{Path(n).stem}_overlay{'.mp4' if is_video(n) else '.png'}",
+                             text_names=True))
+
+
+def is_failure(df: pd.DataFrame) -> pd.Series:
+    """Rows that are read or analysis failures of their input (not "no face detected")."""
+    if not len(df):
+        return pd.Series([], dtype=bool)
+    errs, names = df["error"].astype(str).tolist(), df["input"].astype(str).tolist()
+    return (df["success"] == 0) & pd.Series([e.startswith(n + ":") for e, n in zip(errs, names)], index=df.index)
+
+
+def failed_inputs(df: pd.DataFrame) -> set[str]:
+    """Inputs all of whose rows are failures, or whose analysis broke off (worth a retry)."""
+    if not len(df):
+        return set()
+    fail = is_failure(df)
+    broke = df["error"].astype(str).str.contains(": analysis failed", regex=False)
+    g = pd.DataFrame({"input": df["input"].astype(str), "fail": fail, "broke": broke & fail}).groupby("input")
+    agg = g.agg(all_fail=("fail", "all"), broke=("broke", "any"))
+    return set(agg.index[agg.all_fail | agg.broke])
+
+
+def _failed_row(path: Path, e: BaseException, columns: list[str], where: str = "") -> pd.DataFrame:
+    name = str(path)
+    return to_frame([empty_row(name, f"{name}: analysis failed{where} ({type(e).__name__}: {e})")], columns)
+
+
+def _input_rows(analyzer: Any, path: Path, video_options: dict, overlay: Path | None,
+                warn: Callable[[str], None]) -> Iterator[list[dict]]:
+    """Row lists of one input as they come (a video in chunks); overlay trouble goes to ``warn``."""
+    if overlay is not None:
+        try:
+            overlay.parent.mkdir(parents=True, exist_ok=True)
+            if not os.access(overlay.parent, os.W_OK):
+                raise PermissionError("folder not writable")
+        except OSError as e:
+            warn(f"{table_text(str(overlay))}: overlay not written ({e})")
+            overlay = None
+    if is_video(path):
+        from aulib.video import iter_video_rows
+
+        stats: dict = {}
+        yield from iter_video_rows(analyzer, path, overlay=overlay, stats=stats, **video_options)
+        if stats.get("overlay_error"):
+            warn(table_text(stats["overlay_error"]))
+        return
+    try:
+        rows = analyzer.analyze_path(path, overlay=overlay)
+    except Exception as e:
+        if overlay is None:
+            raise
+        warn(f"{table_text(str(overlay))}: overlay not written ({type(e).__name__}: {e})")
+        rows = analyzer.analyze_path(path)
+    else:
+        if overlay is not None and not overlay.exists() and any(r.get("success") for r in rows):
+            warn(f"{table_text(str(overlay))}: overlay not written")
+    yield rows
+
+
+def iter_input(analyzer: Any, path: Path, video_options: dict | None = None, overlay: Path | None = None,
+               warn: Callable[[str], None] | None = None) -> Iterator[pd.DataFrame]:
+    """Tables of one image or video, chunk by chunk; a failure becomes a last ``success=0`` row
+    (``... analysis failed ...``), never an exception (KeyboardInterrupt still stops)."""
+    it = _input_rows(analyzer, path, dict(video_options or {}), overlay, warn or (lambda _: None))
+    while True:
+        try:
+            rows = next(it)
+        except StopIteration:
+            return
+        except Exception as e:  # one broken input must not cost the others their results
+            yield _failed_row(path, e, analyzer.columns)
+            return
+        yield to_frame(rows, analyzer.columns)
 
 
 def analyze_input(analyzer: Any, path: Path, video_options: dict | None = None,
                   overlay: Path | None = None) -> pd.DataFrame:
     """Table of one image or video; any failure becomes a ``success=0`` row, never an exception."""
-    name = str(path)
+    parts = list(iter_input(analyzer, path, video_options, overlay))
+    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+
+
+# ---------------------------------------------------------------------------------- run metadata
+def run_options(spec: AnalyzerSpec, video_options: dict) -> dict:
+    """The options that decide a table's columns and values (what ``--resume`` must match)."""
+    cal = video_options.get("calibrate", False)
+    return {"detector": spec.detector, "emotion_model": spec.emotion_model, "cropped": bool(spec.cropped),
+            "every": video_options.get("every", 1), "fps": video_options.get("fps"),
+            "detect_every": video_options.get("detect_every", 10), "max_frames": video_options.get("max_frames"),
+            "calibrate": "video" if cal is True else (cal or False)}
+
+
+def _check_meta(meta_path: Path, where: Path, meta: dict, resume: bool, existing_columns: list[str] | None) -> None:
+    """Refuse to resume a table made with other columns/options; then record this run's."""
+    if resume:
+        old = None
+        if meta_path.exists():
+            try:
+                old = json.loads(meta_path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                raise ValueError(f"{table_text(str(meta_path))}: unreadable run metadata; cannot --resume "
+                                 f"{table_text(str(where))} safely (remove it, or write a new output)") from None
+        diffs = []
+        if old is not None:
+            o1, o2 = old.get("options", {}), meta["options"]
+            diffs = [f"{k} {o1.get(k)!r} → {o2.get(k)!r}" for k in o2 if o1.get(k) != o2.get(k)]
+            if old.get("columns") != meta["columns"]:
+                diffs.append("columns differ")
+        elif existing_columns is not None and existing_columns != meta["columns"]:
+            diffs.append("columns differ")
+        if diffs:
+            raise ValueError(f"{table_text(str(where))}: --resume with other options than the run that wrote it "
+                             f"({'; '.join(diffs)}): use the same options or a new output")
+    tmp = meta_path.with_name(meta_path.name + ".tmp")
+    tmp.write_text(json.dumps(meta, indent=1), encoding="utf-8")
+    os.replace(tmp, meta_path)
+
+
+@contextlib.contextmanager
+def output_lock(lock_path: Path, what: Path) -> Iterator[None]:
+    """Exclusive, non-blocking ``flock`` on ``lock_path`` for the block: ValueError if held."""
     try:
-        rows = analyzer.analyze_path(path, overlay=overlay, **(video_options or {}))
-    except Exception as e:  # one broken input must not cost the others their results
-        rows = [empty_row(name, f"{name}: analysis failed ({type(e).__name__}: {e})")]
-    return to_frame(rows, analyzer.columns)
+        import fcntl
+    except ImportError:  # Windows: no advisory locks here
+        yield
+        return
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ValueError(f"{table_text(str(what))}: another aulib process is writing this output (lock "
+                             f"{table_text(str(lock_path))} held); wait for it or choose another output") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
 # ---------------------------------------------------------------------------------- sinks
 def _key(name: str) -> str:
-    return hashlib.sha1(name.encode()).hexdigest()[:16]
+    return hashlib.sha1(name.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def _read_log(log: Path) -> list[dict]:
+    """Entries of a done-log; a torn or garbled line ends it (what follows is not trusted)."""
+    out: list[dict] = []
+    if not log.exists():
+        return out
+    with open(log, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            try:
+                e = json.loads(line)
+            except ValueError:
+                break
+            if not isinstance(e, dict) or not line.endswith("\n"):
+                break
+            out.append(e)
+    return out
 
 
 class CombinedSink:
-    """One table for all inputs, kept consistent on disk after every finished input."""
+    """One table for all inputs, kept consistent on disk after every finished input.
+
+    Names are table text. Use: :meth:`start`, :meth:`append` per chunk, :meth:`commit`; then
+    :meth:`close` once with all inputs in order.
+    """
 
     def __init__(self, out: Path, resume: bool) -> None:
         self.out = out
@@ -97,99 +286,221 @@ class CombinedSink:
         self.log = out.with_name(out.name + ".done")
         self.parts = out.with_name(out.name + ".parts")
         self.done: set[str] = set()
+        self._w: TableAppender | None = None
+        self._part: Path | None = None
+        self._reorder = False
         out.parent.mkdir(parents=True, exist_ok=True)
         if self.fmt == "parquet":
-            if resume:
-                if out.exists():
-                    self.done |= set(pd.read_parquet(out, columns=["input"])["input"])
-                if self.parts.exists():
-                    self.done |= set(self._read_log())
-            else:
-                shutil.rmtree(self.parts, ignore_errors=True)
-                self.log.unlink(missing_ok=True)
-            self.parts.mkdir(exist_ok=True)
-            return
-        if resume and out.exists():
-            self.done = set(self._read_log()) if self.log.exists() else set(read_table(out)["input"])
-            existing = read_table(out)
-            keep = existing[existing["input"].isin(self.done)]
-            if len(keep) != len(existing):  # an append that was cut off: drop it, redo that input
-                self._rewrite(keep)
+            self._init_parquet(resume)
         else:
-            out.unlink(missing_ok=True)
+            self._init_text(resume)
+
+    # ---------------------------------------------------------------- setup
+    def _init_text(self, resume: bool) -> None:
+        if not resume or not self.out.exists():
+            self.out.unlink(missing_ok=True)
             self.log.unlink(missing_ok=True)
-
-    def _read_log(self) -> list[str]:
-        return [ln for ln in self.log.read_text(encoding="utf-8").splitlines() if ln] if self.log.exists() else []
-
-    def _rewrite(self, df: pd.DataFrame) -> None:
-        tmp = self.out.with_name(self.out.name + ".tmp")
-        if self.fmt == "csv":
-            df.to_csv(tmp, index=False)
         else:
-            df.to_json(tmp, orient="records", lines=True)
-        os.replace(tmp, self.out)
+            entries = _read_log(self.log)
+            if self.log.exists():  # an unfinished run: cut the table back to its last complete input
+                size = self.out.stat().st_size
+                keep = int(entries[0].get("base", 0)) if entries and "base" in entries[0] else 0
+                for e in entries:
+                    end = e.get("end")
+                    if isinstance(end, int) and keep <= end <= size:
+                        keep = end
+                    elif "base" not in e:
+                        break
+                if keep < size:
+                    os.truncate(self.out, keep)
+            if self.out.stat().st_size:
+                t = read_table(self.out, columns=["input", "success", "error"] if self.fmt == "csv" else None)
+                failed = failed_inputs(t)
+                self.done = set(t["input"]) - failed
+                if failed:  # drop their rows, they are redone (at the end: close() restores the order)
+                    self._reorder = True
+                    full = read_table(self.out)
+                    tmp = self.out.with_name(self.out.name + ".tmp")
+                    with TableAppender(tmp, self.fmt) as w:
+                        w.append(full[~full["input"].isin(failed)])
+                    os.replace(tmp, self.out)
+        self._new_log({"base": self.out.stat().st_size if self.out.exists() else 0})
 
-    def write(self, name: str, df: pd.DataFrame) -> None:
+    def _new_log(self, first: dict) -> None:
+        with open(self.log, "w", encoding="utf-8") as f:
+            f.write(json.dumps(first) + "\n")
+
+    def _init_parquet(self, resume: bool) -> None:
+        if resume:
+            if self.out.exists():
+                t = read_table(self.out, columns=["input", "success", "error"])
+                self.done |= set(t["input"]) - failed_inputs(t)
+            good = []
+            for e in _read_log(self.log):
+                name = e.get("input")
+                part = self.parts / f"{_key(name)}.parquet" if isinstance(name, str) else None
+                if part is None or not part.exists():
+                    continue
+                try:
+                    t = read_table(part, columns=["input", "success", "error"])
+                except Exception:  # a truncated or corrupt part: redo that input
+                    part.unlink(missing_ok=True)
+                    continue
+                if failed_inputs(t):
+                    part.unlink(missing_ok=True)
+                    self.done.discard(name)
+                else:
+                    self.done.add(name)
+                    good.append(e)
+            if self.parts.exists():
+                for stale in self.parts.glob("*.tmp"):
+                    stale.unlink(missing_ok=True)
+            self.parts.mkdir(exist_ok=True)
+            with open(self.log, "w", encoding="utf-8") as f:
+                f.writelines(json.dumps(e) + "\n" for e in good)
+        else:
+            shutil.rmtree(self.parts, ignore_errors=True)
+            self.log.unlink(missing_ok=True)
+            self.parts.mkdir()
+
+    # ---------------------------------------------------------------- writing
+    def start(self, name: str) -> None:
         if self.fmt == "parquet":
-            part = self.parts / f"{_key(name)}.parquet"
-            df.to_parquet(part.with_suffix(".tmp"), index=False)
-            os.replace(part.with_suffix(".tmp"), part)
+            self._part = self.parts / f"{_key(name)}.parquet"
+            self._w = TableAppender(self._part.with_suffix(".tmp"), "parquet")
+        elif self._w is None:
+            self._w = TableAppender(self.out, self.fmt, mode="a")
+
+    def append(self, df: pd.DataFrame) -> None:
+        assert self._w is not None
+        self._w.append(df)
+
+    def commit(self, name: str) -> None:
+        """The input is complete: make its rows count (rename the part / record the length)."""
+        assert self._w is not None
+        entry: dict = {"input": name}
+        if self.fmt == "parquet":
+            assert self._part is not None
+            self._w.close()
+            os.replace(self._part.with_suffix(".tmp"), self._part)
+            self._w = None
         else:
-            new = not self.out.exists() or self.out.stat().st_size == 0
-            text = df.to_csv(index=False, header=new) if self.fmt == "csv" else \
-                df.to_json(orient="records", lines=True)
-            if text and not text.endswith("\n"):
-                text += "\n"
-            with open(self.out, "a", encoding="utf-8") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
+            entry["end"] = self._w.size()
         with open(self.log, "a", encoding="utf-8") as f:
-            f.write(name + "\n")
+            f.write(json.dumps(entry) + "\n")
         self.done.add(name)
 
     def close(self, order: list[str]) -> None:
-        """Parquet: merge the existing table and the parts, in input order; drop the checkpoints."""
+        """Finish: Parquet parts (and an earlier table) merged in input order; checkpoints removed."""
+        if self._w is not None:
+            self._w.close()
+            self._w = None
         if self.fmt == "parquet":
-            frames = []
-            if self.out.exists():
-                frames.append(pd.read_parquet(self.out))
-            names = self._read_log()
-            frames += [pd.read_parquet(self.parts / f"{_key(n)}.parquet") for n in names
-                       if (self.parts / f"{_key(n)}.parquet").exists()]
-            if frames:
-                df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-                rank = {n: i for i, n in enumerate(order)}
-                df = df.iloc[df["input"].map(lambda n: rank.get(n, -1)).argsort(kind="stable")]
-                tmp = self.out.with_name(self.out.name + ".tmp.parquet")
-                df.reset_index(drop=True).to_parquet(tmp, index=False)
-                os.replace(tmp, self.out)
+            self._merge(order)
             shutil.rmtree(self.parts, ignore_errors=True)
+        elif self._reorder:  # retried inputs were appended at the end: back to input order
+            df = read_table(self.out)
+            rank = {n: i for i, n in enumerate(order)}
+            df = df.iloc[df["input"].map(lambda n: rank.get(n, -1)).argsort(kind="stable")]
+            tmp = self.out.with_name(self.out.name + ".tmp")
+            with TableAppender(tmp, self.fmt) as w:
+                w.append(df.reset_index(drop=True))
+            os.replace(tmp, self.out)
         self.log.unlink(missing_ok=True)
+
+    def _merge(self, order: list[str]) -> None:
+        """Stream the parts (row group by row group) and the earlier table into one Parquet file."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        old = pq.read_table(self.out) if self.out.exists() else None
+        groups: dict[str, list[int]] = {}
+        if old is not None:
+            for i, n in enumerate(old.column("input").to_pylist()):
+                groups.setdefault(n, []).append(i)
+        parts = {n: self.parts / f"{_key(n)}.parquet" for n in order}
+        parts = {n: p for n, p in parts.items() if p.exists()}
+        if not parts:
+            return  # nothing new: the table is already complete
+        wanted = set(order)
+        pieces: list[Callable[[], Iterable[pa.Table]]] = []
+        ahead = [i for n, idx in groups.items() if n not in wanted for i in idx]  # inputs of an earlier run only
+        if ahead and old is not None:
+            pieces.append(lambda: [old.take(sorted(ahead))])
+        for n in order:
+            if n in parts:
+                pieces.append(lambda p=parts[n]: (pq.ParquetFile(p).read_row_group(k)
+                                                  for k in range(pq.ParquetFile(p).num_row_groups)))
+            elif n in groups and old is not None:
+                pieces.append(lambda idx=groups[n]: [old.take(idx)])
+        tmp = self.out.with_name(self.out.name + ".tmp")
+        writer = None
+        try:
+            for piece in pieces:
+                for t in piece():
+                    if writer is None:
+                        writer = pq.ParquetWriter(tmp, t.schema)
+                    elif not t.schema.equals(writer.schema, check_metadata=False):
+                        t = t.cast(writer.schema)
+                    writer.write_table(t)
+        finally:
+            if writer is not None:
+                writer.close()
+        os.replace(tmp, self.out)
 
 
 class PerInputSink:
-    """One file per input under ``root``, mirroring the inputs' folders below their common parent."""
+    """One file per input under ``root``, mirroring the inputs' folders below their common parent
+    (distinct even for inputs with the same name, see :func:`aulib.output.output_paths`)."""
 
     def __init__(self, root: Path, fmt: str, files: list[Path], resume: bool) -> None:
-        self.root, self.ext = root, {"csv": ".csv", "parquet": ".parquet", "json": ".json"}[fmt]
-        parents = [str(p.resolve().parent) for p in files]
-        self.base = Path(os.path.commonpath(parents)) if parents else Path(".")
+        self.root, self.fmt = root, fmt
+        self.ext = {"csv": ".csv", "parquet": ".parquet", "json": ".json"}[fmt]
         self.resume = resume
+        self._targets = dict(zip((str(p) for p in files), output_paths(files, root, lambda n: n + self.ext)))
+        self._w: TableAppender | None = None
+        self._tmp: Path | None = None
 
     def target(self, path: Path) -> Path:
-        rel = path.resolve().relative_to(self.base)
-        return self.root / rel.with_name(rel.name + self.ext)
+        t = self._targets.get(str(path))
+        return t if t is not None else output_paths([path], self.root, lambda n: n + self.ext)[0]
 
-    def is_done(self, path: Path) -> bool:
-        return self.resume and self.target(path).exists()
+    def is_done(self, path: Path, columns: list[str] | None = None) -> bool:
+        """Resuming and the input's file exists, fits ``columns`` and is not all failures."""
+        t = self.target(path)
+        if not (self.resume and t.exists()):
+            return False
+        try:
+            df = read_table(t)
+        except Exception:
+            return False
+        if columns is not None and list(df.columns) != columns:
+            raise ValueError(f"{table_text(str(t))}: --resume with other options than the run that wrote it "
+                             "(columns differ): use the same options or a new --per-input folder")
+        return not failed_inputs(df)
+
+    def start(self, path: Path) -> None:
+        t = self.target(path)
+        t.parent.mkdir(parents=True, exist_ok=True)
+        # hidden, and without a table extension: never another input's target
+        self._tmp = t.with_name(f".{t.name}.aulib-part")
+        self._w = TableAppender(self._tmp, self.fmt)
+
+    def append(self, df: pd.DataFrame) -> None:
+        assert self._w is not None
+        self._w.append(df)
+
+    def commit(self, path: Path) -> None:
+        assert self._w is not None and self._tmp is not None
+        self._w.close()
+        os.replace(self._tmp, self.target(path))
+        self._w = self._tmp = None
 
     def write(self, path: Path, df: pd.DataFrame) -> None:
-        t = self.target(path)
-        tmp = t.with_name(t.name + ".tmp" + self.ext)
-        write_table(df, tmp)
-        os.replace(tmp, t)
+        """The whole table of one input at once."""
+        self.start(path)
+        self.append(df)
+        self.commit(path)
 
 
 # ---------------------------------------------------------------------------------- running
@@ -204,21 +515,24 @@ def _worker_analyzer(spec: AnalyzerSpec) -> Any:
     return a
 
 
-def _dask_task(path: str, spec: dict, video_options: dict, overlay: str | None) -> pd.DataFrame:
-    """One input, on a Dask worker (module-level so workers can import it)."""
+def _dask_task(path: str, spec: dict, video_options: dict, overlay: str | None) -> tuple[pd.DataFrame, list[str]]:
+    """One input, on a Dask worker (module-level so workers can import it): table and warnings."""
+    warnings: list[str] = []
     with threadpool_limits(limits=1, user_api="blas"):
-        return analyze_input(_worker_analyzer(AnalyzerSpec(**spec)), Path(path), video_options,
-                             Path(overlay) if overlay else None)
+        parts = list(iter_input(_worker_analyzer(AnalyzerSpec(**spec)), Path(path), video_options,
+                                Path(overlay) if overlay else None, warnings.append))
+    return (pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]), warnings
 
 
-def _serial(files: list[Path], analyzer: Any, video_options: dict,
-            overlays: list[Path | None]) -> Iterable[tuple[int, pd.DataFrame]]:
+def _serial(files: list[Path], analyzer: Any, video_options: dict, overlays: list[Path | None],
+            warn: Callable[[str], None]) -> Iterable[tuple[int, Iterable[pd.DataFrame]]]:
     for i, p in enumerate(files):
-        yield i, analyze_input(analyzer, p, video_options, overlays[i])
+        yield i, iter_input(analyzer, p, video_options, overlays[i], warn)
 
 
 def _with_dask(files: list[Path], spec: AnalyzerSpec, video_options: dict, overlays: list[Path | None],
-               scheduler: str | None, workers: int | None) -> Iterable[tuple[int, pd.DataFrame]]:
+               scheduler: str | None, workers: int | None, columns: list[str],
+               warn: Callable[[str], None]) -> Iterable[tuple[int, Iterable[pd.DataFrame]]]:
     """Results in input order, each as soon as it and every earlier input are finished."""
     from distributed import Client, LocalCluster, as_completed
 
@@ -240,14 +554,14 @@ def _with_dask(files: list[Path], spec: AnalyzerSpec, video_options: dict, overl
         for fut in as_completed(futures):
             i = index[fut.key]
             try:
-                ready[i] = fut.result()
+                ready[i], warned = fut.result()
+                for w in warned:
+                    warn(w)
             except Exception as e:  # a worker died or the task raised: an error row, not a crash
-                name = str(files[i])
-                ready[i] = to_frame([empty_row(name, f"{name}: analysis failed on a Dask worker ({e})")],
-                                    list(_columns(spec)))
+                ready[i] = _failed_row(files[i], e, columns, " on a Dask worker")
             fut.release()
             while nxt in ready:
-                yield nxt, ready.pop(nxt)
+                yield nxt, [ready.pop(nxt)]
                 nxt += 1
     finally:
         client.close()
@@ -259,51 +573,117 @@ def _columns(spec: AnalyzerSpec) -> list[str]:
     return list(_worker_analyzer(spec).columns)
 
 
+def dedupe(files: list[Path]) -> tuple[list[Path], list[str]]:
+    """Inputs in order without repeats (same absolute path, compared lexically), and the repeats."""
+    seen: set[str] = set()
+    keep, dups = [], []
+    for p in files:
+        k = os.path.abspath(p)
+        if k in seen:
+            dups.append(table_text(str(p)))
+        else:
+            seen.add(k)
+            keep.append(p)
+    return keep, dups
+
+
 def run_batch(
     files: list[Path], spec: AnalyzerSpec | None = None, out: Path | None = None, per_input: Path | None = None,
     per_input_format: str = "csv", resume: bool = False, dask: bool = False, scheduler: str | None = None,
     workers: int | None = None, overlay: Path | None = None, video_options: dict | None = None,
-    progress: Callable[[Path], None] | None = None, analyzer: Any = None,
+    progress: Callable[[Path], None] | None = None, analyzer: Any = None, keep_table: bool = True,
 ) -> BatchResult:
-    """Analyse ``files`` (already expanded), writing each finished input to the sinks.
+    """Analyse ``files`` (already expanded), writing rows to the sinks as they are produced.
 
     ``out``: one combined table (.csv/.parquet/.json); ``per_input``: a folder with one table per
-    input in ``per_input_format``; ``resume``: skip inputs the previous run finished. ``dask`` /
-    ``scheduler``: one Dask task per input. ``analyzer``: reuse an already built one (serial only).
-    Returns this run's rows (in input order) and which inputs were analysed or skipped.
+    input in ``per_input_format``; ``resume``: skip inputs the previous run finished (and redo
+    failed ones); it must have used the same options, else ValueError. ``dask`` / ``scheduler``:
+    one Dask task per input. ``analyzer``: reuse an already built one (serial only).
+    ``keep_table=False``: do not collect the rows in memory (long videos written to a file).
+    Raises ValueError (one line) when the output is locked by another process or ``--resume``
+    does not match; any problem with one input is a ``success=0`` row instead.
     """
     spec = spec or AnalyzerSpec()
     video_options = dict(video_options or {})
     if dask or scheduler:  # a callback cannot travel to a worker process
         video_options.pop("progress", None)
+    files, duplicates = dedupe(list(files))
+    columns = list(analyzer.columns) if analyzer is not None else _columns(spec)
+    meta = {"aulib_run": 1, "columns": columns, "options": run_options(spec, video_options)}
+    with contextlib.ExitStack() as stack:
+        if out is not None:
+            table_format(out)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(output_lock(out.with_name(out.name + ".lock"), out))
+            existing = table_columns(out) if resume and out.exists() and out.stat().st_size else None
+            _check_meta(out.with_name(out.name + ".meta.json"), out, meta, resume, existing)
+        if per_input is not None:
+            per_input.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(output_lock(per_input / ".aulib.lock", per_input))
+            _check_meta(per_input / ".aulib-run.meta", per_input, meta, resume, None)
+        return _run(files, spec, out, per_input, per_input_format, resume, dask, scheduler, workers, overlay,
+                    video_options, progress, analyzer, keep_table, columns, duplicates)
+
+
+def _run(files: list[Path], spec: AnalyzerSpec, out: Path | None, per_input: Path | None, per_input_format: str,
+         resume: bool, dask: bool, scheduler: str | None, workers: int | None, overlay: Path | None,
+         video_options: dict, progress: Callable[[Path], None] | None, analyzer: Any, keep_table: bool,
+         columns: list[str], duplicates: list[str]) -> BatchResult:
     combined = CombinedSink(out, resume) if out is not None else None
     per = PerInputSink(per_input, per_input_format, files, resume) if per_input is not None else None
     todo, skipped = [], []
     for p in files:
-        done = (combined is None or str(p) in combined.done) and (per is None or per.is_done(p))
+        name = table_text(str(p))
+        done = (combined is None or name in combined.done) and (per is None or per.is_done(p, columns))
         if resume and (combined is not None or per is not None) and done:
-            skipped.append(str(p))
+            skipped.append(name)
         else:
             todo.append(p)
-    n_videos = sum(1 for p in files if is_video(p))
-    overlays = [overlay_path(overlay, p, n_videos == 1) for p in todo]
+    warnings: list[str] = []
+    if overlay is not None and overlay.suffix.lower() in VIDEO_EXTENSIONS and not (len(files) == 1
+                                                                                   and is_video(files[0])):
+        warnings.append(f"{table_text(str(overlay))}: an overlay file is only for a single video input; "
+                        "give a folder for several inputs (no overlays written)")
+    all_overlays = overlay_paths(overlay, files)
+    at = {str(p): i for i, p in enumerate(files)}
+    overlays = [all_overlays[at[str(p)]] for p in todo]
     if dask or scheduler:
-        stream = _with_dask(todo, spec, video_options, overlays, scheduler, workers)
+        stream = _with_dask(todo, spec, video_options, overlays, scheduler, workers, columns, warnings.append)
     else:
-        stream = _serial(todo, analyzer if analyzer is not None else _worker_analyzer(spec), video_options, overlays)
+        stream = _serial(todo, analyzer if analyzer is not None else _worker_analyzer(spec), video_options,
+                         overlays, warnings.append)
     tables: list[pd.DataFrame] = []
+    failed: list[str] = []
+    n_rows = 0
     with threadpool_limits(limits=1, user_api="blas"):
-        for i, df in stream:
+        for i, chunks in stream:
             p = todo[i]
-            if combined is not None and str(p) not in combined.done:
-                combined.write(str(p), df)
+            name = table_text(str(p))
+            write_combined = combined is not None and name not in combined.done
+            if write_combined:
+                combined.start(name)
             if per is not None:
-                per.write(p, df)
-            tables.append(df)
+                per.start(p)
+            all_failed = True
+            for df in chunks:
+                if write_combined:
+                    combined.append(df)
+                if per is not None:
+                    per.append(df)
+                if len(df):
+                    all_failed = all_failed and bool(is_failure(df).all())
+                n_rows += len(df)
+                if keep_table:
+                    tables.append(df)
+            if write_combined:
+                combined.commit(name)
+            if per is not None:
+                per.commit(p)
+            if all_failed:
+                failed.append(name)
             if progress is not None:
                 progress(p)
     if combined is not None:
-        combined.close([str(p) for p in files])
-    table = pd.concat(tables, ignore_index=True) if tables else to_frame([], _columns(spec)
-                                                                          if analyzer is None else analyzer.columns)
-    return BatchResult(table, [str(p) for p in todo], skipped)
+        combined.close([table_text(str(p)) for p in files])
+    table = pd.concat(tables, ignore_index=True) if tables else to_frame([], columns)
+    return BatchResult(table, [table_text(str(p)) for p in todo], skipped, failed, duplicates, warnings, n_rows)

@@ -7,6 +7,8 @@ so a batch never loses track of an input.
 
 from __future__ import annotations
 
+import os
+import re
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -80,7 +82,8 @@ def to_frame(rows: list[dict], cols: list[str]) -> pd.DataFrame:
 
     Built column-wise from one float matrix (a few ms per 1,000 rows): occurrences ``*_c`` are
     nullable integers (``<NA>`` for rows without a face), ``frame``/``face``/``success`` integers,
-    ``input``/``error`` strings, ``emotion`` a label or None.
+    ``input``/``error`` strings (through :func:`table_text`: valid Unicode whatever the file
+    name's bytes), ``emotion`` a label or None.
     """
     text, ints = ("input", "error", "emotion"), ("frame", "face", "success")
     num = [c for c in cols if c not in text and c not in ints]
@@ -88,8 +91,8 @@ def to_frame(rows: list[dict], cols: list[str]) -> pd.DataFrame:
     data: dict[str, object] = {c: values[:, j] for j, c in enumerate(num)}
     for c in ints:
         data[c] = np.array([r.get(c) or 0 for r in rows], dtype=np.int64)
-    data["input"] = [str(r.get("input") or "") for r in rows]
-    data["error"] = [str(r.get("error") or "") for r in rows]
+    data["input"] = [table_text(str(r.get("input") or "")) for r in rows]
+    data["error"] = [table_text(str(r.get("error") or "")) for r in rows]
     if "emotion" in cols:
         data["emotion"] = pd.Series([r.get("emotion") for r in rows], dtype=object)
     df = pd.DataFrame({c: data[c] for c in cols}, index=pd.RangeIndex(len(rows)))
@@ -97,6 +100,45 @@ def to_frame(rows: list[dict], cols: list[str]) -> pd.DataFrame:
     if occ:
         df[occ] = df[occ].round().astype("Int64")
     return df
+
+
+_ESCAPE = re.compile(r"[\\\ud800-\udfff]" if os.name != "nt" else r"[\ud800-\udfff]")
+_UNESCAPE = re.compile(r"\\(\\|x[0-9a-f]{2}|u[0-9a-f]{4})")
+
+
+def _escape(m: re.Match) -> str:
+    c = m.group()
+    if c == "\\":
+        return "\\\\"
+    o = ord(c)
+    return f"\\x{o - 0xDC00:02x}" if 0xDC80 <= o <= 0xDCFF else f"\\u{o:04x}"
+
+
+def table_text(text: str) -> str:
+    """Text as stored in a table's ``input``/``error`` columns: always valid Unicode, reversible.
+
+    Paths are str as Python decodes them (``os.fsdecode``: a byte that is not UTF-8 becomes a lone
+    surrogate U+DC80–U+DCFF, which UTF-8 writers and pyarrow refuse). Here such a byte is written
+    ``\\xNN`` (other lone surrogates ``\\uXXXX``) and, on POSIX, a literal backslash is doubled,
+    so every backslash in a table starts an escape and :func:`text_path` restores the exact name.
+    Names without backslashes or undecodable bytes (nearly all) are unchanged. On Windows, where
+    a backslash is the path separator, backslashes are left alone.
+    """
+    return _ESCAPE.sub(_escape, text) if _ESCAPE.search(text) else text
+
+
+def _unescape(m: re.Match) -> str:
+    code = m.group(1)
+    if code == "\\":
+        return "\\"
+    return chr(0xDC00 + int(code[1:], 16)) if code[0] == "x" else chr(int(code[1:], 16))
+
+
+def text_path(text: str) -> str:
+    """Inverse of :func:`table_text`: the path string (``os.fsencode`` gives the original bytes)."""
+    if os.name == "nt":
+        return re.sub(r"\\(x[0-9a-f]{2}|u[0-9a-f]{4})", _unescape, text)
+    return _UNESCAPE.sub(_unescape, text) if "\\" in text else text
 
 
 def finite(a: np.ndarray) -> np.ndarray:

@@ -30,8 +30,14 @@ Per-person calibration (``calibrate``) follows OpenFace: features − the person
 (``bank.mean_``), so a person whose resting face happens to look like "brows lowered" to a
 population model is not reported as frowning all video long. ``"video"`` (= ``True``) is the
 offline two-pass version (estimate from the whole video, then every frame re-scored; keeps the
-7,500 features per face-frame, ≈30 kB); ``"running"`` is causal (estimate from the last 300
+7,500 features per face-frame, ≈30 kB, plus that frame's row, ≈2 kB, until the end: ≈1 GB per
+10 minutes of 30 fps video with one face); ``"running"`` is causal (estimate from the last 300
 frames, constant memory, usable live).
+
+Rows leave as they are produced: :func:`iter_video_rows` yields them in chunks of about
+:data:`CHUNK_ROWS` rows (frame order) as soon as the models have scored those frames, so the
+batch runner appends them to the output while the video is still decoding and memory stays flat
+on long videos. Only two-pass calibration holds its rows back to the end (see above).
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -66,6 +73,8 @@ SCENE_CUT = 20.0
 # Faces per batched model call: large enough to amortise onnxruntime call overhead, small enough
 # to keep the model thread close behind the face thread.
 BATCH_FACES = 16
+# Rows per chunk handed out by iter_video_rows: a few seconds of video per append/fsync.
+CHUNK_ROWS = 256
 
 Calibration = Literal["video", "running"] | bool
 
@@ -341,6 +350,7 @@ class OverlayWriter:
         self.rate = rate
         self._out: Any = None
         self._stream: Any = None
+        self.error = ""  # why the overlay could not be written; the analysis goes on without it
 
     def _start(self, w: int, h: int) -> None:
         import av
@@ -355,6 +365,25 @@ class OverlayWriter:
             self._stream.options = {"preset": "veryfast", "crf": "23"}
 
     def write(self, image: np.ndarray, faces: list[Face], ids: list[int], preds: list[dict]) -> None:
+        """Add one annotated frame; a failure (unwritable folder, unknown container) is kept in
+        :attr:`error` and ends the overlay, never the analysis."""
+        if self.error:
+            return
+        try:
+            self._write(image, faces, ids, preds)
+        except Exception as e:  # the table matters more than its illustration
+            self.error = f"{self.path}: overlay not written ({type(e).__name__}: {e})"
+            self._abandon()
+
+    def _abandon(self) -> None:
+        try:
+            if self._out is not None:
+                self._out.close()
+        except Exception:  # pragma: no cover - closing a half-open container
+            pass
+        self._out = None
+
+    def _write(self, image: np.ndarray, faces: list[Face], ids: list[int], preds: list[dict]) -> None:
         import av
 
         from aulib.faces_table import draw_faces
@@ -381,10 +410,14 @@ class OverlayWriter:
             self._out.mux(packet)
 
     def close(self) -> None:
-        if self._out is not None:
-            for packet in self._stream.encode():
-                self._out.mux(packet)
-            self._out.close()
+        if self._out is not None and not self.error:
+            try:
+                for packet in self._stream.encode():
+                    self._out.mux(packet)
+                self._out.close()
+            except Exception as e:
+                self.error = f"{self.path}: overlay not written ({type(e).__name__}: {e})"
+            self._out = None
 
 
 # ---------------------------------------------------------------------------------- analysis
@@ -418,14 +451,16 @@ class _FrameFaces:
     ids: list[int]
     image: np.ndarray | None = None
     rows: list[dict] = field(default_factory=list)
+    done: bool = False  # set by the model stage once ``rows`` are final
 
 
 class VideoAnalysis:
     """State of one video's analysis: tracker, detection cadence, model batches, calibration.
 
     Feed frames with :meth:`add` (face stage, caller's thread); model work happens in
-    :meth:`_models` (its own thread when ``threaded``); :meth:`finish` returns the rows in frame
-    order. Usable for live streams too: ``add`` one frame at a time with ``calibrate="running"``.
+    :meth:`_models` (its own thread when ``threaded``); :meth:`ready` hands out the rows of the
+    frames scored so far, :meth:`finish` the remaining ones, all in frame order. Usable for live
+    streams too: ``add`` one frame at a time with ``calibrate="running"``.
     """
 
     def __init__(self, analyzer: Any, input_name: str, calibrate: Calibration = False,
@@ -442,7 +477,7 @@ class VideoAnalysis:
         self.overlay = overlay
         self.tracker = FaceTracker(max_missed=max(60, 3 * self.detect_every))
         self.batch_faces = batch_faces
-        self.frames: list[_FrameFaces] = []
+        self.frames: deque[_FrameFaces] = deque()  # frames whose rows were not handed out yet
         self._pending: list[_FrameFaces] = []
         self._since_detect = self.detect_every
         self._need_detect = True
@@ -598,9 +633,24 @@ class VideoAnalysis:
                 self.overlay.write(ff.image, ff.faces, ff.ids, [preds.get((ff.index, k), {})
                                                                  for k in range(len(ff.faces))])
             ff.image, ff.faces = None, []  # crops and HOG are ~100 kB per face: keep only the rows
+            ff.done = True
+
+    def ready(self) -> list[dict]:
+        """Rows of the leading frames the models have finished, in frame order, handed out once.
+
+        Empty with two-pass calibration: its rows change at :meth:`finish`.
+        """
+        self._raise()
+        if self.calibrator is not None and self.calibrator.mode == "video":
+            return []
+        out: list[dict] = []
+        while self.frames and self.frames[0].done:
+            out.extend(self.frames.popleft().rows)
+        return out
 
     def finish(self) -> list[dict]:
-        """Flush the last batch, wait for the models, apply two-pass calibration; rows in order."""
+        """Flush the last batch, wait for the models, apply two-pass calibration; the rows not
+        handed out by :meth:`ready` yet (all rows if it was never called), in frame order."""
         self._flush()
         if self._thread is not None and self._q is not None:
             self._q.put(None)
@@ -616,7 +666,9 @@ class VideoAnalysis:
             mt = np.concatenate(self._mt) if self._mt else None
             for row, pred in zip(self._rowrefs, self.a.predict_from_features(X, emo, mt)):
                 row.update(pred)
-        return [r for ff in self.frames for r in ff.rows]
+        rows = [r for ff in self.frames for r in ff.rows]
+        self.frames.clear()
+        return rows
 
     def close(self) -> None:
         """Stop the model thread without results (after an error in the caller)."""
@@ -647,33 +699,64 @@ def analyze_video_rows(
     during the first pass); ``"running"`` overlays what the table says.
     A file that cannot be opened gives one error row; a stream that breaks off keeps the frames
     decoded so far and adds a ``success=0`` row whose ``error`` says what happened.
+    All rows at once; :func:`iter_video_rows` hands them out in chunks as they are produced.
+    """
+    return [r for chunk in iter_video_rows(analyzer, path, every, fps, calibrate, overlay, detect_every, progress,
+                                           max_frames, stats, threaded) for r in chunk]
+
+
+def iter_video_rows(
+    analyzer: Any, path: str | Path, every: int = 1, fps: float | None = None, calibrate: Calibration = False,
+    overlay: str | Path | None = None, detect_every: int = DEFAULT_DETECT_EVERY,
+    progress: Callable[[int, int], None] | None = None, max_frames: int | None = None,
+    stats: dict | None = None, threaded: bool = True, chunk_rows: int = CHUNK_ROWS,
+) -> Iterator[list[dict]]:
+    """The rows of :func:`analyze_video_rows`, in frame order, in lists of about ``chunk_rows``
+    rows yielded as soon as the models have scored them: memory stays flat on long videos
+    (except with two-pass calibration, whose rows all come at the end).
+
+    ``stats`` also receives ``overlay_error`` (empty, or why the overlay could not be written:
+    the analysis carries on without it).
     """
     name = str(path)
     try:
         reader = FrameReader(path, every, fps, max_frames, threaded=threaded)
     except VideoReadError as e:
-        return [empty_row(name, str(e))]
+        if stats is not None:
+            stats.update(overlay_error="", error=str(e))
+        yield [empty_row(name, str(e))]
+        return
     writer = OverlayWriter(overlay, reader.output_rate) if overlay is not None else None
     va = VideoAnalysis(analyzer, name, calibrate, detect_every, writer, threaded=threaded)
     total = -(-reader.stats.declared // every) if reader.stats.declared else 0
+    frames = iter(reader)
+    pending: list[dict] = []
     # One BLAS thread: the AU models' products are tiny ((16, 7500) @ (7500, 17)), and a second
     # OpenBLAS thread on a busy machine made each call wait for a descheduled worker (85 ms
     # per call measured instead of 0.05 ms).
-    with threadpool_limits(limits=1, user_api="blas"):
-        try:
-            for n, vf in enumerate(reader, 1):
+    try:
+        with threadpool_limits(limits=1, user_api="blas"):
+            for n, vf in enumerate(frames, 1):
                 va.add(vf)
                 if progress is not None:
                     progress(n, total)
-            rows = va.finish()
-        except BaseException:
-            va.close()
-            raise
+                pending.extend(va.ready())
+                if len(pending) >= chunk_rows:
+                    chunk, pending = pending, []
+                    yield chunk
+            pending.extend(va.finish())
+    except BaseException:  # includes GeneratorExit: the caller stopped early
+        va.close()
+        raise
+    finally:
+        frames.close()  # type: ignore[attr-defined]
+        reader.close()
     st = reader.stats
     if st.error:
         step = 1.0 / st.rate if st.rate else 0.0
-        rows.append(empty_row(name, st.error, st.decoded, st.last_time + step if st.decoded else 0.0))
+        pending.append(empty_row(name, st.error, st.decoded, st.last_time + step if st.decoded else 0.0))
     if stats is not None:
         stats.update(decoded=st.decoded, frames=st.selected, decode_s=st.seconds, detections=va.n_detect,
-                     redetections=va.n_redetect, error=st.error)
-    return rows
+                     redetections=va.n_redetect, error=st.error, overlay_error=writer.error if writer else "")
+    if pending:
+        yield pending
