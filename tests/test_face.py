@@ -133,3 +133,38 @@ def test_retinaface_boxes_are_in_original_pixels_when_downscaled():
     full = RetinaFaceDetector()(img)[0]
     small = RetinaFaceDetector(max_side=300)(img)[0]
     assert abs(full.x - small.x) < 15 and abs(full.width - small.width) < 25
+
+
+# ----------------------------------------------------------------------------------------- cropped: is it a face?
+def _non_faces() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(1)
+    land = read_image(sample("free-mountain-vector-01.jpg"))
+    return {
+        "black": np.zeros((48, 48, 3), np.uint8),
+        "white": np.full((48, 48, 3), 255, np.uint8),
+        "noise": rng.integers(0, 256, (48, 48, 3), dtype=np.uint8),
+        "blurred noise": cv2.GaussianBlur(rng.integers(0, 256, (96, 96, 3), dtype=np.uint8), (9, 9), 3),
+        "landscape": land,
+        "landscape patch": cv2.resize(land[100:300, 200:400], (48, 48), interpolation=cv2.INTER_AREA),
+        "one pixel": np.full((1, 1, 3), 128, np.uint8),
+    }
+
+
+def test_cropped_mode_refuses_non_faces_with_a_reason(pipeline):
+    for name, img in _non_faces().items():
+        face = pipeline.cropped(img)
+        assert not face.success, name
+        assert face.error.startswith(("no face in the cropped image", "image too small for a face")), (name, face.error)
+
+
+def test_cropped_mode_keeps_real_ckplus_and_fer_crops(pipeline, ckplus):
+    from .conftest import DATA
+
+    ck = ckplus.image_paths()[::25]
+    fer = sorted((DATA / "ferplus" / "FER2013Valid").glob("*.png"))[::120]
+    if not fer:
+        pytest.skip("FER+ data not available")
+    for paths, need in ((ck, 1.0), (fer, 0.93)):
+        faces = [pipeline.cropped(read_image(p)) for p in paths]
+        assert np.mean([f.success for f in faces]) >= need
+        assert all(f.score >= 0.5 for f in faces if f.success)

@@ -77,12 +77,46 @@ def _instrument(analyzer: Any, acc: dict[str, float], calls: dict[str, int]) -> 
     return restore
 
 
+def check_video(video: str | Path) -> Path:
+    """Raise :class:`~aulib.video.VideoReadError` (naming the file) unless ``video`` is a regular file
+    that FFmpeg opens as a video stream and decodes at least one frame of — before any model loads.
+
+    A still image is refused too: FFmpeg opens a JPEG as a one-frame "video", and a frame rate
+    measured on it would mean nothing.
+    """
+    import av
+
+    from aulib.io import check_regular_file
+    from aulib.video import VideoReadError
+
+    p = check_regular_file(video, VideoReadError)
+    try:
+        with av.open(str(p)) as c:
+            if not c.streams.video:
+                raise VideoReadError(f"{p}: no video stream (an audio or data file?)")
+            fmt = c.format.name
+            if fmt in ("image2", "gif", "webp_pipe") or fmt.endswith("_pipe"):
+                raise VideoReadError(f"{p}: a still image ({fmt}), not a video; time it with aulib analyze")
+            for _ in c.decode(video=0):
+                return p
+    except VideoReadError:
+        raise
+    except Exception as e:  # PyAV raises FFmpegError subclasses, OSError and ValueError
+        raise VideoReadError(f"{p}: cannot read as video — truncated, corrupt or not a video ({e})") from None
+    raise VideoReadError(f"{p}: no frame could be decoded")
+
+
 def bench(video: str | Path, frames: int | None = None, detect_every: int = 10, emotion_model: str = "cnn",
           detector: str = "retinaface", log: Callable[[str], None] = print) -> dict:
-    """Run both passes on ``video`` (first ``frames`` frames) and log the report; returns the numbers."""
-    from aulib.analyzer import Analyzer
-    from aulib.video import analyze_video_rows
+    """Run both passes on ``video`` (first ``frames`` frames) and log the report; returns the numbers.
 
+    Raises :class:`~aulib.video.VideoReadError` for a file that is not a readable video (checked
+    before the models load) and when no frame decoded: no fps figure is ever printed for it.
+    """
+    from aulib.analyzer import Analyzer
+    from aulib.video import VideoReadError, analyze_video_rows
+
+    check_video(video)
     t = time.perf_counter()
     analyzer = Analyzer(detector=detector, emotion_model=emotion_model)  # type: ignore[arg-type]
     load_s = time.perf_counter() - t
@@ -99,6 +133,8 @@ def bench(video: str | Path, frames: int | None = None, detect_every: int = 10, 
     finally:
         restore()
     seq_s = time.perf_counter() - t
+    if not st.get("frames"):
+        raise VideoReadError(f"{video}: no frame could be decoded ({st.get('error') or 'empty stream'})")
     n = max(1, st["frames"])
     acc["decode"] = st["decode_s"]
     acc["other"] = max(0.0, seq_s - sum(v for k, v in acc.items() if k != "other"))
@@ -112,7 +148,11 @@ def bench(video: str | Path, frames: int | None = None, detect_every: int = 10, 
     fps = st2["frames"] / wall if wall > 0 else 0.0
     cores = cpu / wall if wall > 0 else 0.0
 
+    if not st2.get("frames"):
+        raise VideoReadError(f"{video}: no frame could be decoded ({st2.get('error') or 'empty stream'})")
     load = os.getloadavg()
+    if st.get("error"):
+        log(f"warning: {st['error']} — figures cover the {st['frames']} frames decoded")
     log(f"{Path(video).name}: {st['frames']} frames, {faces} faces analysed, detector every {detect_every} frames "
         f"({st['detections']} detections, {st['redetections']} re-detections after a degraded fit)")
     log(f"machine: {os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} "

@@ -1,19 +1,95 @@
-"""The ``aulib`` command line (typer). Front ends only talk to ``Analyzer`` and the stage classes."""
+"""The ``aulib`` command line (typer). Front ends only talk to ``Analyzer`` and the stage classes.
+
+Errors: every command ends a failure with ONE line on stderr, ``error: <what, naming the file>``,
+and exit code 2 — bad options (click's usage errors included), unreadable or foreign files, model
+files that fail their checksum. :class:`_ErrorHandlingGroup` does it once for all commands, so it
+holds for the console script, ``python -m aulib.cli`` and ``typer.testing.CliRunner`` alike.
+An unexpected exception (a bug) prints one line with its type and exits 1; ``AULIB_DEBUG=1``
+shows the traceback instead.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from typer.core import TyperGroup
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Offline facial Action Unit and emotion recognition.")
+# soft_wrap: a message is never broken over several lines, whatever the terminal width.
+err = Console(stderr=True, soft_wrap=True)
+
+
+def error_line(e: BaseException) -> str:
+    """One line describing an exception for a user: the message for aulib's and the OS's errors
+    (they name the file), the type plus a hint for anything unexpected."""
+    from aulib.models import ModelFileError
+
+    if isinstance(e, OSError) and e.filename is not None and e.strerror:
+        msg = f"{e.filename}: {e.strerror}"
+    elif isinstance(e, (ValueError, OSError, ModelFileError, MemoryError, KeyError, ImportError)):
+        msg = str(e) or type(e).__name__
+        if isinstance(e, MemoryError):
+            msg = f"out of memory ({msg})"
+        elif isinstance(e, ImportError):
+            msg = f"{msg} (is the package installed with the extra this command needs?)"
+    else:
+        msg = (f"unexpected {type(e).__name__}: {e} — this is a bug in aulib; rerun with AULIB_DEBUG=1 for "
+               "the traceback and report it")
+    return " ".join(msg.split())  # one line, whatever the message contained
+
+
+def _is_click_error(e: BaseException) -> bool:
+    """A click ``ClickException`` (usage errors, bad option values): matched by name because typer ≥ 0.22
+    vendors its own copy of click, whose classes differ from those of the installed ``click``."""
+    return any(c.__name__ == "ClickException" for c in type(e).__mro__)
+
+
+class _ErrorHandlingGroup(TyperGroup):
+    """The top-level command group: turns every error of every sub-command into one stderr line."""
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        """Top-level options (``aulib --bogus``) are parsed before :meth:`invoke`: same one-line errors."""
+        try:
+            return super().parse_args(ctx, args)
+        except Exception as e:
+            self._usage_error(e, ctx)
+            raise
+
+    @staticmethod
+    def _usage_error(e: Exception, ctx: typer.Context) -> None:
+        """Re-raise what click handles itself; print a click usage error as one line and exit 2."""
+        if isinstance(e, (typer.Exit, typer.Abort)) or type(e).__name__ in ("Exit", "Abort", "NoArgsIsHelpError"):
+            raise e  # --help, explicit exit codes, Ctrl-C: click's own handling
+        if _is_click_error(e):  # bad option value, unknown option or command
+            sub = getattr(e, "ctx", None)
+            where = sub.command_path if sub is not None else ctx.command_path
+            err.print(f"[red]error:[/red] {escape(' '.join(e.format_message().split()))} "  # type: ignore[attr-defined]
+                      f"(see: {escape(where)} --help)")
+            raise typer.Exit(2) from None
+
+    def invoke(self, ctx: typer.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except Exception as e:
+            self._usage_error(e, ctx)
+            if os.environ.get("AULIB_DEBUG") == "1":
+                raise
+            from aulib.models import ModelFileError
+
+            known = isinstance(e, (ValueError, OSError, ModelFileError, MemoryError, KeyError, ImportError))
+            err.print(f"[red]error:[/red] {escape(error_line(e))}")
+            raise typer.Exit(2 if known else 1) from None
+
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, cls=_ErrorHandlingGroup,
+                  pretty_exceptions_enable=False, help="Offline facial Action Unit and emotion recognition.")
 train_app = typer.Typer(no_args_is_help=True, help="Train aulib's models from ../shared/data.")
 app.add_typer(train_app, name="train")
-err = Console(stderr=True)
 
 DATA = typer.Option(Path("../shared/data"), "--data", help="Folder holding ckplus48/ and ferplus/.")
 
@@ -31,8 +107,34 @@ def _nothing_readable(df) -> bool:
 
 
 def _fail(msg: str, code: int = 2) -> None:
+    """Print ``msg`` (rich markup: escape user text) as one error line and exit with ``code``."""
     err.print(f"[red]error:[/red] {msg}")
     raise typer.Exit(code)
+
+
+def _check_names(detector: str | None = None, emotion_model: str | None = None) -> None:
+    """Refuse an unknown --detector / --emotion-model before any model loads."""
+    if detector is not None and detector not in ("retinaface", "dlib"):
+        _fail(escape(f"--detector must be retinaface or dlib, not {detector!r}"))
+    if emotion_model is not None and emotion_model not in ("cnn", "multitask", "none"):
+        _fail(escape(f"--emotion-model must be cnn, multitask or none, not {emotion_model!r}"))
+
+
+def _positive(**values: float) -> None:
+    """Refuse a zero or negative (or NaN) value of a numeric option, e.g. ``--lr``."""
+    for name, v in values.items():
+        if not v > 0:
+            _fail(f"--{name.replace('_', '-')} must be > 0, not {v}")
+
+
+def _data_dir(data: Path, *needed: str) -> Path:
+    """The --data folder, checked before any work: it must exist and hold the ``needed`` subfolders."""
+    if not data.is_dir():
+        _fail(escape(f"{data}: no such folder (--data must be the folder holding ckplus48/ and ferplus/)"))
+    missing = [n for n in needed if not (data / n).is_dir()]
+    if missing:
+        _fail(escape(f"{data}: has no {' or '.join(m + '/' for m in missing)} folder (wrong --data?)"))
+    return data
 
 
 def _inputs(paths: list[Path], out: Path | None) -> list[Path]:
@@ -44,7 +146,7 @@ def _inputs(paths: list[Path], out: Path | None) -> list[Path]:
         try:
             table_format(out)
         except ValueError as e:
-            _fail(str(e))
+            _fail(escape(str(e)))
     files = expand_inputs(paths)
     if not files:
         _fail("no input files found")
@@ -59,10 +161,12 @@ def faces(
     cropped: bool = typer.Option(False, "--cropped", help="Each image is one already-cropped face."),
     detector: str = typer.Option("retinaface", "--detector", help="retinaface or dlib."),
 ) -> None:
-    """Detect faces and 68 landmarks: one row per face (DESIGN.md face columns)."""
+    """Detect faces and 68 landmarks: one row per face (input, face, success, error, face box and score,
+    x_0..x_67, y_0..y_67)."""
     from aulib.faces_table import faces_table
     from aulib.output import write_table
 
+    _check_names(detector=detector)
     files = _inputs(paths, out)
     with _progress(len(files)) as prog:
         task = prog.add_task("faces", total=len(files))
@@ -70,7 +174,7 @@ def faces(
                          on_done=lambda _: prog.advance(task))
     if out is not None:
         write_table(df, out)
-        err.print(f"wrote {len(df)} rows to {out}")
+        err.print(f"wrote {len(df)} rows to {escape(str(out))}")
     else:
         cols = ["input", "face", "success", "face_x", "face_y", "face_width", "face_height", "face_score", "error"]
         typer.echo(df[cols].to_string(index=False))
@@ -163,8 +267,7 @@ def bench(
     """Frames per second of the full video pipeline and ms per stage (last line: ``N fps``)."""
     from aulib.bench import bench as run_bench
 
-    if not video.is_file():
-        _fail(f"{video}: no such file")
+    _check_names(detector=detector, emotion_model=emotion_model)
     run_bench(video, frames=frames, detect_every=detect_every, emotion_model=emotion_model, detector=detector,
               log=typer.echo)
 
@@ -179,11 +282,8 @@ def plot(
     """AU intensities and emotion probabilities over time (video) or per face (image)."""
     from aulib.plot import plot_table
 
-    try:
-        plot_table(table, out, input_name=input_name, face=face)
-    except (ValueError, FileNotFoundError, OSError) as e:
-        _fail(str(e))
-    err.print(f"wrote {out}")
+    plot_table(table, out, input_name=input_name, face=face)  # errors: one line via _ErrorHandlingGroup
+    err.print(f"wrote {escape(str(out))}")
 
 
 @app.command()
@@ -198,9 +298,9 @@ def demo() -> None:
 
 @app.command("app")
 def app_cmd(
-    port: int = typer.Option(8501, "--port", help="Port to serve on."),
+    port: int = typer.Option(8501, "--port", min=1, max=65535, help="Port to serve on."),
     host: bool = typer.Option(False, "--host", help="Listen on all interfaces (default: localhost only)."),
-    max_upload_mb: int = typer.Option(500, "--max-upload-mb", help="Largest upload accepted, in MB."),
+    max_upload_mb: int = typer.Option(500, "--max-upload-mb", min=1, help="Largest upload accepted, in MB."),
 ) -> None:
     """Start the web app (Streamlit): live webcam, image and video pages (needs the 'app' extra)."""
     import importlib.util
@@ -210,7 +310,7 @@ def app_cmd(
 
     missing = [m for m in ("streamlit", "streamlit_webrtc", "aiortc") if importlib.util.find_spec(m) is None]
     if missing:
-        _fail(f"{', '.join(missing)} not installed: pip install 'aulib[app]'")
+        _fail(escape(f"{', '.join(missing)} not installed: pip install 'aulib[app]'"))
     cmd = streamlit_command(port=port, host="0.0.0.0" if host else "localhost", max_upload_mb=max_upload_mb)
     sys.stdout.flush()
     os.execv(cmd[0], cmd)  # streamlit takes over this process: Ctrl-C and signals reach it directly
@@ -221,87 +321,121 @@ app.add_typer(evaluate_app, name="evaluate")
 
 
 @evaluate_app.command("faces")
-def evaluate_faces_cmd(data: Path = DATA) -> None:
-    """Detector comparison on the samples, ms per stage, CK+ cropped-mode fit rate → reports/faces.md."""
+def evaluate_faces_cmd(
+    data: Path = DATA, reports: Path | None = typer.Option(None, "--reports", help="Default: the repo's reports/."),
+) -> None:
+    """Detector comparison on the samples, ms per stage, --cropped face check (share of CK+/FER crops kept,
+    of non-faces refused) → reports/faces.md."""
     from aulib.evaluate_faces import evaluate_faces
+    from aulib.training import REPORTS
 
-    evaluate_faces(data, log=typer.echo)
+    evaluate_faces(_data_dir(data, "ckplus48", "ferplus", "samples"), reports or REPORTS, log=typer.echo)
 
 
 @train_app.command("svm")
-def train_svm_cmd(data: Path = DATA, out: Path = typer.Option(Path("src/aulib/models"), "--out"),
-                  cache: Path = typer.Option(Path("cache"), "--cache")) -> None:
+def train_svm_cmd(data: Path = DATA, out: Path | None = typer.Option(
+                      None, "--out", help="Folder for au_svm.npz (default: aulib/models, i.e. ship it)."),
+                  cache: Path | None = typer.Option(None, "--cache", help="Default: the repo's cache/."),
+                  reports: Path | None = typer.Option(None, "--reports", help="Default: the repo's reports/.")) -> None:
     """AU occurrence: one class-balanced linear SVM per AU, nested subject-grouped CV."""
-    from aulib.models import register
-    from aulib.train.au import train_svm, write_report
+    from aulib.models import MODELS_DIR
+    from aulib.training import CACHE, REPORTS
+    from aulib.training.au import train_svm, write_report
 
-    rep = train_svm(data, out, cache_dir=cache, log=err.print)
-    md = write_report(rep, None)
-    _register_au(out / "au_svm.npz", rep, "aulib train svm", register)
+    out = out or MODELS_DIR
+    rep = train_svm(_data_dir(data, "ckplus48"), out, cache_dir=cache or CACHE, log=err.print)
+    md = write_report(rep, None, reports or REPORTS)
+    _register_au(out / "au_svm.npz", rep, "aulib train svm")
     err.print("retrain the intensity SVRs too (aulib train svr): both must use the same CNN embedding")
     err.print(f"report: {md}")
 
 
 @train_app.command("svr")
-def train_svr_cmd(data: Path = DATA, out: Path = typer.Option(Path("src/aulib/models"), "--out"),
-                  cache: Path = typer.Option(Path("cache"), "--cache")) -> None:
+def train_svr_cmd(data: Path = DATA, out: Path | None = typer.Option(
+                      None, "--out", help="Folder for au_svr.npz (default: aulib/models, i.e. ship it)."),
+                  cache: Path | None = typer.Option(None, "--cache", help="Default: the repo's cache/."),
+                  reports: Path | None = typer.Option(None, "--reports", help="Default: the repo's reports/.")) -> None:
     """AU intensity (0–5): one linear ε-SVR per AU, subject-grouped CV."""
-    from aulib.models import register
-    from aulib.train.au import train_svr, write_report
+    from aulib.models import MODELS_DIR
+    from aulib.training import CACHE, REPORTS
+    from aulib.training.au import train_svr, write_report
 
-    rep = train_svr(data, out, cache_dir=cache, log=err.print)
-    md = write_report(None, rep)
-    _register_au(out / "au_svr.npz", rep, "aulib train svr", register)
+    out = out or MODELS_DIR
+    rep = train_svr(_data_dir(data, "ckplus48"), out, cache_dir=cache or CACHE, log=err.print)
+    md = write_report(None, rep, reports or REPORTS)
+    _register_au(out / "au_svr.npz", rep, "aulib train svr")
     err.print(f"report: {md}")
 
 
 @train_app.command("cnn")
 def train_cnn_cmd(
-    data: Path = DATA, out: Path = typer.Option(Path("runs/emotion"), "--out"),
-    epochs: int = typer.Option(12, "--epochs"), batch_size: int = typer.Option(64, "--batch-size"),
+    data: Path = DATA, out: Path | None = typer.Option(None, "--out", help="Run folder (default: the repo's "
+                                                       "runs/emotion)."),
+    epochs: int = typer.Option(12, "--epochs", min=1), batch_size: int = typer.Option(64, "--batch-size", min=1),
     lr: float = typer.Option(1e-3, "--lr"), seed: int = typer.Option(0, "--seed"),
-    cache: Path = typer.Option(Path("cache/cnn"), "--cache"), resume: bool = typer.Option(True, "--resume/--restart"),
+    cache: Path | None = typer.Option(None, "--cache", help="Default: the repo's cache/."),
+    resume: bool = typer.Option(True, "--resume/--restart"),
     install: bool = typer.Option(True, "--install/--no-install", help="Ship the best ONNX in aulib/models."),
 ) -> None:
     """Fine-tune ImageNet EfficientNet-Lite0 for 8-class FER+ emotion (needs the `train` extra)."""
-    from aulib.cnn.train import train_emotion
+    from aulib.training import CACHE, RUNS
+    from aulib.training.cnn import train_emotion
 
-    path = train_emotion(data, out, epochs, batch_size=batch_size, lr=lr, seed=seed, resume=resume,
-                         cache_dir=cache, install=install)
+    _positive(lr=lr)
+    data = _data_dir(data, "ferplus")
+    path = train_emotion(data, out or RUNS / "emotion", epochs, batch_size=batch_size, lr=lr, seed=seed,
+                         resume=resume, cache_dir=cache or CACHE, install=install)
     typer.echo(path)
 
 
 @train_app.command("multitask")
 def train_multitask_cmd(
-    data: Path = DATA, out: Path = typer.Option(Path("runs/multitask"), "--out"),
-    epochs: int = typer.Option(3, "--epochs"), init_from: Path | None = typer.Option(
-        Path("runs/emotion"), "--init-from", help="Emotion run folder or best.pt to start from."),
+    data: Path = DATA, out: Path | None = typer.Option(None, "--out", help="Run folder (default: the repo's "
+                                                       "runs/multitask)."),
+    epochs: int = typer.Option(3, "--epochs", min=1), init_from: Path | None = typer.Option(
+        None, "--init-from", help="Emotion run folder or best.pt to start from (default: the repo's runs/emotion)."),
     lr: float = typer.Option(3e-4, "--lr"), seed: int = typer.Option(0, "--seed"),
-    cache: Path = typer.Option(Path("cache/cnn"), "--cache"), resume: bool = typer.Option(True, "--resume/--restart"),
+    cache: Path | None = typer.Option(None, "--cache", help="Default: the repo's cache/."),
+    resume: bool = typer.Option(True, "--resume/--restart"),
+    tune_thresholds: bool = typer.Option(False, "--tune-thresholds", help="Per-AU thresholds tuned on the CK+ "
+                                         "training subjects instead of 0.5 (lowered held-out F1 when measured)."),
     install: bool = typer.Option(True, "--install/--no-install", help="Ship the best ONNX in aulib/models."),
 ) -> None:
     """Fine-tune the 15-head network: emotion + 14 binary AU heads (FER+ and CK+ train subjects)."""
-    from aulib.cnn.train import train_multitask
+    from aulib.training import CACHE, RUNS
+    from aulib.training.cnn import train_multitask
 
-    path = train_multitask(data, out, epochs, init_from=init_from, lr=lr, seed=seed, resume=resume,
-                           cache_dir=cache, install=install)
+    _positive(lr=lr)
+    data = _data_dir(data, "ckplus48", "ferplus")
+    path = train_multitask(data, out or RUNS / "multitask", epochs, init_from=init_from or RUNS / "emotion", lr=lr,
+                           seed=seed, resume=resume, cache_dir=cache or CACHE, tune_thresholds=tune_thresholds,
+                           install=install)
     typer.echo(path)
 
 
 @evaluate_app.command("cnn")
-def evaluate_cnn_cmd(data: Path = DATA, cache: Path = typer.Option(Path("cache/cnn"), "--cache"),
-                     bench: bool = typer.Option(True, "--bench/--no-bench")) -> None:
+def evaluate_cnn_cmd(data: Path = DATA,
+                     cache: Path | None = typer.Option(None, "--cache", help="Default: the repo's cache/."),
+                     reports: Path | None = typer.Option(None, "--reports", help="Default: the repo's reports/."),
+                     bench: bool = typer.Option(True, "--bench/--no-bench"),
+                     update_manifest: bool = typer.Option(False, "--update-manifest",
+                                                          help="Record the figures in the models' manifest.")) -> None:
     """FER2013Valid accuracy, per-class recall, confusion matrix, multitask AU F1 → reports/cnn.md."""
-    from aulib.cnn.evaluate import evaluate_emotion
+    from aulib.training import CACHE, REPORTS
+    from aulib.training.evaluate import evaluate_emotion, render_markdown
 
-    evaluate_emotion(data, cache_dir=cache, bench=bench)
-    typer.echo(Path("reports/cnn.md").read_text())
+    result = evaluate_emotion(_data_dir(data, "ferplus", "ckplus48"), cache_dir=cache or CACHE,
+                              report_dir=reports or REPORTS, bench=bench, update_manifest=update_manifest)
+    typer.echo(render_markdown(result))
 
 
-def _register_au(path: Path, rep: dict, command: str, register) -> None:
+def _register_au(path: Path, rep: dict, command: str) -> None:
+    """Record a bank written into the package's models folder in the manifest (other folders: nothing)."""
+    from aulib.models import MODELS_DIR, register
+
     figures = {k: v for k, v in rep.items() if k.startswith("mean_")}
     figures["per_au"] = rep["per_au"]
-    if path.resolve().parent == Path(__file__).resolve().parent / "models":
+    if path.resolve().parent == MODELS_DIR:
         register(path, {
             "dataset": "CK+ (ckplus48: peak, peak-1, peak-2 and neutral first frames), subject-grouped CV",
             "licence": "CK+ is licensed for non-commercial research only; so are these weights.",
@@ -311,5 +445,11 @@ def _register_au(path: Path, rep: dict, command: str, register) -> None:
         })
 
 
+def main() -> None:
+    """Entry point (``python -m aulib.cli``); the console script may call ``app`` directly, errors are
+    handled the same way by :class:`_ErrorHandlingGroup`."""
+    app(prog_name="aulib")
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(app())
+    main()

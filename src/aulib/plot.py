@@ -96,14 +96,61 @@ def _colors(n: int) -> list:
     return [cmap(i % 20) for i in range(n)]
 
 
+REQUIRED = ("input", "frame", "timestamp", "face", "success")
+
+
+def check_table(df: pd.DataFrame, name: str) -> pd.DataFrame:
+    """Raise ValueError (naming the table) unless ``df`` looks like ``aulib analyze`` output:
+    the row-identity columns and at least one AU intensity, emotion probability or rule column."""
+    missing = [c for c in REQUIRED if c not in df.columns]
+    if missing:
+        shown = ", ".join(map(str, list(df.columns)[:6])) + (" …" if len(df.columns) > 6 else "")
+        raise ValueError(f"{name}: not a table written by aulib analyze (no {', '.join(missing)} column; "
+                         f"it has: {shown or 'no columns'})")
+    aus, emo, _ = _cols(df)
+    if not aus and not emo:
+        raise ValueError(f"{name}: has no AUxx_r, p_* or rule_* columns to plot (a table from aulib faces?)")
+    for c in ("success", "face", "frame", "timestamp", *aus, *emo):
+        if not pd.api.types.is_numeric_dtype(df[c]) and not df[c].isna().all():
+            raise ValueError(f"{name}: column {c!r} is not numeric — not a table written by aulib analyze")
+    return df
+
+
+def _read(table: str | Path) -> pd.DataFrame:
+    """Read a table file; any parser failure (garbage bytes, a foreign format) becomes one ValueError
+    naming the file. Parsers raise many types (pandas, pyarrow, json, UnicodeDecodeError), hence the
+    broad except around the call alone."""
+    from aulib.io import check_regular_file
+    from aulib.output import read_table, table_format
+
+    path = check_regular_file(table, ValueError)
+    fmt = table_format(path)
+    try:
+        return read_table(path)
+    except Exception as e:
+        detail = " ".join(str(e).split())[:200] or type(e).__name__
+        raise ValueError(f"{path}: cannot read as a {fmt} table ({detail})") from None
+
+
 def plot_table(table: str | Path | pd.DataFrame, out: str | Path, input_name: str | None = None,
                face: int | None = None) -> Path:
-    """Read an analysis table (path or DataFrame) and save its plot to ``out`` (format by extension)."""
-    from aulib.output import read_table
+    """Read an analysis table (path or DataFrame) and save its plot to ``out`` (format by extension).
 
-    df = table if isinstance(table, pd.DataFrame) else read_table(table)
-    fig = figure(df, input_name, face)
+    Raises ValueError with a message naming the file for an unsupported ``out`` format, a missing,
+    empty, unparsable or foreign table, and an input/face the table does not have.
+    """
+    from matplotlib.figure import Figure
+
     out = Path(out)
+    formats = Figure().canvas.get_supported_filetypes()
+    if out.suffix.lower().lstrip(".") not in formats:
+        raise ValueError(f"{out}: unknown image format (use .png, .jpg, .pdf or .svg)")
+    name = "the table" if isinstance(table, pd.DataFrame) else str(table)
+    df = check_table(table if isinstance(table, pd.DataFrame) else _read(table), name)
+    try:
+        fig = figure(df, input_name, face)
+    except (TypeError, KeyError) as e:
+        raise ValueError(f"{name}: cannot plot this table ({type(e).__name__}: {e})") from None
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out)
     return out

@@ -1,0 +1,324 @@
+"""Bad inputs, every command: one clear stderr line and exit code 2 (never a traceback), a ``success=0`` row
+for each unreadable file in a batch, and a property test over arbitrary image arrays."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from aulib.cli import app
+from aulib.io import ImageReadError
+
+from .conftest import DATA, sample
+
+runner = CliRunner()
+
+
+def one_error_line(res, code: int = 2) -> str:
+    """Assert the command failed with ``code`` and exactly one ``error:`` line on stderr; return it."""
+    assert res.exit_code == code, (res.exit_code, res.output)
+    assert "Traceback" not in res.output and res.exception is None or isinstance(res.exception, SystemExit)
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory) -> Path:
+    """A small real ``aulib analyze`` table (one face) to feed to ``aulib plot``."""
+    out = tmp_path_factory.mktemp("t") / "t.csv"
+    res = runner.invoke(app, ["analyze", str(sample("single_face.jpg")), "-o", str(out), "--emotion-model", "none"])
+    assert res.exit_code == 0, res.output
+    return out
+
+
+# ----------------------------------------------------------------------------------------- options
+@pytest.mark.parametrize("args,says", [
+    (["analyze", "IMG", "--emotion-model", "foo"], "emotion"),
+    (["analyze", "IMG", "--detector", "foo"], "detector"),
+    (["analyze", "IMG", "-o", "x.xlsx"], "unknown output format"),
+    (["analyze", "IMG", "--every", "-1"], "--every"),
+    (["analyze", "IMG", "--format", "xml", "--per-input", "d"], "--format"),
+    (["faces", "IMG", "--detector", "foo"], "--detector must be retinaface or dlib"),
+    (["faces", "IMG", "-o", "x.txt"], "unknown output format"),
+    (["bench", "VIDEO", "--frames", "-5"], "--frames"),
+    (["bench", "VIDEO", "--emotion-model", "foo"], "--emotion-model must be cnn, multitask or none"),
+    (["bench", "VIDEO", "--detector", "foo"], "--detector must be"),
+    (["plot", "TABLE", "-o", "x.xyz"], "x.xyz: unknown image format"),
+    (["app", "--port", "-1"], "--port"),
+    (["app", "--max-upload-mb", "0"], "--max-upload-mb"),
+    (["train", "svm", "--data", "MISSING"], "no such folder"),
+    (["train", "svr", "--data", "MISSING"], "no such folder"),
+    (["train", "cnn", "--data", "MISSING"], "no such folder"),
+    (["train", "cnn", "--epochs", "0"], "--epochs"),
+    (["train", "multitask", "--data", "MISSING"], "no such folder"),
+    (["evaluate", "faces", "--data", "MISSING"], "no such folder"),
+    (["evaluate", "cnn", "--data", "MISSING"], "no such folder"),
+    (["evaluate", "faces", "--data", "EMPTYDIR"], "has no ckplus48/"),
+    (["demo", "--bogus"], "No such option"),
+    (["frobnicate"], "No such command"),
+    (["--bogus"], "No such option"),
+])
+def test_bad_options_give_one_line_and_exit_2(args, says, tmp_path, table):
+    subs = {"IMG": str(sample("single_face.jpg")), "VIDEO": str(sample("single_face.mp4")), "TABLE": str(table),
+            "MISSING": str(tmp_path / "no[data]"), "EMPTYDIR": str(tmp_path)}
+    line = one_error_line(runner.invoke(app, [subs.get(a, a) for a in args]))
+    assert says in line
+    if "MISSING" in args:
+        assert str(tmp_path / "no[data]") in line  # rich markup did not eat the [data]
+
+
+def test_faces_help_points_to_no_missing_document():
+    res = runner.invoke(app, ["faces", "--help"])
+    assert res.exit_code == 0 and "DESIGN.md" not in res.output and "x_0" in res.output
+
+
+# ----------------------------------------------------------------------------------------- plot
+def test_plot_refuses_foreign_and_broken_tables(tmp_path, table):
+    d = tmp_path / "odd [dir]"
+    d.mkdir()
+    rng = np.random.default_rng(0)
+    cases = {
+        "empty.csv": b"",
+        "garbage.csv": rng.integers(0, 256, 4000, dtype=np.uint8).tobytes(),
+        "garbage.parquet": b"PAR1" + rng.integers(0, 256, 500, dtype=np.uint8).tobytes(),
+        "garbage.json": b"{not json",
+        "foreign [x].csv": b"name,age\nann,3\nbob,4\n",
+        "text_in_numbers.csv": table.read_text().replace("\n", "\n").splitlines()[0].encode() + b"\n"
+                               + b",".join([b"zz"] * len(table.read_text().splitlines()[0].split(","))) + b"\n",
+    }
+    for name, content in cases.items():
+        (d / name).write_bytes(content)
+    faces_csv = tmp_path / "faces.csv"
+    assert runner.invoke(app, ["faces", str(sample("single_face.jpg")), "-o", str(faces_csv)]).exit_code == 0
+    (d / "folder.csv").mkdir()
+    for path in [*(d / n for n in cases), faces_csv, d / "folder.csv", d / "missing.csv", d / "notes.txt"]:
+        line = one_error_line(runner.invoke(app, ["plot", str(path), "-o", str(tmp_path / "p.png")]))
+        assert str(path) in line, line
+    assert not (tmp_path / "p.png").exists()
+    res = runner.invoke(app, ["plot", str(table), "-o", str(tmp_path / "p.png"), "--face", "7"])
+    assert "no successfully analysed face" in one_error_line(res)
+
+
+# ----------------------------------------------------------------------------------------- bench
+def test_bench_refuses_unreadable_videos_and_never_prints_fps(tmp_path):
+    video = sample("single_face.mp4").read_bytes()
+    (tmp_path / "text.mp4").write_text("not a video")
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    (tmp_path / "head.mp4").write_bytes(video[:2000])  # a download cut after 2 kB
+    (tmp_path / "dir.mp4").mkdir()
+    os.mkfifo(tmp_path / "pipe.mp4")
+    for path in ["text.mp4", "empty.mp4", "head.mp4", "dir.mp4", "pipe.mp4", "missing.mp4"]:
+        res = runner.invoke(app, ["bench", str(tmp_path / path)])
+        line = one_error_line(res)
+        assert str(tmp_path / path) in line and "fps" not in res.stdout
+    line = one_error_line(runner.invoke(app, ["bench", str(sample("single_face.jpg"))]))
+    assert "a still image" in line
+
+
+# ----------------------------------------------------------------------------------------- model files
+@pytest.mark.parametrize("damage", ["tampered", "missing", "foreign"])
+def test_model_file_problems_are_one_line(damage, tmp_path, monkeypatch):
+    import aulib.models as models
+
+    for f in models.MODELS_DIR.iterdir():
+        if f.is_file():
+            (tmp_path / f.name).symlink_to(f)
+    target = tmp_path / "au_svm.npz"
+    target.unlink()
+    if damage == "tampered":
+        data = bytearray((models.MODELS_DIR / "au_svm.npz").read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        target.write_bytes(bytes(data))
+    elif damage == "foreign":
+        target.write_bytes((models.MODELS_DIR / "emotion_cnn.onnx").read_bytes()[:100_000])
+    monkeypatch.setattr(models, "MODELS_DIR", tmp_path)
+    for args in (["analyze", str(sample("single_face.jpg"))], ["demo"]):
+        line = one_error_line(runner.invoke(app, args))
+        assert str(target) in line
+        assert ("not found" if damage == "missing" else "manifest says") in line
+
+
+def test_unexpected_errors_are_one_line_with_a_hint_unless_debugging(monkeypatch, table, tmp_path):
+    import aulib.plot
+
+    def broken(*a, **k):
+        raise TypeError("boom\nsecond line")
+
+    monkeypatch.setattr(aulib.plot, "plot_table", broken)
+    line = one_error_line(runner.invoke(app, ["plot", str(table), "-o", str(tmp_path / "p.png")]), code=1)
+    assert "unexpected TypeError: boom second line" in line and "AULIB_DEBUG=1" in line
+    monkeypatch.setenv("AULIB_DEBUG", "1")
+    res = runner.invoke(app, ["plot", str(table), "-o", str(tmp_path / "p.png")])
+    assert isinstance(res.exception, TypeError)
+
+
+# ----------------------------------------------------------------------------------------- real processes
+def test_errors_through_a_real_process(tmp_path):
+    odd = tmp_path / "odd [name].csv"
+    odd.write_bytes(b"\x00\xff garbage \x00")
+    (tmp_path / "clip.mp4").write_text("hello")
+    cases = [
+        (["plot", str(odd), "-o", str(tmp_path / "p.png")], str(odd)),
+        (["bench", str(tmp_path / "clip.mp4")], str(tmp_path / "clip.mp4")),
+        (["faces", str(sample("single_face.jpg")), "--detector", "nope"], "--detector"),
+        (["analyze", "--every", "0", str(sample("single_face.jpg"))], "--every"),
+    ]
+    for args, says in cases:
+        res = subprocess.run([sys.executable, "-m", "aulib.cli", *args], capture_output=True, text=True, timeout=120)
+        lines = res.stderr.strip().splitlines()
+        assert res.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), res.stderr
+        assert says in lines[0] and "fps" not in res.stdout
+    env = {**os.environ, "AULIB_DEBUG": "1"}
+    res = subprocess.run([sys.executable, "-m", "aulib.cli", "plot", str(odd), "-o", str(tmp_path / "p.png")],
+                         capture_output=True, text=True, timeout=120, env=env)
+    assert res.returncode != 0 and "Traceback" in res.stderr  # the debugging escape hatch
+
+
+# ----------------------------------------------------------------------------------------- cropped mode
+def test_cropped_mode_says_no_face_for_non_faces(tmp_path, ckplus):
+    Image.new("RGB", (48, 48), (128, 128, 128)).save(tmp_path / "blank.png")
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (48, 48), dtype=np.uint8)).save(tmp_path / "noise.png")
+    Image.new("L", (1, 1)).save(tmp_path / "dot.png")
+    files = [tmp_path / "blank.png", tmp_path / "noise.png", tmp_path / "dot.png",
+             sample("free-mountain-vector-01.jpg"), ckplus.image_paths()[0]]
+    out = tmp_path / "c.csv"
+    res = runner.invoke(app, ["faces", "--cropped", *map(str, files), "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    df = pd.read_csv(out)
+    assert df.success.tolist() == [0, 0, 0, 0, 1]
+    assert df.error.iloc[:4].str.contains("no face in the cropped image|image too small").all()
+
+
+# ----------------------------------------------------------------------------------------- files in a batch
+def _bad_files(d: Path) -> dict[str, bool]:
+    """Every kind of awkward file, with whether it must be read (True) or refused with a row (False)."""
+    face = Image.open(sample("single_face.jpg")).convert("RGB")
+    rng = np.random.default_rng(0)
+    face.convert("L").save(d / "gray.png")
+    face.convert("RGBA").save(d / "rgba.png")
+    face.convert("CMYK").save(d / "cmyk.jpg")
+    arr12 = (np.asarray(face.convert("L")).astype(np.uint16) * 16)  # 12-bit data in a 16-bit PNG
+    Image.fromarray(arr12).save(d / "gray12.png")
+    frames = [face, face.transpose(Image.Transpose.FLIP_LEFT_RIGHT)]
+    frames[0].save(d / "anim.gif", save_all=True, append_images=frames[1:])
+    face.save(d / "png_named.jpg", format="PNG")
+    Image.new("RGB", (1, 1)).save(d / "tiny.png")
+    jpg = sample("single_face.jpg").read_bytes()
+    (d / "cut.jpg").write_bytes(jpg[: len(jpg) // 2])
+    face.save(d / "full.png")
+    png = (d / "full.png").read_bytes()
+    (d / "cut.png").write_bytes(png[: len(png) // 2])
+    (d / "empty.jpg").write_bytes(b"")
+    (d / "text.jpg").write_text("hello, I am not an image")
+    (d / "garbage.png").write_bytes(rng.integers(0, 256, 3000, dtype=np.uint8).tobytes())
+    (d / "video.jpg").write_bytes(sample("no_face.mp4").read_bytes())
+    (d / "dir.jpg").mkdir()
+    os.mkfifo(d / "pipe.jpg")
+    from .test_io import _png_of_zeros
+
+    _png_of_zeros(d / "bomb.png", 20000, 20000)
+    ok = {"gray.png", "rgba.png", "cmyk.jpg", "gray12.png", "anim.gif", "png_named.jpg", "tiny.png", "full.png"}
+    return {p.name: p.name in ok for p in sorted(d.iterdir())}
+
+
+def test_every_awkward_file_gives_a_result_or_a_clear_row(analyzer, tmp_path):
+    expect = _bad_files(tmp_path)
+    for name, readable in expect.items():
+        rows = analyzer.analyze_image(tmp_path / name)
+        if readable:
+            assert "error" not in rows[0] or not rows[0]["error"].startswith(str(tmp_path / name)), rows[0]["error"]
+            if name not in ("tiny.png",):
+                assert rows[0]["success"] == 1, (name, rows[0]["error"])
+        else:
+            assert rows[0]["success"] == 0 and rows[0]["error"].startswith(str(tmp_path / name)), (name, rows[0])
+
+
+def test_faces_command_on_a_batch_of_awkward_files(tmp_path):
+    expect = _bad_files(tmp_path)
+    # bomb.png: its memory bound is tested in test_io; dir.jpg: a folder argument is expanded (here: empty)
+    names = [n for n in expect if n not in ("bomb.png", "dir.jpg")]
+    out = tmp_path / "out.json"
+    res = runner.invoke(app, ["faces", *(str(tmp_path / n) for n in names), "-o", str(out)])
+    assert res.exit_code == 0 and "Traceback" not in res.output, res.output
+    df = pd.read_json(out, lines=True)
+    for name in names:
+        row = df[df.input == str(tmp_path / name)].iloc[0]
+        assert bool(row.success) == (expect[name] and name != "tiny.png"), (name, row.error)
+        if not expect[name]:
+            assert row.error.startswith(str(tmp_path / name))
+
+
+# ----------------------------------------------------------------------------------------- property test
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import HealthCheck, event, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+DTYPES = [np.uint8, np.uint16, np.int32, np.float32, np.float64, np.bool_]
+SHAPES = st.one_of(
+    st.tuples(st.integers(0, 80), st.integers(0, 80)),
+    st.tuples(st.integers(0, 80), st.integers(0, 80), st.integers(0, 5)),
+    st.sampled_from([(1, 1), (1, 1, 3), (0, 0, 3), (7,), (2, 2, 2, 3), (), (1, 400, 3), (400, 1)]),
+)
+
+
+@st.composite
+def image_arrays(draw) -> np.ndarray:
+    """Arrays a user might hand over: any listed dtype and shape; values zero, constant, full-range noise,
+    0–255, 0–1, 12-bit, or a real face scaled to the dtype's range; NaN/inf sprinkled into floats."""
+    dtype = np.dtype(draw(st.sampled_from(DTYPES)))
+    mode = draw(st.sampled_from(["zeros", "const", "noise", "byte", "unit", "12bit", "face"]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    if mode == "face":
+        img = np.asarray(Image.open(sample("single_face.jpg")).convert("RGB").resize((160, 120)), np.float64)
+        shape = draw(st.sampled_from([(120, 160, 3), (120, 160)]))
+        img = img if len(shape) == 3 else img.mean(axis=2)
+        scale = {"uint16": 4095 / 255, "int32": 1.0, "float32": 1 / 255, "float64": 1.0}.get(dtype.name, 1.0)
+        a = img * scale
+    else:
+        shape = draw(SHAPES)
+        hi = {"zeros": 0.0, "const": 200.0, "noise": 1e9, "byte": 255.0, "unit": 1.0, "12bit": 4095.0}[mode]
+        a = rng.uniform(0, hi, shape) if mode not in ("zeros", "const") else np.full(shape, hi)
+        if mode == "noise" and dtype.kind in "ui":
+            info = np.iinfo(dtype)
+            a = rng.integers(info.min, info.max, shape, dtype=np.int64, endpoint=True)
+    if dtype.kind == "b":
+        return np.asarray(a, dtype=np.float64) > 0.5 * max(float(np.max(a, initial=0)), 1e-9)
+    if dtype.kind in "ui":
+        info = np.iinfo(dtype)
+        return np.clip(np.asarray(a, np.float64), info.min, info.max).astype(dtype)
+    a = np.asarray(a, dtype)
+    if a.size and draw(st.booleans()):
+        flat = a.reshape(-1)
+        idx = rng.integers(0, flat.size, max(1, flat.size // 10))
+        flat[idx] = rng.choice([np.nan, np.inf, -np.inf], idx.size)
+    return a
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                  HealthCheck.too_slow])
+@given(image=image_arrays(), order=st.sampled_from(["rgb", "bgr"]))
+def test_analyze_frame_returns_a_table_or_a_clear_error(analyzer, image, order):
+    try:
+        df = analyzer.analyze_frame(image, order=order)
+    except ImageReadError as e:
+        assert str(e).startswith("array of "), e  # says what was wrong with the array
+        event("ImageReadError")
+        return
+    assert isinstance(df, pd.DataFrame) and len(df) >= 1
+    event(f"success={int(df['success'].max())}")
+    assert set(df["success"].unique()) <= {0, 1}
+    assert ((df["success"] == 1) | (df["error"].str.len() > 0)).all()  # a failure always says why
+
+
+def test_property_test_data_is_present():
+    """The property test draws real faces: make sure the sample it needs is there in CI."""
+    assert DATA.exists() or os.environ.get("CI") != "true"
