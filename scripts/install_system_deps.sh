@@ -33,10 +33,24 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 export DEBIAN_FRONTEND=noninteractive
-install() { $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }
+# Another apt/dpkg run (unattended upgrades, a parallel job) holds the lock for a while on fresh
+# machines: wait up to 5 minutes for it instead of failing at once.
+APT=(apt-get -o DPkg::Lock::Timeout=300)
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+# Quiet on success; on failure apt's own messages are shown, not swallowed.
+run() {
+  if ! "$@" >"$log" 2>&1; then
+    echo "install_system_deps: failed: $*" >&2
+    cat "$log" >&2
+    return 1
+  fi
+}
+install() { run $SUDO "${APT[@]}" install -y -qq --no-install-recommends "${missing[@]}"; }
 echo "install_system_deps: installing ${missing[*]}"
-if ! install 2>/dev/null; then
-  $SUDO apt-get update -qq >/dev/null
+if ! install; then
+  echo "install_system_deps: retrying after apt-get update" >&2
+  run $SUDO "${APT[@]}" update -qq
   install
 fi
 echo "install_system_deps: done"

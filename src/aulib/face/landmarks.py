@@ -1,12 +1,14 @@
 """68 facial landmarks (iBUG 300-W order) with dlib's shape predictor.
 
-The predictor file comes from the ``face-recognition-models`` wheel (no download). Points are
+The predictor file comes from the ``face-recognition-models`` wheel (no download) and is verified
+against the manifest's sha256 before dlib reads it. Points are
 returned in original-image pixels as a ``(68, 2)`` float32 array (x, y).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from functools import lru_cache
+from typing import Any
 
 import cv2
 import numpy as np
@@ -20,36 +22,53 @@ RIGHT_EYE = slice(42, 48)
 MOUTH = slice(48, 68)
 
 
+PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
+
+
 def predictor_path() -> str:
-    """Location of ``shape_predictor_68_face_landmarks.dat`` inside face-recognition-models.
+    """Verified location of ``shape_predictor_68_face_landmarks.dat`` inside face-recognition-models.
 
-    Found without importing the package: its ``__init__`` needs ``pkg_resources``, which recent
-    setuptools no longer ships.
+    The file stays in that wheel (100 MB; not copied into aulib); the manifest records its sha256
+    and size, and :func:`aulib.models.model_path` finds it without importing the package (its
+    ``__init__`` needs ``pkg_resources``, which recent setuptools no longer ships) and verifies it.
     """
-    import importlib.util
+    from aulib.models import model_path
 
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        from aulib.models import ModelFileError
+    return str(model_path(PREDICTOR_FILE))
 
-        raise ModelFileError("face-recognition-models is not installed: pip install face-recognition-models")
-    root = list(spec.submodule_search_locations)[0]
-    return str(Path(root) / "models" / "shape_predictor_68_face_landmarks.dat")
+
+@lru_cache(maxsize=4)
+def _load(path: str) -> Any:
+    """The dlib predictor of a verified file, loaded once per process and shared.
+
+    dlib's object is read-only, so every :class:`LandmarkPredictor` can use the same one. Loading
+    takes ~0.5 s (dlib deserialises 100 MB of trees, holding the GIL, so a background thread does
+    not overlap it with anything) and ~200 MB of memory; a second Analyzer should not pay it again.
+    """
+    import dlib
+
+    from aulib.models import ModelFileError
+
+    try:
+        return dlib.shape_predictor(path)
+    except RuntimeError as e:
+        raise ModelFileError(f"{path}: cannot load dlib shape predictor ({e})") from None
 
 
 class LandmarkPredictor:
-    """dlib ensemble-of-regression-trees 68-point predictor (≈1 ms per face)."""
+    """dlib ensemble-of-regression-trees 68-point predictor (≈1 ms per face).
+
+    ``model_path`` reads the predictor from another location (e.g. a user's copy); like every
+    model file it must match the manifest's sha256, so a damaged or different file is refused
+    with :class:`aulib.models.ModelFileError` naming it.
+    """
 
     def __init__(self, model_path: str | None = None) -> None:
         import dlib
 
-        from aulib.models import ModelFileError
+        from aulib.models import model_path as verified
 
-        path = model_path or predictor_path()
-        try:
-            self._predictor = dlib.shape_predictor(path)
-        except RuntimeError as e:
-            raise ModelFileError(f"{path}: cannot load dlib shape predictor ({e})") from None
+        self._predictor = _load(str(verified(PREDICTOR_FILE, model_path)))
         self._dlib = dlib
 
     def __call__(self, image: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:

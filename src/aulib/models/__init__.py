@@ -1,16 +1,27 @@
-"""Shipped model files and their manifest.
+"""Model files and their manifest.
 
-Models are data, not code: every file in this folder is listed in ``manifest.json`` with its
-sha256, what it was trained on and its evaluation figures. :func:`model_path` verifies the
-checksum before anything reads the file, so a truncated download, a hand-edited file or a model
-from another AU set is refused with a message naming the file instead of giving silently wrong
-predictions.
+Models are data, not code: every model file the pipeline loads is listed in ``manifest.json``
+with its sha256, size, where it comes from and (for our own models) what it was trained on and
+its evaluation figures. :func:`model_path` verifies the checksum before anything reads the file,
+so a truncated download, a hand-edited file or a model from another AU set is refused with a
+:class:`ModelFileError` naming the file instead of giving silently wrong predictions.
+
+Most files live in this folder. An entry with a ``package`` field names a file inside another
+installed distribution instead (dlib's 100 MB 68-point predictor stays in the
+``face-recognition-models`` wheel rather than being copied into ours); it is located with
+``importlib.util.find_spec`` (without importing that package) and verified the same way.
+
+Verification cost: hashing all model files (~115 MB) takes a few hundred ms, longer than the
+rest of start-up. So a successful full hash is remembered (see :func:`verify`) and later loads
+of the same unchanged file only ``stat`` it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -50,28 +61,126 @@ def model_entry(name: str, manifest: str | Path = MANIFEST) -> dict[str, Any]:
     return entries[name]
 
 
-def verify(path: str | Path, expected_sha256: str) -> Path:
-    """Return ``path`` if it exists and its sha256 matches, else raise :class:`ModelFileError`."""
+def _cache_file() -> Path:
+    """Where verified-file records are kept: ``$XDG_CACHE_HOME/aulib`` or ``~/.cache/aulib``."""
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(root) / "aulib" / "verified-models.json"
+
+
+# Records verified in this process (identity key → sha256), so a file checked twice costs one stat.
+_VERIFIED: dict[str, str] = {}
+
+
+def _identity(path: Path) -> tuple[str, str]:
+    """(real path, stat identity) of a file: size, mtime, ctime, inode and device."""
+    real = os.path.realpath(path)
+    st = os.stat(real)
+    return real, f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}:{st.st_dev}"
+
+
+def _read_cache() -> dict[str, Any]:
+    try:
+        data = json.loads(_cache_file().read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _remember(real: str, ident: str, sha: str) -> None:
+    """Record a fully hashed file in the user cache; silently does nothing where it is unwritable."""
+    _VERIFIED[f"{real}|{ident}"] = sha
+    cache = _cache_file()
+    try:
+        data = _read_cache()
+        data[real] = {"stat": ident, "sha256": sha}
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=cache.parent, prefix=".verified-", delete=False) as f:
+            json.dump(data, f, indent=1, sort_keys=True)
+        os.replace(f.name, cache)  # atomic: concurrent processes never read a half-written file
+    except OSError:
+        pass
+
+
+def _cached_sha256(real: str, ident: str) -> str | None:
+    key = f"{real}|{ident}"
+    if key in _VERIFIED:
+        return _VERIFIED[key]
+    if os.environ.get("AULIB_VERIFY_MODELS") == "full":
+        return None
+    rec = _read_cache().get(real)
+    if isinstance(rec, dict) and rec.get("stat") == ident and isinstance(rec.get("sha256"), str):
+        _VERIFIED[key] = rec["sha256"]
+        return rec["sha256"]
+    return None
+
+
+def verify(path: str | Path, expected_sha256: str, expected_bytes: int | None = None) -> Path:
+    """Return ``path`` if it exists and its sha256 matches, else raise :class:`ModelFileError`.
+
+    The first time a file is checked it is hashed in full; the result is then cached, keyed by
+    the file's real path and its stat identity (size, mtime_ns, ctime_ns, inode, device), in
+    memory and in a small JSON under the user cache dir (``$XDG_CACHE_HOME/aulib`` or
+    ``~/.cache/aulib``). Later checks of the unchanged file cost one ``stat`` instead of hashing
+    ~115 MB (about 0.3 s of every start-up).
+
+    Trade-off: any normal change to the file — a re-download, truncation, an editor or a copy over
+    it — changes its size, mtime or at least its ctime (which user programs cannot set), so it is
+    hashed again. What the cache does not defend against is someone who can write the user's cache
+    file and deliberately records a tampered file as verified: the checksum guards against
+    corruption and wrong files, it is not a signature. Set ``AULIB_VERIFY_MODELS=full`` to hash
+    every file on every load. Where the cache is unwritable, every process hashes in full.
+    """
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"{path}: model file not found")
+    real, ident = _identity(path)
+    size = int(ident.split(":", 1)[0])
+    if expected_bytes is not None and size != expected_bytes:
+        raise ModelFileError(
+            f"{path}: size {size} bytes, manifest says {expected_bytes}; "
+            "the file is truncated, corrupted or is not the model this aulib version ships"
+        )
+    cached = _cached_sha256(real, ident)
+    if cached == expected_sha256:
+        return path
     actual = sha256_of(path)
     if actual != expected_sha256:
         raise ModelFileError(
             f"{path}: checksum mismatch (sha256 {actual[:12]}…, manifest says {expected_sha256[:12]}…); "
             "the file is corrupted or is not the model this aulib version ships"
         )
+    _remember(real, ident, actual)
     return path
 
 
+def shipped_location(name: str, entry: dict[str, Any] | None = None) -> Path:
+    """Where the model file ``name`` is installed: this folder, or inside the package it names.
+
+    A ``package`` entry is found without importing that package (face_recognition_models'
+    ``__init__`` needs ``pkg_resources``, which recent setuptools no longer ships).
+    """
+    entry = model_entry(name) if entry is None else entry
+    package = entry.get("package")
+    if not package:
+        return MODELS_DIR / name
+    import importlib.util
+
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        dist = entry.get("distribution", package)
+        raise ModelFileError(f"{name}: model file not found, {dist} is not installed (pip install {dist})")
+    return Path(list(spec.submodule_search_locations)[0]) / entry.get("path", name)
+
+
 def model_path(name: str, path: str | Path | None = None) -> Path:
-    """Path of shipped model ``name`` after checking it against the manifest.
+    """Path of model ``name`` after checking it against the manifest.
 
     ``path`` overrides where the file is read from (e.g. a user's copy); the checksum recorded
     for ``name`` must still match, so a wrong or damaged file never loads.
     """
     entry = model_entry(name)
-    return verify(path if path is not None else MODELS_DIR / name, entry["sha256"])
+    where = Path(path) if path is not None else shipped_location(name, entry)
+    return verify(where, entry["sha256"], entry.get("bytes"))
 
 
 def register(path: str | Path, info: dict[str, Any], manifest: str | Path = MANIFEST) -> dict[str, Any]:

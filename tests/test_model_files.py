@@ -1,0 +1,153 @@
+"""Model files: every file the pipeline loads is in the manifest and verified; the verification cache.
+
+A missing, tampered or foreign model file must raise :class:`aulib.models.ModelFileError` naming the
+file — for our own models, the shipped RetinaFace ONNX and dlib's predictor in face-recognition-models.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+import aulib.models as models
+from aulib.models import MODELS_DIR, ModelFileError, model_path, read_manifest, shipped_location, verify
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test gets its own verification cache (on disk and in memory)."""
+    cache = tmp_path / "xdg-cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    monkeypatch.delenv("AULIB_VERIFY_MODELS", raising=False)
+    monkeypatch.setattr(models, "_VERIFIED", {})
+    return cache
+
+
+def test_manifest_lists_every_model_file_with_a_matching_sha256(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AULIB_VERIFY_MODELS", "full")
+    entries = read_manifest()["models"]
+    shipped = {p.name for p in MODELS_DIR.iterdir()
+               if p.is_file() and p.suffix not in (".py", ".pyc") and p.name != "manifest.json"}
+    assert shipped <= set(entries), shipped - set(entries)
+    for required in ("retinaface_mnet025.onnx", "shape_predictor_68_face_landmarks.dat", "emotion_cnn.onnx"):
+        assert required in entries
+    for name, entry in entries.items():
+        path = model_path(name)  # full sha256 of every file, wherever it is installed
+        assert path.stat().st_size == entry["bytes"]
+    dlib_entry = entries["shape_predictor_68_face_landmarks.dat"]
+    assert dlib_entry["source"] == "face-recognition-models 0.3.0 wheel"
+    assert "face_recognition_models" in str(shipped_location("shape_predictor_68_face_landmarks.dat"))
+
+
+def test_missing_detector_model_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from aulib.face.detect import RetinaFaceDetector
+
+    monkeypatch.setattr(models, "MODELS_DIR", tmp_path)
+    with pytest.raises(ModelFileError, match=r"retinaface_mnet025\.onnx: model file not found"):
+        RetinaFaceDetector()
+
+
+def test_tampered_or_foreign_detector_model_is_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "retinaface_mnet025.onnx"
+    data = bytearray((MODELS_DIR / "retinaface_mnet025.onnx").read_bytes())
+    data[len(data) // 2] ^= 0x01
+    bad.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="checksum mismatch") as e:
+        model_path("retinaface_mnet025.onnx", bad)
+    assert str(bad) in str(e.value)
+    foreign = tmp_path / "other.onnx"
+    shutil.copy(MODELS_DIR / "emotion_cnn.onnx", foreign)
+    with pytest.raises(ModelFileError, match="manifest says") as e:
+        model_path("retinaface_mnet025.onnx", foreign)
+    assert str(foreign) in str(e.value)
+
+
+def test_tampered_landmark_predictor_is_refused(tmp_path: Path) -> None:
+    """Same size as dlib's file (sparse, all zeros), so it takes the full-hash path."""
+    from aulib.face import LandmarkPredictor
+
+    fake = tmp_path / "shape_predictor_68_face_landmarks.dat"
+    with open(fake, "wb") as f:
+        f.truncate(read_manifest()["models"]["shape_predictor_68_face_landmarks.dat"]["bytes"])
+    with pytest.raises(ModelFileError, match="checksum mismatch") as e:
+        LandmarkPredictor(str(fake))
+    assert str(fake) in str(e.value)
+
+
+def test_landmark_predictor_package_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "face_recognition_models" else real(name, *a))
+    with pytest.raises(ModelFileError, match=r"shape_predictor_68_face_landmarks\.dat.*pip install face-recognition"):
+        model_path("shape_predictor_68_face_landmarks.dat")
+
+
+def test_verification_is_cached_by_file_identity(tmp_path: Path, private_cache: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "au_svm.npz"
+    shutil.copy2(MODELS_DIR / "au_svm.npz", path)
+    sha = read_manifest()["models"]["au_svm.npz"]["sha256"]
+    verify(path, sha)
+    record = json.loads((private_cache / "aulib" / "verified-models.json").read_text())
+    assert record[os.path.realpath(path)]["sha256"] == sha
+
+    def no_hashing(p: object) -> str:
+        raise AssertionError("an unchanged, already verified file was hashed again")
+
+    monkeypatch.setattr(models, "sha256_of", no_hashing)
+    monkeypatch.setattr(models, "_VERIFIED", {})  # a new process: only the on-disk record remains
+    assert verify(path, sha) == path
+
+
+def test_file_changed_after_caching_is_hashed_again(tmp_path: Path) -> None:
+    """Editing in place and restoring the mtime still changes the ctime: the cache does not hide it."""
+    path = tmp_path / "au_svm.npz"
+    shutil.copy2(MODELS_DIR / "au_svm.npz", path)
+    sha = read_manifest()["models"]["au_svm.npz"]["sha256"]
+    verify(path, sha)
+    st = path.stat()
+    time.sleep(0.01)
+    data = bytearray(path.read_bytes())
+    data[100] ^= 0xFF
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    with pytest.raises(ModelFileError, match="checksum mismatch"):
+        verify(path, sha)
+
+
+def test_unwritable_cache_falls_back_to_full_hashing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the cache folder would go")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
+    calls = []
+    real = models.sha256_of
+    monkeypatch.setattr(models, "sha256_of", lambda p: calls.append(p) or real(p))
+    sha = read_manifest()["models"]["au_svm.npz"]["sha256"]
+    for _ in range(2):
+        monkeypatch.setattr(models, "_VERIFIED", {})  # two "processes"
+        verify(MODELS_DIR / "au_svm.npz", sha)
+    assert len(calls) == 2
+
+
+def test_embedding_output_edit_equals_the_onnx_package_edit() -> None:
+    """The protobuf-level edit gives the very bytes ``onnx`` would produce (onnx is a dev/train extra)."""
+    onnx = pytest.importorskip("onnx")
+    from aulib.au.embedding import add_embedding_output
+
+    raw = (MODELS_DIR / "emotion_cnn.onnx").read_bytes()
+    model = onnx.load_from_string(raw)
+    name = [n for n in model.graph.node if n.op_type in ("Gemm", "MatMul")][-1].input[0]
+    model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    edited = add_embedding_output(raw)
+    assert edited == model.SerializeToString()
+    assert add_embedding_output(edited) == edited  # already an output: unchanged
+    with pytest.raises(ValueError):
+        add_embedding_output(raw[: len(raw) // 3])
+    with pytest.raises(ValueError):
+        add_embedding_output(b"not an onnx model at all")
