@@ -37,6 +37,6 @@ def analyzer():
 def ckplus():
     if not (DATA / "ckplus48").exists():
         pytest.skip("CK+48 data not available")
-    from aulib.datasets.ckplus import CKPlus
+    from aulib.training.datasets import CKPlus
 
     return CKPlus.load(DATA)

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from aulib.au.codes import AUS
 from aulib.au.emotion_rules import PROTOTYPES, EmotionRules
-from aulib.au.linear import LinearBank
+from aulib.au.linear import LinearBank, NotFittedError
 from aulib.au.models import AUIntensity, AUOccurrence, shipped_feature_version
 from aulib.models import MANIFEST, MODELS_DIR, ModelFileError, model_path, sha256_of
 
 from .conftest import DATA, sample
+
+REFERENCE = Path(__file__).with_name("au_bank_reference.npz")
 
 
 def test_manifest_checksums_match_the_shipped_files():
@@ -25,9 +29,48 @@ def test_manifest_checksums_match_the_shipped_files():
 
 
 def test_shipped_models_cover_the_documented_au_set():
-    occ, inten = AUOccurrence(), AUIntensity()
-    assert occ.aus == inten.aus == [1, 2, 4, 5, 6, 7, 9, 12, 14, 15, 17, 20, 23, 24, 25, 26, 27]
-    assert occ.bank.n_features == 6084 + 136 + 1280  # HOG + geometry + CNN embedding
+    occ, inten = AUOccurrence.shipped(), AUIntensity.shipped()
+    assert occ.aus == inten.aus == list(AUS) == [1, 2, 4, 5, 6, 7, 9, 12, 14, 15, 17, 20, 23, 24, 25, 26, 27]
+    assert occ.n_features == 6084 + 136 + 1280  # HOG + geometry + CNN embedding
+
+
+def test_shipped_banks_predict_exactly_what_they_did_before_the_estimator_refactor():
+    """Features of real faces (single_face.jpg, one face of multi_face.jpg, two CK+48 crops) and the
+    outputs the shipped banks gave for them before they became estimators.
+
+    Scores are compared to the last bit with the pre-refactor formula evaluated here on the raw file
+    arrays, and to the stored outputs to the last bit of the 0/1 decisions (the stored float scores
+    were bit-identical on the machine that made them, but BLAS rounding may differ on another CPU).
+    """
+    ref = np.load(REFERENCE)
+    X = ref["X"]
+    occ, inten = AUOccurrence.shipped(), AUIntensity.shipped()
+    assert occ.aus == ref["aus"].tolist()
+    with np.load(MODELS_DIR / "au_svm.npz") as z:
+        before = ((X - z["mean"]) / z["scale"]) @ z["coef"].T + z["intercept"] - z["threshold"]
+    with np.load(MODELS_DIR / "au_svr.npz") as z:
+        before_r = np.clip(((X - z["mean"]) / z["scale"]) @ z["coef"].T + z["intercept"], 0.0, 5.0)
+    np.testing.assert_array_equal(occ.decision_function(X), before)
+    np.testing.assert_array_equal(inten.predict(X), before_r)
+    np.testing.assert_array_equal(occ.predict(X), ref["occ_pred"])
+    np.testing.assert_allclose(occ.decision_function(X), ref["occ_df"], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(inten.predict(X), ref["int_pred"], rtol=0, atol=1e-5)
+    assert ref["occ_pred"][0, occ.aus.index(12)] == 1  # the smiling face: the reference itself is sane
+
+
+def test_bank_save_load_round_trip_is_exact_and_keeps_the_shipped_layout(tmp_path):
+    for cls in (AUOccurrence, AUIntensity):
+        bank = cls.shipped()
+        bank.save(tmp_path / cls.file)
+        again = cls.load(tmp_path / cls.file, bank.feature_version_)
+        with np.load(MODELS_DIR / cls.file) as shipped, np.load(tmp_path / cls.file) as saved:
+            assert saved.files == shipped.files
+            for key in shipped.files:
+                assert saved[key].dtype == shipped[key].dtype
+                np.testing.assert_array_equal(saved[key], shipped[key])
+        for name in ("aus_", "mean_", "scale_", "coef_", "intercept_", "threshold_"):
+            np.testing.assert_array_equal(getattr(again, name), getattr(bank, name))
+        assert again.get_params()["au_numbers"] == tuple(bank.aus)
 
 
 def test_smiling_face_has_au6_au12_and_happiness_highest(analyzer):
@@ -96,7 +139,7 @@ def test_corrupted_model_file_is_refused_with_its_name(tmp_path):
     data[len(data) // 2] ^= 0xFF
     bad.write_bytes(bytes(data))
     with pytest.raises(ModelFileError, match="checksum mismatch") as e:
-        AUOccurrence(bad)
+        AUOccurrence.shipped(bad)
     assert str(bad) in str(e.value)
     with pytest.raises(ModelFileError, match="not found"):
         model_path("au_svm.npz", tmp_path / "missing.npz")
@@ -104,14 +147,17 @@ def test_corrupted_model_file_is_refused_with_its_name(tmp_path):
 
 def test_model_of_another_kind_or_feature_set_is_refused(tmp_path):
     version = shipped_feature_version()
-    bank = LinearBank.load(MODELS_DIR / "au_svm.npz", "svm", version)
+    bank = AUOccurrence.load(MODELS_DIR / "au_svm.npz", version)
     with pytest.raises(ModelFileError, match="is a svm model, expected svr"):
-        LinearBank.load(MODELS_DIR / "au_svm.npz", "svr", version)
+        AUIntensity.load(MODELS_DIR / "au_svm.npz", version)
     other = tmp_path / "other.npz"
-    LinearBank(bank.aus_, bank.mean_, bank.scale_, bank.coef_, bank.intercept_, bank.threshold_, "svm",
-               "hog-something-else").save(other)
+    bank.feature_version_ = "hog-something-else"
+    bank.save(other)
     with pytest.raises(ModelFileError, match="trained on features"):
-        LinearBank.load(other, "svm", version)
+        AUOccurrence.load(other, version)
+    assert LinearBank.peek_version(other) == "hog-something-else"
+    with pytest.raises(ModelFileError, match="not a valid aulib .npz model"):
+        AUOccurrence.load(tmp_path / "missing.npz")
 
 
 def test_emotion_rules_percentages():
@@ -123,11 +169,65 @@ def test_emotion_rules_percentages():
     assert rules.modelled["disgust"] == (15,)  # AU9/AU16 not in this bank: left out of the denominator
 
 
+def _blobs(seed: int, n_subjects: int = 12, per_subject: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A small, learnable AU problem: 2 feature blocks, AU a depends on block 1, AU b on block 2.
+
+    Each subject has its own offset (as faces do), so only subject-grouped CV gives honest figures.
+    """
+    rng = np.random.default_rng(seed)
+    groups = np.repeat(np.arange(n_subjects), per_subject)
+    y = rng.integers(0, 2, size=(len(groups), 2))
+    X = rng.normal(size=(len(groups), 8)) + rng.normal(size=(n_subjects, 8))[groups] * 0.5
+    X[:, 0] += 4.0 * y[:, 0]
+    X[:, 5] += 4.0 * y[:, 1]
+    return X.astype(np.float32), y, groups
+
+
+def test_occurrence_fit_learns_a_separable_problem_and_predicts_unseen_subjects():
+    X, y, groups = _blobs(0)
+    est = AUOccurrence(au_numbers=(6, 12), Cs=(0.1, 1.0), blocks=(4, 4), block_weights=(1.0, 1.0), cv=3)
+    with pytest.raises(NotFittedError, match="not fitted"):
+        est.predict(X)
+    est.fit(X, y, groups)
+    assert est.aus == [6, 12] and est.coef_.shape == (2, 8) and est.mean_.shape == (8,)
+    assert est.threshold_.shape == (2,) and set(est.C_) <= {0.1, 1.0}
+    # Each AU leans on its own informative feature.
+    assert abs(est.coef_[0, 0]) > 5 * abs(est.coef_[0, 5]) and abs(est.coef_[1, 5]) > 5 * abs(est.coef_[1, 0])
+    Xt, yt, _ = _blobs(1)  # new subjects
+    accuracy = (est.predict(Xt) == yt).mean(axis=0)
+    assert (accuracy > 0.9).all(), accuracy
+    np.testing.assert_array_equal(est.predict(Xt), (est.decision_function(Xt) > 0).astype(np.int8))
+    from sklearn.base import clone
+
+    fresh = clone(est)
+    assert fresh.get_params() == est.get_params() and not hasattr(fresh, "coef_")
+    with pytest.raises(ValueError, match="AU6: all training labels"):
+        clone(est).fit(X, np.c_[np.zeros(len(X)), y[:, 1]], groups)
+
+
+def test_intensity_fit_recovers_a_linear_scale_and_skips_uncoded_rows(tmp_path):
+    X, y, groups = _blobs(2)
+    target = np.clip(2.5 + 0.6 * (X[:, [0, 5]] - X[:, [0, 5]].mean(0)), 0, 5)
+    target[::7, 0] = np.nan  # present, intensity not coded
+    est = AUIntensity(au_numbers=(12, 25), Cs=(0.3, 1.0), blocks=(8,), block_weights=(1.0,), cv=3)
+    est.fit(X, target, groups)
+    pred = est.predict(X)
+    assert ((pred >= 0) & (pred <= 5)).all()
+    ok = ~np.isnan(target[:, 0])
+    assert np.corrcoef(pred[ok, 0], target[ok, 0])[0, 1] > 0.9
+    assert np.corrcoef(pred[:, 1], target[:, 1])[0, 1] > 0.9
+    est.save(tmp_path / "bank.npz")
+    again = AUIntensity.load(tmp_path / "bank.npz")
+    np.testing.assert_array_equal(again.predict(X), pred)
+    with pytest.raises(ValueError, match=r"y must be \(N, 2\)"):
+        est.fit(X, target[:, :1], groups)
+
+
 def test_training_smoke_runs_the_real_training_code(tmp_path):
     if not (DATA / "ckplus48").exists():
         pytest.skip("CK+48 data not available")
-    from aulib.datasets.ckplus import CKPlus
-    from aulib.train.au import train_svm, train_svr
+    from aulib.training.au import train_svm, train_svr
+    from aulib.training.datasets import CKPlus
 
     subjects = sorted(CKPlus.load(DATA).table.subject.unique())[:8]
     rep = train_svm(DATA, tmp_path, aus=[12, 25], Cs=(1.0,), folds=2, cache_dir=None, subjects=subjects,
@@ -137,5 +237,7 @@ def test_training_smoke_runs_the_real_training_code(tmp_path):
     rep2 = train_svr(DATA, tmp_path, aus=[12, 25], Cs=(1.0,), folds=2, cache_dir=None, subjects=subjects,
                      log=lambda *_: None)
     assert len(rep2["per_au"]) == 2
-    bank = LinearBank.load(tmp_path / "au_svm.npz", "svm", rep["feature_version"])
-    assert bank.aus_.tolist() == [12, 25] and bank.n_features == 7500
+    bank = AUOccurrence.load(tmp_path / "au_svm.npz", rep["feature_version"])
+    assert bank.aus == [12, 25] and bank.n_features == 7500
+    assert [r["threshold"] for r in rep["per_au"]] == bank.threshold_.astype(float).tolist()
+    assert AUIntensity.load(tmp_path / "au_svr.npz", rep2["feature_version"]).aus == [12, 25]

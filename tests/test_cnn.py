@@ -29,7 +29,7 @@ def _shipped(name: str) -> bool:
 
 
 def test_majority_accuracy_counts_tied_maxima_as_correct() -> None:
-    from aulib.cnn.metrics import majority_accuracy
+    from aulib.training.metrics import majority_accuracy
 
     votes = np.array([[5, 5, 0, 0, 0, 0, 0, 0], [0, 0, 7, 1, 0, 0, 0, 0]], float)
     probs = np.zeros((2, 8))
@@ -40,7 +40,7 @@ def test_majority_accuracy_counts_tied_maxima_as_correct() -> None:
 
 
 def test_binary_f1_ignores_unknown_labels() -> None:
-    from aulib.cnn.metrics import binary_f1
+    from aulib.training.metrics import binary_f1
 
     labels = np.array([[1], [0], [-1], [1]])
     probs = np.array([[0.9], [0.1], [0.9], [0.2]])
@@ -52,21 +52,27 @@ def test_binary_f1_ignores_unknown_labels() -> None:
 
 @needs_data
 def test_ckplus_reader_dedupes_and_splits_by_subject() -> None:
-    from aulib.cnn.data import CKPLUS_AUS, read_ckplus, subject_split, top_ckplus_aus
+    from aulib.au.codes import AUS, MULTITASK_AUS
+    from aulib.training.datasets import CKPlus, au_counts, subject_split
 
-    ck = read_ckplus(DATA)
-    keys = {(p.name, s) for p, s in zip(ck.paths, ck.subjects, strict=True)}
-    assert len(keys) == len(ck)  # the 219 frames stored in two folders appear once
-    assert sorted(a for a, _ in top_ckplus_aus(DATA)) == CKPLUS_AUS
+    ck = CKPlus.load(DATA)
+    keys = {(p.name, s) for p, s in zip(ck.image_paths(), ck.subjects, strict=True)}
+    assert len(keys) == len(ck) == 1086  # the 219 frames stored in two folders appear once
+    counts = au_counts(ck).sort_values("all_pos", ascending=False)
+    assert sorted(counts.au.head(14)) == list(MULTITASK_AUS)  # the multitask heads: the 14 most frequent
+    assert sorted(counts.au.head(17)) == list(AUS)  # the banks: the 17 most frequent
     tr, va = subject_split(ck.subjects, 0.2, seed=0)
     assert not set(ck.subjects[tr]) & set(ck.subjects[va])
     assert len(tr) + len(va) == len(ck)
-    assert (ck.aus == -1).all(axis=1).sum() > 0  # facs_source=missing rows are masked, not "absent"
+    y = ck.occurrence(MULTITASK_AUS)
+    unknown = (y == -1).all(axis=1)
+    assert unknown.sum() == 21  # facs_source=missing rows are masked, not "absent"
+    assert len(ck.with_facs()) == 1065 and (ck.with_facs().occurrence(MULTITASK_AUS) >= 0).all()
 
 
 @needs_data
 def test_ferplus_reader_drops_unknown_majority_and_normalises_votes() -> None:
-    from aulib.cnn.data import read_ferplus
+    from aulib.training.datasets import read_ferplus
 
     fer = read_ferplus(DATA, "valid")
     assert 3000 < len(fer.paths) < 3589
@@ -80,7 +86,7 @@ def test_ferplus_reader_drops_unknown_majority_and_normalises_votes() -> None:
 def test_imagenet_weights_load_with_zero_missing_or_unexpected_keys() -> None:
     import torch
 
-    from aulib.cnn.model import EfficientNetLite0, imagenet_state_dict, load_imagenet_backbone
+    from aulib.training.torch_model import EfficientNetLite0, imagenet_state_dict, load_imagenet_backbone
 
     net = EfficientNetLite0(1000, 224)
     result = net.load_state_dict(imagenet_state_dict(), strict=True)
@@ -91,7 +97,7 @@ def test_imagenet_weights_load_with_zero_missing_or_unexpected_keys() -> None:
     if (DATA / "samples" / "free-mountain-vector-01.jpg").is_file():
         from PIL import Image
 
-        from aulib.cnn.model import normalise
+        from aulib.training.torch_model import normalise
 
         img = Image.open(DATA / "samples" / "free-mountain-vector-01.jpg").convert("RGB").resize((224, 224))
         x = torch.from_numpy(np.asarray(img, np.float32)).permute(2, 0, 1)[None]
@@ -105,10 +111,10 @@ def test_imagenet_weights_load_with_zero_missing_or_unexpected_keys() -> None:
 def test_training_smoke_run_exports_onnx_that_onnxruntime_runs(tmp_path: Path) -> None:
     import onnxruntime as ort
 
-    from aulib.cnn.train import train_emotion
+    from aulib.training.cnn import train_emotion
 
     onnx_path = train_emotion(DATA, tmp_path / "run", epochs=1, batch_size=16, max_batches=2, subset=32,
-                              align=False, log=lambda m: None)
+                              align=False, cache_dir=tmp_path / "cache", log=lambda m: None)
     assert onnx_path.is_file() and (tmp_path / "run" / "last.pt").is_file()
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     image = np.random.default_rng(0).uniform(0, 255, (3, 3, 112, 112)).astype(np.float32)
@@ -117,24 +123,39 @@ def test_training_smoke_run_exports_onnx_that_onnxruntime_runs(tmp_path: Path) -
     np.testing.assert_allclose(out[0].sum(axis=1), 1.0, atol=1e-5)
 
 
-def test_multitask_smoke_run_and_resume(tmp_path: Path) -> None:
+@needs_torch
+@needs_data
+def test_multitask_smoke_run_resume_and_thresholds_reach_inference(tmp_path: Path) -> None:
+    import json
+
     import onnxruntime as ort
 
-    from aulib.cnn.train import train_multitask
+    from aulib.au.codes import MULTITASK_AUS
+    from aulib.cnn.inference import au_thresholds
+    from aulib.training.cnn import train_multitask
 
-    kw = dict(batch_size=16, ck_per_batch=8, max_batches=2, subset=32, align=False, log=lambda m: None)
-    onnx_path = train_multitask(DATA, tmp_path / "mt", epochs=1, init_from=None, **kw)
+    kw = dict(batch_size=16, ck_per_batch=8, max_batches=2, subset=32, align=False, cache_dir=tmp_path / "cache",
+              log=lambda m: None)
+    onnx_path = train_multitask(DATA, tmp_path / "mt", epochs=1, init_from=None, tune_thresholds=True, **kw)
     out = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"]).run(
         None, {"image": np.zeros((2, 3, 112, 112), np.float32)})
     assert out[0].shape == (2, 8) and out[1].shape == (2, 14)
+    info = json.loads((tmp_path / "mt" / "multitask_cnn.json").read_text())
+    assert info["aus"] == list(MULTITASK_AUS) and "au_threshold" not in info
+    tuned = au_thresholds(info, "multitask_cnn.onnx")  # what MultitaskCNN applies for this manifest entry
+    assert tuned.shape == (14,) and np.allclose(tuned, info["au_thresholds"])
+    assert ((tuned >= 0.05) & (tuned <= 0.95)).all()
     messages: list[str] = []
     kw["log"] = messages.append
     train_multitask(DATA, tmp_path / "mt", epochs=2, init_from=None, **kw)  # resumes from last.pt
     assert any("resumed" in m and "epoch 1" in m for m in messages)
 
 
-def test_inference_module_does_not_import_torch() -> None:
-    code = "import sys, aulib.cnn.inference; assert 'torch' not in sys.modules"
+def test_only_cnn_training_imports_torch() -> None:
+    code = ("import sys, aulib.cnn.inference, aulib.analyzer, aulib.cli, aulib.training, aulib.training.datasets, "
+            "aulib.training.crops, aulib.training.au, aulib.training.metrics, aulib.training.evaluate; "
+            "assert 'torch' not in sys.modules, 'torch imported'; import aulib.training.cnn; "
+            "assert 'torch' in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -227,3 +248,59 @@ def test_corrupted_model_file_is_refused_naming_the_file(tmp_path: Path) -> None
         EmotionCNN(path=bad)
     with pytest.raises(ModelFileError, match="not found"):
         EmotionCNN(path=tmp_path / "missing.onnx")
+
+
+def test_multitask_applies_the_thresholds_its_manifest_entry_records(aligned_sample: np.ndarray,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import aulib.cnn.inference as inference
+    from aulib.cnn import MultitaskCNN
+    from aulib.models import model_entry
+
+    if not _shipped("multitask_cnn.onnx"):
+        pytest.skip("multitask_cnn.onnx not shipped yet")
+    entry = model_entry("multitask_cnn.onnx")
+    shipped = MultitaskCNN()
+    # The shipped entry predates per-AU thresholds: one "au_threshold" for every AU.
+    expected = entry.get("au_thresholds", entry.get("au_threshold"))
+    np.testing.assert_allclose(shipped.thresholds, np.broadcast_to(expected, (14,)))
+    # A per-AU list, as training now writes it, is what predict_aus applies.
+    probs = shipped.predict(aligned_sample)[1][0]
+    tuned = np.where(np.arange(14) % 2 == 0, 0.05, 0.95)
+    monkeypatch.setattr(inference, "model_entry", lambda name: {**entry, "au_thresholds": tuned.tolist()})
+    model = MultitaskCNN()
+    np.testing.assert_allclose(model.thresholds, tuned)
+    np.testing.assert_array_equal(model.predict_aus(aligned_sample)[0], (probs >= tuned.astype(np.float32)))
+
+
+def test_manifest_thresholds_and_class_order_are_validated() -> None:
+    from aulib.cnn.inference import au_thresholds, emotion_classes
+    from aulib.models import ModelFileError
+    from aulib.results import EMOTIONS
+
+    aus = {"aus": [1, 2, 4]}
+    np.testing.assert_allclose(au_thresholds({**aus, "au_threshold": 0.4}, "m"), [0.4] * 3)
+    np.testing.assert_allclose(au_thresholds({**aus, "au_thresholds": [0.2, 0.5, 0.7]}, "m"), [0.2, 0.5, 0.7])
+    np.testing.assert_allclose(au_thresholds(aus, "m"), [0.5] * 3)
+    for bad in ([0.2, 0.5], [0.2, 0.5, 1.5], "high", [0.1, float("nan"), 0.3], {"AU01": 0.3}):
+        with pytest.raises(ModelFileError, match="^m: au_thresholds"):
+            au_thresholds({**aus, "au_thresholds": bad}, "m")
+    assert emotion_classes({"classes": EMOTIONS}, "m") == EMOTIONS
+    with pytest.raises(ModelFileError, match="emotion_cnn.onnx: classes .* differ"):
+        emotion_classes({"classes": EMOTIONS[::-1]}, "emotion_cnn.onnx")
+    with pytest.raises(ModelFileError, match="records no class order"):
+        emotion_classes({}, "emotion_cnn.onnx")
+
+
+def test_cnn_with_another_class_order_is_refused_at_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    import aulib.cnn.inference as inference
+    from aulib.cnn import EmotionCNN
+    from aulib.models import ModelFileError, model_entry
+
+    if not _shipped("emotion_cnn.onnx"):
+        pytest.skip("emotion_cnn.onnx not shipped yet")
+    entry = model_entry("emotion_cnn.onnx")
+    assert entry["classes"] == EmotionCNN().classes  # the shipped order is read from the manifest
+    swapped = ["happiness", "neutral", *entry["classes"][2:]]
+    monkeypatch.setattr(inference, "model_entry", lambda name: {**entry, "classes": swapped})
+    with pytest.raises(ModelFileError, match="emotion_cnn.onnx: classes"):
+        EmotionCNN()

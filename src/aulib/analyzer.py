@@ -47,8 +47,8 @@ class Analyzer:
         au_version = LinearBank.peek_version(model_path(AUOccurrence.file))
         self.embedder = EmotionEmbeddingCNN(name=embedding_cnn_for(au_version))
         version = feature_version(self.embedder.sha256)
-        self.occurrence = AUOccurrence(features=version)
-        self.intensity = AUIntensity(features=version)
+        self.occurrence = AUOccurrence.shipped(features=version)
+        self.intensity = AUIntensity.shipped(features=version)
         if self.occurrence.aus != self.intensity.aus:
             raise ValueError("occurrence and intensity models cover different AU sets")
         self.aus = self.occurrence.aus

@@ -473,7 +473,7 @@ class VideoAnalysis:
         mode = "video" if calibrate is True else calibrate
         if mode not in (False, None, "video", "running"):
             raise ValueError(f"calibrate must be False, True, 'video' or 'running', not {calibrate!r}")
-        self.calibrator = NeutralCalibrator(analyzer.occurrence.bank.mean_, mode) if mode else None
+        self.calibrator = NeutralCalibrator(analyzer.occurrence.mean_, mode) if mode else None
         self.overlay = overlay
         self.tracker = FaceTracker(max_missed=max(60, 3 * self.detect_every))
         self.batch_faces = batch_faces

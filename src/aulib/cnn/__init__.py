@@ -1,7 +1,7 @@
-"""EfficientNet-Lite0 emotion and multitask (emotion + 14 AU) CNNs.
+"""EfficientNet-Lite0 emotion and multitask (emotion + 14 AU) CNNs, run on onnxruntime.
 
-Inference (:mod:`aulib.cnn.inference`) needs only onnxruntime; ``model``, ``train`` and ``export``
-need torch (the ``train`` extra) and are imported only when training.
+Only inference lives here (no torch); the network definition, training and export are in
+:mod:`aulib.training` (``torch_model``, ``cnn``).
 """
 
 from aulib.cnn.inference import EMOTIONS, EmotionCNN, MultitaskCNN

@@ -20,10 +20,6 @@ import numpy as np
 from aulib.models import ModelFileError, model_entry, model_path
 from aulib.results import EMOTIONS  # FER+ order: the output order of both models
 
-# AU heads of the multitask model (the 14 most frequent AUs in CK+), in output order.
-MULTITASK_AUS: list[int] = [1, 2, 4, 5, 6, 7, 9, 12, 15, 17, 23, 24, 25, 27]
-
-
 # Faces per onnxruntime call: a whole dataset in one call would need tens of GB of activations.
 CHUNK = 32
 
@@ -62,17 +58,50 @@ def _as_batch(items: np.ndarray | list[np.ndarray], size: int) -> np.ndarray:
     return out
 
 
+def emotion_classes(entry: dict, name: str) -> list[str]:
+    """The class order a CNN's manifest entry records, which must be :data:`aulib.results.EMOTIONS`.
+
+    Every front end labels probability columns in ``EMOTIONS`` order, so a model trained with
+    another order would silently swap emotions: it is refused instead.
+    """
+    classes = entry.get("classes")
+    if classes is None:
+        raise ModelFileError(f"{name}: its manifest entry records no class order ('classes')")
+    if list(classes) != EMOTIONS:
+        raise ModelFileError(f"{name}: classes {list(classes)} differ from aulib's emotion order {EMOTIONS}")
+    return list(classes)
+
+
+def au_thresholds(entry: dict, name: str) -> np.ndarray:
+    """Per-AU decision thresholds (in ``aus`` order) from a multitask manifest entry.
+
+    Training writes ``au_thresholds`` (one per AU); models trained before that record one
+    ``au_threshold`` for all AUs. Either may be a number or a per-AU list; absent means 0.5.
+    """
+    aus = entry.get("aus") or []
+    value = entry.get("au_thresholds", entry.get("au_threshold", 0.5))
+    try:
+        t = np.broadcast_to(np.asarray(value, np.float32), (len(aus),)).copy()
+    except (TypeError, ValueError):
+        raise ModelFileError(f"{name}: au_thresholds {value!r} do not match its {len(aus)} AUs") from None
+    if not (np.isfinite(t).all() and ((t > 0) & (t < 1)).all()):
+        raise ModelFileError(f"{name}: au_thresholds must lie strictly between 0 and 1, got {t.tolist()}")
+    return t
+
+
 class _OnnxModel:
     """One onnxruntime session (1 intra-op thread: inference is ~2 ms/face and more threads do
     not help; the session is created once per object)."""
 
     name: str
+    aus: list[int] = []  # AU heads, in output order (the multitask model's, from its manifest entry)
 
     def __init__(self, path: str | Path | None = None) -> None:
         import onnxruntime as ort
 
         self.path = model_path(self.name, path)
         self.info = model_entry(self.name)
+        self.classes = emotion_classes(self.info, self.name)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = 1
         opts.inter_op_num_threads = 1
@@ -97,7 +126,7 @@ class _OnnxModel:
             crops = [crops]  # type: ignore[list-item]
         n = len(crops)
         if n == 0:
-            widths = [len(EMOTIONS), len(MULTITASK_AUS)][: len(self.outputs)]
+            widths = [len(self.classes), len(self.aus)][: len(self.outputs)]
             return [np.zeros((0, w), np.float32) for w in widths]
         parts = [self.session.run(None, {self.input_name: _as_batch(crops[i:i + CHUNK], self.size)})
                  for i in range(0, n, CHUNK)]
@@ -108,7 +137,6 @@ class EmotionCNN(_OnnxModel):
     """FER+ emotion classifier (EfficientNet-Lite0). ``predict(crops)`` → (N, 8) probabilities."""
 
     name = "emotion_cnn.onnx"
-    EMOTIONS = EMOTIONS
 
     def predict(self, crops: np.ndarray | list[np.ndarray]) -> np.ndarray:
         """Probabilities (N, 8) in :data:`EMOTIONS` order, rows summing to 1.
@@ -122,13 +150,13 @@ class MultitaskCNN(_OnnxModel):
     """Emotion + 14 AU heads. ``predict(crops)`` → (emotion (N, 8), AU probabilities (N, 14))."""
 
     name = "multitask_cnn.onnx"
-    EMOTIONS = EMOTIONS
 
     def __init__(self, path: str | Path | None = None) -> None:
         super().__init__(path)
-        self.aus: list[int] = list(self.info.get("aus", MULTITASK_AUS))
-        # Per-AU decision thresholds (0.5 unless the manifest records tuned ones).
-        self.thresholds = np.asarray(self.info.get("au_thresholds", [0.5] * len(self.aus)), np.float32)
+        if not self.info.get("aus"):
+            raise ModelFileError(f"{self.name}: its manifest entry records no AU list ('aus')")
+        self.aus = [int(a) for a in self.info["aus"]]
+        self.thresholds = au_thresholds(self.info, self.name)
 
     def predict(self, crops: np.ndarray | list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """(emotion probabilities (N, 8), AU occurrence probabilities (N, 14) in ``aus`` order)."""

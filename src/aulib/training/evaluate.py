@@ -6,7 +6,8 @@ Figures:
   Per-class recall and the confusion matrix use the same tie rule: an image's true class is the
   prediction when that is among the tied maxima, else the first maximum.
 - Multitask model: the same FER+ accuracy, and per-AU F1 on the held-out CK+ subjects (seeded
-  20 % subject split, :func:`aulib.cnn.data.subject_split`), at threshold 0.5 and at per-AU
+  20 % subject split, :func:`aulib.training.datasets.subject_split`), at threshold 0.5, at the
+  thresholds the model ships with (what ``MultitaskCNN.predict_aus`` applies) and at per-AU
   thresholds tuned on the CK+ training subjects.
 - CK+ held-out-subject emotion accuracy for both models (the emotion model never saw CK+).
 - Speed: ms per face, onnxruntime, one thread, batch 1 and batch 16.
@@ -24,27 +25,13 @@ from typing import Any
 
 import numpy as np
 
-from aulib.cnn.data import (
-    CKPLUS_AUS,
-    EMOTIONS,
-    FerPlus,
-    build_crop_cache,
-    cache_file,
-    read_ckplus,
-    read_ferplus,
-    subject_split,
-)
 from aulib.cnn.inference import EmotionCNN, MultitaskCNN
-from aulib.cnn.metrics import best_thresholds, binary_f1, confusion, majority_accuracy, per_class_recall
 from aulib.models import MODELS_DIR
-
-REPORTS = Path(__file__).resolve().parents[3] / "reports"
-
-
-def _fer_valid(data_dir: Path, cache_dir: Path) -> tuple[FerPlus, np.ndarray, dict[str, Any]]:
-    fer = read_ferplus(data_dir, "valid")
-    crops, meta = build_crop_cache(fer.paths, cache_file(cache_dir, "ferplus_valid", None, True))
-    return fer, np.asarray(crops), meta
+from aulib.results import EMOTIONS
+from aulib.training import CACHE, REPORTS, RUNS
+from aulib.training.crops import aligned_crops
+from aulib.training.datasets import CKPlus, read_ferplus, subject_split
+from aulib.training.metrics import best_thresholds, binary_f1, confusion, majority_accuracy, per_class_recall
 
 
 def _effective_true(probs: np.ndarray, votes: np.ndarray) -> np.ndarray:
@@ -113,8 +100,8 @@ def benchmark(model: EmotionCNN | MultitaskCNN, crops: np.ndarray, repeats: int 
     return out
 
 
-def _per_au(values: np.ndarray, digits: int = 4) -> dict[str, float]:
-    return {f"AU{a:02d}": round(float(v), digits) for a, v in zip(CKPLUS_AUS, values, strict=True)}
+def _per_au(aus: list[int], values: np.ndarray, digits: int = 4) -> dict[str, float]:
+    return {f"AU{a:02d}": round(float(v), digits) for a, v in zip(aus, values, strict=True)}
 
 
 def record_in_manifest(name: str, figures: dict[str, Any]) -> None:
@@ -128,24 +115,26 @@ def record_in_manifest(name: str, figures: dict[str, Any]) -> None:
 
 def evaluate_emotion(
     data_dir: str | Path, model_path: str | Path | None = None, *, multitask_path: str | Path | None = None,
-    multitask: bool = True, cache_dir: str | Path = "cache/cnn", report_dir: str | Path = REPORTS,
-    bench: bool = True, update_manifest: bool = False, runs_dir: str | Path | None = "runs",
+    multitask: bool = True, cache_dir: str | Path | None = CACHE, report_dir: str | Path = REPORTS,
+    bench: bool = True, update_manifest: bool = False, runs_dir: str | Path | None = RUNS,
 ) -> dict[str, Any]:
     """Evaluate the emotion CNN (and the multitask CNN if shipped); write cnn.md/.json/_confusion.png.
 
     ``model_path``/``multitask_path`` evaluate a user file instead of the shipped one (it must still
     match the manifest checksum). Returns the dict written to ``cnn.json``.
     """
-    data_dir, cache_dir, report_dir = Path(data_dir), Path(cache_dir), Path(report_dir)
-    fer, xfer, fer_meta = _fer_valid(data_dir, cache_dir)
-    ck = read_ckplus(data_dir)
-    xck, ck_meta = build_crop_cache(ck.paths, cache_file(cache_dir, "ckplus", None, True))
-    xck = np.asarray(xck)
+    data_dir, report_dir = Path(data_dir), Path(report_dir)
+    fer = read_ferplus(data_dir, "valid")
+    fer_crops = aligned_crops(fer.paths, cache_dir)
+    ck = CKPlus.load(data_dir)
+    ck_crops = aligned_crops(ck.image_paths(), cache_dir)
+    assert fer_crops is not None and ck_crops is not None  # computed when not cached
+    xfer, xck = np.asarray(fer_crops["crops"]), np.asarray(ck_crops["crops"])
     tr, va = subject_split(ck.subjects, 0.2, seed=0)
-    train_meta_path = cache_file(cache_dir, "ferplus_train", None, True).with_suffix(".json")
-    fallbacks = {"ferplus_valid": len(fer_meta["fallback"]), "ckplus": len(ck_meta["fallback"])}
-    if train_meta_path.is_file():
-        fallbacks["ferplus_train"] = len(json.loads(train_meta_path.read_text())["fallback"])
+    fallbacks = {"ferplus_valid": int(np.sum(fer_crops["fallback"])), "ckplus": int(np.sum(ck_crops["fallback"]))}
+    train_crops = aligned_crops(read_ferplus(data_dir, "train").paths, cache_dir, only_cached=True)
+    if train_crops is not None:  # the training crops are not worth computing just for this count
+        fallbacks["ferplus_train"] = int(np.sum(train_crops["fallback"]))
 
     result: dict[str, Any] = {
         "data": {"ferplus_valid_images": len(fer.paths), "ckplus_images": len(ck),
@@ -170,21 +159,24 @@ def evaluate_emotion(
         mt = MultitaskCNN(multitask_path)
         pe, pa = mt.predict(xfer)
         ck_emo, ck_au = mt.predict(xck)
-        labels = ck.aus
+        labels = ck.occurrence(mt.aus)
         thr = best_thresholds(labels[tr], ck_au[tr])
         f1_05 = binary_f1(labels[va], ck_au[va], 0.5)
         f1_t = binary_f1(labels[va], ck_au[va], thr)
+        f1_s = binary_f1(labels[va], ck_au[va], mt.thresholds)
         result["multitask_cnn"] = {
             "file": mt.path.name, "sha256": mt.info["sha256"], "aus": mt.aus,
             "ferplus_valid": emotion_figures(pe, fer.votes),
             "ckplus_heldout_emotion_acc": float((ck_emo[va].argmax(1) == ck.emotion[va]).mean()),
-            "ckplus_heldout_au_f1_at_0.5": _per_au(f1_05),
+            "ckplus_heldout_au_f1_at_0.5": _per_au(mt.aus, f1_05),
             "ckplus_heldout_au_mean_f1_at_0.5": float(f1_05.mean()),
-            "ckplus_heldout_au_f1_tuned": _per_au(f1_t),
+            "ckplus_heldout_au_mean_f1_shipped_thresholds": float(f1_s.mean()),
+            "shipped_thresholds": _per_au(mt.aus, mt.thresholds, 2),
+            "ckplus_heldout_au_f1_tuned": _per_au(mt.aus, f1_t),
             "ckplus_heldout_au_mean_f1_tuned": float(f1_t.mean()),
-            "thresholds_tuned_on_ckplus_train_subjects": _per_au(thr, 2),
+            "thresholds_tuned_on_ckplus_train_subjects": _per_au(mt.aus, thr, 2),
             "ckplus_heldout_au_positives": {f"AU{a:02d}": int((labels[va][:, i] == 1).sum())
-                                            for i, a in enumerate(CKPLUS_AUS)},
+                                            for i, a in enumerate(mt.aus)},
             "training": {k: mt.info.get(k) for k in ("command", "dataset")},
         }
         cms["multitask_cnn (FER2013Valid)"] = np.array(result["multitask_cnn"]["ferplus_valid"]["confusion"])
@@ -222,7 +214,7 @@ def render_markdown(r: dict[str, Any]) -> str:
     lines = [
         "# CNN models: evaluation",
         "",
-        "Generated by `python -m aulib.cnn.evaluate` (`aulib.cnn.evaluate.evaluate_emotion`); do not edit.",
+        "Generated by `aulib evaluate cnn --data ../shared/data` (`aulib.training.evaluate`); do not edit.",
         "",
         "Crops: the aligned 112×112 face from `aulib.face.FacePipeline.cropped`, converted to gray. "
         f"Landmark-fit failures fell back to a plain resize: {r['data']['crop_fallbacks']}.",
@@ -263,11 +255,12 @@ def render_markdown(r: dict[str, Any]) -> str:
         m = r["multitask_cnn"]
         lines += [
             "## Multitask AU heads on held-out CK+ subjects", "",
-            "F1 at threshold 0.5 (what `MultitaskCNN.predict_aus` uses) and at per-AU thresholds tuned on "
-            "the "
-            "CK+ *training* subjects (optimistic there, since the model was fitted to them, so the 0.5 "
-            "column is the headline).", "",
+            "F1 at threshold 0.5 and at per-AU thresholds tuned on the CK+ *training* subjects "
+            "(optimistic there, since the model was fitted to them, so the 0.5 column is the headline). "
+            "`MultitaskCNN.predict_aus` applies the thresholds recorded in the model's manifest entry "
+            f"(`au_thresholds`): {sorted(set(m['shipped_thresholds'].values()))}.", "",
             f"Mean F1: **{m['ckplus_heldout_au_mean_f1_at_0.5']:.4f}** at 0.5, "
+            f"{m['ckplus_heldout_au_mean_f1_shipped_thresholds']:.4f} at the shipped thresholds, "
             f"{m['ckplus_heldout_au_mean_f1_tuned']:.4f} with tuned thresholds.", "",
             "| AU | held-out positives | F1 @0.5 | F1 tuned | threshold |", "|---|---|---|---|---|",
         ]
@@ -314,26 +307,3 @@ def _history_lines(r: dict[str, Any]) -> list[str]:
                   "subjects quickly.", ""]
     return lines
 
-
-def main(argv: list[str] | None = None) -> None:
-    """``python -m aulib.cnn.evaluate --data DIR [--cache DIR] [--reports DIR] [--no-bench]``."""
-    import argparse
-
-    ap = argparse.ArgumentParser(prog="python -m aulib.cnn.evaluate")
-    ap.add_argument("--data", required=True)
-    ap.add_argument("--cache", default="cache/cnn")
-    ap.add_argument("--reports", default=str(REPORTS))
-    ap.add_argument("--model", default=None)
-    ap.add_argument("--multitask-model", default=None)
-    ap.add_argument("--no-multitask", action="store_true")
-    ap.add_argument("--no-bench", action="store_true")
-    ap.add_argument("--update-manifest", action="store_true", help="write the figures into manifest.json")
-    a = ap.parse_args(argv)
-    r = evaluate_emotion(a.data, a.model, multitask_path=a.multitask_model, multitask=not a.no_multitask,
-                         cache_dir=a.cache, report_dir=a.reports, bench=not a.no_bench,
-                         update_manifest=a.update_manifest)
-    print(render_markdown(r))
-
-
-if __name__ == "__main__":
-    main()

@@ -1,4 +1,4 @@
-"""Numpy metrics shared by training (per-epoch validation) and :mod:`aulib.cnn.evaluate`."""
+"""Numpy metrics shared by CNN training (per-epoch validation) and :mod:`aulib.training.evaluate`."""
 
 from __future__ import annotations
 

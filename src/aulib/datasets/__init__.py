@@ -1,1 +1,0 @@
-"""Readers for the training datasets (CK+48, FER+) with subject-wise splits."""

@@ -1,0 +1,29 @@
+"""Everything that trains or evaluates aulib's models, in one tree (the ``train`` extra for torch).
+
+Layout, by what each module needs:
+
+- ``datasets``: the CK+48 and FER+ readers and the subject-wise split (numpy/pandas).
+- ``crops``: dataset images through the inference face pipeline, cached once (aligned crops for
+  the CNNs, AU features for the banks).
+- ``au``: ``aulib train svm|svr`` — subject-grouped CV of the AU banks' ``fit``, the shipped
+  ``.npz`` and ``reports/au.md``.
+- ``metrics``: numpy metrics shared by CNN training and evaluation.
+- ``evaluate``: ``aulib evaluate cnn`` on the shipped ONNX models (onnxruntime, no torch).
+- ``torch_model`` (torch): EfficientNet-Lite0, ImageNet weights, ONNX export.
+- ``cnn`` (torch): ``aulib train cnn|multitask``.
+
+Runtime inference never imports this package. Importing it (or ``datasets``, ``crops``, ``au``,
+``metrics``, ``evaluate``) does not import torch; only ``torch_model`` and ``cnn`` do, when a
+CNN training job runs. Generated reports go to :data:`REPORTS`, caches to :data:`CACHE` and
+training runs to :data:`RUNS` unless a command's option says otherwise; they are folders of the
+source checkout, the only place training runs (it writes into ``src/aulib/models``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[3]
+REPORTS = REPO / "reports"
+CACHE = REPO / "cache"
+RUNS = REPO / "runs"

@@ -1,0 +1,124 @@
+"""Dataset crops through the inference face pipeline, computed once into one on-disk cache.
+
+The dataset images are already face crops, so every model trains on what
+:meth:`aulib.face.FacePipeline.cropped` makes of them — the code path ``Analyzer`` uses with
+``cropped=True``: the CNNs on the aligned 112×112 crop (gray), the AU banks on
+:func:`aulib.au.features.features_matrix` of the face and of its mirror image.
+
+Both take minutes, so both go through :func:`cached`: one folder per result under the cache root,
+named by a hash of what determines it (kind, image paths, settings, feature version), holding one
+``.npy`` per array (memory-mapped when read back, so the 28k FER+ crops cost no RAM) and written
+atomically, so a killed run never leaves a half cache behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+from rich.progress import track
+
+from aulib.au.embedding import EmotionEmbeddingCNN
+from aulib.au.features import feature_version, features_matrix, mirrored_face
+from aulib.face import Face, FacePipeline
+from aulib.io import read_image
+
+CROP_SIZE = 112
+
+
+def cached(cache_dir: str | Path | None, kind: str, key: Sequence[str],
+           compute: Callable[[], dict[str, np.ndarray]] | None) -> dict[str, np.ndarray] | None:
+    """``compute()``'s arrays, stored under ``cache_dir/<kind>-<hash of key>/`` (no caching when None).
+
+    With ``compute`` None only an existing cache is read (None when there is none).
+    """
+    digest = hashlib.sha256("\n".join([kind, *key]).encode()).hexdigest()[:16]
+    folder = Path(cache_dir) / f"{kind}-{digest}" if cache_dir is not None else None
+    if folder is None or not folder.is_dir():
+        if compute is None:
+            return None
+        if folder is None:
+            return compute()
+        arrays = compute()
+        tmp = folder.with_name(folder.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for name, a in arrays.items():
+            np.save(tmp / f"{name}.npy", a)
+        tmp.replace(folder)
+    return {p.stem: np.load(p, mmap_mode="r", allow_pickle=False) for p in sorted(folder.glob("*.npy"))}
+
+
+def _gray_crop(pipeline: FacePipeline | None, rgb: np.ndarray) -> tuple[np.ndarray, bool]:
+    """(gray CROP_SIZE² uint8 crop, fell_back) of one dataset image.
+
+    The aligned face when the landmark fit succeeds; else (or with ``pipeline`` None) the whole
+    image resized, which is roughly what a 48×48 dataset crop is anyway.
+    """
+    if pipeline is not None:
+        face = pipeline.cropped(rgb)
+        if face.success and face.aligned is not None:
+            crop = cv2.cvtColor(face.aligned, cv2.COLOR_RGB2GRAY)
+            if crop.shape[0] != CROP_SIZE:
+                crop = cv2.resize(crop, (CROP_SIZE, CROP_SIZE), interpolation=cv2.INTER_AREA)
+            return crop, False
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    return cv2.resize(gray, (CROP_SIZE, CROP_SIZE), interpolation=cv2.INTER_CUBIC), True
+
+
+def aligned_crops(paths: Sequence[Path], cache_dir: str | Path | None, align: bool = True,
+                  only_cached: bool = False) -> dict[str, np.ndarray] | None:
+    """``crops`` (N, 112, 112) uint8 gray and ``fallback`` (N,) bool (landmark fit failed: plain resize).
+
+    ``align=False`` skips the face pipeline (plain resize of every image: smoke tests);
+    ``only_cached`` returns None instead of computing crops that are not cached yet.
+    """
+
+    def compute() -> dict[str, np.ndarray]:
+        pipeline = FacePipeline(features=False) if align else None
+        crops = np.zeros((len(paths), CROP_SIZE, CROP_SIZE), np.uint8)
+        fallback = np.zeros(len(paths), bool)
+        for i, p in enumerate(track(paths, description="aligned crops", transient=True)):
+            crops[i], fallback[i] = _gray_crop(pipeline, read_image(p))
+        return {"crops": crops, "fallback": fallback}
+
+    key = [f"align={align}", f"size={CROP_SIZE}", *map(str, paths)]
+    return cached(cache_dir, "crops", key, None if only_cached else compute)
+
+
+def crop_features(paths: Sequence[Path], cache_dir: str | Path | None,
+                  embedder: EmotionEmbeddingCNN) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """AU features of each dataset crop and of its mirror image, plus a success mask.
+
+    Returns ``X`` (N, D), ``X_mirror`` (N, D) and ``ok`` (N,) bool; failed fits have zero rows and
+    ``ok`` False. The cache key includes the feature version (which names the embedding CNN).
+    """
+    version = feature_version(embedder.sha256)
+
+    def compute() -> dict[str, np.ndarray]:
+        fp = FacePipeline()
+        faces: list[Face] = []
+        mirrored: list[Face] = []
+        ok = np.zeros(len(paths), bool)
+        for i, p in enumerate(track(paths, description="features", transient=True)):
+            face = fp.cropped(read_image(p))
+            if face.success:
+                ok[i] = True
+                faces.append(face)
+                mirrored.append(mirrored_face(face, fp.hog, fp.masker))
+        if not faces:
+            raise ValueError("no face could be fitted in any training image")
+        parts = [features_matrix(faces[i:i + 256], embedder)[0] for i in range(0, len(faces), 256)]
+        mparts = [features_matrix(mirrored[i:i + 256], embedder)[0] for i in range(0, len(mirrored), 256)]
+        X = np.zeros((len(paths), parts[0].shape[1]), np.float32)
+        Xm = np.zeros_like(X)
+        X[ok], Xm[ok] = np.concatenate(parts), np.concatenate(mparts)
+        return {"X": X, "X_mirror": Xm, "ok": ok}
+
+    z = cached(cache_dir, "features", [version, *map(str, paths)], compute)
+    assert z is not None  # computed when not cached
+    return np.asarray(z["X"]), np.asarray(z["X_mirror"]), np.asarray(z["ok"])
