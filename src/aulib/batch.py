@@ -413,7 +413,10 @@ class CombinedSink:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        old = pq.read_table(self.out) if self.out.exists() else None
+        old = None
+        if self.out.exists():
+            with open(self.out, "rb") as f:  # Python files throughout: pyarrow takes only UTF-8 paths
+                old = pq.read_table(f)
         groups: dict[str, list[int]] = {}
         if old is not None:
             for i, n in enumerate(old.column("input").to_pylist()):
@@ -429,24 +432,35 @@ class CombinedSink:
             pieces.append(lambda: [old.take(sorted(ahead))])
         for n in order:
             if n in parts:
-                pieces.append(lambda p=parts[n]: (pq.ParquetFile(p).read_row_group(k)
-                                                  for k in range(pq.ParquetFile(p).num_row_groups)))
+                pieces.append(lambda p=parts[n]: _row_groups(p))
             elif n in groups and old is not None:
                 pieces.append(lambda idx=groups[n]: [old.take(idx)])
         tmp = self.out.with_name(self.out.name + ".tmp")
         writer = None
+        fh = open(tmp, "wb")
         try:
             for piece in pieces:
                 for t in piece():
                     if writer is None:
-                        writer = pq.ParquetWriter(tmp, t.schema)
+                        writer = pq.ParquetWriter(fh, t.schema)
                     elif not t.schema.equals(writer.schema, check_metadata=False):
                         t = t.cast(writer.schema)
                     writer.write_table(t)
         finally:
             if writer is not None:
                 writer.close()
+            fh.close()
         os.replace(tmp, self.out)
+
+
+def _row_groups(path: Path) -> Iterator[Any]:
+    """The row groups of a Parquet file, one at a time (flat memory while merging)."""
+    import pyarrow.parquet as pq
+
+    with open(path, "rb") as f:
+        pf = pq.ParquetFile(f)
+        for k in range(pf.num_row_groups):
+            yield pf.read_row_group(k)
 
 
 class PerInputSink:

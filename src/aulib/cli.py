@@ -190,7 +190,8 @@ def analyze(
     emotion_model: str = typer.Option("cnn", "--emotion-model", help="cnn, multitask or none."),
     detector: str = typer.Option("retinaface", "--detector", help="retinaface or dlib."),
     overlay: Path | None = typer.Option(None, "--overlay", help="Annotated copies: a folder (<stem>_overlay.mp4 "
-                                        "or .png per input) or, for a single video, an .mp4 path."),
+                                        "or .png per input, in the inputs' subfolders) or, for a single video, "
+                                        "an .mp4 path."),
     every: int = typer.Option(1, "--every", min=1, help="Video: analyse every N-th frame."),
     fps: float | None = typer.Option(None, "--fps", min=0.01, help="Video: at most F frames per second of video."),
     detect_every: int = typer.Option(10, "--detect-every", min=1,
@@ -203,14 +204,18 @@ def analyze(
     per_input: Path | None = typer.Option(None, "--per-input", help="Folder for one table per input."),
     fmt: str | None = typer.Option(None, "--format", help="Format of --per-input tables: csv, parquet or json "
                                    "(default: that of -o, else csv)."),
-    resume: bool = typer.Option(False, "--resume", help="Skip inputs a previous run already wrote to -o/--per-input."),
+    resume: bool = typer.Option(False, "--resume", help="Skip inputs a previous run already wrote to -o/--per-input "
+                                "(same options required); redo inputs that could not be read or analysed."),
     dask: bool = typer.Option(False, "--dask", help="One Dask task per input on a local cluster (worker processes)."),
     scheduler: str | None = typer.Option(None, "--scheduler", help="Dask scheduler tcp://HOST:PORT (implies --dask)."),
     workers: int | None = typer.Option(None, "--workers", min=1, help="Local Dask cluster workers (default: cores)."),
 ) -> None:
     """AU occurrence, AU intensity, emotion-rule percentages and CNN emotion for every face (every frame of a video)."""
+    from rich.markup import escape
+
     from aulib.batch import AnalyzerSpec, run_batch
     from aulib.output import report, table_format
+    from aulib.results import table_text
 
     files = _inputs(paths, out)
     if calibrate_mode not in ("video", "running"):
@@ -241,19 +246,25 @@ def analyze(
             res = run_batch(files, spec, out=out, per_input=per_input, per_input_format=fmt, resume=resume,
                             dask=dask, scheduler=scheduler, workers=workers, overlay=overlay,
                             video_options=video_options, analyzer=analyzer,
+                            keep_table=out is None and per_input is None,
                             progress=None if one_video else lambda _: prog.advance(task))
-        except OSError as e:  # unreachable scheduler, unwritable output folder
-            _fail(str(e))
-    df = res.table
+        except (OSError, ValueError) as e:  # unreachable scheduler, unwritable output, locked, --resume mismatch
+            _fail(escape(table_text(str(e))))
+    # user-provided text (paths: [x] is not markup, odd bytes are shown as \xNN) is escaped for rich
+    for note in res.warnings:
+        err.print(f"[yellow]warning:[/yellow] {escape(note)}")
+    if res.duplicates:
+        err.print(f"note: {len(res.duplicates)} inputs given more than once, analysed once: "
+                  + escape(", ".join(res.duplicates[:5])) + (" …" if len(res.duplicates) > 5 else ""))
     if res.skipped:
         err.print(f"--resume: skipped {len(res.skipped)} inputs already done")
     if out is not None or per_input is not None:
-        where = " and ".join(str(x) for x in (out, per_input) if x is not None)
-        err.print(f"wrote {len(df)} rows for {len(res.analysed)} inputs to {where}")
+        where = escape(" and ".join(table_text(str(x)) for x in (out, per_input) if x is not None))
+        err.print(f"wrote {res.rows} rows for {len(res.analysed)} inputs to {where}")
     else:
-        typer.echo(report(df))
-    if len(df) and _nothing_readable(df):
-        raise typer.Exit(2)
+        typer.echo(report(res.table))
+    if res.analysed and not res.skipped and len(res.failed) == len(res.analysed):
+        raise typer.Exit(2)  # no input at all could be read
 
 
 @app.command()

@@ -6,11 +6,12 @@ not valid UTF-8 (Linux allows any bytes but ``/`` and NUL) is decoded by Python 
 doubles literal backslashes, so the text is reversible (:func:`aulib.results.text_path` gives the
 path back) and every format stores it unchanged. Readers here never turn text into NaN: an input
 named ``NA``, ``None``, ``null`` or ``nan`` stays that string, and newlines, quotes, commas or
-U+2028 inside a name survive (CSV quotes them, JSON escapes them).
+U+2028 inside a name survive (CSV quotes every text cell, JSON escapes them).
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
@@ -84,7 +85,8 @@ def read_table(path: str | Path, columns: list[str] | None = None) -> pd.DataFra
         df = pd.read_csv(path, dtype=text, keep_default_na=False, na_values=[""], usecols=columns,
                          encoding="utf-8")
     elif fmt == "parquet":
-        df = pd.read_parquet(path, columns=columns)
+        with open(path, "rb") as f:  # a Python file: pyarrow takes only UTF-8 path strings
+            df = pd.read_parquet(f, columns=columns)
     else:
         df = _read_json_lines(path)
         if columns is not None:
@@ -99,7 +101,8 @@ def table_columns(path: str | Path) -> list[str]:
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
-        return [c for c in pq.read_schema(path).names if not c.startswith("__index")]
+        with open(path, "rb") as f:
+            return [c for c in pq.read_schema(f).names if not c.startswith("__index")]
     if fmt == "csv":
         return list(pd.read_csv(path, nrows=0, encoding="utf-8").columns)
     with open(path, encoding="utf-8") as f:
@@ -116,7 +119,8 @@ class TableAppender:
     :class:`pyarrow.parquet.ParquetWriter`: one row group per chunk, with a schema fixed by the
     first chunk (text columns forced to string, so a chunk whose ``emotion`` is all missing does
     not change it). :meth:`size` is the byte length of what was written so far (CSV/JSON),
-    which the batch runner records to cut off a torn append on ``--resume``.
+    which the batch runner records to cut off a torn append on ``--resume``. Files are opened by
+    Python (not by pandas/pyarrow), so any path the file system allows works.
     """
 
     def __init__(self, path: str | Path, fmt: str | None = None, mode: str = "w") -> None:
@@ -125,6 +129,7 @@ class TableAppender:
         self.mode = mode
         self._f: IO[bytes] | None = None
         self._pq: Any = None
+        self._fpq: Any = None
         self._schema: Any = None
         self.rows = 0
 
@@ -136,7 +141,9 @@ class TableAppender:
 
     def _text(self, df: pd.DataFrame, header: bool) -> bytes:
         if self.fmt == "csv":
-            text = df.to_csv(index=False, header=header)
+            # every text cell quoted: a lone "\r" in a file name is not a line end to pandas' writer
+            # (its line terminator is "\n") but is one to every reader
+            text = df.to_csv(index=False, header=header, quoting=csv.QUOTE_NONNUMERIC)
         else:
             text = df.to_json(orient="records", lines=True, force_ascii=True, double_precision=15)
         if text and not text.endswith("\n"):
@@ -155,7 +162,9 @@ class TableAppender:
                     if c in schema.names:
                         schema = schema.set(schema.get_field_index(c), pa.field(c, pa.string()))
                 self._schema = schema
-                self._pq = pq.ParquetWriter(self.path, schema)
+                # through a Python file object: pyarrow refuses paths that are not valid UTF-8
+                self._fpq = open(self.path, "wb")
+                self._pq = pq.ParquetWriter(self._fpq, schema)
             self._pq.write_table(pa.Table.from_pandas(df, schema=self._schema, preserve_index=False))
         else:
             if self._f is None:
@@ -177,6 +186,7 @@ class TableAppender:
         if self._pq is not None:
             self._pq.close()
             self._pq = None
+            self._fpq.close()
         if self._f is not None:
             self._f.flush()
             os.fsync(self._f.fileno())

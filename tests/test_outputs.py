@@ -1,0 +1,271 @@
+"""Outputs never lose or corrupt data: torn appends, --resume checks, locks, retries, duplicates,
+overlay and per-input names, odd file names, video rows streamed as they are produced."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from aulib.batch import AnalyzerSpec, CombinedSink, run_batch
+from aulib.cli import app
+from aulib.output import read_table
+from aulib.results import table_text, text_path
+from aulib.video import analyze_video_rows, iter_video_rows
+
+from .conftest import sample
+
+runner = CliRunner()
+SPEC = AnalyzerSpec(emotion_model="none")
+VIDEO = {"max_frames": 4, "every": 6}
+# names that broke something once: CSV NA parsing, rich markup, line-based logs, quoting, bytes
+TRICKY = ["NA.jpg", "None", "null", "nan", "a [red]b[x].jpg", "new\nline.jpg", "sep\u2028ar.jpg",
+          'q"uo,te.jpg', "back\\slash.jpg", os.fsdecode(b"bad\xff\xfe.jpg"), " lead space.jpg"]
+
+
+def flat(text: str) -> str:
+    """Console output without whitespace (rich wraps long lines at the terminal width)."""
+    return "".join(text.split())
+
+
+def _inputs(tmp_path: Path, names: list[str], src: Path | None = None) -> list[Path]:
+    d = tmp_path / "in"
+    d.mkdir(exist_ok=True)
+    src = src or sample("single_face.jpg")
+    files = []
+    for n in names:
+        shutil.copy(src, d / n)
+        files.append(d / n)
+    return files
+
+
+@pytest.mark.parametrize("ext", [".csv", ".parquet", ".json"])
+def test_tricky_names_round_trip_and_resume(tmp_path, analyzer, ext):
+    files = _inputs(tmp_path, TRICKY[:6] + TRICKY[6:])
+    out = tmp_path / f"t{ext}"
+    res = run_batch(files, SPEC, out=out, per_input=tmp_path / "per", per_input_format=ext[1:], analyzer=analyzer)
+    got = read_table(out)
+    names = [table_text(str(p)) for p in files]
+    assert got["input"].tolist() == names == res.table["input"].tolist()
+    assert [os.fsencode(text_path(n)) for n in got["input"]] == [os.fsencode(p) for p in files]
+    assert got["success"].eq(1).all()
+    for p in files:  # one table per input, its own name inside
+        assert read_table(res_target(tmp_path / "per", p, ext))["input"].tolist() == [table_text(str(p))]
+    again = run_batch(files, SPEC, out=out, resume=True, analyzer=analyzer)
+    assert again.skipped == names and again.analysed == []
+    pd.testing.assert_frame_equal(read_table(out), got)
+
+
+def res_target(root: Path, p: Path, ext: str) -> Path:
+    return root / (p.name + ext)
+
+
+def test_cli_prints_paths_literally_and_dedupes(tmp_path):
+    files = _inputs(tmp_path, ["x [bold]y[x].jpg"])
+    out = tmp_path / "o [b].csv"
+    res = runner.invoke(app, ["analyze", str(files[0]), str(files[0]), str(files[0].parent), "-o", str(out),
+                              "--emotion-model", "none"])
+    assert res.exit_code == 0, res.output
+    assert flat("o [b].csv") in flat(res.output) and flat("2 inputs given more than once") in flat(res.output)
+    assert flat(f"wrote 1 rows for 1 inputs to {out}") in flat(res.output)
+    assert read_table(out)["input"].tolist() == [str(files[0])]
+
+
+def test_resume_refuses_other_options(tmp_path, analyzer):
+    files = _inputs(tmp_path, ["a.jpg"])
+    out = tmp_path / "t.csv"
+    run_batch(files, SPEC, out=out, video_options=VIDEO, analyzer=analyzer)
+    before = out.read_bytes()
+    with pytest.raises(ValueError, match=r"--resume with other options.*every 6 → 2"):
+        run_batch(files, SPEC, out=out, resume=True, video_options={**VIDEO, "every": 2}, analyzer=analyzer)
+    assert out.read_bytes() == before
+    res = runner.invoke(app, ["analyze", str(files[0]), "-o", str(out), "--resume", "--every", "6",
+                              "--max-frames", "4", "--emotion-model", "cnn"])
+    assert res.exit_code == 2 and flat("emotion_model 'none' → 'cnn'") in flat(res.output)
+    assert "columnsdiffer" in flat(res.output)
+    assert out.read_bytes() == before
+    # a table without metadata (older version): its columns are checked
+    (tmp_path / "t.csv.meta.json").unlink()
+    with pytest.raises(ValueError, match="columns differ"):
+        run_batch(files, AnalyzerSpec(), out=out, resume=True, video_options=VIDEO)
+
+
+def test_second_writer_is_refused(tmp_path, analyzer):
+    files = _inputs(tmp_path, ["a.jpg"])
+    out = tmp_path / "t.parquet"
+    with open(tmp_path / "t.parquet.lock", "a") as held:  # what a running aulib process holds
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(ValueError, match="another aulib process is writing"):
+            run_batch(files, SPEC, out=out, analyzer=analyzer)
+        res = runner.invoke(app, ["analyze", str(files[0]), "-o", str(out), "--emotion-model", "none"])
+        assert res.exit_code == 2 and flat("another aulib process") in flat(res.output)
+        assert not out.exists()
+    run_batch(files, SPEC, out=out, analyzer=analyzer)  # released: works
+    assert len(read_table(out)) == 1
+
+
+def _interrupt_after(n: int):
+    done = []
+
+    def progress(p):
+        done.append(p)
+        if len(done) == n:
+            raise KeyboardInterrupt
+
+    return progress
+
+
+@pytest.mark.parametrize("ext", [".csv", ".json"])
+def test_any_torn_append_is_dropped_and_redone(tmp_path, analyzer, ext):
+    files = _inputs(tmp_path, ["a.jpg", "multi\nline \"q\", name.jpg", "c.jpg"], sample("multi_face.jpg"))
+    full = tmp_path / f"full{ext}"
+    run_batch(files, SPEC, out=full, analyzer=analyzer)
+    reference = read_table(full)
+    raw = full.read_bytes()
+    out = tmp_path / f"t{ext}"
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(files, SPEC, out=out, analyzer=analyzer, progress=_interrupt_after(1))
+    head = out.read_bytes()
+    rest = raw[len(head):]  # what the next two inputs append
+    # the second input's name holds a newline inside a quoted field: cut there, mid-line, mid-row
+    cuts = sorted({1, rest.index(b"\n") + 1, rest.index(b"line") + 2, len(rest) // 2, len(rest) - 3})
+    for cut in cuts:
+        out.write_bytes(head + rest[:cut])
+        log = out.with_name(out.name + ".done")
+        res = run_batch(files, SPEC, out=out, resume=True, analyzer=analyzer)
+        assert res.skipped == [str(files[0])] and len(res.analysed) == 2, cut
+        pd.testing.assert_frame_equal(read_table(out), reference)
+        assert not log.exists()
+        # back to the interrupted state for the next cut
+        out.write_bytes(head)
+        log.write_text(json.dumps({"base": 0}) + "\n" + json.dumps({"input": str(files[0]), "end": len(head)})
+                       + "\n" + '{"input": "half a log li', encoding="utf-8")
+
+
+def test_torn_parquet_part_is_redone(tmp_path, analyzer):
+    files = _inputs(tmp_path, ["a.jpg", "b.jpg", "c.jpg"])
+    out = tmp_path / "t.parquet"
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(files, SPEC, out=out, analyzer=analyzer, progress=_interrupt_after(2))
+    parts = sorted((tmp_path / "t.parquet.parts").glob("*.parquet"))
+    assert len(parts) == 2 and not out.exists()
+    parts[1].write_bytes(parts[1].read_bytes()[:300])  # a part cut short (e.g. a crash before the disk sync)
+    res = run_batch(files, SPEC, out=out, resume=True, analyzer=analyzer)
+    assert len(res.skipped) == 1 and len(res.analysed) == 2
+    df = read_table(out)
+    assert df["input"].tolist() == [str(p) for p in files] and df["success"].eq(1).all()
+
+
+def test_failed_inputs_are_retried_not_faceless_ones(tmp_path, analyzer):
+    d = tmp_path / "in"
+    files = _inputs(tmp_path, ["face.jpg"])
+    broken, empty = d / "broken.jpg", d / "sky.jpg"
+    broken.write_bytes(b"\xff\xd8 not a jpeg")
+    shutil.copy(sample("free-mountain-vector-01.jpg"), empty)
+    files += [broken, empty]
+    for ext in (".csv", ".parquet", ".json"):
+        out = tmp_path / f"t{ext}"
+        broken.write_bytes(b"\xff\xd8 not a jpeg")
+        first = run_batch(files, SPEC, out=out, analyzer=analyzer)
+        assert first.failed == [str(broken)]
+        shutil.copy(sample("single_face.jpg"), broken)  # fixed in the meantime
+        res = run_batch(files, SPEC, out=out, resume=True, analyzer=analyzer)
+        assert res.analysed == [str(broken)] and res.skipped == [str(files[0]), str(empty)]
+        df = read_table(out)
+        assert df["input"].tolist() == [str(p) for p in files]  # input order kept
+        assert df["success"].tolist() == [1, 1, 0] and df["error"].iloc[2] == "no face detected"
+
+
+def test_same_input_twice_is_analysed_once(tmp_path, analyzer):
+    files = _inputs(tmp_path, ["a.jpg", "b.jpg"])
+    res = run_batch([files[0], files[1], files[0], Path(str(files[0]).replace("/in/", "/in/./"))], SPEC,
+                    out=tmp_path / "t.csv", analyzer=analyzer)
+    assert res.analysed == [str(files[0]), str(files[1])] and len(res.duplicates) == 2
+    assert read_table(tmp_path / "t.csv")["input"].tolist() == [str(files[0]), str(files[1])]
+
+
+def test_same_names_in_other_folders_get_distinct_outputs(tmp_path, analyzer):
+    root = tmp_path / "in"
+    for sub in ("x", "y", "a.jpg.csv"):
+        (root / sub).mkdir(parents=True)
+    files = [root / "x" / "a.jpg", root / "y" / "a.jpg", root / "x" / "a.png", root / "a.jpg",
+             root / "a.jpg.csv" / "b.jpg"]  # the last one's folder is the per-input table of root/a.jpg
+    for p in files:
+        shutil.copy(sample("single_face.jpg"), p)
+    ov, per = tmp_path / "ov", tmp_path / "per"
+    res = run_batch(files, SPEC, per_input=per, overlay=ov, analyzer=analyzer)
+    assert not res.warnings
+    overlays = sorted(p.relative_to(ov).as_posix() for p in ov.rglob("*.png"))
+    assert len(overlays) == 5 and "y/a_overlay.png" in overlays, overlays
+    tables = sorted(per.rglob("*.csv"))
+    tables = [t for t in tables if t.is_file()]
+    assert len(tables) == 5
+    assert sorted(read_table(t)["input"].iloc[0] for t in tables) == sorted(str(p) for p in files)
+
+
+def test_unwritable_overlay_keeps_the_rows(tmp_path, analyzer):
+    files = _inputs(tmp_path, ["a.jpg"])
+    clip = tmp_path / "in" / "clip.mp4"
+    shutil.copy(sample("single_face.mp4"), clip)
+    blocker = tmp_path / "ov"
+    blocker.write_text("a file where the overlay folder should be")
+    res = run_batch(files + [clip], SPEC, out=tmp_path / "t.csv", overlay=blocker, video_options=VIDEO,
+                    analyzer=analyzer)
+    df = read_table(tmp_path / "t.csv")
+    assert df["success"].eq(1).all() and len(df) == 5  # 1 image row + 4 video frames
+    assert len(res.warnings) == 2 and all("overlay not written" in w for w in res.warnings)
+    # a single video's overlay file with an extension FFmpeg cannot write: rows kept, warning given
+    res = run_batch([clip], SPEC, out=tmp_path / "v.csv", overlay=tmp_path / "o.flv" / "x" / "bad.wmv",
+                    video_options=VIDEO, analyzer=analyzer)
+    assert len(read_table(tmp_path / "v.csv")) == 4
+    r = runner.invoke(app, ["analyze", str(files[0]), str(clip), "-o", str(tmp_path / "c.csv"), "--overlay",
+                            str(blocker), "--emotion-model", "none", "--every", "6", "--max-frames", "4"])
+    assert r.exit_code == 0 and r.output.count("warning:") == 2
+
+
+def test_video_rows_come_in_chunks_as_they_are_produced(analyzer):
+    path = sample("single_face.mp4")
+    # threaded=False: the models run at each batch of 16 faces, so chunk boundaries are deterministic
+    chunks = list(iter_video_rows(analyzer, path, every=2, chunk_rows=8, threaded=False))
+    assert [len(c) for c in chunks] == [16, 16, 4]
+    rows = [r for c in chunks for r in c]
+    assert [r["frame"] for r in rows] == list(range(0, 72, 2))
+    whole = analyze_video_rows(analyzer, path, every=2)
+    assert [r["AU12_r"] for r in rows] == [r["AU12_r"] for r in whole]
+
+
+def test_interrupted_video_keeps_rows_and_is_redone(tmp_path, analyzer, monkeypatch):
+    clip = tmp_path / "clip.mp4"
+    shutil.copy(sample("single_face.mp4"), clip)
+    out = tmp_path / "t.csv"
+    import aulib.video as video
+
+    original = video.iter_video_rows
+
+    def stop_midway(*a, **k):
+        for n, chunk in enumerate(original(*a, **{**k, "chunk_rows": 8})):
+            yield chunk
+            if n == 1:
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr(video, "iter_video_rows", stop_midway)
+    with pytest.raises(KeyboardInterrupt):
+        run_batch([clip], SPEC, out=out, video_options={"every": 2, "threaded": False}, analyzer=analyzer)
+    assert len(read_table(out)) == 32  # two chunks were on disk before the interruption
+    monkeypatch.setattr(video, "iter_video_rows", original)
+    res = run_batch([clip], SPEC, out=out, resume=True, video_options={"every": 2}, analyzer=analyzer)
+    assert res.analysed == [str(clip)]
+    assert read_table(out)["frame"].tolist() == list(range(0, 72, 2))
+
+
+def test_combined_sink_starts_fresh_without_resume(tmp_path):
+    out = tmp_path / "t.csv"
+    out.write_text("old,table\n1,2\n")
+    sink = CombinedSink(out, resume=False)
+    assert not out.exists() and sink.done == set()
