@@ -269,3 +269,16 @@ def test_combined_sink_starts_fresh_without_resume(tmp_path):
     out.write_text("old,table\n1,2\n")
     sink = CombinedSink(out, resume=False)
     assert not out.exists() and sink.done == set()
+
+
+def test_faces_overlays_of_same_named_inputs_are_distinct(tmp_path):
+    from aulib.faces_table import faces_table
+
+    files = []
+    for sub in ("x", "y"):
+        (tmp_path / "in" / sub).mkdir(parents=True)
+        files.append(tmp_path / "in" / sub / "face.jpg")
+        shutil.copy(sample("single_face.jpg"), files[-1])
+    faces_table(files, overlay=tmp_path / "ov")
+    assert sorted(p.relative_to(tmp_path / "ov").as_posix() for p in (tmp_path / "ov").rglob("*.png")) == \
+        ["x/face_faces.png", "y/face_faces.png"]

@@ -11,6 +11,7 @@ import pandas as pd
 
 from aulib.face import Face, FacePipeline
 from aulib.io import ImageReadError, read_image
+from aulib.output import output_paths
 from aulib.results import FACE_COLUMNS, empty_row, face_rows, to_frame
 
 
@@ -38,7 +39,10 @@ def faces_table(files: list[Path], cropped: bool = False, detector: str = "retin
     """One row per face of each file; unreadable files get a ``success=0`` row naming the problem."""
     fp = FacePipeline(detector=detector, features=False)
     rows: list[dict] = []
-    for p in files:
+    # overlay/<input's folder below the inputs' common parent>/<stem>_faces.png, distinct per input
+    targets = output_paths(files, overlay, lambda n: f"{Path(n).stem}_faces.png", text_names=True) \
+        if overlay is not None else [None] * len(files)
+    for p, target in zip(files, targets):
         try:
             img = read_image(p)
         except ImageReadError as e:
@@ -46,9 +50,9 @@ def faces_table(files: list[Path], cropped: bool = False, detector: str = "retin
         else:
             found = [fp.cropped(img)] if cropped else fp(img)
             rows.extend(face_rows(found, str(p)))
-            if overlay is not None:
-                overlay.mkdir(parents=True, exist_ok=True)
-                cv2.imwrite(str(overlay / f"{p.stem}_faces.png"), draw_faces(img, found)[:, :, ::-1])
+            if target is not None:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                cv2.imwrite(str(target), draw_faces(img, found)[:, :, ::-1])
         if on_done:
             on_done(p)
     return to_frame(rows, FACE_COLUMNS)
