@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from aulib.batch import AnalyzerSpec, run_batch
 from aulib.cli import app
 from aulib.io import expand_inputs
-from aulib.output import read_table
+from aulib.table import read_table
 
 from .conftest import sample
 
@@ -79,14 +79,14 @@ def test_interrupted_run_keeps_finished_inputs_and_resumes(folder, tmp_path, ana
 
 def test_a_failing_input_does_not_stop_the_batch(folder, analyzer, monkeypatch, tmp_path):
     files = expand_inputs([folder])
-    original = analyzer.analyze_image
+    original = analyzer.iter_tables
 
     def flaky(path, *a, **k):
         if path.name == "a.jpg":
             raise RuntimeError("boom")
         return original(path, *a, **k)
 
-    monkeypatch.setattr(analyzer, "analyze_image", flaky)
+    monkeypatch.setattr(analyzer, "iter_tables", flaky)
     res = run_batch(files, SPEC, out=tmp_path / "x.csv", video_options=VIDEO, analyzer=analyzer)
     df = read_table(tmp_path / "x.csv")
     bad = df[df.input.str.endswith("a.jpg")]

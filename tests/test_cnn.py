@@ -274,8 +274,8 @@ def test_multitask_applies_the_thresholds_its_manifest_entry_records(aligned_sam
 
 def test_manifest_thresholds_and_class_order_are_validated() -> None:
     from aulib.cnn.inference import au_thresholds, emotion_classes
+    from aulib.face.record import EMOTIONS
     from aulib.models import ModelFileError
-    from aulib.results import EMOTIONS
 
     aus = {"aus": [1, 2, 4]}
     np.testing.assert_allclose(au_thresholds({**aus, "au_threshold": 0.4}, "m"), [0.4] * 3)

@@ -20,8 +20,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from aulib.batch import AnalyzerSpec, run_batch
-from aulib.output import read_table
-from aulib.results import table_text, text_path
+from aulib.table import read_table, table_text, text_path
 
 from .conftest import sample
 

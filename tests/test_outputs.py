@@ -15,8 +15,7 @@ from typer.testing import CliRunner
 
 from aulib.batch import AnalyzerSpec, CombinedSink, run_batch
 from aulib.cli import app
-from aulib.output import read_table
-from aulib.results import table_text, text_path
+from aulib.table import read_table, table_text, text_path
 from aulib.video import analyze_video_rows, iter_video_rows
 
 from .conftest import sample

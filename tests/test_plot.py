@@ -8,9 +8,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from aulib.cli import app
-from aulib.output import write_table
+from aulib.face.record import EMOTIONS
 from aulib.plot import plot_table
-from aulib.results import EMOTIONS, columns, to_frame
+from aulib.table import columns, to_frame, write_table
 
 from .conftest import sample
 

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from aulib.face.hog import HogExtractor
-from aulib.results import to_frame
-from aulib.track import FaceTracker
+from aulib.table import to_frame
 from aulib.video import FrameReader, NeutralCalibrator, analyze_video_rows, upright
+from aulib.video.track import FaceTracker
 
 from .conftest import sample
 

@@ -30,7 +30,7 @@ Design choices, and why:
 * **Inputs given twice** (the same path twice, or a file and its folder) are analysed once, at
   their first position, and reported in :attr:`BatchResult.duplicates`.
 * **File names**: any bytes Linux allows. The table stores them through
-  :func:`aulib.results.table_text` (undecodable bytes as ``\\xNN``, backslashes doubled), the
+  :func:`aulib.table.table_text` (undecodable bytes as ``\\xNN``, backslashes doubled), the
   same in every format, the logs and the metadata; overlays get such names too, since OpenCV and
   FFmpeg take only UTF-8 paths.
 * **One failing input never stops the batch**: it gets a ``success=0`` row naming the error.
@@ -52,17 +52,20 @@ import hashlib
 import json
 import os
 import shutil
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from aulib.io import VIDEO_EXTENSIONS, is_video
-from aulib.output import TableAppender, output_paths, read_table, table_columns, table_format
-from aulib.results import empty_row, table_text, to_frame
+from aulib.table import TableAppender, empty_row, read_table, table_columns, table_format, table_text, to_frame
+
+if TYPE_CHECKING:
+    from aulib.analyzer import Analyzer
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,7 @@ class AnalyzerSpec:
     emotion_model: str = "cnn"
     cropped: bool = False
 
-    def build(self) -> Any:
+    def build(self) -> Analyzer:
         from aulib.analyzer import Analyzer
 
         return Analyzer(detector=self.detector, emotion_model=self.emotion_model,  # type: ignore[arg-type]
@@ -85,7 +88,7 @@ class BatchResult:
     """What a run did. ``table``: this run's rows (empty when ``keep_table=False``); ``rows``:
     how many rows were written; ``failed``: inputs whose rows are all read/analysis failures;
     ``duplicates``: inputs given more than once (analysed once); ``warnings``: e.g. overlays that
-    could not be written. Names are in table text (:func:`aulib.results.table_text`)."""
+    could not be written. Names are in table text (:func:`aulib.table.table_text`)."""
 
     table: pd.DataFrame
     analysed: list[str] = field(default_factory=list)
@@ -94,6 +97,41 @@ class BatchResult:
     duplicates: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     rows: int = 0
+
+
+# ---------------------------------------------------------------------------------- output names
+def output_paths(files: list[Path], root: Path, name: Callable[[str], str], text_names: bool = False) -> list[Path]:
+    """One distinct path under ``root`` per input: the inputs' folders below their common parent
+    are mirrored and ``name(file name)`` gives the file name.
+
+    Two inputs that would still share a path (``a.jpg`` and ``a.png`` → ``a_overlay.png``, or one
+    input's path being a folder on another's) both get a short hash of their full path before the
+    extension, so no output overwrites another. ``text_names``: file and folder names in the
+    table-text form (:func:`aulib.table.table_text`), for writers (OpenCV, FFmpeg) that only take
+    valid UTF-8 paths. Folders are compared lexically (``os.path.abspath``): two symlinks to one
+    file are two inputs with two outputs.
+    """
+    if not files:
+        return []
+    absolute = [os.path.abspath(p) for p in files]
+    base = os.path.commonpath([os.path.dirname(a) for a in absolute])
+    out: list[Path] = []
+    for a in absolute:
+        rel = os.path.relpath(os.path.dirname(a), base)
+        rel_dir = "" if rel == "." else rel
+        fname = name(os.path.basename(a))
+        if text_names:
+            rel_dir, fname = table_text(rel_dir), table_text(fname)
+        out.append(root / rel_dir / fname)
+    keys = [str(p) for p in out]
+    count = Counter(keys)
+    parents = {str(q) for p in out for q in p.parents}
+    for i, k in enumerate(keys):
+        if count[k] > 1 or k in parents:
+            digest = hashlib.sha1(os.fsencode(absolute[i])).hexdigest()[:8]
+            p = out[i]
+            out[i] = p.with_name(f"{p.stem}-{digest}{p.suffix}") if p.suffix else p.with_name(f"{p.name}-{digest}")
+    return out
 
 
 # ---------------------------------------------------------------------------------- one input
@@ -106,7 +144,7 @@ def overlay_path(overlay: Path | None, path: Path, single_video: bool) -> Path |
 def overlay_paths(overlay: Path | None, files: list[Path]) -> list[Path | None]:
     """Annotated copies: ``overlay`` itself if it names a video file and the only input is a video,
     else ``overlay/<input's folder below the inputs' common parent>/<stem>_overlay.mp4|png``
-    (distinct for every input, see :func:`aulib.output.output_paths`)."""
+    (distinct for every input, see :func:`output_paths`)."""
     if overlay is None:
         return [None] * len(files)
     if overlay.suffix.lower() in VIDEO_EXTENSIONS:
@@ -139,9 +177,9 @@ def _failed_row(path: Path, e: BaseException, columns: list[str], where: str = "
     return to_frame([empty_row(name, f"{name}: analysis failed{where} ({type(e).__name__}: {e})")], columns)
 
 
-def _input_rows(analyzer: Any, path: Path, video_options: dict, overlay: Path | None,
-                warn: Callable[[str], None]) -> Iterator[list[dict]]:
-    """Row lists of one input as they come (a video in chunks); overlay trouble goes to ``warn``."""
+def _tables(analyzer: Analyzer, path: Path, video_options: dict, overlay: Path | None,
+            warn: Callable[[str], None]) -> Iterator[pd.DataFrame]:
+    """Tables of one input as they come (a video in chunks); overlay trouble goes to ``warn``."""
     if overlay is not None:
         try:
             overlay.parent.mkdir(parents=True, exist_ok=True)
@@ -151,43 +189,38 @@ def _input_rows(analyzer: Any, path: Path, video_options: dict, overlay: Path | 
             warn(f"{table_text(str(overlay))}: overlay not written ({e})")
             overlay = None
     if is_video(path):
-        from aulib.video import iter_video_rows
-
         stats: dict = {}
-        yield from iter_video_rows(analyzer, path, overlay=overlay, stats=stats, **video_options)
+        yield from analyzer.iter_tables(path, overlay=overlay, stats=stats, **video_options)
         if stats.get("overlay_error"):
             warn(table_text(stats["overlay_error"]))
         return
     try:
-        rows = analyzer.analyze_path(path, overlay=overlay)
+        parts = list(analyzer.iter_tables(path, overlay=overlay))
     except Exception as e:
         if overlay is None:
             raise
         warn(f"{table_text(str(overlay))}: overlay not written ({type(e).__name__}: {e})")
-        rows = analyzer.analyze_path(path)
-    else:
-        if overlay is not None and not overlay.exists() and any(r.get("success") for r in rows):
-            warn(f"{table_text(str(overlay))}: overlay not written")
-    yield rows
+        parts = list(analyzer.iter_tables(path))
+    yield from parts
 
 
-def iter_input(analyzer: Any, path: Path, video_options: dict | None = None, overlay: Path | None = None,
+def iter_input(analyzer: Analyzer, path: Path, video_options: dict | None = None, overlay: Path | None = None,
                warn: Callable[[str], None] | None = None) -> Iterator[pd.DataFrame]:
     """Tables of one image or video, chunk by chunk; a failure becomes a last ``success=0`` row
     (``... analysis failed ...``), never an exception (KeyboardInterrupt still stops)."""
-    it = _input_rows(analyzer, path, dict(video_options or {}), overlay, warn or (lambda _: None))
+    it = _tables(analyzer, path, dict(video_options or {}), overlay, warn or (lambda _: None))
     while True:
         try:
-            rows = next(it)
+            df = next(it)
         except StopIteration:
             return
         except Exception as e:  # one broken input must not cost the others their results
             yield _failed_row(path, e, analyzer.columns)
             return
-        yield to_frame(rows, analyzer.columns)
+        yield df
 
 
-def analyze_input(analyzer: Any, path: Path, video_options: dict | None = None,
+def analyze_input(analyzer: Analyzer, path: Path, video_options: dict | None = None,
                   overlay: Path | None = None) -> pd.DataFrame:
     """Table of one image or video; any failure becomes a ``success=0`` row, never an exception."""
     parts = list(iter_input(analyzer, path, video_options, overlay))
@@ -465,7 +498,7 @@ def _row_groups(path: Path) -> Iterator[Any]:
 
 class PerInputSink:
     """One file per input under ``root``, mirroring the inputs' folders below their common parent
-    (distinct even for inputs with the same name, see :func:`aulib.output.output_paths`)."""
+    (distinct even for inputs with the same name, see :func:`output_paths`)."""
 
     def __init__(self, root: Path, fmt: str, files: list[Path], resume: bool) -> None:
         self.root, self.fmt = root, fmt
@@ -518,10 +551,10 @@ class PerInputSink:
 
 
 # ---------------------------------------------------------------------------------- running
-_WORKER_ANALYZERS: dict[AnalyzerSpec, Any] = {}
+_WORKER_ANALYZERS: dict[AnalyzerSpec, Analyzer] = {}
 
 
-def _worker_analyzer(spec: AnalyzerSpec) -> Any:
+def _worker_analyzer(spec: AnalyzerSpec) -> Analyzer:
     """The Analyzer of this process for ``spec``, built on first use and then reused."""
     a = _WORKER_ANALYZERS.get(spec)
     if a is None:
@@ -538,7 +571,7 @@ def _dask_task(path: str, spec: dict, video_options: dict, overlay: str | None) 
     return (pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]), warnings
 
 
-def _serial(files: list[Path], analyzer: Any, video_options: dict, overlays: list[Path | None],
+def _serial(files: list[Path], analyzer: Analyzer, video_options: dict, overlays: list[Path | None],
             warn: Callable[[str], None]) -> Iterable[tuple[int, Iterable[pd.DataFrame]]]:
     for i, p in enumerate(files):
         yield i, iter_input(analyzer, p, video_options, overlays[i], warn)
@@ -605,7 +638,7 @@ def run_batch(
     files: list[Path], spec: AnalyzerSpec | None = None, out: Path | None = None, per_input: Path | None = None,
     per_input_format: str = "csv", resume: bool = False, dask: bool = False, scheduler: str | None = None,
     workers: int | None = None, overlay: Path | None = None, video_options: dict | None = None,
-    progress: Callable[[Path], None] | None = None, analyzer: Any = None, keep_table: bool = True,
+    progress: Callable[[Path], None] | None = None, analyzer: Analyzer | None = None, keep_table: bool = True,
 ) -> BatchResult:
     """Analyse ``files`` (already expanded), writing rows to the sinks as they are produced.
 
@@ -641,7 +674,7 @@ def run_batch(
 
 def _run(files: list[Path], spec: AnalyzerSpec, out: Path | None, per_input: Path | None, per_input_format: str,
          resume: bool, dask: bool, scheduler: str | None, workers: int | None, overlay: Path | None,
-         video_options: dict, progress: Callable[[Path], None] | None, analyzer: Any, keep_table: bool,
+         video_options: dict, progress: Callable[[Path], None] | None, analyzer: Analyzer | None, keep_table: bool,
          columns: list[str], duplicates: list[str]) -> BatchResult:
     combined = CombinedSink(out, resume) if out is not None else None
     per = PerInputSink(per_input, per_input_format, files, resume) if per_input is not None else None

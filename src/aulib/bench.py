@@ -21,7 +21,10 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from aulib.analyzer import Analyzer
 
 STAGES = ["decode", "detect", "landmarks", "align+mask", "HOG", "CNN", "AU models", "other"]
 
@@ -44,7 +47,7 @@ class _Timed:
         return getattr(self._fn, name)
 
 
-def _instrument(analyzer: Any, acc: dict[str, float], calls: dict[str, int]) -> Callable[[], None]:
+def _instrument(analyzer: Analyzer, acc: dict[str, float], calls: dict[str, int]) -> Callable[[], None]:
     """Wrap the analyzer's stage objects in timers; returns a function that restores them."""
     p = analyzer.pipeline
     saved: list[tuple[Any, str, Any, bool]] = []
@@ -61,10 +64,9 @@ def _instrument(analyzer: Any, acc: dict[str, float], calls: dict[str, int]) -> 
     wrap(p, "aligner", "align+mask")
     wrap(p, "masker", "align+mask")
     wrap(p, "hog", "HOG")
-    for net in {id(m): m for m in (getattr(analyzer, "embedder", None), getattr(analyzer, "cnn", None))
-                if m is not None}.values():
+    for net in {id(m): m for m in (analyzer.features.embedder, analyzer.cnn) if m is not None}.values():
         wrap(net, "_run", "CNN")
-    wrap(analyzer.occurrence, "predict", "AU models")
+    wrap(analyzer.occurrence, "decision_function", "AU models")
     wrap(analyzer.intensity, "predict", "AU models")
 
     def restore() -> None:

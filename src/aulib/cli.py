@@ -140,7 +140,7 @@ def _data_dir(data: Path, *needed: str) -> Path:
 def _inputs(paths: list[Path], out: Path | None) -> list[Path]:
     """Check the output format before any work, then expand folders; usage errors exit 2."""
     from aulib.io import expand_inputs
-    from aulib.output import table_format
+    from aulib.table import table_format
 
     if out is not None:
         try:
@@ -164,14 +164,15 @@ def faces(
     """Detect faces and 68 landmarks: one row per face (input, face, success, error, face box and score,
     x_0..x_67, y_0..y_67)."""
     from aulib.faces_table import faces_table
-    from aulib.output import write_table
+    from aulib.table import write_table
 
     _check_names(detector=detector)
     files = _inputs(paths, out)
     with _progress(len(files)) as prog:
         task = prog.add_task("faces", total=len(files))
         df = faces_table(files, cropped=cropped, detector=detector, overlay=overlay,
-                         on_done=lambda _: prog.advance(task))
+                         on_done=lambda _: prog.advance(task),
+                         warn=lambda m: err.print(f"[yellow]warning:[/yellow] {escape(m)}"))
     if out is not None:
         write_table(df, out)
         err.print(f"wrote {len(df)} rows to {escape(str(out))}")
@@ -214,8 +215,7 @@ def analyze(
     from rich.markup import escape
 
     from aulib.batch import AnalyzerSpec, run_batch
-    from aulib.output import report, table_format
-    from aulib.results import table_text
+    from aulib.table import report, table_format, table_text
 
     files = _inputs(paths, out)
     if calibrate_mode not in ("video", "running"):
@@ -301,7 +301,7 @@ def plot(
 def demo() -> None:
     """Analyse the face photo shipped inside the package and print the per-face report."""
     from aulib.analyzer import Analyzer
-    from aulib.output import report
+    from aulib.table import report
 
     sample = Path(__file__).resolve().parent / "data" / "sample_face.jpg"
     typer.echo(report(Analyzer().analyze(sample)))

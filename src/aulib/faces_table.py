@@ -6,37 +6,23 @@ from collections.abc import Callable
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pandas as pd
 
-from aulib.face import Face, FacePipeline
+from aulib.batch import output_paths
+from aulib.draw import draw_faces
+from aulib.face import FacePipeline
 from aulib.io import ImageReadError, read_image
-from aulib.output import output_paths
-from aulib.results import FACE_COLUMNS, empty_row, face_rows, to_frame
-
-
-def draw_faces(image: np.ndarray, faces: list[Face], labels: list[str] | None = None) -> np.ndarray:
-    """Copy of an RGB image with boxes, landmark points and their indices drawn on it."""
-    out = image.copy()
-    scale = max(1.0, max(image.shape[:2]) / 800)
-    for n, f in enumerate(faces):
-        x, y, w, h = (int(round(v)) for v in f.box)
-        color = (0, 200, 0) if f.success else (220, 0, 0)
-        cv2.rectangle(out, (x, y), (x + w, y + h), color, max(1, int(2 * scale)))
-        text = labels[n] if labels else f"face {n}"
-        cv2.putText(out, text, (x, max(12, y - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.5 * scale, color, max(1, int(scale)))
-        if f.landmarks is not None:
-            for i, (px, py) in enumerate(f.landmarks):
-                cv2.circle(out, (int(px), int(py)), max(1, int(2 * scale)), (255, 60, 60), -1)
-                if w >= 150:
-                    cv2.putText(out, str(i), (int(px) + 2, int(py) - 2), cv2.FONT_HERSHEY_PLAIN,
-                                0.6 * scale, (255, 255, 0), 1)
-    return out
+from aulib.table import FACE_COLUMNS, empty_row, face_rows, table_text, to_frame
 
 
 def faces_table(files: list[Path], cropped: bool = False, detector: str = "retinaface",
-                overlay: Path | None = None, on_done: Callable[[Path], None] | None = None) -> pd.DataFrame:
-    """One row per face of each file; unreadable files get a ``success=0`` row naming the problem."""
+                overlay: Path | None = None, on_done: Callable[[Path], None] | None = None,
+                warn: Callable[[str], None] | None = None) -> pd.DataFrame:
+    """One row per face of each file; unreadable files get a ``success=0`` row naming the problem.
+
+    ``overlay``: a folder for annotated copies (boxes, numbered landmarks), one distinct file per
+    input; one that cannot be written is reported through ``warn`` and its rows are kept.
+    """
     fp = FacePipeline(detector=detector, features=False)
     rows: list[dict] = []
     # overlay/<input's folder below the inputs' common parent>/<stem>_faces.png, distinct per input
@@ -51,8 +37,15 @@ def faces_table(files: list[Path], cropped: bool = False, detector: str = "retin
             found = [fp.cropped(img)] if cropped else fp(img)
             rows.extend(face_rows(found, str(p)))
             if target is not None:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                cv2.imwrite(str(target), draw_faces(img, found)[:, :, ::-1])
+                try:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    written = cv2.imwrite(str(target), draw_faces(img, found, numbers=True)[:, :, ::-1])
+                except (OSError, cv2.error) as e:
+                    written, why = False, f"{type(e).__name__}: {e}"
+                else:
+                    why = "OpenCV could not write it"
+                if not written and warn is not None:
+                    warn(f"{table_text(str(target))}: overlay not written ({why})")
         if on_done:
             on_done(p)
     return to_frame(rows, FACE_COLUMNS)

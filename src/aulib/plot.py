@@ -14,15 +14,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from aulib import table
+
 MAX_FACES = 4  # panels stay readable; pick others with --face
 
 
-def _cols(df: pd.DataFrame) -> tuple[list[str], list[str], str]:
-    aus = [c for c in df.columns if c.startswith("AU") and c.endswith("_r")]
-    emo = [c for c in df.columns if c.startswith("p_")]
-    if emo and df[emo].notna().any().any():
-        return aus, emo, "emotion probability"
-    return aus, [c for c in df.columns if c.startswith("rule_")], "% of prototype AUs"
+def _groups(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """AU intensities (columns ``AU01`` …) and emotion scores (columns = emotion names) with their
+    label: CNN probabilities when the table has them, else the rule percentages."""
+    emo = table.emotion_probs(df)
+    if len(emo.columns) and emo.notna().any().any():
+        return table.au_intensity(df), emo, "emotion probability"
+    return table.au_intensity(df), table.rule_scores(df), "% of prototype AUs"
 
 
 def select(df: pd.DataFrame, input_name: str | None = None, face: int | None = None) -> pd.DataFrame:
@@ -44,7 +47,7 @@ def figure(df: pd.DataFrame, input_name: str | None = None, face: int | None = N
     from matplotlib.figure import Figure
 
     sub = select(df, input_name, face)
-    aus, emo, emo_label = _cols(sub)
+    _, _, emo_label = _groups(sub)
     faces = sorted(sub["face"].unique())[:MAX_FACES]
     video = sub["frame"].nunique() > 1
     title = Path(str(sub["input"].iloc[0])).name
@@ -57,33 +60,36 @@ def figure(df: pd.DataFrame, input_name: str | None = None, face: int | None = N
         for n, fid in enumerate(faces):
             f = sub[sub["face"] == fid].sort_values("timestamp")
             t = f["timestamp"].to_numpy()
+            aus, emo, _ = _groups(f)
             top, bottom = axes[2 * n], axes[2 * n + 1]
-            cmap = _colors(len(aus))
-            for k, c in enumerate(aus):
-                top.plot(t, f[c].to_numpy(), lw=1.2, color=cmap[k], label=c[:-2])
+            cmap = _colors(len(aus.columns))
+            for k, c in enumerate(aus.columns):
+                top.plot(t, aus[c].to_numpy(float), lw=1.2, color=cmap[k], label=c)
             top.set_ylabel("AU intensity (0–5)")
-            top.set_ylim(0, max(1.0, float(np.nanmax(f[aus].to_numpy())) * 1.1) if aus else 1)
+            top.set_ylim(0, max(1.0, float(np.nanmax(aus.to_numpy(float))) * 1.1) if len(aus.columns) else 1)
             top.set_title(f"{title} — face {fid}")
             top.legend(ncol=9, fontsize=7, loc="upper left")
-            cm2 = _colors(len(emo))
-            for k, c in enumerate(emo):
-                bottom.plot(t, f[c].to_numpy(), lw=1.2, color=cm2[k], label=c.split("_", 1)[1])
+            cm2 = _colors(len(emo.columns))
+            for k, c in enumerate(emo.columns):
+                bottom.plot(t, emo[c].to_numpy(float), lw=1.2, color=cm2[k], label=c)
             bottom.set_ylabel(emo_label)
             bottom.legend(ncol=8, fontsize=7, loc="upper left")
         axes[-1].set_xlabel("time (s)")
     else:
         axes = fig.subplots(len(faces), 2, squeeze=False, width_ratios=[2, 1])
         for n, fid in enumerate(faces):
-            r = sub[sub["face"] == fid].iloc[0]
+            r = sub[sub["face"] == fid].iloc[[0]]
+            aus, emo, _ = _groups(r)
+            occ = table.au_occurrence(r).reindex(columns=aus.columns)
             a, b = axes[n]
-            vals = r[aus].astype(float).to_numpy()
-            occ = [r.get(c[:-2] + "_c") == 1 for c in aus]
-            a.bar([c[:-2] for c in aus], vals, color=["tab:red" if o else "tab:gray" for o in occ])
+            present = [bool(v == 1) for v in occ.iloc[0].tolist()]
+            a.bar(list(aus.columns), aus.iloc[0].to_numpy(float),
+                  color=["tab:red" if o else "tab:gray" for o in present])
             a.set_ylim(0, 5)
             a.set_ylabel("AU intensity (red: present)")
             a.set_title(f"{title} — face {fid}")
             a.tick_params(axis="x", labelrotation=60, labelsize=8)
-            b.barh([c.split("_", 1)[1] for c in emo], r[emo].astype(float).to_numpy(), color="tab:blue")
+            b.barh(list(emo.columns), emo.iloc[0].to_numpy(float), color="tab:blue")
             b.set_xlabel(emo_label)
             b.invert_yaxis()
     return fig
@@ -96,7 +102,7 @@ def _colors(n: int) -> list:
     return [cmap(i % 20) for i in range(n)]
 
 
-REQUIRED = ("input", "frame", "timestamp", "face", "success")
+REQUIRED = table.ID_COLUMNS[:5]
 
 
 def check_table(df: pd.DataFrame, name: str) -> pd.DataFrame:
@@ -107,23 +113,24 @@ def check_table(df: pd.DataFrame, name: str) -> pd.DataFrame:
         shown = ", ".join(map(str, list(df.columns)[:6])) + (" …" if len(df.columns) > 6 else "")
         raise ValueError(f"{name}: not a table written by aulib analyze (no {', '.join(missing)} column; "
                          f"it has: {shown or 'no columns'})")
-    aus, emo, _ = _cols(df)
-    if not aus and not emo:
+    aus, emo, _ = _groups(df)
+    if not len(aus.columns) and not len(emo.columns):
         raise ValueError(f"{name}: has no AUxx_r, p_* or rule_* columns to plot (a table from aulib faces?)")
-    for c in ("success", "face", "frame", "timestamp", *aus, *emo):
-        if not pd.api.types.is_numeric_dtype(df[c]) and not df[c].isna().all():
-            raise ValueError(f"{name}: column {c!r} is not numeric — not a table written by aulib analyze")
+    for label, col in [(c, df[c]) for c in ("success", "face", "frame", "timestamp")] + \
+            [(f"{c} intensity", aus[c]) for c in aus.columns] + [(f"{c} score", emo[c]) for c in emo.columns]:
+        if not pd.api.types.is_numeric_dtype(col) and not col.isna().all():
+            raise ValueError(f"{name}: column {label!r} is not numeric — not a table written by aulib analyze")
     return df
 
 
-def _read(table: str | Path) -> pd.DataFrame:
+def _read(source: str | Path) -> pd.DataFrame:
     """Read a table file; any parser failure (garbage bytes, a foreign format) becomes one ValueError
     naming the file. Parsers raise many types (pandas, pyarrow, json, UnicodeDecodeError), hence the
     broad except around the call alone."""
     from aulib.io import check_regular_file
-    from aulib.output import read_table, table_format
+    from aulib.table import read_table, table_format
 
-    path = check_regular_file(table, ValueError)
+    path = check_regular_file(source, ValueError)
     fmt = table_format(path)
     try:
         return read_table(path)
@@ -132,7 +139,7 @@ def _read(table: str | Path) -> pd.DataFrame:
         raise ValueError(f"{path}: cannot read as a {fmt} table ({detail})") from None
 
 
-def plot_table(table: str | Path | pd.DataFrame, out: str | Path, input_name: str | None = None,
+def plot_table(source: str | Path | pd.DataFrame, out: str | Path, input_name: str | None = None,
                face: int | None = None) -> Path:
     """Read an analysis table (path or DataFrame) and save its plot to ``out`` (format by extension).
 
@@ -145,8 +152,8 @@ def plot_table(table: str | Path | pd.DataFrame, out: str | Path, input_name: st
     formats = Figure().canvas.get_supported_filetypes()
     if out.suffix.lower().lstrip(".") not in formats:
         raise ValueError(f"{out}: unknown image format (use .png, .jpg, .pdf or .svg)")
-    name = "the table" if isinstance(table, pd.DataFrame) else str(table)
-    df = check_table(table if isinstance(table, pd.DataFrame) else _read(table), name)
+    name = "the table" if isinstance(source, pd.DataFrame) else str(source)
+    df = check_table(source if isinstance(source, pd.DataFrame) else _read(source), name)
     try:
         fig = figure(df, input_name, face)
     except (TypeError, KeyError) as e:

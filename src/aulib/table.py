@@ -10,12 +10,26 @@ batch never loses track of an input.
 Rows are built from :class:`~aulib.face.Face` records (:func:`face_rows`); front ends read tables
 back through the column-group helpers (:func:`au_intensity`, :func:`emotion_probs`,
 :func:`landmarks` …) instead of parsing column strings themselves.
+
+Files: CSV, Parquet and JSON lines (:func:`write_table`, :func:`read_table`, :class:`TableAppender`
+for chunks). Text in tables: the ``input`` and ``error`` columns are always valid Unicode. A file
+name that is not valid UTF-8 (Linux allows any bytes but ``/`` and NUL) is decoded by Python with
+``surrogateescape``; :func:`table_text` turns each such byte into ``\\xNN`` and doubles literal
+backslashes, so the text is reversible (:func:`text_path` gives the path back) and every format
+stores it unchanged. Readers never turn text into NaN: an input named ``NA``, ``None``, ``null``
+or ``nan`` stays that string, and newlines, quotes, commas or U+2028 inside a name survive (CSV
+quotes every text cell, JSON escapes them).
 """
 
 from __future__ import annotations
 
+import csv
+import json
+import os
 import re
 from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any
 
 import numpy as np
 import pandas as pd
@@ -114,15 +128,16 @@ def to_frame(rows: Sequence[dict], cols: Sequence[str]) -> pd.DataFrame:
 
     Built column-wise from one float matrix (a few ms per 1,000 rows): occurrences ``*_c`` are
     nullable integers (``<NA>`` for rows without a face), ``frame``/``face``/``success`` integers,
-    ``input``/``error`` strings, ``emotion`` a label or None.
+    ``input``/``error`` strings (through :func:`table_text`: valid Unicode whatever the file
+    name's bytes), ``emotion`` a label or None.
     """
     num = [c for c in cols if c not in TEXT_COLUMNS and c not in INT_COLUMNS]
     values = np.array([[r.get(c) for c in num] for r in rows], dtype=np.float64).reshape(len(rows), len(num))
     data: dict[str, object] = {c: values[:, j] for j, c in enumerate(num)}
     for c in INT_COLUMNS:
         data[c] = np.array([r.get(c) or 0 for r in rows], dtype=np.int64)
-    data["input"] = [str(r.get("input") or "") for r in rows]
-    data["error"] = [str(r.get("error") or "") for r in rows]
+    data["input"] = [table_text(str(r.get("input") or "")) for r in rows]
+    data["error"] = [table_text(str(r.get("error") or "")) for r in rows]
     if "emotion" in cols:
         data["emotion"] = pd.Series([r.get("emotion") for r in rows], dtype=object)
     df = pd.DataFrame({c: data[c] for c in cols}, index=pd.RangeIndex(len(rows)))
@@ -137,6 +152,215 @@ def _finite(a: np.ndarray) -> np.ndarray:
     a = np.array(a, dtype=np.float64)
     a[~np.isfinite(a)] = np.nan
     return a
+
+
+# ---------------------------------------------------------------------------------- text in tables
+_ESCAPE = re.compile(r"[\\\ud800-\udfff]" if os.name != "nt" else r"[\ud800-\udfff]")
+_UNESCAPE = re.compile(r"\\(\\|x[0-9a-f]{2}|u[0-9a-f]{4})")
+
+
+def _escape(m: re.Match) -> str:
+    c = m.group()
+    if c == "\\":
+        return "\\\\"
+    o = ord(c)
+    return f"\\x{o - 0xDC00:02x}" if 0xDC80 <= o <= 0xDCFF else f"\\u{o:04x}"
+
+
+def table_text(text: str) -> str:
+    """Text as stored in a table's ``input``/``error`` columns: always valid Unicode, reversible.
+
+    Paths are str as Python decodes them (``os.fsdecode``: a byte that is not UTF-8 becomes a lone
+    surrogate U+DC80–U+DCFF, which UTF-8 writers and pyarrow refuse). Here such a byte is written
+    ``\\xNN`` (other lone surrogates ``\\uXXXX``) and, on POSIX, a literal backslash is doubled,
+    so every backslash in a table starts an escape and :func:`text_path` restores the exact name.
+    Names without backslashes or undecodable bytes (nearly all) are unchanged. On Windows, where
+    a backslash is the path separator, backslashes are left alone.
+    """
+    return _ESCAPE.sub(_escape, text) if _ESCAPE.search(text) else text
+
+
+def _unescape(m: re.Match) -> str:
+    code = m.group(1)
+    if code == "\\":
+        return "\\"
+    return chr(0xDC00 + int(code[1:], 16)) if code[0] == "x" else chr(int(code[1:], 16))
+
+
+def text_path(text: str) -> str:
+    """Inverse of :func:`table_text`: the path string (``os.fsencode`` gives the original bytes)."""
+    if os.name == "nt":
+        return re.sub(r"\\(x[0-9a-f]{2}|u[0-9a-f]{4})", _unescape, text)
+    return _UNESCAPE.sub(_unescape, text) if "\\" in text else text
+
+
+# ---------------------------------------------------------------------------------- files
+FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".json": "json", ".jsonl": "json"}
+
+
+def table_format(path: str | Path) -> str:
+    """``csv``, ``parquet`` or ``json`` from the file extension; ValueError for anything else."""
+    fmt = FORMATS.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise ValueError(f"{path}: unknown output format (use .csv, .parquet or .json)")
+    return fmt
+
+
+def write_table(df: pd.DataFrame, path: str | Path, fmt: str | None = None) -> Path:
+    """Write ``df`` in ``fmt`` (default: from the extension; JSON = one object per line)."""
+    path = Path(path)
+    fmt = fmt or table_format(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with TableAppender(path, fmt) as w:
+        w.append(df)
+    return path
+
+
+def _typed(df: pd.DataFrame) -> pd.DataFrame:
+    """Column types as :func:`to_frame` makes them (text columns never NaN)."""
+    for c in ("input", "error"):
+        if c in df.columns:
+            df[c] = df[c].fillna("").astype(str)
+    for c in INT_COLUMNS:
+        if c in df.columns and df[c].notna().all():
+            df[c] = df[c].astype("int64")
+    occ = [c for c in df.columns if c.endswith("_c")]
+    if occ:
+        df[occ] = df[occ].astype("float64").round().astype("Int64")
+    return df
+
+
+def _read_json_lines(path: Path) -> pd.DataFrame:
+    """JSON lines read record by record: no type guessing on text (``"1"`` stays a string)."""
+    records = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                records.append(json.loads(line))
+    df = pd.DataFrame.from_records(records) if records else pd.DataFrame()
+    for c in df.columns:
+        if c not in TEXT_COLUMNS and df[c].dtype == object:
+            df[c] = pd.to_numeric(df[c])
+    return df
+
+
+def read_table(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """Read a table written by :func:`write_table` or :class:`TableAppender` (``columns``: only those)."""
+    path = Path(path)
+    fmt = table_format(path)
+    if fmt == "csv":
+        text = {c: "str" for c in TEXT_COLUMNS}
+        # keep_default_na=False: only empty cells are missing, an input named "NA" or "null" is text
+        df = pd.read_csv(path, dtype=text, keep_default_na=False, na_values=[""], usecols=columns,
+                         encoding="utf-8")
+    elif fmt == "parquet":
+        with open(path, "rb") as f:  # a Python file: pyarrow takes only UTF-8 path strings
+            df = pd.read_parquet(f, columns=columns)
+    else:
+        df = _read_json_lines(path)
+        if columns is not None:
+            df = df[columns]
+    return _typed(df)
+
+
+def table_columns(path: str | Path) -> list[str]:
+    """Column names of an existing table, reading only its header / schema / first line."""
+    path = Path(path)
+    fmt = table_format(path)
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        with open(path, "rb") as f:
+            return [c for c in pq.read_schema(f).names if not c.startswith("__index")]
+    if fmt == "csv":
+        return list(pd.read_csv(path, nrows=0, encoding="utf-8").columns)
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                return list(json.loads(line))
+    return []
+
+
+class TableAppender:
+    """Append DataFrame chunks to one table file as they come, so long inputs need flat memory.
+
+    CSV and JSON lines are plain appends (header once for CSV). Parquet goes through one
+    :class:`pyarrow.parquet.ParquetWriter`: one row group per chunk, with a schema fixed by the
+    first chunk (text columns forced to string, so a chunk whose ``emotion`` is all missing does
+    not change it). :meth:`size` is the byte length of what was written so far (CSV/JSON),
+    which the batch runner records to cut off a torn append on ``--resume``. Files are opened by
+    Python (not by pandas/pyarrow), so any path the file system allows works.
+    """
+
+    def __init__(self, path: str | Path, fmt: str | None = None, mode: str = "w") -> None:
+        self.path = Path(path)
+        self.fmt = fmt or table_format(self.path)
+        self.mode = mode
+        self._f: IO[bytes] | None = None
+        self._pq: Any = None
+        self._fpq: Any = None
+        self._schema: Any = None
+        self.rows = 0
+
+    def __enter__(self) -> TableAppender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _text(self, df: pd.DataFrame, header: bool) -> bytes:
+        if self.fmt == "csv":
+            # every text cell quoted: a lone "\r" in a file name is not a line end to pandas' writer
+            # (its line terminator is "\n") but is one to every reader
+            text = df.to_csv(index=False, header=header, quoting=csv.QUOTE_NONNUMERIC)
+        else:
+            text = df.to_json(orient="records", lines=True, force_ascii=True, double_precision=15)
+        if text and not text.endswith("\n"):
+            text += "\n"
+        return text.encode("utf-8")
+
+    def append(self, df: pd.DataFrame) -> None:
+        """Write the rows of ``df`` (same columns for every chunk)."""
+        if self.fmt == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            if self._pq is None:
+                schema = pa.Schema.from_pandas(df, preserve_index=False)
+                for c in TEXT_COLUMNS:
+                    if c in schema.names:
+                        schema = schema.set(schema.get_field_index(c), pa.field(c, pa.string()))
+                self._schema = schema
+                # through a Python file object: pyarrow refuses paths that are not valid UTF-8
+                self._fpq = open(self.path, "wb")
+                self._pq = pq.ParquetWriter(self._fpq, schema)
+            self._pq.write_table(pa.Table.from_pandas(df, schema=self._schema, preserve_index=False))
+        else:
+            if self._f is None:
+                self._f = open(self.path, "ab" if self.mode == "a" else "wb")
+            header = self.fmt == "csv" and self._f.tell() == 0
+            if len(df) or header:
+                self._f.write(self._text(df, header))
+        self.rows += len(df)
+
+    def size(self) -> int:
+        """Bytes written so far, flushed and synced to disk (CSV/JSON)."""
+        if self._f is None:
+            return self.path.stat().st_size if self.path.exists() else 0
+        self._f.flush()
+        os.fsync(self._f.fileno())
+        return self._f.tell()
+
+    def close(self) -> None:
+        if self._pq is not None:
+            self._pq.close()
+            self._pq = None
+            self._fpq.close()
+        if self._f is not None:
+            self._f.flush()
+            os.fsync(self._f.fileno())
+            self._f.close()
+            self._f = None
 
 
 # ---------------------------------------------------------------------------------- column groups
@@ -202,3 +426,32 @@ def has_emotion(df: pd.DataFrame) -> bool:
 def is_aulib_table(df: pd.DataFrame) -> bool:
     """True when ``df`` has the identifying columns of an aulib result table."""
     return set(ID_COLUMNS) <= set(map(str, df.columns))
+
+
+# ---------------------------------------------------------------------------------- text report
+def report(df: pd.DataFrame) -> str:
+    """The seed ``get_au`` report for each face: occurrences, intensities, emotion %, CNN emotion."""
+    occ, inten, rules, probs, mt = au_occurrence(df), au_intensity(df), rule_scores(df), emotion_probs(df), \
+        mt_au_occurrence(df)
+    out = []
+    for i in range(len(df)):
+        head = f"{df['input'].iat[i]}" + (f"  frame {df['frame'].iat[i]}" if df["frame"].iat[i] else "") \
+            + f"  face {df['face'].iat[i]}"
+        if not df["success"].iat[i]:
+            out.append(f"{head}: no result — {df['error'].iat[i]}")
+            continue
+        x, y, w, h = boxes(df.iloc[[i]])[0]
+        out.append(f"{head}  box ({x:.0f}, {y:.0f}, {w:.0f}×{h:.0f})")
+        present = [a for a in occ.columns if occ[a].iat[i] == 1]
+        out.append("  AUs present:   " + (", ".join(present) if present else "none"))
+        out.append("  AU intensity:  " + "  ".join(f"{a} {inten[a].iat[i]:.1f}" for a in inten.columns))
+        order = sorted(rules.columns, key=lambda e: -rules[e].iat[i])
+        out.append("  Emotion (% of prototype AUs): " + "  ".join(f"{e} {rules[e].iat[i]:.0f}%" for e in order))
+        label = df["emotion"].iat[i] if has_emotion(df) else None
+        if isinstance(label, str):
+            top = sorted(probs.columns, key=lambda e: -probs[e].iat[i])[:3]
+            out.append(f"  CNN emotion:   {label}  (" + ", ".join(f"{e} {probs[e].iat[i]:.2f}" for e in top) + ")")
+        if len(mt.columns):
+            on = [a for a in mt.columns if mt[a].iat[i] == 1]
+            out.append("  Multitask AUs: " + (", ".join(on) if on else "none"))
+    return "\n".join(out)

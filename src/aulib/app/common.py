@@ -7,13 +7,13 @@ import os
 import threading
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
 import streamlit as st
 
 from aulib.analyzer import Analyzer
-from aulib.results import EMOTIONS, RULE_EMOTIONS, au_name
+from aulib.face.record import EMOTIONS, Face, au_name
+from aulib.table import RULE_EMOTIONS
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample_face.jpg"
 RUNS_KEY = "_aulib_completed_runs"
@@ -73,60 +73,53 @@ def analyzer_with_note() -> Analyzer:
     return analyzer
 
 
-def annotate(image: np.ndarray, faces: list, labels: list[str]) -> np.ndarray:
-    """Copy of an RGB image with each face's box, its 68 landmarks and a label on a filled tag.
-
-    (``aulib.faces_table.draw_faces`` also numbers the landmarks, which buries a live face in digits.)
-    """
-    out = image.copy()
-    scale = max(0.7, max(image.shape[:2]) / 700)
-    thick = max(1, int(round(2 * scale)))
-    for f, text in zip(faces, labels):
-        x, y, w, h = (int(round(v)) for v in f.box)
-        color = (40, 210, 90) if f.success else (230, 60, 60)
-        cv2.rectangle(out, (x, y), (x + w, y + h), color, thick)
-        if f.landmarks is not None:
-            r = max(1, min(thick, w // 60))
-            for px, py in f.landmarks:
-                cv2.circle(out, (int(px), int(py)), r, (255, 220, 0), -1, cv2.LINE_AA)
-        font, fs = cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale
-        (tw, th), base = cv2.getTextSize(text, font, fs, thick)
-        if tw > max(1.5 * w, 80):  # small faces (group photos): shrink the tag to about the box width
-            fs *= max(1.5 * w, 80) / tw
-            (tw, th), base = cv2.getTextSize(text, font, fs, thick)
-        ty = y - 6 if y - th - base - 6 > 0 else y + h + th + 6
-        cv2.rectangle(out, (x - 1, ty - th - 4), (x + tw + 6, ty + base), color, -1)
-        cv2.putText(out, text, (x + 3, ty - 1), font, fs, (0, 0, 0), thick, cv2.LINE_AA)
-    return out
-
-
-def emotion_label(row: dict) -> str:
+def emotion_label(face: Face) -> str:
     """Short label for a face: CNN emotion and probability, else the best rule-based emotion."""
-    emo = row.get("emotion")
-    if isinstance(emo, str):
-        return f"{emo} {row.get(f'p_{emo}', float('nan')):.0%}"
-    best = max(RULE_EMOTIONS, key=lambda e: row.get(f"rule_{e}", 0.0) or 0.0)
-    return f"{best} {row.get(f'rule_{best}', 0.0):.0f}% (AU rules)"
+    if face.emotion is not None and face.emotion_probs is not None:
+        return f"{face.emotion} {float(np.max(face.emotion_probs)):.0%}"
+    if face.rules is None:
+        return "no fit"
+    k = int(np.argmax(face.rules))
+    return f"{RULE_EMOTIONS[k]} {float(face.rules[k]):.0f}% (AU rules)"
 
 
-def emotion_scores(row: dict) -> tuple[str, dict[str, float]]:
+def emotion_scores(face: Face) -> tuple[str, dict[str, float]]:
     """``("CNN probability", {...})`` when the CNN ran, else ``("% of prototype AUs", {...})`` in 0–1."""
-    if isinstance(row.get("emotion"), str):
-        return "CNN probability", {e: float(row.get(f"p_{e}", 0.0)) for e in EMOTIONS}
-    return "% of prototype AUs", {e: float(row.get(f"rule_{e}", 0.0)) / 100 for e in RULE_EMOTIONS}
+    if face.emotion_probs is not None:
+        return "CNN probability", dict(zip(EMOTIONS, map(float, face.emotion_probs)))
+    rules = face.rules if face.rules is not None else np.zeros(len(RULE_EMOTIONS))
+    return "% of prototype AUs", {e: float(v) / 100 for e, v in zip(RULE_EMOTIONS, rules)}
 
 
-def au_intensities(row: dict, aus: list[int]) -> dict[str, float]:
-    return {au_name(a): float(row.get(f"{au_name(a)}_r", np.nan)) for a in aus}
+def au_intensities(face: Face) -> dict[str, float]:
+    """AU name → intensity (0–5) of one face."""
+    if face.au_intensity is None:
+        return {}
+    return {au_name(a): float(v) for a, v in zip(face.aus, face.au_intensity)}
 
 
-def face_table(row: dict, aus: list[int]) -> pd.DataFrame:
+def face_table(face: Face) -> pd.DataFrame:
     """Per-AU table for one face: occurrence (SVM) and intensity (SVR)."""
+    occ = face.au_occurrence if face.au_occurrence is not None else np.zeros(len(face.aus), np.int8)
+    inten = face.au_intensity if face.au_intensity is not None else np.full(len(face.aus), np.nan)
     return pd.DataFrame({
-        "AU": [au_name(a) for a in aus],
-        "present": ["yes" if row.get(f"{au_name(a)}_c") == 1 else "–" for a in aus],
-        "intensity (0–5)": [f"{row.get(f'{au_name(a)}_r', np.nan):.2f}" for a in aus],
+        "AU": [au_name(a) for a in face.aus],
+        "present": ["yes" if o == 1 else "–" for o in occ],
+        "intensity (0–5)": [f"{v:.2f}" for v in inten],
     }).set_index("AU")
+
+
+def labels(faces: list[Face]) -> list[str]:
+    """Tags drawn on the image: ``face N: <emotion>`` (``no fit`` for a face the models could not read)."""
+    return [f"face {f.id}: {emotion_label(f) if f.success else 'no fit'}" for f in faces]
+
+
+def light(faces: list[Face]) -> list[Face]:
+    """The faces without pixels and feature vectors (for caches and session state: ≈1 kB each)."""
+    for f in faces:
+        f.drop_pixels()
+        f.hog = f.geometry = f.embedding = f.features = None
+    return faces
 
 
 def ice_servers() -> list[dict]:

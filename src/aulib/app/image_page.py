@@ -13,19 +13,22 @@ from aulib.app.common import (
     MAX_IMAGE_MB,
     SAMPLE,
     analyzer_with_note,
-    annotate,
     emotion_label,
     face_table,
     get_analyzer,
+    labels,
+    light,
 )
+from aulib.draw import draw_faces
+from aulib.face.record import EMOTIONS, Face
 from aulib.io import ImageReadError, read_image
-from aulib.output import report
-from aulib.results import EMOTIONS, to_frame
+from aulib.table import RULE_EMOTIONS, empty_row, face_rows, report, to_frame
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def analyze_bytes(name: str, data: bytes):
-    """``(rows DataFrame, annotated RGB image or None, error message)`` for one uploaded file."""
+    """``(rows DataFrame, face records without pixels, annotated RGB image or None, error message)``
+    for one uploaded file."""
     analyzer, _ = get_analyzer()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / (Path(name).name or "upload")
@@ -34,29 +37,28 @@ def analyze_bytes(name: str, data: bytes):
             rgb = read_image(path)
         except ImageReadError as e:
             msg = str(e).replace(str(path), name)
-            return to_frame([{"input": name, "success": 0, "error": msg}], analyzer.columns), None, msg
+            return to_frame([empty_row(name, msg)], analyzer.columns), [], None, msg
     with ANALYZE_LOCK:
-        faces = analyzer.faces(rgb)
-        rows = analyzer.face_rows(faces, name)
-    labels = [f"face {r['face']}: {emotion_label(r)}" if r.get("success") else f"face {r['face']}: no fit"
-              for r in rows] if faces else None
-    return to_frame(rows, analyzer.columns), annotate(rgb, faces, labels) if faces else rgb, ""
+        faces = analyzer.get(rgb)
+    annotated = draw_faces(rgb, faces, labels(faces)) if faces else rgb
+    return to_frame(face_rows(faces, name), analyzer.columns), light(faces), annotated, ""
 
 
-def emotion_table(r: dict) -> pd.DataFrame:
+def emotion_table(face: Face) -> pd.DataFrame:
     """Emotions of one face: % of prototype AUs (rules) and, when the CNN ran, its probabilities."""
-    cnn = isinstance(r.get("emotion"), str)
-    order = sorted(EMOTIONS, key=lambda e: -(r[f"p_{e}"] if cnn else r.get(f"rule_{e}", -1)))
+    probs = dict(zip(EMOTIONS, face.emotion_probs)) if face.emotion_probs is not None else {}
+    rules = dict(zip(RULE_EMOTIONS, face.rules)) if face.rules is not None else {}
+    order = sorted(EMOTIONS, key=lambda e: -(probs[e] if probs else rules.get(e, -1)))
     out = pd.DataFrame(index=pd.Index(order, name="emotion"))
-    if cnn:
-        out["CNN probability"] = [f"{r[f'p_{e}']:.2f}" for e in order]
-    out["% of prototype AUs"] = [f"{r[f'rule_{e}']:.0f}%" if f"rule_{e}" in r else "–" for e in order]
+    if probs:
+        out["CNN probability"] = [f"{probs[e]:.2f}" for e in order]
+    out["% of prototype AUs"] = [f"{rules[e]:.0f}%" if e in rules else "–" for e in order]
     return out
 
 
 def page() -> None:
     st.title("Image")
-    analyzer = analyzer_with_note()
+    analyzer_with_note()  # loads the models, shows the fallback note when the CNN is missing
     uploads = st.file_uploader("Upload one or more photos (JPEG, PNG, WebP, TIFF, BMP…)",
                                accept_multiple_files=True, key="image_upload", max_upload_size=MAX_IMAGE_MB)
     inputs: list[tuple[str, bytes]] = [(u.name, u.getvalue()) for u in uploads or []]
@@ -70,7 +72,7 @@ def page() -> None:
     tables = []
     for name, data in inputs:
         with st.spinner(f"Analysing {name}…"):
-            df, annotated, error = analyze_bytes(name, data)
+            df, faces, annotated, error = analyze_bytes(name, data)
         tables.append(df)
         st.subheader(name, divider="gray")
         if error:
@@ -85,14 +87,16 @@ def page() -> None:
                 detail = f" ({why})." if why and "no face" not in why else "."
                 st.warning(f"No face found in **{name}**{detail}", icon=":material/face_retouching_off:")
                 continue
-            for r in ok.to_dict("records"):
-                st.markdown(f"**Face {r['face']}** — {emotion_label(r)}")
+            for f in faces:
+                if not f.success:
+                    continue
+                st.markdown(f"**Face {f.id}** — {emotion_label(f)}")
                 t_au, t_emo = st.tabs(["Action Units", "Emotions"])
-                t_au.table(face_table(r, analyzer.aus))
-                t_emo.table(emotion_table(r))
+                t_au.table(face_table(f))
+                t_emo.table(emotion_table(f))
         with st.expander("Text report (as printed by `aulib analyze`)"):
             st.code(report(df), language=None)
 
-    all_rows = to_frame([row for t in tables for row in t.to_dict("records")], analyzer.columns)
+    all_rows = pd.concat(tables, ignore_index=True)
     st.download_button("Download the table (CSV)", all_rows.to_csv(index=False).encode(), "aulib_images.csv",
                        "text/csv", on_click="ignore", icon=":material/download:")

@@ -12,27 +12,30 @@ import streamlit as st
 from aulib.app.common import (
     ANALYZE_LOCK,
     analyzer_with_note,
-    annotate,
     app_page,
     au_intensities,
     emotion_label,
     emotion_scores,
     ice_servers,
+    labels,
+    light,
     patch_webrtc,
 )
+from aulib.draw import draw_faces
+from aulib.face.record import Face
 
 NO_CAMERA = ("No camera, or access to it was denied? Allow the camera in the browser (browsers offer it "
              "only to pages opened as `http://localhost` or over https), or use the Image and Video pages.")
 
 
 class LiveState:
-    """What the WebRTC callback thread shares with the page: latest face row and frame times."""
+    """What the WebRTC callback thread shares with the page: latest face record and frame times."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.times: deque[float] = deque(maxlen=90)
         self.frames = 0
-        self.row: dict | None = None
+        self.face: Face | None = None
         self.faces = 0
         self.error = ""
 
@@ -51,10 +54,9 @@ def make_callback(analyzer, state: LiveState):
         img = frame.to_ndarray(format="rgb24")
         try:
             with ANALYZE_LOCK:
-                faces = analyzer.faces(img)
-                rows = analyzer.face_rows(faces, "webcam", frame=state.frames) if faces else []
-            ok = [r for r in rows if r.get("success")]
-            out = annotate(img, faces, [emotion_label(r) if r.get("success") else "no fit" for r in rows])
+                faces = analyzer.get(img)
+            ok = [f for f in faces if f.success]
+            out = draw_faces(img, faces, [emotion_label(f) if f.success else "no fit" for f in faces])
             error = ""
         except Exception as e:  # never kill the stream: show the problem on the page instead
             ok, faces, out, error = [], [], img, f"{type(e).__name__}: {e}"
@@ -62,7 +64,7 @@ def make_callback(analyzer, state: LiveState):
             state.frames += 1
             state.times.append(time.monotonic())
             state.faces = len(faces)
-            state.row = max(ok, key=lambda r: r["face_width"] * r["face_height"]) if ok else None
+            state.face = light([max(ok, key=lambda f: float(f.box[2] * f.box[3]))])[0] if ok else None
             state.error = error
         return av.VideoFrame.from_ndarray(out, format="rgb24")
 
@@ -111,7 +113,7 @@ def page() -> None:
                      help="Uses the browser's camera widget and no WebRTC: works behind any network."):
             snapshot(analyzer)
     with right:
-        live_panel(ctx, state, analyzer.aus)
+        live_panel(ctx, state)
 
 
 def snapshot(analyzer) -> None:
@@ -126,23 +128,21 @@ def snapshot(analyzer) -> None:
         return
     rgb = np.asarray(Image.open(io.BytesIO(shot.getvalue())).convert("RGB"))
     with ANALYZE_LOCK:
-        faces = analyzer.faces(rgb)
-        rows = analyzer.face_rows(faces, "snapshot")
-    ok = [r for r in rows if r.get("success")]
+        faces = analyzer.get(rgb)
+    ok = [f for f in faces if f.success]
     if not ok:
         st.warning("No face in the snapshot.", icon=":material/face_retouching_off:")
         return
-    st.image(annotate(rgb, faces, [emotion_label(r) if r.get("success") else "no fit" for r in rows]),
-             caption=" · ".join(f"face {r['face']}: {emotion_label(r)}" for r in ok))
+    st.image(draw_faces(rgb, faces, labels(faces)), caption=" · ".join(f"face {f.id}: {emotion_label(f)}" for f in ok))
 
 
 @st.fragment(run_every=0.5)
-def live_panel(ctx, state: LiveState, aus: list[int]) -> None:
+def live_panel(ctx, state: LiveState) -> None:
     with st.container(key="live_stats"):
         playing = bool(ctx.state.playing)
         fps = state.fps() if playing else None
         with state.lock:
-            row, n, faces, error = state.row, state.frames, state.faces, state.error
+            face, n, faces, error = state.face, state.frames, state.faces, state.error
         if not playing:
             st.markdown("**Not streaming.** Press START on the left.")
             return
@@ -153,15 +153,15 @@ def live_panel(ctx, state: LiveState, aus: list[int]) -> None:
         st.caption(f"{n} frames analysed · {faces} face(s) in the last frame")
         if error:
             st.error(error)
-        if row is None:
+        if face is None:
             st.warning("No face in view.")
             return
-        st.markdown(f"**Emotion:** {emotion_label(row)}")
-        kind, scores = emotion_scores(row)
+        st.markdown(f"**Emotion:** {emotion_label(face)}")
+        kind, scores = emotion_scores(face)
         e_col, a_col = st.columns(2)
         with e_col:
             st.caption(f"Emotions ({kind})")
             _bars(scores, 1.0, ".2f")
         with a_col:
             st.caption("AU intensity (0–5)")
-            _bars(au_intensities(row, aus), 5.0, ".2f")
+            _bars(au_intensities(face), 5.0, ".2f")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import io
 import tempfile
 import time
@@ -13,8 +12,10 @@ import av
 import pandas as pd
 import streamlit as st
 
+from aulib import table
+from aulib.analyzer import Analyzer
 from aulib.app.common import ANALYZE_LOCK, MAX_VIDEO_MB, analyzer_with_note
-from aulib.results import EMOTIONS, RULE_EMOTIONS, au_name, to_frame
+from aulib.table import to_frame
 
 VIDEO_TYPES = ["mp4", "mov", "avi", "mkv", "webm", "m4v", "mpg", "mpeg", "wmv", "flv", "gif"]
 
@@ -33,30 +34,11 @@ def probe(path: Path) -> tuple[int, float]:
         raise ValueError(f"not a readable video ({e})") from None
 
 
-def _decode_rows(analyzer, path: Path, every: int, progress: Callable[[int, int], None]) -> list[dict]:
-    """Fallback when ``aulib.video`` is absent: PyAV, frame by frame."""
-    total, fps = probe(path)
-    rows: list[dict] = []
-    with av.open(str(path)) as c:
-        for i, frame in enumerate(c.decode(c.streams.video[0])):
-            if i % every == 0:
-                t = float(frame.time) if frame.time is not None else i / fps
-                df = analyzer.analyze_frame(frame.to_ndarray(format="rgb24"), input_name=path.name,
-                                            frame=i, timestamp=t)
-                rows.extend(df.to_dict("records"))
-                progress(i // every + 1, total // every)
-    return rows
+def analyze_video(analyzer: Analyzer, path: Path, every: int, progress: Callable[[int, int], None]) -> pd.DataFrame:
+    """Table of every ``every``-th frame of a video (the CLI's video path: tracking, batched models)."""
+    from aulib.video import analyze_video_rows
 
-
-def analyze_video(analyzer, path: Path, every: int, progress: Callable[[int, int], None]) -> list[dict]:
-    """Rows for every ``every``-th frame, through ``aulib.video.analyze_video_rows`` when present."""
-    try:
-        from aulib.video import analyze_video_rows
-    except ImportError:
-        return _decode_rows(analyzer, path, every, progress)
-    params = inspect.signature(analyze_video_rows).parameters
-    wanted = {"every": every, "progress": progress}
-    return analyze_video_rows(analyzer, path, **{k: v for k, v in wanted.items() if k in params})
+    return to_frame(analyze_video_rows(analyzer, path, every=every, progress=progress), analyzer.columns)
 
 
 def page() -> None:
@@ -95,19 +77,18 @@ def page() -> None:
 
             try:
                 with ANALYZE_LOCK:
-                    rows = analyze_video(analyzer, path, int(every), progress)
+                    df = analyze_video(analyzer, path, int(every), progress)
             except Exception as e:  # corrupt stream half-way, unsupported codec…
                 bar.empty()
                 st.error(f"Cannot analyse **{up.name}**: {type(e).__name__}: {e}", icon=":material/error:")
                 return
             bar.empty()
-            df = to_frame(rows, analyzer.columns)
             df["error"] = df["error"].str.replace(str(path), up.name, regex=False)
         df["input"] = up.name
         st.session_state.video_result = df
         st.session_state.video_key = key
     df: pd.DataFrame = st.session_state.video_result
-    show_results(df, up.name, analyzer.aus)
+    show_results(df, up.name)
 
 
 def _plot(wide: pd.DataFrame, series: str, value: str, duration: float) -> None:
@@ -124,7 +105,7 @@ def _plot(wide: pd.DataFrame, series: str, value: str, duration: float) -> None:
     st.altair_chart(chart, width="stretch")
 
 
-def show_results(df: pd.DataFrame, name: str, aus: list[int]) -> None:
+def show_results(df: pd.DataFrame, name: str) -> None:
     problem = (df["success"] == 0) & ~df["error"].str.contains("no face", case=False)
     ok = df[df["success"] == 1]
     frames = df.loc[~problem, "frame"].nunique()
@@ -141,31 +122,28 @@ def show_results(df: pd.DataFrame, name: str, aus: list[int]) -> None:
         main = ok[ok["face"] == 0].set_index("timestamp")
         duration = float(df["timestamp"].max())
         st.caption("Plots show face 0; the table holds every face.")
-        au_cols = [f"{au_name(a)}_r" for a in aus]
-        top = main[au_cols].mean().sort_values(ascending=False).index[:6].tolist()
-        chosen = st.multiselect("AUs to plot", [c[:-2] for c in au_cols], default=[c[:-2] for c in top])
+        intensity = table.au_intensity(main)
+        top = intensity.mean().sort_values(ascending=False).index[:6].tolist()
+        chosen = st.multiselect("AUs to plot", list(intensity.columns), default=top)
         c1, c2 = st.columns(2)
         with c1:
             st.markdown("**AU intensity (0–5) over time**")
             if chosen:
-                _plot(main[[f"{a}_r" for a in chosen]].rename(columns=lambda c: c[:-2]), "AU", "intensity",
-                      duration)
+                _plot(intensity[chosen], "AU", "intensity", duration)
         with c2:
-            if "emotion" in main and main["emotion"].notna().any():
+            if table.has_emotion(main) and main["emotion"].notna().any():
                 st.markdown("**CNN emotion probabilities over time**")
-                probs = main[[f"p_{e}" for e in EMOTIONS]].rename(columns=lambda c: c[2:])
-                _plot(probs, "emotion", "probability", duration)
+                _plot(table.emotion_probs(main), "emotion", "probability", duration)
             else:
                 st.markdown("**Emotions (% of prototype AUs) over time**")
-                rules = main[[f"rule_{e}" for e in RULE_EMOTIONS]].rename(columns=lambda c: c[5:])
-                _plot(rules, "emotion", "percent", duration)
+                _plot(table.rule_scores(main), "emotion", "percent", duration)
         if "emotion" in ok and ok["emotion"].notna().any():
             counts = ok["emotion"].value_counts()
             common = ", ".join(f"{e} ({n} frames)" for e, n in counts.items())
             st.markdown(f"**Most frequent CNN emotion:** {common}")
-    show = ["frame", "timestamp", "face", "success", "error"] + [c for c in df.columns if c.endswith("_r")]
-    show += [c for c in ("emotion",) if c in df]
-    st.dataframe(df[show], height=260, hide_index=True)
+    shown = pd.concat([df[["frame", "timestamp", "face", "success", "error"]], table.au_intensity(df),
+                       df[["emotion"]] if table.has_emotion(df) else None], axis=1)
+    st.dataframe(shown, height=260, hide_index=True)
     pq = io.BytesIO()
     df.to_parquet(pq, index=False)
     stem = Path(name).stem

@@ -21,7 +21,11 @@ the denominator, and the table says so in ``MODELLED`` so the percentage is hone
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
+
+from aulib.face.record import Face
 
 PROTOTYPES: dict[str, tuple[int, ...]] = {
     "anger": (4, 5, 7, 23),
@@ -48,3 +52,11 @@ class EmotionRules:
     def __call__(self, occurrence: np.ndarray) -> np.ndarray:
         """(N, K) 0/1 occurrences in ``aus`` order → (N, 7) percentages in ``PROTOTYPES`` order."""
         return np.asarray(occurrence, np.float32) @ self._matrix
+
+    def run(self, faces: Sequence[Face]) -> Sequence[Face]:
+        """Model stage: ``rules`` of every face whose AU occurrences are known (after the SVMs)."""
+        ok = [f for f in faces if f.success and f.au_occurrence is not None]
+        if ok:
+            for f, r in zip(ok, self(np.stack([f.au_occurrence for f in ok]))):
+                f.rules = r
+        return faces

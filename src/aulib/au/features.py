@@ -9,10 +9,13 @@ with is swapped.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
+from aulib.face.align import FaceMasker
 from aulib.face.hog import HogExtractor, geometry, mirror
-from aulib.face.pipeline import Face, FaceMasker
+from aulib.face.record import Face
 
 HAND_VERSION = "hog8x2x9-112+geom136"
 HOG_DIM, GEO_DIM, EMB_DIM = 6084, 136, 1280
@@ -30,14 +33,36 @@ def face_features(face: Face) -> np.ndarray:
     return np.concatenate([face.hog, face.geometry]).astype(np.float32)
 
 
-def features_matrix(faces: list[Face], embedder) -> tuple[np.ndarray, np.ndarray]:
-    """(N, 7500) AU features of successfully processed faces and the CNN emotion probabilities (N, 8).
+class AUFeatures:
+    """Model stage: the AU feature vector (``Face.features``) of every successful face.
 
-    One batched CNN run for all faces gives both the embedding and the emotion probabilities.
+    One batched run of the embedding CNN gives each face its ``embedding``; the feature vector is
+    HOG + geometry + embedding (:func:`face_features` + 1280 values). The same run's emotion
+    probabilities are stored in ``Face.emotion_probs`` when ``emotion`` is true, i.e. when the
+    embedding CNN is also the emotion model the caller wants (one network run serves both).
     """
-    hand = np.stack([face_features(f) for f in faces])
-    probs, emb = embedder.predict_with_embedding(np.stack([f.aligned for f in faces]))
-    return np.concatenate([hand, emb], axis=1), probs
+
+    def __init__(self, embedder, emotion: bool = True) -> None:
+        self.embedder = embedder
+        self.emotion = emotion
+
+    def run(self, faces: Sequence[Face]) -> Sequence[Face]:
+        ok = [f for f in faces if f.success]
+        if ok:
+            probs, emb = self.embedder.predict_with_embedding(np.stack([f.aligned for f in ok]))
+            for f, p, e in zip(ok, probs, emb):
+                f.embedding = e
+                f.features = np.concatenate([face_features(f), e]).astype(np.float32)
+                if self.emotion:
+                    f.emotion_probs = p
+        return faces
+
+
+def features_matrix(faces: list[Face], embedder) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 7500) AU features of successfully processed faces and the CNN emotion probabilities (N, 8)
+    (training: the faces' records are filled as by :class:`AUFeatures`)."""
+    AUFeatures(embedder).run(faces)
+    return np.stack([f.features for f in faces]), np.stack([f.emotion_probs for f in faces])
 
 
 def mirrored_face(face: Face, hog: HogExtractor, masker: FaceMasker) -> Face:
@@ -48,5 +73,5 @@ def mirrored_face(face: Face, hog: HogExtractor, masker: FaceMasker) -> Face:
     crop, pts = mirror(face.aligned, face.aligned_landmarks)
     gray = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
     masked, m = masker(gray, pts)
-    return Face(box=face.box, score=face.score, aligned=crop, aligned_landmarks=pts, mask=m, masked=masked,
-                hog=hog(masked), geometry=geometry(pts, crop.shape[0]))
+    return Face(box=face.box, score=face.score, matrix=face.matrix, aligned=crop, aligned_landmarks=pts, mask=m,
+                masked=masked, hog=hog(masked), geometry=geometry(pts, crop.shape[0]))

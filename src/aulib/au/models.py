@@ -23,6 +23,7 @@ Why fit works the way it does:
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,7 @@ import numpy as np
 from aulib.au.embedding import embedding_cnn_for
 from aulib.au.features import EMB_DIM, GEO_DIM, HOG_DIM, feature_version
 from aulib.au.linear import LinearBank
+from aulib.face.record import Face
 from aulib.models import model_entry, model_path
 
 THRESHOLDS = tuple(np.linspace(-1.0, 1.0, 41).tolist())
@@ -90,6 +92,11 @@ class _SupportVectorBank(LinearBank):
 
         k = max(2, min(self.cv, len(np.unique(groups[idx]))))
         return list(GroupKFold(k).split(idx, groups=groups[idx]))
+
+
+def _scored(faces: Sequence[Face]) -> list[Face]:
+    """The faces an AU model can score: described successfully, with their AU feature vector."""
+    return [f for f in faces if f.success and f.features is not None]
 
 
 def _rows(idx: np.ndarray, n: int, copies: int) -> np.ndarray:
@@ -160,6 +167,16 @@ class AUOccurrence(_SupportVectorBank):
     def predict(self, X: np.ndarray) -> np.ndarray:
         return (self.decision_function(X) > 0).astype(np.int8)
 
+    def run(self, faces: Sequence[Face]) -> Sequence[Face]:
+        """Model stage: ``aus``, ``au_score`` and ``au_occurrence`` of every successful face, in one product."""
+        ok = _scored(faces)
+        if ok:
+            scores = self.decision_function(np.stack([f.features for f in ok]))
+            aus = tuple(self.aus)
+            for f, s in zip(ok, scores):
+                f.aus, f.au_score, f.au_occurrence = aus, s, (s > 0).astype(np.int8)
+        return faces
+
 
 @dataclasses.dataclass(eq=False)
 class AUIntensity(_SupportVectorBank):
@@ -219,3 +236,12 @@ class AUIntensity(_SupportVectorBank):
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return np.clip(self._scores(X), 0.0, 5.0)
+
+    def run(self, faces: Sequence[Face]) -> Sequence[Face]:
+        """Model stage: ``au_intensity`` (0–5) of every successful face, in one product."""
+        ok = _scored(faces)
+        if ok:
+            aus = tuple(self.aus)
+            for f, v in zip(ok, self.predict(np.stack([f.features for f in ok]))):
+                f.aus, f.au_intensity = aus, v
+        return faces

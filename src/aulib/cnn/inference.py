@@ -12,13 +12,14 @@ sha256, so a missing or corrupted file raises :class:`aulib.models.ModelFileErro
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from aulib.face.record import EMOTIONS, Face  # EMOTIONS: FER+ order, the output order of both models
 from aulib.models import ModelFileError, model_entry, model_path
-from aulib.results import EMOTIONS  # FER+ order: the output order of both models
 
 # Faces per onnxruntime call: a whole dataset in one call would need tens of GB of activations.
 CHUNK = 32
@@ -59,7 +60,7 @@ def _as_batch(items: np.ndarray | list[np.ndarray], size: int) -> np.ndarray:
 
 
 def emotion_classes(entry: dict, name: str) -> list[str]:
-    """The class order a CNN's manifest entry records, which must be :data:`aulib.results.EMOTIONS`.
+    """The class order a CNN's manifest entry records, which must be :data:`aulib.face.record.EMOTIONS`.
 
     Every front end labels probability columns in ``EMOTIONS`` order, so a model trained with
     another order would silently swap emotions: it is refused instead.
@@ -67,8 +68,8 @@ def emotion_classes(entry: dict, name: str) -> list[str]:
     classes = entry.get("classes")
     if classes is None:
         raise ModelFileError(f"{name}: its manifest entry records no class order ('classes')")
-    if list(classes) != EMOTIONS:
-        raise ModelFileError(f"{name}: classes {list(classes)} differ from aulib's emotion order {EMOTIONS}")
+    if tuple(classes) != EMOTIONS:
+        raise ModelFileError(f"{name}: classes {list(classes)} differ from aulib's emotion order {list(EMOTIONS)}")
     return list(classes)
 
 
@@ -145,6 +146,14 @@ class EmotionCNN(_OnnxModel):
         """
         return self._run(crops)[0].astype(np.float32)
 
+    def run(self, faces: Sequence[Face]) -> Sequence[Face]:
+        """Model stage: ``emotion_probs`` of every successful face, one batched run."""
+        ok = [f for f in faces if f.success]
+        if ok:
+            for f, p in zip(ok, self.predict(np.stack([f.aligned for f in ok]))):
+                f.emotion_probs = p
+        return faces
+
 
 class MultitaskCNN(_OnnxModel):
     """Emotion + 14 AU heads. ``predict(crops)`` → (emotion (N, 8), AU probabilities (N, 14))."""
@@ -166,3 +175,15 @@ class MultitaskCNN(_OnnxModel):
     def predict_aus(self, crops: np.ndarray | list[np.ndarray]) -> np.ndarray:
         """0/1 AU occurrences (N, 14) using the manifest thresholds."""
         return (self.predict(crops)[1] >= self.thresholds).astype(np.int8)
+
+    def run(self, faces: Sequence[Face]) -> Sequence[Face]:
+        """Model stage: ``emotion_probs`` and the AU heads (``mt_aus``, ``mt_au_probs``,
+        ``mt_au_occurrence`` at the manifest thresholds) of every successful face, one batched run."""
+        ok = [f for f in faces if f.success]
+        if ok:
+            emo, au = self.predict(np.stack([f.aligned for f in ok]))
+            aus = tuple(self.aus)
+            for f, e, a in zip(ok, emo, au):
+                f.emotion_probs, f.mt_aus, f.mt_au_probs = e, aus, a
+                f.mt_au_occurrence = (a >= self.thresholds).astype(np.int8)
+        return faces

@@ -4,10 +4,11 @@ from aulib.face.align import AlignedFace, Aligner, FaceMasker, umeyama
 from aulib.face.detect import Detection, DlibHogDetector, RetinaFaceDetector, make_detector
 from aulib.face.hog import HogExtractor, geometry, mirror
 from aulib.face.landmarks import LandmarkPredictor
-from aulib.face.pipeline import Face, FacePipeline
+from aulib.face.pipeline import FacePipeline
+from aulib.face.record import EMOTIONS, Face, au_name
 
 __all__ = [
-    "AlignedFace", "Aligner", "Detection", "DlibHogDetector", "Face", "FaceMasker", "FacePipeline",
+    "EMOTIONS", "AlignedFace", "Aligner", "Detection", "DlibHogDetector", "Face", "FaceMasker", "FacePipeline",
     "HogExtractor", "LandmarkPredictor", "RetinaFaceDetector", "geometry", "make_detector", "mirror",
-    "umeyama",
+    "au_name", "umeyama",
 ]

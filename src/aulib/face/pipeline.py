@@ -6,8 +6,6 @@ Each stage is also usable alone (``aulib.face.detect``, ``landmarks``, ``align``
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import cv2
 import numpy as np
 
@@ -15,6 +13,7 @@ from aulib.face.align import Aligner, FaceMasker
 from aulib.face.detect import Detection, DlibHogDetector, RetinaFaceDetector, make_detector
 from aulib.face.hog import HogExtractor, geometry
 from aulib.face.landmarks import LandmarkPredictor
+from aulib.face.record import Face
 
 # RMS distance of the rigid landmarks from the template (crop-size units) above which a fit is
 # not a plausible face. Measured: CK+48 crops median 0.019, max 0.059; FER2013Valid median 0.041,
@@ -35,34 +34,6 @@ MIN_FACE_SIZE = 20.0
 CROP_FACE_THRESHOLD = 0.5
 CROP_CHECK_SIDES = (192, 128)  # the second size only for crops the first one rejects
 MIN_CROP_SIZE = 16  # pixels; smaller images cannot show a face whose landmarks mean anything
-
-
-@dataclass
-class Face:
-    """Everything aulib knows about one face; later stages fill more fields.
-
-    Coordinates: ``box`` (x, y, w, h) and ``landmarks`` (68, 2) in original-image pixels;
-    ``aligned`` is the (S, S, 3) uint8 RGB canonical crop, ``aligned_landmarks`` in crop pixels,
-    ``masked`` the (S, S) gray crop with everything outside the face zeroed, ``hog`` and
-    ``geometry`` the feature vectors. ``error`` is empty for a face that went through every stage.
-    """
-
-    box: np.ndarray
-    score: float
-    landmarks: np.ndarray | None = None
-    aligned: np.ndarray | None = None
-    aligned_landmarks: np.ndarray | None = None
-    mask: np.ndarray | None = None
-    masked: np.ndarray | None = None
-    hog: np.ndarray | None = None
-    geometry: np.ndarray | None = None
-    fit_error: float = float("nan")
-    error: str = ""
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def success(self) -> bool:
-        return not self.error and self.aligned is not None
 
 
 class FacePipeline:
@@ -110,7 +81,7 @@ class FacePipeline:
             face.error = f"landmark fit failed (rigid-point error {al.fit_error:.3f} > {MAX_FIT_ERROR})"
             return face
         face.aligned, face.aligned_landmarks = al.crop, al.landmarks
-        face.extra["matrix"] = al.matrix
+        face.matrix = al.matrix
         if self.features:
             gray = cv2.cvtColor(al.crop, cv2.COLOR_RGB2GRAY)
             face.masked, face.mask = self.masker(gray, al.landmarks)
@@ -119,11 +90,11 @@ class FacePipeline:
         return face
 
     def __call__(self, image: np.ndarray) -> list[Face]:
-        """All faces of an ``(H, W, 3)`` uint8 RGB image, left to right (empty list: no face)."""
-        return [
-            self.from_box(image, d.landmark_box(), d.score, display_box=d.as_array())
-            for d in self.detect(image)
-        ]
+        """All faces of an ``(H, W, 3)`` uint8 RGB image, left to right, ``id`` 0, 1, … (empty: no face)."""
+        faces = [self.from_box(image, d.landmark_box(), d.score, display_box=d.as_array()) for d in self.detect(image)]
+        for i, f in enumerate(faces):
+            f.id = i
+        return faces
 
     def crop_face(self, image: np.ndarray) -> tuple[float, Detection | None]:
         """RetinaFace's best face (score 0–1, box in image pixels) for an image that should be one

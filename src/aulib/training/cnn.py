@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from aulib.au.codes import MULTITASK_AUS
-from aulib.results import EMOTIONS
+from aulib.face.record import EMOTIONS
 from aulib.training import CACHE, RUNS
 from aulib.training.crops import aligned_crops
 from aulib.training.datasets import CKPlus, read_ferplus, subject_split

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from aulib.results import EMOTIONS  # FER+ order (label.csv columns 2..9)
+from aulib.face.record import EMOTIONS
 
 NEUTRAL_ROLE = "neutral_first_frame"
 FERPLUS_SPLITS = {"train": "FER2013Train", "valid": "FER2013Valid", "test": "FER2013Test"}
@@ -81,7 +81,7 @@ class CKPlus:
 
     @property
     def emotion(self) -> np.ndarray:
-        """Emotion per image as an index into :data:`aulib.results.EMOTIONS`."""
+        """Emotion per image as an index into :data:`aulib.face.record.EMOTIONS`."""
         return np.array([EMOTIONS.index(CKPLUS_EMOTION[e]) for e in self.table.emotion], np.int64)
 
     def codes(self, au: int) -> np.ndarray:

@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 
 from aulib.cnn.inference import EmotionCNN, MultitaskCNN
+from aulib.face.record import EMOTIONS
 from aulib.models import MODELS_DIR
-from aulib.results import EMOTIONS
 from aulib.training import CACHE, REPORTS, RUNS
 from aulib.training.crops import aligned_crops
 from aulib.training.datasets import CKPlus, read_ferplus, subject_split

@@ -1,0 +1,80 @@
+"""Annotated copy of an analysed video (box, 68 points, face id, emotion, top AUs) as a video file."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aulib.draw import draw_faces
+from aulib.face.record import Face
+
+
+class OverlayWriter:
+    """Writes frames annotated by :func:`aulib.draw.draw_faces` (the same drawing as image overlays).
+
+    H.264 (libx264) when FFmpeg has it, MPEG-4 part 2 otherwise; yuv420p needs even sizes, so an
+    odd last row/column is dropped.
+    """
+
+    def __init__(self, path: str | Path, rate: Fraction) -> None:
+        self.path = Path(path)
+        self.rate = rate
+        self._out: Any = None
+        self._stream: Any = None
+        self.error = ""  # why the overlay could not be written; the analysis goes on without it
+
+    def _start(self, w: int, h: int) -> None:
+        import av
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._out = av.open(str(self.path), mode="w")
+        codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+        self._stream = self._out.add_stream(codec, rate=self.rate)
+        self._stream.width, self._stream.height = w, h
+        self._stream.pix_fmt = "yuv420p"
+        if codec == "libx264":
+            self._stream.options = {"preset": "veryfast", "crf": "23"}
+
+    def write(self, image: np.ndarray, faces: Sequence[Face]) -> None:
+        """Add one annotated frame; a failure (unwritable folder, unknown container) is kept in
+        :attr:`error` and ends the overlay, never the analysis."""
+        if self.error:
+            return
+        try:
+            self._write(image, faces)
+        except Exception as e:  # the table matters more than its illustration
+            self.error = f"{self.path}: overlay not written ({type(e).__name__}: {e})"
+            self._abandon()
+
+    def _abandon(self) -> None:
+        try:
+            if self._out is not None:
+                self._out.close()
+        except Exception:  # pragma: no cover - closing a half-open container
+            pass
+        self._out = None
+
+    def _write(self, image: np.ndarray, faces: Sequence[Face]) -> None:
+        import av
+
+        h, w = image.shape[0] // 2 * 2, image.shape[1] // 2 * 2
+        if self._out is None:
+            self._start(w, h)
+        img = draw_faces(image, faces, aus=True)
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img[:h, :w]), format="rgb24")
+        for packet in self._stream.encode(frame):
+            self._out.mux(packet)
+
+    def close(self) -> None:
+        if self._out is not None and not self.error:
+            try:
+                for packet in self._stream.encode():
+                    self._out.mux(packet)
+                self._out.close()
+            except Exception as e:
+                self.error = f"{self.path}: overlay not written ({type(e).__name__}: {e})"
+            self._out = None

@@ -1,0 +1,212 @@
+"""Video decoding: selected RGB frames of a file, in a background thread, with honest error reports.
+
+Decoding (PyAV; ≈0.75 ms CPU per 640×360 frame including RGB conversion) runs in a background
+thread that hands RGB frames over a bounded queue; FFmpeg releases the GIL, so it overlaps the
+analysis. Slice threads only: frame threads cost more than they saved on two busy cores. Frames
+that ``every``/``fps`` drop are never converted to RGB.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+class VideoReadError(ValueError):
+    """The file cannot be opened as a video at all; the message starts with the path."""
+
+
+
+@dataclass
+class VideoFrame:
+    """One decoded frame: index in the file (0-based, every decoded frame counts), time in
+    seconds from the stream start (container timestamps), RGB pixels."""
+
+    index: int
+    time: float
+    image: np.ndarray
+
+
+@dataclass
+class DecodeStats:
+    """What the reader saw; ``error`` is empty when the whole stream decoded cleanly."""
+
+    decoded: int = 0
+    selected: int = 0
+    declared: int = 0
+    rate: float = 0.0
+    seconds: float = 0.0
+    error: str = ""
+    last_time: float = 0.0
+
+
+def upright(image: np.ndarray, rotation: float) -> np.ndarray:
+    """Apply a frame's display rotation (degrees counter-clockwise, PyAV ``frame.rotation``).
+
+    Phone videos are stored sideways with a display matrix; like EXIF orientation for photos
+    (:func:`aulib.io.read_image`), it is applied so faces are upright for the detector and
+    landmarks are reported in the orientation a player shows.
+    """
+    k = int(round(rotation / 90.0)) % 4
+    return np.ascontiguousarray(np.rot90(image, k)) if k else image
+
+
+class FrameReader:
+    """Selected RGB frames of a video, decoded in a background thread.
+
+    ``every``: keep every N-th decoded frame; ``fps``: keep at most F frames per second of video
+    (the first frame of each 1/F-second slot, by timestamp); ``max_frames``: stop after that many
+    kept frames. Decoding errors never raise: frames decoded before the error are yielded and the
+    problem is reported in ``stats.error`` (also when the file simply ends early: a truncated
+    download decodes without an error but ends before the duration the container declares).
+    """
+
+    def __init__(self, path: str | Path, every: int = 1, fps: float | None = None,
+                 max_frames: int | None = None, threaded: bool = True, queue_size: int = 8) -> None:
+        if every < 1:
+            raise ValueError("every must be ≥ 1")
+        if fps is not None and fps <= 0:
+            raise ValueError("fps must be > 0")
+        self.path = Path(path)
+        self.every, self.fps, self.max_frames = every, fps, max_frames
+        self.threaded = threaded
+        self.stats = DecodeStats()
+        self._q: queue.Queue = queue.Queue(maxsize=queue_size)
+        self._stop = threading.Event()
+        self._open()
+
+    def _open(self) -> None:
+        import av
+
+        p = self.path
+        if not p.exists():
+            raise VideoReadError(f"{p}: no such file")
+        if p.stat().st_size == 0:
+            raise VideoReadError(f"{p}: empty file (0 bytes)")
+        try:
+            self._container = av.open(str(p))
+        except Exception as e:  # PyAV raises FFmpegError subclasses and OSError
+            raise VideoReadError(f"{p}: cannot open as video — truncated, corrupt or not a video ({e})") from None
+        if not self._container.streams.video:
+            self._container.close()
+            raise VideoReadError(f"{p}: no video stream")
+        s = self._container.streams.video[0]
+        s.thread_type = "SLICE"  # frame threads cost more than they save on 2 busy cores (measured)
+        self._stream = s
+        self.stats.declared = int(s.frames or 0)
+        self.stats.rate = float(s.average_rate or s.guessed_rate or 0.0)
+        self._tb = float(s.time_base) if s.time_base else 0.0
+        self._start = int(s.start_time) if s.start_time is not None else None
+        self._duration = float(s.duration * s.time_base) if s.duration and s.time_base else 0.0
+
+    @property
+    def output_rate(self) -> Fraction:
+        """Frame rate of the kept frames (for writing an overlay video)."""
+        base = Fraction(self._stream.average_rate or self._stream.guessed_rate or 30).limit_denominator(100000)
+        rate = base / self.every
+        if self.fps is not None:
+            rate = min(rate, Fraction(self.fps).limit_denominator(1000))
+        return rate
+
+    def _time(self, frame: Any, index: int) -> float:
+        if frame.pts is not None and self._tb:
+            start = self._start if self._start is not None else 0
+            return (frame.pts - start) * self._tb
+        return index / self.stats.rate if self.stats.rate else float(index)
+
+    def _frames(self) -> Iterator[VideoFrame]:
+        """Decode and select (runs in the decode thread when threaded)."""
+        st = self.stats
+        slot = -1
+        it = self._container.decode(self._stream)
+        t0 = time.perf_counter()
+        try:
+            for frame in it:
+                index = st.decoded
+                st.decoded += 1
+                t = self._time(frame, index)
+                st.last_time = t
+                keep = index % self.every == 0
+                if keep and self.fps is not None:
+                    s = int(np.floor(t * self.fps + 1e-6))
+                    keep = s > slot
+                    if keep:
+                        slot = s
+                if keep:
+                    img = upright(frame.to_ndarray(format="rgb24"), getattr(frame, "rotation", 0) or 0)
+                    st.selected += 1
+                    st.seconds += time.perf_counter() - t0
+                    yield VideoFrame(index, t, img)
+                    t0 = time.perf_counter()
+                    if self.max_frames is not None and st.selected >= self.max_frames:
+                        return
+                if self._stop.is_set():
+                    return
+        except Exception as e:  # corrupt packets surface as av.error.InvalidDataError etc.
+            st.error = (f"{self.path}: video truncated or corrupt after frame {st.decoded - 1} "
+                        f"({type(e).__name__}: {e})")
+        else:
+            step = 1.0 / st.rate if st.rate else 0.0
+            if st.decoded == 0:
+                st.error = f"{self.path}: no decodable video frames"
+            elif (st.declared and st.decoded < st.declared and self._duration
+                  and self._duration - st.last_time > 3 * step):
+                st.error = (f"{self.path}: video truncated: decoded {st.decoded} of {st.declared} frames "
+                            f"(stream ends at {st.last_time:.2f} s of {self._duration:.2f} s)")
+        finally:
+            st.seconds += time.perf_counter() - t0
+
+    def _produce(self) -> None:
+        try:
+            for vf in self._frames():
+                while not self._stop.is_set():
+                    try:
+                        self._q.put(vf, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if self._stop.is_set():
+                    break
+        except BaseException as e:  # pragma: no cover - defensive: never leave the consumer hanging
+            self.stats.error = self.stats.error or f"{self.path}: decoder failed ({e})"
+        finally:
+            self._q.put(None)
+
+    def __iter__(self) -> Iterator[VideoFrame]:
+        if not self.threaded:
+            try:
+                yield from self._frames()
+            finally:
+                self.close()
+            return
+        th = threading.Thread(target=self._produce, name=f"decode:{self.path.name}", daemon=True)
+        th.start()
+        try:
+            while True:
+                vf = self._q.get()
+                if vf is None:
+                    break
+                yield vf
+        finally:
+            self._stop.set()
+            while th.is_alive():  # drain so a blocked producer can finish
+                try:
+                    self._q.get(timeout=0.05)
+                except queue.Empty:
+                    pass
+            th.join()
+            self.close()
+
+    def close(self) -> None:
+        try:
+            self._container.close()
+        except Exception:  # pragma: no cover - closing a broken container must not mask results
+            pass

@@ -1,0 +1,327 @@
+"""Video analysis: every (or every N-th) frame, one row per face, stable face ids, real-time design.
+
+Why it is built this way (measured on 640×360 video, 2 shared CPU cores, see ``aulib bench``):
+
+* **Decoding** runs in a background thread (:mod:`aulib.video.reader`).
+* **Faces** are detected every k frames and followed through their landmarks in between
+  (:mod:`aulib.video.follow`), with stable ids (:mod:`aulib.video.track`).
+* **Models** (CNN embedding + emotion, AU SVMs/SVRs) run on batches of :class:`~aulib.face.Face`
+  records from several frames in a second thread: onnxruntime releases the GIL, so the CNN
+  overlaps the next frames' landmarks and HOG. The models are those of the caller's
+  :class:`~aulib.analyzer.Analyzer`, reached through the small :class:`FaceModels` interface.
+* **Calibration** (``calibrate``, :mod:`aulib.video.calibrate`) follows OpenFace: features − the
+  person's neutral estimate + the population mean. ``"video"`` (= ``True``) is the offline
+  two-pass version: every face record (features, ≈30 kB, no pixels) is kept to the end, ≈1 GB per
+  10 minutes of 30 fps video with one face; ``"running"`` is causal (constant memory, usable live).
+
+Rows leave as they are produced: :func:`iter_video_rows` yields them in chunks of about
+:data:`CHUNK_ROWS` rows (frame order) as soon as the models have scored those frames, so the
+batch runner appends them to the output while the video is still decoding and memory stays flat
+on long videos. Only two-pass calibration holds its rows back to the end.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from aulib.face.pipeline import FacePipeline
+from aulib.face.record import Face
+from aulib.table import empty_row, face_rows
+from aulib.video.calibrate import NeutralCalibrator
+from aulib.video.follow import DEFAULT_DETECT_EVERY, FaceFollower
+from aulib.video.overlay import OverlayWriter
+from aulib.video.reader import FrameReader, VideoReadError
+
+# Faces per batched model call: large enough to amortise onnxruntime call overhead, small enough
+# to keep the model thread close behind the face thread.
+BATCH_FACES = 16
+# Rows per chunk handed out by iter_video_rows: a few seconds of video per append/fsync.
+CHUNK_ROWS = 256
+
+Calibration = Literal["video", "running"] | bool
+
+
+class FaceModels(Protocol):
+    """What video analysis needs from an :class:`~aulib.analyzer.Analyzer`."""
+
+    pipeline: FacePipeline
+
+    @property
+    def au_feature_mean(self) -> np.ndarray:
+        """(D,) population mean of the AU features (what calibration re-centres on)."""
+        ...
+
+    def run(self, faces: Sequence[Face]) -> Sequence[Face]:
+        """Fill features and predictions of a batch of described faces."""
+        ...
+
+    def rescore(self, faces: Sequence[Face]) -> Sequence[Face]:
+        """Recompute the AU predictions from ``Face.features`` (after calibration)."""
+        ...
+
+
+@dataclass
+class _FrameFaces:
+    index: int
+    time: float
+    faces: list[Face]
+    image: np.ndarray | None = None
+    rows: list[dict] = field(default_factory=list)
+    done: bool = False
+
+
+class VideoAnalysis:
+    """State of one video's analysis: face follower, model batches, calibration, rows.
+
+    Feed frames with :meth:`add` (face stage, caller's thread); model work happens in
+    :meth:`_models` (its own thread when ``threaded``); :meth:`ready` hands out the rows of the
+    frames scored so far, :meth:`finish` the remaining ones, all in frame order. Usable for live
+    streams too: ``add`` one frame at a time with ``calibrate="running"``.
+    """
+
+    def __init__(self, models: FaceModels, input_name: str, calibrate: Calibration = False,
+                 detect_every: int = DEFAULT_DETECT_EVERY, overlay: OverlayWriter | None = None,
+                 threaded: bool = True, batch_faces: int = BATCH_FACES) -> None:
+        self.models = models
+        self.name = input_name
+        self.follower = FaceFollower(models.pipeline, detect_every)
+        mode = "video" if calibrate is True else calibrate
+        if mode not in (False, None, "video", "running"):
+            raise ValueError(f"calibrate must be False, True, 'video' or 'running', not {calibrate!r}")
+        self.calibrator = NeutralCalibrator(models.au_feature_mean, mode) if mode else None
+        self.overlay = overlay
+        self.batch_faces = batch_faces
+        self.frames: deque[_FrameFaces] = deque()  # frames whose rows were not handed out yet
+        self._pending: list[_FrameFaces] = []
+        self._scores: list[float] = []  # two-pass calibration: each kept face's expressiveness
+        self.threaded = threaded
+        self._q: queue.Queue | None = None
+        self._err: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        if threaded:
+            self._q = queue.Queue(maxsize=4)
+            self._thread = threading.Thread(target=self._model_loop, name=f"models:{input_name}", daemon=True)
+            self._thread.start()
+
+    @property
+    def n_detect(self) -> int:
+        return self.follower.n_detect
+
+    @property
+    def n_redetect(self) -> int:
+        return self.follower.n_redetect
+
+    @property
+    def _two_pass(self) -> bool:
+        return self.calibrator is not None and self.calibrator.mode == "video"
+
+    # ------------------------------------------------------------------ face stage
+    def add(self, index: int, time: float, image: np.ndarray) -> None:
+        """Find and describe the faces of one RGB frame, queue them for the models."""
+        self._raise()
+        ff = _FrameFaces(index, time, self.follower(image, index), image if self.overlay is not None else None)
+        self.frames.append(ff)
+        self._pending.append(ff)
+        if sum(len(p.faces) for p in self._pending) >= self.batch_faces:
+            self._flush()
+
+    # ------------------------------------------------------------------ model stage
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        batch, self._pending = self._pending, []
+        if self._q is not None:
+            while True:
+                self._raise()
+                try:
+                    self._q.put(batch, timeout=0.2)
+                    break
+                except queue.Full:
+                    continue
+        else:
+            self._models(batch)
+
+    def _model_loop(self) -> None:
+        assert self._q is not None
+        while True:
+            batch = self._q.get()
+            if batch is None:
+                return
+            if self._err is not None:
+                continue
+            try:
+                self._models(batch)
+            except BaseException as e:  # re-raised in the caller's thread
+                self._err = e
+
+    def _raise(self) -> None:
+        if self._err is not None:
+            err, self._err = self._err, None
+            raise err
+
+    def _models(self, batch: list[_FrameFaces]) -> None:
+        ok = [f for ff in batch for f in ff.faces if f.success]
+        cal = self.calibrator
+        if ok:
+            self.models.run(ok)
+            if cal is not None:
+                # how expressive each face is before calibration: picks the frames that define "neutral"
+                scores = np.array([f.au_intensity.sum() for f in ok])
+                if cal.mode == "running":
+                    X = cal.running(np.stack([f.features for f in ok]), [f.id for f in ok], scores)
+                    for f, x in zip(ok, X):
+                        f.features = x
+                    self.models.rescore(ok)
+                else:
+                    self._scores.extend(scores.tolist())
+        for ff in batch:
+            if self.overlay is not None and ff.image is not None:
+                self.overlay.write(ff.image, ff.faces)
+            ff.image = None
+            if self._two_pass:  # keep the records (features only) until every frame is in
+                for f in ff.faces:
+                    f.drop_pixels()
+                    f.hog = f.geometry = f.embedding = None
+            else:
+                ff.rows = face_rows(ff.faces, self.name, ff.index, ff.time)
+                ff.faces = []  # crops and HOG are ~100 kB per face: keep only the rows
+            ff.done = True
+
+    def ready(self) -> list[dict]:
+        """Rows of the leading frames the models have finished, in frame order, handed out once.
+
+        Empty with two-pass calibration: its rows change at :meth:`finish`.
+        """
+        self._raise()
+        if self._two_pass:
+            return []
+        out: list[dict] = []
+        while self.frames and self.frames[0].done:
+            out.extend(self.frames.popleft().rows)
+        return out
+
+    def finish(self) -> list[dict]:
+        """Flush the last batch, wait for the models, apply two-pass calibration; the rows not
+        handed out by :meth:`ready` yet (all rows if it was never called), in frame order."""
+        self._flush()
+        if self._thread is not None and self._q is not None:
+            self._q.put(None)
+            self._thread.join()
+            self._thread = None
+        self._raise()
+        if self.overlay is not None:
+            self.overlay.close()
+        if self._two_pass:
+            assert self.calibrator is not None
+            ok = [f for ff in self.frames for f in ff.faces if f.success]
+            if ok:
+                X = self.calibrator.video_offsets(np.stack([f.features for f in ok]), np.array([f.id for f in ok]),
+                                                  np.asarray(self._scores))
+                for f, x in zip(ok, X):
+                    f.features = x
+                self.models.rescore(ok)
+            for ff in self.frames:
+                ff.rows, ff.faces = face_rows(ff.faces, self.name, ff.index, ff.time), []
+        rows = [r for ff in self.frames for r in ff.rows]
+        self.frames.clear()
+        return rows
+
+    def close(self) -> None:
+        """Stop the model thread without results (after an error in the caller)."""
+        if self._thread is not None and self._q is not None:
+            while True:  # drop queued batches so the stop signal fits (we are the only producer)
+                try:
+                    self._q.get_nowait()
+                except queue.Empty:
+                    break
+            self._q.put(None)
+            self._thread = None
+
+
+def analyze_video_rows(
+    models: FaceModels, path: str | Path, every: int = 1, fps: float | None = None, calibrate: Calibration = False,
+    overlay: str | Path | None = None, detect_every: int = DEFAULT_DETECT_EVERY,
+    progress: Callable[[int, int], None] | None = None, max_frames: int | None = None,
+    stats: dict | None = None, threaded: bool = True,
+) -> list[dict]:
+    """Rows for every kept frame of a video: one per face, or one ``success=0`` row per faceless frame.
+
+    ``every``/``fps`` subsample (``frame`` stays the index in the file, ``timestamp`` the
+    container time in seconds); ``detect_every=1`` runs the detector on every frame (slowest, same
+    faces as :meth:`Analyzer.analyze_frame`). ``overlay``: path of an annotated .mp4 to write.
+    ``progress(done, total)`` is called per frame (``total`` = frames the container declares,
+    0 if unknown). ``stats`` (a dict) receives decode/detection counters for benchmarking.
+    With ``calibrate=True``/``"video"`` the overlay shows uncalibrated predictions (it is written
+    during the first pass); ``"running"`` overlays what the table says.
+    A file that cannot be opened gives one error row; a stream that breaks off keeps the frames
+    decoded so far and adds a ``success=0`` row whose ``error`` says what happened.
+    All rows at once; :func:`iter_video_rows` hands them out in chunks as they are produced.
+    """
+    return [r for chunk in iter_video_rows(models, path, every, fps, calibrate, overlay, detect_every, progress,
+                                           max_frames, stats, threaded) for r in chunk]
+
+
+def iter_video_rows(
+    models: FaceModels, path: str | Path, every: int = 1, fps: float | None = None, calibrate: Calibration = False,
+    overlay: str | Path | None = None, detect_every: int = DEFAULT_DETECT_EVERY,
+    progress: Callable[[int, int], None] | None = None, max_frames: int | None = None,
+    stats: dict | None = None, threaded: bool = True, chunk_rows: int = CHUNK_ROWS,
+) -> Iterator[list[dict]]:
+    """The rows of :func:`analyze_video_rows`, in frame order, in lists of about ``chunk_rows``
+    rows yielded as soon as the models have scored them: memory stays flat on long videos
+    (except with two-pass calibration, whose rows all come at the end).
+
+    ``stats`` also receives ``overlay_error`` (empty, or why the overlay could not be written:
+    the analysis carries on without it).
+    """
+    name = str(path)
+    try:
+        reader = FrameReader(path, every, fps, max_frames, threaded=threaded)
+    except VideoReadError as e:
+        if stats is not None:
+            stats.update(overlay_error="", error=str(e))
+        yield [empty_row(name, str(e))]
+        return
+    writer = OverlayWriter(overlay, reader.output_rate) if overlay is not None else None
+    va = VideoAnalysis(models, name, calibrate, detect_every, writer, threaded=threaded)
+    total = -(-reader.stats.declared // every) if reader.stats.declared else 0
+    frames = iter(reader)
+    pending: list[dict] = []
+    # One BLAS thread: the AU models' products are tiny ((16, 7500) @ (7500, 17)), and a second
+    # OpenBLAS thread on a busy machine made each call wait for a descheduled worker (85 ms
+    # per call measured instead of 0.05 ms).
+    try:
+        with threadpool_limits(limits=1, user_api="blas"):
+            for n, vf in enumerate(frames, 1):
+                va.add(vf.index, vf.time, vf.image)
+                if progress is not None:
+                    progress(n, total)
+                pending.extend(va.ready())
+                if len(pending) >= chunk_rows:
+                    chunk, pending = pending, []
+                    yield chunk
+            pending.extend(va.finish())
+    except BaseException:  # includes GeneratorExit: the caller stopped early
+        va.close()
+        raise
+    finally:
+        frames.close()  # type: ignore[attr-defined]
+        reader.close()
+    st = reader.stats
+    if st.error:
+        step = 1.0 / st.rate if st.rate else 0.0
+        pending.append(empty_row(name, st.error, st.decoded, st.last_time + step if st.decoded else 0.0))
+    if stats is not None:
+        stats.update(decoded=st.decoded, frames=st.selected, decode_s=st.seconds, detections=va.n_detect,
+                     redetections=va.n_redetect, error=st.error, overlay_error=writer.error if writer else "")
+    if pending:
+        yield pending
