@@ -1,10 +1,44 @@
-"""Shared fixtures: the real sample data (tests skip cleanly when ../shared/data is absent)."""
+"""Shared fixtures: the real sample data (tests skip cleanly when ../shared/data is absent).
+
+Under CI (``CI=true``, as ``.ci/run`` runs) nothing may skip: a skipped test there means missing
+data, a missing extra or a missing browser — something a user would hit — so every skip, at run
+time or at collection, is turned into a failure that says why.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+
+def in_ci() -> bool:
+    """True when the CI switch is on (``CI=true``/``1``/``yes``)."""
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def _fail_skip(report, what: str) -> None:
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    report.outcome = "failed"
+    report.longrepr = (f"{what} skipped under CI=true ({reason}); CI must run every test: "
+                       "install the data (../shared/data), the dev/train/app extras and Chromium")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if in_ci() and report.skipped and not hasattr(report, "wasxfail"):
+        _fail_skip(report, item.nodeid)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    outcome = yield
+    report = outcome.get_result()
+    if in_ci() and report.skipped:
+        _fail_skip(report, collector.nodeid)
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"

@@ -2,13 +2,16 @@
 
 Skips cleanly when Chromium, Streamlit, streamlit-webrtc, aiortc, Playwright or the sample data are
 absent. Everything stays on 127.0.0.1: the app serves there, and its WebRTC side offers only the
-loopback address (``AULIB_APP_LOOPBACK_ICE=1``; no STUN/TURN servers). Screenshots go to docs/.
+loopback address (``AULIB_APP_LOOPBACK_ICE=1``; no STUN/TURN servers).
+Screenshots go to $AULIB_SCREENSHOTS (e.g. docs/), else a scratch folder.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
@@ -25,7 +28,9 @@ from .app_helpers import (
 )
 from .conftest import REPO, SAMPLES
 
-DOCS = REPO / "docs"
+# Screenshots: a scratch folder unless AULIB_SCREENSHOTS names where to keep them (e.g. docs/ when the
+# README's pictures are to be refreshed), so a test run never rewrites tracked files.
+SHOTS = Path(os.environ.get("AULIB_SCREENSHOTS") or tempfile.mkdtemp(prefix="aulib-shots-"))
 FPS = re.compile(r"(\d+(?:\.\d+)?) fps")
 
 
@@ -133,13 +138,13 @@ def _text(page) -> str:
 
 def _shot(page, name: str) -> None:
     """Screenshot of the whole app (Streamlit scrolls inside the page, so grow the viewport to fit)."""
-    DOCS.mkdir(exist_ok=True)
+    SHOTS.mkdir(parents=True, exist_ok=True)
     size = page.viewport_size
     height = page.evaluate("""() => Math.max(...['[data-testid=stMain]', '[data-testid=stAppViewContainer]',
         '[data-testid=stMainBlockContainer]'].map(s => document.querySelector(s)?.scrollHeight || 0))""")
     page.set_viewport_size({"width": size["width"], "height": int(min(max(height, size["height"]), 3000))})
     page.wait_for_timeout(500)
-    page.screenshot(path=str(DOCS / name))
+    page.screenshot(path=str(SHOTS / name))
     page.set_viewport_size(size)
 
 
@@ -347,23 +352,38 @@ def test_unloadable_cnn_falls_back_to_no_emotion_model(monkeypatch):
     assert common.load_analyzer("none")[1] is None
 
 
-def test_labels_and_overlay_on_a_real_face():
+def test_labels_and_overlay_on_a_real_face(analyzer):
+    """The app's labels come from Face records: CNN emotion when it ran, else the best rule."""
     pytest.importorskip("streamlit")
-    from aulib.app.common import annotate, emotion_label, emotion_scores
+    import numpy as np
+
+    from aulib.app.common import au_intensities, emotion_label, emotion_scores, face_table
+    from aulib.draw import draw_faces
+    from aulib.face.record import EMOTIONS, Face
     from aulib.io import read_image
+    from aulib.table import RULE_EMOTIONS
 
     from .conftest import sample
 
     img = read_image(sample("single_face.jpg"))
-    row = {"emotion": "happiness", "p_happiness": 0.93, "rule_happiness": 100.0}
-    assert emotion_label(row) == "happiness 93%"
-    assert emotion_label({"rule_happiness": 100.0, "rule_anger": 0.0}) == "happiness 100% (AU rules)"
-    assert emotion_scores({"rule_surprise": 50.0})[1]["surprise"] == 0.5
+    probs = np.zeros(8, np.float32)
+    probs[EMOTIONS.index("happiness")] = 0.93
+    probs[0] = 0.07
+    face = Face(box=np.array([20.0, 30.0, 80.0, 90.0]), score=1.0, matrix=np.eye(2, 3), emotion_probs=probs,
+                landmarks=np.full((68, 2), 50.0), rules=np.zeros(7), aus=(6, 12),
+                au_occurrence=np.array([1, 1], np.int8), au_intensity=np.array([1.5, 2.5]))
+    assert emotion_label(face) == "happiness 93%"
+    rules = np.zeros(7)
+    rules[RULE_EMOTIONS.index("happiness")] = 100.0
+    rules[RULE_EMOTIONS.index("surprise")] = 50.0
+    no_cnn = Face(box=face.box, score=1.0, matrix=face.matrix, rules=rules)
+    assert emotion_label(no_cnn) == "happiness 100% (AU rules)"
+    assert emotion_scores(no_cnn)[1]["surprise"] == 0.5
+    assert au_intensities(face) == {"AU06": 1.5, "AU12": 2.5}
+    assert face_table(face)["present"].tolist() == ["yes", "yes"]
 
-    class Face:
-        box = (20.0, 30.0, 80.0, 90.0)
-        success = True
-        landmarks = [(50.0, 60.0)] * 68
-
-    out = annotate(img, [Face()], ["happiness 93%"])
+    out = draw_faces(img, [face], ["happiness 93%"])
     assert out.shape == img.shape and (out != img).any() and (img == read_image(sample("single_face.jpg"))).all()
+    real = analyzer.get(img)  # a real face: its label and tables come straight from the record
+    assert real and real[0].success and emotion_label(real[0]).endswith("(AU rules)")
+    assert len(face_table(real[0])) == len(analyzer.aus)

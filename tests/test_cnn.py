@@ -284,7 +284,7 @@ def test_manifest_thresholds_and_class_order_are_validated() -> None:
     for bad in ([0.2, 0.5], [0.2, 0.5, 1.5], "high", [0.1, float("nan"), 0.3], {"AU01": 0.3}):
         with pytest.raises(ModelFileError, match="^m: au_thresholds"):
             au_thresholds({**aus, "au_thresholds": bad}, "m")
-    assert emotion_classes({"classes": EMOTIONS}, "m") == EMOTIONS
+    assert emotion_classes({"classes": list(EMOTIONS)}, "m") == list(EMOTIONS)
     with pytest.raises(ModelFileError, match="emotion_cnn.onnx: classes .* differ"):
         emotion_classes({"classes": EMOTIONS[::-1]}, "emotion_cnn.onnx")
     with pytest.raises(ModelFileError, match="records no class order"):

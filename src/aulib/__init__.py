@@ -22,7 +22,6 @@ __version__ = "0.1.0"
 # Public name → module that defines it (imported on first access).
 _LAZY: dict[str, str] = {
     "Analyzer": "aulib.analyzer",
-    "analyze": "aulib.analyzer",
     "get_img_aus_occurrences": "aulib.analyzer",
     "get_img_aus_intensities": "aulib.analyzer",
     "get_img_emotions_occurrences": "aulib.analyzer",
@@ -38,9 +37,10 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # for type checkers and IDEs only; at run time these are loaded lazily
+    import pandas as pd
+
     from aulib.analyzer import (
         Analyzer,
-        analyze,
         get_img_aus_intensities,
         get_img_aus_occurrences,
         get_img_emotions_occurrences,
@@ -48,6 +48,17 @@ if TYPE_CHECKING:  # for type checkers and IDEs only; at run time these are load
     from aulib.face import Face
     from aulib.io import ImageReadError, read_image
     from aulib.models import ModelFileError
+
+
+def analyze(paths: Any, **kwargs: Any) -> pd.DataFrame:
+    """Analyse images, folders or videos with a default :class:`Analyzer` (built once, then reused).
+
+    ``paths``: one path or a list; ``kwargs`` go to :meth:`Analyzer.analyze` (e.g. ``cropped=True``).
+    Returns the DataFrame of DESIGN.md's columns, one row per face per frame.
+    """
+    from aulib.analyzer import analyze as _analyze
+
+    return _analyze(paths, **kwargs)
 
 
 def __getattr__(name: str) -> Any:
