@@ -27,9 +27,12 @@ def test_golden_column_list_and_order():
         + ["emotion", "p_neutral", "p_happiness", "p_surprise", "p_sadness", "p_anger", "p_disgust", "p_fear",
            "p_contempt"]
         + [f"mt_AU{a:02d}_c" for a in MT_AUS]
+        # OpenFace 2 channels, added after every existing column (issue 12): names as in OpenFace's CSV
+        + ["face_id", "confidence", "pose_Tx", "pose_Ty", "pose_Tz", "pose_Rx", "pose_Ry", "pose_Rz",
+           "AU45_c", "AU45_r"]
     )
     assert cols == expected
-    assert len(cols) == 11 + 136 + 34 + 7 + 9 + 14
+    assert len(cols) == 11 + 136 + 34 + 7 + 9 + 14 + 10
     no_emotion = table.columns(SHIPPED_AUS, emotion=False)
     assert "emotion" not in no_emotion and not any(c.startswith("p_") for c in no_emotion)
 

@@ -36,6 +36,9 @@ from aulib.au.linear import LinearBank
 from aulib.au.models import AUIntensity, AUOccurrence
 from aulib.cnn.inference import EmotionCNN, MultitaskCNN
 from aulib.face import Face, FacePipeline
+from aulib.face.blink import Blink
+from aulib.face.pose import HeadPose, Intrinsics
+from aulib.face.quality import FitConfidence
 from aulib.io import ImageReadError, expand_inputs, is_video, read_image, to_rgb
 from aulib.models import model_path
 
@@ -58,10 +61,21 @@ class Analyzer:
         ``"multitask"`` (same columns from the 15-head network, plus ``mt_AUxx_c``) or ``"none"``
         (no emotion columns; the emotion CNN still runs, its embedding is part of the AU features).
     cropped: treat every image as one already-cropped face (dataset crops such as CK+/FER 48×48).
+    intrinsics: ``(fx, fy, cx, cy)`` of the camera in pixels, for head pose in mm/radians; ``None`` uses
+        OpenFace's defaults (``fx = fy = 500 · width / 640``, image centre).
+    smooth: videos only: steady each face's AU intensity and head-pose traces along time
+        (``True``/``"offline"`` zero-phase Gaussian, ``"causal"`` One Euro for live use, ``False`` raw
+        per-frame values; see :mod:`aulib.video.smooth`). Images are never smoothed. A video call's
+        ``smooth=`` option overrides it.
+
+    Besides the AU models, three landmark-geometry stages fill OpenFace-style channels:
+    :class:`~aulib.face.quality.FitConfidence` (``confidence``), :class:`~aulib.face.pose.HeadPose`
+    (``pose_*``) and :class:`~aulib.face.blink.Blink` (``AU45_c``/``AU45_r``).
     """
 
     def __init__(self, detector: str = "retinaface", emotion_model: EmotionModel = "cnn",
-                 cropped: bool = False) -> None:
+                 cropped: bool = False, intrinsics: Intrinsics | None = None,
+                 smooth: bool | str = True) -> None:
         if emotion_model not in ("cnn", "multitask", "none"):
             raise ValueError(f"emotion_model must be 'cnn', 'multitask' or 'none', not {emotion_model!r}")
         self.pipeline = FacePipeline(detector=detector)
@@ -85,7 +99,13 @@ class Analyzer:
         elif emotion_model == "multitask":
             self.cnn = MultitaskCNN()
         self.mt_aus: list[int] = list(self.cnn.aus) if isinstance(self.cnn, MultitaskCNN) else []
-        self.stages: list[ModelStage] = [self.features, *self.au_stages, *([self.cnn] if self.cnn else [])]
+        if smooth not in (True, False, "offline", "causal"):
+            raise ValueError(f"smooth must be True, False, 'offline' or 'causal', not {smooth!r}")
+        self.smooth = smooth
+        self.pose = HeadPose(intrinsics)
+        self.geometry_stages: list[ModelStage] = [FitConfidence(), self.pose, Blink()]
+        self.stages: list[ModelStage] = [*self.geometry_stages, self.features, *self.au_stages,
+                                         *([self.cnn] if self.cnn else [])]
         self.cropped = cropped
         self.columns = table.columns(self.aus, self.mt_aus, emotion=emotion_model != "none")
 
@@ -137,6 +157,7 @@ class Analyzer:
         if is_video(path):
             from aulib.video import iter_video_rows
 
+            video_options.setdefault("smooth", self.smooth)
             for rows in iter_video_rows(self, path, overlay=overlay, **video_options):  # type: ignore[arg-type]
                 yield table.to_frame(rows, self.columns)
             return

@@ -75,6 +75,7 @@ class FacePipeline:
     def describe(self, image: np.ndarray, face: Face) -> Face:
         """Align, mask and extract features for a face whose ``landmarks`` are set."""
         assert face.landmarks is not None
+        face.image_size = (int(image.shape[1]), int(image.shape[0]))
         al = self.aligner(image, face.landmarks)
         face.fit_error = al.fit_error
         if not np.isfinite(al.fit_error) or al.fit_error > MAX_FIT_ERROR:

@@ -41,7 +41,13 @@ class Face:
     present); ``au_intensity`` (K,) 0–5; ``rules`` (7,) % of each emotion prototype's AUs present
     (order of :data:`aulib.au.emotion_rules.PROTOTYPES`); ``emotion_probs`` (8,) in :data:`EMOTIONS`
     order, summing to 1; ``mt_aus`` / ``mt_au_probs`` (M,) / ``mt_au_occurrence`` (M,) the multitask
-    network's AU heads. ``pose``, ``gaze`` and ``blink`` are reserved for the video channels.
+    network's AU heads.
+
+    OpenFace-style channels: ``pose`` (6,) Tx, Ty, Tz (mm, camera at the origin) and Rx, Ry, Rz
+    (radians, ``R = Rx·Ry·Rz``), see :mod:`aulib.face.pose`; ``blink`` (2,) AU45 intensity 0–5 and
+    occurrence 0/1 from the eye aspect ratio, see :mod:`aulib.face.blink`; ``confidence`` 0–1 from
+    the detector score and the landmark fit, see :mod:`aulib.face.quality`; ``gaze`` is reserved.
+    ``image_size`` (width, height) of the image the face was found in (the default camera for pose).
 
     ``id``: the face's number in its image (left to right) or its stable track id in a video.
     ``error`` is empty for a face that went through every stage that ran.
@@ -73,6 +79,8 @@ class Face:
     pose: np.ndarray | None = None
     gaze: np.ndarray | None = None
     blink: np.ndarray | None = None
+    confidence: float = float("nan")
+    image_size: tuple[int, int] | None = None
     error: str = ""
     extra: dict = field(default_factory=dict)
 

@@ -35,11 +35,12 @@ from threadpoolctl import threadpool_limits
 
 from aulib.face.pipeline import FacePipeline
 from aulib.face.record import Face
-from aulib.table import empty_row, face_rows
+from aulib.table import empty_row, face_rows, trace_columns
 from aulib.video.calibrate import NeutralCalibrator
 from aulib.video.follow import DEFAULT_DETECT_EVERY, FaceFollower
 from aulib.video.overlay import OverlayWriter
 from aulib.video.reader import FrameReader, VideoReadError
+from aulib.video.smooth import DEFAULT_SIGMA_S, OneEuroSmoother, TraceSmoother
 
 # Faces per batched model call: large enough to amortise onnxruntime call overhead, small enough
 # to keep the model thread close behind the face thread.
@@ -48,12 +49,15 @@ BATCH_FACES = 16
 CHUNK_ROWS = 256
 
 Calibration = Literal["video", "running"] | bool
+# True/"offline": zero-phase Gaussian (files, the default); "causal": One Euro (live); False: raw per-frame values.
+Smoothing = Literal["offline", "causal"] | bool
 
 
 class FaceModels(Protocol):
     """What video analysis needs from an :class:`~aulib.analyzer.Analyzer`."""
 
     pipeline: FacePipeline
+    aus: list[int]  # AU numbers of the intensity models (which columns smoothing steadies)
 
     @property
     def au_feature_mean(self) -> np.ndarray:
@@ -251,7 +255,7 @@ def analyze_video_rows(
     models: FaceModels, path: str | Path, every: int = 1, fps: float | None = None, calibrate: Calibration = False,
     overlay: str | Path | None = None, detect_every: int = DEFAULT_DETECT_EVERY,
     progress: Callable[[int, int], None] | None = None, max_frames: int | None = None,
-    stats: dict | None = None, threaded: bool = True,
+    stats: dict | None = None, threaded: bool = True, smooth: Smoothing = True, smooth_sigma: float = DEFAULT_SIGMA_S,
 ) -> list[dict]:
     """Rows for every kept frame of a video: one per face, or one ``success=0`` row per faceless frame.
 
@@ -264,26 +268,36 @@ def analyze_video_rows(
     during the first pass); ``"running"`` overlays what the table says.
     A file that cannot be opened gives one error row; a stream that breaks off keeps the frames
     decoded so far and adds a ``success=0`` row whose ``error`` says what happened.
+    ``smooth``: steady the AU intensity and head-pose traces of each face track along time
+    (:mod:`aulib.video.smooth`): ``True``/``"offline"`` zero-phase Gaussian of ``smooth_sigma``
+    seconds, ``"causal"`` One Euro (live), ``False`` raw per-frame values.
     All rows at once; :func:`iter_video_rows` hands them out in chunks as they are produced.
     """
     return [r for chunk in iter_video_rows(models, path, every, fps, calibrate, overlay, detect_every, progress,
-                                           max_frames, stats, threaded) for r in chunk]
+                                           max_frames, stats, threaded, smooth=smooth, smooth_sigma=smooth_sigma)
+            for r in chunk]
 
 
 def iter_video_rows(
     models: FaceModels, path: str | Path, every: int = 1, fps: float | None = None, calibrate: Calibration = False,
     overlay: str | Path | None = None, detect_every: int = DEFAULT_DETECT_EVERY,
     progress: Callable[[int, int], None] | None = None, max_frames: int | None = None,
-    stats: dict | None = None, threaded: bool = True, chunk_rows: int = CHUNK_ROWS,
+    stats: dict | None = None, threaded: bool = True, chunk_rows: int = CHUNK_ROWS, smooth: Smoothing = True,
+    smooth_sigma: float = DEFAULT_SIGMA_S,
 ) -> Iterator[list[dict]]:
     """The rows of :func:`analyze_video_rows`, in frame order, in lists of about ``chunk_rows``
     rows yielded as soon as the models have scored them: memory stays flat on long videos
     (except with two-pass calibration, whose rows all come at the end).
 
     ``stats`` also receives ``overlay_error`` (empty, or why the overlay could not be written:
-    the analysis carries on without it).
+    the analysis carries on without it). Smoothing holds back only ``3 · smooth_sigma`` seconds of rows.
     """
     name = str(path)
+    if smooth not in (True, False, "offline", "causal"):
+        raise ValueError(f"smooth must be True, False, 'offline' or 'causal', not {smooth!r}")
+    cols = trace_columns(models.aus)
+    smoother: TraceSmoother | OneEuroSmoother | None = (
+        OneEuroSmoother(cols) if smooth == "causal" else TraceSmoother(cols, smooth_sigma) if smooth else None)
     try:
         reader = FrameReader(path, every, fps, max_frames, threaded=threaded)
     except VideoReadError as e:
@@ -305,11 +319,13 @@ def iter_video_rows(
                 va.add(vf.index, vf.time, vf.image)
                 if progress is not None:
                     progress(n, total)
-                pending.extend(va.ready())
+                ready = va.ready()
+                pending.extend(smoother.push(ready) if smoother is not None else ready)
                 if len(pending) >= chunk_rows:
                     chunk, pending = pending, []
                     yield chunk
-            pending.extend(va.finish())
+            rest = va.finish()
+            pending.extend(smoother.push(rest) + smoother.finish() if smoother is not None else rest)
     except BaseException:  # includes GeneratorExit: the caller stopped early
         va.close()
         raise
