@@ -11,12 +11,19 @@ Two passes over the same frames, because one measurement cannot give both number
    wall clock only. Its result is the last line, ``123.4 fps``.
 
 The machine's load average is printed too: on a shared machine fps is not a property of the code
-alone.
+alone. With ``openface`` (the path of an OpenFace 2 ``FeatureExtraction`` binary, or
+``$AULIB_OPENFACE``) both tools are also timed as whole processes on the same clip, in turn
+(aulib, OpenFace, aulib, …), and the median of the per-pair time ratios is printed: a ratio made at
+the same time on the same machine holds when absolute speeds drift 2× between machines.
 """
 
 from __future__ import annotations
 
 import os
+import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -172,3 +179,43 @@ def bench(video: str | Path, frames: int | None = None, detect_every: int = 10, 
     return {"fps": fps, "sequential_fps": n / seq_s, "cpu_ms_per_frame": cpu / max(1, st2["frames"]) * 1000,
             "cores_used": cores, "frames": st2["frames"], "faces": faces,
             "ms_per_frame": {k: acc[k] / n * 1000 for k in STAGES}, "load": load}
+
+
+def paired_openface(video: str | Path, openface: str | Path, pairs: int = 3, frames: int | None = None,
+                    log: Callable[[str], None] = print) -> dict:
+    """Whole-process wall time of ``aulib analyze VIDEO -o x.csv`` and of OpenFace's
+    ``FeatureExtraction -f VIDEO -aus -pose -gaze`` (run from its own folder: its model paths are
+    relative), alternating, ``pairs`` times; returns the medians and the median aulib/OpenFace ratio.
+
+    Raises FileNotFoundError when ``openface`` is not an executable file, RuntimeError (with the
+    tail of its output) when either tool fails on the clip: no ratio is printed from a failed run.
+    """
+    binary = Path(openface).resolve()
+    if not (binary.is_file() and os.access(binary, os.X_OK)):
+        raise FileNotFoundError(f"{openface}: not an executable OpenFace FeatureExtraction binary")
+    video = Path(video).resolve()
+    mine = [sys.executable, "-m", "aulib.cli", "analyze", str(video)]
+    if frames:
+        mine += ["--max-frames", str(frames)]
+    theirs = [str(binary), "-f", str(video), "-aus", "-pose", "-gaze", "-mloc", "model/main_clnf_general.txt"]
+
+    def timed(cmd: list[str], out: str, cwd: Path | None = None) -> float:
+        t = time.perf_counter()
+        r = subprocess.run(cmd + out.split(), cwd=cwd, capture_output=True, text=True)
+        wall = time.perf_counter() - t
+        if r.returncode != 0:
+            tail = " ".join((r.stderr or r.stdout).split())[-300:]
+            raise RuntimeError(f"{cmd[0]} failed on {video.name} (exit {r.returncode}): {tail}")
+        return wall
+
+    ours, of = [], []
+    with tempfile.TemporaryDirectory(prefix="aulib-bench-") as tmp:
+        for i in range(pairs):
+            ours.append(timed(mine, f"-o {tmp}/aulib_{i}.csv"))
+            of.append(timed(theirs, f"-out_dir {tmp}/openface_{i}", cwd=binary.parent))
+    ratios = [a / b for a, b in zip(ours, of)]
+    res = {"aulib_s": statistics.median(ours), "openface_s": statistics.median(of),
+           "ratio": statistics.median(ratios), "pairs": pairs}
+    log(f"whole process, {pairs} pairs in turn: aulib {res['aulib_s']:.2f} s, OpenFace {res['openface_s']:.2f} s "
+        f"(median); aulib/OpenFace time ratio {res['ratio']:.2f} (median of pairs; < 1: aulib is faster)")
+    return res
