@@ -200,8 +200,8 @@ def test_same_names_in_other_folders_get_distinct_outputs(tmp_path, analyzer):
     ov, per = tmp_path / "ov", tmp_path / "per"
     res = run_batch(files, SPEC, per_input=per, overlay=ov, analyzer=analyzer)
     assert not res.warnings
-    overlays = sorted(p.relative_to(ov).as_posix() for p in ov.rglob("*.png"))
-    assert len(overlays) == 5 and "y/a_overlay.png" in overlays, overlays
+    overlays = sorted(p.relative_to(ov).as_posix() for p in ov.rglob("*_overlay.*"))
+    assert len(overlays) == 5 and "y/a_overlay.jpg" in overlays and "x/a_overlay.png" in overlays, overlays
     tables = sorted(per.rglob("*.csv"))
     tables = [t for t in tables if t.is_file()]
     assert len(tables) == 5

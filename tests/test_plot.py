@@ -1,15 +1,17 @@
-"""``aulib plot``: a real, non-blank PNG for video tables (time series) and image tables (bars)."""
+"""``aulib plot``: real, non-blank pictures for video tables (small multiples / heatmap + stacked emotions) and
+image tables (one panel per face), AU selection, smoothing and FACS names on the axes."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
 from aulib.cli import app
 from aulib.face.record import EMOTIONS
-from aulib.plot import plot_table
+from aulib.plot import figure, parse_aus, plot_table, smooth_frame
 from aulib.table import columns, to_frame, write_table
 
 from .conftest import sample
@@ -67,8 +69,71 @@ def test_cli_errors_are_clean(tmp_path):
     assert res.exit_code == 2 and "no successfully analysed face" in res.output
     res = runner.invoke(app, ["plot", str(tmp_path / "missing.csv"), "-o", str(tmp_path / "p.png")])
     assert res.exit_code == 2
+    write_table(synthetic(10), table)
+    for args, msg in ((["--aus", "7"], "no AU07 intensity"), (["--aus", "six"], "not an AU number"),
+                      (["--style", "pie"], "--style must be"), (["--smooth", "-1"], "--smooth")):
+        res = runner.invoke(app, ["plot", str(table), "-o", str(tmp_path / "p.png"), *args])
+        assert res.exit_code == 2 and msg in res.output and len(res.output.strip().splitlines()) == 1, res.output
 
 
 def test_plot_of_a_real_analysis(tmp_path, analyzer):
     df = analyzer.analyze(sample("single_face.mp4"), every=12)
     assert_real_png(plot_table(df, tmp_path / "real.png"))
+
+
+def _labels(ax) -> list[str]:
+    return [t.get_text() for t in ax.get_yticklabels()] + [ax.get_ylabel()]
+
+
+def test_au_selection_small_multiples_with_facs_names(tmp_path):
+    fig = figure(synthetic(90), aus=[12, 6], smooth=0.3)
+    axes = fig.get_axes()
+    assert len(axes) == 3  # AU12, AU06 (in the order asked), then the emotions
+    assert axes[0].get_ylabel() == "AU12 lip corner puller" and axes[1].get_ylabel() == "AU06 cheek raiser"
+    assert all(a.get_ylim() == (0, 5) for a in axes[:2])  # one scale for every AU panel
+    assert len(axes[2].collections) == len(EMOTIONS)  # CNN probabilities as stacked areas, one per emotion
+    top = axes[2].collections[-1].get_paths()[0].vertices[:, 1].max()
+    assert top == pytest.approx(1.0, abs=1e-6)  # the stack reaches 1: probabilities sum to 1
+    assert axes[0].get_shared_x_axes().joined(axes[0], axes[2])
+    res = runner.invoke(app, ["plot", str(write_table(synthetic(90), tmp_path / "t.csv")), "-o",
+                              str(tmp_path / "sel.png"), "--aus", "6,12", "--smooth", "0.5"])
+    assert res.exit_code == 0, res.output
+    assert_real_png(tmp_path / "sel.png", (1000, 400))
+
+
+def test_heatmap_has_aus_by_time_with_gaps_blank():
+    df = synthetic(40)
+    df.loc[df["frame"].between(10, 14), "success"] = 0  # five frames without the face
+    fig = figure(df, style="heatmap")
+    heat = fig.get_axes()[0]
+    mesh = heat.collections[0]
+    values = mesh.get_array()
+    assert values.shape == (len(AUS), 40)  # AUs × every frame of the input
+    assert values.mask[:, 10:15].all() and not values.mask[:, :10].any()  # no face: blank, not "0"
+    assert "AU25 lips part" in _labels(heat)
+
+
+def test_smoothing_is_centred_and_by_time():
+    t = np.arange(0, 4, 1 / 30)
+    step = pd.DataFrame({"x": (t >= 2).astype(float)})
+    sm = smooth_frame(step, t, 0.5)["x"].to_numpy()
+    crossing = t[np.argmax(sm >= 0.5)]
+    assert abs(crossing - 2.0) < 0.05  # centred: no lag
+    assert 0 < sm[np.searchsorted(t, 1.9)] < 0.5 and sm[0] == 0 and sm[-1] == 1
+    # every other frame dropped: same window in seconds, same result where both have samples
+    half = smooth_frame(step.iloc[::2].reset_index(drop=True), t[::2], 0.5)["x"].to_numpy()
+    assert np.abs(half - sm[::2]).max() < 0.1
+    noisy = pd.DataFrame({"x": np.random.default_rng(0).normal(size=len(t))})
+    assert np.diff(smooth_frame(noisy, t, 0.5)["x"]).std() < 0.3 * np.diff(noisy["x"]).std()
+    assert parse_aus("AU06, 12 25") == [6, 12, 25] and parse_aus(None) is None
+
+
+def test_image_one_panel_per_face_shared_axes():
+    fig = figure(synthetic(1, faces=3, name="group.jpg"))
+    axes = fig.get_axes()
+    assert len(axes) == 6  # AU row and emotion row, one column per face
+    au_axes = axes[:3]  # row-major: the AU row first
+    assert [a.get_title() for a in au_axes] == ["face 0", "face 1", "face 2"]
+    assert all(a.get_xlim() == (0, 5) for a in au_axes)
+    assert au_axes[0].get_shared_y_axes().joined(au_axes[0], au_axes[2])
+    assert "AU12 lip corner puller" in _labels(au_axes[0])

@@ -143,14 +143,21 @@ def overlay_path(overlay: Path | None, path: Path, single_video: bool) -> Path |
 
 def overlay_paths(overlay: Path | None, files: list[Path]) -> list[Path | None]:
     """Annotated copies: ``overlay`` itself if it names a video file and the only input is a video,
-    else ``overlay/<input's folder below the inputs' common parent>/<stem>_overlay.mp4|png``
+    else ``overlay/<input's folder below the inputs' common parent>/<stem>_overlay.mp4|jpg|png``
     (distinct for every input, see :func:`output_paths`)."""
     if overlay is None:
         return [None] * len(files)
     if overlay.suffix.lower() in VIDEO_EXTENSIONS:
         return [overlay] if len(files) == 1 and is_video(files[0]) else [None] * len(files)
-    return list(output_paths(files, overlay, lambda n: f"{Path(n).stem}_overlay{'.mp4' if is_video(n) else '.png'}",
+    return list(output_paths(files, overlay, lambda n: f"{Path(n).stem}_overlay{_overlay_suffix(n)}",
                              text_names=True))
+
+
+def _overlay_suffix(name: str) -> str:
+    """``.mp4`` for videos, ``.jpg`` for JPEG photos (a PNG of a 12 MP photo is ~10× its size), else ``.png``."""
+    if is_video(name):
+        return ".mp4"
+    return ".jpg" if Path(name).suffix.lower() in (".jpg", ".jpeg", ".jpe", ".jfif") else ".png"
 
 
 def is_failure(df: pd.DataFrame) -> pd.Series:

@@ -275,7 +275,7 @@ def bench(
     emotion_model: str = typer.Option("cnn", "--emotion-model", help="cnn, multitask or none."),
     detector: str = typer.Option("retinaface", "--detector", help="retinaface or dlib."),
 ) -> None:
-    """Frames per second of the full video pipeline and ms per stage (last line: ``N fps``)."""
+    """Frames per second of the full video pipeline and ms per stage (the last line reads "N fps")."""
     from aulib.bench import bench as run_bench
 
     _check_names(detector=detector, emotion_model=emotion_model)
@@ -289,11 +289,35 @@ def plot(
     out: Path = typer.Option(..., "-o", "--out", help="Image to write (.png, .jpg, .pdf, .svg)."),
     input_name: str | None = typer.Option(None, "--input", help="Which input of the table (default: the first)."),
     face: int | None = typer.Option(None, "--face", help="Which face id (default: all faces)."),
+    aus: str | None = typer.Option(None, "--aus", help="AUs to show, e.g. 6,12,25 (default: all)."),
+    smooth: float | None = typer.Option(None, "--smooth", min=0, help="Video: centred rolling mean over this "
+                                        "many seconds (e.g. 0.5)."),
+    style: str = typer.Option("auto", "--style", help="Video AUs: lines (one small panel per AU), heatmap "
+                              "(AUs × time) or auto (lines up to 6 AUs)."),
 ) -> None:
-    """AU intensities and emotion probabilities over time (video) or per face (image)."""
-    from aulib.plot import plot_table
+    """AU intensities (FACS names) and emotions over time (video) or one panel per face (image)."""
+    from aulib.plot import parse_aus, plot_table
 
-    plot_table(table, out, input_name=input_name, face=face)  # errors: one line via _ErrorHandlingGroup
+    # errors (bad --aus, unknown AU/input/face, foreign table): one line via _ErrorHandlingGroup
+    plot_table(table, out, input_name=input_name, face=face, aus=parse_aus(aus), smooth=smooth, style=style)
+    err.print(f"wrote {escape(str(out))}")
+
+
+@app.command()
+def report(
+    table: Path = typer.Argument(..., help="A table written by aulib analyze (.csv, .parquet, .json)."),
+    out: Path = typer.Option(..., "-o", "--out", help="HTML page to write (.html)."),
+    video: Path | None = typer.Option(None, "--video", help="The analysed video, for thumbnails of the top moments."),
+    input_name: str | None = typer.Option(None, "--input", help="Which input of the table (default: the first)."),
+    face: int | None = typer.Option(None, "--face", help="Which face id (default: all faces)."),
+    smooth: float = typer.Option(0.5, "--smooth", min=0, help="Seconds of smoothing for the timeline and top "
+                                 "moments (0: none)."),
+) -> None:
+    """A self-contained HTML summary of one input: frames with a face, per-AU mean and % present (FACS names),
+    emotion timeline, top moments, run settings and model versions."""
+    from aulib.report_html import write_report
+
+    write_report(table, out, input_name=input_name, face=face, video=video, smooth=smooth or None)
     err.print(f"wrote {escape(str(out))}")
 
 
@@ -310,19 +334,25 @@ def demo() -> None:
 @app.command("app")
 def app_cmd(
     port: int = typer.Option(8501, "--port", min=1, max=65535, help="Port to serve on."),
-    host: bool = typer.Option(False, "--host", help="Listen on all interfaces (default: localhost only)."),
+    host: str = typer.Option("localhost", "--host", help="Address to listen on: 0.0.0.0 for all interfaces "
+                             "(the camera then needs https or a localhost tunnel in the browser)."),
     max_upload_mb: int = typer.Option(500, "--max-upload-mb", min=1, help="Largest upload accepted, in MB."),
 ) -> None:
     """Start the web app (Streamlit): live webcam, image and video pages (needs the 'app' extra)."""
     import importlib.util
     import os
+    import socket
 
     from aulib.app import streamlit_command
 
     missing = [m for m in ("streamlit", "streamlit_webrtc", "aiortc") if importlib.util.find_spec(m) is None]
     if missing:
         _fail(escape(f"{', '.join(missing)} not installed: pip install 'aulib[app]'"))
-    cmd = streamlit_command(port=port, host="0.0.0.0" if host else "localhost", max_upload_mb=max_upload_mb)
+    try:
+        socket.getaddrinfo(host, port)
+    except (OSError, UnicodeError):
+        _fail(escape(f"--host {host!r}: not an address or host name this machine can resolve"))
+    cmd = streamlit_command(port=port, host=host, max_upload_mb=max_upload_mb)
     sys.stdout.flush()
     os.execv(cmd[0], cmd)  # streamlit takes over this process: Ctrl-C and signals reach it directly
 

@@ -429,29 +429,59 @@ def is_aulib_table(df: pd.DataFrame) -> bool:
 
 
 # ---------------------------------------------------------------------------------- text report
+def _bar(value: float, full: float = 5.0, width: int = 10) -> str:
+    """A text bar for an intensity (``█`` per half point on a 0–5 scale)."""
+    if not np.isfinite(value):
+        return ""
+    return "█" * int(round(min(max(value / full, 0.0), 1.0) * width))
+
+
+def _is_one(value: object) -> bool:
+    """True for an occurrence of 1; False for 0 and for a missing value (``<NA>`` has no truth value)."""
+    return not pd.isna(value) and value == 1
+
+
 def report(df: pd.DataFrame) -> str:
-    """The seed ``get_au`` report for each face: occurrences, intensities, emotion %, CNN emotion."""
-    occ, inten, rules, probs, mt = au_occurrence(df), au_intensity(df), rule_scores(df), emotion_probs(df), \
-        mt_au_occurrence(df)
+    """The per-face report people read (``aulib analyze photo.jpg``): AUs with their FACS names,
+    intensities, which emotion prototypes match and the CNN emotion.
+
+    Headers name the frame for every row of a video (frame 0 included); images have none. Emotion
+    prototypes are shown as counts ("2 of 2 prototype AUs") and only a full match is called a
+    match: see :mod:`aulib.au.facs` for why a partial overlap is not an emotion.
+    """
+    from aulib.au.facs import au_label, prototype_matches, summarize_matches
+    from aulib.io import is_video
+
+    occ, inten, probs, mt = au_occurrence(df), au_intensity(df), emotion_probs(df), mt_au_occurrence(df)
+    numbers = aus(df)
+    names = [au_name(a) for a in numbers]
+    width = max([len(au_label(a)) for a in numbers] + [10])
+    videos = {str(n) for n, g in df.groupby("input")["frame"] if (g > 0).any()} if len(df) else set()
     out = []
     for i in range(len(df)):
-        head = f"{df['input'].iat[i]}" + (f"  frame {df['frame'].iat[i]}" if df["frame"].iat[i] else "") \
+        name = str(df["input"].iat[i])
+        video = name in videos or is_video(name)
+        head = name + (f"  frame {df['frame'].iat[i]} ({df['timestamp'].iat[i]:.2f} s)" if video else "") \
             + f"  face {df['face'].iat[i]}"
         if not df["success"].iat[i]:
             out.append(f"{head}: no result — {df['error'].iat[i]}")
             continue
         x, y, w, h = boxes(df.iloc[[i]])[0]
         out.append(f"{head}  box ({x:.0f}, {y:.0f}, {w:.0f}×{h:.0f})")
-        present = [a for a in occ.columns if occ[a].iat[i] == 1]
-        out.append("  AUs present:   " + (", ".join(present) if present else "none"))
-        out.append("  AU intensity:  " + "  ".join(f"{a} {inten[a].iat[i]:.1f}" for a in inten.columns))
-        order = sorted(rules.columns, key=lambda e: -rules[e].iat[i])
-        out.append("  Emotion (% of prototype AUs): " + "  ".join(f"{e} {rules[e].iat[i]:.0f}%" for e in order))
+        present = [a for a, n in zip(numbers, names) if n in occ.columns and _is_one(occ[n].iat[i])]
+        out.append("  AUs present:   " + (", ".join(au_label(a) for a in present) if present else "none"))
+        if len(inten.columns):
+            out.append(f"  {'Action Unit (FACS)':<{width + 2}}present  intensity (0–5)")
+            for a, n in zip(numbers, names):
+                v = float(inten[n].iat[i]) if n in inten.columns else float("nan")
+                mark = "yes" if a in present else "·"
+                out.append(f"    {au_label(a):<{width}}  {mark:<7}  {v:4.1f} {_bar(v)}".rstrip())
+        out.append("  Emotion prototypes (FACS/EMFACS): " + summarize_matches(prototype_matches(numbers, present)))
         label = df["emotion"].iat[i] if has_emotion(df) else None
         if isinstance(label, str):
             top = sorted(probs.columns, key=lambda e: -probs[e].iat[i])[:3]
             out.append(f"  CNN emotion:   {label}  (" + ", ".join(f"{e} {probs[e].iat[i]:.2f}" for e in top) + ")")
         if len(mt.columns):
-            on = [a for a in mt.columns if mt[a].iat[i] == 1]
-            out.append("  Multitask AUs: " + (", ".join(on) if on else "none"))
+            on = [a for a in mt_aus(df) if _is_one(mt[au_name(a)].iat[i])]
+            out.append("  Multitask AUs: " + (", ".join(au_label(a) for a in on) if on else "none"))
     return "\n".join(out)

@@ -1,0 +1,404 @@
+"""``aulib report``: one self-contained HTML page summarising an analysis table for a researcher.
+
+What it holds, for one input of the table (default: the first):
+
+- frames analysed and frames with a face, face tracks, duration;
+- per AU (with its FACS name): mean intensity, share of frames where the occurrence model says
+  present, peak intensity and when;
+- the emotion timeline (AU heatmap over time + CNN probabilities as stacked areas, from
+  :mod:`aulib.plot`), the share of frames per CNN emotion, and how often each emotion prototype
+  fully matches (:mod:`aulib.au.facs`);
+- top moments: the strongest frame of each emotion the CNN saw clearly, and of the most active
+  AU, each with its top AUs and, when the video is given, a thumbnail of the face;
+- run settings (the table's ``OUT.meta.json`` sidecar written by the batch runner, when present)
+  and the installed model files with their sha256 prefixes.
+
+Self-contained on purpose: figures are base64 PNG ``data:`` URIs and the CSS is inline, so the
+file can be mailed, archived or opened offline and shows exactly what it showed when written; it
+references no external URL. Every piece of text from the table (file names, errors) is
+HTML-escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from aulib import table
+from aulib.au.facs import au_label, facs_name, prototype_matches
+from aulib.face.record import au_name
+
+THUMB_HEIGHT = 150
+MAX_MOMENTS = 6
+MIN_GAP_S = 1.0  # two top moments closer than this are one moment
+
+
+@dataclass
+class Moment:
+    """One notable frame: why it is notable, where it is, and what the face shows there."""
+
+    why: str
+    frame: int
+    timestamp: float
+    face: int
+    box: tuple[float, float, float, float]
+    emotion: str
+    top_aus: list[tuple[str, float]]
+    thumbnail: str = ""  # data: URI of a JPEG, or ""
+
+
+def _png(fig) -> str:
+    """A matplotlib Figure as a base64 PNG ``data:`` URI."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _jpeg(rgb: np.ndarray) -> str:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="JPEG", quality=85)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _e(x: object) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def au_summary(ok: pd.DataFrame) -> pd.DataFrame:
+    """Per AU over the face rows ``ok``: FACS name, mean intensity, % of frames present, peak and its time."""
+    inten, occ = table.au_intensity(ok), table.au_occurrence(ok)
+    rows = []
+    for name in inten.columns:
+        v = inten[name].to_numpy(np.float64)
+        finite = np.isfinite(v)
+        peak = int(np.nanargmax(v)) if finite.any() else None
+        present = occ[name].astype("float64").to_numpy() if name in occ.columns else np.full(len(ok), np.nan)
+        rows.append({
+            "AU": name, "name": facs_name(name),
+            "mean intensity": float(np.nanmean(v)) if finite.any() else float("nan"),
+            "% frames present": 100 * float(np.nanmean(present)) if np.isfinite(present).any() else float("nan"),
+            "peak intensity": float(v[peak]) if peak is not None else float("nan"),
+            "peak at (s)": float(ok["timestamp"].iat[peak]) if peak is not None else float("nan"),
+        })
+    return pd.DataFrame(rows)
+
+
+def emotion_summary(ok: pd.DataFrame) -> pd.DataFrame:
+    """Per emotion: % of face rows the CNN labels with it, its mean probability, and % of rows whose
+    AUs fully match its FACS prototype."""
+    aus = table.aus(ok)
+    occ = table.au_occurrence(ok)
+    on = occ.astype("float64").fillna(0).to_numpy() == 1
+    numbers = [a for a in aus if au_name(a) in occ.columns]
+    cols = [list(occ.columns).index(au_name(a)) for a in numbers]
+    full: dict[str, int] = {}
+    for i in range(len(ok)):
+        present = [a for a, j in zip(numbers, cols) if on[i, j]]
+        for m in prototype_matches(aus, present):
+            if m.level == "full":
+                full[m.emotion] = full.get(m.emotion, 0) + 1
+    probs = table.emotion_probs(ok)
+    labels = ok["emotion"] if table.has_emotion(ok) else pd.Series([None] * len(ok), index=ok.index)
+    emotions = list(probs.columns) or list(table.RULE_EMOTIONS)
+    n = max(len(ok), 1)
+    return pd.DataFrame([{
+        "emotion": e,
+        "% frames (CNN label)": 100 * float((labels == e).sum()) / n if len(probs.columns) else float("nan"),
+        "mean probability": float(probs[e].mean()) if e in probs.columns else float("nan"),
+        "% frames prototype fully matched": 100 * full.get(e, 0) / n if e in table.RULE_EMOTIONS else float("nan"),
+    } for e in emotions])
+
+
+def top_moments(ok: pd.DataFrame, smooth: float | None = 0.5, limit: int = MAX_MOMENTS) -> list[Moment]:
+    """Frames worth looking at: the peak of each emotion the CNN saw clearly (smoothed probability ≥ 0.5,
+    neutral excluded), then the peak of the most active AU; no two within :data:`MIN_GAP_S`."""
+    from aulib.plot import smooth_frame
+
+    if ok.empty:
+        return []
+    ok = ok.sort_values(["timestamp", "face"])
+    t = ok["timestamp"].to_numpy(np.float64)
+    candidates: list[tuple[str, int]] = []
+    probs = table.emotion_probs(ok)
+    if len(probs.columns) and probs.notna().any().any():
+        sm = smooth_frame(probs, t, smooth if ok["frame"].nunique() > 1 else None)
+        peaks = [(float(sm[e].max()), e) for e in sm.columns if e != "neutral" and sm[e].notna().any()]
+        for p, e in sorted(peaks, reverse=True):
+            if p >= 0.5:
+                candidates.append((f"strongest {e} ({p:.0%} CNN probability)", int(np.nanargmax(sm[e].to_numpy()))))
+    inten = table.au_intensity(ok)
+    if len(inten.columns) and inten.notna().any().any():
+        best = inten.mean().idxmax()
+        sm = smooth_frame(inten[[best]], t, smooth if ok["frame"].nunique() > 1 else None)[best].to_numpy()
+        candidates.append((f"peak of {au_label(best)} (the most active AU)", int(np.nanargmax(sm))))
+    probs_all = table.emotion_probs(ok)
+    out: list[Moment] = []
+    for why, i in candidates:
+        if len(out) >= limit or any(abs(m.timestamp - t[i]) < MIN_GAP_S for m in out):
+            continue
+        row = ok.iloc[[i]]
+        values = table.au_intensity(row).iloc[0]
+        top = sorted(((k, float(v)) for k, v in values.items() if np.isfinite(v)), key=lambda kv: -kv[1])[:3]
+        emotion = ""
+        if len(probs_all.columns) and probs_all.iloc[i].notna().any():
+            e = str(probs_all.iloc[i].idxmax())
+            emotion = f"{e} {float(probs_all.iloc[i][e]):.0%}"
+        x, y, w, h = table.boxes(row)[0]
+        out.append(Moment(why, int(row["frame"].iat[0]), float(t[i]), int(row["face"].iat[0]),
+                          (float(x), float(y), float(w), float(h)), emotion, top))
+    return out
+
+
+def add_thumbnails(moments: Sequence[Moment], video: str | Path) -> str:
+    """Fill each moment's thumbnail with its face cropped from ``video`` (frame index = the table's
+    ``frame``); returns a note when the video is truncated or corrupt before some of them ("" otherwise).
+
+    ValueError naming the file when it cannot be opened as a video, or when it cleanly ends before
+    frames the table has (another video: its thumbnails would show the wrong moments).
+    """
+    from aulib.io import check_regular_file
+    from aulib.video.reader import FrameReader
+
+    path = check_regular_file(video, ValueError)
+    wanted = {m.frame for m in moments}
+    if not wanted:
+        return ""
+    images: dict[int, np.ndarray] = {}
+    reader = FrameReader(path)
+    for vf in reader:
+        if vf.index in wanted:
+            images[vf.index] = vf.image
+        if vf.index >= max(wanted):
+            break
+    import cv2
+
+    for m in moments:
+        img = images.get(m.frame)
+        if img is None:
+            continue
+        x, y, w, h = m.box
+        if not all(np.isfinite([x, y, w, h])):
+            continue
+        pad = 0.35 * max(w, h)
+        x0, y0 = max(int(x - pad), 0), max(int(y - pad), 0)
+        x1, y1 = min(int(x + w + pad), img.shape[1]), min(int(y + h + pad), img.shape[0])
+        if x1 <= x0 or y1 <= y0:
+            continue
+        crop = np.ascontiguousarray(img[y0:y1, x0:x1])
+        scale = THUMB_HEIGHT / crop.shape[0]
+        crop = cv2.resize(crop, (max(1, int(round(crop.shape[1] * scale))), THUMB_HEIGHT),
+                          interpolation=cv2.INTER_AREA)
+        m.thumbnail = _jpeg(crop)
+    missing = sorted(wanted - set(images))
+    if reader.stats.error and missing:
+        return f"{reader.stats.error}"
+    if missing:
+        raise ValueError(f"{path}: has no frame {', '.join(map(str, missing))} (it has {reader.stats.decoded} "
+                         "frames): not the video this table was made from")
+    return ""
+
+
+def run_metadata(table_path: str | Path | None) -> dict:
+    """The batch runner's sidecar ``OUT.meta.json`` of a table file, or ``{}``."""
+    if table_path is None:
+        return {}
+    meta = Path(table_path).with_name(Path(table_path).name + ".meta.json")
+    try:
+        data = json.loads(meta.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def model_versions() -> list[tuple[str, str, str]]:
+    """``(file, sha256 prefix, what it is)`` for every model in the installed manifest."""
+    from aulib.models import read_manifest
+
+    out = []
+    for name, entry in read_manifest().get("models", {}).items():
+        what = entry.get("dataset") or entry.get("source") or ""
+        out.append((name, str(entry.get("sha256", ""))[:12], str(what)))
+    return out
+
+
+def _table_html(df: pd.DataFrame, formats: dict[str, str], bars: dict[str, float] | None = None) -> str:
+    """An HTML table; ``formats`` per column; ``bars``: columns drawn with a proportional CSS bar."""
+    head = "".join(f"<th>{_e(c)}</th>" for c in df.columns)
+    body = []
+    for _, r in df.iterrows():
+        cells = []
+        for c in df.columns:
+            v = r[c]
+            if isinstance(v, float) and not np.isfinite(v):
+                text, num = "–", None
+            elif c in formats and isinstance(v, (int, float, np.floating)):
+                text, num = format(v, formats[c]), float(v)
+            else:
+                text, num = str(v), None
+            if bars and c in bars and num is not None:
+                width = max(0.0, min(100.0, 100 * num / bars[c]))
+                cells.append(f'<td class="num"><span class="bar" style="width:{width:.0f}%"></span>{_e(text)}</td>')
+            else:
+                cells.append(f'<td{" class=num" if num is not None else ""}>{_e(text)}</td>')
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem auto;max-width:1200px;
+color:#222;padding:0 1rem;line-height:1.45}
+h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ddd}
+.muted{color:#666;font-size:.9rem}.cards{display:flex;gap:1rem;flex-wrap:wrap;margin:1rem 0}
+.card{background:#f5f5f7;border-radius:8px;padding:.7rem 1rem;min-width:9rem}
+.card b{display:block;font-size:1.4rem}
+table{border-collapse:collapse;font-size:.9rem;margin:.5rem 0}th,td{padding:.25rem .6rem;text-align:left;
+border-bottom:1px solid #eee}th{background:#fafafa}td.num{text-align:right;position:relative;min-width:5rem}
+.bar{position:absolute;left:0;top:15%;height:70%;background:#e69f0033;border-radius:2px;z-index:-1}
+td.num{z-index:0}img.fig{max-width:100%;height:auto;border:1px solid #eee}
+.moments{display:flex;flex-wrap:wrap;gap:1rem}.moment{background:#f5f5f7;border-radius:8px;padding:.6rem;
+width:15rem;font-size:.85rem}.moment img{display:block;max-width:100%;height:150px;object-fit:contain;
+margin-bottom:.4rem;background:#000}.warn{background:#fff4e5;border-left:4px solid #e69f00;padding:.5rem 1rem}
+code{background:#f2f2f2;padding:0 .25rem;border-radius:3px}
+"""
+
+
+def render(df: pd.DataFrame, input_name: str | None = None, face: int | None = None, video: str | Path | None = None,
+           table_path: str | Path | None = None, smooth: float | None = 0.5) -> str:
+    """The report page (HTML text) for one input of an analysis table (see the module docstring)."""
+    import aulib
+    from aulib.plot import figure, select
+
+    if df.empty:
+        raise ValueError("the table has no rows")
+    name = input_name if input_name is not None else str(df["input"].iloc[0])
+    rows = df[df["input"].astype(str) == name]
+    if rows.empty:
+        raise ValueError(f"the table has no input {name!r} (it has: {', '.join(map(str, df['input'].unique()[:5]))})")
+    ok = select(df, name, face)
+    is_video = rows["frame"].nunique() > 1
+    frames = rows["frame"].nunique()
+    with_face = ok["frame"].nunique()
+    duration = float(rows["timestamp"].max() - rows["timestamp"].min()) if is_video else 0.0
+    notes = []
+    inputs = df["input"].nunique()
+    if inputs > 1:
+        notes.append(f"The table holds {inputs} inputs; this report covers {name} (choose another with --input).")
+    problems = rows.loc[(rows["success"] == 0) & ~rows["error"].str.contains("no face", case=False), "error"]
+    notes += [f"Problem in the input: {e}" for e in problems.unique()[:3]]
+
+    moments = top_moments(ok, smooth)
+    if video is not None:
+        if Path(video).name != Path(name).name:
+            notes.append(f"Thumbnails from {video}, whose name differs from the table's input {name}.")
+        note = add_thumbnails(moments, video)
+        if note:
+            notes.append(note)
+
+    timeline = _png(figure(df, name, face, smooth=smooth if is_video else None, style="heatmap"))
+    aus = au_summary(ok)
+    emo = emotion_summary(ok)
+    meta = run_metadata(table_path)
+    version = getattr(aulib, "__version__", "")
+
+    parts = [f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>aulib report — {_e(Path(name).name)}"
+             "</title><meta name=viewport content='width=device-width,initial-scale=1'>"
+             f"<style>{CSS}</style></head><body>",
+             f"<h1>aulib report — {_e(Path(name).name)}</h1>",
+             f"<p class=muted>Input <code>{_e(name)}</code>"
+             + (f" · table <code>{_e(table_path)}</code>" if table_path else "")
+             + f" · written {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')}"
+             + (f" by aulib {_e(version)}" if version else "") + "</p>"]
+    parts += [f"<p class=warn>{_e(n)}</p>" for n in notes]
+    cards = [("frames analysed", f"{frames}"),
+             ("frames with a face", f"{with_face} ({100 * with_face / max(frames, 1):.0f} %)"),
+             ("face tracks" if is_video else "faces", f"{ok['face'].nunique()}")]
+    if is_video:
+        cards.append(("duration", f"{duration:.1f} s"))
+    if face is not None:
+        cards.append(("face shown", f"{face}"))
+    parts.append("<div class=cards>" + "".join(f"<div class=card><b>{_e(v)}</b>{_e(k)}</div>" for k, v in cards)
+                 + "</div>")
+
+    parts.append("<h2>Emotion timeline</h2>" if is_video else "<h2>Faces</h2>")
+    what = ("AU intensity over time (heatmap, light = absent, grey = no face) and the CNN emotion probabilities "
+            "stacked (they sum to 1)" + (f", smoothed over {smooth:g} s (centred rolling mean)" if smooth else "")
+            if is_video else "AU intensities (present AUs coloured) and emotion scores per face")
+    parts.append(f"<p class=muted>{_e(what)}.</p><img class=fig alt='emotion timeline' src='{timeline}'>")
+
+    parts.append("<h2>Action Units</h2><p class=muted>Over the rows with a face: mean SVR intensity (0–5), "
+                 "share of frames where the SVM says present, and the strongest frame.</p>")
+    parts.append(_table_html(aus, {"mean intensity": ".2f", "% frames present": ".0f", "peak intensity": ".2f",
+                                   "peak at (s)": ".2f"}, bars={"mean intensity": 5.0, "% frames present": 100.0}))
+
+    parts.append("<h2>Emotions</h2><p class=muted>CNN: share of frames with that label and mean probability. "
+                 "FACS prototypes (EMFACS, Friesen &amp; Ekman 1983): share of frames where <em>every</em> modelled "
+                 "AU of the emotion's prototype is present; partial overlaps are not counted, since single AUs "
+                 "are shared by several prototypes.</p>")
+    parts.append(_table_html(emo, {"% frames (CNN label)": ".0f", "mean probability": ".2f",
+                                   "% frames prototype fully matched": ".0f"},
+                             bars={"% frames (CNN label)": 100.0, "% frames prototype fully matched": 100.0}))
+
+    parts.append("<h2>Top moments</h2>")
+    if not moments:
+        parts.append("<p class=muted>None: no emotion reached 50 % and no AU was measured.</p>")
+    elif video is None and is_video:
+        parts.append("<p class=muted>Give the video (<code>--video clip.mp4</code>) for thumbnails.</p>")
+    cards_html = []
+    for m in moments:
+        img = f"<img alt='frame {m.frame}' src='{m.thumbnail}'>" if m.thumbnail else ""
+        aus_txt = ", ".join(f"{au_label(k)} {v:.1f}" for k, v in m.top_aus)
+        cards_html.append(f"<div class=moment>{img}<b>{_e(m.why)}</b><br>"
+                          + (f"{m.timestamp:.2f} s · frame {m.frame} · " if is_video else "")
+                          + f"face {m.face}" + (f" · CNN: {_e(m.emotion)}" if m.emotion else "")
+                          + f"<br>top AUs: {_e(aus_txt)}</div>")
+    parts.append("<div class=moments>" + "".join(cards_html) + "</div>")
+
+    parts.append("<h2>Run settings and models</h2>")
+    if meta.get("options"):
+        opts = pd.DataFrame([{"setting": k, "value": "–" if v is None else v} for k, v in meta["options"].items()])
+        parts.append("<p class=muted>From the run's metadata file (written by <code>aulib analyze -o</code>).</p>"
+                     + _table_html(opts, {}))
+    else:
+        parts.append("<p class=muted>No run metadata next to the table (it is written as "
+                     "<code>OUT.meta.json</code> by <code>aulib analyze -o OUT</code>).</p>")
+    models = pd.DataFrame(model_versions(), columns=["model file", "sha256 (first 12)", "trained on / source"])
+    parts.append("<p class=muted>Model files installed with this aulib (checksums verified at load).</p>"
+                 + _table_html(models, {}))
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(source: str | Path | pd.DataFrame, out: str | Path, input_name: str | None = None,
+                 face: int | None = None, video: str | Path | None = None, smooth: float | None = 0.5) -> Path:
+    """Read a table (path or DataFrame), write its HTML report to ``out``; ValueError naming the file
+    for a foreign/broken table, an input/face it lacks, or an unreadable video."""
+    from aulib.plot import check_table, read_checked
+
+    out = Path(out)
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise ValueError(f"{out}: the report is an HTML page (name it .html)")
+    if isinstance(source, pd.DataFrame):
+        df, table_path, name = check_table(source, "the table"), None, "the table"
+    else:
+        df, table_path, name = read_checked(source), source, str(source)
+    try:
+        text = render(df, input_name, face, video=video, table_path=table_path, smooth=smooth)
+    except (TypeError, KeyError) as e:
+        raise ValueError(f"{name}: cannot report this table ({type(e).__name__}: {e})") from None
+    except ValueError as e:
+        msg = str(e)
+        raise ValueError(msg if msg.startswith(str(video)) or msg.startswith(name) else f"{name}: {msg}") from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    return out

@@ -1,0 +1,113 @@
+"""``aulib report``: a self-contained HTML page from a real analysis, opened in headless Chromium.
+
+Screenshots go to $AULIB_SCREENSHOTS (e.g. docs/), else a scratch folder: a test run never rewrites docs/.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from aulib.batch import AnalyzerSpec, run_batch
+from aulib.cli import app
+from aulib.models import read_manifest
+from aulib.report_html import write_report
+
+from .app_helpers import find_chromium, python_has
+from .conftest import sample
+from .test_plot import synthetic
+
+runner = CliRunner()
+SHOTS = Path(os.environ.get("AULIB_SCREENSHOTS") or tempfile.mkdtemp(prefix="aulib-shots-"))
+
+
+@pytest.fixture(scope="module")
+def analysed(tmp_path_factory, analyzer):
+    """A real table of the sample clip written by the batch runner (with its .meta.json), and the clip."""
+    tmp = tmp_path_factory.mktemp("report")
+    clip = tmp / "clip.mp4"
+    shutil.copy(sample("single_face.mp4"), clip)
+    out = tmp / "clip.csv"
+    run_batch([clip], AnalyzerSpec(emotion_model="none"), out=out, analyzer=analyzer,
+              video_options={"every": 2, "detect_every": 10})
+    return out, clip
+
+
+def test_report_from_a_real_video(analysed, tmp_path):
+    table, clip = analysed
+    res = runner.invoke(app, ["report", str(table), "-o", str(tmp_path / "r.html"), "--video", str(clip)])
+    assert res.exit_code == 0, res.output
+    page = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "frames analysed" in page and ">36<" in page  # 72 frames, every 2nd
+    assert "AU12" in page and "lip corner puller" in page and "% frames present" in page
+    assert "Emotion timeline" in page and "Top moments" in page
+    assert len(re.findall(r"src='data:image/png;base64,", page)) >= 1
+    assert len(re.findall(r"src='data:image/jpeg;base64,", page)) >= 1  # thumbnails from the video
+    assert "detect_every" in page and "<td>2</td>" in page  # the run's settings from clip.csv.meta.json
+    sha = read_manifest()["models"]["au_svm.npz"]["sha256"][:12]
+    assert sha in page
+    # self-contained: nothing fetched from anywhere
+    assert not re.search(r"(src|href)=['\"]?(https?:|//)", page) and "http://" not in page and "https://" not in page
+
+
+def test_report_escapes_text_and_works_without_video_or_metadata(tmp_path):
+    df = synthetic(60)
+    df["input"] = "<script>alert(1)</script>.mp4"
+    out = write_report(df, tmp_path / "s.html")
+    page = out.read_text(encoding="utf-8")
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    assert "No run metadata" in page and "for thumbnails" in page
+    assert "happiness" in page and "strongest" in page
+
+
+def test_report_errors_are_one_line(analysed, tmp_path):
+    table, _ = analysed
+    cases = [
+        (["-o", str(tmp_path / "r.pdf")], "name it .html"),
+        (["-o", str(tmp_path / "r.html"), "--video", str(sample("single_face.jpg"))], "single_face.jpg"),
+        (["-o", str(tmp_path / "r.html"), "--video", str(tmp_path / "missing.mp4")], "missing.mp4"),
+        (["-o", str(tmp_path / "r.html"), "--face", "7"], "no successfully analysed face"),
+        (["-o", str(tmp_path / "r.html"), "--input", "other.mp4"], "no input 'other.mp4'"),
+    ]
+    for args, msg in cases:
+        res = runner.invoke(app, ["report", str(table), *args])
+        one_line = len(res.output.strip().splitlines()) == 1
+        assert res.exit_code == 2 and msg in res.output and one_line, (args, res.output)
+    foreign = tmp_path / "foreign.csv"
+    foreign.write_text("a,b\n1,2\n")
+    res = runner.invoke(app, ["report", str(foreign), "-o", str(tmp_path / "r.html")])
+    assert res.exit_code == 2 and "not a table written by aulib analyze" in res.output
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_report_figures_render_in_chromium(analysed, tmp_path):
+    missing = python_has("playwright")
+    chromium = find_chromium()
+    if missing or not chromium:
+        pytest.skip("needs playwright and Chromium (/usr/bin/chromium)")
+    from playwright.sync_api import sync_playwright
+
+    table, clip = analysed
+    out = write_report(table, tmp_path / "report.html", video=clip)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            requests: list[str] = []
+            page.on("request", lambda r: requests.append(r.url))
+            page.goto(out.as_uri(), wait_until="load")
+            images = page.evaluate("() => [...document.images].map(i => [i.alt, i.complete, i.naturalWidth])")
+            assert len(images) >= 2 and all(ok and w > 0 for _, ok, w in images), images
+            assert page.locator("h1").inner_text().startswith("aulib report")
+            assert not [u for u in requests if not u.startswith(("file:", "data:"))], requests
+            SHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SHOTS / "report.png"), full_page=True)
+        finally:
+            browser.close()
