@@ -225,3 +225,108 @@ def test_bench_cli_prints_fps_and_stages():
     assert re.fullmatch(r"\d+\.\d fps", lines[-1])
     for stage in ("decode", "detect", "landmarks", "align+mask", "HOG", "CNN", "AU models"):
         assert any(line.strip().startswith(stage) for line in lines), stage
+
+
+# ---------------------------------------------------------------------------------- smoothing (issue 12)
+def _jitter(df: pd.DataFrame, cols: list[str]) -> float:
+    """Median over AUs of mean |x[t+1] − x[t]| / std(x) (the issue's video-quality measure)."""
+    ok = df[df["success"] == 1]
+    return float(np.median([np.abs(np.diff(ok[c])).mean() / ok[c].std() for c in cols if ok[c].std() > 0]))
+
+
+def _lag(raw: np.ndarray, smoothed: np.ndarray) -> int:
+    """Frames by which ``smoothed`` trails ``raw`` (cross-correlation peak; 0 = in step)."""
+    a, b = raw - raw.mean(), smoothed - smoothed.mean()
+    return int(np.argmax(np.correlate(b, a, "full")) - (len(a) - 1))
+
+
+def _rows(values: np.ndarray, fps: float = 25.0, face: int = 0) -> list[dict]:
+    return [{"frame": i, "timestamp": i / fps, "face": face, "success": 1, "AU12_r": float(v), "AU12_c": 1}
+            for i, v in enumerate(values)]
+
+
+def test_smoother_is_zero_phase_streams_and_keeps_memory_flat():
+    from aulib.video.smooth import TraceSmoother
+
+    rng = np.random.default_rng(0)
+    step = np.r_[np.zeros(60), np.full(60, 3.0)] + rng.normal(0, 0.3, 120)
+    early = TraceSmoother(["AU12_r"]).push(_rows(step))
+    assert len(early) == 120 - 6  # the last 3 σ = 6 frames (25 fps) wait for their look-ahead
+    sm = TraceSmoother(["AU12_r"])
+    out: list[dict] = []
+    held = 0
+    for i in range(0, 120, 7):  # chunks of 7 rows, as video batches arrive
+        out += sm.push(_rows(step)[i:i + 7])
+        held = max(held, len(sm._rows))
+    out += sm.finish()
+    assert [r["frame"] for r in out] == list(range(120))
+    ref = TraceSmoother(["AU12_r"])
+    assert [r["AU12_r"] for r in ref.push(_rows(step)) + ref.finish()] == pytest.approx([r["AU12_r"] for r in out])
+    assert held <= 7 + 7  # look-ahead (3 σ = 6 frames at 25 fps) plus one chunk
+    y = np.array([r["AU12_r"] for r in out])
+    assert _lag(step, y) == 0
+    assert abs(y[60] + y[59] - 3.0) < 0.6  # the step stays centred where it happens
+    assert np.abs(np.diff(y[5:55])).mean() < 0.4 * np.abs(np.diff(step[5:55])).mean()
+    assert all(r["AU12_c"] == 1 for r in out)  # occurrences are not touched
+
+
+def test_smoother_keeps_tracks_apart_and_skips_failed_rows():
+    from aulib.video.smooth import TraceSmoother
+
+    a = _rows(np.zeros(20), face=0)
+    b = _rows(np.full(20, 4.0), face=1)
+    rows = [r for pair in zip(a, b) for r in pair]
+    rows.insert(10, {"frame": 5, "timestamp": 0.2, "face": 0, "success": 0, "error": "no face detected"})
+    sm = TraceSmoother(["AU12_r", "pose_Rx"])
+    out = sm.push(rows) + sm.finish()
+    assert len(out) == 41 and "AU12_r" not in out[10] and "pose_Rx" not in out[0]
+    assert {r["AU12_r"] for r in out if r["success"] and r["face"] == 1} == {4.0}
+    with pytest.raises(ValueError, match="sigma"):
+        TraceSmoother(["AU12_r"], sigma_s=0)
+
+
+def test_one_euro_is_causal():
+    from aulib.video.smooth import OneEuroSmoother
+
+    x = np.r_[np.zeros(30), np.full(30, 2.0)]
+    y = np.array([r["AU12_r"] for r in OneEuroSmoother(["AU12_r"]).push(_rows(x))])
+    assert np.allclose(y[:30], 0) and y[30] > 0 and y[-1] == pytest.approx(2.0, abs=0.05)
+
+
+def test_video_smoothing_changes_only_intensity_and_pose(analyzer):
+    path = sample("single_face.mp4")
+    raw = table(analyzer, path, smooth=False)
+    sm = table(analyzer, path)
+    changed = [c for c in raw.columns if not raw[c].equals(sm[c])]
+    assert changed and all(c.endswith("_r") and c != "AU45_r" or c.startswith("pose_") for c in changed)
+    au = [c for c in raw.columns if c.endswith("_r") and c != "AU45_r"]
+    assert _jitter(sm, au) < 0.5 * _jitter(raw, au)
+    with pytest.raises(ValueError, match="smooth"):
+        table(analyzer, path, smooth="yes")
+
+
+def test_pexels_jitter_lag_and_openface_agreement(analyzer):
+    """Issue 12 targets on WolfgangLanger_Pexels.mp4: jitter ≤ OpenFace's 0.064, lag 0 frames, AU06 r ≥ 0.8
+    against OpenFace; smoothing must not lower the agreement of AU12/AU25 (0.75/0.78 raw, model-limited)."""
+    from aulib.table import trace_columns
+    from aulib.video.smooth import TraceSmoother
+
+    from .test_pose import openface
+
+    of = openface("WolfgangLanger_Pexels.csv")
+    rows = analyze_video_rows(analyzer, sample("WolfgangLanger_Pexels.mp4"), smooth=False)
+    raw = to_frame(rows, analyzer.columns)
+    sm_ = TraceSmoother(trace_columns(analyzer.aus))
+    sm = to_frame(sm_.push([dict(r) for r in rows]) + sm_.finish(), analyzer.columns)
+    common = ["01", "02", "04", "05", "06", "07", "09", "12", "14", "15", "17", "20", "23", "25", "26"]
+    cols = [f"AU{a}_r" for a in common]
+    assert _jitter(raw, cols) > 0.2 and _jitter(sm, cols) <= 0.064
+    ok_raw, ok_sm = raw[raw["success"] == 1], sm[sm["success"] == 1]
+    assert max(abs(_lag(ok_raw[c].to_numpy(), ok_sm[c].to_numpy())) for c in cols) == 0
+    of = of[of["success"] == 1].assign(frame=lambda d: d["frame"] - 1)
+    r = {}
+    for name, df in (("raw", ok_raw), ("smooth", ok_sm)):
+        m = of.merge(df, on="frame", suffixes=("_of", ""))
+        r[name] = {a: np.corrcoef(m[f"AU{a}_r_of"], m[f"AU{a}_r"])[0, 1] for a in ("06", "12", "25")}
+    assert r["smooth"]["06"] >= 0.8
+    assert all(r["smooth"][a] >= r["raw"][a] - 0.005 for a in ("06", "12", "25"))

@@ -202,6 +202,8 @@ def analyze(
     calibrate_mode: str = typer.Option("video", "--calibrate-mode",
                                        help="video (two-pass median) or running (causal, for live use)."),
     max_frames: int | None = typer.Option(None, "--max-frames", min=1, help="Video: stop after N analysed frames."),
+    smooth: bool = typer.Option(True, "--smooth/--no-smooth", help="Video: steady each face's AU intensity and "
+                                "head-pose traces (zero-phase Gaussian, 0.08 s); --no-smooth: raw per-frame values."),
     per_input: Path | None = typer.Option(None, "--per-input", help="Folder for one table per input."),
     fmt: str | None = typer.Option(None, "--format", help="Format of --per-input tables: csv, parquet or json "
                                    "(default: that of -o, else csv)."),
@@ -234,7 +236,7 @@ def analyze(
         except ValueError as e:
             _fail(str(e))
     video_options = {"every": every, "fps": fps, "detect_every": detect_every, "max_frames": max_frames,
-                     "calibrate": calibrate_mode if calibrate else False}
+                     "calibrate": calibrate_mode if calibrate else False, "smooth": smooth}
     from aulib.io import is_video
 
     one_video = len(files) == 1 and is_video(files[0]) and not (dask or scheduler)

@@ -45,8 +45,15 @@ ID_COLUMNS = ["input", "frame", "timestamp", "face", "success", "error"]
 BOX_COLUMNS = ["face_x", "face_y", "face_width", "face_height", "face_score"]
 LANDMARK_COLUMNS = [f"x_{i}" for i in range(N_LANDMARKS)] + [f"y_{i}" for i in range(N_LANDMARKS)]
 FACE_COLUMNS = ID_COLUMNS + BOX_COLUMNS + LANDMARK_COLUMNS
+# OpenFace 2 channels (same names, units and signs as OpenFace's FeatureExtraction CSV), after every
+# other column so existing columns keep their positions: ``face_id`` (= ``face``), ``confidence`` (0–1),
+# head pose (mm, radians; camera at the origin), blink AU45 (0/1 and 0–5). See aulib.face.pose/blink/quality.
+POSE_COLUMNS = ["pose_Tx", "pose_Ty", "pose_Tz", "pose_Rx", "pose_Ry", "pose_Rz"]
+BLINK_AU = 45
+BLINK_COLUMNS = ["AU45_c", "AU45_r"]
+OPENFACE_COLUMNS = ["face_id", "confidence", *POSE_COLUMNS, *BLINK_COLUMNS]
 TEXT_COLUMNS = ("input", "error", "emotion")
-INT_COLUMNS = ("frame", "face", "success")
+INT_COLUMNS = ("frame", "face", "success", "face_id")
 
 _AU_COLUMN = re.compile(r"^AU(\d\d)_([cr])$")
 _MT_COLUMN = re.compile(r"^mt_AU(\d\d)_c$")
@@ -81,19 +88,28 @@ def columns(aus: Sequence[int], mt_aus: Sequence[int] = (), emotion: bool = True
     if emotion:
         cols += ["emotion"] + [prob_column(e) for e in EMOTIONS]
     cols += [mt_column(a) for a in mt_aus]
+    cols += OPENFACE_COLUMNS
     return cols
+
+
+def trace_columns(aus: Sequence[int]) -> list[str]:
+    """Columns that video smoothing steadies along time: the AU models' intensities and the head pose."""
+    return [intensity_column(a) for a in aus] + list(POSE_COLUMNS)
 
 
 # ---------------------------------------------------------------------------------- rows
 def empty_row(input_name: str, error: str, frame: int = 0, timestamp: float = 0.0) -> dict:
     """The ``success=0`` row for an input or frame with no usable face."""
-    return {"input": input_name, "frame": frame, "timestamp": timestamp, "face": 0, "success": 0, "error": error}
+    return {"input": input_name, "frame": frame, "timestamp": timestamp, "face": 0, "face_id": 0, "success": 0,
+            "error": error}
 
 
 def face_row(face: Face, input_name: str, frame: int = 0, timestamp: float = 0.0) -> dict:
     """One table row from a :class:`Face` record: id, box, landmarks and whatever predictions it has."""
-    row: dict = {"input": input_name, "frame": frame, "timestamp": timestamp, "face": face.id,
+    row: dict = {"input": input_name, "frame": frame, "timestamp": timestamp, "face": face.id, "face_id": face.id,
                  "success": int(face.success), "error": face.error}
+    row["confidence"] = float(face.confidence) if face.success and np.isfinite(face.confidence) else \
+        (0.0 if not face.success else np.nan)
     x, y, w, h = (float(v) for v in face.box)
     row.update(face_x=x, face_y=y, face_width=w, face_height=h, face_score=float(face.score))
     if face.landmarks is not None:
@@ -113,6 +129,12 @@ def face_row(face: Face, input_name: str, frame: int = 0, timestamp: float = 0.0
         row.update(zip(map(prob_column, EMOTIONS), np.asarray(face.emotion_probs, np.float64).tolist()))
     if face.mt_au_occurrence is not None:
         row.update(zip(map(mt_column, face.mt_aus), face.mt_au_occurrence.tolist()))
+    if face.pose is not None:
+        row.update(zip(POSE_COLUMNS, _finite(face.pose).tolist()))
+    if face.blink is not None:
+        r, c = (float(v) for v in face.blink)
+        if np.isfinite(r):
+            row.update(AU45_r=r, AU45_c=int(c))
     return row
 
 
@@ -365,8 +387,22 @@ class TableAppender:
 
 # ---------------------------------------------------------------------------------- column groups
 def aus(df: pd.DataFrame) -> list[int]:
-    """AU numbers that have an occurrence or intensity column, ascending."""
-    return sorted({int(m.group(1)) for c in df.columns if (m := _AU_COLUMN.match(str(c)))})
+    """AU numbers of the AU models' occurrence/intensity columns, ascending.
+
+    Blink (``AU45_c``/``AU45_r``, from the eye aspect ratio, not from the AU models) is left out: read it
+    with :func:`blink`.
+    """
+    return sorted({n for c in df.columns if (m := _AU_COLUMN.match(str(c))) and (n := int(m.group(1))) != BLINK_AU})
+
+
+def head_pose(df: pd.DataFrame) -> pd.DataFrame:
+    """Head pose columns ``Tx, Ty, Tz`` (mm) and ``Rx, Ry, Rz`` (radians), OpenFace's convention."""
+    return _group(df, POSE_COLUMNS, [c.removeprefix("pose_") for c in POSE_COLUMNS])
+
+
+def blink(df: pd.DataFrame) -> pd.DataFrame:
+    """Blink columns ``closed`` (AU45_c, 0/1) and ``closure`` (AU45_r, 0–5)."""
+    return _group(df, BLINK_COLUMNS, ["closed", "closure"])
 
 
 def mt_aus(df: pd.DataFrame) -> list[int]:

@@ -1,0 +1,150 @@
+"""OpenFace-style channels: head pose (synthetic, mirrored photos, OpenFace reference), blink, confidence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from aulib.face.blink import closure, eye_aspect_ratio
+from aulib.face.pose import (
+    HeadPose,
+    default_intrinsics,
+    euler_from_matrix,
+    matrix_from_euler,
+    mean_face_3d,
+    project,
+    solve_pose,
+)
+from aulib.face.quality import fit_confidence
+from aulib.io import read_image
+from aulib.table import to_frame
+from aulib.video import analyze_video_rows
+
+from .conftest import REPO, sample
+
+REFERENCE = REPO.parent / "shared" / "peers" / "openface" / "reference"
+
+
+def openface(name: str) -> pd.DataFrame:
+    p = REFERENCE / name
+    if not p.exists():
+        pytest.skip(f"OpenFace reference not available: {p}")
+    of = pd.read_csv(p, skipinitialspace=True)
+    of.columns = [c.strip() for c in of.columns]
+    return of
+
+
+def test_euler_convention_round_trip():
+    rng = np.random.default_rng(0)
+    for rx, ry, rz in rng.uniform(-0.8, 0.8, (50, 3)):
+        np.testing.assert_allclose(euler_from_matrix(matrix_from_euler(rx, ry, rz)), [rx, ry, rz], atol=1e-9)
+
+
+@pytest.mark.parametrize("intrinsics", [None, (900.0, 880.0, 610.0, 350.0)])
+def test_synthetic_pose_is_recovered_within_one_degree(intrinsics):
+    """Rotate the 3D face, project it with the camera (0.3 px noise, faces 80–170 px wide), solve: within 1°."""
+    rng = np.random.default_rng(1)
+    k = intrinsics or default_intrinsics(640, 360)
+    worst = 0.0
+    for _ in range(200):
+        pose = np.r_[rng.uniform(-80, 80), rng.uniform(-50, 50), rng.uniform(300, 600),
+                     np.radians([rng.uniform(-25, 25), rng.uniform(-40, 40), rng.uniform(-25, 25)])]
+        pts = project(mean_face_3d(), pose, k) + rng.normal(0, 0.3, (68, 2))
+        got, err = solve_pose(pts, k)
+        worst = max(worst, float(np.degrees(np.abs(got[3:] - pose[3:])).max()))
+        assert abs(got[2] - pose[2]) / pose[2] < 0.03 and err < 1.0
+    assert worst < 1.0
+
+
+def test_pose_of_bad_landmarks_is_nan_not_an_error():
+    pose, err = solve_pose(np.full((68, 2), np.nan), default_intrinsics(640, 480))
+    assert np.isnan(pose).all() and np.isnan(err)
+    pose, _ = solve_pose(np.zeros((68, 2)), default_intrinsics(640, 480))  # all points on one pixel
+    assert pose.shape == (6,)
+    with pytest.raises(ValueError, match="intrinsics"):
+        HeadPose((500.0, 500.0, 320.0))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="focal"):
+        HeadPose((-1.0, 500.0, 320.0, 240.0))
+
+
+def _mirror_pairs(analyzer, name: str):
+    img = read_image(sample(name))
+    faces, mirrored = analyzer.get(img), analyzer.get(np.ascontiguousarray(img[:, ::-1]))
+    w = img.shape[1]
+    for f in faces:
+        cx = f.box[0] + f.box[2] / 2
+        g = min(mirrored, key=lambda g: abs(w - (g.box[0] + g.box[2] / 2) - cx))
+        yield f, g
+
+
+def test_mirrored_photo_flips_yaw_and_roll(analyzer):
+    """Yaw and roll change sign, pitch stays, within 3°, for well-fitted faces (confidence ≥ 0.99).
+
+    Left out: poorly fitted faces (multi_face.jpg's leftmost, turned 25°, confidence 0.94: dlib places its
+    jaw differently on the mirrored pixels, 10° apart), which is the landmark fit, not the pose solver.
+    """
+    n = 0
+    for name in ("single_face.jpg", "multi_face.jpg"):
+        for f, g in _mirror_pairs(analyzer, name):
+            if min(f.confidence, g.confidence) < 0.99:
+                continue
+            a, b = np.degrees(f.pose[3:]), np.degrees(g.pose[3:])
+            assert abs(a[0] - b[0]) < 3 and abs(a[1] + b[1]) < 3 and abs(a[2] + b[2]) < 3, (name, a, b)
+            n += 1
+    assert n >= 4
+
+
+def test_pose_blink_confidence_columns_on_a_photo(analyzer):
+    df = analyzer.analyze(sample("multi_face.jpg"))
+    assert (df["face_id"] == df["face"]).all()
+    assert df["confidence"].between(0, 1).all()
+    assert (df["pose_Tz"] > 200).all() and (df["pose_Tz"] < 3000).all()  # people a few metres from the camera
+    assert (df[["pose_Rx", "pose_Ry", "pose_Rz"]].abs() < np.pi / 2).all().all()
+    assert df["AU45_r"].between(0, 5).all() and set(df["AU45_c"].tolist()) <= {0, 1}
+    # the faces are spread left to right: Tx (mm) increases with the face's image position
+    assert df.sort_values("face_x")["pose_Tx"].is_monotonic_increasing
+
+
+def test_confidence_mapping():
+    assert fit_confidence(0.99, 0.02) == pytest.approx(0.99)
+    assert fit_confidence(1.0, 0.07) == pytest.approx(0.5)
+    assert fit_confidence(1.0, 0.12) == 0.0 and fit_confidence(float("nan"), 0.02) == 0.0
+
+
+def test_eye_aspect_ratio_and_closure():
+    pts = np.zeros((68, 2))
+    for sl, x0 in ((slice(36, 42), 0.0), (slice(42, 48), 50.0)):
+        # p1..p6 of an eye 30 px wide and 9 px open: EAR 0.3
+        pts[sl] = [[x0, 0], [x0 + 10, -4.5], [x0 + 20, -4.5], [x0 + 30, 0], [x0 + 20, 4.5], [x0 + 10, 4.5]]
+    assert eye_aspect_ratio(pts) == pytest.approx(0.3)
+    assert closure(0.3) == (0.0, 0) and closure(0.05) == (5.0, 1) and closure(0.15)[1] == 1
+    assert np.isnan(closure(float("nan"))[0])
+
+
+@pytest.fixture(scope="module")
+def single_clip(analyzer):
+    path = sample("single_face.mp4")
+    return to_frame(analyze_video_rows(analyzer, path), analyzer.columns)
+
+
+def test_blink_in_single_face_clip(single_clip):
+    """Counted by eye (eye crops of every frame): one blink, lids lowest at frames 26–28 (25–29 partly)."""
+    ok = single_clip[single_clip["success"] == 1]
+    closed = ok.loc[ok["AU45_c"] == 1, "frame"].tolist()
+    assert closed and min(closed) >= 25 and max(closed) <= 29
+    assert ok.loc[ok["frame"].between(26, 28), "AU45_r"].min() > 3.5
+    assert ok.loc[~ok["frame"].between(24, 30), "AU45_r"].max() < 2.5
+
+
+def test_pose_agrees_with_openface_reference(single_clip):
+    of = openface("single_face.csv")
+    of = of[of["success"] == 1].assign(frame=lambda d: d["frame"] - 1)
+    m = of.merge(single_clip[single_clip["success"] == 1], on="frame", suffixes=("_of", ""))
+    assert len(m) >= 60
+    for axis in ("Rx", "Ry", "Rz"):
+        diff = np.degrees(np.abs(m[f"pose_{axis}"] - m[f"pose_{axis}_of"])).mean()
+        assert diff < 5.0, (axis, diff)
+    # translation in OpenFace's frame: same side of the optical axis, same distance within 25 %
+    assert np.sign(m["pose_Tx"].mean()) == np.sign(m["pose_Tx_of"].mean())
+    assert 0.75 < (m["pose_Tz"] / m["pose_Tz_of"]).median() < 1.25
