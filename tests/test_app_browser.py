@@ -42,7 +42,7 @@ def chromium_path() -> str:
     path = find_chromium()
     if not path:
         pytest.skip("Chromium not found (install it with scripts/install_system_deps.sh) or AULIB_CHROMIUM=none")
-    for name in ("single_face.jpg", "single_face.mp4", "free-mountain-vector-01.jpg"):
+    for name in ("single_face.jpg", "single_face.mp4", "free-mountain-vector-01.jpg", "multi_face.jpg"):
         if not (SAMPLES / name).exists():
             pytest.skip(f"sample data not available: {SAMPLES / name}")
     return path
@@ -158,13 +158,20 @@ def test_image_page_face_and_no_face(app_url, browser):
     if (REPO / "src" / "aulib" / "data" / "sample_face.jpg").exists():  # shown until something is uploaded
         expect(main).to_contain_text("sample_face.jpg: 1 face(s)", timeout=60_000)
     upload = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
-    upload.set_input_files(str(SAMPLES / "single_face.jpg"))
-    expect(main).to_contain_text("single_face.jpg: 1 face(s)", timeout=60_000)
-    expect(main).to_contain_text(re.compile(r"AU12\s*(yes|–)\s*\d\.\d\d"))
-    expect(main).to_contain_text(re.compile(r"Face 0 — \w+"))
-    expect(main).to_contain_text("Download the table (CSV)")
+    # a group photo: one annotated image, one faces × AUs heatmap (not five stacked 17-row tables)
+    upload.set_input_files(str(SAMPLES / "multi_face.jpg"))
+    expect(main).to_contain_text("multi_face.jpg: 5 face(s)", timeout=60_000)
+    expect(main).to_contain_text(re.compile(r"AU12 lip corner puller(\s*\d\.\d\d( ●)?){5}"))
+    expect(main).to_contain_text(re.compile(r"FACS prototypes\s*happiness \(2 of 2 prototype AUs"))
+    expect(main).to_contain_text(re.compile(r"Face 0 — \w+ \d+% · Face 1 — "))
+    assert page.locator('[data-testid="stTable"]').count() == 2  # AUs × faces, emotions × faces
     _wait_idle(page)
     _shot(page, "app_image.png")
+
+    upload.set_input_files(str(SAMPLES / "single_face.jpg"))
+    expect(main).to_contain_text("single_face.jpg: 1 face(s)", timeout=60_000)
+    expect(main).to_contain_text(re.compile(r"AU12 lip corner puller\s*\d\.\d\d ●"))
+    expect(main).to_contain_text("Download the table (CSV)")
 
     # add a landscape (uploads accumulate): a clear "no face" message for it
     upload.set_input_files(str(SAMPLES / "free-mountain-vector-01.jpg"))
@@ -215,7 +222,7 @@ def test_video_page_plots_and_table(app_url, browser):
 def _live_values(page) -> tuple[str, str, float | None]:
     text = page.locator(".st-key-live_stats").inner_text(timeout=5000)
     emo = re.search(r"Emotion:\s*(.+)", text)
-    aus = " ".join(re.findall(r"AU\d\d \d+\.\d\d", text))
+    aus = " ".join(re.findall(r"AU\d\d [a-z ]+ \d+\.\d\d", text))
     fps = FPS.search(text)
     return (emo.group(1).strip() if emo else ""), aus, (float(fps.group(1)) if fps else None)
 
@@ -246,6 +253,11 @@ def test_live_page_streams_fake_camera(app_url, browser, netns):
         start.click()
         assert _wait_frames(page, 30), page.locator('[data-testid="stMain"]').inner_text()[:2000]
 
+    main = page.locator('[data-testid="stMain"]')
+    assert "access to it was denied" not in main.inner_text()  # the no-camera hint only without a stream
+    panel = page.locator(".st-key-live_stats").inner_text()
+    assert re.search(r"Frame \d+ \(its number is drawn on the video", panel), panel
+    assert "AU12 lip corner puller" in panel, panel
     seen_emotions, seen_aus, fps_values = set(), set(), []
     deadline = time.monotonic() + 6
     while time.monotonic() < deadline:
@@ -357,7 +369,7 @@ def test_labels_and_overlay_on_a_real_face(analyzer):
     pytest.importorskip("streamlit")
     import numpy as np
 
-    from aulib.app.common import au_intensities, emotion_label, emotion_scores, face_table
+    from aulib.app.common import au_intensities, emotion_label, emotion_scores, faces_au_table, rule_matches
     from aulib.draw import draw_faces
     from aulib.face.record import EMOTIONS, Face
     from aulib.io import read_image
@@ -375,15 +387,66 @@ def test_labels_and_overlay_on_a_real_face(analyzer):
     assert emotion_label(face) == "happiness 93%"
     rules = np.zeros(7)
     rules[RULE_EMOTIONS.index("happiness")] = 100.0
-    rules[RULE_EMOTIONS.index("surprise")] = 50.0
-    no_cnn = Face(box=face.box, score=1.0, matrix=face.matrix, rules=rules)
-    assert emotion_label(no_cnn) == "happiness 100% (AU rules)"
-    assert emotion_scores(no_cnn)[1]["surprise"] == 0.5
-    assert au_intensities(face) == {"AU06": 1.5, "AU12": 2.5}
-    assert face_table(face)["present"].tolist() == ["yes", "yes"]
+    rules[RULE_EMOTIONS.index("contempt")] = 50.0
+    no_cnn = Face(box=face.box, score=1.0, matrix=face.matrix, rules=rules, aus=(6, 12, 14),
+                  au_occurrence=np.array([1, 1, 0], np.int8))
+    assert emotion_label(no_cnn) == "happiness 2/2 AUs (AU rules)"  # contempt's 1 of 2 is not an emotion
+    assert rule_matches(no_cnn) == "happiness (2 of 2 prototype AUs: AU06+AU12)"
+    assert emotion_scores(no_cnn)[1]["contempt"] == 0.5
+    assert au_intensities(face) == {"AU06 cheek raiser": 1.5, "AU12 lip corner puller": 2.5}
+    grid = faces_au_table([face, Face(box=face.box, score=1.0, id=3, matrix=face.matrix, aus=(6, 12),
+                                      au_occurrence=np.array([0, 1], np.int8), au_intensity=np.array([0.2, 4.0]))])
+    assert grid.data.to_dict() == {"face 0": {"AU06 cheek raiser": "1.50 ●", "AU12 lip corner puller": "2.50 ●"},
+                                   "face 3": {"AU06 cheek raiser": "0.20", "AU12 lip corner puller": "4.00 ●"}}
+    assert "background-color" in grid.to_html()  # a heatmap, not plain numbers
 
     out = draw_faces(img, [face], ["happiness 93%"])
     assert out.shape == img.shape and (out != img).any() and (img == read_image(sample("single_face.jpg"))).all()
     real = analyzer.get(img)  # a real face: its label and tables come straight from the record
     assert real and real[0].success and emotion_label(real[0]).endswith("(AU rules)")
-    assert len(face_table(real[0])) == len(analyzer.aus)
+    assert len(faces_au_table(real).data) == len(analyzer.aus)
+
+
+def test_live_panel_describes_the_drawn_frame(analyzer):
+    """The callback stores the frame number, main face and the exact label it drew, together."""
+    pytest.importorskip("streamlit")
+    import av
+    import numpy as np
+
+    from aulib.app.common import emotion_label
+    from aulib.app.live import LiveState, Steady, make_callback
+    from aulib.face.record import Face
+    from aulib.video.reader import FrameReader
+
+    from .conftest import sample
+
+    state = LiveState()
+    callback = make_callback(analyzer, state)
+    for i, vf in enumerate(FrameReader(sample("single_face.mp4"), every=6, max_frames=6)):
+        out = callback(av.VideoFrame.from_ndarray(vf.image, format="rgb24")).to_ndarray(format="rgb24")
+        assert out.shape == vf.image.shape and (out != vf.image).any()
+        assert state.frame == i and state.frames == i + 1 and state.face is not None
+        assert state.label == emotion_label(state.face)  # the panel shows what was drawn for that frame
+        assert state.face.aligned is None  # light record in the shared state
+
+    steady, face = Steady(), Face(box=np.array([0.0, 0.0, 100.0, 100.0]), score=1.0)
+    values = []
+    for k in range(45):  # a label flipping every frame at 30 fps
+        face.emotion_probs = np.array([1.0, 0.0]) if k % 2 else np.array([0.0, 1.0])
+        values.append(steady.update(face, k / 30).emotion_probs[0])
+    assert 0.3 < min(values[25:]) and max(values[25:]) < 0.7  # calm: hovers around 0.5
+    face.box = np.array([500.0, 500.0, 80.0, 80.0])  # another person: no carry-over
+    face.emotion_probs = np.array([1.0, 0.0])
+    assert steady.update(face, 2.0).emotion_probs[0] == 1.0
+
+
+def test_cli_app_host_takes_an_address():
+    from typer.testing import CliRunner
+
+    from aulib.app import streamlit_command
+    from aulib.cli import app
+
+    cmd = streamlit_command(host="0.0.0.0")
+    assert cmd[cmd.index("--server.address") + 1] == "0.0.0.0"
+    res = CliRunner().invoke(app, ["app", "--host", "bad host!"])
+    assert res.exit_code == 2 and "not an IP address or host name" in res.output

@@ -28,14 +28,13 @@ SHOTS = Path(os.environ.get("AULIB_SCREENSHOTS") or tempfile.mkdtemp(prefix="aul
 
 
 @pytest.fixture(scope="module")
-def analysed(tmp_path_factory, analyzer):
-    """A real table of the sample clip written by the batch runner (with its .meta.json), and the clip."""
+def analysed(tmp_path_factory):
+    """A real table of a 20 s sample clip (every 3rd frame) written by the batch runner (with its .meta.json)."""
     tmp = tmp_path_factory.mktemp("report")
     clip = tmp / "clip.mp4"
-    shutil.copy(sample("single_face.mp4"), clip)
+    shutil.copy(sample("WolfgangLanger_Pexels.mp4"), clip)
     out = tmp / "clip.csv"
-    run_batch([clip], AnalyzerSpec(emotion_model="none"), out=out, analyzer=analyzer,
-              video_options={"every": 2, "detect_every": 10})
+    run_batch([clip], AnalyzerSpec(emotion_model="cnn"), out=out, video_options={"every": 3, "detect_every": 10})
     return out, clip
 
 
@@ -44,12 +43,13 @@ def test_report_from_a_real_video(analysed, tmp_path):
     res = runner.invoke(app, ["report", str(table), "-o", str(tmp_path / "r.html"), "--video", str(clip)])
     assert res.exit_code == 0, res.output
     page = (tmp_path / "r.html").read_text(encoding="utf-8")
-    assert "frames analysed" in page and ">36<" in page  # 72 frames, every 2nd
+    assert "frames analysed" in page and ">158<" in page  # 472 frames, every 3rd
     assert "AU12" in page and "lip corner puller" in page and "% frames present" in page
     assert "Emotion timeline" in page and "Top moments" in page
     assert len(re.findall(r"src='data:image/png;base64,", page)) >= 1
     assert len(re.findall(r"src='data:image/jpeg;base64,", page)) >= 1  # thumbnails from the video
-    assert "detect_every" in page and "<td>2</td>" in page  # the run's settings from clip.csv.meta.json
+    assert "detect_every" in page and "<td>3</td>" in page  # the run's settings from clip.csv.meta.json
+    assert "strongest happiness" in page  # the clip ends in a broad smile
     sha = read_manifest()["models"]["au_svm.npz"]["sha256"][:12]
     assert sha in page
     # self-contained: nothing fetched from anywhere
@@ -111,3 +111,18 @@ def test_report_figures_render_in_chromium(analysed, tmp_path):
             page.screenshot(path=str(SHOTS / "report.png"), full_page=True)
         finally:
             browser.close()
+
+
+def test_plot_of_the_real_video(analysed):
+    """The README's plot: chosen AUs as small multiples, smoothed, with the CNN emotions stacked."""
+    from aulib.plot import plot_table
+
+    from .test_plot import assert_real_png
+
+    table, _ = analysed
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    res = runner.invoke(app, ["plot", str(table), "-o", str(SHOTS / "plot.png"), "--aus", "1,4,6,12,25",
+                              "--smooth", "0.5"])
+    assert res.exit_code == 0, res.output
+    assert_real_png(SHOTS / "plot.png", (1000, 600))
+    assert_real_png(plot_table(table, SHOTS / "plot_heatmap.png", style="heatmap", smooth=0.5), (1000, 600))

@@ -343,6 +343,7 @@ def app_cmd(
     """Start the web app (Streamlit): live webcam, image and video pages (needs the 'app' extra)."""
     import importlib.util
     import os
+    import re
     import socket
 
     from aulib.app import streamlit_command
@@ -350,6 +351,8 @@ def app_cmd(
     missing = [m for m in ("streamlit", "streamlit_webrtc", "aiortc") if importlib.util.find_spec(m) is None]
     if missing:
         _fail(escape(f"{', '.join(missing)} not installed: pip install 'aulib[app]'"))
+    if not re.fullmatch(r"[A-Za-z0-9.:_-]{1,253}", host):
+        _fail(escape(f"--host {host!r}: not an IP address or host name (e.g. --host 0.0.0.0)"))
     try:
         socket.getaddrinfo(host, port)
     except (OSError, UnicodeError):

@@ -12,7 +12,8 @@ import pandas as pd
 import streamlit as st
 
 from aulib.analyzer import Analyzer
-from aulib.face.record import EMOTIONS, Face, au_name
+from aulib.au.facs import au_label, prototype_matches, summarize_matches
+from aulib.face.record import EMOTIONS, Face
 from aulib.table import RULE_EMOTIONS
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample_face.jpg"
@@ -73,44 +74,92 @@ def analyzer_with_note() -> Analyzer:
     return analyzer
 
 
+def present_aus(face: Face) -> list[int]:
+    """AU numbers the occurrence models say are present in a face."""
+    if face.au_occurrence is None:
+        return []
+    return [a for a, o in zip(face.aus, face.au_occurrence) if o == 1]
+
+
+def rule_matches(face: Face) -> str:
+    """The FACS prototype reading of a face: ``"happiness (2 of 2 prototype AUs: AU06+AU12)"``, partial
+    matches after "partly", or ``"no emotion prototype matched"`` (see :mod:`aulib.au.facs` for why a
+    lone shared AU is not shown as an emotion)."""
+    if face.au_occurrence is None:
+        return "no AU occurrences"
+    return summarize_matches(prototype_matches(face.aus, present_aus(face)))
+
+
 def emotion_label(face: Face) -> str:
-    """Short label for a face: CNN emotion and probability, else the best rule-based emotion."""
+    """Short label for a face: CNN emotion and probability, else the fully matched FACS prototype."""
     if face.emotion is not None and face.emotion_probs is not None:
         return f"{face.emotion} {float(np.max(face.emotion_probs)):.0%}"
-    if face.rules is None:
+    if face.au_occurrence is None:
         return "no fit"
-    k = int(np.argmax(face.rules))
-    return f"{RULE_EMOTIONS[k]} {float(face.rules[k]):.0f}% (AU rules)"
+    full = [m for m in prototype_matches(face.aus, present_aus(face)) if m.level == "full"]
+    if not full:
+        return "no prototype match (AU rules)"
+    return f"{full[0].emotion} {len(full[0].present)}/{len(full[0].modelled)} AUs (AU rules)"
 
 
 def emotion_scores(face: Face) -> tuple[str, dict[str, float]]:
-    """``("CNN probability", {...})`` when the CNN ran, else ``("% of prototype AUs", {...})`` in 0–1."""
+    """``("CNN probability", {...})`` when the CNN ran, else ``("share of prototype AUs", {...})`` in 0–1."""
     if face.emotion_probs is not None:
         return "CNN probability", dict(zip(EMOTIONS, map(float, face.emotion_probs)))
     rules = face.rules if face.rules is not None else np.zeros(len(RULE_EMOTIONS))
-    return "% of prototype AUs", {e: float(v) / 100 for e, v in zip(RULE_EMOTIONS, rules)}
+    return "share of prototype AUs", {e: float(v) / 100 for e, v in zip(RULE_EMOTIONS, rules)}
 
 
 def au_intensities(face: Face) -> dict[str, float]:
-    """AU name → intensity (0–5) of one face."""
+    """``"AU12 lip corner puller"`` → intensity (0–5) of one face."""
     if face.au_intensity is None:
         return {}
-    return {au_name(a): float(v) for a, v in zip(face.aus, face.au_intensity)}
+    return {au_label(a): float(v) for a, v in zip(face.aus, face.au_intensity)}
 
 
-def face_table(face: Face) -> pd.DataFrame:
-    """Per-AU table for one face: occurrence (SVM) and intensity (SVR)."""
-    occ = face.au_occurrence if face.au_occurrence is not None else np.zeros(len(face.aus), np.int8)
-    inten = face.au_intensity if face.au_intensity is not None else np.full(len(face.aus), np.nan)
-    return pd.DataFrame({
-        "AU": [au_name(a) for a in face.aus],
-        "present": ["yes" if o == 1 else "–" for o in occ],
-        "intensity (0–5)": [f"{v:.2f}" for v in inten],
-    }).set_index("AU")
+def _cell_colour(value: float, vmax: float = 5.0) -> str:
+    """CSS background for a heatmap cell (white → orange → dark red) with readable text colour."""
+    from matplotlib import colormaps
+
+    if not np.isfinite(value):
+        return "color: #999"
+    r, g, b, _ = colormaps["YlOrRd"](min(max(value / vmax, 0.0), 1.0) * 0.9)
+    text = "#fff" if value / vmax > 0.55 else "#111"
+    return f"background-color: rgb({r * 255:.0f},{g * 255:.0f},{b * 255:.0f}); color: {text}"
+
+
+def faces_au_table(faces: list[Face]):
+    """AUs (rows, with FACS names) × faces (columns): intensity, ``●`` where present, coloured as a heatmap.
+
+    A pandas Styler (st.table / st.dataframe render its colours): one compact grid for any number of faces.
+    """
+    ok = [f for f in faces if f.success and f.au_intensity is not None]
+    aus = ok[0].aus if ok else ()
+    index = pd.Index([au_label(a) for a in aus], name="Action Unit (FACS)")
+    values = pd.DataFrame({f"face {f.id}": np.asarray(f.au_intensity, np.float64) for f in ok}, index=index)
+    marks = pd.DataFrame({f"face {f.id}": [" ●" if o == 1 else "" for o in
+                                           (f.au_occurrence if f.au_occurrence is not None else np.zeros(len(aus)))]
+                          for f in ok}, index=index)
+    text = values.map(lambda v: f"{v:.2f}" if np.isfinite(v) else "–") + marks
+    return text.style.apply(lambda _: values.map(_cell_colour), axis=None)
+
+
+def faces_emotion_table(faces: list[Face]) -> pd.DataFrame:
+    """Emotions (rows) × faces (columns): CNN probability when the CNN ran; last row the FACS prototype reading."""
+    ok = [f for f in faces if f.success]
+    out = {}
+    for f in ok:
+        col = [f"{p:.2f}" for p in f.emotion_probs] if f.emotion_probs is not None else ["–"] * len(EMOTIONS)
+        out[f"face {f.id}"] = col + [rule_matches(f)]
+    return pd.DataFrame(out, index=pd.Index([*EMOTIONS, "FACS prototypes"], name="emotion"))
 
 
 def labels(faces: list[Face]) -> list[str]:
-    """Tags drawn on the image: ``face N: <emotion>`` (``no fit`` for a face the models could not read)."""
+    """Tags drawn on the image: ``face N: <emotion>`` for one face; on a group photo just the face number,
+    large enough to read on small faces (tags shrink to the box width), heading that face's column in the
+    tables beside the image."""
+    if len(faces) > 1:
+        return [str(f.id) if f.success else f"{f.id} no fit" for f in faces]
     return [f"face {f.id}: {emotion_label(f) if f.success else 'no fit'}" for f in faces]
 
 

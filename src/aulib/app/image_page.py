@@ -1,4 +1,5 @@
-"""Image page: upload photos (or use the bundled sample) → annotated image, per-face report, CSV."""
+"""Image page: upload photos (or use the bundled sample) → one annotated image, a faces × AUs heatmap and the
+faces' emotions side by side, the text report, CSV."""
 
 from __future__ import annotations
 
@@ -14,15 +15,16 @@ from aulib.app.common import (
     SAMPLE,
     analyzer_with_note,
     emotion_label,
-    face_table,
+    faces_au_table,
+    faces_emotion_table,
     get_analyzer,
     labels,
     light,
 )
 from aulib.draw import draw_faces
-from aulib.face.record import EMOTIONS, Face
+from aulib.face.record import Face
 from aulib.io import ImageReadError, read_image
-from aulib.table import RULE_EMOTIONS, empty_row, face_rows, report, to_frame
+from aulib.table import empty_row, face_rows, report, to_frame
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -44,16 +46,19 @@ def analyze_bytes(name: str, data: bytes):
     return to_frame(face_rows(faces, name), analyzer.columns), light(faces), annotated, ""
 
 
-def emotion_table(face: Face) -> pd.DataFrame:
-    """Emotions of one face: % of prototype AUs (rules) and, when the CNN ran, its probabilities."""
-    probs = dict(zip(EMOTIONS, face.emotion_probs)) if face.emotion_probs is not None else {}
-    rules = dict(zip(RULE_EMOTIONS, face.rules)) if face.rules is not None else {}
-    order = sorted(EMOTIONS, key=lambda e: -(probs[e] if probs else rules.get(e, -1)))
-    out = pd.DataFrame(index=pd.Index(order, name="emotion"))
-    if probs:
-        out["CNN probability"] = [f"{probs[e]:.2f}" for e in order]
-    out["% of prototype AUs"] = [f"{rules[e]:.0f}%" if e in rules else "–" for e in order]
-    return out
+def show_faces(name: str, annotated, faces: list[Face], n: int) -> None:
+    """One annotated image (tags numbered like the table columns) beside one faces × AUs heatmap, then the
+    emotions of every face side by side: compact for one face or twenty."""
+    img_col, info_col = st.columns([1, 1], gap="medium")
+    img_col.image(annotated, caption=f"{name}: {n} face(s)", width="stretch")
+    with info_col:
+        st.markdown(" · ".join(f"**Face {f.id}** — {emotion_label(f)}" for f in faces))
+        st.caption("AU intensity (0–5), darker = stronger; ● = present (occurrence model).")
+        st.table(faces_au_table(faces))
+    st.caption("Emotions: CNN probability per face; the last row reads the AUs against the FACS/EMFACS "
+               "emotion prototypes, naming only full matches (a single AU such as AU12 is shared by several "
+               "prototypes, so a partial overlap is not an emotion).")
+    st.table(faces_emotion_table(faces))
 
 
 def page() -> None:
@@ -79,21 +84,14 @@ def page() -> None:
             st.error(f"Cannot read **{name}**: {error}", icon=":material/error:")
             continue
         ok = df[df["success"] == 1]
-        img_col, info_col = st.columns([1, 1], gap="medium")
-        img_col.image(annotated, caption=f"{name}: {len(ok)} face(s)", width="stretch")
-        with info_col:
-            if ok.empty:
-                why = df["error"].iloc[0] if len(df) else ""
-                detail = f" ({why})." if why and "no face" not in why else "."
-                st.warning(f"No face found in **{name}**{detail}", icon=":material/face_retouching_off:")
-                continue
-            for f in faces:
-                if not f.success:
-                    continue
-                st.markdown(f"**Face {f.id}** — {emotion_label(f)}")
-                t_au, t_emo = st.tabs(["Action Units", "Emotions"])
-                t_au.table(face_table(f))
-                t_emo.table(emotion_table(f))
+        if ok.empty:
+            img_col, info_col = st.columns([1, 1], gap="medium")
+            img_col.image(annotated, caption=f"{name}: 0 face(s)", width="stretch")
+            why = df["error"].iloc[0] if len(df) else ""
+            detail = f" ({why})." if why and "no face" not in why else "."
+            info_col.warning(f"No face found in **{name}**{detail}", icon=":material/face_retouching_off:")
+        else:
+            show_faces(name, annotated, [f for f in faces if f.success], len(ok))
         with st.expander("Text report (as printed by `aulib analyze`)"):
             st.code(report(df), language=None)
 

@@ -1,4 +1,9 @@
-"""Live page: webcam frames → Analyzer in real time (streamlit-webrtc), with live bars."""
+"""Live page: webcam frames → Analyzer in real time (streamlit-webrtc), with live bars.
+
+The panel shows exactly the frame the callback last drew: its number (also drawn on the video), the
+main face's record and the label drawn for it are stored together under one lock, and the main face's
+values are smoothed over a quarter second so neither the label nor the bars flicker.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,8 @@ import time
 from collections import deque
 
 import av
+import cv2
+import numpy as np
 import streamlit as st
 
 from aulib.app.common import (
@@ -20,6 +27,7 @@ from aulib.app.common import (
     labels,
     light,
     patch_webrtc,
+    rule_matches,
 )
 from aulib.draw import draw_faces
 from aulib.face.record import Face
@@ -28,16 +36,65 @@ NO_CAMERA = ("No camera, or access to it was denied? Allow the camera in the bro
              "only to pages opened as `http://localhost` or over https), or use the Image and Video pages.")
 
 
+class Steady:
+    """Exponential smoothing (time constant :data:`TAU` seconds) of the main face's emotion probabilities
+    and AU intensities across frames, so the label on the video and the panel do not flicker with
+    per-frame noise. Reset when the main face jumps (box overlap below 0.3: another person)."""
+
+    TAU = 0.4
+
+    def __init__(self) -> None:
+        self.box: np.ndarray | None = None
+        self.t = 0.0
+        self.probs: np.ndarray | None = None
+        self.aus: np.ndarray | None = None
+
+    @staticmethod
+    def _iou(a: np.ndarray, b: np.ndarray) -> float:
+        x0, y0 = max(a[0], b[0]), max(a[1], b[1])
+        x1, y1 = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
+        inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
+        union = a[2] * a[3] + b[2] * b[3] - inter
+        return float(inter / union) if union > 0 else 0.0
+
+    def _mix(self, old: np.ndarray | None, new: np.ndarray | None, alpha: float) -> np.ndarray | None:
+        if new is None:
+            return None
+        new = np.asarray(new, np.float64)
+        if old is None or old.shape != new.shape or not np.isfinite(old).all():
+            return new
+        return old + alpha * (new - old)
+
+    def update(self, face: Face, now: float) -> Face:
+        """Replace ``face``'s emotion probabilities and AU intensities by their smoothed values (in place)."""
+        box = np.asarray(face.box, np.float64)
+        if self.box is None or self._iou(self.box, box) < 0.3:
+            self.probs = self.aus = None
+        alpha = 1.0 - float(np.exp(-max(now - self.t, 0.0) / self.TAU))
+        self.probs = self._mix(self.probs, face.emotion_probs, alpha)
+        self.aus = self._mix(self.aus, face.au_intensity, alpha)
+        self.box, self.t = box, now
+        if self.probs is not None:
+            face.emotion_probs = self.probs.copy()
+        if self.aus is not None:
+            face.au_intensity = self.aus.copy()
+        return face
+
+
 class LiveState:
-    """What the WebRTC callback thread shares with the page: latest face record and frame times."""
+    """What the WebRTC callback thread shares with the page: the last drawn frame's number, its main
+    face record and the exact label drawn on it, and frame times."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.times: deque[float] = deque(maxlen=90)
         self.frames = 0
+        self.frame = -1  # number of the frame the panel describes (drawn on that frame, top left)
         self.face: Face | None = None
+        self.label = ""  # the text drawn on that frame for that face
         self.faces = 0
         self.error = ""
+        self.steady = Steady()
 
     def fps(self, window: float = 3.0) -> float | None:
         """Frames analysed per second over the last few seconds (None when the stream stalls)."""
@@ -52,20 +109,32 @@ class LiveState:
 def make_callback(analyzer, state: LiveState):
     def callback(frame: av.VideoFrame) -> av.VideoFrame:
         img = frame.to_ndarray(format="rgb24")
+        now = time.monotonic()
+        with state.lock:
+            number = state.frames
+        main, label = None, ""
         try:
             with ANALYZE_LOCK:
                 faces = analyzer.get(img)
             ok = [f for f in faces if f.success]
-            out = draw_faces(img, faces, [emotion_label(f) if f.success else "no fit" for f in faces])
+            if ok:
+                main = state.steady.update(max(ok, key=lambda f: float(f.box[2] * f.box[3])), now)
+            texts = [emotion_label(f) if f.success else "no fit" for f in faces]
+            label = next((t for f, t in zip(faces, texts) if f is main), "")
+            out = draw_faces(img, faces, texts)
             error = ""
         except Exception as e:  # never kill the stream: show the problem on the page instead
-            ok, faces, out, error = [], [], img, f"{type(e).__name__}: {e}"
-        with state.lock:
-            state.frames += 1
-            state.times.append(time.monotonic())
-            state.faces = len(faces)
-            state.face = light([max(ok, key=lambda f: float(f.box[2] * f.box[3]))])[0] if ok else None
-            state.error = error
+            faces, out, error = [], img.copy(), f"{type(e).__name__}: {e}"
+        scale = max(0.6, img.shape[0] / 480)
+        text, font, thick = f"frame {number}", cv2.FONT_HERSHEY_SIMPLEX, max(1, int(round(1.5 * scale)))
+        (tw, th), base = cv2.getTextSize(text, font, 0.6 * scale, thick)
+        cv2.rectangle(out, (4, 4), (12 + tw, 12 + th + base), (0, 0, 0), -1)
+        cv2.putText(out, text, (8, 8 + th), font, 0.6 * scale, (255, 255, 255), thick, cv2.LINE_AA)
+        with state.lock:  # one update: the panel never mixes two frames
+            state.frames = number + 1
+            state.times.append(now)
+            state.frame, state.faces, state.error = number, len(faces), error
+            state.face, state.label = (light([main])[0], label) if main is not None else (None, "")
         return av.VideoFrame.from_ndarray(out, format="rgb24")
 
     return callback
@@ -105,7 +174,6 @@ def page() -> None:
         )
         st.caption("Press START to stream your webcam through the models; frames are drawn with the face "
                    "box, 68 landmarks and the emotion label. Nothing leaves this server.")
-        st.info(NO_CAMERA, icon=":material/no_photography:")
         c1, c2 = st.columns(2)
         c1.page_link(app_page("image"), label="Analyse an image instead", icon=":material/image:")
         c2.page_link(app_page("video"), label="Analyse a video instead", icon=":material/movie:")
@@ -136,15 +204,17 @@ def snapshot(analyzer) -> None:
     st.image(draw_faces(rgb, faces, labels(faces)), caption=" · ".join(f"face {f.id}: {emotion_label(f)}" for f in ok))
 
 
-@st.fragment(run_every=0.5)
+@st.fragment(run_every=0.3)  # the panel trails the drawn frames by ≤ 0.3 s
 def live_panel(ctx, state: LiveState) -> None:
     with st.container(key="live_stats"):
         playing = bool(ctx.state.playing)
         fps = state.fps() if playing else None
         with state.lock:
-            face, n, faces, error = state.face, state.frames, state.faces, state.error
+            face, label, number, n, faces, error = (state.face, state.label, state.frame, state.frames, state.faces,
+                                                    state.error)
         if not playing:
             st.markdown("**Not streaming.** Press START on the left.")
+            st.info(NO_CAMERA, icon=":material/no_photography:")  # only while there is no stream
             return
         if fps is None:
             st.markdown("**Waiting for frames…**")
@@ -156,12 +226,14 @@ def live_panel(ctx, state: LiveState) -> None:
         if face is None:
             st.warning("No face in view.")
             return
-        st.markdown(f"**Emotion:** {emotion_label(face)}")
+        st.markdown(f"**Emotion:** {label}")
+        st.caption(f"Frame {number} (its number is drawn on the video, top left); values smoothed over "
+                   f"≈{Steady.TAU:g} s. AU rules: {rule_matches(face)}")
         kind, scores = emotion_scores(face)
         e_col, a_col = st.columns(2)
         with e_col:
             st.caption(f"Emotions ({kind})")
             _bars(scores, 1.0, ".2f")
         with a_col:
-            st.caption("AU intensity (0–5)")
+            st.caption("AU intensity (0–5), FACS names")
             _bars(au_intensities(face), 5.0, ".2f")

@@ -15,6 +15,7 @@ import streamlit as st
 from aulib import table
 from aulib.analyzer import Analyzer
 from aulib.app.common import ANALYZE_LOCK, MAX_VIDEO_MB, analyzer_with_note
+from aulib.au.facs import au_label
 from aulib.table import to_frame
 
 VIDEO_TYPES = ["mp4", "mov", "avi", "mkv", "webm", "m4v", "mpg", "mpeg", "wmv", "flv", "gif"]
@@ -91,7 +92,7 @@ def page() -> None:
     show_results(df, up.name)
 
 
-def _plot(wide: pd.DataFrame, series: str, value: str, duration: float) -> None:
+def _plot(wide: pd.DataFrame, series: str, value: str, duration: float, columns: int = 4) -> None:
     """Line chart of the columns of ``wide`` (indexed by timestamp) over the whole clip, legend below."""
     import altair as alt
 
@@ -99,7 +100,7 @@ def _plot(wide: pd.DataFrame, series: str, value: str, duration: float) -> None:
     chart = alt.Chart(long).mark_line().encode(
         x=alt.X("timestamp:Q", title="time (s)", scale=alt.Scale(domain=[0, max(duration, 1e-3)])),
         y=alt.Y(f"{value}:Q", title=value),
-        color=alt.Color(f"{series}:N", legend=alt.Legend(orient="bottom", columns=4, title=None)),
+        color=alt.Color(f"{series}:N", legend=alt.Legend(orient="bottom", columns=columns, title=None, labelLimit=0)),
         tooltip=["timestamp", series, alt.Tooltip(f"{value}:Q", format=".2f")],
     ).properties(height=280)
     st.altair_chart(chart, width="stretch")
@@ -122,14 +123,14 @@ def show_results(df: pd.DataFrame, name: str) -> None:
         main = ok[ok["face"] == 0].set_index("timestamp")
         duration = float(df["timestamp"].max())
         st.caption("Plots show face 0; the table holds every face.")
-        intensity = table.au_intensity(main)
+        intensity = table.au_intensity(main).rename(columns=au_label)  # "AU12 lip corner puller"
         top = intensity.mean().sort_values(ascending=False).index[:6].tolist()
         chosen = st.multiselect("AUs to plot", list(intensity.columns), default=top)
         c1, c2 = st.columns(2)
         with c1:
             st.markdown("**AU intensity (0–5) over time**")
             if chosen:
-                _plot(intensity[chosen], "AU", "intensity", duration)
+                _plot(intensity[chosen], "AU", "intensity", duration, columns=2)  # FACS names are long
         with c2:
             if table.has_emotion(main) and main["emotion"].notna().any():
                 st.markdown("**CNN emotion probabilities over time**")
@@ -141,7 +142,8 @@ def show_results(df: pd.DataFrame, name: str) -> None:
             counts = ok["emotion"].value_counts()
             common = ", ".join(f"{e} ({n} frames)" for e, n in counts.items())
             st.markdown(f"**Most frequent CNN emotion:** {common}")
-    shown = pd.concat([df[["frame", "timestamp", "face", "success", "error"]], table.au_intensity(df),
+    shown = pd.concat([df[["frame", "timestamp", "face", "success", "error"]],
+                       table.au_intensity(df).rename(columns=au_label),
                        df[["emotion"]] if table.has_emotion(df) else None], axis=1)
     st.dataframe(shown, height=260, hide_index=True)
     pq = io.BytesIO()
