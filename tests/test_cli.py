@@ -58,7 +58,7 @@ def test_analyze_prints_a_readable_report():
     res = runner.invoke(app, ["analyze", str(sample("single_face.jpg")), "--emotion-model", "none"])
     assert res.exit_code == 0, res.output
     assert "AUs present:" in res.output and "AU12" in res.output
-    assert "happiness 100%" in res.output
+    assert "happiness (2 of 2 prototype AUs: AU06+AU12)" in res.output and "AU12 lip corner puller" in res.output
 
 
 def test_analyze_table_and_bad_inputs_exit_0(tmp_path):
