@@ -40,6 +40,25 @@ Design choices, and why:
   :data:`_WORKER_ANALYZERS`) and keeps its models loaded across tasks. Results are written in
   input order as soon as all earlier inputs are in, so the table is identical to a serial run
   (a task returns its whole input: with Dask one video's rows are in memory at once).
+* **Object storage** (:mod:`aulib.storage`, fsspec): inputs may be URLs (``s3://bucket/prefix/``,
+  ``gs://``, ``https://``, ``file://``), listed, read and streamed where they are; their names in
+  the table are the URLs with any credentials replaced by ``***``.
+* **Partitioned output** for large runs (``-o s3://bucket/out/``, ``-o DIR/`` or ``--partitioned``;
+  any URL output is one): one Parquet file per input, ``part-<hash of the input name>.parquet``,
+  written by whoever analyses the input (a Dask worker writes straight to the store; the driver
+  never holds rows), and ``_aulib_manifest.json`` beside them, written by the driver only: run
+  options and columns, and per input its part, rows, frames, faces, status (done/failed), error,
+  attempts, seconds and worker. The manifest is rewritten at most every few seconds and at the
+  end (a store has no append). ``--resume`` trusts an input only when the manifest says done and
+  its part is listed; anything else is redone, overwriting its part (names are deterministic), so
+  a run killed between a part's upload and the next manifest write costs only that redo. A task
+  that raises (a lost store connection, a part that cannot be written) is resubmitted up to
+  ``retries`` times; a worker process that dies is first handled by the scheduler, which reruns
+  its task on another worker (``distributed.scheduler.allowed-failures``); an input that still
+  fails gets a part holding its ``success=0`` error row, written by the driver, and status
+  ``failed`` — never dropped. Local partitioned folders are locked like other outputs; object
+  stores have no locks: do not point two runs at one prefix. Names starting with ``_`` keep the
+  manifest out of ``pyarrow.dataset`` / ``pandas.read_parquet(prefix)``.
 * BLAS is limited to one thread while analysing: the AU models' matrix products are tiny and
   extra OpenBLAS threads only wait for CPU on a busy machine (the same setting Dask's workers
   use, which also keeps serial and Dask results bit-identical).
@@ -52,6 +71,9 @@ import hashlib
 import json
 import os
 import shutil
+import socket
+import tempfile
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -62,6 +84,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from aulib.io import VIDEO_EXTENSIONS, is_video
+from aulib.storage import Source, is_url, naming_path, redact
 from aulib.table import TableAppender, empty_row, read_table, table_columns, table_format, table_text, to_frame
 
 if TYPE_CHECKING:
@@ -97,6 +120,23 @@ class BatchResult:
     duplicates: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     rows: int = 0
+    frames: int = 0
+    faces: int = 0
+    seconds: float = 0.0
+    workers: dict[str, dict] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """One line: inputs done / failed / skipped, frames, faces, wall time, frames per second per
+        worker (its frames over the seconds its tasks took) and overall."""
+        done = len(self.analysed) - len(self.failed)
+        line = (f"inputs: {done} done, {len(self.failed)} failed, {len(self.skipped)} skipped; "
+                f"{self.frames} frames, {self.faces} faces, {self.rows} rows in {self.seconds:.1f} s")
+        if self.seconds > 0 and self.frames:
+            line += f" ({self.frames / self.seconds:.1f} frames/s overall)"
+        if self.workers:
+            per = [f"{w} {v['frames'] / v['seconds']:.1f}" for w, v in sorted(self.workers.items()) if v["seconds"] > 0]
+            line += "; frames/s per worker: " + ", ".join(per)
+        return line
 
 
 # ---------------------------------------------------------------------------------- output names
@@ -113,7 +153,7 @@ def output_paths(files: list[Path], root: Path, name: Callable[[str], str], text
     """
     if not files:
         return []
-    absolute = [os.path.abspath(p) for p in files]
+    absolute = [str(naming_path(str(p))) if is_url(p) else os.path.abspath(p) for p in files]
     base = os.path.commonpath([os.path.dirname(a) for a in absolute])
     out: list[Path] = []
     for a in absolute:
@@ -179,12 +219,36 @@ def failed_inputs(df: pd.DataFrame) -> set[str]:
     return set(agg.index[agg.all_fail | agg.broke])
 
 
-def _failed_row(path: Path, e: BaseException, columns: list[str], where: str = "") -> pd.DataFrame:
-    name = str(path)
-    return to_frame([empty_row(name, f"{name}: analysis failed{where} ({type(e).__name__}: {e})")], columns)
+def input_name(path: Source) -> str:
+    """How an input is named in tables, logs and manifests: table text of its path, or of its URL
+    with any credentials replaced by ``***``."""
+    return table_text(redact(str(path)) if is_url(path) else str(path))
 
 
-def _tables(analyzer: Analyzer, path: Path, video_options: dict, overlay: Path | None,
+def _source(s: str) -> Source:
+    """An input as sent to a worker (a string) back to a URL or a local Path."""
+    return s if is_url(s) else Path(s)
+
+
+def _named(df: pd.DataFrame, path: Source) -> pd.DataFrame:
+    """Rows of a URL input named without credentials (``input`` and every ``error`` message)."""
+    if not is_url(path) or not len(df):
+        return df
+    raw, name = table_text(str(path)), input_name(path)
+    df = df.copy()
+    if raw != name:
+        df["input"] = df["input"].where(df["input"] != raw, name)
+    df["error"] = [redact(e.replace(raw, name), str(path)) if e else e for e in df["error"].astype(str)]
+    return df
+
+
+def _failed_row(path: Source, e: BaseException, columns: list[str], where: str = "") -> pd.DataFrame:
+    name = redact(str(path)) if is_url(path) else str(path)
+    msg = redact(str(e), str(path)) if is_url(path) else str(e)
+    return to_frame([empty_row(name, f"{name}: analysis failed{where} ({type(e).__name__}: {msg})")], columns)
+
+
+def _tables(analyzer: Analyzer, path: Source, video_options: dict, overlay: Path | None,
             warn: Callable[[str], None]) -> Iterator[pd.DataFrame]:
     """Tables of one input as they come (a video in chunks); overlay trouble goes to ``warn``."""
     if overlay is not None:
@@ -211,10 +275,17 @@ def _tables(analyzer: Analyzer, path: Path, video_options: dict, overlay: Path |
     yield from parts
 
 
-def iter_input(analyzer: Analyzer, path: Path, video_options: dict | None = None, overlay: Path | None = None,
+def iter_input(analyzer: Analyzer, path: Source, video_options: dict | None = None, overlay: Path | None = None,
                warn: Callable[[str], None] | None = None) -> Iterator[pd.DataFrame]:
-    """Tables of one image or video, chunk by chunk; a failure becomes a last ``success=0`` row
-    (``... analysis failed ...``), never an exception (KeyboardInterrupt still stops)."""
+    """Tables of one image or video (local path or URL), chunk by chunk; a failure becomes a last
+    ``success=0`` row (``... analysis failed ...``), never an exception (KeyboardInterrupt still
+    stops). A URL's rows name it without credentials."""
+    for df in _iter_input(analyzer, path, video_options, overlay, warn):
+        yield _named(df, path)
+
+
+def _iter_input(analyzer: Analyzer, path: Source, video_options: dict | None = None, overlay: Path | None = None,
+                warn: Callable[[str], None] | None = None) -> Iterator[pd.DataFrame]:
     it = _tables(analyzer, path, dict(video_options or {}), overlay, warn or (lambda _: None))
     while True:
         try:
@@ -227,7 +298,7 @@ def iter_input(analyzer: Analyzer, path: Path, video_options: dict | None = None
         yield df
 
 
-def analyze_input(analyzer: Analyzer, path: Path, video_options: dict | None = None,
+def analyze_input(analyzer: Analyzer, path: Source, video_options: dict | None = None,
                   overlay: Path | None = None) -> pd.DataFrame:
     """Table of one image or video; any failure becomes a ``success=0`` row, never an exception."""
     parts = list(iter_input(analyzer, path, video_options, overlay))
@@ -557,6 +628,330 @@ class PerInputSink:
         self.commit(path)
 
 
+# ---------------------------------------------------------------------------------- partitioned output
+MANIFEST = "_aulib_manifest.json"
+MANIFEST_EVERY_S = 5.0  # the manifest is rewritten at most this often (a store rewrites the whole object)
+
+
+def is_partitioned(out: Path | str | None, partitioned: bool = False) -> bool:
+    """True when ``out`` is a partitioned Parquet output: ``partitioned`` asked for, a URL, or a
+    name ending with ``/``."""
+    return out is not None and (partitioned or is_url(out) or str(out).endswith(("/", os.sep)))
+
+
+def part_name(name: str) -> str:
+    """File name of an input's part (from its table name: stable across runs and machines)."""
+    return f"part-{_key(name)}.parquet"
+
+
+def _local_root(root: str) -> Path | None:
+    """The local folder of a partitioned output, or None for an object store."""
+    if not is_url(root):
+        return Path(root)
+    if root.startswith("file://"):
+        from urllib.parse import unquote, urlsplit
+
+        return Path(unquote(urlsplit(root).path))
+    return None
+
+
+def _join(root: str, name: str) -> str:
+    return root.rstrip("/") + "/" + name
+
+
+def _worker_id() -> str:
+    """This process as a worker: its Dask address, else host and pid."""
+    try:
+        from distributed import get_worker
+
+        return str(get_worker().address)
+    except (ImportError, ValueError):
+        return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def write_part(root: str, name: str, chunks: Iterable[pd.DataFrame]) -> dict:
+    """Write one input's rows (chunk by chunk, flat memory) as its part under ``root`` and return
+    its manifest entry (rows, frames, faces, status, error, seconds, worker).
+
+    The part appears whole or not at all: a local folder gets a hidden temporary file renamed into
+    place; an object store gets one upload of a finished local temporary file. OSError when it
+    cannot be written (the caller retries)."""
+    from aulib import storage
+
+    t0 = time.perf_counter()
+    part = part_name(name)
+    local = _local_root(root)
+    if local is not None:
+        local.mkdir(parents=True, exist_ok=True)
+        tmp = local / f".{part}.{os.getpid()}.tmp"
+    else:
+        fd, t = tempfile.mkstemp(prefix="aulib-part-", suffix=".parquet")
+        os.close(fd)
+        tmp = Path(t)
+    rows = faces = 0
+    frames: set[int] = set()
+    all_fail, broke, error = True, False, ""
+    try:
+        with TableAppender(tmp, "parquet") as w:
+            for df in chunks:
+                w.append(df)
+                rows += len(df)
+                if not len(df):
+                    continue
+                fail = is_failure(df)
+                all_fail = all_fail and bool(fail.all())
+                broke = broke or bool((fail & df["error"].astype(str).str.contains(": analysis failed",
+                                                                                  regex=False)).any())
+                if not error and fail.any():
+                    error = str(df.loc[fail, "error"].iloc[0])
+                frames.update(df.loc[~fail, "frame"].tolist())
+                faces += int((df["success"] == 1).sum())
+        if rows == 0:
+            raise OSError(f"{name}: no rows produced")
+        if local is not None:
+            os.replace(tmp, local / part)
+        else:
+            storage.put_file(tmp, _join(root, part))
+    finally:
+        tmp.unlink(missing_ok=True)
+    return {"input": name, "part": part, "rows": rows, "frames": len(frames), "faces": faces,
+            "status": "failed" if (all_fail or broke) else "done", "error": error,
+            "seconds": round(time.perf_counter() - t0, 3), "worker": _worker_id()}
+
+
+def _part_task(source: str, spec: dict, root: str, video_options: dict, overlay: str | None) -> dict:
+    """One input on a Dask worker, written straight to the output: its manifest entry (and warnings)."""
+    path = _source(source)
+    warnings: list[str] = []
+    with threadpool_limits(limits=1, user_api="blas"):
+        entry = write_part(root, input_name(path), iter_input(_worker_analyzer(AnalyzerSpec(**spec)), path,
+                                                               video_options, Path(overlay) if overlay else None,
+                                                               warnings.append))
+    entry["warnings"] = warnings
+    return entry
+
+
+class PartitionedOutput:
+    """The driver's side of a partitioned output: the manifest (what is done), nothing else.
+
+    ``root``: local folder or URL prefix (no trailing slash). ``meta``: columns and options of this
+    run (``--resume`` with other ones is refused, as for the other outputs).
+    """
+
+    def __init__(self, root: str, meta: dict, resume: bool) -> None:
+        from aulib import storage
+
+        self.root = root.rstrip("/") or root
+        self.local = _local_root(self.root)
+        self.meta = meta
+        self.entries: dict[str, dict] = {}
+        self._saved = 0.0
+        self._order: list[str] = []
+        old = self._load()
+        present = self._listing()
+        if resume and old is not None:
+            o1, o2 = old.get("options", {}), meta["options"]
+            diffs = [f"{k} {o1.get(k)!r} → {o2.get(k)!r}" for k in o2 if o1.get(k) != o2.get(k)]
+            if old.get("columns") != meta["columns"]:
+                diffs.append("columns differ")
+            if diffs:
+                raise ValueError(f"{redact(self.root)}: --resume with other options than the run that wrote it "
+                                 f"({'; '.join(diffs)}): use the same options or a new output")
+            for e in old.get("inputs", []):
+                if isinstance(e, dict) and isinstance(e.get("input"), str) and e.get("part") in present:
+                    self.entries[e["input"]] = e
+        elif old is not None:  # a new run on an old output: its parts go (only the files we wrote)
+            parts = [e.get("part") for e in old.get("inputs", []) if isinstance(e, dict)]
+            gone = [_join(self.root, p) for p in parts if isinstance(p, str) and p in present]
+            if self.local is not None:
+                for p in parts:
+                    if isinstance(p, str) and p in present:
+                        (self.local / p).unlink(missing_ok=True)
+            else:
+                storage.remove(gone)
+        self.save(force=True)
+
+    def _listing(self) -> set[str]:
+        from aulib import storage
+
+        if self.local is not None:
+            return {p.name for p in self.local.iterdir()} if self.local.is_dir() else set()
+        return storage.listing(self.root)
+
+    def _load(self) -> dict | None:
+        from aulib import storage
+
+        where = _join(self.root, MANIFEST)
+        try:
+            if self.local is not None:
+                data = (self.local / MANIFEST).read_bytes() if (self.local / MANIFEST).exists() else None
+            else:
+                data = storage.read_bytes(where)
+            return None if data is None else json.loads(data)
+        except ValueError:
+            raise ValueError(f"{redact(where)}: unreadable manifest; cannot --resume safely (remove it, or write "
+                             "a new output)") from None
+
+    def is_done(self, name: str) -> bool:
+        e = self.entries.get(name)
+        return e is not None and e.get("status") == "done"
+
+    def record(self, entry: dict, order: list[str]) -> None:
+        """An input is finished (done or failed): remember it; the manifest follows within seconds.
+        ``attempts`` add up over the runs that tried an input."""
+        entry = {k: v for k, v in entry.items() if k != "warnings"}
+        prev = self.entries.get(entry["input"])
+        if prev is not None and prev.get("status") != "done":
+            entry["attempts"] = int(entry.get("attempts", 1)) + int(prev.get("attempts", 0))
+        self.entries[entry["input"]] = entry
+        self._order = order
+        self.save()
+
+    def save(self, force: bool = False) -> None:
+        """Rewrite the manifest (inputs of this run in input order, then older ones) if ``force`` or
+        :data:`MANIFEST_EVERY_S` have passed."""
+        from aulib import storage
+
+        now = time.monotonic()
+        if not force and now - self._saved < MANIFEST_EVERY_S:
+            return
+        rank = {n: i for i, n in enumerate(self._order)}
+        inputs = sorted(self.entries.values(), key=lambda e: rank.get(e["input"], -1))
+        head = json.dumps(self.meta)[:-1]  # one line of run metadata, then one line per input
+        body = ",\n".join(json.dumps(e) for e in inputs)
+        data = f'{head}, "inputs": [\n{body}\n]}}\n'.encode()
+        if self.local is not None:
+            self.local.mkdir(parents=True, exist_ok=True)
+            tmp = self.local / f".{MANIFEST}.tmp"
+            tmp.write_bytes(data)
+            os.replace(tmp, self.local / MANIFEST)
+        else:
+            storage.write_bytes(_join(self.root, MANIFEST), data)
+        self._saved = now
+
+    def read(self, names: Iterable[str]) -> pd.DataFrame:
+        """The rows of ``names`` (in that order) read back from their parts."""
+        from aulib import storage
+
+        tables = []
+        for n in names:
+            e = self.entries.get(n)
+            if e is None:
+                continue
+            if self.local is not None:
+                tables.append(read_table(self.local / e["part"]))
+                continue
+            with tempfile.TemporaryDirectory() as d:
+                fs, path = storage.filesystem(_join(self.root, e["part"]))
+                fs.get_file(path, os.path.join(d, "p.parquet"))
+                tables.append(read_table(Path(d) / "p.parquet"))
+        return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+
+
+def read_partitioned(root: str | Path) -> pd.DataFrame:
+    """The whole table of a partitioned output, inputs in the order of its manifest."""
+    out = PartitionedOutput.__new__(PartitionedOutput)
+    out.root, out.local = str(root).rstrip("/"), _local_root(str(root).rstrip("/"))
+    m = out._load()
+    if m is None:
+        raise ValueError(f"{redact(str(root))}: no {MANIFEST} (not a partitioned aulib output)")
+    out.entries = {e["input"]: e for e in m.get("inputs", [])}
+    return out.read(list(out.entries))
+
+
+def read_manifest(root: str | Path) -> dict:
+    """The manifest of a partitioned output (``inputs``: one entry per input)."""
+    out = PartitionedOutput.__new__(PartitionedOutput)
+    out.root, out.local = str(root).rstrip("/"), _local_root(str(root).rstrip("/"))
+    m = out._load()
+    if m is None:
+        raise ValueError(f"{redact(str(root))}: no {MANIFEST} (not a partitioned aulib output)")
+    return m
+
+
+def _error_entry(root: str, path: Source, e: BaseException, columns: list[str], attempts: int) -> dict:
+    """An input that failed every attempt: a part with its error row, written by the driver."""
+    df = _failed_row(path, e, columns, f" after {attempts} attempts")
+    name = input_name(path)
+    try:
+        entry = write_part(root, name, [df])
+    except OSError as w:  # the store itself refuses: the manifest still says why
+        entry = {"input": name, "part": None, "rows": 0, "frames": 0, "faces": 0, "status": "failed",
+                 "seconds": 0.0, "worker": _worker_id(), "error": f"{df['error'].iloc[0]}; {redact(str(w))}"}
+    entry["worker"] = ""
+    return entry
+
+
+def _parts_serial(files: list[Source], analyzer: Analyzer, root: str, video_options: dict,
+                  overlays: list[Path | None], retries: int, columns: list[str],
+                  warn: Callable[[str], None]) -> Iterator[tuple[int, dict]]:
+    for i, p in enumerate(files):
+        for attempt in range(1, retries + 2):
+            try:
+                entry = write_part(root, input_name(p), iter_input(analyzer, p, video_options, overlays[i], warn))
+                break
+            except OSError as e:
+                if attempt > retries:
+                    entry = _error_entry(root, p, e, columns, attempt)
+                    break
+        entry["attempts"] = attempt
+        yield i, entry
+
+
+def _parts_dask(files: list[Source], spec: AnalyzerSpec, root: str, video_options: dict,
+                overlays: list[Path | None], scheduler: str | None, workers: int | None, retries: int,
+                columns: list[str], warn: Callable[[str], None]) -> Iterator[tuple[int, dict]]:
+    """Entries as tasks finish (any order). A task that raises is resubmitted up to ``retries``
+    times; a worker that died is rerun by the scheduler, and only a task that killed
+    ``allowed-failures`` workers (a poisonous input) comes back as KilledWorker, not resubmitted."""
+    import dask.config
+    from distributed import Client, LocalCluster, as_completed
+
+    cluster = None
+    if scheduler:
+        client = Client(scheduler)
+    else:
+        cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
+                               dashboard_address=None)
+        client = Client(cluster)
+    killed_limit = int(dask.config.get("distributed.scheduler.allowed-failures", 3)) + 1
+
+    def submit(i: int, attempt: int) -> Any:
+        return client.submit(_part_task, str(files[i]), asdict(spec), root, video_options,
+                             str(overlays[i]) if overlays[i] else None,
+                             key=f"aulib-part-{i}-{attempt}-{_key(str(files[i]))}", pure=False)
+
+    try:
+        futures = {}
+        for i in range(len(files)):
+            f = submit(i, 1)
+            futures[f.key] = (f, i, 1)
+        ac = as_completed([f for f, _, _ in futures.values()])
+        for fut in ac:
+            _, i, attempt = futures.pop(fut.key)
+            try:
+                entry = fut.result()
+            except Exception as e:  # the task raised, or killed its workers, or the scheduler lost it
+                killed = type(e).__name__ == "KilledWorker"
+                if attempt <= retries and not killed:
+                    nf = submit(i, attempt + 1)
+                    futures[nf.key] = (nf, i, attempt + 1)
+                    ac.add(nf)
+                    continue
+                entry = _error_entry(root, files[i], e, columns, killed_limit if killed else attempt)
+                attempt = killed_limit if killed else attempt
+            finally:
+                fut.release()
+            for w in entry.pop("warnings", []):
+                warn(w)
+            entry["attempts"] = attempt
+            yield i, entry
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
 # ---------------------------------------------------------------------------------- running
 _WORKER_ANALYZERS: dict[AnalyzerSpec, Analyzer] = {}
 
@@ -573,7 +968,7 @@ def _dask_task(path: str, spec: dict, video_options: dict, overlay: str | None) 
     """One input, on a Dask worker (module-level so workers can import it): table and warnings."""
     warnings: list[str] = []
     with threadpool_limits(limits=1, user_api="blas"):
-        parts = list(iter_input(_worker_analyzer(AnalyzerSpec(**spec)), Path(path), video_options,
+        parts = list(iter_input(_worker_analyzer(AnalyzerSpec(**spec)), _source(path), video_options,
                                 Path(overlay) if overlay else None, warnings.append))
     return (pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]), warnings
 
@@ -627,14 +1022,15 @@ def _columns(spec: AnalyzerSpec) -> list[str]:
     return list(_worker_analyzer(spec).columns)
 
 
-def dedupe(files: list[Path]) -> tuple[list[Path], list[str]]:
-    """Inputs in order without repeats (same absolute path, compared lexically), and the repeats."""
+def dedupe(files: list[Source]) -> tuple[list[Source], list[str]]:
+    """Inputs in order without repeats (same absolute path, compared lexically; the same URL), and
+    the repeats."""
     seen: set[str] = set()
     keep, dups = [], []
     for p in files:
-        k = os.path.abspath(p)
+        k = str(p) if is_url(p) else os.path.abspath(p)
         if k in seen:
-            dups.append(table_text(str(p)))
+            dups.append(input_name(p))
         else:
             seen.add(k)
             keep.append(p)
@@ -642,10 +1038,11 @@ def dedupe(files: list[Path]) -> tuple[list[Path], list[str]]:
 
 
 def run_batch(
-    files: list[Path], spec: AnalyzerSpec | None = None, out: Path | None = None, per_input: Path | None = None,
-    per_input_format: str = "csv", resume: bool = False, dask: bool = False, scheduler: str | None = None,
-    workers: int | None = None, overlay: Path | None = None, video_options: dict | None = None,
-    progress: Callable[[Path], None] | None = None, analyzer: Analyzer | None = None, keep_table: bool = True,
+    files: list[Source], spec: AnalyzerSpec | None = None, out: Path | str | None = None,
+    per_input: Path | None = None, per_input_format: str = "csv", resume: bool = False, dask: bool = False,
+    scheduler: str | None = None, workers: int | None = None, overlay: Path | None = None,
+    video_options: dict | None = None, progress: Callable[[Source], None] | None = None,
+    analyzer: Analyzer | None = None, keep_table: bool = True, partitioned: bool = False, retries: int = 2,
 ) -> BatchResult:
     """Analyse ``files`` (already expanded), writing rows to the sinks as they are produced.
 
@@ -654,8 +1051,11 @@ def run_batch(
     failed ones); it must have used the same options, else ValueError. ``dask`` / ``scheduler``:
     one Dask task per input. ``analyzer``: reuse an already built one (serial only).
     ``keep_table=False``: do not collect the rows in memory (long videos written to a file).
-    Raises ValueError (one line) when the output is locked by another process or ``--resume``
-    does not match; any problem with one input is a ``success=0`` row instead.
+    ``partitioned`` (implied by a URL ``out`` or one ending with ``/``): one Parquet part per
+    input under ``out`` plus a manifest (see the module docstring); ``retries``: resubmissions of
+    an input whose task raised. Inputs may be URLs (``str``). Raises ValueError (one line) when
+    the output is locked by another process or ``--resume`` does not match; any problem with one
+    input is a ``success=0`` row instead.
     """
     spec = spec or AnalyzerSpec()
     video_options = dict(video_options or {})
@@ -664,6 +1064,16 @@ def run_batch(
     files, duplicates = dedupe(list(files))
     columns = list(analyzer.columns) if analyzer is not None else _columns(spec)
     meta = {"aulib_run": 1, "columns": columns, "options": run_options(spec, video_options)}
+    if is_partitioned(out, partitioned):
+        root = partitioned_root(out, per_input)
+        with contextlib.ExitStack() as stack:
+            local = _local_root(root)
+            if local is not None:
+                local.mkdir(parents=True, exist_ok=True)
+                stack.enter_context(output_lock(local / ".aulib.lock", local))
+            return _run_partitioned(files, spec, root, resume, dask, scheduler, workers, overlay, video_options,
+                                    progress, analyzer, keep_table, columns, duplicates, meta, retries)
+    out = Path(out) if out is not None else None
     with contextlib.ExitStack() as stack:
         if out is not None:
             table_format(out)
@@ -687,7 +1097,7 @@ def _run(files: list[Path], spec: AnalyzerSpec, out: Path | None, per_input: Pat
     per = PerInputSink(per_input, per_input_format, files, resume) if per_input is not None else None
     todo, skipped = [], []
     for p in files:
-        name = table_text(str(p))
+        name = input_name(p)
         done = (combined is None or name in combined.done) and (per is None or per.is_done(p, columns))
         if resume and (combined is not None or per is not None) and done:
             skipped.append(name)
@@ -708,11 +1118,13 @@ def _run(files: list[Path], spec: AnalyzerSpec, out: Path | None, per_input: Pat
                          overlays, warnings.append)
     tables: list[pd.DataFrame] = []
     failed: list[str] = []
-    n_rows = 0
+    n_rows = n_frames = n_faces = 0
+    t0 = time.perf_counter()
     with threadpool_limits(limits=1, user_api="blas"):
         for i, chunks in stream:
             p = todo[i]
-            name = table_text(str(p))
+            name = input_name(p)
+            frames: set[int] = set()
             write_combined = combined is not None and name not in combined.done
             if write_combined:
                 combined.start(name)
@@ -725,7 +1137,10 @@ def _run(files: list[Path], spec: AnalyzerSpec, out: Path | None, per_input: Pat
                 if per is not None:
                     per.append(df)
                 if len(df):
-                    all_failed = all_failed and bool(is_failure(df).all())
+                    fail = is_failure(df)
+                    all_failed = all_failed and bool(fail.all())
+                    frames.update(df.loc[~fail, "frame"].tolist())
+                    n_faces += int((df["success"] == 1).sum())
                 n_rows += len(df)
                 if keep_table:
                     tables.append(df)
@@ -735,9 +1150,79 @@ def _run(files: list[Path], spec: AnalyzerSpec, out: Path | None, per_input: Pat
                 per.commit(p)
             if all_failed:
                 failed.append(name)
+            n_frames += len(frames)
             if progress is not None:
                 progress(p)
     if combined is not None:
-        combined.close([table_text(str(p)) for p in files])
+        combined.close([input_name(p) for p in files])
     table = pd.concat(tables, ignore_index=True) if tables else to_frame([], columns)
-    return BatchResult(table, [table_text(str(p)) for p in todo], skipped, failed, duplicates, warnings, n_rows)
+    return BatchResult(table, [input_name(p) for p in todo], skipped, failed, duplicates, warnings, n_rows,
+                       n_frames, n_faces, time.perf_counter() - t0)
+
+
+def partitioned_root(out: Path | str | None, per_input: Path | None) -> str:
+    """The folder / prefix of a partitioned output (ValueError for a table name of another format)."""
+    s = str(out)
+    base = s.rstrip("/")
+    ext = Path(base.split("://", 1)[-1]).suffix.lower()
+    if ext and ext not in (".parquet", ".pq"):
+        raise ValueError(f"{redact(s)}: a partitioned output is a folder of Parquet files: give a folder or prefix "
+                         "(ending with /) or a .parquet name, not a .csv/.json table (object-store outputs are "
+                         "always partitioned)")
+    if per_input is not None:
+        raise ValueError("--per-input is not needed with a partitioned output (it already has one file per input)")
+    return base
+
+
+def _run_partitioned(files: list[Source], spec: AnalyzerSpec, root: str, resume: bool, dask: bool,
+                     scheduler: str | None, workers: int | None, overlay: Path | None, video_options: dict,
+                     progress: Callable[[Source], None] | None, analyzer: Analyzer | None, keep_table: bool,
+                     columns: list[str], duplicates: list[str], meta: dict, retries: int) -> BatchResult:
+    t0 = time.perf_counter()
+    sink = PartitionedOutput(root, meta, resume)
+    names = [input_name(p) for p in files]
+    todo = [p for p, n in zip(files, names) if not (resume and sink.is_done(n))]
+    skipped = [n for n in names if resume and sink.is_done(n)]
+    warnings: list[str] = []
+    if overlay is not None and overlay.suffix.lower() in VIDEO_EXTENSIONS and not (len(files) == 1
+                                                                                   and is_video(files[0])):
+        warnings.append(f"{table_text(str(overlay))}: an overlay file is only for a single video input; "
+                        "give a folder for several inputs (no overlays written)")
+    all_overlays = overlay_paths(overlay, files)
+    at = {str(p): i for i, p in enumerate(files)}
+    overlays = [all_overlays[at[str(p)]] for p in todo]
+    if dask or scheduler:
+        stream = _parts_dask(todo, spec, root, video_options, overlays, scheduler, workers, retries, columns,
+                             warnings.append)
+    else:
+        stream = _parts_serial(todo, analyzer if analyzer is not None else _worker_analyzer(spec), root,
+                               video_options, overlays, retries, columns, warnings.append)
+    res = BatchResult(to_frame([], columns), [input_name(p) for p in todo], skipped, duplicates=duplicates,
+                      warnings=warnings)
+    try:
+        with threadpool_limits(limits=1, user_api="blas"):
+            for i, entry in stream:
+                sink.record(entry, names)
+                res.rows += int(entry.get("rows", 0))
+                res.frames += int(entry.get("frames", 0))
+                res.faces += int(entry.get("faces", 0))
+                if entry.get("status") != "done":
+                    res.failed.append(entry["input"])
+                w = entry.get("worker")
+                if w:
+                    acc = res.workers.setdefault(w, {"inputs": 0, "frames": 0, "seconds": 0.0})
+                    acc["inputs"] += 1
+                    acc["frames"] += int(entry.get("frames", 0))
+                    acc["seconds"] += float(entry.get("seconds", 0.0))
+                if progress is not None:
+                    progress(todo[i])
+    finally:
+        sink.save(force=True)  # also when interrupted: what finished is kept for --resume
+    order = {n: k for k, n in enumerate(names)}
+    res.failed.sort(key=lambda n: order.get(n, -1))
+    if keep_table:
+        res.table = sink.read(res.analysed)
+        if not len(res.table):
+            res.table = to_frame([], columns)
+    res.seconds = time.perf_counter() - t0
+    return res

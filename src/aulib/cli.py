@@ -185,8 +185,10 @@ def faces(
 
 @app.command()
 def analyze(
-    paths: list[Path] = typer.Argument(..., help="Images, folders (recursive, sorted) or videos, mixed."),
-    out: Path | None = typer.Option(None, "-o", "--out", help="Write the full table (.csv, .parquet, .json)."),
+    paths: list[str] = typer.Argument(..., help="Images, folders (recursive, sorted) or videos, mixed; also URLs "
+                                      "(s3://bucket/prefix/, gs://…, https://…, file://…)."),
+    out: str | None = typer.Option(None, "-o", "--out", help="Write the full table (.csv, .parquet, .json); a folder "
+                                   "or URL prefix ending with / (any URL) writes partitioned Parquet."),
     cropped: bool = typer.Option(False, "--cropped", help="Each image is one already-cropped face (48×48 crops)."),
     emotion_model: str = typer.Option("cnn", "--emotion-model", help="cnn, multitask or none."),
     detector: str = typer.Option("retinaface", "--detector", help="retinaface or dlib."),
@@ -212,18 +214,30 @@ def analyze(
     dask: bool = typer.Option(False, "--dask", help="One Dask task per input on a local cluster (worker processes)."),
     scheduler: str | None = typer.Option(None, "--scheduler", help="Dask scheduler tcp://HOST:PORT (implies --dask)."),
     workers: int | None = typer.Option(None, "--workers", min=1, help="Local Dask cluster workers (default: cores)."),
+    partitioned: bool = typer.Option(False, "--partitioned", help="-o is a folder/prefix: one Parquet file per "
+                                     "input plus _aulib_manifest.json (implied by a URL or a trailing /)."),
+    retries: int = typer.Option(2, "--retries", min=0, help="Partitioned output: resubmit an input whose task "
+                                "failed (store error, lost worker) up to N times, then record its error row."),
 ) -> None:
     """AU occurrence, AU intensity, emotion-rule percentages and CNN emotion for every face (every frame of a video)."""
     from rich.markup import escape
 
-    from aulib.batch import AnalyzerSpec, run_batch
+    from aulib.batch import AnalyzerSpec, is_partitioned, partitioned_root, run_batch
+    from aulib.storage import is_url, redact
     from aulib.table import report, table_format, table_text
 
-    files = _inputs(paths, out)
+    parted = is_partitioned(out, partitioned)
+    if parted:
+        try:
+            partitioned_root(out, per_input)  # a .csv name, --per-input: refused before any work
+        except ValueError as e:
+            _fail(escape(redact(str(e))))
+    out_arg: Path | str | None = out if parted or out is None else Path(out)
+    files = _inputs([p if is_url(p) else Path(p) for p in paths], None if parted else out_arg)  # type: ignore[misc]
     if calibrate_mode not in ("video", "running"):
         _fail(f"--calibrate-mode must be video or running, not {calibrate_mode!r}")
     if fmt is None:
-        fmt = table_format(out) if out is not None else "csv"
+        fmt = table_format(out_arg) if out_arg is not None and not parted else "csv"
     elif fmt not in ("csv", "parquet", "json"):
         _fail(f"--format must be csv, parquet or json, not {fmt!r}")
     if resume and out is None and per_input is None:
@@ -245,13 +259,14 @@ def analyze(
         if one_video:  # a long video gets a frame counter instead of a 0/1 bar
             video_options["progress"] = lambda done, total: prog.update(task, completed=done, total=total or None)
         try:
-            res = run_batch(files, spec, out=out, per_input=per_input, per_input_format=fmt, resume=resume,
+            res = run_batch(files, spec, out=out_arg, per_input=per_input, per_input_format=fmt, resume=resume,
                             dask=dask, scheduler=scheduler, workers=workers, overlay=overlay,
                             video_options=video_options, analyzer=analyzer,
                             keep_table=out is None and per_input is None,
-                            progress=None if one_video else lambda _: prog.advance(task))
+                            progress=None if one_video else lambda _: prog.advance(task),
+                            partitioned=partitioned, retries=retries)
         except (OSError, ValueError) as e:  # unreachable scheduler, unwritable output, locked, --resume mismatch
-            _fail(escape(table_text(str(e))))
+            _fail(escape(table_text(redact(str(e)))))
     # user-provided text (paths: [x] is not markup, odd bytes are shown as \xNN) is escaped for rich
     for note in res.warnings:
         err.print(f"[yellow]warning:[/yellow] {escape(note)}")
@@ -261,8 +276,12 @@ def analyze(
     if res.skipped:
         err.print(f"--resume: skipped {len(res.skipped)} inputs already done")
     if out is not None or per_input is not None:
-        where = escape(" and ".join(table_text(str(x)) for x in (out, per_input) if x is not None))
+        where = escape(" and ".join(table_text(redact(str(x))) for x in (out, per_input) if x is not None))
         err.print(f"wrote {res.rows} rows for {len(res.analysed)} inputs to {where}")
+        err.print(f"summary: {escape(res.summary())}")
+        if res.failed:
+            err.print(f"failed inputs ({len(res.failed)}, error rows written): "
+                      + escape(", ".join(res.failed[:5])) + (" …" if len(res.failed) > 5 else ""))
     else:
         typer.echo(report(res.table))
     if res.analysed and not res.skipped and len(res.failed) == len(res.analysed):

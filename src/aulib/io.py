@@ -28,6 +28,7 @@ value their *real* bit depth can hold, never blindly by 65535 — a 12-bit camer
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import stat
@@ -35,10 +36,12 @@ import struct
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Literal
+from typing import IO, Literal
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from aulib.storage import Source, is_url, list_prefix, open_input, redact, suffix
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm"}
 VIDEO_EXTENSIONS = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"}
@@ -127,36 +130,45 @@ def _composite_on_white(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return np.clip(rgb.astype(np.float32) * a + 255.0 * (1.0 - a) + 0.5, 0, 255).astype(np.uint8)
 
 
-def _png_significant_bits(path: Path) -> tuple[int, int | None]:
-    """(IHDR bit depth, largest sBIT value or None) of a PNG, reading only the chunks before IDAT."""
-    with open(path, "rb") as f:
-        if f.read(8) != b"\x89PNG\r\n\x1a\n":
-            return 0, None
-        depth, sbit = 0, None
-        for _ in range(64):
-            head = f.read(8)
-            if len(head) < 8:
-                break
-            length, kind = struct.unpack(">I4s", head)
-            if kind in (b"IDAT", b"IEND"):
-                break
-            if kind in (b"IHDR", b"sBIT"):
-                data = f.read(length)
-                f.seek(4, os.SEEK_CUR)  # CRC
-            else:
-                data = b""
-                f.seek(length + 4, os.SEEK_CUR)
-            if kind == b"IHDR" and len(data) >= 9:
-                depth = data[8]
-            elif kind == b"sBIT" and data:
-                sbit = max(data)
+def _png_significant_bits(f: IO[bytes]) -> tuple[int, int | None]:
+    """(IHDR bit depth, largest sBIT value or None) of a PNG, reading only the chunks before IDAT
+    (the file position is restored: Pillow reads the same file object)."""
+    pos = f.tell()
+    try:
+        return _png_chunks(f)
+    finally:
+        f.seek(pos)
+
+
+def _png_chunks(f: IO[bytes]) -> tuple[int, int | None]:
+    f.seek(0)
+    if f.read(8) != b"\x89PNG\r\n\x1a\n":
+        return 0, None
+    depth, sbit = 0, None
+    for _ in range(64):
+        head = f.read(8)
+        if len(head) < 8:
+            break
+        length, kind = struct.unpack(">I4s", head)
+        if kind in (b"IDAT", b"IEND"):
+            break
+        if kind in (b"IHDR", b"sBIT"):
+            data = f.read(length)
+            f.seek(4, os.SEEK_CUR)  # CRC
+        else:
+            data = b""
+            f.seek(length + 4, os.SEEK_CUR)
+        if kind == b"IHDR" and len(data) >= 9:
+            depth = data[8]
+        elif kind == b"sBIT" and data:
+            sbit = max(data)
     return depth, sbit
 
 
-def _declared_full_scale(img: Image.Image, path: Path) -> tuple[int, float | None]:
+def _declared_full_scale(img: Image.Image, f: IO[bytes]) -> tuple[int, float | None]:
     """(container bits per sample, value that means full brightness if the file declares it)."""
     if img.format == "PNG":
-        depth, sbit = _png_significant_bits(path)
+        depth, sbit = _png_significant_bits(f)
         return depth, float((1 << sbit) - 1) if sbit and sbit <= depth else None
     if img.format == "TIFF":
         tags = getattr(img, "tag_v2", {})
@@ -179,13 +191,14 @@ def _orient(a: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(ops[orientation](a)) if orientation in ops else a
 
 
-def _decode_deep_color(path: Path, img: Image.Image, full_scale: float | None) -> np.ndarray:
+def _decode_deep_color(f: IO[bytes], name: str, img: Image.Image, full_scale: float | None) -> np.ndarray:
     """16-bit RGB(A) PNG/TIFF: Pillow keeps only the high byte, so decode with OpenCV at full depth."""
     import cv2
 
-    a = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_UNCHANGED)
+    f.seek(0)
+    a = cv2.imdecode(np.frombuffer(f.read(), np.uint8), cv2.IMREAD_UNCHANGED)
     if a is None:
-        raise ImageReadError(f"{path}: truncated or corrupt image data (OpenCV could not decode it)")
+        raise ImageReadError(f"{name}: truncated or corrupt image data (OpenCV could not decode it)")
     alpha = None
     if a.ndim == 3 and a.shape[2] == 4:
         alpha = to_8bit(a[:, :, 3], float(np.iinfo(a.dtype).max) if a.dtype.kind in "ui" else 1.0)
@@ -216,12 +229,12 @@ def _pil_to_rgb(img: Image.Image, full_scale: float | None = None) -> np.ndarray
     return np.asarray(img.convert("RGB"))
 
 
-def _looks_like_video(path: Path) -> bool:
+def _looks_like_video(f: IO[bytes]) -> bool:
     """True for the signatures of MP4/MOV, Matroska/WebM, AVI and MPEG files."""
     try:
-        with open(path, "rb") as f:
-            head = f.read(16)
-    except OSError:
+        f.seek(0)
+        head = f.read(16)
+    except (OSError, ValueError):
         return False
     return (head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free") or head.startswith(b"\x1a\x45\xdf\xa3")
             or (head.startswith(b"RIFF") and head[8:12] == b"AVI ") or head.startswith(b"\x00\x00\x01\xba"))
@@ -252,31 +265,63 @@ def check_regular_file(path: str | Path, kind: type[ValueError] = ImageReadError
     return p
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Read an image file as ``(H, W, 3)`` uint8 RGB, applying its EXIF orientation.
+def read_image(source: Source | IO[bytes]) -> np.ndarray:
+    """Read an image as ``(H, W, 3)`` uint8 RGB, applying its EXIF orientation.
 
-    Raises :class:`ImageReadError` (message starting with the path) for a missing, empty,
-    non-regular (directory, FIFO, device), unreadable, truncated, non-image or too large
-    (> :data:`MAX_PIXELS`, checked from the header before decoding) file — never a PIL/OpenCV
+    ``source``: a local path, a URL fsspec understands (``s3://…``, ``https://…``; a ``str``) or
+    an open binary file object. Raises :class:`ImageReadError` (message starting with the path,
+    or the URL with any credentials replaced by ``***``) for a missing, empty, non-regular
+    (directory, FIFO, device), unreadable, truncated, non-image or too large
+    (> :data:`MAX_PIXELS`, checked from the header before decoding: a remote file is read in
+    ranges, so a pixel bomb is refused before its data is fetched) file — never a PIL/OpenCV
     traceback. Animated images give their first frame.
     """
-    p = check_regular_file(path)
+    if is_url(source):
+        name = redact(str(source))
+        try:
+            with open_input(str(source), ImageReadError) as f:
+                return _read_image_file(f, name)
+        except ImageReadError:
+            raise
+        except Exception as e:  # the store failed while reading (connection reset, throttling, …)
+            raise ImageReadError(f"{name}: read failed ({type(e).__name__}: {redact(str(e), str(source))})") from None
+    if hasattr(source, "read"):
+        f = source  # type: ignore[assignment]
+        name = redact(str(getattr(f, "name", None) or "<file object>"))
+        try:
+            seekable = f.seekable()  # type: ignore[union-attr]
+        except Exception:
+            seekable = False
+        if not seekable:  # Pillow needs random access; images are small enough to hold
+            f = io.BytesIO(f.read())  # type: ignore[union-attr]
+        return _read_image_file(f, name)  # type: ignore[arg-type]
+    p = check_regular_file(source)  # type: ignore[arg-type]
+    try:
+        f = open(p, "rb")
+    except OSError as e:
+        raise ImageReadError(f"{p}: cannot open ({e.strerror or e})") from None
+    with f:
+        return _read_image_file(f, str(p))
+
+
+def _read_image_file(f: IO[bytes], p: str) -> np.ndarray:
+    """:func:`read_image` on an open, seekable binary file; ``p`` names it in messages."""
     try:
         with warnings.catch_warnings():
             # Pillow's own bomb check uses a process-wide limit; ours below is per call.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(p) as img:
+            with Image.open(f) as img:
                 _check_pixels(img.size[0], img.size[1], str(p))
-                depth, full_scale = _declared_full_scale(img, p)
+                depth, full_scale = _declared_full_scale(img, f)
                 if img.mode in ("RGB", "RGBA") and depth > 8:
-                    return _decode_deep_color(p, img, full_scale)
+                    return _decode_deep_color(f, p, img, full_scale)
                 img.load()
                 img = ImageOps.exif_transpose(img)
                 rgb = _pil_to_rgb(img, full_scale)
     except ImageReadError:
         raise
     except UnidentifiedImageError:
-        if _looks_like_video(p):
+        if _looks_like_video(f):
             raise ImageReadError(f"{p}: a video file, not an image (give it a video extension such as .mp4)") from None
         raise ImageReadError(f"{p}: not an image file (format not recognised)") from None
     except Image.DecompressionBombError as e:  # Pillow's process-wide limit, checked inside Image.open
@@ -296,20 +341,25 @@ def read_image(path: str | Path) -> np.ndarray:
     return rgb
 
 
-def is_video(path: str | Path) -> bool:
-    """True when the file name has a video extension."""
-    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
+def is_video(path: Source) -> bool:
+    """True when the file name (a URL's path, without its query) has a video extension."""
+    return suffix(path) in VIDEO_EXTENSIONS
 
 
-def expand_inputs(paths: Iterable[str | Path]) -> list[Path]:
+def expand_inputs(paths: Iterable[Source]) -> list[Source]:
     """Expand folders recursively (sorted) into image and video files; files are kept as given.
 
     Files given explicitly are kept whatever their extension, so a mistyped or non-image file
     yields a clear per-file error row instead of vanishing silently; inside folders only regular
     files with image or video extensions are taken (a FIFO named x.jpg is skipped, not opened).
+    URLs (``str`` with a scheme: ``s3://bucket/prefix/``) are listed the same way through fsspec
+    (:func:`aulib.storage.list_prefix`) and stay ``str``; local inputs are :class:`~pathlib.Path`.
     """
-    out: list[Path] = []
+    out: list[Source] = []
     for raw in paths:
+        if is_url(raw):
+            out.extend(list_prefix(str(raw), IMAGE_EXTENSIONS | VIDEO_EXTENSIONS))
+            continue
         p = Path(raw)
         if p.is_dir():
             out.extend(

@@ -4,10 +4,17 @@ Decoding (PyAV; ≈0.75 ms CPU per 640×360 frame including RGB conversion) runs
 thread that hands RGB frames over a bounded queue; FFmpeg releases the GIL, so it overlaps the
 analysis. Slice threads only: frame threads cost more than they saved on two busy cores. Frames
 that ``every``/``fps`` drop are never converted to RGB.
+
+Sources: a local path (opened by FFmpeg itself, as before), a URL fsspec understands (``s3://…``,
+``https://…``) or an open binary file object. A URL is streamed: PyAV reads through the fsspec
+file object, which fetches byte ranges as FFmpeg asks (an MP4 whose index sits at the end costs
+one extra ranged read, not a download). Only a stream that cannot seek at all is first copied to
+a bounded temporary file (:func:`aulib.storage.temp_copy`), removed when the reader closes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -18,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from aulib.storage import Source, is_seekable, is_url, open_input, redact, temp_copy
 
 
 class VideoReadError(ValueError):
@@ -69,32 +78,68 @@ class FrameReader:
     download decodes without an error but ends before the duration the container declares).
     """
 
-    def __init__(self, path: str | Path, every: int = 1, fps: float | None = None,
+    def __init__(self, path: Source | Any, every: int = 1, fps: float | None = None,
                  max_frames: int | None = None, threaded: bool = True, queue_size: int = 8) -> None:
         if every < 1:
             raise ValueError("every must be ≥ 1")
         if fps is not None and fps <= 0:
             raise ValueError("fps must be > 0")
-        self.path = Path(path)
+        self.source = path
+        # ``path``: how the video is named in messages and rows (a URL without its credentials)
+        if is_url(path):
+            self.path: Path | str = redact(str(path))
+        elif hasattr(path, "read"):
+            self.path = redact(str(getattr(path, "name", None) or "<file object>"))
+        else:
+            self.path = Path(path)
+        self._files = contextlib.ExitStack()  # the fsspec file / temporary copy, closed with the reader
         self.every, self.fps, self.max_frames = every, fps, max_frames
         self.threaded = threaded
         self.stats = DecodeStats()
         self._q: queue.Queue = queue.Queue(maxsize=queue_size)
         self._stop = threading.Event()
-        self._open()
+        try:
+            self._open()
+        except BaseException:
+            self._files.close()
+            raise
+
+    def _target(self) -> Any:
+        """What ``av.open`` gets: a local path string, or a seekable binary file object."""
+        src, name = self.source, str(self.path)
+        if is_url(src):
+            try:
+                f: Any = self._files.enter_context(open_input(str(src), VideoReadError))
+            except VideoReadError:
+                raise
+            except Exception as e:
+                raise VideoReadError(f"{name}: cannot open ({type(e).__name__}: {redact(str(e), str(src))})") from None
+        elif hasattr(src, "read"):
+            f = src
+        else:
+            p = Path(src)
+            if not p.exists():
+                raise VideoReadError(f"{p}: no such file")
+            if p.stat().st_size == 0:
+                raise VideoReadError(f"{p}: empty file (0 bytes)")
+            return str(p)
+        if is_seekable(f):
+            return f
+        try:  # MP4/MOV need random access to their index: a bounded local copy, removed on close
+            return str(self._files.enter_context(temp_copy(f, name)))
+        except OSError as e:
+            raise VideoReadError(f"{name}: {redact(str(e), str(src)).removeprefix(name + ': ')}") from None
 
     def _open(self) -> None:
         import av
 
+        target = self._target()
         p = self.path
-        if not p.exists():
-            raise VideoReadError(f"{p}: no such file")
-        if p.stat().st_size == 0:
-            raise VideoReadError(f"{p}: empty file (0 bytes)")
         try:
-            self._container = av.open(str(p))
+            self._container = av.open(target)
         except Exception as e:  # PyAV raises FFmpegError subclasses and OSError
-            raise VideoReadError(f"{p}: cannot open as video — truncated, corrupt or not a video ({e})") from None
+            raise VideoReadError(f"{p}: cannot open as video — truncated, corrupt or not a video "
+                                 f"({redact(str(e), str(self.source))})") from None
         if not self._container.streams.video:
             self._container.close()
             raise VideoReadError(f"{p}: no video stream")
@@ -152,7 +197,7 @@ class FrameReader:
                     return
         except Exception as e:  # corrupt packets surface as av.error.InvalidDataError etc.
             st.error = (f"{self.path}: video truncated or corrupt after frame {st.decoded - 1} "
-                        f"({type(e).__name__}: {e})")
+                        f"({type(e).__name__}: {redact(str(e), str(self.source))})")
         else:
             step = 1.0 / st.rate if st.rate else 0.0
             if st.decoded == 0:
@@ -187,7 +232,7 @@ class FrameReader:
             finally:
                 self.close()
             return
-        th = threading.Thread(target=self._produce, name=f"decode:{self.path.name}", daemon=True)
+        th = threading.Thread(target=self._produce, name=f"decode:{Path(str(self.path)).name}", daemon=True)
         th.start()
         try:
             while True:
@@ -210,3 +255,5 @@ class FrameReader:
             self._container.close()
         except Exception:  # pragma: no cover - closing a broken container must not mask results
             pass
+        with contextlib.suppress(Exception):
+            self._files.close()

@@ -1,0 +1,254 @@
+"""Inputs and outputs on object storage (S3, GCS, MinIO, HTTP, ``file://``) through fsspec.
+
+Why fsspec: one interface for every store a lab may use, and the store's own package (``s3fs``,
+``gcsfs``) takes its credentials from the usual places (environment variables such as
+``AWS_ACCESS_KEY_ID`` / ``AWS_ENDPOINT_URL``, ``~/.aws``, ``GOOGLE_APPLICATION_CREDENTIALS``,
+fsspec's ``FSSPEC_<PROTOCOL>_<OPTION>`` variables and config files). aulib never asks for, prints
+or stores credentials: any that are written into a URL (``s3://key:secret@bucket/…``,
+``https://user:pw@host/…``, a presigned URL's signature) are replaced by ``***`` in every name
+and message aulib shows or writes (:func:`redact`).
+
+A URL is a ``str`` with a scheme (``s3://…``); local inputs stay :class:`pathlib.Path` (a ``Path``
+would fold ``s3://`` into ``s3:/``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import urlsplit
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^/@\s]+)@")
+_SECRET_KEY = re.compile(r"sig|signature|credential|token|secret|password|passwd|auth|key", re.IGNORECASE)
+_QUERY = re.compile(r"(?P<sep>[?&])(?P<k>[^=&#\s]+)=(?P<v>[^&#\s]*)")
+
+# Largest temporary copy of a non-seekable video stream (bytes); AULIB_MAX_TEMP_BYTES overrides it.
+MAX_TEMP_BYTES = 8 * 1024**3
+
+
+class StorageError(ValueError):
+    """An input or output URL cannot be listed, read or written; the message names the (redacted) URL."""
+
+
+Source = Path | str  # a local path, or a URL (str with a scheme)
+
+
+def is_url(x: object) -> bool:
+    """True for a ``str`` with a URL scheme (``s3://``, ``file://``, ``https://``, …)."""
+    return isinstance(x, str) and bool(_URL.match(x))
+
+
+def _url_secrets(url: str) -> list[str]:
+    """The credential strings written into ``url`` (user info and its parts, secret query values)."""
+    found: list[str] = []
+    m = re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://([^/?#\s]+)@", url)
+    if m:
+        found += [m.group(1), *m.group(1).split(":")]
+    found += [m["v"] for m in _QUERY.finditer(url) if _SECRET_KEY.search(m["k"])]
+    return sorted({s for s in found if len(s) >= 3}, key=len, reverse=True)
+
+
+def redact(text: str, *urls: str) -> str:
+    """``text`` with credentials inside URLs replaced by ``***``: the user-info part
+    (``s3://key:secret@b`` → ``s3://***@b``) and query values whose name looks like a secret
+    (``X-Amz-Signature``, ``X-Amz-Credential``, ``token``, ``sig``, …). ``urls``: the URLs the text
+    is about — their credentials are removed wherever they appear (a library's message may quote
+    them without the scheme, e.g. as part of a bucket name)."""
+    for u in urls:
+        for secret in _url_secrets(str(u)):
+            text = text.replace(secret, "***")
+    text = _USERINFO.sub(lambda m: f"{m['scheme']}***@", text)
+    if "://" in text and ("?" in text or "&" in text):
+        text = _QUERY.sub(lambda m: f"{m['sep']}{m['k']}={'***' if _SECRET_KEY.search(m['k']) else m['v']}", text)
+    return text
+
+
+def url_name(url: str) -> str:
+    """How a URL is named in tables and messages (credentials removed)."""
+    return redact(url)
+
+
+def naming_path(url: str) -> Path:
+    """A local-looking path for a URL (``/s3/bucket/key``), to mirror object keys under an output folder."""
+    parts = urlsplit(redact(url))
+    host = parts.netloc.split("@")[-1]
+    return Path("/", parts.scheme, host, parts.path.lstrip("/"))
+
+
+def suffix(source: Source) -> str:
+    """The file extension of a path or URL (the URL's query and fragment ignored), lower case."""
+    if is_url(source):
+        return Path(urlsplit(str(source)).path).suffix.lower()
+    return Path(source).suffix.lower()
+
+
+def _fs(url: str) -> tuple[Any, str]:
+    import fsspec.core
+
+    try:
+        return fsspec.core.url_to_fs(url)
+    except ImportError as e:  # e.g. gs:// without gcsfs installed
+        raise StorageError(f"{redact(url)}: {_why(e, url)}") from None
+    except Exception as e:
+        raise StorageError(f"{redact(url)}: cannot use this URL ({type(e).__name__}: {_why(e, url)})") from None
+
+
+def filesystem(url: str) -> tuple[Any, str]:
+    """The fsspec file system of ``url`` and the path inside it (StorageError for an unusable URL)."""
+    return _fs(url)
+
+
+def _why(e: BaseException, url: str = "") -> str:
+    return redact(str(e) or type(e).__name__, url)
+
+
+def list_prefix(url: str, extensions: set[str]) -> list[str]:
+    """URLs of the files under a URL prefix (recursively, sorted) with one of ``extensions``;
+    ``[url]`` itself when it names one object (kept whatever its extension, like a local file),
+    or when nothing exists there (the input then gets a "no such file" row).
+
+    StorageError when the store cannot be listed (no credentials, unreachable endpoint)."""
+    fs, path = _fs(url)
+    try:
+        if not url.endswith("/") and fs.isfile(path):
+            return [url]
+        found = fs.find(path, withdirs=False, detail=True)
+    except FileNotFoundError:
+        return [url]
+    except Exception as e:
+        raise StorageError(f"{redact(url)}: cannot list ({type(e).__name__}: {_why(e, url)})") from None
+    if not found:
+        return [url]
+    return [p if is_url(p) else fs.unstrip_protocol(p) for p, info in sorted(found.items())
+            if info.get("type", "file") == "file" and suffix(p if is_url(p) else "x://" + p) in extensions]
+
+
+def check_object(url: str, kind: type[ValueError] = StorageError) -> dict:
+    """The object's fsspec info; ``kind`` (message naming the redacted URL) unless it is a
+    non-empty file: missing, a prefix ("directory"), empty, or the store refuses access."""
+    name = redact(url)
+    fs, path = _fs(url)
+    try:
+        info = fs.info(path)
+    except FileNotFoundError:
+        raise kind(f"{name}: no such file") from None
+    except PermissionError as e:
+        raise kind(f"{name}: permission denied ({_why(e, url)})") from None
+    except Exception as e:
+        raise kind(f"{name}: cannot access ({type(e).__name__}: {_why(e, url)})") from None
+    if info.get("type") == "directory":
+        raise kind(f"{name}: is a directory, not a file")
+    if info.get("size") == 0:
+        raise kind(f"{name}: empty file (0 bytes)")
+    return info
+
+
+def open_input(url: str, kind: type[ValueError] = StorageError) -> IO[bytes]:
+    """An open binary file object on ``url`` (random access where the store supports ranges: S3, GCS,
+    HTTP with ``Accept-Ranges``); errors as in :func:`check_object`."""
+    check_object(url, kind)
+    fs, path = _fs(url)
+    try:
+        return fs.open(path, "rb")
+    except Exception as e:
+        raise kind(f"{redact(url)}: cannot open ({type(e).__name__}: {_why(e, url)})") from None
+
+
+def is_seekable(f: Any) -> bool:
+    """True when ``f`` reports random access (``seekable()``), False if it cannot say or fails."""
+    try:
+        return bool(f.seekable())
+    except Exception:
+        return False
+
+
+@contextlib.contextmanager
+def temp_copy(f: IO[bytes], name: str, limit: int | None = None) -> Iterator[Path]:
+    """A local temporary copy of a stream (for containers that need seeking), removed on exit.
+
+    At most ``limit`` bytes (default: ``AULIB_MAX_TEMP_BYTES`` or :data:`MAX_TEMP_BYTES`), and never
+    more than the free space of the temp folder minus 1 GiB: OSError naming the input beyond that.
+    """
+    limit = limit if limit is not None else int(os.environ.get("AULIB_MAX_TEMP_BYTES", MAX_TEMP_BYTES))
+    tmpdir = tempfile.gettempdir()
+    limit = min(limit, max(0, shutil.disk_usage(tmpdir).free - 1024**3))
+    fd, tmp = tempfile.mkstemp(prefix="aulib-stream-", suffix=Path(urlsplit(name).path).suffix, dir=tmpdir)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            total = 0
+            while True:
+                block = f.read(1 << 20)
+                if not block:
+                    break
+                total += len(block)
+                if total > limit:
+                    raise OSError(f"{name}: the stream cannot seek and is larger than the {limit / 1e9:.1f} GB "
+                                  "a temporary copy may take (set AULIB_MAX_TEMP_BYTES)")
+                out.write(block)
+        yield Path(tmp)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+def join(root: str, *names: str) -> str:
+    """``root`` (local folder or URL prefix) joined with ``names`` by ``/``."""
+    return "/".join([root.rstrip("/"), *names])
+
+
+def put_file(local: Path, url: str) -> None:
+    """Upload a finished local file to ``url`` in one piece (the object appears complete or not at all)."""
+    fs, path = _fs(url)
+    try:
+        fs.put_file(str(local), path)
+    except Exception as e:
+        raise OSError(f"{redact(url)}: cannot write ({type(e).__name__}: {_why(e, url)})") from None
+
+
+def read_bytes(url: str) -> bytes | None:
+    """The bytes of ``url``, or None when it does not exist (other errors: OSError)."""
+    fs, path = _fs(url)
+    try:
+        with fs.open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+    except Exception as e:
+        raise OSError(f"{redact(url)}: cannot read ({type(e).__name__}: {_why(e, url)})") from None
+
+
+def write_bytes(url: str, data: bytes) -> None:
+    """Write ``data`` to ``url`` whole (a store's PUT replaces an object atomically)."""
+    fs, path = _fs(url)
+    try:
+        with fs.open(path, "wb") as f:
+            f.write(data)
+    except Exception as e:
+        raise OSError(f"{redact(url)}: cannot write ({type(e).__name__}: {_why(e, url)})") from None
+
+
+def listing(url: str) -> set[str]:
+    """Base names of the files directly under a URL prefix (empty when there is none)."""
+    fs, path = _fs(url)
+    try:
+        return {Path(p).name for p in fs.ls(path, detail=False)}
+    except FileNotFoundError:
+        return set()
+    except Exception as e:
+        raise OSError(f"{redact(url)}: cannot list ({type(e).__name__}: {_why(e, url)})") from None
+
+
+def remove(urls: Iterable[str]) -> None:
+    """Delete objects (missing ones ignored)."""
+    for u in urls:
+        fs, path = _fs(u)
+        with contextlib.suppress(FileNotFoundError):
+            fs.rm_file(path)
+

@@ -1,0 +1,273 @@
+"""Scale-out on real parts: inputs on an S3-compatible server (moto, started here on 127.0.0.1),
+a Dask cluster of two worker processes, partitioned Parquet written by the workers, --resume from
+the manifest, a worker killed mid-task, credentials kept out of every output."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from aulib.batch import AnalyzerSpec, read_manifest, read_partitioned, run_batch
+from aulib.io import ImageReadError, expand_inputs, read_image
+from aulib.table import read_table
+from aulib.video.reader import FrameReader, VideoReadError
+
+from .conftest import sample
+
+SPEC = AnalyzerSpec(emotion_model="none")
+VIDEO = {"max_frames": 4, "every": 6}
+BUCKET = "aulib-test"
+SECRET = "SuperSecretKey123"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def local_inputs(tmp_path_factory) -> Path:
+    """in/a.jpg, in/b/multi.jpg, in/b/broken.png (unreadable), in/c/clip.mp4, in/c/other.mp4."""
+    root = tmp_path_factory.mktemp("scale") / "in"
+    (root / "b").mkdir(parents=True)
+    (root / "c").mkdir()
+    shutil.copy(sample("single_face.jpg"), root / "a.jpg")
+    shutil.copy(sample("multi_face.jpg"), root / "b" / "multi.jpg")
+    (root / "b" / "broken.png").write_bytes(b"\x89PNG not really")
+    shutil.copy(sample("single_face.mp4"), root / "c" / "clip.mp4")
+    shutil.copy(sample("single_face.mp4"), root / "c" / "other.mp4")
+    (root / "c" / "notes.txt").write_text("not an input")  # skipped when listing, as in folders
+    return root
+
+
+@pytest.fixture(scope="module")
+def s3(local_inputs):
+    """A moto S3 server on 127.0.0.1 holding ``local_inputs`` under s3://aulib-test/in/; the
+    environment points boto at it (Dask workers started later inherit it)."""
+    pytest.importorskip("s3fs")
+    server_mod = pytest.importorskip("moto.server")
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    port = _free_port()
+    server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in env.items():
+            mp.setenv(k, v)
+        import fsspec
+
+        fs = fsspec.filesystem("s3", skip_instance_cache=True)
+        fs.mkdir(BUCKET)
+        for f in sorted(local_inputs.rglob("*")):
+            if f.is_file():
+                fs.put_file(str(f), f"{BUCKET}/in/{f.relative_to(local_inputs).as_posix()}")
+        yield fs
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(s3):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def serial_table(local_inputs, analyzer) -> pd.DataFrame:
+    """The reference: a serial run on the local copies."""
+    return run_batch(expand_inputs([local_inputs]), SPEC, video_options=VIDEO, analyzer=analyzer).table
+
+
+def _as_local(df: pd.DataFrame, local_inputs: Path) -> pd.DataFrame:
+    """URL names → the local copies' names (in ``input`` and in error messages)."""
+    df = df.copy()
+    for c in ("input", "error"):
+        df[c] = df[c].str.replace(f"s3://{BUCKET}/in", str(local_inputs), regex=False)
+    return df
+
+
+def test_listing_a_prefix_like_a_folder(s3, local_inputs):
+    urls = expand_inputs([f"s3://{BUCKET}/in/"])
+    local = expand_inputs([local_inputs])
+    assert urls == [f"s3://{BUCKET}/in/{p.relative_to(local_inputs).as_posix()}" for p in local]
+    assert expand_inputs([f"s3://{BUCKET}/in/c/clip.mp4"]) == [f"s3://{BUCKET}/in/c/clip.mp4"]
+    assert expand_inputs([f"s3://{BUCKET}/nothing-here.jpg"]) == [f"s3://{BUCKET}/nothing-here.jpg"]
+
+
+def test_read_image_from_url_and_file_object(s3):
+    want = read_image(sample("single_face.jpg"))
+    np.testing.assert_array_equal(read_image(f"s3://{BUCKET}/in/a.jpg"), want)
+    np.testing.assert_array_equal(read_image(io.BytesIO(sample("single_face.jpg").read_bytes())), want)
+    with pytest.raises(ImageReadError, match=rf"^s3://{BUCKET}/in/missing.jpg: no such file"):
+        read_image(f"s3://{BUCKET}/in/missing.jpg")
+    with pytest.raises(ImageReadError, match="not an image file"):
+        read_image(f"s3://{BUCKET}/in/b/broken.png")
+    with pytest.raises(ImageReadError) as e:  # credentials in a URL never appear in a message
+        read_image(f"s3://AKIAEXAMPLE:{SECRET}@{BUCKET}/in/a.jpg")
+    assert SECRET not in str(e.value) and "AKIAEXAMPLE" not in str(e.value) and "***" in str(e.value)
+
+
+class _Stream(io.RawIOBase):
+    """A file object that cannot seek (an HTTP body without ranges, a pipe)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._b = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def readinto(self, buf) -> int:  # type: ignore[override]
+        chunk = self._b.read(len(buf))
+        buf[: len(chunk)] = chunk
+        return len(chunk)
+
+
+def test_video_streamed_from_url_and_from_a_stream_equals_the_file(s3, tmp_path, monkeypatch):
+    path = sample("single_face.mp4")
+    want = [(f.index, f.time, f.image) for f in FrameReader(path, every=10)]
+    got = [(f.index, f.time, f.image) for f in FrameReader(f"s3://{BUCKET}/in/c/clip.mp4", every=10)]
+    assert len(got) == len(want) > 3
+    for (i, t, a), (j, u, b) in zip(got, want):
+        assert (i, t) == (j, u)
+        np.testing.assert_array_equal(a, b)
+    # not seekable: a bounded temporary copy, removed when the reader closes
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    r = FrameReader(_Stream(path.read_bytes()), every=10)
+    assert len(list(tmp_path.glob("aulib-stream-*"))) == 1
+    frames = [f.index for f in r]
+    assert frames == [w[0] for w in want] and not list(tmp_path.glob("aulib-stream-*"))
+    monkeypatch.setenv("AULIB_MAX_TEMP_BYTES", "1000")
+    with pytest.raises(VideoReadError, match="cannot seek and is larger than"):
+        FrameReader(_Stream(path.read_bytes()))
+    assert not list(tmp_path.glob("aulib-stream-*"))
+
+
+def test_s3_inputs_on_dask_into_partitioned_parquet_equal_the_local_run(s3, cluster, local_inputs, serial_table):
+    urls = expand_inputs([f"s3://{BUCKET}/in/"])
+    out = f"s3://{BUCKET}/out/"
+    res = run_batch(urls, SPEC, out=out, video_options=VIDEO, scheduler=cluster.scheduler_address)
+    got = read_partitioned(out)
+    pd.testing.assert_frame_equal(_as_local(got, local_inputs), serial_table, check_exact=True)
+    pd.testing.assert_frame_equal(res.table, got)
+    m = read_manifest(out)
+    assert [e["input"] for e in m["inputs"]] == urls
+    status = {e["input"].rsplit("/", 1)[1]: e["status"] for e in m["inputs"]}
+    assert status == {"a.jpg": "done", "broken.png": "failed", "multi.jpg": "done", "clip.mp4": "done",
+                      "other.mp4": "done"}
+    assert all(e["attempts"] == 1 and e["worker"].startswith("tcp://127.0.0.1:") for e in m["inputs"])
+    assert res.failed == [f"s3://{BUCKET}/in/b/broken.png"] and res.frames == 1 + 1 + 4 + 4
+    assert res.faces == int((serial_table.success == 1).sum()) and len(res.workers) >= 1
+    assert "4 done, 1 failed, 0 skipped" in res.summary()
+    # --resume: only the failed input is redone (its attempts add up), the rest is kept
+    again = run_batch(urls, SPEC, out=out, video_options=VIDEO, scheduler=cluster.scheduler_address, resume=True)
+    assert again.analysed == [f"s3://{BUCKET}/in/b/broken.png"] and len(again.skipped) == 4
+    assert next(e for e in read_manifest(out)["inputs"] if e["status"] == "failed")["attempts"] == 2
+    pd.testing.assert_frame_equal(read_partitioned(out), got)
+    with pytest.raises(ValueError, match="--resume with other options"):
+        run_batch(urls, SPEC, out=out, video_options={"every": 3}, resume=True,
+                  scheduler=cluster.scheduler_address)
+
+
+def test_a_killed_worker_still_gives_the_complete_table(s3, cluster, local_inputs, serial_table):
+    from distributed import Client
+
+    urls = expand_inputs([f"s3://{BUCKET}/in/"])
+    out = f"s3://{BUCKET}/killed/"
+    killed: list[int] = []
+    with Client(cluster.scheduler_address) as spy:
+        pids = spy.run(os.getpid)
+        result: dict = {}
+        t = threading.Thread(target=lambda: result.update(res=run_batch(
+            urls, SPEC, out=out, video_options=VIDEO, scheduler=cluster.scheduler_address)))
+        t.start()
+        deadline = time.monotonic() + 60
+        while not killed and t.is_alive() and time.monotonic() < deadline:
+            running = spy.run(lambda dask_worker: [str(ts.key) for ts in dask_worker.state.executing])
+            for addr, keys in running.items():
+                if any("aulib-part" in k for k in keys) and addr in pids:
+                    os.kill(pids[addr], signal.SIGKILL)  # the worker process dies mid-task
+                    killed.append(pids[addr])
+                    break
+            time.sleep(0.05)
+        t.join(120)
+    assert killed, "no task was seen running"
+    assert not t.is_alive() and "res" in result
+    got = read_partitioned(out)
+    pd.testing.assert_frame_equal(_as_local(got, local_inputs), serial_table, check_exact=True)
+    assert len(result["res"].analysed) == 5 and result["res"].failed == [f"s3://{BUCKET}/in/b/broken.png"]
+
+
+def test_credentials_in_urls_never_reach_outputs(s3, analyzer, tmp_path):
+    url = f"s3://AKIAEXAMPLE:{SECRET}@{BUCKET}/in/a.jpg"
+    out = tmp_path / "parts"
+    res = run_batch([url], SPEC, out=out, partitioned=True, analyzer=analyzer)
+    df = read_partitioned(out)
+    assert df["input"].tolist() == [f"s3://***@{BUCKET}/in/a.jpg"] and df["success"].tolist() == [0]
+    assert df["error"].iloc[0].startswith(f"s3://***@{BUCKET}/in/a.jpg: ")
+    for f in out.iterdir():
+        assert SECRET.encode() not in f.read_bytes() and b"AKIAEXAMPLE" not in f.read_bytes()
+    assert res.failed == [f"s3://***@{BUCKET}/in/a.jpg"]
+
+
+def test_local_partitioned_folder_resume_and_format_checks(local_inputs, analyzer, tmp_path, serial_table):
+    files = expand_inputs([local_inputs])
+    out = tmp_path / "run"
+    done: list = []
+
+    def stop_after_two(p):
+        done.append(p)
+        if len(done) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(files, SPEC, out=f"{out}/", video_options=VIDEO, analyzer=analyzer, progress=stop_after_two)
+    kept = json.loads((out / "_aulib_manifest.json").read_text())["inputs"]
+    assert [e["input"] for e in kept] == [str(p) for p in files[:2]]  # saved on the way out
+    res = run_batch(files, SPEC, out=out, partitioned=True, resume=True, video_options=VIDEO, analyzer=analyzer)
+    assert res.skipped == [str(files[0])] and len(res.analysed) == 4  # files[1] (broken.png) is redone
+    pd.testing.assert_frame_equal(read_partitioned(out), serial_table, check_exact=True)
+    assert sorted(p.name for p in out.glob("*.parquet")) == sorted(e["part"] for e in read_manifest(out)["inputs"])
+    assert all(len(read_table(p)) for p in out.glob("*.parquet"))
+    with pytest.raises(ValueError, match="not a .csv/.json table"):
+        run_batch(files, SPEC, out=f"s3://{BUCKET}/x.csv", analyzer=analyzer)
+
+
+def test_cli_url_in_url_out_with_summary_and_one_line_errors(s3):
+    from typer.testing import CliRunner
+
+    from aulib.cli import app
+
+    runner = CliRunner()
+    out = f"s3://{BUCKET}/cli/"
+    r = runner.invoke(app, ["analyze", f"s3://{BUCKET}/in/b/", "-o", out, "--emotion-model", "none"])
+    assert r.exit_code == 0, r.output
+    assert "summary: inputs: 1 done, 1 failed, 0 skipped; 1 frames, 5 faces" in r.output
+    assert f"failed inputs (1, error rows written): s3://{BUCKET}/in/b/broken.png" in r.output
+    assert read_partitioned(out)["input"].tolist() == [f"s3://{BUCKET}/in/b/broken.png"] + \
+        [f"s3://{BUCKET}/in/b/multi.jpg"] * 5
+    r = runner.invoke(app, ["analyze", f"s3://{BUCKET}/in/a.jpg", "-o", f"s3://{BUCKET}/x.csv"])
+    assert r.exit_code == 2 and "not a .csv/.json table" in r.output and len(r.output.strip().splitlines()) == 1
+    r = runner.invoke(app, ["analyze", "gs://some-bucket/x/", "-o", "/tmp/x.csv"])
+    assert r.exit_code == 2 and "gs://some-bucket/x/" in r.output and len(r.output.strip().splitlines()) == 1
