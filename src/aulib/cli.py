@@ -295,13 +295,30 @@ def bench(
     detect_every: int = typer.Option(10, "--detect-every", min=1, help="Detector every K frames."),
     emotion_model: str = typer.Option("cnn", "--emotion-model", help="cnn, multitask or none."),
     detector: str = typer.Option("retinaface", "--detector", help="retinaface or dlib."),
+    openface: Path | None = typer.Option(None, "--openface", envvar="AULIB_OPENFACE",
+                                         help="OpenFace 2 FeatureExtraction binary: also time both tools as whole "
+                                         "processes on the clip, in turn, and print the time ratio."),
+    pairs: int = typer.Option(3, "--pairs", min=1, help="Runs of each tool for --openface."),
 ) -> None:
     """Frames per second of the full video pipeline and ms per stage (the last line reads "N fps")."""
     from aulib.bench import bench as run_bench
+    from aulib.bench import paired_openface
 
     _check_names(detector=detector, emotion_model=emotion_model)
+    if openface is not None and not (openface.is_file() and os.access(openface, os.X_OK)):
+        _fail(escape(f"{openface}: not an executable OpenFace FeatureExtraction binary (--openface)"))
+    held: list[str] = []  # each line is printed when the next comes: "N fps" must stay the last line
+
+    def log(line: str) -> None:
+        if held:
+            typer.echo(held.pop())
+        held.append(line)
+
     run_bench(video, frames=frames, detect_every=detect_every, emotion_model=emotion_model, detector=detector,
-              log=typer.echo)
+              log=log)
+    if openface is not None:
+        paired_openface(video, openface, pairs=pairs, frames=frames, log=typer.echo)
+    typer.echo(held.pop())
 
 
 @app.command()
