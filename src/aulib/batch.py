@@ -312,7 +312,9 @@ def run_options(spec: AnalyzerSpec, video_options: dict) -> dict:
     return {"detector": spec.detector, "emotion_model": spec.emotion_model, "cropped": bool(spec.cropped),
             "every": video_options.get("every", 1), "fps": video_options.get("fps"),
             "detect_every": video_options.get("detect_every", 10), "max_frames": video_options.get("max_frames"),
-            "calibrate": "video" if cal is True else (cal or False)}
+            "calibrate": "video" if cal is True else (cal or False),
+            # video traces smoothed or raw: a resumed table must not mix the two
+            "smooth": video_options.get("smooth", True)}
 
 
 def _check_meta(meta_path: Path, where: Path, meta: dict, resume: bool, existing_columns: list[str] | None) -> None:

@@ -31,6 +31,13 @@ from aulib.app.common import (
 )
 from aulib.draw import draw_faces
 from aulib.face.record import Face
+from aulib.video.follow import FaceFollower
+
+# The live stream follows faces like a video file does: the detector (the costliest stage) runs every
+# LIVE_DETECT_EVERY frames, landmarks follow each face in between; a degraded fit, a scene cut or a
+# face leaving the frame triggers detection at once (aulib.video.follow). Frames that arrive while one
+# is being analysed are dropped by streamlit-webrtc (async processing keeps only the newest).
+LIVE_DETECT_EVERY = 5
 
 NO_CAMERA = ("No camera, or access to it was denied? Allow the camera in the browser (browsers offer it "
              "only to pages opened as `http://localhost` or over https), or use the Image and Video pages.")
@@ -95,6 +102,7 @@ class LiveState:
         self.faces = 0
         self.error = ""
         self.steady = Steady()
+        self.follower: FaceFollower | None = None  # this stream's tracker (created with the analyzer)
 
     def fps(self, window: float = 3.0) -> float | None:
         """Frames analysed per second over the last few seconds (None when the stream stalls)."""
@@ -115,7 +123,9 @@ def make_callback(analyzer, state: LiveState):
         main, label = None, ""
         try:
             with ANALYZE_LOCK:
-                faces = analyzer.get(img)
+                if state.follower is None or state.follower.pipeline is not analyzer.pipeline:
+                    state.follower = FaceFollower(analyzer.pipeline, LIVE_DETECT_EVERY)
+                faces = list(analyzer.run(state.follower(img, number)))
             ok = [f for f in faces if f.success]
             if ok:
                 main = state.steady.update(max(ok, key=lambda f: float(f.box[2] * f.box[3])), now)
