@@ -1,0 +1,83 @@
+"""The Analyzer end to end with its real defaults (CNN emotion) and with the multitask model.
+
+The photo is the smiling face shipped inside the package, so these tests run wherever aulib is
+installed. A smile is AU06 (cheek raiser) + AU12 (lip corner puller) with the lips apart (AU25)
+and no brow action: both networks and the SVMs must say so, and the table must be exactly the
+Face records' values.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import aulib
+import aulib.cnn.inference
+from aulib import table
+from aulib.analyzer import Analyzer
+from aulib.cnn.inference import MultitaskCNN
+from aulib.models import model_entry
+
+SMILE = Path(aulib.__file__).parent / "data" / "sample_face.jpg"
+
+
+@pytest.fixture(scope="module", params=["cnn", "multitask"])
+def full(request) -> Analyzer:
+    return Analyzer(emotion_model=request.param)
+
+
+def test_default_analyzer_uses_the_cnn_emotion_model():
+    a = Analyzer()
+    assert a.emotion_model == "cnn" and isinstance(a.features.embedder, aulib.cnn.inference.EmotionCNN)
+    assert "emotion" in a.columns and not a.mt_aus
+    assert a.analyze(SMILE)["emotion"].tolist() == ["happiness"]
+
+
+def test_smile_end_to_end(full):
+    df = full.analyze(SMILE)
+    assert list(df.columns) == full.columns and len(df) == 1 and df["success"].tolist() == [1]
+    assert df["emotion"].tolist() == ["happiness"]
+    probs = table.emotion_probs(df)
+    assert list(probs.columns) == list(aulib.face.EMOTIONS)
+    assert probs.sum(axis=1).iloc[0] == pytest.approx(1.0, abs=1e-5) and probs["happiness"].iloc[0] > 0.8
+    occ = table.au_occurrence(df).iloc[0]
+    assert occ["AU06"] == 1 and occ["AU12"] == 1
+    assert occ["AU01"] == 0 and occ["AU02"] == 0 and occ["AU04"] == 0
+    if full.emotion_model == "multitask":
+        mt = table.mt_au_occurrence(df).iloc[0]
+        assert list(mt.index) == [aulib.face.au_name(a) for a in full.mt_aus]
+        assert mt["AU06"] == 1 and mt["AU12"] == 1 and mt["AU04"] == 0
+    else:
+        assert table.mt_au_occurrence(df).shape[1] == 0
+
+
+def test_table_rows_are_the_face_records(full):
+    faces = full.get(aulib.read_image(SMILE))
+    df = full.analyze_frame(aulib.read_image(SMILE))
+    f = faces[0]
+    assert f.success and f.id == 0 and f.emotion == df["emotion"].iloc[0]
+    np.testing.assert_array_equal(table.au_intensity(df).iloc[0].to_numpy(float), f.au_intensity)
+    np.testing.assert_array_equal(table.au_occurrence(df).iloc[0].to_numpy(int), f.au_occurrence)
+    np.testing.assert_allclose(table.landmarks(df)[0], f.landmarks)
+    np.testing.assert_array_equal(table.emotion_probs(df).iloc[0].to_numpy(), f.emotion_probs.astype(np.float64))
+
+
+def test_multitask_thresholds_from_the_manifest_reach_the_table():
+    cnn = MultitaskCNN()
+    entry = model_entry(cnn.name)
+    expected = entry.get("au_thresholds", [entry.get("au_threshold", 0.5)] * len(cnn.aus))
+    np.testing.assert_allclose(cnn.thresholds, expected)
+    a = Analyzer(emotion_model="multitask")
+    f = a.get(aulib.read_image(SMILE))[0]
+    np.testing.assert_array_equal(f.mt_au_occurrence, (f.mt_au_probs >= cnn.thresholds).astype(np.int8))
+
+
+def test_rescore_after_changing_features_changes_only_the_au_outputs(full):
+    f = full.get(aulib.read_image(SMILE))[0]
+    before = (f.au_intensity.copy(), f.emotion_probs.copy())
+    f.features = np.asarray(full.au_feature_mean, np.float32).copy()  # the population mean face
+    full.rescore([f])
+    assert not np.array_equal(f.au_intensity, before[0])
+    np.testing.assert_array_equal(f.emotion_probs, before[1])
