@@ -1,9 +1,11 @@
-"""Shared pieces of the app pages: the cached ``Analyzer``, labels, upload limits."""
+"""Shared pieces of the app pages: the server's Analyzer and video queue, labels, upload limits and
+refusal messages (the machinery without Streamlit is in :mod:`aulib.app.engine`)."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 from pathlib import Path
 
@@ -12,58 +14,141 @@ import pandas as pd
 import streamlit as st
 
 from aulib.analyzer import Analyzer
+from aulib.app.engine import PixelBudget, VideoJobs, cores, env_int, load_analyzer, one_blas_thread
 from aulib.au.facs import au_label, prototype_matches, summarize_matches
 from aulib.face.record import EMOTIONS, Face
+from aulib.io import MAX_PIXELS
 from aulib.table import RULE_EMOTIONS
+
+__all__ = ["load_analyzer"]  # re-exported: the pages and tests load models through common
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample_face.jpg"
 RUNS_KEY = "_aulib_completed_runs"
 
-#: One lock for every use of the shared Analyzer (live callback threads and page scripts).
-ANALYZE_LOCK = threading.Lock()
-
-
-def _env_int(name: str, default: int) -> int:
-    try:
-        return max(1, int(os.environ.get(name, default)))
-    except ValueError:
-        return default
-
-
-MAX_IMAGE_MB = _env_int("AULIB_APP_MAX_IMAGE_MB", 50)
-MAX_VIDEO_MB = _env_int("AULIB_APP_MAX_VIDEO_MB", 500)
-
-
-def load_analyzer(emotion_model: str | None = None) -> tuple[Analyzer, str | None]:
-    """An Analyzer and, when the CNN emotion model cannot be loaded, the note saying so.
-
-    ``emotion_model`` defaults to ``$AULIB_EMOTION_MODEL`` or ``cnn``; a missing, corrupt or
-    checksum-mismatching CNN falls back to ``Analyzer(emotion_model="none")`` (AUs and the
-    rule-based emotion percentages still work).
-    """
-    wanted = emotion_model or os.environ.get("AULIB_EMOTION_MODEL", "cnn")
-    if wanted == "none":
-        return Analyzer(emotion_model="none"), None
-    try:
-        return Analyzer(emotion_model=wanted), None  # type: ignore[arg-type]
-    except Exception as e:
-        note = (f"The {wanted} emotion model could not be loaded ({type(e).__name__}: {e}). "
-                "Showing AUs and the rule-based emotion percentages only.")
-        return Analyzer(emotion_model="none"), note
+MAX_IMAGE_MB = env_int("AULIB_APP_MAX_IMAGE_MB", 50)
+MAX_VIDEO_MB = env_int("AULIB_APP_MAX_VIDEO_MB", 500)
+#: Longest side of the annotated images the pages show and cache (a 100 MP photo is not sent to browsers).
+PREVIEW_SIDE = env_int("AULIB_APP_PREVIEW_PX", 1600, minimum=64)
 
 
 @st.cache_resource(show_spinner="Loading the face, AU and emotion models…")
 def get_analyzer() -> tuple[Analyzer, str | None]:
-    """The process-wide Analyzer (models load once per server process) and its fallback note."""
-    # One BLAS thread for the server process: the AU models' matrix products are tiny, and a second
-    # OpenBLAS thread on a busy machine makes each call wait for a descheduled worker (see aulib.video).
-    try:
-        from threadpoolctl import threadpool_limits
+    """The server's Analyzer (models load once per server process) and its fallback note.
 
-        threadpool_limits(limits=1, user_api="blas")
-    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
-        pass
+    Shared without a lock by the live callbacks and the image page: its stages keep no per-call state.
+    """
+    one_blas_thread()
     return load_analyzer()
+
+
+@st.cache_resource(show_spinner=False)
+def get_jobs() -> VideoJobs:
+    """The server's video queue and its worker processes (started on the first video)."""
+    return VideoJobs()
+
+
+@st.cache_resource(show_spinner=False)
+def get_pixel_budget() -> PixelBudget:
+    """Server-wide bound on the pixels being decoded at once (see :class:`~aulib.app.engine.PixelBudget`)."""
+    return PixelBudget(env_int("AULIB_APP_DECODE_MP", MAX_PIXELS // 1_000_000) * 1_000_000)
+
+
+class LiveStreams:
+    """Which live streams are active (a frame in the last two seconds), for the load line on the page."""
+
+    def __init__(self) -> None:
+        self._last: dict[int, float] = {}
+        self._lock = threading.Lock()
+
+    def touch(self, key: int, now: float) -> None:
+        with self._lock:
+            self._last[key] = now
+
+    def active(self, now: float, window: float = 2.0) -> int:
+        with self._lock:
+            for k in [k for k, t in self._last.items() if now - t > window]:
+                del self._last[k]
+            return len(self._last)
+
+
+@st.cache_resource(show_spinner=False)
+def get_live_streams() -> LiveStreams:
+    return LiveStreams()
+
+
+def server_load() -> str:
+    """One line on what the server is doing: live streams, videos being analysed and waiting."""
+    import time
+
+    running, waiting = get_jobs().load()
+    live = get_live_streams().active(time.monotonic())
+    return (f"Server: {live} live stream(s) · {running} video(s) being analysed · {waiting} waiting · "
+            f"{cores()} core(s)")
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$])")
+
+
+def md(name: str) -> str:
+    """A user's file name safe inside Markdown (``café [1]*.jpg`` is shown as typed, not formatted)."""
+    return _MD_SPECIAL.sub(r"\\\1", " ".join(str(name).split()) or "(no name)")
+
+
+def refused(name: str, reason: str) -> None:
+    """The one visible refusal message for an upload: names the user's file, says why, on one line."""
+    st.error(f"**{md(name)}** was refused: {reason}", icon=":material/block:")
+
+
+# Streamlit's uploader refuses files over its size limit in the browser and shows that only as a red
+# chip with hover-only text, while the page keeps showing the previous result. This script (run in the
+# page, no network) turns each refused chip into a visible message naming the file, and hides the
+# result container the page marks as stale (key "upload_result") until the refused file is removed.
+_REFUSAL_JS = r"""
+<div class="aulib-refusals"></div>
+<script>
+(() => {
+  if (window.__aulibRefusals) { window.__aulibRefusals(); return; }
+  const update = () => {
+    const box = document.querySelector('.aulib-refusals');
+    const chips = [...document.querySelectorAll('[data-testid="stFileChip"][aria-invalid="true"]')];
+    document.body.classList.toggle('aulib-refused', chips.length > 0);
+    if (!box) return;
+    const text = chips.map(c => {
+      const name = c.querySelector('[data-testid="stFileChipName"]')?.getAttribute('title') || 'file';
+      const why = (c.querySelector('[role="alert"]')?.textContent || '').replace(/^Error:\s*/, '');
+      return [name, why];
+    });
+    const key = JSON.stringify(text);
+    if (box.dataset.key === key) return;
+    box.dataset.key = key;
+    box.replaceChildren(...text.map(([name, why]) => {
+      const p = document.createElement('div');
+      p.className = 'aulib-refusal';
+      p.setAttribute('role', 'alert');
+      const b = document.createElement('b');
+      b.textContent = name;
+      p.append(b, ' was refused: ' + (why || 'upload failed') + ' (limit: ' + box.parentElement.closest(
+        '[data-testid="stVerticalBlock"]')?.querySelector('.aulib-limit')?.dataset.limit + ')');
+      return p;
+    }));
+  };
+  window.__aulibRefusals = update;
+  new MutationObserver(update).observe(document.body, {subtree: true, childList: true, attributes: true,
+                                                       attributeFilter: ['aria-invalid']});
+  update();
+})();
+</script>
+<style>
+.aulib-refusal { background: rgba(255, 43, 43, 0.09); color: rgb(125, 53, 59); border-radius: 0.5rem;
+                 padding: 0.75rem 1rem; margin: 0.25rem 0; }
+body.aulib-refused .st-key-upload_result { display: none; }
+</style>
+"""
+
+
+def upload_refusals(limit: str) -> None:
+    """Place the visible message for uploads the browser refused (too large) right here on the page."""
+    st.html(f'<span class="aulib-limit" data-limit="{limit}"></span>' + _REFUSAL_JS, unsafe_allow_javascript=True)
 
 
 def analyzer_with_note() -> Analyzer:

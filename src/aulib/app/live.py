@@ -17,17 +17,18 @@ import numpy as np
 import streamlit as st
 
 from aulib.app.common import (
-    ANALYZE_LOCK,
     analyzer_with_note,
     app_page,
     au_intensities,
     emotion_label,
     emotion_scores,
+    get_live_streams,
     ice_servers,
     labels,
     light,
     patch_webrtc,
     rule_matches,
+    server_load,
 )
 from aulib.draw import draw_faces
 from aulib.face.record import Face
@@ -36,7 +37,9 @@ from aulib.video.follow import FaceFollower
 # The live stream follows faces like a video file does: the detector (the costliest stage) runs every
 # LIVE_DETECT_EVERY frames, landmarks follow each face in between; a degraded fit, a scene cut or a
 # face leaving the frame triggers detection at once (aulib.video.follow). Frames that arrive while one
-# is being analysed are dropped by streamlit-webrtc (async processing keeps only the newest).
+# is being analysed are dropped by streamlit-webrtc (async processing keeps only the newest): a stream
+# never queues frames, so when the machine is saturated (several streams, or a video being analysed in
+# the background at lower priority) each stream simply analyses fewer frames per second.
 LIVE_DETECT_EVERY = 5
 
 NO_CAMERA = ("No camera, or access to it was denied? Allow the camera in the browser (browsers offer it "
@@ -114,7 +117,10 @@ class LiveState:
         return (len(t) - 1) / (t[-1] - t[0])
 
 
-def make_callback(analyzer, state: LiveState):
+def make_callback(analyzer, state: LiveState, streams=None):
+    """The per-frame function of one stream. No lock around the Analyzer: it keeps no per-call state, so
+    several users' streams (and the image page) use it at the same time; the follower is this stream's."""
+
     def callback(frame: av.VideoFrame) -> av.VideoFrame:
         img = frame.to_ndarray(format="rgb24")
         now = time.monotonic()
@@ -122,10 +128,9 @@ def make_callback(analyzer, state: LiveState):
             number = state.frames
         main, label = None, ""
         try:
-            with ANALYZE_LOCK:
-                if state.follower is None or state.follower.pipeline is not analyzer.pipeline:
-                    state.follower = FaceFollower(analyzer.pipeline, LIVE_DETECT_EVERY)
-                faces = list(analyzer.run(state.follower(img, number)))
+            if state.follower is None or state.follower.pipeline is not analyzer.pipeline:
+                state.follower = FaceFollower(analyzer.pipeline, LIVE_DETECT_EVERY)
+            faces = list(analyzer.run(state.follower(img, number)))
             ok = [f for f in faces if f.success]
             if ok:
                 main = state.steady.update(max(ok, key=lambda f: float(f.box[2] * f.box[3])), now)
@@ -145,6 +150,8 @@ def make_callback(analyzer, state: LiveState):
             state.times.append(now)
             state.frame, state.faces, state.error = number, len(faces), error
             state.face, state.label = (light([main])[0], label) if main is not None else (None, "")
+        if streams is not None:
+            streams.touch(id(state), now)
         return av.VideoFrame.from_ndarray(out, format="rgb24")
 
     return callback
@@ -173,7 +180,7 @@ def page() -> None:
             rtc_configuration={"iceServers": ice_servers()},
             media_stream_constraints={"video": {"width": {"ideal": 640}, "height": {"ideal": 480}},
                                       "audio": False},
-            video_frame_callback=make_callback(analyzer, state),
+            video_frame_callback=make_callback(analyzer, state, get_live_streams()),
             async_processing=True,
             video_html_attrs={"autoPlay": True, "controls": False, "muted": True, "style": {"width": "100%"}},
             translations={
@@ -196,17 +203,18 @@ def page() -> None:
 
 def snapshot(analyzer) -> None:
     """Fallback without WebRTC: one photo from ``st.camera_input``, analysed like an upload."""
-    import io
-
-    import numpy as np
-    from PIL import Image
+    from aulib.app.engine import clean_message
+    from aulib.io import ImageReadError, read_image
 
     shot = st.camera_input("Snapshot", label_visibility="collapsed")
     if shot is None:
         return
-    rgb = np.asarray(Image.open(io.BytesIO(shot.getvalue())).convert("RGB"))
-    with ANALYZE_LOCK:
-        faces = analyzer.get(rgb)
+    try:
+        rgb = read_image(shot)  # the same checks as an upload (pixel cap from the header, corrupt data)
+    except ImageReadError as e:
+        st.error(f"Cannot read the snapshot: {clean_message(str(e), str(getattr(shot, 'name', '')))}")
+        return
+    faces = analyzer.get(rgb)
     ok = [f for f in faces if f.success]
     if not ok:
         st.warning("No face in the snapshot.", icon=":material/face_retouching_off:")
@@ -231,6 +239,7 @@ def live_panel(ctx, state: LiveState) -> None:
             return
         st.markdown(f"### {fps:.1f} fps")
         st.caption(f"{n} frames analysed · {faces} face(s) in the last frame")
+        st.caption(server_load() + ". Live streams analyse their newest frame only, before any video.")
         if error:
             st.error(error)
         if face is None:

@@ -3,28 +3,36 @@
 from __future__ import annotations
 
 import io
-import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 import av
 import pandas as pd
 import streamlit as st
 
 from aulib import table
-from aulib.analyzer import Analyzer
-from aulib.app.common import ANALYZE_LOCK, MAX_VIDEO_MB, analyzer_with_note
+from aulib.app.common import (
+    MAX_VIDEO_MB,
+    analyzer_with_note,
+    get_jobs,
+    md,
+    refused,
+    server_load,
+    upload_refusals,
+)
+from aulib.app.engine import JobHandle, QueueFull, clean_message
 from aulib.au.facs import au_label
-from aulib.table import to_frame
+from aulib.io import IMAGE_EXTENSIONS
 
 VIDEO_TYPES = ["mp4", "mov", "avi", "mkv", "webm", "m4v", "mpg", "mpeg", "wmv", "flv", "gif"]
 
 
-def probe(path: Path) -> tuple[int, float]:
-    """``(frame count or 0 if unknown, frames per second)``; raises ValueError for unreadable files."""
+def probe(source: str | Path | IO[bytes], name: str = "") -> tuple[int, float]:
+    """``(frame count or 0 if unknown, frames per second)`` from the container header; raises ValueError
+    (a reason without the file's name, path or FFmpeg error number) for a file FFmpeg cannot open."""
+    name = name or str(source)
     try:
-        with av.open(str(path)) as c:
+        with av.open(source) as c:
             if not c.streams.video:
                 raise ValueError("the file has no video stream")
             s = c.streams.video[0]
@@ -32,64 +40,102 @@ def probe(path: Path) -> tuple[int, float]:
             n = s.frames or (int(float(s.duration * s.time_base) * fps) if s.duration else 0)
             return n, fps
     except av.FFmpegError as e:
-        raise ValueError(f"not a readable video ({e})") from None
+        reason = e.strerror or clean_message(str(e), name, (str(source),))
+        raise ValueError(f"not a readable video ({reason})") from None
+    finally:
+        if hasattr(source, "seek"):
+            source.seek(0)
 
 
-def analyze_video(analyzer: Analyzer, path: Path, every: int, progress: Callable[[int, int], None]) -> pd.DataFrame:
-    """Table of every ``every``-th frame of a video (the CLI's video path: tracking, batched models)."""
-    from aulib.video import analyze_video_rows
-
-    return to_frame(analyze_video_rows(analyzer, path, every=every, progress=progress), analyzer.columns)
+def check_video(name: str, data: IO[bytes], size: int) -> str:
+    """Why an upload cannot be queued (size, type, an unreadable container), or ``""``. Checked in the
+    server within a second, so a bad file is refused at once instead of after a place in the queue."""
+    size_mb = size / (1 << 20)
+    if size_mb > MAX_VIDEO_MB:
+        return f"the file is {size_mb:.0f} MB; videos may be at most {MAX_VIDEO_MB} MB"
+    if size == 0:
+        return "empty file (0 bytes)"
+    suffix = Path(name).suffix.lower()
+    if suffix in IMAGE_EXTENSIONS and suffix != ".gif":
+        return "this is an image file: use the Image page for photos"
+    if suffix.lstrip(".") not in VIDEO_TYPES:
+        return (f"{suffix or 'a file without an extension'} is not a video type this page takes "
+                f"({', '.join(VIDEO_TYPES)})")
+    try:
+        probe(data, name)
+    except ValueError as e:
+        return str(e)
+    return ""
 
 
 def page() -> None:
     st.title("Video")
-    analyzer = analyzer_with_note()
-    up = st.file_uploader("Upload a video", type=VIDEO_TYPES, key="video_upload",
-                          max_upload_size=MAX_VIDEO_MB)
+    analyzer_with_note()  # the fallback note when the CNN is missing (the workers load the same models)
+    up = st.file_uploader(f"Upload a video ({', '.join(VIDEO_TYPES)}; at most {MAX_VIDEO_MB} MB)",
+                          key="video_upload", max_upload_size=MAX_VIDEO_MB)
+    upload_refusals(f"{MAX_VIDEO_MB} MB per video")
     every = st.number_input("Analyse every n-th frame", min_value=1, max_value=300, value=1, step=1,
                             help="1 = every frame; larger values are faster on long clips.")
+    key = (up.file_id, int(every)) if up is not None else None
+    state = st.session_state
+    if state.get("video_key") != key:  # a new upload (or none): the previous job and result are dropped
+        old: JobHandle | None = state.pop("video_job", None)
+        if old is not None:
+            old.cancel()
+        state.pop("video_result", None)
+        state.pop("video_error", None)
+        state.video_key = key
+        if up is not None:
+            reason = check_video(up.name, up, up.size)
+            if not reason:
+                jobs = get_jobs()
+                try:
+                    state.video_job = JobHandle(jobs, jobs.submit(up, up.name, int(every)), key)
+                except QueueFull as e:
+                    reason = f"the server is busy ({e}); try again in a few minutes"
+            state.video_error = reason
     if up is None:
         st.info("Upload a video (mp4, mov, avi, mkv, webm…) to get AU and emotion time series.")
         return
+    with st.container(key="upload_result"):  # hidden by the page script while a refused upload is listed
+        if state.get("video_error"):
+            refused(up.name, state.video_error)
+        elif state.get("video_job") is not None:
+            job_status()
+        elif state.get("video_result") is not None:
+            show_results(state.video_result, up.name)
 
-    key = (up.file_id, int(every))
-    if st.session_state.get("video_key") != key:
-        st.session_state.pop("video_result", None)
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / Path(up.name).name
-            path.write_bytes(up.getvalue())
-            try:
-                probe(path)
-            except ValueError as e:
-                st.error(f"Cannot read **{up.name}**: {e}", icon=":material/error:")
-                return
-            bar = st.progress(0.0, text=f"Analysing {up.name}…")
-            shown = [0.0]
 
-            def progress(done: int, total: int = 0) -> None:
-                now = time.monotonic()
-                if now - shown[0] < 0.2 and done != total:
-                    return
-                shown[0] = now
-                of = f" of {total}" if total else ""
-                frac = min(done / total, 1.0) if total else 0.0
-                bar.progress(frac, text=f"Analysing {up.name}: frame {done}{of}")
-
-            try:
-                with ANALYZE_LOCK:
-                    df = analyze_video(analyzer, path, int(every), progress)
-            except Exception as e:  # corrupt stream half-way, unsupported codec…
-                bar.empty()
-                st.error(f"Cannot analyse **{up.name}**: {type(e).__name__}: {e}", icon=":material/error:")
-                return
-            bar.empty()
-            df["error"] = df["error"].str.replace(str(path), up.name, regex=False)
-        df["input"] = up.name
-        st.session_state.video_result = df
-        st.session_state.video_key = key
-    df: pd.DataFrame = st.session_state.video_result
-    show_results(df, up.name)
+@st.fragment(run_every=0.5)
+def job_status() -> None:
+    """Queue position or progress of this session's video job; a full rerun shows the result when it ends."""
+    handle: JobHandle | None = st.session_state.get("video_job")
+    if handle is None:
+        return
+    job, jobs = handle.job, get_jobs()
+    if job.finished_state:
+        st.session_state.pop("video_job", None)
+        if job.state == "done":
+            st.session_state.video_result = job.result
+        elif job.state == "failed":
+            st.session_state.video_error = job.error
+        st.rerun()
+    if job.state == "queued":
+        running, _ = jobs.load()
+        st.info(f"**{md(job.name)}** is waiting for a free video worker: position {jobs.position(job)} in the "
+                f"queue ({running} video(s) being analysed). Live streams are always served first.",
+                icon=":material/hourglass_top:")
+        st.progress(0.0, text="Queued")
+    else:
+        of = f" of {job.total}" if job.total else ""
+        frac = min(job.done / job.total, 1.0) if job.total else 0.0
+        st.progress(frac, text=f"Analysing {job.name}: frame {job.done}{of}")
+    st.caption(server_load())
+    if st.button("Cancel", key="video_cancel", icon=":material/cancel:"):
+        handle.cancel()
+        st.session_state.pop("video_job", None)
+        st.session_state.video_error = "cancelled"
+        st.rerun()
 
 
 def _plot(wide: pd.DataFrame, series: str, value: str, duration: float, columns: int = 4) -> None:
@@ -110,15 +156,16 @@ def show_results(df: pd.DataFrame, name: str) -> None:
     problem = (df["success"] == 0) & ~df["error"].str.contains("no face", case=False)
     ok = df[df["success"] == 1]
     frames = df.loc[~problem, "frame"].nunique()
-    for msg in df.loc[problem, "error"].unique():
-        (st.warning if frames else st.error)(f"Problem reading **{name}**: {msg}", icon=":material/error:")
-    if frames == 0:
+    if frames == 0:  # nothing could be decoded: the file is refused as unreadable
+        refused(name, "; ".join(df.loc[problem, "error"].unique()) or "no frame could be read")
         return
+    for msg in df.loc[problem, "error"].unique():
+        st.warning(f"Problem reading **{md(name)}**: {msg}", icon=":material/error:")
     if ok.empty:
-        st.warning(f"No face found in any of the {frames} analysed frames of **{name}**.",
+        st.warning(f"No face found in any of the {frames} analysed frames of **{md(name)}**.",
                    icon=":material/face_retouching_off:")
     else:
-        st.success(f"Analysed {frames} frames of **{name}**: a face in {ok['frame'].nunique()} of them "
+        st.success(f"Analysed {frames} frames of **{md(name)}**: a face in {ok['frame'].nunique()} of them "
                    f"({ok['face'].nunique()} face track(s)).")
         main = ok[ok["face"] == 0].set_index("timestamp")
         duration = float(df["timestamp"].max())

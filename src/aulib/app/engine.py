@@ -1,0 +1,453 @@
+"""The app's server-side machinery, without Streamlit: model loading, the video job queue, memory bounds.
+
+Why this module exists: the web server is shared by everyone who opens the app, on a machine with a few
+cores. Three rules keep it usable under real use:
+
+* **Live frames never wait for uploads.** Videos are analysed in separate worker processes (each loads
+  the models once), at a lower CPU priority (``nice`` +10), ``cores - 1`` of them (at least one), with a
+  FIFO queue whose position is shown on the page. The server process keeps the remaining core for live
+  streams and page scripts; the live callbacks share the server's one ``Analyzer`` without a lock (its
+  stages hold no per-call state) and each stream analyses only its newest frame.
+* **Bounded memory.** Images are checked against :data:`aulib.io.MAX_PIXELS` from their header before any
+  decoding (the CLI's rule, :func:`aulib.io.read_image`); concurrent decodes share a pixel budget
+  (:class:`PixelBudget`) so several users' large photos are read one after another, not all at once;
+  cached results are bounded in bytes (:class:`ByteLRU`); freed heap is handed back to the OS after large
+  images (:func:`trim_memory`). A video's frames live only in its worker process.
+* **Messages name the user's file**, never a server path or an FFmpeg error number (:func:`clean_message`).
+
+Environment variables: ``AULIB_APP_VIDEO_WORKERS`` (default ``cores - 1``, at least 1),
+``AULIB_APP_MAX_QUEUED_VIDEOS`` (default 8: further uploads are refused with "server busy"),
+``AULIB_APP_CACHE_MB`` (default 64), ``AULIB_APP_DECODE_MP`` (megapixels decoded at once, default
+:data:`aulib.io.MAX_PIXELS`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import itertools
+import multiprocessing as mp
+import os
+import re
+import shutil
+import tempfile
+import threading
+import time
+import weakref
+from collections import OrderedDict, deque
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+
+def env_int(name: str, default: int, minimum: int = 1) -> int:
+    """Integer setting from the environment; a missing or malformed value gives ``default``."""
+    try:
+        return max(minimum, int(os.environ.get(name, default)))
+    except ValueError:
+        return default
+
+
+def cores() -> int:
+    """CPU cores this process may run on (the affinity mask, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return os.cpu_count() or 1
+
+
+def load_analyzer(emotion_model: str | None = None) -> tuple[Any, str | None]:
+    """An Analyzer and, when the CNN emotion model cannot be loaded, the note saying so.
+
+    ``emotion_model`` defaults to ``$AULIB_EMOTION_MODEL`` or ``cnn``; a missing, corrupt or
+    checksum-mismatching CNN falls back to ``Analyzer(emotion_model="none")`` (AUs and the
+    rule-based emotion percentages still work).
+    """
+    from aulib.analyzer import Analyzer
+
+    wanted = emotion_model or os.environ.get("AULIB_EMOTION_MODEL", "cnn")
+    if wanted == "none":
+        return Analyzer(emotion_model="none"), None
+    try:
+        return Analyzer(emotion_model=wanted), None  # type: ignore[arg-type]
+    except Exception as e:
+        note = (f"The {wanted} emotion model could not be loaded ({type(e).__name__}: {e}). "
+                "Showing AUs and the rule-based emotion percentages only.")
+        return Analyzer(emotion_model="none"), note
+
+
+def one_blas_thread() -> None:
+    """One BLAS thread: the AU models' matrix products are tiny, and a second OpenBLAS thread on a busy
+    machine makes each call wait for a descheduled worker (see aulib.video)."""
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=1, user_api="blas")
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        pass
+
+
+_LIBC: Any = None
+
+
+def trim_memory() -> None:
+    """Give freed heap back to the OS (glibc ``malloc_trim``; a no-op elsewhere).
+
+    Decoding a 100 MP photo allocates ~0.7 GB in many blocks; glibc keeps the freed pages in its arenas,
+    so without this the server's resident size ratchets up with every large upload.
+    """
+    global _LIBC
+    try:
+        if _LIBC is None:
+            _LIBC = ctypes.CDLL("libc.so.6")
+        _LIBC.malloc_trim(0)
+    except (OSError, AttributeError):
+        _LIBC = False
+
+
+_ERRNO = re.compile(r"\[Errno -?\d+\]\s*")
+_INTERNAL = re.compile(r":\s*'[A-Za-z_][\w]*\(\)'")  # FFmpeg's "…: 'avcodec_send_packet()'"
+
+
+def clean_message(message: str, name: str, paths: tuple[str | Path, ...] = ()) -> str:
+    """A reason fit for the page: server paths replaced by the user's file name, FFmpeg error numbers and
+    internal function names removed, and a leading ``"<name>: "`` dropped (the page names the file)."""
+    text = str(message)
+    for p in sorted({str(p) for p in paths if str(p)}, key=len, reverse=True):
+        text = text.replace(p, name)
+    text = _INTERNAL.sub("", _ERRNO.sub("", text))
+    text = text.replace(f": '{name}'", "").replace(f": {name!r}", "")
+    for prefix in (f"{name}: ", f"{name}:"):
+        if text.startswith(prefix):
+            text = text[len(prefix):]
+    return " ".join(text.split()) or "unknown error"
+
+
+# ---------------------------------------------------------------------------------------------- memory
+class PixelBudget:
+    """At most ``limit`` pixels being decoded/analysed at once across the server (blocking, FIFO-ish).
+
+    A request larger than the whole budget still runs, alone. Small images (phone photos) pass side by
+    side; two 100 MP uploads are decoded one after the other, so the server's peak stays near one.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(1, int(limit))
+        self.used = 0
+        self.waiting = 0
+        self._cv = threading.Condition()
+
+    @contextlib.contextmanager
+    def take(self, pixels: int, on_wait: Callable[[], None] | None = None):
+        pixels = min(max(0, int(pixels)), self.limit)
+        with self._cv:
+            if self.used + pixels > self.limit and on_wait is not None:
+                on_wait()
+            self.waiting += 1
+            try:
+                while self.used + pixels > self.limit:
+                    self._cv.wait()
+            finally:
+                self.waiting -= 1
+            self.used += pixels
+        try:
+            yield
+        finally:
+            with self._cv:
+                self.used -= pixels
+                self._cv.notify_all()
+
+
+class ByteLRU:
+    """A thread-safe least-recently-used cache bounded in bytes (``size(value)`` estimates each entry).
+
+    An entry larger than the whole budget is not kept. Unlike ``st.cache_data(max_entries=…)``, whose
+    bound is a count, this bounds the memory whatever the entries weigh.
+    """
+
+    def __init__(self, max_bytes: int, size: Callable[[Any], int]) -> None:
+        self.max_bytes = int(max_bytes)
+        self.size = size
+        self.bytes = 0
+        self._data: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> Any | None:
+        with self._lock:
+            hit = self._data.get(key)
+            if hit is None:
+                return None
+            self._data.move_to_end(key)
+            return hit[0]
+
+    def put(self, key: Hashable, value: Any) -> None:
+        n = int(self.size(value))
+        with self._lock:
+            old = self._data.pop(key, None)
+            if old is not None:
+                self.bytes -= old[1]
+            if n > self.max_bytes:
+                return
+            self._data[key] = (value, n)
+            self.bytes += n
+            while self.bytes > self.max_bytes:
+                _, (_, m) = self._data.popitem(last=False)
+                self.bytes -= m
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+# ---------------------------------------------------------------------------------------------- videos
+class QueueFull(RuntimeError):
+    """The video queue is full: the server is saturated, the upload is refused (try again later)."""
+
+
+@dataclass
+class Job:
+    """One uploaded video's analysis. ``state``: queued → running → done / failed / cancelled."""
+
+    id: int
+    name: str
+    every: int
+    folder: Path
+    path: Path
+    state: str = "queued"
+    done: int = 0
+    total: int = 0
+    result: Any = None  # the DataFrame when done
+    error: str = ""
+    submitted: float = field(default_factory=time.monotonic)
+    started: float = 0.0
+    finished: float = 0.0
+
+    @property
+    def finished_state(self) -> bool:
+        return self.state in ("done", "failed", "cancelled")
+
+
+def _worker_main(conn, nice: int) -> None:  # pragma: no cover - runs in the worker process
+    """A video worker: lower CPU priority, models loaded once, then one job after another over ``conn``."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.nice(nice)
+    one_blas_thread()
+    try:
+        analyzer, note = load_analyzer()
+    except Exception as e:
+        conn.send(("failed", f"the models could not be loaded ({type(e).__name__}: {e})"))
+        return
+    from aulib.table import to_frame
+    from aulib.video import analyze_video_rows
+
+    conn.send(("ready", note or ""))
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return
+        if msg is None:
+            return
+        job_id, path, name, every = msg
+        shown = [0.0]
+
+        def progress(done: int, total: int = 0, job_id: int = job_id, shown: list = shown) -> None:
+            now = time.monotonic()
+            if now - shown[0] >= 0.2:
+                shown[0] = now
+                conn.send(("progress", job_id, done, total))
+
+        try:
+            df = to_frame(analyze_video_rows(analyzer, path, every=every, progress=progress), analyzer.columns)
+            where = (path, Path(path).parent)
+            df["error"] = [clean_message(m, name, where) if m else m for m in df["error"]]
+            df["input"] = name
+            conn.send(("done", job_id, df))
+        except Exception as e:  # a stream that defeats the reader's own error handling
+            conn.send(("error", job_id, clean_message(f"{type(e).__name__}: {e}", name, (path, Path(path).parent))))
+        del msg
+        trim_memory()
+
+
+class _Worker:
+    """One worker process and the thread that feeds it jobs from the shared queue."""
+
+    def __init__(self, jobs: VideoJobs, index: int) -> None:
+        self.jobs, self.index = jobs, index
+        self.proc: mp.Process | None = None
+        self.conn: Any = None
+        self.thread = threading.Thread(target=self._loop, name=f"aulib-video-{index}", daemon=True)
+        self.thread.start()
+
+    def _spawn(self) -> None:
+        ctx = mp.get_context("spawn")  # never fork a web server with threads
+        parent, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_worker_main, args=(child, self.jobs.nice), daemon=True,
+                                name=f"aulib-video-worker-{self.index}")
+        self.proc.start()
+        child.close()
+        self.conn = parent
+        kind, *rest = self.conn.recv()  # models loaded (≈1–2 s), or why not
+        if kind != "ready":
+            self._stop()
+            raise RuntimeError(rest[0] if rest else "the video worker did not start")
+
+    def _stop(self) -> None:
+        if self.proc is not None and self.proc.is_alive():
+            self.proc.terminate()
+            self.proc.join(5)
+            if self.proc.is_alive():
+                self.proc.kill()
+                self.proc.join(5)
+        if self.conn is not None:
+            with contextlib.suppress(OSError):
+                self.conn.close()
+        self.proc, self.conn = None, None
+
+    def _loop(self) -> None:
+        while True:
+            job = self.jobs._next()
+            if job is None:
+                self._stop()
+                return
+            try:
+                self._run(job)
+            except Exception as e:  # worker crashed (killed for memory, segfault) or could not start
+                self._stop()
+                self.jobs._finish(job, "failed", error=f"the analysis stopped unexpectedly ({e or type(e).__name__}); "
+                                  "try again, or a shorter clip")
+            finally:
+                self.jobs._finish(job, job.state)  # no-op unless cancelled: frees its running slot
+                shutil.rmtree(job.folder, ignore_errors=True)
+
+    def _run(self, job: Job) -> None:
+        if self.proc is None or not self.proc.is_alive():
+            self._spawn()
+        self.conn.send((job.id, str(job.path), job.name, job.every))
+        while True:
+            if job.state == "cancelled":
+                self._stop()  # the only way to stop FFmpeg/ONNX mid-call; the next job respawns a worker
+                return
+            if not self.conn.poll(0.2):
+                if not self.proc.is_alive():
+                    raise RuntimeError(f"worker exited with code {self.proc.exitcode}")
+                continue
+            try:
+                kind, job_id, *rest = self.conn.recv()
+            except EOFError:
+                raise RuntimeError("worker exited") from None
+            if job_id != job.id:
+                continue
+            if kind == "progress":
+                job.done, job.total = rest
+            elif kind == "done":
+                self.jobs._finish(job, "done", result=rest[0])
+                return
+            else:
+                self.jobs._finish(job, "failed", error=rest[0])
+                return
+
+
+class VideoJobs:
+    """A FIFO queue of video analyses served by ``workers`` niced worker processes.
+
+    ``submit`` copies the upload to a private temporary folder (removed when the job ends) and returns a
+    :class:`Job` whose ``state``, ``done``/``total`` and :meth:`position` the page polls.
+    """
+
+    def __init__(self, workers: int | None = None, max_queued: int | None = None, nice: int = 10) -> None:
+        self.workers_wanted = workers or env_int("AULIB_APP_VIDEO_WORKERS", max(1, cores() - 1))
+        self.max_queued = max_queued or env_int("AULIB_APP_MAX_QUEUED_VIDEOS", 8)
+        self.nice = nice
+        self._queue: deque[Job] = deque()
+        self._running: list[Job] = []
+        self._cv = threading.Condition()
+        self._ids = itertools.count(1)
+        self._workers: list[_Worker] = []
+        self._closed = False
+
+    def submit(self, data: IO[bytes], name: str, every: int) -> Job:
+        """Queue ``data`` (a binary file object, copied in 1 MB pieces) for analysis; raises :class:`QueueFull`."""
+        with self._cv:
+            if len(self._queue) >= self.max_queued:
+                raise QueueFull(f"{len(self._queue)} videos are already waiting")
+        folder = Path(tempfile.mkdtemp(prefix="aulib-video-"))
+        path = folder / ("upload" + "".join(Path(name).suffixes[-1:]).lower()[:10])
+        with contextlib.suppress(AttributeError, OSError):
+            data.seek(0)
+        with open(path, "wb") as out:
+            shutil.copyfileobj(data, out, 1 << 20)
+        job = Job(next(self._ids), name, int(every), folder, path)
+        with self._cv:
+            self._queue.append(job)
+            if len(self._workers) < self.workers_wanted:
+                self._workers.append(_Worker(self, len(self._workers)))
+            self._cv.notify()
+        return job
+
+    def position(self, job: Job) -> int:
+        """1 for the next job to start, 2 after it…; 0 when ``job`` is not waiting."""
+        with self._cv:
+            for i, j in enumerate(self._queue):
+                if j is job:
+                    return i + 1
+        return 0
+
+    def load(self) -> tuple[int, int]:
+        """``(videos being analysed, videos waiting)``."""
+        with self._cv:
+            return len(self._running), len(self._queue)
+
+    def cancel(self, job: Job) -> None:
+        """Stop ``job``: dropped from the queue, or its worker process stopped (and later replaced)."""
+        with self._cv:
+            if job.finished_state:
+                return
+            if job in self._queue:
+                self._queue.remove(job)
+                shutil.rmtree(job.folder, ignore_errors=True)
+            job.state, job.finished = "cancelled", time.monotonic()
+            self._cv.notify_all()
+
+    def close(self) -> None:
+        """Stop the workers (tests; the server's workers are daemons that end with it)."""
+        with self._cv:
+            self._closed = True
+            for job in list(self._queue) + list(self._running):
+                job.state = "cancelled"
+            self._queue.clear()
+            self._cv.notify_all()
+        for w in self._workers:
+            w.thread.join(10)
+
+    # called by the worker threads
+    def _next(self) -> Job | None:
+        with self._cv:
+            while not self._queue and not self._closed:
+                self._cv.wait()
+            if self._closed:
+                return None
+            job = self._queue.popleft()
+            job.state, job.started = "running", time.monotonic()
+            self._running.append(job)
+            return job
+
+    def _finish(self, job: Job, state: str, result: Any = None, error: str = "") -> None:
+        with self._cv:
+            if job in self._running:
+                self._running.remove(job)
+            if not job.finished_state:
+                job.state, job.result, job.error, job.finished = state, result, error, time.monotonic()
+            self._cv.notify_all()
+
+
+class JobHandle:
+    """What a browser session keeps of its video job: cancelling it when the session is dropped (the
+    user closed the tab) or when the user uploads something else."""
+
+    def __init__(self, jobs: VideoJobs, job: Job, key: Hashable) -> None:
+        self.job, self.key = job, key
+        self._finalizer = weakref.finalize(self, jobs.cancel, job)
+
+    def cancel(self) -> None:
+        self._finalizer()
