@@ -231,8 +231,7 @@ def build(model: dict[str, Any]) -> Any:
     const("path", path_matrix())
     const("plus", np.array(1.0, np.float32))
     const("minus", np.array(-1.0, np.float32))
-    const("zero_i", np.array(0, np.int64))
-    const("last", i64(n_trees))
+    const("zero_1", i64(0))
     leaves = model["leaves"][..., planar].reshape(n_cas * n_trees * 16, 2 * n_pts).astype(np.float32)
     const("leaves", leaves)
     # rect = [left, top, right, bottom] (double); image px = origin + size · normalised
@@ -240,19 +239,18 @@ def build(model: dict[str, Any]) -> Any:
     node("Gather", ["rect22", const("i0", np.array(0, np.int64))], "origin2", axis=0)
     node("Gather", ["rect22", const("i1", np.array(1, np.int64))], "corner2", axis=0)
     node("Sub", ["corner2", "origin2"], "size2")
-    node("Unsqueeze", ["size2", const("ax1", i64(1))], "size")                  # (2, 1)
+    node("Mul", [const("eye2", np.eye(2)), node("Unsqueeze", ["size2", const("ax1", i64(1))], "size")], "scale")
     # +1.5: dlib's +0.5 before floor, +1 for the padding row/column (both exact in double)
     node("Add", ["origin2", const("c15", np.array(1.5))], "origin15")
     node("Unsqueeze", ["origin15", "ax1"], "shift")                               # (2, 1)
     node("Pad", ["image", const("pads", i64(1, 1, 1, 1))], "padded")             # black frame
     node("Shape", ["padded"], "hw_p")
-    node("Cast", ["hw_p"], "hw_pd", to=TensorProto.DOUBLE)
-    node("Gather", ["hw_pd", const("rev", i64(1, 0))], "wh_p")                   # (W+2, H+2)
-    node("Sub", ["wh_p", const("one_d", np.array(1.0))], "wh_max")
-    node("Unsqueeze", ["wh_max", "ax1"], "hi")                                    # (2, 1)
+    node("Gather", ["hw_p", const("rev", i64(1, 0))], "wh_p")                    # (W+2, H+2) int64
+    node("Sub", ["wh_p", const("one_i", np.array(1, np.int64))], "wh_max")
+    node("Cast", [node("Unsqueeze", ["wh_max", "ax1"], "hi_i")], "hi", to=TensorProto.DOUBLE)  # (2, 1)
     node("Gather", ["wh_p", const("i0v", i64(0))], "w_p")
-    node("Concat", [const("one_d1", np.array([1.0])), "w_p"], "stride", axis=0)
-    node("Unsqueeze", ["stride", "ax1"], "stride2")                               # (2, 1): 1, W+2
+    node("Concat", [const("one_i1", i64(1)), "w_p"], "stride1", axis=0)
+    node("Unsqueeze", ["stride1", const("ax0", i64(0))], "stride")                # (1, 2): 1, W+2
     node("Reshape", ["padded", const("s1n", i64(1, -1))], "flat")                # (1, N) uint8
 
     cur = "init"  # (2, 68) float32, planar
@@ -272,16 +270,15 @@ def build(model: dict[str, Any]) -> Any:
         node("ReduceSum", [p + "prod", "i0v"], p + "rel", keepdims=0)                # (2, P)
         node("GatherElements", [cur, const(p + "anchor", np.stack([anchor, anchor]))], p + "anc", axis=1)
         node("Add", [p + "rel", p + "anc"], p + "norm")                              # (2, P) float32
-        # feature pixels: floor(origin + size·norm + 0.5) in the padded image, clamped onto its frame
+        # feature pixels: floor(origin + size·norm + 0.5) in the padded image, clamped onto its frame.
+        # Gemm: diag(size)·norm + (origin + 1.5), exact in double (integer size, float32 norm). The
+        # clamp bounds are integers and the values then non-negative, so Cast's truncation is floor.
         node("Cast", [p + "norm"], p + "norm_d", to=TensorProto.DOUBLE)
-        node("Mul", [p + "norm_d", "size"], p + "sc")
-        node("Add", [p + "sc", "shift"], p + "shifted")
-        node("Floor", [p + "shifted"], p + "fl")
-        node("Max", [p + "fl", const("zero_d", np.array(0.0)) if k == 0 else "zero_d"], p + "lo")
-        node("Min", [p + "lo", "hi"], p + "xy")
-        node("Mul", [p + "xy", "stride2"], p + "xyw")
-        node("ReduceSum", [p + "xyw", "i0v"], p + "lin_d", keepdims=1)              # (1, P)
-        node("Cast", [p + "lin_d"], p + "lin", to=TensorProto.INT64)
+        node("Gemm", ["scale", p + "norm_d", "shift"], p + "shifted")
+        node("Max", [p + "shifted", const("zero_d", np.array(0.0)) if k == 0 else "zero_d"], p + "lo")
+        node("Min", [p + "lo", "hi"], p + "xy_d")
+        node("Cast", [p + "xy_d"], p + "xy", to=TensorProto.INT64)
+        node("MatMul", ["stride", p + "xy"], p + "lin")                              # (1, P): x + y·(W+2)
         node("GatherElements", ["flat", p + "lin"], p + "pix_u8", axis=1)
         node("Cast", [p + "pix_u8"], p + "pix", to=TensorProto.FLOAT)               # (1, P)
         # trees: every split's outcome at once, the reached leaves by one matrix product
@@ -298,10 +295,10 @@ def build(model: dict[str, Any]) -> Any:
         node("Add", [p + "leaf", const(p + "base", np.arange(n_trees, dtype=np.int64) * 16 + k * n_trees * 16)],
              p + "rows")
         node("Gather", ["leaves", p + "rows"], p + "lv", axis=0)                     # (T, 136)
-        # current += leaf, tree after tree, in float32: a cumulative sum keeps dlib's rounding order
+        # current += leaf, tree after tree, in float32: onnxruntime sums the leading axis of a
+        # row-major tensor row after row (columns in parallel), which is dlib's rounding order
         node("Concat", [p + "row", p + "lv"], p + "stack", axis=0)
-        node("CumSum", [p + "stack", "zero_i"], p + "acc")
-        node("Gather", [p + "acc", "last"], p + "next", axis=0)                      # (1, 136)
+        node("ReduceSum", [p + "stack", "zero_1"], p + "next", keepdims=1)           # (1, 136)
         cur = node("Reshape", [p + "next", const(p + "s2", i64(2, -1)) if k == 0 else "c0_s2"], p + "cur")
     node("Cast", [cur], "final_d", to=TensorProto.DOUBLE)
     node("Mul", ["final_d", "size"], "final_sc")
