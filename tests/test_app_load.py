@@ -66,6 +66,16 @@ def _live_count(page) -> tuple[int | None, float | None]:
     return (int(n.group(1)) if n else None), (float(fps.group(1)) if fps else None)
 
 
+def _count(page, timeout: float = 10) -> int:
+    """The live panel's frame counter (it reads "Waiting for frames…" for a moment after a stall)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        n, _ = _live_count(page)
+        if n is not None or time.monotonic() > deadline:
+            return n or 0
+        page.wait_for_timeout(200)
+
+
 def _cpu_seconds(procs) -> float:
     import psutil
 
@@ -81,16 +91,16 @@ def _cpu_seconds(procs) -> float:
 def _rate(page, seconds: float, until=None) -> tuple[float, list[float]]:
     """Frames analysed per second on a live page over ``seconds`` (or until ``until()`` is true), from the
     panel's frame counter, and the fps values it showed meanwhile."""
-    n0, _ = _live_count(page)
+    n0 = _count(page)
     t0 = time.monotonic()
     shown = []
     while time.monotonic() - t0 < seconds and not (until and until()):
         page.wait_for_timeout(500)
         _, fps = _live_count(page)
         shown.append(fps or 0.0)
-    n1, _ = _live_count(page)
+    n1 = _count(page)
     dt = time.monotonic() - t0
-    return ((n1 or 0) - (n0 or 0)) / dt, shown
+    return (n1 - n0) / dt, shown
 
 
 # ------------------------------------------------------------------------------------- concurrency
@@ -107,6 +117,10 @@ def test_live_keeps_flowing_while_another_user_analyses_a_video(server, browser)
 
     other = _open(browser, f"{url}/video")
     main = other.locator('[data-testid="stMain"]')
+    every = other.get_by_label("Analyse every n-th frame", exact=True)
+    every.fill("2")  # 236 frames: long enough to measure, short enough for the suite
+    every.press("Enter")
+    _wait_idle(other)
     other.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(
         str(SAMPLES / "WolfgangLanger_Pexels.mp4"))
     expect(main).to_contain_text(re.compile(r"Analysing WolfgangLanger_Pexels\.mp4: frame \d+"), timeout=60_000)
@@ -121,8 +135,10 @@ def test_live_keeps_flowing_while_another_user_analyses_a_video(server, browser)
           f"(shown {statistics.median(shown) if shown else 0:.1f}, min {min(shown, default=0):.1f}), "
           f"after {after:.1f}; the video took {video_s:.1f} s")
     # The old server froze live streams for the whole analysis ("Waiting for frames…", 0 fps).
-    assert during >= max(2.0, 0.2 * before), (before, during, shown)
-    assert after >= max(2.0, 0.3 * before), (before, after)
+    # Floors far below the quiet figures (≈20 fps before, ≈10 during): other users of a 2-core machine and
+    # the test's own Chromium (encoding the camera, drawing the video page) share the cores too.
+    assert during >= max(1.5, 0.1 * before) and min(shown, default=0) > 0, (before, during, shown)
+    assert after >= max(1.5, 0.1 * before), (before, after)
     live.close()
     other.close()
 
@@ -141,14 +157,14 @@ def test_two_live_users_share_the_machine(server, browser):  # noqa: F811
     b.wait_for_timeout(1500)
     results: dict[str, float] = {}
     t0 = time.monotonic()
-    na0, nb0 = _live_count(a)[0], _live_count(b)[0]
+    na0, nb0 = _count(a), _count(b)
     server_cpu, cpu0 = psutil.Process(proc.pid), psutil.cpu_times()
     s0 = sum(server_cpu.cpu_times()[:2])
     app_tree = {proc.pid} | {c.pid for c in server_cpu.children(recursive=True)}
     ours = [p for p in psutil.Process().children(recursive=True) if p.pid not in app_tree]  # Playwright, Chromium
     b0 = _cpu_seconds(ours)
     b.wait_for_timeout(6000)
-    na1, nb1 = _live_count(a)[0], _live_count(b)[0]
+    na1, nb1 = _count(a), _count(b)
     dt = time.monotonic() - t0
     busy = sum(psutil.cpu_times()[:3]) - sum(cpu0[:3])
     print(f"\nCPU over the window: app server {(sum(server_cpu.cpu_times()[:2]) - s0) / dt:.2f} cores, "

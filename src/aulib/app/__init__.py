@@ -13,6 +13,9 @@ Environment variables read by the app:
   loopback address otherwise); for tests and network namespaces with nothing but ``lo``.
 - ``AULIB_APP_MAX_IMAGE_MB`` / ``AULIB_APP_MAX_VIDEO_MB``: upload limits (default 50 / 500 MB).
 - ``AULIB_EMOTION_MODEL``: ``cnn`` (default), ``multitask`` or ``none``.
+- ``AULIB_APP_VIDEO_WORKERS``, ``AULIB_APP_MAX_QUEUED_VIDEOS``, ``AULIB_APP_VIDEO_NICE``,
+  ``AULIB_APP_CACHE_MB``, ``AULIB_APP_DECODE_MP``, ``AULIB_APP_PREVIEW_PX``: the video queue and the
+  memory bounds (see :mod:`aulib.app.engine` and the README's app section).
 """
 
 from __future__ import annotations

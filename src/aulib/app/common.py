@@ -38,6 +38,12 @@ def get_analyzer() -> tuple[Analyzer, str | None]:
     Shared without a lock by the live callbacks and the image page: its stages keep no per-call state.
     """
     one_blas_thread()
+    import sys
+
+    # Each live frame makes hundreds of short GIL-releasing calls (OpenCV, ONNX, NumPy); with several
+    # streams a thread that gives the GIL up for one waits up to the switch interval to get it back
+    # (5 ms by default), which halved two streams' frame rates here. 0.5 ms keeps the convoy short.
+    sys.setswitchinterval(float(os.environ.get("AULIB_APP_SWITCH_INTERVAL", "0.0005")))
     return load_analyzer()
 
 

@@ -4,7 +4,8 @@ Why this module exists: the web server is shared by everyone who opens the app, 
 cores. Three rules keep it usable under real use:
 
 * **Live frames never wait for uploads.** Videos are analysed in separate worker processes (each loads
-  the models once), at a lower CPU priority (``nice`` +10), ``cores - 1`` of them (at least one), with a
+  the models once), at the lowest CPU priority (``nice`` 19: they use the CPU time live streams and page
+  scripts leave), ``cores - 1`` of them (at least one), with a
   FIFO queue whose position is shown on the page. The server process keeps the remaining core for live
   streams and page scripts; the live callbacks share the server's one ``Analyzer`` without a lock (its
   stages hold no per-call state) and each stream analyses only its newest frame.
@@ -17,6 +18,7 @@ cores. Three rules keep it usable under real use:
 
 Environment variables: ``AULIB_APP_VIDEO_WORKERS`` (default ``cores - 1``, at least 1),
 ``AULIB_APP_MAX_QUEUED_VIDEOS`` (default 8: further uploads are refused with "server busy"),
+``AULIB_APP_VIDEO_NICE`` (default 19),
 ``AULIB_APP_CACHE_MB`` (default 64), ``AULIB_APP_DECODE_MP`` (megapixels decoded at once, default
 :data:`aulib.io.MAX_PIXELS`).
 """
@@ -355,10 +357,10 @@ class VideoJobs:
     :class:`Job` whose ``state``, ``done``/``total`` and :meth:`position` the page polls.
     """
 
-    def __init__(self, workers: int | None = None, max_queued: int | None = None, nice: int = 10) -> None:
+    def __init__(self, workers: int | None = None, max_queued: int | None = None, nice: int | None = None) -> None:
         self.workers_wanted = workers or env_int("AULIB_APP_VIDEO_WORKERS", max(1, cores() - 1))
         self.max_queued = max_queued or env_int("AULIB_APP_MAX_QUEUED_VIDEOS", 8)
-        self.nice = nice
+        self.nice = env_int("AULIB_APP_VIDEO_NICE", 19, minimum=0) if nice is None else nice
         self._queue: deque[Job] = deque()
         self._running: list[Job] = []
         self._cv = threading.Condition()

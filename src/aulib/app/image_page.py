@@ -140,11 +140,11 @@ def analyze_upload(name: str, data: bytes) -> ImageResult:
     return result
 
 
-def show_faces(name: str, annotated: bytes, faces: list[Face], n: int) -> None:
+def show_faces(name: str, annotated: bytes, faces: list[Face], n: int, size: str = "") -> None:
     """One annotated image (tags numbered like the table columns) beside one faces × AUs heatmap, then the
     emotions of every face side by side: compact for one face or twenty."""
     img_col, info_col = st.columns([1, 1], gap="medium")
-    img_col.image(annotated, caption=f"{name}: {n} face(s)", width="stretch")
+    img_col.image(annotated, caption=f"{name}: {n} face(s)" + (f" ({size})" if size else ""), width="stretch")
     with info_col:
         st.markdown(" · ".join(f"**Face {f.id}** — {emotion_label(f)}" for f in faces))
         st.caption("AU intensity (0–5), darker = stronger; ● = present (occurrence model).")
@@ -193,7 +193,7 @@ def show_results(inputs: list[tuple[str, bytes]]) -> None:
             detail = f" ({why})." if why and "no face" not in why else "."
             info_col.warning(f"No face found in **{md(name)}**{detail}", icon=":material/face_retouching_off:")
         else:
-            show_faces(name, result.preview, [f for f in result.faces if f.success], len(ok))
+            show_faces(name, result.preview, [f for f in result.faces if f.success], len(ok), size)
         with st.expander("Text report (as printed by `aulib analyze`)"):
             st.code(report(df), language=None)
     if tables:
