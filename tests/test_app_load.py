@@ -428,17 +428,14 @@ def test_video_jobs_queue_cancel_and_clean_errors():
         time.sleep(0.5)
         assert long.state == "cancelled" and jobs.load()[0] == 0
 
-        crash = jobs.submit(open(clip, "rb"), "crash.mp4", 1)
-        while crash.state == "queued" and time.monotonic() < deadline:
-            time.sleep(0.05)
+        crash = jobs.submit(open(sample("WolfgangLanger_Pexels.mp4"), "rb"), "crash.mp4", 1)
         while crash.done == 0 and not crash.finished_state and time.monotonic() < deadline:
             time.sleep(0.05)
-        worker = jobs._workers[0].proc
-        if worker is not None and not crash.finished_state:
-            worker.kill()  # as the kernel's OOM killer would
-            while not crash.finished_state and time.monotonic() < deadline:
-                time.sleep(0.1)
-            assert crash.state == "failed" and "stopped unexpectedly" in crash.error, crash.error
+        assert crash.state == "running", crash.state
+        jobs._workers[0].proc.kill()  # as the kernel's OOM killer would
+        while not crash.finished_state and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert crash.state == "failed" and "stopped unexpectedly" in crash.error, crash.error
         after = jobs.submit(open(clip, "rb"), "after.mp4", 6)
         while not after.finished_state and time.monotonic() < deadline:
             time.sleep(0.1)
