@@ -105,3 +105,19 @@ def test_damaged_weights_file_is_refused(tmp_path: Path):
 def test_unknown_backend_is_refused():
     with pytest.raises(ValueError, match="'onnx' or 'dlib'"):
         LandmarkPredictor(backend="mediapipe")
+
+
+@pytest.mark.parametrize("box", [(float("nan"), 0.0, 100.0, 100.0), (0.0, 0.0, float("inf"), 100.0)])
+def test_non_finite_box_is_a_clear_error(predictors, box):
+    img = read_image(sample("single_face.jpg"))
+    for lm in predictors:
+        with pytest.raises(ValueError, match="not finite"):
+            lm(img, box)
+
+
+def test_far_off_box_gives_finite_points(predictors):
+    """A box far outside the image (every feature pixel reads 0): dlib's mean-shape fit, no overflow."""
+    img = read_image(sample("single_face.jpg"))
+    a, b = (lm(img, (-5e5, -5e5, 2e5, 2e5)) for lm in predictors)
+    assert np.isfinite(b).all()
+    np.testing.assert_array_equal(a, b)

@@ -9,6 +9,7 @@ original-image pixels as a ``(68, 2)`` float32 array (x, y).
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 from typing import Any
 
@@ -119,9 +120,13 @@ class LandmarkPredictor:
 
     def __call__(self, image: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
         """Fit 68 points inside ``box`` (x, y, w, h) of an RGB or gray uint8 image."""
+        x, y, w, h = (float(v) for v in box)
+        if not all(math.isfinite(v) for v in (x, y, x + w, y + h)):
+            raise ValueError(f"face box {tuple(box)} is not finite: no landmarks can be fitted in it")
         gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
         gray = np.ascontiguousarray(gray)
-        x, y, w, h = box
+        if gray.dtype != np.uint8:
+            raise TypeError(f"landmarks need a uint8 image, not {gray.dtype}")
         # dlib.rectangle's integer corners; Python's round() as the dlib path always used
         rect = (round(x), round(y), round(x + w), round(y + h))
         if self.backend == "dlib":
