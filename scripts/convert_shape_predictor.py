@@ -339,6 +339,7 @@ def main() -> None:
     data_file.unlink(missing_ok=True)  # onnx appends to an existing data file
     onnx.save(build(model), str(args.out), save_as_external_data=True, all_tensors_to_one_file=True,
               location=DATA, size_threshold=1 << 16)
+    data_file.chmod(0o644)  # onnx creates it owner-only; it ships in the package like every model file
     if args.no_register:
         print(f"wrote {args.out} and {data_file}")
         return

