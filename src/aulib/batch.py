@@ -1039,6 +1039,18 @@ def dedupe(files: list[Source]) -> tuple[list[Source], list[str]]:
     return keep, dups
 
 
+def _todo_overlays(overlay: Path | None, files: list[Source], todo: list[Source], warnings: list[str]) -> list:
+    """Overlay targets of the inputs still to do (names chosen over all ``files``, so a resumed run
+    writes the same files); an overlay *file* given for several inputs is refused with a warning."""
+    if overlay is not None and overlay.suffix.lower() in VIDEO_EXTENSIONS and not (len(files) == 1
+                                                                                   and is_video(files[0])):
+        warnings.append(f"{table_text(str(overlay))}: an overlay file is only for a single video input; "
+                        "give a folder for several inputs (no overlays written)")
+    all_overlays = overlay_paths(overlay, files)
+    at = {str(p): i for i, p in enumerate(files)}
+    return [all_overlays[at[str(p)]] for p in todo]
+
+
 def run_batch(
     files: list[Source], spec: AnalyzerSpec | None = None, out: Path | str | None = None,
     per_input: Path | None = None, per_input_format: str = "csv", resume: bool = False, dask: bool = False,
@@ -1106,13 +1118,7 @@ def _run(files: list[Path], spec: AnalyzerSpec, out: Path | None, per_input: Pat
         else:
             todo.append(p)
     warnings: list[str] = []
-    if overlay is not None and overlay.suffix.lower() in VIDEO_EXTENSIONS and not (len(files) == 1
-                                                                                   and is_video(files[0])):
-        warnings.append(f"{table_text(str(overlay))}: an overlay file is only for a single video input; "
-                        "give a folder for several inputs (no overlays written)")
-    all_overlays = overlay_paths(overlay, files)
-    at = {str(p): i for i, p in enumerate(files)}
-    overlays = [all_overlays[at[str(p)]] for p in todo]
+    overlays = _todo_overlays(overlay, files, todo, warnings)
     if dask or scheduler:
         stream = _with_dask(todo, spec, video_options, overlays, scheduler, workers, columns, warnings.append)
     else:
@@ -1186,13 +1192,7 @@ def _run_partitioned(files: list[Source], spec: AnalyzerSpec, root: str, resume:
     todo = [p for p, n in zip(files, names) if not (resume and sink.is_done(n))]
     skipped = [n for n in names if resume and sink.is_done(n)]
     warnings: list[str] = []
-    if overlay is not None and overlay.suffix.lower() in VIDEO_EXTENSIONS and not (len(files) == 1
-                                                                                   and is_video(files[0])):
-        warnings.append(f"{table_text(str(overlay))}: an overlay file is only for a single video input; "
-                        "give a folder for several inputs (no overlays written)")
-    all_overlays = overlay_paths(overlay, files)
-    at = {str(p): i for i, p in enumerate(files)}
-    overlays = [all_overlays[at[str(p)]] for p in todo]
+    overlays = _todo_overlays(overlay, files, todo, warnings)
     if dask or scheduler:
         stream = _parts_dask(todo, spec, root, video_options, overlays, scheduler, workers, retries, columns,
                              warnings.append)
