@@ -907,15 +907,9 @@ def _parts_dask(files: list[Source], spec: AnalyzerSpec, root: str, video_option
     times; a worker that died is rerun by the scheduler, and only a task that killed
     ``allowed-failures`` workers (a poisonous input) comes back as KilledWorker, not resubmitted."""
     import dask.config
-    from distributed import Client, LocalCluster, as_completed
+    from distributed import as_completed
 
-    cluster = None
-    if scheduler:
-        client = Client(scheduler)
-    else:
-        cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
-                               dashboard_address=None)
-        client = Client(cluster)
+    client, cluster = _dask_connect(scheduler, workers)
     killed_limit = int(dask.config.get("distributed.scheduler.allowed-failures", 3)) + 1
 
     def submit(i: int, attempt: int) -> Any:
@@ -949,9 +943,7 @@ def _parts_dask(files: list[Source], spec: AnalyzerSpec, root: str, video_option
             entry["attempts"] = attempt
             yield i, entry
     finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        _dask_close(client, cluster)
 
 
 # ---------------------------------------------------------------------------------- running
@@ -981,19 +973,31 @@ def _serial(files: list[Path], analyzer: Analyzer, video_options: dict, overlays
         yield i, iter_input(analyzer, p, video_options, overlays[i], warn)
 
 
+def _dask_connect(scheduler: str | None, workers: int | None) -> tuple[Any, Any]:
+    """A client of ``scheduler`` (tcp://HOST:PORT), or of a new local cluster of ``workers`` processes
+    (default: cores), one thread each; returns ``(client, cluster or None)`` for :func:`_dask_close`."""
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        return Client(scheduler), None
+    cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
+                           dashboard_address=None)
+    return Client(cluster), cluster
+
+
+def _dask_close(client: Any, cluster: Any) -> None:
+    client.close()
+    if cluster is not None:
+        cluster.close()
+
+
 def _with_dask(files: list[Path], spec: AnalyzerSpec, video_options: dict, overlays: list[Path | None],
                scheduler: str | None, workers: int | None, columns: list[str],
                warn: Callable[[str], None]) -> Iterable[tuple[int, Iterable[pd.DataFrame]]]:
     """Results in input order, each as soon as it and every earlier input are finished."""
-    from distributed import Client, LocalCluster, as_completed
+    from distributed import as_completed
 
-    cluster = None
-    if scheduler:
-        client = Client(scheduler)
-    else:
-        cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
-                               dashboard_address=None)
-        client = Client(cluster)
+    client, cluster = _dask_connect(scheduler, workers)
     try:
         futures = [client.submit(_dask_task, str(p), asdict(spec), video_options,
                                  str(overlays[i]) if overlays[i] else None, key=f"aulib-{i}-{_key(str(p))}",
@@ -1015,9 +1019,7 @@ def _with_dask(files: list[Path], spec: AnalyzerSpec, video_options: dict, overl
                 yield nxt, [ready.pop(nxt)]
                 nxt += 1
     finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        _dask_close(client, cluster)
 
 
 def _columns(spec: AnalyzerSpec) -> list[str]:
