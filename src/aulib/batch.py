@@ -98,12 +98,13 @@ class AnalyzerSpec:
     detector: str = "retinaface"
     emotion_model: str = "cnn"
     cropped: bool = False
+    intrinsics: tuple[float, float, float, float] | None = None  # camera fx, fy, cx, cy (pixels); None: OpenFace's
 
     def build(self) -> Analyzer:
         from aulib.analyzer import Analyzer
 
         return Analyzer(detector=self.detector, emotion_model=self.emotion_model,  # type: ignore[arg-type]
-                        cropped=self.cropped)
+                        cropped=self.cropped, intrinsics=self.intrinsics)
 
 
 @dataclass
@@ -314,7 +315,8 @@ def run_options(spec: AnalyzerSpec, video_options: dict) -> dict:
             "detect_every": video_options.get("detect_every", 10), "max_frames": video_options.get("max_frames"),
             "calibrate": "video" if cal is True else (cal or False),
             # video traces smoothed or raw: a resumed table must not mix the two
-            "smooth": video_options.get("smooth", True)}
+            "smooth": video_options.get("smooth", True),
+            "intrinsics": list(spec.intrinsics) if spec.intrinsics is not None else None}
 
 
 def _check_meta(meta_path: Path, where: Path, meta: dict, resume: bool, existing_columns: list[str] | None) -> None:

@@ -10,6 +10,7 @@ shows the traceback instead.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from pathlib import Path
@@ -206,6 +207,8 @@ def analyze(
     max_frames: int | None = typer.Option(None, "--max-frames", min=1, help="Video: stop after N analysed frames."),
     smooth: bool = typer.Option(True, "--smooth/--no-smooth", help="Video: steady each face's AU intensity and "
                                 "head-pose traces (zero-phase Gaussian, 0.08 s); --no-smooth: raw per-frame values."),
+    intrinsics: str | None = typer.Option(None, "--intrinsics", help="Camera FX,FY,CX,CY in pixels for head pose "
+                                          "in mm/radians (default: OpenFace's, fx = fy = 500·width/640, centre)."),
     per_input: Path | None = typer.Option(None, "--per-input", help="Folder for one table per input."),
     fmt: str | None = typer.Option(None, "--format", help="Format of --per-input tables: csv, parquet or json "
                                    "(default: that of -o, else csv)."),
@@ -242,7 +245,16 @@ def analyze(
         _fail(f"--format must be csv, parquet or json, not {fmt!r}")
     if resume and out is None and per_input is None:
         _fail("--resume needs -o or --per-input (where the finished inputs are)")
-    spec = AnalyzerSpec(detector=detector, emotion_model=emotion_model, cropped=cropped)
+    camera = None
+    if intrinsics is not None:
+        try:
+            camera = tuple(float(v) for v in intrinsics.split(","))
+        except ValueError:
+            camera = ()
+        if len(camera) != 4 or not all(math.isfinite(v) for v in camera) or min(camera[:2]) <= 0:
+            _fail(escape(f"--intrinsics must be four numbers FX,FY,CX,CY with FX, FY > 0, not {intrinsics!r}"))
+    spec = AnalyzerSpec(detector=detector, emotion_model=emotion_model, cropped=cropped,
+                        intrinsics=camera)  # type: ignore[arg-type]
     analyzer = None
     if not (dask or scheduler):
         try:
