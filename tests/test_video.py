@@ -3,6 +3,8 @@ files, overlays and per-person calibration. Short clips / ``every`` keep this un
 
 from __future__ import annotations
 
+import os
+
 import av
 import numpy as np
 import pandas as pd
@@ -123,6 +125,11 @@ def test_truncated_video_keeps_decoded_frames_and_reports(analyzer, tmp_path):
     assert len(rows) == 1 and rows[0]["success"] == 0 and "cannot open" in rows[0]["error"]
     (tmp_path / "empty.mp4").write_bytes(b"")
     assert "empty file" in analyze_video_rows(analyzer, tmp_path / "empty.mp4")[0]["error"]
+    os.mkfifo(tmp_path / "pipe.mp4")  # opening it would block until a writer appears
+    (tmp_path / "folder.mp4").mkdir()
+    for name, why in (("pipe.mp4", "not a regular file (FIFO)"), ("folder.mp4", "is a directory")):
+        rows = analyze_video_rows(analyzer, tmp_path / name)
+        assert len(rows) == 1 and rows[0]["success"] == 0 and why in rows[0]["error"], rows
 
 
 def test_overlay_video(analyzer, tmp_path):

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from aulib.io import check_regular_file
 from aulib.storage import Source, is_seekable, is_url, open_input, redact, temp_copy
 
 
@@ -117,12 +118,8 @@ class FrameReader:
         elif hasattr(src, "read"):
             f = src
         else:
-            p = Path(src)
-            if not p.exists():
-                raise VideoReadError(f"{p}: no such file")
-            if p.stat().st_size == 0:
-                raise VideoReadError(f"{p}: empty file (0 bytes)")
-            return str(p)
+            # regular, non-empty, readable: a FIFO named .mp4 would block FFmpeg's open forever
+            return str(check_regular_file(src, VideoReadError))
         if is_seekable(f):
             return f
         try:  # MP4/MOV need random access to their index: a bounded local copy, removed on close
