@@ -75,3 +75,14 @@ def draw_faces(image: np.ndarray, faces: Sequence[Face], labels: Sequence[str] |
                 cv2.putText(out, line, (x, min(image.shape[0] - 4, y + h + int(18 * scale))), font,
                             0.45 * scale, (255, 255, 0), max(1, int(scale)), cv2.LINE_AA)
     return out
+
+
+def draw_corner_tag(image: np.ndarray, text: str) -> np.ndarray:
+    """Write ``text`` white on black in the top-left corner of an RGB image, in place (e.g. the frame
+    number of a live stream, so a screenshot can be matched to the panel beside it); returns it."""
+    scale = max(0.6, image.shape[0] / 480)
+    font, thick = cv2.FONT_HERSHEY_SIMPLEX, max(1, int(round(1.5 * scale)))
+    (tw, th), base = cv2.getTextSize(text, font, 0.6 * scale, thick)
+    cv2.rectangle(image, (4, 4), (12 + tw, 12 + th + base), (0, 0, 0), -1)
+    cv2.putText(image, text, (8, 8 + th), font, 0.6 * scale, (255, 255, 255), thick, cv2.LINE_AA)
+    return image

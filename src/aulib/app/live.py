@@ -12,7 +12,6 @@ import time
 from collections import deque
 
 import av
-import cv2
 import numpy as np
 import streamlit as st
 
@@ -30,9 +29,10 @@ from aulib.app.common import (
     rule_matches,
     server_load,
 )
-from aulib.draw import draw_faces
+from aulib.draw import draw_corner_tag, draw_faces
 from aulib.face.record import Face
 from aulib.video.follow import FaceFollower
+from aulib.video.track import iou
 
 # The live stream follows faces like a video file does: the detector (the costliest stage) runs every
 # LIVE_DETECT_EVERY frames, landmarks follow each face in between; a degraded fit, a scene cut or a
@@ -59,14 +59,6 @@ class Steady:
         self.probs: np.ndarray | None = None
         self.aus: np.ndarray | None = None
 
-    @staticmethod
-    def _iou(a: np.ndarray, b: np.ndarray) -> float:
-        x0, y0 = max(a[0], b[0]), max(a[1], b[1])
-        x1, y1 = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
-        inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
-        union = a[2] * a[3] + b[2] * b[3] - inter
-        return float(inter / union) if union > 0 else 0.0
-
     def _mix(self, old: np.ndarray | None, new: np.ndarray | None, alpha: float) -> np.ndarray | None:
         if new is None:
             return None
@@ -78,7 +70,7 @@ class Steady:
     def update(self, face: Face, now: float) -> Face:
         """Replace ``face``'s emotion probabilities and AU intensities by their smoothed values (in place)."""
         box = np.asarray(face.box, np.float64)
-        if self.box is None or self._iou(self.box, box) < 0.3:
+        if self.box is None or iou(self.box, box) < 0.3:
             self.probs = self.aus = None
         alpha = 1.0 - float(np.exp(-max(now - self.t, 0.0) / self.TAU))
         self.probs = self._mix(self.probs, face.emotion_probs, alpha)
@@ -140,11 +132,7 @@ def make_callback(analyzer, state: LiveState, streams=None):
             error = ""
         except Exception as e:  # never kill the stream: show the problem on the page instead
             faces, out, error = [], img.copy(), f"{type(e).__name__}: {e}"
-        scale = max(0.6, img.shape[0] / 480)
-        text, font, thick = f"frame {number}", cv2.FONT_HERSHEY_SIMPLEX, max(1, int(round(1.5 * scale)))
-        (tw, th), base = cv2.getTextSize(text, font, 0.6 * scale, thick)
-        cv2.rectangle(out, (4, 4), (12 + tw, 12 + th + base), (0, 0, 0), -1)
-        cv2.putText(out, text, (8, 8 + th), font, 0.6 * scale, (255, 255, 255), thick, cv2.LINE_AA)
+        draw_corner_tag(out, f"frame {number}")
         with state.lock:  # one update: the panel never mixes two frames
             state.frames = number + 1
             state.times.append(now)
