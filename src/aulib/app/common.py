@@ -257,8 +257,7 @@ def labels(faces: list[Face]) -> list[str]:
 def light(faces: list[Face]) -> list[Face]:
     """The faces without pixels and feature vectors (for caches and session state: ≈1 kB each)."""
     for f in faces:
-        f.drop_pixels()
-        f.hog = f.geometry = f.embedding = f.features = None
+        f.compact()
     return faces
 
 

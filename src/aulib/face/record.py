@@ -102,3 +102,12 @@ class Face:
     def drop_pixels(self) -> None:
         """Forget the crops and masks (≈100 kB per face) once only the numbers are needed."""
         self.aligned = self.mask = self.masked = None
+
+    def compact(self, keep_features: bool = False) -> Face:
+        """Keep only what rows and front ends read: drop the pixels, HOG, geometry and embedding, and
+        the AU feature vector too unless ``keep_features`` (two-pass calibration re-scores from it)."""
+        self.drop_pixels()
+        self.hog = self.geometry = self.embedding = None
+        if not keep_features:
+            self.features = None
+        return self

@@ -193,8 +193,7 @@ class VideoAnalysis:
             ff.image = None
             if self._two_pass:  # keep the records (features only) until every frame is in
                 for f in ff.faces:
-                    f.drop_pixels()
-                    f.hog = f.geometry = f.embedding = None
+                    f.compact(keep_features=True)
             else:
                 ff.rows = face_rows(ff.faces, self.name, ff.index, ff.time)
                 ff.faces = []  # crops and HOG are ~100 kB per face: keep only the rows
