@@ -45,6 +45,21 @@ DATA = REPO.parent / "shared" / "data"
 SAMPLES = DATA / "samples"
 
 
+def input_tree(root: Path, videos: int = 1) -> Path:
+    """A folder of mixed inputs under ``root``: a.jpg, b/multi.jpg, b/broken.png (unreadable) and
+    c/clip.mp4 (plus c/other.mp4 when ``videos`` is 2), copied from the samples."""
+    import shutil
+
+    (root / "b").mkdir(parents=True)
+    (root / "c").mkdir()
+    shutil.copy(sample("single_face.jpg"), root / "a.jpg")
+    shutil.copy(sample("multi_face.jpg"), root / "b" / "multi.jpg")
+    (root / "b" / "broken.png").write_bytes(b"\x89PNG not really")
+    for name in ("clip.mp4", "other.mp4")[:videos]:
+        shutil.copy(sample("single_face.mp4"), root / "c" / name)
+    return root
+
+
 def sample(name: str) -> Path:
     """Path of a sample file, skipping the test when the shared data is not there."""
     p = SAMPLES / name

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -13,7 +11,7 @@ from aulib.cli import app
 from aulib.io import expand_inputs
 from aulib.table import read_table
 
-from .conftest import sample
+from .conftest import input_tree
 
 runner = CliRunner()
 SPEC = AnalyzerSpec(emotion_model="none")
@@ -23,14 +21,7 @@ VIDEO = {"max_frames": 4, "every": 6}
 @pytest.fixture()
 def folder(tmp_path):
     """in/a.jpg, in/b/multi.jpg, in/b/broken.png (unreadable), in/c/clip.mp4."""
-    root = tmp_path / "in"
-    (root / "b").mkdir(parents=True)
-    (root / "c").mkdir()
-    shutil.copy(sample("single_face.jpg"), root / "a.jpg")
-    shutil.copy(sample("multi_face.jpg"), root / "b" / "multi.jpg")
-    (root / "b" / "broken.png").write_bytes(b"\x89PNG not really")
-    shutil.copy(sample("single_face.mp4"), root / "c" / "clip.mp4")
-    return root
+    return input_tree(tmp_path / "in")
 
 
 def test_cli_folder_combined_per_input_and_resume(folder, tmp_path):

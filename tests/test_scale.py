@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import signal
 import socket
 import threading
@@ -23,7 +22,7 @@ from aulib.io import ImageReadError, expand_inputs, read_image
 from aulib.table import read_table
 from aulib.video.reader import FrameReader, VideoReadError
 
-from .conftest import sample
+from .conftest import input_tree, sample
 
 SPEC = AnalyzerSpec(emotion_model="none")
 VIDEO = {"max_frames": 4, "every": 6}
@@ -40,14 +39,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def local_inputs(tmp_path_factory) -> Path:
     """in/a.jpg, in/b/multi.jpg, in/b/broken.png (unreadable), in/c/clip.mp4, in/c/other.mp4."""
-    root = tmp_path_factory.mktemp("scale") / "in"
-    (root / "b").mkdir(parents=True)
-    (root / "c").mkdir()
-    shutil.copy(sample("single_face.jpg"), root / "a.jpg")
-    shutil.copy(sample("multi_face.jpg"), root / "b" / "multi.jpg")
-    (root / "b" / "broken.png").write_bytes(b"\x89PNG not really")
-    shutil.copy(sample("single_face.mp4"), root / "c" / "clip.mp4")
-    shutil.copy(sample("single_face.mp4"), root / "c" / "other.mp4")
+    root = input_tree(tmp_path_factory.mktemp("scale") / "in", videos=2)
     (root / "c" / "notes.txt").write_text("not an input")  # skipped when listing, as in folders
     return root
 
