@@ -70,14 +70,14 @@ def test_interrupted_run_keeps_finished_inputs_and_resumes(folder, tmp_path, ana
 
 def test_a_failing_input_does_not_stop_the_batch(folder, analyzer, monkeypatch, tmp_path):
     files = expand_inputs([folder])
-    original = analyzer.iter_tables
+    original = analyzer.iter_rows
 
     def flaky(path, *a, **k):
         if path.name == "a.jpg":
             raise RuntimeError("boom")
         return original(path, *a, **k)
 
-    monkeypatch.setattr(analyzer, "iter_tables", flaky)
+    monkeypatch.setattr(analyzer, "iter_rows", flaky)
     res = run_batch(files, SPEC, out=tmp_path / "x.csv", video_options=VIDEO, analyzer=analyzer)
     df = read_table(tmp_path / "x.csv")
     bad = df[df.input.str.endswith("a.jpg")]

@@ -62,7 +62,8 @@ def test_any_name_survives_every_format_and_resume(batch, analyzer, face_jpg):
             assert got["input"].tolist() == names_ == res.table["input"].tolist(), fmt
             assert [os.fsencode(text_path(n)) for n in got["input"]] == raw
             assert got["success"].eq(1).all() and got["error"].eq("").all()
-            tables = sorted(t for t in per.rglob("*") if t.is_file() and not t.name.startswith("."))
+            # by extension, not "not hidden": an input named "..jpg" has the table "..jpg.csv"
+            tables = sorted(t for t in per.rglob("*") if t.is_file() and t.suffix == f".{fmt}")
             assert sorted(read_table(t)["input"].iloc[0] for t in tables) == sorted(names_)
             again = run_batch(files, SPEC, out=out, per_input=per, per_input_format=fmt, resume=True,
                               analyzer=analyzer)

@@ -23,10 +23,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import numpy as np
-import pandas as pd
 
 from aulib import table
 from aulib.au.embedding import EmotionEmbeddingCNN, embedding_cnn_for
@@ -41,6 +40,9 @@ from aulib.face.pose import HeadPose, Intrinsics
 from aulib.face.quality import FitConfidence
 from aulib.io import ImageReadError, expand_inputs, is_video, read_image, to_rgb
 from aulib.models import model_path
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 EmotionModel = Literal["cnn", "multitask", "none"]
 
@@ -154,17 +156,24 @@ class Analyzer:
         N-th) frame, see :func:`aulib.video.iter_video_rows` for ``video_options``. ``overlay``: also
         write an annotated copy there (an ``.mp4`` for a video, an image file for an image).
         """
+        for rows in self.iter_rows(path, cropped, overlay, **video_options):
+            yield rows.frame()
+
+    def iter_rows(self, path: str | Path, cropped: bool | None = None, overlay: Path | None = None,
+                  **video_options: object) -> Iterator[table.Rows]:
+        """:meth:`iter_tables` before the DataFrame: chunks of :class:`~aulib.table.Rows` (what the
+        batch runner writes, without importing pandas for a CSV/JSON output)."""
         if is_video(path):
             from aulib.video import iter_video_rows
 
             video_options.setdefault("smooth", self.smooth)
             for rows in iter_video_rows(self, path, overlay=overlay, **video_options):  # type: ignore[arg-type]
-                yield table.to_frame(rows, self.columns)
+                yield table.Rows(rows, self.columns)
             return
         try:
             rgb = read_image(path)
         except ImageReadError as e:
-            yield table.to_frame([table.empty_row(str(path), str(e))], self.columns)
+            yield table.Rows([table.empty_row(str(path), str(e))], self.columns)
             return
         faces = self.get(rgb, cropped=cropped)
         if overlay is not None:
@@ -175,17 +184,15 @@ class Analyzer:
             Path(overlay).parent.mkdir(parents=True, exist_ok=True)
             if not cv2.imwrite(str(overlay), draw_faces(rgb, faces)[:, :, ::-1]):
                 raise OSError(f"{overlay}: overlay not written (OpenCV cannot write this file)")
-        yield table.to_frame(table.face_rows(faces, str(path)), self.columns)
+        yield table.Rows(table.face_rows(faces, str(path)), self.columns)
 
     def analyze(self, paths: str | Path | Iterable[str | Path], cropped: bool | None = None,
                 **video_options: object) -> pd.DataFrame:
         """Table of image/video files and folders (recursively, sorted), one row per face per frame."""
         if isinstance(paths, (str, Path)):
             paths = [paths]
-        parts = [df for p in expand_inputs(paths) for df in self.iter_tables(p, cropped, **video_options)]
-        if not parts:
-            return table.to_frame([], self.columns)
-        return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+        parts = [rows for p in expand_inputs(paths) for rows in self.iter_rows(p, cropped, **video_options)]
+        return table.Rows.concat(parts, self.columns).frame()
 
 
 _DEFAULT: Analyzer | None = None

@@ -80,14 +80,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from aulib.io import VIDEO_EXTENSIONS, is_video
 from aulib.storage import Source, is_url, naming_path, redact
-from aulib.table import TableAppender, empty_row, read_table, table_columns, table_format, table_text, to_frame
+from aulib.table import Rows, TableAppender, empty_row, read_table, table_columns, table_format, table_text
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from aulib.analyzer import Analyzer
 
 
@@ -109,12 +110,13 @@ class AnalyzerSpec:
 
 @dataclass
 class BatchResult:
-    """What a run did. ``table``: this run's rows (empty when ``keep_table=False``); ``rows``:
+    """What a run did. ``table``: this run's rows as a DataFrame (empty when ``keep_table=False``;
+    built on first access, so a run that only writes files never imports pandas); ``rows``:
     how many rows were written; ``failed``: inputs whose rows are all read/analysis failures;
     ``duplicates``: inputs given more than once (analysed once); ``warnings``: e.g. overlays that
     could not be written. Names are in table text (:func:`aulib.table.table_text`)."""
 
-    table: pd.DataFrame
+    result: Rows | pd.DataFrame
     analysed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
@@ -138,6 +140,39 @@ class BatchResult:
             per = [f"{w} {v['frames'] / v['seconds']:.1f}" for w, v in sorted(self.workers.items()) if v["seconds"] > 0]
             line += "; frames/s per worker: " + ", ".join(per)
         return line
+
+    @property
+    def table(self) -> pd.DataFrame:
+        if isinstance(self.result, Rows):
+            self.result = self.result.frame()
+        return self.result
+
+
+@dataclass
+class Tally:
+    """What the rows of one input hold, chunk by chunk: for the run summary and the manifest.
+
+    A *failure* row is a ``success=0`` row whose error starts with the input's name (it could not
+    be read or analysed), unlike "no face detected"; ``broke``: the analysis raised part-way."""
+
+    rows: int = 0
+    faces: int = 0
+    frames: set[int] = field(default_factory=set)
+    all_failed: bool = True
+    broke: bool = False
+    error: str = ""
+
+    def add(self, chunk: Rows) -> None:
+        self.rows += len(chunk)
+        for r in chunk.rows:
+            err = str(r.get("error") or "")
+            if not r.get("success") and err.startswith(str(r.get("input") or "") + ":"):
+                self.broke = self.broke or ": analysis failed" in err
+                self.error = self.error or table_text(err)
+            else:
+                self.all_failed = False
+                self.frames.add(int(r.get("frame") or 0))
+                self.faces += r.get("success") == 1
 
 
 # ---------------------------------------------------------------------------------- output names
@@ -202,7 +237,10 @@ def _overlay_suffix(name: str) -> str:
 
 
 def is_failure(df: pd.DataFrame) -> pd.Series:
-    """Rows that are read or analysis failures of their input (not "no face detected")."""
+    """Rows of a table read back that are read or analysis failures of their input (not "no face
+    detected"); :class:`Tally` is the same rule on rows being written."""
+    import pandas as pd
+
     if not len(df):
         return pd.Series([], dtype=bool)
     errs, names = df["error"].astype(str).tolist(), df["input"].astype(str).tolist()
@@ -211,6 +249,8 @@ def is_failure(df: pd.DataFrame) -> pd.Series:
 
 def failed_inputs(df: pd.DataFrame) -> set[str]:
     """Inputs all of whose rows are failures, or whose analysis broke off (worth a retry)."""
+    import pandas as pd
+
     if not len(df):
         return set()
     fail = is_failure(df)
@@ -231,26 +271,30 @@ def _source(s: str) -> Source:
     return s if is_url(s) else Path(s)
 
 
-def _named(df: pd.DataFrame, path: Source) -> pd.DataFrame:
+def _named(chunk: Rows, path: Source) -> Rows:
     """Rows of a URL input named without credentials (``input`` and every ``error`` message)."""
-    if not is_url(path) or not len(df):
-        return df
-    raw, name = table_text(str(path)), input_name(path)
-    df = df.copy()
-    if raw != name:
-        df["input"] = df["input"].where(df["input"] != raw, name)
-    df["error"] = [redact(e.replace(raw, name), str(path)) if e else e for e in df["error"].astype(str)]
-    return df
+    if not is_url(path) or not len(chunk):
+        return chunk
+    raw, name = str(path), redact(str(path))
+    rows = []
+    for r in chunk.rows:
+        r = dict(r)
+        if r.get("input") == raw:
+            r["input"] = name
+        if r.get("error"):
+            r["error"] = redact(str(r["error"]).replace(raw, name), raw)
+        rows.append(r)
+    return Rows(rows, chunk.columns)
 
 
-def _failed_row(path: Source, e: BaseException, columns: list[str], where: str = "") -> pd.DataFrame:
+def _failed_row(path: Source, e: BaseException, columns: list[str], where: str = "") -> Rows:
     name = redact(str(path)) if is_url(path) else str(path)
     msg = redact(str(e), str(path)) if is_url(path) else str(e)
-    return to_frame([empty_row(name, f"{name}: analysis failed{where} ({type(e).__name__}: {msg})")], columns)
+    return Rows([empty_row(name, f"{name}: analysis failed{where} ({type(e).__name__}: {msg})")], columns)
 
 
 def _tables(analyzer: Analyzer, path: Source, video_options: dict, overlay: Path | None,
-            warn: Callable[[str], None]) -> Iterator[pd.DataFrame]:
+            warn: Callable[[str], None]) -> Iterator[Rows]:
     """Tables of one input as they come (a video in chunks); overlay trouble goes to ``warn``."""
     if overlay is not None:
         try:
@@ -262,23 +306,23 @@ def _tables(analyzer: Analyzer, path: Source, video_options: dict, overlay: Path
             overlay = None
     if is_video(path):
         stats: dict = {}
-        yield from analyzer.iter_tables(path, overlay=overlay, stats=stats, **video_options)
+        yield from analyzer.iter_rows(path, overlay=overlay, stats=stats, **video_options)
         if stats.get("overlay_error"):
             warn(table_text(stats["overlay_error"]))
         return
     try:
-        parts = list(analyzer.iter_tables(path, overlay=overlay))
+        parts = list(analyzer.iter_rows(path, overlay=overlay))
     except Exception as e:
         if overlay is None:
             raise
         warn(f"{table_text(str(overlay))}: overlay not written ({type(e).__name__}: {e})")
-        parts = list(analyzer.iter_tables(path))
+        parts = list(analyzer.iter_rows(path))
     yield from parts
 
 
 def iter_input(analyzer: Analyzer, path: Source, video_options: dict | None = None, overlay: Path | None = None,
-               warn: Callable[[str], None] | None = None) -> Iterator[pd.DataFrame]:
-    """Tables of one image or video (local path or URL), chunk by chunk; a failure becomes a last
+               warn: Callable[[str], None] | None = None) -> Iterator[Rows]:
+    """Rows of one image or video (local path or URL), chunk by chunk; a failure becomes a last
     ``success=0`` row (``... analysis failed ...``), never an exception (KeyboardInterrupt still
     stops). A URL's rows name it without credentials."""
     for df in _iter_input(analyzer, path, video_options, overlay, warn):
@@ -286,7 +330,7 @@ def iter_input(analyzer: Analyzer, path: Source, video_options: dict | None = No
 
 
 def _iter_input(analyzer: Analyzer, path: Source, video_options: dict | None = None, overlay: Path | None = None,
-                warn: Callable[[str], None] | None = None) -> Iterator[pd.DataFrame]:
+                warn: Callable[[str], None] | None = None) -> Iterator[Rows]:
     it = _tables(analyzer, path, dict(video_options or {}), overlay, warn or (lambda _: None))
     while True:
         try:
@@ -302,8 +346,7 @@ def _iter_input(analyzer: Analyzer, path: Source, video_options: dict | None = N
 def analyze_input(analyzer: Analyzer, path: Source, video_options: dict | None = None,
                   overlay: Path | None = None) -> pd.DataFrame:
     """Table of one image or video; any failure becomes a ``success=0`` row, never an exception."""
-    parts = list(iter_input(analyzer, path, video_options, overlay))
-    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    return Rows.concat(list(iter_input(analyzer, path, video_options, overlay)), analyzer.columns).frame()
 
 
 # ---------------------------------------------------------------------------------- run metadata
@@ -486,7 +529,7 @@ class CombinedSink:
         elif self._w is None:
             self._w = TableAppender(self.out, self.fmt, mode="a")
 
-    def append(self, df: pd.DataFrame) -> None:
+    def append(self, df: Rows | pd.DataFrame) -> None:
         assert self._w is not None
         self._w.append(df)
 
@@ -615,7 +658,7 @@ class PerInputSink:
         self._tmp = t.with_name(f".{t.name}.aulib-part")
         self._w = TableAppender(self._tmp, self.fmt)
 
-    def append(self, df: pd.DataFrame) -> None:
+    def append(self, df: Rows | pd.DataFrame) -> None:
         assert self._w is not None
         self._w.append(df)
 
@@ -625,7 +668,7 @@ class PerInputSink:
         os.replace(self._tmp, self.target(path))
         self._w = self._tmp = None
 
-    def write(self, path: Path, df: pd.DataFrame) -> None:
+    def write(self, path: Path, df: Rows | pd.DataFrame) -> None:
         """The whole table of one input at once."""
         self.start(path)
         self.append(df)
@@ -673,7 +716,7 @@ def _worker_id() -> str:
         return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def write_part(root: str, name: str, chunks: Iterable[pd.DataFrame]) -> dict:
+def write_part(root: str, name: str, chunks: Iterable[Rows]) -> dict:
     """Write one input's rows (chunk by chunk, flat memory) as its part under ``root`` and return
     its manifest entry (rows, frames, faces, status, error, seconds, worker).
 
@@ -692,25 +735,13 @@ def write_part(root: str, name: str, chunks: Iterable[pd.DataFrame]) -> dict:
         fd, t = tempfile.mkstemp(prefix="aulib-part-", suffix=".parquet")
         os.close(fd)
         tmp = Path(t)
-    rows = faces = 0
-    frames: set[int] = set()
-    all_fail, broke, error = True, False, ""
+    t = Tally()
     try:
         with TableAppender(tmp, "parquet") as w:
-            for df in chunks:
-                w.append(df)
-                rows += len(df)
-                if not len(df):
-                    continue
-                fail = is_failure(df)
-                all_fail = all_fail and bool(fail.all())
-                broke = broke or bool((fail & df["error"].astype(str).str.contains(": analysis failed",
-                                                                                  regex=False)).any())
-                if not error and fail.any():
-                    error = str(df.loc[fail, "error"].iloc[0])
-                frames.update(df.loc[~fail, "frame"].tolist())
-                faces += int((df["success"] == 1).sum())
-        if rows == 0:
+            for chunk in chunks:
+                w.append(chunk)
+                t.add(chunk)
+        if t.rows == 0:
             raise OSError(f"{name}: no rows produced")
         if local is not None:
             os.replace(tmp, local / part)
@@ -718,8 +749,8 @@ def write_part(root: str, name: str, chunks: Iterable[pd.DataFrame]) -> dict:
             storage.put_file(tmp, _join(root, part))
     finally:
         tmp.unlink(missing_ok=True)
-    return {"input": name, "part": part, "rows": rows, "frames": len(frames), "faces": faces,
-            "status": "failed" if (all_fail or broke) else "done", "error": error,
+    return {"input": name, "part": part, "rows": t.rows, "frames": len(t.frames), "faces": t.faces,
+            "status": "failed" if (t.all_failed or t.broke) else "done", "error": t.error,
             "seconds": round(time.perf_counter() - t0, 3), "worker": _worker_id()}
 
 
@@ -849,6 +880,8 @@ class PartitionedOutput:
                 fs, path = storage.filesystem(_join(self.root, e["part"]))
                 fs.get_file(path, os.path.join(d, "p.parquet"))
                 tables.append(read_table(Path(d) / "p.parquet"))
+        import pandas as pd
+
         return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
 
 
@@ -881,7 +914,8 @@ def _error_entry(root: str, path: Source, e: BaseException, columns: list[str], 
         entry = write_part(root, name, [df])
     except OSError as w:  # the store itself refuses: the manifest still says why
         entry = {"input": name, "part": None, "rows": 0, "frames": 0, "faces": 0, "status": "failed",
-                 "seconds": 0.0, "worker": _worker_id(), "error": f"{df['error'].iloc[0]}; {redact(str(w))}"}
+                 "seconds": 0.0, "worker": _worker_id(),
+                 "error": f"{table_text(df.rows[0]['error'])}; {redact(str(w))}"}
     entry["worker"] = ""
     return entry
 
@@ -960,17 +994,18 @@ def _worker_analyzer(spec: AnalyzerSpec) -> Analyzer:
     return a
 
 
-def _dask_task(path: str, spec: dict, video_options: dict, overlay: str | None) -> tuple[pd.DataFrame, list[str]]:
-    """One input, on a Dask worker (module-level so workers can import it): table and warnings."""
+def _dask_task(path: str, spec: dict, video_options: dict, overlay: str | None) -> tuple[Rows, list[str]]:
+    """One input, on a Dask worker (module-level so workers can import it): rows and warnings."""
     warnings: list[str] = []
+    analyzer = _worker_analyzer(AnalyzerSpec(**spec))
     with threadpool_limits(limits=1, user_api="blas"):
-        parts = list(iter_input(_worker_analyzer(AnalyzerSpec(**spec)), _source(path), video_options,
-                                Path(overlay) if overlay else None, warnings.append))
-    return (pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]), warnings
+        parts = list(iter_input(analyzer, _source(path), video_options, Path(overlay) if overlay else None,
+                                warnings.append))
+    return Rows.concat(parts, analyzer.columns), warnings
 
 
 def _serial(files: list[Path], analyzer: Analyzer, video_options: dict, overlays: list[Path | None],
-            warn: Callable[[str], None]) -> Iterable[tuple[int, Iterable[pd.DataFrame]]]:
+            warn: Callable[[str], None]) -> Iterable[tuple[int, Iterable[Rows]]]:
     for i, p in enumerate(files):
         yield i, iter_input(analyzer, p, video_options, overlays[i], warn)
 
@@ -995,7 +1030,7 @@ def _dask_close(client: Any, cluster: Any) -> None:
 
 def _with_dask(files: list[Path], spec: AnalyzerSpec, video_options: dict, overlays: list[Path | None],
                scheduler: str | None, workers: int | None, columns: list[str],
-               warn: Callable[[str], None]) -> Iterable[tuple[int, Iterable[pd.DataFrame]]]:
+               warn: Callable[[str], None]) -> Iterable[tuple[int, Iterable[Rows]]]:
     """Results in input order, each as soon as it and every earlier input are finished."""
     from distributed import as_completed
 
@@ -1006,7 +1041,7 @@ def _with_dask(files: list[Path], spec: AnalyzerSpec, video_options: dict, overl
                                  pure=False)
                    for i, p in enumerate(files)]
         index = {f.key: i for i, f in enumerate(futures)}
-        ready: dict[int, pd.DataFrame] = {}
+        ready: dict[int, Rows] = {}
         nxt = 0
         for fut in as_completed(futures):
             i = index[fut.key]
@@ -1128,7 +1163,7 @@ def _run(files: list[Path], spec: AnalyzerSpec, out: Path | None, per_input: Pat
     else:
         stream = _serial(todo, analyzer if analyzer is not None else _worker_analyzer(spec), video_options,
                          overlays, warnings.append)
-    tables: list[pd.DataFrame] = []
+    tables: list[Rows] = []
     failed: list[str] = []
     n_rows = n_frames = n_faces = 0
     t0 = time.perf_counter()
@@ -1136,40 +1171,33 @@ def _run(files: list[Path], spec: AnalyzerSpec, out: Path | None, per_input: Pat
         for i, chunks in stream:
             p = todo[i]
             name = input_name(p)
-            frames: set[int] = set()
             write_combined = combined is not None and name not in combined.done
             if write_combined:
                 combined.start(name)
             if per is not None:
                 per.start(p)
-            all_failed = True
-            for df in chunks:
+            t = Tally()
+            for chunk in chunks:
                 if write_combined:
-                    combined.append(df)
+                    combined.append(chunk)
                 if per is not None:
-                    per.append(df)
-                if len(df):
-                    fail = is_failure(df)
-                    all_failed = all_failed and bool(fail.all())
-                    frames.update(df.loc[~fail, "frame"].tolist())
-                    n_faces += int((df["success"] == 1).sum())
-                n_rows += len(df)
+                    per.append(chunk)
+                t.add(chunk)
                 if keep_table:
-                    tables.append(df)
+                    tables.append(chunk)
             if write_combined:
                 combined.commit(name)
             if per is not None:
                 per.commit(p)
-            if all_failed:
+            if t.all_failed:
                 failed.append(name)
-            n_frames += len(frames)
+            n_rows, n_frames, n_faces = n_rows + t.rows, n_frames + len(t.frames), n_faces + t.faces
             if progress is not None:
                 progress(p)
     if combined is not None:
         combined.close([input_name(p) for p in files])
-    table = pd.concat(tables, ignore_index=True) if tables else to_frame([], columns)
-    return BatchResult(table, [input_name(p) for p in todo], skipped, failed, duplicates, warnings, n_rows,
-                       n_frames, n_faces, time.perf_counter() - t0)
+    return BatchResult(Rows.concat(tables, columns), [input_name(p) for p in todo], skipped, failed, duplicates,
+                       warnings, n_rows, n_frames, n_faces, time.perf_counter() - t0)
 
 
 def partitioned_root(out: Path | str | None, per_input: Path | None) -> str:
@@ -1203,7 +1231,7 @@ def _run_partitioned(files: list[Source], spec: AnalyzerSpec, root: str, resume:
     else:
         stream = _parts_serial(todo, analyzer if analyzer is not None else _worker_analyzer(spec), root,
                                video_options, overlays, retries, columns, warnings.append)
-    res = BatchResult(to_frame([], columns), [input_name(p) for p in todo], skipped, duplicates=duplicates,
+    res = BatchResult(Rows([], columns), [input_name(p) for p in todo], skipped, duplicates=duplicates,
                       warnings=warnings)
     try:
         with threadpool_limits(limits=1, user_api="blas"):
@@ -1227,8 +1255,7 @@ def _run_partitioned(files: list[Source], spec: AnalyzerSpec, root: str, resume:
     order = {n: k for k, n in enumerate(names)}
     res.failed.sort(key=lambda n: order.get(n, -1))
     if keep_table:
-        res.table = sink.read(res.analysed)
-        if not len(res.table):
-            res.table = to_frame([], columns)
+        table = sink.read(res.analysed)
+        res.result = table if len(table) else Rows([], columns)
     res.seconds = time.perf_counter() - t0
     return res

@@ -470,6 +470,8 @@ def train_cnn_cmd(
     cache: Path | None = typer.Option(None, "--cache", help="Default: the repo's cache/."),
     resume: bool = typer.Option(True, "--resume/--restart"),
     install: bool = typer.Option(True, "--install/--no-install", help="Ship the best ONNX in aulib/models."),
+    ema: float = typer.Option(0.999, "--ema", min=0.0, max=1.0,
+                              help="EMA decay of the weights per step (0: validate the raw weights)."),
 ) -> None:
     """Fine-tune ImageNet EfficientNet-Lite0 for 8-class FER+ emotion (needs the `train` extra)."""
     from aulib.training import CACHE, RUNS
@@ -478,7 +480,7 @@ def train_cnn_cmd(
     _positive(lr=lr)
     data = _data_dir(data, "ferplus")
     path = train_emotion(data, out or RUNS / "emotion", epochs, batch_size=batch_size, lr=lr, seed=seed,
-                         resume=resume, cache_dir=cache or CACHE, install=install)
+                         resume=resume, cache_dir=cache or CACHE, install=install, ema=ema or None)
     typer.echo(path)
 
 

@@ -11,6 +11,12 @@ Rows are built from :class:`~aulib.face.Face` records (:func:`face_rows`); front
 back through the column-group helpers (:func:`au_intensity`, :func:`emotion_probs`,
 :func:`landmarks` …) instead of parsing column strings themselves.
 
+Rows travel as :class:`Rows` (the dicts :func:`face_rows` makes, with the table's columns) until a
+DataFrame is asked for: CSV and JSON lines are written from them with the standard library, so a
+small job (one photo to a CSV) never imports pandas, which is a quarter of such a run's time.
+The CSV writer is byte-for-byte pandas' ``to_csv(quoting=QUOTE_NONNUMERIC)`` of the same table
+(tests/test_table.py checks it), so files from either path read back the same.
+
 Files: CSV, Parquet and JSON lines (:func:`write_table`, :func:`read_table`, :class:`TableAppender`
 for chunks). Text in tables: the ``input`` and ``error`` columns are always valid Unicode. A file
 name that is not valid UTF-8 (Linux allows any bytes but ``/`` and NUL) is decoded by Python with
@@ -24,15 +30,19 @@ quotes every text cell, JSON escapes them).
 from __future__ import annotations
 
 import csv
+import io
 import json
+import math
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from aulib.au.emotion_rules import PROTOTYPES
 from aulib.face.record import EMOTIONS, Face, au_name
@@ -153,6 +163,8 @@ def to_frame(rows: Sequence[dict], cols: Sequence[str]) -> pd.DataFrame:
     ``input``/``error`` strings (through :func:`table_text`: valid Unicode whatever the file
     name's bytes), ``emotion`` a label or None.
     """
+    import pandas as pd
+
     num = [c for c in cols if c not in TEXT_COLUMNS and c not in INT_COLUMNS]
     values = np.array([[r.get(c) for c in num] for r in rows], dtype=np.float64).reshape(len(rows), len(num))
     data: dict[str, object] = {c: values[:, j] for j, c in enumerate(num)}
@@ -167,6 +179,117 @@ def to_frame(rows: Sequence[dict], cols: Sequence[str]) -> pd.DataFrame:
     if occ:
         df[occ] = df[occ].round().astype("Int64")
     return df
+
+
+class Rows:
+    """A chunk of table rows as the analysis makes them (:func:`face_rows` dicts), with the table's
+    columns; :meth:`frame` turns it into the typed DataFrame. Writers and the batch runner take
+    these directly, so pandas is imported only when a DataFrame is really needed."""
+
+    __slots__ = ("columns", "rows")
+
+    def __init__(self, rows: Iterable[dict], columns: Sequence[str]) -> None:
+        self.rows = list(rows)
+        self.columns = list(columns)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __repr__(self) -> str:
+        return f"Rows({len(self.rows)} rows × {len(self.columns)} columns)"
+
+    def frame(self) -> pd.DataFrame:
+        """The rows as a DataFrame (:func:`to_frame`)."""
+        return to_frame(self.rows, self.columns)
+
+    @classmethod
+    def from_frame(cls, df: pd.DataFrame) -> Rows:
+        """A table's rows as dicts, every missing value (NaN, ``<NA>``, None) as None and the
+        ``input``/``error`` text back to the raw strings rows carry (:func:`text_path`)."""
+        rows = df.astype(object).where(df.notna(), None).to_dict("records")
+        for r in rows:
+            for c in ("input", "error"):
+                if isinstance(r.get(c), str):
+                    r[c] = text_path(r[c])
+        return cls(rows, list(df.columns))
+
+    @classmethod
+    def concat(cls, parts: Sequence[Rows], columns: Sequence[str]) -> Rows:
+        return cls((r for p in parts for r in p.rows), columns)
+
+
+def _missing(v: object) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def _text_cell(v: object) -> str:
+    return table_text(str(v or ""))
+
+
+def _label_cell(v: object) -> object:
+    return None if _missing(v) else str(v)
+
+
+def _int_cell(v: object) -> int:
+    return int(v or 0)  # type: ignore[call-overload]
+
+
+def _occurrence_cell(v: object) -> object:
+    return None if _missing(v) else int(round(float(v)))  # type: ignore[arg-type]
+
+
+def _float_cell(v: object) -> float | None:
+    if v is None:
+        return None
+    f = float(v)  # type: ignore[arg-type]
+    return None if math.isnan(f) else f
+
+
+def _cells(columns: Sequence[str]) -> list[Callable[[object], object]]:
+    """One converter per column, giving the value as :func:`to_frame` types it (None = missing)."""
+    out: list[Callable[[object], object]] = []
+    for c in columns:
+        if c in ("input", "error"):
+            out.append(_text_cell)
+        elif c in TEXT_COLUMNS:
+            out.append(_label_cell)
+        elif c in INT_COLUMNS:
+            out.append(_int_cell)
+        elif c.endswith("_c"):
+            out.append(_occurrence_cell)
+        else:
+            out.append(_float_cell)
+    return out
+
+
+def csv_text(rows: Rows, header: bool = True) -> str:
+    """CSV of ``rows`` exactly as pandas writes :meth:`Rows.frame` with ``quoting=QUOTE_NONNUMERIC``:
+    header and text cells quoted (a lone CR in a file name is then not a line end to any reader),
+    numbers bare (floats as Python's shortest repr), missing values ``""``; ``\n`` line ends."""
+    buf = io.StringIO()
+    w = csv.writer(buf, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n")
+    if header:
+        w.writerow(rows.columns)
+    conv = _cells(rows.columns)
+    cols = rows.columns
+    for r in rows.rows:
+        w.writerow(["" if v is None else v for v in (f(r.get(c)) for f, c in zip(conv, cols))])
+    return buf.getvalue()
+
+
+def json_text(rows: Rows) -> str:
+    """JSON lines of ``rows``: one object per row with every column, missing values (and ±inf,
+    which JSON has no word for) ``null``, ASCII only (any byte of a name is escaped)."""
+    conv = _cells(rows.columns)
+    cols = rows.columns
+    lines = []
+    for r in rows.rows:
+        rec = {}
+        for f, c in zip(conv, cols):
+            v = f(r.get(c))
+            rec[c] = None if isinstance(v, float) and not math.isfinite(v) else v
+        lines.append(json.dumps(rec, ensure_ascii=True, allow_nan=False, separators=(",", ":")))
+    return "".join(line + "\n" for line in lines)
 
 
 def _finite(a: np.ndarray) -> np.ndarray:
@@ -228,7 +351,7 @@ def table_format(path: str | Path) -> str:
     return fmt
 
 
-def write_table(df: pd.DataFrame, path: str | Path, fmt: str | None = None) -> Path:
+def write_table(df: Rows | pd.DataFrame, path: str | Path, fmt: str | None = None) -> Path:
     """Write ``df`` in ``fmt`` (default: from the extension; JSON = one object per line)."""
     path = Path(path)
     fmt = fmt or table_format(path)
@@ -254,6 +377,8 @@ def _typed(df: pd.DataFrame) -> pd.DataFrame:
 
 def _read_json_lines(path: Path) -> pd.DataFrame:
     """JSON lines read record by record: no type guessing on text (``"1"`` stays a string)."""
+    import pandas as pd
+
     records = []
     with open(path, encoding="utf-8") as f:
         for line in f:
@@ -268,6 +393,8 @@ def _read_json_lines(path: Path) -> pd.DataFrame:
 
 def read_table(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
     """Read a table written by :func:`write_table` or :class:`TableAppender` (``columns``: only those)."""
+    import pandas as pd
+
     path = Path(path)
     fmt = table_format(path)
     if fmt == "csv":
@@ -287,6 +414,8 @@ def read_table(path: str | Path, columns: list[str] | None = None) -> pd.DataFra
 
 def table_columns(path: str | Path) -> list[str]:
     """Column names of an existing table, reading only its header / schema / first line."""
+    import pandas as pd
+
     path = Path(path)
     fmt = table_format(path)
     if fmt == "parquet":
@@ -304,7 +433,8 @@ def table_columns(path: str | Path) -> list[str]:
 
 
 class TableAppender:
-    """Append DataFrame chunks to one table file as they come, so long inputs need flat memory.
+    """Append chunks (:class:`Rows` or DataFrames) to one table file as they come, so long inputs
+    need flat memory.
 
     CSV and JSON lines are plain appends (header once for CSV). Parquet goes through one
     :class:`pyarrow.parquet.ParquetWriter`: one row group per chunk, with a schema fixed by the
@@ -330,23 +460,13 @@ class TableAppender:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _text(self, df: pd.DataFrame, header: bool) -> bytes:
-        if self.fmt == "csv":
-            # every text cell quoted: a lone "\r" in a file name is not a line end to pandas' writer
-            # (its line terminator is "\n") but is one to every reader
-            text = df.to_csv(index=False, header=header, quoting=csv.QUOTE_NONNUMERIC)
-        else:
-            text = df.to_json(orient="records", lines=True, force_ascii=True, double_precision=15)
-        if text and not text.endswith("\n"):
-            text += "\n"
-        return text.encode("utf-8")
-
-    def append(self, df: pd.DataFrame) -> None:
-        """Write the rows of ``df`` (same columns for every chunk)."""
+    def append(self, chunk: Rows | pd.DataFrame) -> None:
+        """Write the rows of ``chunk`` (same columns for every chunk)."""
         if self.fmt == "parquet":
             import pyarrow as pa
             import pyarrow.parquet as pq
 
+            df = chunk.frame() if isinstance(chunk, Rows) else chunk
             if self._pq is None:
                 schema = pa.Schema.from_pandas(df, preserve_index=False)
                 for c in TEXT_COLUMNS:
@@ -358,12 +478,14 @@ class TableAppender:
                 self._pq = pq.ParquetWriter(self._fpq, schema)
             self._pq.write_table(pa.Table.from_pandas(df, schema=self._schema, preserve_index=False))
         else:
+            rows = chunk if isinstance(chunk, Rows) else Rows.from_frame(chunk)
             if self._f is None:
                 self._f = open(self.path, "ab" if self.mode == "a" else "wb")
             header = self.fmt == "csv" and self._f.tell() == 0
-            if len(df) or header:
-                self._f.write(self._text(df, header))
-        self.rows += len(df)
+            if len(rows) or header:
+                text = csv_text(rows, header) if self.fmt == "csv" else json_text(rows)
+                self._f.write(text.encode("utf-8"))
+        self.rows += len(chunk)
 
     def size(self) -> int:
         """Bytes written so far, flushed and synced to disk (CSV/JSON)."""
@@ -474,6 +596,8 @@ def _bar(value: float, full: float = 5.0, width: int = 10) -> str:
 
 def _is_one(value: object) -> bool:
     """True for an occurrence of 1; False for 0 and for a missing value (``<NA>`` has no truth value)."""
+    import pandas as pd
+
     return not pd.isna(value) and value == 1
 
 

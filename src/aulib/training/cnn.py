@@ -241,9 +241,14 @@ def train_emotion(
     data_dir: str | Path, out_dir: str | Path, epochs: int = 12, batch_size: int = 64, lr: float = 1e-3,
     resume: bool = True, seed: int = 0, max_batches: int | None = None, *, weight_decay: float = 0.05,
     image_size: int = 112, cache_dir: str | Path | None = CACHE, subset: int | None = None, align: bool = True,
-    install: bool = False, threads: int = 1, log: Log = _log,
+    install: bool = False, threads: int = 1, ema: float | None = 0.999, log: Log = _log,
 ) -> Path:
     """Fine-tune ImageNet EfficientNet-Lite0 on FER+ (soft vote labels); return the best epoch's ONNX.
+
+    With ``ema`` (decay per step) an exponential moving average of the weights and BatchNorm
+    statistics is kept beside the trained ones, and it is what is validated, saved as best and
+    exported: averaging the late, noisy SGD iterates gives a flatter optimum that transfers
+    better to unseen faces at no inference cost. ``ema=None`` validates the raw weights.
 
     Validation each epoch = tie-aware majority-vote accuracy on FER2013Valid; the best epoch is
     saved as ``best.pt`` and exported to ``out_dir/emotion_cnn.onnx`` (and, with ``install``,
@@ -255,7 +260,7 @@ def train_emotion(
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     command = _command("emotion", data_dir=str(data_dir), out_dir=str(out_dir), epochs=epochs,
-                       batch_size=batch_size, lr=lr, seed=seed, image_size=image_size)
+                       batch_size=batch_size, lr=lr, seed=seed, image_size=image_size, ema=ema)
     setup_torch(seed, threads)
 
     train = read_ferplus(data_dir, "train").subset(subset)
@@ -273,6 +278,7 @@ def train_emotion(
     opt, sched, start, best, history = _optimiser(net, lr, weight_decay, epochs * steps,
                                                   min(300, max(1, steps // 2)), last, resume, log)
     onnx_path = out_dir / "emotion_cnn.onnx"
+    averaged = _ema_model(net, ema, last if resume else None)
 
     for epoch in range(start, epochs):
         gen = torch.Generator().manual_seed(seed * 1000 + epoch)
@@ -291,6 +297,8 @@ def train_emotion(
             loss.backward()
             opt.step()
             sched.step()
+            if averaged is not None:
+                averaged.update_parameters(net)
             seen += len(idx_np)
             loss_sum += loss.item() * len(idx_np)
             correct += int((logits.argmax(1) == y.argmax(1)).sum())
@@ -302,7 +310,8 @@ def train_emotion(
                 log(f"epoch {epoch + 1} step {step + 1}/{steps} {stats} lr {sched.get_last_lr()[0]:.2e}")
         if bar is not None:
             bar.stop()
-        probs = _softmax(predict_torch(net, xva, max_batches=max_batches))
+        scored = net if averaged is None else averaged.module
+        probs = _softmax(predict_torch(scored, xva, max_batches=max_batches))
         acc = majority_accuracy(probs, valid.votes[: len(probs)])
         record = {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1),
                   "train_acc": correct / max(seen, 1),
@@ -313,16 +322,17 @@ def train_emotion(
         improved = acc["tie_aware"] > best
         if improved:
             best = acc["tie_aware"]
-            _save(out_dir / "best.pt", {"model": net.state_dict(), "epoch": epoch, "valid_acc": best,
+            _save(out_dir / "best.pt", {"model": scored.state_dict(), "epoch": epoch, "valid_acc": best,
                                         "image_size": image_size, "command": command})
         _save(last, {"model": net.state_dict(), "optimizer": opt.state_dict(),
                      "scheduler": sched.state_dict(), "epoch": epoch, "best": best, "history": history,
-                     "command": command})
+                     "ema": None if averaged is None else averaged.state_dict(), "command": command})
         (out_dir / "history.json").write_text(json.dumps(history, indent=1))
         if improved or not onnx_path.is_file():
             export_onnx(_best_net(out_dir, len(EMOTIONS)), onnx_path)
             info = {
-                "kind": "emotion_cnn", "architecture": "EfficientNet-Lite0 (ImageNet init), 1 head",
+                "kind": "emotion_cnn", "architecture": "EfficientNet-Lite0 (ImageNet init), 1 head"
+                + ("" if averaged is None else f", EMA of weights (decay {ema} per step)"),
                 "dataset": f"FER2013Train with FER+ soft vote labels ({len(xtr)} images; unknown/NF-majority "
                            "images dropped); validation FER2013Valid",
                 "licence": LICENCE_EMOTION, "command": command,
@@ -341,6 +351,20 @@ def train_emotion(
                 dest = install_model(onnx_path, info)
                 log(f"installed {dest} (valid acc {best:.4f})")
     return onnx_path
+
+
+def _ema_model(net: EfficientNetLite0, decay: float | None,
+               last: Path | None) -> torch.optim.swa_utils.AveragedModel | None:
+    """An EMA copy of ``net`` (weights and BatchNorm buffers), restored from ``last`` on resume."""
+    if decay is None:
+        return None
+    averaged = torch.optim.swa_utils.AveragedModel(
+        net, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(decay), use_buffers=True)
+    if last is not None and last.is_file():
+        state = torch.load(last, map_location="cpu", weights_only=False).get("ema")
+        if state is not None:
+            averaged.load_state_dict(state)
+    return averaged
 
 
 def _best_record(history: list[dict[str, Any]], key: str = "valid_acc") -> dict[str, Any]:
