@@ -17,8 +17,8 @@ from .test_pose import REFERENCE, openface
 
 
 def openface_style_analysis(csv_path) -> pd.DataFrame:
-    """Per face: frames kept, mean smile intensity, % smiling, head yaw/pitch in degrees, blinks, mean gaze-free
-    pose translation — exactly as one would write it for OpenFace's FeatureExtraction output."""
+    """Per face: frames kept, mean smile intensity, % smiling, head yaw/pitch in degrees, blinks, gaze
+    angles, head distance — exactly as one would write it for OpenFace's FeatureExtraction output."""
     df = pd.read_csv(csv_path)
     df.columns = df.columns.str.strip()
     df = df[(df["success"] == 1) & (df["confidence"] >= 0.8)]
@@ -35,6 +35,11 @@ def openface_style_analysis(csv_path) -> pd.DataFrame:
             "pitch_deg": np.degrees(g["pose_Rx"]).mean(),
             "roll_deg": np.degrees(g["pose_Rz"]).mean(),
             "distance_mm": g["pose_Tz"].mean(),
+            "gaze_x_deg": np.degrees(g["gaze_angle_x"]).mean(),
+            "gaze_y_deg": np.degrees(g["gaze_angle_y"]).mean(),
+            "eyes_apart_deg": np.degrees(np.arccos(np.clip(
+                (g[["gaze_0_x", "gaze_0_y", "gaze_0_z"]].to_numpy() * g[["gaze_1_x", "gaze_1_y", "gaze_1_z"]].to_numpy())
+                .sum(axis=1), -1, 1))).mean(),
             "blinks": int((np.diff(np.r_[0, blink]) == 1).sum()),
             "duration_s": g["timestamp"].max() - g["timestamp"].min(),
         })
@@ -49,7 +54,8 @@ def test_openface_analysis_runs_unchanged_on_aulib_csv(analyzer, tmp_path):
     assert list(ours.columns) == list(of.columns)
     assert len(ours) == 1 and ours["face_id"].tolist() == [0] and ours["frames"].iat[0] >= 70
     assert ours["blinks"].iat[0] == 1  # one blink by eye (frames 25–29)
-    for col, tol in (("yaw_deg", 5.0), ("pitch_deg", 5.0), ("roll_deg", 5.0)):
+    for col, tol in (("yaw_deg", 5.0), ("pitch_deg", 5.0), ("roll_deg", 5.0), ("gaze_x_deg", 5.0),
+                     ("gaze_y_deg", 5.0)):
         assert abs(ours[col].iat[0] - of[col].iat[0]) < tol, (col, ours[col].iat[0], of[col].iat[0])
     assert abs(ours["duration_s"].iat[0] - of["duration_s"].iat[0]) < 0.1
     assert ours["smile_mean"].iat[0] > 0 and np.isfinite(ours["distance_mm"].iat[0])

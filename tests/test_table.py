@@ -36,9 +36,11 @@ def test_golden_column_list_and_order():
         # OpenFace 2 channels, added after every existing column (issue 12): names as in OpenFace's CSV
         + ["face_id", "confidence", "pose_Tx", "pose_Ty", "pose_Tz", "pose_Rx", "pose_Ry", "pose_Rz",
            "AU45_c", "AU45_r"]
+        # gaze, after those (issue 12, second landing)
+        + ["gaze_0_x", "gaze_0_y", "gaze_0_z", "gaze_1_x", "gaze_1_y", "gaze_1_z", "gaze_angle_x", "gaze_angle_y"]
     )
     assert cols == expected
-    assert len(cols) == 11 + 136 + 34 + 7 + 9 + 14 + 10
+    assert len(cols) == 11 + 136 + 34 + 7 + 9 + 14 + 10 + 8
     no_emotion = table.columns(SHIPPED_AUS, emotion=False)
     assert "emotion" not in no_emotion and not any(c.startswith("p_") for c in no_emotion)
 

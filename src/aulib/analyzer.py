@@ -36,6 +36,7 @@ from aulib.au.models import AUIntensity, AUOccurrence
 from aulib.cnn.inference import EmotionCNN, MultitaskCNN
 from aulib.face import Face, FacePipeline
 from aulib.face.blink import Blink
+from aulib.face.gaze import Gaze
 from aulib.face.pose import HeadPose, Intrinsics
 from aulib.face.quality import FitConfidence
 from aulib.io import ImageReadError, expand_inputs, is_video, read_image, to_rgb
@@ -70,9 +71,10 @@ class Analyzer:
         per-frame values; see :mod:`aulib.video.smooth`). Images are never smoothed. A video call's
         ``smooth=`` option overrides it.
 
-    Besides the AU models, three landmark-geometry stages fill OpenFace-style channels:
+    Besides the AU models, four stages fill OpenFace-style channels:
     :class:`~aulib.face.quality.FitConfidence` (``confidence``), :class:`~aulib.face.pose.HeadPose`
-    (``pose_*``) and :class:`~aulib.face.blink.Blink` (``AU45_c``/``AU45_r``).
+    (``pose_*``), :class:`~aulib.face.gaze.Gaze` (``gaze_*``: iris network + eyeball model) and
+    :class:`~aulib.face.blink.Blink` (``AU45_c``/``AU45_r``).
     """
 
     def __init__(self, detector: str = "retinaface", emotion_model: EmotionModel = "cnn",
@@ -105,7 +107,8 @@ class Analyzer:
             raise ValueError(f"smooth must be True, False, 'offline' or 'causal', not {smooth!r}")
         self.smooth = smooth
         self.pose = HeadPose(intrinsics)
-        self.geometry_stages: list[ModelStage] = [FitConfidence(), self.pose, Blink()]
+        self.gaze = Gaze(self.pose)
+        self.geometry_stages: list[ModelStage] = [FitConfidence(), self.pose, self.gaze, Blink()]
         self.stages: list[ModelStage] = [*self.geometry_stages, self.features, *self.au_stages,
                                          *([self.cnn] if self.cnn else [])]
         self.cropped = cropped

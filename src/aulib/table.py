@@ -61,7 +61,10 @@ FACE_COLUMNS = ID_COLUMNS + BOX_COLUMNS + LANDMARK_COLUMNS
 POSE_COLUMNS = ["pose_Tx", "pose_Ty", "pose_Tz", "pose_Rx", "pose_Ry", "pose_Rz"]
 BLINK_AU = 45
 BLINK_COLUMNS = ["AU45_c", "AU45_r"]
-OPENFACE_COLUMNS = ["face_id", "confidence", *POSE_COLUMNS, *BLINK_COLUMNS]
+# Gaze (after the blink columns: added later, existing positions kept): OpenFace's names and units.
+GAZE_COLUMNS = ["gaze_0_x", "gaze_0_y", "gaze_0_z", "gaze_1_x", "gaze_1_y", "gaze_1_z", "gaze_angle_x",
+                "gaze_angle_y"]
+OPENFACE_COLUMNS = ["face_id", "confidence", *POSE_COLUMNS, *BLINK_COLUMNS, *GAZE_COLUMNS]
 TEXT_COLUMNS = ("input", "error", "emotion")
 INT_COLUMNS = ("frame", "face", "success", "face_id")
 
@@ -145,6 +148,8 @@ def face_row(face: Face, input_name: str, frame: int = 0, timestamp: float = 0.0
         r, c = (float(v) for v in face.blink)
         if np.isfinite(r):
             row.update(AU45_r=r, AU45_c=int(c))
+    if face.gaze is not None:
+        row.update(zip(GAZE_COLUMNS, _finite(face.gaze).tolist()))
     return row
 
 
@@ -525,6 +530,12 @@ def head_pose(df: pd.DataFrame) -> pd.DataFrame:
 def blink(df: pd.DataFrame) -> pd.DataFrame:
     """Blink columns ``closed`` (AU45_c, 0/1) and ``closure`` (AU45_r, 0–5)."""
     return _group(df, BLINK_COLUMNS, ["closed", "closure"])
+
+
+def gaze(df: pd.DataFrame) -> pd.DataFrame:
+    """Gaze columns ``angle_x``, ``angle_y`` (radians) and the unit vectors ``0_x`` … ``1_z``."""
+    return _group(df, GAZE_COLUMNS[6:] + GAZE_COLUMNS[:6], [c.removeprefix("gaze_") for c in
+                                                          GAZE_COLUMNS[6:] + GAZE_COLUMNS[:6]])
 
 
 def mt_aus(df: pd.DataFrame) -> list[int]:

@@ -11,6 +11,7 @@ import numpy as np
 
 from aulib.face.align import Aligner, FaceMasker
 from aulib.face.detect import Detection, DlibHogDetector, RetinaFaceDetector, make_detector
+from aulib.face.gaze import eye_crops
 from aulib.face.hog import HogExtractor, geometry
 from aulib.face.landmarks import LandmarkPredictor
 from aulib.face.record import Face
@@ -84,6 +85,7 @@ class FacePipeline:
         face.aligned, face.aligned_landmarks = al.crop, al.landmarks
         face.matrix = al.matrix
         if self.features:
+            face.eyes, face.eye_matrices = eye_crops(image, face.landmarks)
             gray = cv2.cvtColor(al.crop, cv2.COLOR_RGB2GRAY)
             face.masked, face.mask = self.masker(gray, al.landmarks)
             face.hog = self.hog(face.masked)

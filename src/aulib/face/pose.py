@@ -132,16 +132,17 @@ class HeadPose:
                 raise ValueError(f"focal lengths must be positive, not {intrinsics[:2]!r}")
         self.intrinsics = None if intrinsics is None else tuple(float(v) for v in intrinsics)
 
+    def camera(self, face: Face) -> Intrinsics:
+        """The intrinsics used for ``face``: the given ones, else OpenFace's for its image size."""
+        if self.intrinsics is not None:
+            return self.intrinsics  # type: ignore[return-value]
+        if face.image_size is not None:
+            return default_intrinsics(*face.image_size)
+        x, y, w, h = (float(v) for v in face.box)  # no image size recorded: a camera centred on the box
+        return 500.0, 500.0, x + w / 2, y + h / 2
+
     def run(self, faces: Sequence[Face]) -> Sequence[Face]:
         for f in faces:
-            if not f.success or f.landmarks is None:
-                continue
-            if self.intrinsics is not None:
-                k = self.intrinsics
-            elif f.image_size is not None:
-                k = default_intrinsics(*f.image_size)
-            else:  # no image size recorded: a camera centred on the face box (still OpenFace's focal scale)
-                x, y, w, h = (float(v) for v in f.box)
-                k = (500.0, 500.0, x + w / 2, y + h / 2)
-            f.pose, f.extra["pose_error"] = solve_pose(f.landmarks, k)  # type: ignore[assignment]
+            if f.success and f.landmarks is not None:
+                f.pose, f.extra["pose_error"] = solve_pose(f.landmarks, self.camera(f))  # type: ignore[assignment]
         return faces

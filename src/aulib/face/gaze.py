@@ -1,0 +1,175 @@
+"""Eye gaze (OpenFace's ``gaze_0_*``, ``gaze_1_*``, ``gaze_angle_x/y``) from iris centres and the head pose.
+
+Two steps, each replaceable:
+
+1. **Pupils.** Each eye is cropped from the image around its two corners (of the 68 points): a 64×64
+   square 2.3× the corner distance, corners horizontal (:func:`eye_crops`, done by the face pipeline
+   while it has the image). MediaPipe's iris network (Apache-2.0; converted to ONNX by
+   ``scripts/build_iris_onnx.py``, ≈1.7 ms per eye on one core, both eyes of a batch of faces in one
+   call) finds the iris centre in it. It is trained on the subject's left eye, so the other eye's crop
+   is mirrored — MediaPipe's own recipe (``iris_landmark_cpu.pbtxt``). Why not the 68 points: they
+   have no pupil; why not MediaPipe's 478-point face mesh: it is a 256×256 network per face (≈3× the
+   cost) for the same iris points.
+2. **Gaze rays.** OpenFace 2's geometric model (Wood et al., 2015; ``GazeEstimation.cpp``): the eyeball
+   is a 12 mm sphere whose centre sits 7 mm behind and 3.5 mm above the midpoint of the eye corners,
+   placed in camera space by the head pose (:mod:`aulib.face.pose`: the same 3D mean face and camera);
+   the ray from the camera through the iris centre meets the sphere, and the gaze is the unit vector
+   from the eyeball centre to that point. ``gaze_angle_x/y`` are ``atan2(g_x, −g_z)`` and
+   ``atan2(g_y, −g_z)`` of the mean of both eyes' vectors, as OpenFace writes them (radians; 0, 0 =
+   looking straight into the camera; x positive = looking towards the image's right, i.e. the
+   subject's left; y positive = looking down).
+
+OpenFace's order: ``gaze_0`` is the eye with landmarks 36–41 (image left, the subject's right eye),
+``gaze_1`` the eye with 42–47. Camera coordinates: x right, y down, z away from the camera.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any
+
+import cv2
+import numpy as np
+
+from aulib.face.pose import HeadPose, matrix_from_euler, mean_face_3d
+from aulib.face.record import Face
+
+EYE_CROP = 64  # the network's input side (pixels)
+EYE_SCALE = 2.3  # crop side / eye-corner distance (MediaPipe's eye region)
+# Per eye, OpenFace order: (image-left corner, image-right corner, mirrored for the network).
+EYES = ((36, 39, True), (42, 45, False))
+EYEBALL_RADIUS = 12.0  # mm (OpenFace)
+EYEBALL_OFFSET = np.array([0.0, -3.5, 7.0])  # mm from the corners' midpoint, face axes (OpenFace)
+
+
+def eye_crops(image: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both eyes as the iris network sees them: ``(2, 64, 64, 3)`` uint8 crops and their ``(2, 2, 3)``
+    image → crop affine matrices (mirrored crop for the eye with landmarks 36–41)."""
+    pts = np.asarray(landmarks, np.float64)
+    crops = np.empty((2, EYE_CROP, EYE_CROP) + image.shape[2:], np.uint8)
+    mats = np.empty((2, 2, 3), np.float64)
+    for e, (a, b, mirror) in enumerate(EYES):
+        left, right = pts[a], pts[b]
+        d = right - left
+        dist = float(np.hypot(*d))
+        centre = (left + right) / 2
+        m = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), float(np.degrees(np.arctan2(d[1], d[0]))),
+                                    EYE_CROP / max(EYE_SCALE * dist, 1e-6))
+        m[:, 2] += EYE_CROP / 2 - centre
+        if mirror:
+            m = np.array([[-1.0, 0.0, EYE_CROP], [0.0, 1.0, 0.0]]) @ np.vstack([m, [0.0, 0.0, 1.0]])
+        mats[e] = m
+        crops[e] = cv2.warpAffine(image, m, (EYE_CROP, EYE_CROP), flags=cv2.INTER_LINEAR,
+                                  borderMode=cv2.BORDER_REPLICATE)
+    return crops, mats
+
+
+@lru_cache(maxsize=2)
+def _session(path: str) -> Any:
+    import onnxruntime as ort
+
+    from aulib.models import ModelFileError
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1  # small convolutions: a second thread gains little, callers parallelise
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    try:
+        return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own exception types for unreadable models
+        raise ModelFileError(f"{path}: cannot load iris model ({e})") from None
+
+
+class IrisModel:
+    """MediaPipe's iris network: iris points of eye crops (``models/iris_landmark.onnx``, checked
+    against the manifest's sha256 on load)."""
+
+    def __init__(self, model_path: str | None = None) -> None:
+        from aulib.models import model_path as checked
+
+        self.session = _session(str(checked("iris_landmark.onnx", model_path)))
+        self._input = self.session.get_inputs()[0].name
+
+    def __call__(self, crops: np.ndarray) -> np.ndarray:
+        """``(N, 5, 2)`` iris centre + 4 boundary points, crop pixels, of ``(N, 64, 64, 3)`` uint8 RGB crops."""
+        if not len(crops):
+            return np.zeros((0, 5, 2), np.float32)
+        x = np.ascontiguousarray(crops.transpose(0, 3, 1, 2), dtype=np.float32) * np.float32(1 / 255)
+        out = self.session.run(None, {self._input: x})[0]
+        return out.reshape(len(crops), 5, 3)[:, :, :2]
+
+
+def to_image(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Crop pixels → image pixels through the inverse of an image → crop affine ``matrix``."""
+    inv = cv2.invertAffineTransform(np.asarray(matrix, np.float64))
+    return np.asarray(points, np.float64) @ inv[:, :2].T + inv[:, 2]
+
+
+def gaze_vectors(pupils: np.ndarray, pose: np.ndarray, intrinsics: tuple[float, float, float, float],
+                 landmarks: np.ndarray | None = None, model: np.ndarray | None = None) -> np.ndarray:
+    """``(8,)``: gaze_0 xyz, gaze_1 xyz (unit vectors, camera axes) and gaze_angle_x, gaze_angle_y
+    (radians) from the two iris centres ``pupils`` (2, 2) in image pixels and the head ``pose``.
+
+    The eye corners are the image ``landmarks`` lifted to the depth the posed 3D mean face gives them
+    (the rigid mean face alone puts a person's corners a few pixels off, which at a 12 mm eyeball is
+    several degrees); without ``landmarks`` the mean face's corners are used. NaN when the pose or a
+    pupil is not finite."""
+    out = np.full(8, np.nan)
+    pupils = np.asarray(pupils, np.float64)
+    if not (np.isfinite(pose).all() and np.isfinite(pupils).all()):
+        return out
+    shape = mean_face_3d() if model is None else model
+    r, t = matrix_from_euler(*pose[3:]), np.asarray(pose[:3], np.float64)
+    fx, fy, cx, cy = intrinsics
+    for e, (a, b, _) in enumerate(EYES):
+        corners = shape[[a, b]] @ r.T + t
+        if landmarks is not None and np.isfinite(landmarks[[a, b]]).all():
+            z = corners[:, 2]
+            corners = np.c_[(landmarks[[a, b], 0] - cx) / fx * z, (landmarks[[a, b], 1] - cy) / fy * z, z]
+        centre = corners.mean(0) + r @ EYEBALL_OFFSET
+        ray = np.array([(pupils[e, 0] - cx) / fx, (pupils[e, 1] - cy) / fy, 1.0])
+        ray /= np.linalg.norm(ray)
+        along = float(ray @ centre)
+        disc = along * along - (float(centre @ centre) - EYEBALL_RADIUS ** 2)
+        # the nearer intersection; a ray that misses the sphere (a pupil found outside the eyeball's
+        # outline) is taken at its closest approach, i.e. the gaze at the sphere's rim
+        hit = ray * (along - np.sqrt(disc) if disc > 0 else along)
+        g = hit - centre
+        n = np.linalg.norm(g)
+        if n > 0:
+            out[3 * e:3 * e + 3] = g / n
+    mean = (out[0:3] + out[3:6]) / 2
+    out[6] = np.arctan2(mean[0], -mean[2])
+    out[7] = np.arctan2(mean[1], -mean[2])
+    return out
+
+
+class Gaze:
+    """Model stage: fills ``Face.gaze`` (8,) of successful faces that have eye crops and a head pose
+    (run after :class:`~aulib.face.pose.HeadPose`, whose camera it uses), and ``Face.extra["iris"]``
+    (2, 5, 2) the iris points in image pixels (for overlays). One network call per batch."""
+
+    def __init__(self, pose: HeadPose | None = None, model_path: str | None = None) -> None:
+        self.pose = pose or HeadPose()
+        self._model_path = model_path
+        self._iris: IrisModel | None = None
+
+    @property
+    def iris(self) -> IrisModel:
+        if self._iris is None:
+            self._iris = IrisModel(self._model_path)
+        return self._iris
+
+    def run(self, faces: Sequence[Face]) -> Sequence[Face]:
+        todo = [f for f in faces if f.success and f.eyes is not None and f.eye_matrices is not None
+                and f.pose is not None]
+        if not todo:
+            return faces
+        pts = self.iris(np.concatenate([f.eyes for f in todo]))
+        for k, f in enumerate(todo):
+            assert f.eye_matrices is not None and f.pose is not None
+            iris = np.stack([to_image(pts[2 * k + e], f.eye_matrices[e]) for e in range(2)])
+            f.extra["iris"] = iris
+            f.gaze = gaze_vectors(iris[:, 0], f.pose, self.pose.camera(f), f.landmarks)
+        return faces

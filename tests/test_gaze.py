@@ -1,0 +1,114 @@
+"""Gaze: the eyeball geometry on synthetic eyes, the iris network on real eyes, agreement with OpenFace."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from aulib.face.gaze import EYEBALL_OFFSET, EYEBALL_RADIUS, EYES, eye_crops, gaze_vectors, to_image
+from aulib.face.pose import default_intrinsics, matrix_from_euler, mean_face_3d, project
+from aulib.io import read_image
+
+from .conftest import sample
+from .test_pose import REFERENCE
+
+
+def _synthetic(pose: np.ndarray, gaze: np.ndarray, k: tuple[float, float, float, float]) -> np.ndarray:
+    """Image pupils of eyes looking along ``gaze`` (both eyes; camera axes) in a face at ``pose``."""
+    shape, r, t = mean_face_3d(), matrix_from_euler(*pose[3:]), pose[:3]
+    fx, fy, cx, cy = k
+    pupils = []
+    for a, b, _ in EYES:
+        centre = r @ ((shape[a] + shape[b]) / 2 + EYEBALL_OFFSET) + t
+        p = centre + EYEBALL_RADIUS * gaze
+        pupils.append([fx * p[0] / p[2] + cx, fy * p[1] / p[2] + cy])
+    return np.array(pupils)
+
+
+def test_geometry_recovers_known_gaze_within_a_degree():
+    """Rotate a face, turn its eyes, project the pupils, solve: the gaze comes back (200 random cases)."""
+    rng = np.random.default_rng(1)
+    k = default_intrinsics(640, 480)
+    worst = 0.0
+    for _ in range(200):
+        pose = np.r_[rng.uniform(-80, 80, 2), rng.uniform(400, 900), np.radians(rng.uniform(-25, 25, 3))]
+        ax, ay = np.radians(rng.uniform(-30, 30, 2))
+        g = np.array([np.sin(ax) * np.cos(ay), np.sin(ay), -np.cos(ax) * np.cos(ay)])
+        # the eye must face the camera enough for the pupil to be on the visible half of the eyeball
+        pupils = _synthetic(pose, g, k)
+        corners = project(mean_face_3d(), pose, k)
+        out = gaze_vectors(pupils, pose, k, corners)
+        for e in range(2):
+            worst = max(worst, np.degrees(np.arccos(np.clip(out[3 * e:3 * e + 3] @ g, -1, 1))))
+        assert np.allclose(np.linalg.norm(out[:3]), 1) and np.allclose(np.linalg.norm(out[3:6]), 1)
+        assert out[6] == pytest.approx(np.arctan2(g[0], -g[2]), abs=np.radians(1))
+        assert out[7] == pytest.approx(np.arctan2(g[1], -g[2]), abs=np.radians(1))
+    assert worst < 1.0
+
+
+def test_bad_geometry_gives_nan_not_an_error():
+    k = default_intrinsics(640, 480)
+    assert np.isnan(gaze_vectors(np.full((2, 2), np.nan), np.r_[0, 0, 600, 0, 0, 0], k)).all()
+    assert np.isnan(gaze_vectors(np.zeros((2, 2)), np.full(6, np.nan), k)).all()
+    # a pupil far outside the eyeball's outline: the ray misses the sphere, the gaze is the rim's, finite
+    out = gaze_vectors(np.array([[0.0, 0.0], [639.0, 479.0]]), np.r_[0, 0, 600, 0, 0, 0], k)
+    assert np.isfinite(out).all()
+
+
+def test_eye_crops_map_back_to_the_image():
+    img = read_image(sample("single_face.jpg"))
+    lm = np.array([[200.0 + i, 240.0] for i in range(68)])
+    lm[36], lm[39], lm[42], lm[45] = (220, 240), (250, 242), (290, 242), (320, 240)
+    crops, mats = eye_crops(img, lm)
+    assert crops.shape == (2, 64, 64, 3) and crops.dtype == np.uint8
+    for e, (a, b, mirrored) in enumerate(EYES):
+        inside = lm[[a, b]] @ mats[e][:, :2].T + mats[e][:, 2]
+        # corners land on the crop's horizontal midline, 64 / 2.3 px apart, mirrored for eye 0
+        assert inside[:, 1] == pytest.approx([32, 32], abs=1e-6)
+        assert abs(inside[1, 0] - inside[0, 0]) == pytest.approx(64 / 2.3)
+        assert (inside[0, 0] > inside[1, 0]) == mirrored
+        np.testing.assert_allclose(to_image(inside, mats[e]), lm[[a, b]], atol=1e-9)
+
+
+def test_iris_centres_fall_inside_each_eye(analyzer):
+    """On real faces the network's iris centre lies between the eye's corners and near its lid line."""
+    for name in ("single_face.jpg", "multi_face.jpg"):
+        faces = analyzer.get(read_image(sample(name)))
+        analyzer.run(faces)
+        assert faces
+        for f in faces:
+            if not f.success:
+                continue
+            iris = f.extra["iris"]
+            for e, (a, b, _) in enumerate(EYES):
+                left, right = f.landmarks[a].astype(float), f.landmarks[b].astype(float)
+                axis = (right - left) / np.linalg.norm(right - left)
+                along, off = iris[e, 0] - left, iris[e, 0] - left
+                along = along @ axis / np.linalg.norm(right - left)
+                across = abs(off[0] * axis[1] - off[1] * axis[0]) / np.linalg.norm(right - left)
+                assert 0.1 < along < 0.9 and across < 0.4, (name, f.id, e, along, across)
+            assert np.isfinite(f.gaze).all()
+
+
+def test_mirrored_photo_flips_horizontal_gaze(analyzer):
+    img = read_image(sample("single_face.jpg"))
+    a = analyzer.analyze_frame(img)
+    b = analyzer.analyze_frame(np.ascontiguousarray(img[:, ::-1]))
+    assert abs(np.degrees(a["gaze_angle_x"].iat[0] + b["gaze_angle_x"].iat[0])) < 3
+    assert abs(np.degrees(a["gaze_angle_y"].iat[0] - b["gaze_angle_y"].iat[0])) < 3
+
+
+def test_gaze_angles_agree_with_openface_on_the_reference_clip(analyzer):
+    """single_face.mp4 (eyes open): mean |difference| to OpenFace 2's gaze_angle_x/y under 5 degrees."""
+    ref = pd.read_csv(REFERENCE / "single_face.csv")
+    ref.columns = ref.columns.str.strip()
+    ours = analyzer.analyze(sample("single_face.mp4"), smooth=False)
+    ours = ours[ours.success == 1].groupby("frame").first()
+    ref = ref[ref.success == 1].set_index(ref.loc[ref.success == 1, "frame"] - 1)
+    j = ours.join(ref.add_suffix("_of"), how="inner")
+    j = j[(j.AU45_r < 1) & (j.AU45_r_of < 1)]
+    assert len(j) >= 60
+    for axis in ("x", "y"):
+        diff = np.degrees(j[f"gaze_angle_{axis}"] - j[f"gaze_angle_{axis}_of"]).abs().mean()
+        assert diff < 5.0, (axis, diff)
