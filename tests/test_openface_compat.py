@@ -38,8 +38,8 @@ def openface_style_analysis(csv_path) -> pd.DataFrame:
             "gaze_x_deg": np.degrees(g["gaze_angle_x"]).mean(),
             "gaze_y_deg": np.degrees(g["gaze_angle_y"]).mean(),
             "eyes_apart_deg": np.degrees(np.arccos(np.clip(
-                (g[["gaze_0_x", "gaze_0_y", "gaze_0_z"]].to_numpy() * g[["gaze_1_x", "gaze_1_y", "gaze_1_z"]].to_numpy())
-                .sum(axis=1), -1, 1))).mean(),
+                (g[["gaze_0_x", "gaze_0_y", "gaze_0_z"]].to_numpy()
+                 * g[["gaze_1_x", "gaze_1_y", "gaze_1_z"]].to_numpy()).sum(axis=1), -1, 1))).mean(),
             "blinks": int((np.diff(np.r_[0, blink]) == 1).sum()),
             "duration_s": g["timestamp"].max() - g["timestamp"].min(),
         })
