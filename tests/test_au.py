@@ -27,7 +27,7 @@ def test_manifest_checksums_match_the_shipped_files():
         assert sha256_of(shipped_location(name, entry)) == entry["sha256"], name
         assert entry["licence"], name
         if "source" in entry:  # third-party weights shipped as they are: where they come from
-            assert entry["kind"] in ("face_detector", "landmark_predictor"), name
+            assert entry["kind"] in ("face_detector", "landmark_predictor", "iris_landmarks"), name
         else:  # trained here: reproducible by one command, with its figures
             assert entry["command"].startswith("aulib ") and entry["dataset"], name
             assert entry.get("figures") or entry.get("evaluation"), name

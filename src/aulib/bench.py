@@ -4,7 +4,8 @@ Two passes over the same frames, because one measurement cannot give both number
 
 1. **Stage profile** — single-threaded (no decode or model thread), every stage wrapped in a
    timer: decode (+ RGB conversion), detect, landmarks, align+mask, HOG, CNN (embedding +
-   emotion, onnxruntime), AU models (SVM + SVR). "other" is what is left (tracking, rules, rows).
+   emotion, onnxruntime), AU models (SVM + SVR), head pose (PnP), gaze (iris network + eyeball
+   model). "other" is what is left (tracking, blink, rules, rows).
    With threads the stages would overlap and a timer would also count time spent waiting for
    the GIL, so this pass is sequential.
 2. **End to end** — the real configuration (decode thread, face stage, batched model thread),
@@ -33,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from aulib.analyzer import Analyzer
 
-STAGES = ["decode", "detect", "landmarks", "align+mask", "HOG", "CNN", "AU models", "other"]
+STAGES = ["decode", "detect", "landmarks", "align+mask", "HOG", "CNN", "AU models", "head pose", "gaze", "other"]
 
 
 class _Timed:
@@ -75,6 +76,8 @@ def _instrument(analyzer: Analyzer, acc: dict[str, float], calls: dict[str, int]
         wrap(net, "_run", "CNN")
     wrap(analyzer.occurrence, "decision_function", "AU models")
     wrap(analyzer.intensity, "predict", "AU models")
+    wrap(analyzer.pose, "run", "head pose")
+    wrap(analyzer.gaze, "run", "gaze")
 
     def restore() -> None:
         for obj, attr, old, own in reversed(saved):

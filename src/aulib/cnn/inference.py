@@ -21,8 +21,9 @@ import numpy as np
 from aulib.face.record import EMOTIONS, Face  # EMOTIONS: FER+ order, the output order of both models
 from aulib.models import ModelFileError, model_entry, model_path
 
-# Faces per onnxruntime call: a whole dataset in one call would need tens of GB of activations.
-CHUNK = 32
+# Faces per onnxruntime call: a whole dataset in one call would need tens of GB of activations, and
+# past 16 faces the activations leave the cache (32 per call was ~10 % slower per face, measured).
+CHUNK = 16
 
 
 def _is_single(crops: object) -> bool:

@@ -41,6 +41,7 @@ EYE_SCALE = 2.3  # crop side / eye-corner distance (MediaPipe's eye region)
 EYES = ((36, 39, True), (42, 45, False))
 EYEBALL_RADIUS = 12.0  # mm (OpenFace)
 EYEBALL_OFFSET = np.array([0.0, -3.5, 7.0])  # mm from the corners' midpoint, face axes (OpenFace)
+CHUNK = 8  # eyes per network call: 1.75 ms per eye up to 16, 2.1 ms at 32 (activations leave the cache)
 
 
 def eye_crops(image: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -96,7 +97,8 @@ class IrisModel:
         if not len(crops):
             return np.zeros((0, 5, 2), np.float32)
         x = np.ascontiguousarray(crops.transpose(0, 3, 1, 2), dtype=np.float32) * np.float32(1 / 255)
-        out = self.session.run(None, {self._input: x})[0]
+        out = np.concatenate([self.session.run(None, {self._input: x[i:i + CHUNK]})[0]
+                              for i in range(0, len(x), CHUNK)])
         return out.reshape(len(crops), 5, 3)[:, :, :2]
 
 

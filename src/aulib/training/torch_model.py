@@ -222,6 +222,12 @@ def export_onnx(net: EfficientNetLite0, path: str | Path, n_aus: int = 0, opset:
             output_names=outputs, dynamic_axes={"image": {0: "batch"}, **{o: {0: "batch"} for o in outputs}},
             do_constant_folding=True,
         )
+    import onnx
+
+    from aulib.training.onnx_graph import fold_pads
+
+    folded, _ = fold_pads(onnx.load(str(tmp)))  # F.pad + Conv → Conv with its own pads (checked below)
+    onnx.save(folded, str(tmp))
     check = torch.rand(3, 3, size, size, generator=torch.Generator().manual_seed(0)) * 255.0
     with torch.no_grad():
         ref = wrapper(check)
