@@ -300,14 +300,21 @@ def test_one_euro_is_causal():
     assert np.allclose(y[:30], 0) and y[30] > 0 and y[-1] == pytest.approx(2.0, abs=0.05)
 
 
-def test_video_smoothing_changes_only_intensity_and_pose(analyzer):
+def test_video_smoothing_changes_only_intensity_pose_and_gaze(analyzer):
     path = sample("single_face.mp4")
     raw = table(analyzer, path, smooth=False)
     sm = table(analyzer, path)
     changed = [c for c in raw.columns if not raw[c].equals(sm[c])]
-    assert changed and all(c.endswith("_r") and c != "AU45_r" or c.startswith("pose_") for c in changed)
+    assert changed and all(c.endswith("_r") and c != "AU45_r" or c.startswith(("pose_", "gaze_")) for c in changed)
     au = [c for c in raw.columns if c.endswith("_r") and c != "AU45_r"]
     assert _jitter(sm, au) < 0.5 * _jitter(raw, au)
+    # gaze: half the width (saccades), still steadier, and the vectors stay unit length
+    gaze = ["gaze_angle_x", "gaze_angle_y"]
+    assert _jitter(sm, gaze) < 0.8 * _jitter(raw, gaze)
+    ok = sm[sm.success == 1]
+    for e in "01":
+        vec = ok[[f"gaze_{e}_{a}" for a in "xyz"]].to_numpy()
+        np.testing.assert_allclose(np.linalg.norm(vec, axis=1), 1, atol=1e-9)
     with pytest.raises(ValueError, match="smooth"):
         table(analyzer, path, smooth="yes")
 

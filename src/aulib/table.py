@@ -105,9 +105,18 @@ def columns(aus: Sequence[int], mt_aus: Sequence[int] = (), emotion: bool = True
     return cols
 
 
+GAZE_VECTORS = [GAZE_COLUMNS[0:3], GAZE_COLUMNS[3:6]]
+
+
+def trace_scale(column: str) -> float:
+    """Relative smoothing width of a trace column: gaze moves in fast steps (saccades), so half."""
+    return 0.5 if column in GAZE_COLUMNS else 1.0
+
+
 def trace_columns(aus: Sequence[int]) -> list[str]:
-    """Columns that video smoothing steadies along time: the AU models' intensities and the head pose."""
-    return [intensity_column(a) for a in aus] + list(POSE_COLUMNS)
+    """Columns that video smoothing steadies along time: the AU models' intensities, the head pose and
+    the gaze (see :func:`trace_scale`, :data:`GAZE_VECTORS`)."""
+    return [intensity_column(a) for a in aus] + list(POSE_COLUMNS) + list(GAZE_COLUMNS)
 
 
 # ---------------------------------------------------------------------------------- rows

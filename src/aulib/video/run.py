@@ -35,7 +35,7 @@ from threadpoolctl import threadpool_limits
 
 from aulib.face.pipeline import FacePipeline
 from aulib.face.record import Face
-from aulib.table import empty_row, face_rows, trace_columns
+from aulib.table import GAZE_VECTORS, empty_row, face_rows, trace_columns, trace_scale
 from aulib.video.calibrate import NeutralCalibrator
 from aulib.video.follow import DEFAULT_DETECT_EVERY, FaceFollower
 from aulib.video.overlay import OverlayWriter
@@ -296,7 +296,8 @@ def iter_video_rows(
         raise ValueError(f"smooth must be True, False, 'offline' or 'causal', not {smooth!r}")
     cols = trace_columns(models.aus)
     smoother: TraceSmoother | OneEuroSmoother | None = (
-        OneEuroSmoother(cols) if smooth == "causal" else TraceSmoother(cols, smooth_sigma) if smooth else None)
+        OneEuroSmoother(cols) if smooth == "causal"
+        else TraceSmoother(cols, smooth_sigma, [trace_scale(c) for c in cols], GAZE_VECTORS) if smooth else None)
     try:
         reader = FrameReader(path, every, fps, max_frames, threaded=threaded)
     except VideoReadError as e:

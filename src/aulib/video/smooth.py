@@ -14,7 +14,10 @@ hundreds of milliseconds. Two filters, both per track (``face`` id) and per colu
   Vogel, CHI 2012), causal: output at once, little smoothing while a trace moves fast (small lag at
   onsets), strong smoothing while it is still.
 
-What is smoothed: the AU models' intensities (``AUxx_r``) and the head pose (``pose_*``). Left raw:
+What is smoothed: the AU models' intensities (``AUxx_r``), the head pose (``pose_*``) and the gaze
+(``gaze_*``, with half the sigma: one frame at 25 fps takes the iris network's frame-to-frame noise down
+to OpenFace's level while a saccade, 2–3 frames, stays a step; the gaze vectors are made unit length
+again afterwards). Left raw:
 occurrences (``_c``: decisions of their own classifiers), emotion outputs, landmarks, and blink
 (``AU45``: a blink lasts 2–4 frames, which any smoothing that steadies the AUs would erase).
 """
@@ -45,12 +48,19 @@ class TraceSmoother:
     whose window is complete; :meth:`finish` returns the rest. Rows are updated in place.
     """
 
-    def __init__(self, columns: Sequence[str], sigma_s: float = DEFAULT_SIGMA_S) -> None:
+    def __init__(self, columns: Sequence[str], sigma_s: float = DEFAULT_SIGMA_S,
+                 scale: Sequence[float] | None = None, unit_vectors: Sequence[Sequence[str]] = ()) -> None:
+        """``scale``: per column, a factor on ``sigma_s`` (default 1); ``unit_vectors``: groups of
+        columns that hold a unit vector, renormalised after smoothing."""
         if not (sigma_s > 0 and math.isfinite(sigma_s)):
             raise ValueError(f"smoothing sigma must be a positive number of seconds, not {sigma_s!r}")
         self.columns = list(columns)
         self.sigma = float(sigma_s)
-        self.radius = 3.0 * self.sigma
+        self.sigmas = self.sigma * (np.ones(len(self.columns)) if scale is None else np.asarray(scale, np.float64))
+        if self.sigmas.shape != (len(self.columns),) or not (self.sigmas > 0).all():
+            raise ValueError("scale needs one positive factor per column")
+        self.unit_vectors = [list(g) for g in unit_vectors]
+        self.radius = 3.0 * float(self.sigmas.max())
         self._rows: deque[dict] = deque()  # rows not handed out yet, frame order
         self._hist: dict[int, deque[tuple[float, np.ndarray]]] = defaultdict(deque)  # raw values per track
         self._latest = -math.inf
@@ -92,7 +102,8 @@ class TraceSmoother:
         if not near.any():
             return
         x = np.stack([v for (_, v), n in zip(hist, near) if n])
-        w = np.exp(-0.5 * ((ts[near] - t0) / self.sigma) ** 2)[:, None]
+        dt = (ts[near] - t0)[:, None]
+        w = np.where(np.abs(dt) <= 3.0 * self.sigmas + 1e-9, np.exp(-0.5 * (dt / self.sigmas) ** 2), 0.0)
         ok = np.isfinite(x)
         num = np.where(ok, x, 0.0) * w
         den = (ok * w).sum(axis=0)
@@ -102,6 +113,11 @@ class TraceSmoother:
         for c, v, o in zip(self.columns, sm, own):
             if np.isfinite(o) and np.isfinite(v):
                 row[c] = float(v)
+        for group in self.unit_vectors:
+            v = np.array([row.get(c, np.nan) for c in group], np.float64)
+            n = float(np.linalg.norm(v))
+            if np.isfinite(n) and n > 0:
+                row.update(zip(group, (v / n).tolist()))
 
     def _prune(self) -> None:
         """Drop history older than the oldest pending row's window (all of it once nothing is pending)."""
