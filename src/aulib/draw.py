@@ -35,9 +35,27 @@ def top_aus(face: Face, n: int = 3) -> list[tuple[str, float]]:
     return sorted(pairs, key=lambda p: -p[1])[:n]
 
 
+GAZE_COLOR = (0, 200, 255)
+
+
+def _draw_gaze(out: np.ndarray, face: Face, thick: int) -> None:
+    """Each iris centre and a line along that eye's gaze (image-plane part, 1.5 eye widths at 90°)."""
+    iris = face.extra.get("iris")
+    if iris is None or face.gaze is None or face.landmarks is None or not np.isfinite(face.gaze).all():
+        return
+    length = 1.5 * float(np.linalg.norm(face.landmarks[45] - face.landmarks[42]))
+    for e in range(2):
+        cx, cy = (float(v) for v in iris[e, 0])
+        gx, gy = float(face.gaze[3 * e]), float(face.gaze[3 * e + 1])
+        cv2.circle(out, (int(round(cx)), int(round(cy))), max(1, thick), GAZE_COLOR, -1, cv2.LINE_AA)
+        cv2.line(out, (int(round(cx)), int(round(cy))), (int(round(cx + length * gx)), int(round(cy + length * gy))),
+                 GAZE_COLOR, max(1, thick // 2), cv2.LINE_AA)
+
+
 def draw_faces(image: np.ndarray, faces: Sequence[Face], labels: Sequence[str] | None = None,
                numbers: bool = False, aus: bool = False) -> np.ndarray:
-    """Copy of an RGB ``(H, W, 3)`` uint8 image with each face's box, 68 points and a label tag.
+    """Copy of an RGB ``(H, W, 3)`` uint8 image with each face's box, 68 points, iris centres and gaze
+    lines (when the gaze stage ran) and a label tag.
 
     ``labels``: one text per face (default :func:`face_label`). ``numbers``: also write each
     landmark's index (useful on a still photo, unreadable on a live face). ``aus``: write the three
@@ -59,6 +77,7 @@ def draw_faces(image: np.ndarray, faces: Sequence[Face], labels: Sequence[str] |
                 if numbers and w >= 150:
                     cv2.putText(out, str(i), (int(px) + 2, int(py) - 2), cv2.FONT_HERSHEY_PLAIN,
                                 0.6 * scale, (255, 255, 0), 1)
+        _draw_gaze(out, f, thick)
         text = labels[n] if labels is not None else face_label(f)
         fs = 0.6 * scale
         (tw, th), base = cv2.getTextSize(text, font, fs, thick)
