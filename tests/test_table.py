@@ -38,9 +38,11 @@ def test_golden_column_list_and_order():
            "AU45_c", "AU45_r"]
         # gaze, after those (issue 12, second landing)
         + ["gaze_0_x", "gaze_0_y", "gaze_0_z", "gaze_1_x", "gaze_1_y", "gaze_1_z", "gaze_angle_x", "gaze_angle_y"]
+        # calibrated AU probabilities, last (issue 13)
+        + [f"AU{a:02d}_p" for a in SHIPPED_AUS]
     )
     assert cols == expected
-    assert len(cols) == 11 + 136 + 34 + 7 + 9 + 14 + 10 + 8
+    assert len(cols) == 11 + 136 + 34 + 7 + 9 + 14 + 10 + 8 + 17
     no_emotion = table.columns(SHIPPED_AUS, emotion=False)
     assert "emotion" not in no_emotion and not any(c.startswith("p_") for c in no_emotion)
 

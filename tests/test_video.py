@@ -171,10 +171,8 @@ def test_calibrated_video_changes_au_scores_not_rows(analyzer):
     run = table(analyzer, path, every=6, calibrate="running")
     aus = [c for c in raw.columns if c.endswith("_r")]
     assert len(cal) == len(run) == len(raw)
-    pd.testing.assert_frame_equal(cal.drop(columns=aus + [c for c in raw.columns if c.endswith("_c") or
-                                                          c.startswith("rule_")]),
-                                  raw.drop(columns=aus + [c for c in raw.columns if c.endswith("_c") or
-                                                          c.startswith("rule_")]))
+    scored = aus + [c for c in raw.columns if c.endswith(("_c", "_p")) or c.startswith("rule_")]
+    pd.testing.assert_frame_equal(cal.drop(columns=scored), raw.drop(columns=scored))
     assert not np.allclose(cal[aus], raw[aus])
     assert cal[aus].notna().all().all() and run[aus].notna().all().all()
 
@@ -305,7 +303,9 @@ def test_video_smoothing_changes_only_intensity_pose_and_gaze(analyzer):
     raw = table(analyzer, path, smooth=False)
     sm = table(analyzer, path)
     changed = [c for c in raw.columns if not raw[c].equals(sm[c])]
-    assert changed and all(c.endswith("_r") and c != "AU45_r" or c.startswith(("pose_", "gaze_")) for c in changed)
+    # intensities, probabilities (and the occurrences and rule percentages decided from them), pose, gaze
+    assert changed and all(c.endswith(("_r", "_p", "_c")) and not c.startswith("AU45") or c.startswith(
+        ("pose_", "gaze_", "rule_")) for c in changed)
     au = [c for c in raw.columns if c.endswith("_r") and c != "AU45_r"]
     assert _jitter(sm, au) < 0.5 * _jitter(raw, au)
     # gaze: half the width (saccades), still steadier, and the vectors stay unit length

@@ -115,6 +115,11 @@ class Analyzer:
         self.columns = table.columns(self.aus, self.mt_aus, emotion=emotion_model != "none")
 
     @property
+    def occurrence_thresholds(self) -> np.ndarray | None:
+        """(K,) the calibrated probability above which each AU is present (None if not calibrated)."""
+        return self.occurrence.probability_threshold() if self.occurrence.calibrated else None
+
+    @property
     def au_feature_mean(self) -> np.ndarray:
         """(D,) population mean of the AU features the models were trained around (calibration)."""
         return self.occurrence.mean_

@@ -93,6 +93,10 @@ def mt_column(au: int) -> str:
     return f"mt_{au_name(au)}_c"
 
 
+def probability_column(au: int) -> str:
+    return f"{au_name(au)}_p"
+
+
 def columns(aus: Sequence[int], mt_aus: Sequence[int] = (), emotion: bool = True) -> list[str]:
     """Every output column, in order, for an analyzer with these AU sets (pinned by a golden test)."""
     cols = list(FACE_COLUMNS)
@@ -102,6 +106,7 @@ def columns(aus: Sequence[int], mt_aus: Sequence[int] = (), emotion: bool = True
         cols += ["emotion"] + [prob_column(e) for e in EMOTIONS]
     cols += [mt_column(a) for a in mt_aus]
     cols += OPENFACE_COLUMNS
+    cols += [probability_column(a) for a in aus]  # added last (models v2): earlier positions unchanged
     return cols
 
 
@@ -113,10 +118,42 @@ def trace_scale(column: str) -> float:
     return 0.5 if column in GAZE_COLUMNS else 1.0
 
 
+def make_coherent(rows: Sequence[dict], aus: Sequence[int], p_thresholds: Sequence[float] | None = None) -> None:
+    """After video smoothing moved ``AUxx_p`` and ``AUxx_r``, in place: each ``AUxx_c`` decided again
+    from the smoothed probability (``AUxx_p`` > the AU's ``p_thresholds`` entry; kept when None or
+    no probability) and the occurrence/intensity rule re-applied
+    (:func:`aulib.au.models.coherent_intensity`); the ``rule_*`` percentages follow the new occurrences."""
+    from aulib.au.emotion_rules import EmotionRules
+    from aulib.au.models import coherent_intensity
+
+    occ, inten = [occurrence_column(a) for a in aus], [intensity_column(a) for a in aus]
+    prob = [probability_column(a) for a in aus]
+    rules = EmotionRules(list(aus)) if p_thresholds is not None else None
+    for row in rows:
+        if not row.get("success") or occ[0] not in row or inten[0] not in row:
+            continue
+        if p_thresholds is not None:
+            for pk, ok_, t in zip(prob, occ, p_thresholds):
+                v = row.get(pk)
+                if v is not None and np.isfinite(v):
+                    row[ok_] = int(v > t)
+        c = np.array([row.get(k, np.nan) for k in occ], np.float64)
+        if rules is not None and np.isfinite(c).all() and rule_column(RULE_EMOTIONS[0]) in row:
+            row.update(zip(map(rule_column, RULE_EMOTIONS), rules(c[None])[0].astype(np.float64).tolist()))
+        r = np.array([row.get(k, np.nan) for k in inten], np.float64)
+        ok = np.isfinite(c) & np.isfinite(r)
+        fixed = coherent_intensity(r, c)
+        for k, v, good in zip(inten, fixed.tolist(), ok):
+            if good:
+                row[k] = v
+
+
 def trace_columns(aus: Sequence[int]) -> list[str]:
-    """Columns that video smoothing steadies along time: the AU models' intensities, the head pose and
-    the gaze (see :func:`trace_scale`, :data:`GAZE_VECTORS`)."""
-    return [intensity_column(a) for a in aus] + list(POSE_COLUMNS) + list(GAZE_COLUMNS)
+    """Columns that video smoothing steadies along time: the AU models' intensities and probabilities
+    (the occurrences are then decided again from the smoothed probabilities, :func:`make_coherent`), the
+    head pose and the gaze (see :func:`trace_scale`, :data:`GAZE_VECTORS`)."""
+    return ([intensity_column(a) for a in aus] + [probability_column(a) for a in aus] + list(POSE_COLUMNS)
+            + list(GAZE_COLUMNS))
 
 
 # ---------------------------------------------------------------------------------- rows
@@ -144,6 +181,8 @@ def face_row(face: Face, input_name: str, frame: int = 0, timestamp: float = 0.0
         row.update(zip(map(occurrence_column, face.aus), face.au_occurrence.tolist()))
     if face.au_intensity is not None:
         row.update(zip(map(intensity_column, face.aus), _finite(face.au_intensity).tolist()))
+    if face.au_prob is not None:
+        row.update(zip(map(probability_column, face.aus), _finite(face.au_prob).tolist()))
     if face.rules is not None:
         row.update(zip(map(rule_column, RULE_EMOTIONS), np.asarray(face.rules, np.float64).tolist()))
     if face.emotion_probs is not None:

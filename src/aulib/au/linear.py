@@ -100,12 +100,16 @@ class LinearBank:
         return ((X - self.mean_) / self.scale_) @ coef.T + self.intercept_
 
     # ------------------------------------------------------------------ files
+    # Optional learned arrays a subclass adds to the file (name → attribute), e.g. calibration.
+    OPTIONAL: ClassVar[dict[str, str]] = {}
+
     def save(self, path: str | Path) -> None:
         """Write the learned arrays as a compressed ``.npz`` (the shipped layout, no pickle)."""
+        extra = {k: getattr(self, a) for k, a in self.OPTIONAL.items() if getattr(self, a, None) is not None}
         np.savez_compressed(
             path, aus=self._learned("aus_"), mean=self.mean_, scale=self.scale_, coef=self.coef_,
             intercept=self.intercept_, threshold=self.threshold_, kind=np.array(self.kind),
-            feature_version=np.array(self.feature_version_),
+            feature_version=np.array(self.feature_version_), **extra,
         )
 
     @staticmethod
@@ -144,4 +148,10 @@ class LinearBank:
                               arrays["threshold"], str(arrays["feature_version"]))
         except ValueError as e:
             raise ModelFileError(f"{path}: {e}") from None
+        for key, attr in cls.OPTIONAL.items():
+            if key in arrays:
+                value = np.asarray(arrays[key], np.float64)
+                if value.shape[:1] != (len(bank.aus_),) or not np.isfinite(value).all():
+                    raise ModelFileError(f"{path}: {key} does not match its {len(bank.aus_)} AUs")
+                setattr(bank, attr, value)
         return bank

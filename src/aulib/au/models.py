@@ -111,10 +111,15 @@ class AUOccurrence(_SupportVectorBank):
     ``fit(X, y, groups, X_mirror)``: ``y`` (N, K) 0/1 per AU in ``au_numbers`` order; per AU, C from
     ``Cs`` and a threshold from ``thresholds`` are chosen by ``cv``-fold subject-grouped CV (best
     F1). Learned besides the bank arrays: ``C_`` (K,) and ``cv_f1_`` (K,) (the inner CV F1; neither
-    is stored in the file). No ``predict_proba``: SVM margins are not calibrated probabilities.
+    is stored in the file), and ``platt_`` (K, 2): Platt scaling ``p = 1 / (1 + exp(−(a·m + b)))`` of
+    the thresholded margin ``m`` (:meth:`decision_function`), fitted on the same inner out-of-fold
+    margins, so :meth:`predict_proba` is calibrated on faces of subjects the SVM did not see. An AU is
+    present when ``m > 0``, i.e. when its probability exceeds :meth:`probability_threshold`
+    (``1 / (1 + exp(−b))``): the F1-tuned decision, written as a probability.
     """
 
     kind, file = "svm", "au_svm.npz"
+    OPTIONAL = {"platt": "platt_"}
     thresholds: tuple[float, ...] = THRESHOLDS
 
     def fit(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None,
@@ -135,12 +140,12 @@ class AUOccurrence(_SupportVectorBank):
 
         everyone = np.arange(n)
         folds = self._folds(everyone, groups)
-        coefs, intercepts, chosen = [], [], []
+        coefs, intercepts, chosen, platt = [], [], [], []
         for k, au in enumerate(self.au_numbers):
             yk = Y[:, k]
             if yk.min() == yk.max():
                 raise ValueError(f"AU{au}: all training labels are {yk[0]}; an SVM needs both classes")
-            best = (self.Cs[0], 0.0, -1.0)
+            best: tuple[float, float, float, np.ndarray] = (self.Cs[0], 0.0, -1.0, np.zeros(n))
             for C in self.Cs:
                 scores = np.zeros(n)
                 for tr, te in folds:
@@ -148,7 +153,8 @@ class AUOccurrence(_SupportVectorBank):
                 f1s = [f1_score(yk, scores > t, zero_division=0) for t in thresholds]
                 i = int(np.argmax(f1s))
                 if f1s[i] > best[2]:
-                    best = (C, float(thresholds[i]), float(f1s[i]))
+                    best = (C, float(thresholds[i]), float(f1s[i]), scores)
+            platt.append(fit_platt(best[3] - best[1], yk))
             final = fit_one(yk, everyone, best[0])
             sv = _rows(everyone, n, copies)[final.support_]
             coefs.append((final.dual_coef_[0] @ Z[sv]).astype(np.float32))
@@ -158,6 +164,7 @@ class AUOccurrence(_SupportVectorBank):
                           np.array([c[1] for c in chosen]), self.feature_version)
         self.C_ = np.array([c[0] for c in chosen])
         self.cv_f1_ = np.array([c[2] for c in chosen])
+        self.platt_ = np.array(platt)
         return self
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
@@ -167,15 +174,65 @@ class AUOccurrence(_SupportVectorBank):
     def predict(self, X: np.ndarray) -> np.ndarray:
         return (self.decision_function(X) > 0).astype(np.int8)
 
+    @property
+    def calibrated(self) -> bool:
+        return getattr(self, "platt_", None) is not None
+
+    def probability(self, margins: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities of thresholded margins (see the class docstring)."""
+        a, b = self._learned("platt_").T
+        return 1.0 / (1.0 + np.exp(-(np.asarray(margins, np.float64) * a + b)))
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """(N, K) calibrated probability that each AU is present."""
+        return self.probability(self.decision_function(X))
+
+    def probability_threshold(self) -> np.ndarray:
+        """(K,) the probability at which each AU is called present (its margin 0)."""
+        return self.probability(np.zeros(len(self.aus)))
+
     def run(self, faces: Sequence[Face]) -> Sequence[Face]:
-        """Model stage: ``aus``, ``au_score`` and ``au_occurrence`` of every successful face, in one product."""
+        """Model stage: ``aus``, ``au_score``, ``au_occurrence`` and (calibrated banks) ``au_prob`` of every
+        successful face, in one product."""
         ok = _scored(faces)
         if ok:
             scores = self.decision_function(np.stack([f.features for f in ok]))
+            probs = self.probability(scores) if self.calibrated else [None] * len(ok)
             aus = tuple(self.aus)
-            for f, s in zip(ok, scores):
-                f.aus, f.au_score, f.au_occurrence = aus, s, (s > 0).astype(np.int8)
+            for f, s, p in zip(ok, scores, probs):
+                f.aus, f.au_score, f.au_occurrence, f.au_prob = aus, s, (s > 0).astype(np.int8), p
         return faces
+
+
+def fit_platt(margins: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Platt scaling ``(a, b)`` of out-of-fold margins (logistic regression of ``y`` on the margin,
+    with Platt's target smoothing so a separable AU does not get an infinite slope)."""
+    from scipy.optimize import minimize
+
+    y = np.asarray(y, np.float64)
+    pos, neg = y.sum(), len(y) - y.sum()
+    t = np.where(y > 0, (pos + 1) / (pos + 2), 1 / (neg + 2))
+    m = np.asarray(margins, np.float64)
+
+    def loss(ab: np.ndarray) -> tuple[float, np.ndarray]:
+        z = ab[0] * m + ab[1]
+        p = 1 / (1 + np.exp(-z))
+        nll = float(np.sum(np.logaddexp(0, z) - t * z))
+        g = p - t
+        return nll, np.array([g @ m, g.sum()])
+
+    res = minimize(loss, np.array([1.0, 0.0]), jac=True, method="L-BFGS-B")
+    return float(res.x[0]), float(res.x[1])
+
+
+def coherent_intensity(intensity: np.ndarray, occurrence: np.ndarray) -> np.ndarray:
+    """Intensities that agree with the occurrences, FACS-style: a present AU is at least trace level
+    (``AUxx_r ≥ 1``, intensity A), an absent one at most 1. The intensity SVRs and occurrence SVMs are
+    separate models that can disagree (an AU called present at intensity 0.02); the occurrence
+    decision — tuned for F1 on unseen subjects — wins and the intensity is clipped to its side."""
+    r = np.asarray(intensity, np.float64)
+    present = np.asarray(occurrence) == 1
+    return np.where(present, np.clip(r, 1.0, 5.0), np.clip(r, 0.0, 1.0))
 
 
 @dataclasses.dataclass(eq=False)
@@ -238,10 +295,13 @@ class AUIntensity(_SupportVectorBank):
         return np.clip(self._scores(X), 0.0, 5.0)
 
     def run(self, faces: Sequence[Face]) -> Sequence[Face]:
-        """Model stage: ``au_intensity`` (0–5) of every successful face, in one product."""
+        """Model stage: ``au_intensity`` (0–5) of every successful face, in one product, made coherent
+        with ``au_occurrence`` when the occurrence stage ran first (:func:`coherent_intensity`)."""
         ok = _scored(faces)
         if ok:
             aus = tuple(self.aus)
             for f, v in zip(ok, self.predict(np.stack([f.features for f in ok]))):
+                if f.au_occurrence is not None and tuple(f.aus) == aus:
+                    v = coherent_intensity(v, f.au_occurrence)
                 f.aus, f.au_intensity = aus, v
         return faces

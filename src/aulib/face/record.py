@@ -39,7 +39,8 @@ class Face:
 
     Predictions (``aus`` names the AU numbers of the AU arrays, in order):
     ``au_occurrence`` (K,) int8 0/1; ``au_score`` (K,) SVM margin minus its tuned threshold (> 0 =
-    present); ``au_intensity`` (K,) 0–5; ``rules`` (7,) % of each emotion prototype's AUs present
+    present); ``au_prob`` (K,) calibrated probability of presence; ``au_intensity`` (K,) 0–5, ≥ 1
+    exactly when present; ``rules`` (7,) % of each emotion prototype's AUs present
     (order of :data:`aulib.au.emotion_rules.PROTOTYPES`); ``emotion_probs`` (8,) in :data:`EMOTIONS`
     order, summing to 1; ``mt_aus`` / ``mt_au_probs`` (M,) / ``mt_au_occurrence`` (M,) the multitask
     network's AU heads.
@@ -75,6 +76,7 @@ class Face:
     aus: tuple[int, ...] = ()
     au_occurrence: np.ndarray | None = None
     au_score: np.ndarray | None = None
+    au_prob: np.ndarray | None = None
     au_intensity: np.ndarray | None = None
     rules: np.ndarray | None = None
     emotion_probs: np.ndarray | None = None

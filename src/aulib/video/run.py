@@ -35,7 +35,7 @@ from threadpoolctl import threadpool_limits
 
 from aulib.face.pipeline import FacePipeline
 from aulib.face.record import Face
-from aulib.table import GAZE_VECTORS, empty_row, face_rows, trace_columns, trace_scale
+from aulib.table import GAZE_VECTORS, empty_row, face_rows, make_coherent, trace_columns, trace_scale
 from aulib.video.calibrate import NeutralCalibrator
 from aulib.video.follow import DEFAULT_DETECT_EVERY, FaceFollower
 from aulib.video.overlay import OverlayWriter
@@ -58,6 +58,8 @@ class FaceModels(Protocol):
 
     pipeline: FacePipeline
     aus: list[int]  # AU numbers of the intensity models (which columns smoothing steadies)
+    # (K,) probability above which each AU is present (None: the occurrence bank is not calibrated)
+    occurrence_thresholds: np.ndarray | None
 
     @property
     def au_feature_mean(self) -> np.ndarray:
@@ -250,6 +252,18 @@ class VideoAnalysis:
             self._thread = None
 
 
+def _smoothed(smoother: TraceSmoother | OneEuroSmoother | None, rows: list[dict], models: FaceModels,
+              final: bool = False) -> list[dict]:
+    """Rows through the smoother (all remaining ones when ``final``); then each occurrence is decided
+    from its smoothed probability and the intensities are made coherent with it again
+    (:func:`aulib.table.make_coherent`)."""
+    if smoother is None:
+        return rows
+    out = smoother.push(rows) + (smoother.finish() if final else [])
+    make_coherent(out, models.aus, models.occurrence_thresholds)
+    return out
+
+
 def analyze_video_rows(
     models: FaceModels, path: str | Path, every: int = 1, fps: float | None = None, calibrate: Calibration = False,
     overlay: str | Path | None = None, detect_every: int = DEFAULT_DETECT_EVERY,
@@ -320,12 +334,12 @@ def iter_video_rows(
                 if progress is not None:
                     progress(n, total)
                 ready = va.ready()
-                pending.extend(smoother.push(ready) if smoother is not None else ready)
+                pending.extend(_smoothed(smoother, ready, models))
                 if len(pending) >= chunk_rows:
                     chunk, pending = pending, []
                     yield chunk
             rest = va.finish()
-            pending.extend(smoother.push(rest) + smoother.finish() if smoother is not None else rest)
+            pending.extend(_smoothed(smoother, rest, models, final=True))
     except BaseException:  # includes GeneratorExit: the caller stopped early
         va.close()
         raise
