@@ -426,6 +426,21 @@ def evaluate_faces_cmd(
     evaluate_faces(_data_dir(data, "ckplus48", "ferplus", "samples"), reports or REPORTS, log=typer.echo)
 
 
+@evaluate_app.command("occlusion")
+def evaluate_occlusion_cmd(
+    data: Path = DATA, reports: Path | None = typer.Option(None, "--reports", help="Default: the repo's reports/."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first N FER2013Valid faces."),
+) -> None:
+    """Emotion accuracy and AU F1 on real faces with synthetic occluders (hand, bar, noise over brows, eyes
+    or mouth) against the same faces clean → reports/occlusion.md."""
+    from aulib.training import REPORTS
+    from aulib.training.occlusion import evaluate_occlusion
+
+    md = evaluate_occlusion(_data_dir(data, "ckplus48", "ferplus", "samples"), reports or REPORTS, log=typer.echo,
+                            limit=limit)
+    typer.echo(f"report: {md}")
+
+
 @train_app.command("svm")
 def train_svm_cmd(data: Path = DATA, out: Path | None = typer.Option(
                       None, "--out", help="Folder for au_svm.npz (default: aulib/models, i.e. ship it)."),
