@@ -61,16 +61,22 @@ class _SupportVectorBank(LinearBank):
         """
         return cls.load(model_path(cls.file, path), features or shipped_feature_version())
 
-    def _prepare(self, X: np.ndarray, X_mirror: np.ndarray | None) -> tuple[np.ndarray, int, int]:
-        """Learn the scaling; return (scaled originals then mirrors, originals, copies per original)."""
+    def _prepare(self, X: np.ndarray, X_mirror: np.ndarray | Sequence[np.ndarray] | None,
+                 ) -> tuple[np.ndarray, int, int]:
+        """Learn the scaling; return (scaled originals then extra copies, originals, copies per original).
+
+        ``X_mirror``: one array of extra training copies of the originals (their mirror images), or a
+        list of such arrays (mirrors, occluded copies …), each row labelled like its original."""
         X = np.asarray(X, dtype=np.float32)
         if X.ndim != 2 or sum(self.blocks) != X.shape[1]:
             raise ValueError(f"X must be (N, {sum(self.blocks)}) for blocks {self.blocks}, got {X.shape}")
         if len(self.blocks) != len(self.block_weights):
             raise ValueError("blocks and block_weights must have the same length")
-        parts = [X] if X_mirror is None else [X, np.asarray(X_mirror, dtype=np.float32)]
-        if parts[-1].shape != X.shape:
-            raise ValueError(f"X_mirror must have the shape of X {X.shape}, got {parts[-1].shape}")
+        extra = [] if X_mirror is None else [X_mirror] if isinstance(X_mirror, np.ndarray) else list(X_mirror)
+        parts = [X] + [np.asarray(e, dtype=np.float32) for e in extra]
+        for p in parts[1:]:
+            if p.shape != X.shape:
+                raise ValueError(f"X_mirror must have the shape of X {X.shape}, got {p.shape}")
         mean = X.mean(0)
         sd = X.std(0) + 1e-3
         block = np.concatenate([np.full(n, np.sqrt(n / w)) for n, w in zip(self.blocks, self.block_weights)])
@@ -123,7 +129,7 @@ class AUOccurrence(_SupportVectorBank):
     thresholds: tuple[float, ...] = THRESHOLDS
 
     def fit(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None,
-            X_mirror: np.ndarray | None = None) -> AUOccurrence:
+            X_mirror: np.ndarray | Sequence[np.ndarray] | None = None) -> AUOccurrence:
         from sklearn.metrics import f1_score
         from sklearn.svm import SVC
 
@@ -250,7 +256,7 @@ class AUIntensity(_SupportVectorBank):
     epsilon: float = 0.2
 
     def fit(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None,
-            X_mirror: np.ndarray | None = None) -> AUIntensity:
+            X_mirror: np.ndarray | Sequence[np.ndarray] | None = None) -> AUIntensity:
         from sklearn.svm import SVR
 
         Z, n, copies = self._prepare(X, X_mirror)
