@@ -91,10 +91,7 @@ def training_plan(n: int) -> list[tuple[str, str]]:
 
 def _faces(analyzer: Any, images: Sequence[np.ndarray]) -> list[Any]:
     """One face per (cropped) image through the analyzer's pipeline and models, in batches."""
-    from aulib.face.record import Face
-
-    faces = [(analyzer.get(img, cropped=True) or [Face(box=np.zeros(4, np.float32), score=0.0, error="no face")])[0]
-             for img in images]
+    faces = [analyzer.pipeline.cropped(img) for img in images]
     for i in range(0, len(faces), 64):
         analyzer.run(faces[i:i + 64])
     return faces

@@ -14,11 +14,13 @@ detection: landmarks alone cannot tell a face from the background they are fitte
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import cv2
 import numpy as np
 
+from aulib.face.detect import Detection
 from aulib.face.pipeline import FacePipeline
 from aulib.face.record import Face
 from aulib.video.track import FaceTracker, Track
@@ -65,8 +67,12 @@ class FaceFollower:
     lost track).
     """
 
-    def __init__(self, pipeline: FacePipeline, detect_every: int = DEFAULT_DETECT_EVERY) -> None:
+    def __init__(self, pipeline: FacePipeline, detect_every: int = DEFAULT_DETECT_EVERY,
+                 detector: Callable[[np.ndarray], list[Detection]] | None = None) -> None:
+        """``detector``: another detector for this follower (e.g. one working on a smaller image for a
+        live stream); default the pipeline's."""
         self.pipeline = pipeline
+        self.detector = detector or pipeline.detect
         self.detect_every = max(1, int(detect_every))
         self.tracker = FaceTracker(max_missed=max(60, 3 * self.detect_every))
         self._since_detect = self.detect_every
@@ -79,7 +85,7 @@ class FaceFollower:
     def _detect(self, image: np.ndarray, index: int) -> list[Face]:
         self.n_detect += 1
         self._since_detect = 0
-        dets = self.pipeline.detect(image)
+        dets = self.detector(image)
         boxes = [d.landmark_box() for d in dets]
         faces = [self.pipeline.from_box(image, b, d.score, display_box=d.as_array()) for b, d in zip(boxes, dets)]
         ids = self.tracker.assign([d.as_array() for d in dets], index)
