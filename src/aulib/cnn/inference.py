@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from aulib.face.record import EMOTIONS, Face  # EMOTIONS: FER+ order, the output order of both models
-from aulib.models import ModelFileError, model_entry, model_path
+from aulib.models import ModelFileError, model_entry, model_path, onnx_session
 
 # Faces per onnxruntime call: a whole dataset in one call would need tens of GB of activations, and
 # past 16 faces the activations leave the cache (32 per call was ~10 % slower per face, measured).
@@ -99,20 +99,10 @@ class _OnnxModel:
     aus: list[int] = []  # AU heads, in output order (the multitask model's, from its manifest entry)
 
     def __init__(self, path: str | Path | None = None) -> None:
-        import onnxruntime as ort
-
         self.path = model_path(self.name, path)
         self.info = model_entry(self.name)
         self.classes = emotion_classes(self.info, self.name)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1
-        opts.inter_op_num_threads = 1
-        try:
-            self.session = ort.InferenceSession(self._model(), opts, providers=["CPUExecutionProvider"])
-        except ModelFileError:
-            raise
-        except Exception as e:  # onnxruntime raises its own exception types
-            raise ModelFileError(f"{self.path}: not a loadable ONNX model ({e})") from e
+        self.session = onnx_session(self._model(), self.path)
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.size = int(inp.shape[-1])

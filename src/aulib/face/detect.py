@@ -89,18 +89,10 @@ class RetinaFaceDetector:
         min_size: float = 16.0,
         threads: int = 1,
     ) -> None:
-        import onnxruntime as ort
-
-        from aulib.models import ModelFileError, model_path
+        from aulib.models import model_path, onnx_session
 
         path = model_path(MODEL_FILE)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        try:
-            self._session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        except Exception as e:  # onnxruntime raises its own exception types
-            raise ModelFileError(f"{path}: not a loadable ONNX model ({e})") from e
+        self._session = onnx_session(path, path, threads)
         self.score_threshold = score_threshold
         self.nms_threshold = nms_threshold
         self.max_side = max_side

@@ -68,18 +68,9 @@ def eye_crops(image: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.
 
 @lru_cache(maxsize=2)
 def _session(path: str) -> Any:
-    import onnxruntime as ort
+    from aulib.models import onnx_session
 
-    from aulib.models import ModelFileError
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1  # small convolutions: a second thread gains little, callers parallelise
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    try:
-        return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
-    except Exception as e:  # onnxruntime raises its own exception types for unreadable models
-        raise ModelFileError(f"{path}: cannot load iris model ({e})") from None
+    return onnx_session(path, path)
 
 
 class IrisModel:

@@ -68,18 +68,9 @@ def _load_onnx(path: str) -> Any:
     every process on the machine through the page cache) instead of parsing. One intra-op thread:
     a face is a chain of 15 small dependent steps, and callers parallelise across frames.
     """
-    import onnxruntime as ort
+    from aulib.models import onnx_session
 
-    from aulib.models import ModelFileError
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    try:
-        return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
-    except Exception as e:  # onnxruntime raises its own exception types for unreadable models
-        raise ModelFileError(f"{path}: cannot load landmark model ({e})") from None
+    return onnx_session(path, path)
 
 
 class LandmarkPredictor:

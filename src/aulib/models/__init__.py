@@ -206,3 +206,22 @@ def unregister(name: str, manifest: str | Path = MANIFEST) -> None:
     data = read_manifest(manifest)
     data.get("models", {}).pop(name, None)
     Path(manifest).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def onnx_session(model: str | Path | bytes, label: str | Path, threads: int = 1) -> Any:
+    """An onnxruntime CPU session of ``model`` (a verified path, or its bytes after a graph edit),
+    ``threads`` intra-op threads (1 by default: aulib's networks are small and callers parallelise
+    across frames); any failure to load is a :class:`ModelFileError` naming ``label`` (the file)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    try:
+        return ort.InferenceSession(model if isinstance(model, bytes) else str(model), opts,
+                                    providers=["CPUExecutionProvider"])
+    except ModelFileError:
+        raise
+    except Exception as e:  # onnxruntime raises its own exception types for unreadable models
+        raise ModelFileError(f"{label}: not a loadable ONNX model ({e})") from None
