@@ -112,3 +112,24 @@ def test_gaze_angles_agree_with_openface_on_the_reference_clip(analyzer):
     for axis in ("x", "y"):
         diff = np.degrees(j[f"gaze_angle_{axis}"] - j[f"gaze_angle_{axis}_of"]).abs().mean()
         assert diff < 5.0, (axis, diff)
+
+
+def test_gaze_can_be_left_out(analyzer, tmp_path):
+    """--no-gaze / Analyzer(gaze=False): same table, gaze columns empty; a --resume must use the same choice."""
+    import subprocess
+    import sys
+
+    from aulib.analyzer import Analyzer
+
+    img = read_image(sample("single_face.jpg"))
+    with_gaze = analyzer.analyze_frame(img)
+    without = Analyzer(emotion_model="none", gaze=False).analyze_frame(img)
+    gaze_cols = [c for c in with_gaze.columns if c.startswith("gaze_")]
+    assert with_gaze[gaze_cols].notna().all(axis=None) and without[gaze_cols].isna().all(axis=None)
+    pd.testing.assert_frame_equal(with_gaze.drop(columns=gaze_cols), without.drop(columns=gaze_cols))
+    out = tmp_path / "t.csv"
+    cmd = [sys.executable, "-m", "aulib.cli", "analyze", str(sample("single_face.jpg")), "-o", str(out)]
+    assert subprocess.run(cmd + ["--no-gaze"], capture_output=True).returncode == 0
+    assert pd.read_csv(out)["gaze_angle_x"].isna().all()
+    again = subprocess.run(cmd + ["--resume"], capture_output=True, text=True)
+    assert again.returncode == 2 and "resume" in again.stderr

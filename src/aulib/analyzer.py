@@ -70,6 +70,8 @@ class Analyzer:
         (``True``/``"offline"`` zero-phase Gaussian, ``"causal"`` One Euro for live use, ``False`` raw
         per-frame values; see :mod:`aulib.video.smooth`). Images are never smoothed. A video call's
         ``smooth=`` option overrides it.
+    gaze: run the gaze stage (``gaze_*`` columns); ``False`` leaves them empty and saves its iris
+        network, ≈ 3.5 ms per face, the largest single stage.
 
     Besides the AU models, four stages fill OpenFace-style channels:
     :class:`~aulib.face.quality.FitConfidence` (``confidence``), :class:`~aulib.face.pose.HeadPose`
@@ -79,7 +81,7 @@ class Analyzer:
 
     def __init__(self, detector: str = "retinaface", emotion_model: EmotionModel = "cnn",
                  cropped: bool = False, intrinsics: Intrinsics | None = None,
-                 smooth: bool | str = True) -> None:
+                 smooth: bool | str = True, gaze: bool = True) -> None:
         if emotion_model not in ("cnn", "multitask", "none"):
             raise ValueError(f"emotion_model must be 'cnn', 'multitask' or 'none', not {emotion_model!r}")
         self.pipeline = FacePipeline(detector=detector)
@@ -108,6 +110,7 @@ class Analyzer:
         self.smooth = smooth
         self.pose = HeadPose(intrinsics)
         self.gaze = Gaze(self.pose)
+        self.with_gaze = bool(gaze)
         self.geometry_stages: list[ModelStage] = [FitConfidence(), self.pose, self.gaze, Blink()]
         self.stages: list[ModelStage] = [*self.geometry_stages, self.features, *self.au_stages,
                                          *([self.cnn] if self.cnn else [])]
@@ -137,11 +140,12 @@ class Analyzer:
         faces = [self.pipeline.cropped(rgb)] if cropped else self.pipeline(rgb)
         return list(self.run(faces))
 
-    def run(self, faces: Sequence[Face], gaze: bool = True) -> Sequence[Face]:
+    def run(self, faces: Sequence[Face], gaze: bool | None = None) -> Sequence[Face]:
         """Run every model stage on a batch of described faces (from one or many frames).
 
-        ``gaze=False`` skips the gaze stage (its iris network is ≈ 3.5 ms per face, the largest
-        single stage; the live page, which must keep up with a camera, leaves it out)."""
+        ``gaze=False`` skips the gaze stage (default: the analyzer's ``gaze`` setting); the live page,
+        which must keep up with a camera, leaves it out."""
+        gaze = self.with_gaze if gaze is None else gaze
         for stage in self.stages:
             if gaze or stage is not self.gaze:
                 stage.run(faces)

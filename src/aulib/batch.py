@@ -100,12 +100,13 @@ class AnalyzerSpec:
     emotion_model: str = "cnn"
     cropped: bool = False
     intrinsics: tuple[float, float, float, float] | None = None  # camera fx, fy, cx, cy (pixels); None: OpenFace's
+    gaze: bool = True
 
     def build(self) -> Analyzer:
         from aulib.analyzer import Analyzer
 
         return Analyzer(detector=self.detector, emotion_model=self.emotion_model,  # type: ignore[arg-type]
-                        cropped=self.cropped, intrinsics=self.intrinsics)
+                        cropped=self.cropped, intrinsics=self.intrinsics, gaze=self.gaze)
 
 
 @dataclass
@@ -359,7 +360,9 @@ def run_options(spec: AnalyzerSpec, video_options: dict) -> dict:
             "calibrate": "video" if cal is True else (cal or False),
             # video traces smoothed or raw: a resumed table must not mix the two
             "smooth": video_options.get("smooth", True),
-            "intrinsics": list(spec.intrinsics) if spec.intrinsics is not None else None}
+            "intrinsics": list(spec.intrinsics) if spec.intrinsics is not None else None,
+            # only when off: tables written with gaze (the default) keep the metadata they always had
+            **({} if spec.gaze else {"gaze": False})}
 
 
 def _check_meta(meta_path: Path, where: Path, meta: dict, resume: bool, existing_columns: list[str] | None) -> None:
@@ -375,7 +378,8 @@ def _check_meta(meta_path: Path, where: Path, meta: dict, resume: bool, existing
         diffs = []
         if old is not None:
             o1, o2 = old.get("options", {}), meta["options"]
-            diffs = [f"{k} {o1.get(k)!r} → {o2.get(k)!r}" for k in o2 if o1.get(k) != o2.get(k)]
+            keys = list(o2) + [k for k in o1 if k not in o2]  # an option only one of the runs records differs too
+            diffs = [f"{k} {o1.get(k)!r} → {o2.get(k)!r}" for k in keys if o1.get(k) != o2.get(k)]
             if old.get("columns") != meta["columns"]:
                 diffs.append("columns differ")
         elif existing_columns is not None and existing_columns != meta["columns"]:
@@ -786,7 +790,8 @@ class PartitionedOutput:
         present = self._listing()
         if resume and old is not None:
             o1, o2 = old.get("options", {}), meta["options"]
-            diffs = [f"{k} {o1.get(k)!r} → {o2.get(k)!r}" for k in o2 if o1.get(k) != o2.get(k)]
+            keys = list(o2) + [k for k in o1 if k not in o2]  # an option only one of the runs records differs too
+            diffs = [f"{k} {o1.get(k)!r} → {o2.get(k)!r}" for k in keys if o1.get(k) != o2.get(k)]
             if old.get("columns") != meta["columns"]:
                 diffs.append("columns differ")
             if diffs:

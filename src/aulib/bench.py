@@ -119,8 +119,9 @@ def check_video(video: str | Path) -> Path:
 
 
 def bench(video: str | Path, frames: int | None = None, detect_every: int = 10, emotion_model: str = "cnn",
-          detector: str = "retinaface", log: Callable[[str], None] = print) -> dict:
+          detector: str = "retinaface", log: Callable[[str], None] = print, gaze: bool = True) -> dict:
     """Run both passes on ``video`` (first ``frames`` frames) and log the report; returns the numbers.
+    ``gaze=False`` times the pipeline without the gaze stage (``aulib analyze --no-gaze``).
 
     Raises :class:`~aulib.video.VideoReadError` for a file that is not a readable video (checked
     before the models load) and when no frame decoded: no fps figure is ever printed for it.
@@ -130,7 +131,7 @@ def bench(video: str | Path, frames: int | None = None, detect_every: int = 10, 
 
     check_video(video)
     t = time.perf_counter()
-    analyzer = Analyzer(detector=detector, emotion_model=emotion_model)  # type: ignore[arg-type]
+    analyzer = Analyzer(detector=detector, emotion_model=emotion_model, gaze=gaze)  # type: ignore[arg-type]
     load_s = time.perf_counter() - t
     analyze_video_rows(analyzer, video, max_frames=5, detect_every=detect_every)  # warm-up (ONNX, caches)
 

@@ -209,6 +209,8 @@ def analyze(
                                 "head-pose traces (zero-phase Gaussian, 0.08 s); --no-smooth: raw per-frame values."),
     intrinsics: str | None = typer.Option(None, "--intrinsics", help="Camera FX,FY,CX,CY in pixels for head pose "
                                           "in mm/radians (default: OpenFace's, fx = fy = 500·width/640, centre)."),
+    gaze: bool = typer.Option(True, "--gaze/--no-gaze", help="--no-gaze: leave the gaze_* columns empty and save "
+                              "the iris network (≈3.5 ms per face, the largest single stage)."),
     per_input: Path | None = typer.Option(None, "--per-input", help="Folder for one table per input."),
     fmt: str | None = typer.Option(None, "--format", help="Format of --per-input tables: csv, parquet or json "
                                    "(default: that of -o, else csv)."),
@@ -254,7 +256,7 @@ def analyze(
         if len(camera) != 4 or not all(math.isfinite(v) for v in camera) or min(camera[:2]) <= 0:
             _fail(escape(f"--intrinsics must be four numbers FX,FY,CX,CY with FX, FY > 0, not {intrinsics!r}"))
     spec = AnalyzerSpec(detector=detector, emotion_model=emotion_model, cropped=cropped,
-                        intrinsics=camera)  # type: ignore[arg-type]
+                        intrinsics=camera, gaze=gaze)  # type: ignore[arg-type]
     analyzer = None
     if not (dask or scheduler):
         try:
@@ -311,6 +313,7 @@ def bench(
                                          help="OpenFace 2 FeatureExtraction binary: also time both tools as whole "
                                          "processes on the clip, in turn, and print the time ratio."),
     pairs: int = typer.Option(3, "--pairs", min=1, help="Runs of each tool for --openface."),
+    gaze: bool = typer.Option(True, "--gaze/--no-gaze", help="--no-gaze: time the pipeline without gaze."),
 ) -> None:
     """Frames per second of the full video pipeline and ms per stage (the last line reads "N fps")."""
     from aulib.bench import bench as run_bench
@@ -327,7 +330,7 @@ def bench(
         held.append(line)
 
     run_bench(video, frames=frames, detect_every=detect_every, emotion_model=emotion_model, detector=detector,
-              log=log)
+              log=log, gaze=gaze)
     if openface is not None:
         paired_openface(video, openface, pairs=pairs, frames=frames, log=typer.echo)
     typer.echo(held.pop())
