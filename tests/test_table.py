@@ -73,6 +73,11 @@ def test_rows_from_face_records_and_helpers_read_them_back():
     assert table.emotion_probs(df).columns.tolist()[:2] == ["neutral", "happiness"]
     assert table.rule_scores(df)["contempt"].tolist() == [10.0, 10.0]
     assert table.mt_au_occurrence(df)["AU12"].tolist() == [1, 1]
+    assert table.au_probability(df).isna().all(axis=None)  # these records have no probabilities
+    faces[0].au_prob = np.array([0.1, 0.9])
+    probs = table.au_probability(table.to_frame(table.face_rows(faces, "x.jpg"), cols))
+    assert probs.columns.tolist() == ["AU01", "AU12"] and probs.iloc[0].tolist() == [0.1, 0.9]
+    assert table.au_probability(df.drop(columns=["AU01_p", "AU12_p"])).shape == (2, 0)  # an older table
     lm = table.landmarks(df)
     assert lm.shape == (2, 68, 2)
     np.testing.assert_allclose(lm[1], faces[1].landmarks, rtol=1e-6)

@@ -608,6 +608,13 @@ def au_intensity(df: pd.DataFrame) -> pd.DataFrame:
     return _group(df, [intensity_column(x) for x in a], [au_name(x) for x in a])
 
 
+def au_probability(df: pd.DataFrame) -> pd.DataFrame:
+    """``AUxx_p`` columns (calibrated probability of presence, 0–1) as a frame with columns ``AU01`` …;
+    empty for tables written before the probabilities existed."""
+    a = [x for x in aus(df) if probability_column(x) in df.columns]
+    return _group(df, [probability_column(x) for x in a], [au_name(x) for x in a])
+
+
 def emotion_probs(df: pd.DataFrame) -> pd.DataFrame:
     """CNN probabilities with the emotion names as columns (empty frame when no emotion model ran)."""
     return _group(df, [prob_column(e) for e in EMOTIONS], list(EMOTIONS))
