@@ -274,3 +274,29 @@ def test_platt_scaling_recovers_a_known_calibration():
     assert a == pytest.approx(1.5, abs=0.1) and b == pytest.approx(-0.5, abs=0.1)
     assert calibration_error(y, 1 / (1 + np.exp(-(a * m + b)))) < 0.02
     assert calibration_error(y, np.full(m.size, 0.9)) > 0.3
+
+
+def test_multitask_heads_and_svms_vote_together():
+    """With the multitask network, the AUs it shares with the SVMs are decided on the mean of both
+    probabilities at the mean of both thresholds; the answer stays coherent (p, c, r, rules)."""
+    from aulib.analyzer import Analyzer
+    from aulib.io import read_image
+    from aulib.table import intensity_column, occurrence_column, probability_column, rule_column
+
+    a = Analyzer(emotion_model="multitask")
+    assert a.fusion is not None
+    svm_only = Analyzer(emotion_model="none")
+    img = read_image(sample("multi_face.jpg"))
+    fused, alone = a.get(img), svm_only.get(img)
+    assert len(fused) == len(alone) >= 4
+    thr = a.occurrence_thresholds
+    for f, g in zip(fused, alone):
+        for j, au in enumerate(f.mt_aus):
+            k = f.aus.index(au)
+            assert f.au_prob[k] == pytest.approx((g.au_prob[k] + f.mt_au_probs[j]) / 2, abs=1e-6)
+        assert ((f.au_prob > thr) == (f.au_occurrence == 1)).all()
+        assert (f.au_intensity[f.au_occurrence == 1] >= 1).all() and (f.au_intensity[f.au_occurrence == 0] <= 1).all()
+    df = a.analyze_frame(img)
+    assert ((df[probability_column(12)] > thr[a.aus.index(12)]) == (df[occurrence_column(12)] == 1)).all()
+    assert (df[intensity_column(12)][df[occurrence_column(12)] == 1] >= 1).all()
+    assert df[rule_column("happiness")].notna().all()

@@ -31,6 +31,7 @@ from aulib import table
 from aulib.au.embedding import EmotionEmbeddingCNN, embedding_cnn_for
 from aulib.au.emotion_rules import EmotionRules
 from aulib.au.features import AUFeatures, feature_version
+from aulib.au.fusion import AUFusion
 from aulib.au.linear import LinearBank
 from aulib.au.models import AUIntensity, AUOccurrence
 from aulib.cnn.inference import EmotionCNN, MultitaskCNN
@@ -112,14 +113,20 @@ class Analyzer:
         self.gaze = Gaze(self.pose)
         self.with_gaze = bool(gaze)
         self.geometry_stages: list[ModelStage] = [FitConfidence(), self.pose, self.gaze, Blink()]
+        # With the multitask network, its AU heads and the SVMs vote together (aulib.au.fusion).
+        self.fusion = (AUFusion(self.occurrence, self.cnn.aus, self.cnn.thresholds, self.rules)
+                       if isinstance(self.cnn, MultitaskCNN) and self.occurrence.calibrated else None)
         self.stages: list[ModelStage] = [*self.geometry_stages, self.features, *self.au_stages,
-                                         *([self.cnn] if self.cnn else [])]
+                                         *([self.cnn] if self.cnn else []), *([self.fusion] if self.fusion else [])]
         self.cropped = cropped
         self.columns = table.columns(self.aus, self.mt_aus, emotion=emotion_model != "none")
 
     @property
     def occurrence_thresholds(self) -> np.ndarray | None:
-        """(K,) the calibrated probability above which each AU is present (None if not calibrated)."""
+        """(K,) the calibrated probability above which each AU is present (None if not calibrated);
+        fused with the multitask heads' thresholds where they vote too."""
+        if self.fusion is not None:
+            return self.fusion.thresholds
         return self.occurrence.probability_threshold() if self.occurrence.calibrated else None
 
     @property
@@ -153,7 +160,7 @@ class Analyzer:
 
     def rescore(self, faces: Sequence[Face]) -> Sequence[Face]:
         """Re-run the AU stages from each face's ``features`` (after per-person calibration)."""
-        for stage in self.au_stages:
+        for stage in [*self.au_stages, *([self.fusion] if self.fusion else [])]:
             stage.run(faces)
         return faces
 
