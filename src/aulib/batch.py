@@ -164,16 +164,19 @@ class Tally:
     error: str = ""
 
     def add(self, chunk: Rows) -> None:
-        self.rows += len(chunk)
         for r in chunk.rows:
-            err = str(r.get("error") or "")
-            if not r.get("success") and err.startswith(str(r.get("input") or "") + ":"):
-                self.broke = self.broke or ": analysis failed" in err
-                self.error = self.error or table_text(err)
-            else:
-                self.all_failed = False
-                self.frames.add(int(r.get("frame") or 0))
-                self.faces += r.get("success") == 1
+            self.add_row(r)
+
+    def add_row(self, r: dict) -> None:
+        self.rows += 1
+        err = str(r.get("error") or "")
+        if not r.get("success") and err.startswith(str(r.get("input") or "") + ":"):
+            self.broke = self.broke or ": analysis failed" in err
+            self.error = self.error or table_text(err)
+        else:
+            self.all_failed = False
+            self.frames.add(int(r.get("frame") or 0))
+            self.faces += r.get("success") == 1
 
 
 # ---------------------------------------------------------------------------------- output names
@@ -237,28 +240,15 @@ def _overlay_suffix(name: str) -> str:
     return ".jpg" if Path(name).suffix.lower() in (".jpg", ".jpeg", ".jpe", ".jfif") else ".png"
 
 
-def is_failure(df: pd.DataFrame) -> pd.Series:
-    """Rows of a table read back that are read or analysis failures of their input (not "no face
-    detected"); :class:`Tally` is the same rule on rows being written."""
-    import pandas as pd
-
-    if not len(df):
-        return pd.Series([], dtype=bool)
-    errs, names = df["error"].astype(str).tolist(), df["input"].astype(str).tolist()
-    return (df["success"] == 0) & pd.Series([e.startswith(n + ":") for e, n in zip(errs, names)], index=df.index)
-
-
 def failed_inputs(df: pd.DataFrame) -> set[str]:
-    """Inputs all of whose rows are failures, or whose analysis broke off (worth a retry)."""
-    import pandas as pd
-
+    """Inputs of a table read back (names in table text) all of whose rows are failures, or whose
+    analysis broke off (worth a retry): :class:`Tally`'s rule, input by input."""
     if not len(df):
         return set()
-    fail = is_failure(df)
-    broke = df["error"].astype(str).str.contains(": analysis failed", regex=False)
-    g = pd.DataFrame({"input": df["input"].astype(str), "fail": fail, "broke": broke & fail}).groupby("input")
-    agg = g.agg(all_fail=("fail", "all"), broke=("broke", "any"))
-    return set(agg.index[agg.all_fail | agg.broke])
+    per: dict[str, Tally] = {}
+    for r in Rows.from_frame(df[["input", "success", "error"]]).rows:
+        per.setdefault(str(r.get("input") or ""), Tally()).add_row(r)
+    return {table_text(name) for name, t in per.items() if t.all_failed or t.broke}
 
 
 def input_name(path: Source) -> str:
@@ -365,6 +355,17 @@ def run_options(spec: AnalyzerSpec, video_options: dict) -> dict:
             **({} if spec.gaze else {"gaze": False})}
 
 
+def run_differences(old: dict, new: dict) -> list[str]:
+    """How the run metadata ``new`` differs from ``old`` (options, then columns): what ``--resume``
+    refuses. An option only one of the two records differs too."""
+    o1, o2 = old.get("options", {}), new["options"]
+    keys = list(o2) + [k for k in o1 if k not in o2]
+    diffs = [f"{k} {o1.get(k)!r} → {o2.get(k)!r}" for k in keys if o1.get(k) != o2.get(k)]
+    if old.get("columns") != new["columns"]:
+        diffs.append("columns differ")
+    return diffs
+
+
 def _check_meta(meta_path: Path, where: Path, meta: dict, resume: bool, existing_columns: list[str] | None) -> None:
     """Refuse to resume a table made with other columns/options; then record this run's."""
     if resume:
@@ -377,11 +378,7 @@ def _check_meta(meta_path: Path, where: Path, meta: dict, resume: bool, existing
                                  f"{table_text(str(where))} safely (remove it, or write a new output)") from None
         diffs = []
         if old is not None:
-            o1, o2 = old.get("options", {}), meta["options"]
-            keys = list(o2) + [k for k in o1 if k not in o2]  # an option only one of the runs records differs too
-            diffs = [f"{k} {o1.get(k)!r} → {o2.get(k)!r}" for k in keys if o1.get(k) != o2.get(k)]
-            if old.get("columns") != meta["columns"]:
-                diffs.append("columns differ")
+            diffs = run_differences(old, meta)
         elif existing_columns is not None and existing_columns != meta["columns"]:
             diffs.append("columns differ")
         if diffs:
@@ -789,11 +786,7 @@ class PartitionedOutput:
         old = self._load()
         present = self._listing()
         if resume and old is not None:
-            o1, o2 = old.get("options", {}), meta["options"]
-            keys = list(o2) + [k for k in o1 if k not in o2]  # an option only one of the runs records differs too
-            diffs = [f"{k} {o1.get(k)!r} → {o2.get(k)!r}" for k in keys if o1.get(k) != o2.get(k)]
-            if old.get("columns") != meta["columns"]:
-                diffs.append("columns differ")
+            diffs = run_differences(old, meta)
             if diffs:
                 raise ValueError(f"{redact(self.root)}: --resume with other options than the run that wrote it "
                                  f"({'; '.join(diffs)}): use the same options or a new output")
