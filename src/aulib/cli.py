@@ -436,11 +436,11 @@ def evaluate_occlusion_cmd(
 ) -> None:
     """Emotion accuracy and AU F1 on real faces with synthetic occluders (hand, bar, noise over brows, eyes
     or mouth) against the same faces clean → reports/occlusion.md."""
-    from aulib.training import REPORTS
+    from aulib.training import CACHE, REPORTS
     from aulib.training.occlusion import evaluate_occlusion
 
     md = evaluate_occlusion(_data_dir(data, "ckplus48", "ferplus", "samples"), reports or REPORTS, log=typer.echo,
-                            limit=limit)
+                            limit=limit, cache_dir=CACHE)
     typer.echo(f"report: {md}")
 
 

@@ -126,10 +126,12 @@ def crop_features(paths: Sequence[Path], cache_dir: str | Path | None,
                 occluded.append(hidden if hidden.success else face)
         if not faces:
             raise ValueError("no face could be fitted in any training image")
-        X = np.zeros((len(paths), batched(faces[:1]).shape[1]), np.float32)
-        Xm, Xo = np.zeros_like(X), np.zeros_like(X)
-        X[ok], Xm[ok], Xo[ok] = batched(faces), batched(mirrored), batched(occluded)
-        return {"X": X, "X_mirror": Xm, "X_occluded": Xo, "ok": ok}
+        out: dict[str, np.ndarray] = {"ok": ok}
+        for key, group in (("X", faces), ("X_mirror", mirrored), ("X_occluded", occluded)):
+            feats = batched(group)
+            out[key] = np.zeros((len(paths), feats.shape[1]), np.float32)
+            out[key][ok] = feats
+        return out
 
     z = cached(cache_dir, "features-occ", [version, *map(str, paths)], compute)
     assert z is not None  # computed when not cached

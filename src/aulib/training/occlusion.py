@@ -139,37 +139,38 @@ def emotion_on_occluded(data_dir: Path, analyzer: Any, log: Log, limit: int | No
     return out
 
 
-def aus_on_occluded(data_dir: Path, analyzer: Any, log: Log, folds: int = 5) -> dict[str, Any]:
-    """CK+ AU F1 (subject-grouped CV, banks trained on clean faces) on clean vs occluded test faces."""
+def aus_on_occluded(data_dir: Path, analyzer: Any, log: Log, folds: int = 5,
+                    cache_dir: str | Path | None = None) -> dict[str, Any]:
+    """CK+ AU F1 (subject-grouped CV) on clean vs occluded test faces, for banks trained with mirrored
+    copies only (before) and with the shipped recipe's occluded copies too (:func:`crop_features`,
+    whose cache the training commands share)."""
     from sklearn.base import clone
     from sklearn.model_selection import GroupKFold
 
-    from aulib.au.features import features_matrix, mirrored_face
+    from aulib.au.features import features_matrix
     from aulib.au.models import AUOccurrence
     from aulib.io import read_image
+    from aulib.training.crops import crop_features
     from aulib.training.datasets import CKPlus
 
     ck = CKPlus.load(data_dir).with_facs()
     aus = list(analyzer.aus)
-    images = [read_image(p) for p in ck.image_paths()]
-    pipe = analyzer.pipeline
-    clean = [pipe.cropped(img) for img in images]
-    keep = np.array([f.success for f in clean])
-    where = plan(len(images))
-    occ = [pipe.cropped(occlude(img, f.landmarks, *where[i], seed=i)) if f.success else f
-           for i, (img, f) in enumerate(zip(images, clean))]
+    paths = ck.image_paths()
     embedder = analyzer.features.embedder
+    X, Xm, Xt, keep = crop_features(paths, cache_dir, embedder)
     idx = np.flatnonzero(keep)
-    X = features_matrix([clean[i] for i in idx], embedder)[0]
-    Xm = features_matrix([mirrored_face(clean[i], pipe.hog, pipe.masker) for i in idx], embedder)[0]
-    occ_ok = np.array([occ[i].success for i in idx])
+    X, Xm, Xt = X[idx], Xm[idx], Xt[idx]
+    pipe = analyzer.pipeline
+    where = plan(len(paths))  # indexed like crop_features' training plan: never the same occluder
+    occ = []
+    for i in idx:
+        img = read_image(paths[i])
+        clean = pipe.cropped(img)  # its landmarks place the test occluder
+        occ.append(pipe.cropped(occlude(img, clean.landmarks, *where[i], seed=i)))
+    occ_ok = np.array([f.success for f in occ])
     Xo = np.zeros_like(X)
     if occ_ok.any():
-        Xo[occ_ok] = features_matrix([occ[i] for i in idx[occ_ok]], embedder)[0]
-    # the training copies of the shipped recipe (aulib.training.crops.crop_features): other occluders
-    train_where = training_plan(len(images))
-    hidden = [pipe.cropped(occlude(images[i], clean[i].landmarks, *train_where[i], seed=100_000 + i)) for i in idx]
-    Xt = features_matrix([h if h.success else clean[i] for h, i in zip(hidden, idx)], embedder)[0]
+        Xo[occ_ok] = features_matrix([f for f in occ if f.success], embedder)[0]
     ck = ck.take(keep)
     Y, groups = ck.occurrence(aus), ck.subjects
     base = AUOccurrence(au_numbers=tuple(aus), feature_version=analyzer.occurrence.feature_version_, cv=folds - 1)
@@ -210,7 +211,7 @@ def _au_figures(Y: np.ndarray, pred_c: np.ndarray, pred_o: np.ndarray, aus: Sequ
 
 
 def evaluate_occlusion(data_dir: str | Path, reports_dir: str | Path, log: Log = print,
-                       limit: int | None = None) -> Path:
+                       limit: int | None = None, cache_dir: str | Path | None = None) -> Path:
     """Run both evaluations and the laughing-man sample; write ``occlusion.md`` / ``occlusion.json``."""
     from aulib.analyzer import Analyzer
     from aulib.io import read_image
@@ -219,7 +220,7 @@ def evaluate_occlusion(data_dir: str | Path, reports_dir: str | Path, log: Log =
     data_dir, reports_dir = Path(data_dir), Path(reports_dir)
     analyzer = Analyzer()
     emo = emotion_on_occluded(data_dir, analyzer, log, limit)
-    au = aus_on_occluded(data_dir, analyzer, log)
+    au = aus_on_occluded(data_dir, analyzer, log, cache_dir=cache_dir)
     sample = data_dir / "samples" / "Image_with_alpha.png"
     laughing = None
     if sample.exists():
