@@ -118,39 +118,47 @@ def trace_scale(column: str) -> float:
     return 0.5 if column in GAZE_COLUMNS else 1.0
 
 
-def make_coherent(rows: Sequence[dict], aus: Sequence[int], p_thresholds: Sequence[float] | None = None) -> None:
+class CoherentRows:
     """After video smoothing moved ``AUxx_p`` and ``AUxx_r``, in place: each ``AUxx_c`` decided again
     from the smoothed probability (``AUxx_p`` > the AU's ``p_thresholds`` entry; kept when None or
     no probability) and the occurrence/intensity rule re-applied
-    (:func:`aulib.au.models.coherent_intensity`); the ``rule_*`` percentages follow the new occurrences."""
-    from aulib.au.emotion_rules import EmotionRules
-    from aulib.au.models import coherent_intensity
+    (:func:`aulib.au.models.coherent_intensity`); the ``rule_*`` percentages follow the new occurrences.
+    Built once per video (column names, rule matrix), called on every chunk of rows."""
 
-    occ, inten = [occurrence_column(a) for a in aus], [intensity_column(a) for a in aus]
-    prob = [probability_column(a) for a in aus]
-    rules = EmotionRules(list(aus)) if p_thresholds is not None else None
-    for row in rows:
-        if not row.get("success") or occ[0] not in row or inten[0] not in row:
-            continue
-        if p_thresholds is not None:
-            for pk, ok_, t in zip(prob, occ, p_thresholds):
-                v = row.get(pk)
-                if v is not None and np.isfinite(v):
-                    row[ok_] = int(v > t)
-        c = np.array([row.get(k, np.nan) for k in occ], np.float64)
-        if rules is not None and np.isfinite(c).all() and rule_column(RULE_EMOTIONS[0]) in row:
-            row.update(zip(map(rule_column, RULE_EMOTIONS), rules(c[None])[0].astype(np.float64).tolist()))
-        r = np.array([row.get(k, np.nan) for k in inten], np.float64)
-        ok = np.isfinite(c) & np.isfinite(r)
-        fixed = coherent_intensity(r, c)
-        for k, v, good in zip(inten, fixed.tolist(), ok):
-            if good:
-                row[k] = v
+    def __init__(self, aus: Sequence[int], p_thresholds: Sequence[float] | None = None) -> None:
+        from aulib.au.emotion_rules import EmotionRules
+
+        self.occ, self.inten = [occurrence_column(a) for a in aus], [intensity_column(a) for a in aus]
+        self.prob = [probability_column(a) for a in aus]
+        self.p_thresholds = None if p_thresholds is None else [float(t) for t in p_thresholds]
+        self.rules = EmotionRules(list(aus)) if p_thresholds is not None else None
+
+    def __call__(self, rows: Sequence[dict]) -> None:
+        from aulib.au.models import coherent_intensity
+
+        occ, inten = self.occ, self.inten
+        for row in rows:
+            if not row.get("success") or not occ or occ[0] not in row or inten[0] not in row:
+                continue
+            if self.p_thresholds is not None:
+                for pk, ok_, t in zip(self.prob, occ, self.p_thresholds):
+                    v = row.get(pk)
+                    if v is not None and np.isfinite(v):
+                        row[ok_] = int(v > t)
+            c = np.array([row.get(k, np.nan) for k in occ], np.float64)
+            if self.rules is not None and np.isfinite(c).all() and rule_column(RULE_EMOTIONS[0]) in row:
+                row.update(zip(map(rule_column, RULE_EMOTIONS), self.rules(c[None])[0].astype(np.float64).tolist()))
+            r = np.array([row.get(k, np.nan) for k in inten], np.float64)
+            ok = np.isfinite(c) & np.isfinite(r)
+            fixed = coherent_intensity(r, c)
+            for k, v, good in zip(inten, fixed.tolist(), ok):
+                if good:
+                    row[k] = v
 
 
 def trace_columns(aus: Sequence[int]) -> list[str]:
     """Columns that video smoothing steadies along time: the AU models' intensities and probabilities
-    (the occurrences are then decided again from the smoothed probabilities, :func:`make_coherent`), the
+    (the occurrences are then decided again from the smoothed probabilities, :class:`CoherentRows`), the
     head pose and the gaze (see :func:`trace_scale`, :data:`GAZE_VECTORS`)."""
     return ([intensity_column(a) for a in aus] + [probability_column(a) for a in aus] + list(POSE_COLUMNS)
             + list(GAZE_COLUMNS))
@@ -582,8 +590,8 @@ def blink(df: pd.DataFrame) -> pd.DataFrame:
 
 def gaze(df: pd.DataFrame) -> pd.DataFrame:
     """Gaze columns ``angle_x``, ``angle_y`` (radians) and the unit vectors ``0_x`` … ``1_z``."""
-    return _group(df, GAZE_COLUMNS[6:] + GAZE_COLUMNS[:6], [c.removeprefix("gaze_") for c in
-                                                          GAZE_COLUMNS[6:] + GAZE_COLUMNS[:6]])
+    names = GAZE_COLUMNS[6:] + GAZE_COLUMNS[:6]
+    return _group(df, names, [c.removeprefix("gaze_") for c in names])
 
 
 def mt_aus(df: pd.DataFrame) -> list[int]:
@@ -611,7 +619,7 @@ def au_intensity(df: pd.DataFrame) -> pd.DataFrame:
 def au_probability(df: pd.DataFrame) -> pd.DataFrame:
     """``AUxx_p`` columns (calibrated probability of presence, 0–1) as a frame with columns ``AU01`` …;
     empty for tables written before the probabilities existed."""
-    a = [x for x in aus(df) if probability_column(x) in df.columns]
+    a = aus(df)
     return _group(df, [probability_column(x) for x in a], [au_name(x) for x in a])
 
 

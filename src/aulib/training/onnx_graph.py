@@ -51,6 +51,11 @@ def _prune(model: Any) -> None:
             graph.node.remove(n)
 
 
+def _mode(pad: Any) -> bytes:
+    """A Pad node's ``mode`` attribute (ONNX's default: constant)."""
+    return next((a.s for a in pad.attribute if a.name == "mode"), b"constant")
+
+
 def fold_pads(model: Any) -> tuple[Any, int]:
     """``model`` with every constant zero Pad that feeds only Convs folded into them; and how many."""
     import onnx
@@ -61,10 +66,8 @@ def fold_pads(model: Any) -> tuple[Any, int]:
     for n in graph.node:
         for i in n.input:
             consumers.setdefault(i, []).append(n)
-    pads = [n for n in graph.node if n.op_type == "Pad" and len(n.input) >= 2
-            and all(c.op_type == "Conv" for c in consumers.get(n.output[0], []))
-            and helper.get_attribute_value(next((a for a in n.attribute if a.name == "mode"), helper.make_attribute(
-                "mode", b"constant"))) in (b"constant", "constant")]
+    pads = [n for n in graph.node if n.op_type == "Pad" and len(n.input) >= 2 and _mode(n) == b"constant"
+            and all(c.op_type == "Conv" for c in consumers.get(n.output[0], []))]
     inits = {i.name: onnx.numpy_helper.to_array(i) for i in graph.initializer}
     need = [n.input[1] for n in pads if n.input[1] not in inits]
     values = {**inits, **(_constant_values(model, need) if need else {})}

@@ -35,7 +35,7 @@ from threadpoolctl import threadpool_limits
 
 from aulib.face.pipeline import FacePipeline
 from aulib.face.record import Face
-from aulib.table import GAZE_VECTORS, empty_row, face_rows, make_coherent, trace_columns, trace_scale
+from aulib.table import GAZE_VECTORS, CoherentRows, empty_row, face_rows, trace_columns, trace_scale
 from aulib.video.calibrate import NeutralCalibrator
 from aulib.video.follow import DEFAULT_DETECT_EVERY, FaceFollower
 from aulib.video.overlay import OverlayWriter
@@ -252,15 +252,15 @@ class VideoAnalysis:
             self._thread = None
 
 
-def _smoothed(smoother: TraceSmoother | OneEuroSmoother | None, rows: list[dict], models: FaceModels,
+def _smoothed(smoother: TraceSmoother | OneEuroSmoother | None, rows: list[dict], coherent: CoherentRows,
               final: bool = False) -> list[dict]:
     """Rows through the smoother (all remaining ones when ``final``); then each occurrence is decided
     from its smoothed probability and the intensities are made coherent with it again
-    (:func:`aulib.table.make_coherent`)."""
+    (:class:`aulib.table.CoherentRows`)."""
     if smoother is None:
         return rows
     out = smoother.push(rows) + (smoother.finish() if final else [])
-    make_coherent(out, models.aus, models.occurrence_thresholds)
+    coherent(out)
     return out
 
 
@@ -312,6 +312,7 @@ def iter_video_rows(
     smoother: TraceSmoother | OneEuroSmoother | None = (
         OneEuroSmoother(cols) if smooth == "causal"
         else TraceSmoother(cols, smooth_sigma, [trace_scale(c) for c in cols], GAZE_VECTORS) if smooth else None)
+    coherent = CoherentRows(models.aus, models.occurrence_thresholds)
     try:
         reader = FrameReader(path, every, fps, max_frames, threaded=threaded)
     except VideoReadError as e:
@@ -334,12 +335,12 @@ def iter_video_rows(
                 if progress is not None:
                     progress(n, total)
                 ready = va.ready()
-                pending.extend(_smoothed(smoother, ready, models))
+                pending.extend(_smoothed(smoother, ready, coherent))
                 if len(pending) >= chunk_rows:
                     chunk, pending = pending, []
                     yield chunk
             rest = va.finish()
-            pending.extend(_smoothed(smoother, rest, models, final=True))
+            pending.extend(_smoothed(smoother, rest, coherent, final=True))
     except BaseException:  # includes GeneratorExit: the caller stopped early
         va.close()
         raise
