@@ -81,3 +81,21 @@ def test_rescore_after_changing_features_changes_only_the_au_outputs(full):
     full.rescore([f])
     assert not np.array_equal(f.au_intensity, before[0])
     np.testing.assert_array_equal(f.emotion_probs, before[1])
+
+
+def test_images_average_emotion_over_the_mirror_image_video_frames_do_not(full):
+    """tta (default): a photo's emotion is the mean over the face and its mirror; ``run(flip=False)``
+    (what the video and live paths call) is the face alone; AU outputs are the same either way."""
+    image = aulib.read_image(SMILE)
+    flipped = full.get(image)[0]
+    faces = full.pipeline(image)
+    plain = full.run(faces, flip=False)[0]
+    model = full.cnn if full.cnn is not None else full.features.embedder
+    crop = plain.aligned
+    both = model.predict(np.stack([crop, crop[:, ::-1]]))
+    probs = both if isinstance(both, np.ndarray) else both[0]
+    np.testing.assert_allclose(plain.emotion_probs, probs[0], atol=1e-5)
+    np.testing.assert_allclose(flipped.emotion_probs, probs.mean(axis=0), atol=1e-5)
+    np.testing.assert_array_equal(flipped.au_intensity, plain.au_intensity)
+    no_tta = Analyzer(emotion_model=full.emotion_model, tta=False)
+    np.testing.assert_allclose(no_tta.get(image)[0].emotion_probs, plain.emotion_probs, atol=1e-6)

@@ -121,6 +121,25 @@ def test_training_smoke_run_exports_onnx_that_onnxruntime_runs(tmp_path: Path) -
     out = sess.run(None, {"image": image})
     assert out[0].shape == (3, 8)
     np.testing.assert_allclose(out[0].sum(axis=1), 1.0, atol=1e-5)
+    # the int8 tool (aulib train quantize): backbone quantised, first convolutions and outputs float
+    from aulib.training.quantize import FLOAT_FIRST_CONVS, quantize_cnn
+
+    crops = np.random.default_rng(1).integers(0, 256, (40, 112, 112), dtype=np.uint8)
+    int8 = quantize_cnn(onnx_path, tmp_path / "int8.onnx", crops)
+    nodes = _graph_nodes(int8)
+    produced = {o: n.op_type for n in nodes for o in n.output}
+    convs = [n for n in nodes if n.op_type == "Conv"]
+    assert all(produced.get(c.input[1]) != "DequantizeLinear" for c in convs[:FLOAT_FIRST_CONVS])
+    assert all(produced.get(c.input[1]) == "DequantizeLinear" for c in convs[FLOAT_FIRST_CONVS:])
+    got = ort.InferenceSession(str(int8), providers=["CPUExecutionProvider"]).run(None, {"image": image})[0]
+    np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-5)  # softmax stays float: no 1/255 grid
+    assert np.abs(got - out[0]).max() < 0.1
+
+
+def _graph_nodes(path: Path) -> list:
+    import onnx
+
+    return list(onnx.load(str(path)).graph.node)
 
 
 @needs_torch
@@ -211,6 +230,23 @@ def test_multitask_cnn_says_happiness_and_au12_for_smiling_sample(aligned_sample
     assert ((au >= 0) & (au <= 1)).all()
     assert EMOTIONS[int(emo[0].argmax())] == "happiness"
     assert au[0, model.aus.index(12)] > 0.5  # lip corner puller: the smile
+
+
+def test_flip_averages_the_emotion_over_the_mirror_image(aligned_sample: np.ndarray) -> None:
+    from aulib.au.embedding import EmotionEmbeddingCNN
+    from aulib.cnn import EmotionCNN
+
+    model = EmotionCNN()
+    crops = np.stack([aligned_sample, aligned_sample[:, ::-1]])
+    plain = model.predict(crops)
+    both = model.predict(crops, flip=True)
+    np.testing.assert_allclose(both[0], (plain[0] + plain[1]) / 2, atol=1e-5)
+    np.testing.assert_allclose(both[0], both[1], atol=1e-5)  # a face and its mirror now agree
+    emb = EmotionEmbeddingCNN()
+    p0, e0 = emb.predict_with_embedding(crops)
+    p1, e1 = emb.predict_with_embedding(crops, flip=True)
+    np.testing.assert_allclose(e1, e0, atol=1e-5)  # the AU features are the crop's own
+    np.testing.assert_allclose(p1, both, atol=1e-5)
 
 
 def test_emotion_cnn_accepts_any_crop_size_and_channel_count(aligned_sample: np.ndarray) -> None:

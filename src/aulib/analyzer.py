@@ -73,6 +73,10 @@ class Analyzer:
         ``smooth=`` option overrides it.
     gaze: run the gaze stage (``gaze_*`` columns); ``False`` leaves them empty and saves its iris
         network, ≈ 3.5 ms per face, the largest single stage.
+    tta: images and crops: the emotion probabilities are the mean of the face and its mirror image
+        (test-time augmentation: FER2013Valid 0.864 → 0.869 with the int8 CNN, for ≈ 1 ms more per
+        face). Video frames and the live page are never flipped: their traces are averaged over
+        time and they must keep up with the frame rate. The AU features are the face's own either way.
 
     Besides the AU models, four stages fill OpenFace-style channels:
     :class:`~aulib.face.quality.FitConfidence` (``confidence``), :class:`~aulib.face.pose.HeadPose`
@@ -82,7 +86,7 @@ class Analyzer:
 
     def __init__(self, detector: str = "retinaface", emotion_model: EmotionModel = "cnn",
                  cropped: bool = False, intrinsics: Intrinsics | None = None,
-                 smooth: bool | str = True, gaze: bool = True) -> None:
+                 smooth: bool | str = True, gaze: bool = True, tta: bool = True) -> None:
         if emotion_model not in ("cnn", "multitask", "none"):
             raise ValueError(f"emotion_model must be 'cnn', 'multitask' or 'none', not {emotion_model!r}")
         self.pipeline = FacePipeline(detector=detector)
@@ -118,6 +122,9 @@ class Analyzer:
                        if isinstance(self.cnn, MultitaskCNN) and self.occurrence.calibrated else None)
         self.stages: list[ModelStage] = [*self.geometry_stages, self.features, *self.au_stages,
                                          *([self.cnn] if self.cnn else []), *([self.fusion] if self.fusion else [])]
+        self.tta = bool(tta)
+        # the stages that give the emotion probabilities (they take the flip option)
+        self._emotion_stages = [s for s in (self.features if own_emotion else None, self.cnn) if s is not None]
         self.cropped = cropped
         self.columns = table.columns(self.aus, self.mt_aus, emotion=emotion_model != "none")
 
@@ -147,14 +154,20 @@ class Analyzer:
         faces = [self.pipeline.cropped(rgb)] if cropped else self.pipeline(rgb)
         return list(self.run(faces))
 
-    def run(self, faces: Sequence[Face], gaze: bool | None = None) -> Sequence[Face]:
+    def run(self, faces: Sequence[Face], gaze: bool | None = None, flip: bool | None = None) -> Sequence[Face]:
         """Run every model stage on a batch of described faces (from one or many frames).
 
         ``gaze=False`` skips the gaze stage (default: the analyzer's ``gaze`` setting); the live page,
-        which must keep up with a camera, leaves it out."""
+        which must keep up with a camera, leaves it out. ``flip``: average the emotion over each face
+        and its mirror image (default: the analyzer's ``tta``; video and live pass ``False``)."""
         gaze = self.with_gaze if gaze is None else gaze
+        flip = self.tta if flip is None else flip
         for stage in self.stages:
-            if gaze or stage is not self.gaze:
+            if stage is self.gaze and not gaze:
+                continue
+            if any(stage is e for e in self._emotion_stages):
+                stage.run(faces, flip=flip)  # type: ignore[call-arg]
+            else:
                 stage.run(faces)
         return faces
 

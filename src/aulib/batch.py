@@ -101,12 +101,14 @@ class AnalyzerSpec:
     cropped: bool = False
     intrinsics: tuple[float, float, float, float] | None = None  # camera fx, fy, cx, cy (pixels); None: OpenFace's
     gaze: bool = True
+    tta: bool = True  # images: emotion averaged with the mirror image
 
     def build(self) -> Analyzer:
         from aulib.analyzer import Analyzer
 
         return Analyzer(detector=self.detector, emotion_model=self.emotion_model,  # type: ignore[arg-type]
-                        cropped=self.cropped, intrinsics=self.intrinsics, gaze=self.gaze)
+                        cropped=self.cropped, intrinsics=self.intrinsics, gaze=self.gaze,
+                        tta=self.tta)
 
 
 @dataclass
@@ -352,7 +354,7 @@ def run_options(spec: AnalyzerSpec, video_options: dict) -> dict:
             "smooth": video_options.get("smooth", True),
             "intrinsics": list(spec.intrinsics) if spec.intrinsics is not None else None,
             # only when off: tables written with gaze (the default) keep the metadata they always had
-            **({} if spec.gaze else {"gaze": False})}
+            **({} if spec.gaze else {"gaze": False}), **({} if spec.tta else {"tta": False})}
 
 
 def run_differences(old: dict, new: dict) -> list[str]:

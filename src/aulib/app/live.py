@@ -136,7 +136,7 @@ def make_callback(analyzer, state: LiveState, streams=None):
         try:
             if state.follower is None or state.follower.pipeline is not analyzer.pipeline:
                 state.follower = FaceFollower(analyzer.pipeline, LIVE_DETECT_EVERY, live_detector(analyzer.pipeline))
-            faces = list(analyzer.run(state.follower(img, number), gaze=False))  # camera rate first
+            faces = list(analyzer.run(state.follower(img, number), gaze=False, flip=False))  # camera rate first
             ok = [f for f in faces if f.success]
             if ok:
                 main = state.steady.update(max(ok, key=lambda f: float(f.box[2] * f.box[3])), now)

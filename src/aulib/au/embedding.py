@@ -43,11 +43,13 @@ class EmotionEmbeddingCNN(EmotionCNN):
         except ValueError as e:
             raise ModelFileError(f"{self.path}: {e}") from None
 
-    def predict_with_embedding(self, crops: np.ndarray | list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """(probabilities (N, 8), embeddings (N, 1280)) for aligned face crops."""
+    def predict_with_embedding(self, crops: np.ndarray | list[np.ndarray],
+                               flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(probabilities (N, 8), embeddings (N, 1280)) for aligned face crops; ``flip`` averages the
+        probabilities with the mirror image's (the embedding is always the crop's own)."""
         if len(crops) == 0:
             return np.zeros((0, 8), np.float32), np.zeros((0, 1280), np.float32)
-        probs, emb = self._run(crops)
+        probs, emb = self._run(crops, flip)
         return probs.astype(np.float32), emb.reshape(len(emb), -1).astype(np.float32)
 
 
@@ -121,16 +123,17 @@ def add_embedding_output(model: bytes) -> bytes:
     """ONNX model bytes with the input of the last ``Gemm``/``MatMul`` node added as a float graph output.
 
     Equivalent to ``model.graph.output.append(make_tensor_value_info(name, FLOAT, None))`` with
-    the ``onnx`` package, without parsing the weights: the new ``ValueInfoProto`` is appended to the
-    graph message (protobuf merges repeated fields in order, so it becomes the last output) and
-    only the graph's length prefix changes. Raises ``ValueError`` for a file that is not an ONNX
+    the ``onnx`` package, without parsing the weights: the new ``ValueInfoProto`` is inserted right
+    after the graph's last output (so it becomes the last output, and the bytes are what ``onnx``
+    would write, which orders fields by number: a quantised graph has ``value_info`` after its
+    outputs) and only the graph's length prefix changes. Raises ``ValueError`` for a file that is not an ONNX
     model with a final fully-connected layer.
     """
     graphs = [f for f in _fields(model) if f[0] == _MODEL_GRAPH and f[1] == _LEN]
     if len(graphs) != 1:
         raise ValueError("not an ONNX model (no single graph)")
     _, _, tag_start, g0, g1 = graphs[0]
-    embedding, outputs = None, []
+    embedding, outputs, at = None, [], g1
     for field, wire, _, a, b in _fields(model, g0, g1):
         if wire != _LEN:
             continue
@@ -146,6 +149,7 @@ def add_embedding_output(model: bytes) -> bytes:
         elif field == _GRAPH_OUTPUT:
             outputs += [model[c:d].decode() for vf, vw, _, c, d in _fields(model, a, b)
                         if vf == _VALUE_NAME and vw == _LEN]
+            at = b
     if embedding is None:
         raise ValueError("no final fully-connected layer to take the embedding from")
     if embedding in outputs:
@@ -156,7 +160,7 @@ def add_embedding_output(model: bytes) -> bytes:
     extra = _len_field(_GRAPH_OUTPUT, value_info)
     graph_key = _encode_varint(_MODEL_GRAPH << 3 | _LEN) + _encode_varint(g1 - g0 + len(extra))
     view = memoryview(model)  # one copy of the 13 MB in total, in join()
-    return b"".join((view[:tag_start], graph_key, view[g0:g1], extra, view[g1:]))
+    return b"".join((view[:tag_start], graph_key, view[g0:at], extra, view[at:g1], view[g1:]))
 
 
 def embedding_cnn_for(version: str) -> str:

@@ -46,10 +46,10 @@ class AUFeatures:
         self.embedder = embedder
         self.emotion = emotion
 
-    def run(self, faces: Sequence[Face]) -> Sequence[Face]:
+    def run(self, faces: Sequence[Face], flip: bool = False) -> Sequence[Face]:
         ok = [f for f in faces if f.success]
         if ok:
-            probs, emb = self.embedder.predict_with_embedding(np.stack([f.aligned for f in ok]))
+            probs, emb = self.embedder.predict_with_embedding(np.stack([f.aligned for f in ok]), flip and self.emotion)
             for f, p, e in zip(ok, probs, emb):
                 f.embedding = e
                 f.features = np.concatenate([face_features(f), e]).astype(np.float32)

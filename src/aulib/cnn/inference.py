@@ -112,16 +112,28 @@ class _OnnxModel:
         """What the session is built from: the verified file (subclasses may edit the graph)."""
         return str(self.path)
 
-    def _run(self, crops: np.ndarray | list[np.ndarray]) -> list[np.ndarray]:
-        """Outputs for all crops, run in chunks of :data:`CHUNK` to bound activation memory."""
+    def _run(self, crops: np.ndarray | list[np.ndarray], flip: bool = False) -> list[np.ndarray]:
+        """Outputs for all crops, run in chunks of :data:`CHUNK` to bound activation memory.
+
+        ``flip``: each chunk also runs mirrored (one call, twice the batch) and the first output,
+        the emotion probabilities, is the mean of both views; the other outputs (embedding, AU
+        heads) stay those of the crops as given, which is what the AU models were trained on.
+        """
         if _is_single(crops):
             crops = [crops]  # type: ignore[list-item]
         n = len(crops)
         if n == 0:
             widths = [len(self.classes), len(self.aus)][: len(self.outputs)]
             return [np.zeros((0, w), np.float32) for w in widths]
-        parts = [self.session.run(None, {self.input_name: _as_batch(crops[i:i + CHUNK], self.size)})
-                 for i in range(0, n, CHUNK)]
+        parts = []
+        for i in range(0, n, CHUNK):
+            x = _as_batch(crops[i:i + CHUNK], self.size)
+            if not flip:
+                parts.append(self.session.run(None, {self.input_name: x}))
+                continue
+            out = self.session.run(None, {self.input_name: np.concatenate([x, x[..., ::-1]])})
+            m = len(x)
+            parts.append([(out[0][:m] + out[0][m:]) / 2] + [o[:m] for o in out[1:]])
         return [np.concatenate([p[k] for p in parts]) for k in range(len(self.outputs))]
 
 
@@ -130,18 +142,19 @@ class EmotionCNN(_OnnxModel):
 
     name = "emotion_cnn.onnx"
 
-    def predict(self, crops: np.ndarray | list[np.ndarray]) -> np.ndarray:
+    def predict(self, crops: np.ndarray | list[np.ndarray], flip: bool = False) -> np.ndarray:
         """Probabilities (N, 8) in :data:`EMOTIONS` order, rows summing to 1.
 
         ``crops``: aligned face crops (N, 112, 112, 3) uint8 RGB, or one crop of any size/channels.
+        ``flip``: average each face with its mirror image (test-time augmentation, twice the cost).
         """
-        return self._run(crops)[0].astype(np.float32)
+        return self._run(crops, flip)[0].astype(np.float32)
 
-    def run(self, faces: Sequence[Face]) -> Sequence[Face]:
+    def run(self, faces: Sequence[Face], flip: bool = False) -> Sequence[Face]:
         """Model stage: ``emotion_probs`` of every successful face, one batched run."""
         ok = [f for f in faces if f.success]
         if ok:
-            for f, p in zip(ok, self.predict(np.stack([f.aligned for f in ok]))):
+            for f, p in zip(ok, self.predict(np.stack([f.aligned for f in ok]), flip)):
                 f.emotion_probs = p
         return faces
 
@@ -158,21 +171,22 @@ class MultitaskCNN(_OnnxModel):
         self.aus = [int(a) for a in self.info["aus"]]
         self.thresholds = au_thresholds(self.info, self.name)
 
-    def predict(self, crops: np.ndarray | list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """(emotion probabilities (N, 8), AU occurrence probabilities (N, 14) in ``aus`` order)."""
-        emo, au = self._run(crops)
+    def predict(self, crops: np.ndarray | list[np.ndarray], flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(emotion probabilities (N, 8), AU occurrence probabilities (N, 14) in ``aus`` order);
+        ``flip`` averages the emotion probabilities with the mirror image's (the AU heads: as given)."""
+        emo, au = self._run(crops, flip)
         return emo.astype(np.float32), au.astype(np.float32)
 
     def predict_aus(self, crops: np.ndarray | list[np.ndarray]) -> np.ndarray:
         """0/1 AU occurrences (N, 14) using the manifest thresholds."""
         return (self.predict(crops)[1] >= self.thresholds).astype(np.int8)
 
-    def run(self, faces: Sequence[Face]) -> Sequence[Face]:
+    def run(self, faces: Sequence[Face], flip: bool = False) -> Sequence[Face]:
         """Model stage: ``emotion_probs`` and the AU heads (``mt_aus``, ``mt_au_probs``,
         ``mt_au_occurrence`` at the manifest thresholds) of every successful face, one batched run."""
         ok = [f for f in faces if f.success]
         if ok:
-            emo, au = self.predict(np.stack([f.aligned for f in ok]))
+            emo, au = self.predict(np.stack([f.aligned for f in ok]), flip)
             aus = tuple(self.aus)
             for f, e, a in zip(ok, emo, au):
                 f.emotion_probs, f.mt_aus, f.mt_au_probs = e, aus, a

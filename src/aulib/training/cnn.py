@@ -185,11 +185,12 @@ def _command(kind: str, **kw: Any) -> str:
     return f"aulib.training.cnn.train_{kind}({args})"
 
 
-def install_model(onnx_path: Path, info: dict[str, Any]) -> Path:
-    """Copy ``onnx_path`` into ``aulib/models`` (atomically) and (re)write its manifest entry."""
+def install_model(onnx_path: Path, info: dict[str, Any], name: str | None = None) -> Path:
+    """Copy ``onnx_path`` into ``aulib/models`` (atomically, as ``name``, default its own file name)
+    and (re)write its manifest entry."""
     from aulib.models import MODELS_DIR, register
 
-    dest = MODELS_DIR / onnx_path.name
+    dest = MODELS_DIR / (name or onnx_path.name)
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.copyfile(onnx_path, tmp)
     tmp.replace(dest)

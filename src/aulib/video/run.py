@@ -178,7 +178,7 @@ class VideoAnalysis:
         ok = [f for ff in batch for f in ff.faces if f.success]
         cal = self.calibrator
         if ok:
-            self.models.run(ok)
+            self.models.run(ok, flip=False)  # traces average over time; keep the frame rate
             if cal is not None:
                 # how expressive each face is before calibration: picks the frames that define "neutral"
                 scores = np.array([f.au_intensity.sum() for f in ok])
