@@ -37,6 +37,7 @@ def test_majority_accuracy_counts_tied_maxima_as_correct() -> None:
     acc = majority_accuracy(probs, votes)
     assert acc["tie_aware"] == 1.0
     assert acc["first_max"] == 0.5
+    assert acc["ties_excluded"] == 1.0 and acc["n_ties_excluded"] == 1  # only the untied second row counts
 
 
 def test_binary_f1_ignores_unknown_labels() -> None:
@@ -195,7 +196,7 @@ def aligned_sample() -> np.ndarray:
     return faces[0].aligned
 
 
-@pytest.mark.parametrize("name", ["emotion_cnn.onnx", "multitask_cnn.onnx"])
+@pytest.mark.parametrize("name", ["emotion_cnn.onnx", "emotion_cnn_ema.onnx", "multitask_cnn.onnx"])
 def test_shipped_model_matches_manifest_checksum(name: str) -> None:
     from aulib.models import MODELS_DIR, model_path, sha256_of
 

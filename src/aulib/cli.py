@@ -492,15 +492,20 @@ def train_cnn_cmd(
     install: bool = typer.Option(True, "--install/--no-install", help="Ship the best ONNX in aulib/models."),
     ema: float = typer.Option(0.999, "--ema", min=0.0, max=1.0,
                               help="EMA decay of the weights per step (0: validate the raw weights)."),
+    install_as: str = typer.Option("emotion_cnn.onnx", "--install-as", help="emotion_cnn.onnx (the emotion "
+                                   "model) or emotion_cnn_ema.onnx (second member of the image ensemble)."),
 ) -> None:
     """Fine-tune ImageNet EfficientNet-Lite0 for 8-class FER+ emotion (needs the `train` extra)."""
     from aulib.training import CACHE, RUNS
     from aulib.training.cnn import train_emotion
 
     _positive(lr=lr)
+    if install_as not in ("emotion_cnn.onnx", "emotion_cnn_ema.onnx"):
+        _fail(f"--install-as must be emotion_cnn.onnx or emotion_cnn_ema.onnx, not {install_as!r}")
     data = _data_dir(data, "ferplus")
     path = train_emotion(data, out or RUNS / "emotion", epochs, batch_size=batch_size, lr=lr, seed=seed,
-                         resume=resume, cache_dir=cache or CACHE, install=install, ema=ema or None)
+                         resume=resume, cache_dir=cache or CACHE, install=install, ema=ema or None,
+                         install_as=install_as)
     typer.echo(path)
 
 

@@ -243,6 +243,7 @@ def train_emotion(
     resume: bool = True, seed: int = 0, max_batches: int | None = None, *, weight_decay: float = 0.05,
     image_size: int = 112, cache_dir: str | Path | None = CACHE, subset: int | None = None, align: bool = True,
     install: bool = False, threads: int = 1, ema: float | None = 0.999, log: Log = _log,
+    install_as: str = "emotion_cnn.onnx",
 ) -> Path:
     """Fine-tune ImageNet EfficientNet-Lite0 on FER+ (soft vote labels); return the best epoch's ONNX.
 
@@ -254,7 +255,9 @@ def train_emotion(
     Validation each epoch = tie-aware majority-vote accuracy on FER2013Valid; the best epoch is
     saved as ``best.pt`` and exported to ``out_dir/emotion_cnn.onnx`` (and, with ``install``,
     copied into ``aulib/models`` with its manifest entry). ``last.pt`` is written every epoch;
-    with ``resume`` a run continues from it. ``max_batches`` caps batches per epoch and
+    with ``resume`` a run continues from it. ``install_as`` names the shipped file: the emotion
+    model itself, or ``emotion_cnn_ema.onnx``, the second member of the image-mode ensemble
+    (:class:`aulib.cnn.inference.SecondOpinion`). ``max_batches`` caps batches per epoch and
     validation batches (smoke tests); ``subset`` uses only the first N images of each split.
     Crops are cached under ``cache_dir`` (None: not cached).
     """
@@ -349,7 +352,7 @@ def train_emotion(
             }
             (out_dir / "emotion_cnn.json").write_text(json.dumps(info, indent=1))
             if install:
-                dest = install_model(onnx_path, info)
+                dest = install_model(onnx_path, info, install_as)
                 log(f"installed {dest} (valid acc {best:.4f})")
     return onnx_path
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from aulib.cnn.inference import EmotionCNN, MultitaskCNN
+from aulib.cnn.inference import EmotionCNN, MultitaskCNN, SecondOpinion
 from aulib.face.record import EMOTIONS
 from aulib.models import MODELS_DIR
 from aulib.training import CACHE, REPORTS, RUNS
@@ -49,6 +49,7 @@ def emotion_figures(probs: np.ndarray, votes: np.ndarray) -> dict[str, Any]:
     acc = majority_accuracy(probs, votes)
     return {
         "accuracy_tie_aware": acc["tie_aware"], "accuracy_first_max": acc["first_max"],
+        "accuracy_ties_excluded": acc["ties_excluded"], "n_ties_excluded": acc["n_ties_excluded"],
         "per_class_recall": {e: round(float(r), 4) for e, r in zip(EMOTIONS, recall, strict=True)},
         "mean_class_recall": float(np.nanmean(recall)),
         "support": {e: int(n) for e, n in zip(EMOTIONS, cm.sum(1), strict=True)},
@@ -149,8 +150,15 @@ def evaluate_emotion(
     ck_pred = emo.predict(xck[va]).argmax(1)
     result["emotion_cnn"] = {"file": emo.path.name, "sha256": emo.info["sha256"],
                              "ferplus_valid": emotion_figures(p, fer.votes),
+                             "ferplus_valid_flip": emotion_figures(emo.predict(xfer, flip=True), fer.votes),
                              "ckplus_heldout_emotion_acc": float((ck_pred == ck.emotion[va]).mean()),
                              "training": {k: emo.info.get(k) for k in ("command", "dataset")}}
+    if (MODELS_DIR / SecondOpinion.name).is_file() and model_path is None:  # the image-mode ensemble
+        second = SecondOpinion().model
+        both = (emo.predict(xfer, flip=True) + second.predict(xfer, flip=True)) / 2
+        result["emotion_cnn"]["ferplus_valid_ensemble_flip"] = emotion_figures(both, fer.votes)
+        result["emotion_cnn"]["ensemble_member"] = {"file": second.path.name, "sha256": second.info["sha256"],
+                                                    "ferplus_valid": emotion_figures(second.predict(xfer), fer.votes)}
     cms["emotion_cnn (FER2013Valid)"] = np.array(result["emotion_cnn"]["ferplus_valid"]["confusion"])
     if bench:
         result["emotion_cnn"]["speed"] = benchmark(emo, xfer)
@@ -167,6 +175,7 @@ def evaluate_emotion(
         result["multitask_cnn"] = {
             "file": mt.path.name, "sha256": mt.info["sha256"], "aus": mt.aus,
             "ferplus_valid": emotion_figures(pe, fer.votes),
+            "ferplus_valid_flip": emotion_figures(mt.predict(xfer, flip=True)[0], fer.votes),
             "ckplus_heldout_emotion_acc": float((ck_emo[va].argmax(1) == ck.emotion[va]).mean()),
             "ckplus_heldout_au_f1_at_0.5": _per_au(mt.aus, f1_05),
             "ckplus_heldout_au_mean_f1_at_0.5": float(f1_05.mean()),
@@ -222,33 +231,45 @@ def render_markdown(r: dict[str, Any]) -> str:
         "FER+ accuracy is majority-vote accuracy on FER2013Valid "
         f"({r['data']['ferplus_valid_images']} images after dropping unknown/not-a-face majorities). "
         "**Tie rule:** *tie-aware* counts a prediction correct when it is among the classes sharing the "
-        "top vote count (headline figure); *first-max* breaks ties by FER+ class order. Per-class recall "
-        "and the confusion matrix use the tie-aware rule.",
+        "top vote count (headline figure); *first-max* breaks ties by FER+ class order; *ties excluded* "
+        "is plurality accuracy over the images with one top class. Per-class recall "
+        "and the confusion matrix use the tie-aware rule. *+flip*: the probabilities averaged over the "
+        "face and its mirror image; *+ema +flip*: also averaged with the second, independently trained "
+        "network `emotion_cnn_ema.onnx` — what `aulib analyze` does for images and crops with the default "
+        "`--emotion-model cnn` (`--no-tta` turns both off; video frames and the live page use "
+        "`emotion_cnn.onnx` alone, unflipped). ms/face counts every network run.",
         "",
         "CK+ figures are on held-out subjects only (seeded 20 % subject split, "
         f"{len(r['data']['ckplus_heldout_subjects'])} subjects, {r['data']['ckplus_heldout_images']} images, "
         "duplicates removed).",
         "",
-        "| model | FER+ valid acc (tie-aware) | FER+ valid acc (first-max) | mean class recall | "
+        "| model | FER+ valid acc (tie-aware) | (first-max) | (ties excluded) | mean class recall | "
         "CK+ held-out emotion acc | ms/face b1 | ms/face b16 |",
-        "|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for key in ("emotion_cnn", "multitask_cnn"):
-        if key not in r:
-            continue
-        m, f = r[key], r[key]["ferplus_valid"]
+    views = [(k, v) for k in ("emotion_cnn", "multitask_cnn") if k in r
+             for v in ("ferplus_valid", "ferplus_valid_flip", "ferplus_valid_ensemble_flip") if v in r[k]]
+    label = {"ferplus_valid": "", "ferplus_valid_flip": " +flip", "ferplus_valid_ensemble_flip": " +ema +flip"}
+    cost = {"ferplus_valid": 1, "ferplus_valid_flip": 2, "ferplus_valid_ensemble_flip": 4}
+    for key, view in views:
+        m, f = r[key], r[key][view]
         s = m.get("speed", {})
         b1, b16 = s.get("ms_per_face_batch1", float("nan")), s.get("ms_per_face_batch16", float("nan"))
+        b1, b16 = cost[view] * b1, cost[view] * b16
+        excl = f.get("accuracy_ties_excluded", float("nan"))
+        ck = f"{m['ckplus_heldout_emotion_acc']:.4f}" if view == "ferplus_valid" else "—"  # measured unflipped
         lines.append(
-            f"| {key} | {f['accuracy_tie_aware']:.4f} | {f['accuracy_first_max']:.4f} | "
-            f"{f['mean_class_recall']:.4f} | {m['ckplus_heldout_emotion_acc']:.4f} | {b1:.2f} | {b16:.2f} |"
+            f"| {key}{label[view]} | {f['accuracy_tie_aware']:.4f} | "
+            f"{f['accuracy_first_max']:.4f} | {excl:.4f} | {f['mean_class_recall']:.4f} | "
+            f"{ck} | {b1:.2f} | {b16:.2f} |"
         )
-    models = [k for k in ("emotion_cnn", "multitask_cnn") if k in r]
+    names = [k + label[v] for k, v in views]
     lines += ["", "## Per-class recall on FER2013Valid", "",
-              "| class | support | " + " | ".join(models) + " |", "|---|---|" + "---|" * len(models)]
+              "| class | support | " + " | ".join(names) + " |",
+              "|---|---|" + "---|" * len(views)]
     for e in EMOTIONS:
         row = [e, str(r["emotion_cnn"]["ferplus_valid"]["support"][e])]
-        row += [f"{r[k]['ferplus_valid']['per_class_recall'][e]:.3f}" for k in models]
+        row += [f"{r[k][v]['per_class_recall'][e]:.3f}" for k, v in views]
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", "![confusion matrices](cnn_confusion.png)", ""]
     if "multitask_cnn" in r:

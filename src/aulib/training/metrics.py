@@ -10,13 +10,18 @@ def majority_accuracy(probs: np.ndarray, votes: np.ndarray) -> dict[str, float]:
 
     ``tie_aware`` (the headline figure) counts a prediction correct when it is among the classes
     sharing the maximum vote count; ``first_max`` breaks vote ties by taking the first class in
-    FER+ order (neutral first), as ``argmax`` does.
+    FER+ order (neutral first), as ``argmax`` does; ``ties_excluded`` is the plurality accuracy
+    over the images whose top vote count is not shared (``n_ties_excluded`` of them).
     """
     pred = probs.argmax(axis=1)
     top = votes == votes.max(axis=1, keepdims=True)
+    unique = top.sum(axis=1) == 1
+    hit = pred == votes.argmax(axis=1)
     return {
         "tie_aware": float(top[np.arange(len(pred)), pred].mean()),
-        "first_max": float((pred == votes.argmax(axis=1)).mean()),
+        "first_max": float(hit.mean()),
+        "ties_excluded": float(hit[unique].mean()) if unique.any() else float("nan"),
+        "n_ties_excluded": int(unique.sum()),
     }
 
 
