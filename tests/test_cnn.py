@@ -287,6 +287,24 @@ def test_corrupted_model_file_is_refused_naming_the_file(tmp_path: Path) -> None
         EmotionCNN(path=tmp_path / "missing.onnx")
 
 
+def test_a_damaged_second_ensemble_network_is_refused_where_it_is_used(tmp_path: Path,
+                                                                        aligned_sample: np.ndarray) -> None:
+    """The image ensemble's network loads in a background thread; its failure surfaces, naming the
+    file, when an image needs it (not as a lost thread or a silently single-network answer)."""
+    from aulib.cnn.inference import SecondOpinion
+    from aulib.face import Face
+    from aulib.models import MODELS_DIR, ModelFileError
+
+    bad = tmp_path / "emotion_cnn_ema.onnx"
+    bad.write_bytes((MODELS_DIR / "emotion_cnn_ema.onnx").read_bytes()[:1000])
+    stage = SecondOpinion(bad, prefetch=True)
+    face = Face(box=np.zeros(4, np.float32), score=1.0, aligned=aligned_sample, matrix=np.eye(2, 3),
+                emotion_probs=np.full(8, 0.125, np.float32))
+    assert stage.run([face], flip=False)[0].emotion_probs[0] == np.float32(0.125)  # video: never loaded
+    with pytest.raises(ModelFileError, match=str(bad)):
+        stage.run([face], flip=True)
+
+
 def test_multitask_applies_the_thresholds_its_manifest_entry_records(aligned_sample: np.ndarray,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     import aulib.cnn.inference as inference

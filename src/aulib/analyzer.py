@@ -127,7 +127,7 @@ class Analyzer:
                                          *([self.cnn] if self.cnn else []), *([self.fusion] if self.fusion else [])]
         self.tta = bool(tta)
         if own_emotion:  # the image ensemble's second network, loaded on first use
-            self.stages.insert(self.stages.index(self.features) + 1, SecondOpinion())
+            self.stages.insert(self.stages.index(self.features) + 1, SecondOpinion(prefetch=self.tta))
         # the stages that give the emotion probabilities (they take the flip option)
         self._emotion_stages = [s for s in (self.features if own_emotion else None, self.cnn) if s is not None]
         self._emotion_stages += [s for s in self.stages if isinstance(s, SecondOpinion)]

@@ -12,6 +12,7 @@ sha256, so a missing or corrupted file raises :class:`aulib.models.ModelFileErro
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -211,13 +212,31 @@ class SecondOpinion:
 
     name = "emotion_cnn_ema.onnx"
 
-    def __init__(self, path: str | Path | None = None) -> None:
+    def __init__(self, path: str | Path | None = None, prefetch: bool = False) -> None:
+        """``prefetch``: load the network in a background thread now (onnxruntime builds the session
+        without holding the GIL, so a photo's decode and face pipeline overlap the ≈25 ms load)."""
         self._path = path
         self._model: EmotionCNN | None = None
+        self._error: BaseException | None = None
+        self._loader: threading.Thread | None = None
+        if prefetch:
+            self._loader = threading.Thread(target=self._load, name="aulib-emotion-ensemble", daemon=True)
+            self._loader.start()
+
+    def _load(self) -> None:
+        try:
+            self._model = EmotionCNN(self._path, name=self.name)
+        except BaseException as e:  # re-raised (a ModelFileError naming the file) where the model is used
+            self._error = e
 
     @property
     def model(self) -> EmotionCNN:
+        if self._loader is not None:
+            self._loader.join()
+            self._loader = None
         if self._model is None:
+            if self._error is not None:
+                raise self._error
             self._model = EmotionCNN(self._path, name=self.name)
         return self._model
 
