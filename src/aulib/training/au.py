@@ -15,7 +15,10 @@ Why this design:
   HOG+geometry alone reach ≈ 0.72 mean F1 and adding the FER+ CNN embedding ≈ 0.76 (see
   :mod:`aulib.au.embedding`).
 * Tried and dropped: stacking a second-level logistic regression on all 17 AUs' out-of-fold margins
-  (AU co-occurrence) lowered the mean F1 from 0.782 to 0.737 (it helps AU06/AU07, hurts the rare AUs).
+  (AU co-occurrence) lowered the mean F1 from 0.782 to 0.737 (it helps AU06/AU07, hurts the rare AUs);
+  test-time mirror averaging (each face's margin averaged with its mirror image's, the per-fold models
+  of the same nested CV) lowered it from 0.781 to 0.768 — the mirrored faces alone score 0.754, so
+  the extra view adds noise rather than a second opinion (the emotion CNN's flip averaging does help).
 """
 
 from __future__ import annotations
