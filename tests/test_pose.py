@@ -148,3 +148,61 @@ def test_pose_agrees_with_openface_reference(single_clip):
     # translation in OpenFace's frame: same side of the optical axis, same distance within 25 %
     assert np.sign(m["pose_Tx"].mean()) == np.sign(m["pose_Tx_of"].mean())
     assert 0.75 < (m["pose_Tz"] / m["pose_Tz_of"]).median() < 1.25
+
+
+def _blink_rows(ears: list[float], fps: float = 25.0, face: int = 0) -> list[dict]:
+    """Video rows of one face whose eye aspect ratio is ``ears`` frame by frame (population mapping)."""
+    rows = []
+    for i, e in enumerate(ears):
+        r, c = closure(e)
+        rows.append({"frame": i, "timestamp": i / fps, "face_id": face, "face": face, "success": 1,
+                     "AU45_r": r, "AU45_c": c})
+    return rows
+
+
+def _blinks(rows: list[dict]) -> int:
+    c = np.array([r["AU45_c"] for r in rows if r.get("success")])
+    return int((np.diff(np.r_[0, c]) == 1).sum())
+
+
+def _through(rows: list[dict], chunk: int = 37) -> list[dict]:
+    from aulib.table import BlinkRows
+
+    b, out = BlinkRows(), []
+    for i in range(0, len(rows), chunk):
+        out += b.push([dict(r) for r in rows[i:i + chunk]])
+    return out + b.finish()
+
+
+def test_narrow_eyes_blink_against_their_own_open_level():
+    """Open eyes at EAR 0.20 read as closed under the population mapping (AU45_c 1 nearly throughout);
+    against the person's own open level (80th percentile over ±10 s), the 3 blinks are counted and
+    the open frames read open."""
+    ears = [0.20] * 750
+    for start in (200, 400, 600):
+        ears[start:start + 3] = [0.06, 0.05, 0.07]
+    before = _blink_rows(ears)
+    assert np.mean([r["AU45_c"] for r in before]) > 0.95
+    after = _through(before)
+    assert [r["frame"] for r in after] == list(range(750))  # every row, in order
+    assert _blinks(after) == 3
+    assert max(r["AU45_r"] for r in after if r["AU45_c"] == 0) < 1.0  # 0.7: the 0.22 floor is above 0.20
+    assert all(r["AU45_c"] == 1 and r["AU45_r"] > 4 for r in after if r["frame"] in (201, 401, 601))
+
+
+def test_wide_eyes_and_a_long_closure_keep_the_population_mapping():
+    """Open eyes at the population level, eyes shut for the first 6 s then open with blinks (as in
+    WolfgangLanger_Pexels.mp4): nothing changes; rows without a face and a second face pass through."""
+    ears = [0.12] * 150 + [0.31] * 450
+    for start in (250, 400):
+        ears[start:start + 3] = [0.08, 0.07, 0.09]
+    rows = _blink_rows(ears)
+    rows.insert(300, {"frame": 300, "timestamp": 12.0, "success": 0, "face_id": 0, "AU45_r": None})
+    other = _blink_rows([0.20] * 600, face=1)
+    mixed = [r for pair in zip(rows, other) for r in pair] + rows[len(other):]
+    out = _through(mixed)
+    assert len(out) == len(mixed)
+    mine = [r for r in out if r.get("face_id") == 0 and r.get("success")]
+    assert [(r["AU45_r"], r["AU45_c"]) for r in mine] == [closure(e) for e in ears]
+    assert _blinks(mine) == 3  # the 6-s closure and two blinks
+    assert _blinks([r for r in out if r.get("face_id") == 1]) == 0  # narrow but steady: open

@@ -156,6 +156,74 @@ class CoherentRows:
                     row[k] = v
 
 
+def _time(row: dict) -> float:
+    """A row's ``timestamp`` in seconds (0 when missing)."""
+    return float(row.get("timestamp") or 0.0)
+
+
+class BlinkRows:
+    """Video rows in frame order → the same rows with ``AU45_r``/``AU45_c`` re-read against each face's own
+    open-eye level (:func:`aulib.face.blink.person_open_level` over the face's frames within
+    ``OPEN_WINDOW_S`` seconds either side). :meth:`push` returns the rows whose window is complete (so
+    rows come out ``OPEN_WINDOW_S`` seconds of video late), :meth:`finish` the rest. The EAR is read
+    back from ``AU45_r`` (:func:`aulib.face.blink.ear_of_closure`), so the rows need no extra column."""
+
+    def __init__(self, window_s: float | None = None) -> None:
+        from collections import deque
+
+        from aulib.face import blink
+
+        self._blink = blink
+        self.window = blink.OPEN_WINDOW_S if window_s is None else float(window_s)
+        self._rows: deque[dict] = deque()  # not handed out yet, in order
+        self._ears: dict[int, deque[tuple[float, float]]] = {}  # face → (timestamp, EAR) within reach
+
+    def _track(self, row: dict) -> tuple[int, float, float] | None:
+        r = row.get("AU45_r")
+        if not row.get("success") or r is None or not np.isfinite(r):
+            return None
+        return int(row.get("face_id") or 0), _time(row), self._blink.ear_of_closure(r)
+
+    def _release(self, row: dict) -> dict:
+        got = self._track(row)
+        if got is None:
+            return row
+        face, t, ear = got
+        near = [e for s, e in self._ears[face] if abs(s - t) <= self.window]
+        level = self._blink.person_open_level(np.array(near))
+        if level < self._blink.EAR_OPEN:
+            r = float(row["AU45_r"])
+            if r >= 5.0:  # the population mapping saturated: shut for any level
+                row.update(AU45_r=5.0, AU45_c=1)
+            else:
+                new_r, new_c = self._blink.closure(ear, level)
+                row.update(AU45_r=new_r, AU45_c=new_c)
+        old = self._ears[face]
+        while old and old[0][0] < t - self.window:
+            old.popleft()
+        return row
+
+    def push(self, rows: Sequence[dict]) -> list[dict]:
+        from collections import deque
+
+        latest = None
+        for row in rows:
+            self._rows.append(row)
+            got = self._track(row)
+            if got is not None:
+                self._ears.setdefault(got[0], deque()).append((got[1], got[2]))
+            latest = _time(row)
+        out = []
+        while self._rows and latest is not None and _time(self._rows[0]) + self.window <= latest:
+            out.append(self._release(self._rows.popleft()))
+        return out
+
+    def finish(self) -> list[dict]:
+        out = [self._release(r) for r in self._rows]
+        self._rows.clear()
+        return out
+
+
 def trace_columns(aus: Sequence[int]) -> list[str]:
     """Columns that video smoothing steadies along time: the AU models' intensities and probabilities
     (the occurrences are then decided again from the smoothed probabilities, :class:`CoherentRows`), the
