@@ -11,17 +11,7 @@ open eyes EAR 0.23–0.34 (1st percentile 0.20), blink frames 0.10–0.20, eyes 
 ``AU45_r = 5 · clip((EAR_OPEN − EAR) / (EAR_OPEN − EAR_SHUT), 0, 1)`` with ``EAR_OPEN = 0.30``,
 ``EAR_SHUT = 0.10`` (0 = wide open, 5 = shut, the 0–5 scale of the other intensities) and
 ``AU45_c = EAR < EAR_CLOSED`` (0.21, i.e. ``AU45_r`` above 2.25). Limits: looking down lowers the upper lid
-and reads as partly closed (as OpenFace's AU45 does).
-
-**Per person, in video** (:class:`aulib.table.BlinkRows`): a person whose eyes are narrower than the
-population's open level would read as partly closed in every frame — with open eyes near EAR 0.21,
-``AU45_c`` would be 1 throughout and blinks could not be counted. So in a video each face's open level is
-its own (:func:`person_open_level`): the 80th percentile of its EAR over the 10 s before *and after* the
-frame (centred: WolfgangLanger_Pexels.mp4 opens with 6 s of closed eyes, which a window looking only
-back took for the man's open level, breaking that closure into pieces and losing the next blink),
-capped at the population's 0.30 and floored at 0.22; shut and closed levels scale with it (÷3, ×0.7,
-the population ratios). On the sample clips every face's level is the population's, so their AU45 is
-unchanged; images use the population mapping.
+and reads as partly closed (as OpenFace's AU45 does); people with narrow eyes read a little closed.
 """
 
 from __future__ import annotations
@@ -52,39 +42,12 @@ def eye_aspect_ratio(landmarks: np.ndarray) -> float:
     return float(np.mean(ears))
 
 
-def closure(ear: float, open_level: float = EAR_OPEN) -> tuple[float, int]:
-    """(``AU45_r`` 0–5, ``AU45_c`` 0/1) of an eye aspect ratio; (NaN, 0) for NaN.
-
-    ``open_level``: the EAR of this person's open eyes (default: the population's); the shut and
-    closed levels scale with it (:func:`person_open_level`)."""
+def closure(ear: float) -> tuple[float, int]:
+    """(``AU45_r`` 0–5, ``AU45_c`` 0/1) of an eye aspect ratio; (NaN, 0) for NaN."""
     if not np.isfinite(ear):
         return float("nan"), 0
-    scale = open_level / EAR_OPEN
-    r = 5.0 * float(np.clip((open_level - ear) / (open_level - EAR_SHUT * scale), 0.0, 1.0))
-    return r, int(ear < EAR_CLOSED * scale)
-
-
-def ear_of_closure(r: float) -> float:
-    """The population mapping's eye aspect ratio for an ``AU45_r`` (inverse of :func:`closure`; 0 reads
-    as :data:`EAR_OPEN` and 5 as :data:`EAR_SHUT`, the ends of the range it can tell apart)."""
-    return EAR_OPEN - float(np.clip(r, 0.0, 5.0)) / 5.0 * (EAR_OPEN - EAR_SHUT)
-
-
-# Per person (video): the open-eye level is the 80th percentile of the person's EAR over a centred window
-# (eyes are open most of the time), never above the population's (a wide-eyed person keeps the
-# population mapping) nor below OPEN_FLOOR (a person whose eyes stay shut still reads shut).
-OPEN_PERCENTILE = 80.0
-OPEN_FLOOR = 0.22
-OPEN_WINDOW_S = 10.0  # seconds each side
-
-
-def person_open_level(ears: np.ndarray) -> float:
-    """The open-eye EAR of one person from the EARs of their frames around the one being read."""
-    ears = np.asarray(ears, np.float64)
-    ears = ears[np.isfinite(ears)]
-    if not len(ears):
-        return EAR_OPEN
-    return float(np.clip(np.percentile(ears, OPEN_PERCENTILE), OPEN_FLOOR, EAR_OPEN))
+    r = 5.0 * float(np.clip((EAR_OPEN - ear) / (EAR_OPEN - EAR_SHUT), 0.0, 1.0))
+    return r, int(ear < EAR_CLOSED)
 
 
 class Blink:

@@ -35,7 +35,7 @@ from threadpoolctl import threadpool_limits
 
 from aulib.face.pipeline import FacePipeline
 from aulib.face.record import Face
-from aulib.table import GAZE_VECTORS, BlinkRows, CoherentRows, empty_row, face_rows, trace_columns, trace_scale
+from aulib.table import GAZE_VECTORS, CoherentRows, empty_row, face_rows, trace_columns, trace_scale
 from aulib.video.calibrate import NeutralCalibrator
 from aulib.video.follow import DEFAULT_DETECT_EVERY, FaceFollower
 from aulib.video.overlay import OverlayWriter
@@ -313,7 +313,6 @@ def iter_video_rows(
         OneEuroSmoother(cols) if smooth == "causal"
         else TraceSmoother(cols, smooth_sigma, [trace_scale(c) for c in cols], GAZE_VECTORS) if smooth else None)
     coherent = CoherentRows(models.aus, models.occurrence_thresholds)
-    blink = BlinkRows()
     try:
         reader = FrameReader(path, every, fps, max_frames, threaded=threaded)
     except VideoReadError as e:
@@ -335,12 +334,12 @@ def iter_video_rows(
                 va.add(vf.index, vf.time, vf.image)
                 if progress is not None:
                     progress(n, total)
-                ready = blink.push(va.ready())
+                ready = va.ready()
                 pending.extend(_smoothed(smoother, ready, coherent))
                 if len(pending) >= chunk_rows:
                     chunk, pending = pending, []
                     yield chunk
-            rest = blink.push(va.finish()) + blink.finish()
+            rest = va.finish()
             pending.extend(_smoothed(smoother, rest, coherent, final=True))
     except BaseException:  # includes GeneratorExit: the caller stopped early
         va.close()
