@@ -148,3 +148,52 @@ def test_pose_agrees_with_openface_reference(single_clip):
     # translation in OpenFace's frame: same side of the optical axis, same distance within 25 %
     assert np.sign(m["pose_Tx"].mean()) == np.sign(m["pose_Tx_of"].mean())
     assert 0.75 < (m["pose_Tz"] / m["pose_Tz_of"]).median() < 1.25
+
+
+def _eye_faces(ears: list[float], track: int = 0) -> list:
+    """Successful faces of one track whose eye aspect ratio is ``ears`` frame by frame."""
+    from aulib.face import Face
+
+    faces = []
+    for e in ears:
+        f = Face(box=np.zeros(4, np.float32), score=1.0, matrix=np.eye(2, 3))
+        f.id = track
+        f.extra["ear"] = e
+        f.blink = np.array(closure(e), np.float64)
+        faces.append(f)
+    return faces
+
+
+def _runs(faces: list) -> int:
+    c = np.array([int(f.blink[1]) for f in faces])
+    return int((np.diff(np.r_[0, c]) == 1).sum())
+
+
+def test_calibrated_video_reads_narrow_eyes_against_their_own_open_level():
+    """Open eyes at EAR 0.20 are "closed" in every frame under the population mapping; against the
+    track's own level (80th percentile, here 0.22 by the floor) its 3 blinks are counted and open
+    frames read open. A wide-eyed track with a long closure keeps the population mapping."""
+    from aulib.face.blink import person_open_level, personal_blinks
+
+    ears = [0.20] * 300
+    for start in (50, 150, 250):
+        ears[start:start + 3] = [0.06, 0.05, 0.07]
+    narrow = _eye_faces(ears)
+    assert np.mean([f.blink[1] for f in narrow]) > 0.95
+    wide_ears = [0.12] * 150 + [0.31] * 450
+    wide_ears[250:253] = [0.08, 0.07, 0.09]
+    wide = _eye_faces(wide_ears, track=1)
+    personal_blinks(narrow + wide)
+    assert _runs(narrow) == 3 and max(f.blink[0] for f in narrow if not f.blink[1]) < 1.0
+    assert all(f.extra["ear_open"] == 0.22 for f in narrow)
+    assert [tuple(f.blink) for f in wide] == [closure(e) for e in wide_ears] and _runs(wide) == 2
+    assert person_open_level(np.array([np.nan])) == 0.30 and person_open_level(np.array([0.26] * 10)) == 0.26
+
+
+def test_calibrated_sample_clip_keeps_its_blinks(analyzer):
+    """On single_face.mp4 the face's own open level is the population's: AU45 equals the plain run's."""
+    path = sample("single_face.mp4")
+    plain = analyze_video_rows(analyzer, path, smooth=False)
+    calibrated = analyze_video_rows(analyzer, path, smooth=False, calibrate=True)
+    blinks = [[(r.get("AU45_r"), r.get("AU45_c")) for r in rows] for rows in (plain, calibrated)]
+    assert blinks[0] == blinks[1]

@@ -11,7 +11,17 @@ open eyes EAR 0.23–0.34 (1st percentile 0.20), blink frames 0.10–0.20, eyes 
 ``AU45_r = 5 · clip((EAR_OPEN − EAR) / (EAR_OPEN − EAR_SHUT), 0, 1)`` with ``EAR_OPEN = 0.30``,
 ``EAR_SHUT = 0.10`` (0 = wide open, 5 = shut, the 0–5 scale of the other intensities) and
 ``AU45_c = EAR < EAR_CLOSED`` (0.21, i.e. ``AU45_r`` above 2.25). Limits: looking down lowers the upper lid
-and reads as partly closed (as OpenFace's AU45 does); people with narrow eyes read a little closed.
+and reads as partly closed (as OpenFace's AU45 does); people with narrow eyes read partly closed —
+with open eyes near EAR 0.21, closed in every frame, so their blinks cannot be counted.
+
+**Per person, with ``--calibrate``** (two-pass video, :func:`personal_blinks`): each face's open level
+is its own, the 80th percentile of its EAR over the whole track (eyes are open most of the time),
+capped at the population's 0.30 and floored at 0.22; the shut and closed levels scale with it (÷3,
+×0.7, the population ratios). Whole track, not a running window: WolfgangLanger_Pexels.mp4 opens with
+6 s of closed eyes, which a window looking back 10 s took for the man's open level (breaking that
+closure up and losing the next blink); and a centred window would hold every streamed row back by its
+half-width. The two-pass mode holds the whole video anyway. On both sample clips every level is the
+population's (their 80th percentiles reach 0.30), so AU45 is unchanged.
 """
 
 from __future__ import annotations
@@ -42,12 +52,47 @@ def eye_aspect_ratio(landmarks: np.ndarray) -> float:
     return float(np.mean(ears))
 
 
-def closure(ear: float) -> tuple[float, int]:
-    """(``AU45_r`` 0–5, ``AU45_c`` 0/1) of an eye aspect ratio; (NaN, 0) for NaN."""
+def closure(ear: float, open_level: float = EAR_OPEN) -> tuple[float, int]:
+    """(``AU45_r`` 0–5, ``AU45_c`` 0/1) of an eye aspect ratio; (NaN, 0) for NaN.
+
+    ``open_level``: the EAR of this person's open eyes (default: the population's); the shut and
+    closed levels scale with it (:func:`person_open_level`)."""
     if not np.isfinite(ear):
         return float("nan"), 0
-    r = 5.0 * float(np.clip((EAR_OPEN - ear) / (EAR_OPEN - EAR_SHUT), 0.0, 1.0))
-    return r, int(ear < EAR_CLOSED)
+    scale = open_level / EAR_OPEN
+    r = 5.0 * float(np.clip((open_level - ear) / (open_level - EAR_SHUT * scale), 0.0, 1.0))
+    return r, int(ear < EAR_CLOSED * scale)
+
+
+# Per person (``--calibrate`` video): the open-eye level is the 80th percentile of the face's EAR over its
+# whole track (eyes are open most of the time), never above the population's (a wide-eyed person keeps
+# the population mapping) nor below OPEN_FLOOR (a person whose eyes stay shut still reads shut).
+OPEN_PERCENTILE = 80.0
+OPEN_FLOOR = 0.22
+
+
+def person_open_level(ears: np.ndarray) -> float:
+    """The open-eye EAR of one person from the EARs of their frames (the population's when none)."""
+    ears = np.asarray(ears, np.float64)
+    ears = ears[np.isfinite(ears)]
+    if not len(ears):
+        return EAR_OPEN
+    return float(np.clip(np.percentile(ears, OPEN_PERCENTILE), OPEN_FLOOR, EAR_OPEN))
+
+
+def personal_blinks(faces: Sequence[Face]) -> None:
+    """Re-read ``Face.blink`` of every face of a whole video against its track's own open-eye level
+    (:func:`person_open_level` of ``Face.extra["ear"]`` over the faces with the same ``id``), in place;
+    the level used is kept in ``Face.extra["ear_open"]``."""
+    tracks: dict[object, list[Face]] = {}
+    for f in faces:
+        if f.success and np.isfinite(f.extra.get("ear", np.nan)):
+            tracks.setdefault(f.id, []).append(f)
+    for group in tracks.values():
+        level = person_open_level(np.array([f.extra["ear"] for f in group]))
+        for f in group:
+            f.extra["ear_open"] = level
+            f.blink = np.array(closure(f.extra["ear"], level), np.float64)
 
 
 class Blink:

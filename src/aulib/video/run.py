@@ -33,6 +33,7 @@ from typing import Literal, Protocol
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from aulib.face.blink import personal_blinks
 from aulib.face.pipeline import FacePipeline
 from aulib.face.record import Face
 from aulib.table import GAZE_VECTORS, CoherentRows, empty_row, face_rows, trace_columns, trace_scale
@@ -234,6 +235,7 @@ class VideoAnalysis:
                 for f, x in zip(ok, X):
                     f.features = x
                 self.models.rescore(ok)
+                personal_blinks(ok)  # each person's own open-eye level, over the whole track
             for ff in self.frames:
                 ff.rows, ff.faces = face_rows(ff.faces, self.name, ff.index, ff.time), []
         rows = [r for ff in self.frames for r in ff.rows]
