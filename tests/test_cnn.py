@@ -297,7 +297,8 @@ def test_a_damaged_second_ensemble_network_is_refused_where_it_is_used(tmp_path:
 
     bad = tmp_path / "emotion_cnn_ema.onnx"
     bad.write_bytes((MODELS_DIR / "emotion_cnn_ema.onnx").read_bytes()[:1000])
-    stage = SecondOpinion(bad, prefetch=True)
+    stage = SecondOpinion(bad)
+    stage.prefetch()
     face = Face(box=np.zeros(4, np.float32), score=1.0, aligned=aligned_sample, matrix=np.eye(2, 3),
                 emotion_probs=np.full(8, 0.125, np.float32))
     assert stage.run([face], flip=False)[0].emotion_probs[0] == np.float32(0.125)  # video: never loaded

@@ -126,8 +126,10 @@ class Analyzer:
         self.stages: list[ModelStage] = [*self.geometry_stages, self.features, *self.au_stages,
                                          *([self.cnn] if self.cnn else []), *([self.fusion] if self.fusion else [])]
         self.tta = bool(tta)
-        if own_emotion:  # the image ensemble's second network, loaded on first use
-            self.stages.insert(self.stages.index(self.features) + 1, SecondOpinion(prefetch=self.tta))
+        self._second: SecondOpinion | None = None
+        if own_emotion:  # the image ensemble's second network, loaded when the first image comes
+            self._second = SecondOpinion()
+            self.stages.insert(self.stages.index(self.features) + 1, self._second)
         # the stages that give the emotion probabilities (they take the flip option)
         self._emotion_stages = [s for s in (self.features if own_emotion else None, self.cnn) if s is not None]
         self._emotion_stages += [s for s in self.stages if isinstance(s, SecondOpinion)]
@@ -156,6 +158,8 @@ class Analyzer:
         an image.
         """
         rgb = to_rgb(image, order)
+        if self.tta and self._second is not None:
+            self._second.prefetch()  # loads while this image's faces are found
         cropped = self.cropped if cropped is None else cropped
         faces = [self.pipeline.cropped(rgb)] if cropped else self.pipeline(rgb)
         return list(self.run(faces))

@@ -212,16 +212,21 @@ class SecondOpinion:
 
     name = "emotion_cnn_ema.onnx"
 
-    def __init__(self, path: str | Path | None = None, prefetch: bool = False) -> None:
-        """``prefetch``: load the network in a background thread now (onnxruntime builds the session
-        without holding the GIL, so a photo's decode and face pipeline overlap the ≈25 ms load)."""
+    def __init__(self, path: str | Path | None = None) -> None:
         self._path = path
         self._model: EmotionCNN | None = None
         self._error: BaseException | None = None
         self._loader: threading.Thread | None = None
-        if prefetch:
-            self._loader = threading.Thread(target=self._load, name="aulib-emotion-ensemble", daemon=True)
-            self._loader.start()
+        self._lock = threading.Lock()
+
+    def prefetch(self) -> None:
+        """Start loading the network in a background thread, once (onnxruntime builds the session
+        without holding the GIL, so the image's face pipeline overlaps the ≈25 ms load). Called by
+        :meth:`aulib.analyzer.Analyzer.get` when an image arrives, so a video-only run never loads it."""
+        with self._lock:
+            if self._model is None and self._error is None and self._loader is None:
+                self._loader = threading.Thread(target=self._load, name="aulib-emotion-ensemble", daemon=True)
+                self._loader.start()
 
     def _load(self) -> None:
         try:
@@ -231,9 +236,9 @@ class SecondOpinion:
 
     @property
     def model(self) -> EmotionCNN:
-        if self._loader is not None:
-            self._loader.join()
-            self._loader = None
+        loader = self._loader
+        if loader is not None:
+            loader.join()
         if self._model is None:
             if self._error is not None:
                 raise self._error
