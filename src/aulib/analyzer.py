@@ -131,8 +131,8 @@ class Analyzer:
             self._second = SecondOpinion()
             self.stages.insert(self.stages.index(self.features) + 1, self._second)
         # the stages that give the emotion probabilities (they take the flip option)
-        self._emotion_stages = [s for s in (self.features if own_emotion else None, self.cnn) if s is not None]
-        self._emotion_stages += [s for s in self.stages if isinstance(s, SecondOpinion)]
+        self._emotion_stages = [s for s in (self.features if own_emotion else None, self.cnn, self._second)
+                                if s is not None]
         self.cropped = cropped
         self.columns = table.columns(self.aus, self.mt_aus, emotion=emotion_model != "none")
 

@@ -32,8 +32,7 @@ class EmotionEmbeddingCNN(EmotionCNN):
     """:class:`~aulib.cnn.inference.EmotionCNN` that also returns its 1280-d embedding."""
 
     def __init__(self, path: str | Path | None = None, name: str = "emotion_cnn.onnx") -> None:
-        self.name = name
-        super().__init__(path)
+        super().__init__(path, name)
         self.sha256 = str(self.info["sha256"])
 
     def _model(self) -> bytes:

@@ -92,6 +92,23 @@ def au_thresholds(entry: dict, name: str) -> np.ndarray:
     return t
 
 
+def run_chunked(session, crops: np.ndarray | list[np.ndarray], flip: bool = False) -> list[np.ndarray]:
+    """Every output of a CNN ``session`` for a non-empty sequence of crops, :data:`CHUNK` at a time
+    (preprocessed by :func:`_as_batch` to the session's input size); ``flip``: see :meth:`_OnnxModel._run`."""
+    inp = session.get_inputs()[0]
+    size = int(inp.shape[-1])
+    parts = []
+    for i in range(0, len(crops), CHUNK):
+        x = _as_batch(crops[i:i + CHUNK], size)
+        if not flip:
+            parts.append(session.run(None, {inp.name: x}))
+            continue
+        out = session.run(None, {inp.name: np.concatenate([x, x[..., ::-1]])})
+        m = len(x)
+        parts.append([(out[0][:m] + out[0][m:]) / 2] + [o[:m] for o in out[1:]])
+    return [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]))]
+
+
 class _OnnxModel:
     """One onnxruntime session (1 intra-op thread: inference is ~2 ms/face and more threads do
     not help; the session is created once per object)."""
@@ -128,16 +145,7 @@ class _OnnxModel:
         if n == 0:
             widths = [len(self.classes), len(self.aus)][: len(self.outputs)]
             return [np.zeros((0, w), np.float32) for w in widths]
-        parts = []
-        for i in range(0, n, CHUNK):
-            x = _as_batch(crops[i:i + CHUNK], self.size)
-            if not flip:
-                parts.append(self.session.run(None, {self.input_name: x}))
-                continue
-            out = self.session.run(None, {self.input_name: np.concatenate([x, x[..., ::-1]])})
-            m = len(x)
-            parts.append([(out[0][:m] + out[0][m:]) / 2] + [o[:m] for o in out[1:]])
-        return [np.concatenate([p[k] for p in parts]) for k in range(len(self.outputs))]
+        return run_chunked(self.session, crops, flip)
 
 
 class EmotionCNN(_OnnxModel):

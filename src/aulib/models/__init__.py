@@ -221,7 +221,5 @@ def onnx_session(model: str | Path | bytes, label: str | Path, threads: int = 1)
     try:
         return ort.InferenceSession(model if isinstance(model, bytes) else str(model), opts,
                                     providers=["CPUExecutionProvider"])
-    except ModelFileError:
-        raise
     except Exception as e:  # onnxruntime raises its own exception types for unreadable models
         raise ModelFileError(f"{label}: not a loadable ONNX model ({e})") from None

@@ -147,15 +147,16 @@ def evaluate_emotion(
     cms = {}
     emo = EmotionCNN(model_path)
     p = emo.predict(xfer)
+    p_flip = emo.predict(xfer, flip=True)
     ck_pred = emo.predict(xck[va]).argmax(1)
     result["emotion_cnn"] = {"file": emo.path.name, "sha256": emo.info["sha256"],
                              "ferplus_valid": emotion_figures(p, fer.votes),
-                             "ferplus_valid_flip": emotion_figures(emo.predict(xfer, flip=True), fer.votes),
+                             "ferplus_valid_flip": emotion_figures(p_flip, fer.votes),
                              "ckplus_heldout_emotion_acc": float((ck_pred == ck.emotion[va]).mean()),
                              "training": {k: emo.info.get(k) for k in ("command", "dataset")}}
     if (MODELS_DIR / SecondOpinion.name).is_file() and model_path is None:  # the image-mode ensemble
         second = SecondOpinion().model
-        both = (emo.predict(xfer, flip=True) + second.predict(xfer, flip=True)) / 2
+        both = (p_flip + second.predict(xfer, flip=True)) / 2
         result["emotion_cnn"]["ferplus_valid_ensemble_flip"] = emotion_figures(both, fer.votes)
         result["emotion_cnn"]["ensemble_member"] = {"file": second.path.name, "sha256": second.info["sha256"],
                                                     "ferplus_valid": emotion_figures(second.predict(xfer), fer.votes)}

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from aulib.cnn.inference import CHUNK, _as_batch
+from aulib.cnn.inference import CHUNK, _as_batch, run_chunked
 
 CALIBRATION_FACES = 512
 QUANTISED_OPS = ["Conv", "Clip", "Add"]
@@ -101,14 +101,10 @@ def first_convs(path: str | Path, n: int) -> list[str]:
 
 
 def onnx_predict(path: str | Path, crops: np.ndarray) -> list[np.ndarray]:
-    """Every output of the ONNX CNN at ``path`` for ``crops``, run in batches of :data:`CHUNK`."""
+    """Every output of the ONNX CNN at ``path`` (a run's file, not in the manifest) for ``crops``."""
     from aulib.models import onnx_session
 
-    session = onnx_session(path, path)
-    name = session.get_inputs()[0].name
-    size = int(session.get_inputs()[0].shape[-1])
-    parts = [session.run(None, {name: _as_batch(crops[i:i + CHUNK], size)}) for i in range(0, len(crops), CHUNK)]
-    return [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]))]
+    return run_chunked(onnx_session(path, path), crops)
 
 
 def compare(fp32: str | Path, int8: str | Path, crops: np.ndarray, votes: np.ndarray) -> dict[str, Any]:
