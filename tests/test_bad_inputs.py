@@ -4,8 +4,10 @@ for each unreadable file in a batch, and a property test over arbitrary image ar
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -181,6 +183,41 @@ def test_errors_through_a_real_process(tmp_path):
     res = subprocess.run([sys.executable, "-m", "aulib.cli", "plot", str(odd), "-o", str(tmp_path / "p.png")],
                          capture_output=True, text=True, timeout=120, env=env)
     assert res.returncode != 0 and "Traceback" in res.stderr  # the debugging escape hatch
+
+
+def test_a_fast_no_face_image_exits_cleanly(tmp_path):
+    """Regression: a tiny or blank image is done before the image ensemble's second network has
+    loaded in its background thread; the process used to abort at exit inside onnxruntime
+    ("terminate called without an active exception", exit 134) after writing its row."""
+    Image.new("RGB", (5, 5), (90, 60, 40)).save(tmp_path / "tiny.png")
+    Image.new("RGBA", (640, 2), (0, 0, 0, 0)).save(tmp_path / "strip.png")
+    for name in ("tiny.png", "strip.png", "tiny.png"):
+        out = tmp_path / f"{name}.csv"
+        res = subprocess.run([sys.executable, "-m", "aulib.cli", "analyze", str(tmp_path / name), "-o", str(out)],
+                             capture_output=True, text=True, timeout=120)
+        assert res.returncode == 0 and "terminate" not in res.stderr, res.stderr
+        row = pd.read_csv(out).iloc[0]
+        assert row["success"] == 0 and row["error"] == "no face detected"
+
+
+def test_ctrl_c_on_a_video_stops_cleanly_and_resume_finishes(tmp_path):
+    """Ctrl-C in the middle of a video: one line, exit 130, no abort from a model or decoder thread
+    still inside native code; ``--resume`` then completes the table."""
+    out = tmp_path / "v.csv"
+    cmd = [sys.executable, "-m", "aulib.cli", "analyze", str(sample("WolfgangLanger_Pexels.mp4")), "-o", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    meta = out.with_name(out.name + ".meta.json")  # written when the run starts, before the first frame
+    deadline = time.monotonic() + 60
+    while not meta.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(1.0)  # into the video (≈ 4 s of work on 2 cores)
+    proc.send_signal(signal.SIGINT)
+    rest = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 130, rest
+    assert "interrupted" in rest and "--resume" in rest and "terminate" not in rest and "Traceback" not in rest
+    res = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert len(pd.read_csv(out)) == 472
 
 
 # ----------------------------------------------------------------------------------------- cropped mode

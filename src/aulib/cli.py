@@ -76,6 +76,11 @@ class _ErrorHandlingGroup(TyperGroup):
     def invoke(self, ctx: typer.Context) -> object:
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:  # one line and the shell's 130, not click's bare "Aborted!"
+            sub = ctx.invoked_subcommand
+            hint = "; the same command with --resume finishes what is left" if sub == "analyze" else ""
+            err.print(f"interrupted{hint}")
+            raise typer.Exit(130) from None
         except Exception as e:
             self._usage_error(e, ctx)
             if os.environ.get("AULIB_DEBUG") == "1":

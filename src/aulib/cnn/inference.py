@@ -233,7 +233,10 @@ class SecondOpinion:
         :meth:`aulib.analyzer.Analyzer.get` when an image arrives, so a video-only run never loads it."""
         with self._lock:
             if self._model is None and self._error is None and self._loader is None:
-                self._loader = threading.Thread(target=self._load, name="aulib-emotion-ensemble", daemon=True)
+                # Not a daemon: the interpreter waits the few ms for it at exit. A daemon thread still
+                # inside onnxruntime when Python finalises aborts the whole process ("terminate
+                # called without an active exception", exit 134) after a fast no-face image.
+                self._loader = threading.Thread(target=self._load, name="aulib-emotion-ensemble")
                 self._loader.start()
 
     def _load(self) -> None:

@@ -190,7 +190,7 @@ class FrameReader:
                     t0 = time.perf_counter()
                     if self.max_frames is not None and st.selected >= self.max_frames:
                         return
-                if self._stop.is_set():
+                if self._stopping():
                     return
         except Exception as e:  # corrupt packets surface as av.error.InvalidDataError etc.
             st.error = (f"{self.path}: video truncated or corrupt after frame {st.decoded - 1} "
@@ -206,21 +206,31 @@ class FrameReader:
         finally:
             st.seconds += time.perf_counter() - t0
 
+    def _stopping(self) -> bool:
+        """The consumer asked to stop, or the main thread has ended (the interpreter is exiting)."""
+        return self._stop.is_set() or not threading.main_thread().is_alive()
+
     def _produce(self) -> None:
         try:
             for vf in self._frames():
-                while not self._stop.is_set():
+                while not self._stopping():
                     try:
                         self._q.put(vf, timeout=0.1)
                         break
                     except queue.Full:
                         continue
-                if self._stop.is_set():
+                if self._stopping():
                     break
         except BaseException as e:  # pragma: no cover - defensive: never leave the consumer hanging
             self.stats.error = self.stats.error or f"{self.path}: decoder failed ({e})"
         finally:
-            self._q.put(None)
+            while True:  # the end marker; nobody will read it once the main thread is gone
+                try:
+                    self._q.put(None, timeout=0.1)
+                    break
+                except queue.Full:
+                    if not threading.main_thread().is_alive():
+                        break
 
     def __iter__(self) -> Iterator[VideoFrame]:
         if not self.threaded:
@@ -229,7 +239,9 @@ class FrameReader:
             finally:
                 self.close()
             return
-        th = threading.Thread(target=self._produce, name=f"decode:{Path(str(self.path)).name}", daemon=True)
+        # Not a daemon: _produce also stops when the main thread has ended, and the interpreter
+        # waits for it instead of killing it inside the decoder.
+        th = threading.Thread(target=self._produce, name=f"decode:{Path(str(self.path)).name}")
         th.start()
         try:
             while True:

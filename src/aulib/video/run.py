@@ -116,7 +116,9 @@ class VideoAnalysis:
         self._thread: threading.Thread | None = None
         if threaded:
             self._q = queue.Queue(maxsize=4)
-            self._thread = threading.Thread(target=self._model_loop, name=f"models:{input_name}", daemon=True)
+            # Not a daemon (see _model_loop): a daemon thread inside onnxruntime when Python finalises
+            # (Ctrl-C, an error in the caller) aborts the process instead of exiting cleanly.
+            self._thread = threading.Thread(target=self._model_loop, name=f"models:{input_name}")
             self._thread.start()
 
     @property
@@ -158,9 +160,16 @@ class VideoAnalysis:
             self._models(batch)
 
     def _model_loop(self) -> None:
+        """Score queued batches until the stop signal, or until the main thread has ended (the
+        interpreter is exiting without :meth:`finish`/:meth:`close`: it waits for this thread)."""
         assert self._q is not None
         while True:
-            batch = self._q.get()
+            try:
+                batch = self._q.get(timeout=0.2)
+            except queue.Empty:
+                if not threading.main_thread().is_alive():
+                    return
+                continue
             if batch is None:
                 return
             if self._err is not None:
@@ -251,6 +260,7 @@ class VideoAnalysis:
                 except queue.Empty:
                     break
             self._q.put(None)
+            self._thread.join()  # it ends after the batch in hand: no model run outlives the caller
             self._thread = None
 
 
