@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import subprocess
 import sys
 
@@ -164,3 +165,23 @@ def test_a_photo_to_csv_runs_without_pandas(tmp_path):
     assert res.stdout.split() == ["False", "False"]
     df = table.read_table(out)
     assert df["success"].tolist() == [1] and df["AU12_r"].notna().all()
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs Linux's /dev/full")
+@pytest.mark.parametrize("fmt", ["csv", "json", "parquet"])
+def test_a_full_disk_is_an_error_naming_the_table(tmp_path, fmt):
+    """Writes into a full file system fail with an OSError that names the table (a file object's
+    own error says only "[Errno 28] No space left on device"), and the CLI prints it as one line."""
+    from aulib.cli import error_line
+
+    out = tmp_path / f"full.{fmt}"
+    out.symlink_to("/dev/full")  # every write fails
+    rows = table.Rows.from_frame(table.to_frame([table.empty_row("x.jpg", "no face detected")] * 50,
+                                                 table.columns([1, 2])))
+    with pytest.raises(OSError) as info:
+        with table.TableAppender(out, fmt) as w:
+            for _ in range(200):  # past any buffering
+                w.append(rows)
+            w.size()
+    assert info.value.filename == str(out)  # ENOSPC from a write, or EINVAL from /dev/full's fsync
+    assert error_line(info.value) == f"{out}: {info.value.strerror}"

@@ -287,7 +287,7 @@ def analyze(
                             progress=None if one_video else lambda _: prog.advance(task),
                             partitioned=partitioned, retries=retries)
         except (OSError, ValueError) as e:  # unreachable scheduler, unwritable output, locked, --resume mismatch
-            _fail(escape(table_text(redact(str(e)))))
+            _fail(escape(table_text(redact(error_line(e)))))
     # user-provided text (paths: [x] is not markup, odd bytes are shown as \xNN) is escaped for rich
     for note in res.warnings:
         err.print(f"[yellow]warning:[/yellow] {escape(note)}")

@@ -29,13 +29,14 @@ quotes every text cell, JSON escapes them).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import math
 import os
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -523,6 +524,10 @@ class TableAppender:
 
     def append(self, chunk: Rows | pd.DataFrame) -> None:
         """Write the rows of ``chunk`` (same columns for every chunk)."""
+        with _naming(self.path):
+            self._append(chunk)
+
+    def _append(self, chunk: Rows | pd.DataFrame) -> None:
         if self.fmt == "parquet":
             import pyarrow as pa
             import pyarrow.parquet as pq
@@ -552,20 +557,38 @@ class TableAppender:
         """Bytes written so far, flushed and synced to disk (CSV/JSON)."""
         if self._f is None:
             return self.path.stat().st_size if self.path.exists() else 0
-        self._f.flush()
-        os.fsync(self._f.fileno())
+        with _naming(self.path):
+            self._f.flush()
+            os.fsync(self._f.fileno())
         return self._f.tell()
 
     def close(self) -> None:
-        if self._pq is not None:
-            self._pq.close()
-            self._pq = None
-            self._fpq.close()
-        if self._f is not None:
-            self._f.flush()
-            os.fsync(self._f.fileno())
-            self._f.close()
-            self._f = None
+        with _naming(self.path):
+            if self._pq is not None:
+                pq, self._pq = self._pq, None
+                try:
+                    pq.close()
+                finally:
+                    self._fpq.close()
+            if self._f is not None:
+                f, self._f = self._f, None
+                try:
+                    f.flush()
+                    os.fsync(f.fileno())
+                finally:
+                    f.close()
+
+
+@contextlib.contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """Writes that fail (a full disk, a lost network mount) raise an OSError naming the table:
+    a file object's own errors carry no file name ("[Errno 28] No space left on device")."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is None:
+            raise OSError(e.errno, e.strerror or str(e), str(path)) from None
+        raise
 
 
 # ---------------------------------------------------------------------------------- column groups
