@@ -114,3 +114,20 @@ def test_the_laughing_man_is_happiness():
 
     face = Analyzer().get(aulib.read_image(sample("Image_with_alpha.png")))[0]
     assert face.emotion == "happiness" and face.emotion_probs[aulib.face.EMOTIONS.index("happiness")] > 0.6
+
+
+def test_get_and_analyze_frame_take_an_image_path_too(tmp_path):
+    """``get``/``analyze_frame`` read a path like ``analyze`` does (they used to report a str as
+    "array of shape ()"); a file that is not an image is an ImageReadError naming it."""
+    a = Analyzer()
+    by_path = a.analyze_frame(SMILE)
+    by_array = a.analyze_frame(aulib.read_image(SMILE), input_name=str(SMILE))
+    assert by_path["input"].tolist() == [str(SMILE)] and by_path["emotion"].tolist() == ["happiness"]
+    assert by_path.drop(columns="input").equals(by_array.drop(columns="input"))
+    assert len(a.get(str(SMILE))) == 1
+    (tmp_path / "clip.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(64))
+    for bad, says in ((tmp_path / "none.jpg", "no such file"), (tmp_path, "directory"),
+                      (tmp_path / "clip.mp4", "Analyzer.analyze")):
+        with pytest.raises(aulib.ImageReadError, match=says) as info:
+            a.get(bad)
+        assert str(bad) in str(info.value)

@@ -21,6 +21,7 @@ Public methods, one return type each:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
@@ -150,14 +151,16 @@ class Analyzer:
         return self.occurrence.mean_
 
     # ------------------------------------------------------------------ faces
-    def get(self, image: np.ndarray, order: Literal["rgb", "bgr"] = "rgb", cropped: bool | None = None) -> list[Face]:
+    def get(self, image: np.ndarray | str | os.PathLike, order: Literal["rgb", "bgr"] = "rgb",
+            cropped: bool | None = None) -> list[Face]:
         """Every face of one image array, left to right, with all predictions filled in.
 
         ``order="bgr"`` for OpenCV frames; ``cropped`` (default: the analyzer's setting) treats the
-        whole image as one face. Raises :class:`~aulib.io.ImageReadError` for an array that is not
-        an image.
+        whole image as one face. An image file's path is read with :func:`~aulib.io.read_image`
+        (``order`` does not apply). Raises :class:`~aulib.io.ImageReadError` for an array that is
+        not an image, or a file that cannot be read as one (naming it).
         """
-        rgb = to_rgb(image, order)
+        rgb = read_image(image) if isinstance(image, (str, os.PathLike)) else to_rgb(image, order)
         if self.tta and self._second is not None:
             self._second.prefetch()  # loads while this image's faces are found
         cropped = self.cropped if cropped is None else cropped
@@ -188,9 +191,13 @@ class Analyzer:
         return faces
 
     # ------------------------------------------------------------------ tables
-    def analyze_frame(self, image: np.ndarray, order: Literal["rgb", "bgr"] = "rgb", input_name: str = "",
-                      frame: int = 0, timestamp: float = 0.0, cropped: bool | None = None) -> pd.DataFrame:
-        """Table of one image array (RGB by default; ``order="bgr"`` for OpenCV frames)."""
+    def analyze_frame(self, image: np.ndarray | str | os.PathLike, order: Literal["rgb", "bgr"] = "rgb",
+                      input_name: str = "", frame: int = 0, timestamp: float = 0.0,
+                      cropped: bool | None = None) -> pd.DataFrame:
+        """Table of one image array (RGB by default; ``order="bgr"`` for OpenCV frames) or image file
+        (its path is the ``input`` unless ``input_name`` is given)."""
+        if isinstance(image, (str, os.PathLike)) and not input_name:
+            input_name = str(image)
         rows = table.face_rows(self.get(image, order, cropped), input_name, frame, timestamp)
         return table.to_frame(rows, self.columns)
 

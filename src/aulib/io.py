@@ -322,7 +322,9 @@ def _read_image_file(f: IO[bytes], p: str) -> np.ndarray:
         raise
     except UnidentifiedImageError:
         if _looks_like_video(f):
-            raise ImageReadError(f"{p}: a video file, not an image (give it a video extension such as .mp4)") from None
+            hint = ("analyse it with aulib analyze or Analyzer.analyze" if is_video(str(p))
+                    else "give it a video extension such as .mp4")
+            raise ImageReadError(f"{p}: a video file, not an image ({hint})") from None
         raise ImageReadError(f"{p}: not an image file (format not recognised)") from None
     except Image.DecompressionBombError as e:  # Pillow's process-wide limit, checked inside Image.open
         m = re.search(r"\((\d+) pixels\)", str(e))
