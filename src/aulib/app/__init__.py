@@ -29,9 +29,14 @@ APP_FILE = Path(__file__).resolve().parent / "main.py"
 def streamlit_command(port: int | None = None, host: str | None = None, headless: bool = False,
                       max_upload_mb: int = 500, extra: list[str] | None = None) -> list[str]:
     """The ``streamlit run`` command line that serves the app."""
+    # postScriptGC off: streamlit runs a full gc.collect(2) after every script run, and the live
+    # panel reruns several times a second; each collection held the GIL long enough to stall the
+    # camera callback (a third of the script thread's time in a profile of the live page). No file
+    # watcher: an installed app does not edit itself, and polling its sources costs CPU.
     cmd = [sys.executable, "-m", "streamlit", "run", str(APP_FILE),
            "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer",
-           "--server.maxUploadSize", str(max_upload_mb)]
+           "--server.maxUploadSize", str(max_upload_mb),
+           "--runner.postScriptGC", "false", "--server.fileWatcherType", "none"]
     if port is not None:
         cmd += ["--server.port", str(port)]
     if host is not None:
