@@ -344,3 +344,43 @@ def test_pexels_jitter_lag_and_openface_agreement(analyzer):
         r[name] = {a: np.corrcoef(m[f"AU{a}_r_of"], m[f"AU{a}_r"])[0, 1] for a in ("06", "12", "25")}
     assert r["smooth"]["06"] >= 0.8
     assert all(r["smooth"][a] >= r["raw"][a] - 0.005 for a in ("06", "12", "25"))
+
+
+def _transport_stream(path, frames: list[np.ndarray], rate: int = 25) -> None:
+    """An MPEG-2 transport stream (what camcorders write as .mts/.m2ts) of RGB frames."""
+    with av.open(str(path), "w", format="mpegts") as c:
+        s = c.add_stream("mpeg2video", rate=rate)
+        s.width, s.height, s.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
+        for f in frames:
+            for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                c.mux(p)
+        for p in s.encode(None):
+            c.mux(p)
+
+
+def test_camcorder_transport_streams_with_a_size_change_are_videos(analyzer, tmp_path):
+    """.mts/.m2ts/.ts clips are read as videos (they were refused as "not an image file"), also when
+    the picture size changes mid-stream (two recordings joined): every frame gets its face, with
+    the box in that frame's own pixels; a transport stream named .jpg is recognised as a video."""
+    from aulib.io import ImageReadError, is_video, read_image
+
+    big = [vf.image for vf in FrameReader(sample("single_face.mp4"), max_frames=10, threaded=False)]
+    h, w = big[0].shape[:2]
+    small = [np.ascontiguousarray(f[::2, ::2]) for f in big]
+    _transport_stream(tmp_path / "a.ts", big)
+    _transport_stream(tmp_path / "b.ts", small)
+    joined = tmp_path / "clip.MTS"
+    joined.write_bytes((tmp_path / "a.ts").read_bytes() + (tmp_path / "b.ts").read_bytes())
+    assert all(is_video(n) for n in ("x.ts", "x.mts", "X.M2TS", "x.3gp", "x.ogv"))
+    with av.open(str(joined)) as c:  # the decoder may drop a frame at the join: count what it gives
+        sizes = [f.width for f in c.decode(video=0)]
+    assert len(sizes) >= 18 and sizes[0] == w and sizes[-1] == w // 2
+    df = table(analyzer, joined, smooth=False)
+    assert len(df) == len(sizes) and df["success"].tolist() == [1] * len(sizes)
+    small_rows = np.array(sizes) == w // 2
+    first, second = df["face_width"][~small_rows].median(), df["face_width"][small_rows].median()
+    assert second == pytest.approx(first / 2, rel=0.1)
+    assert df["face_x"][small_rows].max() < w / 2 and df["face_y"][small_rows].max() < h / 2
+    (tmp_path / "clip.jpg").write_bytes(joined.read_bytes())
+    with pytest.raises(ImageReadError, match="a video file, not an image"):
+        read_image(tmp_path / "clip.jpg")

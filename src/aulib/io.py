@@ -44,7 +44,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from aulib.storage import Source, is_url, list_prefix, open_input, redact, suffix
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm"}
-VIDEO_EXTENSIONS = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"}
+# Containers FFmpeg reads; .ts/.mts/.m2ts are MPEG transport streams (camcorders' AVCHD clips, broadcast
+# recordings), .3gp phone clips, .ogv Theora, .mxf broadcast cameras, .vob DVDs.
+VIDEO_EXTENSIONS = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv",
+                    ".ts", ".mts", ".m2ts", ".3gp", ".3g2", ".ogv", ".mxf", ".vob", ".asf", ".dv"}
 
 # Largest image accepted, in pixels: 120 MP covers 108 MP (12000x9000) phone photos. Decoding costs
 # about 3 bytes per pixel plus one working copy (~0.7 GB at the limit); a 20000x20000 PNG of zeros
@@ -230,14 +233,17 @@ def _pil_to_rgb(img: Image.Image, full_scale: float | None = None) -> np.ndarray
 
 
 def _looks_like_video(f: IO[bytes]) -> bool:
-    """True for the signatures of MP4/MOV, Matroska/WebM, AVI and MPEG files."""
+    """True for the signatures of MP4/MOV, Matroska/WebM, AVI, MPEG program and transport streams,
+    Ogg, FLV and ASF/WMV files."""
     try:
         f.seek(0)
-        head = f.read(16)
+        head = f.read(380)
     except (OSError, ValueError):
         return False
+    transport = len(head) >= 377 and head[0] == head[188] == head[376] == 0x47  # 188-byte packets
     return (head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free") or head.startswith(b"\x1a\x45\xdf\xa3")
-            or (head.startswith(b"RIFF") and head[8:12] == b"AVI ") or head.startswith(b"\x00\x00\x01\xba"))
+            or (head.startswith(b"RIFF") and head[8:12] == b"AVI ") or head.startswith(b"\x00\x00\x01\xba")
+            or transport or head.startswith((b"OggS", b"FLV\x01", b"\x30\x26\xb2\x75\x8e\x66\xcf\x11")))
 
 
 def check_regular_file(path: str | Path, kind: type[ValueError] = ImageReadError) -> Path:

@@ -22,9 +22,10 @@ from aulib.app.common import (
 )
 from aulib.app.engine import JobHandle, QueueFull, clean_message
 from aulib.au.facs import au_label
-from aulib.io import IMAGE_EXTENSIONS
+from aulib.io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 
-VIDEO_TYPES = ["mp4", "mov", "avi", "mkv", "webm", "m4v", "mpg", "mpeg", "wmv", "flv", "gif"]
+# What the command line reads as video, plus animated GIFs (an image to the command line).
+VIDEO_TYPES = sorted(e.lstrip(".") for e in VIDEO_EXTENSIONS) + ["gif"]
 
 
 def probe(source: str | Path | IO[bytes], name: str = "") -> tuple[int, float]:
