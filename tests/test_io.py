@@ -285,3 +285,24 @@ def test_huge_arrays_are_refused_cheaply():
     big = np.broadcast_to(np.zeros((1, 1, 3), np.uint8), (20000, 20000, 3))  # no memory behind it
     with pytest.raises(ImageReadError, match="image too large"):
         to_rgb(big)
+
+
+def test_phone_photos_heic_and_avif(tmp_path, monkeypatch):
+    """An iPhone's HEIC photo is read (with the ``heif`` extra) like its JPEG; without the decoder it
+    is one clear error naming the file — it used to be called "a video file" (HEIC is an ISO media
+    file like MP4). AVIF/HEIC files are picked up when a folder is scanned."""
+    import aulib.io
+
+    pillow_heif = pytest.importorskip("pillow_heif")  # in the dev extra: CI always runs this
+    pillow_heif.register_heif_opener()
+    src = Image.open(sample("single_face.jpg")).convert("RGB")
+    src.save(tmp_path / "phone.heic", quality=95)
+    src.save(tmp_path / "photo.avif", quality=95)
+    ref = np.asarray(src, np.float32)
+    for name in ("phone.heic", "photo.avif"):
+        rgb = read_image(tmp_path / name)
+        assert rgb.shape == ref.shape and np.abs(rgb - ref).mean() < 6, name
+    assert {p.name for p in expand_inputs([tmp_path])} == {"phone.heic", "photo.avif"}
+    monkeypatch.setattr(aulib.io, "_heif_opener", lambda: False)  # a plain install: no decoder
+    with pytest.raises(ImageReadError, match=r"phone\.heic: a HEIC/HEIF photo; .*aulib\[heif\]"):
+        read_image(tmp_path / "phone.heic")

@@ -43,7 +43,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from aulib.storage import Source, is_url, list_prefix, open_input, redact, suffix
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm"}
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm",
+                    ".ppm", ".pbm", ".pnm", ".avif", ".jp2", ".j2k", ".tga", ".heic", ".heif"}
 # Containers FFmpeg reads; .ts/.mts/.m2ts are MPEG transport streams (camcorders' AVCHD clips, broadcast
 # recordings), .3gp phone clips, .ogv Theora, .mxf broadcast cameras, .vob DVDs.
 VIDEO_EXTENSIONS = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv",
@@ -241,7 +242,9 @@ def _looks_like_video(f: IO[bytes]) -> bool:
     except (OSError, ValueError):
         return False
     transport = len(head) >= 377 and head[0] == head[188] == head[376] == 0x47  # 188-byte packets
-    return (head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free") or head.startswith(b"\x1a\x45\xdf\xa3")
+    iso_video = head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free") and not (
+        head[4:8] == b"ftyp" and head[8:12] in (*_HEIF_BRANDS, b"avif", b"avis"))
+    return (iso_video or head.startswith(b"\x1a\x45\xdf\xa3")
             or (head.startswith(b"RIFF") and head[8:12] == b"AVI ") or head.startswith(b"\x00\x00\x01\xba")
             or transport or head.startswith((b"OggS", b"FLV\x01", b"\x30\x26\xb2\x75\x8e\x66\xcf\x11")))
 
@@ -310,8 +313,38 @@ def read_image(source: Source | IO[bytes]) -> np.ndarray:
         return _read_image_file(f, str(p))
 
 
+# HEIF/AVIF still images are ISO media files like MP4 ("ftyp" box): told apart by their brand.
+_HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")
+
+
+def _heif_brand(f: IO[bytes]) -> bool:
+    """True for a HEIC/HEIF still image (iPhones' default photo format)."""
+    try:
+        f.seek(0)
+        head = f.read(12)
+        f.seek(0)
+    except (OSError, ValueError):
+        return False
+    return head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS
+
+
+def _heif_opener() -> bool:
+    """Register pillow-heif's Pillow plug-in (the optional ``heif`` extra) once; False when absent."""
+    try:
+        import pillow_heif  # type: ignore[import-not-found]
+    except ImportError:
+        return False
+    if not getattr(_heif_opener, "done", False):
+        pillow_heif.register_heif_opener()
+        _heif_opener.done = True  # type: ignore[attr-defined]
+    return True
+
+
 def _read_image_file(f: IO[bytes], p: str) -> np.ndarray:
     """:func:`read_image` on an open, seekable binary file; ``p`` names it in messages."""
+    if _heif_brand(f) and not _heif_opener():
+        raise ImageReadError(f"{p}: a HEIC/HEIF photo; reading it needs the optional decoder "
+                             "(pip install 'aulib[heif]'), or convert it to JPEG")
     try:
         with warnings.catch_warnings():
             # Pillow's own bomb check uses a process-wide limit; ours below is per call.
