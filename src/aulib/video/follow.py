@@ -50,6 +50,13 @@ def _to_crop(m: np.ndarray, box: Any) -> tuple[float, float, float, float]:
     return float(cx), float(cy), bw * s, bh * s
 
 
+def _up(m: np.ndarray) -> np.ndarray:
+    """The face's mouth-to-eyes direction in the image from its image → aligned-crop transform
+    (the crop is upright, so it is the crop's (0, -1) taken back into the image)."""
+    v = np.linalg.solve(m[:, :2], np.array([0.0, -1.0]))
+    return v / float(np.hypot(*v))
+
+
 def _from_crop(m: np.ndarray, anchor: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
     """Inverse of :func:`_to_crop` under another frame's transform: the axis-aligned image box."""
     a = m[:, :2]
@@ -87,7 +94,8 @@ class FaceFollower:
         self._since_detect = 0
         dets = self.detector(image)
         boxes = [d.landmark_box() for d in dets]
-        faces = [self.pipeline.from_box(image, b, d.score, display_box=d.as_array()) for b, d in zip(boxes, dets)]
+        faces = [self.pipeline.from_box(image, b, d.score, display_box=d.as_array(), up=d.up())
+                 for b, d in zip(boxes, dets)]
         ids = self.tracker.assign([d.as_array() for d in dets], index)
         for f, tid, box in zip(faces, ids, boxes):
             f.id = tid
@@ -111,7 +119,7 @@ class FaceFollower:
             shown = np.asarray(_from_crop(m, t.extra["shown"]), np.float32)
             if not (0 <= box[0] + box[2] / 2 < w and 0 <= box[1] + box[3] / 2 < h):  # leaving the frame
                 return None
-            f = self.pipeline.from_box(image, box, t.score, display_box=shown)
+            f = self.pipeline.from_box(image, box, t.score, display_box=shown, up=_up(m))
             if not f.success or f.fit_error > REDETECT_FIT_ERROR:
                 return None
             f.id = t.id
