@@ -131,3 +131,16 @@ def test_get_and_analyze_frame_take_an_image_path_too(tmp_path):
         with pytest.raises(aulib.ImageReadError, match=says) as info:
             a.get(bad)
         assert str(bad) in str(info.value)
+
+
+def test_analyze_refuses_what_is_not_a_path():
+    """``analyze('')`` used to analyse the whole working folder (Path("") is "."), ``analyze(None)``
+    failed with "'NoneType' object is not iterable"; a bytes path is a path."""
+    a = Analyzer()
+    for bad, err, says in (("", ValueError, "empty path"), ([""], ValueError, "empty path"),
+                           (None, TypeError, "not NoneType"), (7, TypeError, "not int"),
+                           ([SMILE, None], TypeError, "not NoneType")):
+        with pytest.raises(err, match=says):
+            a.analyze(bad)
+    assert a.analyze(bytes(SMILE))["emotion"].tolist() == ["happiness"]
+    assert len(a.analyze([])) == 0

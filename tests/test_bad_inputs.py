@@ -51,6 +51,8 @@ def table(tmp_path_factory) -> Path:
     (["analyze", "IMG", "--format", "xml", "--per-input", "d"], "--format"),
     (["faces", "IMG", "--detector", "foo"], "--detector must be retinaface or dlib"),
     (["faces", "IMG", "-o", "x.txt"], "unknown output format"),
+    (["analyze", "IMG", ""], "empty path"),  # Path("") is ".": it used to analyse the working folder
+    (["faces", ""], "empty path"),
     (["bench", "VIDEO", "--frames", "-5"], "--frames"),
     (["bench", "VIDEO", "--emotion-model", "foo"], "--emotion-model must be cnn, multitask or none"),
     (["bench", "VIDEO", "--detector", "foo"], "--detector must be"),

@@ -241,9 +241,14 @@ class Analyzer:
 
     def analyze(self, paths: str | Path | Iterable[str | Path], cropped: bool | None = None,
                 **video_options: object) -> pd.DataFrame:
-        """Table of image/video files and folders (recursively, sorted), one row per face per frame."""
-        if isinstance(paths, (str, Path)):
-            paths = [paths]
+        """Table of image/video files and folders (recursively, sorted), one row per face per frame.
+
+        ``paths``: one path (str, bytes, os.PathLike) or an iterable of them; anything else is a
+        TypeError saying so, an empty string a ValueError (it would mean the working folder)."""
+        if isinstance(paths, (str, bytes, os.PathLike)):
+            paths = [paths]  # type: ignore[list-item]
+        elif not isinstance(paths, Iterable):
+            raise TypeError(f"paths must be a path or a list of paths, not {type(paths).__name__}: {paths!r}")
         parts = [rows for p in expand_inputs(paths) for rows in self.iter_rows(p, cropped, **video_options)]
         return table.Rows.concat(parts, self.columns).frame()
 

@@ -143,6 +143,16 @@ def _data_dir(data: Path, *needed: str) -> Path:
     return data
 
 
+def _paths(raw: list[str]) -> list[Path | str]:
+    """Command-line inputs as paths (URLs stay text); an empty argument is a usage error, not
+    Path("") — which is "." and would analyse the whole working folder."""
+    from aulib.storage import is_url
+
+    if any(not p for p in raw):
+        _fail("an empty path ('') is not an input; give '.' for the current folder")
+    return [p if is_url(p) else Path(p) for p in raw]
+
+
 def _inputs(paths: list[Path], out: Path | None) -> list[Path]:
     """Check the output format before any work, then expand folders; usage errors exit 2."""
     from aulib.io import expand_inputs
@@ -161,7 +171,7 @@ def _inputs(paths: list[Path], out: Path | None) -> list[Path]:
 
 @app.command()
 def faces(
-    paths: list[Path] = typer.Argument(..., help="Images or folders (recursive)."),
+    paths: list[str] = typer.Argument(..., help="Images or folders (recursive)."),
     out: Path | None = typer.Option(None, "-o", "--out", help="Write the table (.csv, .parquet, .json)."),
     overlay: Path | None = typer.Option(None, "--overlay", help="Folder for annotated copies of each image."),
     cropped: bool = typer.Option(False, "--cropped", help="Each image is one already-cropped face."),
@@ -173,7 +183,7 @@ def faces(
     from aulib.table import write_table
 
     _check_names(detector=detector)
-    files = _inputs(paths, out)
+    files = _inputs(_paths(paths), out)  # type: ignore[arg-type]
     with _progress(len(files)) as prog:
         task = prog.add_task("faces", total=len(files))
         df = faces_table(files, cropped=cropped, detector=detector, overlay=overlay,
@@ -235,7 +245,7 @@ def analyze(
     from rich.markup import escape
 
     from aulib.batch import AnalyzerSpec, is_partitioned, partitioned_root, run_batch
-    from aulib.storage import is_url, redact
+    from aulib.storage import redact
     from aulib.table import report, table_format, table_text
 
     parted = is_partitioned(out, partitioned)
@@ -245,7 +255,7 @@ def analyze(
         except ValueError as e:
             _fail(escape(redact(str(e))))
     out_arg: Path | str | None = out if parted or out is None else Path(out)
-    files = _inputs([p if is_url(p) else Path(p) for p in paths], None if parted else out_arg)  # type: ignore[misc]
+    files = _inputs(_paths(paths), None if parted else out_arg)  # type: ignore[arg-type]
     if calibrate_mode not in ("video", "running"):
         _fail(f"--calibrate-mode must be video or running, not {calibrate_mode!r}")
     if fmt is None:

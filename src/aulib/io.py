@@ -398,6 +398,12 @@ def expand_inputs(paths: Iterable[Source]) -> list[Source]:
     """
     out: list[Source] = []
     for raw in paths:
+        if isinstance(raw, bytes):
+            raw = os.fsdecode(raw)
+        if not isinstance(raw, (str, os.PathLike)):
+            raise TypeError(f"an input must be a path (str or os.PathLike), not {type(raw).__name__}: {raw!r}")
+        if not str(raw):  # Path("") is ".": it would analyse the whole working folder
+            raise ValueError("an empty path ('') is not an input; give '.' for the current folder")
         if is_url(raw):
             out.extend(list_prefix(str(raw), IMAGE_EXTENSIONS | VIDEO_EXTENSIONS))
             continue
