@@ -40,6 +40,31 @@ CROP_CHECK_SIDES = (192, 128)  # the second size only for crops the first one re
 MIN_CROP_SIZE = 16  # pixels; smaller images cannot show a face whose landmarks mean anything
 
 
+def fit_boxes(detector, image: np.ndarray, dets: list[Detection]) -> list[tuple[tuple[float, float, float, float],
+                                                                                 np.ndarray | None]]:
+    """Each detection's landmark box and mouth-to-eyes direction (:meth:`Detection.landmark_box`,
+    :meth:`Detection.up`). RetinaFace's keypoints collapse on a face turned more than ≈ 100°
+    (upside down), which spoils both: for those faces only, the detector runs again on the image
+    turned 180°, where such a face is within ±80° of upright, and its box and direction there are
+    turned back. Costs nothing when every face has usable keypoints."""
+    out = [(d.landmark_box(), d.up()) for d in dets]
+    lost = [i for i, (d, (_, u)) in enumerate(zip(dets, out)) if u is None and d.keypoints is not None]
+    if not lost:
+        return out
+    h, w = image.shape[:2]
+    turned = detector(cv2.rotate(image, cv2.ROTATE_180))
+    for i in lost:
+        d = dets[i]
+        cx, cy = w - (d.x + d.width / 2), h - (d.y + d.height / 2)  # its centre in the turned image
+        near = [t for t in turned if t.up() is not None
+                and np.hypot(t.x + t.width / 2 - cx, t.y + t.height / 2 - cy) < 0.35 * max(d.width, d.height)]
+        if near:
+            t = max(near, key=lambda t: t.score)
+            x, y, bw, bh = t.landmark_box()
+            out[i] = ((w - x - bw, h - y - bh, bw, bh), -t.up())  # type: ignore[operator]
+    return out
+
+
 class FacePipeline:
     """Detect, fit, align, mask and describe every face in an RGB image.
 
@@ -121,8 +146,9 @@ class FacePipeline:
 
     def __call__(self, image: np.ndarray) -> list[Face]:
         """All faces of an ``(H, W, 3)`` uint8 RGB image, left to right, ``id`` 0, 1, … (empty: no face)."""
-        faces = [self.from_box(image, d.landmark_box(), d.score, display_box=d.as_array(), up=d.up())
-                 for d in self.detect(image)]
+        dets = self.detect(image)
+        faces = [self.from_box(image, box, d.score, display_box=d.as_array(), up=up)
+                 for d, (box, up) in zip(dets, fit_boxes(self.detector, image, dets))]
         for i, f in enumerate(faces):
             f.id = i
         return faces

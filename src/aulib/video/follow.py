@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from aulib.face.detect import Detection
-from aulib.face.pipeline import FacePipeline
+from aulib.face.pipeline import FacePipeline, fit_boxes
 from aulib.face.record import Face
 from aulib.video.track import FaceTracker, Track
 
@@ -93,9 +93,10 @@ class FaceFollower:
         self.n_detect += 1
         self._since_detect = 0
         dets = self.detector(image)
-        boxes = [d.landmark_box() for d in dets]
-        faces = [self.pipeline.from_box(image, b, d.score, display_box=d.as_array(), up=d.up())
-                 for b, d in zip(boxes, dets)]
+        fits = fit_boxes(self.detector, image, dets)
+        boxes = [b for b, _ in fits]
+        faces = [self.pipeline.from_box(image, b, d.score, display_box=d.as_array(), up=u)
+                 for (b, u), d in zip(fits, dets)]
         ids = self.tracker.assign([d.as_array() for d in dets], index)
         for f, tid, box in zip(faces, ids, boxes):
             f.id = tid
