@@ -279,7 +279,11 @@ def test_live_page_streams_fake_camera(app_url, browser, netns):
     assert len(seen_emotions) >= 2, f"emotion label/probability did not change: {seen_emotions}"
     assert len(seen_aus) >= 2, f"AU values did not change: {seen_aus}"
     assert fps_values and max(fps_values) > 1.0, fps_values
+    text = page.locator(".st-key-live_stats").inner_text()
+    latency = re.search(r"fps · (\d+) ms latency", text)
+    assert latency and 0 < int(latency.group(1)) < 1000, text  # the frame's time in the server
     print(f"\nlive page fps as shown: median {statistics.median(fps_values):.1f}, last {fps_values[-1]:.1f}; "
+          f"latency {latency.group(1)} ms; "
           f"emotions {sorted(seen_emotions)}; {'loopback-only network namespace' if netns else 'host network'}")
     # the returned, annotated stream plays in the component's <video>
     playing = frame.locator("video").evaluate("v => v.readyState >= 2 && v.videoWidth > 0")

@@ -104,6 +104,7 @@ class LiveState:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.times: deque[float] = deque(maxlen=90)
+        self.latencies: deque[tuple[float, float]] = deque(maxlen=90)  # (arrival, seconds to the drawn frame)
         self.frames = 0
         self.frame = -1  # number of the frame the panel describes (drawn on that frame, top left)
         self.face: Face | None = None
@@ -121,6 +122,14 @@ class LiveState:
         if len(t) < 2 or now - t[-1] > 1.5:
             return None
         return (len(t) - 1) / (t[-1] - t[0])
+
+    def latency_ms(self, window: float = 3.0) -> float | None:
+        """Median over the last few seconds of each frame's time in the server, from its arrival in
+        the callback to the annotated frame handed back (None when no recent frame)."""
+        with self.lock:
+            now = time.monotonic()
+            lat = [x for t, x in self.latencies if now - t <= window]
+        return 1000.0 * float(np.median(lat)) if lat else None
 
 
 def make_callback(analyzer, state: LiveState, streams=None):
@@ -150,6 +159,7 @@ def make_callback(analyzer, state: LiveState, streams=None):
         with state.lock:  # one update: the panel never mixes two frames
             state.frames = number + 1
             state.times.append(now)
+            state.latencies.append((now, time.monotonic() - now))
             state.frame, state.faces, state.error = number, len(faces), error
             state.face, state.label = (light([main])[0], label) if main is not None else (None, "")
         if streams is not None:
@@ -239,7 +249,10 @@ def live_panel(ctx, state: LiveState) -> None:
         if fps is None:
             st.markdown("**Waiting for frames…**")
             return
-        st.markdown(f"### {fps:.1f} fps")
+        latency = state.latency_ms()
+        st.markdown(f"### {fps:.1f} fps" + (f" · {latency:.0f} ms latency" if latency is not None else ""))
+        st.caption("Latency: a frame's time in the server, from its arrival to the annotated frame sent back "
+                   "(the network and the browser add theirs). Frames that arrive meanwhile are dropped, not queued.")
         st.caption(f"{n} frames analysed · {faces} face(s) in the last frame")
         st.caption(server_load() + ". Live streams analyse their newest frame only, before any video.")
         if error:
