@@ -85,8 +85,9 @@ def test_rescore_after_changing_features_changes_only_the_au_outputs(full):
 
 def test_images_average_emotion_over_the_mirror_image_video_frames_do_not(full):
     """tta (default): a photo's emotion is the mean over the face and its mirror (with ``cnn``: of both
-    ensemble networks); ``run(flip=False)`` (what the video and live paths call) is one network on the
-    face alone; AU outputs are the same either way."""
+    ensemble networks) and, with ``cnn``, its AUs are fused with the multitask network's heads;
+    ``run(flip=False)`` (what the video and live paths call) is one network on the face alone and
+    the SVMs' AUs."""
     from aulib.cnn.inference import SecondOpinion
 
     image = aulib.read_image(SMILE)
@@ -102,7 +103,16 @@ def test_images_average_emotion_over_the_mirror_image_video_frames_do_not(full):
         expected = (expected + SecondOpinion().model.predict(crop, flip=True)[0]) / 2
     np.testing.assert_allclose(ensembled.emotion_probs, expected, atol=1e-5)
     assert abs(float(ensembled.emotion_probs.sum()) - 1) < 1e-5
-    np.testing.assert_array_equal(ensembled.au_intensity, plain.au_intensity)
+    if full.emotion_model == "cnn":  # images: the multitask heads vote on their 14 AUs (aulib.au.fusion)
+        heads = MultitaskCNN().predict(crop)[1][0]
+        fused = [full.aus.index(a) for a in full._au_heads.aus]
+        rest = [i for i in range(len(full.aus)) if i not in fused]
+        np.testing.assert_allclose(ensembled.au_prob[fused], (plain.au_prob[fused] + heads) / 2, atol=1e-5)
+        np.testing.assert_allclose(ensembled.au_prob[rest], plain.au_prob[rest])
+        np.testing.assert_array_equal(ensembled.au_occurrence, ensembled.au_prob > full._image_fusion.thresholds)
+        assert ensembled.mt_au_occurrence is None and not full.mt_aus  # no mt_AUxx_c columns in this mode
+    else:  # the multitask model fuses in both modes
+        np.testing.assert_array_equal(ensembled.au_intensity, plain.au_intensity)
     no_tta = Analyzer(emotion_model=full.emotion_model, tta=False)
     np.testing.assert_allclose(no_tta.get(image)[0].emotion_probs, plain.emotion_probs, atol=1e-6)
 

@@ -306,6 +306,29 @@ def test_a_damaged_second_ensemble_network_is_refused_where_it_is_used(tmp_path:
         stage.run([face], flip=True)
 
 
+def test_the_image_mode_au_heads_load_only_for_images_and_name_a_damaged_file(tmp_path: Path,
+                                                                              aligned_sample: np.ndarray) -> None:
+    """The multitask AU heads that vote with the SVMs on images load in the background; video frames
+    (flip=False) never touch them; a damaged file is a ModelFileError naming it where an image needs it."""
+    from aulib.cnn.inference import AUHeads
+    from aulib.face import Face
+    from aulib.models import MODELS_DIR, ModelFileError
+
+    face = Face(box=np.zeros(4, np.float32), score=1.0, aligned=aligned_sample, matrix=np.eye(2, 3))
+    good = AUHeads()
+    assert good.run([face], flip=False)[0].mt_au_probs is None and good._model is None  # video: never loaded
+    good.prefetch()
+    heads = good.run([face], flip=True)[0].mt_au_probs
+    assert heads is not None and heads.shape == (len(good.aus),) and ((heads >= 0) & (heads <= 1)).all()
+    assert face.mt_au_occurrence is None  # the mt_AUxx_c columns stay those of --emotion-model multitask
+    bad = tmp_path / "multitask_cnn.onnx"
+    bad.write_bytes((MODELS_DIR / "multitask_cnn.onnx").read_bytes()[:1000])
+    stage = AUHeads(bad)
+    stage.prefetch()
+    with pytest.raises(ModelFileError, match=str(bad)):
+        stage.run([face], flip=True)
+
+
 def test_multitask_applies_the_thresholds_its_manifest_entry_records(aligned_sample: np.ndarray,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     import aulib.cnn.inference as inference

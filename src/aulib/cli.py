@@ -227,7 +227,8 @@ def analyze(
     gaze: bool = typer.Option(True, "--gaze/--no-gaze", help="--no-gaze: leave the gaze_* columns empty and save "
                               "the iris network (≈3.5 ms per face, the largest single stage)."),
     tta: bool = typer.Option(True, "--tta/--no-tta", help="Images: the emotion is the mean of two networks over "
-                             "the face and its mirror image (≈7 ms more per face). Video frames: one network."),
+                             "the face and its mirror image, and the multitask network's AU heads vote with the "
+                             "SVMs (≈10 ms more per face). --no-tta and video frames: one network, SVM AUs."),
     per_input: Path | None = typer.Option(None, "--per-input", help="Folder for one table per input."),
     fmt: str | None = typer.Option(None, "--format", help="Format of --per-input tables: csv, parquet or json "
                                    "(default: that of -o, else csv)."),

@@ -1,6 +1,7 @@
 """AU occurrence from two models at once: the SVMs' calibrated probability and the multitask heads.
 
-With ``--emotion-model multitask`` the 15-head network also scores 14 of the 17 AUs. The two models
+With ``--emotion-model multitask`` (every frame), and for images in the default mode (the heads run
+as :class:`aulib.cnn.inference.AUHeads`), the 15-head network also scores 14 of the 17 AUs. The two models
 err differently (HOG + geometry + embedding SVMs vs a network trained end to end on the AU labels),
 so for those AUs :class:`AUFusion` makes ``AUxx_p`` the mean of both probabilities and calls the AU
 present above the mean of their two thresholds (the SVM's p-threshold, the head's 0.5). Measured on

@@ -205,27 +205,19 @@ class MultitaskCNN(_OnnxModel):
         return faces
 
 
-class SecondOpinion:
-    """Model stage for images: a second emotion network whose (flip-averaged) probabilities are
-    averaged with the first's — an ensemble of two independently trained EfficientNets.
-
-    Why: two networks trained with different seeds (the second keeps an EMA of its weights) make
-    partly different mistakes. On FER2013Valid, tie-aware / first-max accuracy: ``emotion_cnn.onnx``
-    with flip 0.869 / 0.855; both networks with flip 0.875 / 0.862 (``aulib evaluate cnn``). It costs
-    a second network (≈2.5 ms per face and view, ≈30 ms to load, on first use), so it runs only where
-    :meth:`aulib.analyzer.Analyzer.run` is called with ``flip=True`` — images and crops; video frames
-    and the live page keep one network (their rate matters and their traces are averaged over time).
-    The file is checked against the manifest like every model; the AU models never read it.
-    """
-
-    name = "emotion_cnn_ema.onnx"
+class _LazyNetwork:
+    """A network loaded on first use, or ahead of it in a background thread (:meth:`prefetch`):
+    the image-mode extras, which a video-only run never loads."""
 
     def __init__(self, path: str | Path | None = None) -> None:
         self._path = path
-        self._model: EmotionCNN | None = None
+        self._model: _OnnxModel | None = None
         self._error: BaseException | None = None
         self._loader: threading.Thread | None = None
         self._lock = threading.Lock()
+
+    def _build(self) -> _OnnxModel:
+        raise NotImplementedError
 
     def prefetch(self) -> None:
         """Start loading the network in a background thread, once (onnxruntime builds the session
@@ -236,25 +228,45 @@ class SecondOpinion:
                 # Not a daemon: the interpreter waits the few ms for it at exit. A daemon thread still
                 # inside onnxruntime when Python finalises aborts the whole process ("terminate
                 # called without an active exception", exit 134) after a fast no-face image.
-                self._loader = threading.Thread(target=self._load, name="aulib-emotion-ensemble")
+                self._loader = threading.Thread(target=self._load, name=f"aulib-load-{type(self).__name__}")
                 self._loader.start()
 
     def _load(self) -> None:
         try:
-            self._model = EmotionCNN(self._path, name=self.name)
+            self._model = self._build()
         except BaseException as e:  # re-raised (a ModelFileError naming the file) where the model is used
             self._error = e
 
     @property
-    def model(self) -> EmotionCNN:
+    def model(self) -> _OnnxModel:
         loader = self._loader
         if loader is not None:
             loader.join()
         if self._model is None:
             if self._error is not None:
                 raise self._error
-            self._model = EmotionCNN(self._path, name=self.name)
+            self._model = self._build()
         return self._model
+
+
+class SecondOpinion(_LazyNetwork):
+    """Model stage for images: a second emotion network whose (flip-averaged) probabilities are
+    averaged with the first's — an ensemble of two independently trained EfficientNets.
+
+    Why: two networks trained with different seeds (the second keeps an EMA of its weights) make
+    partly different mistakes. On FER2013Valid, tie-aware / first-max accuracy: ``emotion_cnn.onnx``
+    with flip 0.869 / 0.855; both networks with flip 0.875 / 0.862 (``aulib evaluate cnn``). It costs
+    a second network (≈2.5 ms per face and view, ≈30 ms to load, on first use), so it runs only where
+    :meth:`aulib.analyzer.Analyzer.run` is called with ``flip=True`` — images and crops; video frames
+    and the live page keep one network (their rate matters and their traces are averaged over time).
+    The file is checked against the manifest like every model; the AU models never read it. (The
+    multitask network as the second member instead: 0.869, no better than one network with flip.)
+    """
+
+    name = "emotion_cnn_ema.onnx"
+
+    def _build(self) -> EmotionCNN:
+        return EmotionCNN(self._path, name=self.name)
 
     def run(self, faces: Sequence[Face], flip: bool = False) -> Sequence[Face]:
         """With ``flip`` (images): ``emotion_probs`` of successful faces become the mean of the first
@@ -264,4 +276,42 @@ class SecondOpinion:
             second = self.model.predict(np.stack([f.aligned for f in ok]), flip=True)
             for f, p in zip(ok, second):
                 f.emotion_probs = ((np.asarray(f.emotion_probs, np.float32) + p) / 2).astype(np.float32)
+        return faces
+
+
+class AUHeads(_LazyNetwork):
+    """Model stage for images: the multitask network's 14 AU heads as a second opinion on the AUs
+    (:class:`aulib.au.fusion.AUFusion` then averages them with the SVMs' probabilities).
+
+    Why: on the 18 CK+ subjects neither model was trained on, mean F1 over the 17 AUs goes from
+    0.781 (SVMs) to 0.813 fused (14 AUs: 0.809 → 0.848; ``scripts/au_fusion_heldout.py``). Like
+    :class:`SecondOpinion` it costs a network run (≈2.5 ms per face, on the face as given: the
+    mirror image added nothing, 0.814) and a ≈30 ms load, so it runs only with ``flip=True``
+    (images and crops). Its emotion head is not used (0.855 alone; no gain in the ensemble).
+    ``aus``/``thresholds`` come from the manifest without loading the network.
+    """
+
+    name = MultitaskCNN.name
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        super().__init__(path)
+        info = model_entry(self.name)
+        if not info.get("aus"):
+            raise ModelFileError(f"{self.name}: its manifest entry records no AU list ('aus')")
+        self.aus = [int(a) for a in info["aus"]]
+        self.thresholds = au_thresholds(info, self.name)
+
+    def _build(self) -> MultitaskCNN:
+        return MultitaskCNN(self._path)
+
+    def run(self, faces: Sequence[Face], flip: bool = False) -> Sequence[Face]:
+        """With ``flip`` (images): ``mt_aus``/``mt_au_probs`` of successful faces (for the fusion;
+        ``mt_au_occurrence`` and the ``mt_AUxx_c`` columns stay those of ``--emotion-model
+        multitask``); without it, nothing."""
+        ok = [f for f in faces if f.success and f.aligned is not None]
+        if flip and ok:
+            _, heads = self.model.predict(np.stack([f.aligned for f in ok]))  # type: ignore[attr-defined]
+            aus = tuple(self.aus)
+            for f, a in zip(ok, heads):
+                f.mt_aus, f.mt_au_probs = aus, a
         return faces
