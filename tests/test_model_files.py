@@ -151,3 +151,51 @@ def test_embedding_output_edit_equals_the_onnx_package_edit() -> None:
         add_embedding_output(raw[: len(raw) // 3])
     with pytest.raises(ValueError):
         add_embedding_output(b"not an onnx model at all")
+
+
+def _retina_outputs(session) -> list:
+    import numpy as np
+
+    x = np.random.default_rng(0).uniform(0, 255, (1, 3, 160, 160)).astype(np.float32)
+    return session.run(None, {session.get_inputs()[0].name: x})
+
+
+def test_optimised_graphs_are_cached_per_machine_and_rebuilt_when_touched(private_cache: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """onnxruntime's optimised graph is kept in the user cache and loaded without re-optimising (a
+    third of a photo's model loading); outputs are identical; a cached file that was changed, or a
+    cache that cannot be written, or AULIB_ORT_CACHE=0, falls back to building the session."""
+    import numpy as np
+
+    from aulib.models import onnx_session
+
+    path = MODELS_DIR / "retinaface_mnet025.onnx"
+    key = read_manifest()["models"][path.name]["sha256"][:24]
+    plain = onnx_session(path, path)  # no key: never cached
+    assert not (private_cache / "aulib" / "onnxruntime").exists()
+    first = onnx_session(path, path, cache_key=key)
+    (cached,) = (private_cache / "aulib" / "onnxruntime").glob(f"{key}-*.onnx")
+    built = []
+    real = models.sha256_of
+    monkeypatch.setattr(models, "sha256_of", lambda p: built.append(p) or real(p))
+    monkeypatch.setattr(models, "_VERIFIED", {})  # a new process
+    second = onnx_session(path, path, cache_key=key)  # from the cache: nothing written or hashed
+    assert built == []
+    for a, b, c in zip(_retina_outputs(plain), _retina_outputs(first), _retina_outputs(second)):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(b, c)
+    time.sleep(0.01)
+    cached.write_bytes(cached.read_bytes()[:5000])  # damaged after it was recorded
+    third = onnx_session(path, path, cache_key=key)  # not trusted: rebuilt and recorded again
+    assert built == [cached] and cached.stat().st_size > 5000
+    np.testing.assert_array_equal(_retina_outputs(third)[0], _retina_outputs(plain)[0])
+    monkeypatch.setenv("AULIB_ORT_CACHE", "0")
+    shutil.rmtree(cached.parent)
+    onnx_session(path, path, cache_key=key)
+    assert not cached.parent.exists()
+    monkeypatch.delenv("AULIB_ORT_CACHE")
+    blocker = private_cache.parent / "file-not-dir"
+    blocker.write_text("x")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
+    np.testing.assert_array_equal(_retina_outputs(onnx_session(path, path, cache_key=key))[0],
+                                  _retina_outputs(plain)[0])

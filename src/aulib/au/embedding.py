@@ -31,6 +31,8 @@ from aulib.models import ModelFileError
 class EmotionEmbeddingCNN(EmotionCNN):
     """:class:`~aulib.cnn.inference.EmotionCNN` that also returns its 1280-d embedding."""
 
+    graph_tag = "-embedding"
+
     def __init__(self, path: str | Path | None = None, name: str = "emotion_cnn.onnx") -> None:
         super().__init__(path, name)
         self.sha256 = str(self.info["sha256"])

@@ -115,6 +115,7 @@ class _OnnxModel:
 
     name: str
     aus: list[int] = []  # AU heads, in output order (the multitask model's, from its manifest entry)
+    graph_tag = ""  # names a graph edit made by _model() (its optimised copy is cached apart)
 
     def __init__(self, path: str | Path | None = None, name: str | None = None) -> None:
         if name is not None:  # another shipped file of the same kind (its manifest entry is read)
@@ -122,7 +123,8 @@ class _OnnxModel:
         self.path = model_path(self.name, path)
         self.info = model_entry(self.name)
         self.classes = emotion_classes(self.info, self.name)
-        self.session = onnx_session(self._model(), self.path)
+        key = f"{str(self.info['sha256'])[:24]}{self.graph_tag}"
+        self.session = onnx_session(self._model(), self.path, cache_key=key)
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.size = int(inp.shape[-1])
