@@ -294,8 +294,8 @@ def _cpu_signature() -> str:
 
 
 def _optimised_path(cache_key: str) -> Path | None:
-    if os.environ.get("AULIB_ORT_CACHE", "1") == "0":
-        return None
+    if os.environ.get("AULIB_ORT_CACHE", "1") == "0" or os.environ.get("AULIB_VERIFY_MODELS") == "full":
+        return None  # (with full verification a cached graph could never be trusted: do not write one)
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in cache_key)
     if len(safe) > 80:  # keep it a short file name, but never drop a tag at the end of the key
         safe = f"{safe[:40]}-{hashlib.sha256(safe.encode()).hexdigest()[:16]}"
