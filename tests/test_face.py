@@ -220,3 +220,16 @@ def test_a_rolled_video_is_followed_upright(analyzer, tmp_path):
     for au in ("AU06_r", "AU12_r", "AU25_r", "AU45_r"):
         assert np.corrcoef(turned[au], upright[au])[0, 1] > 0.8, au
     assert np.degrees(np.median(turned["pose_Rz"] - upright["pose_Rz"])) == pytest.approx(-50, abs=5)
+
+
+def test_a_face_cut_by_the_frame_edge_has_low_confidence(analyzer):
+    """Landmarks of a face's hidden part are extrapolated (its AUs read from replicated border pixels):
+    the confidence counts only the landmarks in the frame, so OpenFace's usual ``confidence >= 0.8``
+    filter drops a face whose mouth is below the frame; a face fully in view keeps its confidence."""
+    img = read_image(sample("single_face.jpg"))
+    full = analyzer.analyze_frame(img).iloc[0]
+    cut = analyzer.analyze_frame(img[:330]).iloc[0]  # the mouth and chin below the frame
+    side = analyzer.analyze_frame(img[:, :290]).iloc[0]  # half the face beyond the right edge
+    assert full["confidence"] > 0.95
+    assert cut["success"] == 1 and cut["confidence"] < 0.8
+    assert side["success"] == 1 and side["confidence"] < 0.7

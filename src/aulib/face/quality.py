@@ -11,6 +11,12 @@ with ``GOOD_FIT_ERROR = 0.04`` (the median fit on FER2013 crops; CK+ frontal fac
 or better fit keeps the detector's score, a fit near the refusal limit goes to 0. In a video the
 score of a followed face is that of its last detection. Faces whose fit was refused get 0.
 OpenFace users' usual filter ``confidence >= 0.8`` keeps fits up to ``fit_error`` ≈ 0.052.
+
+A face cut by the frame edge is fitted all the same — its hidden landmarks extrapolated, the AUs of
+the hidden part read from the border's replicated pixels — and its fit can look perfect. So the
+confidence is also multiplied by the fraction of the 68 landmarks inside the image: a face whose
+mouth and chin are below the frame (20 of 68 points out) keeps at most 0.71, under the usual 0.8
+filter; a face fully in view is unchanged.
 """
 
 from __future__ import annotations
@@ -33,10 +39,22 @@ def fit_confidence(score: float, fit_error: float) -> float:
     return float(np.clip(score, 0.0, 1.0) * np.clip(fit, 0.0, 1.0))
 
 
+def visible_fraction(landmarks: np.ndarray | None, image_size: tuple[int, int] | None) -> float:
+    """Fraction of the landmarks inside the ``(width, height)`` image (1 pixel of tolerance); 1 when
+    either is unknown."""
+    if landmarks is None or image_size is None:
+        return 1.0
+    w, h = image_size
+    p = np.asarray(landmarks, np.float64).reshape(-1, 2)
+    inside = (p[:, 0] >= -1) & (p[:, 0] <= w) & (p[:, 1] >= -1) & (p[:, 1] <= h)
+    return float(inside.mean())
+
+
 class FitConfidence:
     """Model stage: fills ``Face.confidence`` for every face of the batch (0 for failed fits)."""
 
     def run(self, faces: Sequence[Face]) -> Sequence[Face]:
         for f in faces:
-            f.confidence = fit_confidence(f.score, f.fit_error) if f.success else 0.0
+            f.confidence = (fit_confidence(f.score, f.fit_error) * visible_fraction(f.landmarks, f.image_size)
+                            if f.success else 0.0)
         return faces
