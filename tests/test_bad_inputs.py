@@ -222,6 +222,21 @@ def test_ctrl_c_on_a_video_stops_cleanly_and_resume_finishes(tmp_path):
     assert len(pd.read_csv(out)) == 472
 
 
+def test_a_video_analysed_in_a_worker_thread_after_the_main_thread_returned_is_complete():
+    """The helper threads stop at interpreter exit, not when the main thread ends: a script whose main
+    thread starts a (non-daemon) worker analysing a video and returns gets every frame, and exits 0."""
+    script = (
+        "import threading, aulib, pandas\n"  # a worker cannot import pandas once the main thread has ended
+        "def job():\n"
+        f"    df = aulib.Analyzer().analyze({str(sample('single_face.mp4'))!r})\n"
+        "    print('rows', len(df), int(df['success'].sum()), flush=True)\n"
+        "threading.Thread(target=job).start()\n"
+    )
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and "terminate" not in res.stderr, res.stderr
+    assert res.stdout.split() == ["rows", "72", "72"], res.stdout + res.stderr
+
+
 # ----------------------------------------------------------------------------------------- cropped mode
 def test_cropped_mode_says_no_face_for_non_faces(tmp_path, ckplus):
     Image.new("RGB", (48, 48), (128, 128, 128)).save(tmp_path / "blank.png")

@@ -28,6 +28,7 @@ value their *real* bit depth can hold, never blindly by 65535 — a 12-bit camer
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import re
@@ -328,15 +329,14 @@ def _heif_brand(f: IO[bytes]) -> bool:
     return head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS
 
 
+@functools.lru_cache(maxsize=1)
 def _heif_opener() -> bool:
     """Register pillow-heif's Pillow plug-in (the optional ``heif`` extra) once; False when absent."""
     try:
         import pillow_heif  # type: ignore[import-not-found]
     except ImportError:
         return False
-    if not getattr(_heif_opener, "done", False):
-        pillow_heif.register_heif_opener()
-        _heif_opener.done = True  # type: ignore[attr-defined]
+    pillow_heif.register_heif_opener()
     return True
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from aulib import background
 from aulib.face.record import EMOTIONS, Face  # EMOTIONS: FER+ order, the output order of both models
 from aulib.models import ModelFileError, model_entry, model_path, onnx_session
 
@@ -227,11 +228,9 @@ class _LazyNetwork:
         :meth:`aulib.analyzer.Analyzer.get` when an image arrives, so a video-only run never loads it."""
         with self._lock:
             if self._model is None and self._error is None and self._loader is None:
-                # Not a daemon: the interpreter waits the few ms for it at exit. A daemon thread still
-                # inside onnxruntime when Python finalises aborts the whole process ("terminate
-                # called without an active exception", exit 134) after a fast no-face image.
-                self._loader = threading.Thread(target=self._load, name=f"aulib-load-{type(self).__name__}")
-                self._loader.start()
+                # joined at exit (aulib.background): one still inside onnxruntime when Python finalises
+                # would abort the process after a photo that finished first (no face in it)
+                self._loader = background.start(self._load, f"aulib-load-{type(self).__name__}")
 
     def _load(self) -> None:
         try:

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from aulib import background
 from aulib.io import check_regular_file
 from aulib.storage import Source, is_seekable, is_url, open_input, redact, temp_copy
 
@@ -190,7 +191,7 @@ class FrameReader:
                     t0 = time.perf_counter()
                     if self.max_frames is not None and st.selected >= self.max_frames:
                         return
-                if self._stopping():
+                if self._stop.is_set():
                     return
         except Exception as e:  # corrupt packets surface as av.error.InvalidDataError etc.
             st.error = (f"{self.path}: video truncated or corrupt after frame {st.decoded - 1} "
@@ -206,30 +207,26 @@ class FrameReader:
         finally:
             st.seconds += time.perf_counter() - t0
 
-    def _stopping(self) -> bool:
-        """The consumer asked to stop, or the main thread has ended (the interpreter is exiting)."""
-        return self._stop.is_set() or not threading.main_thread().is_alive()
-
     def _produce(self) -> None:
         try:
             for vf in self._frames():
-                while not self._stopping():
+                while not self._stop.is_set():
                     try:
                         self._q.put(vf, timeout=0.1)
                         break
                     except queue.Full:
                         continue
-                if self._stopping():
+                if self._stop.is_set():
                     break
         except BaseException as e:  # pragma: no cover - defensive: never leave the consumer hanging
             self.stats.error = self.stats.error or f"{self.path}: decoder failed ({e})"
         finally:
-            while True:  # the end marker; nobody will read it once the main thread is gone
+            while True:  # the end marker; once stopped, nobody may be left to read it
                 try:
                     self._q.put(None, timeout=0.1)
                     break
                 except queue.Full:
-                    if not threading.main_thread().is_alive():
+                    if self._stop.is_set():
                         break
 
     def __iter__(self) -> Iterator[VideoFrame]:
@@ -239,10 +236,8 @@ class FrameReader:
             finally:
                 self.close()
             return
-        # Not a daemon: _produce also stops when the main thread has ended, and the interpreter
-        # waits for it instead of killing it inside the decoder.
-        th = threading.Thread(target=self._produce, name=f"decode:{Path(str(self.path)).name}")
-        th.start()
+        # stopped and joined at exit (aulib.background), not killed inside the decoder
+        th = background.start(self._produce, f"decode:{Path(str(self.path)).name}", stop=self._stop.set)
         try:
             while True:
                 vf = self._q.get()

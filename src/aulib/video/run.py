@@ -33,6 +33,7 @@ from typing import Literal, Protocol
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from aulib import background
 from aulib.face.blink import personal_blinks
 from aulib.face.pipeline import FacePipeline
 from aulib.face.record import Face
@@ -116,10 +117,8 @@ class VideoAnalysis:
         self._thread: threading.Thread | None = None
         if threaded:
             self._q = queue.Queue(maxsize=4)
-            # Not a daemon (see _model_loop): a daemon thread inside onnxruntime when Python finalises
-            # (Ctrl-C, an error in the caller) aborts the process instead of exiting cleanly.
-            self._thread = threading.Thread(target=self._model_loop, name=f"models:{input_name}")
-            self._thread.start()
+            # stopped and joined at exit (aulib.background): Ctrl-C must not leave it inside onnxruntime
+            self._thread = background.start(self._model_loop, f"models:{input_name}", stop=self.close)
 
     @property
     def n_detect(self) -> int:
@@ -160,16 +159,10 @@ class VideoAnalysis:
             self._models(batch)
 
     def _model_loop(self) -> None:
-        """Score queued batches until the stop signal, or until the main thread has ended (the
-        interpreter is exiting without :meth:`finish`/:meth:`close`: it waits for this thread)."""
+        """Score queued batches until the stop signal (``None``)."""
         assert self._q is not None
         while True:
-            try:
-                batch = self._q.get(timeout=0.2)
-            except queue.Empty:
-                if not threading.main_thread().is_alive():
-                    return
-                continue
+            batch = self._q.get()
             if batch is None:
                 return
             if self._err is not None:
@@ -252,15 +245,17 @@ class VideoAnalysis:
         return rows
 
     def close(self) -> None:
-        """Stop the model thread without results (after an error in the caller)."""
-        if self._thread is not None and self._q is not None:
+        """Stop the model thread without results (after an error in the caller, or at exit)."""
+        thread, q = self._thread, self._q
+        if thread is not None and q is not None:
             while True:  # drop queued batches so the stop signal fits (we are the only producer)
                 try:
-                    self._q.get_nowait()
+                    q.get_nowait()
                 except queue.Empty:
                     break
-            self._q.put(None)
-            self._thread.join()  # it ends after the batch in hand: no model run outlives the caller
+            q.put(None)
+            if thread is not threading.current_thread():
+                thread.join()  # it ends after the batch in hand: no model run outlives the caller
             self._thread = None
 
 
