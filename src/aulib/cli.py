@@ -143,18 +143,10 @@ def _data_dir(data: Path, *needed: str) -> Path:
     return data
 
 
-def _paths(raw: list[str]) -> list[Path | str]:
-    """Command-line inputs as paths (URLs stay text); an empty argument is a usage error, not
-    Path("") — which is "." and would analyse the whole working folder."""
-    from aulib.storage import is_url
-
-    if any(not p for p in raw):
-        _fail("an empty path ('') is not an input; give '.' for the current folder")
-    return [p if is_url(p) else Path(p) for p in raw]
-
-
-def _inputs(paths: list[Path], out: Path | None) -> list[Path]:
-    """Check the output format before any work, then expand folders; usage errors exit 2."""
+def _inputs(paths: list[str], out: Path | str | None) -> list[Path]:
+    """Check the output format before any work, then expand folders; usage errors exit 2. The
+    arguments go to :func:`aulib.io.expand_inputs` as given (text): it refuses an empty one (a
+    ValueError, one error line), which ``Path("")`` would have turned into "." (the working folder)."""
     from aulib.io import expand_inputs
     from aulib.table import table_format
 
@@ -183,7 +175,7 @@ def faces(
     from aulib.table import write_table
 
     _check_names(detector=detector)
-    files = _inputs(_paths(paths), out)  # type: ignore[arg-type]
+    files = _inputs(paths, out)
     with _progress(len(files)) as prog:
         task = prog.add_task("faces", total=len(files))
         df = faces_table(files, cropped=cropped, detector=detector, overlay=overlay,
@@ -256,7 +248,7 @@ def analyze(
         except ValueError as e:
             _fail(escape(redact(str(e))))
     out_arg: Path | str | None = out if parted or out is None else Path(out)
-    files = _inputs(_paths(paths), None if parted else out_arg)  # type: ignore[arg-type]
+    files = _inputs(paths, None if parted else out_arg)
     if calibrate_mode not in ("video", "running"):
         _fail(f"--calibrate-mode must be video or running, not {calibrate_mode!r}")
     if fmt is None:
