@@ -234,6 +234,16 @@ def _pil_to_rgb(img: Image.Image, full_scale: float | None = None) -> np.ndarray
     return np.asarray(img.convert("RGB"))
 
 
+# HEIF/AVIF still images are ISO media files like MP4 (an "ftyp" box first): told apart by its brand.
+_HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")
+_STILL_BRANDS = (*_HEIF_BRANDS, b"avif", b"avis")
+
+
+def _ftyp_brand(head: bytes) -> bytes | None:
+    """The major brand of an ISO media file's leading ``ftyp`` box (None for anything else)."""
+    return head[8:12] if head[4:8] == b"ftyp" else None
+
+
 def _looks_like_video(f: IO[bytes]) -> bool:
     """True for the signatures of MP4/MOV, Matroska/WebM, AVI, MPEG program and transport streams,
     Ogg, FLV and ASF/WMV files."""
@@ -243,8 +253,7 @@ def _looks_like_video(f: IO[bytes]) -> bool:
     except (OSError, ValueError):
         return False
     transport = len(head) >= 377 and head[0] == head[188] == head[376] == 0x47  # 188-byte packets
-    iso_video = head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free") and not (
-        head[4:8] == b"ftyp" and head[8:12] in (*_HEIF_BRANDS, b"avif", b"avis"))
+    iso_video = head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free") and _ftyp_brand(head) not in _STILL_BRANDS
     return (iso_video or head.startswith(b"\x1a\x45\xdf\xa3")
             or (head.startswith(b"RIFF") and head[8:12] == b"AVI ") or head.startswith(b"\x00\x00\x01\xba")
             or transport or head.startswith((b"OggS", b"FLV\x01", b"\x30\x26\xb2\x75\x8e\x66\xcf\x11")))
@@ -314,10 +323,6 @@ def read_image(source: Source | IO[bytes]) -> np.ndarray:
         return _read_image_file(f, str(p))
 
 
-# HEIF/AVIF still images are ISO media files like MP4 ("ftyp" box): told apart by their brand.
-_HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")
-
-
 def _heif_brand(f: IO[bytes]) -> bool:
     """True for a HEIC/HEIF still image (iPhones' default photo format)."""
     try:
@@ -326,7 +331,7 @@ def _heif_brand(f: IO[bytes]) -> bool:
         f.seek(0)
     except (OSError, ValueError):
         return False
-    return head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS
+    return _ftyp_brand(head) in _HEIF_BRANDS
 
 
 @functools.lru_cache(maxsize=1)
