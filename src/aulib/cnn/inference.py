@@ -21,7 +21,7 @@ import numpy as np
 
 from aulib import background
 from aulib.face.record import EMOTIONS, Face  # EMOTIONS: FER+ order, the output order of both models
-from aulib.models import ModelFileError, model_entry, model_path, onnx_session
+from aulib.models import ModelFileError, model_entry, model_path, onnx_session, session_cache_key
 
 # Faces per onnxruntime call: a whole dataset in one call would need tens of GB of activations, and
 # past 16 faces the activations leave the cache (32 per call was ~10 % slower per face, measured).
@@ -93,6 +93,13 @@ def au_thresholds(entry: dict, name: str) -> np.ndarray:
     return t
 
 
+def au_heads(entry: dict, name: str) -> tuple[list[int], np.ndarray]:
+    """(AU numbers, decision thresholds) of a multitask network's heads, from its manifest entry."""
+    if not entry.get("aus"):
+        raise ModelFileError(f"{name}: its manifest entry records no AU list ('aus')")
+    return [int(a) for a in entry["aus"]], au_thresholds(entry, name)
+
+
 def run_chunked(session, crops: np.ndarray | list[np.ndarray], flip: bool = False) -> list[np.ndarray]:
     """Every output of a CNN ``session`` for a non-empty sequence of crops, :data:`CHUNK` at a time
     (preprocessed by :func:`_as_batch` to the session's input size); ``flip``: see :meth:`_OnnxModel._run`."""
@@ -124,8 +131,7 @@ class _OnnxModel:
         self.path = model_path(self.name, path)
         self.info = model_entry(self.name)
         self.classes = emotion_classes(self.info, self.name)
-        key = f"{str(self.info['sha256'])[:24]}{self.graph_tag}"
-        self.session = onnx_session(self._model(), self.path, cache_key=key)
+        self.session = onnx_session(self._model(), self.path, cache_key=session_cache_key(self.name, self.graph_tag))
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.size = int(inp.shape[-1])
@@ -180,10 +186,7 @@ class MultitaskCNN(_OnnxModel):
 
     def __init__(self, path: str | Path | None = None) -> None:
         super().__init__(path)
-        if not self.info.get("aus"):
-            raise ModelFileError(f"{self.name}: its manifest entry records no AU list ('aus')")
-        self.aus = [int(a) for a in self.info["aus"]]
-        self.thresholds = au_thresholds(self.info, self.name)
+        self.aus, self.thresholds = au_heads(self.info, self.name)
 
     def predict(self, crops: np.ndarray | list[np.ndarray], flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """(emotion probabilities (N, 8), AU occurrence probabilities (N, 14) in ``aus`` order);
@@ -296,11 +299,7 @@ class AUHeads(_LazyNetwork):
 
     def __init__(self, path: str | Path | None = None) -> None:
         super().__init__(path)
-        info = model_entry(self.name)
-        if not info.get("aus"):
-            raise ModelFileError(f"{self.name}: its manifest entry records no AU list ('aus')")
-        self.aus = [int(a) for a in info["aus"]]
-        self.thresholds = au_thresholds(info, self.name)
+        self.aus, self.thresholds = au_heads(model_entry(self.name), self.name)
 
     def _build(self) -> MultitaskCNN:
         return MultitaskCNN(self._path)

@@ -105,10 +105,10 @@ class RetinaFaceDetector:
         min_size: float = 16.0,
         threads: int = 1,
     ) -> None:
-        from aulib.models import model_entry, model_path, onnx_session
+        from aulib.models import model_path, onnx_session, session_cache_key
 
         path = model_path(MODEL_FILE)
-        self._session = onnx_session(path, path, threads, cache_key=str(model_entry(MODEL_FILE)["sha256"])[:24])
+        self._session = onnx_session(path, path, threads, cache_key=session_cache_key(MODEL_FILE))
         self.score_threshold = score_threshold
         self.nms_threshold = nms_threshold
         self.max_side = max_side

@@ -68,9 +68,9 @@ def eye_crops(image: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.
 
 @lru_cache(maxsize=2)
 def _session(path: str) -> Any:
-    from aulib.models import model_entry, onnx_session
+    from aulib.models import onnx_session, session_cache_key
 
-    return onnx_session(path, path, cache_key=str(model_entry("iris_landmark.onnx")["sha256"])[:24])
+    return onnx_session(path, path, cache_key=session_cache_key("iris_landmark.onnx"))
 
 
 class IrisModel:

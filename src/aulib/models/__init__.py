@@ -275,6 +275,12 @@ def onnx_session(model: str | Path | bytes, label: str | Path, threads: int = 1,
     return session
 
 
+def session_cache_key(name: str, tag: str = "") -> str:
+    """The :func:`onnx_session` ``cache_key`` of the shipped model ``name``: its manifest sha256
+    (prefix), plus ``tag`` for a graph edited before the session is built."""
+    return f"{str(model_entry(name)['sha256'])[:24]}{tag}"
+
+
 @functools.lru_cache(maxsize=1)
 def _cpu_signature() -> str:
     """onnxruntime's version, the architecture and the CPU's model and feature flags, hashed: what an
