@@ -134,9 +134,6 @@ class Analyzer:
         if own_emotion:  # the image ensemble's second network, loaded when the first image comes
             self._second = SecondOpinion()
             self.stages.insert(self.stages.index(self.features) + 1, self._second)
-        # the stages that give the emotion probabilities (they take the flip option)
-        self._emotion_stages = [s for s in (self.features if own_emotion else None, self.cnn, self._second)
-                                if s is not None]
         # Images (flip=True) without the multitask model: its AU heads vote with the SVMs all the same
         # (held-out CK+ subjects, 17 AUs: F1 0.781 → 0.813); loaded when the first image comes.
         self._au_heads: AUHeads | None = None
@@ -145,6 +142,9 @@ class Analyzer:
             self._au_heads = AUHeads()
             self._image_fusion = AUFusion(self.occurrence, self._au_heads.aus, self._au_heads.thresholds, self.rules)
             self.stages += [self._au_heads, self._image_fusion]
+        # the stages that take the image-mode option (flip): the emotion networks and the AU heads
+        self._flip_stages = tuple(s for s in (self.features if own_emotion else None, self.cnn, self._second,
+                                              self._au_heads) if s is not None)
         self.cropped = cropped
         self.columns = table.columns(self.aus, self.mt_aus, emotion=emotion_model != "none")
 
@@ -204,7 +204,7 @@ class Analyzer:
                 if flip:
                     stage.run(faces)
                 continue
-            if any(stage is e for e in (*self._emotion_stages, self._au_heads)):
+            if any(stage is e for e in self._flip_stages):
                 stage.run(faces, flip=flip)  # type: ignore[call-arg]
             else:
                 stage.run(faces)
