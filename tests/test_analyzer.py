@@ -103,7 +103,7 @@ def test_images_average_emotion_over_the_mirror_image_video_frames_do_not(full):
         expected = (expected + SecondOpinion().model.predict(crop, flip=True)[0]) / 2
     np.testing.assert_allclose(ensembled.emotion_probs, expected, atol=1e-5)
     assert abs(float(ensembled.emotion_probs.sum()) - 1) < 1e-5
-    if full.emotion_model == "cnn":  # images: the multitask heads vote on their 14 AUs (aulib.au.fusion)
+    if full.emotion_model == "cnn":  # images: the multitask heads vote on their AUs (aulib.au.fusion)
         heads = MultitaskCNN().predict(crop)[1][0]
         fused = [full.aus.index(a) for a in full._au_heads.aus]
         rest = [i for i in range(len(full.aus)) if i not in fused]

@@ -53,22 +53,21 @@ def test_binary_f1_ignores_unknown_labels() -> None:
 
 @needs_data
 def test_ckplus_reader_dedupes_and_splits_by_subject() -> None:
-    from aulib.au.codes import AUS, MULTITASK_AUS
+    from aulib.au.codes import AUS
     from aulib.training.datasets import CKPlus, au_counts, subject_split
 
     ck = CKPlus.load(DATA)
     keys = {(p.name, s) for p, s in zip(ck.image_paths(), ck.subjects, strict=True)}
     assert len(keys) == len(ck) == 1086  # the 219 frames stored in two folders appear once
     counts = au_counts(ck).sort_values("all_pos", ascending=False)
-    assert sorted(counts.au.head(14)) == list(MULTITASK_AUS)  # the multitask heads: the 14 most frequent
-    assert sorted(counts.au.head(17)) == list(AUS)  # the banks: the 17 most frequent
+    assert sorted(counts.au.head(17)) == list(AUS)  # the banks and the multitask heads: the 17 most frequent
     tr, va = subject_split(ck.subjects, 0.2, seed=0)
     assert not set(ck.subjects[tr]) & set(ck.subjects[va])
     assert len(tr) + len(va) == len(ck)
-    y = ck.occurrence(MULTITASK_AUS)
+    y = ck.occurrence(AUS)
     unknown = (y == -1).all(axis=1)
     assert unknown.sum() == 21  # facs_source=missing rows are masked, not "absent"
-    assert len(ck.with_facs()) == 1065 and (ck.with_facs().occurrence(MULTITASK_AUS) >= 0).all()
+    assert len(ck.with_facs()) == 1065 and (ck.with_facs().occurrence(AUS) >= 0).all()
 
 
 @needs_data
@@ -145,36 +144,63 @@ def _graph_nodes(path: Path) -> list:
 
 @needs_torch
 @needs_data
-def test_multitask_smoke_run_resume_and_thresholds_reach_inference(tmp_path: Path) -> None:
+def test_multitask_smoke_run_resumes_and_records_17_heads(tmp_path: Path) -> None:
     import json
 
     import onnxruntime as ort
 
-    from aulib.au.codes import MULTITASK_AUS
+    from aulib.au.codes import AUS
     from aulib.cnn.inference import au_thresholds
-    from aulib.training.cnn import train_multitask
+    from aulib.training.multitask import train_multitask
 
-    kw = dict(batch_size=16, ck_per_batch=8, max_batches=2, subset=32, align=False, cache_dir=tmp_path / "cache",
+    kw = dict(folds=0, max_batches=2, subset=32, align=False, cache_dir=tmp_path / "cache", threads=1,
               log=lambda m: None)
-    onnx_path = train_multitask(DATA, tmp_path / "mt", epochs=1, init_from=None, tune_thresholds=True, **kw)
+    onnx_path, report = train_multitask(DATA, tmp_path / "mt", epochs=1, init_from=None, **kw)
+    assert report is None  # folds=0: no CV
     out = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"]).run(
         None, {"image": np.zeros((2, 3, 112, 112), np.float32)})
-    assert out[0].shape == (2, 8) and out[1].shape == (2, 14)
+    assert out[0].shape == (2, 8) and out[1].shape == (2, len(AUS))
     info = json.loads((tmp_path / "mt" / "multitask_cnn.json").read_text())
-    assert info["aus"] == list(MULTITASK_AUS) and "au_threshold" not in info
-    tuned = au_thresholds(info, "multitask_cnn.onnx")  # what MultitaskCNN applies for this manifest entry
-    assert tuned.shape == (14,) and np.allclose(tuned, info["au_thresholds"])
-    assert ((tuned >= 0.05) & (tuned <= 0.95)).all()
+    assert info["aus"] == list(AUS) and info["ckplus_training_subjects"] == "all"
+    assert np.allclose(au_thresholds(info, "multitask_cnn.onnx"), 0.5)  # what MultitaskCNN applies
     messages: list[str] = []
     kw["log"] = messages.append
     train_multitask(DATA, tmp_path / "mt", epochs=2, init_from=None, **kw)  # resumes from last.pt
-    assert any("resumed" in m and "epoch 1" in m for m in messages)
+    assert any("resumed" in m and "epoch 2" in m for m in messages)
+
+
+@needs_torch
+@needs_data
+def test_multitask_cross_validation_refits_both_models_per_subject_fold_and_resumes(tmp_path: Path) -> None:
+    """Both models of the fused AU decision are fitted without each fold's subjects; a rerun reads
+    the saved fold predictions instead of training again."""
+    from aulib.training.multitask import cross_validate
+
+    subjects = ["S010", "S026", "S032", "S034"]  # each has these AUs present and absent (a fold's SVMs need both)
+    messages: list[str] = []
+    kw = dict(folds=2, epochs=1, init_from=None, subjects=subjects, max_batches=1, fer_subset=64, aus=(1, 4, 12, 25),
+              cache_dir=tmp_path / "cache", log=messages.append)
+    report = cross_validate(DATA, tmp_path / "run", **kw)
+    assert report["folds"] == 2 and report["subjects"] == len(subjects) and [r["au"] for r in report["per_au"]] == [
+        1, 4, 12, 25]
+    assert all(0 <= r["f1_fused"] <= 1 and 0 <= r["ece_fused"] <= 1 for r in report["per_au"])
+    assert sum("epoch 1/1" in m for m in messages) == 2  # one network per fold
+    assert len(list((tmp_path / "run" / "cv").glob("fold*.npz"))) == 2
+    messages.clear()
+    again = cross_validate(DATA, tmp_path / "run", **kw)
+    assert not any("epoch" in m for m in messages) and again["per_au"] == report["per_au"]
+    from aulib.training.au import write_report
+
+    md = write_report(None, None, tmp_path / "reports", fusion=report).read_text()
+    assert "SVMs and multitask heads voting together" in md and "| AU12 |" in md
+    write_report(None, None, tmp_path / "reports")  # a later svm/svr run keeps the fusion section
+    assert "voting together" in (tmp_path / "reports" / "au.md").read_text()
 
 
 def test_only_cnn_training_imports_torch() -> None:
     code = ("import sys, aulib.cnn.inference, aulib.analyzer, aulib.cli, aulib.training, aulib.training.datasets, "
             "aulib.training.crops, aulib.training.au, aulib.training.metrics, aulib.training.evaluate; "
-            "assert 'torch' not in sys.modules, 'torch imported'; import aulib.training.cnn; "
+            "assert 'torch' not in sys.modules, 'torch imported'; import aulib.training.multitask; "
             "assert 'torch' in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -220,13 +246,14 @@ def test_emotion_cnn_says_happiness_for_smiling_sample(aligned_sample: np.ndarra
 
 
 def test_multitask_cnn_says_happiness_and_au12_for_smiling_sample(aligned_sample: np.ndarray) -> None:
+    from aulib.au.codes import AUS
     from aulib.cnn import EMOTIONS, MultitaskCNN
 
     if not _shipped("multitask_cnn.onnx"):
         pytest.skip("multitask_cnn.onnx not shipped yet")
     model = MultitaskCNN()
     emo, au = model.predict(np.stack([aligned_sample, aligned_sample]))
-    assert emo.shape == (2, 8) and au.shape == (2, 14) and len(model.aus) == 14
+    assert emo.shape == (2, 8) and au.shape == (2, len(AUS)) and model.aus == list(AUS)  # a head for every AU
     np.testing.assert_allclose(emo.sum(axis=1), 1.0, atol=1e-5)
     assert ((au >= 0) & (au <= 1)).all()
     assert EMOTIONS[int(emo[0].argmax())] == "happiness"
@@ -339,13 +366,16 @@ def test_multitask_applies_the_thresholds_its_manifest_entry_records(aligned_sam
         pytest.skip("multitask_cnn.onnx not shipped yet")
     entry = model_entry("multitask_cnn.onnx")
     shipped = MultitaskCNN()
-    # The shipped entry predates per-AU thresholds: one "au_threshold" for every AU.
-    expected = entry.get("au_thresholds", entry.get("au_threshold"))
-    np.testing.assert_allclose(shipped.thresholds, np.broadcast_to(expected, (14,)))
-    # A per-AU list, as training now writes it, is what predict_aus applies.
+    # The shipped entry: one threshold per AU head (0.5 each); older entries had one "au_threshold".
+    k = len(entry["aus"])
+    np.testing.assert_allclose(shipped.thresholds, entry["au_thresholds"])
+    assert shipped.thresholds.shape == (k,)
+    # Another per-AU list in the entry is what predict_aus applies.
     probs = shipped.predict(aligned_sample)[1][0]
-    tuned = np.where(np.arange(14) % 2 == 0, 0.05, 0.95)
+    tuned = np.where(np.arange(k) % 2 == 0, 0.05, 0.95)
     monkeypatch.setattr(inference, "model_entry", lambda name: {**entry, "au_thresholds": tuned.tolist()})
+    legacy = {k2: v for k2, v in entry.items() if k2 != "au_thresholds"}
+    assert np.allclose(inference.au_thresholds({**legacy, "au_threshold": 0.4}, "x.onnx"), 0.4)
     model = MultitaskCNN()
     np.testing.assert_allclose(model.thresholds, tuned)
     np.testing.assert_array_equal(model.predict_aus(aligned_sample)[0], (probs >= tuned.astype(np.float32)))

@@ -63,7 +63,7 @@ class Analyzer:
     ----------
     detector: ``"retinaface"`` (default) or ``"dlib"``.
     emotion_model: ``"cnn"`` (8-class FER+ EfficientNet, fills ``emotion`` and ``p_*``),
-        ``"multitask"`` (same columns from the 15-head network, plus ``mt_AUxx_c``) or ``"none"``
+        ``"multitask"`` (same columns from the emotion + AU heads network, plus ``mt_AUxx_c``) or ``"none"``
         (no emotion columns; the emotion CNN still runs, its embedding is part of the AU features).
     cropped: treat every image as one already-cropped face (dataset crops such as CK+/FER 48×48).
     intrinsics: ``(fx, fy, cx, cy)`` of the camera in pixels, for head pose in mm/radians; ``None`` uses
@@ -78,9 +78,9 @@ class Analyzer:
         face and its mirror image of two networks (``emotion_cnn.onnx`` and the independently trained
         ``emotion_cnn_ema.onnx``, :class:`~aulib.cnn.inference.SecondOpinion`): FER2013Valid tie-aware
         accuracy 0.866 → 0.875, for ≈ 7 ms more per face. With ``multitask``: its head over the face and
-        its mirror image. And (``cnn`` or ``none``) the multitask network's 14 AU heads vote with the
-        SVMs on their AUs (:class:`~aulib.cnn.inference.AUHeads`, :class:`~aulib.au.fusion.AUFusion`:
-        held-out CK+ subjects, 17 AUs, F1 0.781 → 0.813; ≈ 2.5 ms more per face). Video frames and
+        its mirror image. And (``cnn`` or ``none``) the multitask network's AU heads vote with the
+        SVMs (:class:`~aulib.cnn.inference.AUHeads`, :class:`~aulib.au.fusion.AUFusion`: CK+
+        subject-grouped CV, 17 AUs, F1 0.781 → 0.803; ≈ 2.5 ms more per face). Video frames and
         the live page use one network, never flipped, and the SVMs' AUs: their traces are averaged
         over time and they must keep up with the frame rate. The AU features are the face's own
         either way.
@@ -135,7 +135,7 @@ class Analyzer:
             self._second = SecondOpinion()
             self.stages.insert(self.stages.index(self.features) + 1, self._second)
         # Images (flip=True) without the multitask model: its AU heads vote with the SVMs all the same
-        # (held-out CK+ subjects, 17 AUs: F1 0.781 → 0.813); loaded when the first image comes.
+        # (CK+ subject-grouped CV, 17 AUs: F1 0.781 → 0.803); loaded when the first image comes.
         self._au_heads: AUHeads | None = None
         self._image_fusion: AUFusion | None = None
         if self.fusion is None and self.occurrence.calibrated:

@@ -521,24 +521,30 @@ def train_cnn_cmd(
 def train_multitask_cmd(
     data: Path = DATA, out: Path | None = typer.Option(None, "--out", help="Run folder (default: the repo's "
                                                        "runs/multitask)."),
-    epochs: int = typer.Option(3, "--epochs", min=1), init_from: Path | None = typer.Option(
+    epochs: int = typer.Option(15, "--epochs", min=1, help="Passes over the CK+ faces."),
+    init_from: Path | None = typer.Option(
         None, "--init-from", help="Emotion run folder or best.pt to start from (default: the repo's runs/emotion)."),
-    lr: float = typer.Option(3e-4, "--lr"), seed: int = typer.Option(0, "--seed"),
+    folds: int = typer.Option(5, "--folds", min=0, help="Subject-grouped CV folds of the AU fusion before the "
+                              "final fit (0: skip the CV)."),
+    seed: int = typer.Option(0, "--seed"),
     cache: Path | None = typer.Option(None, "--cache", help="Default: the repo's cache/."),
-    resume: bool = typer.Option(True, "--resume/--restart"),
-    tune_thresholds: bool = typer.Option(False, "--tune-thresholds", help="Per-AU thresholds tuned on the CK+ "
-                                         "training subjects instead of 0.5 (lowered held-out F1 when measured)."),
-    install: bool = typer.Option(True, "--install/--no-install", help="Ship the best ONNX in aulib/models."),
+    reports: Path | None = typer.Option(None, "--reports", help="Default: the repo's reports/."),
+    install: bool = typer.Option(True, "--install/--no-install", help="Ship the ONNX in aulib/models."),
 ) -> None:
-    """Fine-tune the 15-head network: emotion + 14 binary AU heads (FER+ and CK+ train subjects)."""
-    from aulib.training import CACHE, RUNS
-    from aulib.training.cnn import train_multitask
+    """Emotion + 17 AU heads on FER+ and every CK+ subject, after a subject-grouped CV of its AU heads
+    voting with the SVMs (reports/au.md)."""
+    from aulib.training import CACHE, REPORTS, RUNS
+    from aulib.training.au import write_report
+    from aulib.training.multitask import train_multitask
 
-    _positive(lr=lr)
+    if folds == 1:
+        _fail("--folds must be 0 (no CV) or at least 2")
     data = _data_dir(data, "ckplus48", "ferplus")
-    path = train_multitask(data, out or RUNS / "multitask", epochs, init_from=init_from or RUNS / "emotion", lr=lr,
-                           seed=seed, resume=resume, cache_dir=cache or CACHE, tune_thresholds=tune_thresholds,
-                           install=install)
+    path, report = train_multitask(data, out or RUNS / "multitask", epochs, init_from=init_from or RUNS / "emotion",
+                                   folds=folds, seed=seed, cache_dir=cache or CACHE, install=install,
+                                   log=err.print)
+    if report is not None:
+        err.print(f"report: {write_report(None, None, reports or REPORTS, fusion=report)}")
     typer.echo(path)
 
 

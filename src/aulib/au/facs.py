@@ -4,7 +4,7 @@ Names are those of the Facial Action Coding System: P. Ekman & W. V. Friesen (19
 Action Coding System: A Technique for the Measurement of Facial Movement*, Consulting
 Psychologists Press, Palo Alto; wording as in the revised manual, P. Ekman, W. V. Friesen &
 J. C. Hager (2002), *Facial Action Coding System: The Manual*, Research Nexus, Salt Lake City.
-The table covers every AU aulib's models output (the 17 SVM/SVR AUs and the 14 multitask heads,
+The table covers every AU aulib's models output (the 17 AUs of the SVM/SVR banks and of the multitask heads,
 :mod:`aulib.au.codes`), the prototype AUs of :mod:`aulib.au.emotion_rules` and the other
 main-code AUs CK+ codes, so a new model's AU gets a name without code changes.
 

@@ -1,4 +1,4 @@
-"""EfficientNet-Lite0 emotion and multitask (emotion + 14 AU) CNNs, run on onnxruntime.
+"""EfficientNet-Lite0 emotion and multitask (emotion + 17 AU) CNNs, run on onnxruntime.
 
 Only inference lives here (no torch); the network definition, training and export are in
 :mod:`aulib.training` (``torch_model``, ``cnn``).

@@ -180,7 +180,8 @@ class EmotionCNN(_OnnxModel):
 
 
 class MultitaskCNN(_OnnxModel):
-    """Emotion + 14 AU heads. ``predict(crops)`` → (emotion (N, 8), AU probabilities (N, 14))."""
+    """Emotion + AU heads (17, one per AU of the SVM banks; the AU list is the manifest's ``aus``).
+    ``predict(crops)`` → (emotion (N, 8), AU probabilities (N, K))."""
 
     name = "multitask_cnn.onnx"
 
@@ -189,13 +190,13 @@ class MultitaskCNN(_OnnxModel):
         self.aus, self.thresholds = au_heads(self.info, self.name)
 
     def predict(self, crops: np.ndarray | list[np.ndarray], flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """(emotion probabilities (N, 8), AU occurrence probabilities (N, 14) in ``aus`` order);
+        """(emotion probabilities (N, 8), AU occurrence probabilities (N, K) in ``aus`` order);
         ``flip`` averages the emotion probabilities with the mirror image's (the AU heads: as given)."""
         emo, au = self._run(crops, flip)
         return emo.astype(np.float32), au.astype(np.float32)
 
     def predict_aus(self, crops: np.ndarray | list[np.ndarray]) -> np.ndarray:
-        """0/1 AU occurrences (N, 14) using the manifest thresholds."""
+        """0/1 AU occurrences (N, K) using the manifest thresholds."""
         return (self.predict(crops)[1] >= self.thresholds).astype(np.int8)
 
     def run(self, faces: Sequence[Face], flip: bool = False) -> Sequence[Face]:
@@ -284,14 +285,15 @@ class SecondOpinion(_LazyNetwork):
 
 
 class AUHeads(_LazyNetwork):
-    """Model stage for images: the multitask network's 14 AU heads as a second opinion on the AUs
+    """Model stage for images: the multitask network's AU heads as a second opinion on the AUs
     (:class:`aulib.au.fusion.AUFusion` then averages them with the SVMs' probabilities).
 
-    Why: on the 18 CK+ subjects neither model was trained on, mean F1 over the 17 AUs goes from
-    0.781 (SVMs) to 0.813 fused (14 AUs: 0.809 → 0.848; ``scripts/au_fusion_heldout.py``). Like
-    :class:`SecondOpinion` it costs a network run (≈2.5 ms per face, on the face as given: the
-    mirror image added nothing, 0.814) and a ≈30 ms load, so it runs only with ``flip=True``
-    (images and crops). Its emotion head is not used (0.855 alone; no gain in the ensemble).
+    Why: in a 5-fold subject-grouped CV on CK+ (both models refitted per fold, ``aulib train
+    multitask``), mean F1 over the 17 AUs goes from 0.781 (SVMs) to 0.803 fused. Like
+    :class:`SecondOpinion` it costs a network run (≈2.5 ms per face, on the face as given: with the
+    first network the mirror image added nothing, 0.814 vs 0.813 on its held-out subjects) and a
+    ≈30 ms load, so it runs only with ``flip=True`` (images and crops). Its emotion head is not used
+    (no gain in the ensemble with the first network).
     ``aus``/``thresholds`` come from the manifest without loading the network.
     """
 

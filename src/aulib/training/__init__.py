@@ -10,10 +10,12 @@ Layout, by what each module needs:
 - ``metrics``: numpy metrics shared by CNN training and evaluation.
 - ``evaluate``: ``aulib evaluate cnn`` on the shipped ONNX models (onnxruntime, no torch).
 - ``torch_model`` (torch): EfficientNet-Lite0, ImageNet weights, ONNX export.
-- ``cnn`` (torch): ``aulib train cnn|multitask``.
+- ``cnn`` (torch): ``aulib train cnn`` and the training machinery both networks share.
+- ``multitask`` (torch): ``aulib train multitask`` — the emotion + 17 AU heads network, after a
+  subject-grouped CV of its AU heads voting with the SVMs (``reports/au.md``).
 
 Runtime inference never imports this package. Importing it (or ``datasets``, ``crops``, ``au``,
-``metrics``, ``evaluate``) does not import torch; only ``torch_model`` and ``cnn`` do, when a
+``metrics``, ``evaluate``) does not import torch; only ``torch_model``, ``cnn`` and ``multitask`` do, when a
 CNN training job runs. Generated reports go to :data:`REPORTS`, caches to :data:`CACHE` and
 training runs to :data:`RUNS` unless a command's option says otherwise; they are folders of the
 source checkout, the only place training runs (it writes into ``src/aulib/models``).

