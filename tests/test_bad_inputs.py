@@ -64,6 +64,8 @@ def table(tmp_path_factory) -> Path:
     (["train", "cnn", "--data", "MISSING"], "no such folder"),
     (["train", "cnn", "--epochs", "0"], "--epochs"),
     (["train", "multitask", "--data", "MISSING"], "no such folder"),
+    (["train", "multitask", "--data", "DATADIR", "--init-from", "MISSING"], "no such emotion run"),
+    (["train", "multitask", "--data", "DATADIR", "--folds", "1"], "--folds"),
     (["evaluate", "faces", "--data", "MISSING"], "no such folder"),
     (["evaluate", "cnn", "--data", "MISSING"], "no such folder"),
     (["evaluate", "faces", "--data", "EMPTYDIR"], "has no ckplus48/"),
@@ -73,7 +75,9 @@ def table(tmp_path_factory) -> Path:
 ])
 def test_bad_options_give_one_line_and_exit_2(args, says, tmp_path, table):
     subs = {"IMG": str(sample("single_face.jpg")), "VIDEO": str(sample("single_face.mp4")), "TABLE": str(table),
-            "MISSING": str(tmp_path / "no[data]"), "EMPTYDIR": str(tmp_path)}
+            "MISSING": str(tmp_path / "no[data]"), "EMPTYDIR": str(tmp_path), "DATADIR": str(tmp_path / "data")}
+    for sub in ("ckplus48", "ferplus"):  # DATADIR passes the --data check; the option after it must not
+        (tmp_path / "data" / sub).mkdir(parents=True)
     line = one_error_line(runner.invoke(app, [subs.get(a, a) for a in args]))
     assert says in line
     if "MISSING" in args:

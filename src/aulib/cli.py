@@ -535,11 +535,15 @@ def train_multitask_cmd(
     voting with the SVMs (reports/au.md)."""
     from aulib.training import CACHE, REPORTS, RUNS
     from aulib.training.au import write_report
-    from aulib.training.multitask import train_multitask
+    from aulib.training.multitask import init_checkpoint, train_multitask
 
     if folds == 1:
         _fail("--folds must be 0 (no CV) or at least 2")
     data = _data_dir(data, "ckplus48", "ferplus")
+    try:
+        init_checkpoint(init_from or RUNS / "emotion")
+    except FileNotFoundError as e:
+        _fail(escape(str(e)))
     path, report = train_multitask(data, out or RUNS / "multitask", epochs, init_from=init_from or RUNS / "emotion",
                                    folds=folds, seed=seed, cache_dir=cache or CACHE, install=install,
                                    log=err.print)

@@ -63,12 +63,25 @@ from aulib.training.torch_model import EfficientNetLite0, export_onnx, load_imag
 N_EMO = len(EMOTIONS)
 
 
+def init_checkpoint(init_from: str | Path | None) -> Path | None:
+    """The emotion run's ``best.pt`` that ``init_from`` (a run folder or the file) names, checked
+    before any work (None: start from ImageNet). FileNotFoundError names what is missing."""
+    if init_from is None:
+        return None
+    path = Path(init_from)
+    path = path / "best.pt" if path.is_dir() else path
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such emotion run to start from (train one with `aulib train cnn`, "
+                                "or name its folder or best.pt with --init-from)")
+    return path
+
+
 def _init(net: EfficientNetLite0, init_from: Path | None, log: Log) -> str:
     """Backbone and emotion rows of ``_fc`` from an emotion run's ``best.pt``, else ImageNet; small AU rows."""
-    if init_from is None:
+    path = init_checkpoint(init_from)
+    if path is None:
         load_imagenet_backbone(net)
         return "ImageNet"
-    path = init_from / "best.pt" if init_from.is_dir() else init_from
     sd = torch.load(path, map_location="cpu", weights_only=False)["model"]
     own = net.state_dict()
     w, b = own["_fc.weight"].clone(), own["_fc.bias"].clone()
@@ -223,8 +236,8 @@ def train_multitask(
     Returns (ONNX path, CV report or None). ``subset``/``max_batches``/``align=False``: smoke tests.
     """
     data_dir, out_dir = Path(data_dir), Path(out_dir)
+    init = init_checkpoint(init_from)  # before any work: a typo must not cost the CV's half hour
     out_dir.mkdir(parents=True, exist_ok=True)
-    init = Path(init_from) if init_from is not None else None
     command = _command("multitask", data_dir=str(data_dir), out_dir=str(out_dir), epochs=epochs,
                        init_from=str(init_from), folds=folds, seed=seed)
     setup_torch(seed, threads)
