@@ -366,9 +366,12 @@ def test_multitask_applies_the_thresholds_its_manifest_entry_records(aligned_sam
         pytest.skip("multitask_cnn.onnx not shipped yet")
     entry = model_entry("multitask_cnn.onnx")
     shipped = MultitaskCNN()
-    # The shipped entry: one threshold per AU head (0.5 each); older entries had one "au_threshold".
+    # The shipped entry: one threshold per AU head (0.5 each, on the heads' raw sigmoid) and each head's
+    # Platt scaling, which carries the threshold onto the calibrated scale; older entries had one "au_threshold".
     k = len(entry["aus"])
-    np.testing.assert_allclose(shipped.thresholds, entry["au_thresholds"])
+    assert shipped.platt is not None and shipped.platt.shape == (k, 2)
+    raw = np.float32(entry["au_thresholds"])
+    np.testing.assert_allclose(shipped.thresholds, inference.calibrate(raw, shipped.platt))
     assert shipped.thresholds.shape == (k,)
     # Another per-AU list in the entry is what predict_aus applies.
     probs = shipped.predict(aligned_sample)[1][0]
@@ -377,8 +380,9 @@ def test_multitask_applies_the_thresholds_its_manifest_entry_records(aligned_sam
     legacy = {k2: v for k2, v in entry.items() if k2 != "au_thresholds"}
     assert np.allclose(inference.au_thresholds({**legacy, "au_threshold": 0.4}, "x.onnx"), 0.4)
     model = MultitaskCNN()
-    np.testing.assert_allclose(model.thresholds, tuned)
-    np.testing.assert_array_equal(model.predict_aus(aligned_sample)[0], (probs >= tuned.astype(np.float32)))
+    scaled = inference.calibrate(tuned.astype(np.float32), model.platt)
+    np.testing.assert_allclose(model.thresholds, scaled)
+    np.testing.assert_array_equal(model.predict_aus(aligned_sample)[0], (probs >= scaled))
 
 
 def test_manifest_thresholds_and_class_order_are_validated() -> None:
@@ -393,6 +397,18 @@ def test_manifest_thresholds_and_class_order_are_validated() -> None:
     for bad in ([0.2, 0.5], [0.2, 0.5, 1.5], "high", [0.1, float("nan"), 0.3], {"AU01": 0.3}):
         with pytest.raises(ModelFileError, match="^m: au_thresholds"):
             au_thresholds({**aus, "au_thresholds": bad}, "m")
+    # Platt scaling of the heads: the thresholds move onto the calibrated scale, decisions do not change
+    from aulib.cnn.inference import au_heads, calibrate
+
+    platt = [[2.0, -1.0], [1.0, 0.0], [0.5, 0.3]]
+    _, t, scaling = au_heads({**aus, "au_platt": platt}, "m")
+    np.testing.assert_allclose(t, 1 / (1 + np.exp(-np.array([-1.0, 0.0, 0.3]))), atol=1e-6)
+    raw = np.array([[0.3, 0.5, 0.9], [0.7, 0.4, 0.1]], np.float32)
+    np.testing.assert_array_equal(calibrate(raw, scaling) >= t, raw >= 0.5)
+    assert au_heads(aus, "m")[2] is None
+    for bad in ([[1.0, 0.0]] * 2, [[-1.0, 0.0]] * 3, [[1.0, float("inf")]] * 3, "x"):
+        with pytest.raises(ModelFileError, match="^m: au_platt"):
+            au_heads({**aus, "au_platt": bad}, "m")
     assert emotion_classes({"classes": list(EMOTIONS)}, "m") == list(EMOTIONS)
     with pytest.raises(ModelFileError, match="emotion_cnn.onnx: classes .* differ"):
         emotion_classes({"classes": EMOTIONS[::-1]}, "emotion_cnn.onnx")

@@ -80,7 +80,7 @@ class Analyzer:
         accuracy 0.866 → 0.875, for ≈ 7 ms more per face. With ``multitask``: its head over the face and
         its mirror image. And (``cnn`` or ``none``) the multitask network's AU heads vote with the
         SVMs (:class:`~aulib.cnn.inference.AUHeads`, :class:`~aulib.au.fusion.AUFusion`: CK+
-        subject-grouped CV, 17 AUs, F1 0.781 → 0.803; ≈ 2.5 ms more per face). Video frames and
+        subject-grouped CV, 17 AUs, F1 0.781 → 0.801; ≈ 2.5 ms more per face). Video frames and
         the live page use one network, never flipped, and the SVMs' AUs: their traces are averaged
         over time and they must keep up with the frame rate. The AU features are the face's own
         either way.
@@ -135,7 +135,7 @@ class Analyzer:
             self._second = SecondOpinion()
             self.stages.insert(self.stages.index(self.features) + 1, self._second)
         # Images (flip=True) without the multitask model: its AU heads vote with the SVMs all the same
-        # (CK+ subject-grouped CV, 17 AUs: F1 0.781 → 0.803); loaded when the first image comes.
+        # (CK+ subject-grouped CV, 17 AUs: F1 0.781 → 0.801); loaded when the first image comes.
         self._au_heads: AUHeads | None = None
         self._image_fusion: AUFusion | None = None
         if self.fusion is None and self.occurrence.calibrated:

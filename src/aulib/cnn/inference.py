@@ -93,11 +93,41 @@ def au_thresholds(entry: dict, name: str) -> np.ndarray:
     return t
 
 
-def au_heads(entry: dict, name: str) -> tuple[list[int], np.ndarray]:
-    """(AU numbers, decision thresholds) of a multitask network's heads, from its manifest entry."""
+def au_calibration(entry: dict, name: str) -> np.ndarray | None:
+    """(K, 2) Platt scaling ``(a, b)`` of each AU head's logit from the manifest's ``au_platt``
+    (None: the heads' raw sigmoid, as networks trained before it ship). ``a`` must be positive, so
+    the scaling keeps every head's ranking and decisions."""
+    value = entry.get("au_platt")
+    if value is None:
+        return None
+    n = len(entry.get("aus") or [])
+    try:
+        platt = np.asarray(value, np.float64).reshape(n, 2)
+    except (TypeError, ValueError):
+        raise ModelFileError(f"{name}: au_platt {value!r} is not one (a, b) pair per AU of its {n} AUs") from None
+    if not (np.isfinite(platt).all() and (platt[:, 0] > 0).all()):
+        raise ModelFileError(f"{name}: au_platt must be finite with a > 0, got {platt.tolist()}")
+    return platt
+
+
+def calibrate(probs: np.ndarray, platt: np.ndarray | None) -> np.ndarray:
+    """AU head probabilities (N, K) or thresholds (K,) through Platt scaling (unchanged for None)."""
+    p = np.asarray(probs)
+    if platt is None:
+        return p
+    q = np.clip(p.astype(np.float64), 1e-7, 1 - 1e-7)
+    z = platt[:, 0] * np.log(q / (1 - q)) + platt[:, 1]
+    return (1.0 / (1.0 + np.exp(-z))).astype(p.dtype)
+
+
+def au_heads(entry: dict, name: str) -> tuple[list[int], np.ndarray, np.ndarray | None]:
+    """(AU numbers, decision thresholds, Platt scaling or None) of a multitask network's heads, from
+    its manifest entry. With Platt scaling the thresholds are carried onto the calibrated scale, so
+    each head decides as before while its probability becomes one the fusion can average."""
     if not entry.get("aus"):
         raise ModelFileError(f"{name}: its manifest entry records no AU list ('aus')")
-    return [int(a) for a in entry["aus"]], au_thresholds(entry, name)
+    platt = au_calibration(entry, name)
+    return [int(a) for a in entry["aus"]], calibrate(au_thresholds(entry, name), platt), platt
 
 
 def run_chunked(session, crops: np.ndarray | list[np.ndarray], flip: bool = False) -> list[np.ndarray]:
@@ -187,13 +217,14 @@ class MultitaskCNN(_OnnxModel):
 
     def __init__(self, path: str | Path | None = None) -> None:
         super().__init__(path)
-        self.aus, self.thresholds = au_heads(self.info, self.name)
+        self.aus, self.thresholds, self.platt = au_heads(self.info, self.name)
 
     def predict(self, crops: np.ndarray | list[np.ndarray], flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """(emotion probabilities (N, 8), AU occurrence probabilities (N, K) in ``aus`` order);
-        ``flip`` averages the emotion probabilities with the mirror image's (the AU heads: as given)."""
+        """(emotion probabilities (N, 8), AU occurrence probabilities (N, K) in ``aus`` order, Platt-scaled
+        when the manifest records it); ``flip`` averages the emotion probabilities with the mirror
+        image's (the AU heads: as given)."""
         emo, au = self._run(crops, flip)
-        return emo.astype(np.float32), au.astype(np.float32)
+        return emo.astype(np.float32), calibrate(au.astype(np.float32), self.platt)
 
     def predict_aus(self, crops: np.ndarray | list[np.ndarray]) -> np.ndarray:
         """0/1 AU occurrences (N, K) using the manifest thresholds."""
@@ -289,7 +320,7 @@ class AUHeads(_LazyNetwork):
     (:class:`aulib.au.fusion.AUFusion` then averages them with the SVMs' probabilities).
 
     Why: in a 5-fold subject-grouped CV on CK+ (both models refitted per fold, ``aulib train
-    multitask``), mean F1 over the 17 AUs goes from 0.781 (SVMs) to 0.803 fused. Like
+    multitask``), mean F1 over the 17 AUs goes from 0.781 (SVMs) to 0.801 fused. Like
     :class:`SecondOpinion` it costs a network run (≈2.5 ms per face, on the face as given: with the
     first network the mirror image added nothing, 0.814 vs 0.813 on its held-out subjects) and a
     ≈30 ms load, so it runs only with ``flip=True`` (images and crops). Its emotion head is not used
@@ -301,7 +332,7 @@ class AUHeads(_LazyNetwork):
 
     def __init__(self, path: str | Path | None = None) -> None:
         super().__init__(path)
-        self.aus, self.thresholds = au_heads(model_entry(self.name), self.name)
+        self.aus, self.thresholds, _ = au_heads(model_entry(self.name), self.name)
 
     def _build(self) -> MultitaskCNN:
         return MultitaskCNN(self._path)

@@ -139,7 +139,9 @@ def _fusion_lines(r: dict) -> list[str]:
     lines = [f"## Images: SVMs and multitask heads voting together — mean F1 **{r['mean_f1_fused']:.3f}**", "",
              f"What `aulib analyze` decides for images and crops (and for every frame with `--emotion-model "
              f"multitask`): `AUxx_p` = mean of the SVM's calibrated probability and the multitask network's AU "
-             f"head, present above the mean of their thresholds (the SVM's p-threshold, the head's 0.5). "
+             f"head, Platt-scaled, present above the mean of their thresholds (the SVM's p-threshold, the "
+             f"head's 0.5 on the calibrated scale). The heads' Platt scaling of each fold is fitted on the other "
+             f"folds' out-of-fold head outputs (the shipped one on all of them). "
              f"Protocol: {r['folds']} subject-grouped folds (the same GroupKFold as above, {r['subjects']} "
              f"subjects, {r['n_images']} images); in each, the SVM bank (its own inner CV for C and thresholds) "
              f"and the network ({r['epochs']} epochs, fixed schedule, no epoch selection) are fitted on the "
@@ -147,7 +149,11 @@ def _fusion_lines(r: dict) -> list[str]:
              "`aulib.training.multitask`). Heads alone at 0.5. ECE: calibration error of the fused `AUxx_p`, "
              f"{r['ece_fused_all']:.3f} over all decisions (10 bins).", "",
              f"Mean F1: SVMs {r['mean_f1_svm']:.3f}, heads {r['mean_f1_heads']:.3f}, fused "
-             f"**{r['mean_f1_fused']:.3f}**.", "",
+             f"**{r['mean_f1_fused']:.3f}**."
+             + (f" Without the heads' Platt scaling: fused F1 {r['mean_f1_fused_uncalibrated']:.3f}, ECE "
+                f"{r['ece_fused_uncalibrated_all']:.3f} (the heads' own ECE {r['ece_heads_uncalibrated_all']:.3f} "
+                f"→ {r['ece_heads_all']:.3f} scaled): the pos-weighted heads overstate presence, and their mean "
+                "with the SVMs' probability would not be a probability." if "ece_heads_all" in r else ""), "",
              "| AU | positives | F1 SVMs | F1 heads | F1 fused | ECE fused |", "|---|---|---|---|---|---|"]
     lines += [f"| AU{a['au']:02d} | {a['positives']} | {a['f1_svm']:.3f} | {a['f1_heads']:.3f} | "
               f"{a['f1_fused']:.3f} | {a['ece_fused']:.3f} |" for a in r["per_au"]]

@@ -177,12 +177,12 @@ def _crops(cache_dir: Path | None, name: str, paths: list[Path], align: bool, lo
     return np.asarray(z["crops"])
 
 
-def _command(kind: str, **kw: Any) -> str:
+def _command(kind: str, module: str = "aulib.training.cnn", **kw: Any) -> str:
     """The command line that reproduces a run (recorded in checkpoints and the manifest)."""
     if Path(sys.argv[0]).name == "aulib":
         return "aulib " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     args = ", ".join(f"{k}={v!r}" for k, v in kw.items())
-    return f"aulib.training.cnn.train_{kind}({args})"
+    return f"{module}.train_{kind}({args})"
 
 
 def install_model(onnx_path: Path, info: dict[str, Any], name: str | None = None) -> Path:

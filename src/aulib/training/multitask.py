@@ -157,6 +157,15 @@ def au_probabilities(net: EfficientNetLite0, crops: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-z))
 
 
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, np.float64), 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+def _sigmoid(z: np.ndarray | float) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.asarray(z, np.float64)))
+
+
 def _f1(y: np.ndarray, pred: np.ndarray) -> float:
     from sklearn.metrics import f1_score
 
@@ -174,6 +183,7 @@ def cross_validate(data_dir: str | Path, out_dir: str | Path, *, folds: int = 5,
     """
     from sklearn.model_selection import GroupKFold
 
+    from aulib.au.models import fit_platt
     from aulib.training.au import calibration_error, load_features, occurrence_estimator
     from aulib.training.crops import aligned_crops
 
@@ -188,7 +198,8 @@ def cross_validate(data_dir: str | Path, out_dir: str | Path, *, folds: int = 5,
     cv_dir = Path(out_dir) / "cv"
     cv_dir.mkdir(parents=True, exist_ok=True)
     p_svm, t_svm, p_net = np.zeros(Y.shape), np.zeros(Y.shape), np.zeros(Y.shape)
-    for f, (tr, te) in enumerate(GroupKFold(folds).split(X, groups=groups)):
+    splits = list(GroupKFold(folds).split(X, groups=groups))
+    for f, (tr, te) in enumerate(splits):
         key = f"{f}-of-{folds}-e{epochs}-s{seed}-{len(X)}-{len(aus)}aus"
         saved = cv_dir / f"fold{key}.npz"
         if saved.is_file():
@@ -205,18 +216,34 @@ def cross_validate(data_dir: str | Path, out_dir: str | Path, *, folds: int = 5,
             tmp.replace(saved)
         p_svm[te], t_svm[te], p_net[te] = z["svm"], z["threshold"], z["net"]
         log(f"fold {f + 1}/{folds}: {len(np.unique(groups[te]))} held-out subjects, {len(te)} images")
-    fused = (p_svm + p_net) / 2
+    # The heads' probabilities are Platt-scaled like the SVMs' margins, so the mean of the two is a
+    # probability too: each fold's scaling is fitted on the other folds' out-of-fold head outputs (the
+    # shipped one on all of them). Decisions of a head alone do not change (its 0.5 maps to sigmoid(b)).
+    logit = _logit(p_net)
+    p_cal, t_cal = np.zeros(Y.shape), np.zeros(Y.shape)
+    for tr, te in splits:
+        for k in range(len(aus)):
+            a, b = fit_platt(logit[tr, k], Y[tr, k])
+            p_cal[te, k], t_cal[te, k] = _sigmoid(a * logit[te, k] + b), _sigmoid(b)
+    platt = [list(map(float, fit_platt(logit[:, k], Y[:, k]))) for k in range(len(aus))]
+    fused, raw = (p_svm + p_cal) / 2, (p_svm + p_net) / 2
     per_au = []
     for k, au in enumerate(aus):
         y = Y[:, k]
         row = {"au": au, "positives": int(y.sum()), "f1_svm": _f1(y, p_svm[:, k] > t_svm[:, k]),
-               "f1_heads": _f1(y, p_net[:, k] >= 0.5), "f1_fused": _f1(y, fused[:, k] > (t_svm[:, k] + 0.5) / 2),
-               "ece_fused": calibration_error(y, fused[:, k])}
+               "f1_heads": _f1(y, p_net[:, k] >= 0.5),
+               "f1_fused": _f1(y, fused[:, k] > (t_svm[:, k] + t_cal[:, k]) / 2),
+               "ece_fused": calibration_error(y, fused[:, k]),
+               "f1_fused_uncalibrated": _f1(y, raw[:, k] > (t_svm[:, k] + 0.5) / 2)}
         per_au.append(row)
         log(f"AU{au:02d} F1 SVM {row['f1_svm']:.3f} heads {row['f1_heads']:.3f} fused {row['f1_fused']:.3f}")
-    mean = {k: float(np.mean([r[k] for r in per_au])) for k in ("f1_svm", "f1_heads", "f1_fused", "ece_fused")}
+    mean = {k: float(np.mean([r[k] for r in per_au]))
+            for k in ("f1_svm", "f1_heads", "f1_fused", "ece_fused", "f1_fused_uncalibrated")}
     report = {"per_au": per_au, **{f"mean_{k}": v for k, v in mean.items()},
               "ece_fused_all": calibration_error(Y.ravel(), fused.ravel()),
+              "ece_fused_uncalibrated_all": calibration_error(Y.ravel(), raw.ravel()),
+              "ece_heads_all": calibration_error(Y.ravel(), p_cal.ravel()),
+              "ece_heads_uncalibrated_all": calibration_error(Y.ravel(), p_net.ravel()), "au_platt": platt,
               "n_images": int(len(X)), "subjects": int(len(np.unique(groups))), "folds": folds, "epochs": epochs,
               "feature_version": version, "seconds": round(time.time() - t0, 1)}
     log(f"mean F1 over {len(aus)} AUs: SVMs {mean['f1_svm']:.3f}, heads {mean['f1_heads']:.3f}, "
@@ -238,8 +265,8 @@ def train_multitask(
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     init = init_checkpoint(init_from)  # before any work: a typo must not cost the CV's half hour
     out_dir.mkdir(parents=True, exist_ok=True)
-    command = _command("multitask", data_dir=str(data_dir), out_dir=str(out_dir), epochs=epochs,
-                       init_from=str(init_from), folds=folds, seed=seed)
+    command = _command("multitask", "aulib.training.multitask", data_dir=str(data_dir), out_dir=str(out_dir),
+                       epochs=epochs, init_from=str(init_from), folds=folds, seed=seed)
     setup_torch(seed, threads)
     report = None
     if folds >= 2:
@@ -279,6 +306,10 @@ def train_multitask(
         "classes": EMOTIONS, "aus": list(AUS), "au_thresholds": [0.5] * len(AUS), "au_thresholds_source": "0.5",
         "evaluation": evaluation,
     }
+    if report is not None:  # inference maps each head's probability through it (aulib.cnn.inference.au_heads)
+        info["au_platt"] = [[round(a, 6), round(b, 6)] for a, b in report["au_platt"]]
+        info["au_platt_source"] = ("Platt scaling of each head's logit, fitted on the subject-grouped CV's "
+                                   "out-of-fold head outputs")
     (out_dir / "multitask_cnn.json").write_text(json.dumps(info, indent=1))
     if report is not None:
         (out_dir / "cv_report.json").write_text(json.dumps(report, indent=1))
