@@ -148,10 +148,6 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-z))
-
-
 # ----------------------------------------------------------------------------------------------
 # Shared training machinery
 # ----------------------------------------------------------------------------------------------
@@ -169,7 +165,7 @@ def _lr_lambda(total: int, warmup: int) -> Callable[[int], float]:
     return f
 
 
-def _crops(cache_dir: Path | None, name: str, paths: list[Path], align: bool, log: Log) -> np.ndarray:
+def _crops(cache_dir: str | Path | None, name: str, paths: list[Path], align: bool, log: Log) -> np.ndarray:
     """Aligned gray crops of ``paths`` (cached), logging how many fell back to a plain resize."""
     z = aligned_crops(paths, cache_dir, align)
     why = "landmark fit failed" if align else "alignment off"
@@ -371,8 +367,8 @@ def _ema_model(net: EfficientNetLite0, decay: float | None,
     return averaged
 
 
-def _best_record(history: list[dict[str, Any]], key: str = "valid_acc") -> dict[str, Any]:
-    return max(history, key=lambda r: r[key])
+def _best_record(history: list[dict[str, Any]]) -> dict[str, Any]:
+    return max(history, key=lambda r: r["valid_acc"])
 
 
 def _best_net(out_dir: Path, outputs: int) -> EfficientNetLite0:

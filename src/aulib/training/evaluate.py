@@ -5,13 +5,11 @@ Figures:
   correct if it is among the tied top classes; ``first_max`` breaks ties by FER+ order.
   Per-class recall and the confusion matrix use the same tie rule: an image's true class is the
   prediction when that is among the tied maxima, else the first maximum.
-- Multitask model: the same FER+ accuracy. A network trained on every CK+ subject (its manifest
-  entry says ``ckplus_training_subjects: all``, what ``aulib train multitask`` makes) has no CK+
-  figures here: the subject-grouped CV of its recipe is in ``reports/au.md``. For one trained with
-  a held-out split: per-AU F1 on the held-out CK+ subjects (seeded 20 % subject split,
-  :func:`aulib.training.datasets.subject_split`) at 0.5, at its shipped thresholds and at per-AU
-  thresholds tuned on the CK+ training subjects.
-- CK+ held-out-subject emotion accuracy (the emotion model never saw CK+).
+- Multitask model: the same FER+ accuracy. It is trained on every CK+ subject (``aulib train
+  multitask``), so it has no CK+ figures here: the subject-grouped CV of its recipe is in
+  ``reports/au.md``.
+- CK+ held-out-subject emotion accuracy of the emotion model (seeded 20 % subject split,
+  :func:`aulib.training.datasets.subject_split`; the emotion model never saw CK+).
 - Speed: ms per face, onnxruntime, one thread, batch 1 and batch 16.
 
 Crops come from the same cache as training (aligned by :class:`aulib.face.FacePipeline`).
@@ -33,7 +31,7 @@ from aulib.models import MODELS_DIR
 from aulib.training import CACHE, REPORTS, RUNS
 from aulib.training.crops import aligned_crops
 from aulib.training.datasets import CKPlus, read_ferplus, subject_split
-from aulib.training.metrics import best_thresholds, binary_f1, confusion, majority_accuracy, per_class_recall
+from aulib.training.metrics import confusion, majority_accuracy, per_class_recall
 
 
 def _effective_true(probs: np.ndarray, votes: np.ndarray) -> np.ndarray:
@@ -103,10 +101,6 @@ def benchmark(model: EmotionCNN | MultitaskCNN, crops: np.ndarray, repeats: int 
     return out
 
 
-def _per_au(aus: list[int], values: np.ndarray, digits: int = 4) -> dict[str, float]:
-    return {f"AU{a:02d}": round(float(v), digits) for a, v in zip(aus, values, strict=True)}
-
-
 def record_in_manifest(name: str, figures: dict[str, Any]) -> None:
     """Merge ``figures`` into the ``evaluation`` field of shipped model ``name``'s manifest entry."""
     from aulib.models import model_entry, register
@@ -133,7 +127,7 @@ def evaluate_emotion(
     ck_crops = aligned_crops(ck.image_paths(), cache_dir)
     assert fer_crops is not None and ck_crops is not None  # computed when not cached
     xfer, xck = np.asarray(fer_crops["crops"]), np.asarray(ck_crops["crops"])
-    tr, va = subject_split(ck.subjects, 0.2, seed=0)
+    _, va = subject_split(ck.subjects, 0.2, seed=0)
     fallbacks = {"ferplus_valid": int(np.sum(fer_crops["fallback"])), "ckplus": int(np.sum(ck_crops["fallback"]))}
     train_crops = aligned_crops(read_ferplus(data_dir, "train").paths, cache_dir, only_cached=True)
     if train_crops is not None:  # the training crops are not worth computing just for this count
@@ -168,35 +162,14 @@ def evaluate_emotion(
 
     if multitask and (multitask_path is not None or (MODELS_DIR / MultitaskCNN.name).is_file()):
         mt = MultitaskCNN(multitask_path)
-        pe, pa = mt.predict(xfer)
+        pe, _ = mt.predict(xfer)
         result["multitask_cnn"] = {
             "file": mt.path.name, "sha256": mt.info["sha256"], "aus": mt.aus,
             "ferplus_valid": emotion_figures(pe, fer.votes),
             "ferplus_valid_flip": emotion_figures(mt.predict(xfer, flip=True)[0], fer.votes),
-            "ckplus_heldout_emotion_acc": None,
+            "ckplus_heldout_emotion_acc": None,  # trained on every CK+ subject: see reports/au.md
             "training": {k: mt.info.get(k) for k in ("command", "dataset")},
         }
-        # A network trained on every CK+ subject has no held-out subjects here: its AU heads are judged
-        # by the subject-grouped CV of its recipe (aulib train multitask → reports/au.md).
-        if mt.info.get("ckplus_training_subjects") != "all":
-            ck_emo, ck_au = mt.predict(xck)
-            labels = ck.occurrence(mt.aus)
-            thr = best_thresholds(labels[tr], ck_au[tr])
-            f1_05 = binary_f1(labels[va], ck_au[va], 0.5)
-            f1_t = binary_f1(labels[va], ck_au[va], thr)
-            f1_s = binary_f1(labels[va], ck_au[va], mt.thresholds)
-            result["multitask_cnn"].update({
-                "ckplus_heldout_emotion_acc": float((ck_emo[va].argmax(1) == ck.emotion[va]).mean()),
-                "ckplus_heldout_au_f1_at_0.5": _per_au(mt.aus, f1_05),
-                "ckplus_heldout_au_mean_f1_at_0.5": float(f1_05.mean()),
-                "ckplus_heldout_au_mean_f1_shipped_thresholds": float(f1_s.mean()),
-                "shipped_thresholds": _per_au(mt.aus, mt.thresholds, 2),
-                "ckplus_heldout_au_f1_tuned": _per_au(mt.aus, f1_t),
-                "ckplus_heldout_au_mean_f1_tuned": float(f1_t.mean()),
-                "thresholds_tuned_on_ckplus_train_subjects": _per_au(mt.aus, thr, 2),
-                "ckplus_heldout_au_positives": {f"AU{a:02d}": int((labels[va][:, i] == 1).sum())
-                                                for i, a in enumerate(mt.aus)},
-            })
         cms["multitask_cnn (FER2013Valid)"] = np.array(result["multitask_cnn"]["ferplus_valid"]["confusion"])
         if bench:
             result["multitask_cnn"]["speed"] = benchmark(mt, xfer)
@@ -215,8 +188,6 @@ def evaluate_emotion(
                            **r.get("speed", {})}
                 if r["ckplus_heldout_emotion_acc"] is not None:
                     figures["ckplus_heldout_emotion_acc"] = r["ckplus_heldout_emotion_acc"]
-                if key == "multitask_cnn":
-                    figures.update({k: r[k] for k in r if k.startswith("ckplus_heldout_au_")})
                 record_in_manifest(r["file"], figures)
 
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -281,32 +252,12 @@ def render_markdown(r: dict[str, Any]) -> str:
         row += [f"{r[k][v]['per_class_recall'][e]:.3f}" for k, v in views]
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", "![confusion matrices](cnn_confusion.png)", ""]
-    if "multitask_cnn" in r and "ckplus_heldout_au_f1_at_0.5" not in r["multitask_cnn"]:
+    if "multitask_cnn" in r:
         lines += ["## Multitask AU heads", "",
                   "The multitask network is trained on every CK+ subject, so no CK+ subject is held out from it "
                   "here (its CK+ emotion accuracy is left out too). Its AU heads are judged by the subject-grouped "
                   "cross-validation of its training recipe, alone and voting with the SVMs as images use them: "
                   "[au.md](au.md) (`aulib train multitask`).", ""]
-    elif "multitask_cnn" in r:
-        m = r["multitask_cnn"]
-        lines += [
-            "## Multitask AU heads on held-out CK+ subjects", "",
-            "F1 at threshold 0.5 and at per-AU thresholds tuned on the CK+ *training* subjects "
-            "(optimistic there, since the model was fitted to them, so the 0.5 column is the headline). "
-            "`MultitaskCNN.predict_aus` applies the thresholds recorded in the model's manifest entry "
-            f"(`au_thresholds`): {sorted(set(m['shipped_thresholds'].values()))}.", "",
-            f"Mean F1: **{m['ckplus_heldout_au_mean_f1_at_0.5']:.4f}** at 0.5, "
-            f"{m['ckplus_heldout_au_mean_f1_shipped_thresholds']:.4f} at the shipped thresholds, "
-            f"{m['ckplus_heldout_au_mean_f1_tuned']:.4f} with tuned thresholds.", "",
-            "| AU | held-out positives | F1 @0.5 | F1 tuned | threshold |", "|---|---|---|---|---|",
-        ]
-        for a in m["aus"]:
-            k = f"AU{a:02d}"
-            f05, ft = m["ckplus_heldout_au_f1_at_0.5"][k], m["ckplus_heldout_au_f1_tuned"][k]
-            thr = m["thresholds_tuned_on_ckplus_train_subjects"][k]
-            npos = m["ckplus_heldout_au_positives"][k]
-            lines.append(f"| {k} | {npos} | {f05:.3f} | {ft:.3f} | {thr:.2f} |")
-        lines.append("")
     lines += _history_lines(r)
     lines += ["## Training", ""]
     for key in ("emotion_cnn", "multitask_cnn"):

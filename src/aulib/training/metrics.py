@@ -51,10 +51,3 @@ def binary_f1(labels: np.ndarray, probs: np.ndarray, threshold: float | np.ndarr
     fn = (~pred & pos & valid).sum(axis=0)
     denom = 2 * tp + fp + fn
     return np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0)
-
-
-def best_thresholds(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
-    """Per-column threshold in 0.05…0.95 maximising F1 (used on training subjects only)."""
-    grid = np.arange(0.05, 0.96, 0.05)
-    scores = np.stack([binary_f1(labels, probs, t) for t in grid])  # (T, K)
-    return grid[scores.argmax(axis=0)]

@@ -190,15 +190,14 @@ def cross_validate(data_dir: str | Path, out_dir: str | Path, *, folds: int = 5,
 
     from aulib.au.models import fit_platt
     from aulib.training.au import calibration_error, load_features, occurrence_estimator
-    from aulib.training.crops import aligned_crops
 
     t0 = time.time()
     ck, X, copies, version = load_features(data_dir, cache_dir, subjects)
     aus = list(aus)
     Y, groups = ck.occurrence(aus), ck.subjects
-    crops = np.asarray(aligned_crops(ck.image_paths(), cache_dir)["crops"])
+    crops = _crops(cache_dir, "ckplus", ck.image_paths(), True, log)  # aligned, as the SVM features were made
     fer = read_ferplus(data_dir, "train").subset(fer_subset)
-    xfer = _crops(Path(cache_dir) if cache_dir else None, "ferplus_train", fer.paths, True, log)
+    xfer = _crops(cache_dir, "ferplus_train", fer.paths, True, log)
     folds = min(folds, len(np.unique(groups)))
     cv_dir = Path(out_dir) / "cv"
     cv_dir.mkdir(parents=True, exist_ok=True)
@@ -281,9 +280,8 @@ def train_multitask(
     if subset is not None:
         ck = ck.take(np.arange(min(subset, len(ck))))
     fer = read_ferplus(data_dir, "train").subset(subset)
-    cache = Path(cache_dir) if cache_dir is not None else None
-    xck = _crops(cache, "ckplus", ck.image_paths(), align, log)
-    xfer = _crops(cache, "ferplus_train", fer.paths, align, log)
+    xck = _crops(cache_dir, "ckplus", ck.image_paths(), align, log)
+    xfer = _crops(cache_dir, "ferplus_train", fer.paths, align, log)
     net = fit_network(xck, ck.occurrence(AUS), ck.emotion, xfer, fer.soft, epochs=epochs, init_from=init,
                       seed=seed, max_batches=max_batches, checkpoint=out_dir / "last.pt", log=log)
     onnx_path = export_onnx(net, out_dir / "multitask_cnn.onnx", n_aus=len(AUS))
