@@ -190,6 +190,49 @@ def test_calibrated_video_reads_narrow_eyes_against_their_own_open_level():
     assert person_open_level(np.array([np.nan])) == 0.30 and person_open_level(np.array([0.26] * 10)) == 0.26
 
 
+def test_streaming_reads_narrow_eyes_against_their_level_so_far():
+    """Causal levels (calibrate="running"): a narrow-eyed track (open EAR 0.20) reads "closed" under the
+    population mapping until it is 10 s old, then only its blinks do; a track that opens with 6 s of
+    closed eyes keeps the population's level (its closed frames are never taken for open ones); each
+    face's level comes from its own past only (a frame's reading does not change with later frames)."""
+    from aulib.face.blink import RunningOpenLevels
+
+    fps = 30.0
+    ears = [0.20] * 600
+    blink_at = (60, 200, 350, 500)
+    for start in blink_at:
+        ears[start:start + 3] = [0.06, 0.05, 0.07]
+    narrow = _eye_faces(ears)
+    shut_first = [0.12] * 180 + [0.31] * 420
+    shut_first[400:403] = [0.08, 0.07, 0.09]
+    late = _eye_faces(shut_first, track=1)
+    levels = RunningOpenLevels()
+    for i, (a, b) in enumerate(zip(narrow, late)):
+        levels.update([a, b], i / fps)
+    before, after = narrow[:300], narrow[300:]
+    assert all(f.extra["ear_open"] == 0.30 for f in before) and np.mean([f.blink[1] for f in before]) > 0.95
+    assert all(f.extra["ear_open"] == 0.22 for f in after)
+    assert _runs(after) == 2 and max(f.blink[0] for f in after if not f.blink[1]) < 1.0
+    assert all(f.extra["ear_open"] == 0.30 for f in late)
+    assert [tuple(f.blink) for f in late] == [closure(e) for e in shut_first]
+    # the same frames fed again one by one to a fresh estimator give the same readings (causal)
+    again = _eye_faces(ears[:320])
+    fresh = RunningOpenLevels()
+    for i, f in enumerate(again):
+        fresh.update([f], i / fps)
+    assert [tuple(f.blink) for f in again] == [tuple(f.blink) for f in narrow[:320]]
+
+
+def test_streaming_calibration_keeps_the_sample_clip_blinks(analyzer):
+    """On WolfgangLanger_Pexels.mp4 (19.6 s, eyes closed for its first 140 frames, 5 blinks) the causal level
+    stays the population's: AU45 with calibrate="running" equals the plain run's, frame by frame."""
+    path = sample("WolfgangLanger_Pexels.mp4")
+    plain = analyze_video_rows(analyzer, path, smooth=False)
+    running = analyze_video_rows(analyzer, path, smooth=False, calibrate="running")
+    blinks = [[(r.get("AU45_r"), r.get("AU45_c")) for r in rows] for rows in (plain, running)]
+    assert len(blinks[0]) == 472 and blinks[0] == blinks[1]
+
+
 def test_calibrated_sample_clip_keeps_its_blinks(analyzer):
     """On single_face.mp4 the face's own open level is the population's: AU45 equals the plain run's."""
     path = sample("single_face.mp4")

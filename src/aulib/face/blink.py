@@ -22,6 +22,10 @@ capped at the population's 0.30 and floored at 0.22; the shut and closed levels 
 closure up and losing the next blink); and a centred window would hold every streamed row back by its
 half-width. The two-pass mode holds the whole video anyway. On both sample clips every level is the
 population's (their 80th percentiles reach 0.30), so AU45 is unchanged.
+
+**Live / streaming, with ``calibrate="running"``** (:class:`RunningOpenLevels`): the same level from the
+frames seen so far, once a track is 10 s old (the population's before), so a narrow-eyed person's blinks
+are counted in a stream too.
 """
 
 from __future__ import annotations
@@ -93,6 +97,54 @@ def personal_blinks(faces: Sequence[Face]) -> None:
         for f in group:
             f.extra["ear_open"] = level
             f.blink = np.array(closure(f.extra["ear"], level), np.float64)
+
+
+# Live / streaming (``calibrate="running"``): a causal estimate of the same level. Each track's EARs go
+# into a fixed histogram (constant memory on an endless stream); the level is its 80th percentile once
+# the track has RUNNING_MIN_SECONDS of frames, the population's before. Ten seconds, not one: a track
+# that opens with closed eyes (WolfgangLanger_Pexels.mp4: the first 6 s) must not take its closed level
+# for its open one; after 10 s the top fifth of its frames are open ones unless the eyes were shut
+# for more than 8 of them, and then the floor still keeps shut eyes reading shut.
+RUNNING_MIN_SECONDS = 10.0
+_BIN = 0.0025  # EAR histogram bin width (the level is read to a quarter of a hundredth)
+_BINS = int(round(0.6 / _BIN))  # EARs above 0.6 (not an eye) go in the last bin
+
+
+class RunningOpenLevels:
+    """Causal per-track open-eye levels for streams (:func:`person_open_level`, from the past only).
+
+    ``update(faces, time)`` adds the EARs of one frame's faces (in frame order) and re-reads their
+    ``Face.blink`` against their own level so far, in place; the level used is kept in
+    ``Face.extra["ear_open"]``. Memory: one 240-bin histogram and a start time per track.
+    """
+
+    def __init__(self, min_seconds: float = RUNNING_MIN_SECONDS) -> None:
+        self.min_seconds = float(min_seconds)
+        self._hist: dict[object, np.ndarray] = {}
+        self._start: dict[object, float] = {}
+
+    def level(self, track: object, now: float) -> float:
+        """The open-eye level of ``track`` at time ``now`` (seconds): the population's until the track
+        is :attr:`min_seconds` old."""
+        hist = self._hist.get(track)
+        if hist is None or now - self._start[track] < self.min_seconds or not hist.sum():
+            return EAR_OPEN
+        cum = np.cumsum(hist)
+        k = int(np.searchsorted(cum, OPEN_PERCENTILE / 100.0 * cum[-1]))
+        return float(np.clip((k + 0.5) * _BIN, OPEN_FLOOR, EAR_OPEN))
+
+    def update(self, faces: Sequence[Face], now: float) -> None:
+        for f in faces:
+            ear = f.extra.get("ear", np.nan)
+            if not f.success or not np.isfinite(ear):
+                continue
+            if f.id not in self._hist:
+                self._hist[f.id] = np.zeros(_BINS, np.int64)
+                self._start[f.id] = now
+            self._hist[f.id][min(int(ear / _BIN), _BINS - 1)] += 1
+            level = self.level(f.id, now)
+            f.extra["ear_open"] = level
+            f.blink = np.array(closure(ear, level), np.float64)
 
 
 class Blink:

@@ -13,6 +13,7 @@ Why it is built this way (measured on 640×360 video, 2 shared CPU cores, see ``
   person's neutral estimate + the population mean. ``"video"`` (= ``True``) is the offline
   two-pass version: every face record (features, ≈30 kB, no pixels) is kept to the end, ≈1 GB per
   10 minutes of 30 fps video with one face; ``"running"`` is causal (constant memory, usable live).
+  Both also read blinks against each person's own open-eye level (:mod:`aulib.face.blink`).
 
 Rows leave as they are produced: :func:`iter_video_rows` yields them in chunks of about
 :data:`CHUNK_ROWS` rows (frame order) as soon as the models have scored those frames, so the
@@ -34,7 +35,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from aulib import background
-from aulib.face.blink import personal_blinks
+from aulib.face.blink import RunningOpenLevels, personal_blinks
 from aulib.face.pipeline import FacePipeline
 from aulib.face.record import Face
 from aulib.table import GAZE_VECTORS, CoherentRows, empty_row, face_rows, trace_columns, trace_scale
@@ -106,6 +107,8 @@ class VideoAnalysis:
         if mode not in (False, None, "video", "running"):
             raise ValueError(f"calibrate must be False, True, 'video' or 'running', not {calibrate!r}")
         self.calibrator = NeutralCalibrator(models.au_feature_mean, mode) if mode else None
+        # streaming calibration reads blinks against each person's open-eye level so far (aulib.face.blink)
+        self.open_levels = RunningOpenLevels() if mode == "running" else None
         self.overlay = overlay
         self.batch_faces = batch_faces
         self.frames: deque[_FrameFaces] = deque()  # frames whose rows were not handed out yet
@@ -192,6 +195,9 @@ class VideoAnalysis:
                     self.models.rescore(ok)
                 else:
                     self._scores.extend(scores.tolist())
+        if self.open_levels is not None:
+            for ff in batch:  # frame order: each frame's level comes from the frames before it and itself
+                self.open_levels.update(ff.faces, ff.time)
         for ff in batch:
             if self.overlay is not None and ff.image is not None:
                 self.overlay.write(ff.image, ff.faces)
