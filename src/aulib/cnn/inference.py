@@ -110,13 +110,19 @@ def au_calibration(entry: dict, name: str) -> np.ndarray | None:
     return platt
 
 
+def logit(probs: np.ndarray) -> np.ndarray:
+    """The logit of sigmoid outputs (float64), clipped at 1e-7 from 0 and 1: the scale the heads' Platt
+    scaling is fitted on (training) and applied on (:func:`calibrate`)."""
+    q = np.clip(np.asarray(probs, np.float64), 1e-7, 1 - 1e-7)
+    return np.log(q / (1 - q))
+
+
 def calibrate(probs: np.ndarray, platt: np.ndarray | None) -> np.ndarray:
     """AU head probabilities (N, K) or thresholds (K,) through Platt scaling (unchanged for None)."""
     p = np.asarray(probs)
     if platt is None:
         return p
-    q = np.clip(p.astype(np.float64), 1e-7, 1 - 1e-7)
-    z = platt[:, 0] * np.log(q / (1 - q)) + platt[:, 1]
+    z = platt[:, 0] * logit(p) + platt[:, 1]
     return (1.0 / (1.0 + np.exp(-z))).astype(p.dtype)
 
 

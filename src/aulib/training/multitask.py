@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 
 from aulib.au.codes import AUS
+from aulib.cnn.inference import calibrate, logit
 from aulib.face.record import EMOTIONS
 from aulib.training import CACHE, RUNS
 from aulib.training.cnn import (
@@ -162,15 +163,6 @@ def au_probabilities(net: EfficientNetLite0, crops: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-z))
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(p, np.float64), 1e-6, 1 - 1e-6)
-    return np.log(p / (1 - p))
-
-
-def _sigmoid(z: np.ndarray | float) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.asarray(z, np.float64)))
-
-
 def _f1(y: np.ndarray, pred: np.ndarray) -> float:
     from sklearn.metrics import f1_score
 
@@ -223,13 +215,12 @@ def cross_validate(data_dir: str | Path, out_dir: str | Path, *, folds: int = 5,
     # The heads' probabilities are Platt-scaled like the SVMs' margins, so the mean of the two is a
     # probability too: each fold's scaling is fitted on the other folds' out-of-fold head outputs (the
     # shipped one on all of them). Decisions of a head alone do not change (its 0.5 maps to sigmoid(b)).
-    logit = _logit(p_net)
+    z = logit(p_net)
     p_cal, t_cal = np.zeros(Y.shape), np.zeros(Y.shape)
-    for tr, te in splits:
-        for k in range(len(aus)):
-            a, b = fit_platt(logit[tr, k], Y[tr, k])
-            p_cal[te, k], t_cal[te, k] = _sigmoid(a * logit[te, k] + b), _sigmoid(b)
-    platt = [list(map(float, fit_platt(logit[:, k], Y[:, k]))) for k in range(len(aus))]
+    for tr, te in splits:  # the scaling inference applies (cnn.inference.calibrate), fitted without the test folds
+        fold = np.array([fit_platt(z[tr, k], Y[tr, k]) for k in range(len(aus))])
+        p_cal[te], t_cal[te] = calibrate(p_net[te], fold), calibrate(np.full(len(aus), 0.5), fold)
+    platt = [list(map(float, fit_platt(z[:, k], Y[:, k]))) for k in range(len(aus))]
     fused, raw = (p_svm + p_cal) / 2, (p_svm + p_net) / 2
     per_au = []
     for k, au in enumerate(aus):
