@@ -384,3 +384,25 @@ def test_camcorder_transport_streams_with_a_size_change_are_videos(analyzer, tmp
     (tmp_path / "clip.jpg").write_bytes(joined.read_bytes())
     with pytest.raises(ImageReadError, match="a video file, not an image"):
         read_image(tmp_path / "clip.jpg")
+
+
+def test_progress_total_for_a_container_that_declares_no_frame_count(analyzer, tmp_path):
+    """Matroska declares no frame count: the total comes from its duration × rate (the CLI bar read "20/1"
+    on such files); with ``fps`` it is the frames kept, not the frames decoded."""
+    src = sample("single_face.mp4")
+    out = tmp_path / "clip.mkv"
+    with av.open(str(src)) as c, av.open(str(out), "w") as o:
+        s = o.add_stream("mjpeg", rate=24)
+        s.width, s.height, s.pix_fmt = 320, 180, "yuvj420p"
+        for _, f in zip(range(24), c.decode(video=0)):
+            rgb = av.VideoFrame.from_ndarray(f.to_ndarray(format="rgb24"), format="rgb24")
+            for p in s.encode(rgb.reformat(320, 180, "yuvj420p")):
+                o.mux(p)
+        for p in s.encode():
+            o.mux(p)
+    with av.open(str(out)) as c:
+        assert c.streams.video[0].frames == 0  # the case under test
+    for kw, expect in (({}, 24), ({"fps": 6}, 6)):
+        seen: list[tuple[int, int]] = []
+        analyze_video_rows(analyzer, out, progress=lambda done, total, seen=seen: seen.append((done, total)), **kw)
+        assert seen[-1] == (expect, expect), (kw, seen[-3:])

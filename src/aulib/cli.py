@@ -281,7 +281,9 @@ def analyze(
     with _progress(2 if one_video else len(files)) as prog:
         task = prog.add_task("analyze", total=len(files))
         if one_video:  # a long video gets a frame counter instead of a 0/1 bar
-            video_options["progress"] = lambda done, total: prog.update(task, completed=done, total=total or None)
+            # total: frames the container declares or implies (0: unknown, then the bar follows the count)
+            video_options["progress"] = lambda done, total: prog.update(task, completed=done,
+                                                                          total=max(total, done))
         try:
             res = run_batch(files, spec, out=out_arg, per_input=per_input, per_input_format=fmt, resume=resume,
                             dask=dask, scheduler=scheduler, workers=workers, overlay=overlay,

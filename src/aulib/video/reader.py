@@ -53,6 +53,9 @@ class DecodeStats:
     decoded: int = 0
     selected: int = 0
     declared: int = 0
+    # frames to expect: ``declared``, or duration × rate for containers that declare no count
+    # (Matroska/WebM); only for progress bars, never for truncation checks
+    expected: int = 0
     rate: float = 0.0
     seconds: float = 0.0
     error: str = ""
@@ -149,6 +152,8 @@ class FrameReader:
         self._tb = float(s.time_base) if s.time_base else 0.0
         self._start = int(s.start_time) if s.start_time is not None else None
         self._duration = float(s.duration * s.time_base) if s.duration and s.time_base else 0.0
+        seconds = self._duration or (self._container.duration or 0) / 1e6  # container's: AV_TIME_BASE units
+        self.stats.expected = self.stats.declared or max(0, round(seconds * self.stats.rate))
 
     @property
     def output_rate(self) -> Fraction:

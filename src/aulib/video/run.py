@@ -23,6 +23,7 @@ on long videos. Only two-pass calibration holds its rows back to the end.
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
 from collections import deque
@@ -288,7 +289,7 @@ def analyze_video_rows(
     ``every``/``fps`` subsample (``frame`` stays the index in the file, ``timestamp`` the
     container time in seconds); ``detect_every=1`` runs the detector on every frame (slowest, same
     faces as :meth:`Analyzer.analyze_frame`). ``overlay``: path of an annotated .mp4 to write.
-    ``progress(done, total)`` is called per frame (``total`` = frames the container declares,
+    ``progress(done, total)`` is called per frame (``total`` = frames the container declares or implies,
     0 if unknown). ``stats`` (a dict) receives decode/detection counters for benchmarking.
     With ``calibrate=True``/``"video"`` the overlay shows uncalibrated predictions (it is written
     during the first pass); ``"running"`` overlays what the table says.
@@ -335,7 +336,10 @@ def iter_video_rows(
         return
     writer = OverlayWriter(overlay, reader.output_rate) if overlay is not None else None
     va = VideoAnalysis(models, name, calibrate, detect_every, writer, threaded=threaded)
-    total = -(-reader.stats.declared // every) if reader.stats.declared else 0
+    st0 = reader.stats
+    total = -(-st0.expected // every) if st0.expected else 0
+    if total and fps and st0.rate:  # --fps keeps at most fps frames per second
+        total = min(total, math.ceil(st0.expected / st0.rate * fps))
     frames = iter(reader)
     pending: list[dict] = []
     # One BLAS thread: the AU models' products are tiny ((16, 7500) @ (7500, 17)), and a second
