@@ -23,6 +23,9 @@ Run with the ``dev`` tools plus ``pip install tflite2onnx`` (one-off, not a depe
 
     pip download --no-deps mediapipe==0.10.14 -d /tmp/mp
     python scripts/build_iris_onnx.py /tmp/mp/mediapipe-0.10.14-*.whl
+
+The initializers come out in a different order on each run (so the file's bytes and sha256 differ);
+the graph and its outputs do not.
 """
 
 from __future__ import annotations
@@ -42,6 +45,15 @@ from aulib.models import MODELS_DIR, register  # noqa: E402
 
 MEMBER = "mediapipe/modules/iris_landmark/iris_landmark.tflite"
 OUT = MODELS_DIR / "iris_landmark.onnx"
+
+
+def depthwise(m: object, name: str, inp: str, out: str, scale: np.ndarray) -> object:
+    """``out = scale[ch] · inp`` per channel as a 1×1 depthwise convolution (its weights added to ``m``)."""
+    from onnx import helper, numpy_helper
+
+    c = len(scale)
+    m.graph.initializer.append(numpy_helper.from_array(scale.astype(np.float32).reshape(c, 1, 1, 1), name))
+    return helper.make_node("Conv", [inp, name], [out], group=c, kernel_shape=[1, 1])
 
 
 def rewrite(model_path: Path) -> object:
@@ -70,16 +82,9 @@ def rewrite(model_path: Path) -> object:
         x, a = n.input
         y = n.output[0]
         slope = numpy_helper.to_array(next(i for i in m.graph.initializer if i.name == a)).reshape(-1)
-        c = len(slope)
-
-        def depthwise(name: str, inp: str, out: str, scale: np.ndarray) -> object:
-            """``out = scale[ch] · inp`` per channel, as a 1×1 depthwise convolution."""
-            m.graph.initializer.append(numpy_helper.from_array(scale.astype(np.float32).reshape(c, 1, 1, 1), name))
-            return helper.make_node("Conv", [inp, name], [out], group=c, kernel_shape=[1, 1])
-
-        nodes += [depthwise(f"{a}_neg", x, f"{y}_neg", -np.ones(c)),
+        nodes += [depthwise(m, f"{a}_neg", x, f"{y}_neg", -np.ones(len(slope))),
                   helper.make_node("Relu", [f"{y}_neg"], [f"{y}_relu_neg"]),
-                  depthwise(f"{a}_one_minus", f"{y}_relu_neg", f"{y}_scaled", np.float32(1) - slope),
+                  depthwise(m, f"{a}_one_minus", f"{y}_relu_neg", f"{y}_scaled", np.float32(1) - slope),
                   helper.make_node("Add", [x, f"{y}_scaled"], [y])]
     del m.graph.node[:]
     m.graph.node.extend(nodes)
