@@ -264,6 +264,31 @@ def test_probabilities_are_calibrated_and_coherent_with_occurrence_and_intensity
             assert (r[c == 1] >= 1).all() and (r[c == 0] <= 1).all(), au
 
 
+def test_intensity_blends_the_svr_with_the_probability_and_stays_coherent():
+    """AUxx_r = coherent(w·SVR + (1 − w)·5·AUxx_p): the rule in the README, with its edge cases; and on
+    real faces (images fuse the probability with the multitask heads first) the table's intensity is
+    that rule applied to the face's own SVR output, fused probability and decision."""
+    from aulib.analyzer import Analyzer
+    from aulib.au.models import INTENSITY_SVR_WEIGHT as w
+    from aulib.au.models import au_intensity, coherent_intensity
+    from aulib.io import read_image
+
+    svr, p = np.array([0.2, 3.0, 0.0, 5.0, 0.5]), np.array([0.9, 0.1, 0.0, 1.0, 0.4])
+    c = np.array([1, 0, 0, 1, 0])
+    blend = w * svr + (1 - w) * 5 * p
+    np.testing.assert_allclose(au_intensity(svr, p, None), blend)
+    got = au_intensity(svr, p, c)
+    np.testing.assert_allclose(got, coherent_intensity(blend, c))
+    assert got[0] >= 1 and got[1] <= 1 and got[2] == 0 and got[3] == 5  # present ≥ 1, absent ≤ 1, range 0–5
+    np.testing.assert_allclose(au_intensity(svr, None, None), svr)  # no calibrated probability: the SVR alone
+    assert 0.5 <= w < 1
+    a = Analyzer()
+    faces = a.get(read_image(sample("multi_face.jpg")))
+    assert len(faces) >= 4
+    for f in faces:
+        np.testing.assert_allclose(f.au_intensity, au_intensity(f.au_svr, f.au_prob, f.au_occurrence), atol=1e-6)
+
+
 def test_platt_scaling_recovers_a_known_calibration():
     """Margins drawn from a known logistic model: the fitted (a, b) come back and the ECE is small."""
     from aulib.au.models import fit_platt

@@ -321,7 +321,7 @@ def test_video_smoothing_changes_only_intensity_pose_and_gaze(analyzer):
 
 def test_pexels_jitter_lag_and_openface_agreement(analyzer):
     """Issue 12 targets on WolfgangLanger_Pexels.mp4: jitter ≤ OpenFace's 0.064, lag 0 frames, AU06 r ≥ 0.8
-    against OpenFace; smoothing must not lower the agreement of AU12/AU25 (0.75/0.78 raw, model-limited)."""
+    against OpenFace; smoothing must not lower the agreement of AU12/AU25 (README: where OpenFace is wrong)."""
     from aulib.table import trace_columns
     from aulib.video.smooth import TraceSmoother
 

@@ -12,8 +12,8 @@ Measured by 5-fold subject-grouped CV on CK+ with both models refitted
 without each fold's subjects (``aulib train multitask``, reports/au.md), mean F1 over the 17 AUs:
 SVMs 0.781, heads 0.782, fused 0.801 — the two models alone are equal, together better; the
 weakest AUs gain most (AU07 0.60 → 0.64, AU15 0.55 → 0.61, AU23 0.62 → 0.67, AU26 0.35 → 0.49).
-AUs without a head keep the SVMs' answer; ``AUxx_r`` is made coherent with the fused occurrence
-and the ``rule_*`` percentages follow it.
+AUs without a head keep the SVMs' answer; ``AUxx_r`` is computed again from the fused probability
+(:func:`aulib.au.models.au_intensity`) and the ``rule_*`` percentages follow the fused occurrence.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from aulib.au.emotion_rules import EmotionRules
-from aulib.au.models import AUOccurrence, coherent_intensity
+from aulib.au.models import AUOccurrence, au_intensity, coherent_intensity
 from aulib.face.record import Face
 
 
@@ -51,7 +51,9 @@ class AUFusion:
                 p[k] = (p[k] + float(f.mt_au_probs[j])) / 2
             f.au_prob = p
             f.au_occurrence = (p > self.thresholds).astype(np.int8)
-            if f.au_intensity is not None:
+            if f.au_svr is not None and len(f.au_svr) == len(p):  # intensity from the fused probability
+                f.au_intensity = au_intensity(f.au_svr, p, f.au_occurrence)
+            elif f.au_intensity is not None:
                 f.au_intensity = coherent_intensity(f.au_intensity, f.au_occurrence)
             f.rules = self.rules(f.au_occurrence[None])[0]
         return faces

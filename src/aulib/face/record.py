@@ -39,7 +39,8 @@ class Face:
 
     Predictions (``aus`` names the AU numbers of the AU arrays, in order):
     ``au_occurrence`` (K,) int8 0/1; ``au_score`` (K,) SVM margin minus its tuned threshold (> 0 =
-    present); ``au_prob`` (K,) calibrated probability of presence; ``au_intensity`` (K,) 0–5, ≥ 1
+    present); ``au_prob`` (K,) calibrated probability of presence; ``au_svr`` (K,) the intensity SVRs'
+    own 0–5 output; ``au_intensity`` (K,) 0–5 from both (:func:`aulib.au.models.au_intensity`), ≥ 1
     exactly when present; ``rules`` (7,) % of each emotion prototype's AUs present
     (order of :data:`aulib.au.emotion_rules.PROTOTYPES`); ``emotion_probs`` (8,) in :data:`EMOTIONS`
     order, summing to 1; ``mt_aus`` / ``mt_au_probs`` (M,) / ``mt_au_occurrence`` (M,) the multitask
@@ -77,6 +78,7 @@ class Face:
     au_occurrence: np.ndarray | None = None
     au_score: np.ndarray | None = None
     au_prob: np.ndarray | None = None
+    au_svr: np.ndarray | None = None
     au_intensity: np.ndarray | None = None
     rules: np.ndarray | None = None
     emotion_probs: np.ndarray | None = None

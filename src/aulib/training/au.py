@@ -36,7 +36,7 @@ from sklearn.model_selection import GroupKFold
 from aulib.au.codes import AUS
 from aulib.au.embedding import EmotionEmbeddingCNN
 from aulib.au.features import feature_version
-from aulib.au.models import AUIntensity, AUOccurrence
+from aulib.au.models import INTENSITY_SVR_WEIGHT, AUIntensity, AUOccurrence, au_intensity
 from aulib.training import CACHE, REPORTS
 from aulib.training.crops import crop_features
 from aulib.training.datasets import CKPlus, au_counts
@@ -190,22 +190,35 @@ def train_svr(data_dir: str | Path, out: str | Path, aus: Sequence[int] = AUS, C
     est = AUIntensity(au_numbers=tuple(aus), Cs=tuple(Cs), block_weights=(1.0, geo_weight, emb_weight),
                       cv=max(2, folds - 1), feature_version=version)
     (oof,) = _out_of_fold(est, X, Y, groups, Xm, folds, "predict")
+    # AUxx_r as the pipeline outputs it combines the SVR with the occurrence SVMs' probability and
+    # decision (aulib.au.models.au_intensity): the SVM bank is refitted on the same folds to score that too
+    occ = occurrence_estimator(version, max(2, folds - 1), aus, geo_weight=geo_weight, emb_weight=emb_weight)
+    prob, present = np.zeros(Y.shape), np.zeros(Y.shape, np.int8)
+    for tr, te in GroupKFold(folds).split(X, groups=groups):
+        fold = clone(occ).fit(X[tr], ck.occurrence(aus)[tr], groups[tr], [c[tr] for c in Xm])
+        prob[te] = fold.predict_proba(X[te])
+        present[te] = prob[te] > fold.probability_threshold()
+    output = au_intensity(oof, prob, present)
     bank = clone(est).fit(X, Y, groups, list(Xm))
     per_au = []
+
+    def agreement(yt: np.ndarray, yp: np.ndarray) -> dict[str, float]:
+        coded = yt > 0
+        return {"pearson_r": float(np.corrcoef(yt, yp)[0, 1]) if yt.std() > 0 and yp.std() > 0 else float("nan"),
+                "mae": float(mean_absolute_error(yt, yp)),
+                "mae_coded": float(mean_absolute_error(yt[coded], yp[coded])) if coded.any() else float("nan"),
+                "icc_3_1": icc_3_1(yt, yp)}
+
     for k, au in enumerate(aus):
         idx = np.flatnonzero(~np.isnan(Y[:, k]))
-        yt, yp = Y[idx, k], oof[idx, k]
-        coded = yt > 0
-        row = {
-            "au": au, "n": int(len(idx)), "coded_positives": int(coded.sum()), "C": float(bank.C_[k]),
-            "pearson_r": float(np.corrcoef(yt, yp)[0, 1]) if yt.std() > 0 and yp.std() > 0 else float("nan"),
-            "mae": float(mean_absolute_error(yt, yp)),
-            "mae_coded": float(mean_absolute_error(yt[coded], yp[coded])) if coded.any() else float("nan"),
-            "icc_3_1": icc_3_1(yt, yp),
-        }
+        yt = Y[idx, k]
+        row = {"au": au, "n": int(len(idx)), "coded_positives": int((yt > 0).sum()), "C": float(bank.C_[k]),
+               **agreement(yt, oof[idx, k]),
+               **{f"output_{m}": v for m, v in agreement(yt, output[idx, k]).items()}}
         per_au.append(row)
         log(f"AU{au:02d} r {row['pearson_r']:.3f} MAE {row['mae']:.3f} ICC {row['icc_3_1']:.3f} "
-            f"(C={row['C']}, coded={row['coded_positives']})")
+            f"(C={row['C']}, coded={row['coded_positives']}); as output: r {row['output_pearson_r']:.3f} "
+            f"MAE {row['output_mae']:.3f} ICC {row['output_icc_3_1']:.3f}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     bank.save(out / AUIntensity.file)
@@ -214,12 +227,16 @@ def train_svr(data_dir: str | Path, out: str | Path, aus: Sequence[int] = AUS, C
         "mean_pearson_r": float(np.nanmean([r["pearson_r"] for r in per_au])),
         "mean_mae": float(np.mean([r["mae"] for r in per_au])),
         "mean_icc_3_1": float(np.nanmean([r["icc_3_1"] for r in per_au])),
+        **{f"mean_output_{m}": float(np.nanmean([r[f"output_{m}"] for r in per_au]))
+           for m in ("pearson_r", "mae", "icc_3_1")},
+        "output_rule": f"coherent({INTENSITY_SVR_WEIGHT} * SVR + {1 - INTENSITY_SVR_WEIGHT} * 5 * AUxx_p)",
         "subjects": sorted(np.unique(groups).tolist()), "n_images": int(len(X)), "folds": folds,
         "geo_weight": geo_weight, "emb_weight": emb_weight, "Cs": list(Cs), "feature_version": version,
         "seconds": round(time.time() - t0, 1),
     }
     log(f"mean out-of-fold r {report['mean_pearson_r']:.3f}, MAE {report['mean_mae']:.3f}, "
-        f"ICC(3,1) {report['mean_icc_3_1']:.3f}")
+        f"ICC(3,1) {report['mean_icc_3_1']:.3f}; AUxx_r as output: r {report['mean_output_pearson_r']:.3f}, "
+        f"MAE {report['mean_output_mae']:.3f}, ICC(3,1) {report['mean_output_icc_3_1']:.3f}")
     return report
 
 
@@ -266,11 +283,22 @@ def write_report(svm: dict | None, svr: dict | None, reports_dir: str | Path = R
     if data["svr"]:
         s = data["svr"]
         lines += [f"## Intensity (linear SVR per AU, 0–5) — mean r **{s['mean_pearson_r']:.3f}**, "
-                  f"MAE {s['mean_mae']:.3f}, ICC(3,1) {s['mean_icc_3_1']:.3f}", "",
-                  "| AU | images | coded | Pearson r | MAE | MAE (coded) | ICC(3,1) | C |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  f"MAE {s['mean_mae']:.3f}, ICC(3,1) {s['mean_icc_3_1']:.3f}", ""]
+        if "mean_output_pearson_r" in s:
+            lines += [f"`AUxx_r` as aulib outputs it, `{s['output_rule']}` (`coherent`: ≥ 1 exactly when the AU "
+                      f"is present; `aulib.au.models.au_intensity`), scored on the same folds with the SVMs "
+                      f"refitted per fold: mean r **{s['mean_output_pearson_r']:.3f}**, MAE "
+                      f"{s['mean_output_mae']:.3f}, ICC(3,1) **{s['mean_output_icc_3_1']:.3f}** (the last columns). "
+                      "Images fuse the probability with the multitask heads first; these figures use the SVMs'.",
+                      ""]
+        out = "output_pearson_r" in s["per_au"][0]
+        lines += ["| AU | images | coded | Pearson r | MAE | MAE (coded) | ICC(3,1) | C |"
+                  + (" output r | output MAE | output ICC |" if out else ""),
+                  "|---|---|---|---|---|---|---|---|" + ("---|---|---|" if out else "")]
         lines += [f"| AU{r['au']:02d} | {r['n']} | {r['coded_positives']} | {r['pearson_r']:.3f} | {r['mae']:.3f} "
-                  f"| {r['mae_coded']:.3f} | {r['icc_3_1']:.3f} | {r['C']} |" for r in s["per_au"]]
+                  f"| {r['mae_coded']:.3f} | {r['icc_3_1']:.3f} | {r['C']} |"
+                  + (f" {r['output_pearson_r']:.3f} | {r['output_mae']:.3f} | {r['output_icc_3_1']:.3f} |"
+                     if out else "") for r in s["per_au"]]
         lines.append("")
     md = reports_dir / "au.md"
     md.write_text("\n".join(lines))
