@@ -4,6 +4,7 @@ for each unreadable file in a batch, and a property test over arbitrary image ar
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -380,3 +381,21 @@ def test_analyze_frame_returns_a_table_or_a_clear_error(analyzer, image, order):
 def test_property_test_data_is_present():
     """The property test draws real faces: make sure the sample it needs is there in CI."""
     assert DATA.exists() or os.environ.get("CI") != "true"
+
+
+@pytest.mark.parametrize("option", [
+    {"every": 0}, {"every": 2.5}, {"every": True}, {"fps": 0}, {"fps": float("nan")}, {"fps": -1.0},
+    {"max_frames": 0}, {"max_frames": -5}, {"max_frames": 1.5}, {"detect_every": 0}, {"detect_every": 2.5},
+])
+def test_video_options_the_cli_would_refuse_are_refused_by_the_api(analyzer, option):
+    """The CLI's option types refuse these; through the API a fractional ``every`` silently sampled every
+    2.5th frame, ``max_frames=0`` analysed one frame, ``fps=nan`` failed deep inside with "cannot convert
+    float NaN to integer" and ``detect_every=0`` became 1. Now: one ValueError naming the option and the
+    value, before the file is opened (no decode thread left behind)."""
+    import threading
+
+    name = next(iter(option))
+    before = threading.active_count()
+    with pytest.raises(ValueError, match=rf"^{name} must be .*not {re.escape(repr(option[name]))}"):
+        analyzer.analyze(sample("single_face.mp4"), **option)
+    assert threading.active_count() == before

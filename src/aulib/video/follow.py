@@ -14,6 +14,7 @@ detection: landmarks alone cannot tell a face from the background they are fitte
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -80,7 +81,9 @@ class FaceFollower:
         live stream); default the pipeline's."""
         self.pipeline = pipeline
         self.detector = detector or pipeline.detect
-        self.detect_every = max(1, int(detect_every))
+        if isinstance(detect_every, bool) or not isinstance(detect_every, numbers.Integral) or detect_every < 1:
+            raise ValueError(f"detect_every must be a whole number ≥ 1, not {detect_every!r}")
+        self.detect_every = int(detect_every)
         self.tracker = FaceTracker(max_missed=max(60, 3 * self.detect_every))
         self._since_detect = self.detect_every
         self._need_detect = True

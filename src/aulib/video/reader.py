@@ -15,6 +15,8 @@ a bounded temporary file (:func:`aulib.storage.temp_copy`), removed when the rea
 from __future__ import annotations
 
 import contextlib
+import math
+import numbers
 import queue
 import threading
 import time
@@ -85,10 +87,14 @@ class FrameReader:
 
     def __init__(self, path: Source | Any, every: int = 1, fps: float | None = None,
                  max_frames: int | None = None, threaded: bool = True, queue_size: int = 8) -> None:
-        if every < 1:
-            raise ValueError("every must be ≥ 1")
-        if fps is not None and fps <= 0:
-            raise ValueError("fps must be > 0")
+        # the API gets what the CLI's option types refuse: a fractional step, NaN, a frame budget of 0
+        if isinstance(every, bool) or not isinstance(every, numbers.Integral) or every < 1:
+            raise ValueError(f"every must be a whole number ≥ 1, not {every!r}")
+        if fps is not None and not (isinstance(fps, numbers.Real) and math.isfinite(fps) and fps > 0):
+            raise ValueError(f"fps must be a finite number > 0, not {fps!r}")
+        if max_frames is not None and (isinstance(max_frames, bool) or not isinstance(max_frames, numbers.Integral)
+                                       or max_frames < 1):
+            raise ValueError(f"max_frames must be a whole number ≥ 1 (or None for all), not {max_frames!r}")
         self.source = path
         # ``path``: how the video is named in messages and rows (a URL without its credentials)
         if is_url(path):

@@ -24,6 +24,7 @@ on long videos. Only two-pass calibration holds its rows back to the end.
 from __future__ import annotations
 
 import math
+import numbers
 import queue
 import threading
 from collections import deque
@@ -320,6 +321,8 @@ def iter_video_rows(
     the analysis carries on without it). Smoothing holds back only ``3 · smooth_sigma`` seconds of rows.
     """
     name = str(path)
+    if isinstance(detect_every, bool) or not isinstance(detect_every, numbers.Integral) or detect_every < 1:
+        raise ValueError(f"detect_every must be a whole number ≥ 1, not {detect_every!r}")  # before the file opens
     if smooth not in (True, False, "offline", "causal"):
         raise ValueError(f"smooth must be True, False, 'offline' or 'causal', not {smooth!r}")
     cols = trace_columns(models.aus)
