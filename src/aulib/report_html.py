@@ -336,8 +336,8 @@ def render(df: pd.DataFrame, input_name: str | None = None, face: int | None = N
             if is_video else "AU intensities (present AUs coloured) and emotion scores per face")
     parts.append(f"<p class=muted>{_e(what)}.</p><img class=fig alt='emotion timeline' src='{timeline}'>")
 
-    parts.append("<h2>Action Units</h2><p class=muted>Over the rows with a face: mean SVR intensity (0–5), "
-                 "share of frames where the SVM says present, and the strongest frame.</p>")
+    parts.append("<h2>Action Units</h2><p class=muted>Over the rows with a face: mean intensity AUxx_r (0–5), "
+                 "share of frames where the AU is present (AUxx_c), and the strongest frame.</p>")
     parts.append(_table_html(aus, {"mean intensity": ".2f", "% frames present": ".0f", "peak intensity": ".2f",
                                    "peak at (s)": ".2f"}, bars={"mean intensity": 5.0, "% frames present": 100.0}))
 
