@@ -193,11 +193,7 @@ def train_svr(data_dir: str | Path, out: str | Path, aus: Sequence[int] = AUS, C
     # AUxx_r as the pipeline outputs it combines the SVR with the occurrence SVMs' probability and
     # decision (aulib.au.models.au_intensity): the SVM bank is refitted on the same folds to score that too
     occ = occurrence_estimator(version, max(2, folds - 1), aus, geo_weight=geo_weight, emb_weight=emb_weight)
-    prob, present = np.zeros(Y.shape), np.zeros(Y.shape, np.int8)
-    for tr, te in GroupKFold(folds).split(X, groups=groups):
-        fold = clone(occ).fit(X[tr], ck.occurrence(aus)[tr], groups[tr], [c[tr] for c in Xm])
-        prob[te] = fold.predict_proba(X[te])
-        present[te] = prob[te] > fold.probability_threshold()
+    prob, present = _out_of_fold(occ, X, ck.occurrence(aus), groups, Xm, folds, "predict_proba", "predict")
     output = au_intensity(oof, prob, present)
     bank = clone(est).fit(X, Y, groups, list(Xm))
     per_au = []
