@@ -14,7 +14,6 @@ detection: landmarks alone cannot tell a face from the background they are fitte
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +23,7 @@ import numpy as np
 from aulib.face.detect import Detection
 from aulib.face.pipeline import FacePipeline, fit_boxes
 from aulib.face.record import Face
+from aulib.video.reader import check_count
 from aulib.video.track import FaceTracker, Track
 
 # A tracked face whose landmark fit is worse than this (rigid-point RMS error in crop units; the
@@ -81,8 +81,7 @@ class FaceFollower:
         live stream); default the pipeline's."""
         self.pipeline = pipeline
         self.detector = detector or pipeline.detect
-        if isinstance(detect_every, bool) or not isinstance(detect_every, numbers.Integral) or detect_every < 1:
-            raise ValueError(f"detect_every must be a whole number ≥ 1, not {detect_every!r}")
+        check_count("detect_every", detect_every)
         self.detect_every = int(detect_every)
         self.tracker = FaceTracker(max_missed=max(60, 3 * self.detect_every))
         self._since_detect = self.detect_every

@@ -75,6 +75,13 @@ def upright(image: np.ndarray, rotation: float) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(image, k)) if k else image
 
 
+def check_count(name: str, value: object, note: str = "") -> None:
+    """Raise ValueError unless ``value`` is a whole number ≥ 1 (``True`` and 2.5 are not): the video
+    options the API takes as frame counts or steps, checked as the CLI's option types check them."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a whole number ≥ 1{note}, not {value!r}")
+
+
 class FrameReader:
     """Selected RGB frames of a video, decoded in a background thread.
 
@@ -88,13 +95,11 @@ class FrameReader:
     def __init__(self, path: Source | Any, every: int = 1, fps: float | None = None,
                  max_frames: int | None = None, threaded: bool = True, queue_size: int = 8) -> None:
         # the API gets what the CLI's option types refuse: a fractional step, NaN, a frame budget of 0
-        if isinstance(every, bool) or not isinstance(every, numbers.Integral) or every < 1:
-            raise ValueError(f"every must be a whole number ≥ 1, not {every!r}")
+        check_count("every", every)
         if fps is not None and not (isinstance(fps, numbers.Real) and math.isfinite(fps) and fps > 0):
             raise ValueError(f"fps must be a finite number > 0, not {fps!r}")
-        if max_frames is not None and (isinstance(max_frames, bool) or not isinstance(max_frames, numbers.Integral)
-                                       or max_frames < 1):
-            raise ValueError(f"max_frames must be a whole number ≥ 1 (or None for all), not {max_frames!r}")
+        if max_frames is not None:
+            check_count("max_frames", max_frames, " (or None for all)")
         self.source = path
         # ``path``: how the video is named in messages and rows (a URL without its credentials)
         if is_url(path):

@@ -24,7 +24,6 @@ on long videos. Only two-pass calibration holds its rows back to the end.
 from __future__ import annotations
 
 import math
-import numbers
 import queue
 import threading
 from collections import deque
@@ -44,7 +43,7 @@ from aulib.table import GAZE_VECTORS, CoherentRows, empty_row, face_rows, trace_
 from aulib.video.calibrate import NeutralCalibrator
 from aulib.video.follow import DEFAULT_DETECT_EVERY, FaceFollower
 from aulib.video.overlay import OverlayWriter
-from aulib.video.reader import FrameReader, VideoReadError
+from aulib.video.reader import FrameReader, VideoReadError, check_count
 from aulib.video.smooth import DEFAULT_SIGMA_S, OneEuroSmoother, TraceSmoother
 
 # Faces per batched model call: large enough to amortise onnxruntime call overhead, small enough
@@ -321,8 +320,7 @@ def iter_video_rows(
     the analysis carries on without it). Smoothing holds back only ``3 · smooth_sigma`` seconds of rows.
     """
     name = str(path)
-    if isinstance(detect_every, bool) or not isinstance(detect_every, numbers.Integral) or detect_every < 1:
-        raise ValueError(f"detect_every must be a whole number ≥ 1, not {detect_every!r}")  # before the file opens
+    check_count("detect_every", detect_every)  # before the file opens (the follower checks it again, later)
     if smooth not in (True, False, "offline", "causal"):
         raise ValueError(f"smooth must be True, False, 'offline' or 'causal', not {smooth!r}")
     cols = trace_columns(models.aus)
