@@ -10,7 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from aulib.face import FacePipeline
 from aulib.face.hog import HogExtractor
+from aulib.io import read_image
 from aulib.table import to_frame
 from aulib.video import FrameReader, NeutralCalibrator, analyze_video_rows, upright
 from aulib.video.track import FaceTracker
@@ -209,10 +211,17 @@ def test_reader_rejects_bad_options():
         FrameReader(sample("single_face.mp4"), every=0)
 
 
-def test_vectorised_hog_is_identical_to_scikit_image():
+def test_table_hog_is_identical_to_scikit_image():
+    """The lookup-table HOG equals skimage.feature.hog: noise, flat, extreme (0/255 checkerboard:
+    the largest gradients), a real masked face, crops whose size is not a whole number of cells
+    (scikit-image drops the remainder), and non-uint8 crops (computed the general way)."""
     rng = np.random.default_rng(1)
-    h = HogExtractor()
-    for img in [rng.integers(0, 256, (112, 112), dtype=np.uint8), np.zeros((112, 112), np.uint8)]:
+    checker = (np.indices((112, 112)).sum(0) % 2 * 255).astype(np.uint8)
+    face = FacePipeline()(read_image(sample("single_face.jpg")))[0].masked
+    for size, img in [(112, rng.integers(0, 256, (112, 112), dtype=np.uint8)), (112, np.zeros((112, 112), np.uint8)),
+                      (112, checker), (112, face), (100, rng.integers(0, 256, (100, 100), dtype=np.uint8)),
+                      (112, face.astype(np.float64))]:
+        h = HogExtractor(size)
         np.testing.assert_allclose(h(img), h.reference(img), atol=1e-6)
 
 
