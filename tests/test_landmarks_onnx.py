@@ -107,6 +107,22 @@ def test_unknown_backend_is_refused():
         LandmarkPredictor(backend="mediapipe")
 
 
+def test_same_points_as_dlib_on_a_face_in_a_large_noisy_frame(predictors):
+    """The ONNX path reads only the region around the box; on a 4K frame with textured surroundings
+    (which would show if it read too little) the points are still dlib's."""
+    dlib_lm, onnx_lm = predictors
+    img = read_image(sample("multi_face.jpg"))
+    rng = np.random.default_rng(3)
+    big = rng.integers(0, 256, (2160, 3840, 3), dtype=np.uint8)
+    y, x = 900, 1700
+    big[y:y + img.shape[0], x:x + img.shape[1]] = img
+    for d in RetinaFaceDetector()(img):
+        bx, by, bw, bh = d.landmark_box()
+        box = (bx + x, by + y, bw, bh)
+        np.testing.assert_array_equal(dlib_lm(big, box), onnx_lm(big, box))
+        np.testing.assert_array_equal(onnx_lm(big, box), onnx_lm(img, d.landmark_box()) + np.float32([x, y]))
+
+
 @pytest.mark.parametrize("box", [(float("nan"), 0.0, 100.0, 100.0), (0.0, 0.0, float("inf"), 100.0)])
 def test_non_finite_box_is_a_clear_error(predictors, box):
     img = read_image(sample("single_face.jpg"))
