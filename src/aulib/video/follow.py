@@ -67,6 +67,21 @@ def _from_crop(m: np.ndarray, anchor: tuple[float, float, float, float]) -> tupl
     return float(cx - bw / 2), float(cy - bh / 2), bw, bh
 
 
+def thumbnail(image: np.ndarray) -> np.ndarray:
+    """32×18 float32 thumbnail of a frame, for the scene-cut test.
+
+    OpenCV's area filter costs ≈1.7 ms on a 1080p frame (0.2 ms at 640 px) — in every frame. Frames
+    wider than 640 px are first sampled every k-th pixel to at most ~640 px: the mean difference of
+    two 32×18 thumbnails (cuts read 97–145, shots ≤ 5) does not depend on that detail, and frames up
+    to 1279 px wide give the same thumbnail as before. 1080p: 1.7 → 0.4 ms."""
+    h, w = image.shape[:2]
+    k = max(1, w // 640)
+    # nearest-neighbour resampling by a whole factor k keeps every k-th pixel (numpy's image[::k, ::k]
+    # copies the same pixels 3× slower: its inner loop runs over the 3 channels)
+    small = cv2.resize(image, (max(1, w // k), max(1, h // k)), interpolation=cv2.INTER_NEAREST) if k > 1 else image
+    return cv2.resize(small, (32, 18), interpolation=cv2.INTER_AREA).astype(np.float32)
+
+
 class FaceFollower:
     """Described faces of each frame (landmarks, crop, HOG), with ``Face.id`` a stable track id.
 
@@ -136,7 +151,7 @@ class FaceFollower:
         """The faces of frame ``index`` (an ``(H, W, 3)`` uint8 RGB image), sorted by track id."""
         faces = None
         tracks = self.tracker.active(self._prev)
-        thumb = cv2.resize(image, (32, 18), interpolation=cv2.INTER_AREA).astype(np.float32)
+        thumb = thumbnail(image)
         cut = self._thumb is not None and float(np.abs(thumb - self._thumb).mean()) > SCENE_CUT
         self._thumb = thumb
         if not self._need_detect and not cut and tracks and self._since_detect < self.detect_every:
