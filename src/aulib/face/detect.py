@@ -187,8 +187,14 @@ def decode(
     prior = anchors(width, height)
     if len(prior) != len(boxes):
         raise ValueError(f"RetinaFace output has {len(boxes)} boxes for {len(prior)} anchors")
-    b = boxes.astype(np.float32, copy=True)
-    p = points.astype(np.float32, copy=True)
+    s = scores[:, 1]
+    keep = np.flatnonzero(s > score_threshold)
+    keep = keep[s[keep].argsort()[::-1][:top_k]]
+    # only the anchors above the threshold are decoded (every step is elementwise, so the numbers
+    # are the same as decoding all ~10k–40k and selecting after; a tenth of the time)
+    prior, s = prior[keep], s[keep]
+    b = boxes[keep].astype(np.float32, copy=True)
+    p = points[keep].astype(np.float32, copy=True)
     b[:, :2] = prior[:, :2] + prior[:, 2:] * b[:, :2] * VARIANCE_CENTER
     b[:, 2:] = prior[:, 2:] * np.exp(b[:, 2:] * VARIANCE_SIZE)
     b[:, :2] -= b[:, 2:] / 2
@@ -196,10 +202,6 @@ def decode(
         p[:, k:k + 2] = prior[:, :2] + prior[:, 2:] * p[:, k:k + 2] * VARIANCE_CENTER
     b *= [width, height] * 2
     p *= [width, height] * 5
-    s = scores[:, 1]
-    keep = np.flatnonzero(s > score_threshold)
-    keep = keep[s[keep].argsort()[::-1][:top_k]]
-    b, s, p = b[keep], s[keep], p[keep]
     idx = np.asarray(cv2.dnn.NMSBoxes(b, s, score_threshold, nms_threshold), dtype=np.int64).reshape(-1)
     return np.trunc(b[idx]), s[idx], np.trunc(p[idx])
 
