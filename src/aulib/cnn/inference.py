@@ -167,7 +167,7 @@ class _OnnxModel:
         self.path = model_path(self.name, path)
         self.info = model_entry(self.name)
         self.classes = emotion_classes(self.info, self.name)
-        self.session = onnx_session(self._model(), self.path, cache_key=session_cache_key(self.name, self.graph_tag))
+        self.session = onnx_session(self._model, self.path, cache_key=session_cache_key(self.name, self.graph_tag))
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.size = int(inp.shape[-1])

@@ -24,6 +24,7 @@ import json
 import os
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -210,8 +211,11 @@ def unregister(name: str, manifest: str | Path = MANIFEST) -> None:
     Path(manifest).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
-def onnx_session(model: str | Path | bytes, label: str | Path, threads: int = 1, cache_key: str | None = None) -> Any:
-    """An onnxruntime CPU session of ``model`` (a verified path, or its bytes after a graph edit),
+def onnx_session(model: str | Path | bytes | Callable[[], str | bytes], label: str | Path, threads: int = 1,
+                 cache_key: str | None = None) -> Any:
+    """An onnxruntime CPU session of ``model`` (a verified path, or its bytes after a graph edit, or a
+    function making those bytes: called only when the cached optimised graph cannot be used, since
+    reading and editing a 13 MB network costs ≈20 ms of every start-up),
     ``threads`` intra-op threads (1 by default: aulib's networks are small and callers parallelise
     across frames); any failure to load is a :class:`ModelFileError` naming ``label`` (the file).
 
@@ -242,6 +246,8 @@ def onnx_session(model: str | Path | bytes, label: str | Path, threads: int = 1,
             return ort.InferenceSession(str(cached), options(optimise=False), providers=providers)
         except Exception:  # an unusable cache entry (another onnxruntime build): rebuild it below
             pass
+    if callable(model):
+        model = model()
     source = model if isinstance(model, bytes) else str(model)
     tmp = None
     if cached is not None:
