@@ -233,3 +233,40 @@ def test_a_face_cut_by_the_frame_edge_has_low_confidence(analyzer):
     assert full["confidence"] > 0.95
     assert cut["success"] == 1 and cut["confidence"] < 0.8
     assert side["success"] == 1 and side["confidence"] < 0.7
+
+
+def test_video_scans_look_at_960_px_only_while_every_followed_face_is_large():
+    """Video scans may look at a 960 px copy of the frame (aulib.face.detect.VIDEO_SCAN_SIDE), sharing
+    the model: only while faces are followed and the smallest is ≥ MIN_SCAN_FACE px at that scale
+    (first scans, lost tracks and small faces get the full 1280 px). Photos keep 1280 px; dlib keeps its
+    own size; frames up to 960 px are scanned as they are. A large face's landmarks are the same."""
+    from aulib import Analyzer
+    from aulib.face.detect import VIDEO_SCAN_SIDE, DlibHogDetector, scanning
+    from aulib.video.follow import MIN_SCAN_FACE
+    from aulib.video.run import VideoAnalysis
+
+    full = RetinaFaceDetector()
+    scan = scanning(full, VIDEO_SCAN_SIDE)
+    assert scan is not full and scan._session is full._session and (full.max_side, scan.max_side) == (1280, 960)
+    assert scanning(scan, 1280) is scan and scanning(DlibHogDetector(), 960).max_side == 1280
+    follower = VideoAnalysis(Analyzer(), "x", threaded=False).follower
+    assert follower.quick.max_side == VIDEO_SCAN_SIDE
+    face = read_image(sample("single_face.jpg"))
+    for side, quick in [(180, False), (700, True)]:  # photo width: faces ≈ 60 and ≈ 240 px in the 1080p frame
+        small = cv2.resize(face, (side, side * face.shape[0] // face.shape[1]))
+        frame = np.full((1080, 1920, 3), 90, np.uint8)
+        frame[300:300 + small.shape[0], 900:900 + small.shape[1]] = small
+        assert follower._scanner(frame, []) is follower.detector  # nothing followed yet: full size
+        first = follower(frame, 0)
+        assert len(first) == 1 and first[0].success
+        tracks = follower.tracker.active(0)
+        expect = min(tracks[0].box[2:4]) * VIDEO_SCAN_SIDE / 1920 >= MIN_SCAN_FACE
+        assert expect == quick and (follower._scanner(frame, tracks) is follower.quick) == quick
+        (a,), (b,) = full(frame), scan(frame)
+        lm = LandmarkPredictor()
+        la, lb = lm(frame, a.landmark_box()), lm(frame, b.landmark_box())
+        eyes = np.linalg.norm(la[36:42].mean(0) - la[42:48].mean(0))
+        if quick:
+            assert np.median(np.linalg.norm(la - lb, axis=1)) < 0.03 * eyes
+        follower.tracker = type(follower.tracker)(max_missed=follower.tracker.max_missed)
+        follower._need_detect, follower._prev, follower._thumb = True, -1, None

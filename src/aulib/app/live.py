@@ -48,13 +48,9 @@ LIVE_DETECT_SIDE = 320
 
 def live_detector(pipeline):
     """The pipeline's detector, on a downscaled frame when it is RetinaFace (boxes in full-frame pixels)."""
-    from aulib.face.detect import RetinaFaceDetector
+    from aulib.face.detect import scanning
 
-    det = pipeline.detector
-    if isinstance(det, RetinaFaceDetector):
-        return RetinaFaceDetector(score_threshold=det.score_threshold, nms_threshold=det.nms_threshold,
-                                  max_side=LIVE_DETECT_SIDE, min_size=det.min_size)
-    return det
+    return scanning(pipeline.detector, LIVE_DETECT_SIDE)
 
 NO_CAMERA = ("No camera, or access to it was denied? Allow the camera in the browser (browsers offer it "
              "only to pages opened as `http://localhost` or over https), or use the Image and Video pages.")

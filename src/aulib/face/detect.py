@@ -10,12 +10,15 @@ Two detectors, no downloads:
 * :class:`DlibHogDetector` (fallback) — dlib's HOG + linear SVM frontal detector.
 
 Large images are downscaled for detection only (``max_side``), so a 12000×9000 photo costs the
-same as a 1280 px one; boxes are returned in original-image pixels.
+same as a 1280 px one; boxes are returned in original-image pixels. Video scans use a smaller side
+(:data:`VIDEO_SCAN_SIDE`, via :func:`scanning`).
 """
 
 from __future__ import annotations
 
+import copy
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -204,6 +207,30 @@ def decode(
     p *= [width, height] * 5
     idx = np.asarray(cv2.dnn.NMSBoxes(b, s, score_threshold, nms_threshold), dtype=np.int64).reshape(-1)
     return np.trunc(b[idx]), s[idx], np.trunc(p[idx])
+
+
+# Longest side of a video frame as the detector sees it. A video is scanned every 10th frame, and a
+# scan's cost grows with the pixels (a 1080p frame: 63 ms at 1280 px, 32 ms at 960, one core): at
+# 960 px a 1080p clip runs ≈ 15 % faster end to end with the same traces (the Pexels clip upscaled to
+# 1080p, against OpenFace: mean r over 15 AUs 0.455 → 0.462, jitter 0.068 → 0.064, head pose within
+# 0.4°). The cost: RetinaFace finds faces from ≈ 16 px of its input, so ≈ 32 px in a 1080p frame
+# (≈ 24 px at 1280), faces whose 112 px crop would be 4× upsampled. Frames up to 960 px wide and
+# high are scanned as they are; photos keep 1280 px.
+VIDEO_SCAN_SIDE = 960
+
+
+Detect = Callable[[np.ndarray], list[Detection]]
+
+
+def scanning(detector: Detect, max_side: int) -> Detect:
+    """``detector`` looking at images downscaled to ``max_side`` (a copy sharing its model; boxes stay
+    in full-image pixels), or ``detector`` itself when it already looks smaller or is not RetinaFace
+    (dlib's HOG detector needs faces of ≈ 80 px at its scale; it keeps its own size)."""
+    if isinstance(detector, RetinaFaceDetector) and detector.max_side > max_side:
+        smaller = copy.copy(detector)
+        smaller.max_side = max_side
+        return smaller
+    return detector
 
 
 class DlibHogDetector:

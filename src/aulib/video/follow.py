@@ -20,7 +20,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from aulib.face.detect import Detection
+from aulib.face.detect import Detection, scanning
 from aulib.face.pipeline import FacePipeline, fit_boxes
 from aulib.face.record import Face
 from aulib.video.reader import check_count
@@ -36,6 +36,11 @@ DEFAULT_DETECT_EVERY = 10
 # rest of the detection interval. Measured: within a shot ≤ 4.6 (WolfgangLanger_Pexels.mp4, a
 # moving speaker), at the cuts of face_noface.mov 97–145.
 SCENE_CUT = 20.0
+# Smallest followed face (box side, pixels of the detector's input) for which a scan may look at a
+# downscaled frame (FaceFollower ``scan_side``): measured on faces pasted into a 1080p frame and scanned
+# at 960 px, 50–55 px faces got landmark boxes whose fits matched the full-size scan's within 1–6 % of
+# the eye distance, a 28 px one a failed fit.
+MIN_SCAN_FACE = 64
 
 
 def _scale(m: np.ndarray) -> float:
@@ -91,11 +96,14 @@ class FaceFollower:
     """
 
     def __init__(self, pipeline: FacePipeline, detect_every: int = DEFAULT_DETECT_EVERY,
-                 detector: Callable[[np.ndarray], list[Detection]] | None = None) -> None:
+                 detector: Callable[[np.ndarray], list[Detection]] | None = None,
+                 scan_side: int | None = None) -> None:
         """``detector``: another detector for this follower (e.g. one working on a smaller image for a
-        live stream); default the pipeline's."""
+        live stream); default the pipeline's. ``scan_side``: scan frames downscaled to this side while
+        every followed face stays large enough at that scale (:meth:`_scanner`)."""
         self.pipeline = pipeline
         self.detector = detector or pipeline.detect
+        self.quick = scanning(detector or pipeline.detector, scan_side) if scan_side else None
         check_count("detect_every", detect_every)
         self.detect_every = int(detect_every)
         self.tracker = FaceTracker(max_missed=max(60, 3 * self.detect_every))
@@ -106,11 +114,24 @@ class FaceFollower:
         self.n_detect = 0
         self.n_redetect = 0
 
-    def _detect(self, image: np.ndarray, index: int) -> list[Face]:
+    def _scanner(self, image: np.ndarray, tracks: list[Track]) -> Callable[[np.ndarray], list[Detection]]:
+        """The detector for this scan: the downscaled one (``scan_side``) only while faces are being
+        followed and the smallest of them is at least :data:`MIN_SCAN_FACE` px at that scale; else
+        the full one (first scan, after a loss, small faces: a face of 28 px in the detector's input
+        gets keypoints too coarse for a landmark box, measured on the B/W sample portrait)."""
+        quick = self.quick
+        if quick is None or not tracks:
+            return self.detector
+        scale = min(1.0, getattr(quick, "max_side", 0) / max(image.shape[:2]))
+        smallest = min(float(min(t.box[2], t.box[3])) for t in tracks)
+        return quick if smallest * scale >= MIN_SCAN_FACE else self.detector
+
+    def _detect(self, image: np.ndarray, index: int, tracks: list[Track] | None = None) -> list[Face]:
         self.n_detect += 1
         self._since_detect = 0
-        dets = self.detector(image)
-        fits = fit_boxes(self.detector, image, dets)
+        detector = self._scanner(image, tracks or [])
+        dets = detector(image)
+        fits = fit_boxes(detector, image, dets)
         boxes = [b for b, _ in fits]
         faces = [self.pipeline.from_box(image, b, d.score, display_box=d.as_array(), up=u)
                  for (b, u), d in zip(fits, dets)]
@@ -159,7 +180,7 @@ class FaceFollower:
             if faces is None:
                 self.n_redetect += 1
         if faces is None:
-            faces = self._detect(image, index)
+            faces = self._detect(image, index, tracks)
         self._since_detect += 1
         self._prev = index
         return sorted(faces, key=lambda f: f.id)

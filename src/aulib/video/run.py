@@ -37,6 +37,7 @@ from threadpoolctl import threadpool_limits
 
 from aulib import background
 from aulib.face.blink import RunningOpenLevels, personal_blinks
+from aulib.face.detect import VIDEO_SCAN_SIDE
 from aulib.face.pipeline import FacePipeline
 from aulib.face.record import Face
 from aulib.table import GAZE_VECTORS, CoherentRows, empty_row, face_rows, trace_columns, trace_scale
@@ -103,7 +104,7 @@ class VideoAnalysis:
                  threaded: bool = True, batch_faces: int = BATCH_FACES) -> None:
         self.models = models
         self.name = input_name
-        self.follower = FaceFollower(models.pipeline, detect_every)
+        self.follower = FaceFollower(models.pipeline, detect_every, scan_side=VIDEO_SCAN_SIDE)
         mode = "video" if calibrate is True else calibrate
         if mode not in (False, None, "video", "running"):
             raise ValueError(f"calibrate must be False, True, 'video' or 'running', not {calibrate!r}")
