@@ -235,6 +235,18 @@ def test_a_face_cut_by_the_frame_edge_has_low_confidence(analyzer):
     assert side["success"] == 1 and side["confidence"] < 0.7
 
 
+class _Spy:
+    """A detector that records whether it is the quick (downscaled) one each time it runs."""
+
+    def __init__(self, det, is_quick: bool, log: list[bool]) -> None:
+        self.det, self.is_quick, self.log = det, is_quick, log
+        self.max_side = getattr(det, "max_side", 0)
+
+    def __call__(self, img):
+        self.log.append(self.is_quick)
+        return self.det(img)
+
+
 def test_video_scans_look_at_960_px_only_while_every_followed_face_is_large():
     """Video scans may look at a 960 px copy of the frame (aulib.face.detect.VIDEO_SCAN_SIDE), sharing
     the model: only while faces are followed and the smallest is ≥ MIN_SCAN_FACE px at that scale
@@ -262,6 +274,15 @@ def test_video_scans_look_at_960_px_only_while_every_followed_face_is_large():
         tracks = follower.tracker.active(0)
         expect = min(tracks[0].box[2:4]) * VIDEO_SCAN_SIDE / 1920 >= MIN_SCAN_FACE
         assert expect == quick and (follower._scanner(frame, tracks) is follower.quick) == quick
+        # the interval's scan (frame detect_every) uses the quick copy exactly when the face is large
+        used: list[bool] = []
+        quick_detector, full_detector = follower.quick, follower.detector
+
+        follower.quick, follower.detector = _Spy(quick_detector, True, used), _Spy(full_detector, False, used)
+        for i in range(1, follower.detect_every + 1):
+            assert len(follower(frame, i)) == 1
+        assert used == [quick]
+        follower.quick, follower.detector = quick_detector, full_detector
         (a,), (b,) = full(frame), scan(frame)
         lm = LandmarkPredictor()
         la, lb = lm(frame, a.landmark_box()), lm(frame, b.landmark_box())

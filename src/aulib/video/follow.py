@@ -115,10 +115,11 @@ class FaceFollower:
         self.n_redetect = 0
 
     def _scanner(self, image: np.ndarray, tracks: list[Track]) -> Callable[[np.ndarray], list[Detection]]:
-        """The detector for this scan: the downscaled one (``scan_side``) only while faces are being
-        followed and the smallest of them is at least :data:`MIN_SCAN_FACE` px at that scale; else
-        the full one (first scan, after a loss, small faces: a face of 28 px in the detector's input
-        gets keypoints too coarse for a landmark box, measured on the B/W sample portrait)."""
+        """The detector for this scan: the downscaled one (``scan_side``) only for the interval's scans
+        of followed faces (``tracks``) whose smallest is at least :data:`MIN_SCAN_FACE` px at that
+        scale; else the full one (first scan, a lost or degraded track, a scene cut, small faces: a face
+        of 28 px in the detector's input gets keypoints too coarse for a landmark box, measured on the
+        B/W sample portrait)."""
         quick = self.quick
         if quick is None or not tracks:
             return self.detector
@@ -175,12 +176,16 @@ class FaceFollower:
         thumb = thumbnail(image)
         cut = self._thumb is not None and float(np.abs(thumb - self._thumb).mean()) > SCENE_CUT
         self._thumb = thumb
-        if not self._need_detect and not cut and tracks and self._since_detect < self.detect_every:
-            faces = self._follow(image, index, tracks)
-            if faces is None:
-                self.n_redetect += 1
+        periodic = False  # the interval's scan of a frame whose faces are all being followed
+        if not self._need_detect and not cut and tracks:
+            if self._since_detect < self.detect_every:
+                faces = self._follow(image, index, tracks)
+                if faces is None:
+                    self.n_redetect += 1
+            else:
+                periodic = True
         if faces is None:
-            faces = self._detect(image, index, tracks)
+            faces = self._detect(image, index, tracks if periodic else None)
         self._since_detect += 1
         self._prev = index
         return sorted(faces, key=lambda f: f.id)
