@@ -291,3 +291,30 @@ def test_video_scans_look_at_960_px_only_while_every_followed_face_is_large():
             assert np.median(np.linalg.norm(la - lb, axis=1)) < 0.03 * eyes
         follower.tracker = type(follower.tracker)(max_missed=follower.tracker.max_missed)
         follower._need_detect, follower._prev, follower._thumb = True, -1, None
+
+
+def test_stages_on_their_own_take_gray_and_rgba_and_refuse_empty_images_clearly():
+    """Each stage is public: the detectors, the landmark predictor and HOG read gray (H, W), (H, W, 1),
+    gray + alpha and RGBA arrays like RGB, and an empty image is a ValueError saying its shape."""
+    from aulib.face.detect import DlibHogDetector
+
+    rgb = read_image(sample("single_face.jpg"))
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    rgba = np.dstack([rgb, np.full(gray.shape, 255, np.uint8)])
+    layouts = [gray, gray[:, :, None], np.dstack([gray, gray]), rgba]
+    detectors = [RetinaFaceDetector(), DlibHogDetector()]
+    boxes = {type(d).__name__: d(rgb)[0].as_array()[:4] for d in detectors}
+    lm = LandmarkPredictor()
+    box = RetinaFaceDetector()(rgb)[0].landmark_box()
+    for image in layouts:
+        for d in detectors:
+            (found,) = d(image)
+            assert np.abs(found.as_array()[:4] - boxes[type(d).__name__]).max() < 0.05 * found.width
+        assert np.abs(lm(image, box) - lm(rgb, box)).max() <= 2
+    crop = FacePipeline()(rgb)[0].masked
+    np.testing.assert_array_equal(HogExtractor()(crop[:, :, None]), HogExtractor()(crop))
+    for d in detectors:
+        with pytest.raises(ValueError, match=r"shape \(0, 0, 3\)"):
+            d(rgb[:0, :0])
+    with pytest.raises(ValueError, match="112×112"):
+        HogExtractor()(rgb[:0, :0])

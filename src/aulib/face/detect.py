@@ -78,6 +78,15 @@ class Detection:
         return float(cx - side / 2), float(cy - side / 2), side, side
 
 
+def _rgb(image: np.ndarray) -> np.ndarray:
+    """``image`` as (H, W, 3) uint8 RGB; already such an array: itself, no copy."""
+    if image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8 and min(image.shape[:2]) > 0:
+        return image
+    from aulib.io import to_rgb
+
+    return to_rgb(image)
+
+
 def _downscale(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     """Resize so the longest side is at most ``max_side``; return the image and the scale used."""
     h, w = image.shape[:2]
@@ -136,7 +145,9 @@ class RetinaFaceDetector:
         self.min_size = min_size
 
     def __call__(self, image: np.ndarray) -> list[Detection]:
-        """Detect faces in an ``(H, W, 3)`` uint8 RGB image."""
+        """Detect faces in an ``(H, W, 3)`` uint8 RGB image (gray, gray + alpha, RGBA and other
+        dtypes are converted by :func:`aulib.io.to_rgb`, which names what it cannot read)."""
+        image = _rgb(image)
         small, scale = _downscale(image, self.max_side)
         h, w = small.shape[:2]
         if min(h, w) < 8:
@@ -247,7 +258,8 @@ class DlibHogDetector:
         self.threshold = threshold
 
     def __call__(self, image: np.ndarray) -> list[Detection]:
-        small, scale = _downscale(image, self.max_side)
+        """Detect faces in an ``(H, W, 3)`` uint8 RGB image (other layouts as :class:`RetinaFaceDetector`)."""
+        small, scale = _downscale(_rgb(image), self.max_side)
         gray = np.ascontiguousarray(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY))
         rects, scores, _ = self._detector.run(gray, self.upsample, self.threshold)
         dets = [

@@ -71,10 +71,10 @@ class HogExtractor:
     EPS = 1e-5  # scikit-image's L2-Hys epsilon
 
     def __call__(self, gray: np.ndarray) -> np.ndarray:
-        if gray.ndim == 3:
-            gray = cv2.cvtColor(gray, cv2.COLOR_RGB2GRAY)
-        if gray.shape != (self.size, self.size):
+        if gray.ndim not in (2, 3) or gray.shape[:2] != (self.size, self.size):
             raise ValueError(f"HOG expects a {self.size}×{self.size} crop, got {gray.shape}")
+        if gray.ndim == 3:
+            gray = gray[:, :, 0] if gray.shape[2] in (1, 2) else cv2.cvtColor(gray, cv2.COLOR_RGB2GRAY)
         if gray.dtype != np.uint8:  # the tables cover uint8 gradients; anything else, the general way
             return self.reference(gray)
         bins, magnitude = _gradient_tables(self.bins)

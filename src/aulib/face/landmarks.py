@@ -116,6 +116,10 @@ class LandmarkPredictor:
             raise ValueError(f"face box {tuple(box)} is not finite: no landmarks can be fitted in it")
         if image.dtype != np.uint8:
             raise TypeError(f"landmarks need a uint8 image, not {image.dtype}")
+        if image.ndim == 3 and image.shape[2] in (1, 2):  # gray (+ alpha)
+            image = image[:, :, 0]
+        if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (3, 4))):
+            raise ValueError(f"landmarks need an (H, W) gray or (H, W, 3|4) RGB(A) image, not shape {image.shape}")
         # dlib.rectangle's integer corners; Python's round() as the dlib path always used
         rect = (round(x), round(y), round(x + w), round(y + h))
         if self.backend == "dlib":
