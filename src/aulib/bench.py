@@ -54,6 +54,10 @@ class _Timed:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._fn, name)
 
+    def with_max_side(self, max_side: int) -> _Timed:
+        """The detector's downscaled copy for video scans (aulib.face.detect.scanning), timed alike."""
+        return _Timed(self._fn.with_max_side(max_side), self._acc, self._key, self._calls)
+
 
 def _instrument(analyzer: Analyzer, acc: dict[str, float], calls: dict[str, int]) -> Callable[[], None]:
     """Wrap the analyzer's stage objects in timers; returns a function that restores them."""

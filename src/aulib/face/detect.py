@@ -144,6 +144,12 @@ class RetinaFaceDetector:
         self.max_side = max_side
         self.min_size = min_size
 
+    def with_max_side(self, max_side: int) -> RetinaFaceDetector:
+        """This detector looking at images downscaled to ``max_side`` (a copy sharing the model)."""
+        smaller = copy.copy(self)
+        smaller.max_side = max_side
+        return smaller
+
     def __call__(self, image: np.ndarray) -> list[Detection]:
         """Detect faces in an ``(H, W, 3)`` uint8 RGB image (gray, gray + alpha, RGBA and other
         dtypes are converted by :func:`aulib.io.to_rgb`, which names what it cannot read)."""
@@ -237,10 +243,9 @@ def scanning(detector: Detect, max_side: int) -> Detect:
     """``detector`` looking at images downscaled to ``max_side`` (a copy sharing its model; boxes stay
     in full-image pixels), or ``detector`` itself when it already looks smaller or is not RetinaFace
     (dlib's HOG detector needs faces of ≈ 80 px at its scale; it keeps its own size)."""
-    if isinstance(detector, RetinaFaceDetector) and detector.max_side > max_side:
-        smaller = copy.copy(detector)
-        smaller.max_side = max_side
-        return smaller
+    resize = getattr(detector, "with_max_side", None)
+    if resize is not None and getattr(detector, "max_side", 0) > max_side:
+        return resize(max_side)
     return detector
 
 
