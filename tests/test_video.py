@@ -225,7 +225,10 @@ def test_table_hog_is_identical_to_scikit_image():
         np.testing.assert_allclose(h(img), h.reference(img), atol=1e-6)
 
 
-def test_bench_cli_prints_fps_and_stages():
+@pytest.mark.parametrize("detector", ["retinaface", "dlib"])
+def test_bench_cli_prints_fps_and_stages(detector):
+    """Both detectors (the bench's timing proxy must pass the video scans' resizing through, or leave a
+    detector that has none, dlib's, as it is)."""
     import re
 
     from typer.testing import CliRunner
@@ -233,7 +236,7 @@ def test_bench_cli_prints_fps_and_stages():
     from aulib.cli import app
 
     res = CliRunner().invoke(app, ["bench", str(sample("single_face.mp4")), "--frames", "12",
-                                   "--emotion-model", "none"])
+                                   "--emotion-model", "none", "--detector", detector])
     assert res.exit_code == 0, res.output
     lines = res.output.strip().splitlines()
     assert re.fullmatch(r"\d+\.\d fps", lines[-1])

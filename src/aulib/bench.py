@@ -55,8 +55,10 @@ class _Timed:
         return getattr(self._fn, name)
 
     def with_max_side(self, max_side: int) -> _Timed:
-        """The detector's downscaled copy for video scans (aulib.face.detect.scanning), timed alike."""
-        return _Timed(self._fn.with_max_side(max_side), self._acc, self._key, self._calls)
+        """The detector's downscaled copy for video scans (aulib.face.detect.scanning), timed alike;
+        a detector without one (dlib's) stays itself."""
+        resize = getattr(self._fn, "with_max_side", None)
+        return self if resize is None else _Timed(resize(max_side), self._acc, self._key, self._calls)
 
 
 def _instrument(analyzer: Analyzer, acc: dict[str, float], calls: dict[str, int]) -> Callable[[], None]:
