@@ -154,3 +154,24 @@ def test_analyze_refuses_what_is_not_a_path():
             a.analyze(bad)
     assert a.analyze(bytes(SMILE))["emotion"].tolist() == ["happiness"]
     assert len(a.analyze([])) == 0
+
+
+def test_analyze_takes_an_image_array_or_a_pil_image_as_one_image():
+    """Users of other tools pass arrays to ``analyze``/``aulib.analyze``; they used to be read as a list
+    of paths (a TypeError printing the array's first row; an empty array gave an empty table, silently).
+    An array or PIL image is now the table of that image, as :meth:`Analyzer.analyze_frame` gives it; an
+    array that is not an image is an ImageReadError saying its shape; video options are refused."""
+    from PIL import Image
+
+    a = Analyzer()
+    rgb = aulib.read_image(SMILE)
+    want = a.analyze_frame(rgb)
+    assert want["emotion"].tolist() == ["happiness"]
+    assert a.analyze(rgb).equals(want)
+    assert a.analyze(Image.open(SMILE)).equals(want)
+    assert aulib.analyze(rgb[:, :, :1])["success"].tolist() == [1]  # gray, (H, W, 1)
+    for bad in (np.zeros((0, 0, 3), np.uint8), np.zeros((2, 50, 50, 3), np.uint8), np.zeros(10, np.uint8)):
+        with pytest.raises(aulib.ImageReadError, match=r"array of shape \("):
+            a.analyze(bad)
+    with pytest.raises(TypeError, match="every"):
+        a.analyze(rgb, every=2)

@@ -265,18 +265,34 @@ class Analyzer:
                 raise OSError(f"{overlay}: overlay not written (OpenCV cannot write this file)")
         yield table.Rows(table.face_rows(faces, str(path)), self.columns)
 
-    def analyze(self, paths: str | Path | Iterable[str | Path], cropped: bool | None = None,
+    def analyze(self, paths: str | Path | Iterable[str | Path] | np.ndarray, cropped: bool | None = None,
                 **video_options: object) -> pd.DataFrame:
         """Table of image/video files and folders (recursively, sorted), one row per face per frame.
 
         ``paths``: one path (str, bytes, os.PathLike) or an iterable of them; anything else is a
-        TypeError saying so, an empty string a ValueError (it would mean the working folder)."""
+        TypeError saying so, an empty string a ValueError (it would mean the working folder). An image
+        array (RGB, as :meth:`analyze_frame` takes it) or a PIL image is analysed as one image: users of
+        other tools pass arrays here, which used to be read as a list of paths."""
+        if isinstance(paths, np.ndarray) or _is_pil(paths):
+            if video_options:
+                raise TypeError(f"video options ({', '.join(sorted(video_options))}) apply to video files, "
+                                "not to an image array")
+            image = np.asarray(paths.convert("RGB")) if _is_pil(paths) else paths  # type: ignore[union-attr]
+            return self.analyze_frame(image, cropped=cropped)  # type: ignore[arg-type]
         if isinstance(paths, (str, bytes, os.PathLike)):
             paths = [paths]  # type: ignore[list-item]
         elif not isinstance(paths, Iterable):
             raise TypeError(f"paths must be a path or a list of paths, not {type(paths).__name__}: {paths!r}")
         parts = [rows for p in expand_inputs(paths) for rows in self.iter_rows(p, cropped, **video_options)]
         return table.Rows.concat(parts, self.columns).frame()
+
+
+def _is_pil(x: object) -> bool:
+    """A PIL image, without importing PIL for callers that never made one."""
+    import sys
+
+    pil = sys.modules.get("PIL.Image")
+    return pil is not None and isinstance(x, pil.Image)
 
 
 _DEFAULT: Analyzer | None = None
