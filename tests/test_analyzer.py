@@ -169,6 +169,11 @@ def test_analyze_takes_an_image_array_or_a_pil_image_as_one_image():
     assert want["emotion"].tolist() == ["happiness"]
     assert a.analyze(rgb).equals(want)
     assert a.analyze(Image.open(SMILE)).equals(want)
+    # a palette image is its colours, not its palette indices (np.asarray would give those)
+    palette = Image.open(SMILE).convert("P", palette=Image.Palette.ADAPTIVE, colors=256)
+    for f in (a.analyze, a.analyze_frame):
+        assert f(palette)["emotion"].tolist() == ["happiness"]
+    assert len(a.get(palette)) == 1
     assert aulib.analyze(rgb[:, :, :1])["success"].tolist() == [1]  # gray, (H, W, 1)
     for bad in (np.zeros((0, 0, 3), np.uint8), np.zeros((2, 50, 50, 3), np.uint8), np.zeros(10, np.uint8)):
         with pytest.raises(aulib.ImageReadError, match=r"array of shape \("):

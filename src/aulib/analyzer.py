@@ -277,8 +277,7 @@ class Analyzer:
             if video_options:
                 raise TypeError(f"video options ({', '.join(sorted(video_options))}) apply to video files, "
                                 "not to an image array")
-            image = np.asarray(paths.convert("RGB")) if _is_pil(paths) else paths  # type: ignore[union-attr]
-            return self.analyze_frame(image, cropped=cropped)  # type: ignore[arg-type]
+            return self.analyze_frame(paths, cropped=cropped)  # type: ignore[arg-type]
         if isinstance(paths, (str, bytes, os.PathLike)):
             paths = [paths]  # type: ignore[list-item]
         elif not isinstance(paths, Iterable):

@@ -111,8 +111,12 @@ def to_rgb(array: np.ndarray, order: Literal["rgb", "bgr"] = "rgb") -> np.ndarra
     Accepts gray ``(H, W)`` / ``(H, W, 1)``, gray+alpha ``(H, W, 2)``, 3-channel and 4-channel
     (alpha dropped) arrays of dtype bool, any integer or float, scaled to 8 bit by the module's
     value range rule. ``order`` says how a 3/4-channel array is laid out: ``"bgr"`` for OpenCV
-    frames, ``"rgb"`` for PIL/imageio. Anything else raises :class:`ImageReadError`.
+    frames, ``"rgb"`` for PIL/imageio. A PIL image is converted as a file of its mode would be
+    (palette, 16-bit, transparency: :func:`_pil_to_rgb`; ``np.asarray`` would give a palette image's
+    indices). Anything else raises :class:`ImageReadError`.
     """
+    if isinstance(array, Image.Image):
+        return np.ascontiguousarray(_pil_to_rgb(array))
     a = np.asarray(array)
     if a.ndim == 3 and a.shape[2] in (1, 2):
         a = a[:, :, 0]
