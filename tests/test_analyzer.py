@@ -180,3 +180,9 @@ def test_analyze_takes_an_image_array_or_a_pil_image_as_one_image():
             a.analyze(bad)
     with pytest.raises(TypeError, match="every"):
         a.analyze(rgb, every=2)
+    # a list of images (and paths): each image's rows carry its position as ``frame``
+    mixed = a.analyze([rgb, SMILE, np.zeros((60, 60, 3), np.uint8)])
+    assert mixed["frame"].tolist() == [0, 0, 2] and mixed["input"].tolist() == ["", str(SMILE), ""]
+    assert mixed["success"].tolist() == [1, 1, 0] and mixed["error"].iloc[2] == "no face detected"
+    with pytest.raises(TypeError, match="not NoneType"):  # a bad entry is refused before any work
+        a.analyze([rgb, None])

@@ -271,18 +271,27 @@ class Analyzer:
 
         ``paths``: one path (str, bytes, os.PathLike) or an iterable of them; anything else is a
         TypeError saying so, an empty string a ValueError (it would mean the working folder). An image
-        array (RGB, as :meth:`analyze_frame` takes it) or a PIL image is analysed as one image: users of
-        other tools pass arrays here, which used to be read as a list of paths."""
-        if isinstance(paths, np.ndarray) or _is_pil(paths):
-            if video_options:
-                raise TypeError(f"video options ({', '.join(sorted(video_options))}) apply to video files, "
-                                "not to an image array")
-            return self.analyze_frame(paths, cropped=cropped)  # type: ignore[arg-type]
-        if isinstance(paths, (str, bytes, os.PathLike)):
+        array (RGB, as :meth:`analyze_frame` takes it) or a PIL image is analysed as one image, alone or
+        in the list (its rows: ``input`` empty, ``frame`` its position in the list): users of other
+        tools pass arrays here, which used to be read as a list of paths."""
+        if isinstance(paths, (str, bytes, os.PathLike, np.ndarray)) or _is_pil(paths):
             paths = [paths]  # type: ignore[list-item]
         elif not isinstance(paths, Iterable):
             raise TypeError(f"paths must be a path or a list of paths, not {type(paths).__name__}: {paths!r}")
-        parts = [rows for p in expand_inputs(paths) for rows in self.iter_rows(p, cropped, **video_options)]
+        items = list(paths)
+        is_image = [isinstance(x, np.ndarray) or _is_pil(x) for x in items]
+        if any(is_image) and video_options:
+            raise TypeError(f"video options ({', '.join(sorted(video_options))}) apply to video files, "
+                            "not to an image array")
+        # every path is checked (and folders listed) before any work, as for a list of paths alone
+        files = [None if image else expand_inputs([x]) for x, image in zip(items, is_image)]
+        parts: list[table.Rows] = []
+        for i, (x, found) in enumerate(zip(items, files)):
+            if found is None:
+                frame = i if len(items) > 1 else 0
+                parts.append(table.Rows(table.face_rows(self.get(x, cropped=cropped), "", frame), self.columns))
+            else:
+                parts += [rows for p in found for rows in self.iter_rows(p, cropped, **video_options)]
         return table.Rows.concat(parts, self.columns).frame()
 
 
