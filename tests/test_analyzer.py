@@ -180,6 +180,8 @@ def test_analyze_takes_an_image_array_or_a_pil_image_as_one_image():
             a.analyze(bad)
     with pytest.raises(TypeError, match="every"):
         a.analyze(rgb, every=2)
+    with pytest.raises(ValueError, match="order must be 'rgb' or 'bgr'"):  # was taken as RGB silently
+        a.analyze_frame(rgb, order="brg")  # type: ignore[arg-type]
     # a list of images (and paths): each image's rows carry its position as ``frame``
     mixed = a.analyze([rgb, SMILE, np.zeros((60, 60, 3), np.uint8)])
     assert mixed["frame"].tolist() == [0, 0, 2] and mixed["input"].tolist() == ["", str(SMILE), ""]

@@ -115,6 +115,8 @@ def to_rgb(array: np.ndarray, order: Literal["rgb", "bgr"] = "rgb") -> np.ndarra
     (palette, 16-bit, transparency: :func:`_pil_to_rgb`; ``np.asarray`` would give a palette image's
     indices). Anything else raises :class:`ImageReadError`.
     """
+    if order not in ("rgb", "bgr"):
+        raise ValueError(f"order must be 'rgb' or 'bgr', not {order!r}")
     if isinstance(array, Image.Image):
         return np.ascontiguousarray(_pil_to_rgb(array))
     a = np.asarray(array)
