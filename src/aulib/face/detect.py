@@ -240,9 +240,9 @@ Detect = Callable[[np.ndarray], list[Detection]]
 
 
 def scanning(detector: Detect, max_side: int) -> Detect:
-    """``detector`` looking at images downscaled to ``max_side`` (a copy sharing its model; boxes stay
-    in full-image pixels), or ``detector`` itself when it already looks smaller or is not RetinaFace
-    (dlib's HOG detector needs faces of ≈ 80 px at its scale; it keeps its own size)."""
+    """``detector`` looking at images downscaled to ``max_side`` (its ``with_max_side`` copy, sharing the
+    model; boxes stay in full-image pixels), or ``detector`` itself when it already looks smaller or
+    cannot be resized (dlib's HOG detector needs faces of ≈ 80 px at its scale; it keeps its own size)."""
     resize = getattr(detector, "with_max_side", None)
     if resize is not None and getattr(detector, "max_side", 0) > max_side:
         return resize(max_side)

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-import cv2
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
-from skimage.feature import hog
+
+from aulib.face.landmarks import as_gray
 
 # iBUG 68-point index of each point's mirror image (left ↔ right), for horizontal flips.
 MIRROR_68 = np.array(
@@ -74,7 +74,7 @@ class HogExtractor:
         if gray.ndim not in (2, 3) or gray.shape[:2] != (self.size, self.size):
             raise ValueError(f"HOG expects a {self.size}×{self.size} crop, got {gray.shape}")
         if gray.ndim == 3:
-            gray = gray[:, :, 0] if gray.shape[2] in (1, 2) else cv2.cvtColor(gray, cv2.COLOR_RGB2GRAY)
+            gray = as_gray(gray)
         if gray.dtype != np.uint8:  # the tables cover uint8 gradients; anything else, the general way
             return self.reference(gray)
         bins, magnitude = _gradient_tables(self.bins)
@@ -99,6 +99,8 @@ class HogExtractor:
 
     def reference(self, gray: np.ndarray) -> np.ndarray:
         """The same descriptor from scikit-image's public ``hog`` (the definition we match)."""
+        from skimage.feature import hog  # only here: the tables above need no scikit-image at start-up
+
         return hog(
             gray, orientations=self.bins, pixels_per_cell=(self.cell, self.cell),
             cells_per_block=(self.block_cells, self.block_cells), block_norm="L2-Hys", feature_vector=True,

@@ -116,15 +116,12 @@ class LandmarkPredictor:
             raise ValueError(f"face box {tuple(box)} is not finite: no landmarks can be fitted in it")
         if image.dtype != np.uint8:
             raise TypeError(f"landmarks need a uint8 image, not {image.dtype}")
-        if image.ndim == 3 and image.shape[2] in (1, 2):  # gray (+ alpha)
-            image = image[:, :, 0]
-        if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (3, 4))):
-            raise ValueError(f"landmarks need an (H, W) gray or (H, W, 3|4) RGB(A) image, not shape {image.shape}")
+        if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 2, 3, 4))):
+            raise ValueError(f"landmarks need an (H, W) gray or (H, W, 1–4 channel) image, not shape {image.shape}")
         # dlib.rectangle's integer corners; Python's round() as the dlib path always used
         rect = (round(x), round(y), round(x + w), round(y + h))
         if self.backend == "dlib":
-            gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-            shape = self._predictor(np.ascontiguousarray(gray), self._dlib.rectangle(*rect))
+            shape = self._predictor(np.ascontiguousarray(as_gray(image)), self._dlib.rectangle(*rect))
             return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float32)
         # Only the region the cascade can read is converted to gray and handed over: the box and one
         # box size around it (the mean shape spans the box, feature offsets reach 0.19 box sizes beyond
@@ -132,25 +129,30 @@ class LandmarkPredictor:
         # ≈0.5 ms per face, on 4K ≈2.5 ms. Shifting the box by whole pixels is exact, so the points are
         # dlib's (tested); a feature pixel outside the region but inside the image would read 0, which
         # needs a shape more than a box size off its box, i.e. an already failed fit.
-        (x0, y0), (x1, y1), (ox, oy) = _region(rect, image.shape[1], image.shape[0])
-        part = image[y0:y1, x0:x1]
+        x0, y0, x1, y1 = _region(rect, image.shape[1], image.shape[0])
         if x1 <= x0 or y1 <= y0:  # nothing of the image in reach: every feature pixel reads 0
-            gray, ox, oy = np.zeros((1, 1), np.uint8), 0, 0
+            gray, x0, y0 = np.zeros((1, 1), np.uint8), 0, 0
         else:
-            gray = np.ascontiguousarray(part if part.ndim == 2 else cv2.cvtColor(part, cv2.COLOR_RGB2GRAY))
-        shifted = np.array([rect[0] - ox, rect[1] - oy, rect[2] - ox, rect[3] - oy], dtype=np.float64)
+            gray = np.ascontiguousarray(as_gray(image[y0:y1, x0:x1]))
+        shifted = np.array([rect[0] - x0, rect[1] - y0, rect[2] - x0, rect[3] - y0], dtype=np.float64)
         (points,) = self._session.run(None, {"image": gray, "rect": shifted})
-        return (points + np.array([ox, oy])).astype(np.float32)
+        return (points + np.array([x0, y0])).astype(np.float32)
 
 
-def _region(rect: tuple[int, int, int, int], width: int, height: int) -> tuple[tuple[int, int], ...]:
-    """Corners ``(x0, y0), (x1, y1)`` of the image region within one box size of ``rect``, clipped
-    to the image, and the offset ``(x0, y0)`` that maps region pixels to image pixels."""
+def as_gray(image: np.ndarray) -> np.ndarray:
+    """The (H, W) gray plane of an (H, W) gray, (H, W, 1|2) gray (+ alpha) or (H, W, 3|4) RGB(A) image
+    (no copy when it has one); OpenCV refuses other channel counts."""
+    if image.ndim == 2:
+        return image
+    return image[:, :, 0] if image.shape[2] in (1, 2) else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+
+
+def _region(rect: tuple[int, int, int, int], width: int, height: int) -> tuple[int, int, int, int]:
+    """Corners ``x0, y0, x1, y1`` of the image region within one box size of ``rect``, clipped to the
+    image; ``(x0, y0)`` is also the offset from region pixels to image pixels."""
     left, top, right, bottom = rect
     mw, mh = abs(right - left), abs(bottom - top)
-    x0, y0 = max(0, left - mw), max(0, top - mh)
-    x1, y1 = min(width, right + mw), min(height, bottom + mh)
-    return (x0, y0), (x1, y1), (x0, y0)
+    return max(0, left - mw), max(0, top - mh), min(width, right + mw), min(height, bottom + mh)
 
 
 def box_from_landmarks(points: np.ndarray) -> tuple[float, float, float, float]:

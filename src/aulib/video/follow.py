@@ -14,13 +14,12 @@ detection: landmarks alone cannot tell a face from the background they are fitte
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import cv2
 import numpy as np
 
-from aulib.face.detect import Detection, scanning
+from aulib.face.detect import Detect, scanning
 from aulib.face.pipeline import FacePipeline, fit_boxes
 from aulib.face.record import Face
 from aulib.video.reader import check_count
@@ -96,7 +95,7 @@ class FaceFollower:
     """
 
     def __init__(self, pipeline: FacePipeline, detect_every: int = DEFAULT_DETECT_EVERY,
-                 detector: Callable[[np.ndarray], list[Detection]] | None = None,
+                 detector: Detect | None = None,
                  scan_side: int | None = None) -> None:
         """``detector``: another detector for this follower (e.g. one working on a smaller image for a
         live stream); default the pipeline's. ``scan_side``: scan frames downscaled to this side while
@@ -114,7 +113,7 @@ class FaceFollower:
         self.n_detect = 0
         self.n_redetect = 0
 
-    def _scanner(self, image: np.ndarray, tracks: list[Track]) -> Callable[[np.ndarray], list[Detection]]:
+    def _scanner(self, image: np.ndarray, tracks: list[Track]) -> Detect:
         """The detector for this scan: the downscaled one (``scan_side``) only for the interval's scans
         of followed faces (``tracks``) whose smallest is at least :data:`MIN_SCAN_FACE` px at that
         scale; else the full one (first scan, a lost or degraded track, a scene cut, small faces: a face
