@@ -287,9 +287,8 @@ class Analyzer:
         files = [None if image else expand_inputs([x]) for x, image in zip(items, is_image)]
         parts: list[table.Rows] = []
         for i, (x, found) in enumerate(zip(items, files)):
-            if found is None:
-                frame = i if len(items) > 1 else 0
-                parts.append(table.Rows(table.face_rows(self.get(x, cropped=cropped), "", frame), self.columns))
+            if found is None:  # an image: its position in the list is its frame
+                parts.append(table.Rows(table.face_rows(self.get(x, cropped=cropped), "", i), self.columns))
             else:
                 parts += [rows for p in found for rows in self.iter_rows(p, cropped, **video_options)]
         return table.Rows.concat(parts, self.columns).frame()
