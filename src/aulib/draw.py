@@ -39,14 +39,17 @@ GAZE_COLOR = (0, 200, 255)
 
 
 def _draw_gaze(out: np.ndarray, face: Face, thick: int) -> None:
-    """Each iris centre and a line along that eye's gaze (image-plane part, 1.5 eye widths at 90°)."""
+    """Each iris centre and a line along that eye's gaze (image-plane part, 1.5 eye widths at 90°); an
+    eye without a gaze (shut, see :func:`aulib.face.gaze.gaze_vectors`) gets neither."""
     iris = face.extra.get("iris")
-    if iris is None or face.gaze is None or face.landmarks is None or not np.isfinite(face.gaze).all():
+    if iris is None or face.gaze is None or face.landmarks is None:
         return
     length = 1.5 * float(np.linalg.norm(face.landmarks[45] - face.landmarks[42]))
     for e in range(2):
         cx, cy = (float(v) for v in iris[e, 0])
         gx, gy = float(face.gaze[3 * e]), float(face.gaze[3 * e + 1])
+        if not np.isfinite([cx, cy, gx, gy]).all():
+            continue
         cv2.circle(out, (int(round(cx)), int(round(cy))), max(1, thick), GAZE_COLOR, -1, cv2.LINE_AA)
         cv2.line(out, (int(round(cx)), int(round(cy))), (int(round(cx + length * gx)), int(round(cy + length * gy))),
                  GAZE_COLOR, max(1, thick // 2), cv2.LINE_AA)

@@ -43,17 +43,22 @@ RIGHT_EYE = slice(36, 42)  # the subject's right eye (image left), iBUG order
 LEFT_EYE = slice(42, 48)
 
 
-def eye_aspect_ratio(landmarks: np.ndarray) -> float:
-    """Mean eye aspect ratio of both eyes of 68 landmarks (NaN when an eye has no width)."""
+def eye_aspect_ratios(landmarks: np.ndarray) -> np.ndarray:
+    """``(2,)`` eye aspect ratio of each eye of 68 landmarks (subject's right eye, i.e. points 36–41,
+    first; NaN for an eye with no width)."""
     pts = np.asarray(landmarks, np.float64).reshape(68, 2)
-    ears = []
-    for sl in (RIGHT_EYE, LEFT_EYE):
+    out = np.full(2, np.nan)
+    for k, sl in enumerate((RIGHT_EYE, LEFT_EYE)):
         e = pts[sl]
         width = np.linalg.norm(e[0] - e[3])
-        if not np.isfinite(width) or width <= 0:
-            return float("nan")
-        ears.append((np.linalg.norm(e[1] - e[5]) + np.linalg.norm(e[2] - e[4])) / (2.0 * width))
-    return float(np.mean(ears))
+        if np.isfinite(width) and width > 0:
+            out[k] = (np.linalg.norm(e[1] - e[5]) + np.linalg.norm(e[2] - e[4])) / (2.0 * width)
+    return out
+
+
+def eye_aspect_ratio(landmarks: np.ndarray) -> float:
+    """Mean eye aspect ratio of both eyes of 68 landmarks (NaN when an eye has no width)."""
+    return float(np.mean(eye_aspect_ratios(landmarks)))
 
 
 def closure(ear: float, open_level: float = EAR_OPEN) -> tuple[float, int]:

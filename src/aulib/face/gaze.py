@@ -32,6 +32,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from aulib.face.blink import eye_aspect_ratios
 from aulib.face.pose import HeadPose, matrix_from_euler, mean_face_3d
 from aulib.face.record import Face
 
@@ -41,6 +42,15 @@ EYE_SCALE = 2.3  # crop side / eye-corner distance (MediaPipe's eye region)
 EYES = ((36, 39, True), (42, 45, False))
 EYEBALL_RADIUS = 12.0  # mm (OpenFace)
 EYEBALL_OFFSET = np.array([0.0, -3.5, 7.0])  # mm from the corners' midpoint, face axes (OpenFace)
+# An eye whose aspect ratio (:func:`aulib.face.blink.eye_aspect_ratios`) is below this shows too
+# little of its iris to place it: its gaze is NaN. Eye crops of WolfgangLanger_Pexels.mp4 looked at by
+# aspect-ratio band: below 0.13 every eye was shut or a slit, and the iris network put the "iris"
+# on the lid line (vertical eye angles of 25–110°); 0.13–0.15 held two shut eyes, one under a finger
+# and one slit; above 0.15 most eyes show part of the iris. Blinks (0.10–0.20) lose their gaze too.
+SHUT_EAR = 0.15
+# The eye turns at most ≈ 50° in its orbit (the human oculomotor range); a gaze further from the
+# head's forward direction comes from a misplaced iris (a shut eye, a hand over it), not a look.
+MAX_EYE_ROTATION = np.deg2rad(50.0)
 CHUNK = 8  # eyes per network call: 1.75 ms per eye up to 16, 2.1 ms at 32 (activations leave the cache)
 
 
@@ -106,16 +116,23 @@ def gaze_vectors(pupils: np.ndarray, pose: np.ndarray, intrinsics: tuple[float, 
 
     The eye corners are the image ``landmarks`` lifted to the depth the posed 3D mean face gives them
     (the rigid mean face alone puts a person's corners a few pixels off, which at a 12 mm eyeball is
-    several degrees); without ``landmarks`` the mean face's corners are used. NaN when the pose or a
-    pupil is not finite."""
+    several degrees); without ``landmarks`` the mean face's corners are used. NaN when the pose is not
+    finite. An eye's vector is NaN when its pupil is not finite, when it is shut (aspect ratio of its
+    ``landmarks`` below :data:`SHUT_EAR`) or when it would be turned more than :data:`MAX_EYE_ROTATION`
+    from the head's forward direction: none of these says where the eye looks, and a number there would
+    be read as a look. The angles come from the eyes that have a vector (both NaN when neither has)."""
     out = np.full(8, np.nan)
     pupils = np.asarray(pupils, np.float64)
-    if not (np.isfinite(pose).all() and np.isfinite(pupils).all()):
+    if not np.isfinite(pose).all():
         return out
     shape = mean_face_3d() if model is None else model
     r, t = matrix_from_euler(*pose[3:]), np.asarray(pose[:3], np.float64)
+    forward = r @ np.array([0.0, 0.0, -1.0])  # where the face looks (towards the camera when frontal)
     fx, fy, cx, cy = intrinsics
+    shut = (eye_aspect_ratios(landmarks) < SHUT_EAR) if landmarks is not None else np.zeros(2, bool)
     for e, (a, b, _) in enumerate(EYES):
+        if shut[e] or not np.isfinite(pupils[e]).all():
+            continue
         corners = shape[[a, b]] @ r.T + t
         if landmarks is not None and np.isfinite(landmarks[[a, b]]).all():
             z = corners[:, 2]
@@ -130,11 +147,13 @@ def gaze_vectors(pupils: np.ndarray, pose: np.ndarray, intrinsics: tuple[float, 
         hit = ray * (along - np.sqrt(disc) if disc > 0 else along)
         g = hit - centre
         n = np.linalg.norm(g)
-        if n > 0:
+        if n > 0 and float(g @ forward) / n >= np.cos(MAX_EYE_ROTATION):
             out[3 * e:3 * e + 3] = g / n
-    mean = (out[0:3] + out[3:6]) / 2
-    out[6] = np.arctan2(mean[0], -mean[2])
-    out[7] = np.arctan2(mean[1], -mean[2])
+    seen = [out[3 * e:3 * e + 3] for e in range(2) if np.isfinite(out[3 * e])]
+    if seen:
+        mean = np.mean(seen, axis=0)
+        out[6] = np.arctan2(mean[0], -mean[2])
+        out[7] = np.arctan2(mean[1], -mean[2])
     return out
 
 
