@@ -2,8 +2,9 @@
 
 Source: ``mediapipe/modules/iris_landmark/iris_landmark.tflite`` inside the ``mediapipe`` 0.10.14 wheel on
 PyPI (Google LLC, Apache-2.0; later wheels no longer carry it). Input: a 64×64 RGB eye crop in [0, 1],
-square, 2.3× the eye-corner distance, corners horizontal, the subject's *left* eye (a right eye is
-mirrored first); output ``output_iris`` (N, 15): five (x, y, z) points in crop pixels, the iris centre
+square, 2.3× the eye-corner distance, corners horizontal, the eye MediaPipe calls "left" (face-mesh
+points 33/133: the image-left eye, the subject's right; the other eye is mirrored first); output
+``output_iris`` (N, 15): five (x, y, z) points in crop pixels, the iris centre
 first, then four points on the iris boundary.
 
 Steps, each checked: tflite → ONNX with ``tflite2onnx`` (outputs equal to LiteRT's within 3e-5, checked
@@ -138,7 +139,8 @@ def main() -> None:
     print(f"max |ONNX - LiteRT| on random crops: {diff:.2e}")
     entry = register(OUT, {
         "kind": "iris_landmarks",
-        "architecture": "MediaPipe iris landmark network (64x64 RGB eye crop in [0,1], subject's left eye; "
+        "architecture": "MediaPipe iris landmark network (64x64 RGB eye crop in [0,1], the image-left eye "
+                        "(face-mesh 33/133), the other mirrored; "
                         "output_iris (N,15) = 5 points x,y,z in crop pixels, centre first), iris branch only, "
                         "PRelu rewritten as x + (1-a)*Relu(-x), the per-channel products as 1x1 depthwise convolutions",
         "source": f"{wheel.name} (PyPI), {MEMBER}, sha256 {hashlib.sha256(data).hexdigest()}; converted by "

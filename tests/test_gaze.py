@@ -116,7 +116,7 @@ def test_eye_crops_map_back_to_the_image():
     assert crops.shape == (2, 64, 64, 3) and crops.dtype == np.uint8
     for e, (a, b, mirrored) in enumerate(EYES):
         inside = lm[[a, b]] @ mats[e][:, :2].T + mats[e][:, 2]
-        # corners land on the crop's horizontal midline, 64 / 2.3 px apart, mirrored for eye 0
+        # corners land on the crop's horizontal midline, 64 / 2.3 px apart, mirrored for eye 1
         assert inside[:, 1] == pytest.approx([32, 32], abs=1e-6)
         assert abs(inside[1, 0] - inside[0, 0]) == pytest.approx(64 / 2.3)
         assert (inside[0, 0] > inside[1, 0]) == mirrored
@@ -151,8 +151,10 @@ def test_mirrored_photo_flips_horizontal_gaze(analyzer):
     img = read_image(sample("single_face.jpg"))
     a = analyzer.analyze_frame(img)
     b = analyzer.analyze_frame(np.ascontiguousarray(img[:, ::-1]))
-    assert abs(np.degrees(a["gaze_angle_x"].iat[0] + b["gaze_angle_x"].iat[0])) < 3
-    assert abs(np.degrees(a["gaze_angle_y"].iat[0] - b["gaze_angle_y"].iat[0])) < 3
+    # the network sees the same eye pixels either way; what differs is dlib's fit of the mirrored face
+    # (not mirror-symmetric: eye corners a pixel apart, ≈ 3 degrees of one eye's angle at this size)
+    assert abs(np.degrees(a["gaze_angle_x"].iat[0] + b["gaze_angle_x"].iat[0])) < 4
+    assert abs(np.degrees(a["gaze_angle_y"].iat[0] - b["gaze_angle_y"].iat[0])) < 4
 
 
 def test_gaze_angles_agree_with_openface_on_the_reference_clip(analyzer):
@@ -168,6 +170,15 @@ def test_gaze_angles_agree_with_openface_on_the_reference_clip(analyzer):
     for axis in ("x", "y"):
         diff = np.degrees(j[f"gaze_angle_{axis}"] - j[f"gaze_angle_{axis}_of"]).abs().mean()
         assert diff < 5.0, (axis, diff)
+    # Both eyes look at one point near the camera, so they converge: the image-left eye turns right of
+    # the other. (Mirroring the wrong eye for the iris network made them converge by only 2 degrees
+    # here and diverge by 21 on the Pexels clip; OpenFace: 16 and 7.)
+    def horizontal(df, e, suffix=""):
+        return np.degrees(np.arctan2(df[f"gaze_{e}_x{suffix}"], -df[f"gaze_{e}_z{suffix}"]))
+    vergence = (horizontal(j, 0) - horizontal(j, 1)).mean()
+    assert 5 < vergence < 25, vergence
+    for e in (0, 1):
+        assert (horizontal(j, e) - horizontal(j, e, "_of")).abs().mean() < 6, e
 
 
 def test_gaze_can_be_left_out(analyzer, tmp_path):

@@ -6,8 +6,13 @@ Two steps, each replaceable:
    square 2.3× the corner distance, corners horizontal (:func:`eye_crops`, done by the face pipeline
    while it has the image). MediaPipe's iris network (Apache-2.0; converted to ONNX by
    ``scripts/build_iris_onnx.py``, ≈1.7 ms per eye on one core, both eyes of a batch of faces in one
-   call) finds the iris centre in it. It is trained on the subject's left eye, so the other eye's crop
-   is mirrored — MediaPipe's own recipe (``iris_landmark_cpu.pbtxt``). Why not the 68 points: they
+   call) finds the iris centre in it. It is trained on one eye only, the one MediaPipe calls "left":
+   face-mesh points 33/133 (``iris_landmark_left_and_right_from_face_landmarks_cpu.pbtxt``), which are
+   dlib's 36/39, the eye on the image's left (the subject's right); the other eye's crop is mirrored —
+   MediaPipe's own recipe (``iris_landmark_cpu.pbtxt``). Until this release aulib mirrored the wrong eye
+   (it read "left" as the subject's): both networks' inputs were eyes the network never learnt, and
+   the eyes diverged by 21° on WolfgangLanger_Pexels.mp4 (OpenFace: converging by 7°, aulib now by 4°;
+   per-eye horizontal angles from OpenFace's 12.9°/17.1° → 6.6°/8.3°). Why not the 68 points: they
    have no pupil; why not MediaPipe's 478-point face mesh: it is a 256×256 network per face (≈3× the
    cost) for the same iris points.
 2. **Gaze rays.** OpenFace 2's geometric model (Wood et al., 2015; ``GazeEstimation.cpp``): the eyeball
@@ -39,7 +44,7 @@ from aulib.face.record import Face
 EYE_CROP = 64  # the network's input side (pixels)
 EYE_SCALE = 2.3  # crop side / eye-corner distance (MediaPipe's eye region)
 # Per eye, OpenFace order: (image-left corner, image-right corner, mirrored for the network).
-EYES = ((36, 39, True), (42, 45, False))
+EYES = ((36, 39, False), (42, 45, True))
 EYEBALL_RADIUS = 12.0  # mm (OpenFace)
 EYEBALL_OFFSET = np.array([0.0, -3.5, 7.0])  # mm from the corners' midpoint, face axes (OpenFace)
 # An eye whose aspect ratio (:func:`aulib.face.blink.eye_aspect_ratios`) is below this shows too
@@ -56,7 +61,7 @@ CHUNK = 8  # eyes per network call: 1.75 ms per eye up to 16, 2.1 ms at 32 (acti
 
 def eye_crops(image: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Both eyes as the iris network sees them: ``(2, 64, 64, 3)`` uint8 crops and their ``(2, 2, 3)``
-    image → crop affine matrices (mirrored crop for the eye with landmarks 36–41)."""
+    image → crop affine matrices (mirrored crop for the eye with landmarks 42–47)."""
     pts = np.asarray(landmarks, np.float64)
     crops = np.empty((2, EYE_CROP, EYE_CROP) + image.shape[2:], np.uint8)
     mats = np.empty((2, 2, 3), np.float64)
