@@ -49,6 +49,12 @@ def table(tmp_path_factory) -> Path:
     (["analyze", "IMG", "--detector", "foo"], "detector"),
     (["analyze", "IMG", "-o", "x.xlsx"], "unknown output format"),
     (["analyze", "IMG", "--every", "-1"], "--every"),
+    # NaN and infinity pass min= checks: each float option refuses them itself
+    (["analyze", "IMG", "--fps", "nan"], "--fps': must be a finite number, not nan"),
+    (["analyze", "IMG", "--fps", "inf"], "--fps': must be a finite number, not inf"),
+    (["plot", "TABLE", "--smooth", "nan"], "--smooth': must be a finite number"),
+    (["report", "TABLE", "--smooth", "inf"], "--smooth': must be a finite number"),
+    (["train", "cnn", "--lr", "nan"], "--lr': must be a finite number"),
     (["analyze", "IMG", "--format", "xml", "--per-input", "d"], "--format"),
     (["faces", "IMG", "--detector", "foo"], "--detector must be retinaface or dlib"),
     (["faces", "IMG", "-o", "x.txt"], "unknown output format"),

@@ -104,6 +104,61 @@ def test_two_faces_keep_their_ids(analyzer, tmp_path):
     assert sorted(side.index) == [0, 1] and (side["min"] == side["max"]).all()
 
 
+def _remux(src, dst, **options) -> None:
+    """Copy the video stream of ``src`` into the container ``dst``'s extension names (no re-encoding)."""
+    with av.open(str(src)) as i, av.open(str(dst), "w", options=options) as o:
+        si = i.streams.video[0]
+        so = o.add_stream_from_template(si)
+        for p in i.demux(si):
+            if p.dts is not None:
+                p.stream = so
+                o.mux(p)
+
+
+def test_cut_matroska_and_webm_are_reported_truncated(analyzer, tmp_path):
+    """Matroska declares no frame count, only durations (the track's DURATION tag): a cut download
+    decodes without an error, and only the duration tells that the rest is missing."""
+    from aulib.video.reader import FrameReader
+
+    full = tmp_path / "full.mkv"
+    _remux(sample("single_face.mp4"), full)
+    whole = FrameReader(full)
+    assert sum(1 for _ in whole) == 72 and whole.stats.error == "" and whole.stats.expected == 72
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    df = table(analyzer, cut, every=6)
+    assert (df.success.iloc[:-1] == 1).all() and 2 < len(df) - 1 < 12
+    assert df.success.iloc[-1] == 0 and df.error.iloc[-1].startswith(f"{cut}: video truncated")
+
+
+def test_a_damaged_spot_costs_its_frames_not_the_rest_of_the_video(analyzer, tmp_path):
+    """3 kB of noise a third of the way into the sample clip: decoding goes on after the bad packet
+    (it used to stop there, dropping 52 of 72 frames), and a last row says what was skipped."""
+    data = bytearray(sample("single_face.mp4").read_bytes())
+    rng = np.random.default_rng(1)
+    start = len(data) // 3
+    data[start:start + 3000] = rng.integers(0, 256, 3000, dtype=np.uint8).tobytes()
+    bad = tmp_path / "damaged.mp4"
+    bad.write_bytes(bytes(data))
+    df = table(analyzer, bad)
+    frames = df[df.success == 1]
+    assert len(frames) >= 65 and frames.frame.max() >= 70
+    assert df.success.iloc[-1] == 0 and "corrupt packet(s) skipped" in df.error.iloc[-1]
+    assert "Errno" not in df.error.iloc[-1]
+
+
+def test_a_muxer_time_base_is_not_taken_for_the_frame_rate():
+    from fractions import Fraction
+    from types import SimpleNamespace
+
+    from aulib.video.reader import _frame_rate
+
+    assert _frame_rate(SimpleNamespace(average_rate=Fraction(24000), guessed_rate=Fraction(24000, 1001))) == \
+        Fraction(24000, 1001)
+    assert _frame_rate(SimpleNamespace(average_rate=Fraction(25), guessed_rate=Fraction(50))) == 25
+    assert _frame_rate(SimpleNamespace(average_rate=None, guessed_rate=None)) is None
+
+
 def test_tracker_matches_by_overlap_not_order():
     t = FaceTracker()
     a, b = np.array([10, 10, 100, 100.0]), np.array([300, 20, 90, 90.0])

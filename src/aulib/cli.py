@@ -118,6 +118,14 @@ def _fail(msg: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def _finite(value: float | None) -> float | None:
+    """Option callback: NaN and infinity pass ``min=``/``max=`` checks (every comparison with NaN is
+    false), so a float option refuses them here, as a usage error naming the option."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"must be a finite number, not {value}")
+    return value
+
+
 def _check_names(detector: str | None = None, emotion_model: str | None = None) -> None:
     """Refuse an unknown --detector / --emotion-model before any model loads."""
     if detector is not None and detector not in ("retinaface", "dlib"):
@@ -204,7 +212,8 @@ def analyze(
                                         "or .png per input, in the inputs' subfolders) or, for a single video, "
                                         "an .mp4 path."),
     every: int = typer.Option(1, "--every", min=1, help="Video: analyse every N-th frame."),
-    fps: float | None = typer.Option(None, "--fps", min=0.01, help="Video: at most F frames per second of video."),
+    fps: float | None = typer.Option(None, "--fps", min=0.01, callback=_finite,
+                                     help="Video: at most F frames per second of video."),
     detect_every: int = typer.Option(10, "--detect-every", min=1,
                                      help="Video: run the face detector every K frames, track in between."),
     calibrate: bool = typer.Option(False, "--calibrate", help="Video: per-person calibration (features minus the "
@@ -355,8 +364,8 @@ def plot(
     input_name: str | None = typer.Option(None, "--input", help="Which input of the table (default: the first)."),
     face: int | None = typer.Option(None, "--face", help="Which face id (default: all faces)."),
     aus: str | None = typer.Option(None, "--aus", help="AUs to show, e.g. 6,12,25 (default: all)."),
-    smooth: float | None = typer.Option(None, "--smooth", min=0, help="Video: centred rolling mean over this "
-                                        "many seconds (e.g. 0.5)."),
+    smooth: float | None = typer.Option(None, "--smooth", min=0, callback=_finite,
+                                        help="Video: centred rolling mean over this many seconds (e.g. 0.5)."),
     style: str = typer.Option("auto", "--style", help="Video AUs: lines (one small panel per AU), heatmap "
                               "(AUs × time) or auto (lines up to 6 AUs)."),
 ) -> None:
@@ -375,8 +384,8 @@ def report(
     video: Path | None = typer.Option(None, "--video", help="The analysed video, for thumbnails of the top moments."),
     input_name: str | None = typer.Option(None, "--input", help="Which input of the table (default: the first)."),
     face: int | None = typer.Option(None, "--face", help="Which face id (default: all faces)."),
-    smooth: float = typer.Option(0.5, "--smooth", min=0, help="Seconds of smoothing for the timeline and top "
-                                 "moments (0: none)."),
+    smooth: float = typer.Option(0.5, "--smooth", min=0, callback=_finite,
+                                 help="Seconds of smoothing for the timeline and top moments (0: none)."),
 ) -> None:
     """A self-contained HTML summary of one input: frames with a face, per-AU mean and % present (FACS names),
     emotion timeline, top moments, run settings and model versions."""
@@ -496,11 +505,11 @@ def train_cnn_cmd(
     data: Path = DATA, out: Path | None = typer.Option(None, "--out", help="Run folder (default: the repo's "
                                                        "runs/emotion)."),
     epochs: int = typer.Option(12, "--epochs", min=1), batch_size: int = typer.Option(64, "--batch-size", min=1),
-    lr: float = typer.Option(1e-3, "--lr"), seed: int = typer.Option(0, "--seed"),
+    lr: float = typer.Option(1e-3, "--lr", min=0, callback=_finite), seed: int = typer.Option(0, "--seed"),
     cache: Path | None = typer.Option(None, "--cache", help="Default: the repo's cache/."),
     resume: bool = typer.Option(True, "--resume/--restart"),
     install: bool = typer.Option(True, "--install/--no-install", help="Ship the best ONNX in aulib/models."),
-    ema: float = typer.Option(0.999, "--ema", min=0.0, max=1.0,
+    ema: float = typer.Option(0.999, "--ema", min=0.0, max=1.0, callback=_finite,
                               help="EMA decay of the weights per step (0: validate the raw weights)."),
     install_as: str = typer.Option("emotion_cnn.onnx", "--install-as", help="emotion_cnn.onnx (the emotion "
                                    "model) or emotion_cnn_ema.onnx (second member of the image ensemble)."),

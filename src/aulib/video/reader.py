@@ -32,6 +32,41 @@ from aulib import background
 from aulib.io import check_regular_file
 from aulib.storage import Source, is_seekable, is_url, open_input, redact, temp_copy
 
+# Corrupt packets in a row after which the rest of a file is taken for garbage (a real video's damaged
+# spot spans a few packets; a file that is noise from some point on fails every one of thousands).
+MAX_BAD_PACKETS = 100
+
+
+def _video_duration(container: Any, stream: Any) -> float:
+    """Seconds the container declares for the video stream (0.0 when it declares none): the stream's
+    own duration (MP4, MOV), else Matroska/WebM's per-track ``DURATION`` tag, else the container's
+    duration when the file holds no other stream (it could be an audio track's, which may run longer)."""
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    tag = (stream.metadata or {}).get("DURATION", "")
+    try:
+        h, m, sec = tag.split(":")
+        return int(h) * 3600 + int(m) * 60 + float(sec)
+    except ValueError:
+        pass
+    if len(container.streams) == 1 and container.duration:
+        return container.duration / 1e6  # AV_TIME_BASE units
+    return 0.0
+
+
+# Frame rates above this are a muxer's time base, not a rate (a Matroska file written without timing
+# declared 24000 fps for 23.976 fps video); the decoder's guess is taken instead.
+MAX_RATE = 2000
+
+
+def _frame_rate(stream: Any) -> Fraction | None:
+    """The stream's frames per second: its average rate, or FFmpeg's guess when that is missing or
+    implausible (:data:`MAX_RATE`); None when neither is known."""
+    for rate in (stream.average_rate, stream.guessed_rate):
+        if rate and 0 < rate <= MAX_RATE:
+            return Fraction(rate)
+    return None
+
 
 class VideoReadError(ValueError):
     """The file cannot be opened as a video at all; the message starts with the path."""
@@ -159,17 +194,18 @@ class FrameReader:
         s.thread_type = "SLICE"  # frame threads cost more than they save on 2 busy cores (measured)
         self._stream = s
         self.stats.declared = int(s.frames or 0)
-        self.stats.rate = float(s.average_rate or s.guessed_rate or 0.0)
+        self._rate = _frame_rate(s)
+        self.stats.rate = float(self._rate or 0.0)
         self._tb = float(s.time_base) if s.time_base else 0.0
         self._start = int(s.start_time) if s.start_time is not None else None
-        self._duration = float(s.duration * s.time_base) if s.duration and s.time_base else 0.0
+        self._duration = _video_duration(self._container, s)
         seconds = self._duration or (self._container.duration or 0) / 1e6  # container's: AV_TIME_BASE units
         self.stats.expected = self.stats.declared or max(0, round(seconds * self.stats.rate))
 
     @property
     def output_rate(self) -> Fraction:
         """Frame rate of the kept frames (for writing an overlay video)."""
-        base = Fraction(self._stream.average_rate or self._stream.guessed_rate or 30).limit_denominator(100000)
+        base = Fraction(self._rate or 30).limit_denominator(100000)
         rate = base / self.every
         if self.fps is not None:
             rate = min(rate, Fraction(self.fps).limit_denominator(1000))
@@ -181,11 +217,32 @@ class FrameReader:
             return (frame.pts - start) * self._tb
         return index / self.stats.rate if self.stats.rate else float(index)
 
+    def _decoded(self) -> Iterator[Any]:
+        """Every decodable frame, packet by packet: a corrupt packet in the middle of a file costs the
+        frames it held, not the rest of the video (``container.decode`` stopped at the first one). The
+        skipped packets are counted in ``self._bad`` (with the first one's error); a run of
+        :data:`MAX_BAD_PACKETS` in a row ends decoding with that error (a file that is garbage from there on)."""
+        self._bad: list = [0, None]  # [count, (frame index before the first, its error)]
+        run = 0
+        for packet in self._container.demux(self._stream):  # ends with an empty packet that flushes the decoder
+            try:
+                frames = packet.decode()
+            except Exception as e:  # av.error.InvalidDataError and other FFmpeg errors of one packet
+                self._bad[0] += 1
+                if self._bad[1] is None:
+                    self._bad[1] = (self.stats.decoded - 1, e)
+                run += 1
+                if run >= MAX_BAD_PACKETS:
+                    raise
+                continue
+            run = 0
+            yield from frames
+
     def _frames(self) -> Iterator[VideoFrame]:
         """Decode and select (runs in the decode thread when threaded)."""
         st = self.stats
         slot = -1
-        it = self._container.decode(self._stream)
+        it = self._decoded()
         t0 = time.perf_counter()
         try:
             for frame in it:
@@ -209,19 +266,30 @@ class FrameReader:
                         return
                 if self._stop.is_set():
                     return
-        except Exception as e:  # corrupt packets surface as av.error.InvalidDataError etc.
+        except Exception as e:  # the demuxer itself failed, or MAX_BAD_PACKETS corrupt packets in a row
             st.error = (f"{self.path}: video truncated or corrupt after frame {st.decoded - 1} "
-                        f"({type(e).__name__}: {redact(str(e), str(self.source))})")
+                        f"({type(e).__name__}: {self._message(e)})")
         else:
             step = 1.0 / st.rate if st.rate else 0.0
+            # the stream ends before the duration the container declares for it (a cut download; Matroska
+            # and WebM declare no frame count, only the duration)
+            short = bool(self._duration) and self._duration - st.last_time > 3 * step + 0.05
             if st.decoded == 0:
                 st.error = f"{self.path}: no decodable video frames"
-            elif (st.declared and st.decoded < st.declared and self._duration
-                  and self._duration - st.last_time > 3 * step):
-                st.error = (f"{self.path}: video truncated: decoded {st.decoded} of {st.declared} frames "
+            elif short and (not st.declared or st.decoded < st.declared):
+                of = f"{st.decoded} of {st.declared} frames" if st.declared else f"{st.decoded} frames"
+                st.error = (f"{self.path}: video truncated: decoded {of} "
                             f"(stream ends at {st.last_time:.2f} s of {self._duration:.2f} s)")
+            elif self._bad[0]:
+                after, e = self._bad[1]
+                st.error = (f"{self.path}: video damaged: {self._bad[0]} corrupt packet(s) skipped, the first after "
+                            f"frame {after} ({type(e).__name__}: {self._message(e)}); every other frame was analysed")
         finally:
             st.seconds += time.perf_counter() - t0
+
+    def _message(self, e: BaseException) -> str:
+        """FFmpeg's words for an error, without PyAV's "[Errno 1094995529]" and without credentials."""
+        return redact(str(getattr(e, "strerror", None) or e), str(self.source))
 
     def _produce(self) -> None:
         try:
