@@ -8,6 +8,7 @@ Face records' values.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -149,9 +150,21 @@ def test_analyze_refuses_what_is_not_a_path():
     a = Analyzer()
     for bad, err, says in (("", ValueError, "empty path"), ([""], ValueError, "empty path"),
                            (None, TypeError, "not NoneType"), (7, TypeError, "not int"),
-                           ([SMILE, None], TypeError, "not NoneType")):
+                           ([SMILE, None], TypeError, "not NoneType"),
+                           # iterable, but not lists of paths: a file object would be read line by line as
+                           # paths (bytes lines gave "File name too long"), a dict by its keys
+                           (open(SMILE, "rb"), TypeError, "not BufferedReader: give the file's path"),
+                           (io.BytesIO(SMILE.read_bytes()), TypeError, "not BytesIO"),
+                           ({str(SMILE): 1}, TypeError, "not dict")):
         with pytest.raises(err, match=says):
             a.analyze(bad)
+    with pytest.raises(aulib.ImageReadError, match="BufferedReader is not an image"):
+        a.get(open(SMILE, "rb"))
+    # a PIL image is held to the same pixel limit as a file or an array (it used to be decoded whole)
+    from PIL import Image
+
+    with pytest.raises(aulib.ImageReadError, match="image too large"):
+        a.analyze(Image.new("L", (12000, 11000)))
     assert a.analyze(bytes(SMILE))["emotion"].tolist() == ["happiness"]
     assert len(a.analyze([])) == 0
 

@@ -288,6 +288,7 @@ def _bad_files(d: Path) -> dict[str, bool]:
     (d / "video.jpg").write_bytes(sample("no_face.mp4").read_bytes())
     (d / "dir.jpg").mkdir()
     os.mkfifo(d / "pipe.jpg")
+    (d / "broken.jpg").symlink_to(d / "moved-away.jpg")  # a link whose target is gone
     from .test_io import _png_of_zeros
 
     _png_of_zeros(d / "bomb.png", 20000, 20000)
@@ -305,6 +306,18 @@ def test_every_awkward_file_gives_a_result_or_a_clear_row(analyzer, tmp_path):
                 assert rows[0]["success"] == 1, (name, rows[0]["error"])
         else:
             assert rows[0]["success"] == 0 and rows[0]["error"].startswith(str(tmp_path / name)), (name, rows[0])
+
+
+def test_a_folder_of_awkward_files_gives_each_one_a_row(analyzer, tmp_path):
+    """Listing a folder keeps links even when broken (a row says so; it used to vanish, leaving the
+    table one input short without a word); only the FIFO is skipped, never opened."""
+    from aulib.io import expand_inputs
+
+    expect = _bad_files(tmp_path)
+    listed = {p.name for p in expand_inputs([tmp_path])}
+    assert listed == set(expect) - {"pipe.jpg", "dir.jpg"}
+    rows = analyzer.analyze(tmp_path / "broken.jpg")
+    assert rows.success.tolist() == [0] and rows.error.iat[0] == f"{tmp_path / 'broken.jpg'}: no such file"
 
 
 def test_faces_command_on_a_batch_of_awkward_files(tmp_path):

@@ -22,7 +22,7 @@ Public methods, one return type each:
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -276,6 +276,11 @@ class Analyzer:
         tools pass arrays here, which used to be read as a list of paths."""
         if isinstance(paths, (str, bytes, os.PathLike, np.ndarray)) or _is_pil(paths):
             paths = [paths]  # type: ignore[list-item]
+        elif hasattr(paths, "read") or isinstance(paths, Mapping):
+            # both are iterable: a file object would be read line by line as paths, a dict by its keys
+            raise TypeError(f"paths must be a path or a list of paths, not {type(paths).__name__}"
+                            + (": give the file's path (or, for an image, PIL.Image.open(it))"
+                               if hasattr(paths, "read") else ""))
         elif not isinstance(paths, Iterable):
             raise TypeError(f"paths must be a path or a list of paths, not {type(paths).__name__}: {paths!r}")
         items = list(paths)

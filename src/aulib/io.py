@@ -118,8 +118,12 @@ def to_rgb(array: np.ndarray, order: Literal["rgb", "bgr"] = "rgb") -> np.ndarra
     if order not in ("rgb", "bgr"):
         raise ValueError(f"order must be 'rgb' or 'bgr', not {order!r}")
     if isinstance(array, Image.Image):
+        _check_pixels(array.width, array.height, f"PIL image of {array.width}×{array.height} px")
         return np.ascontiguousarray(_pil_to_rgb(array))
     a = np.asarray(array)
+    if a.dtype == object or a.ndim == 0:  # a file object, a dict, None…: np.asarray wraps it as a 0-d array
+        raise ImageReadError(f"{type(array).__name__} is not an image: expected an array of shape (H, W) or "
+                             "(H, W, C), a PIL image or (to read a file) its path")
     if a.ndim == 3 and a.shape[2] in (1, 2):
         a = a[:, :, 0]
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)) or min(a.shape[:2]) < 1:
@@ -403,7 +407,8 @@ def expand_inputs(paths: Iterable[Source]) -> list[Source]:
 
     Files given explicitly are kept whatever their extension, so a mistyped or non-image file
     yields a clear per-file error row instead of vanishing silently; inside folders only regular
-    files with image or video extensions are taken (a FIFO named x.jpg is skipped, not opened).
+    files and links (even broken ones, which get an error row) with image or video extensions are
+    taken (a FIFO named x.jpg is skipped, not opened).
     URLs (``str`` with a scheme: ``s3://bucket/prefix/``) are listed the same way through fsspec
     (:func:`aulib.storage.list_prefix`) and stay ``str``; local inputs are :class:`~pathlib.Path`.
     """
@@ -420,10 +425,12 @@ def expand_inputs(paths: Iterable[Source]) -> list[Source]:
             continue
         p = Path(raw)
         if p.is_dir():
+            # links are kept even when broken (their row says so: a folder whose link lost its target must
+            # not quietly analyse one input fewer); FIFOs and sockets are skipped, never opened
             out.extend(
                 f
                 for f in sorted(p.rglob("*"))
-                if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
+                if (f.is_file() or f.is_symlink()) and f.suffix.lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
             )
         else:
             out.append(p)
