@@ -68,10 +68,13 @@ def test_report_escapes_text_and_works_without_video_or_metadata(tmp_path):
 
 def test_report_errors_are_one_line(analysed, tmp_path):
     table, _ = analysed
+    (tmp_path / "notes.jpg").write_text("hello, I am not a video")
     cases = [
         (["-o", str(tmp_path / "r.pdf")], "name it .html"),
         (["-o", str(tmp_path / "r.html"), "--video", str(sample("single_face.jpg"))], "single_face.jpg"),
         (["-o", str(tmp_path / "r.html"), "--video", str(tmp_path / "missing.mp4")], "missing.mp4"),
+        # FFmpeg probes a text file as a (0-frame) video: it used to give a report with a note inside
+        (["-o", str(tmp_path / "r.html"), "--video", str(tmp_path / "notes.jpg")], "notes.jpg: no decodable video"),
         (["-o", str(tmp_path / "r.html"), "--face", "7"], "no successfully analysed face"),
         (["-o", str(tmp_path / "r.html"), "--input", "other.mp4"], "no input 'other.mp4'"),
     ]

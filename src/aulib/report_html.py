@@ -201,6 +201,8 @@ def add_thumbnails(moments: Sequence[Moment], video: str | Path) -> str:
                           interpolation=cv2.INTER_AREA)
         m.thumbnail = _jpeg(crop)
     missing = sorted(wanted - set(images))
+    if not reader.stats.decoded:  # nothing to take thumbnails from: not a video (a text file FFmpeg probes as one)
+        raise ValueError(reader.stats.error or f"{path}: no decodable video frames")
     if reader.stats.error and missing:
         return f"{reader.stats.error}"
     if missing:
