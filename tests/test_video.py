@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 
 import av
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -157,6 +158,70 @@ def test_a_muxer_time_base_is_not_taken_for_the_frame_rate():
         Fraction(24000, 1001)
     assert _frame_rate(SimpleNamespace(average_rate=Fraction(25), guessed_rate=Fraction(50))) == 25
     assert _frame_rate(SimpleNamespace(average_rate=None, guessed_rate=None)) is None
+
+
+def _write(path, frames, rate: int = 25) -> None:
+    """Encode RGB frames (all of one size) as an MPEG-4 video."""
+    with av.open(str(path), "w") as o:
+        s = o.add_stream("mpeg4", rate=rate)
+        s.height, s.width = frames[0].shape[:2]
+        s.pix_fmt = "yuv420p"
+        for img in frames:
+            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                o.mux(p)
+        for p in s.encode():
+            o.mux(p)
+
+
+def test_a_face_that_leaves_or_jumps_is_not_followed_into_the_background(analyzer, tmp_path):
+    """dlib's predictor fits a face into whatever a box holds, with a good fit error: a face removed
+    from a still background kept success=1 rows (confidence 1.0) in the empty box until the next scan,
+    and a face jumping away between scans was reported where it had been, not where it was."""
+    face = read_image(sample("single_face.jpg"))[100:430, 150:420]
+    back = cv2.resize(read_image(sample("free-mountain-vector-01.jpg")), (960, 540))
+    frames = []
+    for i in range(24):
+        img = back.copy()
+        if i < 13:
+            img[100:430, 300:570] = face
+        frames.append(img)
+    gone = tmp_path / "gone.mp4"
+    _write(gone, frames)
+    df = table(analyzer, gone)
+    assert (df.success[df.frame < 13] == 1).all() and (df.success[df.frame >= 13] == 0).all()
+    frames = []
+    for i in range(24):
+        img = np.full((540, 960, 3), 90, np.uint8)
+        x = 40 if (i // 7) % 2 == 0 else 650
+        img[100:430, x:x + 270] = face
+        frames.append(img)
+    jumps = tmp_path / "jumps.mp4"
+    _write(jumps, frames)
+    df = table(analyzer, jumps)
+    truth = np.where((df.frame // 7) % 2 == 0, 40, 650) + 44
+    assert len(df) == 24 and (df.success == 1).all() and (df.face_x - truth).abs().max() < 40
+
+
+def test_a_scene_cut_starts_new_tracks_and_smoothing_stops_there(analyzer, tmp_path):
+    """Two shots of two people, both in the middle of the frame: after the cut the face gets a new id
+    (it kept the first person's), so one person's smoothed traces are not blended into the other's
+    (the smiling man's AU12_r at his last frame was pulled from 3.7 down to 2.1): his last frames read
+    as they do in a clip of his shot alone."""
+    def first(name, n):
+        with av.open(str(sample(name))) as c:
+            return [f.to_ndarray(format="rgb24") for _, f in zip(range(n), c.decode(video=0))]
+
+    shot = first("single_face.mp4", 45)
+    alone, cut = tmp_path / "alone.mp4", tmp_path / "cut.mp4"
+    _write(alone, shot)
+    _write(cut, shot + first("WolfgangLanger_Pexels.mp4", 20))
+    joined, ref = table(analyzer, cut), table(analyzer, alone)
+    before, after = set(joined.face[joined.frame < 45]), set(joined.face[joined.frame >= 45])
+    assert len(before) == len(after) == 1 and before != after
+    last = joined[joined.frame.between(40, 44)]
+    assert (last.AU12_r > 3).all()
+    np.testing.assert_allclose(last.AU12_r, ref.AU12_r[ref.frame.between(40, 44)], atol=0.05)
+    np.testing.assert_allclose(last.pose_Ry, ref.pose_Ry[ref.frame.between(40, 44)], atol=0.01)
 
 
 def test_tracker_matches_by_overlap_not_order():

@@ -9,7 +9,9 @@ the hull shrank 229 → 157 px over four frames (median landmark error 27 px) wi
 still looked fine. A fit that degrades (rigid-point error above :data:`REDETECT_FIT_ERROR`, or a
 failed fit) triggers detection on that same frame, so no frame is reported from a lost track. A
 scene cut (thumbnail difference, :data:`SCENE_CUT`) or a face leaving the frame also triggers
-detection: landmarks alone cannot tell a face from the background they are fitted to.
+detection: landmarks alone cannot tell a face from the background they are fitted to; so does a
+followed face whose crop stops looking like its previous frame's (:data:`SAME_FACE`: the face left a
+still background, or jumped away between scans). After a scene cut every face gets a new id.
 """
 
 from __future__ import annotations
@@ -35,6 +37,13 @@ DEFAULT_DETECT_EVERY = 10
 # rest of the detection interval. Measured: within a shot ≤ 4.6 (WolfgangLanger_Pexels.mp4, a
 # moving speaker), at the cuts of face_noface.mov 97–145.
 SCENE_CUT = 20.0
+# A followed face whose masked crop correlates less than this with the previous frame's (28×28, inside
+# the face mask) is re-detected: dlib's predictor fits a face into whatever the box holds, so when a
+# face leaves a still background or jumps away between scans, its track went on "finding" a face in
+# the empty box with a good fit error and full confidence. Measured, consecutive frames of one face:
+# minimum 0.73 (WolfgangLanger_Pexels.mp4, a hand passing over the face), 0.94 (single_face.mp4,
+# face_noface.mov); a face removed from a still background 0.30, a face jumping away 0.00–0.18.
+SAME_FACE = 0.5
 # Smallest followed face (box side, pixels of the detector's input) for which a scan may look at a
 # downscaled frame (FaceFollower ``scan_side``): measured on faces pasted into a 1080p frame and scanned
 # at 960 px, 50–55 px faces got landmark boxes whose fits matched the full-size scan's within 1–6 % of
@@ -69,6 +78,29 @@ def _from_crop(m: np.ndarray, anchor: tuple[float, float, float, float]) -> tupl
     s = _scale(m)
     bw, bh = anchor[2] / s, anchor[3] / s
     return float(cx - bw / 2), float(cy - bh / 2), bw, bh
+
+
+def appearance(face: Face) -> tuple[np.ndarray, np.ndarray] | None:
+    """(mask, standardised pixels) of a described face's masked crop at 28×28, for :func:`similarity`."""
+    if face.masked is None or face.mask is None:
+        return None
+    gray = cv2.resize(face.masked, (28, 28), interpolation=cv2.INTER_AREA).astype(np.float32)
+    inside = cv2.resize(face.mask.astype(np.uint8) * 255, (28, 28), interpolation=cv2.INTER_AREA) > 127
+    return inside, gray
+
+
+def similarity(a: tuple[np.ndarray, np.ndarray] | None, b: tuple[np.ndarray, np.ndarray] | None) -> float:
+    """Pearson correlation of two :func:`appearance` values over the pixels inside both masks (1.0 when
+    either is unknown or they share too few pixels to tell: no evidence of a different face)."""
+    if a is None or b is None:
+        return 1.0
+    both = a[0] & b[0]
+    if both.sum() < 50:
+        return 1.0
+    x, y = a[1][both], b[1][both]
+    x, y = x - x.mean(), y - y.mean()
+    den = float(np.linalg.norm(x) * np.linalg.norm(y))
+    return float(x @ y) / den if den > 0 else 1.0
 
 
 def thumbnail(image: np.ndarray) -> np.ndarray:
@@ -144,7 +176,7 @@ class FaceFollower:
                 # Both boxes in the face's own (aligned crop) coordinates: they then move and scale
                 # with the rigid landmarks (eyes, nose) in later frames, see _follow.
                 m = f.matrix
-                t.extra.update(fit=_to_crop(m, box), shown=_to_crop(m, f.box), matrix=m)
+                t.extra.update(fit=_to_crop(m, box), shown=_to_crop(m, f.box), matrix=m, look=appearance(f))
         self._need_detect = any(not f.success for f in faces)
         return faces
 
@@ -161,11 +193,15 @@ class FaceFollower:
             f = self.pipeline.from_box(image, box, t.score, display_box=shown, up=_up(m))
             if not f.success or f.fit_error > REDETECT_FIT_ERROR:
                 return None
+            look = appearance(f)
+            if similarity(t.extra.get("look"), look) < SAME_FACE:  # not the face of the last frame
+                return None
             f.id = t.id
+            f.extra["look"] = look
             faces.append(f)
         for f, t in zip(faces, tracks):
             self.tracker.update(t.id, f.box, f.landmarks, t.score, index)
-            t.extra["matrix"] = f.matrix
+            t.extra.update(matrix=f.matrix, look=f.extra.pop("look"))
         return faces
 
     def __call__(self, image: np.ndarray, index: int) -> list[Face]:
@@ -175,6 +211,11 @@ class FaceFollower:
         thumb = thumbnail(image)
         cut = self._thumb is not None and float(np.abs(thumb - self._thumb).mean()) > SCENE_CUT
         self._thumb = thumb
+        if cut:
+            # another shot: whoever is there is not known to be the person of the last one (their traces
+            # must not be joined, nor smoothed across the cut), so the detection below starts new tracks
+            self.tracker.end_all()
+            tracks = []
         periodic = False  # the interval's scan of a frame whose faces are all being followed
         if not self._need_detect and not cut and tracks:
             if self._since_detect < self.detect_every:

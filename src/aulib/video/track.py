@@ -101,6 +101,10 @@ class FaceTracker:
             t.box, t.landmarks, t.score, t.last_frame = np.asarray(box, np.float32), landmarks, score, frame
         return t
 
+    def end_all(self) -> None:
+        """Forget every track (a scene cut): faces detected from now on get new ids."""
+        self.tracks.clear()
+
     def _expire(self, frame: int) -> None:
         for tid in [tid for tid, t in self.tracks.items() if frame - t.last_frame > self.max_missed]:
             del self.tracks[tid]
