@@ -112,6 +112,10 @@ def columns(aus: Sequence[int], mt_aus: Sequence[int] = (), emotion: bool = True
 
 
 GAZE_VECTORS = [GAZE_COLUMNS[0:3], GAZE_COLUMNS[3:6]]
+GAZE_ANGLES = GAZE_COLUMNS[6:]
+# Angles in radians that wrap at ±π (a head turned upside down reads +3.13 and −3.13 in turn):
+# smoothing averages them as angles, not as numbers (:mod:`aulib.video.smooth`).
+ANGLE_COLUMNS = POSE_COLUMNS[3:]
 
 
 def trace_scale(column: str) -> float:
@@ -123,7 +127,9 @@ class CoherentRows:
     """After video smoothing moved ``AUxx_p`` and ``AUxx_r``, in place: each ``AUxx_c`` decided again
     from the smoothed probability (``AUxx_p`` > the AU's ``p_thresholds`` entry; kept when None or
     no probability) and the occurrence/intensity rule re-applied
-    (:func:`aulib.au.models.coherent_intensity`); the ``rule_*`` percentages follow the new occurrences.
+    (:func:`aulib.au.models.coherent_intensity`); the ``rule_*`` percentages follow the new occurrences;
+    ``gaze_angle_x/y`` are computed again from the smoothed per-eye vectors (smoothing the angles on
+    their own let them drift up to 5° from the vectors of the same row where an eye's vector came and went).
     Built once per video (column names, rule matrix), called on every chunk of rows."""
 
     def __init__(self, aus: Sequence[int], p_thresholds: Sequence[float] | None = None) -> None:
@@ -136,9 +142,13 @@ class CoherentRows:
 
     def __call__(self, rows: Sequence[dict]) -> None:
         from aulib.au.models import coherent_intensity
+        from aulib.face.gaze import gaze_angles
 
         occ, inten = self.occ, self.inten
         for row in rows:
+            if row.get("success") and GAZE_ANGLES[0] in row:
+                vec = np.array([row.get(c, np.nan) for c in GAZE_COLUMNS[:6]], np.float64)
+                row.update(zip(GAZE_ANGLES, gaze_angles(vec).tolist()))
             if not row.get("success") or not occ or occ[0] not in row or inten[0] not in row:
                 continue
             if self.p_thresholds is not None:
@@ -160,9 +170,10 @@ class CoherentRows:
 def trace_columns(aus: Sequence[int]) -> list[str]:
     """Columns that video smoothing steadies along time: the AU models' intensities and probabilities
     (the occurrences are then decided again from the smoothed probabilities, :class:`CoherentRows`), the
-    head pose and the gaze (see :func:`trace_scale`, :data:`GAZE_VECTORS`)."""
+    head pose and the gaze vectors (see :func:`trace_scale`, :data:`GAZE_VECTORS`; the gaze angles are then
+    computed from the smoothed vectors, :class:`CoherentRows`)."""
     return ([intensity_column(a) for a in aus] + [probability_column(a) for a in aus] + list(POSE_COLUMNS)
-            + list(GAZE_COLUMNS))
+            + list(GAZE_COLUMNS[:6]))
 
 
 # ---------------------------------------------------------------------------------- rows

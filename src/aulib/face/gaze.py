@@ -154,12 +154,20 @@ def gaze_vectors(pupils: np.ndarray, pose: np.ndarray, intrinsics: tuple[float, 
         n = np.linalg.norm(g)
         if n > 0 and float(g @ forward) / n >= np.cos(MAX_EYE_ROTATION):
             out[3 * e:3 * e + 3] = g / n
-    seen = [out[3 * e:3 * e + 3] for e in range(2) if np.isfinite(out[3 * e])]
-    if seen:
-        mean = np.mean(seen, axis=0)
-        out[6] = np.arctan2(mean[0], -mean[2])
-        out[7] = np.arctan2(mean[1], -mean[2])
+    out[6:] = gaze_angles(out[:6])
     return out
+
+
+def gaze_angles(vectors: np.ndarray) -> np.ndarray:
+    """``(2,)`` gaze_angle_x, gaze_angle_y (radians) of the ``(6,)`` per-eye unit vectors, OpenFace's
+    ``atan2(g_x, −g_z)`` and ``atan2(g_y, −g_z)`` of their mean, from the eyes that have one (NaN when
+    neither has). Also what video smoothing recomputes the angles with, from the smoothed vectors."""
+    v = np.asarray(vectors, np.float64).reshape(2, 3)
+    seen = v[np.isfinite(v).all(axis=1)]
+    if not len(seen):
+        return np.full(2, np.nan)
+    mean = seen.mean(axis=0)
+    return np.array([np.arctan2(mean[0], -mean[2]), np.arctan2(mean[1], -mean[2])])
 
 
 class Gaze:

@@ -40,7 +40,15 @@ from aulib.face.blink import RunningOpenLevels, personal_blinks
 from aulib.face.detect import VIDEO_SCAN_SIDE
 from aulib.face.pipeline import FacePipeline
 from aulib.face.record import Face
-from aulib.table import GAZE_VECTORS, CoherentRows, empty_row, face_rows, trace_columns, trace_scale
+from aulib.table import (
+    ANGLE_COLUMNS,
+    GAZE_VECTORS,
+    CoherentRows,
+    empty_row,
+    face_rows,
+    trace_columns,
+    trace_scale,
+)
 from aulib.video.calibrate import NeutralCalibrator
 from aulib.video.follow import DEFAULT_DETECT_EVERY, FaceFollower
 from aulib.video.overlay import OverlayWriter
@@ -326,8 +334,9 @@ def iter_video_rows(
         raise ValueError(f"smooth must be True, False, 'offline' or 'causal', not {smooth!r}")
     cols = trace_columns(models.aus)
     smoother: TraceSmoother | OneEuroSmoother | None = (
-        OneEuroSmoother(cols) if smooth == "causal"
-        else TraceSmoother(cols, smooth_sigma, [trace_scale(c) for c in cols], GAZE_VECTORS) if smooth else None)
+        OneEuroSmoother(cols, angles=ANGLE_COLUMNS) if smooth == "causal"
+        else TraceSmoother(cols, smooth_sigma, [trace_scale(c) for c in cols], GAZE_VECTORS, ANGLE_COLUMNS)
+        if smooth else None)
     coherent = CoherentRows(models.aus, models.occurrence_thresholds)
     try:
         reader = FrameReader(path, every, fps, max_frames, threaded=threaded)

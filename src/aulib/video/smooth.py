@@ -17,7 +17,9 @@ hundreds of milliseconds. Two filters, both per track (``face`` id) and per colu
 What is smoothed: the AU models' intensities (``AUxx_r``), the head pose (``pose_*``) and the gaze
 (``gaze_*``, with half the sigma: one frame at 25 fps takes the iris network's frame-to-frame noise down
 to OpenFace's level while a saccade, 2–3 frames, stays a step; the gaze vectors are made unit length
-again afterwards). Left raw:
+again afterwards and the gaze angles computed from them, :class:`aulib.table.CoherentRows`). The head's
+rotation angles are averaged as angles: they wrap at ±π, and a face upside down reads +3.13 and −3.13
+rad in turn, whose plain mean (0) would turn it upright. Left raw:
 occurrences (``_c``: decisions of their own classifiers), emotion outputs, landmarks, and blink
 (``AU45``: a blink lasts 2–4 frames, which any smoothing that steadies the AUs would erase).
 """
@@ -49,9 +51,11 @@ class TraceSmoother:
     """
 
     def __init__(self, columns: Sequence[str], sigma_s: float = DEFAULT_SIGMA_S,
-                 scale: Sequence[float] | None = None, unit_vectors: Sequence[Sequence[str]] = ()) -> None:
+                 scale: Sequence[float] | None = None, unit_vectors: Sequence[Sequence[str]] = (),
+                 angles: Sequence[str] = ()) -> None:
         """``scale``: per column, a factor on ``sigma_s`` (default 1); ``unit_vectors``: groups of
-        columns that hold a unit vector, renormalised after smoothing."""
+        columns that hold a unit vector, renormalised after smoothing; ``angles``: columns in radians
+        that wrap at ±π, averaged as angles (:func:`_unwrap`)."""
         if not (sigma_s > 0 and math.isfinite(sigma_s)):
             raise ValueError(f"smoothing sigma must be a positive number of seconds, not {sigma_s!r}")
         self.columns = list(columns)
@@ -60,6 +64,7 @@ class TraceSmoother:
         if self.sigmas.shape != (len(self.columns),) or not (self.sigmas > 0).all():
             raise ValueError("scale needs one positive factor per column")
         self.unit_vectors = [list(g) for g in unit_vectors]
+        self.angles = _angle_mask(self.columns, angles)
         self.radius = 3.0 * float(self.sigmas.max())
         self._rows: deque[dict] = deque()  # rows not handed out yet, frame order
         self._hist: dict[int, deque[tuple[float, np.ndarray]]] = defaultdict(deque)  # raw values per track
@@ -101,15 +106,15 @@ class TraceSmoother:
         near = np.abs(ts - t0) <= self.radius + 1e-9
         if not near.any():
             return
-        x = np.stack([v for (_, v), n in zip(hist, near) if n])
+        own = self._values(row)
+        x = _unwrap(np.stack([v for (_, v), n in zip(hist, near) if n]), own, self.angles)
         dt = (ts[near] - t0)[:, None]
         w = np.where(np.abs(dt) <= 3.0 * self.sigmas + 1e-9, np.exp(-0.5 * (dt / self.sigmas) ** 2), 0.0)
         ok = np.isfinite(x)
         num = np.where(ok, x, 0.0) * w
         den = (ok * w).sum(axis=0)
-        own = self._values(row)
         with np.errstate(invalid="ignore", divide="ignore"):
-            sm = num.sum(axis=0) / den
+            sm = _wrap(num.sum(axis=0) / den, self.angles)
         for c, v, o in zip(self.columns, sm, own):
             if np.isfinite(o) and np.isfinite(v):
                 row[c] = float(v)
@@ -130,11 +135,32 @@ class TraceSmoother:
                 del self._hist[k]
 
 
+def _angle_mask(columns: Sequence[str], angles: Sequence[str]) -> np.ndarray:
+    return np.array([c in set(angles) for c in columns], bool)
+
+
+def _wrap(x: np.ndarray, angles: np.ndarray) -> np.ndarray:
+    """``x`` with its angle entries (``angles`` mask, last axis) brought back into [−π, π)."""
+    if not angles.any():
+        return x
+    return np.where(angles, (x + math.pi) % (2 * math.pi) - math.pi, x)
+
+
+def _unwrap(x: np.ndarray, ref: np.ndarray, angles: np.ndarray) -> np.ndarray:
+    """``x`` with each angle entry moved by whole turns to within π of ``ref``'s (where that is known):
+    the mean of +3.13 and −3.13 rad is then ±π (a head upside down), not 0 (upright)."""
+    if not angles.any():
+        return x
+    near = ref + _wrap(x - ref, angles)
+    return np.where(angles & np.isfinite(ref), near, x)
+
+
 class _OneEuro:
     """One Euro filter state for one track (vector of columns)."""
 
-    def __init__(self, min_cutoff: float, beta: float, d_cutoff: float) -> None:
+    def __init__(self, min_cutoff: float, beta: float, d_cutoff: float, angles: np.ndarray | None = None) -> None:
         self.min_cutoff, self.beta, self.d_cutoff = min_cutoff, beta, d_cutoff
+        self.angles = np.zeros(0, bool) if angles is None else angles
         self.t: float | None = None
         self.x: np.ndarray | None = None
         self.dx: np.ndarray | None = None
@@ -149,6 +175,8 @@ class _OneEuro:
             self.t, self.x, self.dx = t, x.copy(), np.zeros_like(x)
             return x
         dt = t - self.t
+        if self.angles.any():  # follow an angle across ±π from the filtered value, wrap the output back
+            x = _unwrap(x, self.x, self.angles)
         prev = np.where(np.isfinite(self.x), self.x, x)
         dx = (x - prev) / dt
         a_d = self._alpha(self.d_cutoff, dt)
@@ -157,7 +185,8 @@ class _OneEuro:
         a = self._alpha(cutoff, dt)
         out = np.where(np.isfinite(x), a * x + (1 - a) * prev, prev)
         self.t, self.x, self.dx = t, out, dx_hat
-        return np.where(np.isfinite(x), out, x)
+        return _wrap(np.where(np.isfinite(x), out, x), self.angles) if self.angles.any() else np.where(
+            np.isfinite(x), out, x)
 
 
 class OneEuroSmoother:
@@ -168,9 +197,11 @@ class OneEuroSmoother:
     """
 
     def __init__(self, columns: Sequence[str], min_cutoff: float = 1.5, beta: float = 0.3,
-                 d_cutoff: float = 1.0) -> None:
+                 d_cutoff: float = 1.0, angles: Sequence[str] = ()) -> None:
+        """``angles``: columns in radians that wrap at ±π, filtered as angles."""
         self.columns = list(columns)
         self.params = (min_cutoff, beta, d_cutoff)
+        self.angles = _angle_mask(self.columns, angles)
         self._state: dict[int, _OneEuro] = {}
 
     def push(self, rows: Sequence[dict]) -> list[dict]:
@@ -178,7 +209,7 @@ class OneEuroSmoother:
             k = _key(r)
             if k is None:
                 continue
-            f = self._state.setdefault(k, _OneEuro(*self.params))
+            f = self._state.setdefault(k, _OneEuro(*self.params, angles=self.angles))
             x = np.array([r.get(c, np.nan) for c in self.columns], np.float64)
             y = f(float(r.get("timestamp") or 0.0), x)
             for c, v in zip(self.columns, y):
