@@ -6,11 +6,13 @@ Each stage is also usable alone (``aulib.face.detect``, ``landmarks``, ``align``
 
 from __future__ import annotations
 
+from typing import Any
+
 import cv2
 import numpy as np
 
 from aulib.face.align import Aligner, FaceMasker
-from aulib.face.detect import Detection, DlibHogDetector, RetinaFaceDetector, make_detector
+from aulib.face.detect import Detection, DlibHogDetector, RetinaFaceDetector, make_detector, scanning
 from aulib.face.gaze import eye_crops
 from aulib.face.hog import HogExtractor, geometry
 from aulib.face.landmarks import LandmarkPredictor
@@ -38,6 +40,9 @@ MAX_UPRIGHT_ROLL = np.deg2rad(30.0)
 CROP_FACE_THRESHOLD = 0.5
 CROP_CHECK_SIDES = (192, 128)  # the second size only for crops the first one rejects
 MIN_CROP_SIZE = 16  # pixels; smaller images cannot show a face whose landmarks mean anything
+# Longest side at which an image with no face found is scanned again, turned (FacePipeline.turned_detections):
+# a photo that lost its orientation tag shows big faces; full 1280 px scans cost 0.2 s per faceless photo.
+TURNED_SCAN_SIDE = 640
 
 
 def fit_boxes(detector, image: np.ndarray, dets: list[Detection]) -> list[tuple[tuple[float, float, float, float],
@@ -90,13 +95,14 @@ class FacePipeline:
 
     def from_box(
         self, image: np.ndarray, box: tuple[float, float, float, float], score: float = 1.0,
-        display_box: np.ndarray | None = None, up: np.ndarray | None = None,
+        display_box: np.ndarray | None = None, up: np.ndarray | None = None, detected: bool = True,
     ) -> Face:
         """Run landmarks → alignment → mask → features for one dlib-style ``box`` (x, y, w, h).
 
         ``up``: the face's mouth-to-eyes direction in the image when known (the detector's
         keypoints, or the previous frame's fit); a face rolled by more than :data:`MAX_UPRIGHT_ROLL`
-        is fitted upright (see :meth:`fit_rolled`).
+        is fitted upright (see :meth:`fit_rolled`). ``detected``: the box comes from the detector
+        (``False``: from the previous frame's fit, already as good as a box gets).
         """
         shown = np.asarray(display_box if display_box is not None else box, dtype=np.float32)
         face = Face(box=shown, score=float(score))
@@ -104,16 +110,23 @@ class FacePipeline:
             face.error = f"face too small for landmarks ({min(box[2], box[3]):.0f} px < {MIN_FACE_SIZE:.0f} px)"
             return face
         rolled = up is not None and np.isfinite(up).all() and -float(up[1]) < np.cos(MAX_UPRIGHT_ROLL)
-        face.landmarks = self.fit_rolled(image, box, up) if rolled else self.landmarker(image, box)
+        face.landmarks = self.fit_rolled(image, box, up, detected) if rolled else self.landmarker(image, box)
         return self.describe(image, face)
 
-    def fit_rolled(self, image: np.ndarray, box: tuple[float, float, float, float], up: np.ndarray) -> np.ndarray:
+    def fit_rolled(self, image: np.ndarray, box: tuple[float, float, float, float], up: np.ndarray,
+                   redetect: bool = True) -> np.ndarray:
         """68 landmarks of a face rolled in the image plane (head tilted far, a camera on its side,
         a person lying down, a phone video without its rotation tag): the patch around ``box`` is
         rotated about the box centre until ``up`` points up, fitted there, and the points rotated
         back. dlib's regression trees start from an upright mean face, so beyond ≈ 30° of roll they
         fit an upright face to the wrong features with a confident-looking fit (the sample smile
-        turned 60° lost AU06 and AU25)."""
+        turned 60° lost AU06 and AU25).
+
+        ``redetect``: the box came from the detector, whose keypoints on a face turned 90° are rough
+        (two of the five faces of multi_face.jpg turned 90° got landmarks 21–24 px off, on faces of
+        80–120 px): the detector runs again on the upright patch and the face nearest its centre
+        gives the box (≈ 3 ms, once per detection of a rolled face; followed video frames keep the
+        previous fit's box)."""
         x, y, w, h = (float(v) for v in box)
         cx, cy = x + w / 2, y + h / 2
         ux, uy = float(up[0]), float(up[1])
@@ -121,7 +134,15 @@ class FacePipeline:
         side = int(np.ceil(2 * max(w, h)))
         m = np.hstack([rot, (np.array([side / 2, side / 2]) - rot @ np.array([cx, cy]))[:, None]])
         patch = cv2.warpAffine(image, m, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        pts = self.landmarker(patch, (side / 2 - w / 2, side / 2 - h / 2, w, h))
+        fit_box = (side / 2 - w / 2, side / 2 - h / 2, w, h)
+        if redetect:
+            def off_centre(d: Detection) -> float:
+                return float(np.hypot(d.x + d.width / 2 - side / 2, d.y + d.height / 2 - side / 2))
+
+            near = [d for d in self.detector(patch) if d.keypoints is not None and off_centre(d) < 0.35 * side]
+            if near:
+                fit_box = min(near, key=off_centre).landmark_box()
+        pts = self.landmarker(patch, fit_box)
         inv = cv2.invertAffineTransform(m)
         return (pts.astype(np.float64) @ inv[:, :2].T + inv[:, 2]).astype(np.float32)
 
@@ -145,13 +166,49 @@ class FacePipeline:
         return face
 
     def __call__(self, image: np.ndarray) -> list[Face]:
-        """All faces of an ``(H, W, 3)`` uint8 RGB image, left to right, ``id`` 0, 1, … (empty: no face)."""
-        dets = self.detect(image)
+        """All faces of an ``(H, W, 3)`` uint8 RGB image, left to right, ``id`` 0, 1, … (empty: no face).
+
+        An image with no face found is searched again turned by 90°, 180° and 270°
+        (:meth:`turned_detections`): a photo whose orientation tag was lost shows its faces on their side."""
+        dets, turned_up = self.detect(image), None
+        if not dets:
+            dets, turned_up = self.turned_detections(image)
+        fits = fit_boxes(self.detector, image, dets)
+        if turned_up is not None:  # a face upright in the turned image whose keypoints give no direction (profile)
+            fits = [(box, turned_up if up is None else up) for box, up in fits]
         faces = [self.from_box(image, box, d.score, display_box=d.as_array(), up=up)
-                 for d, (box, up) in zip(dets, fit_boxes(self.detector, image, dets))]
+                 for d, (box, up) in zip(dets, fits)]
         for i, f in enumerate(faces):
             f.id = i
         return faces
+
+    def turned_detections(self, image: np.ndarray) -> tuple[list[Detection], np.ndarray | None]:
+        """Faces found in the image turned by 90°, 180° or 270° (the turn whose best face scores highest:
+        the one that shows them upright), in the image's own pixels, left to right, and the direction
+        that is "up" for them in the image (None when none is found). RetinaFace misses faces lying on
+        their side or upside down (the B/W sample portrait turned any of those ways: none found); once
+        found, :meth:`fit_rolled` fits them upright. Costs three detector runs at
+        :data:`TURNED_SCAN_SIDE` px, only for images in which no face was found."""
+        h, w = image.shape[:2]
+        scan = scanning(self.detector, TURNED_SCAN_SIDE)
+        best: tuple[float, list[Detection], Any, np.ndarray] | None = None
+        # per turn: turned pixels → image pixels, and the turned image's up (0, −1) in the image
+        for code, back, up in ((cv2.ROTATE_90_CLOCKWISE, lambda p: np.c_[p[:, 1], h - p[:, 0]], (-1.0, 0.0)),
+                               (cv2.ROTATE_180, lambda p: np.c_[w - p[:, 0], h - p[:, 1]], (0.0, 1.0)),
+                               (cv2.ROTATE_90_COUNTERCLOCKWISE, lambda p: np.c_[w - p[:, 1], p[:, 0]], (1.0, 0.0))):
+            found = scan(cv2.rotate(image, code))
+            if found and (best is None or max(d.score for d in found) > best[0]):
+                best = (max(d.score for d in found), found, back, np.array(up))
+        if best is None:
+            return [], None
+        _, found, back, turned_up = best
+        out = []
+        for d in found:
+            corners = back(np.array([[d.x, d.y], [d.x + d.width, d.y + d.height]], np.float64))
+            (x0, y0), (x1, y1) = corners.min(0), corners.max(0)
+            kp = None if d.keypoints is None else back(np.asarray(d.keypoints, np.float64)).astype(np.float32)
+            out.append(Detection(float(x0), float(y0), float(x1 - x0), float(y1 - y0), d.score, kp))
+        return sorted(out, key=lambda d: d.x), turned_up
 
     def crop_face(self, image: np.ndarray) -> tuple[float, Detection | None]:
         """RetinaFace's best face (score 0–1, box in image pixels) for an image that should be one

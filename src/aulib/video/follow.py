@@ -190,7 +190,7 @@ class FaceFollower:
             shown = np.asarray(_from_crop(m, t.extra["shown"]), np.float32)
             if not (0 <= box[0] + box[2] / 2 < w and 0 <= box[1] + box[3] / 2 < h):  # leaving the frame
                 return None
-            f = self.pipeline.from_box(image, box, t.score, display_box=shown, up=_up(m))
+            f = self.pipeline.from_box(image, box, t.score, display_box=shown, up=_up(m), detected=False)
             if not f.success or f.fit_error > REDETECT_FIT_ERROR:
                 return None
             look = appearance(f)
