@@ -121,7 +121,7 @@ def to_rgb(array: np.ndarray, order: Literal["rgb", "bgr"] = "rgb") -> np.ndarra
         _check_pixels(array.width, array.height, f"PIL image of {array.width}×{array.height} px")
         return np.ascontiguousarray(_pil_to_rgb(array))
     a = np.asarray(array)
-    if a.dtype == object or a.ndim == 0:  # a file object, a dict, None…: np.asarray wraps it as a 0-d array
+    if a.dtype == object and a.ndim == 0:  # a file object, a dict, None…: np.asarray wraps it as a 0-d array
         raise ImageReadError(f"{type(array).__name__} is not an image: expected an array of shape (H, W) or "
                              "(H, W, C), a PIL image or (to read a file) its path")
     if a.ndim == 3 and a.shape[2] in (1, 2):
