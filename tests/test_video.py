@@ -224,6 +224,72 @@ def test_a_scene_cut_starts_new_tracks_and_smoothing_stops_there(analyzer, tmp_p
     np.testing.assert_allclose(last.pose_Ry, ref.pose_Ry[ref.frame.between(40, 44)], atol=0.01)
 
 
+def _side_by_side(n: int, hide_right=range(0), whole: bool = True) -> list[np.ndarray]:
+    """n frames: single_face.mp4 on the left, the Pexels clip on the right; in the frames of
+    ``hide_right`` that half is black (``whole``: a camera turned off) or its face is behind a grey board."""
+    out = []
+    with av.open(str(sample("single_face.mp4"))) as a, av.open(str(sample("WolfgangLanger_Pexels.mp4"))) as b:
+        for i, fa, fb in zip(range(n), a.decode(video=0), b.decode(video=0)):
+            right = fb.to_ndarray(format="rgb24")
+            if i in hide_right:
+                if whole:
+                    right = np.zeros_like(right)
+                else:
+                    right = right.copy()
+                    right[:, 120:520] = 90
+            out.append(np.hstack([fa.to_ndarray(format="rgb24"), right]))
+    return out
+
+
+def test_one_tile_going_dark_is_not_a_cut_for_the_other_faces(analyzer, tmp_path):
+    """A video call whose other participant turns the camera off: the whole frame's thumbnail changes
+    like a scene cut, but only that half's face may lose its track; the other keeps its id throughout."""
+    clip = tmp_path / "call.mp4"
+    _write(clip, _side_by_side(50, hide_right=range(20, 35)))
+    df = table(analyzer, clip)
+    left = df[(df.success == 1) & (df.face_x < 640)]
+    assert len(left) == 50 and left.face.nunique() == 1
+    right = df[(df.success == 1) & (df.face_x >= 640)]
+    assert not right.frame.between(20, 34).any() and right.frame.lt(20).any() and right.frame.ge(35).any()
+
+
+def test_subsampled_video_finds_a_returning_face_soon_and_gives_its_id_back(analyzer, tmp_path):
+    """With every=8 the scans ran every 10 analysed frames (80 of the file's): a face hidden for 11 frames
+    stayed unreported for 2.3 s after it came back, and then got a new id (the tracker's patience counted
+    the file's frames). Scans now run every ``detect_every`` frames of the file, and tracks age in
+    analysed frames."""
+    clip = tmp_path / "blip.mp4"
+    _write(clip, _side_by_side(120, hide_right=range(40, 51), whole=False))
+    df = table(analyzer, clip, every=8)
+    right = df[(df.success == 1) & (df.face_x >= 640)]
+    before, after = right[right.frame < 40], right[right.frame > 50]
+    assert before.face.nunique() == after.face.nunique() == 1 and set(before.face) == set(after.face)
+    assert after.frame.min() <= 51 + 10 + 8  # one scan interval (in file frames) plus one step
+
+
+def test_causal_smoothing_keeps_gaze_vectors_unit_length(analyzer):
+    df = table(analyzer, sample("single_face.mp4"), smooth="causal")
+    for e in "01":
+        vec = df[[f"gaze_{e}_{a}" for a in "xyz"]].dropna().to_numpy()
+        assert len(vec) > 60
+        np.testing.assert_allclose(np.linalg.norm(vec, axis=1), 1, atol=1e-9)
+
+
+def test_streaming_state_stays_bounded_as_track_ids_keep_coming():
+    """A live stream meets new track ids without end (a scene cut starts new ones): the running calibrator
+    kept a 300-frame window (≈ 9 MB) for every id it ever saw, the causal smoother a filter per id."""
+    from aulib.video import calibrate, smooth
+
+    cal = NeutralCalibrator(np.zeros(50, np.float32), "running", window=30, min_samples=2)
+    sm = smooth.OneEuroSmoother(["AU12_r"])
+    for tid in range(200):
+        for t in range(3):
+            cal.running(np.ones((1, 50), np.float32), [tid])
+            sm.push([{"frame": t, "timestamp": t / 25, "face": tid, "success": 1, "AU12_r": 1.0}])
+    assert len(cal._buf) <= calibrate.KEEP_TRACKS and len(sm._state) <= smooth.KEEP_TRACKS
+    assert 199 in cal._buf and 199 in sm._state  # the newest are kept
+
+
 def test_tracker_matches_by_overlap_not_order():
     t = FaceTracker()
     a, b = np.array([10, 10, 100, 100.0]), np.array([300, 20, 90, 90.0])

@@ -115,6 +115,9 @@ _BIN = 0.0025  # EAR histogram bin width (the level is read to a quarter of a hu
 _BINS = int(round(0.6 / _BIN))  # EARs above 0.6 (not an eye) go in the last bin
 
 
+KEEP_TRACKS = 256  # tracks whose histogram a stream keeps (the most recently seen)
+
+
 class RunningOpenLevels:
     """Causal per-track open-eye levels for streams (:func:`person_open_level`, from the past only).
 
@@ -127,6 +130,8 @@ class RunningOpenLevels:
         self.min_seconds = float(min_seconds)
         self._hist: dict[object, np.ndarray] = {}
         self._start: dict[object, float] = {}
+        self._seen: dict[object, int] = {}  # track → when it was last updated (faces so far)
+        self._count = 0
 
     def level(self, track: object, now: float) -> float:
         """The open-eye level of ``track`` at time ``now`` (seconds): the population's until the track
@@ -147,9 +152,14 @@ class RunningOpenLevels:
                 self._hist[f.id] = np.zeros(_BINS, np.int64)
                 self._start[f.id] = now
             self._hist[f.id][min(int(ear / _BIN), _BINS - 1)] += 1
+            self._count += 1
+            self._seen[f.id] = self._count
             level = self.level(f.id, now)
             f.extra["ear_open"] = level
             f.blink = np.array(closure(ear, level), np.float64)
+        from aulib.video.track import forget_oldest
+
+        forget_oldest(self._seen, KEEP_TRACKS, self._hist, self._start)
 
 
 class Blink:

@@ -6,6 +6,12 @@ from typing import Literal
 
 import numpy as np
 
+from aulib.video.track import forget_oldest
+
+# Tracks whose window a streaming calibrator keeps (the most recently seen; ``window`` × features float32,
+# ≈ 9 MB each): more faces at once than this is a crowd, and a track not among them is gone.
+KEEP_TRACKS = 16
+
 
 class NeutralCalibrator:
     """Per-person feature normalisation: ``X − neutral(face id) + population mean``.
@@ -32,6 +38,8 @@ class NeutralCalibrator:
         self._scores: dict[int, np.ndarray] = {}
         self._n: dict[int, int] = {}
         self._neutral: dict[int, np.ndarray] = {}
+        self._seen: dict[int, int] = {}  # running: track → when it was last calibrated (calls so far)
+        self._calls = 0
 
     def neutral(self, X: np.ndarray, scores: np.ndarray | None = None) -> np.ndarray:
         """Median of the rows of ``X`` whose ``scores`` are in the lowest ``rest_fraction``."""
@@ -45,6 +53,12 @@ class NeutralCalibrator:
         """Calibrate rows of ``X`` (one per face, ids given) with the estimate from past frames."""
         out = X.copy()
         sc = np.zeros(len(X), np.float32) if scores is None else np.asarray(scores, np.float32)
+        self._calls += 1
+        for tid in ids:
+            self._seen[tid] = self._calls
+        # a stream meets new track ids without end (a scene cut starts new ones): only the most recently
+        # seen KEEP_TRACKS keep their window of vectors (≈ 9 MB each), so memory stays bounded
+        forget_oldest(self._seen, KEEP_TRACKS, self._buf, self._scores, self._n, self._neutral)
         for j, tid in enumerate(ids):
             buf = self._buf.get(tid)
             if buf is None:

@@ -11,7 +11,8 @@ failed fit) triggers detection on that same frame, so no frame is reported from 
 scene cut (thumbnail difference, :data:`SCENE_CUT`) or a face leaving the frame also triggers
 detection: landmarks alone cannot tell a face from the background they are fitted to; so does a
 followed face whose crop stops looking like its previous frame's (:data:`SAME_FACE`: the face left a
-still background, or jumped away between scans). After a scene cut every face gets a new id.
+still background, or jumped away between scans). After a scene cut every face whose own region
+changed gets a new id.
 """
 
 from __future__ import annotations
@@ -103,6 +104,21 @@ def similarity(a: tuple[np.ndarray, np.ndarray] | None, b: tuple[np.ndarray, np.
     return float(x @ y) / den if den > 0 else 1.0
 
 
+def region_changed(before: np.ndarray, after: np.ndarray, box: Any) -> bool:
+    """Whether the face in the (x, y, w, h) ``box`` changed like a scene cut between two frames: the mean
+    absolute difference of 16×16 thumbnails (0–255) of the box's middle above :data:`SCENE_CUT` (a box
+    outside either frame: changed)."""
+    h, w = after.shape[:2]
+    # the middle of the box (60 % of each side): the face itself, not the edge of a neighbouring tile
+    x0, y0 = max(int(box[0] + 0.2 * box[2]), 0), max(int(box[1] + 0.2 * box[3]), 0)
+    x1, y1 = min(int(box[0] + 0.8 * box[2]), w), min(int(box[1] + 0.8 * box[3]), h)
+    if x1 - x0 < 2 or y1 - y0 < 2 or before.shape[:2] != after.shape[:2]:
+        return True
+    small = [cv2.resize(f[y0:y1, x0:x1], (16, 16), interpolation=cv2.INTER_AREA).astype(np.float32)
+             for f in (before, after)]
+    return float(np.abs(small[0] - small[1]).mean()) > SCENE_CUT
+
+
 def thumbnail(image: np.ndarray) -> np.ndarray:
     """32×18 float32 thumbnail of a frame, for the scene-cut test.
 
@@ -137,11 +153,15 @@ class FaceFollower:
         self.quick = scanning(detector or pipeline.detector, scan_side) if scan_side else None
         check_count("detect_every", detect_every)
         self.detect_every = int(detect_every)
+        # ``max_missed`` counts analysed frames: the tracker sees this follower's own frame numbers
+        # (``self._seq``), not the file's, so ``every=8`` does not expire a hidden face's track before the
+        # next scan could find it again (it came back seconds late, with a new id)
         self.tracker = FaceTracker(max_missed=max(60, 3 * self.detect_every))
-        self._since_detect = self.detect_every
+        self._detect_index: int | None = None  # file frame of the last scan
         self._need_detect = True
-        self._prev = -1
+        self._seq = -1  # analysed frames so far - 1
         self._thumb: np.ndarray | None = None
+        self._last_image: np.ndarray | None = None
         self.n_detect = 0
         self.n_redetect = 0
 
@@ -158,19 +178,18 @@ class FaceFollower:
         smallest = min(float(min(t.box[2], t.box[3])) for t in tracks)
         return quick if smallest * scale >= MIN_SCAN_FACE else self.detector
 
-    def _detect(self, image: np.ndarray, index: int, tracks: list[Track] | None = None) -> list[Face]:
+    def _detect(self, image: np.ndarray, seq: int, tracks: list[Track] | None = None) -> list[Face]:
         self.n_detect += 1
-        self._since_detect = 0
         detector = self._scanner(image, tracks or [])
         dets = detector(image)
         fits = fit_boxes(detector, image, dets)
         boxes = [b for b, _ in fits]
         faces = [self.pipeline.from_box(image, b, d.score, display_box=d.as_array(), up=u)
                  for (b, u), d in zip(fits, dets)]
-        ids = self.tracker.assign([d.as_array() for d in dets], index)
+        ids = self.tracker.assign([d.as_array() for d in dets], seq)
         for f, tid, box in zip(faces, ids, boxes):
             f.id = tid
-            t = self.tracker.update(tid, f.box, f.landmarks if f.success else None, f.score, index)
+            t = self.tracker.update(tid, f.box, f.landmarks if f.success else None, f.score, seq)
             t.extra.clear()
             if f.success:
                 # Both boxes in the face's own (aligned crop) coordinates: they then move and scale
@@ -180,7 +199,7 @@ class FaceFollower:
         self._need_detect = any(not f.success for f in faces)
         return faces
 
-    def _follow(self, image: np.ndarray, index: int, tracks: list[Track]) -> list[Face] | None:
+    def _follow(self, image: np.ndarray, seq: int, tracks: list[Track]) -> list[Face] | None:
         """Fit each tracked face in the box its previous frame predicts, or None (→ detect)."""
         faces = []
         h, w = image.shape[:2]
@@ -200,32 +219,42 @@ class FaceFollower:
             f.extra["look"] = look
             faces.append(f)
         for f, t in zip(faces, tracks):
-            self.tracker.update(t.id, f.box, f.landmarks, t.score, index)
+            self.tracker.update(t.id, f.box, f.landmarks, t.score, seq)
             t.extra.update(matrix=f.matrix, look=f.extra.pop("look"))
         return faces
 
     def __call__(self, image: np.ndarray, index: int) -> list[Face]:
-        """The faces of frame ``index`` (an ``(H, W, 3)`` uint8 RGB image), sorted by track id."""
+        """The faces of frame ``index`` (an ``(H, W, 3)`` uint8 RGB image), sorted by track id. Frames come
+        in order; ``index`` is the frame's number in the file (the scans run every ``detect_every`` of
+        those; the tracker counts the calls)."""
         faces = None
-        tracks = self.tracker.active(self._prev)
+        seq = self._seq + 1
+        tracks = self.tracker.active(self._seq)
         thumb = thumbnail(image)
         cut = self._thumb is not None and float(np.abs(thumb - self._thumb).mean()) > SCENE_CUT
         self._thumb = thumb
-        if cut:
-            # another shot: whoever is there is not known to be the person of the last one (their traces
-            # must not be joined, nor smoothed across the cut), so the detection below starts new tracks
-            self.tracker.end_all()
+        if cut and self._last_image is not None:
+            # another shot where a face was: whoever is there now is not known to be that person (their
+            # traces must be neither joined nor smoothed across the cut), so that track ends and the
+            # detection below starts a new one. Only where the face's own region changed: one tile of a
+            # video call going dark changes the whole frame's thumbnail, not the other people.
+            for t in tracks:
+                if region_changed(self._last_image, image, t.box):
+                    self.tracker.end(t.id)
             tracks = []
+        self._last_image = image
         periodic = False  # the interval's scan of a frame whose faces are all being followed
         if not self._need_detect and not cut and tracks:
-            if self._since_detect < self.detect_every:
-                faces = self._follow(image, index, tracks)
+            # ``detect_every`` counts the file's frames: with ``every=8`` a scan every 10 analysed frames
+            # left a face that appeared (or came back) unreported for 80 frames (3 s at 25 fps)
+            if self._detect_index is not None and 0 <= index - self._detect_index < self.detect_every:
+                faces = self._follow(image, seq, tracks)
                 if faces is None:
                     self.n_redetect += 1
             else:
                 periodic = True
         if faces is None:
-            faces = self._detect(image, index, tracks if periodic else None)
-        self._since_detect += 1
-        self._prev = index
+            faces = self._detect(image, seq, tracks if periodic else None)
+            self._detect_index = index
+        self._seq = seq
         return sorted(faces, key=lambda f: f.id)

@@ -334,7 +334,7 @@ def iter_video_rows(
         raise ValueError(f"smooth must be True, False, 'offline' or 'causal', not {smooth!r}")
     cols = trace_columns(models.aus)
     smoother: TraceSmoother | OneEuroSmoother | None = (
-        OneEuroSmoother(cols, angles=ANGLE_COLUMNS) if smooth == "causal"
+        OneEuroSmoother(cols, angles=ANGLE_COLUMNS, unit_vectors=GAZE_VECTORS) if smooth == "causal"
         else TraceSmoother(cols, smooth_sigma, [trace_scale(c) for c in cols], GAZE_VECTORS, ANGLE_COLUMNS)
         if smooth else None)
     coherent = CoherentRows(models.aus, models.occurrence_thresholds)

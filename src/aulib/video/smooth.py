@@ -32,6 +32,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from aulib.video.track import forget_oldest
+
 # Gaussian sigma in seconds for offline smoothing: about 2 frames at 24–30 fps. Chosen on the Pexels
 # clip (see tests/test_video.py and the README): jitter 0.26 → below OpenFace's 0.064 while the
 # correlation with OpenFace's AU traces rises; wider kernels flatten short expressions.
@@ -118,11 +120,7 @@ class TraceSmoother:
         for c, v, o in zip(self.columns, sm, own):
             if np.isfinite(o) and np.isfinite(v):
                 row[c] = float(v)
-        for group in self.unit_vectors:
-            v = np.array([row.get(c, np.nan) for c in group], np.float64)
-            n = float(np.linalg.norm(v))
-            if np.isfinite(n) and n > 0:
-                row.update(zip(group, (v / n).tolist()))
+        _renormalise(row, self.unit_vectors)
 
     def _prune(self) -> None:
         """Drop history older than the oldest pending row's window (all of it once nothing is pending)."""
@@ -133,6 +131,21 @@ class TraceSmoother:
                 h.popleft()
             if not h:
                 del self._hist[k]
+
+
+def _renormalise(row: dict, unit_vectors: Sequence[Sequence[str]]) -> None:
+    """Make each group of ``unit_vectors`` columns of ``row`` unit length again after smoothing, in place
+    (smoothing each component on its own shortens a turning vector)."""
+    for group in unit_vectors:
+        v = np.array([row.get(c, np.nan) for c in group], np.float64)
+        n = float(np.linalg.norm(v))
+        if np.isfinite(n) and n > 0:
+            row.update(zip(group, (v / n).tolist()))
+
+
+# Tracks whose One Euro state a causal smoother keeps (the most recently seen): a live stream meets new
+# track ids without end, and a track not seen among the last this-many is long gone.
+KEEP_TRACKS = 256
 
 
 def _angle_mask(columns: Sequence[str], angles: Sequence[str]) -> np.ndarray:
@@ -197,12 +210,16 @@ class OneEuroSmoother:
     """
 
     def __init__(self, columns: Sequence[str], min_cutoff: float = 1.5, beta: float = 0.3,
-                 d_cutoff: float = 1.0, angles: Sequence[str] = ()) -> None:
-        """``angles``: columns in radians that wrap at ±π, filtered as angles."""
+                 d_cutoff: float = 1.0, angles: Sequence[str] = (), unit_vectors: Sequence[Sequence[str]] = ()) -> None:
+        """``angles``: columns in radians that wrap at ±π, filtered as angles; ``unit_vectors``: groups of
+        columns that hold a unit vector, renormalised after filtering."""
         self.columns = list(columns)
         self.params = (min_cutoff, beta, d_cutoff)
         self.angles = _angle_mask(self.columns, angles)
+        self.unit_vectors = [list(g) for g in unit_vectors]
         self._state: dict[int, _OneEuro] = {}
+        self._seen: dict[int, int] = {}  # track → when it was last filtered (rows so far)
+        self._count = 0
 
     def push(self, rows: Sequence[dict]) -> list[dict]:
         for r in rows:
@@ -210,11 +227,15 @@ class OneEuroSmoother:
             if k is None:
                 continue
             f = self._state.setdefault(k, _OneEuro(*self.params, angles=self.angles))
+            self._count += 1
+            self._seen[k] = self._count
             x = np.array([r.get(c, np.nan) for c in self.columns], np.float64)
             y = f(float(r.get("timestamp") or 0.0), x)
             for c, v in zip(self.columns, y):
                 if np.isfinite(v):
                     r[c] = float(v)
+            _renormalise(r, self.unit_vectors)
+        forget_oldest(self._seen, KEEP_TRACKS, self._state)
         return list(rows)
 
     def finish(self) -> list[dict]:

@@ -101,10 +101,22 @@ class FaceTracker:
             t.box, t.landmarks, t.score, t.last_frame = np.asarray(box, np.float32), landmarks, score, frame
         return t
 
-    def end_all(self) -> None:
-        """Forget every track (a scene cut): faces detected from now on get new ids."""
-        self.tracks.clear()
+    def end(self, tid: int) -> None:
+        """Forget track ``tid`` (its face was cut away): a face detected there gets a new id."""
+        self.tracks.pop(tid, None)
 
     def _expire(self, frame: int) -> None:
         for tid in [tid for tid, t in self.tracks.items() if frame - t.last_frame > self.max_missed]:
             del self.tracks[tid]
+
+
+def forget_oldest(last_used: dict, keep: int, *states: dict) -> None:
+    """Forget the tracks beyond the ``keep`` most recently used (``last_used``: track → a counter of when
+    it was last used) in ``last_used`` and every per-track ``states`` dict: a live stream meets new track
+    ids without end (every scene cut starts new ones), and per-track state must not grow with them."""
+    if len(last_used) <= keep:
+        return
+    for tid in sorted(last_used, key=last_used.__getitem__)[: len(last_used) - keep]:
+        last_used.pop(tid, None)
+        for state in states:
+            state.pop(tid, None)
