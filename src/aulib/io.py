@@ -407,8 +407,8 @@ def expand_inputs(paths: Iterable[Source]) -> list[Source]:
 
     Files given explicitly are kept whatever their extension, so a mistyped or non-image file
     yields a clear per-file error row instead of vanishing silently; inside folders only regular
-    files and links (even broken ones, which get an error row) with image or video extensions are
-    taken (a FIFO named x.jpg is skipped, not opened).
+    files (and broken links, which get an error row) with image or video extensions are taken (a FIFO
+    named x.jpg is skipped, not opened).
     URLs (``str`` with a scheme: ``s3://bucket/prefix/``) are listed the same way through fsspec
     (:func:`aulib.storage.list_prefix`) and stay ``str``; local inputs are :class:`~pathlib.Path`.
     """
@@ -425,12 +425,13 @@ def expand_inputs(paths: Iterable[Source]) -> list[Source]:
             continue
         p = Path(raw)
         if p.is_dir():
-            # links are kept even when broken (their row says so: a folder whose link lost its target must
-            # not quietly analyse one input fewer); FIFOs and sockets are skipped, never opened
+            # a broken link is kept (its row says so: a folder whose link lost its target must not quietly
+            # analyse one input fewer); FIFOs and sockets, and links to them, are skipped, never opened
             out.extend(
                 f
                 for f in sorted(p.rglob("*"))
-                if (f.is_file() or f.is_symlink()) and f.suffix.lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
+                if (f.is_file() or (f.is_symlink() and not f.exists()))
+                and f.suffix.lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
             )
         else:
             out.append(p)

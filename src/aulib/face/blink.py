@@ -159,7 +159,7 @@ class RunningOpenLevels:
             f.blink = np.array(closure(ear, level), np.float64)
         from aulib.video.track import forget_oldest
 
-        forget_oldest(self._seen, KEEP_TRACKS, self._hist, self._start)
+        forget_oldest(self._seen, max(KEEP_TRACKS, len(faces)), self._hist, self._start)
 
 
 class Blink:

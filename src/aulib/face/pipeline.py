@@ -135,7 +135,7 @@ class FacePipeline:
         m = np.hstack([rot, (np.array([side / 2, side / 2]) - rot @ np.array([cx, cy]))[:, None]])
         patch = cv2.warpAffine(image, m, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         fit_box = (side / 2 - w / 2, side / 2 - h / 2, w, h)
-        if redetect:
+        if redetect and isinstance(self.detector, RetinaFaceDetector):  # dlib's boxes carry no keypoints
             def off_centre(d: Detection) -> float:
                 return float(np.hypot(d.x + d.width / 2 - side / 2, d.y + d.height / 2 - side / 2))
 

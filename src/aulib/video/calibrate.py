@@ -58,7 +58,8 @@ class NeutralCalibrator:
             self._seen[tid] = self._calls
         # a stream meets new track ids without end (a scene cut starts new ones): only the most recently
         # seen KEEP_TRACKS keep their window of vectors (≈ 9 MB each), so memory stays bounded
-        forget_oldest(self._seen, KEEP_TRACKS, self._buf, self._scores, self._n, self._neutral)
+        # (never the faces of this call: a crowd larger than KEEP_TRACKS keeps them all)
+        forget_oldest(self._seen, max(KEEP_TRACKS, len(set(ids))), self._buf, self._scores, self._n, self._neutral)
         for j, tid in enumerate(ids):
             buf = self._buf.get(tid)
             if buf is None:

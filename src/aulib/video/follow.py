@@ -100,8 +100,10 @@ def similarity(a: tuple[np.ndarray, np.ndarray] | None, b: tuple[np.ndarray, np.
         return 1.0
     x, y = a[1][both], b[1][both]
     x, y = x - x.mean(), y - y.mean()
-    den = float(np.linalg.norm(x) * np.linalg.norm(y))
-    return float(x @ y) / den if den > 0 else 1.0
+    nx, ny = float(np.linalg.norm(x)), float(np.linalg.norm(y))
+    if nx == 0 or ny == 0:  # a flat patch: the same only if both are flat (a face against a flat wall is not)
+        return 1.0 if nx == ny else 0.0
+    return float(x @ y) / (nx * ny)
 
 
 def region_changed(before: np.ndarray, after: np.ndarray, box: Any) -> bool:
@@ -238,8 +240,11 @@ class FaceFollower:
             # traces must be neither joined nor smoothed across the cut), so that track ends and the
             # detection below starts a new one. Only where the face's own region changed: one tile of a
             # video call going dark changes the whole frame's thumbnail, not the other people.
-            for t in tracks:
-                if region_changed(self._last_image, image, t.box):
+            # A track not seen in the last frame (a face hidden for a moment) cannot be checked: it ends too,
+            # or whoever stands there in the new shot would inherit its id.
+            active = {t.id for t in tracks}
+            for t in list(self.tracker.tracks.values()):
+                if t.id not in active or region_changed(self._last_image, image, t.box):
                     self.tracker.end(t.id)
             tracks = []
         self._last_image = image

@@ -198,6 +198,7 @@ class FrameReader:
         self.stats.rate = float(self._rate or 0.0)
         self._tb = float(s.time_base) if s.time_base else 0.0
         self._start = int(s.start_time) if s.start_time is not None else None
+        self._start_s = (self._start or 0) * self._tb
         self._duration = _video_duration(self._container, s)
         seconds = self._duration or (self._container.duration or 0) / 1e6  # container's: AV_TIME_BASE units
         self.stats.expected = self.stats.declared or max(0, round(seconds * self.stats.rate))
@@ -242,13 +243,23 @@ class FrameReader:
         """Decode and select (runs in the decode thread when threaded)."""
         st = self.stats
         slot = -1
+        lost = 0  # frames lost in corrupt packets so far
+        gaps: list[tuple[int, int]] = []  # their frame numbers (first, last)
         it = self._decoded()
         t0 = time.perf_counter()
         try:
             for frame in it:
-                index = st.decoded
+                index = st.decoded + lost
                 st.decoded += 1
                 t = self._time(frame, index)
+                if self._bad[0] and frame.pts is not None and st.rate:
+                    # frames lost in skipped packets: the next frames keep their own numbers (by their time),
+                    # so ``frame`` still matches the file (and another tool's rows) after the damage
+                    gap = round(t * st.rate) - index
+                    if gap > 0:
+                        gaps.append((index, index + gap - 1))
+                        lost += gap
+                        index += gap
                 st.last_time = t
                 keep = index % self.every == 0
                 if keep and self.fps is not None:
@@ -273,7 +284,12 @@ class FrameReader:
             step = 1.0 / st.rate if st.rate else 0.0
             # the stream ends before the duration the container declares for it (a cut download; Matroska
             # and WebM declare no frame count, only the duration)
-            short = bool(self._duration) and self._duration - st.last_time > 3 * step + 0.05
+            tol = 3 * step + 0.05
+            short = bool(self._duration) and self._duration - st.last_time > tol
+            if short and not st.declared:
+                # Matroska's durations may be end times of streams that start later than 0 (``last_time`` is
+                # from the stream's start): short only if it is short read either way
+                short = self._duration - (st.last_time + self._start_s) > tol
             if st.decoded == 0:
                 st.error = f"{self.path}: no decodable video frames"
             elif short and (not st.declared or st.decoded < st.declared):
@@ -281,9 +297,11 @@ class FrameReader:
                 st.error = (f"{self.path}: video truncated: decoded {of} "
                             f"(stream ends at {st.last_time:.2f} s of {self._duration:.2f} s)")
             elif self._bad[0]:
-                after, e = self._bad[1]
-                st.error = (f"{self.path}: video damaged: {self._bad[0]} corrupt packet(s) skipped, the first after "
-                            f"frame {after} ({type(e).__name__}: {self._message(e)}); every other frame was analysed")
+                _, e = self._bad[1]
+                where = ", ".join(f"{a}" if a == b else f"{a}–{b}" for a, b in gaps[:5])
+                what = f"{lost} frame(s) lost: {where}{' …' if len(gaps) > 5 else ''}" if gaps else "no frame lost"
+                st.error = (f"{self.path}: video damaged: {self._bad[0]} corrupt packet(s) skipped, {what} "
+                            f"({type(e).__name__}: {self._message(e)}); every other frame was analysed")
         finally:
             st.seconds += time.perf_counter() - t0
 

@@ -222,10 +222,12 @@ class OneEuroSmoother:
         self._count = 0
 
     def push(self, rows: Sequence[dict]) -> list[dict]:
+        tracks = set()
         for r in rows:
             k = _key(r)
             if k is None:
                 continue
+            tracks.add(k)
             f = self._state.setdefault(k, _OneEuro(*self.params, angles=self.angles))
             self._count += 1
             self._seen[k] = self._count
@@ -235,7 +237,7 @@ class OneEuroSmoother:
                 if np.isfinite(v):
                     r[c] = float(v)
             _renormalise(r, self.unit_vectors)
-        forget_oldest(self._seen, KEEP_TRACKS, self._state)
+        forget_oldest(self._seen, max(KEEP_TRACKS, len(tracks)), self._state)
         return list(rows)
 
     def finish(self) -> list[dict]:
