@@ -305,7 +305,7 @@ def test_video_scans_look_at_960_px_only_while_every_followed_face_is_large():
         assert follower._scanner(frame, []) is follower.detector  # nothing followed yet: full size
         first = follower(frame, 0)
         assert len(first) == 1 and first[0].success
-        tracks = follower.tracker.active(0)
+        tracks = follower.tracker.active(follower._seq)  # the tracker counts analysed frames
         expect = min(tracks[0].box[2:4]) * VIDEO_SCAN_SIDE / 1920 >= MIN_SCAN_FACE
         assert expect == quick and (follower._scanner(frame, tracks) is follower.quick) == quick
         # the interval's scan (frame detect_every) uses the quick copy exactly when the face is large
