@@ -289,3 +289,80 @@ def test_faces_overlays_of_same_named_inputs_are_distinct(tmp_path):
     faces_table(files, overlay=tmp_path / "ov")
     assert sorted(p.relative_to(tmp_path / "ov").as_posix() for p in (tmp_path / "ov").rglob("*.png")) == \
         ["x/face_faces.png", "y/face_faces.png"]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A finished table of two photos, with its metadata."""
+    d = tmp_path_factory.mktemp("resume")
+    (d / "in").mkdir()
+    shutil.copy(sample("single_face.jpg"), d / "in" / "a.jpg")
+    shutil.copy(sample("multi_face.jpg"), d / "in" / "b.jpg")
+    res = runner.invoke(app, ["analyze", str(d / "in"), "-o", str(d / "full.csv"), "--emotion-model", "none"])
+    assert res.exit_code == 0, res.output
+    return d
+
+
+@pytest.mark.parametrize("case,says", [
+    ("foreign", "the table's columns differ"),
+    ("binary", "not a table aulib wrote"),
+    ("cut header", "the table's columns differ"),
+    ("cut row", "its last row is cut off"),
+    ("log base not a number", "not a progress log aulib wrote"),
+    ("log without base", "not a progress log aulib wrote"),
+    ("meta a list", "unreadable run metadata"),
+    ("meta options null", "unreadable run metadata"),
+])
+def test_resume_refuses_what_it_cannot_trust_and_keeps_the_table(finished_run, tmp_path, case, says):
+    """--resume on a table it cannot make sense of: one clear error naming the file, and the file left as
+    it was. Before: a cut header had the next rows glued to it and reported success, a log line without
+    its "base" cut the table to 50 bytes before failing, and metadata that was JSON but not an object
+    gave "unexpected AttributeError … this is a bug"."""
+    full = (finished_run / "full.csv").read_bytes()
+    out = tmp_path / "o.csv"
+    shutil.copy(finished_run / "full.csv.meta.json", tmp_path / "o.csv.meta.json")
+    content = {"foreign": b"a,b\n1,2\n", "binary": b"\xff\xfe" + bytes(range(256)) * 8, "cut header": full[:700],
+               "cut row": full[:4000]}.get(case, full)
+    out.write_bytes(content)
+    if case.startswith("log"):
+        line = {"base": "x"} if "number" in case else {"input": "x", "end": 50}
+        (tmp_path / "o.csv.done").write_text(json.dumps(line) + "\n")
+    if case.startswith("meta"):
+        (tmp_path / "o.csv.meta.json").write_text("[]" if "list" in case else '{"options": null}')
+    res = runner.invoke(app, ["analyze", str(finished_run / "in"), "-o", str(out), "--emotion-model", "none",
+                              "--resume"])
+    assert res.exit_code == 2 and says in res.output and "bug" not in res.output, res.output
+    assert len(res.output.strip().splitlines()[-1]) and out.read_bytes() == content
+
+
+def test_an_overlay_never_overwrites_an_input(tmp_path):
+    """``--overlay clip.mp4`` on clip.mp4 replaced the video by its 3-frame overlay; overlays written into
+    the input folder were written over on the next run before being read as inputs."""
+    clip = tmp_path / "clip.mp4"
+    shutil.copy(sample("single_face.mp4"), clip)
+    before = clip.read_bytes()
+    res = runner.invoke(app, ["analyze", str(clip), "--max-frames", "3", "--overlay", str(clip),
+                              "-o", str(tmp_path / "t.csv")])
+    assert res.exit_code == 2 and "would overwrite the input" in res.output and clip.read_bytes() == before
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(sample("single_face.jpg"), photos / "a.jpg")
+    assert runner.invoke(app, ["faces", str(photos), "--overlay", str(photos), "-o", str(tmp_path / "f.csv")]
+                         ).exit_code == 0
+    again = runner.invoke(app, ["faces", str(photos), "--overlay", str(photos), "-o", str(tmp_path / "f.csv")])
+    assert again.exit_code == 2 and "a_faces.png: the overlay would overwrite the input" in again.output
+
+
+def test_an_interrupted_video_closes_its_overlay(tmp_path):
+    """Stopping a video analysis that writes an overlay (Ctrl-C, an abandoned generator) left the overlay
+    file open and 48 bytes long; now what was written is flushed, and no handle stays open."""
+    from aulib import Analyzer
+
+    a = Analyzer(emotion_model="none")
+    overlay = tmp_path / "o.mp4"
+    chunks = a.iter_tables(sample("WolfgangLanger_Pexels.mp4"), overlay=overlay, chunk_rows=16)
+    next(chunks)
+    chunks.close()
+    held = [os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
+            if os.path.exists(f"/proc/self/fd/{fd}")]
+    assert str(overlay) not in held and overlay.stat().st_size > 1000

@@ -376,13 +376,16 @@ def _check_meta(meta_path: Path, where: Path, meta: dict, resume: bool, existing
             try:
                 old = json.loads(meta_path.read_text(encoding="utf-8"))
             except (OSError, ValueError):
+                old = "unreadable"
+            # valid JSON that is not this shape ([], 5, {"options": null}) is as unreadable as garbage
+            if not (isinstance(old, dict) and isinstance(old.get("options", {}), dict)
+                    and isinstance(old.get("columns", []), list)):
                 raise ValueError(f"{table_text(str(meta_path))}: unreadable run metadata; cannot --resume "
                                  f"{table_text(str(where))} safely (remove it, or write a new output)") from None
-        diffs = []
-        if old is not None:
-            diffs = run_differences(old, meta)
-        elif existing_columns is not None and existing_columns != meta["columns"]:
-            diffs.append("columns differ")
+        diffs = run_differences(old, meta) if old is not None else []
+        if existing_columns is not None and existing_columns != meta["columns"] and "columns differ" not in diffs:
+            # the table itself, whatever its metadata says: a cut header, or another program's table
+            diffs.append("the table's columns differ")
         if diffs:
             raise ValueError(f"{table_text(str(where))}: --resume with other options than the run that wrote it "
                              f"({'; '.join(diffs)}): use the same options or a new output")
@@ -465,7 +468,13 @@ class CombinedSink:
             entries = _read_log(self.log)
             if self.log.exists():  # an unfinished run: cut the table back to its last complete input
                 size = self.out.stat().st_size
-                keep = int(entries[0].get("base", 0)) if entries and "base" in entries[0] else 0
+                # every log aulib writes starts with the table's size before the run ("base"): without it the
+                # log cannot say which rows are complete, and cutting the table by it would destroy rows
+                if not entries or not isinstance(entries[0].get("base"), int) or not 0 <= entries[0]["base"] <= size:
+                    raise ValueError(f"{table_text(str(self.log))}: not a progress log aulib wrote (or damaged); "
+                                     f"cannot --resume {table_text(str(self.out))} safely (remove the log to keep the "
+                                     "table as it is)")
+                keep = entries[0]["base"]
                 for e in entries:
                     end = e.get("end")
                     if isinstance(end, int) and keep <= end <= size:
@@ -475,7 +484,17 @@ class CombinedSink:
                 if keep < size:
                     os.truncate(self.out, keep)
             if self.out.stat().st_size:
-                t = read_table(self.out, columns=["input", "success", "error"] if self.fmt == "csv" else None)
+                with open(self.out, "rb") as f:
+                    f.seek(-1, os.SEEK_END)
+                    whole = f.read(1) == b"\n"
+                if not whole:  # a row cut off, and no log to cut back to the last complete input
+                    raise ValueError(f"{table_text(str(self.out))}: its last row is cut off; cannot --resume it "
+                                     "safely (repair or move it, or write a new output)")
+                try:
+                    t = read_table(self.out, columns=["input", "success", "error"] if self.fmt == "csv" else None)
+                except Exception as e:
+                    raise ValueError(f"{table_text(str(self.out))}: not a table aulib wrote ({type(e).__name__}: "
+                                     f"{e}); cannot --resume it") from None
                 failed = failed_inputs(t)
                 self.done = set(t["input"]) - failed
                 if failed:  # drop their rows, they are redone (at the end: close() restores the order)
@@ -1078,6 +1097,25 @@ def dedupe(files: list[Source]) -> tuple[list[Source], list[str]]:
     return keep, dups
 
 
+def refuse_overwriting_inputs(targets: list[Path | None], files: list[Source], what: str = "overlay") -> None:
+    """ValueError (one line) when a file this run would write is one of its inputs: ``--overlay clip.mp4``
+    on clip.mp4 replaced the video by its 3-frame overlay, and a second run with the overlays in the input
+    folder wrote ``v_overlay.mp4`` over an input before reading it."""
+    local = {}
+    for f in files:
+        if isinstance(f, Path) or (isinstance(f, str) and not is_url(f)):
+            with contextlib.suppress(OSError, RuntimeError):
+                local[Path(f).resolve()] = f
+    for t in targets:
+        if t is None:
+            continue
+        with contextlib.suppress(OSError, RuntimeError):
+            hit = local.get(Path(t).resolve())
+            if hit is not None:
+                raise ValueError(f"{table_text(str(t))}: the {what} would overwrite the input {table_text(str(hit))}; "
+                                 f"write {what}s to another folder or name")
+
+
 def _todo_overlays(overlay: Path | None, files: list[Source], todo: list[Source], warnings: list[str]) -> list:
     """Overlay targets of the inputs still to do (names chosen over all ``files``, so a resumed run
     writes the same files); an overlay *file* given for several inputs is refused with a warning."""
@@ -1086,6 +1124,7 @@ def _todo_overlays(overlay: Path | None, files: list[Source], todo: list[Source]
         warnings.append(f"{table_text(str(overlay))}: an overlay file is only for a single video input; "
                         "give a folder for several inputs (no overlays written)")
     all_overlays = overlay_paths(overlay, files)
+    refuse_overwriting_inputs(all_overlays, files)
     at = {str(p): i for i, p in enumerate(files)}
     return [all_overlays[at[str(p)]] for p in todo]
 
@@ -1132,7 +1171,13 @@ def run_batch(
             table_format(out)
             out.parent.mkdir(parents=True, exist_ok=True)
             stack.enter_context(output_lock(out.with_name(out.name + ".lock"), out))
-            existing = table_columns(out) if resume and out.exists() and out.stat().st_size else None
+            existing = None
+            if resume and out.exists() and out.stat().st_size:
+                try:
+                    existing = table_columns(out)
+                except Exception as e:  # binary garbage, a foreign file: say so, never a parser's words alone
+                    raise ValueError(f"{table_text(str(out))}: not a table aulib wrote ({type(e).__name__}: {e}); "
+                                     "cannot --resume it (move it away, or write a new output)") from None
             _check_meta(out.with_name(out.name + ".meta.json"), out, meta, resume, existing)
         if per_input is not None:
             per_input.mkdir(parents=True, exist_ok=True)

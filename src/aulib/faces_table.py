@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import pandas as pd
 
-from aulib.batch import output_paths
+from aulib.batch import output_paths, refuse_overwriting_inputs
 from aulib.draw import draw_faces
 from aulib.face import FacePipeline
 from aulib.io import ImageReadError, read_image
@@ -28,6 +28,7 @@ def faces_table(files: list[Path], cropped: bool = False, detector: str = "retin
     # overlay/<input's folder below the inputs' common parent>/<stem>_faces.png, distinct per input
     targets = output_paths(files, overlay, lambda n: f"{Path(n).stem}_faces.png", text_names=True) \
         if overlay is not None else [None] * len(files)
+    refuse_overwriting_inputs(targets, list(files))
     for p, target in zip(files, targets):
         try:
             img = read_image(p)

@@ -70,11 +70,19 @@ class OverlayWriter:
             self._out.mux(packet)
 
     def close(self) -> None:
-        if self._out is not None and not self.error:
-            try:
+        """Flush and close the file (also after an error or an interrupted analysis: the frames written so
+        far stay a playable video, and no file handle is left open)."""
+        if self._out is None:
+            return
+        try:
+            if not self.error:
                 for packet in self._stream.encode():
                     self._out.mux(packet)
+        except Exception as e:
+            self.error = f"{self.path}: overlay not written ({type(e).__name__}: {e})"
+        finally:
+            try:
                 self._out.close()
-            except Exception as e:
-                self.error = f"{self.path}: overlay not written ({type(e).__name__}: {e})"
+            except Exception as e:  # pragma: no cover - closing a broken container must not mask the analysis
+                self.error = self.error or f"{self.path}: overlay not written ({type(e).__name__}: {e})"
             self._out = None

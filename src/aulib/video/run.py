@@ -273,6 +273,8 @@ class VideoAnalysis:
             if thread is not threading.current_thread():
                 thread.join()  # it ends after the batch in hand: no model run outlives the caller
             self._thread = None
+        if self.overlay is not None:  # the frames written so far stay a playable file; no handle is left open
+            self.overlay.close()
 
 
 def _smoothed(smoother: TraceSmoother | OneEuroSmoother | None, rows: list[dict], coherent: CoherentRows,
