@@ -201,3 +201,54 @@ def test_analyze_takes_an_image_array_or_a_pil_image_as_one_image():
     assert mixed["success"].tolist() == [1, 1, 0] and mixed["error"].iloc[2] == "no face detected"
     with pytest.raises(TypeError, match="not NoneType"):  # a bad entry is refused before any work
         a.analyze([rgb, None])
+
+
+def test_options_of_the_wrong_type_are_refused_by_name():
+    """Strings are truthy: ``gaze="no"`` ran the gaze stage and ``cropped="no"`` treated a photo as a crop;
+    intrinsics of the wrong type failed inside numpy, and a unit error (1e-300, 1e300) gave NaN head poses
+    in rows marked success; an image ignored a misspelt video option that a video refused."""
+    for kw, err, says in [({"gaze": "no"}, TypeError, "gaze must be True or False"),
+                          ({"tta": "false"}, TypeError, "tta must be True or False"),
+                          ({"cropped": "yes"}, TypeError, "cropped must be True or False"),
+                          ({"intrinsics": "1234"}, TypeError, "intrinsics must be four numbers"),
+                          ({"intrinsics": 500}, TypeError, "intrinsics must be four numbers"),
+                          ({"intrinsics": (True, True, 0, 0)}, TypeError, "intrinsics must be four numbers"),
+                          ({"intrinsics": (1e-300, 1e-300, 0, 0)}, ValueError, "in pixels"),
+                          ({"intrinsics": (500, 500, -1e308, 1e308)}, ValueError, "in pixels")]:
+        with pytest.raises(err, match=says):
+            Analyzer(emotion_model="none", **kw)
+    a = Analyzer(emotion_model="none")
+    with pytest.raises(TypeError, match="cropped must be True or False"):
+        a.analyze(SMILE, cropped="no")
+    for call in (lambda: a.analyze(SMILE, evry=5), lambda: list(a.iter_tables(SMILE, bogus=1))):
+        with pytest.raises(TypeError, match="unknown video option"):
+            call()
+    for bad in (None, 5):
+        with pytest.raises(TypeError, match="path must be"):
+            list(a.iter_tables(bad))
+
+
+def test_run_takes_any_iterable_of_faces_and_refuses_other_things():
+    """An iterator was used up by the first model stage: the faces came back unscored, without an error."""
+    from aulib.io import read_image
+
+    a = Analyzer(emotion_model="none")
+    faces = a.pipeline(read_image(SMILE))
+    scored = a.run(iter(faces))
+    assert len(scored) == 1 and scored[0].au_intensity is not None and np.isfinite(scored[0].gaze).all()
+    with pytest.raises(TypeError, match="not NoneType"):
+        a.run(None)
+    with pytest.raises(TypeError, match="Face records"):
+        a.run([1])
+
+
+def test_an_analyzer_pickles_as_its_settings():
+    """``Pool().map(analyzer.analyze, files)`` failed: onnxruntime sessions cannot be pickled. The analyzer
+    travels as its settings and is rebuilt on the other side, with the same results."""
+    import pickle
+
+    a = Analyzer(emotion_model="none", intrinsics=(500, 500, 320, 240), gaze=False)
+    b = pickle.loads(pickle.dumps(a))
+    assert b.pose.intrinsics == (500.0, 500.0, 320.0, 240.0) and not b.with_gaze and b.emotion_model == "none"
+    pd_a, pd_b = a.analyze(SMILE), b.analyze(SMILE)
+    assert pd_a.drop(columns="input").equals(pd_b.drop(columns="input"))

@@ -96,6 +96,12 @@ class Analyzer:
                  smooth: bool | str = True, gaze: bool = True, tta: bool = True) -> None:
         if emotion_model not in ("cnn", "multitask", "none"):
             raise ValueError(f"emotion_model must be 'cnn', 'multitask' or 'none', not {emotion_model!r}")
+        for name, value in (("cropped", cropped), ("gaze", gaze), ("tta", tta)):
+            _check_flag(name, value)  # gaze="no" was read as True
+        # what rebuilds this analyzer in another process (pickle: multiprocessing, Dask); its onnxruntime
+        # sessions cannot be pickled and are cheap to load again
+        self._settings = dict(detector=detector, emotion_model=emotion_model, cropped=bool(cropped),
+                              intrinsics=intrinsics, smooth=smooth, gaze=bool(gaze), tta=bool(tta))
         self.pipeline = FacePipeline(detector=detector)
         au_version = LinearBank.peek_version(model_path(AUOccurrence.file))
         embedder = EmotionEmbeddingCNN(name=embedding_cnn_for(au_version))
@@ -179,6 +185,8 @@ class Analyzer:
         (``order`` does not apply). Raises :class:`~aulib.io.ImageReadError` for an array that is
         not an image, or a file that cannot be read as one (naming it).
         """
+        if cropped is not None:
+            _check_flag("cropped", cropped)  # cropped="no" was read as True
         rgb = read_image(image) if isinstance(image, (str, os.PathLike)) else to_rgb(image, order)
         if self.tta:  # the image-mode networks load while this image's faces are found
             for extra in (self._second, self._au_heads):
@@ -188,6 +196,11 @@ class Analyzer:
         faces = [self.pipeline.cropped(rgb)] if cropped else self.pipeline(rgb)
         return list(self.run(faces))
 
+    def __reduce__(self) -> tuple:
+        """Pickled as its settings and rebuilt where it is unpickled (``Pool().map(analyzer.analyze, files)``
+        failed with "cannot pickle 'onnxruntime…InferenceSession' object")."""
+        return _rebuild, (self._settings,)
+
     def run(self, faces: Sequence[Face], gaze: bool | None = None, flip: bool | None = None) -> Sequence[Face]:
         """Run every model stage on a batch of described faces (from one or many frames).
 
@@ -195,8 +208,15 @@ class Analyzer:
         which must keep up with a camera, leaves it out. ``flip``: image mode — the emotion averaged
         over each face and its mirror image and two networks, and the AUs fused with the multitask
         network's heads (default: the analyzer's ``tta``; video and live pass ``False``)."""
-        gaze = self.with_gaze if gaze is None else gaze
-        flip = self.tta if flip is None else flip
+        gaze = self.with_gaze if gaze is None else _check_flag("gaze", gaze)
+        flip = self.tta if flip is None else _check_flag("flip", flip)
+        if isinstance(faces, (str, bytes)) or not isinstance(faces, Iterable):
+            raise TypeError(f"faces must be a list of Face records, not {type(faces).__name__}")
+        faces = list(faces)  # an iterator would be used up by the first stage and leave the others nothing
+        if not all(isinstance(f, Face) for f in faces):
+            bad = next(f for f in faces if not isinstance(f, Face))
+            raise TypeError(f"faces must be Face records (from Analyzer.get or the face pipeline), not "
+                            f"{type(bad).__name__}")
         for stage in self.stages:
             if stage is self.gaze and not gaze:
                 continue
@@ -242,6 +262,12 @@ class Analyzer:
                   **video_options: object) -> Iterator[table.Rows]:
         """:meth:`iter_tables` before the DataFrame: chunks of :class:`~aulib.table.Rows` (what the
         batch runner writes, without importing pandas for a CSV/JSON output)."""
+        if not isinstance(path, (str, os.PathLike)) or not str(path):
+            raise TypeError(f"path must be an image or video file's path, not {path!r}")
+        unknown = set(video_options) - VIDEO_OPTIONS
+        if unknown:  # an image ignored them, a video raised: the same TypeError for both now
+            raise TypeError(f"unknown video option(s) {', '.join(sorted(unknown))}; "
+                            f"known: {', '.join(sorted(VIDEO_OPTIONS))}")
         if is_video(path):
             from aulib.video import iter_video_rows
 
@@ -297,6 +323,23 @@ class Analyzer:
             else:
                 parts += [rows for p in found for rows in self.iter_rows(p, cropped, **video_options)]
         return table.Rows.concat(parts, self.columns).frame()
+
+
+# Keyword options of a video analysis (aulib.video.iter_video_rows), besides the path and overlay.
+VIDEO_OPTIONS = frozenset({"every", "fps", "calibrate", "detect_every", "progress", "max_frames", "stats", "threaded",
+                           "chunk_rows", "smooth", "smooth_sigma"})
+
+
+def _rebuild(settings: dict) -> Analyzer:
+    return Analyzer(**settings)
+
+
+def _check_flag(name: str, value: object) -> bool:
+    """``value`` if it is a bool (numpy's too), else TypeError naming the option: a string like "no" or
+    "false" is truthy and was silently read as True."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise TypeError(f"{name} must be True or False, not {value!r}")
 
 
 def _is_pil(x: object) -> bool:

@@ -32,6 +32,7 @@ import numpy as np
 from aulib.face.record import Face
 
 Intrinsics = tuple[float, float, float, float]
+MAX_PIXELS = 1e6  # the largest focal length / principal point (pixels) that is not a unit error
 
 # Points used for the fit: brows, nose, eyes and outer lips (17-59). Left out: the jaw contour (0-16),
 # which dlib puts on the visible silhouette, so it slides over the 3D face as the head turns, and the
@@ -126,10 +127,22 @@ class HeadPose:
 
     def __init__(self, intrinsics: Intrinsics | None = None) -> None:
         if intrinsics is not None:
-            if len(intrinsics) != 4 or not all(np.isfinite(v) for v in intrinsics):
+            import numbers
+
+            values = list(intrinsics) if isinstance(intrinsics, (list, tuple, np.ndarray)) else None
+            if values is None or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values):
+                raise TypeError(f"intrinsics must be four numbers (fx, fy, cx, cy) in pixels, not {intrinsics!r}")
+            if len(values) != 4 or not all(np.isfinite(v) for v in values):
                 raise ValueError(f"intrinsics must be four finite numbers fx, fy, cx, cy, not {intrinsics!r}")
-            if intrinsics[0] <= 0 or intrinsics[1] <= 0:
-                raise ValueError(f"focal lengths must be positive, not {intrinsics[:2]!r}")
+            if values[0] <= 0 or values[1] <= 0:
+                raise ValueError(f"focal lengths must be positive, not {tuple(values[:2])!r}")
+            # a focal length or principal point beyond a million pixels is a unit error (mm, m), and the
+            # pose fit gives NaN there while the row still says success
+            if max(values[:2]) > MAX_PIXELS or not all(abs(v) <= MAX_PIXELS for v in values[2:]) \
+                    or min(values[:2]) < 1:
+                raise ValueError(f"intrinsics must be in pixels: fx, fy between 1 and {MAX_PIXELS:.0e}, "
+                                 f"|cx|, |cy| at most {MAX_PIXELS:.0e}; got {tuple(values)!r}")
+            intrinsics = tuple(values)
         self.intrinsics = None if intrinsics is None else tuple(float(v) for v in intrinsics)
 
     def camera(self, face: Face) -> Intrinsics:
