@@ -63,6 +63,8 @@ def table(tmp_path_factory) -> Path:
     (["bench", "VIDEO", "--frames", "-5"], "--frames"),
     (["bench", "VIDEO", "--emotion-model", "foo"], "--emotion-model must be cnn, multitask or none"),
     (["bench", "VIDEO", "--detector", "foo"], "--detector must be"),
+    # an OpenFace binary that fails: its exit and last words, not "unexpected RuntimeError … a bug in aulib"
+    (["bench", "VIDEO", "--frames", "2", "--openface", "/bin/false"], "false failed on single_face.mp4 (exit 1)"),
     (["plot", "TABLE", "-o", "x.xyz"], "x.xyz: unknown image format"),
     (["app", "--port", "-1"], "--port"),
     (["app", "--max-upload-mb", "0"], "--max-upload-mb"),

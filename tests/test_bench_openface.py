@@ -34,5 +34,5 @@ def test_a_failing_or_missing_openface_gives_no_ratio(tmp_path):
     with pytest.raises(FileNotFoundError, match="not an executable"):
         paired_openface(sample("single_face.mp4"), tmp_path / "nope", pairs=1)
     exe = _fake_openface(tmp_path, "echo 'model/main_clnf_general.txt not found' >&2\nexit 1\n")
-    with pytest.raises(RuntimeError, match="failed on single_face.mp4"):
+    with pytest.raises(OSError, match="failed on single_face.mp4"):
         paired_openface(sample("single_face.mp4"), exe, pairs=1, frames=2)

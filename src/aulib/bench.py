@@ -215,7 +215,7 @@ def paired_openface(video: str | Path, openface: str | Path, pairs: int = 3, fra
         wall = time.perf_counter() - t
         if r.returncode != 0:
             tail = " ".join((r.stderr or r.stdout).split())[-300:]
-            raise RuntimeError(f"{cmd[0]} failed on {video.name} (exit {r.returncode}): {tail}")
+            raise OSError(f"{cmd[0]} failed on {video.name} (exit {r.returncode}): {tail}")  # one error line
         return wall
 
     ours, of = [], []

@@ -10,6 +10,7 @@ shows the traceback instead.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
@@ -50,6 +51,14 @@ def _is_click_error(e: BaseException) -> bool:
     return any(c.__name__ == "ClickException" for c in type(e).__mro__)
 
 
+def _reader_gone() -> None:
+    """stdout's reader closed the pipe (``| head``): exit quietly with 0, as the other commands do, with
+    stdout pointed at /dev/null so Python's final flush does not print "Exception ignored … BrokenPipeError"."""
+    with contextlib.suppress(OSError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    raise typer.Exit(0)
+
+
 class _ErrorHandlingGroup(TyperGroup):
     """The top-level command group: turns every error of every sub-command into one stderr line."""
 
@@ -57,6 +66,8 @@ class _ErrorHandlingGroup(TyperGroup):
         """Top-level options (``aulib --bogus``) are parsed before :meth:`invoke`: same one-line errors."""
         try:
             return super().parse_args(ctx, args)
+        except BrokenPipeError:  # `aulib analyze --help | head -1`
+            _reader_gone()
         except Exception as e:
             self._usage_error(e, ctx)
             raise
@@ -76,6 +87,8 @@ class _ErrorHandlingGroup(TyperGroup):
     def invoke(self, ctx: typer.Context) -> object:
         try:
             return super().invoke(ctx)
+        except BrokenPipeError:  # `aulib bench clip.mp4 | head -1`: the reader has what it wanted
+            _reader_gone()
         except KeyboardInterrupt:  # one line and the shell's 130, not click's bare "Aborted!"
             sub = ctx.invoked_subcommand
             hint = "; the same command with --resume finishes what is left" if sub == "analyze" else ""
