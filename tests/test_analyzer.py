@@ -242,6 +242,10 @@ def test_run_takes_any_iterable_of_faces_and_refuses_other_things():
         a.run([1])
 
 
+class _Mine(Analyzer):
+    """A subclass, as a user might write one: it must pickle back as itself."""
+
+
 def test_an_analyzer_pickles_as_its_settings():
     """``Pool().map(analyzer.analyze, files)`` failed: onnxruntime sessions cannot be pickled. The analyzer
     travels as its settings and is rebuilt on the other side, with the same results."""
@@ -252,3 +256,8 @@ def test_an_analyzer_pickles_as_its_settings():
     assert b.pose.intrinsics == (500.0, 500.0, 320.0, 240.0) and not b.with_gaze and b.emotion_model == "none"
     pd_a, pd_b = a.analyze(SMILE), b.analyze(SMILE)
     assert pd_a.drop(columns="input").equals(pd_b.drop(columns="input"))
+
+    m = _Mine(emotion_model="none")
+    m.tta = False  # a setting changed after construction travels too
+    back = pickle.loads(pickle.dumps(m))
+    assert type(back) is _Mine and back.tta is False

@@ -350,7 +350,17 @@ def test_an_overlay_never_overwrites_an_input(tmp_path):
     assert runner.invoke(app, ["faces", str(photos), "--overlay", str(photos), "-o", str(tmp_path / "f.csv")]
                          ).exit_code == 0
     again = runner.invoke(app, ["faces", str(photos), "--overlay", str(photos), "-o", str(tmp_path / "f.csv")])
-    assert again.exit_code == 2 and "a_faces.png: the overlay would overwrite the input" in again.output
+    assert again.exit_code == 2 and "a_faces.png: the overlay of" in again.output
+    assert "would overwrite the input" in again.output
+    # analyze: the refusal comes before any output is opened, so the last good table is still there
+    table = tmp_path / "t2.csv"
+    args = ["analyze", str(photos / "a.jpg"), "--overlay", str(photos), "-o", str(table), "--emotion-model", "none"]
+    assert runner.invoke(app, args).exit_code == 0
+    kept = table.read_bytes()
+    args[1] = str(photos)  # now a_overlay.jpg is an input, and a.jpg's overlay would be written over it
+    refused = runner.invoke(app, args)
+    assert refused.exit_code == 2 and "would overwrite the input" in refused.output
+    assert table.read_bytes() == kept and not (tmp_path / "t2.csv.done").exists()
 
 
 def test_an_interrupted_video_closes_its_overlay(tmp_path):

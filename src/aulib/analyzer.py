@@ -199,7 +199,8 @@ class Analyzer:
     def __reduce__(self) -> tuple:
         """Pickled as its settings and rebuilt where it is unpickled (``Pool().map(analyzer.analyze, files)``
         failed with "cannot pickle 'onnxruntime…InferenceSession' object")."""
-        return _rebuild, (self._settings,)
+        settings = dict(self._settings, cropped=self.cropped, smooth=self.smooth, gaze=self.with_gaze, tta=self.tta)
+        return _rebuild, (type(self), settings)
 
     def run(self, faces: Sequence[Face], gaze: bool | None = None, flip: bool | None = None) -> Sequence[Face]:
         """Run every model stage on a batch of described faces (from one or many frames).
@@ -330,8 +331,8 @@ VIDEO_OPTIONS = frozenset({"every", "fps", "calibrate", "detect_every", "progres
                            "chunk_rows", "smooth", "smooth_sigma"})
 
 
-def _rebuild(settings: dict) -> Analyzer:
-    return Analyzer(**settings)
+def _rebuild(cls: type[Analyzer], settings: dict) -> Analyzer:
+    return cls(**settings)
 
 
 def _check_flag(name: str, value: object) -> bool:

@@ -1098,22 +1098,23 @@ def dedupe(files: list[Source]) -> tuple[list[Source], list[str]]:
 
 
 def refuse_overwriting_inputs(targets: list[Path | None], files: list[Source], what: str = "overlay") -> None:
-    """ValueError (one line) when a file this run would write is one of its inputs: ``--overlay clip.mp4``
-    on clip.mp4 replaced the video by its 3-frame overlay, and a second run with the overlays in the input
-    folder wrote ``v_overlay.mp4`` over an input before reading it."""
+    """ValueError (one line) when a file this run would write (``targets[i]``, made for ``files[i]``) is one
+    of its inputs: ``--overlay clip.mp4`` on clip.mp4 replaced the video by its 3-frame overlay, and a second
+    run with the overlays in the input folder wrote ``v_overlay.mp4`` over an input before reading it."""
+    wanted = [(t, f) for t, f in zip(targets, files) if t is not None]
+    if not wanted:
+        return
     local = {}
     for f in files:
         if isinstance(f, Path) or (isinstance(f, str) and not is_url(f)):
             with contextlib.suppress(OSError, RuntimeError):
                 local[Path(f).resolve()] = f
-    for t in targets:
-        if t is None:
-            continue
+    for t, source in wanted:
         with contextlib.suppress(OSError, RuntimeError):
             hit = local.get(Path(t).resolve())
             if hit is not None:
-                raise ValueError(f"{table_text(str(t))}: the {what} would overwrite the input {table_text(str(hit))}; "
-                                 f"write {what}s to another folder or name")
+                raise ValueError(f"{table_text(str(t))}: the {what} of {table_text(str(source))} would overwrite "
+                                 f"the input {table_text(str(hit))}; write {what}s to another folder or name")
 
 
 def _todo_overlays(overlay: Path | None, files: list[Source], todo: list[Source], warnings: list[str]) -> list:
@@ -1124,7 +1125,6 @@ def _todo_overlays(overlay: Path | None, files: list[Source], todo: list[Source]
         warnings.append(f"{table_text(str(overlay))}: an overlay file is only for a single video input; "
                         "give a folder for several inputs (no overlays written)")
     all_overlays = overlay_paths(overlay, files)
-    refuse_overwriting_inputs(all_overlays, files)
     at = {str(p): i for i, p in enumerate(files)}
     return [all_overlays[at[str(p)]] for p in todo]
 
@@ -1154,6 +1154,8 @@ def run_batch(
     if dask or scheduler:  # a callback cannot travel to a worker process
         video_options.pop("progress", None)
     files, duplicates = dedupe(list(files))
+    if overlay is not None:  # before any output is opened: a refused run must not have removed the last table
+        refuse_overwriting_inputs(overlay_paths(overlay, files), files)
     columns = list(analyzer.columns) if analyzer is not None else _columns(spec)
     meta = {"aulib_run": 1, "columns": columns, "options": run_options(spec, video_options)}
     if is_partitioned(out, partitioned):
