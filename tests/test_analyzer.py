@@ -261,3 +261,20 @@ def test_an_analyzer_pickles_as_its_settings():
     m.tta = False  # a setting changed after construction travels too
     back = pickle.loads(pickle.dumps(m))
     assert type(back) is _Mine and back.tta is False
+
+
+def test_frame_numbers_and_video_callbacks_of_the_wrong_type_are_refused():
+    """``analyze_frame(frame="a")`` failed inside the table builder, ``frame=-1`` and ``timestamp=nan`` were
+    written as given; ``stats=5``/``progress=5`` failed after the video had opened."""
+    a = Analyzer(emotion_model="none")
+    for kw in ({"frame": "a"}, {"frame": -1}, {"timestamp": float("nan")}, {"input_name": 3}):
+        with pytest.raises(TypeError, match=next(iter(kw))):
+            a.analyze_frame(SMILE, **kw)
+    df = a.analyze_frame(SMILE, frame=np.int64(3), timestamp=np.float32(0.5))
+    assert df.frame.tolist() == [3] and df.timestamp.tolist() == [0.5]
+    from .conftest import sample
+
+    clip = sample("single_face.mp4")
+    for kw, err in (({"stats": 5}, TypeError), ({"progress": 5}, TypeError), ({"smooth_sigma": "x"}, ValueError)):
+        with pytest.raises(err, match=next(iter(kw))):
+            a.analyze(clip, max_frames=2, **kw)

@@ -243,9 +243,17 @@ class Analyzer:
                       cropped: bool | None = None) -> pd.DataFrame:
         """Table of one image array (RGB by default; ``order="bgr"`` for OpenCV frames) or image file
         (its path is the ``input`` unless ``input_name`` is given)."""
+        import numbers
+
+        if isinstance(frame, bool) or not isinstance(frame, numbers.Integral) or frame < 0:
+            raise TypeError(f"frame must be a whole number ≥ 0, not {frame!r}")
+        if isinstance(timestamp, bool) or not isinstance(timestamp, numbers.Real) or not np.isfinite(timestamp):
+            raise TypeError(f"timestamp must be a finite number of seconds, not {timestamp!r}")
+        if not isinstance(input_name, str):
+            raise TypeError(f"input_name must be a string, not {type(input_name).__name__}")
         if isinstance(image, (str, os.PathLike)) and not input_name:
             input_name = str(image)
-        rows = table.face_rows(self.get(image, order, cropped), input_name, frame, timestamp)
+        rows = table.face_rows(self.get(image, order, cropped), input_name, int(frame), float(timestamp))
         return table.to_frame(rows, self.columns)
 
     def iter_tables(self, path: str | Path, cropped: bool | None = None, overlay: Path | None = None,

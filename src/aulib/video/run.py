@@ -24,6 +24,7 @@ on long videos. Only two-pass calibration holds its rows back to the end.
 from __future__ import annotations
 
 import math
+import numbers
 import queue
 import threading
 from collections import deque
@@ -332,6 +333,13 @@ def iter_video_rows(
     """
     name = str(path)
     check_count("detect_every", detect_every)  # before the file opens (the follower checks it again, later)
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress must be a function (done, total) or None, not {type(progress).__name__}")
+    if stats is not None and not isinstance(stats, dict):
+        raise TypeError(f"stats must be a dict (it receives decode counters) or None, not {type(stats).__name__}")
+    if isinstance(smooth_sigma, bool) or not isinstance(smooth_sigma, numbers.Real) or not smooth_sigma > 0 \
+            or not math.isfinite(smooth_sigma):
+        raise ValueError(f"smooth_sigma must be a positive number of seconds, not {smooth_sigma!r}")
     if smooth not in (True, False, "offline", "causal"):
         raise ValueError(f"smooth must be True, False, 'offline' or 'causal', not {smooth!r}")
     cols = trace_columns(models.aus)
