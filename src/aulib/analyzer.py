@@ -21,6 +21,7 @@ Public methods, one return type each:
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -98,10 +99,9 @@ class Analyzer:
             raise ValueError(f"emotion_model must be 'cnn', 'multitask' or 'none', not {emotion_model!r}")
         for name, value in (("cropped", cropped), ("gaze", gaze), ("tta", tta)):
             _check_flag(name, value)  # gaze="no" was read as True
-        # what rebuilds this analyzer in another process (pickle: multiprocessing, Dask); its onnxruntime
-        # sessions cannot be pickled and are cheap to load again
-        self._settings = dict(detector=detector, emotion_model=emotion_model, cropped=bool(cropped),
-                              intrinsics=intrinsics, smooth=smooth, gaze=bool(gaze), tta=bool(tta))
+        # with the attributes below, what rebuilds this analyzer in another process (pickle: multiprocessing,
+        # Dask); its onnxruntime sessions cannot be pickled and are cheap to load again
+        self._settings = dict(detector=detector, emotion_model=emotion_model, intrinsics=intrinsics)
         self.pipeline = FacePipeline(detector=detector)
         au_version = LinearBank.peek_version(model_path(AUOccurrence.file))
         embedder = EmotionEmbeddingCNN(name=embedding_cnn_for(au_version))
@@ -243,8 +243,6 @@ class Analyzer:
                       cropped: bool | None = None) -> pd.DataFrame:
         """Table of one image array (RGB by default; ``order="bgr"`` for OpenCV frames) or image file
         (its path is the ``input`` unless ``input_name`` is given)."""
-        import numbers
-
         if isinstance(frame, bool) or not isinstance(frame, numbers.Integral) or frame < 0:
             raise TypeError(f"frame must be a whole number ≥ 0, not {frame!r}")
         if isinstance(timestamp, bool) or not isinstance(timestamp, numbers.Real) or not np.isfinite(timestamp):

@@ -493,8 +493,7 @@ class CombinedSink:
                 try:
                     t = read_table(self.out, columns=["input", "success", "error"] if self.fmt == "csv" else None)
                 except Exception as e:
-                    raise ValueError(f"{table_text(str(self.out))}: not a table aulib wrote ({type(e).__name__}: "
-                                     f"{e}); cannot --resume it") from None
+                    raise _not_a_table(self.out, e) from None
                 failed = failed_inputs(t)
                 self.done = set(t["input"]) - failed
                 if failed:  # drop their rows, they are redone (at the end: close() restores the order)
@@ -1097,7 +1096,13 @@ def dedupe(files: list[Source]) -> tuple[list[Source], list[str]]:
     return keep, dups
 
 
-def refuse_overwriting_inputs(targets: list[Path | None], files: list[Source], what: str = "overlay") -> None:
+def _not_a_table(out: Path, e: Exception) -> ValueError:
+    """What ``--resume`` says of an output it cannot read as a table: one line naming the file."""
+    return ValueError(f"{table_text(str(out))}: not a table aulib wrote ({type(e).__name__}: {e}); cannot --resume "
+                      "it (move it away, or write a new output)")
+
+
+def refuse_overwriting_inputs(targets: list[Path | None], files: list[Source]) -> None:
     """ValueError (one line) when a file this run would write (``targets[i]``, made for ``files[i]``) is one
     of its inputs: ``--overlay clip.mp4`` on clip.mp4 replaced the video by its 3-frame overlay, and a second
     run with the overlays in the input folder wrote ``v_overlay.mp4`` over an input before reading it."""
@@ -1113,8 +1118,8 @@ def refuse_overwriting_inputs(targets: list[Path | None], files: list[Source], w
         with contextlib.suppress(OSError, RuntimeError):
             hit = local.get(Path(t).resolve())
             if hit is not None:
-                raise ValueError(f"{table_text(str(t))}: the {what} of {table_text(str(source))} would overwrite "
-                                 f"the input {table_text(str(hit))}; write {what}s to another folder or name")
+                raise ValueError(f"{table_text(str(t))}: the overlay of {table_text(str(source))} would overwrite "
+                                 f"the input {table_text(str(hit))}; write overlays to another folder or name")
 
 
 def _todo_overlays(overlay: Path | None, files: list[Source], todo: list[Source], warnings: list[str]) -> list:
@@ -1178,8 +1183,7 @@ def run_batch(
                 try:
                     existing = table_columns(out)
                 except Exception as e:  # binary garbage, a foreign file: say so, never a parser's words alone
-                    raise ValueError(f"{table_text(str(out))}: not a table aulib wrote ({type(e).__name__}: {e}); "
-                                     "cannot --resume it (move it away, or write a new output)") from None
+                    raise _not_a_table(out, e) from None
             _check_meta(out.with_name(out.name + ".meta.json"), out, meta, resume, existing)
         if per_input is not None:
             per_input.mkdir(parents=True, exist_ok=True)

@@ -130,8 +130,9 @@ class RunningOpenLevels:
         self.min_seconds = float(min_seconds)
         self._hist: dict[object, np.ndarray] = {}
         self._start: dict[object, float] = {}
-        self._seen: dict[object, int] = {}  # track → when it was last updated (faces so far)
-        self._count = 0
+        from aulib.video.track import RecentTracks  # here: aulib.video imports this module
+
+        self._recent = RecentTracks(KEEP_TRACKS)
 
     def level(self, track: object, now: float) -> float:
         """The open-eye level of ``track`` at time ``now`` (seconds): the population's until the track
@@ -152,14 +153,11 @@ class RunningOpenLevels:
                 self._hist[f.id] = np.zeros(_BINS, np.int64)
                 self._start[f.id] = now
             self._hist[f.id][min(int(ear / _BIN), _BINS - 1)] += 1
-            self._count += 1
-            self._seen[f.id] = self._count
+            self._recent.touch(f.id)
             level = self.level(f.id, now)
             f.extra["ear_open"] = level
             f.blink = np.array(closure(ear, level), np.float64)
-        from aulib.video.track import forget_oldest
-
-        forget_oldest(self._seen, max(KEEP_TRACKS, len(faces)), self._hist, self._start)
+        self._recent.trim(self._hist, self._start, at_least=len(faces))
 
 
 class Blink:

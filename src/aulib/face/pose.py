@@ -22,6 +22,7 @@ principal point at the image centre; pass real ``(fx, fy, cx, cy)`` for a calibr
 from __future__ import annotations
 
 import json
+import numbers
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -127,8 +128,6 @@ class HeadPose:
 
     def __init__(self, intrinsics: Intrinsics | None = None) -> None:
         if intrinsics is not None:
-            import numbers
-
             values = list(intrinsics) if isinstance(intrinsics, (list, tuple, np.ndarray)) else None
             if values is None or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values):
                 raise TypeError(f"intrinsics must be four numbers (fx, fy, cx, cy) in pixels, not {intrinsics!r}")

@@ -6,7 +6,7 @@ from typing import Literal
 
 import numpy as np
 
-from aulib.video.track import forget_oldest
+from aulib.video.track import RecentTracks
 
 # Tracks whose window a streaming calibrator keeps (the most recently seen; ``window`` × features float32,
 # ≈ 9 MB each): more faces at once than this is a crowd, and a track not among them is gone.
@@ -38,8 +38,7 @@ class NeutralCalibrator:
         self._scores: dict[int, np.ndarray] = {}
         self._n: dict[int, int] = {}
         self._neutral: dict[int, np.ndarray] = {}
-        self._seen: dict[int, int] = {}  # running: track → when it was last calibrated (calls so far)
-        self._calls = 0
+        self._recent = RecentTracks(KEEP_TRACKS)  # running: which tracks keep their window
 
     def neutral(self, X: np.ndarray, scores: np.ndarray | None = None) -> np.ndarray:
         """Median of the rows of ``X`` whose ``scores`` are in the lowest ``rest_fraction``."""
@@ -53,13 +52,12 @@ class NeutralCalibrator:
         """Calibrate rows of ``X`` (one per face, ids given) with the estimate from past frames."""
         out = X.copy()
         sc = np.zeros(len(X), np.float32) if scores is None else np.asarray(scores, np.float32)
-        self._calls += 1
         for tid in ids:
-            self._seen[tid] = self._calls
+            self._recent.touch(tid)
         # a stream meets new track ids without end (a scene cut starts new ones): only the most recently
         # seen KEEP_TRACKS keep their window of vectors (≈ 9 MB each), so memory stays bounded
         # (never the faces of this call: a crowd larger than KEEP_TRACKS keeps them all)
-        forget_oldest(self._seen, max(KEEP_TRACKS, len(set(ids))), self._buf, self._scores, self._n, self._neutral)
+        self._recent.trim(self._buf, self._scores, self._n, self._neutral, at_least=len(set(ids)))
         for j, tid in enumerate(ids):
             buf = self._buf.get(tid)
             if buf is None:

@@ -82,7 +82,7 @@ def _from_crop(m: np.ndarray, anchor: tuple[float, float, float, float]) -> tupl
 
 
 def appearance(face: Face) -> tuple[np.ndarray, np.ndarray] | None:
-    """(mask, standardised pixels) of a described face's masked crop at 28×28, for :func:`similarity`."""
+    """(mask, gray pixels) of a described face's masked crop at 28×28, for :func:`similarity`."""
     if face.masked is None or face.mask is None:
         return None
     gray = cv2.resize(face.masked, (28, 28), interpolation=cv2.INTER_AREA).astype(np.float32)

@@ -221,17 +221,18 @@ class FrameReader:
     def _decoded(self) -> Iterator[Any]:
         """Every decodable frame, packet by packet: a corrupt packet in the middle of a file costs the
         frames it held, not the rest of the video (``container.decode`` stopped at the first one). The
-        skipped packets are counted in ``self._bad`` (with the first one's error); a run of
-        :data:`MAX_BAD_PACKETS` in a row ends decoding with that error (a file that is garbage from there on)."""
-        self._bad: list = [0, None]  # [count, (frame index before the first, its error)]
+        skipped packets are counted in ``self._bad_packets`` (the first one's error kept in
+        ``self._bad_error``); a run of :data:`MAX_BAD_PACKETS` in a row ends decoding with that error (a file
+        that is garbage from there on)."""
+        self._bad_packets = 0
+        self._bad_error: BaseException | None = None
         run = 0
         for packet in self._container.demux(self._stream):  # ends with an empty packet that flushes the decoder
             try:
                 frames = packet.decode()
             except Exception as e:  # av.error.InvalidDataError and other FFmpeg errors of one packet
-                self._bad[0] += 1
-                if self._bad[1] is None:
-                    self._bad[1] = (self.stats.decoded - 1, e)
+                self._bad_packets += 1
+                self._bad_error = self._bad_error or e
                 run += 1
                 if run >= MAX_BAD_PACKETS:
                     raise
@@ -252,7 +253,7 @@ class FrameReader:
                 index = st.decoded + lost
                 st.decoded += 1
                 t = self._time(frame, index)
-                if self._bad[0] and frame.pts is not None and st.rate:
+                if self._bad_packets and frame.pts is not None and st.rate:
                     # frames lost in skipped packets: the next frames keep their own numbers (by their time),
                     # so ``frame`` still matches the file (and another tool's rows) after the damage
                     gap = round(t * st.rate) - index
@@ -296,11 +297,11 @@ class FrameReader:
                 of = f"{st.decoded} of {st.declared} frames" if st.declared else f"{st.decoded} frames"
                 st.error = (f"{self.path}: video truncated: decoded {of} "
                             f"(stream ends at {st.last_time:.2f} s of {self._duration:.2f} s)")
-            elif self._bad[0]:
-                _, e = self._bad[1]
+            elif self._bad_error is not None:
+                e = self._bad_error
                 where = ", ".join(f"{a}" if a == b else f"{a}–{b}" for a, b in gaps[:5])
                 what = f"{lost} frame(s) lost: {where}{' …' if len(gaps) > 5 else ''}" if gaps else "no frame lost"
-                st.error = (f"{self.path}: video damaged: {self._bad[0]} corrupt packet(s) skipped, {what} "
+                st.error = (f"{self.path}: video damaged: {self._bad_packets} corrupt packet(s) skipped, {what} "
                             f"({type(e).__name__}: {self._message(e)}); every other frame was analysed")
         finally:
             st.seconds += time.perf_counter() - t0

@@ -24,7 +24,6 @@ on long videos. Only two-pass calibration holds its rows back to the end.
 from __future__ import annotations
 
 import math
-import numbers
 import queue
 import threading
 from collections import deque
@@ -54,7 +53,7 @@ from aulib.video.calibrate import NeutralCalibrator
 from aulib.video.follow import DEFAULT_DETECT_EVERY, FaceFollower
 from aulib.video.overlay import OverlayWriter
 from aulib.video.reader import FrameReader, VideoReadError, check_count
-from aulib.video.smooth import DEFAULT_SIGMA_S, OneEuroSmoother, TraceSmoother
+from aulib.video.smooth import DEFAULT_SIGMA_S, OneEuroSmoother, TraceSmoother, check_sigma
 
 # Faces per batched model call: large enough to amortise onnxruntime call overhead, small enough
 # to keep the model thread close behind the face thread.
@@ -337,9 +336,7 @@ def iter_video_rows(
         raise TypeError(f"progress must be a function (done, total) or None, not {type(progress).__name__}")
     if stats is not None and not isinstance(stats, dict):
         raise TypeError(f"stats must be a dict (it receives decode counters) or None, not {type(stats).__name__}")
-    if isinstance(smooth_sigma, bool) or not isinstance(smooth_sigma, numbers.Real) or not smooth_sigma > 0 \
-            or not math.isfinite(smooth_sigma):
-        raise ValueError(f"smooth_sigma must be a positive number of seconds, not {smooth_sigma!r}")
+    check_sigma(smooth_sigma, "smooth_sigma")  # also when smoothing is off, before the file opens
     if smooth not in (True, False, "offline", "causal"):
         raise ValueError(f"smooth must be True, False, 'offline' or 'causal', not {smooth!r}")
     cols = trace_columns(models.aus)

@@ -27,17 +27,26 @@ occurrences (``_c``: decisions of their own classifiers), emotion outputs, landm
 from __future__ import annotations
 
 import math
+import numbers
 from collections import defaultdict, deque
 from collections.abc import Sequence
 
 import numpy as np
 
-from aulib.video.track import forget_oldest
+from aulib.video.track import RecentTracks
 
 # Gaussian sigma in seconds for offline smoothing: about 2 frames at 24–30 fps. Chosen on the Pexels
 # clip (see tests/test_video.py and the README): jitter 0.26 → below OpenFace's 0.064 while the
 # correlation with OpenFace's AU traces rises; wider kernels flatten short expressions.
 DEFAULT_SIGMA_S = 0.08
+
+
+def check_sigma(sigma_s: object, name: str = "smoothing sigma") -> None:
+    """ValueError naming ``name`` unless ``sigma_s`` is a positive, finite number of seconds (a string,
+    None or NaN too)."""
+    if isinstance(sigma_s, bool) or not isinstance(sigma_s, numbers.Real) or not (sigma_s > 0
+                                                                                 and math.isfinite(sigma_s)):
+        raise ValueError(f"{name} must be a positive number of seconds, not {sigma_s!r}")
 
 
 def _key(row: dict) -> int | None:
@@ -58,8 +67,7 @@ class TraceSmoother:
         """``scale``: per column, a factor on ``sigma_s`` (default 1); ``unit_vectors``: groups of
         columns that hold a unit vector, renormalised after smoothing; ``angles``: columns in radians
         that wrap at ±π, averaged as angles (:func:`_unwrap`)."""
-        if not (sigma_s > 0 and math.isfinite(sigma_s)):
-            raise ValueError(f"smoothing sigma must be a positive number of seconds, not {sigma_s!r}")
+        check_sigma(sigma_s)
         self.columns = list(columns)
         self.sigma = float(sigma_s)
         self.sigmas = self.sigma * (np.ones(len(self.columns)) if scale is None else np.asarray(scale, np.float64))
@@ -188,8 +196,7 @@ class _OneEuro:
             self.t, self.x, self.dx = t, x.copy(), np.zeros_like(x)
             return x
         dt = t - self.t
-        if self.angles.any():  # follow an angle across ±π from the filtered value, wrap the output back
-            x = _unwrap(x, self.x, self.angles)
+        x = _unwrap(x, self.x, self.angles)  # follow an angle across ±π from the filtered value (wrapped back below)
         prev = np.where(np.isfinite(self.x), self.x, x)
         dx = (x - prev) / dt
         a_d = self._alpha(self.d_cutoff, dt)
@@ -198,8 +205,7 @@ class _OneEuro:
         a = self._alpha(cutoff, dt)
         out = np.where(np.isfinite(x), a * x + (1 - a) * prev, prev)
         self.t, self.x, self.dx = t, out, dx_hat
-        return _wrap(np.where(np.isfinite(x), out, x), self.angles) if self.angles.any() else np.where(
-            np.isfinite(x), out, x)
+        return _wrap(np.where(np.isfinite(x), out, x), self.angles)
 
 
 class OneEuroSmoother:
@@ -218,8 +224,7 @@ class OneEuroSmoother:
         self.angles = _angle_mask(self.columns, angles)
         self.unit_vectors = [list(g) for g in unit_vectors]
         self._state: dict[int, _OneEuro] = {}
-        self._seen: dict[int, int] = {}  # track → when it was last filtered (rows so far)
-        self._count = 0
+        self._recent = RecentTracks(KEEP_TRACKS)
 
     def push(self, rows: Sequence[dict]) -> list[dict]:
         tracks = set()
@@ -229,15 +234,14 @@ class OneEuroSmoother:
                 continue
             tracks.add(k)
             f = self._state.setdefault(k, _OneEuro(*self.params, angles=self.angles))
-            self._count += 1
-            self._seen[k] = self._count
+            self._recent.touch(k)
             x = np.array([r.get(c, np.nan) for c in self.columns], np.float64)
             y = f(float(r.get("timestamp") or 0.0), x)
             for c, v in zip(self.columns, y):
                 if np.isfinite(v):
                     r[c] = float(v)
             _renormalise(r, self.unit_vectors)
-        forget_oldest(self._seen, max(KEEP_TRACKS, len(tracks)), self._state)
+        self._recent.trim(self._state, at_least=len(tracks))
         return list(rows)
 
     def finish(self) -> list[dict]:

@@ -110,13 +110,27 @@ class FaceTracker:
             del self.tracks[tid]
 
 
-def forget_oldest(last_used: dict, keep: int, *states: dict) -> None:
-    """Forget the tracks beyond the ``keep`` most recently used (``last_used``: track → a counter of when
-    it was last used) in ``last_used`` and every per-track ``states`` dict: a live stream meets new track
-    ids without end (every scene cut starts new ones), and per-track state must not grow with them."""
-    if len(last_used) <= keep:
-        return
-    for tid in sorted(last_used, key=last_used.__getitem__)[: len(last_used) - keep]:
-        last_used.pop(tid, None)
-        for state in states:
-            state.pop(tid, None)
+class RecentTracks:
+    """Which tracks were used most recently, so a stream's per-track state stays bounded: a live stream
+    meets new track ids without end (every scene cut starts new ones). :meth:`touch` each track as it is
+    used, then :meth:`trim` the state dicts to the ``keep`` most recently used tracks."""
+
+    def __init__(self, keep: int) -> None:
+        self.keep = keep
+        self._last: dict = {}  # track → when it was last used (a running count)
+        self._n = 0
+
+    def touch(self, track: object) -> None:
+        self._n += 1
+        self._last[track] = self._n
+
+    def trim(self, *states: dict, at_least: int = 0) -> None:
+        """Forget, in every ``states`` dict, the tracks beyond the ``max(keep, at_least)`` most recently
+        used (``at_least``: the tracks of the batch in hand, which are never forgotten)."""
+        keep = max(self.keep, at_least)
+        if len(self._last) <= keep:
+            return
+        for tid in sorted(self._last, key=self._last.__getitem__)[: len(self._last) - keep]:
+            del self._last[tid]
+            for state in states:
+                state.pop(tid, None)
