@@ -60,6 +60,14 @@ def table(tmp_path_factory) -> Path:
     (["faces", "IMG", "-o", "x.txt"], "unknown output format"),
     (["analyze", "IMG", ""], "empty path"),  # Path("") is ".": it used to analyse the working folder
     (["faces", ""], "empty path"),
+    # an empty option value (an unset shell variable) was Path("."): --per-input "" wrote into the
+    # working folder, --overlay "" was dropped; refused for every option that takes a value
+    (["analyze", "IMG", "--per-input", ""], "'--per-input': an empty value"),
+    (["analyze", "IMG", "-o", ""], "'-o': an empty value"),
+    (["analyze", "IMG", "--out="], "'--out': an empty value"),
+    (["faces", "IMG", "--overlay", ""], "'--overlay': an empty value"),
+    (["plot", "TABLE", "-o", ""], "'-o': an empty value"),
+    (["train", "svm", "--data", ""], "train svm --help)"),
     (["bench", "VIDEO", "--frames", "-5"], "--frames"),
     (["bench", "VIDEO", "--emotion-model", "foo"], "--emotion-model must be cnn, multitask or none"),
     (["bench", "VIDEO", "--detector", "foo"], "--detector must be"),

@@ -51,6 +51,30 @@ def _is_click_error(e: BaseException) -> bool:
     return any(c.__name__ == "ClickException" for c in type(e).__mro__)
 
 
+def _refuse_empty_values(group: TyperGroup, ctx: typer.Context, args: list[str]) -> None:
+    """Refuse an option given an empty string (``-o ""``, ``--per-input=$UNSET``) before click reads it.
+
+    click turns ``""`` into ``Path(".")``: ``--per-input ""`` wrote tables into the working folder,
+    ``--overlay ""`` was dropped, ``-o ""`` was refused as "'.': unknown output format". An empty value
+    is nearly always an unset shell variable; no option of aulib means "here" by it."""
+    cmd: object = group
+    rest = list(args)
+    where = ctx
+    while hasattr(cmd, "get_command") and rest and not rest[0].startswith("-"):
+        name = rest.pop(0)
+        cmd = cmd.get_command(ctx, name)  # type: ignore[attr-defined]
+        if cmd is None:
+            return  # an unknown command: click's own error
+        where = typer.Context(cmd, parent=where, info_name=name)  # type: ignore[arg-type]
+    takes_value = {name for p in getattr(cmd, "params", []) if getattr(p, "param_type_name", "") == "option"
+                   and not getattr(p, "is_flag", False) and not getattr(p, "count", False) for name in p.opts}
+    for i, tok in enumerate(rest):
+        name, eq, value = tok.partition("=")
+        if name in takes_value and ((eq and not value) or (not eq and i + 1 < len(rest) and rest[i + 1] == "")):
+            raise typer.BadParameter("an empty value ('') is not allowed (an unset variable?)", ctx=where,
+                                     param_hint=f"'{name}'")
+
+
 def _reader_gone() -> None:
     """stdout's reader closed the pipe (``| head``): exit quietly with 0, as the other commands do, with
     stdout pointed at /dev/null so Python's final flush does not print "Exception ignored … BrokenPipeError"."""
@@ -65,6 +89,7 @@ class _ErrorHandlingGroup(TyperGroup):
     def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
         """Top-level options (``aulib --bogus``) are parsed before :meth:`invoke`: same one-line errors."""
         try:
+            _refuse_empty_values(self, ctx, args)
             return super().parse_args(ctx, args)
         except BrokenPipeError:  # `aulib analyze --help | head -1`
             _reader_gone()
