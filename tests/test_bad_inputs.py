@@ -428,3 +428,16 @@ def test_video_options_the_cli_would_refuse_are_refused_by_the_api(analyzer, opt
     with pytest.raises(ValueError, match=rf"^{name} must be .*not {re.escape(repr(option[name]))}"):
         analyzer.analyze(sample("single_face.mp4"), **option)
     assert threading.active_count() == before
+
+
+def test_video_options_on_images_only_are_named_not_silently_ignored(tmp_path):
+    """--calibrate (or --every, --no-smooth …) with no video among the inputs changed nothing and said
+    nothing: the user believed the table calibrated."""
+    out = tmp_path / "c.csv"
+    res = runner.invoke(app, ["analyze", str(sample("single_face.jpg")), "--calibrate", "--no-smooth",
+                              "-o", str(out), "--emotion-model", "none"])
+    assert res.exit_code == 0 and out.is_file(), res.output
+    assert "warning: --calibrate, --no-smooth act on videos only, and no input is a video" in res.stderr
+    res = runner.invoke(app, ["analyze", str(sample("single_face.jpg")), str(sample("single_face.mp4")),
+                              "--calibrate", "--max-frames", "2", "-o", str(out), "--emotion-model", "none"])
+    assert res.exit_code == 0 and "warning" not in res.stderr, res.output

@@ -324,6 +324,15 @@ def analyze(
                      "calibrate": calibrate_mode if calibrate else False, "smooth": smooth}
     from aulib.io import is_video
 
+    if not any(is_video(f) for f in files):  # said, not silently ignored: the user expected them to act
+        unused = [name for name, given in (
+            ("--calibrate", calibrate), ("--calibrate-mode", calibrate_mode != "video"), ("--every", every != 1),
+            ("--fps", fps is not None), ("--detect-every", detect_every != 10), ("--max-frames", max_frames is not None),
+            ("--no-smooth", not smooth)) if given]
+        if unused:
+            err.print(f"[yellow]warning:[/yellow] {', '.join(unused)} "
+                      f"{'acts' if len(unused) == 1 else 'act'} on videos only, and no input is a video")
+
     one_video = len(files) == 1 and is_video(files[0]) and not (dask or scheduler)
     with _progress(2 if one_video else len(files)) as prog:
         task = prog.add_task("analyze", total=len(files))
