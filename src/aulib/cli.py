@@ -327,8 +327,8 @@ def analyze(
     if not any(is_video(f) for f in files):  # said, not silently ignored: the user expected them to act
         unused = [name for name, given in (
             ("--calibrate", calibrate), ("--calibrate-mode", calibrate_mode != "video"), ("--every", every != 1),
-            ("--fps", fps is not None), ("--detect-every", detect_every != 10), ("--max-frames", max_frames is not None),
-            ("--no-smooth", not smooth)) if given]
+            ("--fps", fps is not None), ("--detect-every", detect_every != 10),
+            ("--max-frames", max_frames is not None), ("--no-smooth", not smooth)) if given]
         if unused:
             err.print(f"[yellow]warning:[/yellow] {', '.join(unused)} "
                       f"{'acts' if len(unused) == 1 else 'act'} on videos only, and no input is a video")
