@@ -53,6 +53,26 @@ def test_missing_detector_model_names_the_file(tmp_path: Path, monkeypatch: pyte
         RetinaFaceDetector()
 
 
+@pytest.mark.parametrize("missing,options", [
+    ("iris_landmark.onnx", {}), ("emotion_cnn_ema.onnx", {}), ("multitask_cnn.onnx", {"gaze": False}),
+])
+def test_networks_loaded_on_first_use_are_checked_when_the_analyzer_is_made(
+        missing: str, options: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The iris network and the images' second opinions load when first needed: a broken install missing
+    one gave every input of a batch its own error row; now the analyzer is refused once, naming the file.
+    Without the option that needs it (``gaze=False``, ``tta=False``), the analyzer works without the file."""
+    from aulib import Analyzer
+
+    for f in MODELS_DIR.iterdir():
+        if f.is_file() and f.name != missing:
+            (tmp_path / f.name).symlink_to(f)
+    monkeypatch.setattr(models, "MODELS_DIR", tmp_path)
+    with pytest.raises(ModelFileError, match=rf"{missing.replace('.', '[.]')}: model file not found"):
+        Analyzer(**options)
+    without = {"iris_landmark.onnx": {"gaze": False}}.get(missing, {"tta": False, **options})
+    assert Analyzer(**without).get(str(Path(__file__).parent.parent / "src/aulib/data/sample_face.jpg"))
+
+
 def test_tampered_or_foreign_detector_model_is_refused(tmp_path: Path) -> None:
     bad = tmp_path / "retinaface_mnet025.onnx"
     data = bytearray((MODELS_DIR / "retinaface_mnet025.onnx").read_bytes())

@@ -39,7 +39,7 @@ from aulib.au.models import AUIntensity, AUOccurrence
 from aulib.cnn.inference import AUHeads, EmotionCNN, MultitaskCNN, SecondOpinion
 from aulib.face import Face, FacePipeline
 from aulib.face.blink import Blink
-from aulib.face.gaze import Gaze
+from aulib.face.gaze import IRIS_FILE, Gaze
 from aulib.face.pose import HeadPose, Intrinsics
 from aulib.face.quality import FitConfidence
 from aulib.io import ImageReadError, expand_inputs, is_video, read_image, to_rgb
@@ -153,6 +153,13 @@ class Analyzer:
                                               self._au_heads) if s is not None)
         self.cropped = cropped
         self.columns = table.columns(self.aus, self.mt_aus, emotion=emotion_model != "none")
+        # The networks loaded when first needed (the iris network; the images' second emotion network
+        # and AU heads) are checked against the manifest now (a stat once verified): a missing or damaged
+        # file is one error when the analyzer is made, not an error row for every input of a batch.
+        lazy = ([IRIS_FILE] if self.with_gaze else []) + [s.name for s in (self._second, self._au_heads)
+                                                          if s is not None and self.tta]
+        for name in lazy:
+            model_path(name)
 
     @property
     def occurrence_thresholds(self) -> np.ndarray | None:

@@ -41,6 +41,7 @@ from aulib.face.blink import eye_aspect_ratios
 from aulib.face.pose import HeadPose, matrix_from_euler, mean_face_3d
 from aulib.face.record import Face
 
+IRIS_FILE = "iris_landmark.onnx"
 EYE_CROP = 64  # the network's input side (pixels)
 EYE_SCALE = 2.3  # crop side / eye-corner distance (MediaPipe's eye region)
 # Per eye, OpenFace order: (image-left corner, image-right corner, mirrored for the network).
@@ -85,7 +86,7 @@ def eye_crops(image: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.
 def _session(path: str) -> Any:
     from aulib.models import onnx_session, session_cache_key
 
-    return onnx_session(path, path, cache_key=session_cache_key("iris_landmark.onnx"))
+    return onnx_session(path, path, cache_key=session_cache_key(IRIS_FILE))
 
 
 class IrisModel:
@@ -95,7 +96,7 @@ class IrisModel:
     def __init__(self, model_path: str | None = None) -> None:
         from aulib.models import model_path as checked
 
-        self.session = _session(str(checked("iris_landmark.onnx", model_path)))
+        self.session = _session(str(checked(IRIS_FILE, model_path)))
         self._input = self.session.get_inputs()[0].name
 
     def __call__(self, crops: np.ndarray) -> np.ndarray:
