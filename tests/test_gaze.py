@@ -200,3 +200,33 @@ def test_gaze_can_be_left_out(analyzer, tmp_path):
     assert pd.read_csv(out)["gaze_angle_x"].isna().all()
     again = subprocess.run(cmd + ["--resume"], capture_output=True, text=True)
     assert again.returncode == 2 and "resume" in again.stderr
+
+
+def test_a_shut_eye_is_not_run_through_the_iris_network(analyzer):
+    """A shut eye gets no gaze whatever the network says, so its crop is not run (3.5 ms per face with both
+    eyes): the open eye's gaze is the one both-eyes gave, the shut eye has neither gaze nor iris points."""
+    import copy
+
+    face = analyzer.get(str(sample("single_face.jpg")))[0]
+    assert np.isfinite(face.gaze).all()
+    shut = copy.deepcopy(face)
+    lm = shut.landmarks.copy()
+    for top, bottom in ((37, 41), (38, 40)):  # the image-left eye's lids onto their midpoint: EAR 0
+        lm[top] = lm[bottom] = (lm[top] + lm[bottom]) / 2
+    shut.landmarks = lm
+    gaze = analyzer.gaze
+    real, seen = gaze.iris, []
+
+    class Counting:
+        def __call__(self, crops: np.ndarray) -> np.ndarray:
+            seen.append(len(crops))
+            return real(crops)
+
+    gaze._iris = Counting()
+    try:
+        gaze.run([shut])
+    finally:
+        gaze._iris = real
+    assert seen == [1]
+    assert np.isnan(shut.gaze[:3]).all() and np.isnan(shut.extra["iris"][0]).all()
+    assert np.allclose(shut.gaze[3:6], face.gaze[3:6]) and np.allclose(shut.extra["iris"][1], face.extra["iris"][1])
