@@ -30,9 +30,9 @@ from aulib.app.common import (
     server_load,
 )
 from aulib.draw import draw_corner_tag, draw_faces
+from aulib.face.detect import iou
 from aulib.face.record import Face
 from aulib.video.follow import FaceFollower
-from aulib.video.track import iou
 
 # The live stream follows faces like a video file does: the detector (the costliest stage) runs every
 # LIVE_DETECT_EVERY frames, landmarks follow each face in between; a degraded fit, a scene cut or a

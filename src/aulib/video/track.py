@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from aulib.face.detect import iou
+
 
 @dataclass
 class Track:
@@ -30,16 +32,6 @@ class Track:
     score: float
     last_frame: int
     extra: dict = field(default_factory=dict)
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    """Intersection over union of two (x, y, w, h) boxes."""
-    ax1, ay1, ax2, ay2 = a[0], a[1], a[0] + a[2], a[1] + a[3]
-    bx1, by1, bx2, by2 = b[0], b[1], b[0] + b[2], b[1] + b[3]
-    iw, ih = max(0.0, min(ax2, bx2) - max(ax1, bx1)), max(0.0, min(ay2, by2) - max(ay1, by1))
-    inter = iw * ih
-    union = a[2] * a[3] + b[2] * b[3] - inter
-    return float(inter / union) if union > 0 else 0.0
 
 
 def _centre_close(a: np.ndarray, b: np.ndarray) -> float:
