@@ -107,6 +107,31 @@ def test_second_writer_is_refused(tmp_path, analyzer):
         assert not out.exists()
     run_batch(files, SPEC, out=out, analyzer=analyzer)  # released: works
     assert len(read_table(out)) == 1
+    assert not (tmp_path / "t.parquet.lock").exists()  # and leaves no lock file behind
+
+
+def test_a_lock_file_removed_as_it_was_locked_counts_as_held(tmp_path, monkeypatch):
+    """The lock file is removed at the end of a run. A second process that opened it just before could
+    then lock the removed file while a third locks a new one: both would write. After locking, the path
+    must still name the locked file."""
+    from aulib.batch import output_lock
+
+    lock = tmp_path / "t.csv.lock"
+    real_flock = fcntl.flock
+
+    def flock_then_replaced(fd, op):  # the first holder ends (removes the file) just as we lock
+        real_flock(fd, op)
+        if op & fcntl.LOCK_EX:
+            lock.unlink()
+            lock.touch()
+
+    monkeypatch.setattr(fcntl, "flock", flock_then_replaced)
+    with pytest.raises(ValueError, match="another aulib process is writing"), output_lock(lock, tmp_path / "t.csv"):
+        pass
+    monkeypatch.setattr(fcntl, "flock", real_flock)
+    with output_lock(lock, tmp_path / "t.csv"):
+        assert lock.exists()
+    assert not lock.exists()
 
 
 def _interrupt_after(n: int):

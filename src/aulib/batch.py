@@ -24,9 +24,10 @@ Design choices, and why:
   appending rows that do not fit.
 * **One writer per output.** ``OUT.lock`` (``DIR/.aulib.lock``) is locked with ``fcntl.flock``
   (exclusive, non-blocking) for the whole run: a second process on the same output fails at once
-  with a clear message instead of interleaving or deleting rows. The lock file stays (removing
-  it would let a third process lock a fresh file while the second still holds the old one);
-  the lock itself ends with the process. Not available on Windows (no ``fcntl``): no lock there.
+  with a clear message instead of interleaving or deleting rows. The lock file is removed at the
+  end of the run; a process that locked it just as it was removed finds the path no longer names
+  its file and counts the lock as held (:func:`output_lock`). A killed run's lock ends with its
+  process (its file stays, harmless). Not available on Windows (no ``fcntl``): no lock there.
 * **Inputs given twice** (the same path twice, or a file and its folder) are analysed once, at
   their first position, and reported in :attr:`BatchResult.duplicates`.
 * **File names**: any bytes Linux allows. The table stores them through
@@ -396,22 +397,38 @@ def _check_meta(meta_path: Path, where: Path, meta: dict, resume: bool, existing
 
 @contextlib.contextmanager
 def output_lock(lock_path: Path, what: Path) -> Iterator[None]:
-    """Exclusive, non-blocking ``flock`` on ``lock_path`` for the block: ValueError if held."""
+    """Exclusive, non-blocking ``flock`` on ``lock_path`` for the block: ValueError if held.
+
+    The lock file is removed when the block ends (users found ``out.csv.lock`` beside every table and
+    asked what it was). Removing it opens a race, closed the usual way: a process that opened the file
+    just before it was removed can lock the removed file, so after locking, the path must still name the
+    locked file, else the lock counts as held by another process."""
     try:
         import fcntl
     except ImportError:  # Windows: no advisory locks here
         yield
         return
+    held = ValueError(f"{table_text(str(what))}: another aulib process is writing this output (lock "
+                      f"{table_text(str(lock_path))} held); wait for it or choose another output")
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "a") as f:
         try:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise ValueError(f"{table_text(str(what))}: another aulib process is writing this output (lock "
-                             f"{table_text(str(lock_path))} held); wait for it or choose another output") from None
+            raise held from None
+        mine = os.fstat(f.fileno())
+        try:
+            now = os.stat(lock_path)
+        except FileNotFoundError:
+            now = None
+        if now is None or (now.st_dev, now.st_ino) != (mine.st_dev, mine.st_ino):
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+            raise held
         try:
             yield
         finally:
+            with contextlib.suppress(OSError):
+                os.unlink(lock_path)
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
