@@ -306,3 +306,21 @@ def test_phone_photos_heic_and_avif(tmp_path, monkeypatch):
     monkeypatch.setattr(aulib.io, "_heif_opener", lambda: False)  # a plain install: no decoder
     with pytest.raises(ImageReadError, match=r"phone\.heic: a HEIC/HEIF photo; .*aulib\[heif\]"):
         read_image(tmp_path / "phone.heic")
+
+
+def test_eps_without_ghostscript_says_what_is_missing(tmp_path):
+    """Pillow reads EPS through Ghostscript; without it the user got "Unable to locate Ghostscript on
+    paths", naming a program they never heard of and no way out."""
+    import shutil
+
+    from aulib.io import ImageReadError, read_image
+
+    eps = tmp_path / "logo.eps"
+    eps.write_text("%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nnewpath 0 0 moveto 10 10 lineto stroke\n"
+                   "showpage\n")
+    if shutil.which("gs"):
+        assert read_image(eps).shape[:2] == (10, 10)
+        return
+    with pytest.raises(ImageReadError, match=r"logo\.eps: a PostScript/EPS image; reading it needs Ghostscript, "
+                                             r"which is not installed \(convert it to PNG\)"):
+        read_image(eps)

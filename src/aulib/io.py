@@ -391,6 +391,8 @@ def _read_image_file(f: IO[bytes], p: str) -> np.ndarray:
         msg = str(e) or type(e).__name__
         if "truncated" in msg.lower() or "broken" in msg.lower() or isinstance(e, (SyntaxError, EOFError)):
             msg = f"truncated or corrupt image data ({msg})"
+        elif "ghostscript" in msg.lower():  # Pillow's words for a missing program the user never heard of
+            msg = "a PostScript/EPS image; reading it needs Ghostscript, which is not installed (convert it to PNG)"
         raise ImageReadError(f"{p}: {msg}") from None
     if rgb.ndim != 3 or min(rgb.shape[:2]) < 1:
         raise ImageReadError(f"{p}: image has no pixels")

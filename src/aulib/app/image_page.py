@@ -34,7 +34,7 @@ from aulib.app.engine import ByteLRU, clean_message, env_int, trim_memory
 from aulib.draw import draw_faces
 from aulib.face.record import Face
 from aulib.io import VIDEO_EXTENSIONS, ImageReadError, read_image
-from aulib.table import face_rows, report, to_frame
+from aulib.table import empty_row, face_rows, report, to_frame
 
 
 @dataclass
@@ -47,6 +47,7 @@ class ImageResult:
     width: int = 0
     height: int = 0
     error: str = ""  # why the file was refused, without its name (the page names it)
+    frames: int = 1  # frames or pages the file holds (an animation, a multi-page TIFF): the first is analysed
 
     def nbytes(self) -> int:
         return int(self.rows.memory_usage(deep=True).sum()) + len(self.preview) + 2048 * len(self.faces) + 512
@@ -65,6 +66,15 @@ def header_pixels(data: bytes) -> int:
             return int(img.size[0]) * int(img.size[1])
     except Exception:
         return 0
+
+
+def frame_count(data: bytes) -> int:
+    """Frames (an animated GIF/WebP/PNG) or pages (a TIFF) an image file holds; 1 when Pillow cannot tell."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return max(1, int(getattr(img, "n_frames", 1)))
+    except Exception:
+        return 1
 
 
 def preview(rgb: np.ndarray, faces: list[Face]) -> tuple[bytes, float]:
@@ -126,12 +136,14 @@ def analyze_upload(name: str, data: bytes) -> ImageResult:
             rgb = read_image(f)
         except ImageReadError as e:
             error = clean_message(str(e), name)
+            if "a video file, not an image" in error:  # the command line's advice does not fit a web page
+                error = "this is a video file: use the Video page for videos"
             result = ImageResult(to_frame([], analyzer.columns), error=error)
         else:
             faces = analyzer.get(rgb)
             jpeg, _ = preview(rgb, faces)
             result = ImageResult(to_frame(face_rows(faces, name), analyzer.columns), light(faces), jpeg,
-                                 rgb.shape[1], rgb.shape[0])
+                                 rgb.shape[1], rgb.shape[0], frames=frame_count(data))
             del rgb
         del f
     if pixels > 4_000_000:
@@ -174,18 +186,28 @@ def page() -> None:
 
 
 def show_results(inputs: list[tuple[str, bytes]]) -> None:
+    """Each upload's result under its name; one table of all of them to download, as ``aulib analyze``
+    writes it: a refused file has its ``success=0`` row, and files of the same name are told apart."""
+    analyzer, _ = get_analyzer()
     tables = []
-    for name, data in inputs:
-        with st.spinner(f"Analysing {name}…"):
-            result = analyze_upload(name, data)
+    seen: dict[str, int] = {}
+    for upload, data in inputs:
+        seen[upload] = seen.get(upload, 0) + 1
+        name = upload if seen[upload] == 1 else f"{upload} ({seen[upload]})"
+        with st.spinner(f"Analysing {md(name)}…"):
+            result = analyze_upload(upload, data)
         if result.error:
             refused(name, result.error)
+            tables.append(to_frame([empty_row(name, result.error)], analyzer.columns))
             continue
-        st.subheader(name, divider="gray", anchor=False)
-        df = result.rows
+        st.subheader(md(name), divider="gray", anchor=False)
+        df = result.rows.assign(input=name)
         tables.append(df)
         ok = df[df["success"] == 1]
         size = f"{result.width}×{result.height}"
+        if result.frames > 1:
+            st.caption(f"The file holds {result.frames} frames or pages; the first was analysed"
+                       + (" (for an animation, use the Video page)." if upload.lower().endswith(".gif") else "."))
         if ok.empty:
             img_col, info_col = st.columns([1, 1], gap="medium")
             img_col.image(result.preview, caption=f"{name}: 0 face(s) ({size})", width="stretch")

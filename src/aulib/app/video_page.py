@@ -9,6 +9,7 @@ from typing import IO
 import av
 import pandas as pd
 import streamlit as st
+from streamlit.runtime.uploaded_file_manager import UploadedFile
 
 from aulib import table
 from aulib.app.common import (
@@ -66,6 +67,25 @@ def check_video(name: str, data: IO[bytes], size: int) -> str:
         probe(data, name)
     except ValueError as e:
         return str(e)
+    if suffix == ".gif":
+        return gif_damage(data)
+    return ""
+
+
+def gif_damage(data: IO[bytes]) -> str:
+    """Why a GIF is damaged, or ``""``. FFmpeg's GIF decoder returns a cut GIF's partial frame without an
+    error (it was analysed as a clean one-frame video), so Pillow reads every frame first, as the Image page
+    and the command line would."""
+    from PIL import Image, ImageSequence
+
+    try:
+        with Image.open(data) as img:
+            for frame in ImageSequence.Iterator(img):
+                frame.load()
+    except Exception as e:  # Pillow raises OSError, SyntaxError, EOFError … for damaged data
+        return f"truncated or corrupt GIF ({clean_message(str(e) or type(e).__name__, '')})"
+    finally:
+        data.seek(0)
     return ""
 
 
@@ -77,34 +97,54 @@ def page() -> None:
     upload_refusals(f"{MAX_VIDEO_MB} MB per video")
     every = st.number_input("Analyse every n-th frame", min_value=1, max_value=300, value=1, step=1,
                             help="1 = every frame; larger values are faster on long clips.")
-    key = (up.file_id, int(every)) if up is not None else None
     state = st.session_state
-    if state.get("video_key") != key:  # a new upload (or none): the previous job and result are dropped
-        old: JobHandle | None = state.pop("video_job", None)
-        if old is not None:
-            old.cancel()
-        state.pop("video_result", None)
-        state.pop("video_error", None)
-        state.video_key = key
-        if up is not None:
-            reason = check_video(up.name, up, up.size)
-            if not reason:
-                jobs = get_jobs()
-                try:
-                    state.video_job = JobHandle(jobs, jobs.submit(up, up.name, int(every)), key)
-                except QueueFull as e:
-                    reason = f"the server is busy ({e}); try again in a few minutes"
-            state.video_error = reason
-    if up is None:
+    if up is not None:
+        key = (up.file_id, int(every))
+        if state.get("video_key") != key:  # a new upload: the previous job and result are dropped
+            _submit(up, int(every), key)
+        name = up.name
+    elif state.get("video_name") is None:
         st.info("Upload a video (mp4, mov, avi, mkv, webm…) to get AU and emotion time series.")
         return
+    else:
+        # The uploader is empty after the file was removed, and also after a visit to another page
+        # (Streamlit forgets a widget's value while its page is not shown): the last upload's job goes
+        # on and its result stays; a new upload replaces them, Cancel stops the job.
+        name = state.video_name
     with st.container(key="upload_result"):  # hidden by the page script while a refused upload is listed
+        if up is None:
+            st.caption(f"Last video: **{md(name)}**. Upload another to replace it.")
         if state.get("video_error"):
-            refused(up.name, state.video_error)
+            refused(name, state.video_error)
+        elif state.get("video_stopped"):  # cancelled, or the analysis failed: not a refusal of the file
+            st.warning(state.video_stopped, icon=":material/stop_circle:")
         elif state.get("video_job") is not None:
             job_status()
         elif state.get("video_result") is not None:
-            show_results(state.video_result, up.name)
+            show_results(state.video_result, name)
+        if up is not None and (state.get("video_error") or state.get("video_stopped")) and \
+                st.button("Try again", key="video_retry", icon=":material/refresh:"):
+            state.video_key = None  # the next run submits the same upload again
+            st.rerun()
+
+
+def _submit(up: UploadedFile, every: int, key: tuple) -> None:
+    """Check an upload and queue its analysis, replacing this session's previous job and result."""
+    state = st.session_state
+    old: JobHandle | None = state.pop("video_job", None)
+    if old is not None:
+        old.cancel()
+    for k in ("video_result", "video_error", "video_stopped"):
+        state.pop(k, None)
+    state.video_key, state.video_name = key, up.name
+    reason = check_video(up.name, up, up.size)
+    if not reason:
+        jobs = get_jobs()
+        try:
+            state.video_job = JobHandle(jobs, jobs.submit(up, up.name, every), key)
+        except QueueFull as e:
+            reason = f"the server is busy ({e}); try again in a few minutes"
+    state.video_error = reason
 
 
 @st.fragment(run_every=0.5)
@@ -118,8 +158,8 @@ def job_status() -> None:
         st.session_state.pop("video_job", None)
         if job.state == "done":
             st.session_state.video_result = job.result
-        elif job.state == "failed":
-            st.session_state.video_error = job.error
+        elif job.state == "failed":  # the file was accepted: its analysis stopped (a worker died, a decode error)
+            st.session_state.video_stopped = f"The analysis of **{md(job.name)}** failed: {job.error}"
         st.rerun()
     if job.state == "queued":
         running, _ = jobs.load()
@@ -130,12 +170,12 @@ def job_status() -> None:
     else:
         of = f" of {job.total}" if job.total else ""
         frac = min(job.done / job.total, 1.0) if job.total else 0.0
-        st.progress(frac, text=f"Analysing {job.name}: frame {job.done}{of}")
+        st.progress(frac, text=f"Analysing {md(job.name)}: frame {job.done}{of}")
     st.caption(server_load())
     if st.button("Cancel", key="video_cancel", icon=":material/cancel:"):
         handle.cancel()
         st.session_state.pop("video_job", None)
-        st.session_state.video_error = "cancelled"
+        st.session_state.video_stopped = f"The analysis of **{md(job.name)}** was cancelled."
         st.rerun()
 
 
@@ -163,10 +203,12 @@ def show_results(df: pd.DataFrame, name: str) -> None:
     for msg in df.loc[problem, "error"].unique():
         st.warning(f"Problem reading **{md(name)}**: {msg}", icon=":material/error:")
     if ok.empty:
-        st.warning(f"No face found in any of the {frames} analysed frames of **{md(name)}**.",
+        st.warning(f"No face found in {'the analysed frame' if frames == 1 else f'any of the {frames} analysed frames'}"
+                   f" of **{md(name)}**.",
                    icon=":material/face_retouching_off:")
     else:
-        st.success(f"Analysed {frames} frames of **{md(name)}**: a face in {ok['frame'].nunique()} of them "
+        plural = "s" if frames != 1 else ""
+        st.success(f"Analysed {frames} frame{plural} of **{md(name)}**: a face in {ok['frame'].nunique()} of them "
                    f"({ok['face'].nunique()} face track(s)).")
         main = ok[ok["face"] == 0].set_index("timestamp")
         duration = float(df["timestamp"].max())

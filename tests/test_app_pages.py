@@ -1,0 +1,160 @@
+"""The Image and Video pages driven by Streamlit's own test runner (no browser): what a user sees when
+they leave a page and come back, cancel a job, upload damaged or same-named files.
+
+A stand-in for ``st.navigation`` runs only the chosen page's script, as the real app does (Streamlit
+forgets a widget's value while its page is not shown); downloads are captured as they are offered.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import textwrap
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from .conftest import sample
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+SCRIPT = textwrap.dedent("""
+    import streamlit as st
+    from streamlit.delta_generator import DeltaGenerator
+    from aulib.app import image_page, video_page
+
+    real, real_st = DeltaGenerator.download_button, st.download_button
+
+    def capture(self, label, data, *args, **kwargs):
+        st.session_state.setdefault("downloads", {})[label] = data
+        return real(self, label, data, *args, **kwargs)
+
+    DeltaGenerator.download_button = capture  # columns' buttons
+    st.download_button = lambda *args, **kwargs: capture(st._main, *args, **kwargs)  # bound at import
+    try:
+        (video_page if st.session_state.get("page", "video") == "video" else image_page).page()
+    finally:
+        DeltaGenerator.download_button, st.download_button = real, real_st
+""")
+
+@pytest.fixture
+def app(tmp_path, monkeypatch) -> AppTest:
+    monkeypatch.setenv("AULIB_APP_VIDEO_WORKERS", "1")
+    script = tmp_path / "pages.py"
+    script.write_text(SCRIPT)
+    at = AppTest.from_file(str(script), default_timeout=240)
+    at.run()
+    return at
+
+
+def _upload(path: Path, name: str | None = None) -> tuple[str, bytes, str]:
+    return (name or path.name, path.read_bytes(), "application/octet-stream")
+
+
+def _texts(at: AppTest) -> str:
+    """The page's messages as a reader sees them (the Markdown source without ``**`` and escapes)."""
+    text = "\n".join(str(e.value) for kind in ("error", "warning", "info", "success", "caption", "subheader")
+                     for e in getattr(at, kind))
+    return re.sub(r"\\(.)", r"\1", text.replace("**", ""))
+
+
+def _until(at: AppTest, done, limit: float = 180) -> AppTest:
+    t = time.monotonic()
+    while time.monotonic() - t < limit:
+        at.run()
+        if done(at):
+            return at
+        time.sleep(0.5)
+    raise AssertionError(f"timed out; the page shows: {_texts(at)}")
+
+
+def _go(at: AppTest, page: str) -> None:
+    at.session_state["page"] = page
+    at.run()
+
+
+@pytest.mark.slow
+def test_leaving_the_video_page_keeps_the_result_and_the_running_job(app):
+    """Leaving the Video page emptied its uploader, which the page read as "file removed": it cancelled a
+    running analysis and dropped a finished one, without a word."""
+    at = app
+    at.number_input[0].set_value(4)
+    at.file_uploader(key="video_upload").set_value(_upload(sample("single_face.mp4")))
+    at = _until(at, lambda a: "video_job" not in a.session_state)
+    assert "Analysed 18 frames of single_face.mp4" in _texts(at), _texts(at)
+    _go(at, "image")
+    _go(at, "video")
+    assert not at.exception
+    assert "Analysed 18 frames of single_face.mp4" in _texts(at) and "Last video" in _texts(at), _texts(at)
+    assert at.session_state["downloads"]["Download CSV"]
+    # a running job goes on while the user looks at another page
+    at.number_input[0].set_value(4)  # forgotten too while the page was not shown
+    at.file_uploader(key="video_upload").set_value(_upload(sample("WolfgangLanger_Pexels.mp4")))
+    at.run()
+    job = at.session_state["video_job"].job
+    _go(at, "image")
+    _go(at, "video")
+    assert job.state in ("queued", "running", "done"), job.state
+    at = _until(at, lambda a: "video_job" not in a.session_state, limit=300)
+    assert "Analysed 118 frames of WolfgangLanger_Pexels.mp4" in _texts(at), _texts(at)
+
+
+@pytest.mark.slow
+def test_a_cancelled_job_is_not_a_refused_file_and_can_be_run_again(app):
+    at = app
+    at.number_input[0].set_value(4)
+    at.file_uploader(key="video_upload").set_value(_upload(sample("WolfgangLanger_Pexels.mp4")))
+    at.run()
+    at.button(key="video_cancel").click()
+    at.run()
+    text = _texts(at)
+    assert "The analysis of WolfgangLanger_Pexels.mp4 was cancelled." in text and "refused" not in text, text
+    at.button(key="video_retry").click()
+    at.run()
+    at = _until(at, lambda a: "video_job" not in a.session_state, limit=300)
+    assert "Analysed 118 frames of WolfgangLanger_Pexels.mp4" in _texts(at), _texts(at)
+
+
+def test_a_cut_gif_is_refused_on_the_video_page(app, tmp_path):
+    """FFmpeg decodes a cut GIF's partial frame without an error: it was analysed as a clean one-frame
+    video, while the Image page and the command line refuse it as truncated."""
+    from PIL import Image
+
+    frames = [Image.open(sample("single_face.jpg")).convert("RGB").resize((160, 200)).rotate(a) for a in (0, 5)]
+    buf = io.BytesIO()
+    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:], duration=100)
+    at = app
+    at.file_uploader(key="video_upload").set_value(("cut.gif", buf.getvalue()[: len(buf.getvalue()) // 3], "image/gif"))
+    at.run()
+    assert "cut.gif was refused: truncated or corrupt GIF" in _texts(at), _texts(at)
+    assert "video_job" not in at.session_state
+
+
+def test_image_page_table_is_the_command_line_table(app):
+    """Several uploads: the downloaded CSV holds a refused file's success=0 row (it had none) and tells
+    two files of the same name apart (their rows were indistinguishable); names are shown as typed."""
+    _go(app, "image")
+    at = app
+    face = sample("single_face.jpg")
+    odd = "party *best* [night](http://x.example) $x^2$.jpg"
+    at.file_uploader(key="image_upload").set_value([
+        _upload(face, "photo.jpg"), _upload(sample("multi_face.jpg"), "photo.jpg"),
+        ("notes.jpg", b"hello, not an image", "image/jpeg"), _upload(face, odd),
+        _upload(sample("single_face.mp4"), "clip.jpg")])
+    at.run()
+    assert not at.exception
+    df = pd.read_csv(io.BytesIO(at.session_state["downloads"]["Download the table (CSV)"]))
+    assert df.groupby("input", sort=False).size().to_dict() == {"photo.jpg": 1, "photo.jpg (2)": 5, "notes.jpg": 1,
+                                                                odd: 1, "clip.jpg": 1}
+    bad = df.set_index("input").loc[["notes.jpg", "clip.jpg"]]
+    assert (bad["success"] == 0).all()
+    assert "not an image file" in bad.loc["notes.jpg", "error"]
+    text = _texts(at)
+    assert "clip.jpg was refused: this is a video file: use the Video page" in text, text
+    from aulib.app.common import md
+
+    subheaders = [s.value for s in at.subheader]  # Markdown source: escaped, so shown as typed
+    assert md("photo.jpg (2)") in subheaders and md(odd) in subheaders and r"\*best\* \[night\]" in md(odd)
