@@ -58,6 +58,8 @@ def check_video(name: str, data: IO[bytes], size: int) -> str:
     if size == 0:
         return "empty file (0 bytes)"
     suffix = Path(name).suffix.lower()
+    if suffix == ".webp":  # FFmpeg decodes no animated WebP
+        return "a WebP animation cannot be read as a video here: convert it to MP4 or GIF (stills: Image page)"
     if suffix in IMAGE_EXTENSIONS and suffix != ".gif":
         return "this is an image file: use the Image page for photos"
     if suffix.lstrip(".") not in VIDEO_TYPES:
