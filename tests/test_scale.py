@@ -102,6 +102,30 @@ def test_listing_a_prefix_like_a_folder(s3, local_inputs):
     assert expand_inputs([f"s3://{BUCKET}/nothing-here.jpg"]) == [f"s3://{BUCKET}/nothing-here.jpg"]
 
 
+def test_object_names_with_hash_or_question_mark_are_listed_and_typed(tmp_path):
+    """In an object store's (or a file URL's) path ``#`` and ``?`` are part of the name: listing dropped
+    such objects silently (read as a fragment or a query), and ``take #2.mp4`` was read as an image. A web
+    URL's query still is one. A broken link under a file:// prefix gets its row, as in a local folder."""
+    import fsspec
+
+    from aulib.io import is_video
+
+    fs = fsspec.filesystem("memory")
+    for n in ("take #2.mp4", "q?x.jpg", "plain.jpg", "notes.txt"):
+        fs.pipe(f"/hashq/{n}", b"x")
+    assert expand_inputs(["memory://hashq/"]) == ["memory:///hashq/plain.jpg", "memory:///hashq/q?x.jpg",
+                                                  "memory:///hashq/take #2.mp4"]
+    assert is_video("s3://lab/take #2.mp4") and is_video("file:///d/v?1.mp4")
+    assert is_video("https://host/clip.mp4?X-Amz-Signature=abc#t=1") and not is_video("https://host/a.jpg?v=.mp4")
+    (tmp_path / "a #1.jpg").write_bytes(sample("single_face.jpg").read_bytes())
+    (tmp_path / "broken.jpg").symlink_to(tmp_path / "missing.jpg")
+    os.mkfifo(tmp_path / "pipe.jpg")
+    found = expand_inputs([f"file://{tmp_path}/"])
+    assert [u.rsplit("/", 1)[1] for u in found] == ["a #1.jpg", "broken.jpg"]
+    df = run_batch(found, SPEC).table
+    assert df.success.tolist() == [1, 0] and df.error.iloc[1].endswith("broken.jpg: no such file")
+
+
 def test_read_image_from_url_and_file_object(s3):
     want = read_image(sample("single_face.jpg"))
     np.testing.assert_array_equal(read_image(f"s3://{BUCKET}/in/a.jpg"), want)

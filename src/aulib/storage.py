@@ -83,10 +83,13 @@ def naming_path(url: str) -> Path:
 
 
 def suffix(source: Source) -> str:
-    """The file extension of a path or URL (the URL's query and fragment ignored), lower case."""
-    if is_url(source):
-        return Path(urlsplit(str(source)).path).suffix.lower()
-    return Path(source).suffix.lower()
+    """The file extension of a path or URL, lower case. Only a web URL has a query and a fragment
+    (``https://…/clip.mp4?X-Amz-Signature=…``); in an object store's or a file URL's path ``#`` and
+    ``?`` are part of the name (``s3://lab/take #2.mp4`` is a video, and was read as an image)."""
+    text = str(source)
+    if is_url(source) and text.split("://", 1)[0].lower() in ("http", "https"):
+        return Path(urlsplit(text).path).suffix.lower()
+    return Path(text.split("://", 1)[-1]).suffix.lower()
 
 
 def _fs(url: str) -> tuple[Any, str]:
@@ -126,8 +129,10 @@ def list_prefix(url: str, extensions: set[str]) -> list[str]:
         raise StorageError(f"{redact(url)}: cannot list ({type(e).__name__}: {_why(e, url)})") from None
     if not found:
         return [url]
+    # files, and broken links (a local folder gives them their "no such file" row too), not FIFOs; an
+    # object's name is literal: "take #2.mp4" and "q?.jpg" were dropped as a fragment or a query
     return [p if is_url(p) else fs.unstrip_protocol(p) for p, info in sorted(found.items())
-            if info.get("type", "file") == "file" and suffix(p if is_url(p) else "x://" + p) in extensions]
+            if (info.get("type", "file") == "file" or info.get("islink")) and suffix(p) in extensions]
 
 
 def check_object(url: str, kind: type[ValueError] = StorageError) -> dict:
