@@ -68,6 +68,10 @@ def table(tmp_path_factory) -> Path:
     (["faces", "IMG", "--overlay", ""], "'--overlay': an empty value"),
     (["plot", "TABLE", "-o", ""], "'-o': an empty value"),
     (["train", "svm", "--data", ""], "train svm --help)"),
+    # typer made s3://lab/x/ the local folder "s3:/lab/x": the tables went into ./s3:
+    (["analyze", "IMG", "--per-input", "s3://lab/x/"], "--per-input writes local files: give a folder, not a URL"),
+    (["analyze", "IMG", "--overlay", "gs://lab/o/"], "--overlay writes local files"),
+    (["analyze", "IMG", "--partitioned"], "--partitioned needs -o"),
     (["bench", "VIDEO", "--frames", "-5"], "--frames"),
     (["bench", "VIDEO", "--emotion-model", "foo"], "--emotion-model must be cnn, multitask or none"),
     (["bench", "VIDEO", "--detector", "foo"], "--detector must be"),

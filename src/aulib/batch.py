@@ -71,10 +71,13 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import tempfile
+import threading
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -281,10 +284,11 @@ def _named(chunk: Rows, path: Source) -> Rows:
     return Rows(rows, chunk.columns)
 
 
-def _failed_row(path: Source, e: BaseException, columns: list[str], where: str = "") -> Rows:
+def _failed_row(path: Source, e: BaseException, columns: list[str], where: str = "",
+                what: str = "analysis failed") -> Rows:
     name = redact(str(path)) if is_url(path) else str(path)
     msg = redact(str(e), str(path)) if is_url(path) else str(e)
-    return Rows([empty_row(name, f"{name}: analysis failed{where} ({type(e).__name__}: {msg})")], columns)
+    return Rows([empty_row(name, f"{name}: {what}{where} ({type(e).__name__}: {msg})")], columns)
 
 
 def _tables(analyzer: Analyzer, path: Source, video_options: dict, overlay: Path | None,
@@ -659,6 +663,16 @@ def _row_groups(path: Path) -> Iterator[Any]:
             yield pf.read_row_group(k)
 
 
+def _ends_whole(path: Path) -> bool:
+    """A text table whose last row is complete: it ends with a newline (aulib ends every row with one)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(-1, os.SEEK_END)
+            return f.read(1) == b"\n"
+    except OSError:
+        return False
+
+
 class PerInputSink:
     """One file per input under ``root``, mirroring the inputs' folders below their common parent
     (distinct even for inputs with the same name, see :func:`output_paths`)."""
@@ -679,6 +693,8 @@ class PerInputSink:
         """Resuming and the input's file exists, fits ``columns`` and is not all failures."""
         t = self.target(path)
         if not (self.resume and t.exists()):
+            return False
+        if self.fmt != "parquet" and not _ends_whole(t):  # a row cut off (the table parses all the same)
             return False
         try:
             df = read_table(t)
@@ -716,6 +732,7 @@ class PerInputSink:
 # ---------------------------------------------------------------------------------- partitioned output
 MANIFEST = "_aulib_manifest.json"
 MANIFEST_EVERY_S = 5.0  # the manifest is rewritten at most this often (a store rewrites the whole object)
+WORKER_WAIT_S = 60.0  # how long a --scheduler run waits for a first worker before giving up
 
 
 def is_partitioned(out: Path | str | None, partitioned: bool = False) -> bool:
@@ -727,6 +744,9 @@ def is_partitioned(out: Path | str | None, partitioned: bool = False) -> bool:
 def part_name(name: str) -> str:
     """File name of an input's part (from its table name: stable across runs and machines)."""
     return f"part-{_key(name)}.parquet"
+
+
+PART_NAME = re.compile(r"part-[0-9a-f]{16}\.parquet")  # what part_name() gives, and nothing else
 
 
 def _local_root(root: str) -> Path | None:
@@ -781,25 +801,57 @@ def write_part(root: str, name: str, chunks: Iterable[Rows]) -> dict:
                 t.add(chunk)
         if t.rows == 0:
             raise OSError(f"{name}: no rows produced")
+        size = tmp.stat().st_size
         if local is not None:
             os.replace(tmp, local / part)
         else:
             storage.put_file(tmp, _join(root, part))
     finally:
         tmp.unlink(missing_ok=True)
-    return {"input": name, "part": part, "rows": t.rows, "frames": len(t.frames), "faces": t.faces,
+    return {"input": name, "part": part, "bytes": size, "rows": t.rows, "frames": len(t.frames), "faces": t.faces,
             "status": "failed" if (t.all_failed or t.broke) else "done", "error": t.error,
             "seconds": round(time.perf_counter() - t0, 3), "worker": _worker_id()}
 
 
-def _part_task(source: str, spec: dict, root: str, video_options: dict, overlay: str | None) -> dict:
+def _for_worker(path: Source) -> tuple[str, str]:
+    """An input as a Dask worker reads it and as the user gave it. A local path goes absolute: the
+    workers of a ``--scheduler`` cluster do not share the driver's working folder (a relative input was
+    "no such file" on every worker, and relative parts were written into the worker's folder); the
+    table names it as the user did, as a serial run does."""
+    return (str(path) if is_url(path) else os.path.abspath(path)), str(path)
+
+
+def _absolute(where: str | Path | None) -> str | None:
+    """An output location as a worker must see it: a local path absolute, a URL as it is."""
+    if where is None:
+        return None
+    return str(where) if is_url(where) else os.path.abspath(where)
+
+
+def _as_given(chunk: Rows, source: str, name: str) -> Rows:
+    """Rows of an input read as ``source`` named ``name`` as given (its ``input`` and error messages)."""
+    if source == name or is_url(source) or not len(chunk):
+        return chunk
+    rows = []
+    for r in chunk.rows:
+        r = dict(r)
+        if r.get("input") == source:
+            r["input"] = name
+        if r.get("error"):
+            r["error"] = str(r["error"]).replace(source, name)
+        rows.append(r)
+    return Rows(rows, chunk.columns)
+
+
+def _part_task(source: str, spec: dict, root: str, video_options: dict, overlay: str | None,
+               given: str | None = None) -> dict:
     """One input on a Dask worker, written straight to the output: its manifest entry (and warnings)."""
-    path = _source(source)
+    path, given = _source(source), given or source
     warnings: list[str] = []
     with threadpool_limits(limits=1, user_api="blas"):
-        entry = write_part(root, input_name(path), iter_input(_worker_analyzer(AnalyzerSpec(**spec)), path,
-                                                               video_options, Path(overlay) if overlay else None,
-                                                               warnings.append))
+        chunks = iter_input(_worker_analyzer(AnalyzerSpec(**spec)), path, video_options,
+                            Path(overlay) if overlay else None, warnings.append)
+        entry = write_part(root, input_name(_source(given)), (_as_given(c, source, given) for c in chunks))
     entry["warnings"] = warnings
     return entry
 
@@ -820,35 +872,40 @@ class PartitionedOutput:
         self.entries: dict[str, dict] = {}
         self._saved = 0.0
         self._order: list[str] = []
-        old = self._load()
+        old = self._load(strict=resume)  # a new run replaces a damaged manifest; --resume cannot trust it
         present = self._listing()
         if resume and old is not None:
             diffs = run_differences(old, meta)
             if diffs:
                 raise ValueError(f"{redact(self.root)}: --resume with other options than the run that wrote it "
                                  f"({'; '.join(diffs)}): use the same options or a new output")
-            for e in old.get("inputs", []):
-                if isinstance(e, dict) and isinstance(e.get("input"), str) and e.get("part") in present:
+            for e in old["inputs"]:
+                # done only with its part there and whole: a part of another size than written was cut or replaced
+                if e.get("part") in present and e.get("bytes", present[e["part"]]) == present[e["part"]]:
                     self.entries[e["input"]] = e
-        elif old is not None:  # a new run on an old output: its parts go (only the files we wrote)
-            parts = [e.get("part") for e in old.get("inputs", []) if isinstance(e, dict)]
-            gone = [_join(self.root, p) for p in parts if isinstance(p, str) and p in present]
+        else:  # a new run: every part file aulib wrote here goes, also those a killed run wrote after its last
+            # manifest (they would have joined the new table in pd.read_parquet(prefix))
+            stale = [n for n in present if PART_NAME.fullmatch(n)]
             if self.local is not None:
-                for p in parts:
-                    if isinstance(p, str) and p in present:
-                        (self.local / p).unlink(missing_ok=True)
+                for n in stale:
+                    (self.local / n).unlink(missing_ok=True)
             else:
-                storage.remove(gone)
+                storage.remove([_join(self.root, n) for n in stale])
         self.save(force=True)
 
-    def _listing(self) -> set[str]:
+    def _listing(self) -> dict[str, int]:
+        """Files directly in the output and their sizes."""
         from aulib import storage
 
         if self.local is not None:
-            return {p.name for p in self.local.iterdir()} if self.local.is_dir() else set()
+            if not self.local.is_dir():
+                return {}
+            return {p.name: p.stat().st_size for p in self.local.iterdir() if p.is_file()}
         return storage.listing(self.root)
 
-    def _load(self) -> dict | None:
+    def _load(self, strict: bool = True) -> dict | None:
+        """The manifest (None when there is none). One that cannot be read or is not shaped as aulib
+        writes it raises ValueError when ``strict`` (a --resume would trust it), else counts as none."""
         from aulib import storage
 
         where = _join(self.root, MANIFEST)
@@ -857,10 +914,19 @@ class PartitionedOutput:
                 data = (self.local / MANIFEST).read_bytes() if (self.local / MANIFEST).exists() else None
             else:
                 data = storage.read_bytes(where)
-            return None if data is None else json.loads(data)
+            if data is None:
+                return None
+            m = json.loads(data)
+            ok = isinstance(m, dict) and isinstance(m.get("inputs"), list) and isinstance(m.get("options"), dict) \
+                and all(isinstance(e, dict) and isinstance(e.get("input"), str) for e in m["inputs"])
+            if not ok:
+                raise ValueError("not shaped as aulib writes it")
+            return m
         except ValueError:
-            raise ValueError(f"{redact(where)}: unreadable manifest; cannot --resume safely (remove it, or write "
-                             "a new output)") from None
+            if not strict:
+                return None
+            raise ValueError(f"{redact(where)}: not a manifest aulib wrote, or damaged; cannot --resume safely "
+                             "(write a new output, or run without --resume to replace it)") from None
 
     def is_done(self, name: str) -> bool:
         e = self.entries.get(name)
@@ -908,6 +974,12 @@ class PartitionedOutput:
             e = self.entries.get(n)
             if e is None:
                 continue
+            if not isinstance(e.get("part"), str):  # its part could not be written: the manifest says why
+                columns = self.meta.get("columns") if isinstance(self.meta, dict) else None
+                tables.append(Rows([empty_row(n, str(e.get("error") or f"{n}: not written"))],
+                                   list(columns or ["input", "frame", "timestamp", "face", "face_id", "success",
+                                                    "error"])).frame())
+                continue
             if self.local is not None:
                 tables.append(read_table(self.local / e["part"]))
                 continue
@@ -927,7 +999,7 @@ def read_partitioned(root: str | Path) -> pd.DataFrame:
     m = out._load()
     if m is None:
         raise ValueError(f"{redact(str(root))}: no {MANIFEST} (not a partitioned aulib output)")
-    out.entries = {e["input"]: e for e in m.get("inputs", [])}
+    out.meta, out.entries = m, {e["input"]: e for e in m["inputs"]}
     return out.read(list(out.entries))
 
 
@@ -941,16 +1013,18 @@ def read_manifest(root: str | Path) -> dict:
     return m
 
 
-def _error_entry(root: str, path: Source, e: BaseException, columns: list[str], attempts: int) -> dict:
-    """An input that failed every attempt: a part with its error row, written by the driver."""
-    df = _failed_row(path, e, columns, f" after {attempts} attempts")
+def _error_entry(root: str, path: Source, e: BaseException, columns: list[str], attempts: int,
+                 what: str = "analysis failed") -> dict:
+    """An input that failed every attempt: a part with its error row, written by the driver. When even
+    that cannot be written, the manifest alone holds the error (:meth:`PartitionedOutput.read` gives
+    its row)."""
+    df = _failed_row(path, e, columns, f" after {attempts} attempts", what)
     name = input_name(path)
     try:
         entry = write_part(root, name, [df])
-    except OSError as w:  # the store itself refuses: the manifest still says why
+    except OSError:  # the store itself refuses: the manifest still says why
         entry = {"input": name, "part": None, "rows": 0, "frames": 0, "faces": 0, "status": "failed",
-                 "seconds": 0.0, "worker": _worker_id(),
-                 "error": f"{table_text(df.rows[0]['error'])}; {redact(str(w))}"}
+                 "seconds": 0.0, "worker": _worker_id(), "error": table_text(df.rows[0]["error"])}
     entry["worker"] = ""
     return entry
 
@@ -963,9 +1037,9 @@ def _parts_serial(files: list[Source], analyzer: Analyzer, root: str, video_opti
             try:
                 entry = write_part(root, input_name(p), iter_input(analyzer, p, video_options, overlays[i], warn))
                 break
-            except OSError as e:
+            except OSError as e:  # iter_input turns analysis failures into rows: this is the part's write
                 if attempt > retries:
-                    entry = _error_entry(root, p, e, columns, attempt)
+                    entry = _error_entry(root, p, e, columns, attempt, "its part could not be written")
                     break
         entry["attempts"] = attempt
         yield i, entry
@@ -983,9 +1057,11 @@ def _parts_dask(files: list[Source], spec: AnalyzerSpec, root: str, video_option
     client, cluster = _dask_connect(scheduler, workers)
     killed_limit = int(dask.config.get("distributed.scheduler.allowed-failures", 3)) + 1
 
+    where = _absolute(root)
+
     def submit(i: int, attempt: int) -> Any:
-        return client.submit(_part_task, str(files[i]), asdict(spec), root, video_options,
-                             str(overlays[i]) if overlays[i] else None,
+        source, name = _for_worker(files[i])
+        return client.submit(_part_task, source, asdict(spec), where, video_options, _absolute(overlays[i]), name,
                              key=f"aulib-part-{i}-{attempt}-{_key(str(files[i]))}", pure=False)
 
     try:
@@ -1029,14 +1105,15 @@ def _worker_analyzer(spec: AnalyzerSpec) -> Analyzer:
     return a
 
 
-def _dask_task(path: str, spec: dict, video_options: dict, overlay: str | None) -> tuple[Rows, list[str]]:
+def _dask_task(path: str, spec: dict, video_options: dict, overlay: str | None,
+               given: str | None = None) -> tuple[Rows, list[str]]:
     """One input, on a Dask worker (module-level so workers can import it): rows and warnings."""
     warnings: list[str] = []
     analyzer = _worker_analyzer(AnalyzerSpec(**spec))
     with threadpool_limits(limits=1, user_api="blas"):
         parts = list(iter_input(analyzer, _source(path), video_options, Path(overlay) if overlay else None,
                                 warnings.append))
-    return Rows.concat(parts, analyzer.columns), warnings
+    return _as_given(Rows.concat(parts, analyzer.columns), path, given or path), warnings
 
 
 def _serial(files: list[Path], analyzer: Analyzer, video_options: dict, overlays: list[Path | None],
@@ -1051,16 +1128,56 @@ def _dask_connect(scheduler: str | None, workers: int | None) -> tuple[Any, Any]
     from distributed import Client, LocalCluster
 
     if scheduler:
-        return Client(scheduler), None
-    cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
-                           dashboard_address=None)
+        client = Client(scheduler)
+        if not client.scheduler_info().get("workers"):  # a scheduler with no worker would wait forever, silently
+            wait = float(os.environ.get("AULIB_DASK_WORKER_WAIT", WORKER_WAIT_S))
+            try:
+                client.wait_for_workers(1, timeout=wait)
+            except TimeoutError:
+                client.close()
+                raise OSError(f"{redact(scheduler)}: no Dask worker joined this scheduler within {wait:.0f} s "
+                              f"(start one: dask worker {redact(scheduler)})") from None
+        return client, None
+    # The worker processes start with SIGINT ignored: Ctrl-C in the terminal reaches the whole process group,
+    # and each worker printed its KeyboardInterrupt/CancelledError tracebacks while the driver (which gets it
+    # too) stops them itself, cleanly.
+    import signal
+
+    main = threading.current_thread() is threading.main_thread()
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+    # and log errors only: a stopped run's cancelled tasks are not the user's concern
+    env = os.environ.get("DASK_LOGGING__DISTRIBUTED")
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
+    try:
+        with warnings.catch_warnings():  # "Port 8787 is already in use": no dashboard is asked for
+            warnings.simplefilter("ignore", UserWarning)
+            cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
+                                   dashboard_address=None)
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, before)
+        if env is None:
+            os.environ.pop("DASK_LOGGING__DISTRIBUTED", None)
     return Client(cluster), cluster
 
 
 def _dask_close(client: Any, cluster: Any) -> None:
-    client.close()
-    if cluster is not None:
-        cluster.close()
+    """Close the client (and the local cluster) without the scheduler's shutdown chatter ("worker process
+    still alive after 4 s, killing", comm errors) reaching the user's terminal."""
+    import logging
+
+    quiet = [logging.getLogger(n) for n in ("distributed", "distributed.nanny", "distributed.core",
+                                            "distributed.worker", "distributed.scheduler")]
+    levels = [q.level for q in quiet]
+    for q in quiet:
+        q.setLevel(logging.CRITICAL)
+    try:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    finally:
+        for q, lv in zip(quiet, levels):
+            q.setLevel(lv)
 
 
 def _with_dask(files: list[Path], spec: AnalyzerSpec, video_options: dict, overlays: list[Path | None],
@@ -1071,8 +1188,8 @@ def _with_dask(files: list[Path], spec: AnalyzerSpec, video_options: dict, overl
 
     client, cluster = _dask_connect(scheduler, workers)
     try:
-        futures = [client.submit(_dask_task, str(p), asdict(spec), video_options,
-                                 str(overlays[i]) if overlays[i] else None, key=f"aulib-{i}-{_key(str(p))}",
+        futures = [client.submit(_dask_task, *_for_worker(p)[:1], asdict(spec), video_options,
+                                 _absolute(overlays[i]), _for_worker(p)[1], key=f"aulib-{i}-{_key(str(p))}",
                                  pure=False)
                    for i, p in enumerate(files)]
         index = {f.key: i for i, f in enumerate(futures)}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -204,6 +205,11 @@ def _inputs(paths: list[str], out: Path | str | None) -> list[Path]:
     files = expand_inputs(paths)
     if not files:
         _fail("no input files found")
+    for p in paths:  # a folder given by name that holds no input is said, not skipped without a word
+        if "://" not in p and os.path.isdir(p):
+            inside = os.path.join(os.path.abspath(p), "")
+            if not any(not isinstance(f, str) and os.path.abspath(f).startswith(inside) for f in files):
+                err.print(f"[yellow]warning:[/yellow] {escape(p)}: a folder with no image or video in it")
     return files
 
 
@@ -288,6 +294,13 @@ def analyze(
     from aulib.storage import redact
     from aulib.table import report, table_format, table_text
 
+    for opt, where in (("--per-input", per_input), ("--overlay", overlay)):
+        # typer made "s3://lab/x/" the local folder "s3:/lab/x" (and the run wrote into ./s3:)
+        if where is not None and re.match(r"[A-Za-z][A-Za-z0-9+.-]*:/", str(where)):
+            _fail(escape(f"{opt} writes local files: give a folder, not a URL ({redact(str(where))}); for an object "
+                         "store, -o PREFIX/ writes one Parquet part per input"))
+    if partitioned and out is None:
+        _fail("--partitioned needs -o (the folder or URL prefix to write the parts to)")
     parted = is_partitioned(out, partitioned)
     if parted:
         try:

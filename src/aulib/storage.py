@@ -239,11 +239,11 @@ def write_bytes(url: str, data: bytes) -> None:
         raise OSError(f"{redact(url)}: cannot write ({type(e).__name__}: {_why(e, url)})") from None
 
 
-def listing(url: str) -> set[str]:
-    """Base names of the files directly under a URL prefix (empty when there is none)."""
+def listing(url: str) -> dict[str, int]:
+    """Base names and sizes (bytes) of the files directly under a URL prefix (empty when there is none)."""
     fs, path = _fs(url)
     try:
-        return {Path(p).name for p in fs.ls(path, detail=False)}
+        return {Path(e["name"]).name: int(e.get("size") or 0) for e in fs.ls(path, detail=True)}
     except FileNotFoundError:
         return set()
     except Exception as e:
