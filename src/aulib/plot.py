@@ -19,6 +19,7 @@ Column groups come from :mod:`aulib.table` helpers; labels from :mod:`aulib.au.f
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -43,21 +44,54 @@ EMOTION_COLORS: dict[str, str] = {
 AU_CMAP = "magma_r"  # white at 0 (nothing), dark at 5: absent AUs fade into the page
 
 
+BLINK = au_name(table.BLINK_AU)
+
+
+def _intensity(df: pd.DataFrame) -> pd.DataFrame:
+    """AU intensities (columns ``AU01`` …) plus blink (``AU45``, the 0–5 closure from ``AU45_r``) when the
+    table has it: :func:`aulib.table.au_intensity` leaves blink out (it does not come from the AU models),
+    so it is plotted only when asked for by ``--aus 45``, never by default."""
+    inten = table.au_intensity(df)
+    if table.intensity_column(table.BLINK_AU) in df.columns:
+        inten = inten.assign(**{BLINK: df[table.intensity_column(table.BLINK_AU)]})
+    return inten
+
+
 def _groups(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, str]:
-    """AU intensities (columns ``AU01`` …) and emotion scores (columns = emotion names) with their
-    label: CNN probabilities when the table has them, else the rule percentages."""
+    """AU intensities (columns ``AU01`` …, blink included when present) and emotion scores (columns =
+    emotion names) with their label: CNN probabilities when the table has them, else the rule percentages."""
     emo = table.emotion_probs(df)
     if len(emo.columns) and emo.notna().any().any():
-        return table.au_intensity(df), emo, "emotion probability"
-    return table.au_intensity(df), table.rule_scores(df), "% of prototype AUs"
+        return _intensity(df), emo, "emotion probability"
+    return _intensity(df), table.rule_scores(df), "% of prototype AUs"
+
+
+def is_video(rows: pd.DataFrame) -> bool:
+    """Whether one input's rows (failed frames included) are a video: more than one frame. Decided on all
+    rows, not only those with a face, so a video whose face shows in one frame is still drawn (and
+    described, by the report) as a timeline."""
+    return bool(rows["frame"].nunique() > 1)
+
+
+def input_rows(df: pd.DataFrame, input_name: str | None = None) -> tuple[str, pd.DataFrame]:
+    """The name and all rows of one input (default: the first in the table); ValueError naming the inputs
+    the table has when it has no such input (rather than "no face", which would send the user looking
+    for a detection problem)."""
+    if df.empty:
+        raise ValueError("the table has no rows")
+    name = input_name if input_name is not None else str(df["input"].iloc[0])
+    rows = df[df["input"].astype(str) == name]
+    if rows.empty:
+        have = df["input"].astype(str).unique()
+        more = f" and {len(have) - 5} more" if len(have) > 5 else ""
+        raise ValueError(f"the table has no input {name!r} (it has: {', '.join(have[:5])}{more})")
+    return name, rows
 
 
 def select(df: pd.DataFrame, input_name: str | None = None, face: int | None = None) -> pd.DataFrame:
     """Successful rows of one input (default: the first in the table) and optionally one face."""
-    if df.empty:
-        raise ValueError("the table has no rows")
-    name = input_name if input_name is not None else str(df["input"].iloc[0])
-    sub = df[(df["input"].astype(str) == name) & (df["success"] == 1)]
+    name, rows = input_rows(df, input_name)
+    sub = rows[rows["success"] == 1]
     if face is not None:
         sub = sub[sub["face"] == face]
     if sub.empty:
@@ -72,6 +106,8 @@ def pick_aus(df: pd.DataFrame, aus: Sequence[int] | None) -> list[str]:
     have = list(table.au_intensity(df).columns)
     if not aus:
         return have
+    if BLINK in _intensity(df).columns:
+        have.append(BLINK)  # only on request: blink is eye closure, not an AU model's output
     wanted = [au_name(a) for a in dict.fromkeys(int(a) for a in aus)]
     missing = [w for w in wanted if w not in have]
     if missing:
@@ -93,15 +129,47 @@ def parse_aus(text: str | None) -> list[int] | None:
 
 
 def smooth_frame(values: pd.DataFrame, t: np.ndarray, seconds: float | None) -> pd.DataFrame:
-    """Centred rolling mean over ``seconds`` of video time (NaN-aware); unchanged when None or 0."""
+    """Centred rolling mean over ``seconds`` of video time (NaN-aware); unchanged when None or 0.
+
+    ``values`` are the rows of ONE face (smoothing several faces together averages them into one trace:
+    use :func:`smooth_faces`). Its rows may come in any order: they are sorted by time for the window
+    and the result is put back row by row, aligned with ``values``. A window longer than twice the span
+    of ``t`` already covers every row from every centre, so it is capped there (same result) rather than
+    overflowing pandas' Timedelta; times are taken from the first one for the same reason.
+    """
     if not seconds:
         return values
     if not np.isfinite(seconds) or seconds < 0:
         raise ValueError(f"--smooth must be a number of seconds ≥ 0, not {seconds}")
-    idx = pd.to_timedelta(np.asarray(t, np.float64), unit="s")
-    rolled = values.set_axis(idx).sort_index().rolling(pd.Timedelta(seconds=seconds), center=True,
-                                                        min_periods=1).mean()
-    return rolled.set_axis(values.index).astype(np.float64)
+    t = np.asarray(t, np.float64)
+    if len(t) != len(values):
+        raise ValueError(f"smoothing: {len(values)} rows but {len(t)} timestamps")
+    if not len(t):
+        return values.astype(np.float64)
+    if not np.isfinite(t).all():
+        raise ValueError("cannot smooth over rows without a finite timestamp")
+    rel = t - t.min()
+    seconds = min(float(seconds), 2 * float(rel.max()) + 1.0)
+    order = np.argsort(rel, kind="stable")
+    ordered = values.iloc[order].astype(np.float64).set_axis(pd.to_timedelta(rel[order], unit="s"))
+    rolled = ordered.rolling(pd.Timedelta(seconds=seconds), center=True, min_periods=1).mean().to_numpy()
+    out = np.empty_like(rolled)
+    out[order] = rolled
+    return pd.DataFrame(out, index=values.index, columns=values.columns)
+
+
+def smooth_faces(values: pd.DataFrame, rows: pd.DataFrame, seconds: float | None) -> pd.DataFrame:
+    """:func:`smooth_frame` for each face of ``rows`` on its own (``values`` aligned with ``rows``), so that
+    in a video with several people one face's expression never leaks into another's trace."""
+    t = rows["timestamp"].to_numpy(np.float64)
+    if not seconds or values.empty:
+        return smooth_frame(values, t, seconds)
+    codes, uniques = pd.factorize(rows["face"], use_na_sentinel=False)
+    out = np.full(values.shape, np.nan)
+    for k in range(len(uniques)):  # by position: the index of ``values`` need not be unique
+        pos = np.flatnonzero(codes == k)
+        out[pos] = smooth_frame(values.iloc[pos], t[pos], seconds).to_numpy(np.float64)
+    return pd.DataFrame(out, index=values.index, columns=values.columns)
 
 
 def _timeline(frames: pd.DataFrame, f: pd.DataFrame, values: pd.DataFrame) -> pd.DataFrame:
@@ -122,6 +190,20 @@ def _ylabel(ax, text: str) -> None:
     ax.set_ylabel(text, rotation=0, ha="right", va="center", fontsize=9)
 
 
+def _layout(names: list[str], style: str, has_emo: bool) -> tuple[bool, list[float]]:
+    """Whether AUs are drawn as small multiples, and the height ratios of one face's panels: one per AU
+    (or one heatmap), then the emotions. A table without AUxx_r columns (only occurrences) or without
+    emotion columns (an OpenFace CSV) gets only the panels it has data for."""
+    lines = style == "lines" or (style == "auto" and len(names) <= LINES_MAX_AUS)
+    if not names:
+        heights = []
+    elif lines:
+        heights = [1.0] * len(names)
+    else:
+        heights = [0.32 * len(names) + 0.4]
+    return lines, heights + ([2.2] if has_emo else [])
+
+
 def _video_face(fig, spec, frames: pd.DataFrame, f: pd.DataFrame, names: list[str], style: str,
                 smooth: float | None, title: str, emo_label: str, sharex) -> list:
     """Panels of one face of a video inside gridspec cell ``spec``; returns its axes."""
@@ -130,12 +212,10 @@ def _video_face(fig, spec, frames: pd.DataFrame, f: pd.DataFrame, names: list[st
     aus = smooth_frame(aus[names], f["timestamp"].to_numpy(), smooth)
     emo = smooth_frame(emo, f["timestamp"].to_numpy(), smooth)
     au_t, emo_t = _timeline(frames, f, aus), _timeline(frames, f, emo)
-    lines = style == "lines" or (style == "auto" and len(names) <= LINES_MAX_AUS)
-    n_au = len(names) if lines else 1
-    heights = [1.0] * n_au + [2.2] if lines else [0.32 * len(names) + 0.4, 2.2]
-    gs = spec.subgridspec(n_au + 1, 1, height_ratios=heights, hspace=0.08)
-    axes = []
-    if lines:
+    lines, heights = _layout(names, style, bool(len(emo.columns)))
+    gs = spec.subgridspec(len(heights), 1, height_ratios=heights, hspace=0.08)
+    axes: list = []
+    if names and lines:
         colors = _colors(len(names))
         for k, name in enumerate(names):
             ax = fig.add_subplot(gs[k], sharex=sharex or (axes[0] if axes else None))
@@ -147,8 +227,7 @@ def _video_face(fig, spec, frames: pd.DataFrame, f: pd.DataFrame, names: list[st
             ax.grid(axis="y", alpha=0.3)
             _ylabel(ax, au_label(name))
             axes.append(ax)
-        axes[0].set_title(title, loc="left")
-    else:
+    elif names:
         ax = fig.add_subplot(gs[0], sharex=sharex)
         vals = au_t[names].to_numpy(np.float64).T
         mesh = ax.pcolormesh(_edges(t), np.arange(len(names) + 1), np.ma.masked_invalid(vals), cmap=AU_CMAP,
@@ -157,27 +236,68 @@ def _video_face(fig, spec, frames: pd.DataFrame, f: pd.DataFrame, names: list[st
         ax.invert_yaxis()
         ax.set_facecolor("#eeeeee")  # frames without the face: light grey, not "intensity 0"
         fig.colorbar(mesh, ax=ax, label="AU intensity (0–5)", fraction=0.025, pad=0.01)
-        ax.set_title(title, loc="left")
         axes.append(ax)
-    ax = fig.add_subplot(gs[-1], sharex=axes[0])
-    if emo_label == "emotion probability":
-        vals = np.nan_to_num(emo_t.to_numpy(np.float64), nan=0.0).T
-        ax.stackplot(t, vals, labels=list(emo_t.columns), colors=[EMOTION_COLORS.get(e, "#999") for e in emo_t.columns],
-                     alpha=0.9, lw=0)
-        ax.set_ylim(0, 1)
-        ax.set_ylabel("emotion (CNN)\nprobability, stacked", fontsize=9)
-    else:
-        for e in emo_t.columns:
-            ax.plot(t, emo_t[e].to_numpy(np.float64), color=EMOTION_COLORS.get(e, "#999"), lw=1.5, label=e)
-        ax.set_ylim(0, 105)
-        ax.set_ylabel("% of emotion\nprototype AUs", fontsize=9)
-    ax.legend(ncol=8, fontsize=8, loc="lower left", bbox_to_anchor=(0, 1.0), frameon=False,
-              handlelength=1.2, columnspacing=1.0)
-    ax.margins(x=0)
-    axes.append(ax)
+    if len(emo.columns):
+        ax = fig.add_subplot(gs[-1], sharex=axes[0] if axes else sharex)
+        if emo_label == "emotion probability":
+            vals = np.nan_to_num(emo_t.to_numpy(np.float64), nan=0.0).T
+            ax.stackplot(t, vals, labels=list(emo_t.columns),
+                         colors=[EMOTION_COLORS.get(e, "#999") for e in emo_t.columns], alpha=0.9, lw=0)
+            ax.set_ylim(0, 1)
+            ax.set_ylabel("emotion (CNN)\nprobability, stacked", fontsize=9)
+        else:
+            for e in emo_t.columns:
+                ax.plot(t, emo_t[e].to_numpy(np.float64), color=EMOTION_COLORS.get(e, "#999"), lw=1.5, label=e)
+            ax.set_ylim(0, 105)
+            ax.set_ylabel("% of emotion\nprototype AUs", fontsize=9)
+        if ax.get_legend_handles_labels()[0]:  # else matplotlib warns "No artists with labels"
+            ax.legend(ncol=8, fontsize=8, loc="lower left", bbox_to_anchor=(0, 1.0), frameon=False,
+                      handlelength=1.2, columnspacing=1.0)
+        axes.append(ax)
+    axes[0].set_title(title, loc="left", pad=22 if not names else 6)  # clear of the legend
+    axes[-1].margins(x=0)
     for a in axes[:-1]:
         a.tick_params(labelbottom=False)
     return axes
+
+
+def clean(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """``df`` ready to draw, and notes on what was changed for that.
+
+    - Rows of a video input whose timestamp is not a finite number are left out (a note says how many):
+      they cannot be placed on the time axis, and one NaN breaks the heatmap's cell edges and the
+      rolling window. Single-frame inputs (images) do not need a time and keep them.
+    - An empty ``face`` cell becomes 0 in rows without a face (as aulib writes them) and, when every frame
+      has at most one face, in rows with one (one person: face 0); with several faces in a frame the
+      faces cannot be told apart, which is a ValueError rather than a guess.
+    """
+    notes: list[str] = []
+    t = pd.to_numeric(df["timestamp"], errors="coerce").to_numpy(np.float64)
+    bad = ~np.isfinite(t)
+    if bad.any():
+        multi = df.groupby(df["input"].astype(str))["frame"].transform("nunique").to_numpy() > 1
+        drop = bad & multi
+        if drop.any():
+            df = df[~drop]
+            notes.append(f"{int(drop.sum())} row(s) without a valid timestamp left out (they cannot be placed "
+                         "on the time axis).")
+    if df["face"].isna().any():
+        empty = df["face"].isna()
+        ok = df["success"] == 1
+        faced = df[ok]
+        several = bool((faced.groupby([faced["input"].astype(str), faced["frame"]]).size() > 1).any())
+        if (empty & ok).any() and several:
+            raise ValueError("the face column is empty in rows with a face, and some frames have several "
+                             "faces: cannot tell them apart")
+        df = df.assign(face=df["face"].fillna(0))
+        if (empty & ok).any():
+            notes.append(f"face id missing in {int((empty & ok).sum())} row(s) with a face: read as face 0 "
+                         "(one face per frame).")
+    if not pd.api.types.is_integer_dtype(df["face"]) and df["face"].notna().all():
+        face = df["face"].to_numpy(np.float64)
+        if np.all(face == np.round(face)):
+            df = df.assign(face=face.astype(np.int64))
+    return df, notes
 
 
 def figure(df: pd.DataFrame, input_name: str | None = None, face: int | None = None,
@@ -191,22 +311,26 @@ def figure(df: pd.DataFrame, input_name: str | None = None, face: int | None = N
 
     if style not in STYLES:
         raise ValueError(f"--style must be one of {', '.join(STYLES)}, not {style!r}")
+    df, notes = clean(df)
     sub = select(df, input_name, face)
     names = pick_aus(sub, aus)
-    _, _, emo_label = _groups(sub)
+    _, emo, emo_label = _groups(sub)
     name = str(sub["input"].iloc[0])
-    video = sub["frame"].nunique() > 1
+    rows = df[df["input"].astype(str) == name]  # the input's full timeline (failed frames included)
+    video = is_video(rows)
     faces = sorted(sub["face"].unique())[:MAX_FACES if video else MAX_IMAGE_FACES]
     title = Path(name).name
     n_all = sub["face"].nunique()
     if n_all > len(faces):
         title += f" (faces {', '.join(map(str, faces))} of {n_all}; choose with --face)"
+    if not names:
+        notes.insert(0, "no AU intensities (AUxx_r) in the table.")
+    tail = "".join(f"\n{n}" for n in notes)  # under the title: what is not shown, and why
     if video:
-        # the input's full timeline (failed frames included) so gaps show as gaps
-        rows = df[df["input"].astype(str) == name]
-        frames = rows.groupby("frame")["timestamp"].first().sort_index().to_frame()
-        lines = style == "lines" or (style == "auto" and len(names) <= LINES_MAX_AUS)
-        per_face = (0.95 * len(names) if lines else 0.32 * len(names) + 0.4) + 2.6
+        frames = rows.groupby("frame")["timestamp"].first().sort_index().to_frame()  # gaps show as gaps
+        lines, _ = _layout(names, style, bool(len(emo.columns)))
+        au_height = (0.95 * len(names) if lines else 0.32 * len(names) + 0.4) if names else 0.0
+        per_face = au_height + (2.6 if len(emo.columns) else 0.6)
         fig = Figure(figsize=(12, per_face * len(faces) + 0.6), dpi=100, layout="constrained")
         outer = fig.add_gridspec(len(faces), 1)
         first = None
@@ -214,47 +338,57 @@ def figure(df: pd.DataFrame, input_name: str | None = None, face: int | None = N
         for n, fid in enumerate(faces):
             f = sub[sub["face"] == fid].sort_values("timestamp")
             note = f" — smoothed over {smooth:g} s" if smooth else ""
-            axes += _video_face(fig, outer[n], frames, f, names, style, smooth, f"{title} — face {fid}{note}",
+            axes += _video_face(fig, outer[n], frames, f, names, style, smooth, f"{title} — face {fid}{note}{tail}",
                                 emo_label, first)
             first = first or axes[0]
         for a in axes[:-1]:
             a.tick_params(labelbottom=False)
         axes[-1].set_xlabel("time (s)")
         return fig
-    return _image_figure(sub, faces, names, title, emo_label)
+    return _image_figure(sub, faces, names, title + tail, emo_label)
 
 
 def _image_figure(sub: pd.DataFrame, faces: list, names: list[str], title: str, emo_label: str):
-    """One column per face: AU intensity bars (present AUs coloured) over emotion bars, shared axes."""
+    """One column per face: AU intensity bars (present AUs coloured) over emotion bars, shared axes; a row
+    is left out when the table has nothing for it (no AUxx_r, or no emotion columns)."""
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
+    _, emo_all, _ = _groups(sub)
+    has_aus, has_emo = bool(names), bool(len(emo_all.columns))
+    heights = ([0.28 * len(names) + 0.6] if has_aus else []) + ([2.4] if has_emo else [])
     width = max(6.0, 3.4 * len(faces) + 2.2)
-    fig = Figure(figsize=(width, 0.28 * len(names) + 4.2), dpi=100, layout="constrained")
-    axes = fig.subplots(2, len(faces), squeeze=False, sharey="row", sharex="row",
-                        height_ratios=[0.28 * len(names) + 0.6, 2.4])
+    fig = Figure(figsize=(width, sum(heights) + 1.2), dpi=100, layout="constrained")
+    axes = fig.subplots(len(heights), len(faces), squeeze=False, sharey="row", sharex="row", height_ratios=heights)
     y = np.arange(len(names))
     for n, fid in enumerate(faces):
         r = sub[sub["face"] == fid].iloc[[0]]
         aus, emo, _ = _groups(r)
-        occ = table.au_occurrence(r).reindex(columns=names)
-        present = [bool(v == 1) for v in occ.iloc[0].tolist()]
-        a, b = axes[0, n], axes[1, n]
-        a.barh(y, aus[names].iloc[0].to_numpy(np.float64), color=["#d55e00" if p else "#9e9e9e" for p in present])
-        a.set_yticks(y, [au_label(x) for x in names], fontsize=8)
-        a.set_xlim(0, 5)
-        a.grid(axis="x", alpha=0.3)
-        a.set_title(f"face {fid}", fontsize=11)
-        a.set_xlabel("AU intensity (0–5)", fontsize=9)
-        vals = emo.iloc[0].to_numpy(np.float64)
-        b.barh(list(emo.columns), vals, color=[EMOTION_COLORS.get(e, "#999") for e in emo.columns])
-        b.set_xlim(0, 1 if emo_label == "emotion probability" else 100)
-        b.set_xlabel(emo_label, fontsize=9)
-        b.grid(axis="x", alpha=0.3)
-    axes[0, 0].invert_yaxis()  # shared by the row: AU01 on top, first emotion on top
-    axes[1, 0].invert_yaxis()
-    axes[0, -1].legend(handles=[Patch(color="#d55e00", label="present (occurrence model)"),
-                                Patch(color="#9e9e9e", label="not present")], fontsize=8, loc="lower right")
+        top = axes[0, n]
+        top.set_title(f"face {fid}", fontsize=11)
+        if has_aus:
+            occ = table.au_occurrence(r)
+            if table.occurrence_column(table.BLINK_AU) in r.columns:
+                occ = occ.assign(**{BLINK: r[table.occurrence_column(table.BLINK_AU)]})
+            present = [bool(v == 1) for v in occ.reindex(columns=names).iloc[0].tolist()]
+            a = axes[0, n]
+            a.barh(y, aus[names].iloc[0].to_numpy(np.float64), color=["#d55e00" if p else "#9e9e9e" for p in present])
+            a.set_yticks(y, [au_label(x) for x in names], fontsize=8)
+            a.set_xlim(0, 5)
+            a.grid(axis="x", alpha=0.3)
+            a.set_xlabel("AU intensity (0–5)", fontsize=9)
+        if has_emo:
+            b = axes[-1, n]
+            vals = emo.iloc[0].to_numpy(np.float64)
+            b.barh(list(emo.columns), vals, color=[EMOTION_COLORS.get(e, "#999") for e in emo.columns])
+            b.set_xlim(0, 1 if emo_label == "emotion probability" else 100)
+            b.set_xlabel(emo_label, fontsize=9)
+            b.grid(axis="x", alpha=0.3)
+    for row in range(len(heights)):
+        axes[row, 0].invert_yaxis()  # shared by the row: AU01 on top, first emotion on top
+    if has_aus:
+        axes[0, -1].legend(handles=[Patch(color="#d55e00", label="present (occurrence model)"),
+                                    Patch(color="#9e9e9e", label="not present")], fontsize=8, loc="lower right")
     fig.suptitle(title, x=0.01, ha="left")
     return fig
 
@@ -271,11 +405,39 @@ def _colors(n: int) -> list:
 
 
 REQUIRED = table.ID_COLUMNS[:5]
+TIMELINE = ["frame", "timestamp", "success"]  # what a per-frame table must have; input/face/error can default
+
+
+def _defaults(df: pd.DataFrame, name: str) -> pd.DataFrame:
+    """Fill the identity columns a per-frame table may lack: OpenFace's FeatureExtraction CSV (whose columns
+    aulib's follow) has ``frame, timestamp, success`` but no ``input`` (one file per input: its name),
+    no ``face`` (its ``face_id`` when there, else 0: one face) and no ``error``; a table whose ``error``
+    column was dropped means no errors. Only tables with the per-frame columns get defaults, so a foreign
+    table is still refused by name."""
+    if not all(c in df.columns for c in TIMELINE):
+        return df
+    add: dict[str, object] = {}
+    if "input" not in df.columns:
+        add["input"] = Path(name).name
+    if "face" not in df.columns:
+        add["face"] = df["face_id"] if "face_id" in df.columns else 0
+    if "error" not in df.columns:
+        add["error"] = ""
+    elif not pd.api.types.is_string_dtype(df["error"]) or df["error"].isna().any():
+        add["error"] = df["error"].fillna("").astype(str)  # a DataFrame given directly: NaN means no error
+    if not add:
+        return df
+    df = df.copy()  # one block: adding columns to a fragmented frame makes pandas warn
+    for column, value in add.items():
+        df[column] = value
+    return df
 
 
 def check_table(df: pd.DataFrame, name: str) -> pd.DataFrame:
     """Raise ValueError (naming the table) unless ``df`` looks like ``aulib analyze`` output:
-    the row-identity columns and at least one AU intensity, emotion probability or rule column."""
+    the row-identity columns and at least one AU intensity, emotion probability or rule column.
+    Returns the table with the identity columns a per-frame table may lack filled in (:func:`_defaults`)."""
+    df = _defaults(df, name)
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
         shown = ", ".join(map(str, list(df.columns)[:6])) + (" …" if len(df.columns) > 6 else "")
@@ -332,5 +494,19 @@ def plot_table(source: str | Path | pd.DataFrame, out: str | Path, input_name: s
     except ValueError as e:
         raise ValueError(f"{name}: {e}") from None
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
+    ps_log = logging.getLogger("matplotlib.backends.backend_ps")
+    quiet = _DropTransparencyNote()
+    ps_log.addFilter(quiet)
+    try:
+        fig.savefig(out)
+    finally:
+        ps_log.removeFilter(quiet)
     return out
+
+
+class _DropTransparencyNote(logging.Filter):
+    """PostScript (.eps/.ps) has no transparency, so matplotlib logs that the semi-transparent areas come out
+    opaque: expected for these formats and nothing the user can act on, so it is not shown."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "does not support transparency" not in record.getMessage()

@@ -75,8 +75,19 @@ def _e(x: object) -> str:
     return html.escape(str(x), quote=True)
 
 
+def row_unit(ok: pd.DataFrame) -> str:
+    """What one face row is, for the labels of shares over rows: a frame when there is one face, else a
+    face in a frame ("face-frames") or, in a single image, a face. With two people, "% frames present"
+    would be read as a share of frames, which it is not: each frame counts once per face."""
+    if ok["face"].nunique() <= 1:
+        return "frames"
+    return "face-frames" if ok["frame"].nunique() > 1 else "faces"
+
+
 def au_summary(ok: pd.DataFrame) -> pd.DataFrame:
-    """Per AU over the face rows ``ok``: FACS name, mean intensity, % of frames present, peak and its time."""
+    """Per AU over the face rows ``ok``: FACS name, mean intensity, % of rows present (the label says
+    what a row is: :func:`row_unit`), peak and its time."""
+    unit = row_unit(ok)
     inten, occ = table.au_intensity(ok), table.au_occurrence(ok)
     rows = []
     for name in inten.columns:
@@ -87,7 +98,7 @@ def au_summary(ok: pd.DataFrame) -> pd.DataFrame:
         rows.append({
             "AU": name, "name": facs_name(name),
             "mean intensity": float(np.nanmean(v)) if finite.any() else float("nan"),
-            "% frames present": 100 * float(np.nanmean(present)) if np.isfinite(present).any() else float("nan"),
+            f"% {unit} present": 100 * float(np.nanmean(present)) if np.isfinite(present).any() else float("nan"),
             "peak intensity": float(v[peak]) if peak is not None else float("nan"),
             "peak at (s)": float(ok["timestamp"].iat[peak]) if peak is not None else float("nan"),
         })
@@ -96,7 +107,8 @@ def au_summary(ok: pd.DataFrame) -> pd.DataFrame:
 
 def emotion_summary(ok: pd.DataFrame) -> pd.DataFrame:
     """Per emotion: % of face rows the CNN labels with it, its mean probability, and % of rows whose
-    AUs fully match its FACS prototype."""
+    AUs fully match its FACS prototype (a row is what :func:`row_unit` says)."""
+    unit = row_unit(ok)
     aus = table.aus(ok)
     occ = table.au_occurrence(ok)
     on = occ.astype("float64").fillna(0).to_numpy() == 1
@@ -114,25 +126,29 @@ def emotion_summary(ok: pd.DataFrame) -> pd.DataFrame:
     n = max(len(ok), 1)
     return pd.DataFrame([{
         "emotion": e,
-        "% frames (CNN label)": 100 * float((labels == e).sum()) / n if len(probs.columns) else float("nan"),
+        f"% {unit} (CNN label)": 100 * float((labels == e).sum()) / n if len(probs.columns) else float("nan"),
         "mean probability": float(probs[e].mean()) if e in probs.columns else float("nan"),
-        "% frames prototype fully matched": 100 * full.get(e, 0) / n if e in table.RULE_EMOTIONS else float("nan"),
+        f"% {unit} prototype fully matched": 100 * full.get(e, 0) / n if e in table.RULE_EMOTIONS else float("nan"),
     } for e in emotions])
 
 
 def top_moments(ok: pd.DataFrame, smooth: float | None = 0.5, limit: int = MAX_MOMENTS) -> list[Moment]:
     """Frames worth looking at: the peak of each emotion the CNN saw clearly (smoothed probability ≥ 0.5,
-    neutral excluded), then the peak of the most active AU; no two within :data:`MIN_GAP_S`."""
-    from aulib.plot import smooth_frame
+    neutral excluded), then the peak of the most active AU; no two within :data:`MIN_GAP_S`.
+
+    Each face is smoothed on its own (:func:`aulib.plot.smooth_faces`): averaged together, two people's
+    traces would make peaks neither of them had, and hide the ones they had."""
+    from aulib.plot import smooth_faces
 
     if ok.empty:
         return []
-    ok = ok.sort_values(["timestamp", "face"])
+    ok = ok.sort_values(["timestamp", "face"]).reset_index(drop=True)
     t = ok["timestamp"].to_numpy(np.float64)
+    seconds = smooth if ok["frame"].nunique() > 1 else None
     candidates: list[tuple[str, int]] = []
     probs = table.emotion_probs(ok)
     if len(probs.columns) and probs.notna().any().any():
-        sm = smooth_frame(probs, t, smooth if ok["frame"].nunique() > 1 else None)
+        sm = smooth_faces(probs, ok, seconds)
         peaks = [(float(sm[e].max()), e) for e in sm.columns if e != "neutral" and sm[e].notna().any()]
         for p, e in sorted(peaks, reverse=True):
             if p >= 0.5:
@@ -140,7 +156,7 @@ def top_moments(ok: pd.DataFrame, smooth: float | None = 0.5, limit: int = MAX_M
     inten = table.au_intensity(ok)
     if len(inten.columns) and inten.notna().any().any():
         best = inten.mean().idxmax()
-        sm = smooth_frame(inten[[best]], t, smooth if ok["frame"].nunique() > 1 else None)[best].to_numpy()
+        sm = smooth_faces(inten[[best]], ok, seconds)[best].to_numpy()
         candidates.append((f"peak of {au_label(best)} (the most active AU)", int(np.nanargmax(sm))))
     probs_all = table.emotion_probs(ok)
     out: list[Moment] = []
@@ -162,10 +178,16 @@ def top_moments(ok: pd.DataFrame, smooth: float | None = 0.5, limit: int = MAX_M
 
 def add_thumbnails(moments: Sequence[Moment], video: str | Path) -> str:
     """Fill each moment's thumbnail with its face cropped from ``video`` (frame index = the table's
-    ``frame``); returns a note when the video is truncated or corrupt before some of them ("" otherwise).
+    ``frame``); returns a note when the video is truncated or corrupt before some of them, or when some
+    thumbnails were left out because no face is where the table has one ("" otherwise).
 
-    ValueError naming the file when it cannot be opened as a video, or when it cleanly ends before
-    frames the table has (another video: its thumbnails would show the wrong moments).
+    A video with the same name is not necessarily the one analysed, and the wrong faces would look just
+    as plausible, so the table is checked against what the video shows before anything is embedded.
+    ValueError naming the file when it cannot be opened as a video, when it cleanly ends before frames the
+    table has, when its frames are not at the table's times (another frame rate or cut), or when the table's
+    face boxes lie outside its frames (another frame size). A frame in which the face detector finds no
+    face at the table's box gives no thumbnail (and the note says so) rather than an error: a detector
+    can miss a face the tracker followed.
     """
     from aulib.io import check_regular_file
     from aulib.video.reader import FrameReader
@@ -174,19 +196,27 @@ def add_thumbnails(moments: Sequence[Moment], video: str | Path) -> str:
     wanted = {m.frame for m in moments}
     if not wanted:
         return ""
-    images: dict[int, np.ndarray] = {}
+    frames: dict[int, tuple[float, np.ndarray]] = {}
     reader = FrameReader(path)
     for vf in reader:
         if vf.index in wanted:
-            images[vf.index] = vf.image
+            frames[vf.index] = (vf.time, vf.image)
         if vf.index >= max(wanted):
             break
+    missing = sorted(wanted - set(frames))
+    if not reader.stats.decoded:  # nothing to take thumbnails from: not a video (a text file FFmpeg probes as one)
+        raise ValueError(reader.stats.error or f"{path}: no decodable video frames")
+    if missing and not reader.stats.error:
+        raise ValueError(f"{path}: has no frame {', '.join(map(str, missing))} (it has {reader.stats.decoded} "
+                         "frames): not the video this table was made from")
+    _check_fit(moments, frames, reader.stats.rate, path)
+    unmatched = _unmatched(moments, frames)
     import cv2
 
     for m in moments:
-        img = images.get(m.frame)
-        if img is None:
+        if m.frame not in frames or m.frame in unmatched:
             continue
+        img = frames[m.frame][1]
         x, y, w, h = m.box
         if not all(np.isfinite([x, y, w, h])):
             continue
@@ -200,15 +230,58 @@ def add_thumbnails(moments: Sequence[Moment], video: str | Path) -> str:
         crop = cv2.resize(crop, (max(1, int(round(crop.shape[1] * scale))), THUMB_HEIGHT),
                           interpolation=cv2.INTER_AREA)
         m.thumbnail = _jpeg(crop)
-    missing = sorted(wanted - set(images))
-    if not reader.stats.decoded:  # nothing to take thumbnails from: not a video (a text file FFmpeg probes as one)
-        raise ValueError(reader.stats.error or f"{path}: no decodable video frames")
+    notes = []
     if reader.stats.error and missing:
-        return f"{reader.stats.error}"
-    if missing:
-        raise ValueError(f"{path}: has no frame {', '.join(map(str, missing))} (it has {reader.stats.decoded} "
-                         "frames): not the video this table was made from")
-    return ""
+        notes.append(f"{reader.stats.error}")
+    if unmatched:
+        notes.append(f"{path}: no face found where the table has one in frame {', '.join(map(str, sorted(unmatched)))}"
+                     ": thumbnail left out (is it the video this table was made from?)")
+    return " ".join(notes)
+
+
+def _check_fit(moments: Sequence[Moment], frames: dict[int, tuple[float, np.ndarray]], rate: float,
+               path: Path) -> None:
+    """ValueError unless each moment's frame is at the table's time (within half a frame) and its face box
+    lies mostly (≥ half of it) inside the video's frame: a clip with another frame rate or frame size has
+    the same frame numbers but not the same pictures."""
+    tol = max(0.5 / rate, 0.002) if rate else 0.02
+    for m in moments:
+        if m.frame not in frames:
+            continue
+        time, img = frames[m.frame]
+        if np.isfinite(m.timestamp) and abs(time - m.timestamp) > tol:
+            raise ValueError(f"{path}: frame {m.frame} is at {time:.3f} s in the video but at {m.timestamp:.3f} s "
+                             "in the table: not the video this table was made from")
+        x, y, w, h = m.box
+        if not all(np.isfinite([x, y, w, h])) or w <= 0 or h <= 0:
+            continue
+        height, width = img.shape[:2]
+        inside = max(0.0, min(x + w, width) - max(x, 0.0)) * max(0.0, min(y + h, height) - max(y, 0.0))
+        if inside < 0.5 * w * h:
+            raise ValueError(f"{path}: the table's face box in frame {m.frame} (x {x:.0f}, y {y:.0f}, {w:.0f}×{h:.0f}"
+                             f" px) lies outside the video's {width}×{height} frames: not the video this table "
+                             "was made from")
+
+
+def _unmatched(moments: Sequence[Moment], frames: dict[int, tuple[float, np.ndarray]]) -> set[int]:
+    """Frames of ``moments`` in which the face detector finds no face overlapping the table's box (IoU < 0.3):
+    same frame rate and size, other pictures. The detector runs with a lower score threshold than analysis
+    (0.5), so a face analysed there is found again; ~20 ms per frame."""
+    from aulib.face.detect import RetinaFaceDetector, iou
+
+    todo = [m for m in moments if m.frame in frames and all(np.isfinite(m.box)) and m.box[2] > 0 and m.box[3] > 0]
+    if not todo:
+        return set()
+    detector = RetinaFaceDetector(score_threshold=0.5)
+    found: dict[int, list[np.ndarray]] = {}
+    out = set()
+    for m in todo:
+        if m.frame not in found:
+            found[m.frame] = [d.as_array().astype(np.float64) for d in detector(frames[m.frame][1])]
+        box = np.asarray(m.box, np.float64)
+        if not any(iou(d, box) >= 0.3 for d in found[m.frame]):
+            out.add(m.frame)
+    return out
 
 
 def run_metadata(table_path: str | Path | None) -> dict:
@@ -279,16 +352,16 @@ def render(df: pd.DataFrame, input_name: str | None = None, face: int | None = N
            table_path: str | Path | None = None, smooth: float | None = 0.5) -> str:
     """The report page (HTML text) for one input of an analysis table (see the module docstring)."""
     import aulib
-    from aulib.plot import figure, select
+    from aulib.plot import _groups as _plot_groups
+    from aulib.plot import clean, figure, input_rows, select
+    from aulib.plot import is_video as video_rows
 
     if df.empty:
         raise ValueError("the table has no rows")
-    name = input_name if input_name is not None else str(df["input"].iloc[0])
-    rows = df[df["input"].astype(str) == name]
-    if rows.empty:
-        raise ValueError(f"the table has no input {name!r} (it has: {', '.join(map(str, df['input'].unique()[:5]))})")
+    df, cleaned = clean(df)
+    name, rows = input_rows(df, input_name)
     ok = select(df, name, face)
-    is_video = rows["frame"].nunique() > 1
+    is_video = video_rows(rows)  # as plot.figure decides it, so the caption describes the figure shown
     frames = rows["frame"].nunique()
     with_face = ok["frame"].nunique()
     duration = float(rows["timestamp"].max() - rows["timestamp"].min()) if is_video else 0.0
@@ -296,7 +369,9 @@ def render(df: pd.DataFrame, input_name: str | None = None, face: int | None = N
     inputs = df["input"].nunique()
     if inputs > 1:
         notes.append(f"The table holds {inputs} inputs; this report covers {name} (choose another with --input).")
-    problems = rows.loc[(rows["success"] == 0) & ~rows["error"].str.contains("no face", case=False), "error"]
+    notes += cleaned
+    errors = rows["error"].fillna("").astype(str) if "error" in rows.columns else pd.Series("", index=rows.index)
+    problems = errors[(rows["success"] == 0) & (errors != "") & ~errors.str.contains("no face", case=False)]
     notes += [f"Problem in the input: {e}" for e in problems.unique()[:3]]
 
     moments = top_moments(ok, smooth)
@@ -333,23 +408,32 @@ def render(df: pd.DataFrame, input_name: str | None = None, face: int | None = N
                  + "</div>")
 
     parts.append("<h2>Emotion timeline</h2>" if is_video else "<h2>Faces</h2>")
-    what = ("AU intensity over time (heatmap, light = absent, grey = no face) and the CNN emotion probabilities "
-            "stacked (they sum to 1)" + (f", smoothed over {smooth:g} s (centred rolling mean)" if smooth else "")
+    inten, emo_cols, emo_label = _plot_groups(ok)
+    shown = [("AU intensity over time (heatmap, light = absent, grey = no face)" if len(inten.columns) else "")]
+    if len(emo_cols.columns):  # say what the figure's lower panel is: CNN probabilities or rule percentages
+        shown.append("the CNN emotion probabilities stacked (they sum to 1)" if emo_label == "emotion probability"
+                     else "the % of each emotion prototype's AUs present")
+    what = (" and ".join(x for x in shown if x) + (f", smoothed over {smooth:g} s (centred rolling mean)"
+                                                   if smooth else "")
             if is_video else "AU intensities (present AUs coloured) and emotion scores per face")
     parts.append(f"<p class=muted>{_e(what)}.</p><img class=fig alt='emotion timeline' src='{timeline}'>")
 
+    unit = row_unit(ok)
+    per = {"frames": "frames", "faces": "faces",
+           "face-frames": "face-frames (each frame counts once per face with a face there)"}[unit]
     parts.append("<h2>Action Units</h2><p class=muted>Over the rows with a face: mean intensity AUxx_r (0–5), "
-                 "share of frames where the AU is present (AUxx_c), and the strongest frame.</p>")
-    parts.append(_table_html(aus, {"mean intensity": ".2f", "% frames present": ".0f", "peak intensity": ".2f",
-                                   "peak at (s)": ".2f"}, bars={"mean intensity": 5.0, "% frames present": 100.0}))
+                 f"share of {_e(per)} where the AU is present (AUxx_c), and the strongest frame.</p>")
+    present = f"% {unit} present"
+    parts.append(_table_html(aus, {"mean intensity": ".2f", present: ".0f", "peak intensity": ".2f",
+                                   "peak at (s)": ".2f"}, bars={"mean intensity": 5.0, present: 100.0}))
 
-    parts.append("<h2>Emotions</h2><p class=muted>CNN: share of frames with that label and mean probability. "
-                 "FACS prototypes (EMFACS, Friesen &amp; Ekman 1983): share of frames where <em>every</em> modelled "
-                 "AU of the emotion's prototype is present; partial overlaps are not counted, since single AUs "
-                 "are shared by several prototypes.</p>")
-    parts.append(_table_html(emo, {"% frames (CNN label)": ".0f", "mean probability": ".2f",
-                                   "% frames prototype fully matched": ".0f"},
-                             bars={"% frames (CNN label)": 100.0, "% frames prototype fully matched": 100.0}))
+    parts.append(f"<h2>Emotions</h2><p class=muted>CNN: share of {_e(unit)} with that label and mean probability. "
+                 f"FACS prototypes (EMFACS, Friesen &amp; Ekman 1983): share of {_e(unit)} where <em>every</em> "
+                 "modelled AU of the emotion's prototype is present; partial overlaps are not counted, since single "
+                 "AUs are shared by several prototypes.</p>")
+    label, matched = f"% {unit} (CNN label)", f"% {unit} prototype fully matched"
+    parts.append(_table_html(emo, {label: ".0f", "mean probability": ".2f", matched: ".0f"},
+                             bars={label: 100.0, matched: 100.0}))
 
     parts.append("<h2>Top moments</h2>")
     if not moments:

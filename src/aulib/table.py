@@ -472,9 +472,18 @@ def read_table(path: str | Path, columns: list[str] | None = None) -> pd.DataFra
     fmt = table_format(path)
     if fmt == "csv":
         text = {c: "str" for c in TEXT_COLUMNS}
+        usecols = columns
+        if columns is not None:  # names as the header spells them (see below)
+            header = [str(c) for c in pd.read_csv(path, nrows=0, encoding="utf-8").columns]
+            if any(c != c.strip() for c in header):
+                usecols = [c for c in header if c.strip() in columns]
         # keep_default_na=False: only empty cells are missing, an input named "NA" or "null" is text
-        df = pd.read_csv(path, dtype=text, keep_default_na=False, na_values=[""], usecols=columns,
+        df = pd.read_csv(path, dtype=text, keep_default_na=False, na_values=[""], usecols=usecols,
                          encoding="utf-8")
+        # OpenFace writes "frame, timestamp, confidence, …" (a space after each comma): stripped, its columns
+        # are the ones aulib's tables share with it. aulib never writes spaces around its names: no change there.
+        if any(str(c) != str(c).strip() for c in df.columns):
+            df.columns = [str(c).strip() for c in df.columns]
     elif fmt == "parquet":
         with open(path, "rb") as f:  # a Python file: pyarrow takes only UTF-8 path strings
             df = pd.read_parquet(f, columns=columns)

@@ -1,0 +1,245 @@
+"""``aulib plot`` / ``aulib report`` on the tables users actually bring: several faces, rows out of time order,
+another video of the same name, missing columns (no AUxx_r, no ``error``, empty ``face``), OpenFace CSVs,
+non-finite timestamps and smoothing windows, blink, and outputs that made matplotlib warn.
+
+Most tests start from a real ``aulib analyze`` table of the first frames of single_face.mp4 (so the columns
+are exactly what aulib writes) and change what they test.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from aulib.cli import app
+from aulib.face.record import EMOTIONS
+from aulib.plot import figure, plot_table, smooth_frame
+from aulib.report_html import add_thumbnails, render, top_moments, write_report
+from aulib.table import read_table, write_table
+
+from .conftest import sample
+
+runner = CliRunner()
+FRAMES = 12
+
+
+@pytest.fixture(scope="module")
+def real(tmp_path_factory) -> Path:
+    """``aulib analyze single_face.mp4 --max-frames 12``: one face, CNN emotions, a face in every frame."""
+    out = tmp_path_factory.mktemp("inputs") / "clip.csv"
+    res = runner.invoke(app, ["analyze", str(sample("single_face.mp4")), "-o", str(out),
+                              "--max-frames", str(FRAMES)])
+    assert res.exit_code == 0, res.output
+    return out
+
+
+@pytest.fixture()
+def clip(real) -> pd.DataFrame:
+    return read_table(real)
+
+
+def two_faces(df: pd.DataFrame) -> pd.DataFrame:
+    """The clip twice per frame (faces 0 and 1, as a video with two people), face 0 happy (0.9) in every
+    frame, face 1 neutral."""
+    other = df.assign(face=1, face_x=df["face_x"] + 300)
+    both = pd.concat([df, other]).sort_values(["frame", "face"]).reset_index(drop=True)
+    for e in EMOTIONS:
+        both[f"p_{e}"] = 0.0
+    both.loc[both["face"] == 0, "p_happiness"] = 0.9
+    both.loc[both["face"] == 0, "p_neutral"] = 0.1
+    both.loc[both["face"] == 1, "p_neutral"] = 1.0
+    return both
+
+
+def embedded_pngs(page: str) -> list[Image.Image]:
+    return [Image.open(io.BytesIO(base64.b64decode(b))) for b in re.findall(r"data:image/png;base64,([^']+)'", page)]
+
+
+# ------------------------------------------------------------------------------------------ 1: smoothing
+def test_top_moments_smooth_each_face_separately(clip):
+    df = two_faces(clip)
+    ok = df[df["success"] == 1]
+    whys = [m.why for m in top_moments(ok, smooth=0.5)]
+    # face 0 and face 1 averaged together gave 45 %: below the 50 % bar, the happy face vanished
+    assert any(w.startswith("strongest happiness (90%") for w in whys), whys
+    # the most active AU's peak is one face's own peak: face 0 smiles briefly (frame 3), face 1 broadly from
+    # frame 6; averaged together, face 0's rows at face 1's smile were the peak
+    df[[c for c in df.columns if re.fullmatch(r"AU\d\d_r", c)]] = 0.0
+    df.loc[(df["face"] == 0) & (df["frame"] == 3), "AU12_r"] = 5.0
+    df.loc[(df["face"] == 1) & (df["frame"] >= 6), "AU12_r"] = 4.0
+    df.loc[:, [f"p_{e}" for e in EMOTIONS]] = 0.0
+    df["p_neutral"] = 1.0
+    moments = top_moments(df[df["success"] == 1], smooth=0.1)
+    assert [(m.why[:12], m.frame, m.face) for m in moments] == [("peak of AU12", 7, 1)], moments
+
+
+def test_smooth_frame_aligned_with_rows_in_any_order():
+    t = np.arange(40) / 30
+    rng = np.random.default_rng(1)
+    values = pd.DataFrame({"a": rng.normal(size=40) * 3, "b": np.sin(t * 9)})
+    want = smooth_frame(values, t, 0.3)
+    order = rng.permutation(40)
+    shuffled = values.iloc[order]
+    got = smooth_frame(shuffled, t[order], 0.3)
+    assert got.index.equals(shuffled.index)
+    np.testing.assert_allclose(got.to_numpy(), want.iloc[order].to_numpy())
+
+
+# ------------------------------------------------------------------------------------------ 2: another video
+def write_video(path: Path, fps: float, size: tuple[int, int], frames: int = FRAMES + 4) -> Path:
+    import cv2
+
+    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    for i in range(frames):
+        out.write(np.full((size[1], size[0], 3), 90 + 5 * i, np.uint8))
+    out.release()
+    return path
+
+
+def test_thumbnails_refuse_another_video_of_the_same_name(clip, tmp_path):
+    ok = clip[clip["success"] == 1]
+    for d in "abc":
+        (tmp_path / d).mkdir()
+    # another frame rate: the frame numbers exist but are at other times
+    with pytest.raises(ValueError, match="is at 0.*in the table: not the video this table was made from"):
+        add_thumbnails(top_moments(ok), write_video(tmp_path / "a" / "single_face.mp4", 25, (640, 360)))
+    # another frame size: the table's face boxes are outside its frames
+    with pytest.raises(ValueError, match="lies outside the video's 640×180 frames"):
+        add_thumbnails(top_moments(ok), write_video(tmp_path / "b" / "single_face.mp4", 30, (640, 180)))
+    # same rate and size, but no face there: no (wrong) thumbnail, and the page says why
+    other = write_video(tmp_path / "c" / "single_face.mp4", 30, (640, 360))
+    page = render(clip, video=other)
+    assert "data:image/jpeg" not in page and "no face found where the table has one" in page
+    # the real video still gives its thumbnails, without a note
+    moments = top_moments(ok)
+    assert add_thumbnails(moments, sample("single_face.mp4")) == ""
+    assert all(m.thumbnail.startswith("data:image/jpeg") for m in moments)
+
+
+# ------------------------------------------------------------------------------------------ 3, 8: AU columns
+def test_plot_and_report_without_intensity_columns(clip, tmp_path):
+    df = clip.drop(columns=[c for c in clip.columns if re.fullmatch(r"AU\d\d_r", c)])
+    out = plot_table(df, tmp_path / "no_r.png")  # was: unexpected IndexError
+    assert Image.open(out).size[0] >= 1000
+    fig = figure(df)
+    assert "no AU intensities" in fig.axes[0].get_title(loc="left")
+    image = df[df["frame"] == 0].assign(input="face.jpg")
+    plot_table(image, tmp_path / "no_r_image.png")
+    assert "Emotion timeline" in render(df)
+
+
+def test_aus_45_plots_blink(clip, tmp_path):
+    assert "AU45_r" in clip.columns
+    fig = figure(clip, aus=[45, 12])
+    labels = [a.get_ylabel() for a in fig.axes]
+    assert any("AU45" in x and "blink" in x for x in labels), labels
+    res = runner.invoke(app, ["plot", str(_saved(clip, tmp_path)), "-o", str(tmp_path / "b.png"), "--aus", "45"])
+    assert res.exit_code == 0, res.output
+    default = figure(clip, style="heatmap")  # all AUs: blink is not an AU model's output, left out by default
+    assert not any("AU45" in t.get_text() for a in default.axes for t in a.get_yticklabels())
+
+
+def _saved(df: pd.DataFrame, tmp_path: Path, name: str = "t.csv") -> Path:
+    path = tmp_path / name
+    write_table(df, path)
+    return path
+
+
+# ------------------------------------------------------------------------------------------ 4: OpenFace
+def test_openface_csv_is_read_plotted_and_reported(tmp_path, real):
+    path = sample("OpenFace_Test.csv")
+    df = read_table(path)
+    assert {"frame", "timestamp", "success", "AU12_r"} <= set(df.columns)
+    assert list(read_table(path, columns=["frame", "success"]).columns) == ["frame", "success"]
+    assert list(read_table(real).columns) == list(pd.read_csv(real, nrows=0).columns)  # aulib's: unchanged
+    for cmd, out in (("plot", "of.png"), ("report", "of.html")):
+        res = runner.invoke(app, [cmd, str(path), "-o", str(tmp_path / out)])
+        assert res.exit_code == 0, res.output
+    page = (tmp_path / "of.html").read_text(encoding="utf-8")
+    assert "OpenFace_Test.csv" in page and "AU12" in page and "CNN emotion probabilities" not in page
+
+
+# ------------------------------------------------------------------------------------------ 5: timeline caption
+def test_timeline_caption_and_figure_agree_when_one_frame_has_a_face(clip):
+    df = clip.copy()
+    df.loc[df["frame"] != 4, "success"] = 0
+    df.loc[df["frame"] != 4, "error"] = "no face detected"
+    page = render(df)
+    assert "Emotion timeline" in page and "heatmap" in page
+    timeline = embedded_pngs(page)[0]
+    assert timeline.size[0] == 1200  # the 12-inch time axis, not the 6-inch single-image bars
+
+
+# ------------------------------------------------------------------------------------------ 6: input names
+def test_plot_names_the_inputs_for_an_unknown_input(clip, tmp_path):
+    res = runner.invoke(app, ["plot", str(_saved(clip, tmp_path)), "-o", str(tmp_path / "p.png"),
+                              "--input", "nope.mp4"])
+    assert res.exit_code == 2 and "the table has no input 'nope.mp4' (it has: " in res.output, res.output
+    assert "single_face.mp4" in res.output and len(res.output.strip().splitlines()) == 1
+
+
+# ------------------------------------------------------------------------------------------ 7: internal errors
+def test_huge_smoothing_window(clip, tmp_path):
+    table = _saved(clip, tmp_path)
+    for cmd, out in (("plot", "p.png"), ("report", "r.html")):
+        res = runner.invoke(app, [cmd, str(table), "-o", str(tmp_path / out), "--smooth", "1e300"])
+        assert res.exit_code == 0, res.output
+    # a window covering everything is the mean of everything
+    t = np.arange(10) / 30
+    got = smooth_frame(pd.DataFrame({"a": np.arange(10.0)}), t, 1e300)
+    np.testing.assert_allclose(got["a"], 4.5)
+
+
+def test_rows_without_timestamp_are_left_out_with_a_note(clip, tmp_path):
+    df = clip.copy()
+    df.loc[[3, 5], "timestamp"] = np.nan
+    plot_table(df, tmp_path / "p.png")
+    plot_table(df, tmp_path / "h.png", style="heatmap", smooth=0.3)
+    page = render(df)
+    assert "2 row(s) without a valid timestamp left out" in page
+
+
+def test_empty_face_and_missing_error_column(clip, tmp_path):
+    empty = clip.assign(face=np.nan)
+    write_report(empty, tmp_path / "a.html")  # was: cannot convert float NaN to integer
+    assert "read as face 0" in (tmp_path / "a.html").read_text(encoding="utf-8")
+    both = two_faces(clip).assign(face=np.nan)
+    with pytest.raises(ValueError, match="cannot tell them apart"):
+        write_report(both, tmp_path / "b.html")
+    no_error = _saved(clip.drop(columns=["error"]), tmp_path, "noerr.csv")
+    for cmd, out in (("plot", "p.png"), ("report", "r.html")):
+        res = runner.invoke(app, [cmd, str(no_error), "-o", str(tmp_path / out)])
+        assert res.exit_code == 0, res.output
+
+
+# ------------------------------------------------------------------------------------------ 9: warnings
+def test_no_matplotlib_warnings_reach_the_user(clip, tmp_path, caplog):
+    no_emotions = clip.drop(columns=[c for c in clip.columns if c.startswith(("p_", "rule_"))] + ["emotion"])
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        plot_table(no_emotions, tmp_path / "n.png")
+        write_report(no_emotions, tmp_path / "n.html")
+    assert not [str(w.message) for w in seen if "legend" in str(w.message)]
+    with caplog.at_level(logging.WARNING):
+        plot_table(clip, tmp_path / "p.eps")
+    assert (tmp_path / "p.eps").stat().st_size > 1000
+    assert "transparency" not in caplog.text
+
+
+# ------------------------------------------------------------------------------------------ 10: labels
+def test_shares_are_labelled_by_what_they_count(clip):
+    one = render(clip)
+    assert "% frames present" in one and "% frames (CNN label)" in one
+    two = render(two_faces(clip))
+    assert "% frames present" not in two and "% frames (CNN label)" not in two
+    assert "% face-frames present" in two and "% face-frames (CNN label)" in two
