@@ -173,7 +173,28 @@ def cropped_rejection(data_dir: Path, fer_train: int = 300, patches: int = 200, 
     return rows
 
 
+# Sample files the figures read besides the photos of SAMPLE_FACES: the benchmark frame's video and
+# the background video the non-face patches come from.
+SAMPLE_VIDEOS = ("WolfgangLanger_Pexels.mp4", "no_face.mp4")
+# Folders of dataset crops the --cropped check reads (each must hold PNGs).
+CROP_FOLDERS = ("ckplus48/images", "ferplus/FER2013Valid", "ferplus/FER2013Train")
+
+
+def check_inputs(data_dir: Path) -> None:
+    """Every file and crop folder the figures read, checked before any work: a missing video was
+    found only after the detector timings, minutes in. FileNotFoundError naming what is missing."""
+    samples = data_dir / "samples"
+    missing = [str(samples / f) for f in (*SAMPLE_FACES, *SAMPLE_VIDEOS) if not (samples / f).is_file()]
+    if missing:
+        raise FileNotFoundError(f"missing sample file(s) {', '.join(missing)} (aulib evaluate faces reads them)")
+    for folder in CROP_FOLDERS:
+        d = data_dir / folder
+        if not d.is_dir() or next(d.rglob("*.png"), None) is None:
+            raise FileNotFoundError(f"{d}: no .png crops found (aulib evaluate faces scores them)")
+
+
 def evaluate_faces(data_dir: Path, reports: Path = Path("reports"), log=print) -> dict:
+    check_inputs(data_dir)
     samples = data_dir / "samples"
     frame = first_video_frame(samples / "WolfgangLanger_Pexels.mp4")
     dets = detector_table(samples, frame)

@@ -96,7 +96,11 @@ class _SupportVectorBank(LinearBank):
         """Subject-grouped folds over rows ``idx`` (positions into ``idx``)."""
         from sklearn.model_selection import GroupKFold
 
-        k = max(2, min(self.cv, len(np.unique(groups[idx]))))
+        subjects = len(np.unique(groups[idx]))
+        if subjects < 2:  # sklearn would say only "n_splits=2 ... greater than the number of groups"
+            raise ValueError(f"{type(self).__name__} fit: choosing C by subject-grouped CV needs at least 2 subjects "
+                             f"(has {subjects}); train on more subjects")
+        k = max(2, min(self.cv, subjects))
         return list(GroupKFold(k).split(idx, groups=groups[idx]))
 
 
@@ -149,8 +153,9 @@ class AUOccurrence(_SupportVectorBank):
         coefs, intercepts, chosen, platt = [], [], [], []
         for k, au in enumerate(self.au_numbers):
             yk = Y[:, k]
-            if yk.min() == yk.max():
-                raise ValueError(f"AU{au}: all training labels are {yk[0]}; an SVM needs both classes")
+            _both_classes(au, yk, groups, "")
+            for i, (tr, _) in enumerate(folds):  # else sklearn: "got 1 class", naming no AU
+                _both_classes(au, yk[tr], groups[tr], f" of inner CV fold {i + 1}/{len(folds)} (choosing C)")
             best: tuple[float, float, float, np.ndarray] = (self.Cs[0], 0.0, -1.0, np.zeros(n))
             for C in self.Cs:
                 scores = np.zeros(n)
@@ -208,6 +213,17 @@ class AUOccurrence(_SupportVectorBank):
             for f, s, p in zip(ok, scores, probs):
                 f.aus, f.au_score, f.au_occurrence, f.au_prob = aus, s, (s > 0).astype(np.int8), p
         return faces
+
+
+def _both_classes(au: int, y: np.ndarray, groups: np.ndarray, where: str) -> None:
+    """Refuse an SVM fit whose labels for ``au`` are all one class, saying which AU, where (``where``: ""
+    for the whole fit, else which inner fold) and what to do."""
+    if y.min() != y.max():
+        return
+    lacking, state = ("positive", "present") if y.max() <= 0 else ("negative", "absent")
+    raise ValueError(f"AU{au}: all training labels{where} are {int(y[0])} (no {lacking} example among {len(y)} "
+                     f"images of {len(np.unique(groups))} subjects); an SVM needs both classes: add images (more "
+                     f"subjects) where AU{au} is {state}, or leave AU{au} out of the AUs trained")
 
 
 def fit_platt(margins: np.ndarray, y: np.ndarray) -> tuple[float, float]:

@@ -165,6 +165,19 @@ def _lr_lambda(total: int, warmup: int) -> Callable[[int], float]:
     return f
 
 
+def check_finite(loss: torch.Tensor, epoch: int, step: int, what: str) -> None:
+    """Stop a run whose training loss is NaN or infinite, before the step that would spread it.
+
+    Once the loss is non-finite every weight becomes NaN and stays so; the run would go on for
+    hours, export a model that outputs only NaN and (``install``) ship it. Stopping here keeps the
+    last good checkpoint and the models exported at earlier epochs as they were.
+    """
+    if not math.isfinite(loss.item()):
+        raise ValueError(f"{what} training stopped at epoch {epoch + 1}, step {step + 1}: the loss is {loss.item()} "
+                         "(not finite), so no model is exported or installed from here on (check the labels, or "
+                         "try a lower --lr)")
+
+
 def _crops(cache_dir: str | Path | None, name: str, paths: list[Path], align: bool, log: Log) -> np.ndarray:
     """Aligned gray crops of ``paths`` (cached), logging how many fell back to a plain resize."""
     z = aligned_crops(paths, cache_dir, align)
@@ -293,6 +306,7 @@ def train_emotion(
             y = ytr[idx_np]
             logits = net(normalise(x))
             loss = soft_cross_entropy(logits, y)
+            check_finite(loss, epoch, step, "emotion")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -6,7 +6,8 @@ The dataset images are already face crops, so every model trains on what
 :func:`aulib.au.features.features_matrix` of the face and of its mirror image.
 
 Both take minutes, so both go through :func:`cached`: one folder per result under the cache root,
-named by a hash of what determines it (kind, image paths, settings, feature version), holding one
+named by a hash of what determines it (kind, settings, feature version and, per image, its resolved
+path, size and modification time: :func:`file_keys`), holding one
 ``.npy`` per array (memory-mapped when read back, so the 28k FER+ crops cost no RAM) and written
 atomically, so a killed run never leaves a half cache behind.
 """
@@ -30,11 +31,36 @@ from aulib.io import read_image
 CROP_SIZE = 112
 
 
+def file_keys(paths: Sequence[Path]) -> list[str]:
+    """One cache-key line per image: resolved path, size and mtime (ns).
+
+    Why not the path string alone: an image replaced at the same path, or the same relative
+    ``--data`` given from another directory, would reuse crops or features of other pixels. One
+    ``stat`` per file keeps this cheap for the ~30k FER+ images (hashing their bytes would not be).
+    A missing image raises FileNotFoundError naming it, before minutes of work on the others.
+    """
+    folders: dict[Path, Path] = {}  # each folder resolved once: the images sit in a few folders
+    out = []
+    for p in map(Path, paths):
+        st = p.stat()  # follows a symlinked image: size and mtime are its target's
+        if p.parent not in folders:
+            folders[p.parent] = p.parent.resolve()
+        out.append(f"{folders[p.parent] / p.name}\t{st.st_size}\t{st.st_mtime_ns}")
+    return out
+
+
+def files_digest(paths: Sequence[Path]) -> str:
+    """A short hash of :func:`file_keys` (names result files that depend on these images)."""
+    return hashlib.sha256("\n".join(file_keys(paths)).encode()).hexdigest()[:12]
+
+
 def cached(cache_dir: str | Path | None, kind: str, key: Sequence[str],
            compute: Callable[[], dict[str, np.ndarray]] | None) -> dict[str, np.ndarray] | None:
     """``compute()``'s arrays, stored under ``cache_dir/<kind>-<hash of key>/`` (no caching when None).
 
-    With ``compute`` None only an existing cache is read (None when there is none).
+    With ``compute`` None only an existing cache is read (None when there is none). ``key`` must name
+    everything the arrays depend on, the images' contents included (:func:`file_keys`): a folder whose
+    key matches is reused without a look at the images.
     """
     digest = hashlib.sha256("\n".join([kind, *key]).encode()).hexdigest()[:16]
     folder = Path(cache_dir) / f"{kind}-{digest}" if cache_dir is not None else None
@@ -86,7 +112,13 @@ def aligned_crops(paths: Sequence[Path], cache_dir: str | Path | None, align: bo
             crops[i], fallback[i] = _gray_crop(pipeline, read_image(p))
         return {"crops": crops, "fallback": fallback}
 
-    key = [f"align={align}", f"size={CROP_SIZE}", *map(str, paths)]
+    try:
+        files = file_keys(paths)
+    except FileNotFoundError:
+        if only_cached:
+            return None  # nothing cached can match an image that is not there
+        raise
+    key = [f"align={align}", f"size={CROP_SIZE}", *files]
     return cached(cache_dir, "crops", key, None if only_cached else compute)
 
 
@@ -133,6 +165,6 @@ def crop_features(paths: Sequence[Path], cache_dir: str | Path | None,
             out[key][ok] = feats
         return out
 
-    z = cached(cache_dir, "features-occ", [version, *map(str, paths)], compute)
+    z = cached(cache_dir, "features-occ", [version, *file_keys(paths)], compute)
     assert z is not None  # computed when not cached
     return np.asarray(z["X"]), np.asarray(z["X_mirror"]), np.asarray(z["X_occluded"]), np.asarray(z["ok"])

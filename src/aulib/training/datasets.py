@@ -21,9 +21,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from aulib.au.codes import AUS
 from aulib.face.record import EMOTIONS
 
 NEUTRAL_ROLE = "neutral_first_frame"
+ROLES = ("peak", "peak-1", "peak-2", NEUTRAL_ROLE)
+# Columns the readers use (the AU columns of :data:`aulib.au.codes.AUS` are required too).
+REQUIRED_COLUMNS = ("path", "subject", "sequence", "frame", "role", "emotion", "facs_source")
+# The AU banks nest two subject-grouped CVs (outer figures, inner choice of C): each inner CV needs two
+# subjects, so the outer training folds need two, so the sheet needs three.
+MIN_SUBJECTS = 3
 FERPLUS_SPLITS = {"train": "FER2013Train", "valid": "FER2013Valid", "test": "FER2013Test"}
 # CK+ emotion folder names → FER+ names (neutral first frames are labelled "neutral").
 CKPLUS_EMOTION = {
@@ -41,16 +48,30 @@ class CKPlus:
 
     @classmethod
     def load(cls, data_dir: str | Path) -> CKPlus:
-        """Read ``<data_dir>/ckplus48/labels/images_au.csv`` (``data_dir`` is the shared data folder)."""
+        """Read ``<data_dir>/ckplus48/labels/images_au.csv`` (``data_dir`` is the shared data folder).
+
+        The sheet is checked here, before any image is read, because a bad sheet otherwise surfaces
+        minutes later as a pandas KeyError or an "int()" message that names neither file nor row:
+        ValueError naming the file (and the column / line) for an empty sheet, missing columns,
+        unknown labels and AU codes that are not integers −1…5, or too few subjects to split.
+        """
         root = Path(data_dir) / "ckplus48"
         labels = root / "labels" / "images_au.csv"
         if not labels.is_file():
             raise FileNotFoundError(f"{labels}: CK+48 labels not found")
-        t = pd.read_csv(labels, dtype={"sequence": str})
-        unknown = set(t.emotion) - set(CKPLUS_EMOTION)
-        if unknown:
-            raise ValueError(f"{labels}: unknown emotion labels {sorted(unknown)}")
-        return cls(root, t.drop_duplicates(["subject", "sequence", "frame"]).reset_index(drop=True))
+        try:
+            t = pd.read_csv(labels, dtype={"sequence": str})
+        except pd.errors.EmptyDataError:
+            raise ValueError(f"{labels}: empty file (expected a header line and one row per image)") from None
+        except (pd.errors.ParserError, UnicodeDecodeError) as e:
+            raise ValueError(f"{labels}: not a readable CSV ({' '.join(str(e).split())})") from None
+        _check_sheet(labels, t)
+        ck = cls(root, t.drop_duplicates(["subject", "sequence", "frame"]).reset_index(drop=True))
+        coded = ck.with_facs().table.subject.nunique()
+        if coded < MIN_SUBJECTS:
+            raise ValueError(f"{labels}: training needs at least {MIN_SUBJECTS} subjects with AU codes for its "
+                             f"subject-grouped cross-validation (has {coded})")
+        return ck
 
     def __len__(self) -> int:
         return len(self.table)
@@ -110,6 +131,44 @@ class CKPlus:
         return y
 
 
+def _line(t: pd.DataFrame, mask: pd.Series) -> int:
+    """File line of the first row where ``mask`` holds (line 1 is the header)."""
+    return int(t.index[mask.to_numpy()][0]) + 2
+
+
+def _check_sheet(labels: Path, t: pd.DataFrame) -> None:
+    """Refuse a CK+ label sheet the readers cannot use, naming the file and the column or line."""
+    missing = [c for c in (*REQUIRED_COLUMNS, *(f"AU{a}" for a in AUS)) if c not in t.columns]
+    if missing:
+        raise ValueError(f"{labels}: missing column(s) {', '.join(missing)}")
+    if t.empty:
+        raise ValueError(f"{labels}: no image rows (only a header)")
+    for col in ("path", "subject", "role", "emotion", "facs_source"):
+        blank = t[col].isna() | (t[col].astype(str).str.strip() == "")
+        if blank.any():
+            raise ValueError(f"{labels}: line {_line(t, blank)}: column {col} is empty")
+    for col, known in (("emotion", CKPLUS_EMOTION), ("role", ROLES)):
+        bad = ~t[col].isin(list(known))
+        if bad.any():
+            raise ValueError(f"{labels}: line {_line(t, bad)}: unknown {col} {t[col][bad].iloc[0]!r} "
+                             f"(expected one of {', '.join(sorted(known))})")
+    for col in t.columns:
+        if not col.startswith("AU"):
+            continue
+        if not col[2:].isdigit():
+            raise ValueError(f"{labels}: column {col!r}: AU columns must be named AU<number>")
+        raw = t[col]
+        codes = pd.to_numeric(raw, errors="coerce")
+        # Blank = absent (as CKPlus.codes reads it); anything else must be an integer code -1…5.
+        bad = (codes.isna() & raw.notna()) | (codes.notna() & ((codes % 1 != 0) | (codes < -1) | (codes > 5)))
+        if bad.any():
+            v = raw[bad].iloc[0]
+            shown = f"{v:g}" if isinstance(v, (int, float, np.number)) else repr(str(v))
+            raise ValueError(f"{labels}: line {_line(t, bad)}, column {col}: AU code {shown} is not "
+                             "one of -1 (absent), 0 (present) or 1-5 (intensity A-E)")
+        t[col] = codes
+
+
 def au_counts(ck: CKPlus) -> pd.DataFrame:
     """Positive counts per AU (frames with AU codes): peak images, all images, coded intensities."""
     ck = ck.with_facs()
@@ -167,16 +226,51 @@ def read_ferplus(data_dir: str | Path, split: str = "train") -> FerPlus:
         raise FileNotFoundError(f"{label_csv}: FER+ label file not found")
     paths, votes = [], []
     with open(label_csv, newline="") as f:
-        for row in csv.reader(f):
-            if len(row) < 12:
-                continue
-            v = np.array([float(x) for x in row[2:12]], dtype=np.float32)
-            emo, other = v[:8], v[8:]
-            if emo.sum() <= 0 or emo.max() < other.max():
-                continue
-            paths.append(folder / row[0])
-            votes.append(emo)
+        try:
+            rows = list(csv.reader(f))
+        except (csv.Error, UnicodeDecodeError) as e:
+            raise ValueError(f"{label_csv}: not a readable CSV ({e})") from None
+    for line, row in enumerate(rows, 1):
+        if not any(x.strip() for x in row):
+            continue  # blank line (e.g. at the end)
+        v = _votes(label_csv, line, row)
+        emo, other = v[:8], v[8:]
+        if emo.sum() <= 0 or emo.max() < other.max():
+            continue
+        paths.append(folder / row[0])
+        votes.append(emo)
     if not votes:
         raise ValueError(f"{label_csv}: no usable image rows")
     vv = np.stack(votes)
     return FerPlus(paths, vv / vv.sum(axis=1, keepdims=True), vv)
+
+
+def _votes(label_csv: Path, line: int, row: list[str]) -> np.ndarray:
+    """The 10 vote counts of one label.csv row, refused (naming file and line) unless finite and ≥ 0.
+
+    A NaN vote trains the network to NaN and a negative one makes a "probability" below 0, so a bad
+    row must stop the reader rather than reach the loss; a short row or a header line is refused
+    too instead of being dropped silently (it would shrink the training set unnoticed).
+    """
+    where = f"{label_csv}: line {line}"
+    if len(row) < 12:
+        raise ValueError(f"{where}: {len(row)} fields, expected 12 (image name, face box, 10 vote counts)")
+    if not row[0].strip():
+        raise ValueError(f"{where}: empty image name")
+    try:
+        v = np.array([float(x) for x in row[2:12]], dtype=np.float64)
+    except ValueError:
+        bad = next(x for x in row[2:12] if not _is_float(x))
+        raise ValueError(f"{where}: vote {bad!r} is not a number (label.csv has no header line)") from None
+    if not np.isfinite(v).all() or (v < 0).any():
+        bad = next(x for x, y in zip(row[2:12], v) if not np.isfinite(y) or y < 0)
+        raise ValueError(f"{where}: vote {bad.strip()!r} is not a finite count ≥ 0")
+    return v.astype(np.float32)
+
+
+def _is_float(x: str) -> bool:
+    try:
+        float(x)
+    except ValueError:
+        return False
+    return True

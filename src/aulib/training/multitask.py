@@ -34,9 +34,11 @@ the final fit checkpoints every epoch (``last.pt``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -58,11 +60,13 @@ from aulib.training.cnn import (
     _lr_lambda,
     _save,
     augment,
+    check_finite,
     install_model,
     predict_torch,
     setup_torch,
     soft_cross_entropy,
 )
+from aulib.training.crops import files_digest
 from aulib.training.datasets import CKPlus, read_ferplus
 from aulib.training.torch_model import EfficientNetLite0, export_onnx, load_imagenet_backbone, normalise
 
@@ -71,7 +75,13 @@ N_EMO = len(EMOTIONS)
 
 def init_checkpoint(init_from: str | Path | None) -> Path | None:
     """The emotion run's ``best.pt`` that ``init_from`` (a run folder or the file) names, checked
-    before any work (None: start from ImageNet). FileNotFoundError names what is missing."""
+    before any work (None: start from ImageNet). FileNotFoundError names what is missing.
+
+    The file is loaded and checked here, not only found: ``_init`` loads it in every CV fold, so a
+    wrong file (an ONNX model, a multitask ``last.pt``, a damaged download) found only there would
+    cost the whole cross-validation first. ValueError (one line, naming the file) when it is not a
+    torch checkpoint holding an EfficientNet-Lite0 emotion network (``model``: backbone + ≥ 8 head rows).
+    """
     if init_from is None:
         return None
     path = Path(init_from)
@@ -79,7 +89,38 @@ def init_checkpoint(init_from: str | Path | None) -> Path | None:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such emotion run to start from (train one with `aulib train cnn`, "
                                 "or name its folder or best.pt with --init-from)")
+    _emotion_state(path)
     return path
+
+
+def _emotion_state(path: Path) -> dict[str, torch.Tensor]:
+    """The ``model`` state dict of an emotion run's checkpoint, refused unless it fits the network."""
+    hint = "--init-from wants an emotion run folder or its best.pt from `aulib train cnn`"
+    if not zipfile.is_zipfile(path):  # an ONNX model, an image, a truncated copy …
+        raise ValueError(f"{path}: not a torch checkpoint (torch.save writes a zip archive); {hint}")
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle, zip and torch errors alike: all mean "not such a checkpoint"
+        why = " ".join(str(e).split()).split(". ")[0][:160]
+        raise ValueError(f"{path}: not a loadable torch checkpoint ({type(e).__name__}: {why}); {hint}") from None
+    sd = ck.get("model") if isinstance(ck, dict) else None
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise ValueError(f"{path}: a torch file without a 'model' state dict; {hint}")
+    own = EfficientNetLite0(N_EMO).state_dict()
+    missing = sorted(set(own) - set(sd))
+    unexpected = sorted(set(sd) - set(own))
+    if missing or unexpected:
+        first = (missing or unexpected)[0]
+        raise ValueError(f"{path}: not an EfficientNet-Lite0 checkpoint ({len(missing)} missing, {len(unexpected)} "
+                         f"unexpected weights, e.g. {first}); {hint}")
+    for k, v in own.items():
+        if k.startswith("_fc."):  # the head: at least the 8 emotion rows (a multitask run's has more)
+            ok = v.shape[1:] == sd[k].shape[1:] and sd[k].shape[0] >= N_EMO
+        else:
+            ok = v.shape == sd[k].shape
+        if not ok:
+            raise ValueError(f"{path}: weight {k} has shape {tuple(sd[k].shape)}, expected {tuple(v.shape)}; {hint}")
+    return sd
 
 
 def _init(net: EfficientNetLite0, init_from: Path | None, log: Log) -> str:
@@ -88,7 +129,7 @@ def _init(net: EfficientNetLite0, init_from: Path | None, log: Log) -> str:
     if path is None:
         load_imagenet_backbone(net)
         return "ImageNet"
-    sd = torch.load(path, map_location="cpu", weights_only=False)["model"]
+    sd = _emotion_state(path)
     own = net.state_dict()
     w, b = own["_fc.weight"].clone(), own["_fc.bias"].clone()
     w[:N_EMO], b[:N_EMO] = sd["_fc.weight"][:N_EMO], sd["_fc.bias"][:N_EMO]
@@ -144,6 +185,7 @@ def fit_network(xck: np.ndarray, yck: np.ndarray, eck: np.ndarray, xfer: np.ndar
             loss_au = F.binary_cross_entropy_with_logits(logits[:len(ci), N_EMO:], y_au[ci], pos_weight=pos_weight)
             loss_emo = soft_cross_entropy(logits[:, :N_EMO], torch.cat([y_emo[ci], y_fer[fi]]))
             loss = loss_au + loss_emo
+            check_finite(loss, epoch, step, "multitask")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -195,14 +237,22 @@ def cross_validate(data_dir: str | Path, out_dir: str | Path, *, folds: int = 5,
     cv_dir.mkdir(parents=True, exist_ok=True)
     p_svm, t_svm, p_net = np.zeros(Y.shape), np.zeros(Y.shape), np.zeros(Y.shape)
     splits = list(GroupKFold(folds).split(X, groups=groups))
+    # Saved fold predictions are reused only for the same images, labels, AUs and starting weights.
+    data_key = hashlib.sha256("\n".join([
+        files_digest([*ck.image_paths(), *fer.paths, *([Path(init_from)] if init_from is not None else [])]),
+        ",".join(map(str, aus)), Y.tobytes().hex(), str(fer_subset), str(max_batches),
+    ]).encode()).hexdigest()[:12]
     for f, (tr, te) in enumerate(splits):
-        key = f"{f}-of-{folds}-e{epochs}-s{seed}-{len(X)}-{len(aus)}aus"
+        key = f"{f}-of-{folds}-e{epochs}-s{seed}-{len(X)}-{len(aus)}aus-{data_key}"
         saved = cv_dir / f"fold{key}.npz"
         if saved.is_file():
             z = np.load(saved)
         else:
-            bank = occurrence_estimator(version, cv=max(2, folds - 1), aus=aus).fit(
-                X[tr], Y[tr], groups[tr], [c[tr] for c in copies])
+            try:
+                bank = occurrence_estimator(version, cv=max(2, folds - 1), aus=aus).fit(
+                    X[tr], Y[tr], groups[tr], [c[tr] for c in copies])
+            except ValueError as e:  # e.g. an AU without a positive example among this fold's subjects
+                raise ValueError(f"subject CV fold {f + 1}/{folds}: {e}") from None
             net = fit_network(crops[tr], Y[tr], ck.emotion[tr], xfer, fer.soft, epochs=epochs, init_from=init_from,
                               seed=seed + f, max_batches=max_batches, log=log)
             z = {"svm": bank.predict_proba(X[te]), "threshold": bank.probability_threshold(),
