@@ -514,6 +514,7 @@ def evaluate_faces_cmd(
 def evaluate_occlusion_cmd(
     data: Path = DATA, reports: Path | None = typer.Option(None, "--reports", help="Default: the repo's reports/."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first N FER2013Valid faces."),
+    cache: Path | None = typer.Option(None, "--cache", help="Default: the repo's cache/."),
 ) -> None:
     """Emotion accuracy and AU F1 on real faces with synthetic occluders (hand, bar, noise over brows, eyes
     or mouth) against the same faces clean → reports/occlusion.md."""
@@ -521,7 +522,7 @@ def evaluate_occlusion_cmd(
     from aulib.training.occlusion import evaluate_occlusion
 
     md = evaluate_occlusion(_data_dir(data, "ckplus48", "ferplus", "samples"), reports or REPORTS, log=typer.echo,
-                            limit=limit, cache_dir=CACHE)
+                            limit=limit, cache_dir=cache or CACHE)
     typer.echo(f"report: {md}")
 
 

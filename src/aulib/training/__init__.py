@@ -18,14 +18,18 @@ Runtime inference never imports this package. Importing it (or ``datasets``, ``c
 ``metrics``, ``evaluate``) does not import torch; only ``torch_model``, ``cnn`` and ``multitask`` do, when a
 CNN training job runs. Generated reports go to :data:`REPORTS`, caches to :data:`CACHE` and
 training runs to :data:`RUNS` unless a command's option says otherwise; they are folders of the
-source checkout, the only place training runs (it writes into ``src/aulib/models``).
+source checkout (where training installs into ``src/aulib/models``), or of the working folder when aulib
+is installed from a wheel.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[3]
+_CHECKOUT = Path(__file__).resolve().parents[3]
+# In a source checkout: its folders. An installed wheel has no checkout (parents[3] is .../lib/python3.x, where
+# reports and caches were written): the working folder then, as for any command's outputs.
+REPO = _CHECKOUT if (_CHECKOUT / "pyproject.toml").is_file() and (_CHECKOUT / "src" / "aulib").is_dir() else Path.cwd()
 REPORTS = REPO / "reports"
 CACHE = REPO / "cache"
 RUNS = REPO / "runs"
