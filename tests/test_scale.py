@@ -117,13 +117,22 @@ def test_object_names_with_hash_or_question_mark_are_listed_and_typed(tmp_path):
                                                   "memory:///hashq/take #2.mp4"]
     assert is_video("s3://lab/take #2.mp4") and is_video("file:///d/v?1.mp4")
     assert is_video("https://host/clip.mp4?X-Amz-Signature=abc#t=1") and not is_video("https://host/a.jpg?v=.mp4")
-    (tmp_path / "a #1.jpg").write_bytes(sample("single_face.jpg").read_bytes())
-    (tmp_path / "broken.jpg").symlink_to(tmp_path / "missing.jpg")
-    os.mkfifo(tmp_path / "pipe.jpg")
-    found = expand_inputs([f"file://{tmp_path}/"])
-    assert [u.rsplit("/", 1)[1] for u in found] == ["a #1.jpg", "broken.jpg"]
-    df = run_batch(found, SPEC).table
-    assert df.success.tolist() == [1, 0] and df.error.iloc[1].endswith("broken.jpg: no such file")
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "a #1.jpg").write_bytes(sample("single_face.jpg").read_bytes())
+    (src / "a #2.jpg").write_bytes(sample("multi_face.jpg").read_bytes())
+    (src / "broken.jpg").symlink_to(src / "missing.jpg")
+    os.mkfifo(src / "pipe.jpg")
+    os.mkfifo(tmp_path / "fifo")
+    (src / "to_fifo.jpg").symlink_to(tmp_path / "fifo")  # opening it would block: skipped like the FIFO
+    (src / "to_dir.jpg").symlink_to(tmp_path)
+    found = expand_inputs([f"file://{src}/"])
+    assert [u.rsplit("/", 1)[1] for u in found] == ["a #1.jpg", "a #2.jpg", "broken.jpg"]
+    # one table each: cut at the "#", both names were "a " and the second table overwrote the first
+    per = tmp_path / "per"
+    df = run_batch(found, SPEC, per_input=per).table
+    assert df.groupby("input").size().tolist() == [1, 5, 1] and df.error.iloc[-1].endswith("broken.jpg: no such file")
+    assert sorted(p.name for p in per.glob("*.csv")) == ["a #1.jpg.csv", "a #2.jpg.csv", "broken.jpg.csv"]
 
 
 def test_read_image_from_url_and_file_object(s3):

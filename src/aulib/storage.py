@@ -75,21 +75,35 @@ def url_name(url: str) -> str:
     return redact(url)
 
 
+def _is_web(text: str) -> bool:
+    return text.split("://", 1)[0].lower() in ("http", "https")
+
+
+def object_path(source: Source) -> str:
+    """The path part of a path or URL, as named: only a web URL has a query and a fragment
+    (``https://…/clip.mp4?X-Amz-Signature=…``); in an object store's or a file URL's path ``#`` and
+    ``?`` are part of the name (``s3://lab/take #2.mp4``)."""
+    text = str(source)
+    if not is_url(source):
+        return text
+    if _is_web(text):
+        return urlsplit(text).path
+    rest = text.split("://", 1)[1]
+    return "/" + rest.split("/", 1)[1] if "/" in rest else "/"
+
+
 def naming_path(url: str) -> Path:
-    """A local-looking path for a URL (``/s3/bucket/key``), to mirror object keys under an output folder."""
+    """A local-looking path for a URL (``/s3/bucket/key``), to mirror object keys under an output folder
+    (``take #2.mp4`` and ``take #3.mp4`` are two names: cut at the ``#`` they shared one output)."""
     parts = urlsplit(redact(url))
     host = parts.netloc.split("@")[-1]
-    return Path("/", parts.scheme, host, parts.path.lstrip("/"))
+    return Path("/", parts.scheme, host, object_path(redact(url)).lstrip("/"))
 
 
 def suffix(source: Source) -> str:
-    """The file extension of a path or URL, lower case. Only a web URL has a query and a fragment
-    (``https://…/clip.mp4?X-Amz-Signature=…``); in an object store's or a file URL's path ``#`` and
-    ``?`` are part of the name (``s3://lab/take #2.mp4`` is a video, and was read as an image)."""
-    text = str(source)
-    if is_url(source) and text.split("://", 1)[0].lower() in ("http", "https"):
-        return Path(urlsplit(text).path).suffix.lower()
-    return Path(text.split("://", 1)[-1]).suffix.lower()
+    """The file extension of a path or URL (:func:`object_path`), lower case: ``s3://lab/take #2.mp4`` is
+    a video (it was read as an image)."""
+    return Path(object_path(source)).suffix.lower()
 
 
 def _fs(url: str) -> tuple[Any, str]:
@@ -129,10 +143,16 @@ def list_prefix(url: str, extensions: set[str]) -> list[str]:
         raise StorageError(f"{redact(url)}: cannot list ({type(e).__name__}: {_why(e, url)})") from None
     if not found:
         return [url]
-    # files, and broken links (a local folder gives them their "no such file" row too), not FIFOs; an
-    # object's name is literal: "take #2.mp4" and "q?.jpg" were dropped as a fragment or a query
+    # files, and broken links (a local folder gives them their "no such file" row too), not FIFOs nor links
+    # to one (opening it blocks); an object's name is literal: "take #2.mp4" and "q?.jpg" were dropped as a
+    # fragment or a query
+    def wanted(p: str, info: dict) -> bool:
+        if info.get("type", "file") == "file":
+            return True
+        return bool(info.get("islink")) and not is_url(p) and not os.path.exists(p)
+
     return [p if is_url(p) else fs.unstrip_protocol(p) for p, info in sorted(found.items())
-            if (info.get("type", "file") == "file" or info.get("islink")) and suffix(p) in extensions]
+            if wanted(p, info) and suffix(p) in extensions]
 
 
 def check_object(url: str, kind: type[ValueError] = StorageError) -> dict:
@@ -184,7 +204,7 @@ def temp_copy(f: IO[bytes], name: str, limit: int | None = None) -> Iterator[Pat
     limit = limit if limit is not None else int(os.environ.get("AULIB_MAX_TEMP_BYTES", MAX_TEMP_BYTES))
     tmpdir = tempfile.gettempdir()
     limit = min(limit, max(0, shutil.disk_usage(tmpdir).free - 1024**3))
-    fd, tmp = tempfile.mkstemp(prefix="aulib-stream-", suffix=Path(urlsplit(name).path).suffix, dir=tmpdir)
+    fd, tmp = tempfile.mkstemp(prefix="aulib-stream-", suffix=suffix(name), dir=tmpdir)
     try:
         with os.fdopen(fd, "wb") as out:
             total = 0
@@ -245,7 +265,7 @@ def listing(url: str) -> dict[str, int]:
     try:
         return {Path(e["name"]).name: int(e.get("size") or 0) for e in fs.ls(path, detail=True)}
     except FileNotFoundError:
-        return set()
+        return {}
     except Exception as e:
         raise OSError(f"{redact(url)}: cannot list ({type(e).__name__}: {_why(e, url)})") from None
 
