@@ -131,6 +131,7 @@ def test_a_cut_gif_is_refused_on_the_video_page(app, tmp_path):
     at.run()
     assert "cut.gif was refused: truncated or corrupt GIF" in _texts(at), _texts(at)
     assert "video_job" not in at.session_state
+    assert not [b for b in at.button if b.key == "video_retry"]  # retrying cannot mend the file
 
 
 def test_image_page_table_is_the_command_line_table(app):
@@ -153,7 +154,8 @@ def test_image_page_table_is_the_command_line_table(app):
     assert (bad["success"] == 0).all()
     assert "not an image file" in bad.loc["notes.jpg", "error"]
     text = _texts(at)
-    assert "clip.jpg was refused: this is a video file: use the Video page" in text, text
+    assert "clip.jpg was refused: a video file with an image's name: rename it (e.g. to .mp4), then use the Video" \
+        " page" in text, text
     from aulib.app.common import md
 
     subheaders = [s.value for s in at.subheader]  # Markdown source: escaped, so shown as typed

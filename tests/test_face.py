@@ -216,6 +216,20 @@ def test_faces_turned_90_degrees_get_the_upright_landmarks(pipeline, code):
         assert rms < 5, rms
 
 
+def test_upright_photos_pay_for_no_turned_scan(pipeline, monkeypatch):
+    """The turned scans (three detector runs) are for photos with no face or with every face rolled: not for
+    upright ones, nor for dlib's faces, whose boxes say nothing about their direction."""
+    from aulib.face import FacePipeline
+
+    for p in (pipeline, FacePipeline(detector="dlib")):
+        calls: list = []
+        real = p.turned_detections
+        monkeypatch.setattr(p, "turned_detections", lambda img, real=real, calls=calls: calls.append(1) or real(img))
+        for name in ("single_face.jpg", "multi_face.jpg"):
+            assert p(read_image(sample(name)))
+        assert calls == [], p.detector
+
+
 @pytest.mark.parametrize("code", [cv2.ROTATE_90_CLOCKWISE, cv2.ROTATE_180, cv2.ROTATE_90_COUNTERCLOCKWISE])
 def test_a_photo_on_its_side_still_shows_its_face(pipeline, code):
     """A photo whose orientation tag was lost: RetinaFace finds no face in the B/W sample portrait

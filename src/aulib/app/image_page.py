@@ -137,7 +137,7 @@ def analyze_upload(name: str, data: bytes) -> ImageResult:
         except ImageReadError as e:
             error = clean_message(str(e), name)
             if "a video file, not an image" in error:  # the command line's advice does not fit a web page
-                error = "this is a video file: use the Video page for videos"
+                error = "a video file with an image's name: rename it (e.g. to .mp4), then use the Video page"
             result = ImageResult(to_frame([], analyzer.columns), error=error)
         else:
             faces = analyzer.get(rgb)

@@ -25,6 +25,9 @@ from aulib.app.engine import JobHandle, QueueFull, clean_message
 from aulib.au.facs import au_label
 from aulib.io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 
+# GIFs up to this size are decoded by Pillow before they are queued (FFmpeg reads a cut one silently): a
+# second or two for 64 MB of GIF; beyond it the page would hang on the check.
+GIF_CHECK_BYTES = 64 << 20
 # What the command line reads as video, plus animated GIFs (an image to the command line).
 VIDEO_TYPES = sorted(e.lstrip(".") for e in VIDEO_EXTENSIONS) + ["gif"]
 
@@ -69,7 +72,7 @@ def check_video(name: str, data: IO[bytes], size: int) -> str:
         probe(data, name)
     except ValueError as e:
         return str(e)
-    if suffix == ".gif":
+    if suffix == ".gif" and size <= GIF_CHECK_BYTES:  # a larger one is left to FFmpeg: checking would take long
         return gif_damage(data)
     return ""
 
@@ -84,6 +87,8 @@ def gif_damage(data: IO[bytes]) -> str:
         with Image.open(data) as img:
             for frame in ImageSequence.Iterator(img):
                 frame.load()
+    except Image.DecompressionBombError:
+        return "too many pixels in this GIF's frames"
     except Exception as e:  # Pillow raises OSError, SyntaxError, EOFError … for damaged data
         return f"truncated or corrupt GIF ({clean_message(str(e) or type(e).__name__, '')})"
     finally:
@@ -124,7 +129,7 @@ def page() -> None:
             job_status()
         elif state.get("video_result") is not None:
             show_results(state.video_result, name)
-        if up is not None and (state.get("video_error") or state.get("video_stopped")) and \
+        if up is not None and (state.get("video_retryable") or state.get("video_stopped")) and \
                 st.button("Try again", key="video_retry", icon=":material/refresh:"):
             state.video_key = None  # the next run submits the same upload again
             st.rerun()
@@ -136,7 +141,7 @@ def _submit(up: UploadedFile, every: int, key: tuple) -> None:
     old: JobHandle | None = state.pop("video_job", None)
     if old is not None:
         old.cancel()
-    for k in ("video_result", "video_error", "video_stopped"):
+    for k in ("video_result", "video_error", "video_stopped", "video_retryable"):
         state.pop(k, None)
     state.video_key, state.video_name = key, up.name
     reason = check_video(up.name, up, up.size)
@@ -146,6 +151,7 @@ def _submit(up: UploadedFile, every: int, key: tuple) -> None:
             state.video_job = JobHandle(jobs, jobs.submit(up, up.name, every), key)
         except QueueFull as e:
             reason = f"the server is busy ({e}); try again in a few minutes"
+            state.video_retryable = True  # the one refusal that can change by itself
     state.video_error = reason
 
 

@@ -181,7 +181,8 @@ class FacePipeline:
         fits = fit_boxes(self.detector, image, dets)
         if turned_up is not None:  # a face upright in the turned image whose keypoints give no direction (profile)
             fits = [(box, turned_up if up is None else up) for box, up in fits]
-        elif dets and all(up is None or -float(up[1]) < np.cos(TURNED_IMAGE_ROLL) for _, up in fits):
+        elif any(up is not None for _, up in fits) and all(up is None or -float(up[1]) < np.cos(TURNED_IMAGE_ROLL)
+                                                            for _, up in fits):  # dlib's boxes have no direction
             more, turned_up = self.turned_detections(image)
             more = [d for d in more if all(iou(d.as_array(), o.as_array()) < 0.3 for o in dets)]
             if more and turned_up is not None:
@@ -200,7 +201,8 @@ class FacePipeline:
         that is "up" for them in the image (None when none is found). RetinaFace misses faces lying on
         their side or upside down (the B/W sample portrait turned any of those ways: none found); once
         found, :meth:`fit_rolled` fits them upright. Costs three detector runs at
-        :data:`TURNED_SCAN_SIDE` px, only for images in which no face was found."""
+        :data:`TURNED_SCAN_SIDE` px, only for images in which no face was found or whose every face found
+        lies rolled (:meth:`__call__`)."""
         h, w = image.shape[:2]
         scan = scanning(self.detector, TURNED_SCAN_SIDE)
         best: tuple[float, list[Detection], Any, np.ndarray] | None = None
