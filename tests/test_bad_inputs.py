@@ -72,6 +72,7 @@ def table(tmp_path_factory) -> Path:
     (["analyze", "IMG", "--per-input", "s3://lab/x/"], "--per-input writes local files: give a folder, not a URL"),
     (["analyze", "IMG", "--overlay", "gs://lab/o/"], "--overlay writes local files"),
     (["analyze", "IMG", "--partitioned"], "--partitioned needs -o"),
+    (["faces", "IMG", "--overlay", "s3://lab/o/"], "--overlay writes local files"),
     (["bench", "VIDEO", "--frames", "-5"], "--frames"),
     (["bench", "VIDEO", "--emotion-model", "foo"], "--emotion-model must be cnn, multitask or none"),
     (["bench", "VIDEO", "--detector", "foo"], "--detector must be"),

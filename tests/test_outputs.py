@@ -110,22 +110,32 @@ def test_second_writer_is_refused(tmp_path, analyzer):
     assert not (tmp_path / "t.parquet.lock").exists()  # and leaves no lock file behind
 
 
-def test_a_lock_file_removed_as_it_was_locked_counts_as_held(tmp_path, monkeypatch):
+def test_a_lock_file_removed_as_it_was_locked_is_locked_again(tmp_path, monkeypatch):
     """The lock file is removed at the end of a run. A second process that opened it just before could
     then lock the removed file while a third locks a new one: both would write. After locking, the path
-    must still name the locked file."""
+    must still name the locked file; if it does not (the run just ended), the new file is locked instead,
+    and a path that keeps changing counts as held."""
     from aulib.batch import output_lock
 
     lock = tmp_path / "t.csv.lock"
     real_flock = fcntl.flock
+    replaced: list = []
 
-    def flock_then_replaced(fd, op):  # the first holder ends (removes the file) just as we lock
-        real_flock(fd, op)
-        if op & fcntl.LOCK_EX:
-            lock.unlink()
-            lock.touch()
+    def flock_then_replaced(times: int):
+        def flock(fd, op):  # the holder ends (removes the file) just as we lock, ``times`` times
+            real_flock(fd, op)
+            if op & fcntl.LOCK_EX and len(replaced) < times:
+                replaced.append(1)
+                lock.unlink()
+                lock.touch()
+        return flock
 
-    monkeypatch.setattr(fcntl, "flock", flock_then_replaced)
+    monkeypatch.setattr(fcntl, "flock", flock_then_replaced(1))
+    with output_lock(lock, tmp_path / "t.csv"):
+        assert lock.exists() and replaced == [1]
+    assert not lock.exists()
+    replaced.clear()
+    monkeypatch.setattr(fcntl, "flock", flock_then_replaced(100))
     with pytest.raises(ValueError, match="another aulib process is writing"), output_lock(lock, tmp_path / "t.csv"):
         pass
     monkeypatch.setattr(fcntl, "flock", real_flock)

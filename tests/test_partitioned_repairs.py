@@ -57,6 +57,19 @@ def test_a_new_run_removes_every_part_a_killed_run_left(inputs, analyzer, tmp_pa
     assert set(pd.read_parquet(out)["input"]) == {str(inputs / "b" / "multi.jpg")}
 
 
+def test_parts_without_a_manifest_are_not_removed(inputs, analyzer, tmp_path):
+    """Only a folder with aulib's manifest is known to be aulib's: --resume there with the manifest gone
+    removed every part (it took the "new run" path)."""
+    out = tmp_path / "parts"
+    out.mkdir()
+    theirs = out / part_name("someone else's")
+    theirs.write_bytes(b"PAR1")
+    for resume in (True, False):
+        run_batch([inputs / "a.jpg"], SPEC, out=out, partitioned=True, resume=resume, analyzer=analyzer)
+        (out / "_aulib_manifest.json").unlink()
+        assert theirs.exists()
+
+
 def test_resume_redoes_a_cut_part_and_a_cut_per_input_table(inputs, analyzer, tmp_path):
     files = [inputs / "a.jpg", inputs / "c" / "clip.mp4"]
     out = tmp_path / "parts"

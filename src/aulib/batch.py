@@ -270,16 +270,25 @@ def _source(s: str) -> Source:
 
 def _named(chunk: Rows, path: Source) -> Rows:
     """Rows of a URL input named without credentials (``input`` and every ``error`` message)."""
-    if not is_url(path) or not len(chunk):
+    if not is_url(path):
         return chunk
-    raw, name = str(path), redact(str(path))
+    return _renamed(chunk, str(path), redact(str(path)), secret=True)
+
+
+def _renamed(chunk: Rows, raw: str, name: str, secret: bool = False) -> Rows:
+    """``chunk`` with the input read as ``raw`` named ``name`` (in ``input`` and in error messages);
+    ``secret``: ``raw`` is a URL whose credentials must go from the messages too."""
+    if raw == name or not len(chunk):
+        return chunk
     rows = []
     for r in chunk.rows:
         r = dict(r)
         if r.get("input") == raw:
             r["input"] = name
         if r.get("error"):
-            r["error"] = redact(str(r["error"]).replace(raw, name), raw)
+            r["error"] = str(r["error"]).replace(raw, name)
+            if secret:
+                r["error"] = redact(r["error"], raw)
         rows.append(r)
     return Rows(rows, chunk.columns)
 
@@ -415,25 +424,31 @@ def output_lock(lock_path: Path, what: Path) -> Iterator[None]:
     held = ValueError(f"{table_text(str(what))}: another aulib process is writing this output (lock "
                       f"{table_text(str(lock_path))} held); wait for it or choose another output")
     lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a") as f:
+    for _ in range(5):  # the file we locked was removed by a run just ending: lock the new one
+        f = open(lock_path, "a")
         try:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            f.close()
             raise held from None
         mine = os.fstat(f.fileno())
         try:
             now = os.stat(lock_path)
         except FileNotFoundError:
             now = None
-        if now is None or (now.st_dev, now.st_ino) != (mine.st_dev, mine.st_ino):
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-            raise held
-        try:
-            yield
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(lock_path)
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+        if now is not None and (now.st_dev, now.st_ino) == (mine.st_dev, mine.st_ino):
+            break
+        fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+        f.close()
+    else:
+        raise held
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(lock_path)
+        fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+        f.close()
 
 
 # ---------------------------------------------------------------------------------- sinks
@@ -828,21 +843,6 @@ def _absolute(where: str | Path | None) -> str | None:
     return str(where) if is_url(where) else os.path.abspath(where)
 
 
-def _as_given(chunk: Rows, source: str, name: str) -> Rows:
-    """Rows of an input read as ``source`` named ``name`` as given (its ``input`` and error messages)."""
-    if source == name or is_url(source) or not len(chunk):
-        return chunk
-    rows = []
-    for r in chunk.rows:
-        r = dict(r)
-        if r.get("input") == source:
-            r["input"] = name
-        if r.get("error"):
-            r["error"] = str(r["error"]).replace(source, name)
-        rows.append(r)
-    return Rows(rows, chunk.columns)
-
-
 def _part_task(source: str, spec: dict, root: str, video_options: dict, overlay: str | None,
                given: str | None = None) -> dict:
     """One input on a Dask worker, written straight to the output: its manifest entry (and warnings)."""
@@ -851,7 +851,8 @@ def _part_task(source: str, spec: dict, root: str, video_options: dict, overlay:
     with threadpool_limits(limits=1, user_api="blas"):
         chunks = iter_input(_worker_analyzer(AnalyzerSpec(**spec)), path, video_options,
                             Path(overlay) if overlay else None, warnings.append)
-        entry = write_part(root, input_name(_source(given)), (_as_given(c, source, given) for c in chunks))
+        entry = write_part(root, input_name(_source(given)),
+                           (c if is_url(source) else _renamed(c, source, given) for c in chunks))
     entry["warnings"] = warnings
     return entry
 
@@ -883,8 +884,10 @@ class PartitionedOutput:
                 # done only with its part there and whole: a part of another size than written was cut or replaced
                 if e.get("part") in present and e.get("bytes", present[e["part"]]) == present[e["part"]]:
                     self.entries[e["input"]] = e
-        else:  # a new run: every part file aulib wrote here goes, also those a killed run wrote after its last
-            # manifest (they would have joined the new table in pd.read_parquet(prefix))
+        elif not resume and MANIFEST in present:
+            # a new run on an aulib output: every part file aulib wrote here goes, also those a killed run wrote
+            # after its last manifest (they would have joined the new table in pd.read_parquet(prefix)); a
+            # folder without a manifest is not known to be aulib's, and --resume deletes nothing
             stale = [n for n in present if PART_NAME.fullmatch(n)]
             if self.local is not None:
                 for n in stale:
@@ -1113,7 +1116,8 @@ def _dask_task(path: str, spec: dict, video_options: dict, overlay: str | None,
     with threadpool_limits(limits=1, user_api="blas"):
         parts = list(iter_input(analyzer, _source(path), video_options, Path(overlay) if overlay else None,
                                 warnings.append))
-    return _as_given(Rows.concat(parts, analyzer.columns), path, given or path), warnings
+    rows = Rows.concat(parts, analyzer.columns)
+    return (rows if is_url(path) else _renamed(rows, path, given or path)), warnings
 
 
 def _serial(files: list[Path], analyzer: Analyzer, video_options: dict, overlays: list[Path | None],

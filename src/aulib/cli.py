@@ -165,6 +165,16 @@ def _finite(value: float | None) -> float | None:
     return value
 
 
+def _local_folder(option: str, where: Path | None) -> None:
+    """Refuse a URL for an option that writes local files: typer made "s3://lab/x/" the local folder
+    "s3:/lab/x", and the run wrote into ./s3:."""
+    from aulib.storage import redact
+
+    if where is not None and re.match(r"[A-Za-z][A-Za-z0-9+.-]*:/", str(where)):
+        _fail(escape(f"{option} writes local files: give a folder, not a URL ({redact(str(where))}); for an object "
+                     "store, aulib analyze -o PREFIX/ writes one Parquet part per input"))
+
+
 def _check_names(detector: str | None = None, emotion_model: str | None = None) -> None:
     """Refuse an unknown --detector / --emotion-model before any model loads."""
     if detector is not None and detector not in ("retinaface", "dlib"):
@@ -227,6 +237,7 @@ def faces(
     from aulib.table import write_table
 
     _check_names(detector=detector)
+    _local_folder("--overlay", overlay)
     files = _inputs(paths, out)
     with _progress(len(files)) as prog:
         task = prog.add_task("faces", total=len(files))
@@ -294,11 +305,8 @@ def analyze(
     from aulib.storage import redact
     from aulib.table import report, table_format, table_text
 
-    for opt, where in (("--per-input", per_input), ("--overlay", overlay)):
-        # typer made "s3://lab/x/" the local folder "s3:/lab/x" (and the run wrote into ./s3:)
-        if where is not None and re.match(r"[A-Za-z][A-Za-z0-9+.-]*:/", str(where)):
-            _fail(escape(f"{opt} writes local files: give a folder, not a URL ({redact(str(where))}); for an object "
-                         "store, -o PREFIX/ writes one Parquet part per input"))
+    _local_folder("--per-input", per_input)
+    _local_folder("--overlay", overlay)
     if partitioned and out is None:
         _fail("--partitioned needs -o (the folder or URL prefix to write the parts to)")
     parted = is_partitioned(out, partitioned)
