@@ -136,6 +136,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, cls=_ErrorHandling
 train_app = typer.Typer(no_args_is_help=True, help="Train aulib's models from ../shared/data.")
 app.add_typer(train_app, name="train")
 
+# Training writes into the source checkout's folders; an installed wheel has none (aulib.training.REPO)
+CACHE_HELP = "Default: cache/ of the checkout, else of the working folder."
+REPORTS_HELP = "Default: reports/ of the checkout, else of the working folder."
 DATA = typer.Option(Path("../shared/data"), "--data", help="Folder holding ckplus48/ and ferplus/.")
 
 
@@ -256,6 +259,7 @@ def faces(
 
 @app.command()
 def analyze(
+    ctx: typer.Context,
     paths: list[str] = typer.Argument(..., help="Images, folders (recursive, sorted) or videos, mixed; also URLs "
                                       "(s3://bucket/prefix/, gs://…, https://…, file://…)."),
     out: str | None = typer.Option(None, "-o", "--out", help="Write the full table (.csv, .parquet, .json); a folder "
@@ -346,10 +350,12 @@ def analyze(
     from aulib.io import is_video
 
     if not any(is_video(f) for f in files):  # said, not silently ignored: the user expected them to act
-        unused = [name for name, given in (
-            ("--calibrate", calibrate), ("--calibrate-mode", calibrate_mode != "video"), ("--every", every != 1),
-            ("--fps", fps is not None), ("--detect-every", detect_every != 10),
-            ("--max-frames", max_frames is not None), ("--no-smooth", not smooth)) if given]
+        def given(param: str) -> bool:  # on the command line (or the environment), whatever the value
+            return getattr(ctx.get_parameter_source(param), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")
+
+        unused = [f"--{p.replace('_', '-')}" if p != "smooth" else ("--smooth" if smooth else "--no-smooth")
+                  for p in ("calibrate", "calibrate_mode", "every", "fps", "detect_every", "max_frames", "smooth")
+                  if given(p)]
         if unused:
             err.print(f"[yellow]warning:[/yellow] {', '.join(unused)} "
                       f"{'acts' if len(unused) == 1 else 'act'} on videos only, and no input is a video")
@@ -508,7 +514,7 @@ app.add_typer(evaluate_app, name="evaluate")
 
 @evaluate_app.command("faces")
 def evaluate_faces_cmd(
-    data: Path = DATA, reports: Path | None = typer.Option(None, "--reports", help="Default: the repo's reports/."),
+    data: Path = DATA, reports: Path | None = typer.Option(None, "--reports", help=REPORTS_HELP),
 ) -> None:
     """Detector comparison on the samples, ms per stage, --cropped face check (share of CK+/FER crops kept,
     of non-faces refused) → reports/faces.md."""
@@ -520,9 +526,9 @@ def evaluate_faces_cmd(
 
 @evaluate_app.command("occlusion")
 def evaluate_occlusion_cmd(
-    data: Path = DATA, reports: Path | None = typer.Option(None, "--reports", help="Default: the repo's reports/."),
+    data: Path = DATA, reports: Path | None = typer.Option(None, "--reports", help=REPORTS_HELP),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first N FER2013Valid faces."),
-    cache: Path | None = typer.Option(None, "--cache", help="Default: the repo's cache/."),
+    cache: Path | None = typer.Option(None, "--cache", help=CACHE_HELP),
 ) -> None:
     """Emotion accuracy and AU F1 on real faces with synthetic occluders (hand, bar, noise over brows, eyes
     or mouth) against the same faces clean → reports/occlusion.md."""
@@ -537,8 +543,8 @@ def evaluate_occlusion_cmd(
 @train_app.command("svm")
 def train_svm_cmd(data: Path = DATA, out: Path | None = typer.Option(
                       None, "--out", help="Folder for au_svm.npz (default: aulib/models, i.e. ship it)."),
-                  cache: Path | None = typer.Option(None, "--cache", help="Default: the repo's cache/."),
-                  reports: Path | None = typer.Option(None, "--reports", help="Default: the repo's reports/.")) -> None:
+                  cache: Path | None = typer.Option(None, "--cache", help=CACHE_HELP),
+                  reports: Path | None = typer.Option(None, "--reports", help=REPORTS_HELP)) -> None:
     """AU occurrence: one class-balanced linear SVM per AU, nested subject-grouped CV."""
     from aulib.models import MODELS_DIR
     from aulib.training import CACHE, REPORTS
@@ -555,8 +561,8 @@ def train_svm_cmd(data: Path = DATA, out: Path | None = typer.Option(
 @train_app.command("svr")
 def train_svr_cmd(data: Path = DATA, out: Path | None = typer.Option(
                       None, "--out", help="Folder for au_svr.npz (default: aulib/models, i.e. ship it)."),
-                  cache: Path | None = typer.Option(None, "--cache", help="Default: the repo's cache/."),
-                  reports: Path | None = typer.Option(None, "--reports", help="Default: the repo's reports/.")) -> None:
+                  cache: Path | None = typer.Option(None, "--cache", help=CACHE_HELP),
+                  reports: Path | None = typer.Option(None, "--reports", help=REPORTS_HELP)) -> None:
     """AU intensity (0–5): one linear ε-SVR per AU, subject-grouped CV."""
     from aulib.models import MODELS_DIR
     from aulib.training import CACHE, REPORTS
@@ -575,7 +581,7 @@ def train_cnn_cmd(
                                                        "runs/emotion)."),
     epochs: int = typer.Option(12, "--epochs", min=1), batch_size: int = typer.Option(64, "--batch-size", min=1),
     lr: float = typer.Option(1e-3, "--lr", min=0, callback=_finite), seed: int = typer.Option(0, "--seed"),
-    cache: Path | None = typer.Option(None, "--cache", help="Default: the repo's cache/."),
+    cache: Path | None = typer.Option(None, "--cache", help=CACHE_HELP),
     resume: bool = typer.Option(True, "--resume/--restart"),
     install: bool = typer.Option(True, "--install/--no-install", help="Ship the best ONNX in aulib/models."),
     ema: float = typer.Option(0.999, "--ema", min=0.0, max=1.0, callback=_finite,
@@ -607,8 +613,8 @@ def train_multitask_cmd(
     folds: int = typer.Option(5, "--folds", min=0, help="Subject-grouped CV folds of the AU fusion before the "
                               "final fit (0: skip the CV)."),
     seed: int = typer.Option(0, "--seed"),
-    cache: Path | None = typer.Option(None, "--cache", help="Default: the repo's cache/."),
-    reports: Path | None = typer.Option(None, "--reports", help="Default: the repo's reports/."),
+    cache: Path | None = typer.Option(None, "--cache", help=CACHE_HELP),
+    reports: Path | None = typer.Option(None, "--reports", help=REPORTS_HELP),
     install: bool = typer.Option(True, "--install/--no-install", help="Ship the ONNX in aulib/models."),
 ) -> None:
     """Emotion + 17 AU heads on FER+ and every CK+ subject, after a subject-grouped CV of its AU heads
@@ -635,7 +641,7 @@ def train_multitask_cmd(
 @train_app.command("quantize")
 def train_quantize_cmd(
     model: Path = typer.Argument(..., help="A training run's (float32) emotion_cnn.onnx or multitask_cnn.onnx."),
-    data: Path = DATA, cache: Path | None = typer.Option(None, "--cache", help="Default: the repo's cache/."),
+    data: Path = DATA, cache: Path | None = typer.Option(None, "--cache", help=CACHE_HELP),
     install: bool = typer.Option(False, "--install/--no-install", help="Ship the int8 ONNX in aulib/models "
                                  "(then retrain the AU models on its embedding)."),
 ) -> None:
@@ -654,8 +660,8 @@ def train_quantize_cmd(
 
 @evaluate_app.command("cnn")
 def evaluate_cnn_cmd(data: Path = DATA,
-                     cache: Path | None = typer.Option(None, "--cache", help="Default: the repo's cache/."),
-                     reports: Path | None = typer.Option(None, "--reports", help="Default: the repo's reports/."),
+                     cache: Path | None = typer.Option(None, "--cache", help=CACHE_HELP),
+                     reports: Path | None = typer.Option(None, "--reports", help=REPORTS_HELP),
                      bench: bool = typer.Option(True, "--bench/--no-bench"),
                      update_manifest: bool = typer.Option(False, "--update-manifest",
                                                           help="Record the figures in the models' manifest.")) -> None:

@@ -246,8 +246,8 @@ def _check_fit(moments: Sequence[Moment], frames: dict[int, tuple[float, np.ndar
     the same frame numbers but not the same pictures."""
     tol = max(0.5 / rate, 0.002) if rate else 0.02
     for m in moments:
-        if m.frame not in frames:
-            continue
+        if m.frame not in frames or not all(np.isfinite(m.box)):  # no box, no thumbnail to check (OpenFace
+            continue                                               # tables count frames from 1: one off)
         time, img = frames[m.frame]
         if np.isfinite(m.timestamp) and abs(time - m.timestamp) > tol:
             raise ValueError(f"{path}: frame {m.frame} is at {time:.3f} s in the video but at {m.timestamp:.3f} s "
