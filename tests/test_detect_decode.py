@@ -81,3 +81,15 @@ def test_anchor_count_matches_network_output(detector) -> None:
         x = np.zeros((1, 3, h, w), np.float32)
         boxes = detector._session.run(None, {"input": x})[0]
         assert boxes.shape[1] == len(anchors(w, h))
+
+
+def test_a_video_of_frames_beyond_the_pixel_cap_is_refused_like_an_image(monkeypatch):
+    """Images are refused beyond 120 MP; a video's frames were not (a 268 MP ffv1 frame decodes from a few kB,
+    and eight queued frames held gigabytes). The cap is lowered here to stand for such a file."""
+    import aulib.io
+    from aulib.video.reader import FrameReader, VideoReadError
+
+    monkeypatch.setattr(aulib.io, "MAX_PIXELS", 200_000)  # single_face.mp4 is 640×360 = 0.23 MP
+    with pytest.raises(VideoReadError, match=r"single_face\.mp4: frames too large \(640×360 = 0 MP; aulib reads at "
+                                             r"most 0 MP per frame"):
+        next(iter(FrameReader(sample("single_face.mp4"))))

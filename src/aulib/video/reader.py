@@ -191,6 +191,14 @@ class FrameReader:
             self._container.close()
             raise VideoReadError(f"{p}: no video stream")
         s = self._container.streams.video[0]
+        from aulib.io import MAX_PIXELS
+
+        width, height = int(s.codec_context.width or 0), int(s.codec_context.height or 0)
+        if width * height > MAX_PIXELS:  # like an image: 8 queued frames of 270 MP would hold 6 GB
+            self._container.close()
+            raise VideoReadError(f"{p}: frames too large ({width}×{height} = {width * height / 1e6:.0f} MP; aulib "
+                                 f"reads at most {MAX_PIXELS / 1e6:.0f} MP per frame, as per image — downscale it "
+                                 "first)")
         s.thread_type = "SLICE"  # frame threads cost more than they save on 2 busy cores (measured)
         self._stream = s
         self.stats.declared = int(s.frames or 0)
