@@ -143,3 +143,18 @@ def test_a_scheduler_without_workers_is_an_error_not_a_hang(inputs, tmp_path, sc
         run_batch([inputs / "a.jpg"], SPEC, out=tmp_path / "parts", partitioned=True, scheduler=scheduler)
     assert time.monotonic() - t < 30
     assert json.loads((tmp_path / "parts" / "_aulib_manifest.json").read_text())["inputs"] == []
+
+
+def test_resume_knows_an_input_named_another_way(inputs, analyzer, tmp_path, monkeypatch):
+    """A run on "in/…" resumed on "/abs/…/in/…" (or from another folder) redid every input and the table
+    held each twice; a failed input redone under its new name kept its old error row too."""
+    monkeypatch.chdir(inputs.parent)
+    out = tmp_path / "parts"
+    rel = [Path("in/a.jpg"), Path("in/b/broken.png")]
+    run_batch(rel, SPEC, out=out, partitioned=True, analyzer=analyzer)
+    absolute = [p.absolute() for p in rel]
+    res = run_batch(absolute, SPEC, out=out, partitioned=True, resume=True, analyzer=analyzer)
+    assert res.skipped == [str(absolute[0])] and res.analysed == [str(absolute[1])]  # the failed one is redone
+    df = read_partitioned(out)
+    assert df["input"].tolist() == ["in/a.jpg", str(absolute[1])]
+    assert len(pd.read_parquet(out)) == 2  # the old error part went with its entry

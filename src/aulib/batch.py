@@ -931,20 +931,43 @@ class PartitionedOutput:
             raise ValueError(f"{redact(where)}: not a manifest aulib wrote, or damaged; cannot --resume safely "
                              "(write a new output, or run without --resume to replace it)") from None
 
-    def is_done(self, name: str) -> bool:
+    def is_done(self, name: str, path: Source | None = None) -> bool:
+        """Whether input ``name`` (read from ``path``) is done. A local input also matches an entry of the same
+        file named another way (``in/a.jpg`` then ``/data/in/a.jpg``): --resume redid it and the table held
+        both."""
         e = self.entries.get(name)
+        if e is None and path is not None and not is_url(path):
+            e = self._by_path().get(os.path.abspath(path))
         return e is not None and e.get("status") == "done"
+
+    def _by_path(self) -> dict[str, dict]:
+        return {e["path"]: e for e in self.entries.values() if isinstance(e.get("path"), str)}
 
     def record(self, entry: dict, order: list[str]) -> None:
         """An input is finished (done or failed): remember it; the manifest follows within seconds.
         ``attempts`` add up over the runs that tried an input."""
         entry = {k: v for k, v in entry.items() if k != "warnings"}
+        for other in [e for e in self.entries.values() if e["input"] != entry["input"]
+                      and entry.get("path") is not None and e.get("path") == entry.get("path")]:
+            self._forget(other)  # the same file, named another way before: one entry (and part) per file
         prev = self.entries.get(entry["input"])
         if prev is not None and prev.get("status") != "done":
             entry["attempts"] = int(entry.get("attempts", 1)) + int(prev.get("attempts", 0))
         self.entries[entry["input"]] = entry
         self._order = order
         self.save()
+
+    def _forget(self, entry: dict) -> None:
+        """Drop an entry and its part file."""
+        from aulib import storage
+
+        self.entries.pop(entry["input"], None)
+        part = entry.get("part")
+        if isinstance(part, str) and PART_NAME.fullmatch(part):
+            if self.local is not None:
+                (self.local / part).unlink(missing_ok=True)
+            else:
+                storage.remove([_join(self.root, part)])
 
     def save(self, force: bool = False) -> None:
         """Rewrite the manifest (inputs of this run in input order, then older ones) if ``force`` or
@@ -1410,8 +1433,9 @@ def _run_partitioned(files: list[Source], spec: AnalyzerSpec, root: str, resume:
     t0 = time.perf_counter()
     sink = PartitionedOutput(root, meta, resume)
     names = [input_name(p) for p in files]
-    todo = [p for p, n in zip(files, names) if not (resume and sink.is_done(n))]
-    skipped = [n for n in names if resume and sink.is_done(n)]
+    done = [resume and sink.is_done(n, p) for p, n in zip(files, names)]
+    todo = [p for p, d in zip(files, done) if not d]
+    skipped = [n for n, d in zip(names, done) if d]
     warnings: list[str] = []
     overlays = _todo_overlays(overlay, files, todo, warnings)
     if dask or scheduler:
@@ -1425,6 +1449,8 @@ def _run_partitioned(files: list[Source], spec: AnalyzerSpec, root: str, resume:
     try:
         with threadpool_limits(limits=1, user_api="blas"):
             for i, entry in stream:
+                if not is_url(todo[i]):  # the file as well as its name: --resume finds it however it is named
+                    entry["path"] = os.path.abspath(todo[i])
                 sink.record(entry, names)
                 res.rows += int(entry.get("rows", 0))
                 res.frames += int(entry.get("frames", 0))
