@@ -10,6 +10,8 @@ Rows: x, y, width, height, score, then the five keypoints (x, y) in original-ima
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 
@@ -93,3 +95,108 @@ def test_a_video_of_frames_beyond_the_pixel_cap_is_refused_like_an_image(monkeyp
     with pytest.raises(VideoReadError, match=r"single_face\.mp4: frames too large \(640×360 = 0 MP; aulib reads at "
                                              r"most 0 MP per frame"):
         next(iter(FrameReader(sample("single_face.mp4"))))
+
+
+def _clip_frames(n: int = 24) -> list:
+    import av
+
+    out = []
+    with av.open(str(sample("single_face.mp4"))) as c:
+        for f in c.decode(video=0):
+            out.append(f.to_ndarray(format="rgb24"))
+            if len(out) == n:
+                return out
+    return out
+
+
+def _encode(path, images, codec: str = "libx264", options: dict | None = None, sar=None, extra=None) -> None:
+    import av
+
+    with av.open(str(path), "w") as c:
+        s = c.add_stream(codec, rate=30)
+        s.width, s.height, s.pix_fmt = images[0].shape[1], images[0].shape[0], "yuv420p"
+        s.options = options or {}
+        if sar is not None:
+            s.codec_context.sample_aspect_ratio = sar
+        t = c.add_stream("libx264", rate=30) if extra is not None else None
+        if t is not None:
+            t.width, t.height, t.pix_fmt = extra.shape[1], extra.shape[0], "yuv420p"
+        for img in images:
+            for st, x in ((t, extra), (s, img)):
+                if st is not None:
+                    for p in st.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(x), format="rgb24")):
+                        c.mux(p)
+        for st in (t, s):
+            if st is not None:
+                for p in st.encode():
+                    c.mux(p)
+
+
+def test_avi_with_b_frames_has_display_times(tmp_path):
+    """AVI stores decode-order numbers as "pts": with B-frames the times went 0.033, 0.1, 0.067 …, --fps
+    kept the wrong frames and smoothing mixed them up."""
+    from aulib.video.reader import FrameReader
+
+    images = _clip_frames(24)
+    _encode(tmp_path / "bf.avi", images, options={"bf": "3", "preset": "veryfast"})
+    times = [vf.time for vf in FrameReader(tmp_path / "bf.avi")]
+    assert len(times) == 24 and np.allclose(times, np.arange(24) / 30)
+    assert [vf.index for vf in FrameReader(tmp_path / "bf.avi", fps=10)] == list(range(0, 24, 3))
+
+
+def test_anamorphic_video_is_analysed_at_its_display_aspect(tmp_path):
+    """Pixels 4:3 wide (480×360 stored, 640×360 shown): analysed as stored, faces were squeezed (AU12 off by
+    1.5 on average); the frames are stretched as a player shows them."""
+    import cv2
+
+    from aulib.video.reader import FrameReader
+
+    images = _clip_frames(3)
+    squeezed = [cv2.resize(a, (480, 360), interpolation=cv2.INTER_AREA) for a in images]
+    _encode(tmp_path / "ana.mp4", squeezed, sar=Fraction(4, 3))
+    frames = [vf.image for vf in FrameReader(tmp_path / "ana.mp4")]
+    assert frames[0].shape == (360, 640, 3)
+    assert np.abs(frames[1].astype(float) - images[1]).mean() < 6
+
+
+def test_a_cover_picture_or_a_thumbnail_track_is_not_the_video(tmp_path):
+    """An audio file's cover art was analysed as a one-frame "truncated" video; a thumbnail track listed
+    first was analysed instead of the main picture (every row "no face")."""
+    import av
+
+    from aulib.video.reader import FrameReader, VideoReadError
+
+    images = _clip_frames(6)
+    _encode(tmp_path / "thumb_first.mkv", images, extra=np.full((96, 160, 3), 90, np.uint8))
+    frames = [vf.image for vf in FrameReader(tmp_path / "thumb_first.mkv")]
+    assert len(frames) == 6 and frames[0].shape == (360, 640, 3)
+    with av.open(str(tmp_path / "cover.mp4"), "w") as c:  # a still picture marked as attached (cover art)
+        s = c.add_stream("mjpeg", rate=1)
+        s.width, s.height, s.pix_fmt = 320, 180, "yuvj420p"
+        s.disposition = av.stream.Disposition.attached_pic
+        for p in s.encode(av.VideoFrame.from_ndarray(images[0][::2, ::2].copy(), format="rgb24")):
+            c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    with pytest.raises(VideoReadError, match=r"cover\.mp4: no video stream \(only a cover picture\)"):
+        next(iter(FrameReader(tmp_path / "cover.mp4")))
+
+
+def test_damage_up_to_the_end_names_the_lost_frames(tmp_path):
+    """Corrupt packets with no keyframe after them: 35 of 45 frames were gone and the message said "no frame
+    lost" (or "video truncated" for a complete file)."""
+    import av
+
+    from aulib.video.reader import FrameReader
+
+    _encode(tmp_path / "v.webm", _clip_frames(30), codec="libvpx")
+    with av.open(str(tmp_path / "v.webm")) as c:
+        sizes = [(p.pos, p.size) for p in c.demux(video=0) if p.size]
+    data = bytearray((tmp_path / "v.webm").read_bytes())
+    for pos, size in sizes[10:12]:  # two inter frames' payloads zeroed
+        data[pos + 4:pos + size] = bytes(size - 4)
+    (tmp_path / "bad.webm").write_bytes(bytes(data))
+    r = FrameReader(tmp_path / "bad.webm")
+    n = len(list(r))
+    assert n < 30 and f"{30 - n} frame(s) lost" in r.stats.error and "no frame lost" not in r.stats.error
+    assert r.stats.decoded + r.stats.lost == 30

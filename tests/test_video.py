@@ -179,10 +179,14 @@ def test_a_muxer_time_base_is_not_taken_for_the_frame_rate():
 
     from aulib.video.reader import _frame_rate
 
-    assert _frame_rate(SimpleNamespace(average_rate=Fraction(24000), guessed_rate=Fraction(24000, 1001))) == \
-        Fraction(24000, 1001)
-    assert _frame_rate(SimpleNamespace(average_rate=Fraction(25), guessed_rate=Fraction(50))) == 25
-    assert _frame_rate(SimpleNamespace(average_rate=None, guessed_rate=None)) is None
+    ms = Fraction(1, 1000)
+    assert _frame_rate(SimpleNamespace(average_rate=Fraction(24000), guessed_rate=Fraction(24000, 1001),
+                                       time_base=ms)) == Fraction(24000, 1001)
+    assert _frame_rate(SimpleNamespace(average_rate=Fraction(25), guessed_rate=Fraction(50), time_base=ms)) == 25
+    assert _frame_rate(SimpleNamespace(average_rate=None, guessed_rate=None, time_base=ms)) is None
+    # a browser's MediaRecorder WebM declares no rate; FFmpeg's guess is then Matroska's 1 ms tick
+    assert _frame_rate(SimpleNamespace(average_rate=None, guessed_rate=Fraction(1000), time_base=ms)) is None
+    assert _frame_rate(SimpleNamespace(average_rate=None, guessed_rate=Fraction(30), time_base=ms)) == 30
 
 
 def _write(path, frames, rate: int = 25) -> None:

@@ -106,16 +106,18 @@ def check_video(video: str | Path) -> Path:
 
     from aulib.io import check_regular_file
     from aulib.video import VideoReadError
+    from aulib.video.reader import main_video_stream
 
     p = check_regular_file(video, VideoReadError)
     try:
         with av.open(str(p)) as c:
-            if not c.streams.video:
-                raise VideoReadError(f"{p}: no video stream (an audio or data file?)")
+            s = main_video_stream(c)
+            if isinstance(s, str):
+                raise VideoReadError(f"{p}: {s} (an audio or data file?)")
             fmt = c.format.name
             if fmt in ("image2", "gif", "webp_pipe") or fmt.endswith("_pipe"):
                 raise VideoReadError(f"{p}: a still image ({fmt}), not a video; time it with aulib analyze")
-            for _ in c.decode(video=0):
+            for _ in c.decode(s):
                 return p
     except VideoReadError:
         raise

@@ -49,7 +49,9 @@ IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".tif", ".
 # Containers FFmpeg reads; .ts/.mts/.m2ts are MPEG transport streams (camcorders' AVCHD clips, broadcast
 # recordings), .3gp phone clips, .ogv Theora, .mxf broadcast cameras, .vob DVDs.
 VIDEO_EXTENSIONS = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv",
-                    ".ts", ".mts", ".m2ts", ".3gp", ".3g2", ".ogv", ".mxf", ".vob", ".asf", ".dv"}
+                    ".ts", ".mts", ".m2ts", ".3gp", ".3g2", ".ogv", ".mxf", ".vob", ".asf", ".dv",
+                    # raw streams as cameras, encoders and research pipelines write them
+                    ".y4m", ".h264", ".264", ".h265", ".265", ".hevc", ".ivf"}
 
 # Largest image accepted, in pixels: 120 MP covers 108 MP (12000x9000) phone photos. Decoding costs
 # about 3 bytes per pixel plus one working copy (~0.7 GB at the limit); a 20000x20000 PNG of zeros

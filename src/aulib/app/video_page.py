@@ -24,6 +24,7 @@ from aulib.app.common import (
 from aulib.app.engine import JobHandle, QueueFull, clean_message
 from aulib.au.facs import au_label
 from aulib.io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from aulib.video.reader import main_video_stream
 
 # GIFs up to this size are decoded by Pillow before they are queued (FFmpeg reads a cut one silently): a
 # second or two for 64 MB of GIF; beyond it the page would hang on the check.
@@ -38,9 +39,9 @@ def probe(source: str | Path | IO[bytes], name: str = "") -> tuple[int, float]:
     name = name or str(source)
     try:
         with av.open(source) as c:
-            if not c.streams.video:
-                raise ValueError("the file has no video stream")
-            s = c.streams.video[0]
+            s = main_video_stream(c)
+            if isinstance(s, str):
+                raise ValueError(f"the file has {s}")
             fps = float(s.average_rate or s.guessed_rate or 0) or 25.0
             n = s.frames or (int(float(s.duration * s.time_base) * fps) if s.duration else 0)
             return n, fps

@@ -61,9 +61,13 @@ MAX_RATE = 2000
 
 def _frame_rate(stream: Any) -> Fraction | None:
     """The stream's frames per second: its average rate, or FFmpeg's guess when that is missing or
-    implausible (:data:`MAX_RATE`); None when neither is known."""
-    for rate in (stream.average_rate, stream.guessed_rate):
-        if rate and 0 < rate <= MAX_RATE:
+    implausible (:data:`MAX_RATE`); None when neither is known. A guess that is just the time base's
+    resolution (1000 for Matroska's 1 ms ticks: a browser's MediaRecorder WebM declares no rate) is no
+    rate: such a clip was read as 1000 fps (a 1 s clip's overlay lasted 0.03 s, its frame numbers were
+    milliseconds)."""
+    tick = 1 / stream.time_base if stream.time_base else None
+    for rate, guessed in ((stream.average_rate, False), (stream.guessed_rate, True)):
+        if rate and 0 < rate <= MAX_RATE and not (guessed and tick is not None and rate == tick and rate >= 1000):
             return Fraction(rate)
     return None
 
@@ -97,6 +101,53 @@ class DecodeStats:
     seconds: float = 0.0
     error: str = ""
     last_time: float = 0.0
+    lost: int = 0  # frames lost in corrupt packets: the file's frames are ``decoded + lost``
+
+
+def _is_cover(stream: Any) -> bool:
+    """An attached picture (an audio file's cover art, a thumbnail) rather than a moving picture."""
+    disposition = getattr(stream, "disposition", None)
+    try:
+        import av
+
+        return bool(disposition is not None and disposition & av.stream.Disposition.attached_pic)
+    except (AttributeError, TypeError):
+        return False
+
+
+def _rate_from(times: list[float], t: float, first: int = 8) -> float:
+    """Frames per second estimated from the first ``first`` frame times (``t`` appended to ``times``): the
+    median step, robust to a recorder's jittered timestamps; 0.0 until there are enough."""
+    times.append(t)
+    if len(times) < first:
+        return 0.0
+    steps = np.diff(np.asarray(times))
+    step = float(np.median(steps[steps > 0])) if (steps > 0).any() else 0.0
+    return 1.0 / step if step > 0 and 1.0 / step <= MAX_RATE else 0.0
+
+
+def main_video_stream(container: Any) -> Any:
+    """The container's main picture: the largest moving video stream (the first of equals) — not a
+    thumbnail track listed first (its rows were all "no face"), nor an audio file's cover art (read as a
+    one-frame "truncated" video). A string saying why there is none otherwise."""
+    moving = [v for v in container.streams.video if not _is_cover(v)]
+    if not moving:
+        return "no video stream" + (" (only a cover picture)" if container.streams.video else "")
+    return max(moving, key=_pixels)
+
+
+def _pixels(stream: Any) -> int:
+    return int(stream.codec_context.width or 0) * int(stream.codec_context.height or 0)
+
+
+def square_pixels(image: np.ndarray, sar: Fraction) -> np.ndarray:
+    """A frame of non-square pixels (sample aspect ratio ``sar`` = pixel width / height) resampled to
+    square ones, by widening (sar > 1) or heightening (sar < 1) it: no stored pixel is dropped."""
+    import cv2
+
+    h, w = image.shape[:2]
+    size = (max(1, round(w * sar)), h) if sar > 1 else (w, max(1, round(h / sar)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
 
 
 def upright(image: np.ndarray, rotation: float) -> np.ndarray:
@@ -187,10 +238,10 @@ class FrameReader:
         except Exception as e:  # PyAV raises FFmpegError subclasses and OSError
             raise VideoReadError(f"{p}: cannot open as video — truncated, corrupt or not a video "
                                  f"({redact(str(e), str(self.source))})") from None
-        if not self._container.streams.video:
+        s = main_video_stream(self._container)
+        if isinstance(s, str):
             self._container.close()
-            raise VideoReadError(f"{p}: no video stream")
-        s = self._container.streams.video[0]
+            raise VideoReadError(f"{p}: {s}")
         from aulib.io import MAX_PIXELS
 
         width, height = int(s.codec_context.width or 0), int(s.codec_context.height or 0)
@@ -201,6 +252,13 @@ class FrameReader:
                                  "first)")
         s.thread_type = "SLICE"  # frame threads cost more than they save on 2 busy cores (measured)
         self._stream = s
+        # Anamorphic video (pixels not square: DV, broadcast, some phones) is stretched to its display
+        # aspect, as a player shows it: analysed as stored, faces were squeezed (AU12 off by 1.5 on average)
+        sar = s.sample_aspect_ratio or s.codec_context.sample_aspect_ratio
+        self._sar = Fraction(sar) if sar and 0.2 < sar < 5 and sar != 1 else None
+        # AVI stores no presentation times (its "pts" are decode-order numbers, out of order with B-frames)
+        # and is constant-rate: a frame's time is its number / rate
+        self._counted = "avi" in (self._container.format.name or "").split(",")
         self.stats.declared = int(s.frames or 0)
         self._rate = _frame_rate(s)
         self.stats.rate = float(self._rate or 0.0)
@@ -221,6 +279,8 @@ class FrameReader:
         return rate
 
     def _time(self, frame: Any, index: int) -> float:
+        if self._counted and self.stats.rate:
+            return index / self.stats.rate
         if frame.pts is not None and self._tb:
             start = self._start if self._start is not None else 0
             return (frame.pts - start) * self._tb
@@ -232,7 +292,7 @@ class FrameReader:
         skipped packets are counted in ``self._bad_packets`` (the first one's error kept in
         ``self._bad_error``); a run of :data:`MAX_BAD_PACKETS` in a row ends decoding with that error (a file
         that is garbage from there on)."""
-        self._bad_packets = 0
+        self._bad_packets = self._trailing_bad = 0
         self._bad_error: BaseException | None = None
         run = 0
         for packet in self._container.demux(self._stream):  # ends with an empty packet that flushes the decoder
@@ -245,8 +305,10 @@ class FrameReader:
                 if run >= MAX_BAD_PACKETS:
                     raise
                 continue
-            run = 0
+            if packet.size:  # not the empty packet that flushes the decoder at the end
+                run = 0
             yield from frames
+        self._trailing_bad = run  # corrupt packets after the last good one: frames no later packet brought back
 
     def _frames(self) -> Iterator[VideoFrame]:
         """Decode and select (runs in the decode thread when threaded)."""
@@ -254,6 +316,7 @@ class FrameReader:
         slot = -1
         lost = 0  # frames lost in corrupt packets so far
         gaps: list[tuple[int, int]] = []  # their frame numbers (first, last)
+        times: list[float] = []  # the first frames' times, while the rate is unknown
         it = self._decoded()
         t0 = time.perf_counter()
         try:
@@ -261,6 +324,8 @@ class FrameReader:
                 index = st.decoded + lost
                 st.decoded += 1
                 t = self._time(frame, index)
+                if not st.rate and frame.pts is not None:  # no declared rate (browser WebM): from the first frames
+                    st.rate = _rate_from(times, t)
                 if self._bad_packets and frame.pts is not None and st.rate:
                     # frames lost in skipped packets: the next frames keep their own numbers (by their time),
                     # so ``frame`` still matches the file (and another tool's rows) after the damage
@@ -277,7 +342,10 @@ class FrameReader:
                     if keep:
                         slot = s
                 if keep:
-                    img = upright(frame.to_ndarray(format="rgb24"), getattr(frame, "rotation", 0) or 0)
+                    img = frame.to_ndarray(format="rgb24")
+                    if self._sar is not None:
+                        img = square_pixels(img, self._sar)
+                    img = upright(img, getattr(frame, "rotation", 0) or 0)
                     st.selected += 1
                     st.seconds += time.perf_counter() - t0
                     yield VideoFrame(index, t, img)
@@ -299,9 +367,13 @@ class FrameReader:
                 # Matroska's durations may be end times of streams that start later than 0 (``last_time`` is
                 # from the stream's start): short only if it is short read either way
                 short = self._duration - (st.last_time + self._start_s) > tol
+            if self._trailing_bad and st.decoded:  # the stream's end was damaged: one frame per packet
+                gaps.append((st.decoded + lost, st.decoded + lost + self._trailing_bad - 1))
+                lost += self._trailing_bad
+            st.lost = lost
             if st.decoded == 0:
                 st.error = f"{self.path}: no decodable video frames"
-            elif short and (not st.declared or st.decoded < st.declared):
+            elif short and self._bad_error is None and (not st.declared or st.decoded < st.declared):
                 of = f"{st.decoded} of {st.declared} frames" if st.declared else f"{st.decoded} frames"
                 st.error = (f"{self.path}: video truncated: decoded {of} "
                             f"(stream ends at {st.last_time:.2f} s of {self._duration:.2f} s)")
