@@ -110,17 +110,18 @@ def _clip_frames(n: int = 24) -> list:
 
 
 def _encode(path, images, codec: str = "libx264", options: dict | None = None, sar=None, extra=None) -> None:
+    """Encode RGB ``images``; ``extra``: a still thumbnail track added FIRST (stream 0), the clip second."""
     import av
 
     with av.open(str(path), "w") as c:
+        t = c.add_stream("libx264", rate=30) if extra is not None else None
+        if t is not None:
+            t.width, t.height, t.pix_fmt = extra.shape[1], extra.shape[0], "yuv420p"
         s = c.add_stream(codec, rate=30)
         s.width, s.height, s.pix_fmt = images[0].shape[1], images[0].shape[0], "yuv420p"
         s.options = options or {}
         if sar is not None:
             s.codec_context.sample_aspect_ratio = sar
-        t = c.add_stream("libx264", rate=30) if extra is not None else None
-        if t is not None:
-            t.width, t.height, t.pix_fmt = extra.shape[1], extra.shape[0], "yuv420p"
         for img in images:
             for st, x in ((t, extra), (s, img)):
                 if st is not None:

@@ -875,6 +875,7 @@ class PartitionedOutput:
         self._order: list[str] = []
         old = self._load(strict=resume)  # a new run replaces a damaged manifest; --resume cannot trust it
         present = self._listing()
+        self._paths: dict[str, dict] = {}  # absolute path of a local input → its entry
         if resume and old is not None:
             diffs = run_differences(old, meta)
             if diffs:
@@ -884,6 +885,8 @@ class PartitionedOutput:
                 # done only with its part there and whole: a part of another size than written was cut or replaced
                 if e.get("part") in present and e.get("bytes", present[e["part"]]) == present[e["part"]]:
                     self.entries[e["input"]] = e
+                    if isinstance(e.get("path"), str):
+                        self._paths[e["path"]] = e
         elif not resume and MANIFEST in present:
             # a new run on an aulib output: every part file aulib wrote here goes, also those a killed run wrote
             # after its last manifest (they would have joined the new table in pd.read_parquet(prefix)); a
@@ -937,23 +940,22 @@ class PartitionedOutput:
         both."""
         e = self.entries.get(name)
         if e is None and path is not None and not is_url(path):
-            e = self._by_path().get(os.path.abspath(path))
+            e = self._paths.get(os.path.abspath(path))
         return e is not None and e.get("status") == "done"
-
-    def _by_path(self) -> dict[str, dict]:
-        return {e["path"]: e for e in self.entries.values() if isinstance(e.get("path"), str)}
 
     def record(self, entry: dict, order: list[str]) -> None:
         """An input is finished (done or failed): remember it; the manifest follows within seconds.
         ``attempts`` add up over the runs that tried an input."""
         entry = {k: v for k, v in entry.items() if k != "warnings"}
-        for other in [e for e in self.entries.values() if e["input"] != entry["input"]
-                      and entry.get("path") is not None and e.get("path") == entry.get("path")]:
+        other = self._paths.get(entry["path"]) if isinstance(entry.get("path"), str) else None
+        if other is not None and other["input"] != entry["input"]:
             self._forget(other)  # the same file, named another way before: one entry (and part) per file
         prev = self.entries.get(entry["input"])
         if prev is not None and prev.get("status") != "done":
             entry["attempts"] = int(entry.get("attempts", 1)) + int(prev.get("attempts", 0))
         self.entries[entry["input"]] = entry
+        if isinstance(entry.get("path"), str):
+            self._paths[entry["path"]] = entry
         self._order = order
         self.save()
 
@@ -962,6 +964,8 @@ class PartitionedOutput:
         from aulib import storage
 
         self.entries.pop(entry["input"], None)
+        if self._paths.get(entry.get("path")) is entry:
+            del self._paths[entry["path"]]
         part = entry.get("part")
         if isinstance(part, str) and PART_NAME.fullmatch(part):
             if self.local is not None:

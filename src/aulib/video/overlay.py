@@ -12,6 +12,8 @@ import numpy as np
 from aulib.draw import draw_faces
 from aulib.face.record import Face
 
+TIME_BASE = Fraction(1, 1000)  # overlay frame times in milliseconds
+
 
 class OverlayWriter:
     """Writes frames annotated by :func:`aulib.draw.draw_faces` (the same drawing as image overlays).
@@ -25,6 +27,8 @@ class OverlayWriter:
         self.rate = rate
         self._out: Any = None
         self._stream: Any = None
+        self._t0: float | None = None  # the first written frame's time: the overlay starts at 0
+        self._last_pts = -1
         self.error = ""  # why the overlay could not be written; the analysis goes on without it
 
     def _start(self, w: int, h: int) -> None:
@@ -34,18 +38,22 @@ class OverlayWriter:
         self._out = av.open(str(self.path), mode="w")
         codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
         self._stream = self._out.add_stream(codec, rate=self.rate)
+        # frames are placed at their own times (ms), so the overlay keeps the clip's timing even where the
+        # clip has none declared (a browser WebM was written at 30 fps whatever its rate) or varies (VFR)
+        self._stream.codec_context.time_base = TIME_BASE
         self._stream.width, self._stream.height = w, h
         self._stream.pix_fmt = "yuv420p"
         if codec == "libx264":
             self._stream.options = {"preset": "veryfast", "crf": "23"}
 
-    def write(self, image: np.ndarray, faces: Sequence[Face]) -> None:
-        """Add one annotated frame; a failure (unwritable folder, unknown container) is kept in
-        :attr:`error` and ends the overlay, never the analysis."""
+    def write(self, image: np.ndarray, faces: Sequence[Face], time: float | None = None) -> None:
+        """Add one annotated frame (at ``time`` seconds of the clip when given, else the next frame at
+        :attr:`rate`); a failure (unwritable folder, unknown container) is kept in :attr:`error` and ends
+        the overlay, never the analysis."""
         if self.error:
             return
         try:
-            self._write(image, faces)
+            self._write(image, faces, time)
         except Exception as e:  # the table matters more than its illustration
             self.error = f"{self.path}: overlay not written ({type(e).__name__}: {e})"
             self._abandon()
@@ -58,7 +66,7 @@ class OverlayWriter:
             pass
         self._out = None
 
-    def _write(self, image: np.ndarray, faces: Sequence[Face]) -> None:
+    def _write(self, image: np.ndarray, faces: Sequence[Face], time: float | None = None) -> None:
         import av
 
         h, w = image.shape[0] // 2 * 2, image.shape[1] // 2 * 2
@@ -66,6 +74,13 @@ class OverlayWriter:
             self._start(w, h)
         img = draw_faces(image, faces, aus=True)
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img[:h, :w]), format="rgb24")
+        if time is None or not np.isfinite(time):
+            pts = self._last_pts + max(1, round(1 / (float(self.rate) * TIME_BASE)))
+        else:
+            self._t0 = time if self._t0 is None else self._t0
+            pts = round((time - self._t0) / TIME_BASE)
+        pts = max(pts, self._last_pts + 1)  # strictly increasing, whatever the clip's timestamps do
+        frame.pts, frame.time_base, self._last_pts = pts, TIME_BASE, pts
         for packet in self._stream.encode(frame):
             self._out.mux(packet)
 

@@ -115,7 +115,10 @@ def _is_cover(stream: Any) -> bool:
         return False
 
 
-def _rate_from(times: list[float], t: float, first: int = 8) -> float:
+RATE_FRAMES = 8  # frames whose times estimate the rate of a clip that declares none
+
+
+def _rate_from(times: list[float], t: float, first: int = RATE_FRAMES) -> float:
     """Frames per second estimated from the first ``first`` frame times (``t`` appended to ``times``): the
     median step, robust to a recorder's jittered timestamps; 0.0 until there are enough."""
     times.append(t)
@@ -133,7 +136,9 @@ def main_video_stream(container: Any) -> Any:
     moving = [v for v in container.streams.video if not _is_cover(v)]
     if not moving:
         return "no video stream" + (" (only a cover picture)" if container.streams.video else "")
-    return max(moving, key=_pixels)
+    # the streams flagged "default" first (a multi-angle file's main view, not a larger depth or IR track)
+    default = [v for v in moving if v.disposition & 1]  # AV_DISPOSITION_DEFAULT
+    return max(default if 0 < len(default) < len(moving) else moving, key=_pixels)
 
 
 def _pixels(stream: Any) -> int:
@@ -245,6 +250,9 @@ class FrameReader:
         from aulib.io import MAX_PIXELS
 
         width, height = int(s.codec_context.width or 0), int(s.codec_context.height or 0)
+        sar = s.sample_aspect_ratio or s.codec_context.sample_aspect_ratio
+        if sar and 0.2 < sar < 5:  # as shown: anamorphic frames are stretched (square_pixels)
+            width, height = (round(width * sar), height) if sar > 1 else (width, round(height / sar))
         if width * height > MAX_PIXELS:  # like an image: 8 queued frames of 270 MP would hold 6 GB
             self._container.close()
             raise VideoReadError(f"{p}: frames too large ({width}×{height} = {width * height / 1e6:.0f} MP; aulib "
@@ -258,7 +266,9 @@ class FrameReader:
         self._sar = Fraction(sar) if sar and 0.2 < sar < 5 and sar != 1 else None
         # AVI stores no presentation times (its "pts" are decode-order numbers, out of order with B-frames)
         # and is constant-rate: a frame's time is its number / rate
-        self._counted = "avi" in (self._container.format.name or "").split(",")
+        # (only with B-frames: a capture AVI's dropped frames are gaps in its numbers, kept by its times)
+        self._counted = "avi" in (self._container.format.name or "").split(",") and \
+            bool(getattr(s.codec_context, "has_b_frames", False))
         self.stats.declared = int(s.frames or 0)
         self._rate = _frame_rate(s)
         self.stats.rate = float(self._rate or 0.0)
@@ -324,12 +334,14 @@ class FrameReader:
                 index = st.decoded + lost
                 st.decoded += 1
                 t = self._time(frame, index)
-                if not st.rate and frame.pts is not None:  # no declared rate (browser WebM): from the first frames
-                    st.rate = _rate_from(times, t)
+                if not st.rate and frame.pts is not None and len(times) < RATE_FRAMES:
+                    st.rate = _rate_from(times, t)  # no declared rate (browser WebM): from the first frames
                 if self._bad_packets and frame.pts is not None and st.rate:
                     # frames lost in skipped packets: the next frames keep their own numbers (by their time),
-                    # so ``frame`` still matches the file (and another tool's rows) after the damage
-                    gap = round(t * st.rate) - index
+                    # so ``frame`` still matches the file (and another tool's rows) after the damage. With an
+                    # estimated rate, from the jump since the last frame only (its small error would add up)
+                    gap = (round(t * st.rate) - index if self._rate else
+                           max(0, round((t - st.last_time) * st.rate) - 1) if st.decoded > 1 else 0)
                     if gap > 0:
                         gaps.append((index, index + gap - 1))
                         lost += gap
@@ -370,7 +382,6 @@ class FrameReader:
             if self._trailing_bad and st.decoded:  # the stream's end was damaged: one frame per packet
                 gaps.append((st.decoded + lost, st.decoded + lost + self._trailing_bad - 1))
                 lost += self._trailing_bad
-            st.lost = lost
             if st.decoded == 0:
                 st.error = f"{self.path}: no decodable video frames"
             elif short and self._bad_error is None and (not st.declared or st.decoded < st.declared):
@@ -385,6 +396,7 @@ class FrameReader:
                             f"({type(e).__name__}: {self._message(e)}); every other frame was analysed")
         finally:
             st.seconds += time.perf_counter() - t0
+            st.lost = lost
 
     def _message(self, e: BaseException) -> str:
         """FFmpeg's words for an error, without PyAV's "[Errno 1094995529]" and without credentials."""

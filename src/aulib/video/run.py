@@ -210,7 +210,7 @@ class VideoAnalysis:
                 self.open_levels.update(ff.faces, ff.time)
         for ff in batch:
             if self.overlay is not None and ff.image is not None:
-                self.overlay.write(ff.image, ff.faces)
+                self.overlay.write(ff.image, ff.faces, ff.time)
             ff.image = None
             if self._two_pass:  # keep the records (features only) until every frame is in
                 for f in ff.faces:
