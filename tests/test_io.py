@@ -324,3 +324,21 @@ def test_eps_without_ghostscript_says_what_is_missing(tmp_path):
     with pytest.raises(ImageReadError, match=r"logo\.eps: a PostScript/EPS image; reading it needs Ghostscript, "
                                              r"which is not installed \(convert it to PNG\)"):
         read_image(eps)
+
+
+@pytest.mark.parametrize("orientation", [2, 3, 5, 6, 7, 8])
+def test_16_bit_images_with_an_orientation_tag_read_as_a_viewer_shows_them(tmp_path, orientation):
+    """16-bit RGB is decoded by OpenCV at full depth. A TIFF's Orientation tag was applied by the decoder and
+    then again by aulib (turned twice), and aulib's orientation 7 was a transpose (180° off)."""
+    import tifffile
+
+    shown = Image.open(sample("single_face.jpg")).convert("RGB")
+    T = Image.Transpose
+    # what a camera stores beside the tag: the inverse of the turn a viewer applies (ImageOps.exif_transpose)
+    stored = shown.transpose({2: T.FLIP_LEFT_RIGHT, 3: T.ROTATE_180, 5: T.TRANSPOSE, 6: T.ROTATE_90,
+                              7: T.TRANSVERSE, 8: T.ROTATE_270}[orientation])
+    deep = np.asarray(stored).astype(np.uint16) * 257
+    tifffile.imwrite(tmp_path / "deep.tif", deep, photometric="rgb", extratags=[(274, "H", 1, orientation, True)])
+    for path in (tmp_path / "deep.tif",):
+        got = read_image(path)
+        assert got.shape == np.asarray(shown).shape and np.abs(got.astype(int) - np.asarray(shown)).mean() < 1, path

@@ -203,8 +203,8 @@ def _declared_full_scale(img: Image.Image, f: IO[bytes]) -> tuple[int, float | N
 def _orient(a: np.ndarray, orientation: int) -> np.ndarray:
     """Apply an EXIF orientation (1–8) to an array decoded without it."""
     ops = {2: lambda x: x[:, ::-1], 3: lambda x: x[::-1, ::-1], 4: lambda x: x[::-1],
-           5: lambda x: np.swapaxes(x, 0, 1), 6: lambda x: np.rot90(x, -1), 7: lambda x: np.rot90(x, 1)[::-1],
-           8: lambda x: np.rot90(x, 1)}
+           5: lambda x: np.swapaxes(x, 0, 1), 6: lambda x: np.rot90(x, -1), 7: lambda x: np.rot90(x, -1)[::-1],
+           8: lambda x: np.rot90(x, 1)}  # 7 is the transverse: it was the transpose (5), i.e. 180° off
     return np.ascontiguousarray(ops[orientation](a)) if orientation in ops else a
 
 
@@ -227,7 +227,29 @@ def _decode_deep_color(f: IO[bytes], name: str, img: Image.Image, full_scale: fl
         rgb = np.repeat(rgb[:, :, None], 3, axis=2)
     if alpha is not None:
         rgb = _composite_on_white(rgb, alpha)
-    return _orient(rgb, img.getexif().get(0x0112, 1))
+    orientation = img.getexif().get(0x0112, 1)
+    if orientation not in range(2, 9):
+        return rgb
+    return _as_pillow_shows(rgb, _orient(rgb, orientation), img)
+
+
+def _as_pillow_shows(plain: np.ndarray, oriented: np.ndarray, img: Image.Image) -> np.ndarray:
+    """Of OpenCV's full-depth decode as it came (``plain``) and with the orientation tag applied, the one
+    that shows what Pillow shows (its 8-bit decode, EXIF-transposed): OpenCV and Pillow each apply a TIFF's
+    Orientation tag themselves in some versions and not in others (a 16-bit TIFF was turned twice), and
+    neither applies a PNG's."""
+    import cv2
+
+    shown = np.asarray(ImageOps.exif_transpose(img).convert("RGB"), np.float32)
+
+    def diff(a: np.ndarray) -> float:
+        if a.shape[:2] != shown.shape[:2]:
+            return float("inf")
+        small = [cv2.resize(np.ascontiguousarray(x, dtype=np.float32), (32, 32), interpolation=cv2.INTER_AREA)
+                 for x in (a, shown)]
+        return float(np.abs(small[0] - small[1]).mean())
+
+    return plain if diff(plain) < diff(oriented) else oriented
 
 
 def _pil_to_rgb(img: Image.Image, full_scale: float | None = None) -> np.ndarray:
