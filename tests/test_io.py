@@ -342,3 +342,39 @@ def test_16_bit_images_with_an_orientation_tag_read_as_a_viewer_shows_them(tmp_p
     for path in (tmp_path / "deep.tif",):
         got = read_image(path)
         assert got.shape == np.asarray(shown).shape and np.abs(got.astype(int) - np.asarray(shown)).mean() < 1, path
+
+
+def test_float_images_with_resampling_overshoot_keep_their_range():
+    """A 0–1 float image resized bicubic overshoots (max 1.02): it was read as 0–255 and came out black
+    ("no face"); a 0–255 one overshooting to 260 came out 4× too dark."""
+    import cv2
+
+    rgb = np.asarray(Image.open(sample("single_face.jpg")).convert("RGB"))
+    unit = cv2.resize(rgb.astype(np.float32) / 255, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
+    assert 1.0 < unit.max() < 1.5
+    assert abs(to_rgb(unit).mean() - rgb.mean()) < 2
+    byte = rgb.astype(np.float32) * 1.02
+    assert abs(to_rgb(byte).mean() - rgb.mean() * 1.02) < 2
+
+
+def test_a_pil_image_is_turned_by_its_exif_orientation_like_its_file(tmp_path):
+    """The API read a PIL image's stored pixels, the same file given by path was turned: boxes differed."""
+    shown = Image.open(sample("single_face.jpg")).convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    shown.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "turned.jpg", exif=exif, quality=95)
+    with Image.open(tmp_path / "turned.jpg") as pil:
+        from_pil = to_rgb(pil)
+    assert from_pil.shape == read_image(tmp_path / "turned.jpg").shape == np.asarray(shown).shape
+
+
+def test_float_and_signed_rgb_tiffs_pillow_cannot_read_are_read(tmp_path):
+    """32-bit float or int16 RGB TIFFs (scientific pipelines write them) were "not an image file"; signed
+    16-bit data filling 0–32767 came out half as bright."""
+    import tifffile
+
+    rgb = np.asarray(Image.open(sample("single_face.jpg")).convert("RGB"))
+    for name, data in (("f01.tif", rgb.astype(np.float32) / 255), ("i16.tif", rgb.astype(np.int16) * 128)):
+        tifffile.imwrite(tmp_path / name, data, photometric="rgb")
+        got = read_image(tmp_path / name)
+        assert got.shape == rgb.shape and np.abs(got.astype(int) - rgb).mean() < 3, name

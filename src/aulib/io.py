@@ -17,9 +17,12 @@ value their *real* bit depth can hold, never blindly by 65535 — a 12-bit camer
    14 or 16 bits that holds the maximum value — a ``uint16`` array holding 0–255 is used as is, one
    with max 4095 is scaled by 255/4095. Integers beyond 16 bits are scaled by their maximum.
    Trade-off: an undeclared 16-bit image whose brightest pixel is below 4096 is read as 12-bit
-   data (brightened 16×) — far more often right than a nearly black result.
-3. Floats: 0–1 if the finite maximum is ≤ 1, 0–255 if ≤ 255, else rule 2 on the maximum.
-   NaN becomes 0, +inf the maximum, negative values 0.
+   data (brightened 16×) — far more often right than a nearly black result. Signed 16-bit data
+   (``int16``, int16 TIFFs) above 14 bits are 15-bit: their largest value is 32767.
+3. Floats: 0–1 if the finite maximum is ≤ 1.5, 0–255 if ≤ 320, else rule 2 on the maximum; what is
+   above the range is clipped. The margins are resampling's overshoot: a 0–1 image resized bicubic
+   (max 1.02) was read as 0–255 and came out black, "no face". NaN becomes 0, +inf the maximum,
+   negative values 0.
 
 **No global state**: the pixel cap (:data:`MAX_PIXELS`) is checked per call from the file header
 *before* decoding, and for arrays before converting; Pillow's process-wide
@@ -57,6 +60,8 @@ VIDEO_EXTENSIONS = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".m
 # about 3 bytes per pixel plus one working copy (~0.7 GB at the limit); a 20000x20000 PNG of zeros
 # (a few hundred kB on disk, 1.2 GB decoded) is refused from its header before any decoding.
 MAX_PIXELS = 120_000_000
+# Float images: a maximum up to these is a 0–1 / 0–255 image with resampling overshoot (rule 3)
+FLOAT_UNIT_MAX, FLOAT_BYTE_MAX = 1.5, 320.0
 _DEPTHS = (8, 10, 12, 14, 16)
 
 
@@ -98,10 +103,14 @@ def to_8bit(a: np.ndarray, full_scale: float | None = None) -> np.ndarray:
     else:
         hi = float(f.max(initial=0.0))
     if full_scale is None:
-        if np.issubdtype(a.dtype, np.floating) and hi <= 1.0:
+        if np.issubdtype(a.dtype, np.floating) and hi <= FLOAT_UNIT_MAX:
             full_scale = 1.0
+        elif np.issubdtype(a.dtype, np.floating) and hi <= FLOAT_BYTE_MAX:
+            full_scale = 255.0
         else:
             bits = bit_depth_for(hi)
+            if a.dtype == np.int16 and bits == 16:  # signed 16-bit data reach 32767, not 65535 (half as bright)
+                bits = 15
             full_scale = float((1 << bits) - 1) if bits else hi
     f = f * (255.0 / max(full_scale, 1e-12))
     return np.clip(f + 0.5, 0, 255).astype(np.uint8)
@@ -121,7 +130,8 @@ def to_rgb(array: np.ndarray, order: Literal["rgb", "bgr"] = "rgb") -> np.ndarra
         raise ValueError(f"order must be 'rgb' or 'bgr', not {order!r}")
     if isinstance(array, Image.Image):
         _check_pixels(array.width, array.height, f"PIL image of {array.width}×{array.height} px")
-        return np.ascontiguousarray(_pil_to_rgb(array))
+        # turned by its EXIF orientation, as its file is (Image.open does not turn it)
+        return np.ascontiguousarray(_pil_to_rgb(ImageOps.exif_transpose(array)))
     a = np.asarray(array)
     if a.dtype == object and a.ndim == 0:  # a file object, a dict, None…: np.asarray wraps it as a 0-d array
         raise ImageReadError(f"{type(array).__name__} is not an image: expected an array of shape (H, W) or "
@@ -250,6 +260,28 @@ def _as_pillow_shows(plain: np.ndarray, oriented: np.ndarray, img: Image.Image) 
         return float(np.abs(small[0] - small[1]).mean())
 
     return plain if diff(plain) < diff(oriented) else oriented
+
+
+def _opencv_fallback(f: IO[bytes]) -> np.ndarray | None:
+    """An image Pillow does not know, decoded by OpenCV (scientific TIFFs: float or signed RGB samples),
+    as RGB uint8 by the value range rule; None when OpenCV cannot read it either."""
+    import cv2
+
+    f.seek(0)
+    data = f.read(MAX_FALLBACK_BYTES + 1)
+    if len(data) > MAX_FALLBACK_BYTES or not data.startswith((b"II*\x00", b"MM\x00*")):
+        return None  # TIFFs only: what else OpenCV reads (EXR, HDR…) is not a face photo
+    try:
+        a = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        return None
+    if a is None or a.ndim not in (2, 3) or min(a.shape[:2]) < 1:
+        return None
+    _check_pixels(a.shape[1], a.shape[0], "TIFF")
+    return to_rgb(a, "bgr")
+
+
+MAX_FALLBACK_BYTES = 2 << 30
 
 
 def _pil_to_rgb(img: Image.Image, full_scale: float | None = None) -> np.ndarray:
@@ -399,6 +431,9 @@ def _read_image_file(f: IO[bytes], p: str) -> np.ndarray:
     except ImageReadError:
         raise
     except UnidentifiedImageError:
+        decoded = _opencv_fallback(f)  # e.g. 32-bit float or int16 RGB TIFF, which Pillow cannot read
+        if decoded is not None:
+            return decoded
         if _looks_like_video(f):
             hint = ("analyse it with aulib analyze or Analyzer.analyze" if is_video(str(p))
                     else "give it a video extension such as .mp4")
