@@ -373,3 +373,20 @@ def test_stages_on_their_own_take_gray_and_rgba_and_refuse_empty_images_clearly(
             d(rgb[:0, :0])
     with pytest.raises(ValueError, match="112×112"):
         HogExtractor()(rgb[:0, :0])
+
+
+def test_small_faces_in_a_very_large_photo_are_found(pipeline):
+    """The whole image is shrunk to 1280 px for detection: multi_face.jpg's 100 px faces pasted into a
+    10000×7500 canvas became 13 px there, and the photo had "no face". It is scanned again in tiles."""
+    img = read_image(sample("multi_face.jpg"))
+    canvas = np.full((7500, 10000, 3), 128, np.uint8)
+    canvas[3000:3000 + img.shape[0], 4000:4000 + img.shape[1]] = img
+    faces = [f for f in pipeline(canvas) if f.success]
+    upright = [f for f in pipeline(img) if f.success]
+    assert len(faces) == len(upright) == 5
+    for f, g in zip(faces, upright):  # the same faces (the box is the coarse scan's; the landmarks full-size)
+        assert np.abs(f.landmarks.mean(0) - g.landmarks.mean(0) - [4000, 3000]).max() < 6
+    strip = np.full((100, 10000, 3), 128, np.uint8)  # a 34 px face in a 10000×100 strip: 4 px when shrunk
+    small = cv2.resize(read_image(sample("single_face.jpg")), (102, 100))
+    strip[:, 5000:5102] = small
+    assert [f.success for f in pipeline(strip)] == [1]

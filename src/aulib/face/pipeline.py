@@ -43,6 +43,12 @@ MIN_CROP_SIZE = 16  # pixels; smaller images cannot show a face whose landmarks 
 # Longest side at which an image with no face found is scanned again, turned (FacePipeline.turned_detections):
 # a photo that lost its orientation tag shows big faces; full 1280 px scans cost 0.2 s per faceless photo.
 TURNED_SCAN_SIDE = 640
+# An image whose usual (shrunk) scan finds no face is scanned again in tiles, at the scale that makes this
+# many pixels of it (FacePipeline.tiled_detections); tiles overlap by TILE_OVERLAP px so a face on a border
+# is whole in one of them.
+TILED_SCAN_PIXELS = 6_000_000
+TILED_SCAN_BELOW = 0.35  # only images the usual scan shrinks below this (longest side above ≈ 3700 px)
+TILE_OVERLAP = 160
 # Roll beyond which every face of an image lying that way makes the image itself look turned (FacePipeline).
 TURNED_IMAGE_ROLL = np.deg2rad(45.0)
 
@@ -177,6 +183,8 @@ class FacePipeline:
         faces, 90°: 4 of 5); the faces found turned that overlap none already found are added."""
         dets, turned_up = self.detect(image), None
         if not dets:
+            dets = self.tiled_detections(image)
+        if not dets:
             dets, turned_up = self.turned_detections(image)
         fits = fit_boxes(self.detector, image, dets)
         if turned_up is not None:  # a face upright in the turned image whose keypoints give no direction (profile)
@@ -194,6 +202,49 @@ class FacePipeline:
         for i, f in enumerate(faces):
             f.id = i
         return faces
+
+    def tiled_detections(self, image: np.ndarray) -> list[Detection]:
+        """Faces of a large image in which the usual scan (the whole image shrunk to 1280 px) found none,
+        looked for again in tiles of the image at a finer scale: as much of it as :data:`TILED_SCAN_PIXELS`
+        allows. The usual scan shrank a 108 MP group photo's 100 px faces to 11 px, below what RetinaFace
+        finds (≈ 16 px; now 24 px); a 10000×100 strip's 34 px face to 4 px. ≈ 0.3–0.4 s, only for such images."""
+        if not isinstance(self.detector, RetinaFaceDetector):
+            return []
+        h, w = image.shape[:2]
+        coarse = min(1.0, self.detector.max_side / max(h, w))
+        fine = min(1.0, float(np.sqrt(TILED_SCAN_PIXELS / (h * w))))
+        if coarse > TILED_SCAN_BELOW or fine < 1.5 * coarse:
+            return []  # a photo of ordinary size, or the usual scan already looked about this closely
+        big = cv2.resize(image, (max(1, round(w * fine)), max(1, round(h * fine))), interpolation=cv2.INTER_AREA) \
+            if fine < 1 else image
+        side, step = self.detector.max_side, self.detector.max_side - TILE_OVERLAP
+        found: list[Detection] = []
+        for y0 in range(0, max(1, big.shape[0] - TILE_OVERLAP), step):
+            for x0 in range(0, max(1, big.shape[1] - TILE_OVERLAP), step):
+                for d in self.detector(big[y0:y0 + side, x0:x0 + side]):
+                    kp = None if d.keypoints is None else (np.asarray(d.keypoints) + [x0, y0]) / fine
+                    found.append(Detection((d.x + x0) / fine, (d.y + y0) / fine, d.width / fine, d.height / fine,
+                                           d.score, kp))
+        kept: list[Detection] = []  # a face on a tile border is found twice: the better one stays
+        for d in sorted(found, key=lambda d: -d.score):
+            if all(iou(d.as_array(), k.as_array()) < 0.4 for k in kept):
+                kept.append(d)
+        return sorted((self._closer(image, d) for d in kept), key=lambda d: d.x)
+
+    def _closer(self, image: np.ndarray, d: Detection) -> Detection:
+        """A face found at a coarse scale detected again in its own neighbourhood at full size: a 24 px
+        detection's box is a few pixels off, and the landmark fit starting from it ended 15 px away."""
+        h, w = image.shape[:2]
+        side = 3 * max(d.width, d.height)
+        x0, y0 = int(max(0, d.x + d.width / 2 - side / 2)), int(max(0, d.y + d.height / 2 - side / 2))
+        x1, y1 = int(min(w, x0 + side)), int(min(h, y0 + side))
+        near = [e for e in self.detector(image[y0:y1, x0:x1])
+                if iou(np.array([e.x + x0, e.y + y0, e.width, e.height]), d.as_array()) > 0.3]
+        if not near:
+            return d
+        e = max(near, key=lambda e: e.score)
+        kp = None if e.keypoints is None else np.asarray(e.keypoints) + [x0, y0]
+        return Detection(e.x + x0, e.y + y0, e.width, e.height, e.score, kp)
 
     def turned_detections(self, image: np.ndarray) -> tuple[list[Detection], np.ndarray | None]:
         """Faces found in the image turned by 90°, 180° or 270° (the turn whose best face scores highest:
