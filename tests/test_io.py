@@ -378,3 +378,16 @@ def test_float_and_signed_rgb_tiffs_pillow_cannot_read_are_read(tmp_path):
         tifffile.imwrite(tmp_path / name, data, photometric="rgb")
         got = read_image(tmp_path / name)
         assert got.shape == rgb.shape and np.abs(got.astype(int) - rgb).mean() < 3, name
+
+
+def test_a_multi_page_image_without_a_face_on_page_one_says_so(tmp_path, analyzer):
+    """Only the first page of a TIFF (frame of an animation) is analysed, as documented, but the row said
+    just "no face detected" for a file whose second page is a face."""
+    scenery = Image.open(sample("free-mountain-vector-01.jpg")).convert("RGB")
+    face = Image.open(sample("single_face.jpg")).convert("RGB").resize(scenery.size)
+    scenery.save(tmp_path / "pages.tif", save_all=True, append_images=[face])
+    df = analyzer.analyze(tmp_path / "pages.tif")
+    assert df["success"].tolist() == [0]
+    assert df["error"].iloc[0] == ("no face detected in the first of its 2 frames or pages (only the first is "
+                                   "analysed; to analyse all, convert the file to a video)")
+    assert analyzer.analyze(sample("free-mountain-vector-01.jpg"))["error"].iloc[0] == "no face detected"

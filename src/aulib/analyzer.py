@@ -42,8 +42,9 @@ from aulib.face.blink import Blink
 from aulib.face.gaze import IRIS_FILE, Gaze
 from aulib.face.pose import HeadPose, Intrinsics
 from aulib.face.quality import FitConfidence
-from aulib.io import ImageReadError, expand_inputs, is_video, read_image, to_rgb
+from aulib.io import ImageReadError, expand_inputs, frame_count, is_video, read_image, to_rgb
 from aulib.models import model_path
+from aulib.storage import is_url
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -303,7 +304,13 @@ class Analyzer:
             Path(overlay).parent.mkdir(parents=True, exist_ok=True)
             if not cv2.imwrite(str(overlay), draw_faces(rgb, faces)[:, :, ::-1]):
                 raise OSError(f"{overlay}: overlay not written (OpenCV cannot write this file)")
-        yield table.Rows(table.face_rows(faces, str(path)), self.columns)
+        rows = table.face_rows(faces, str(path))
+        if not any(f.success for f in faces) and not is_url(path):
+            n = frame_count(path)  # a multi-page TIFF or an animation: only the first is analysed, say so
+            if n > 1:
+                rows = [dict(r, error=f"{r['error']} in the first of its {n} frames or pages (only the first is "
+                                      "analysed; to analyse all, convert the file to a video)") for r in rows]
+        yield table.Rows(rows, self.columns)
 
     def analyze(self, paths: str | Path | Iterable[str | Path] | np.ndarray, cropped: bool | None = None,
                 **video_options: object) -> pd.DataFrame:

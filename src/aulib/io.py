@@ -458,6 +458,18 @@ def _read_image_file(f: IO[bytes], p: str) -> np.ndarray:
     return rgb
 
 
+def frame_count(path: str | os.PathLike) -> int:
+    """Frames (an animated GIF/PNG/WebP) or pages (a TIFF) of an image file, from Pillow; 1 when it
+    cannot tell."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as img:
+                return max(1, int(getattr(img, "n_frames", 1)))
+    except Exception:
+        return 1
+
+
 def is_video(path: Source) -> bool:
     """True when the file name (a URL's path, without its query) has a video extension."""
     return suffix(path) in VIDEO_EXTENSIONS
