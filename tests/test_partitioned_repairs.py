@@ -158,3 +158,14 @@ def test_resume_knows_an_input_named_another_way(inputs, analyzer, tmp_path, mon
     df = read_partitioned(out)
     assert df["input"].tolist() == ["in/a.jpg", str(absolute[1])]
     assert len(pd.read_parquet(out)) == 2  # the old error part went with its entry
+
+
+def test_a_combined_table_resume_knows_an_input_named_another_way(inputs, analyzer, tmp_path, monkeypatch):
+    """The same for one combined table: "in/a.jpg" resumed as its absolute path was analysed again."""
+    monkeypatch.chdir(inputs.parent)
+    out = tmp_path / "all.csv"
+    run_batch([Path("in/a.jpg")], SPEC, out=out, analyzer=analyzer)
+    res = run_batch([Path("in/a.jpg").absolute(), Path("in/b/multi.jpg")], SPEC, out=out, resume=True,
+                    analyzer=analyzer)
+    assert res.skipped == [str(Path("in/a.jpg").absolute())] and res.analysed == ["in/b/multi.jpg"]
+    assert pd.read_csv(out)["input"].value_counts().to_dict() == {"in/a.jpg": 1, "in/b/multi.jpg": 5}

@@ -1365,9 +1365,16 @@ def _run(files: list[Path], spec: AnalyzerSpec, out: Path | None, per_input: Pat
     combined = CombinedSink(out, resume) if out is not None else None
     per = PerInputSink(per_input, per_input_format, files, resume) if per_input is not None else None
     todo, skipped = [], []
+    # the finished inputs of the table, also as files: "in/a.jpg" then "/data/in/a.jpg" is one input (it was
+    # analysed again and the table held it twice)
+    done_files = {os.path.abspath(n) for n in combined.done if not is_url(n)} if combined is not None else set()
+
+    def in_table(p: Source, name: str) -> bool:
+        return combined is not None and (name in combined.done or (not is_url(p) and os.path.abspath(p) in done_files))
+
     for p in files:
         name = input_name(p)
-        done = (combined is None or name in combined.done) and (per is None or per.is_done(p, columns))
+        done = (combined is None or in_table(p, name)) and (per is None or per.is_done(p, columns))
         if resume and (combined is not None or per is not None) and done:
             skipped.append(name)
         else:
@@ -1387,7 +1394,7 @@ def _run(files: list[Path], spec: AnalyzerSpec, out: Path | None, per_input: Pat
         for i, chunks in stream:
             p = todo[i]
             name = input_name(p)
-            write_combined = combined is not None and name not in combined.done
+            write_combined = combined is not None and not in_table(p, name)
             if write_combined:
                 combined.start(name)
             if per is not None:
