@@ -169,3 +169,12 @@ def test_a_combined_table_resume_knows_an_input_named_another_way(inputs, analyz
                     analyzer=analyzer)
     assert res.skipped == [str(Path("in/a.jpg").absolute())] and res.analysed == ["in/b/multi.jpg"]
     assert pd.read_csv(out)["input"].value_counts().to_dict() == {"in/a.jpg": 1, "in/b/multi.jpg": 5}
+
+
+def test_a_partitioned_folder_may_have_dots_in_its_name(inputs, analyzer, tmp_path):
+    """"run.v2/" and "2024.05.01" (with --partitioned) were refused as "not a .csv/.json table"."""
+    for out, flag in ((f"{tmp_path}/run.v2/", False), (f"{tmp_path}/2024.05.01", True)):
+        run_batch([inputs / "a.jpg"], SPEC, out=out, partitioned=flag, analyzer=analyzer)
+        assert len(read_partitioned(out)) == 1
+    with pytest.raises(ValueError, match="not a .csv/.json table"):
+        run_batch([inputs / "a.jpg"], SPEC, out=f"{tmp_path}/t.csv", partitioned=True, analyzer=analyzer)

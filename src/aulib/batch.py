@@ -1427,8 +1427,10 @@ def partitioned_root(out: Path | str | None, per_input: Path | None) -> str:
     """The folder / prefix of a partitioned output (ValueError for a table name of another format)."""
     s = str(out)
     base = s.rstrip("/")
-    ext = Path(base.split("://", 1)[-1]).suffix.lower()
-    if ext and ext not in (".parquet", ".pq"):
+    # a name ending with / is a folder whatever its dots ("run.v2/", "2024.05.01/" were refused); otherwise
+    # only a table format's name is: a partitioned output cannot be one .csv/.json table
+    ext = "" if s.endswith("/") else Path(base.split("://", 1)[-1]).suffix.lower()
+    if ext in (".csv", ".json", ".jsonl", ".tsv"):
         raise ValueError(f"{redact(s)}: a partitioned output is a folder of Parquet files: give a folder or prefix "
                          "(ending with /) or a .parquet name, not a .csv/.json table (object-store outputs are "
                          "always partitioned)")

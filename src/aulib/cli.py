@@ -15,6 +15,7 @@ import math
 import os
 import re
 import sys
+import threading
 from pathlib import Path
 
 import typer
@@ -76,6 +77,12 @@ def _refuse_empty_values(group: TyperGroup, ctx: typer.Context, args: list[str])
                                      param_hint=f"'{name}'")
 
 
+def _running_as_program() -> bool:
+    """The process is the ``aulib`` command (console script or ``python -m aulib.cli``), not a host that
+    called the CLI in-process (a test runner, a notebook), which must not be ended by it."""
+    return Path(sys.argv[0]).name in ("aulib", "cli.py", "__main__.py") and threading.main_thread().is_alive()
+
+
 def _reader_gone() -> None:
     """stdout's reader closed the pipe (``| head``): exit quietly with 0, as the other commands do, with
     stdout pointed at /dev/null so Python's final flush does not print "Exception ignored … BrokenPipeError"."""
@@ -119,6 +126,14 @@ class _ErrorHandlingGroup(TyperGroup):
             sub = ctx.invoked_subcommand
             hint = "; the same command with --resume finishes what is left" if sub == "analyze" else ""
             err.print(f"interrupted{hint}")
+            if _running_as_program():
+                # Every output is closed and consistent here (the sinks' context managers have run). A normal
+                # exit then destroys onnxruntime's and FFmpeg's native state while a helper thread may still
+                # be inside it, which aborted the process about once in 8 Ctrl-Cs ("terminate called without
+                # an active exception", SIGABRT instead of 130): the program leaves without that teardown.
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(130)
             raise typer.Exit(130) from None
         except Exception as e:
             self._usage_error(e, ctx)
