@@ -520,10 +520,7 @@ class CombinedSink:
                 if keep < size:
                     os.truncate(self.out, keep)
             if self.out.stat().st_size:
-                with open(self.out, "rb") as f:
-                    f.seek(-1, os.SEEK_END)
-                    whole = f.read(1) == b"\n"
-                if not whole:  # a row cut off, and no log to cut back to the last complete input
+                if not _ends_whole(self.out):  # a row cut off, and no log to cut back to the last complete input
                     raise ValueError(f"{table_text(str(self.out))}: its last row is cut off; cannot --resume it "
                                      "safely (repair or move it, or write a new output)")
                 try:
@@ -833,11 +830,11 @@ def _for_worker(path: Source) -> tuple[str, str]:
     workers of a ``--scheduler`` cluster do not share the driver's working folder (a relative input was
     "no such file" on every worker, and relative parts were written into the worker's folder); the
     table names it as the user did, as a serial run does."""
-    return (str(path) if is_url(path) else os.path.abspath(path)), str(path)
+    return str(_absolute(path)), str(path)
 
 
-def _absolute(where: str | Path | None) -> str | None:
-    """An output location as a worker must see it: a local path absolute, a URL as it is."""
+def _absolute(where: Source | None) -> str | None:
+    """A location as a worker must see it: a local path absolute, a URL as it is."""
     if where is None:
         return None
     return str(where) if is_url(where) else os.path.abspath(where)
@@ -851,8 +848,7 @@ def _part_task(source: str, spec: dict, root: str, video_options: dict, overlay:
     with threadpool_limits(limits=1, user_api="blas"):
         chunks = iter_input(_worker_analyzer(AnalyzerSpec(**spec)), path, video_options,
                             Path(overlay) if overlay else None, warnings.append)
-        entry = write_part(root, input_name(_source(given)),
-                           (c if is_url(source) else _renamed(c, source, given) for c in chunks))
+        entry = write_part(root, input_name(_source(given)), (_renamed(c, source, given) for c in chunks))
     entry["warnings"] = warnings
     return entry
 
@@ -865,8 +861,6 @@ class PartitionedOutput:
     """
 
     def __init__(self, root: str, meta: dict, resume: bool) -> None:
-        from aulib import storage
-
         self.root = root.rstrip("/") or root
         self.local = _local_root(self.root)
         self.meta = meta
@@ -891,12 +885,7 @@ class PartitionedOutput:
             # a new run on an aulib output: every part file aulib wrote here goes, also those a killed run wrote
             # after its last manifest (they would have joined the new table in pd.read_parquet(prefix)); a
             # folder without a manifest is not known to be aulib's, and --resume deletes nothing
-            stale = [n for n in present if PART_NAME.fullmatch(n)]
-            if self.local is not None:
-                for n in stale:
-                    (self.local / n).unlink(missing_ok=True)
-            else:
-                storage.remove([_join(self.root, n) for n in stale])
+            self._remove_parts([n for n in present if PART_NAME.fullmatch(n)])
         self.save(force=True)
 
     def _listing(self) -> dict[str, int]:
@@ -961,17 +950,22 @@ class PartitionedOutput:
 
     def _forget(self, entry: dict) -> None:
         """Drop an entry and its part file."""
-        from aulib import storage
-
         self.entries.pop(entry["input"], None)
         if self._paths.get(entry.get("path")) is entry:
             del self._paths[entry["path"]]
         part = entry.get("part")
         if isinstance(part, str) and PART_NAME.fullmatch(part):
-            if self.local is not None:
-                (self.local / part).unlink(missing_ok=True)
-            else:
-                storage.remove([_join(self.root, part)])
+            self._remove_parts([part])
+
+    def _remove_parts(self, parts: list[str]) -> None:
+        """Delete part files (by name) from the output folder or prefix; missing ones are ignored."""
+        from aulib import storage
+
+        if self.local is not None:
+            for n in parts:
+                (self.local / n).unlink(missing_ok=True)
+        elif parts:
+            storage.remove([_join(self.root, n) for n in parts])
 
     def save(self, force: bool = False) -> None:
         """Rewrite the manifest (inputs of this run in input order, then older ones) if ``force`` or
@@ -1143,8 +1137,7 @@ def _dask_task(path: str, spec: dict, video_options: dict, overlay: str | None,
     with threadpool_limits(limits=1, user_api="blas"):
         parts = list(iter_input(analyzer, _source(path), video_options, Path(overlay) if overlay else None,
                                 warnings.append))
-    rows = Rows.concat(parts, analyzer.columns)
-    return (rows if is_url(path) else _renamed(rows, path, given or path)), warnings
+    return _renamed(Rows.concat(parts, analyzer.columns), path, given or path), warnings
 
 
 def _serial(files: list[Path], analyzer: Analyzer, video_options: dict, overlays: list[Path | None],
@@ -1219,10 +1212,10 @@ def _with_dask(files: list[Path], spec: AnalyzerSpec, video_options: dict, overl
 
     client, cluster = _dask_connect(scheduler, workers)
     try:
-        futures = [client.submit(_dask_task, *_for_worker(p)[:1], asdict(spec), video_options,
-                                 _absolute(overlays[i]), _for_worker(p)[1], key=f"aulib-{i}-{_key(str(p))}",
-                                 pure=False)
-                   for i, p in enumerate(files)]
+        sent = [_for_worker(p) for p in files]
+        futures = [client.submit(_dask_task, source, asdict(spec), video_options, _absolute(overlays[i]), given,
+                                 key=f"aulib-{i}-{_key(str(p))}", pure=False)
+                   for i, (p, (source, given)) in enumerate(zip(files, sent))]
         index = {f.key: i for i, f in enumerate(futures)}
         ready: dict[int, Rows] = {}
         nxt = 0
