@@ -106,13 +106,9 @@ class DecodeStats:
 
 def _is_cover(stream: Any) -> bool:
     """An attached picture (an audio file's cover art, a thumbnail) rather than a moving picture."""
-    disposition = getattr(stream, "disposition", None)
-    try:
-        import av
+    import av
 
-        return bool(disposition is not None and disposition & av.stream.Disposition.attached_pic)
-    except (AttributeError, TypeError):
-        return False
+    return bool(stream.disposition & av.stream.Disposition.attached_pic)
 
 
 RATE_FRAMES = 8  # frames whose times estimate the rate of a clip that declares none
@@ -136,8 +132,10 @@ def main_video_stream(container: Any) -> Any:
     moving = [v for v in container.streams.video if not _is_cover(v)]
     if not moving:
         return "no video stream" + (" (only a cover picture)" if container.streams.video else "")
+    import av
+
     # the streams flagged "default" first (a multi-angle file's main view, not a larger depth or IR track)
-    default = [v for v in moving if v.disposition & 1]  # AV_DISPOSITION_DEFAULT
+    default = [v for v in moving if v.disposition & av.stream.Disposition.default]
     return max(default if 0 < len(default) < len(moving) else moving, key=_pixels)
 
 
@@ -145,14 +143,27 @@ def _pixels(stream: Any) -> int:
     return int(stream.codec_context.width or 0) * int(stream.codec_context.height or 0)
 
 
+def _sample_aspect(stream: Any) -> Fraction | None:
+    """The stream's pixel aspect (width / height of one stored pixel) when it is not square and plausible;
+    None for square, undeclared (0) or nonsense values."""
+    sar = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio
+    return Fraction(sar) if sar and 0.2 < sar < 5 and sar != 1 else None
+
+
+def display_size(width: int, height: int, sar: Fraction | None) -> tuple[int, int]:
+    """The size a player shows a ``width`` × ``height`` frame of pixel aspect ``sar`` at: widened (sar > 1)
+    or heightened (sar < 1), so no stored pixel is dropped."""
+    if sar is None:
+        return width, height
+    return (max(1, round(width * sar)), height) if sar > 1 else (width, max(1, round(height / sar)))
+
+
 def square_pixels(image: np.ndarray, sar: Fraction) -> np.ndarray:
-    """A frame of non-square pixels (sample aspect ratio ``sar`` = pixel width / height) resampled to
-    square ones, by widening (sar > 1) or heightening (sar < 1) it: no stored pixel is dropped."""
+    """A frame of non-square pixels (sample aspect ratio ``sar``) resampled to square ones
+    (:func:`display_size`)."""
     import cv2
 
-    h, w = image.shape[:2]
-    size = (max(1, round(w * sar)), h) if sar > 1 else (w, max(1, round(h / sar)))
-    return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(image, display_size(image.shape[1], image.shape[0], sar), interpolation=cv2.INTER_LINEAR)
 
 
 def upright(image: np.ndarray, rotation: float) -> np.ndarray:
@@ -249,10 +260,10 @@ class FrameReader:
             raise VideoReadError(f"{p}: {s}")
         from aulib.io import MAX_PIXELS
 
-        width, height = int(s.codec_context.width or 0), int(s.codec_context.height or 0)
-        sar = s.sample_aspect_ratio or s.codec_context.sample_aspect_ratio
-        if sar and 0.2 < sar < 5:  # as shown: anamorphic frames are stretched (square_pixels)
-            width, height = (round(width * sar), height) if sar > 1 else (width, round(height / sar))
+        # Anamorphic video (pixels not square: DV, broadcast, some phones) is stretched to its display
+        # aspect, as a player shows it: analysed as stored, faces were squeezed (AU12 off by 1.5 on average)
+        self._sar = _sample_aspect(s)
+        width, height = display_size(int(s.codec_context.width or 0), int(s.codec_context.height or 0), self._sar)
         if width * height > MAX_PIXELS:  # like an image: 8 queued frames of 270 MP would hold 6 GB
             self._container.close()
             raise VideoReadError(f"{p}: frames too large ({width}×{height} = {width * height / 1e6:.0f} MP; aulib "
@@ -260,10 +271,6 @@ class FrameReader:
                                  "first)")
         s.thread_type = "SLICE"  # frame threads cost more than they save on 2 busy cores (measured)
         self._stream = s
-        # Anamorphic video (pixels not square: DV, broadcast, some phones) is stretched to its display
-        # aspect, as a player shows it: analysed as stored, faces were squeezed (AU12 off by 1.5 on average)
-        sar = s.sample_aspect_ratio or s.codec_context.sample_aspect_ratio
-        self._sar = Fraction(sar) if sar and 0.2 < sar < 5 and sar != 1 else None
         # AVI stores no presentation times (its "pts" are decode-order numbers, out of order with B-frames)
         # and is constant-rate: a frame's time is its number / rate
         # (only with B-frames: a capture AVI's dropped frames are gaps in its numbers, kept by its times)
