@@ -458,9 +458,9 @@ def _read_image_file(f: IO[bytes], p: str) -> np.ndarray:
     return rgb
 
 
-def frame_count(path: str | os.PathLike) -> int:
-    """Frames (an animated GIF/PNG/WebP) or pages (a TIFF) of an image file, from Pillow; 1 when it
-    cannot tell."""
+def frame_count(path: str | os.PathLike | IO[bytes]) -> int:
+    """Frames (an animated GIF/PNG/WebP) or pages (a TIFF) of an image file (a path or an open binary
+    file), from Pillow; 1 when it cannot tell."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

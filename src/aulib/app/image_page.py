@@ -33,7 +33,7 @@ from aulib.app.common import (
 from aulib.app.engine import ByteLRU, clean_message, env_int, trim_memory
 from aulib.draw import draw_faces
 from aulib.face.record import Face
-from aulib.io import VIDEO_EXTENSIONS, ImageReadError, read_image
+from aulib.io import VIDEO_EXTENSIONS, ImageReadError, frame_count, read_image
 from aulib.table import empty_row, face_rows, report, to_frame
 
 
@@ -66,15 +66,6 @@ def header_pixels(data: bytes) -> int:
             return int(img.size[0]) * int(img.size[1])
     except Exception:
         return 0
-
-
-def frame_count(data: bytes) -> int:
-    """Frames (an animated GIF/WebP/PNG) or pages (a TIFF) an image file holds; 1 when Pillow cannot tell."""
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            return max(1, int(getattr(img, "n_frames", 1)))
-    except Exception:
-        return 1
 
 
 def preview(rgb: np.ndarray, faces: list[Face]) -> tuple[bytes, float]:
@@ -143,7 +134,7 @@ def analyze_upload(name: str, data: bytes) -> ImageResult:
             faces = analyzer.get(rgb)
             jpeg, _ = preview(rgb, faces)
             result = ImageResult(to_frame(face_rows(faces, name), analyzer.columns), light(faces), jpeg,
-                                 rgb.shape[1], rgb.shape[0], frames=frame_count(data))
+                                 rgb.shape[1], rgb.shape[0], frames=frame_count(io.BytesIO(data)))
             del rgb
         del f
     if pixels > 4_000_000:

@@ -33,18 +33,17 @@ GIF_CHECK_BYTES = 64 << 20
 VIDEO_TYPES = sorted(e.lstrip(".") for e in VIDEO_EXTENSIONS) + ["gif"]
 
 
-def probe(source: str | Path | IO[bytes], name: str = "") -> tuple[int, float]:
-    """``(frame count or 0 if unknown, frames per second)`` from the container header; raises ValueError
-    (a reason without the file's name, path or FFmpeg error number) for a file FFmpeg cannot open."""
+def probe(source: str | Path | IO[bytes], name: str = "") -> None:
+    """Check that FFmpeg opens the container and finds a video stream in it (the one the reader will
+    analyse, :func:`aulib.video.reader.main_video_stream`); raises ValueError (a reason without the file's
+    name, path or FFmpeg error number) otherwise. Timing is the reader's business (it also handles clips
+    that declare no rate)."""
     name = name or str(source)
     try:
         with av.open(source) as c:
             s = main_video_stream(c)
             if isinstance(s, str):
                 raise ValueError(f"the file has {s}")
-            fps = float(s.average_rate or s.guessed_rate or 0) or 25.0
-            n = s.frames or (int(float(s.duration * s.time_base) * fps) if s.duration else 0)
-            return n, fps
     except av.FFmpegError as e:
         reason = e.strerror or clean_message(str(e), name, (str(source),))
         raise ValueError(f"not a readable video ({reason})") from None
