@@ -54,6 +54,14 @@ class Detection:
     def as_array(self) -> np.ndarray:
         return np.array([self.x, self.y, self.width, self.height], dtype=np.float32)
 
+    def from_patch(self, x0: float, y0: float, scale: float = 1.0) -> Detection:
+        """This detection, made in a patch whose top-left corner is (x0, y0) of an image resized by
+        ``scale`` (a tile, a crop, a padded copy), in the original image's pixels."""
+        kp = None if self.keypoints is None else \
+            (self.keypoints + np.asarray([x0, y0], self.keypoints.dtype)) / scale
+        return Detection((self.x + x0) / scale, (self.y + y0) / scale, self.width / scale, self.height / scale,
+                         self.score, kp)
+
     def up(self) -> np.ndarray | None:
         """Unit vector from the mouth to the eyes in image pixels (``(0, -1)`` for an upright face),
         from the five keypoints; None without them or when they are not a face's layout. Tells how

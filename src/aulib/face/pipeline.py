@@ -221,10 +221,7 @@ class FacePipeline:
         found: list[Detection] = []
         for y0 in range(0, max(1, big.shape[0] - TILE_OVERLAP), step):
             for x0 in range(0, max(1, big.shape[1] - TILE_OVERLAP), step):
-                for d in self.detector(big[y0:y0 + side, x0:x0 + side]):
-                    kp = None if d.keypoints is None else (np.asarray(d.keypoints) + [x0, y0]) / fine
-                    found.append(Detection((d.x + x0) / fine, (d.y + y0) / fine, d.width / fine, d.height / fine,
-                                           d.score, kp))
+                found += [d.from_patch(x0, y0, fine) for d in self.detector(big[y0:y0 + side, x0:x0 + side])]
         kept: list[Detection] = []  # a face on a tile border is found twice: the better one stays
         for d in sorted(found, key=lambda d: -d.score):
             if all(iou(d.as_array(), k.as_array()) < 0.4 for k in kept):
@@ -238,13 +235,9 @@ class FacePipeline:
         side = 3 * max(d.width, d.height)
         x0, y0 = int(max(0, d.x + d.width / 2 - side / 2)), int(max(0, d.y + d.height / 2 - side / 2))
         x1, y1 = int(min(w, x0 + side)), int(min(h, y0 + side))
-        near = [e for e in self.detector(image[y0:y1, x0:x1])
-                if iou(np.array([e.x + x0, e.y + y0, e.width, e.height]), d.as_array()) > 0.3]
-        if not near:
-            return d
-        e = max(near, key=lambda e: e.score)
-        kp = None if e.keypoints is None else np.asarray(e.keypoints) + [x0, y0]
-        return Detection(e.x + x0, e.y + y0, e.width, e.height, e.score, kp)
+        near = [e for e in (e.from_patch(x0, y0) for e in self.detector(image[y0:y1, x0:x1]))
+                if iou(e.as_array(), d.as_array()) > 0.3]
+        return max(near, key=lambda e: e.score) if near else d
 
     def turned_detections(self, image: np.ndarray) -> tuple[list[Detection], np.ndarray | None]:
         """Faces found in the image turned by 90°, 180° or 270° (the turn whose best face scores highest:
@@ -296,8 +289,7 @@ class FacePipeline:
             framed = cv2.copyMakeBorder(big, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0))
             for d in self._crop_checker(framed):
                 if best is None or d.score > best.score:
-                    kp = None if d.keypoints is None else (d.keypoints - pad) / s
-                    best = Detection((d.x - pad) / s, (d.y - pad) / s, d.width / s, d.height / s, d.score, kp)
+                    best = d.from_patch(-pad, -pad, s)
             if best is not None and best.score >= CROP_FACE_THRESHOLD:
                 break
         return (best.score if best is not None else 0.0), best
