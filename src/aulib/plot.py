@@ -57,7 +57,7 @@ def _intensity(df: pd.DataFrame) -> pd.DataFrame:
     return inten
 
 
-def _groups(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+def value_groups(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     """AU intensities (columns ``AU01`` …, blink included when present) and emotion scores (columns =
     emotion names) with their label: CNN probabilities when the table has them, else the rule percentages."""
     emo = table.emotion_probs(df)
@@ -66,7 +66,7 @@ def _groups(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     return _intensity(df), table.rule_scores(df), "% of prototype AUs"
 
 
-def is_video(rows: pd.DataFrame) -> bool:
+def spans_frames(rows: pd.DataFrame) -> bool:
     """Whether one input's rows (failed frames included) are a video: more than one frame. Decided on all
     rows, not only those with a face, so a video whose face shows in one frame is still drawn (and
     described, by the report) as a timeline."""
@@ -208,7 +208,7 @@ def _video_face(fig, spec, frames: pd.DataFrame, f: pd.DataFrame, names: list[st
                 smooth: float | None, title: str, emo_label: str, sharex) -> list:
     """Panels of one face of a video inside gridspec cell ``spec``; returns its axes."""
     t = frames["timestamp"].to_numpy(np.float64)
-    aus, emo, _ = _groups(f)
+    aus, emo, _ = value_groups(f)
     aus = smooth_frame(aus[names], f["timestamp"].to_numpy(), smooth)
     emo = smooth_frame(emo, f["timestamp"].to_numpy(), smooth)
     au_t, emo_t = _timeline(frames, f, aus), _timeline(frames, f, emo)
@@ -314,10 +314,10 @@ def figure(df: pd.DataFrame, input_name: str | None = None, face: int | None = N
     df, notes = clean(df)
     sub = select(df, input_name, face)
     names = pick_aus(sub, aus)
-    _, emo, emo_label = _groups(sub)
+    _, emo, emo_label = value_groups(sub)
     name = str(sub["input"].iloc[0])
     rows = df[df["input"].astype(str) == name]  # the input's full timeline (failed frames included)
-    video = is_video(rows)
+    video = spans_frames(rows)
     faces = sorted(sub["face"].unique())[:MAX_FACES if video else MAX_IMAGE_FACES]
     title = Path(name).name
     n_all = sub["face"].nunique()
@@ -354,7 +354,7 @@ def _image_figure(sub: pd.DataFrame, faces: list, names: list[str], title: str, 
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
-    _, emo_all, _ = _groups(sub)
+    _, emo_all, _ = value_groups(sub)
     has_aus, has_emo = bool(names), bool(len(emo_all.columns))
     heights = ([0.28 * len(names) + 0.6] if has_aus else []) + ([2.4] if has_emo else [])
     width = max(6.0, 3.4 * len(faces) + 2.2)
@@ -363,7 +363,7 @@ def _image_figure(sub: pd.DataFrame, faces: list, names: list[str], title: str, 
     y = np.arange(len(names))
     for n, fid in enumerate(faces):
         r = sub[sub["face"] == fid].iloc[[0]]
-        aus, emo, _ = _groups(r)
+        aus, emo, _ = value_groups(r)
         top = axes[0, n]
         top.set_title(f"face {fid}", fontsize=11)
         if has_aus:
@@ -443,7 +443,7 @@ def check_table(df: pd.DataFrame, name: str) -> pd.DataFrame:
         shown = ", ".join(map(str, list(df.columns)[:6])) + (" …" if len(df.columns) > 6 else "")
         raise ValueError(f"{name}: not a table written by aulib analyze (no {', '.join(missing)} column; "
                          f"it has: {shown or 'no columns'})")
-    aus, emo, _ = _groups(df)
+    aus, emo, _ = value_groups(df)
     if not len(aus.columns) and not len(emo.columns):
         raise ValueError(f"{name}: has no AUxx_r, p_* or rule_* columns to plot (a table from aulib faces?)")
     for label, col in [(c, df[c]) for c in ("success", "face", "frame", "timestamp")] + \

@@ -352,16 +352,14 @@ def render(df: pd.DataFrame, input_name: str | None = None, face: int | None = N
            table_path: str | Path | None = None, smooth: float | None = 0.5) -> str:
     """The report page (HTML text) for one input of an analysis table (see the module docstring)."""
     import aulib
-    from aulib.plot import _groups as _plot_groups
-    from aulib.plot import clean, figure, input_rows, select
-    from aulib.plot import is_video as video_rows
+    from aulib.plot import clean, figure, input_rows, select, spans_frames, value_groups
 
     if df.empty:
         raise ValueError("the table has no rows")
     df, cleaned = clean(df)
     name, rows = input_rows(df, input_name)
     ok = select(df, name, face)
-    is_video = video_rows(rows)  # as plot.figure decides it, so the caption describes the figure shown
+    is_video = spans_frames(rows)  # as plot.figure decides it, so the caption describes the figure shown
     frames = rows["frame"].nunique()
     with_face = ok["frame"].nunique()
     duration = float(rows["timestamp"].max() - rows["timestamp"].min()) if is_video else 0.0
@@ -408,7 +406,7 @@ def render(df: pd.DataFrame, input_name: str | None = None, face: int | None = N
                  + "</div>")
 
     parts.append("<h2>Emotion timeline</h2>" if is_video else "<h2>Faces</h2>")
-    inten, emo_cols, emo_label = _plot_groups(ok)
+    inten, emo_cols, emo_label = value_groups(ok)
     shown = [("AU intensity over time (heatmap, light = absent, grey = no face)" if len(inten.columns) else "")]
     if len(emo_cols.columns):  # say what the figure's lower panel is: CNN probabilities or rule percentages
         shown.append("the CNN emotion probabilities stacked (they sum to 1)" if emo_label == "emotion probability"
