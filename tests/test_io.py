@@ -152,7 +152,35 @@ def test_arrays_follow_the_same_value_range_rule():
     f = np.array([[np.nan, np.inf], [-np.inf, 0.5]], np.float32)
     assert to_rgb(f)[..., 0].tolist() == [[0, 128], [0, 128]]  # NaN → 0, +inf → max, −inf → 0
     assert to_rgb(np.array([[True, False]]))[0, :, 0].tolist() == [255, 0]
-    assert to_rgb(np.full((2, 2, 2), 77, np.uint8))[0, 0].tolist() == [77, 77, 77]  # gray + alpha
+    assert to_rgb(np.full((2, 2, 2), 77, np.uint8))[0, 0].tolist() == [201, 201, 201]  # gray + alpha 77
+    assert to_rgb(np.dstack([np.full((2, 2), 77, np.uint8), np.full((2, 2), 255, np.uint8)]))[0, 0].tolist() == [77] * 3
+
+
+def test_an_array_with_alpha_gives_what_its_file_gives(tmp_path):
+    """An RGBA array is composited on white like the file it came from (its alpha was dropped: the
+    transparent pixels' stored colour showed, here black), whichever reader made it and whatever its
+    dtype; an opaque alpha changes nothing."""
+    import cv2
+
+    photo = read_image(sample("single_face.jpg"))
+    rgba = np.dstack([photo, np.full(photo.shape[:2], 255, np.uint8)])
+    rgba[: photo.shape[0] // 3] = 0  # a transparent band whose stored colour is black
+    rgba[photo.shape[0] // 3: photo.shape[0] // 2, :, 3] = 128  # and a half-transparent one
+    path = tmp_path / "cut_out.png"
+    Image.fromarray(rgba).save(path)
+    from_file = read_image(path)
+    assert (from_file[0] == 255).all()
+    bgra = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    views = {"PIL": to_rgb(np.asarray(Image.open(path))), "OpenCV BGRA": to_rgb(bgra, "bgr"),
+             "uint16": to_rgb(rgba.astype(np.uint16) * 257), "float 0-1": to_rgb(rgba.astype(np.float32) / 255),
+             "int64 0-255": to_rgb(rgba.astype(np.int64))}
+    for name, rgb in views.items():
+        assert np.abs(rgb.astype(int) - from_file).max() <= 1, name
+    gray_alpha = np.dstack([rgba[..., 0], rgba[..., 3]])
+    assert (to_rgb(gray_alpha)[0] == 255).all()
+    opaque = rgba.copy()
+    opaque[..., 3] = 255
+    np.testing.assert_array_equal(to_rgb(opaque), rgba[..., :3])
 
 
 def test_16bit_rgba_png_is_composited_on_white(tmp_path):

@@ -120,9 +120,13 @@ def to_rgb(array: np.ndarray, order: Literal["rgb", "bgr"] = "rgb") -> np.ndarra
     """Convert any image array to ``(H, W, 3)`` uint8 RGB.
 
     Accepts gray ``(H, W)`` / ``(H, W, 1)``, gray+alpha ``(H, W, 2)``, 3-channel and 4-channel
-    (alpha dropped) arrays of dtype bool, any integer or float, scaled to 8 bit by the module's
-    value range rule. ``order`` says how a 3/4-channel array is laid out: ``"bgr"`` for OpenCV
-    frames, ``"rgb"`` for PIL/imageio. A PIL image is converted as a file of its mode would be
+    arrays of dtype bool, any integer or float, scaled to 8 bit by the module's value range rule
+    (colour and alpha each by their own range). An alpha channel is composited on white, as
+    :func:`read_image` does for the file the array came from (``np.asarray(Image.open(png))`` and the
+    PNG's path give the same result; dropping it showed whatever colour transparent pixels happen
+    to hold, often black). ``order`` says how a 3/4-channel array is laid out: ``"bgr"`` for OpenCV
+    frames (BGRA from ``cv2.imread(..., IMREAD_UNCHANGED)``), ``"rgb"`` for PIL/imageio. A PIL image is
+    converted as a file of its mode would be
     (palette, 16-bit, transparency: :func:`_pil_to_rgb`; ``np.asarray`` would give a palette image's
     indices). Anything else raises :class:`ImageReadError`.
     """
@@ -136,18 +140,19 @@ def to_rgb(array: np.ndarray, order: Literal["rgb", "bgr"] = "rgb") -> np.ndarra
     if a.dtype == object and a.ndim == 0:  # a file object, a dict, None…: np.asarray wraps it as a 0-d array
         raise ImageReadError(f"{type(array).__name__} is not an image: expected an array of shape (H, W) or "
                              "(H, W, C), a PIL image or (to read a file) its path")
-    if a.ndim == 3 and a.shape[2] in (1, 2):
-        a = a[:, :, 0]
-    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)) or min(a.shape[:2]) < 1:
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (1, 2, 3, 4)) or min(a.shape[:2]) < 1:
         raise ImageReadError(f"array of shape {a.shape}: expected (H, W) or (H, W, C) with C in 1–4 and H, W ≥ 1")
     _check_pixels(a.shape[1], a.shape[0], f"array of shape {a.shape}")
+    alpha = to_8bit(a[:, :, -1]) if a.ndim == 3 and a.shape[2] in (2, 4) else None
     if a.ndim == 3:
-        a = a[:, :, :3]
-        if order == "bgr":
-            a = a[:, :, ::-1]
+        a = a[:, :, 0] if a.shape[2] < 3 else a[:, :, :3]
+    if a.ndim == 3 and order == "bgr":
+        a = a[:, :, ::-1]
     a = to_8bit(a)
     if a.ndim == 2:
-        return np.ascontiguousarray(np.repeat(a[:, :, None], 3, axis=2))
+        a = np.repeat(a[:, :, None], 3, axis=2)
+    if alpha is not None and alpha.min(initial=255) < 255:
+        a = _composite_on_white(a, alpha)
     return np.ascontiguousarray(a)
 
 
