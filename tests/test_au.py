@@ -128,6 +128,11 @@ def test_wrapper_functions():
     assert "AU12_c" in get_img_aus_occurrences(p).columns
     assert "AU12_r" in get_img_aus_intensities(p).columns
     assert get_img_emotions_occurrences(p).rule_happiness.iloc[0] == 100
+    # a video's rows carry their frame, a row without a face its reason
+    clip = get_img_aus_occurrences(sample("face_noface.mov"))
+    assert clip.frame.is_monotonic_increasing and clip.frame.nunique() == len(clip) > 1
+    no_face = clip[clip.success == 0]
+    assert len(no_face) and no_face.error.str.contains("no face").all()
 
 
 def test_corrupted_model_file_is_refused_with_its_name(tmp_path):

@@ -388,8 +388,10 @@ def analyze(paths: str | Path | Iterable[str | Path], **kwargs: object) -> pd.Da
 
 
 def _single(path: str | Path, cols: list[str]) -> pd.DataFrame:
+    """The seed wrappers' table: ``frame`` tells a video's rows apart (without it they were a list of
+    faces with no time) and ``error`` says why a row has ``success`` 0 (no face, unreadable…)."""
     df = default_analyzer().analyze(path)
-    return df[["input", "face", "success", *cols]]
+    return df[["input", "frame", "face", "success", "error", *cols]]
 
 
 def get_img_aus_occurrences(path: str | Path) -> pd.DataFrame:
