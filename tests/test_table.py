@@ -90,6 +90,11 @@ def test_no_face_rows_are_marked_and_nan():
     df = table.to_frame(table.face_rows([], "empty.jpg"), cols)
     assert df["success"].tolist() == [0] and df["error"].tolist() == ["no face detected"]
     assert df["AU01_c"].isna().all() and np.isnan(table.landmarks(df)).all()
+    # the text columns have the dtype they read back with from a written table (emotion was object)
+    mixed = table.to_frame(table.face_rows([_face(0)], "x.jpg") + table.face_rows([], "empty.jpg"), cols)
+    back = pd.read_csv(__import__("io").StringIO(mixed.to_csv(index=False)))
+    assert [mixed[c].dtype for c in table.TEXT_COLUMNS] == [back[c].dtype for c in table.TEXT_COLUMNS]
+    assert mixed["emotion"].tolist()[0] == "happiness" and pd.isna(mixed["emotion"].iat[1])
     failed = Face(box=np.zeros(4, np.float32), score=0.5, error="landmark fit failed")
     row = table.face_row(failed, "a.jpg")
     assert row["success"] == 0 and "AU01_c" not in row

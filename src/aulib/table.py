@@ -246,7 +246,8 @@ def to_frame(rows: Sequence[dict], cols: Sequence[str]) -> pd.DataFrame:
     data["input"] = [table_text(str(r.get("input") or "")) for r in rows]
     data["error"] = [table_text(str(r.get("error") or "")) for r in rows]
     if "emotion" in cols:
-        data["emotion"] = pd.Series([r.get("emotion") for r in rows], dtype=object)
+        # inferred like input/error (pandas ≥ 3: the str dtype, as the table reads back from a file)
+        data["emotion"] = pd.Series([r.get("emotion") for r in rows])
     df = pd.DataFrame({c: data[c] for c in cols}, index=pd.RangeIndex(len(rows)))
     occ = [c for c in cols if c.endswith("_c")]
     if occ:
