@@ -68,6 +68,22 @@ def test_interrupted_run_keeps_finished_inputs_and_resumes(folder, tmp_path, ana
         pd.testing.assert_series_equal(got["AU12_r"], full["AU12_r"], check_exact=False, rtol=1e-6)
 
 
+def test_a_new_run_replaces_the_table_in_every_format(folder, tmp_path, analyzer):
+    """Without --resume the output holds this run's inputs only: a Parquet table kept the earlier run's
+    rows (while saying "wrote 5 rows"), and one written with other options failed to merge."""
+    files = expand_inputs([folder])
+    for out in (tmp_path / "t.parquet", tmp_path / "t.csv", tmp_path / "t.json"):
+        run_batch(files[:1], SPEC, out=out, video_options=VIDEO, analyzer=analyzer)
+        run_batch(files[2:3], SPEC, out=out, video_options=VIDEO, analyzer=analyzer)
+        assert set(read_table(out)["input"]) == {str(files[2])}, out
+    out = tmp_path / "t.parquet"
+    res = runner.invoke(app, ["analyze", str(files[0]), "-o", str(out), "--emotion-model", "cnn", "--no-tta"])
+    assert res.exit_code == 0 and read_table(out)["input"].tolist() == [str(files[0])], res.output
+    out.write_bytes(b"not parquet")
+    res = runner.invoke(app, ["analyze", str(files[0]), "-o", str(out), "--emotion-model", "cnn", "--resume"])
+    assert res.exit_code == 2 and "not a table aulib wrote" in res.output and str(out) in res.output, res.output
+
+
 def test_a_failing_input_does_not_stop_the_batch(folder, analyzer, monkeypatch, tmp_path):
     files = expand_inputs([folder])
     original = analyzer.iter_rows

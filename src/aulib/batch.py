@@ -545,7 +545,10 @@ class CombinedSink:
     def _init_parquet(self, resume: bool) -> None:
         if resume:
             if self.out.exists():
-                t = read_table(self.out, columns=["input", "success", "error"])
+                try:
+                    t = read_table(self.out, columns=["input", "success", "error"])
+                except Exception as e:
+                    raise _not_a_table(self.out, e) from None
                 self.done |= set(t["input"]) - failed_inputs(t)
             good = []
             for e in _read_log(self.log):
@@ -570,7 +573,8 @@ class CombinedSink:
             self.parts.mkdir(exist_ok=True)
             with open(self.log, "w", encoding="utf-8") as f:
                 f.writelines(json.dumps(e) + "\n" for e in good)
-        else:
+        else:  # a new table replaces the old one, as for CSV/JSON (its rows were merged into the new table)
+            self.out.unlink(missing_ok=True)
             shutil.rmtree(self.parts, ignore_errors=True)
             self.log.unlink(missing_ok=True)
             self.parts.mkdir()
