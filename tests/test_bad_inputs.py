@@ -465,3 +465,50 @@ def test_video_options_on_images_only_are_named_not_silently_ignored(tmp_path):
     res = runner.invoke(app, ["analyze", str(sample("single_face.jpg")), str(sample("single_face.mp4")),
                               "--calibrate", "--max-frames", "2", "-o", str(out), "--emotion-model", "none"])
     assert res.exit_code == 0 and "warning" not in res.stderr, res.output
+
+
+# ------------------------------------------------------------------------------- folders and permissions
+def _without_override(cmd: list[str]) -> list[str]:
+    """``cmd`` run so that file permissions apply to it: as root, without the capabilities that ignore
+    them (util-linux's setpriv, on every Debian/Ubuntu); as anyone else, as it is."""
+    if os.geteuid() != 0:
+        return cmd
+    return ["setpriv", "--inh-caps", "-dac_override,-dac_read_search",
+            "--bounding-set", "-dac_override,-dac_read_search", "--", *cmd]
+
+
+def test_unreadable_and_empty_folders_and_linked_folders_each_give_rows(tmp_path_factory):
+    """One input that cannot be read does not stop the run (a file under a folder without search
+    permission raised PermissionError from the folder walk: no table at all); a sub-folder that cannot
+    be listed, and a folder given by name with no image or video, are rows saying so (they vanished
+    or were a warning only); a linked folder is scanned (its files were dropped), a link loop ends."""
+    import shutil
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="aulib-perm-"))
+    try:
+        for d in ("shut", "tree/sub", "empty", "real/imgs", "tree2"):
+            (root / d).mkdir(parents=True)
+        face = sample("single_face.jpg")
+        for f in ("good.jpg", "shut/x.jpg", "tree/c.jpg", "tree/sub/b.jpg", "real/imgs/r.jpg"):
+            shutil.copy(face, root / f)
+        (root / "tree2" / "linked").symlink_to(root / "real" / "imgs", target_is_directory=True)
+        (root / "tree2" / "loop").symlink_to(root / "tree2", target_is_directory=True)
+        os.chmod(root / "shut", 0)
+        os.chmod(root / "tree" / "sub", 0)
+        out = root / "o.csv"
+        cmd = [sys.executable, "-m", "aulib.cli", "analyze", "good.jpg", "shut/x.jpg", "tree", "empty", "tree2",
+               "-o", str(out), "--emotion-model", "none"]
+        res = subprocess.run(_without_override(cmd), cwd=root, capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
+        df = pd.read_csv(out).set_index("input")
+        assert df.index.tolist() == ["good.jpg", "shut/x.jpg", "tree/c.jpg", "tree/sub", "empty",
+                                     "tree2/linked/r.jpg"]
+        assert df.success.tolist() == [1, 0, 1, 0, 0, 1]
+        assert "permission denied" in df.error["shut/x.jpg"].lower()
+        assert df.error["tree/sub"] == "tree/sub: is a directory that cannot be listed (Permission denied)"
+        assert df.error["empty"] == "empty: is a directory with no image or video file in it"
+    finally:
+        for p in (root / "shut", root / "tree" / "sub"):
+            os.chmod(p, 0o755)
+        shutil.rmtree(root)

@@ -230,14 +230,9 @@ def _inputs(paths: list[str], out: Path | str | None) -> list[Path]:
             table_format(out)
         except ValueError as e:
             _fail(escape(str(e)))
-    files = expand_inputs(paths)
+    files = expand_inputs(paths)  # a folder with nothing to analyse, or that cannot be listed, is an input row
     if not files:
         _fail("no input files found")
-    for p in paths:  # a folder given by name that holds no input is said, not skipped without a word
-        if "://" not in p and os.path.isdir(p):
-            inside = os.path.join(os.path.abspath(p), "")
-            if not any(not isinstance(f, str) and os.path.abspath(f).startswith(inside) for f in files):
-                err.print(f"[yellow]warning:[/yellow] {escape(p)}: a folder with no image or video in it")
     return files
 
 

@@ -344,7 +344,7 @@ def check_regular_file(path: str | Path, kind: type[ValueError] = ImageReadError
     except OSError as e:
         raise kind(f"{p}: cannot access ({e.strerror or e})") from None
     if stat.S_ISDIR(st.st_mode):
-        raise kind(f"{p}: is a directory, not a file")
+        raise kind(f"{p}: {_folder_problem(p)}")
     if not stat.S_ISREG(st.st_mode):
         what = "FIFO" if stat.S_ISFIFO(st.st_mode) else "socket" if stat.S_ISSOCK(st.st_mode) else "device"
         raise kind(f"{p}: not a regular file ({what})")
@@ -486,7 +486,10 @@ def expand_inputs(paths: Iterable[Source]) -> list[Source]:
     Files given explicitly are kept whatever their extension, so a mistyped or non-image file
     yields a clear per-file error row instead of vanishing silently; inside folders only regular
     files (and broken links, which get an error row) with image or video extensions are taken (a FIFO
-    named x.jpg is skipped, not opened).
+    named x.jpg is skipped, not opened). Links to folders are followed (each folder is scanned once,
+    so a link loop ends). Nothing is dropped without a row: a folder that cannot be listed (no
+    permission, a path too long) and a folder given by name that holds no image or video are kept
+    as inputs themselves, and their rows say why (:func:`check_regular_file`).
     URLs (``str`` with a scheme: ``s3://bucket/prefix/``) are listed the same way through fsspec
     (:func:`aulib.storage.list_prefix`) and stay ``str``; local inputs are :class:`~pathlib.Path`.
     """
@@ -502,15 +505,57 @@ def expand_inputs(paths: Iterable[Source]) -> list[Source]:
             out.extend(list_prefix(str(raw), IMAGE_EXTENSIONS | VIDEO_EXTENSIONS))
             continue
         p = Path(raw)
-        if p.is_dir():
-            # a broken link is kept (its row says so: a folder whose link lost its target must not quietly
-            # analyse one input fewer); FIFOs and sockets, and links to them, are skipped, never opened
-            out.extend(
-                f
-                for f in sorted(p.rglob("*"))
-                if (f.is_file() or (f.is_symlink() and not f.exists()))
-                and f.suffix.lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
-            )
+        if os.path.isdir(p):  # False, not PermissionError, for a path below a folder that cannot be searched
+            out.extend(_scan_folder(p) or [p])
         else:
             out.append(p)
     return out
+
+
+def _scan_folder(top: Path) -> list[Path]:
+    """The image and video files below ``top`` in sorted path order (depth first, names sorted), and
+    every folder that cannot be listed, in its place. A broken link is kept (its row says so: a
+    folder whose link lost its target must not quietly analyse one input fewer); FIFOs and
+    sockets, and links to them, are skipped, never opened."""
+    wanted = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
+    found: list[Path] = []
+    seen: set[tuple[int, int]] = set()
+    stack = [top]
+    while stack:
+        folder = stack.pop()
+        try:
+            st = folder.stat()
+            if (st.st_dev, st.st_ino) in seen:
+                continue  # reached again through a link: scanned once (a loop ends here)
+            seen.add((st.st_dev, st.st_ino))
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError:
+            found.append(folder)  # its row: "cannot be listed (…)"
+            continue
+        below: list[Path] = []
+        for e in entries:
+            path = Path(e.path)
+            try:
+                if e.is_dir():  # follows links
+                    below.append(path)
+                    continue
+                keep = e.is_file() or (e.is_symlink() and not os.path.exists(e.path))
+            except OSError:
+                keep = True  # cannot tell what it is: its row says why
+            if keep and path.suffix.lower() in wanted:
+                found.append(path)
+        stack.extend(reversed(below))  # popped in name order: of two ways to one folder, the first in path order
+    return sorted(found, key=lambda f: f.parts)  # files and folders interleaved by name, as sorted(rglob) was
+
+
+def _folder_problem(p: Path) -> str:
+    """Why a folder is an input row: it cannot be listed, holds no image or video, or is one."""
+    try:
+        with os.scandir(p):
+            pass
+    except OSError as e:
+        return f"is a directory that cannot be listed ({e.strerror or e})"
+    if not _scan_folder(p):
+        return "is a directory with no image or video file in it"
+    return "is a directory, not a file"

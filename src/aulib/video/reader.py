@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import math
 import numbers
+import os
 import queue
 import threading
 import time
@@ -248,6 +249,7 @@ class FrameReader:
         import av
 
         target = self._target()
+        self._target_obj = target  # its size once decoding ends: was the file cut (or cut while being read)?
         p = self.path
         try:
             self._container = av.open(target)
@@ -311,8 +313,19 @@ class FrameReader:
         that is garbage from there on)."""
         self._bad_packets = self._trailing_bad = 0
         self._bad_error: BaseException | None = None
+        # the container's own evidence of where the file ended: packets demuxed (MP4/MOV list every sample in
+        # their index, AVI declares its frame count: a cut file yields fewer), the last one's end in the file
+        # and whether FFmpeg flagged it corrupt (a sample cut in the middle)
+        self._packets = 0
+        self._last_end: int | None = None
+        self._last_corrupt = False
         run = 0
         for packet in self._container.demux(self._stream):  # ends with an empty packet that flushes the decoder
+            if packet.size or packet.dts is not None:
+                self._packets += 1
+                pos = packet.pos
+                self._last_end = pos + packet.size if pos is not None and pos >= 0 else None
+                self._last_corrupt = bool(packet.is_corrupt)
             try:
                 frames = packet.decode()
             except Exception as e:  # av.error.InvalidDataError and other FFmpeg errors of one packet
@@ -374,36 +387,112 @@ class FrameReader:
                 if self._stop.is_set():
                     return
         except Exception as e:  # the demuxer itself failed, or MAX_BAD_PACKETS corrupt packets in a row
-            st.error = (f"{self.path}: video truncated or corrupt after frame {st.decoded - 1} "
-                        f"({type(e).__name__}: {self._message(e)})")
+            read = st.decoded + lost
+            unread = self._unread(read) if st.decoded and self._ends_early(read, failed=True) else ""
+            st.error = (f"{self.path}: video truncated or corrupt after frame {st.decoded - 1}"
+                        f"{': ' + unread if unread else ''} ({type(e).__name__}: {self._message(e)})")
         else:
-            step = 1.0 / st.rate if st.rate else 0.0
-            # the stream ends before the duration the container declares for it (a cut download; Matroska
-            # and WebM declare no frame count, only the duration)
-            tol = 3 * step + 0.05
-            short = bool(self._duration) and self._duration - st.last_time > tol
-            if short and not st.declared:
-                # Matroska's durations may be end times of streams that start later than 0 (``last_time`` is
-                # from the stream's start): short only if it is short read either way
-                short = self._duration - (st.last_time + self._start_s) > tol
-            if self._trailing_bad and st.decoded:  # the stream's end was damaged: one frame per packet
-                gaps.append((st.decoded + lost, st.decoded + lost + self._trailing_bad - 1))
+            read = st.decoded + lost  # the number of the first frame not read
+            truncated = st.decoded > 0 and self._ends_early(read)
+            if self._trailing_bad and st.decoded and not truncated:
+                # the end of a whole stream was damaged: one frame per packet (in a cut file the packets the
+                # cut went through are part of what was not read)
+                gaps.append((read, read + self._trailing_bad - 1))
                 lost += self._trailing_bad
             if st.decoded == 0:
                 st.error = f"{self.path}: no decodable video frames"
-            elif short and self._bad_error is None and (not st.declared or st.decoded < st.declared):
+            elif truncated:
                 of = f"{st.decoded} of {st.declared} frames" if st.declared else f"{st.decoded} frames"
-                st.error = (f"{self.path}: video truncated: decoded {of} "
-                            f"(stream ends at {st.last_time:.2f} s of {self._duration:.2f} s)")
+                seconds = max(self._duration, st.declared / st.rate) if st.declared and st.rate else self._duration
+                st.error = (f"{self.path}: video truncated: file ends early: {self._unread(read)} (decoded {of}; "
+                            f"stream ends at {st.last_time:.2f} s of {seconds:.2f} s)")
+                if self._bad_packets > self._trailing_bad:  # damage before the cut too
+                    st.error += f"; before that, {self._damage(self._bad_packets - self._trailing_bad, gaps, lost)}"
             elif self._bad_error is not None:
-                e = self._bad_error
-                where = ", ".join(f"{a}" if a == b else f"{a}–{b}" for a, b in gaps[:5])
-                what = f"{lost} frame(s) lost: {where}{' …' if len(gaps) > 5 else ''}" if gaps else "no frame lost"
-                st.error = (f"{self.path}: video damaged: {self._bad_packets} corrupt packet(s) skipped, {what} "
-                            f"({type(e).__name__}: {self._message(e)}); every other frame was analysed")
+                st.error = f"{self.path}: video damaged: {self._damage(self._bad_packets, gaps, lost)}"
         finally:
             st.seconds += time.perf_counter() - t0
             st.lost = lost
+
+    def _damage(self, packets: int, gaps: list[tuple[int, int]], lost: int) -> str:
+        """Corrupt packets skipped and the frames they cost (``gaps``: their numbers, first and last)."""
+        e = self._bad_error
+        where = ", ".join(f"{a}" if a == b else f"{a}–{b}" for a, b in gaps[:5])
+        what = f"{lost} frame(s) lost: {where}{' …' if len(gaps) > 5 else ''}" if gaps else "no frame lost"
+        why = f" ({type(e).__name__}: {self._message(e)})" if e is not None else ""
+        return f"{packets} corrupt packet(s) skipped, {what}{why}; every other frame was analysed"
+
+    def _behind(self) -> float:
+        """Seconds of the duration the container declares that come after the last frame read (0.0 when it
+        declares none). Matroska's durations may be end times of streams that start later than 0 (``last_time``
+        is from the stream's start): for a container that declares no frame count, the smaller reading."""
+        st = self.stats
+        if not self._duration:
+            return 0.0
+        behind = self._duration - st.last_time
+        if not st.declared:
+            behind = min(behind, self._duration - (st.last_time + self._start_s))
+        return behind
+
+    def _ends_early(self, read: int, failed: bool = False) -> bool:
+        """Whether the file ends before the frames its container declares: one rule for every container.
+
+        ``read``: frames accounted for (decoded and lost); ``failed``: the demuxer stopped with an error.
+        Tolerance: 3 frames + 0.05 s, in seconds and in frames (a variable-rate or edit-list file's decoded
+        count and last time differ a little from what it declares: no_face.mp4 decodes 95 of its 98 samples).
+
+        * A declared frame count (MP4/MOV: the sample table; AVI: the header) is short only when the demuxer
+          too delivered fewer packets than it lists (an edit list hides frames, not packets), and when a second
+          sign agrees: the stream also ends before the declared duration, or the container itself shows the
+          file ended inside the stream (the demuxer failed, the last packets were cut — flagged corrupt or
+          undecodable — or the last packet ends where the file ends). A cut MP4's partial last sample used
+          to be reported as one lost frame, hiding hundreds never read.
+        * Only a duration (Matroska/WebM's DURATION tag, MPEG-TS …): the stream ends before it.
+        """
+        st = self.stats
+        tol = (3.0 / st.rate if st.rate else 0.0) + 0.05
+        short_time = self._behind() > tol
+        if not st.declared:
+            return short_time
+        short_count = st.declared - max(read, self._packets) > max(3.0, tol * st.rate)
+        return short_count and (short_time or failed or self._at_file_end())
+
+    def _at_file_end(self) -> bool:
+        """The container's own sign that the file ends inside the stream: its last packets were cut (FFmpeg
+        flags a partial sample corrupt; it may not decode) or the last packet ends where the file now ends
+        (also a file cut while it was read)."""
+        if self._trailing_bad or self._last_corrupt:
+            return True
+        size = self._source_size()
+        return size is not None and self._last_end is not None and self._last_end >= size
+
+    def _source_size(self) -> int | None:
+        """The size of what FFmpeg reads, now (None when unknown: a stream without a size)."""
+        t = self._target_obj
+        try:
+            if isinstance(t, str):
+                return os.stat(t).st_size
+            size = getattr(t, "size", None)  # fsspec files
+            if isinstance(size, numbers.Integral) and not isinstance(size, bool):
+                return int(size)
+            return os.fstat(t.fileno()).st_size
+        except Exception:  # no size to compare with: that evidence is missing, not a failure
+            return None
+
+    def _unread(self, read: int) -> str:
+        """The frames of a file that ends early that were not read: ``read`` onwards, up to the declared count
+        (or, with only a duration, about as many as it leaves after the last frame)."""
+        st = self.stats
+        if st.declared:
+            total, about = st.declared, ""
+        elif st.rate and self._duration:
+            total, about = read + max(1, round(self._behind() * st.rate) - 1), "about "
+        else:
+            return f"frames from {read} on not read"
+        if total <= read:
+            return f"frames from {read} on not read"
+        frames = f"frame {read}" if total - read == 1 else f"frames {read}–{total - 1}"
+        return f"{frames} of {about}{total} not read"
 
     def _message(self, e: BaseException) -> str:
         """FFmpeg's words for an error, without PyAV's "[Errno 1094995529]" and without credentials."""

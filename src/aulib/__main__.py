@@ -1,0 +1,5 @@
+"""``python -m aulib …``: the ``aulib`` command (for environments where the console script is not on PATH)."""
+
+from aulib.cli import main
+
+main()
