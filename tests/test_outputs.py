@@ -411,3 +411,37 @@ def test_an_interrupted_video_closes_its_overlay(tmp_path):
     held = [os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
             if os.path.exists(f"/proc/self/fd/{fd}")]
     assert str(overlay) not in held and overlay.stat().st_size > 1000
+
+
+def test_faces_checks_its_table_before_the_work_and_never_leaves_a_cut_one(tmp_path, monkeypatch):
+    """``aulib faces -o`` found a folder or unwritable path only after analysing every input, and
+    ``-o in.csv`` with an input in.csv replaced that input; a write that fails (a full disk) left an
+    empty or cut table under the name. Now: refused up front, and tables are written beside and renamed."""
+    from aulib import table as table_module
+
+    photo = tmp_path / "in.csv"  # a photo that happens to be named .csv
+    shutil.copy(sample("single_face.jpg"), photo)
+    before = photo.read_bytes()
+    res = runner.invoke(app, ["faces", str(photo), "-o", str(photo)])
+    assert res.exit_code == 2 and "the output table would overwrite the input" in res.output
+    assert photo.read_bytes() == before
+    res = runner.invoke(app, ["analyze", str(photo), "-o", str(photo), "--emotion-model", "none"])
+    assert res.exit_code == 2 and "the output table would overwrite the input" in res.output
+    shutil.copy(sample("single_face.jpg"), tmp_path / "in")
+    res = runner.invoke(app, ["analyze", str(tmp_path / "in"), str(photo), "--per-input", str(tmp_path)])
+    assert res.exit_code == 2 and "in.csv: the table of" in res.output and photo.read_bytes() == before
+    (tmp_path / "in").unlink()
+    (tmp_path / "dir.csv").mkdir()
+    res = runner.invoke(app, ["faces", str(sample("single_face.jpg")), "-o", str(tmp_path / "dir.csv")])
+    assert res.exit_code == 2 and "is a directory" in res.output and "faces" not in res.stdout
+    good = tmp_path / "t.csv"
+    assert runner.invoke(app, ["faces", str(sample("single_face.jpg")), "-o", str(good)]).exit_code == 0
+    kept = good.read_bytes()
+
+    def full_disk(self, df):
+        raise OSError(28, "No space left on device", str(self.path))
+
+    monkeypatch.setattr(table_module.TableAppender, "append", full_disk)
+    with pytest.raises(OSError):
+        table_module.write_table(table_module.read_table(good), good)
+    assert good.read_bytes() == kept and sorted(p.name for p in tmp_path.iterdir()) == ["dir.csv", "in.csv", "t.csv"]

@@ -377,6 +377,113 @@ def test_truncated_video_keeps_decoded_frames_and_reports(analyzer, tmp_path):
         assert len(rows) == 1 and rows[0]["success"] == 0 and why in rows[0]["error"], rows
 
 
+def _cut(src, dst, size: int):
+    dst.write_bytes(src.read_bytes()[:size])
+    return dst
+
+
+@pytest.mark.parametrize(("size", "first_unread"), [(600_000, 161), (100_000, 24), (1_300_000, 372)])
+def test_a_cut_mp4_says_which_declared_frames_were_not_read(analyzer, tmp_path, size, first_unread):
+    """The sample clip (472 frames in its sample table) cut short. 600 kB and 1.3 MB cut a sample in two:
+    FFmpeg hands that partial packet over flagged corrupt and it does not decode, which was reported as
+    "video damaged: … 1 frame(s) lost: 161 …; every other frame was analysed" — hiding the 311 frames never
+    read. 100 kB cuts between samples (the partial one is dropped silently)."""
+    cut = _cut(sample("WolfgangLanger_Pexels.mp4"), tmp_path / "cut.mp4", size)
+    df = table(analyzer, cut, every=3)
+    assert len(df) == len(range(0, first_unread, 3)) + 1 and (df.success.iloc[:-1] == 1).all()
+    last = df.iloc[-1]
+    assert last.success == 0 and last.frame == first_unread
+    assert last.error.startswith(
+        f"{cut}: video truncated: file ends early: frames {first_unread}–471 of 472 not read "
+        f"(decoded {first_unread} of 472 frames; stream ends at "), last.error
+    assert last.error.endswith(" s of 19.69 s)") and "lost" not in last.error and "damaged" not in last.error
+
+
+def test_a_cut_mp4_with_fps_subsampling_and_its_progress_totals(analyzer, tmp_path):
+    """--fps keeps its slots on a cut file, and the progress total stays what the container declares
+    (472 frames at 23.976 fps: 99 five-per-second slots), the bar stopping where the file ends."""
+    cut = _cut(sample("WolfgangLanger_Pexels.mp4"), tmp_path / "cut.mp4", 600_000)
+    calls: list[tuple[int, int]] = []
+    df = table(analyzer, cut, fps=5, progress=lambda done, total: calls.append((done, total)))
+    whole = [vf.index for vf in FrameReader(sample("WolfgangLanger_Pexels.mp4"), fps=5, threaded=False)]
+    assert df.frame.iloc[:-1].tolist() == [i for i in whole if i < 161] and len(df) - 1 == 34
+    assert df.frame.iloc[-1] == 161
+    assert "frames 161–471 of 472 not read" in df.error.iloc[-1]
+    assert {t for _, t in calls} == {99} and calls[-1][0] == 34
+
+
+def test_one_truncation_rule_for_avi_and_matroska(analyzer, tmp_path):
+    """AVI declares its frame count in its header, Matroska only a duration: a cut file says the same."""
+    avi = tmp_path / "full.avi"
+    with av.open(str(sample("single_face.mp4"))) as i, av.open(str(avi), "w") as o:
+        st = o.add_stream("mpeg4", rate=30)
+        st.width, st.height, st.pix_fmt = i.streams.video[0].width, i.streams.video[0].height, "yuv420p"
+        for k, f in enumerate(i.decode(video=0)):
+            f = f.reformat(format="yuv420p")
+            f.pts, f.time_base = k, Fraction(1, 30)
+            for p in st.encode(f):
+                o.mux(p)
+        for p in st.encode():
+            o.mux(p)
+    mkv = tmp_path / "full.mkv"
+    _remux(sample("single_face.mp4"), mkv)
+    for full, about in ((avi, ""), (mkv, "about ")):
+        whole = FrameReader(full, threaded=False)
+        assert sum(1 for _ in whole) == 72 and whole.stats.error == ""
+        cut = _cut(full, tmp_path / f"cut{full.suffix}", full.stat().st_size * 2 // 5)
+        df = table(analyzer, cut, every=6)
+        n = int(df.frame.iloc[-1])  # the first frame not read
+        assert 10 < n < 50 and len(df) == len(range(0, n, 6)) + 1 and (df.success.iloc[:-1] == 1).all()
+        of = f"{n} of 72 frames" if not about else f"{n} frames"
+        assert df.error.iloc[-1].startswith(f"{cut}: video truncated: file ends early: frames {n}–71 of {about}72 "
+                                            f"not read (decoded {of}; stream ends at "), df.error.iloc[-1]
+
+
+def test_a_file_cut_while_it_is_read_is_reported_truncated(tmp_path):
+    path = tmp_path / "growing.mp4"
+    path.write_bytes(sample("WolfgangLanger_Pexels.mp4").read_bytes())
+    r = FrameReader(path, threaded=False)
+    for n, _ in enumerate(r, 1):
+        if n == 50:
+            os.truncate(path, 600_000)
+    assert r.stats.decoded == 161 and r.stats.lost == 0
+    assert r.stats.error.startswith(f"{path}: video truncated: file ends early: frames 161–471 of 472 not read")
+
+
+def test_healthy_videos_get_no_damage_row(analyzer, tmp_path):
+    """The samples (no_face.mp4 decodes 95 of the 98 samples it declares: its edit list hides 3), a
+    variable-rate MP4 and an edit list that shows 1 s of a 2.4 s clip (30 of 72 frames decoded) end where
+    their containers say: no last row saying the file is damaged or cut."""
+    for name in ("WolfgangLanger_Pexels.mp4", "single_face.mp4", "no_face.mp4", "face_noface.mov"):
+        df = table(analyzer, sample(name), every=8)
+        assert len(df) == len(range(0, len(frames_of(sample(name))), 8)), name
+        assert not df.error.fillna("").str.contains(str(sample(name)), regex=False).any(), name
+    vfr = tmp_path / "vfr.mp4"
+    with av.open(str(vfr), "w") as o:
+        st = o.add_stream("mpeg4", rate=30)
+        st.width, st.height, st.pix_fmt = 64, 48, "yuv420p"
+        st.codec_context.time_base = Fraction(1, 1000)
+        t = 0
+        for i in range(60):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 4 * i, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = t, Fraction(1, 1000)
+            t += (33, 50, 20)[i % 3] + (400 if i == 30 else 0)
+            for p in st.encode(frame):
+                o.mux(p)
+        for p in st.encode():
+            o.mux(p)
+    data = bytearray(sample("single_face.mp4").read_bytes())
+    e = data.find(b"elst")  # one edit: segment duration (ms), media time (1/15360 s)
+    seg, start = np.frombuffer(bytes(data[e + 12:e + 20]), ">u4")
+    assert (seg, start) == (2400, 1024)
+    data[e + 12:e + 20] = np.array([1000, start + 7680], ">u4").tobytes()
+    edited = tmp_path / "edited.mp4"
+    edited.write_bytes(bytes(data))
+    for path, n in ((vfr, 60), (edited, 30)):
+        r = FrameReader(path, threaded=False)
+        assert sum(1 for _ in r) == n and r.stats.error == "", (path, r.stats)
+
+
 def test_overlay_video(analyzer, tmp_path):
     out = tmp_path / "ov.mp4"
     df = table(analyzer, sample("single_face.mp4"), every=6, overlay=out)

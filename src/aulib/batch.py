@@ -689,21 +689,29 @@ def _ends_whole(path: Path) -> bool:
         return False
 
 
+TABLE_SUFFIX = {"csv": ".csv", "parquet": ".parquet", "json": ".json"}
+
+
+def per_input_paths(files: list[Source], root: Path, fmt: str) -> list[Path]:
+    """Where ``--per-input root`` writes each input's table (``<name>.<fmt>``, see :func:`output_paths`)."""
+    return output_paths(files, root, lambda n: n + TABLE_SUFFIX[fmt])
+
+
 class PerInputSink:
     """One file per input under ``root``, mirroring the inputs' folders below their common parent
     (distinct even for inputs with the same name, see :func:`output_paths`)."""
 
     def __init__(self, root: Path, fmt: str, files: list[Path], resume: bool) -> None:
         self.root, self.fmt = root, fmt
-        self.ext = {"csv": ".csv", "parquet": ".parquet", "json": ".json"}[fmt]
+        self.ext = TABLE_SUFFIX[fmt]
         self.resume = resume
-        self._targets = dict(zip((str(p) for p in files), output_paths(files, root, lambda n: n + self.ext)))
+        self._targets = dict(zip((str(p) for p in files), per_input_paths(files, root, fmt)))
         self._w: TableAppender | None = None
         self._tmp: Path | None = None
 
     def target(self, path: Path) -> Path:
         t = self._targets.get(str(path))
-        return t if t is not None else output_paths([path], self.root, lambda n: n + self.ext)[0]
+        return t if t is not None else per_input_paths([path], self.root, self.fmt)[0]
 
     def is_done(self, path: Path, columns: list[str] | None = None) -> bool:
         """Resuming and the input's file exists, fits ``columns`` and is not all failures."""
@@ -1264,10 +1272,12 @@ def _not_a_table(out: Path, e: Exception) -> ValueError:
                       "it (move it away, or write a new output)")
 
 
-def refuse_overwriting_inputs(targets: list[Path | None], files: list[Source]) -> None:
-    """ValueError (one line) when a file this run would write (``targets[i]``, made for ``files[i]``) is one
-    of its inputs: ``--overlay clip.mp4`` on clip.mp4 replaced the video by its 3-frame overlay, and a second
-    run with the overlays in the input folder wrote ``v_overlay.mp4`` over an input before reading it."""
+def refuse_overwriting_inputs(targets: list[Path | None], files: list[Source], kind: str = "overlay") -> None:
+    """ValueError (one line) when a file this run would write (``targets[i]``, the ``kind`` of ``files[i]``:
+    "overlay", "table" for ``--per-input``, "output table" for ``-o``) is one of its inputs:
+    ``--overlay clip.mp4`` on clip.mp4 replaced the video by its 3-frame overlay, a second run with the
+    overlays in the input folder wrote ``v_overlay.mp4`` over an input before reading it, and
+    ``-o in.csv`` with an input in.csv deleted that input before reading it."""
     wanted = [(t, f) for t, f in zip(targets, files) if t is not None]
     if not wanted:
         return
@@ -1280,8 +1290,9 @@ def refuse_overwriting_inputs(targets: list[Path | None], files: list[Source]) -
         with contextlib.suppress(OSError, RuntimeError):
             hit = local.get(Path(t).resolve())
             if hit is not None:
-                raise ValueError(f"{table_text(str(t))}: the overlay of {table_text(str(source))} would overwrite "
-                                 f"the input {table_text(str(hit))}; write overlays to another folder or name")
+                whose = "the output table" if kind == "output table" else f"the {kind} of {table_text(str(source))}"
+                raise ValueError(f"{table_text(str(t))}: {whose} would overwrite the input {table_text(str(hit))}; "
+                                 f"write {'it' if kind == 'output table' else kind + 's'} to another folder or name")
 
 
 def _todo_overlays(overlay: Path | None, files: list[Source], todo: list[Source], warnings: list[str]) -> list:
@@ -1321,8 +1332,13 @@ def run_batch(
     if dask or scheduler:  # a callback cannot travel to a worker process
         video_options.pop("progress", None)
     files, duplicates = dedupe(list(files))
-    if overlay is not None:  # before any output is opened: a refused run must not have removed the last table
+    # before any output is opened: a refused run must not have removed the last table
+    if overlay is not None:
         refuse_overwriting_inputs(overlay_paths(overlay, files), files)
+    if out is not None and not is_partitioned(out, partitioned):
+        refuse_overwriting_inputs([Path(out)] * len(files), files, "output table")
+    if per_input is not None:
+        refuse_overwriting_inputs(per_input_paths(files, per_input, per_input_format), files, "table")
     columns = list(analyzer.columns) if analyzer is not None else _columns(spec)
     meta = {"aulib_run": 1, "columns": columns, "options": run_options(spec, video_options)}
     if is_partitioned(out, partitioned):

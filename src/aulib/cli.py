@@ -236,6 +236,24 @@ def _inputs(paths: list[str], out: Path | str | None) -> list[Path]:
     return files
 
 
+def _writable_table(out: Path, files: list) -> None:
+    """Usage error unless ``out`` can be written and is not one of ``files`` (its folder is made)."""
+    from aulib.batch import refuse_overwriting_inputs
+
+    refuse_overwriting_inputs([out] * len(files), files, "output table")
+    if out.is_dir():
+        _fail(escape(f"{out}: is a directory; give a table file name (.csv, .parquet, .json)"))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        existed = out.exists()
+        with open(out, "ab"):
+            pass
+        if not existed:
+            out.unlink()
+    except OSError as e:
+        _fail(escape(f"{out}: cannot write the table ({e.strerror or e})"))
+
+
 @app.command()
 def faces(
     paths: list[str] = typer.Argument(..., help="Images or folders (recursive)."),
@@ -252,6 +270,8 @@ def faces(
     _check_names(detector=detector)
     _local_folder("--overlay", overlay)
     files = _inputs(paths, out)
+    if out is not None:  # before the work, as analyze does: a table that cannot be written must not cost the run
+        _writable_table(out, files)
     with _progress(len(files)) as prog:
         task = prog.add_task("faces", total=len(files))
         df = faces_table(files, cropped=cropped, detector=detector, overlay=overlay,

@@ -426,12 +426,20 @@ def table_format(path: str | Path) -> str:
 
 
 def write_table(df: Rows | pd.DataFrame, path: str | Path, fmt: str | None = None) -> Path:
-    """Write ``df`` in ``fmt`` (default: from the extension; JSON = one object per line)."""
+    """Write ``df`` in ``fmt`` (default: from the extension; JSON = one object per line).
+
+    Written beside ``path`` and renamed over it when complete: a full disk or an interrupted write
+    leaves the earlier file (or none), never a cut or empty table under the name."""
     path = Path(path)
     fmt = fmt or table_format(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with TableAppender(path, fmt) as w:
-        w.append(df)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with TableAppender(tmp, fmt) as w:
+            w.append(df)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 

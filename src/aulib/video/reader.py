@@ -481,12 +481,12 @@ class FrameReader:
 
     def _unread(self, read: int) -> str:
         """The frames of a file that ends early that were not read: ``read`` onwards, up to the declared count
-        (or, with only a duration, about as many as it leaves after the last frame)."""
+        (or, with only a duration, about as many as it spans at the frame rate)."""
         st = self.stats
         if st.declared:
             total, about = st.declared, ""
         elif st.rate and self._duration:
-            total, about = read + max(1, round(self._behind() * st.rate) - 1), "about "
+            total, about = max(read + 1, round((st.last_time + self._behind()) * st.rate)), "about "
         else:
             return f"frames from {read} on not read"
         if total <= read:
