@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -112,3 +114,24 @@ def test_dask_local_cluster_equals_serial(folder, analyzer, tmp_path):
         res = run_batch(files, SPEC, out=out, video_options=VIDEO, scheduler=c.scheduler_address)
     pd.testing.assert_frame_equal(res.table, serial, check_exact=True)  # bit-identical, same order
     assert read_table(out)["input"].tolist() == serial["input"].tolist()
+
+
+def test_inputs_with_the_longest_legal_names_get_their_own_tables_and_overlays(tmp_path, analyzer):
+    """A 251-byte file name is legal, its table ``<name>.csv`` (and the hidden temporary name it is
+    written under) is not: the run stopped with "File name too long" and lost the other inputs' tables.
+    Long output names are shortened with a hash of the input's path, so two such inputs stay two files."""
+    import shutil
+
+    from .conftest import sample
+
+    names = ["a" * 251 + ".jpg", "a" * 250 + "b.jpg", "é" * 125 + ".jpg", "short.jpg"]
+    for n in names:
+        shutil.copy(sample("single_face.jpg"), tmp_path / n)
+    files = [tmp_path / n for n in names]
+    per, ov = tmp_path / "per", tmp_path / "ov"
+    res = run_batch(files, SPEC, out=tmp_path / "all.csv", per_input=per, overlay=ov, analyzer=analyzer)
+    assert res.failed == [] and read_table(tmp_path / "all.csv")["input"].tolist() == [str(f) for f in files]
+    tables = sorted(per.glob("*.csv"))
+    assert len(tables) == 4 and all(len(os.fsencode(t.name)) <= 200 and t.name.endswith(".jpg.csv") for t in tables)
+    assert {read_table(t)["input"].iat[0] for t in tables} == {str(f) for f in files}
+    assert len(list(ov.glob("*_overlay.jpg"))) == 4

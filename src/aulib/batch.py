@@ -195,7 +195,8 @@ def output_paths(files: list[Path], root: Path, name: Callable[[str], str], text
     extension, so no output overwrites another. ``text_names``: file and folder names in the
     table-text form (:func:`aulib.table.table_text`), for writers (OpenCV, FFmpeg) that only take
     valid UTF-8 paths. Folders are compared lexically (``os.path.abspath``): two symlinks to one
-    file are two inputs with two outputs.
+    file are two inputs with two outputs. A name longer than :data:`MAX_NAME_BYTES` is shortened
+    (with the hash) so it and its temporary name fit the file system.
     """
     if not files:
         return []
@@ -217,7 +218,27 @@ def output_paths(files: list[Path], root: Path, name: Callable[[str], str], text
             digest = hashlib.sha1(os.fsencode(absolute[i])).hexdigest()[:8]
             p = out[i]
             out[i] = p.with_name(f"{p.stem}-{digest}{p.suffix}") if p.suffix else p.with_name(f"{p.name}-{digest}")
+    for i, p in enumerate(out):
+        if len(os.fsencode(p.name)) > MAX_NAME_BYTES:
+            out[i] = p.with_name(_shortened(p.name, absolute[i]))
     return out
+
+
+# Output names are file system names (255 bytes at most on every common one) and get a temporary
+# prefix/suffix while written: a longer one (an input named with 251 bytes, + ".csv") is shortened.
+MAX_NAME_BYTES = 200
+
+
+def _shortened(name: str, key: str) -> str:
+    """``name`` cut to :data:`MAX_NAME_BYTES` bytes, keeping what aulib added at its end (``.jpg.csv``,
+    ``_overlay.jpg``: from the first ``.`` or ``_`` of its last 24 characters) and adding a short hash of
+    ``key`` (the input's full path), so two long names stay two files."""
+    digest = hashlib.sha1(os.fsencode(key)).hexdigest()[:8]
+    cut = next((j for j in range(max(0, len(name) - 24), len(name)) if name[j] in "._"), len(name))
+    suffix = name[cut:]
+    room = MAX_NAME_BYTES - len(os.fsencode(suffix)) - len(digest) - 1
+    head = os.fsencode(name[: len(name) - len(suffix)])[:room].decode("utf-8", "ignore")
+    return f"{head}-{digest}{suffix}"
 
 
 # ---------------------------------------------------------------------------------- one input
