@@ -234,7 +234,7 @@ def test_fifo_is_refused_without_blocking(tmp_path):
     os.mkfifo(fifo)
     with pytest.raises(ImageReadError, match=r"pipe\.jpg: not a regular file \(FIFO\)"):
         read_image(fifo)  # opening a FIFO for reading would block until a writer appears
-    assert expand_inputs([tmp_path]) == []  # inside a folder it is not even an input
+    assert expand_inputs([tmp_path]) == [tmp_path]  # inside a folder it is not an input: the folder's row says so
     with pytest.raises(ImageReadError, match="not a regular file"):
         read_image("/dev/null")
 
@@ -419,3 +419,24 @@ def test_a_multi_page_image_without_a_face_on_page_one_says_so(tmp_path, analyze
     assert df["error"].iloc[0] == ("no face detected in the first of its 2 frames or pages (only the first is "
                                    "analysed; to analyse all, convert the file to a video)")
     assert analyzer.analyze(sample("free-mountain-vector-01.jpg"))["error"].iloc[0] == "no face detected"
+
+
+def test_streams_are_bounded_and_devices_refused(monkeypatch):
+    """A file object is read into memory when it cannot seek: a pipe of /dev/zero was read until memory
+    ran out (a bare MemoryError), and open('/dev/zero') was buffered 2 GB before being called not an image."""
+    import subprocess
+    import time
+
+    from aulib import io as aulib_io
+
+    t = time.perf_counter()
+    with open("/dev/zero", "rb") as f, pytest.raises(ImageReadError, match=r"^/dev/zero: not a regular file"):
+        read_image(f)
+    assert time.perf_counter() - t < 5
+    monkeypatch.setattr(aulib_io, "MAX_STREAM_BYTES", 1 << 20)
+    with subprocess.Popen(["cat", "/dev/zero"], stdout=subprocess.PIPE) as p:
+        with pytest.raises(ImageReadError, match=r"^<file object>: more than 1 MB from a stream"):
+            read_image(p.stdout)
+        p.kill()
+    with subprocess.Popen(["cat", str(sample("single_face.jpg"))], stdout=subprocess.PIPE) as p:
+        np.testing.assert_array_equal(read_image(p.stdout), read_image(sample("single_face.jpg")))

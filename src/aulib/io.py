@@ -273,9 +273,12 @@ def _opencv_fallback(f: IO[bytes]) -> np.ndarray | None:
     import cv2
 
     f.seek(0)
-    data = f.read(MAX_FALLBACK_BYTES + 1)
-    if len(data) > MAX_FALLBACK_BYTES or not data.startswith((b"II*\x00", b"MM\x00*")):
+    if not f.read(4).startswith((b"II*\x00", b"MM\x00*")):
         return None  # TIFFs only: what else OpenCV reads (EXR, HDR…) is not a face photo
+    f.seek(0)
+    data = f.read(MAX_FALLBACK_BYTES + 1)
+    if len(data) > MAX_FALLBACK_BYTES:
+        return None
     try:
         a = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error:
@@ -287,6 +290,7 @@ def _opencv_fallback(f: IO[bytes]) -> np.ndarray | None:
 
 
 MAX_FALLBACK_BYTES = 2 << 30
+MAX_STREAM_BYTES = 1 << 30  # a non-seekable stream is held in memory: 120 MP × 4 channels × 16 bits fits
 
 
 def _pil_to_rgb(img: Image.Image, full_scale: float | None = None) -> np.ndarray:
@@ -377,13 +381,24 @@ def read_image(source: Source | IO[bytes]) -> np.ndarray:
             raise ImageReadError(f"{name}: read failed ({type(e).__name__}: {redact(str(e), str(source))})") from None
     if hasattr(source, "read"):
         f = source  # type: ignore[assignment]
-        name = redact(str(getattr(f, "name", None) or "<file object>"))
+        given = getattr(f, "name", None)  # a pipe's is its descriptor number
+        name = redact(os.fsdecode(given)) if isinstance(given, (str, bytes, os.PathLike)) and given else "<file object>"
         try:
             seekable = f.seekable()  # type: ignore[union-attr]
         except Exception:
             seekable = False
-        if not seekable:  # Pillow needs random access; images are small enough to hold
-            f = io.BytesIO(f.read())  # type: ignore[union-attr]
+        try:
+            mode = os.fstat(f.fileno()).st_mode  # type: ignore[union-attr]
+        except Exception:  # no file descriptor (BytesIO, a socket file, a wrapper)
+            mode = stat.S_IFREG
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):  # /dev/zero would be read forever: refused like its path
+            raise ImageReadError(f"{name}: not a regular file (device)")
+        if not seekable:  # Pillow needs random access; images are small enough to hold, up to a bound
+            data = f.read(MAX_STREAM_BYTES + 1)  # type: ignore[union-attr]
+            if len(data) > MAX_STREAM_BYTES:
+                raise ImageReadError(f"{name}: more than {MAX_STREAM_BYTES >> 20} MB from a stream: not an image "
+                                     "aulib reads (the largest it takes, 120 MP at 16 bits, is smaller)")
+            f = io.BytesIO(data)
         return _read_image_file(f, name)  # type: ignore[arg-type]
     p = check_regular_file(source)  # type: ignore[arg-type]
     try:

@@ -316,9 +316,13 @@ class FrameReader:
         # the container's own evidence of where the file ended: packets demuxed (MP4/MOV list every sample in
         # their index, AVI declares its frame count: a cut file yields fewer), the last one's end in the file
         # and whether FFmpeg flagged it corrupt (a sample cut in the middle)
+        # and the latest time a packet reached (frames' clock): a complete file whose last packets are damaged
+        # reaches its end, though no frame decodes there
         self._packets = 0
         self._last_end: int | None = None
         self._last_corrupt = False
+        self._packet_time = 0.0
+        start = self._start or 0
         run = 0
         for packet in self._container.demux(self._stream):  # ends with an empty packet that flushes the decoder
             if packet.size or packet.dts is not None:
@@ -326,6 +330,9 @@ class FrameReader:
                 pos = packet.pos
                 self._last_end = pos + packet.size if pos is not None and pos >= 0 else None
                 self._last_corrupt = bool(packet.is_corrupt)
+                ts = packet.pts if packet.pts is not None else packet.dts
+                if ts is not None and self._tb:
+                    self._packet_time = max(self._packet_time, (ts - start) * self._tb)
             try:
                 frames = packet.decode()
             except Exception as e:  # av.error.InvalidDataError and other FFmpeg errors of one packet
@@ -422,16 +429,20 @@ class FrameReader:
         why = f" ({type(e).__name__}: {self._message(e)})" if e is not None else ""
         return f"{packets} corrupt packet(s) skipped, {what}{why}; every other frame was analysed"
 
+    def _reached(self) -> float:
+        """The latest time the stream reached: its last frame's, or a later packet's that did not decode."""
+        return max(self.stats.last_time, self._packet_time)
+
     def _behind(self) -> float:
-        """Seconds of the duration the container declares that come after the last frame read (0.0 when it
-        declares none). Matroska's durations may be end times of streams that start later than 0 (``last_time``
-        is from the stream's start): for a container that declares no frame count, the smaller reading."""
-        st = self.stats
+        """Seconds of the duration the container declares that come after the stream's end (:meth:`_reached`;
+        0.0 when it declares none). Matroska's durations may be end times of streams that start later than 0
+        (``last_time`` is from the stream's start): for a container that declares no frame count, the smaller
+        reading."""
         if not self._duration:
             return 0.0
-        behind = self._duration - st.last_time
-        if not st.declared:
-            behind = min(behind, self._duration - (st.last_time + self._start_s))
+        behind = self._duration - self._reached()
+        if not self.stats.declared:
+            behind = min(behind, self._duration - (self._reached() + self._start_s))
         return behind
 
     def _ends_early(self, read: int, failed: bool = False) -> bool:
@@ -448,6 +459,9 @@ class FrameReader:
           undecodable — or the last packet ends where the file ends). A cut MP4's partial last sample used
           to be reported as one lost frame, hiding hundreds never read.
         * Only a duration (Matroska/WebM's DURATION tag, MPEG-TS …): the stream ends before it.
+
+        The stream's end is where its packets reach, not its frames: a whole file whose last packets are
+        damaged (no keyframe after them) reaches its end and is reported damaged, its frames there lost.
         """
         st = self.stats
         tol = (3.0 / st.rate if st.rate else 0.0) + 0.05
@@ -486,7 +500,7 @@ class FrameReader:
         if st.declared:
             total, about = st.declared, ""
         elif st.rate and self._duration:
-            total, about = max(read + 1, round((st.last_time + self._behind()) * st.rate)), "about "
+            total, about = max(read + 1, round((self._reached() + self._behind()) * st.rate)), "about "
         else:
             return f"frames from {read} on not read"
         if total <= read:
