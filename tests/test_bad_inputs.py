@@ -512,3 +512,42 @@ def test_unreadable_and_empty_folders_and_linked_folders_each_give_rows(tmp_path
         for p in (root / "shut", root / "tree" / "sub"):
             os.chmod(p, 0o755)
         shutil.rmtree(root)
+
+
+def test_closed_or_full_standard_streams(tmp_path):
+    """A report that cannot be shown (stdout closed or full) is an error naming standard output (it was
+    lost with exit 0, or "[Errno 28]" named nothing); a stderr that is closed or full loses the messages
+    but not the run (a finished run that wrote its table exited 1, "a bug in aulib")."""
+    photo = str(sample("single_face.jpg"))
+    cli = [sys.executable, "-m", "aulib", "analyze", photo, "--emotion-model", "none"]
+
+    def run(redirect: str, *extra: str) -> subprocess.CompletedProcess:
+        """The command with a shell redirection; its exit code goes to tmp_path/rc (fd 3)."""
+        line = " ".join(f"'{a}'" for a in (*cli, *extra)) + " " + redirect
+        return subprocess.run(["bash", "-c", f"exec 3>{tmp_path}/rc; {line}; echo $? >&3"], capture_output=True,
+                              text=True, timeout=300)
+
+    for redirect, says in ((">&-", "standard output: closed"), (">/dev/full", "standard output: No space left")):
+        res = run(redirect)
+        assert (tmp_path / "rc").read_text().strip() == "2" and res.stderr.strip().startswith(f"error: {says}"), \
+            res.stderr
+    for redirect in ("2>&-", "2>/dev/full"):
+        out = tmp_path / f"t{len(redirect)}.csv"
+        run(redirect, "-o", str(out))
+        assert (tmp_path / "rc").read_text().strip() == "0" and pd.read_csv(out).success.tolist() == [1]
+
+
+def test_a_deleted_working_folder_and_a_full_disk_for_the_run_metadata_are_named(tmp_path):
+    """Both ended with a bare "[Errno …]" naming nothing; a relative input in a deleted working folder
+    lost the absolute inputs' rows too, and the metadata's temporary file was left behind."""
+    gone, photo = tmp_path / "gone", str(sample("single_face.jpg"))
+    gone.mkdir()
+    res = subprocess.run(["bash", "-c", f"cd '{gone}' && rmdir '{gone}' && '{sys.executable}' -m aulib analyze x.jpg "
+                          f"'{photo}' -o '{tmp_path}/o.csv'"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2 and res.stderr.strip() == \
+        "error: the working folder no longer exists (deleted?): cd into a folder, or give absolute paths"
+    out = tmp_path / "m.csv"
+    (tmp_path / "m.csv.meta.json.tmp").symlink_to("/dev/full")  # every write to it fails: a full disk
+    res = runner.invoke(app, ["analyze", photo, "-o", str(out), "--emotion-model", "none"])
+    assert one_error_line(res) == f"error: {out}.meta.json: No space left on device"
+    assert not (tmp_path / "m.csv.meta.json.tmp").exists()

@@ -425,8 +425,12 @@ def _check_meta(meta_path: Path, where: Path, meta: dict, resume: bool, existing
             raise ValueError(f"{table_text(str(where))}: --resume with other options than the run that wrote it "
                              f"({'; '.join(diffs)}): use the same options or a new output")
     tmp = meta_path.with_name(meta_path.name + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=1), encoding="utf-8")
-    os.replace(tmp, meta_path)
+    try:
+        tmp.write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        os.replace(tmp, meta_path)
+    except OSError as e:  # a full disk fails at close: "[Errno 28]" without a name, and a .tmp left behind
+        tmp.unlink(missing_ok=True)
+        raise OSError(e.errno, e.strerror or str(e), str(meta_path)) from None
 
 
 @contextlib.contextmanager

@@ -11,6 +11,8 @@ shows the traceback instead.
 from __future__ import annotations
 
 import contextlib
+import errno
+import io
 import math
 import os
 import re
@@ -24,8 +26,50 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from typer.core import TyperGroup
 
+
+class _Stderr(io.TextIOBase):
+    """Where messages go: the process's stderr at the time of writing, but a closed (``2>&-``) or full
+    (``2>/dev/full``) stderr loses the message instead of failing a run that did its work (it exited 1,
+    "a bug", after writing the table)."""
+
+    def write(self, s: str) -> int:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            sys.stderr.write(s)
+        return len(s)
+
+    def flush(self) -> None:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        try:
+            return sys.stderr.isatty()
+        except (OSError, ValueError, AttributeError):
+            return False
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(sys.stderr, "encoding", None) or "utf-8"
+
+
 # soft_wrap: a message is never broken over several lines, whatever the terminal width.
-err = Console(stderr=True, soft_wrap=True)
+err = Console(file=_Stderr(), soft_wrap=True)
+
+
+def _out(text: str) -> None:
+    """Print a command's result on stdout. Closed (``>&-``) or failing (``>/dev/full``), it is an error
+    naming standard output (the report was lost silently with exit 0, or "[Errno 28]" named nothing);
+    a reader that left (``| head``) ends the command quietly."""
+    if sys.stdout is None:
+        raise OSError(errno.EBADF, "closed, so the result cannot be shown (give -o FILE to write a table)",
+                      "standard output")
+    try:
+        typer.echo(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        raise OSError(e.errno, e.strerror or str(e), "standard output") from None
 
 
 def error_line(e: BaseException) -> str:
@@ -230,6 +274,11 @@ def _inputs(paths: list[str], out: Path | str | None) -> list[Path]:
             table_format(out)
         except ValueError as e:
             _fail(escape(str(e)))
+    try:
+        os.getcwd()
+    except OSError:  # every relative name (and os.path.abspath) needs it: one line, not "[Errno 2]" naming nothing
+        if any("://" not in str(p) and not os.path.isabs(p) for p in [*paths, *([out] if out is not None else [])]):
+            _fail("the working folder no longer exists (deleted?): cd into a folder, or give absolute paths")
     files = expand_inputs(paths)  # a folder with nothing to analyse, or that cannot be listed, is an input row
     if not files:
         _fail("no input files found")
@@ -282,7 +331,7 @@ def faces(
         err.print(f"wrote {len(df)} rows to {escape(str(out))}")
     else:
         cols = ["input", "face", "success", "face_x", "face_y", "face_width", "face_height", "face_score", "error"]
-        typer.echo(df[cols].to_string(index=False))
+        _out(df[cols].to_string(index=False))
     if _nothing_readable(df):
         raise typer.Exit(2)
 
@@ -422,7 +471,7 @@ def analyze(
             err.print(f"failed inputs ({len(res.failed)}, error rows written): "
                       + escape(", ".join(res.failed[:5])) + (" …" if len(res.failed) > 5 else ""))
     else:
-        typer.echo(report(res.table))
+        _out(report(res.table))
     if res.analysed and not res.skipped and len(res.failed) == len(res.analysed):
         raise typer.Exit(2)  # no input at all could be read
 
@@ -506,7 +555,7 @@ def demo() -> None:
     from aulib.table import report
 
     sample = Path(__file__).resolve().parent / "data" / "sample_face.jpg"
-    typer.echo(report(Analyzer().analyze(sample)))
+    _out(report(Analyzer().analyze(sample)))
 
 
 @app.command("app")
@@ -701,7 +750,7 @@ def evaluate_cnn_cmd(data: Path = DATA,
 
     result = evaluate_emotion(_data_dir(data, "ferplus", "ckplus48"), cache_dir=cache or CACHE,
                               report_dir=reports or REPORTS, bench=bench, update_manifest=update_manifest)
-    typer.echo(render_markdown(result))
+    _out(render_markdown(result))
 
 
 def _register_au(path: Path, rep: dict, command: str) -> None:
