@@ -15,6 +15,7 @@ a bounded temporary file (:func:`aulib.storage.temp_copy`), removed when the rea
 from __future__ import annotations
 
 import contextlib
+import heapq
 import math
 import numbers
 import os
@@ -36,6 +37,9 @@ from aulib.storage import Source, is_seekable, is_url, open_input, redact, temp_
 # Corrupt packets in a row after which the rest of a file is taken for garbage (a real video's damaged
 # spot spans a few packets; a file that is noise from some point on fails every one of thousands).
 MAX_BAD_PACKETS = 100
+# Frames a damaged stream's decoder may hand over out of presentation order, put back in order (it
+# delays each frame by this many: nothing for a clip of a few frames, 4 frames' memory otherwise).
+REORDER_FRAMES = 4
 
 
 def _video_duration(container: Any, stream: Any) -> float:
@@ -347,6 +351,53 @@ class FrameReader:
             yield from frames
         self._trailing_bad = run  # corrupt packets after the last good one: frames no later packet brought back
 
+    def _in_time_order(self, frames: Iterator[Any]) -> Iterator[Any]:
+        """``frames`` in presentation order. A decoder hands frames over in that order; in a damaged stream
+        (bits flipped in a reference frame) it may not: timestamps went 3.04, 3.29, 3.25, 3.33, 3.21 s and the
+        table's times ran backwards under contiguous frame numbers. Frames are put back in order within a
+        window of :data:`REORDER_FRAMES`; one still too late, and one repeating a time already given, is
+        skipped and counted (``self._disordered``), which also marks the stream damaged: the following
+        frames are numbered by their times, so the frames missing there are named.
+
+        A clock that jumps back further than the window (joined recordings: a camcorder's transport stream
+        restarts its clock at each clip) is a new timeline, not disorder: the frames held go first, then
+        the new ones, as they come. Files timed by frame number (AVI) and frames without a timestamp pass
+        as they come."""
+        self._disordered = 0
+        if self._counted or not self._tb:
+            yield from frames
+            return
+        held: list[tuple[int, int, Any]] = []
+        last: int | None = None  # the time of the last frame given
+        top: int | None = None  # the latest time seen
+        step: int | None = None  # the smallest step forward seen: a frame's duration
+
+        def give(item: tuple[int, int, Any]) -> Iterator[Any]:
+            nonlocal last
+            if last is not None and item[0] <= last:
+                self._disordered += 1
+                return
+            last = item[0]
+            yield item[2]
+
+        for n, frame in enumerate(frames):
+            pts = frame.pts
+            if pts is None:
+                yield frame
+                continue
+            if top is not None and pts > top:
+                step = pts - top if step is None else min(step, pts - top)
+            if top is not None and step and top - pts > REORDER_FRAMES * step:  # a new timeline
+                while held:
+                    yield from give(heapq.heappop(held))
+                last, top = None, pts
+            top = pts if top is None else max(top, pts)
+            heapq.heappush(held, (pts, n, frame))
+            if len(held) > REORDER_FRAMES:
+                yield from give(heapq.heappop(held))
+        while held:
+            yield from give(heapq.heappop(held))
+
     def _frames(self) -> Iterator[VideoFrame]:
         """Decode and select (runs in the decode thread when threaded)."""
         st = self.stats
@@ -354,7 +405,8 @@ class FrameReader:
         lost = 0  # frames lost in corrupt packets so far
         gaps: list[tuple[int, int]] = []  # their frame numbers (first, last)
         times: list[float] = []  # the first frames' times, while the rate is unknown
-        it = self._decoded()
+        self._concealed: list[int] = []  # frames the decoder flagged corrupt (their numbers; analysed as they are)
+        it = self._in_time_order(self._decoded())
         t0 = time.perf_counter()
         try:
             for frame in it:
@@ -363,7 +415,9 @@ class FrameReader:
                 t = self._time(frame, index)
                 if not st.rate and frame.pts is not None and len(times) < RATE_FRAMES:
                     st.rate = _rate_from(times, t)  # no declared rate (browser WebM): from the first frames
-                if self._bad_packets and frame.pts is not None and st.rate:
+                if getattr(frame, "is_corrupt", False):  # decoded with errors FFmpeg concealed (damaged data)
+                    self._concealed.append(index)
+                if (self._bad_packets or self._disordered or self._concealed) and frame.pts is not None and st.rate:
                     # frames lost in skipped packets: the next frames keep their own numbers (by their time),
                     # so ``frame`` still matches the file (and another tool's rows) after the damage. With an
                     # estimated rate, from the jump since the last frame only (its small error would add up)
@@ -415,7 +469,7 @@ class FrameReader:
                             f"stream ends at {st.last_time:.2f} s of {seconds:.2f} s)")
                 if self._bad_packets > self._trailing_bad:  # damage before the cut too
                     st.error += f"; before that, {self._damage(self._bad_packets - self._trailing_bad, gaps, lost)}"
-            elif self._bad_error is not None:
+            elif self._bad_error is not None or self._disordered or self._concealed:
                 st.error = f"{self.path}: video damaged: {self._damage(self._bad_packets, gaps, lost)}"
         finally:
             st.seconds += time.perf_counter() - t0
@@ -427,7 +481,16 @@ class FrameReader:
         where = ", ".join(f"{a}" if a == b else f"{a}–{b}" for a, b in gaps[:5])
         what = f"{lost} frame(s) lost: {where}{' …' if len(gaps) > 5 else ''}" if gaps else "no frame lost"
         why = f" ({type(e).__name__}: {self._message(e)})" if e is not None else ""
-        return f"{packets} corrupt packet(s) skipped, {what}{why}; every other frame was analysed"
+        skipped = [f"{packets} corrupt packet(s)"] if packets else []
+        if self._disordered:
+            skipped.append(f"{self._disordered} frame(s) decoded out of time order")
+        told = f"{' and '.join(skipped)} skipped, " if skipped else ""
+        concealed = ""
+        if self._concealed:
+            shown = ", ".join(map(str, self._concealed[:5])) + (" …" if len(self._concealed) > 5 else "")
+            concealed = (f"; {len(self._concealed)} frame(s) decoded with errors FFmpeg concealed, analysed as "
+                         f"they are (their results may be off): {shown}")
+        return f"{told}{what}{why}{concealed}; every other frame was analysed"
 
     def _reached(self) -> float:
         """The latest time the stream reached: its last frame's, or a later packet's that did not decode."""
