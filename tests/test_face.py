@@ -355,8 +355,9 @@ def test_stages_on_their_own_take_gray_and_rgba_and_refuse_empty_images_clearly(
 
     rgb = read_image(sample("single_face.jpg"))
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    rgba = np.dstack([rgb, np.full(gray.shape, 255, np.uint8)])
-    layouts = [gray, gray[:, :, None], np.dstack([gray, gray]), rgba]
+    opaque = np.full(gray.shape, 255, np.uint8)
+    rgba = np.dstack([rgb, opaque])
+    layouts = [gray, gray[:, :, None], np.dstack([gray, opaque]), rgba]
     detectors = [RetinaFaceDetector(), DlibHogDetector()]
     boxes = {type(d).__name__: d(rgb)[0].as_array()[:4] for d in detectors}
     lm = LandmarkPredictor()

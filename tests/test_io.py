@@ -440,3 +440,31 @@ def test_streams_are_bounded_and_devices_refused(monkeypatch):
         p.kill()
     with subprocess.Popen(["cat", str(sample("single_face.jpg"))], stdout=subprocess.PIPE) as p:
         np.testing.assert_array_equal(read_image(p.stdout), read_image(sample("single_face.jpg")))
+
+
+def test_one_extreme_value_does_not_set_the_scale_of_the_whole_image():
+    """A float photo with one value of 1e38 (or an int64 one with one 70000) was scaled by that maximum:
+    black, "no face detected". The brightest 0.01 % no longer set the scale; they are clipped."""
+    photo = read_image(sample("single_face.jpg"))
+    for dtype, spike in ((np.float32, 1e38), (np.int64, 70000), (np.uint16, 65535)):
+        a = photo.astype(dtype)
+        a[5, 5, 0] = spike
+        np.testing.assert_array_equal(np.delete(to_rgb(a).reshape(-1, 3), 5 * photo.shape[1] + 5, axis=0),
+                                      np.delete(photo.reshape(-1, 3), 5 * photo.shape[1] + 5, axis=0))
+    assert to_rgb(np.full((4, 4), 4095, np.uint16))[0, 0, 0] == 255  # tiny images: the maximum itself
+
+
+def test_odd_api_objects_are_image_read_errors_naming_them():
+    """Pillow's, numpy's and os's own words ("conversion from La to L not supported", "inhomogeneous
+    shape", "embedded null byte") named no input and were not ImageReadError."""
+    from aulib.io import check_regular_file
+
+    closed = Image.open(sample("single_face.jpg"))
+    closed.close()
+    for obj, says in ((Image.new("La", (8, 8)), "PIL image of mode La, 8×8 px: cannot convert"),
+                      (closed, "PIL image of mode RGB"),
+                      ([np.zeros((4, 4, 3), np.uint8), None], "list is not an image")):
+        with pytest.raises(ImageReadError, match=says):
+            to_rgb(obj)
+    with pytest.raises(ImageReadError, match=r"'\\x00bad.jpg': not a valid file name \(it contains a NUL"):
+        check_regular_file("\x00bad.jpg")

@@ -14,7 +14,9 @@ value their *real* bit depth can hold, never blindly by 65535 — a 12-bit camer
    ``MaxSampleValue`` / ``BitsPerSample``. A 16-bit PNG marked ``sBIT=16`` that is genuinely dark
    stays dark.
 2. Otherwise (undeclared 16-bit containers, ``uint16``/integer arrays): the smallest of 8, 10, 12,
-   14 or 16 bits that holds the maximum value — a ``uint16`` array holding 0–255 is used as is, one
+   14 or 16 bits that holds the maximum value (here and in rule 3 "maximum" sets aside the brightest
+   0.01 % of values, which are clipped: one hot pixel or one stray 1e38 blacked the image out) —
+   a ``uint16`` array holding 0–255 is used as is, one
    with max 4095 is scaled by 255/4095. Integers beyond 16 bits are scaled by their maximum.
    Trade-off: an undeclared 16-bit image whose brightest pixel is below 4096 is read as 12-bit
    data (brightened 16×) — far more often right than a nearly black result. Signed 16-bit data
@@ -83,6 +85,17 @@ def _check_pixels(width: int, height: int, what: str) -> None:
                              f"aulib reads at most {MAX_PIXELS / 1e6:.0f} MP — downscale it first)")
 
 
+def _robust_max(values: np.ndarray) -> float:
+    """The largest value once the brightest 0.01 % are set aside (the maximum of fewer than 10,000
+    values): one hot pixel, or one stray 1e38 in a float image, set the scale of the whole image and
+    blacked it out ("no face detected"). Those few values are clipped to white instead."""
+    flat = values.ravel()
+    if not flat.size:
+        return 0.0
+    k = flat.size - max(1, flat.size // 10_000)
+    return float(max(np.partition(flat, k)[k], 0.0))
+
+
 def to_8bit(a: np.ndarray, full_scale: float | None = None) -> np.ndarray:
     """Any numeric array → uint8 by the module's value range rule.
 
@@ -98,10 +111,10 @@ def to_8bit(a: np.ndarray, full_scale: float | None = None) -> np.ndarray:
     f = a.astype(np.float32) if a.dtype.itemsize <= 2 else a.astype(np.float64)
     if np.issubdtype(a.dtype, np.floating):
         finite = np.isfinite(f)
-        hi = float(f[finite].max()) if finite.any() else 0.0
+        hi = _robust_max(f[finite]) if finite.any() else 0.0
         f = np.where(np.isnan(f), 0.0, np.where(np.isposinf(f), hi, f))
     else:
-        hi = float(f.max(initial=0.0))
+        hi = _robust_max(f)
     if full_scale is None:
         if np.issubdtype(a.dtype, np.floating) and hi <= FLOAT_UNIT_MAX:
             full_scale = 1.0
@@ -133,10 +146,17 @@ def to_rgb(array: np.ndarray, order: Literal["rgb", "bgr"] = "rgb") -> np.ndarra
     if order not in ("rgb", "bgr"):
         raise ValueError(f"order must be 'rgb' or 'bgr', not {order!r}")
     if isinstance(array, Image.Image):
-        _check_pixels(array.width, array.height, f"PIL image of {array.width}×{array.height} px")
-        # turned by its EXIF orientation, as its file is (Image.open does not turn it)
-        return np.ascontiguousarray(_pil_to_rgb(ImageOps.exif_transpose(array)))
-    a = np.asarray(array)
+        what = f"PIL image of mode {array.mode}, {array.width}×{array.height} px"
+        _check_pixels(array.width, array.height, what)
+        try:  # turned by its EXIF orientation, as its file is (Image.open does not turn it)
+            return np.ascontiguousarray(_pil_to_rgb(ImageOps.exif_transpose(array)))
+        except (ValueError, OSError, TypeError) as e:  # a closed image, a mode Pillow cannot convert ("La")
+            raise ImageReadError(f"{what}: cannot convert it to RGB ({e})") from None
+    try:
+        a = np.asarray(array)
+    except (ValueError, TypeError) as e:  # a list of images of different shapes, [array, None]…
+        raise ImageReadError(f"{type(array).__name__} is not an image ({' '.join(str(e).split()[:12])}…): "
+                             "give one array of shape (H, W) or (H, W, C), a PIL image or a path") from None
     if a.dtype == object and a.ndim == 0:  # a file object, a dict, None…: np.asarray wraps it as a 0-d array
         raise ImageReadError(f"{type(array).__name__} is not an image: expected an array of shape (H, W) or "
                              "(H, W, C), a PIL image or (to read a file) its path")
@@ -347,6 +367,8 @@ def check_regular_file(path: str | Path, kind: type[ValueError] = ImageReadError
         raise kind(f"{p}: no such file") from None
     except OSError as e:
         raise kind(f"{p}: cannot access ({e.strerror or e})") from None
+    except ValueError:  # "embedded null byte": no file can have this name
+        raise kind(f"{str(p)!r}: not a valid file name (it contains a NUL character)") from None
     if stat.S_ISDIR(st.st_mode):
         raise kind(f"{p}: {_folder_problem(p)}")
     if not stat.S_ISREG(st.st_mode):
