@@ -343,7 +343,9 @@ def _tables(analyzer: Analyzer, path: Source, video_options: dict, overlay: Path
     except Exception as e:
         if overlay is None:
             raise
-        warn(f"{table_text(str(overlay))}: overlay not written ({type(e).__name__}: {e})")
+        said = table_text(str(e))  # the analyzer's own message may already name the overlay
+        warn(said if said.startswith(table_text(str(overlay))) else
+             f"{table_text(str(overlay))}: overlay not written ({type(e).__name__}: {said})")
         parts = list(analyzer.iter_rows(path))
     yield from parts
 

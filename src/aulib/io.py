@@ -462,6 +462,9 @@ def _read_image_file(f: IO[bytes], p: str) -> np.ndarray:
         with warnings.catch_warnings():
             # Pillow's own bomb check uses a process-wide limit; ours below is per call.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            # damaged metadata ("Truncated File Read", "Corrupt EXIF data"): Pillow reads on and says so on
+            # stderr from its own source lines; the image is what counts
+            warnings.filterwarnings("ignore", category=UserWarning, module="PIL")
             with Image.open(f) as img:
                 _check_pixels(img.size[0], img.size[1], str(p))
                 depth, full_scale = _declared_full_scale(img, f)
