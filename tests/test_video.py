@@ -388,6 +388,7 @@ def test_truncated_video_keeps_decoded_frames_and_reports(analyzer, tmp_path):
     broken.write_bytes(sample("single_face.mp4").read_bytes()[:50_000])
     rows = analyze_video_rows(analyzer, broken)
     assert len(rows) == 1 and rows[0]["success"] == 0 and "cannot open" in rows[0]["error"]
+    assert "Errno" not in rows[0]["error"] and rows[0]["error"].count(str(broken)) == 1  # PyAV repeated the path
     (tmp_path / "empty.mp4").write_bytes(b"")
     assert "empty file" in analyze_video_rows(analyzer, tmp_path / "empty.mp4")[0]["error"]
     os.mkfifo(tmp_path / "pipe.mp4")  # opening it would block until a writer appears

@@ -258,8 +258,9 @@ class FrameReader:
         try:
             self._container = av.open(target)
         except Exception as e:  # PyAV raises FFmpegError subclasses and OSError
-            raise VideoReadError(f"{p}: cannot open as video — truncated, corrupt or not a video "
-                                 f"({redact(str(e), str(self.source))})") from None
+            # FFmpeg's words only: PyAV's "[Errno 1094995529] …: '<the path again>'" added nothing
+            why = self._message(e)
+            raise VideoReadError(f"{p}: cannot open as video — truncated, corrupt or not a video ({why})") from None
         s = main_video_stream(self._container)
         if isinstance(s, str):
             self._container.close()
