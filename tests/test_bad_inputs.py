@@ -282,6 +282,45 @@ def test_a_video_analysed_in_a_worker_thread_after_the_main_thread_returned_is_c
     assert res.stdout.split() == ["rows", "72", "72"], res.stdout + res.stderr
 
 
+_WORKER = """
+import os, signal, sys, threading, time
+import aulib
+a = aulib.Analyzer()
+what, mode = sys.argv[1], sys.argv[2]
+def work():
+    for _ in range(1 if mode == "returns" else 100):
+        df = a.analyze(what)
+    print("rows", len(df), flush=True)
+th = threading.Thread(target=work, daemon=mode == "daemon")
+th.start()
+if mode == "ctrl-c":  # the user presses Ctrl-C while the main thread waits for its worker
+    threading.Timer(1.5, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+    th.join()
+else:
+    time.sleep(1.0)
+"""
+
+
+@pytest.mark.parametrize("what,mode,code", [
+    ("multi_face.jpg", "ctrl-c", 130), ("WolfgangLanger_Pexels.mp4", "ctrl-c", 130),
+    ("WolfgangLanger_Pexels.mp4", "daemon", 0), ("WolfgangLanger_Pexels.mp4", "returns", 0)])
+def test_a_users_threads_inside_an_analysis_when_python_exits(what, mode, code):
+    """The face stage runs onnxruntime in the caller's thread, and Python does not wait for every thread:
+    Ctrl-C while the main thread joined a worker (Python then counts the worker as finished) and the
+    end of a program whose daemon thread was analysing aborted with SIGABRT ("terminate called without
+    an active exception"); with a video, Ctrl-C could also be lost to a decoder thread and the program
+    ran on. A worker whose video was still being analysed when the main thread returned lost its table
+    to "can't register atexit after shutdown" (pandas imported at the end)."""
+    for _ in range(2):
+        res = subprocess.run([sys.executable, "-c", _WORKER, str(sample(what)), mode], capture_output=True,
+                             text=True, timeout=120)
+        # an uncaught KeyboardInterrupt ends Python by SIGINT: the shell's 130, -2 for subprocess
+        assert res.returncode in ((130, -2) if code == 130 else (code,)), res.stderr[-800:]
+        assert "terminate" not in res.stderr, res.stderr[-800:]
+        if mode == "returns":
+            assert res.stdout.split() == ["rows", "472"] and not res.stderr, res.stderr[-800:]
+
+
 # ----------------------------------------------------------------------------------------- cropped mode
 def test_cropped_mode_says_no_face_for_non_faces(tmp_path, ckplus):
     Image.new("RGB", (48, 48), (128, 128, 128)).save(tmp_path / "blank.png")

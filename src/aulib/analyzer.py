@@ -259,6 +259,7 @@ class Analyzer:
             raise TypeError(f"input_name must be a string, not {type(input_name).__name__}")
         if isinstance(image, (str, os.PathLike)) and not input_name:
             input_name = str(image)
+        _import_pandas()
         rows = table.face_rows(self.get(image, order, cropped), input_name, int(frame), float(timestamp))
         return table.to_frame(rows, self.columns)
 
@@ -270,6 +271,7 @@ class Analyzer:
         N-th) frame, see :func:`aulib.video.iter_video_rows` for ``video_options``. ``overlay``: also
         write an annotated copy there (an ``.mp4`` for a video, an image file for an image).
         """
+        _import_pandas()
         for rows in self.iter_rows(path, cropped, overlay, **video_options):
             yield rows.frame()
 
@@ -335,6 +337,7 @@ class Analyzer:
         if any(is_image) and video_options:
             raise TypeError(f"video options ({', '.join(sorted(video_options))}) apply to video files, "
                             "not to an image array")
+        _import_pandas()
         # every path is checked (and folders listed) before any work, as for a list of paths alone
         files = [None if image else expand_inputs([x]) for x, image in zip(items, is_image)]
         parts: list[table.Rows] = []
@@ -384,7 +387,16 @@ def default_analyzer() -> Analyzer:
 
 def analyze(paths: str | Path | Iterable[str | Path], **kwargs: object) -> pd.DataFrame:
     """``aulib.analyze(paths)``: the table of files/folders/videos with the default Analyzer."""
+    _import_pandas()
     return default_analyzer().analyze(paths, **kwargs)  # type: ignore[arg-type]
+
+
+def _import_pandas() -> None:
+    """Import pandas before the work whose table it makes, not after: importing it registers an exit
+    hook (concurrent.futures), which Python refuses once the main thread has returned — a user's
+    worker thread still analysing a video then lost the whole result to "can't register atexit after
+    shutdown" at the very end. (The command line writes CSV without pandas and never calls this.)"""
+    import pandas  # noqa: F401
 
 
 def _single(path: str | Path, cols: list[str]) -> pd.DataFrame:

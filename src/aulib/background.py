@@ -11,24 +11,76 @@ video that a user's own worker thread is still analysing after the main thread r
 So helpers are daemons started with :func:`start`, and an :mod:`atexit` hook — which runs after
 Python has waited for every non-daemon thread and before daemon threads are killed — asks each
 live helper to stop (its ``stop`` callable) and waits for it to leave native code.
+
+A user's own threads call onnxruntime too (the face stage runs in the caller's thread), and Python
+does not always wait for them: a daemon thread, or a worker the main thread was joining when Ctrl-C
+came (Python then counts it as finished) was cut off inside onnxruntime — the same abort. So every
+onnxruntime call is a *native stretch* (:func:`native`, through :func:`aulib.models.onnx_session`):
+the exit hook lets no new stretch start (that thread ends quietly, by ``SystemExit``) and waits for
+the running ones to end before finalisation goes on.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
+import signal
+import sys
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 
 # Live helpers and how to ask each to stop; a helper removes itself when it ends (no leak in a server).
 _LIVE: dict[threading.Thread, Callable[[], None] | None] = {}
 _LOCK = threading.Lock()
 EXIT_WAIT_S = 10.0  # per helper; one batch of model runs or one decoded frame takes far less
 
+_ACTIVE: dict[int, int] = {}  # thread ident → native stretches it is running now
+_IDLE = threading.Condition()
+_EXITING = False
+_ENDING: set[int] = set()  # threads the exit turned back: they are unwinding out of aulib
+
+
+@contextlib.contextmanager
+def native() -> Iterator[None]:
+    """Run the block as a native stretch: the interpreter's exit waits for it to end, and once the exit
+    has begun no new one starts — the calling thread ends by ``SystemExit``, which a thread ends on
+    without a traceback (and which no ``except Exception`` of aulib turns into an error row)."""
+    me = threading.get_ident()
+    with _IDLE:
+        if _EXITING:
+            _ENDING.add(me)
+            raise SystemExit("aulib: the interpreter is exiting; no new analysis starts")
+        _ACTIVE[me] = _ACTIVE.get(me, 0) + 1
+    try:
+        yield
+    finally:
+        with _IDLE:
+            if _ACTIVE[me] == 1:
+                del _ACTIVE[me]
+            else:
+                _ACTIVE[me] -= 1
+            _IDLE.notify_all()
+
+
+def _wait_until_gone(idents: set[int], seconds: float) -> None:
+    """Wait (polling) until none of these threads runs any more. ``Thread.join`` cannot tell: a worker
+    the main thread was joining when Ctrl-C came is already marked finished (Python 3.11)."""
+    deadline = time.monotonic() + seconds
+    idents = idents - {threading.main_thread().ident}
+    while time.monotonic() < deadline and idents & set(sys._current_frames()):
+        time.sleep(0.01)
+
 
 def start(target: Callable[[], None], name: str, stop: Callable[[], None] | None = None) -> threading.Thread:
     """Run ``target`` in a daemon thread that the interpreter's exit will stop (``stop()``) and join."""
 
     def run() -> None:
+        # Ctrl-C must reach the main thread: a signal the kernel hands to another thread only sets a
+        # flag, and a main thread blocked in Thread.join() never saw it (the program ran on). Helpers,
+        # and the threads FFmpeg starts from them (its decoder threads inherit the mask), refuse it.
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         try:
             target()
         finally:
@@ -44,6 +96,10 @@ def start(target: Callable[[], None], name: str, stop: Callable[[], None] | None
 
 @atexit.register
 def _stop_all() -> None:
+    global _EXITING
+    with _IDLE:
+        _EXITING = True
+        busy = set(_ACTIVE)  # threads inside onnxruntime now: they unwind out of aulib after this call
     with _LOCK:
         live = list(_LIVE.items())
     for _, stop in live:
@@ -52,5 +108,12 @@ def _stop_all() -> None:
                 stop()
             except Exception:  # pragma: no cover - stopping must never raise at exit
                 pass
+    with _IDLE:  # every thread's running onnxruntime call ends before finalisation goes on
+        _IDLE.wait_for(lambda: not _ACTIVE, EXIT_WAIT_S)
     for thread, _ in live:
         thread.join(EXIT_WAIT_S)
+    # ... and so does the unwinding of every thread that was in one, or was turned back (closing its
+    # video, the model thread, FFmpeg's decoder): finalisation tore native state down under it
+    with _IDLE:
+        busy |= _ENDING
+    _wait_until_gone(busy, EXIT_WAIT_S)

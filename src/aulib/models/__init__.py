@@ -211,8 +211,37 @@ def unregister(name: str, manifest: str | Path = MANIFEST) -> None:
     Path(manifest).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
+class GatedSession:
+    """An onnxruntime session whose runs are native stretches (:func:`aulib.background.native`): the
+    interpreter's exit waits for a run in any thread to end instead of cutting it off (an abort, exit
+    134). Everything else is the session's own."""
+
+    __slots__ = ("session",)
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        from aulib.background import native
+
+        with native():
+            return self.session.run(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.session, name)
+
+
 def onnx_session(model: str | Path | bytes | Callable[[], str | bytes], label: str | Path, threads: int = 1,
-                 cache_key: str | None = None) -> Any:
+                 cache_key: str | None = None) -> GatedSession:
+    """:func:`_onnx_session`, built and run as native stretches (see :class:`GatedSession`)."""
+    from aulib.background import native
+
+    with native():
+        return GatedSession(_onnx_session(model, label, threads, cache_key))
+
+
+def _onnx_session(model: str | Path | bytes | Callable[[], str | bytes], label: str | Path, threads: int = 1,
+                  cache_key: str | None = None) -> Any:
     """An onnxruntime CPU session of ``model`` (a verified path, or its bytes after a graph edit, or a
     function making those bytes: called only when the cached optimised graph cannot be used, since
     reading and editing a 13 MB network costs ≈20 ms of every start-up),
