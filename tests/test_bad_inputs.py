@@ -590,3 +590,35 @@ def test_a_deleted_working_folder_and_a_full_disk_for_the_run_metadata_are_named
     res = runner.invoke(app, ["analyze", photo, "-o", str(out), "--emotion-model", "none"])
     assert one_error_line(res) == f"error: {out}.meta.json: No space left on device"
     assert not (tmp_path / "m.csv.meta.json.tmp").exists()
+
+
+def test_resume_refusals_and_failed_runs_say_so_in_one_line(tmp_path):
+    """--resume without the table's run metadata mixed two runs' options in one table silently (gaze empty for
+    one input, filled for the next); a refused --resume left the progress bar printed after its error line;
+    a run where no input could be read exited 2 without any error line; --resume with --overlay drew
+    nothing for the inputs it skipped, without a word; the options' difference read "gaze None → False"."""
+    one, two = str(sample("single_face.jpg")), str(sample("multi_face.jpg"))
+    out = tmp_path / "t.csv"
+    cli = [sys.executable, "-m", "aulib", "analyze"]
+    assert subprocess.run([*cli, one, "-o", str(out), "--no-gaze"], capture_output=True, timeout=300).returncode == 0
+    out.with_name("t.csv.meta.json").unlink()
+    res = subprocess.run([*cli, one, two, "-o", str(out), "--resume"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2 and res.stderr.splitlines() == [
+        f"error: {out}: no run metadata (t.csv.meta.json) beside it, so --resume cannot check that the run that "
+        "wrote it used these options (restore the file, or run without --resume to redo every input)"]
+    out2 = tmp_path / "u.csv"
+    assert subprocess.run([*cli, one, two, "-o", str(out2)], capture_output=True, timeout=300).returncode == 0
+    res = subprocess.run([*cli, one, two, "-o", str(out2), "--resume", "--no-gaze"], capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 2 and res.stderr.splitlines() == [
+        f"error: {out2}: --resume with other options than the run that wrote it (gaze True → False): use the same "
+        "options or a new output"]
+    res = runner.invoke(app, ["analyze", one, two, "-o", str(out2), "--resume", "--overlay", str(tmp_path / "ov")])
+    assert res.exit_code == 0 and "--overlay: the 2 inputs --resume skipped get no overlay" in res.output
+    text = tmp_path / "notes.jpg"
+    text.write_text("not a photo")
+    for args in (["analyze", str(text), "-o", str(tmp_path / "n.csv")], ["analyze", str(text)],
+                 ["faces", str(text), "-o", str(tmp_path / "f.csv")]):
+        res = runner.invoke(app, args)
+        assert res.exit_code == 2 and \
+            "error: no input could be read (1 input; each row's error column says why)" in res.stderr, res.stderr

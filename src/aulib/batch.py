@@ -399,7 +399,8 @@ def run_differences(old: dict, new: dict) -> list[str]:
     refuses. An option only one of the two records differs too."""
     o1, o2 = old.get("options", {}), new["options"]
     keys = list(o2) + [k for k in o1 if k not in o2]
-    diffs = [f"{k} {o1.get(k)!r} → {o2.get(k)!r}" for k in keys if o1.get(k) != o2.get(k)]
+    on = {"gaze": True, "tta": True}  # recorded only when off: missing means on (it read "gaze None → False")
+    diffs = [f"{k} {o1.get(k, on.get(k))!r} → {o2.get(k, on.get(k))!r}" for k in keys if o1.get(k) != o2.get(k)]
     if old.get("columns") != new["columns"]:
         diffs.append("columns differ")
     return diffs
@@ -409,6 +410,11 @@ def _check_meta(meta_path: Path, where: Path, meta: dict, resume: bool, existing
     """Refuse to resume a table made with other columns/options; then record this run's."""
     if resume:
         old = None
+        if not meta_path.exists() and _holds_results(where):
+            # its options cannot be compared: resuming could mix two runs' settings in one table
+            raise ValueError(f"{table_text(str(where))}: no run metadata ({meta_path.name}) beside it, so --resume "
+                             "cannot check that the run that wrote it used these options (restore the file, or "
+                             "run without --resume to redo every input)")
         if meta_path.exists():
             try:
                 old = json.loads(meta_path.read_text(encoding="utf-8"))
@@ -433,6 +439,16 @@ def _check_meta(meta_path: Path, where: Path, meta: dict, resume: bool, existing
     except OSError as e:  # a full disk fails at close: "[Errno 28]" without a name, and a .tmp left behind
         tmp.unlink(missing_ok=True)
         raise OSError(e.errno, e.strerror or str(e), str(meta_path)) from None
+
+
+def _holds_results(where: Path) -> bool:
+    """A table with content, or a folder holding any (non-hidden) file below it."""
+    try:
+        if where.is_file():
+            return where.stat().st_size > 0
+        return where.is_dir() and any(f.is_file() and not f.name.startswith(".") for f in where.rglob("*"))
+    except OSError:
+        return False
 
 
 @contextlib.contextmanager
@@ -1329,6 +1345,10 @@ def _todo_overlays(overlay: Path | None, files: list[Source], todo: list[Source]
                                                                                    and is_video(files[0])):
         warnings.append(f"{table_text(str(overlay))}: an overlay file is only for a single video input; "
                         "give a folder for several inputs (no overlays written)")
+    if overlay is not None and len(todo) < len(files):  # said, not silently missing
+        n = len(files) - len(todo)
+        warnings.append(f"--overlay: the {n} input{'s' if n > 1 else ''} --resume skipped get no overlay (run "
+                        "without --resume, or on those inputs alone, to draw them)")
     all_overlays = overlay_paths(overlay, files)
     at = {str(p): i for i, p in enumerate(files)}
     return [all_overlays[at[str(p)]] for p in todo]

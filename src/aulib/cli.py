@@ -207,6 +207,23 @@ def _progress(total: int) -> Progress:
                     console=err, disable=total <= 1 or not err.is_terminal and total <= 1, transient=False)
 
 
+def _drop(prog: Progress) -> None:
+    """Take a run's progress bar off the screen before its one error line (a refused run left
+    "analyze 0/4" printed after the error)."""
+    prog.live.transient = True
+    err.quiet = True  # rich's stop writes an empty line on a console that is not a terminal
+    try:
+        prog.stop()
+    finally:
+        err.quiet = False
+    prog.stop = lambda: None  # type: ignore[method-assign]  # and leaving the ``with`` would write it again
+
+
+def _nothing_read(n: int) -> None:
+    """Exit 2 when no input could be read, with the one error line every failure has (the code came alone)."""
+    _fail(f"no input could be read ({n} input{'s' if n > 1 else ''}; each row's error column says why)")
+
+
 def _nothing_readable(df) -> bool:
     """True when every input failed to be read (not merely had no face): exit code 2 then."""
     unread = (df["success"] == 0) & df.apply(lambda r: r["error"].startswith(r["input"]), axis=1)
@@ -333,7 +350,7 @@ def faces(
         cols = ["input", "face", "success", "face_x", "face_y", "face_width", "face_height", "face_score", "error"]
         _out(df[cols].to_string(index=False))
     if _nothing_readable(df):
-        raise typer.Exit(2)
+        _nothing_read(df["input"].nunique())
 
 
 @app.command()
@@ -454,6 +471,7 @@ def analyze(
                             progress=None if one_video else lambda _: prog.advance(task),
                             partitioned=partitioned, retries=retries)
         except (OSError, ValueError) as e:  # unreachable scheduler, unwritable output, locked, --resume mismatch
+            _drop(prog)
             _fail(escape(table_text(redact(error_line(e)))))
     # user-provided text (paths: [x] is not markup, odd bytes are shown as \xNN) is escaped for rich
     for note in res.warnings:
@@ -473,7 +491,7 @@ def analyze(
     else:
         _out(report(res.table))
     if res.analysed and not res.skipped and len(res.failed) == len(res.analysed):
-        raise typer.Exit(2)  # no input at all could be read
+        _nothing_read(len(res.failed))
 
 
 @app.command()

@@ -445,7 +445,7 @@ def check_table(df: pd.DataFrame, name: str) -> pd.DataFrame:
                          f"it has: {shown or 'no columns'})")
     aus, emo, _ = value_groups(df)
     if not len(aus.columns) and not len(emo.columns):
-        raise ValueError(f"{name}: has no AUxx_r, p_* or rule_* columns to plot (a table from aulib faces?)")
+        raise ValueError(f"{name}: has no AUxx_r, p_* or rule_* columns to plot or report (a table from aulib faces?)")
     for label, col in [(c, df[c]) for c in ("success", "face", "frame", "timestamp")] + \
             [(f"{c} intensity", aus[c]) for c in aus.columns] + [(f"{c} score", emo[c]) for c in emo.columns]:
         if not pd.api.types.is_numeric_dtype(col) and not col.isna().all():
