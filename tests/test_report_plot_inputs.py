@@ -243,3 +243,20 @@ def test_shares_are_labelled_by_what_they_count(clip):
     two = render(two_faces(clip))
     assert "% frames present" not in two and "% frames (CNN label)" not in two
     assert "% face-frames present" in two and "% face-frames (CNN label)" in two
+
+
+def test_plot_and_report_read_a_partitioned_output(tmp_path):
+    """``aulib analyze … -o folder/`` writes one Parquet part per input and a manifest; plot and report
+    said "is a directory with no image or video file in it" about their own tool's output."""
+    folder = tmp_path / "parts"
+    res = runner.invoke(app, ["analyze", str(sample("single_face.jpg")), str(sample("single_face.mp4")),
+                              "--every", "12", "-o", f"{folder}/", "--emotion-model", "none"])
+    assert res.exit_code == 0, res.output
+    for args in (["plot", str(folder), "-o", str(tmp_path / "p.png")],
+                 ["report", str(folder), "-o", str(tmp_path / "r.html")]):
+        res = runner.invoke(app, args)
+        assert res.exit_code == 0, res.output
+    assert Image.open(tmp_path / "p.png").size[0] > 100 and "single_face" in (tmp_path / "r.html").read_text()
+    (tmp_path / "plain").mkdir()
+    res = runner.invoke(app, ["plot", str(tmp_path / "plain"), "-o", str(tmp_path / "q.png")])
+    assert res.exit_code == 2 and "a folder, not a table" in res.output

@@ -20,6 +20,7 @@ Column groups come from :mod:`aulib.table` helpers; labels from :mod:`aulib.au.f
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -460,6 +461,17 @@ def read_checked(source: str | Path) -> pd.DataFrame:
     from aulib.io import check_regular_file
     from aulib.table import read_table, table_format
 
+    if os.path.isdir(source):  # analyze -o folder/ (partitioned): its parts in input order, as one table
+        from aulib.batch import MANIFEST, read_partitioned
+
+        if not os.path.isfile(os.path.join(source, MANIFEST)):
+            raise ValueError(f"{source}: a folder, not a table (a partitioned aulib output has {MANIFEST})")
+        try:
+            df = read_partitioned(source)
+        except Exception as e:
+            detail = " ".join(str(e).split())[:200] or type(e).__name__
+            raise ValueError(f"{source}: cannot read the partitioned table ({detail})") from None
+        return check_table(df, str(source))
     path = check_regular_file(source, ValueError)
     fmt = table_format(path)
     try:
