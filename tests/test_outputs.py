@@ -451,3 +451,25 @@ def test_faces_checks_its_table_before_the_work_and_never_leaves_a_cut_one(tmp_p
     with pytest.raises(OSError):
         table_module.write_table(table_module.read_table(good), good)
     assert good.read_bytes() == kept and sorted(p.name for p in tmp_path.iterdir()) == ["dir.csv", "in.csv", "t.csv"]
+
+
+def test_an_image_overlay_path_is_a_file_for_one_photo(tmp_path):
+    """``--overlay x.png`` for one photo made a folder named x.png (an .mp4 path was already honoured for
+    one video); for several inputs it is refused with a warning, and it never overwrites the input."""
+    photo = str(sample("single_face.jpg"))
+    res = runner.invoke(app, ["analyze", photo, "-o", str(tmp_path / "a.csv"), "--overlay", str(tmp_path / "o.png"),
+                              "--emotion-model", "none"])
+    assert res.exit_code == 0 and (tmp_path / "o.png").is_file(), res.output
+    from PIL import Image
+
+    assert Image.open(tmp_path / "o.png").size == Image.open(photo).size
+    res = runner.invoke(app, ["faces", photo, "--overlay", str(tmp_path / "f.jpg"), "-o", str(tmp_path / "f.csv")])
+    assert res.exit_code == 0 and (tmp_path / "f.jpg").is_file(), res.output
+    res = runner.invoke(app, ["analyze", photo, str(sample("multi_face.jpg")), "-o", str(tmp_path / "b.csv"),
+                              "--overlay", str(tmp_path / "two.png"), "--emotion-model", "none"])
+    assert res.exit_code == 0 and "an image overlay file is only for a single image input" in res.output
+    assert not (tmp_path / "two.png").exists()
+    copy = tmp_path / "in.jpg"
+    shutil.copy(photo, copy)
+    res = runner.invoke(app, ["analyze", str(copy), "-o", str(tmp_path / "c.csv"), "--overlay", str(copy)])
+    assert res.exit_code == 2 and "would overwrite the input" in res.output

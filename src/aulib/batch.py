@@ -256,8 +256,13 @@ def overlay_paths(overlay: Path | None, files: list[Path]) -> list[Path | None]:
         return [None] * len(files)
     if overlay.suffix.lower() in VIDEO_EXTENSIONS:
         return [overlay] if len(files) == 1 and is_video(files[0]) else [None] * len(files)
+    if overlay.suffix.lower() in OVERLAY_IMAGE_SUFFIXES:  # a file for one photo (it became a folder of that name)
+        return [overlay] if len(files) == 1 and not is_video(files[0]) else [None] * len(files)
     return list(output_paths(files, overlay, lambda n: f"{Path(n).stem}_overlay{_overlay_suffix(n)}",
                              text_names=True))
+
+
+OVERLAY_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def _overlay_suffix(name: str) -> str:
@@ -1344,6 +1349,10 @@ def _todo_overlays(overlay: Path | None, files: list[Source], todo: list[Source]
     if overlay is not None and overlay.suffix.lower() in VIDEO_EXTENSIONS and not (len(files) == 1
                                                                                    and is_video(files[0])):
         warnings.append(f"{table_text(str(overlay))}: an overlay file is only for a single video input; "
+                        "give a folder for several inputs (no overlays written)")
+    if overlay is not None and overlay.suffix.lower() in OVERLAY_IMAGE_SUFFIXES and not (
+            len(files) == 1 and not is_video(files[0])):
+        warnings.append(f"{table_text(str(overlay))}: an image overlay file is only for a single image input; "
                         "give a folder for several inputs (no overlays written)")
     if overlay is not None and len(todo) < len(files):  # said, not silently missing
         n = len(files) - len(todo)

@@ -324,7 +324,8 @@ def _writable_table(out: Path, files: list) -> None:
 def faces(
     paths: list[str] = typer.Argument(..., help="Images or folders (recursive)."),
     out: Path | None = typer.Option(None, "-o", "--out", help="Write the table (.csv, .parquet, .json)."),
-    overlay: Path | None = typer.Option(None, "--overlay", help="Folder for annotated copies of each image."),
+    overlay: Path | None = typer.Option(None, "--overlay", help="Folder for annotated copies of each image "
+                                        "(for a single image, a .png/.jpg path)."),
     cropped: bool = typer.Option(False, "--cropped", help="Each image is one already-cropped face."),
     detector: str = typer.Option("retinaface", "--detector", help="retinaface or dlib."),
 ) -> None:
@@ -365,7 +366,7 @@ def analyze(
     detector: str = typer.Option("retinaface", "--detector", help="retinaface or dlib."),
     overlay: Path | None = typer.Option(None, "--overlay", help="Annotated copies: a folder (<stem>_overlay.mp4 "
                                         "or .png per input, in the inputs' subfolders) or, for a single video, "
-                                        "an .mp4 path."),
+                                        "an .mp4 path, for a single photo, a .png/.jpg path."),
     every: int = typer.Option(1, "--every", min=1, help="Video: analyse every N-th frame."),
     fps: float | None = typer.Option(None, "--fps", min=0.01, callback=_finite,
                                      help="Video: at most F frames per second of video."),
