@@ -504,6 +504,17 @@ def test_video_options_on_images_only_are_named_not_silently_ignored(tmp_path):
     res = runner.invoke(app, ["analyze", str(sample("single_face.jpg")), str(sample("single_face.mp4")),
                               "--calibrate", "--max-frames", "2", "-o", str(out), "--emotion-model", "none"])
     assert res.exit_code == 0 and "warning" not in res.stderr, res.output
+    # options that cannot act in the run they were given to
+    res = runner.invoke(app, ["analyze", str(sample("single_face.mp4")), "--cropped", "--calibrate-mode", "running",
+                              "--format", "json", "--workers", "2", "--retries", "1", "--max-frames", "2",
+                              "-o", str(out), "--emotion-model", "none"])
+    assert res.exit_code == 0 and out.is_file(), res.output
+    assert [ln for ln in res.stderr.splitlines() if ln.startswith("warning")] == [
+        "warning: --cropped acts on images only (video frames are searched for faces)",
+        "warning: --calibrate-mode acts with --calibrate only",
+        "warning: --format is the --per-input tables' format (-o's comes from its name)",
+        "warning: --workers acts with --dask only (the local cluster's size)",
+        "warning: --retries acts with partitioned output only (-o folder/ or --partitioned)"]
 
 
 # ------------------------------------------------------------------------------- folders and permissions

@@ -446,10 +446,24 @@ def analyze(
                      "calibrate": calibrate_mode if calibrate else False, "smooth": smooth}
     from aulib.io import is_video
 
-    if not any(is_video(f) for f in files):  # said, not silently ignored: the user expected them to act
-        def given(param: str) -> bool:  # on the command line (or the environment), whatever the value
-            return getattr(ctx.get_parameter_source(param), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")
+    def given(param: str) -> bool:  # on the command line (or the environment), whatever the value
+        return getattr(ctx.get_parameter_source(param), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")
 
+    # options that cannot act in this run: said, not silently ignored (the user expected them to act)
+    ignored = []
+    if cropped and any(is_video(f) for f in files):
+        ignored.append("--cropped acts on images only (video frames are searched for faces)")
+    if given("calibrate_mode") and not calibrate:
+        ignored.append("--calibrate-mode acts with --calibrate only")
+    if given("fmt") and per_input is None:
+        ignored.append("--format is the --per-input tables' format (-o's comes from its name)")
+    if given("workers") and not dask:
+        ignored.append("--workers acts with --dask only (the local cluster's size)")
+    if given("retries") and not parted:
+        ignored.append("--retries acts with partitioned output only (-o folder/ or --partitioned)")
+    for note in ignored:
+        err.print(f"[yellow]warning:[/yellow] {note}")
+    if not any(is_video(f) for f in files):
         unused = [f"--{p.replace('_', '-')}" if p != "smooth" else ("--smooth" if smooth else "--no-smooth")
                   for p in ("calibrate", "calibrate_mode", "every", "fps", "detect_every", "max_frames", "smooth")
                   if given(p)]
