@@ -624,6 +624,10 @@ def test_resume_refusals_and_failed_runs_say_so_in_one_line(tmp_path):
     assert res.returncode == 2 and res.stderr.splitlines() == [
         f"error: {out2}: --resume with other options than the run that wrote it (gaze True → False): use the same "
         "options or a new output"]
+    per = tmp_path / "per"  # --per-input tables in another format: every input was redone, both kinds left
+    assert runner.invoke(app, ["analyze", one, "--per-input", str(per), "--format", "json"]).exit_code == 0
+    res = runner.invoke(app, ["analyze", one, "--per-input", str(per), "--resume"])
+    assert res.exit_code == 2 and "(format 'json' → 'csv')" in res.stderr and not list(per.glob("*.csv"))
     res = runner.invoke(app, ["analyze", one, two, "-o", str(out2), "--resume", "--overlay", str(tmp_path / "ov")])
     assert res.exit_code == 0 and "--overlay: the 2 inputs --resume skipped get no overlay" in res.output
     text = tmp_path / "notes.jpg"

@@ -1422,7 +1422,9 @@ def run_batch(
         if per_input is not None:
             per_input.mkdir(parents=True, exist_ok=True)
             stack.enter_context(output_lock(per_input / ".aulib.lock", per_input))
-            _check_meta(per_input / ".aulib-run.meta", per_input, meta, resume, None)
+            # the tables' format too: --resume in another one redid every input and left both kinds there
+            per_meta = {**meta, "options": {**meta["options"], "format": per_input_format}}
+            _check_meta(per_input / ".aulib-run.meta", per_input, per_meta, resume, None)
         return _run(files, spec, out, per_input, per_input_format, resume, dask, scheduler, workers, overlay,
                     video_options, progress, analyzer, keep_table, columns, duplicates)
 
