@@ -466,20 +466,16 @@ def read_checked(source: str | Path) -> pd.DataFrame:
 
         if not os.path.isfile(os.path.join(source, MANIFEST)):
             raise ValueError(f"{source}: a folder, not a table (a partitioned aulib output has {MANIFEST})")
-        try:
-            df = read_partitioned(source)
-        except Exception as e:
-            detail = " ".join(str(e).split())[:200] or type(e).__name__
-            raise ValueError(f"{source}: cannot read the partitioned table ({detail})") from None
-        return check_table(df, str(source))
-    path = check_regular_file(source, ValueError)
-    fmt = table_format(path)
+        name, what, read = str(source), "the partitioned table", read_partitioned
+    else:
+        path = check_regular_file(source, ValueError)
+        name, what, read = str(path), f"a {table_format(path)} table", read_table
     try:
-        df = read_table(path)
+        df = read(name)
     except Exception as e:
         detail = " ".join(str(e).split())[:200] or type(e).__name__
-        raise ValueError(f"{path}: cannot read as a {fmt} table ({detail})") from None
-    return check_table(df, str(path))
+        raise ValueError(f"{name}: cannot read as {what} ({detail})") from None
+    return check_table(df, name)
 
 
 def plot_table(source: str | Path | pd.DataFrame, out: str | Path, input_name: str | None = None,
