@@ -515,6 +515,9 @@ def test_video_options_on_images_only_are_named_not_silently_ignored(tmp_path):
         "warning: --format is the --per-input tables' format (-o's comes from its name)",
         "warning: --workers acts with --dask only (the local cluster's size)",
         "warning: --retries acts with partitioned output only (-o folder/ or --partitioned)"]
+    res = runner.invoke(app, ["bench", str(sample("single_face.mp4")), "--frames", "4", "--pairs", "5",
+                              "--emotion-model", "none", "--no-gaze"])
+    assert res.exit_code == 0 and "warning: --pairs acts with --openface only" in res.stderr, res.output
 
 
 # ------------------------------------------------------------------------------- folders and permissions

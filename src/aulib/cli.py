@@ -529,6 +529,8 @@ def bench(
     _check_names(detector=detector, emotion_model=emotion_model)
     if openface is not None and not (openface.is_file() and os.access(openface, os.X_OK)):
         _fail(escape(f"{openface}: not an executable OpenFace FeatureExtraction binary (--openface)"))
+    if openface is None and pairs != 3:  # said, not silently ignored
+        err.print("[yellow]warning:[/yellow] --pairs acts with --openface only (no paired run without it)")
     held: list[str] = []  # each line is printed when the next comes: "N fps" must stay the last line
 
     def log(line: str) -> None:
