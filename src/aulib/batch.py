@@ -254,15 +254,29 @@ def overlay_paths(overlay: Path | None, files: list[Path]) -> list[Path | None]:
     (distinct for every input, see :func:`output_paths`)."""
     if overlay is None:
         return [None] * len(files)
-    if overlay.suffix.lower() in VIDEO_EXTENSIONS:
-        return [overlay] if len(files) == 1 and is_video(files[0]) else [None] * len(files)
-    if overlay.suffix.lower() in OVERLAY_IMAGE_SUFFIXES:  # a file for one photo (it became a folder of that name)
-        return [overlay] if len(files) == 1 and not is_video(files[0]) else [None] * len(files)
+    kind, fits = overlay_file(overlay, files)
+    if kind is not None:
+        return [overlay] if fits else [None] * len(files)
     return list(output_paths(files, overlay, lambda n: f"{Path(n).stem}_overlay{_overlay_suffix(n)}",
                              text_names=True))
 
 
 OVERLAY_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def overlay_file(overlay: Path, files: list[Source]) -> tuple[str | None, bool]:
+    """(kind, fits): whether ``overlay`` names one file — ``"video"`` (an .mp4 path) or ``"image"`` (a
+    .png/.jpg path; it became a folder of that name) — rather than a folder (None), and whether this
+    run's inputs are the single input of that kind such a file is for."""
+    ext = overlay.suffix.lower()
+    kind = "video" if ext in VIDEO_EXTENSIONS else "image" if ext in OVERLAY_IMAGE_SUFFIXES else None
+    return kind, kind is not None and len(files) == 1 and is_video(files[0]) == (kind == "video")
+
+
+def overlay_misfit(overlay: Path, kind: str) -> str:
+    """The warning for an overlay file given to a run it does not fit (no overlays are written)."""
+    return (f"{table_text(str(overlay))}: an {'image ' if kind == 'image' else ''}overlay file is only for a single "
+            f"{kind} input; give a folder for several inputs (no overlays written)")
 
 
 def _overlay_suffix(name: str) -> str:
@@ -1346,14 +1360,9 @@ def refuse_overwriting_inputs(targets: list[Path | None], files: list[Source], k
 def _todo_overlays(overlay: Path | None, files: list[Source], todo: list[Source], warnings: list[str]) -> list:
     """Overlay targets of the inputs still to do (names chosen over all ``files``, so a resumed run
     writes the same files); an overlay *file* given for several inputs is refused with a warning."""
-    if overlay is not None and overlay.suffix.lower() in VIDEO_EXTENSIONS and not (len(files) == 1
-                                                                                   and is_video(files[0])):
-        warnings.append(f"{table_text(str(overlay))}: an overlay file is only for a single video input; "
-                        "give a folder for several inputs (no overlays written)")
-    if overlay is not None and overlay.suffix.lower() in OVERLAY_IMAGE_SUFFIXES and not (
-            len(files) == 1 and not is_video(files[0])):
-        warnings.append(f"{table_text(str(overlay))}: an image overlay file is only for a single image input; "
-                        "give a folder for several inputs (no overlays written)")
+    kind, fits = overlay_file(overlay, files) if overlay is not None else (None, False)
+    if kind is not None and not fits:
+        warnings.append(overlay_misfit(overlay, kind))  # type: ignore[arg-type]
     if overlay is not None and len(todo) < len(files):  # said, not silently missing
         n = len(files) - len(todo)
         warnings.append(f"--overlay: the {n} input{'s' if n > 1 else ''} --resume skipped get no overlay (run "

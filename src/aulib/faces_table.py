@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import pandas as pd
 
-from aulib.batch import OVERLAY_IMAGE_SUFFIXES, output_paths, refuse_overwriting_inputs
+from aulib.batch import output_paths, overlay_file, overlay_misfit, refuse_overwriting_inputs
 from aulib.draw import draw_faces
 from aulib.face import FacePipeline
 from aulib.io import ImageReadError, read_image
@@ -26,11 +26,11 @@ def faces_table(files: list[Path], cropped: bool = False, detector: str = "retin
     fp = FacePipeline(detector=detector, features=False)
     rows: list[dict] = []
     # overlay/<input's folder below the inputs' common parent>/<stem>_faces.png, distinct per input
-    if overlay is not None and overlay.suffix.lower() in OVERLAY_IMAGE_SUFFIXES:  # a file, for one image
-        if len(files) != 1 and warn is not None:
-            warn(f"{table_text(str(overlay))}: an overlay file is only for a single image input; give a folder "
-                 "for several inputs (no overlays written)")
-        targets: list[Path | None] = [overlay] if len(files) == 1 else [None] * len(files)
+    kind, fits = overlay_file(overlay, list(files)) if overlay is not None else (None, False)
+    if kind == "image":  # a file, for one image
+        if not fits and warn is not None:
+            warn(overlay_misfit(overlay, kind))  # type: ignore[arg-type]
+        targets: list[Path | None] = [overlay] if fits else [None] * len(files)
     else:
         targets = output_paths(files, overlay, lambda n: f"{Path(n).stem}_faces.png", text_names=True) \
             if overlay is not None else [None] * len(files)

@@ -302,12 +302,15 @@ class FrameReader:
             rate = min(rate, Fraction(self.fps).limit_denominator(1000))
         return rate
 
+    def _seconds(self, pts: int) -> float:
+        """A timestamp of the stream in seconds from its start."""
+        return (pts - (self._start or 0)) * self._tb
+
     def _time(self, frame: Any, index: int) -> float:
         if self._counted and self.stats.rate:
             return index / self.stats.rate
         if frame.pts is not None and self._tb:
-            start = self._start if self._start is not None else 0
-            return (frame.pts - start) * self._tb
+            return self._seconds(frame.pts)
         return index / self.stats.rate if self.stats.rate else float(index)
 
     def _decoded(self) -> Iterator[Any]:
@@ -327,7 +330,6 @@ class FrameReader:
         self._last_end: int | None = None
         self._last_corrupt = False
         self._packet_time = 0.0
-        start = self._start or 0
         run = 0
         for packet in self._container.demux(self._stream):  # ends with an empty packet that flushes the decoder
             if packet.size or packet.dts is not None:
@@ -337,7 +339,7 @@ class FrameReader:
                 self._last_corrupt = bool(packet.is_corrupt)
                 ts = packet.pts if packet.pts is not None else packet.dts
                 if ts is not None and self._tb:
-                    self._packet_time = max(self._packet_time, (ts - start) * self._tb)
+                    self._packet_time = max(self._packet_time, self._seconds(ts))
             try:
                 frames = packet.decode()
             except Exception as e:  # av.error.InvalidDataError and other FFmpeg errors of one packet
@@ -477,7 +479,8 @@ class FrameReader:
             st.lost = lost
 
     def _damage(self, packets: int, gaps: list[tuple[int, int]], lost: int) -> str:
-        """Corrupt packets skipped and the frames they cost (``gaps``: their numbers, first and last)."""
+        """Corrupt packets and out-of-order frames skipped, the frames they cost (``gaps``: their numbers, first
+        and last), and the frames decoded with concealed errors."""
         e = self._bad_error
         where = ", ".join(f"{a}" if a == b else f"{a}–{b}" for a, b in gaps[:5])
         what = f"{lost} frame(s) lost: {where}{' …' if len(gaps) > 5 else ''}" if gaps else "no frame lost"
