@@ -49,6 +49,8 @@ from aulib.storage import is_url
 if TYPE_CHECKING:
     import pandas as pd
 
+    from aulib.video.keyframes import Keyframes
+
 EmotionModel = Literal["cnn", "multitask", "none"]
 
 
@@ -210,13 +212,16 @@ class Analyzer:
         settings = dict(self._settings, cropped=self.cropped, smooth=self.smooth, gaze=self.with_gaze, tta=self.tta)
         return _rebuild, (type(self), settings)
 
-    def run(self, faces: Sequence[Face], gaze: bool | None = None, flip: bool | None = None) -> Sequence[Face]:
+    def run(self, faces: Sequence[Face], gaze: bool | None = None, flip: bool | None = None,
+            keyframes: Keyframes | None = None) -> Sequence[Face]:
         """Run every model stage on a batch of described faces (from one or many frames).
 
         ``gaze=False`` skips the gaze stage (default: the analyzer's ``gaze`` setting); the live page,
         which must keep up with a camera, leaves it out. ``flip``: image mode — the emotion averaged
         over each face and its mirror image and two networks, and the AUs fused with the multitask
-        network's heads (default: the analyzer's ``tta``; video and live pass ``False``)."""
+        network's heads (default: the analyzer's ``tta``; video and live pass ``False``). ``keyframes``
+        (smoothed video, :mod:`aulib.video.keyframes`): the faces whose embedding CNN and iris network
+        outputs come from their neighbours in the batch."""
         gaze = self.with_gaze if gaze is None else _check_flag("gaze", gaze)
         flip = self.tta if flip is None else _check_flag("flip", flip)
         if isinstance(faces, (str, bytes)) or not isinstance(faces, Iterable):
@@ -227,7 +232,12 @@ class Analyzer:
             raise TypeError(f"faces must be Face records (from Analyzer.get or the face pipeline), not "
                             f"{type(bad).__name__}")
         for stage in self.stages:
-            if stage is self.gaze and not gaze:
+            if stage is self.gaze:
+                if gaze:
+                    self.gaze.run(faces, keyframes)
+                continue
+            if stage is self.features:
+                self.features.run(faces, flip=flip, keyframes=keyframes)  # it flips only as the emotion model
                 continue
             if stage is self._image_fusion:
                 if flip:
@@ -351,7 +361,7 @@ class Analyzer:
 
 # Keyword options of a video analysis (aulib.video.iter_video_rows), besides the path and overlay.
 VIDEO_OPTIONS = frozenset({"every", "fps", "calibrate", "detect_every", "progress", "max_frames", "stats", "threaded",
-                           "chunk_rows", "smooth", "smooth_sigma"})
+                           "chunk_rows", "smooth", "smooth_sigma", "interpolate"})
 
 
 def _rebuild(cls: type[Analyzer], settings: dict) -> Analyzer:

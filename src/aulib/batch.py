@@ -408,6 +408,10 @@ def run_options(spec: AnalyzerSpec, video_options: dict) -> dict:
             "calibrate": "video" if cal is True else (cal or False),
             # video traces smoothed or raw: a resumed table must not mix the two
             "smooth": video_options.get("smooth", True),
+            # networks on alternate frames of smoothed traces (aulib.video.keyframes); tables made before
+            # this option ran them on every frame (run_differences reads a missing entry as False)
+            "interpolate": bool(video_options.get("interpolate", True))
+            and video_options.get("smooth", True) in (True, "offline"),
             "intrinsics": list(spec.intrinsics) if spec.intrinsics is not None else None,
             # only when off: tables written with gaze (the default) keep the metadata they always had
             **({} if spec.gaze else {"gaze": False}), **({} if spec.tta else {"tta": False})}
@@ -418,8 +422,11 @@ def run_differences(old: dict, new: dict) -> list[str]:
     refuses. An option only one of the two records differs too."""
     o1, o2 = old.get("options", {}), new["options"]
     keys = list(o2) + [k for k in o1 if k not in o2]
-    on = {"gaze": True, "tta": True}  # recorded only when off: missing means on (it read "gaze None → False")
-    diffs = [f"{k} {o1.get(k, on.get(k))!r} → {o2.get(k, on.get(k))!r}" for k in keys if o1.get(k) != o2.get(k)]
+    # recorded only when off: missing means on (it read "gaze None → False"); interpolate is recorded always,
+    # and a table from before it existed ran the networks on every frame
+    on = {"gaze": True, "tta": True, "interpolate": False}
+    diffs = [f"{k} {a!r} → {b!r}" for k in keys
+             if (a := o1.get(k, on.get(k))) != (b := o2.get(k, on.get(k)))]
     if old.get("columns") != new["columns"]:
         diffs.append("columns differ")
     return diffs

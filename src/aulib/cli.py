@@ -379,6 +379,10 @@ def analyze(
     max_frames: int | None = typer.Option(None, "--max-frames", min=1, help="Video: stop after N analysed frames."),
     smooth: bool = typer.Option(True, "--smooth/--no-smooth", help="Video: steady each face's AU intensity and "
                                 "head-pose traces (zero-phase Gaussian, 0.08 s); --no-smooth: raw per-frame values."),
+    interpolate: bool = typer.Option(True, "--interpolate/--no-interpolate", help="Video with --smooth: the "
+                                     "emotion CNN and the iris network run on every other frame of each face, the "
+                                     "frames between take the mean of their neighbours (≈15 % less work, within "
+                                     "the smoothing); --no-interpolate: on every frame."),
     intrinsics: str | None = typer.Option(None, "--intrinsics", help="Camera FX,FY,CX,CY in pixels for head pose "
                                           "in mm/radians (default: OpenFace's, fx = fy = 500·width/640, centre)."),
     gaze: bool = typer.Option(True, "--gaze/--no-gaze", help="--no-gaze: leave the gaze_* columns empty and save "
@@ -443,7 +447,8 @@ def analyze(
         except ValueError as e:
             _fail(str(e))
     video_options = {"every": every, "fps": fps, "detect_every": detect_every, "max_frames": max_frames,
-                     "calibrate": calibrate_mode if calibrate else False, "smooth": smooth}
+                     "calibrate": calibrate_mode if calibrate else False, "smooth": smooth,
+                     "interpolate": interpolate}
     from aulib.io import is_video
 
     def given(param: str) -> bool:  # on the command line (or the environment), whatever the value
@@ -461,11 +466,17 @@ def analyze(
         ignored.append("--workers acts with --dask only (the local cluster's size)")
     if given("retries") and not parted:
         ignored.append("--retries acts with partitioned output only (-o folder/ or --partitioned)")
+    if given("interpolate") and not smooth:
+        ignored.append(f"--{'' if interpolate else 'no-'}interpolate acts with --smooth only (raw traces run every "
+                       "network on every frame)")
     for note in ignored:
         err.print(f"[yellow]warning:[/yellow] {note}")
     if not any(is_video(f) for f in files):
-        unused = [f"--{p.replace('_', '-')}" if p != "smooth" else ("--smooth" if smooth else "--no-smooth")
-                  for p in ("calibrate", "calibrate_mode", "every", "fps", "detect_every", "max_frames", "smooth")
+        flags = {"smooth": "--smooth" if smooth else "--no-smooth",
+                 "interpolate": "--interpolate" if interpolate else "--no-interpolate"}
+        unused = [flags.get(p, f"--{p.replace('_', '-')}")
+                  for p in ("calibrate", "calibrate_mode", "every", "fps", "detect_every", "max_frames", "smooth",
+                            "interpolate")
                   if given(p)]
         if unused:
             err.print(f"[yellow]warning:[/yellow] {', '.join(unused)} "

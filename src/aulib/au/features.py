@@ -10,12 +10,16 @@ with is swapped.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from aulib.face.align import FaceMasker
 from aulib.face.hog import HogExtractor, geometry, mirror
 from aulib.face.record import Face
+
+if TYPE_CHECKING:
+    from aulib.video.keyframes import Keyframes
 
 HAND_VERSION = "hog8x2x9-112+geom136"
 HOG_DIM, GEO_DIM, EMB_DIM = 6084, 136, 1280
@@ -46,15 +50,25 @@ class AUFeatures:
         self.embedder = embedder
         self.emotion = emotion
 
-    def run(self, faces: Sequence[Face], flip: bool = False) -> Sequence[Face]:
+    def run(self, faces: Sequence[Face], flip: bool = False, keyframes: Keyframes | None = None) -> Sequence[Face]:
+        """``keyframes`` (video, :mod:`aulib.video.keyframes`): the faces it names take the time-weighted
+        mean of their neighbours' embedding and emotion instead of running the network."""
         ok = [f for f in faces if f.success]
-        if ok:
-            probs, emb = self.embedder.predict_with_embedding(np.stack([f.aligned for f in ok]), flip and self.emotion)
-            for f, p, e in zip(ok, probs, emb):
-                f.embedding = e
-                f.features = np.concatenate([face_features(f), e]).astype(np.float32)
-                if self.emotion:
-                    f.emotion_probs = p
+        between = keyframes.within(ok) if keyframes else [None] * len(ok)
+        run = [f for f, b in zip(ok, between) if b is None]
+        out: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # id(face) → (probabilities, embedding)
+        if run:
+            probs, emb = self.embedder.predict_with_embedding(np.stack([f.aligned for f in run]), flip and self.emotion)
+            out = {id(f): (p, e) for f, p, e in zip(run, probs, emb)}
+        for f, b in zip(ok, between):
+            if b is not None:  # its neighbours ran the network (keyframes.plan: both are in this batch)
+                (pa, ea), (pc, ec), w = out[id(b[0])], out[id(b[1])], b[2]
+                out[id(f)] = ((1 - w) * pa + w * pc).astype(np.float32), ((1 - w) * ea + w * ec).astype(np.float32)
+        for f in ok:
+            p, f.embedding = out[id(f)]
+            f.features = np.concatenate([face_features(f), f.embedding]).astype(np.float32)
+            if self.emotion:
+                f.emotion_probs = p
         return faces
 
 

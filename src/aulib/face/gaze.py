@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -40,6 +40,9 @@ import numpy as np
 from aulib.face.blink import eye_aspect_ratios
 from aulib.face.pose import HeadPose, matrix_from_euler, mean_face_3d
 from aulib.face.record import Face
+
+if TYPE_CHECKING:
+    from aulib.video.keyframes import Keyframes
 
 IRIS_FILE = "iris_landmark.onnx"
 EYE_CROP = 64  # the network's input side (pixels)
@@ -187,7 +190,11 @@ class Gaze:
             self._iris = IrisModel(self._model_path)
         return self._iris
 
-    def run(self, faces: Sequence[Face]) -> Sequence[Face]:
+    def run(self, faces: Sequence[Face], keyframes: Keyframes | None = None) -> Sequence[Face]:
+        """``keyframes`` (video, :mod:`aulib.video.keyframes`): an open eye of a face it names takes the
+        time-weighted mean of its neighbours' iris points (eye-crop pixels: the crop's axes follow the
+        eye corners, so the head's motion between the frames is the face's own) when that eye is open
+        in both; otherwise the network reads it."""
         todo = [f for f in faces if f.success and f.eyes is not None and f.eye_matrices is not None
                 and f.pose is not None]
         if not todo:
@@ -196,12 +203,21 @@ class Gaze:
         # per face with both eyes; WolfgangLanger_Pexels.mp4 opens with 4 s of closed eyes).
         seen = np.array([[True, True] if f.landmarks is None else ~(eye_aspect_ratios(f.landmarks) < SHUT_EAR)
                          for f in todo])
-        crops = np.concatenate([f.eyes for f in todo])
-        pts = np.full((len(crops), 5, 2), np.nan)
-        pts[seen.ravel()] = self.iris(crops[seen.ravel()])
+        between = keyframes.within(todo) if keyframes else [None] * len(todo)
+        pos = {id(f): k for k, f in enumerate(todo)}
+        pairs = {k: (pos[id(b[0])], pos[id(b[1])], b[2]) for k, b in enumerate(between) if b is not None}
+        take = np.zeros_like(seen)
+        for k, (a, c, _) in pairs.items():
+            take[k] = seen[k] & seen[a] & seen[c]
+        run = seen & ~take
+        crops = np.stack([f.eyes for f in todo])
+        pts = np.full((len(todo), 2, 5, 2), np.nan)
+        pts[run] = self.iris(crops[run])
+        for k, (a, c, w) in pairs.items():
+            pts[k, take[k]] = (1 - w) * pts[a, take[k]] + w * pts[c, take[k]]
         for k, f in enumerate(todo):
             assert f.eye_matrices is not None and f.pose is not None
-            iris = np.stack([to_image(pts[2 * k + e], f.eye_matrices[e]) for e in range(2)])
+            iris = np.stack([to_image(pts[k, e], f.eye_matrices[e]) for e in range(2)])
             f.extra["iris"] = iris
             f.gaze = gaze_vectors(iris[:, 0], f.pose, self.pose.camera(f), f.landmarks)
         return faces

@@ -51,6 +51,7 @@ from aulib.table import (
 )
 from aulib.video.calibrate import NeutralCalibrator
 from aulib.video.follow import DEFAULT_DETECT_EVERY, FaceFollower
+from aulib.video.keyframes import Keyframes, plan
 from aulib.video.overlay import OverlayWriter
 from aulib.video.reader import FrameReader, VideoReadError, check_count
 from aulib.video.smooth import DEFAULT_SIGMA_S, OneEuroSmoother, TraceSmoother, check_sigma
@@ -79,8 +80,10 @@ class FaceModels(Protocol):
         """(D,) population mean of the AU features (what calibration re-centres on)."""
         ...
 
-    def run(self, faces: Sequence[Face]) -> Sequence[Face]:
-        """Fill features and predictions of a batch of described faces."""
+    def run(self, faces: Sequence[Face], flip: bool | None = None,
+            keyframes: Keyframes | None = None) -> Sequence[Face]:
+        """Fill features and predictions of a batch of described faces (``keyframes``: which take their
+        network outputs from their neighbours, :mod:`aulib.video.keyframes`)."""
         ...
 
     def rescore(self, faces: Sequence[Face]) -> Sequence[Face]:
@@ -109,8 +112,11 @@ class VideoAnalysis:
 
     def __init__(self, models: FaceModels, input_name: str, calibrate: Calibration = False,
                  detect_every: int = DEFAULT_DETECT_EVERY, overlay: OverlayWriter | None = None,
-                 threaded: bool = True, batch_faces: int = BATCH_FACES) -> None:
+                 threaded: bool = True, batch_faces: int = BATCH_FACES, interpolate_gap: float = 0.0) -> None:
+        """``interpolate_gap`` > 0: the networks run on alternate faces of each track whose neighbours are at
+        most that many seconds apart (:mod:`aulib.video.keyframes`; for smoothed traces only)."""
         self.models = models
+        self.interpolate_gap = float(interpolate_gap)
         self.name = input_name
         self.follower = FaceFollower(models.pipeline, detect_every, scan_side=VIDEO_SCAN_SIDE)
         mode = "video" if calibrate is True else calibrate
@@ -194,7 +200,9 @@ class VideoAnalysis:
         ok = [f for ff in batch for f in ff.faces if f.success]
         cal = self.calibrator
         if ok:
-            self.models.run(ok, flip=False)  # traces average over time; keep the frame rate
+            keyframes = (plan(ok, [ff.time for ff in batch for f in ff.faces if f.success], self.interpolate_gap)
+                         if self.interpolate_gap > 0 else None)
+            self.models.run(ok, flip=False, keyframes=keyframes)  # traces average over time; keep the frame rate
             if cal is not None:
                 # how expressive each face is before calibration: picks the frames that define "neutral"
                 scores = np.array([f.au_intensity.sum() for f in ok])
@@ -294,6 +302,7 @@ def analyze_video_rows(
     overlay: str | Path | None = None, detect_every: int = DEFAULT_DETECT_EVERY,
     progress: Callable[[int, int], None] | None = None, max_frames: int | None = None,
     stats: dict | None = None, threaded: bool = True, smooth: Smoothing = True, smooth_sigma: float = DEFAULT_SIGMA_S,
+    interpolate: bool = True,
 ) -> list[dict]:
     """Rows for every kept frame of a video: one per face, or one ``success=0`` row per faceless frame.
 
@@ -308,11 +317,15 @@ def analyze_video_rows(
     decoded so far and adds a ``success=0`` row whose ``error`` says what happened.
     ``smooth``: steady the AU intensity and head-pose traces of each face track along time
     (:mod:`aulib.video.smooth`): ``True``/``"offline"`` zero-phase Gaussian of ``smooth_sigma``
-    seconds, ``"causal"`` One Euro (live), ``False`` raw per-frame values.
+    seconds, ``"causal"`` One Euro (live), ``False`` raw per-frame values. ``interpolate`` (with offline
+    smoothing only): the embedding CNN and the iris network run on every other frame of each face whose
+    neighbours are at most ``2 · smooth_sigma`` apart, the frames between take the time-weighted mean of
+    their outputs (:mod:`aulib.video.keyframes`); ``False`` runs them on every frame.
     All rows at once; :func:`iter_video_rows` hands them out in chunks as they are produced.
     """
     return [r for chunk in iter_video_rows(models, path, every, fps, calibrate, overlay, detect_every, progress,
-                                           max_frames, stats, threaded, smooth=smooth, smooth_sigma=smooth_sigma)
+                                           max_frames, stats, threaded, smooth=smooth, smooth_sigma=smooth_sigma,
+                                           interpolate=interpolate)
             for r in chunk]
 
 
@@ -321,7 +334,7 @@ def iter_video_rows(
     overlay: str | Path | None = None, detect_every: int = DEFAULT_DETECT_EVERY,
     progress: Callable[[int, int], None] | None = None, max_frames: int | None = None,
     stats: dict | None = None, threaded: bool = True, chunk_rows: int = CHUNK_ROWS, smooth: Smoothing = True,
-    smooth_sigma: float = DEFAULT_SIGMA_S,
+    smooth_sigma: float = DEFAULT_SIGMA_S, interpolate: bool = True,
 ) -> Iterator[list[dict]]:
     """The rows of :func:`analyze_video_rows`, in frame order, in lists of about ``chunk_rows``
     rows yielded as soon as the models have scored them: memory stays flat on long videos
@@ -339,6 +352,10 @@ def iter_video_rows(
     check_sigma(smooth_sigma, "smooth_sigma")  # also when smoothing is off, before the file opens
     if smooth not in (True, False, "offline", "causal"):
         raise ValueError(f"smooth must be True, False, 'offline' or 'causal', not {smooth!r}")
+    if not isinstance(interpolate, (bool, np.bool_)):
+        raise TypeError(f"interpolate must be True or False, not {interpolate!r}")
+    # alternate network frames only where the offline smoothing averages neighbours anyway
+    gap = 2.0 * float(smooth_sigma) if interpolate and smooth in (True, "offline") else 0.0
     cols = trace_columns(models.aus)
     smoother: TraceSmoother | OneEuroSmoother | None = (
         OneEuroSmoother(cols, angles=ANGLE_COLUMNS, unit_vectors=GAZE_VECTORS) if smooth == "causal"
@@ -353,7 +370,7 @@ def iter_video_rows(
         yield [empty_row(name, str(e))]
         return
     writer = OverlayWriter(overlay, reader.output_rate) if overlay is not None else None
-    va = VideoAnalysis(models, name, calibrate, detect_every, writer, threaded=threaded)
+    va = VideoAnalysis(models, name, calibrate, detect_every, writer, threaded=threaded, interpolate_gap=gap)
     st0 = reader.stats
     total = -(-st0.expected // every) if st0.expected else 0
     if total and fps and st0.rate:  # --fps keeps at most fps frames per second

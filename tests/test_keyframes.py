@@ -1,0 +1,128 @@
+"""Networks on alternate frames of smoothed video (aulib.video.keyframes): which faces run the embedding
+CNN and the iris network, what the faces between get, and that the traces stay those of every frame."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from aulib.face.record import Face
+from aulib.table import to_frame
+from aulib.video import analyze_video_rows
+from aulib.video.keyframes import plan
+
+from .conftest import sample
+
+
+def faces(ids: list[int], ok: list[bool] | None = None) -> list[Face]:
+    """Face records of the track ``ids``; ``ok[i]`` False: a failed fit (``success`` False)."""
+    return [Face(box=np.zeros(4), score=1.0, id=i, matrix=np.eye(2, 3),
+                 error="" if ok is None or ok[k] else "landmark fit failed") for k, i in enumerate(ids)]
+
+
+def test_plan_takes_every_other_face_of_each_track_and_keeps_the_ends():
+    fs = faces([0] * 6)
+    kf = plan(fs, [i / 25 for i in range(6)], max_gap=0.16)
+    # positions 1 and 3 come from their neighbours; 0, 2, 4 and the last (5) run the networks
+    assert [kf.neighbours(f) is not None for f in fs] == [False, True, False, True, False, False]
+    a, b, w = kf.neighbours(fs[1])
+    assert a is fs[0] and b is fs[2] and w == pytest.approx(0.5)
+    # two faces per frame: each track on its own, in its own order
+    fs = faces([0, 1] * 5)
+    kf = plan(fs, [i // 2 / 25 for i in range(10)], max_gap=0.16)
+    assert [kf.neighbours(f)[0] is fs[i - 2] for i, f in enumerate(fs) if kf.neighbours(f)] == [True] * 4
+    assert sum(kf.neighbours(f) is not None for f in fs) == 4  # positions 1 and 3 of both tracks
+
+
+def test_plan_runs_faces_whose_neighbours_are_far_apart_or_failed():
+    fs = faces([0] * 5)
+    assert len(plan(fs, [0.0, 0.2, 0.4, 0.6, 0.8], max_gap=0.16)) == 0  # sparse sampling: 0.4 s apart
+    w = plan(fs, [0.0, 0.02, 0.08, 0.1, 0.2], max_gap=0.16).neighbours(fs[1])[2]
+    assert w == pytest.approx(0.25)  # uneven frame times weigh the nearer neighbour more
+    fs = faces([0] * 5, ok=[True, False, True, True, True])  # a failed fit is not a neighbour
+    kf = plan(fs, [i / 25 for i in range(5)], max_gap=0.16)
+    a, b, w = kf.neighbours(fs[2])
+    assert kf.neighbours(fs[1]) is None and (a, b) == (fs[0], fs[3]) and w == pytest.approx(2 / 3)
+    # a stage that sees only part of the batch runs a face whose neighbour it does not have
+    assert kf.within([fs[2], fs[3]]) == [None, None]
+
+
+class Counting:
+    """Counts the faces (or eye crops) a network is asked to run."""
+
+    def __init__(self, fn):
+        self.fn, self.n = fn, 0
+
+    def __call__(self, x, *a, **k):
+        self.n += len(x)
+        return self.fn(x, *a, **k)
+
+
+def test_alternate_network_frames_keep_the_traces(analyzer, monkeypatch):
+    """On WolfgangLanger_Pexels.mp4: about half the network runs, traces as with every frame (README figures)."""
+    path = sample("WolfgangLanger_Pexels.mp4")
+    cnn = Counting(analyzer.features.embedder.predict_with_embedding)
+    iris = Counting(analyzer.gaze.iris.__call__)
+    monkeypatch.setattr(analyzer.features.embedder, "predict_with_embedding", cnn)
+    monkeypatch.setattr(type(analyzer.gaze.iris), "__call__", lambda self, x: iris(x))
+    full = to_frame(analyze_video_rows(analyzer, path, interpolate=False), analyzer.columns)
+    n_cnn, n_iris = cnn.n, iris.n
+    cnn.n = iris.n = 0
+    half = to_frame(analyze_video_rows(analyzer, path), analyzer.columns)
+    assert n_cnn == 472 and 0.5 < cnn.n / n_cnn < 0.6  # every other face, plus each batch's last
+    assert 0.45 < iris.n / n_iris < 0.65  # and eyes whose neighbour's eye was shut run themselves
+    au = [c for c in full.columns if c.startswith("AU") and c.endswith("_r") and c != "AU45_r"]
+    assert np.abs(full[au] - half[au]).to_numpy().mean() < 0.02
+    occ = [c for c in full.columns if c.startswith("AU") and c.endswith("_c")]
+    assert (full[occ] == half[occ]).to_numpy().mean() > 0.99
+    # landmarks, pose and blinks are each frame's own; gaze within a degree on average
+    own = [c for c in full.columns if c.startswith(("x_", "y_", "pose_", "AU45"))]
+    assert full[own].equals(half[own])
+    gaze = np.degrees((full["gaze_angle_x"] - half["gaze_angle_x"]).abs())
+    assert full["gaze_angle_x"].isna().equals(half["gaze_angle_x"].isna()) and gaze.mean() < 1.0
+    # raw traces (and so the live page's causal path) run every network on every frame
+    cnn.n = 0
+    raw = to_frame(analyze_video_rows(analyzer, path, smooth=False, max_frames=60), analyzer.columns)
+    assert cnn.n == 60 and raw[au].equals(
+        to_frame(analyze_video_rows(analyzer, path, smooth=False, interpolate=False, max_frames=60),
+                 analyzer.columns)[au])
+    with pytest.raises(TypeError, match="interpolate"):
+        analyze_video_rows(analyzer, path, interpolate="no")
+
+
+def test_every_nth_frame_is_too_sparse_to_interpolate(analyzer, monkeypatch):
+    cnn = Counting(analyzer.features.embedder.predict_with_embedding)
+    monkeypatch.setattr(analyzer.features.embedder, "predict_with_embedding", cnn)
+    df = to_frame(analyze_video_rows(analyzer, sample("single_face.mp4"), every=5), analyzer.columns)
+    assert cnn.n == (df.success == 1).sum() > 10  # frames 0.2 s apart: each runs the networks
+
+
+def test_cli_records_interpolation_and_refuses_to_mix_it_on_resume(tmp_path):
+    from typer.testing import CliRunner
+
+    from aulib.cli import app
+
+    clip = sample("single_face.mp4")
+    out = tmp_path / "t.csv"
+    runner = CliRunner()
+    res = runner.invoke(app, ["analyze", str(clip), "-o", str(out), "--max-frames", "8"])
+    assert res.exit_code == 0, res.output
+    meta = tmp_path / "t.csv.meta.json"
+    assert json.loads(meta.read_text())["options"]["interpolate"] is True
+    res = runner.invoke(app, ["analyze", str(clip), "-o", str(out), "--max-frames", "8", "--resume",
+                              "--no-interpolate"])
+    assert res.exit_code != 0 and "interpolate True → False" in res.output
+    # a table from before the option ran the networks on every frame
+    m = json.loads(meta.read_text())
+    del m["options"]["interpolate"]
+    meta.write_text(json.dumps(m))
+    res = runner.invoke(app, ["analyze", str(clip), "-o", str(out), "--max-frames", "8", "--resume"])
+    assert res.exit_code != 0 and "interpolate False → True" in res.output
+    res = runner.invoke(app, ["analyze", str(clip), "-o", str(out), "--max-frames", "8", "--resume",
+                              "--no-interpolate"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["analyze", str(clip), "-o", str(tmp_path / "raw.csv"), "--max-frames", "8",
+                              "--no-smooth", "--interpolate"])
+    assert res.exit_code == 0 and "--interpolate acts with --smooth only" in res.output
