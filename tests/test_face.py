@@ -391,3 +391,24 @@ def test_small_faces_in_a_very_large_photo_are_found(pipeline):
     small = cv2.resize(read_image(sample("single_face.jpg")), (102, 100))
     strip[:, 5000:5102] = small
     assert [f.success for f in pipeline(strip)] == [1]
+
+
+@pytest.mark.parametrize("light", [0.05, 0.02])
+def test_a_very_dark_face_reads_like_the_lit_one(analyzer, light):
+    """A face darker than any training face (aulib.face.exposure) is brightened before it is read: the smile
+    at 2–5 % of its light came out "no AU present" with confidence 1.00; faces as bright as the training
+    faces are untouched."""
+    from aulib.face.exposure import DARK_P98, exposure_gain
+
+    img = read_image(sample("single_face.jpg"))
+    lit = analyzer.analyze(img)
+    dark = np.clip(img * light, 0, 255).round().astype(np.uint8)
+    df = analyzer.analyze(dark)
+    occ = [c for c in lit.columns if c.startswith("AU") and c.endswith("_c") and c != "AU45_c"]
+    assert len(df) == 1 and df["success"].iat[0] == 1
+    assert df[occ].equals(lit[occ]) and {"AU06_c", "AU12_c", "AU25_c"} <= {c for c in occ if df[c].iat[0] == 1}
+    au = [c.replace("_c", "_r") for c in occ]
+    assert (df[au] - lit[au]).abs().to_numpy().max() < 0.5
+    box = tuple(lit[["face_x", "face_y", "face_width", "face_height"]].iloc[0])
+    assert exposure_gain(img, box) == 1.0 and exposure_gain(dark, box) > 1.0
+    assert exposure_gain(np.full((100, 100, 3), DARK_P98, np.uint8), (10, 10, 50, 50)) == 1.0

@@ -13,6 +13,7 @@ import numpy as np
 
 from aulib.face.align import Aligner, FaceMasker
 from aulib.face.detect import Detection, DlibHogDetector, RetinaFaceDetector, iou, make_detector, scanning
+from aulib.face.exposure import brightened, exposure_gain
 from aulib.face.gaze import eye_crops
 from aulib.face.hog import HogExtractor, geometry
 from aulib.face.landmarks import LandmarkPredictor
@@ -117,6 +118,9 @@ class FacePipeline:
         if min(box[2], box[3]) < MIN_FACE_SIZE:
             face.error = f"face too small for landmarks ({min(box[2], box[3]):.0f} px < {MIN_FACE_SIZE:.0f} px)"
             return face
+        gain = exposure_gain(image, box)
+        if gain > 1.0:  # darker than any training face: read it brightened (aulib.face.exposure)
+            image = brightened(image, gain)
         rolled = up is not None and np.isfinite(up).all() and -float(up[1]) < np.cos(MAX_UPRIGHT_ROLL)
         face.landmarks = self.fit_rolled(image, box, up, detected) if rolled else self.landmarker(image, box)
         return self.describe(image, face)
