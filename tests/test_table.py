@@ -190,3 +190,18 @@ def test_a_full_disk_is_an_error_naming_the_table(tmp_path, fmt):
             w.size()
     assert info.value.filename == str(out)  # ENOSPC from a write, or EINVAL from /dev/full's fsync
     assert error_line(info.value) == f"{out}: {info.value.strerror}"
+
+
+def test_the_readable_report_shows_confidence_and_warns_below_the_usual_filter(analyzer):
+    """A face whose mouth is below the frame (confidence < 0.8) was reported with its AUs and no word of doubt."""
+    from aulib.io import read_image
+
+    from .conftest import sample
+
+    img = read_image(sample("single_face.jpg"))
+    whole = table.report(analyzer.analyze(img))
+    cut_df = analyzer.analyze(np.ascontiguousarray(img[:330]))
+    cut = table.report(cut_df)
+    assert "confidence 1.00" in whole and "warning" not in whole
+    assert cut_df["confidence"].iat[0] < table.LOW_CONFIDENCE
+    assert f"confidence {cut_df['confidence'].iat[0]:.2f}" in cut and "warning: confidence below 0.8" in cut

@@ -727,6 +727,10 @@ def _is_one(value: object) -> bool:
     return not pd.isna(value) and value == 1
 
 
+# OpenFace users' usual filter (README): a face below it is reported with a warning
+LOW_CONFIDENCE = 0.8
+
+
 def report(df: pd.DataFrame) -> str:
     """The per-face report people read (``aulib analyze photo.jpg``): AUs with their FACS names,
     intensities, which emotion prototypes match and the CNN emotion.
@@ -753,7 +757,12 @@ def report(df: pd.DataFrame) -> str:
             out.append(f"{head}: no result — {df['error'].iat[i]}")
             continue
         x, y, w, h = boxes(df.iloc[[i]])[0]
-        out.append(f"{head}  box ({x:.0f}, {y:.0f}, {w:.0f}×{h:.0f})")
+        conf = float(df["confidence"].iat[i]) if "confidence" in df.columns else float("nan")
+        out.append(f"{head}  box ({x:.0f}, {y:.0f}, {w:.0f}×{h:.0f})"
+                   + (f"  confidence {conf:.2f}" if np.isfinite(conf) else ""))
+        if conf < LOW_CONFIDENCE:  # what the table's readers filter out (README: confidence >= 0.8)
+            out.append(f"  warning: confidence below {LOW_CONFIDENCE}: part of the face is outside the image or its "
+                       "landmark fit is poor; the AUs below may be wrong")
         present = [a for a, n in zip(numbers, names) if n in occ.columns and _is_one(occ[n].iat[i])]
         out.append("  AUs present:   " + (", ".join(au_label(a) for a in present) if present else "none"))
         if len(inten.columns):
