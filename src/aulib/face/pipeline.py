@@ -6,6 +6,7 @@ Each stage is also usable alone (``aulib.face.detect``, ``landmarks``, ``align``
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import cv2
@@ -105,13 +106,15 @@ class FacePipeline:
     def from_box(
         self, image: np.ndarray, box: tuple[float, float, float, float], score: float = 1.0,
         display_box: np.ndarray | None = None, up: np.ndarray | None = None, detected: bool = True,
+        hog: bool = True,
     ) -> Face:
         """Run landmarks → alignment → mask → features for one dlib-style ``box`` (x, y, w, h).
 
         ``up``: the face's mouth-to-eyes direction in the image when known (the detector's
         keypoints, or the previous frame's fit); a face rolled by more than :data:`MAX_UPRIGHT_ROLL`
         is fitted upright (see :meth:`fit_rolled`). ``detected``: the box comes from the detector
-        (``False``: from the previous frame's fit, already as good as a box gets).
+        (``False``: from the previous frame's fit, already as good as a box gets). ``hog=False`` leaves
+        ``Face.hog`` for the caller (:meth:`add_hog`; a video computes it in its model thread).
         """
         shown = np.asarray(display_box if display_box is not None else box, dtype=np.float32)
         face = Face(box=shown, score=float(score))
@@ -123,7 +126,7 @@ class FacePipeline:
             image = brightened(image, gain)
         rolled = up is not None and np.isfinite(up).all() and -float(up[1]) < np.cos(MAX_UPRIGHT_ROLL)
         face.landmarks = self.fit_rolled(image, box, up, detected) if rolled else self.landmarker(image, box)
-        return self.describe(image, face)
+        return self.describe(image, face, hog=hog)
 
     def fit_rolled(self, image: np.ndarray, box: tuple[float, float, float, float], up: np.ndarray,
                    redetect: bool = True) -> np.ndarray:
@@ -158,8 +161,9 @@ class FacePipeline:
         inv = cv2.invertAffineTransform(m)
         return (pts.astype(np.float64) @ inv[:, :2].T + inv[:, 2]).astype(np.float32)
 
-    def describe(self, image: np.ndarray, face: Face) -> Face:
-        """Align, mask and extract features for a face whose ``landmarks`` are set."""
+    def describe(self, image: np.ndarray, face: Face, hog: bool = True) -> Face:
+        """Align, mask and extract features for a face whose ``landmarks`` are set (``hog=False``: all
+        but the HOG descriptor, see :meth:`add_hog`)."""
         assert face.landmarks is not None
         face.image_size = (int(image.shape[1]), int(image.shape[0]))
         al = self.aligner(image, face.landmarks)
@@ -173,9 +177,16 @@ class FacePipeline:
             face.eyes, face.eye_matrices = eye_crops(image, face.landmarks)
             gray = cv2.cvtColor(al.crop, cv2.COLOR_RGB2GRAY)
             face.masked, face.mask = self.masker(gray, al.landmarks)
-            face.hog = self.hog(face.masked)
+            if hog:
+                face.hog = self.hog(face.masked)
             face.geometry = geometry(al.landmarks, self.size)
         return face
+
+    def add_hog(self, faces: Sequence[Face]) -> None:
+        """Fill ``Face.hog`` of the described faces that were left without it (``describe(hog=False)``)."""
+        for f in faces:
+            if f.hog is None and f.masked is not None:
+                f.hog = self.hog(f.masked)
 
     def __call__(self, image: np.ndarray) -> list[Face]:
         """All faces of an ``(H, W, 3)`` uint8 RGB image, left to right, ``id`` 0, 1, … (empty: no face).

@@ -146,10 +146,13 @@ class FaceFollower:
 
     def __init__(self, pipeline: FacePipeline, detect_every: int = DEFAULT_DETECT_EVERY,
                  detector: Detect | None = None,
-                 scan_side: int | None = None) -> None:
+                 scan_side: int | None = None, hog: bool = True) -> None:
         """``detector``: another detector for this follower (e.g. one working on a smaller image for a
         live stream); default the pipeline's. ``scan_side``: scan frames downscaled to this side while
-        every followed face stays large enough at that scale (:meth:`_scanner`)."""
+        every followed face stays large enough at that scale (:meth:`_scanner`). ``hog=False``: the faces
+        come without ``Face.hog`` (:meth:`FacePipeline.add_hog`; a video fills it in its model thread, which
+        has time to spare, while this face stage is the pipeline's slowest)."""
+        self.hog = hog
         self.pipeline = pipeline
         self.detector = detector or pipeline.detect
         self.quick = scanning(detector or pipeline.detector, scan_side) if scan_side else None
@@ -186,7 +189,7 @@ class FaceFollower:
         dets = detector(image)
         fits = fit_boxes(detector, image, dets)
         boxes = [b for b, _ in fits]
-        faces = [self.pipeline.from_box(image, b, d.score, display_box=d.as_array(), up=u)
+        faces = [self.pipeline.from_box(image, b, d.score, display_box=d.as_array(), up=u, hog=self.hog)
                  for (b, u), d in zip(fits, dets)]
         ids = self.tracker.assign([d.as_array() for d in dets], seq)
         for f, tid, box in zip(faces, ids, boxes):
@@ -211,7 +214,8 @@ class FaceFollower:
             shown = np.asarray(_from_crop(m, t.extra["shown"]), np.float32)
             if not (0 <= box[0] + box[2] / 2 < w and 0 <= box[1] + box[3] / 2 < h):  # leaving the frame
                 return None
-            f = self.pipeline.from_box(image, box, t.score, display_box=shown, up=_up(m), detected=False)
+            f = self.pipeline.from_box(image, box, t.score, display_box=shown, up=_up(m), detected=False,
+                                       hog=self.hog)
             if not f.success or f.fit_error > REDETECT_FIT_ERROR:
                 return None
             look = appearance(f)

@@ -112,13 +112,19 @@ class VideoAnalysis:
 
     def __init__(self, models: FaceModels, input_name: str, calibrate: Calibration = False,
                  detect_every: int = DEFAULT_DETECT_EVERY, overlay: OverlayWriter | None = None,
-                 threaded: bool = True, batch_faces: int = BATCH_FACES, interpolate_gap: float = 0.0) -> None:
+                 threaded: bool = True, batch_faces: int = BATCH_FACES, interpolate_gap: float = 0.0,
+                 post: Callable[[list[dict], bool], list[dict]] | None = None) -> None:
         """``interpolate_gap`` > 0: the networks run on alternate faces of each track whose neighbours are at
-        most that many seconds apart (:mod:`aulib.video.keyframes`; for smoothed traces only)."""
+        most that many seconds apart (:mod:`aulib.video.keyframes`; for smoothed traces only). ``post(rows,
+        final)``: what the rows go through, in frame order, before they are handed out (the smoothing; it may
+        hold rows back until ``final``). It runs in the model thread, which has time to spare, while the
+        face stage in the caller's thread is the pipeline's slowest."""
         self.models = models
+        self.post = post
         self.interpolate_gap = float(interpolate_gap)
         self.name = input_name
-        self.follower = FaceFollower(models.pipeline, detect_every, scan_side=VIDEO_SCAN_SIDE)
+        # HOG is computed in the model thread (_models): the face stage is the slower of the two
+        self.follower = FaceFollower(models.pipeline, detect_every, scan_side=VIDEO_SCAN_SIDE, hog=False)
         mode = "video" if calibrate is True else calibrate
         if mode not in (False, None, "video", "running"):
             raise ValueError(f"calibrate must be False, True, 'video' or 'running', not {calibrate!r}")
@@ -200,6 +206,7 @@ class VideoAnalysis:
         ok = [f for ff in batch for f in ff.faces if f.success]
         cal = self.calibrator
         if ok:
+            self.models.pipeline.add_hog(ok)
             keyframes = (plan(ok, [ff.time for ff in batch for f in ff.faces if f.success], self.interpolate_gap)
                          if self.interpolate_gap > 0 else None)
             self.models.run(ok, flip=False, keyframes=keyframes)  # traces average over time; keep the frame rate
@@ -226,6 +233,14 @@ class VideoAnalysis:
             else:
                 ff.rows = face_rows(ff.faces, self.name, ff.index, ff.time)
                 ff.faces = []  # crops and HOG are ~100 kB per face: keep only the rows
+        if self.post is not None and not self._two_pass:
+            # the rows this batch releases (smoothing holds the newest back) go out with its last frame:
+            # ready() hands out frames in order, and every row released before belongs to earlier frames
+            released = self.post([r for ff in batch for r in ff.rows], False)
+            for ff in batch:
+                ff.rows = []
+            batch[-1].rows = released
+        for ff in batch:  # only now: ready(), in the caller's thread, hands out a done frame's rows
             ff.done = True
 
     def ready(self) -> list[dict]:
@@ -266,6 +281,8 @@ class VideoAnalysis:
                 ff.rows, ff.faces = face_rows(ff.faces, self.name, ff.index, ff.time), []
         rows = [r for ff in self.frames for r in ff.rows]
         self.frames.clear()
+        if self.post is not None:  # two-pass: every row now; else the rows smoothing held back
+            rows = self.post(rows, True) if self._two_pass else rows + self.post([], True)
         return rows
 
     def close(self) -> None:
@@ -370,7 +387,8 @@ def iter_video_rows(
         yield [empty_row(name, str(e))]
         return
     writer = OverlayWriter(overlay, reader.output_rate) if overlay is not None else None
-    va = VideoAnalysis(models, name, calibrate, detect_every, writer, threaded=threaded, interpolate_gap=gap)
+    va = VideoAnalysis(models, name, calibrate, detect_every, writer, threaded=threaded, interpolate_gap=gap,
+                       post=(lambda rows, final: _smoothed(smoother, rows, coherent, final)) if smoother else None)
     st0 = reader.stats
     total = -(-st0.expected // every) if st0.expected else 0
     if total and fps and st0.rate:  # --fps keeps at most fps frames per second
@@ -386,13 +404,11 @@ def iter_video_rows(
                 va.add(vf.index, vf.time, vf.image)
                 if progress is not None:
                     progress(n, total)
-                ready = va.ready()
-                pending.extend(_smoothed(smoother, ready, coherent))
+                pending.extend(va.ready())
                 if len(pending) >= chunk_rows:
                     chunk, pending = pending, []
                     yield chunk
-            rest = va.finish()
-            pending.extend(_smoothed(smoother, rest, coherent, final=True))
+            pending.extend(va.finish())
     except BaseException:  # includes GeneratorExit: the caller stopped early
         va.close()
         raise
