@@ -173,6 +173,25 @@ def test_frames_of_a_damaged_stream_come_in_time_order_and_concealed_damage_is_n
     assert "decoded with errors FFmpeg concealed" in last
 
 
+def test_a_concealed_frame_is_named_by_its_own_number_after_lost_ones(analyzer, tmp_path):
+    """Zeroed bytes in the middle of single_face.mp4: the concealed frame was named by its number before the
+    frames lost ahead of it were counted — a frame that is not in the table (and also listed as lost),
+    while the damaged row itself went unnamed."""
+    import re
+
+    data = bytearray(sample("single_face.mp4").read_bytes())
+    data[60000:90000:7] = bytes(len(range(60000, 90000, 7)))
+    bad = tmp_path / "zeroed.mp4"
+    bad.write_bytes(bytes(data))
+    df = table(analyzer, bad)
+    last = df.error.iloc[-1]
+    named = re.search(r"concealed, analysed as they are \(their results may be off\): ([\d, –]+)", last)
+    assert named, last
+    concealed = [int(x) for x in re.findall(r"\d+", named.group(1))]
+    lost = sorted(set(range(df.iloc[:-1].frame.max() + 1)) - set(df.iloc[:-1].frame))
+    assert concealed and set(concealed) <= set(df.frame) and not set(concealed) & set(lost)
+
+
 def test_matroska_starting_late_is_not_reported_truncated(tmp_path):
     """Matroska stores a track's end time: a stream whose timestamps start at 10 s read as 10 s short."""
     from aulib.video.reader import FrameReader

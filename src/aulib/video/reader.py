@@ -418,9 +418,9 @@ class FrameReader:
                 t = self._time(frame, index)
                 if not st.rate and frame.pts is not None and len(times) < RATE_FRAMES:
                     st.rate = _rate_from(times, t)  # no declared rate (browser WebM): from the first frames
-                if getattr(frame, "is_corrupt", False):  # decoded with errors FFmpeg concealed (damaged data)
-                    self._concealed.append(index)
-                if (self._bad_packets or self._disordered or self._concealed) and frame.pts is not None and st.rate:
+                corrupt = bool(getattr(frame, "is_corrupt", False))  # decoded with errors FFmpeg concealed
+                if ((self._bad_packets or self._disordered or self._concealed or corrupt) and frame.pts is not None
+                        and st.rate):
                     # frames lost in skipped packets: the next frames keep their own numbers (by their time),
                     # so ``frame`` still matches the file (and another tool's rows) after the damage. With an
                     # estimated rate, from the jump since the last frame only (its small error would add up)
@@ -430,6 +430,8 @@ class FrameReader:
                         gaps.append((index, index + gap - 1))
                         lost += gap
                         index += gap
+                if corrupt:  # named by its number in the file, after the frames lost before it
+                    self._concealed.append(index)
                 st.last_time = t
                 keep = index % self.every == 0
                 if keep and self.fps is not None:
