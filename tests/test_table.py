@@ -205,3 +205,20 @@ def test_the_readable_report_shows_confidence_and_warns_below_the_usual_filter(a
     assert "confidence 1.00" in whole and "warning" not in whole
     assert cut_df["confidence"].iat[0] < table.LOW_CONFIDENCE
     assert f"confidence {cut_df['confidence'].iat[0]:.2f}" in cut and "warning: confidence below 0.8" in cut
+
+
+def test_the_emotion_column_has_one_type_with_or_without_faces(tmp_path):
+    """A faceless image's emotion column was ``object`` (the face table's ``str``), so pd.concat of two runs'
+    tables was ``object``; JSON read back the same way."""
+    import aulib
+
+    from .conftest import sample
+
+    an = aulib.Analyzer()
+    none, face = an.analyze(sample("free-mountain-vector-01.jpg")), an.analyze(sample("single_face.jpg"))
+    assert none["emotion"].dtype == face["emotion"].dtype and none["emotion"].isna().all()
+    assert pd.concat([none, face])["emotion"].dtype == face["emotion"].dtype
+    for ext in ("csv", "parquet", "json"):
+        table.write_table(none, tmp_path / f"t.{ext}")
+        back = table.read_table(tmp_path / f"t.{ext}")
+        assert back["emotion"].dtype == face["emotion"].dtype and back["emotion"].isna().all(), ext

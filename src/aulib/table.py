@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import io
 import json
 import math
@@ -228,6 +229,14 @@ def face_rows(faces: Sequence[Face], input_name: str, frame: int = 0, timestamp:
     return [face_row(f, input_name, frame, timestamp) for f in faces]
 
 
+@functools.lru_cache(maxsize=1)
+def _text_dtype() -> object:
+    """The dtype pandas infers for a column of strings: ``str`` with pandas ≥ 3, ``object`` before."""
+    import pandas as pd
+
+    return pd.Series(["text"]).dtype
+
+
 def to_frame(rows: Sequence[dict], cols: Sequence[str]) -> pd.DataFrame:
     """Rows → DataFrame with every column of ``cols`` present (NaN where not computed), typed.
 
@@ -247,7 +256,9 @@ def to_frame(rows: Sequence[dict], cols: Sequence[str]) -> pd.DataFrame:
     data["error"] = [table_text(str(r.get("error") or "")) for r in rows]
     if "emotion" in cols:
         # inferred like input/error (pandas ≥ 3: the str dtype, as the table reads back from a file)
-        data["emotion"] = pd.Series([r.get("emotion") for r in rows])
+        # — also when no row has a label (a faceless image): it was object then, and pd.concat of two runs'
+        # tables turned the column into object
+        data["emotion"] = pd.Series([r.get("emotion") for r in rows], dtype=_text_dtype())
     df = pd.DataFrame({c: data[c] for c in cols}, index=pd.RangeIndex(len(rows)))
     occ = [c for c in cols if c.endswith("_c")]
     if occ:
@@ -448,6 +459,8 @@ def _typed(df: pd.DataFrame) -> pd.DataFrame:
     for c in ("input", "error"):
         if c in df.columns:
             df[c] = df[c].fillna("").astype(str)
+    if "emotion" in df.columns and df["emotion"].dtype != _text_dtype():  # all missing: read as numbers/objects
+        df["emotion"] = df["emotion"].astype(object).where(df["emotion"].notna(), None).astype(_text_dtype())
     for c in INT_COLUMNS:
         if c in df.columns and df[c].notna().all():
             df[c] = df[c].astype("int64")
