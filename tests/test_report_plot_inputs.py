@@ -260,3 +260,19 @@ def test_plot_and_report_read_a_partitioned_output(tmp_path):
     (tmp_path / "plain").mkdir()
     res = runner.invoke(app, ["plot", str(tmp_path / "plain"), "-o", str(tmp_path / "q.png")])
     assert res.exit_code == 2 and "a folder, not a table" in res.output
+
+
+def test_plot_and_report_default_to_the_first_input_with_a_face(tmp_path):
+    """A batch table starting with an unreadable file or a faceless photo: plot and report stopped with exit 2
+    unless --input was given."""
+    t = tmp_path / "batch.csv"
+    bad = tmp_path / "a_broken.jpg"
+    bad.write_bytes(b"not an image")
+    res = CliRunner().invoke(app, ["analyze", str(bad), str(sample("free-mountain-vector-01.jpg")),
+                                   str(sample("single_face.jpg")), "-o", str(t)])
+    assert res.exit_code == 0, res.output
+    assert read_table(t)["success"].tolist() == [0, 0, 1]
+    for cmd, out in (("plot", "p.png"), ("report", "r.html")):
+        res = CliRunner().invoke(app, [cmd, str(t), "-o", str(tmp_path / out)])
+        assert res.exit_code == 0 and (tmp_path / out).stat().st_size > 1000, res.output
+    assert "single_face.jpg" in (tmp_path / "r.html").read_text()

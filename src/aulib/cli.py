@@ -560,7 +560,8 @@ def bench(
 def plot(
     table: Path = typer.Argument(..., help="A table written by aulib analyze (.csv, .parquet, .json)."),
     out: Path = typer.Option(..., "-o", "--out", help="Image to write (.png, .jpg, .pdf, .svg)."),
-    input_name: str | None = typer.Option(None, "--input", help="Which input of the table (default: the first)."),
+    input_name: str | None = typer.Option(None, "--input", help="Which input of the table (default: the first "
+                                          "with an analysed face)."),
     face: int | None = typer.Option(None, "--face", help="Which face id (default: all faces)."),
     aus: str | None = typer.Option(None, "--aus", help="AUs to show, e.g. 6,12,25 (default: all)."),
     smooth: float | None = typer.Option(None, "--smooth", min=0, callback=_finite,
@@ -581,7 +582,8 @@ def report(
     table: Path = typer.Argument(..., help="A table written by aulib analyze (.csv, .parquet, .json)."),
     out: Path = typer.Option(..., "-o", "--out", help="HTML page to write (.html)."),
     video: Path | None = typer.Option(None, "--video", help="The analysed video, for thumbnails of the top moments."),
-    input_name: str | None = typer.Option(None, "--input", help="Which input of the table (default: the first)."),
+    input_name: str | None = typer.Option(None, "--input", help="Which input of the table (default: the first "
+                                          "with an analysed face)."),
     face: int | None = typer.Option(None, "--face", help="Which face id (default: all faces)."),
     smooth: float = typer.Option(0.5, "--smooth", min=0, callback=_finite,
                                  help="Seconds of smoothing for the timeline and top moments (0: none)."),

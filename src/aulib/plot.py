@@ -75,12 +75,17 @@ def spans_frames(rows: pd.DataFrame) -> bool:
 
 
 def input_rows(df: pd.DataFrame, input_name: str | None = None) -> tuple[str, pd.DataFrame]:
-    """The name and all rows of one input (default: the first in the table); ValueError naming the inputs
-    the table has when it has no such input (rather than "no face", which would send the user looking
-    for a detection problem)."""
+    """The name and all rows of one input (default: the first in the table with an analysed face — a batch
+    table often starts with an unreadable file or a faceless photo, and the default stopped there); ValueError
+    naming the inputs the table has when it has no such input (rather than "no face", which would send the
+    user looking for a detection problem)."""
     if df.empty:
         raise ValueError("the table has no rows")
-    name = input_name if input_name is not None else str(df["input"].iloc[0])
+    if input_name is None:
+        found = df.loc[df["success"] == 1, "input"] if "success" in df.columns else df["input"]
+        name = str((found if len(found) else df["input"]).iloc[0])
+    else:
+        name = input_name
     rows = df[df["input"].astype(str) == name]
     if rows.empty:
         have = df["input"].astype(str).unique()
@@ -90,7 +95,8 @@ def input_rows(df: pd.DataFrame, input_name: str | None = None) -> tuple[str, pd
 
 
 def select(df: pd.DataFrame, input_name: str | None = None, face: int | None = None) -> pd.DataFrame:
-    """Successful rows of one input (default: the first in the table) and optionally one face."""
+    """Successful rows of one input (default: the first in the table with an analysed face) and optionally one
+    face."""
     name, rows = input_rows(df, input_name)
     sub = rows[rows["success"] == 1]
     if face is not None:
