@@ -473,3 +473,14 @@ def test_an_image_overlay_path_is_a_file_for_one_photo(tmp_path):
     shutil.copy(photo, copy)
     res = runner.invoke(app, ["analyze", str(copy), "-o", str(tmp_path / "c.csv"), "--overlay", str(copy)])
     assert res.exit_code == 2 and "would overwrite the input" in res.output
+
+
+def test_rows_without_a_face_have_confidence_zero(analyzer, tmp_path):
+    """A faceless or unreadable input's row had an empty confidence, a refused fit 0 (OpenFace writes 0)."""
+    from .conftest import sample
+
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"not an image")
+    df = analyzer.analyze([sample("free-mountain-vector-01.jpg"), bad, sample("single_face.jpg")])
+    assert df["success"].tolist() == [0, 0, 1]
+    assert df["confidence"].tolist()[:2] == [0.0, 0.0] and df["confidence"].iat[2] > 0.8

@@ -54,7 +54,7 @@ def analyze(paths: Any, **kwargs: Any) -> pd.DataFrame:
     """Analyse images, folders or videos with a default :class:`Analyzer` (built once, then reused).
 
     ``paths``: one path or a list; ``kwargs`` go to :meth:`Analyzer.analyze` (e.g. ``cropped=True``).
-    Returns the DataFrame of DESIGN.md's columns, one row per face per frame.
+    Returns the DataFrame of the README's columns ("Output columns"), one row per face per frame.
     """
     from aulib.analyzer import analyze as _analyze
 

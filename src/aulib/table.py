@@ -1,6 +1,6 @@
 """The result table: the only module that knows column names.
 
-One row per face per frame (DESIGN.md contract, OpenFace-compatible names): ``input, frame,
+One row per face per frame (the README's "Output columns", OpenFace-compatible names): ``input, frame,
 timestamp, face, success, error``, the box and 68 landmarks in original-image pixels, then
 ``AUxx_c`` (0/1), ``AUxx_r`` (0–5), ``rule_*`` (0–100 %), ``emotion`` + ``p_*`` (CNN, sum 1) and
 ``mt_AUxx_c`` (multitask heads). Images have ``frame`` 0 and ``timestamp`` 0.0; an input or frame
@@ -179,9 +179,10 @@ def trace_columns(aus: Sequence[int]) -> list[str]:
 
 # ---------------------------------------------------------------------------------- rows
 def empty_row(input_name: str, error: str, frame: int = 0, timestamp: float = 0.0) -> dict:
-    """The ``success=0`` row for an input or frame with no usable face."""
+    """The ``success=0`` row for an input or frame with no usable face (confidence 0, as OpenFace writes for a
+    frame without a face and aulib for a refused fit; it was empty here)."""
     return {"input": input_name, "frame": frame, "timestamp": timestamp, "face": 0, "face_id": 0, "success": 0,
-            "error": error}
+            "error": error, "confidence": 0.0}
 
 
 def face_row(face: Face, input_name: str, frame: int = 0, timestamp: float = 0.0) -> dict:
