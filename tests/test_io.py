@@ -421,6 +421,35 @@ def test_a_multi_page_image_without_a_face_on_page_one_says_so(tmp_path, analyze
     assert analyzer.analyze(sample("free-mountain-vector-01.jpg"))["error"].iloc[0] == "no face detected"
 
 
+def test_a_multi_frame_image_with_a_face_says_the_rest_was_not_analysed(tmp_path, analyzer):
+    """A GIF whose second frame held five faces gave one row and no word about the other frame (nor did a
+    two-page TIFF): the first frame is analysed and a warning says so — a MultiFrameImageWarning from the
+    API, a warning line from the command line. A one-frame PNG and a JPEG say nothing."""
+    import warnings
+
+    from typer.testing import CliRunner
+
+    from aulib.analyzer import MultiFrameImageWarning
+    from aulib.cli import app
+
+    face = Image.open(sample("single_face.jpg")).convert("RGB")
+    group = Image.open(sample("multi_face.jpg")).convert("RGB").resize(face.size)
+    face.save(tmp_path / "anim.gif", save_all=True, append_images=[group], duration=100)
+    face.save(tmp_path / "pages.tif", save_all=True, append_images=[group])
+    face.save(tmp_path / "one.png")
+    for name in ("anim.gif", "pages.tif"):
+        with pytest.warns(MultiFrameImageWarning, match="2 frames or pages; only the first was analysed"):
+            df = analyzer.analyze(tmp_path / name)
+        assert df["success"].tolist() == [1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MultiFrameImageWarning)
+        analyzer.analyze([tmp_path / "one.png", sample("single_face.jpg")])
+    res = CliRunner().invoke(app, ["analyze", str(tmp_path / "anim.gif"), str(tmp_path / "one.png"),
+                                   "-o", str(tmp_path / "t.csv")])
+    assert res.exit_code == 0, res.output
+    assert res.output.count("warning:") == 1 and "anim.gif: 2 frames or pages; only the first" in res.output
+
+
 def test_streams_are_bounded_and_devices_refused(monkeypatch):
     """A file object is read into memory when it cannot seek: a pipe of /dev/zero was read until memory
     ran out (a bare MemoryError), and open('/dev/zero') was buffered 2 GB before being called not an image."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numbers
 import os
+import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
@@ -44,7 +45,7 @@ from aulib.face.pose import HeadPose, Intrinsics
 from aulib.face.quality import FitConfidence
 from aulib.io import ImageReadError, expand_inputs, frame_count, is_video, read_image, to_rgb
 from aulib.models import model_path
-from aulib.storage import is_url
+from aulib.storage import is_url, suffix
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -317,11 +318,16 @@ class Analyzer:
             if not cv2.imwrite(str(overlay), draw_faces(rgb, faces)[:, :, ::-1]):
                 raise OSError(f"{overlay}: overlay not written (OpenCV cannot write this file)")
         rows = table.face_rows(faces, str(path))
-        if not any(f.success for f in faces) and not is_url(path):
-            n = frame_count(path)  # a multi-page TIFF or an animation: only the first is analysed, say so
-            if n > 1:
-                rows = [dict(r, error=f"{r['error']} in the first of its {n} frames or pages (only the first is "
-                                      "analysed; to analyse all, convert the file to a video)") for r in rows]
+        # A multi-page TIFF or an animation: only the first frame is analysed, and the user is told — in the
+        # row when it has no face, else as a warning (a GIF whose second frame held five faces gave one row and
+        # no word). Not for JPEG: a camera's MPO photo carries a preview or depth image as its second frame.
+        n = frame_count(path) if not is_url(path) and suffix(path) in MULTI_FRAME_SUFFIXES else 1
+        if n > 1 and not any(f.success for f in faces):
+            rows = [dict(r, error=f"{r['error']} in the first of its {n} frames or pages (only the first is "
+                                  "analysed; to analyse all, convert the file to a video)") for r in rows]
+        elif n > 1:
+            warnings.warn(f"{path}: {n} frames or pages; only the first was analysed (to analyse every frame, "
+                          "convert the file to a video)", MultiFrameImageWarning, stacklevel=3)
         yield table.Rows(rows, self.columns)
 
     def analyze(self, paths: str | Path | Iterable[str | Path] | np.ndarray, cropped: bool | None = None,
@@ -357,6 +363,14 @@ class Analyzer:
             else:
                 parts += [rows for p in found for rows in self.iter_rows(p, cropped, **video_options)]
         return table.Rows.concat(parts, self.columns).frame()
+
+
+# Image formats that can hold several frames or pages (analysed: the first; the rest are reported)
+MULTI_FRAME_SUFFIXES = frozenset({".gif", ".png", ".apng", ".webp", ".tif", ".tiff"})
+
+
+class MultiFrameImageWarning(UserWarning):
+    """An image file with several frames or pages, of which only the first was analysed."""
 
 
 # Keyword options of a video analysis (aulib.video.iter_video_rows), besides the path and overlay.

@@ -342,7 +342,9 @@ def _failed_row(path: Source, e: BaseException, columns: list[str], where: str =
 
 def _tables(analyzer: Analyzer, path: Source, video_options: dict, overlay: Path | None,
             warn: Callable[[str], None]) -> Iterator[Rows]:
-    """Tables of one input as they come (a video in chunks); overlay trouble goes to ``warn``."""
+    """Tables of one input as they come (a video in chunks); overlay trouble and an image's frames left
+    unanalysed go to ``warn``."""
+    from aulib.analyzer import MultiFrameImageWarning  # imported already: ``analyzer`` is one
     if overlay is not None:
         try:
             overlay.parent.mkdir(parents=True, exist_ok=True)
@@ -357,15 +359,22 @@ def _tables(analyzer: Analyzer, path: Source, video_options: dict, overlay: Path
         if stats.get("overlay_error"):
             warn(table_text(stats["overlay_error"]))
         return
-    try:
-        parts = list(analyzer.iter_rows(path, overlay=overlay))
-    except Exception as e:
-        if overlay is None:
-            raise
-        said = table_text(str(e))  # the analyzer's own message may already name the overlay
-        warn(said if said.startswith(table_text(str(overlay))) else
-             f"{table_text(str(overlay))}: overlay not written ({type(e).__name__}: {said})")
-        parts = list(analyzer.iter_rows(path))
+    with warnings.catch_warnings(record=True) as said_by_analyzer:
+        warnings.simplefilter("always", MultiFrameImageWarning)
+        try:
+            parts = list(analyzer.iter_rows(path, overlay=overlay))
+        except Exception as e:
+            if overlay is None:
+                raise
+            said = table_text(str(e))  # the analyzer's own message may already name the overlay
+            warn(said if said.startswith(table_text(str(overlay))) else
+                 f"{table_text(str(overlay))}: overlay not written ({type(e).__name__}: {said})")
+            parts = list(analyzer.iter_rows(path))
+    for w in said_by_analyzer:  # only the first frame of an animation or a multi-page file was analysed
+        if issubclass(w.category, MultiFrameImageWarning):
+            warn(table_text(str(w.message)))
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     yield from parts
 
 
