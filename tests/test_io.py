@@ -497,3 +497,19 @@ def test_odd_api_objects_are_image_read_errors_naming_them():
             to_rgb(obj)
     with pytest.raises(ImageReadError, match=r"'\\x00bad.jpg': not a valid file name \(it contains a NUL"):
         check_regular_file("\x00bad.jpg")
+
+
+def test_a_still_image_with_a_video_name_is_read_as_the_image_it_is(tmp_path, analyzer):
+    """A JPEG saved as .mp4 went through the video path without a word (no image ensemble: AU06_p 0.971 instead
+    of 0.926); a video named .jpg was already recognised by its content."""
+    import shutil
+
+    from aulib.io import is_video
+
+    shutil.copy(sample("single_face.jpg"), tmp_path / "photo.mp4")
+    shutil.copy(sample("single_face.mp4"), tmp_path / "clip.mp4")
+    assert not is_video(tmp_path / "photo.mp4") and is_video(tmp_path / "clip.mp4")
+    assert is_video(tmp_path / "missing.mp4") and not is_video(tmp_path / "photo.jpg")
+    as_mp4 = analyzer.analyze(tmp_path / "photo.mp4").drop(columns="input")
+    as_jpg = analyzer.analyze(sample("single_face.jpg")).drop(columns="input")
+    assert as_mp4.equals(as_jpg)

@@ -516,8 +516,28 @@ def frame_count(path: str | os.PathLike | IO[bytes]) -> int:
 
 
 def is_video(path: Source) -> bool:
-    """True when the file name (a URL's path, without its query) has a video extension."""
-    return suffix(path) in VIDEO_EXTENSIONS
+    """True when the file name (a URL's path, without its query) has a video extension — unless it is a
+    local file whose first bytes are a still image's (a JPEG saved as .mp4 went through the video path
+    without a word, and read differently from the same bytes as .jpg; a video named .jpg was already
+    recognised by its content)."""
+    if suffix(path) not in VIDEO_EXTENSIONS:
+        return False
+    if is_url(path):
+        return True
+    try:
+        with open(path, "rb") as f:  # type: ignore[arg-type]
+            head = f.read(16) if stat.S_ISREG(os.fstat(f.fileno()).st_mode) else b""
+    except (OSError, TypeError, ValueError):
+        return True  # missing or unreadable: the video path says why, as before
+    return not _looks_like_still_image(head)
+
+
+def _looks_like_still_image(head: bytes) -> bool:
+    """True for the signatures of JPEG, PNG, GIF, BMP, WebP, TIFF and HEIC/AVIF still images."""
+    return (head.startswith((b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"II*\x00", b"MM\x00*"))
+            or (head.startswith(b"RIFF") and head[8:12] == b"WEBP")
+            or (head.startswith(b"BM") and len(head) >= 14)
+            or (head[4:8] == b"ftyp" and _ftyp_brand(head) in _STILL_BRANDS))
 
 
 def expand_inputs(paths: Iterable[Source]) -> list[Source]:
