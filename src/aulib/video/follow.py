@@ -229,14 +229,14 @@ class FaceFollower:
             t.extra.update(matrix=f.matrix, look=f.extra.pop("look"))
         return faces
 
-    def __call__(self, image: np.ndarray, index: int) -> list[Face]:
+    def __call__(self, image: np.ndarray, index: int, thumb: np.ndarray | None = None) -> list[Face]:
         """The faces of frame ``index`` (an ``(H, W, 3)`` uint8 RGB image), sorted by track id. Frames come
         in order; ``index`` is the frame's number in the file (the scans run every ``detect_every`` of
         those; the tracker counts the calls)."""
         faces = None
         seq = self._seq + 1
         tracks = self.tracker.active(self._seq)
-        thumb = thumbnail(image)
+        thumb = thumbnail(image) if thumb is None else thumb  # a reader may have made it (another thread)
         cut = self._thumb is not None and float(np.abs(thumb - self._thumb).mean()) > SCENE_CUT
         self._thumb = thumb
         if cut and self._last_image is not None:

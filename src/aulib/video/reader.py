@@ -22,7 +22,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -90,6 +90,7 @@ class VideoFrame:
     index: int
     time: float
     image: np.ndarray
+    prepared: Any = None  # what the reader's ``prepare`` made of the image, in the decode thread
 
 
 @dataclass
@@ -200,7 +201,11 @@ class FrameReader:
     """
 
     def __init__(self, path: Source | Any, every: int = 1, fps: float | None = None,
-                 max_frames: int | None = None, threaded: bool = True, queue_size: int = 8) -> None:
+                 max_frames: int | None = None, threaded: bool = True, queue_size: int = 8,
+                 prepare: Callable[[np.ndarray], Any] | None = None) -> None:
+        """``prepare(image)``: work on each kept frame done in the decode thread (``VideoFrame.prepared``;
+        the video analysis makes its scene-cut thumbnail there, off the busier face stage)."""
+        self.prepare = prepare
         # the API gets what the CLI's option types refuse: a fractional step, NaN, a frame budget of 0
         check_count("every", every)
         if fps is not None and not (isinstance(fps, numbers.Real) and math.isfinite(fps) and fps > 0):
@@ -446,7 +451,7 @@ class FrameReader:
                     img = upright(img, getattr(frame, "rotation", 0) or 0)
                     st.selected += 1
                     st.seconds += time.perf_counter() - t0
-                    yield VideoFrame(index, t, img)
+                    yield VideoFrame(index, t, img, self.prepare(img) if self.prepare is not None else None)
                     t0 = time.perf_counter()
                     if self.max_frames is not None and st.selected >= self.max_frames:
                         return

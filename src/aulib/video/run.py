@@ -50,7 +50,7 @@ from aulib.table import (
     trace_scale,
 )
 from aulib.video.calibrate import NeutralCalibrator
-from aulib.video.follow import DEFAULT_DETECT_EVERY, FaceFollower
+from aulib.video.follow import DEFAULT_DETECT_EVERY, FaceFollower, thumbnail
 from aulib.video.keyframes import Keyframes, plan
 from aulib.video.overlay import OverlayWriter
 from aulib.video.reader import FrameReader, VideoReadError, check_count
@@ -158,10 +158,11 @@ class VideoAnalysis:
         return self.calibrator is not None and self.calibrator.mode == "video"
 
     # ------------------------------------------------------------------ face stage
-    def add(self, index: int, time: float, image: np.ndarray) -> None:
-        """Find and describe the faces of one RGB frame, queue them for the models."""
+    def add(self, index: int, time: float, image: np.ndarray, thumb: np.ndarray | None = None) -> None:
+        """Find and describe the faces of one RGB frame, queue them for the models (``thumb``: its
+        :func:`aulib.video.follow.thumbnail`, when the reader made it)."""
         self._raise()
-        ff = _FrameFaces(index, time, self.follower(image, index), image if self.overlay is not None else None)
+        ff = _FrameFaces(index, time, self.follower(image, index, thumb), image if self.overlay is not None else None)
         self.frames.append(ff)
         self._pending.append(ff)
         if sum(len(p.faces) for p in self._pending) >= self.batch_faces:
@@ -380,7 +381,7 @@ def iter_video_rows(
         if smooth else None)
     coherent = CoherentRows(models.aus, models.occurrence_thresholds)
     try:
-        reader = FrameReader(path, every, fps, max_frames, threaded=threaded)
+        reader = FrameReader(path, every, fps, max_frames, threaded=threaded, prepare=thumbnail)
     except VideoReadError as e:
         if stats is not None:
             stats.update(overlay_error="", error=str(e))
@@ -401,7 +402,7 @@ def iter_video_rows(
     try:
         with threadpool_limits(limits=1, user_api="blas"):
             for n, vf in enumerate(frames, 1):
-                va.add(vf.index, vf.time, vf.image)
+                va.add(vf.index, vf.time, vf.image, vf.prepared)
                 if progress is not None:
                     progress(n, total)
                 pending.extend(va.ready())
