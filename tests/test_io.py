@@ -513,3 +513,21 @@ def test_a_still_image_with_a_video_name_is_read_as_the_image_it_is(tmp_path, an
     as_mp4 = analyzer.analyze(tmp_path / "photo.mp4").drop(columns="input")
     as_jpg = analyzer.analyze(sample("single_face.jpg")).drop(columns="input")
     assert as_mp4.equals(as_jpg)
+
+
+def test_a_folder_scan_takes_files_without_an_extension_by_their_content(tmp_path, analyzer):
+    """A photo or clip saved without an extension (a download) inside a scanned folder was skipped without a
+    word; now its first bytes decide. Other files (notes, sidecars) are still left out."""
+    import shutil
+
+    from aulib.io import expand_inputs, is_video
+
+    shutil.copy(sample("single_face.jpg"), tmp_path / "photo")
+    shutil.copy(sample("single_face.mp4"), tmp_path / "clip")
+    (tmp_path / "notes").write_text("not media")
+    (tmp_path / "meta.xmp").write_text("<x/>")
+    assert expand_inputs([tmp_path]) == [tmp_path / "clip", tmp_path / "photo"]
+    assert is_video(tmp_path / "clip") and not is_video(tmp_path / "photo") and not is_video(tmp_path / "notes")
+    df = analyzer.analyze(tmp_path, max_frames=3)
+    assert df.groupby("input")["success"].min().to_dict() == {str(tmp_path / "clip"): 1, str(tmp_path / "photo"): 1}
+    assert len(df) == 4  # three frames of the clip, the photo

@@ -520,16 +520,24 @@ def is_video(path: Source) -> bool:
     local file whose first bytes are a still image's (a JPEG saved as .mp4 went through the video path
     without a word, and read differently from the same bytes as .jpg; a video named .jpg was already
     recognised by its content)."""
-    if suffix(path) not in VIDEO_EXTENSIONS:
+    ext = suffix(path)
+    if ext not in VIDEO_EXTENSIONS and (ext or is_url(path)):
         return False
     if is_url(path):
         return True
+    head = _head(path)
+    if not ext:  # no extension at all (a download saved without one): what its first bytes say
+        return head is not None and _looks_like_video(io.BytesIO(head))
+    return head is None or not _looks_like_still_image(head)  # missing or unreadable: the video path says why
+
+
+def _head(path: Source) -> bytes | None:
+    """The first bytes of a local regular file (None when it cannot be read)."""
     try:
         with open(path, "rb") as f:  # type: ignore[arg-type]
-            head = f.read(16) if stat.S_ISREG(os.fstat(f.fileno()).st_mode) else b""
+            return f.read(380) if stat.S_ISREG(os.fstat(f.fileno()).st_mode) else None
     except (OSError, TypeError, ValueError):
-        return True  # missing or unreadable: the video path says why, as before
-    return not _looks_like_still_image(head)
+        return None
 
 
 def _looks_like_still_image(head: bytes) -> bool:
@@ -545,7 +553,8 @@ def expand_inputs(paths: Iterable[Source]) -> list[Source]:
 
     Files given explicitly are kept whatever their extension, so a mistyped or non-image file
     yields a clear per-file error row instead of vanishing silently; inside folders only regular
-    files (and broken links, which get an error row) with image or video extensions are taken (a FIFO
+    files (and broken links, which get an error row) with image or video extensions — or with no extension and
+    an image's or a video's first bytes — are taken (a FIFO
     named x.jpg is skipped, not opened). Links to folders are followed (each folder is scanned once,
     so a link loop ends). Nothing is dropped without a row: a folder that cannot be listed (no
     permission, a path too long) and a folder given by name that holds no image or video are kept
@@ -603,10 +612,17 @@ def _scan_folder(top: Path) -> list[Path]:
                 keep = e.is_file() or (e.is_symlink() and not os.path.exists(e.path))
             except OSError:
                 keep = True  # cannot tell what it is: its row says why
-            if keep and path.suffix.lower() in wanted:
+            if keep and (path.suffix.lower() in wanted or (not path.suffix and _is_media(path))):
                 found.append(path)
         stack.extend(reversed(below))  # popped in name order: of two ways to one folder, the first in path order
     return sorted(found, key=lambda f: f.parts)  # files and folders interleaved by name, as sorted(rglob) was
+
+
+def _is_media(path: Path) -> bool:
+    """True for a file without an extension whose first bytes are an image's or a video's (folders are
+    scanned by extension; such files were skipped without a word)."""
+    head = _head(path)
+    return head is not None and (_looks_like_still_image(head) or _looks_like_video(io.BytesIO(head)))
 
 
 def _folder_problem(p: Path) -> str:
