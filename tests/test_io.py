@@ -531,3 +531,15 @@ def test_a_folder_scan_takes_files_without_an_extension_by_their_content(tmp_pat
     df = analyzer.analyze(tmp_path, max_frames=3)
     assert df.groupby("input")["success"].min().to_dict() == {str(tmp_path / "clip"): 1, str(tmp_path / "photo"): 1}
     assert len(df) == 4  # three frames of the clip, the photo
+
+
+def test_an_int8_array_with_negative_values_is_refused_not_half_black():
+    """uint8 pixels cast to int8 wrap 128–255 to negative; read as brightness that half went black (59 % of the
+    sample's pixels) and the face read wrongly, without a word."""
+    from aulib.io import ImageReadError, to_rgb
+
+    rgb = read_image(sample("single_face.jpg"))
+    with pytest.raises(ImageReadError, match=r"int8 with negative values.*a\.view\(np\.uint8\)"):
+        to_rgb(rgb.astype(np.int8))
+    assert np.array_equal(to_rgb(rgb.astype(np.int8).view(np.uint8)), rgb)
+    assert to_rgb(np.full((8, 8), 100, np.int8)).shape == (8, 8, 3)  # non-negative int8 data is read

@@ -108,6 +108,12 @@ def to_8bit(a: np.ndarray, full_scale: float | None = None) -> np.ndarray:
         return a.astype(np.uint8) * 255
     if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
         raise ImageReadError(f"array of dtype {a.dtype}: not an image")
+    if a.dtype == np.int8 and a.size and int(a.min()) < 0:
+        # 8-bit pixels cast to int8 wrap 128–255 to negative; read as brightness, that half went black (59 % of
+        # a photo's pixels). Which was meant — wrapped bytes or signed data — cannot be told: said, not guessed.
+        raise ImageReadError(f"array of dtype int8 with negative values (min {int(a.min())}): brightness cannot be "
+                             "negative; 8-bit pixels cast to int8 are read back with a.view(np.uint8), signed data "
+                             "must be shifted to ≥ 0 first")
     f = a.astype(np.float32) if a.dtype.itemsize <= 2 else a.astype(np.float64)
     if np.issubdtype(a.dtype, np.floating):
         finite = np.isfinite(f)
