@@ -13,6 +13,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -160,3 +161,40 @@ def test_image_page_table_is_the_command_line_table(app):
 
     subheaders = [s.value for s in at.subheader]  # Markdown source: escaped, so shown as typed
     assert md("photo.jpg (2)") in subheaders and md(odd) in subheaders and r"\*best\* \[night\]" in md(odd)
+
+
+def test_a_sliver_image_gets_a_preview_streamlit_can_show():
+    """A 20000×3 image's preview was 1600×1 px; shown stretched to the column it was 0 px high and Streamlit
+    raised a traceback on the page (every rerun, the other files' results lost with it)."""
+    import cv2
+
+    from aulib.app.image_page import MIN_PREVIEW_SIDE, preview
+
+    for shape in ((3, 20000, 3), (2, 3000, 3), (3000, 1, 3)):
+        jpeg, scale = preview(np.full(shape, 128, np.uint8), [])
+        shown = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+        assert min(shown.shape[:2]) >= MIN_PREVIEW_SIDE and max(shown.shape[:2]) <= 1600, shape
+
+
+def test_a_video_named_gif_is_read_as_a_video_and_a_long_gif_is_checked_in_bounded_time(tmp_path, monkeypatch):
+    """An MP4 named .gif was refused as a 'truncated or corrupt GIF' with Streamlit's UploadedFile(…upload
+    URL…) in the message; a 1500-frame 2000×2000 GIF was decoded whole before the page showed anything."""
+    from PIL import Image
+
+    from aulib.app import video_page
+
+    mp4 = sample("single_face.mp4").read_bytes()
+    assert video_page.check_video("clip.gif", io.BytesIO(mp4), len(mp4)) == ""
+    frames = [Image.new("RGB", (64, 64), (i * 20, 0, 0)) for i in range(12)]
+    buf = io.BytesIO()
+    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:], duration=100)
+    from PIL import ImageSequence
+
+    decoded = []
+    real_next = ImageSequence.Iterator.__next__
+    monkeypatch.setattr(ImageSequence.Iterator, "__next__", lambda self: decoded.append(1) or real_next(self))
+    monkeypatch.setattr(video_page, "GIF_CHECK_PIXELS", 3 * 64 * 64)
+    assert video_page.gif_damage(buf) == "" and len(decoded) == 4  # a complete GIF: the first frames only
+    cut = io.BytesIO(buf.getvalue()[:-40])
+    said = video_page.gif_damage(cut)
+    assert said.startswith("truncated or corrupt GIF") and "UploadedFile" not in said and "<" not in said

@@ -68,6 +68,9 @@ def header_pixels(data: bytes) -> int:
         return 0
 
 
+MIN_PREVIEW_SIDE = 16  # px: a preview's shorter side, after padding
+
+
 def preview(rgb: np.ndarray, faces: list[Face]) -> tuple[bytes, float]:
     """The annotated image as a JPEG no larger than PREVIEW_SIDE, drawn at that size (tags stay legible on
     a 100 MP photo), and the scale factor used."""
@@ -82,6 +85,12 @@ def preview(rgb: np.ndarray, faces: list[Face]) -> tuple[bytes, float]:
         g.landmarks = None if f.landmarks is None else np.asarray(f.landmarks, np.float64) * scale
         drawn.append(g)
     out = draw_faces(small, drawn, labels(faces)) if faces else small
+    # A sliver (1600×1 after scaling, from a 20000×3 image) was shown stretched to the column and 0 px high,
+    # and Streamlit raised a traceback on the page: padded with white below/right (coordinates unchanged).
+    ph, pw = out.shape[:2]
+    if min(ph, pw) < MIN_PREVIEW_SIDE:
+        out = cv2.copyMakeBorder(out, 0, max(0, MIN_PREVIEW_SIDE - ph), 0, max(0, MIN_PREVIEW_SIDE - pw),
+                                 cv2.BORDER_CONSTANT, value=(255, 255, 255))
     ok, jpeg = cv2.imencode(".jpg", np.ascontiguousarray(out[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, 88])
     return (jpeg.tobytes() if ok else b""), scale
 

@@ -52,8 +52,10 @@ def live_detector(pipeline):
 
     return scanning(pipeline.detector, LIVE_DETECT_SIDE)
 
-NO_CAMERA = ("No camera, or access to it was denied? Allow the camera in the browser (browsers offer it "
-             "only to pages opened as `http://localhost` or over https), or use the Image and Video pages.")
+NO_CAMERA = ("No camera, or access to it was denied? (The browser's own words after START: “NotFoundError: "
+             "Requested device not found” — no camera; “NotAllowedError” — access denied.) Allow the camera in "
+             "the browser (browsers offer it only to pages opened as `http://localhost` or over https), or use "
+             "the Image and Video pages.")
 
 
 class Steady:
