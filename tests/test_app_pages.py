@@ -99,6 +99,7 @@ def test_leaving_the_video_page_keeps_the_result_and_the_running_job(app):
     _go(at, "image")
     _go(at, "video")
     assert job.state in ("queued", "running", "done"), job.state
+    assert at.number_input[0].value == 4  # the box showed 1 beside a result made with 4
     at = _until(at, lambda a: "video_job" not in a.session_state, limit=300)
     assert "Analysed 118 frames of WolfgangLanger_Pexels.mp4" in _texts(at), _texts(at)
 
@@ -161,6 +162,18 @@ def test_image_page_table_is_the_command_line_table(app):
 
     subheaders = [s.value for s in at.subheader]  # Markdown source: escaped, so shown as typed
     assert md("photo.jpg (2)") in subheaders and md(odd) in subheaders and r"\*best\* \[night\]" in md(odd)
+
+
+def test_removing_a_refused_file_leaves_no_last_video(app):
+    """After × on a refused notes.txt the page said "Last video: notes.txt", calling a text file a video."""
+    at = app
+    at.file_uploader(key="video_upload").set_value(("notes.txt", b"just text", "text/plain"))
+    at.run()
+    assert "notes.txt was refused" in _texts(at), _texts(at)
+    at.file_uploader(key="video_upload").set_value(None)
+    at.run()
+    text = _texts(at)
+    assert "notes.txt" not in text and "Upload a video" in text, text
 
 
 def test_a_sliver_image_gets_a_preview_streamlit_can_show():

@@ -123,9 +123,18 @@ def page() -> None:
     up = st.file_uploader(f"Upload a video ({', '.join(VIDEO_TYPES)}; at most {MAX_VIDEO_MB} MB)",
                           key="video_upload", max_upload_size=MAX_VIDEO_MB)
     upload_refusals(f"{MAX_VIDEO_MB} MB per video")
-    every = st.number_input("Analyse every n-th frame", min_value=1, max_value=300, value=1, step=1,
-                            help="1 = every frame; larger values are faster on long clips.")
     state = st.session_state
+    # Streamlit drops a widget's value while its page is not shown: after a visit to another page the box
+    # showed 1 beside a result made with 4. The value is kept outside the widget and given back.
+    if "video_every" not in state:
+        state.video_every = state.get("video_every_kept", 1)
+    every = st.number_input("Analyse every n-th frame", min_value=1, max_value=300, step=1, key="video_every",
+                            help="1 = every frame; larger values are faster on long clips. Applies to the next "
+                                 "upload (or the one in the box).")
+    state.video_every_kept = int(every)
+    if up is None and state.get("video_error") and not state.get("video_job") and not state.get("video_result"):
+        for k in ("video_name", "video_error", "video_key", "video_retryable"):  # a refused file was removed:
+            state.pop(k, None)  # nothing was analysed, so there is no "last video" (it named a text file)
     if up is not None:
         key = (up.file_id, int(every))
         if state.get("video_key") != key:  # a new upload: the previous job and result are dropped
@@ -260,7 +269,7 @@ def show_results(df: pd.DataFrame, name: str) -> None:
                 _plot(table.rule_scores(main), "emotion", "percent", duration)
         if "emotion" in ok and ok["emotion"].notna().any():
             counts = ok["emotion"].value_counts()
-            common = ", ".join(f"{e} ({n} frames)" for e, n in counts.items())
+            common = ", ".join(f"{e} ({n} frame{'' if n == 1 else 's'})" for e, n in counts.items())
             st.markdown(f"**Most frequent CNN emotion:** {common}")
     shown = pd.concat([df[["frame", "timestamp", "face", "success", "error"]],
                        table.au_intensity(df).rename(columns=au_label),
