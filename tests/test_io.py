@@ -543,3 +543,21 @@ def test_an_int8_array_with_negative_values_is_refused_not_half_black():
         to_rgb(rgb.astype(np.int8))
     assert np.array_equal(to_rgb(rgb.astype(np.int8).view(np.uint8)), rgb)
     assert to_rgb(np.full((8, 8), 100, np.int8)).shape == (8, 8, 3)  # non-negative int8 data is read
+
+
+def test_a_named_pipe_with_a_video_or_no_extension_is_never_opened(tmp_path):
+    """Content sniffing (is_video, folder scans) opened a FIFO named pipe.mp4 to read its first bytes: opening a
+    FIFO waits for a writer, and every run given it hung (serial, --dask, --partitioned)."""
+    import os
+    import subprocess
+    import sys
+
+    for name in ("pipe.mp4", "pipe"):
+        os.mkfifo(tmp_path / name)
+    code = ("import sys, aulib; from aulib.io import expand_inputs, is_video; d = sys.argv[1]; "
+            "print(is_video(d + '/pipe'), expand_inputs([d]) == []); "
+            "print(aulib.analyze(d + '/pipe.mp4')['error'].iloc[0])")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "False True" and lines[1].endswith("pipe.mp4: not a regular file (FIFO)"), out.stdout

@@ -538,10 +538,13 @@ def is_video(path: Source) -> bool:
 
 
 def _head(path: Source) -> bytes | None:
-    """The first bytes of a local regular file (None when it cannot be read)."""
+    """The first bytes of a local regular file (None when it cannot be read, or is not a regular file: a FIFO
+    is never opened — opening one waits for a writer, and a pipe named .mp4 hung every run)."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # type: ignore[arg-type]
+            return None
         with open(path, "rb") as f:  # type: ignore[arg-type]
-            return f.read(380) if stat.S_ISREG(os.fstat(f.fileno()).st_mode) else None
+            return f.read(380)
     except (OSError, TypeError, ValueError):
         return None
 
