@@ -554,8 +554,8 @@ def test_a_named_pipe_with_a_video_or_no_extension_is_never_opened(tmp_path):
 
     for name in ("pipe.mp4", "pipe"):
         os.mkfifo(tmp_path / name)
-    code = ("import sys, aulib; from aulib.io import expand_inputs, is_video; d = sys.argv[1]; "
-            "print(is_video(d + '/pipe'), expand_inputs([d]) == []); "
+    code = ("import sys, pathlib, aulib; from aulib.io import expand_inputs, is_video; d = sys.argv[1]; "
+            "print(is_video(d + '/pipe'), expand_inputs([d]) == [pathlib.Path(d)]); "  # no file taken: the folder's row
             "print(aulib.analyze(d + '/pipe.mp4')['error'].iloc[0])")
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
