@@ -296,3 +296,29 @@ def test_cli_url_in_url_out_with_summary_and_one_line_errors(s3):
     assert r.exit_code == 2 and "not a .csv/.json table" in r.output and len(r.output.strip().splitlines()) == 1
     r = runner.invoke(app, ["analyze", "gs://some-bucket/x/", "-o", "/tmp/x.csv"])
     assert r.exit_code == 2 and "gs://some-bucket/x/" in r.output and len(r.output.strip().splitlines()) == 1
+
+
+def test_a_scheduler_that_cannot_be_reached_leaves_the_previous_tables(tmp_path):
+    """A mistyped --scheduler port: the run cleared the previous table (and the partitioned parts) before it
+    failed to connect, leaving a .done file and an empty manifest; Dask's timeout named no option."""
+    import dask.config
+    from typer.testing import CliRunner
+
+    from aulib.cli import app
+
+    runner = CliRunner()
+    photo = str(sample("single_face.jpg"))
+    table, parts = tmp_path / "t.csv", f"{tmp_path}/p/"
+    for out in (str(table), parts):
+        assert runner.invoke(app, ["analyze", photo, "-o", out]).exit_code == 0
+    before = table.read_bytes(), sorted(p.name for p in (tmp_path / "p").iterdir())
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with dask.config.set({"distributed.comm.timeouts.connect": "2s"}):
+        for out in (str(table), parts):
+            res = runner.invoke(app, ["analyze", photo, "-o", out, "--scheduler", f"tcp://127.0.0.1:{port}"])
+            assert res.exit_code != 0 and "cannot reach the Dask scheduler given by --scheduler" in res.output, \
+                res.output
+    assert (table.read_bytes(), sorted(p.name for p in (tmp_path / "p").iterdir())) == before
+    assert not (tmp_path / "t.csv.done").exists()

@@ -1161,14 +1161,15 @@ def _parts_serial(files: list[Source], analyzer: Analyzer, root: str, video_opti
 
 def _parts_dask(files: list[Source], spec: AnalyzerSpec, root: str, video_options: dict,
                 overlays: list[Path | None], scheduler: str | None, workers: int | None, retries: int,
-                columns: list[str], warn: Callable[[str], None]) -> Iterator[tuple[int, dict]]:
+                columns: list[str], warn: Callable[[str], None],
+                conn: tuple[Any, Any] | None = None) -> Iterator[tuple[int, dict]]:
     """Entries as tasks finish (any order). A task that raises is resubmitted up to ``retries``
     times; a worker that died is rerun by the scheduler, and only a task that killed
     ``allowed-failures`` workers (a poisonous input) comes back as KilledWorker, not resubmitted."""
     import dask.config
     from distributed import as_completed
 
-    client, cluster = _dask_connect(scheduler, workers)
+    client, cluster = conn or _dask_connect(scheduler, workers)
     killed_limit = int(dask.config.get("distributed.scheduler.allowed-failures", 3)) + 1
 
     where = _absolute(root)
@@ -1242,7 +1243,12 @@ def _dask_connect(scheduler: str | None, workers: int | None) -> tuple[Any, Any]
     from distributed import Client, LocalCluster
 
     if scheduler:
-        client = Client(scheduler)
+        try:
+            client = Client(scheduler)
+        except (OSError, TimeoutError) as e:  # Dask's own words named no option ("Timed out trying to connect …")
+            raise OSError(f"{redact(scheduler)}: cannot reach the Dask scheduler given by --scheduler "
+                          f"({' '.join(redact(str(e)).split())[:200]}); is it running, and is the address "
+                          "right?") from None
         if not client.scheduler_info().get("workers"):  # a scheduler with no worker would wait forever, silently
             wait = float(os.environ.get("AULIB_DASK_WORKER_WAIT", WORKER_WAIT_S))
             try:
@@ -1296,11 +1302,13 @@ def _dask_close(client: Any, cluster: Any) -> None:
 
 def _with_dask(files: list[Path], spec: AnalyzerSpec, video_options: dict, overlays: list[Path | None],
                scheduler: str | None, workers: int | None, columns: list[str],
-               warn: Callable[[str], None]) -> Iterable[tuple[int, Iterable[Rows]]]:
-    """Results in input order, each as soon as it and every earlier input are finished."""
+               warn: Callable[[str], None],
+               conn: tuple[Any, Any] | None = None) -> Iterable[tuple[int, Iterable[Rows]]]:
+    """Results in input order, each as soon as it and every earlier input are finished (``conn``: a
+    :func:`_dask_connect` made by the caller, closed here)."""
     from distributed import as_completed
 
-    client, cluster = _dask_connect(scheduler, workers)
+    client, cluster = conn or _dask_connect(scheduler, workers)
     try:
         sent = [_for_worker(p) for p in files]
         futures = [client.submit(_dask_task, source, asdict(spec), video_options, _absolute(overlays[i]), given,
@@ -1458,8 +1466,16 @@ def _run(files: list[Path], spec: AnalyzerSpec, out: Path | None, per_input: Pat
          resume: bool, dask: bool, scheduler: str | None, workers: int | None, overlay: Path | None,
          video_options: dict, progress: Callable[[Path], None] | None, analyzer: Analyzer | None, keep_table: bool,
          columns: list[str], duplicates: list[str]) -> BatchResult:
-    combined = CombinedSink(out, resume) if out is not None else None
-    per = PerInputSink(per_input, per_input_format, files, resume) if per_input is not None else None
+    # The cluster first: a scheduler that cannot be reached (a mistyped port) or has no worker must fail the
+    # run before the sinks clear the previous table (it was deleted, and the run then failed)
+    conn = _dask_connect(scheduler, workers) if dask or scheduler else None
+    try:
+        combined = CombinedSink(out, resume) if out is not None else None
+        per = PerInputSink(per_input, per_input_format, files, resume) if per_input is not None else None
+    except BaseException:
+        if conn is not None:
+            _dask_close(*conn)
+        raise
     todo, skipped = [], []
     # the finished inputs of the table, also as files: "in/a.jpg" then "/data/in/a.jpg" is one input (it was
     # analysed again and the table held it twice)
@@ -1477,8 +1493,8 @@ def _run(files: list[Path], spec: AnalyzerSpec, out: Path | None, per_input: Pat
             todo.append(p)
     warnings: list[str] = []
     overlays = _todo_overlays(overlay, files, todo, warnings)
-    if dask or scheduler:
-        stream = _with_dask(todo, spec, video_options, overlays, scheduler, workers, columns, warnings.append)
+    if conn is not None:
+        stream = _with_dask(todo, spec, video_options, overlays, scheduler, workers, columns, warnings.append, conn)
     else:
         stream = _serial(todo, analyzer if analyzer is not None else _worker_analyzer(spec), video_options,
                          overlays, warnings.append)
@@ -1540,16 +1556,22 @@ def _run_partitioned(files: list[Source], spec: AnalyzerSpec, root: str, resume:
                      progress: Callable[[Source], None] | None, analyzer: Analyzer | None, keep_table: bool,
                      columns: list[str], duplicates: list[str], meta: dict, retries: int) -> BatchResult:
     t0 = time.perf_counter()
-    sink = PartitionedOutput(root, meta, resume)
+    conn = _dask_connect(scheduler, workers) if dask or scheduler else None  # before the output is reset (_run)
+    try:
+        sink = PartitionedOutput(root, meta, resume)
+    except BaseException:
+        if conn is not None:
+            _dask_close(*conn)
+        raise
     names = [input_name(p) for p in files]
     done = [resume and sink.is_done(n, p) for p, n in zip(files, names)]
     todo = [p for p, d in zip(files, done) if not d]
     skipped = [n for n, d in zip(names, done) if d]
     warnings: list[str] = []
     overlays = _todo_overlays(overlay, files, todo, warnings)
-    if dask or scheduler:
+    if conn is not None:
         stream = _parts_dask(todo, spec, root, video_options, overlays, scheduler, workers, retries, columns,
-                             warnings.append)
+                             warnings.append, conn)
     else:
         stream = _parts_serial(todo, analyzer if analyzer is not None else _worker_analyzer(spec), root,
                                video_options, overlays, retries, columns, warnings.append)
