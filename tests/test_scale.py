@@ -322,3 +322,14 @@ def test_a_scheduler_that_cannot_be_reached_leaves_the_previous_tables(tmp_path)
                 res.output
     assert (table.read_bytes(), sorted(p.name for p in (tmp_path / "p").iterdir())) == before
     assert not (tmp_path / "t.csv.done").exists()
+
+
+def test_file_url_outputs_keep_hash_and_question_mark_in_their_folder_names(tmp_path, analyzer):
+    """file://…/run #1/ was written to ".../run " (cut at '#'): "run #1/" and "run #2/" shared one folder and the
+    second run deleted the first one's results while saying it wrote to the name given."""
+    base = tmp_path.as_uri()
+    for run, photo in (("run #1", "single_face.jpg"), ("run ?2", "multi_face.jpg")):
+        run_batch([sample(photo)], SPEC, out=f"{base}/{run}/", analyzer=analyzer)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run #1", "run ?2"]
+    assert read_partitioned(f"{base}/run #1/")["input"].nunique() == 1
+    assert len(read_partitioned(f"{base}/run ?2/")) == 5

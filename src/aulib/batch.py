@@ -87,7 +87,7 @@ from typing import TYPE_CHECKING, Any
 from threadpoolctl import threadpool_limits
 
 from aulib.io import VIDEO_EXTENSIONS, is_video
-from aulib.storage import Source, is_url, naming_path, redact
+from aulib.storage import Source, is_url, naming_path, object_path, redact
 from aulib.table import Rows, TableAppender, empty_row, read_table, table_columns, table_format, table_text
 
 if TYPE_CHECKING:
@@ -856,9 +856,9 @@ def _local_root(root: str) -> Path | None:
     if not is_url(root):
         return Path(root)
     if root.startswith("file://"):
-        from urllib.parse import unquote, urlsplit
-
-        return Path(unquote(urlsplit(root).path))
+        # the path as fsspec reads it (aulib.storage.object_path): '#' and '?' belong to the folder's name. Cut at
+        # them ("run #1/" became "run "), two runs' outputs shared one folder and the second deleted the first's
+        return Path(object_path(root))
     return None
 
 
