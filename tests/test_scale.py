@@ -333,3 +333,10 @@ def test_file_url_outputs_keep_hash_and_question_mark_in_their_folder_names(tmp_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run #1", "run ?2"]
     assert read_partitioned(f"{base}/run #1/")["input"].nunique() == 1
     assert len(read_partitioned(f"{base}/run ?2/")) == 5
+
+
+def test_a_memory_output_with_dask_is_refused_before_any_work():
+    """memory:// lives in this process, the Dask workers are others: the CLI said "wrote N rows" and nothing
+    survived; the API raised FileNotFoundError."""
+    with pytest.raises(ValueError, match="memory:// output lives in this process"):
+        run_batch([sample("single_face.jpg")], SPEC, out="memory://aulib-test/run/", dask=True, workers=1)

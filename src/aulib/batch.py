@@ -1432,6 +1432,10 @@ def run_batch(
     meta = {"aulib_run": 1, "columns": columns, "options": run_options(spec, video_options)}
     if is_partitioned(out, partitioned):
         root = partitioned_root(out, per_input)
+        if (dask or scheduler) and root.startswith("memory://"):  # the workers' memory is not this process's:
+            # the run said "wrote N rows" and nothing survived it (the API raised FileNotFoundError)
+            raise ValueError(f"{root}/: a memory:// output lives in this process, and Dask's workers are other "
+                             "processes: give a folder, a file:// or an object-store URL, or run without --dask")
         with contextlib.ExitStack() as stack:
             local = _local_root(root)
             if local is not None:
