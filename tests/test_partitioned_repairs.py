@@ -178,3 +178,21 @@ def test_a_partitioned_folder_may_have_dots_in_its_name(inputs, analyzer, tmp_pa
         assert len(read_partitioned(out)) == 1
     with pytest.raises(ValueError, match="not a .csv/.json table"):
         run_batch([inputs / "a.jpg"], SPEC, out=f"{tmp_path}/t.csv", partitioned=True, analyzer=analyzer)
+
+
+def test_a_part_damaged_in_place_is_redone_on_resume_and_named_when_read(inputs, analyzer, tmp_path):
+    """A part whose bytes changed at the same size was trusted by --resume (the run said it was complete) and
+    reading the table failed with pyarrow's "Couldn't deserialize thrift", naming no file."""
+    out = tmp_path / "parts"
+    run_batch([inputs / "a.jpg", inputs / "b" / "multi.jpg"], SPEC, out=out, partitioned=True, analyzer=analyzer)
+    clean = read_partitioned(out)
+    part = out / read_manifest(out)["inputs"][0]["part"]
+    data = bytearray(part.read_bytes())
+    data[-2008:-8] = bytes(2000)  # zeroed in place, footer included: same size, unreadable
+    part.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"\(the part of .*a\.jpg\): not a readable Parquet file"):
+        read_partitioned(out)
+    res = run_batch([inputs / "a.jpg", inputs / "b" / "multi.jpg"], SPEC, out=out, partitioned=True, resume=True,
+                    analyzer=analyzer)
+    assert res.analysed == [str(inputs / "a.jpg")] and len(res.skipped) == 1
+    assert read_partitioned(out).equals(clean)

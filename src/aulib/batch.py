@@ -851,6 +851,17 @@ def part_name(name: str) -> str:
 PART_NAME = re.compile(r"part-[0-9a-f]{16}\.parquet")  # what part_name() gives, and nothing else
 
 
+def _sha256(path: Path) -> str:
+    """Hex sha256 of a file."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def _local_root(root: str) -> Path | None:
     """The local folder of a partitioned output, or None for an object store."""
     if not is_url(root):
@@ -904,13 +915,15 @@ def write_part(root: str, name: str, chunks: Iterable[Rows]) -> dict:
         if t.rows == 0:
             raise OSError(f"{name}: no rows produced")
         size = tmp.stat().st_size
+        digest = _sha256(tmp)  # --resume checks it: a part damaged in place keeps its size
         if local is not None:
             os.replace(tmp, local / part)
         else:
             storage.put_file(tmp, _join(root, part))
     finally:
         tmp.unlink(missing_ok=True)
-    return {"input": name, "part": part, "bytes": size, "rows": t.rows, "frames": len(t.frames), "faces": t.faces,
+    return {"input": name, "part": part, "bytes": size, "sha256": digest, "rows": t.rows, "frames": len(t.frames),
+            "faces": t.faces,
             "status": "failed" if (t.all_failed or t.broke) else "done", "error": t.error,
             "seconds": round(time.perf_counter() - t0, 3), "worker": _worker_id()}
 
@@ -966,8 +979,11 @@ class PartitionedOutput:
                 raise ValueError(f"{redact(self.root)}: --resume with other options than the run that wrote it "
                                  f"({'; '.join(diffs)}): use the same options or a new output")
             for e in old["inputs"]:
-                # done only with its part there and whole: a part of another size than written was cut or replaced
-                if e.get("part") in present and e.get("bytes", present[e["part"]]) == present[e["part"]]:
+                # done only with its part there and whole: a part of another size than written was cut or replaced,
+                # and a local part whose content changed at the same size (damaged in place) was trusted, the run
+                # said it was complete, and reading the table failed with a Parquet error naming no file
+                if (e.get("part") in present and e.get("bytes", present[e["part"]]) == present[e["part"]]
+                        and self._intact(e)):
                     self.entries[e["input"]] = e
                     if isinstance(e.get("path"), str):
                         self._paths[e["path"]] = e
@@ -977,6 +993,16 @@ class PartitionedOutput:
             # folder without a manifest is not known to be aulib's, and --resume deletes nothing
             self._remove_parts([n for n in present if PART_NAME.fullmatch(n)])
         self.save(force=True)
+
+    def _intact(self, entry: dict) -> bool:
+        """A local part's content is what was written (its sha256; entries written before it was recorded, and
+        object-store parts, are judged by their size alone)."""
+        if self.local is None or not isinstance(entry.get("sha256"), str):
+            return True
+        try:
+            return _sha256(self.local / entry["part"]) == entry["sha256"]
+        except OSError:
+            return False
 
     def _listing(self) -> dict[str, int]:
         """Files directly in the output and their sizes."""
@@ -1094,13 +1120,18 @@ class PartitionedOutput:
                                    list(columns or ["input", "frame", "timestamp", "face", "face_id", "success",
                                                     "error"])).frame())
                 continue
-            if self.local is not None:
-                tables.append(read_table(self.local / e["part"]))
-                continue
-            with tempfile.TemporaryDirectory() as d:
-                fs, path = storage.filesystem(_join(self.root, e["part"]))
-                fs.get_file(path, os.path.join(d, "p.parquet"))
-                tables.append(read_table(Path(d) / "p.parquet"))
+            try:
+                if self.local is not None:
+                    tables.append(read_table(self.local / e["part"]))
+                    continue
+                with tempfile.TemporaryDirectory() as d:
+                    fs, path = storage.filesystem(_join(self.root, e["part"]))
+                    fs.get_file(path, os.path.join(d, "p.parquet"))
+                    tables.append(read_table(Path(d) / "p.parquet"))
+            except (OSError, ValueError) as err:  # pyarrow's words ("Couldn't deserialize thrift") named no file
+                raise ValueError(f"{redact(_join(self.root, e['part']))} (the part of {n}): not a readable Parquet "
+                                 f"file ({' '.join(str(err).split())[:160]}); run again with --resume to redo that "
+                                 "input") from None
         import pandas as pd
 
         return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
