@@ -847,3 +847,24 @@ def test_progress_total_for_a_container_that_declares_no_frame_count(analyzer, t
         seen: list[tuple[int, int]] = []
         analyze_video_rows(analyzer, out, progress=lambda done, total, seen=seen: seen.append((done, total)), **kw)
         assert seen[-1] == (expect, expect), (kw, seen[-3:])
+
+
+def test_the_decode_thread_runs_the_interval_scans_with_the_same_faces(analyzer, monkeypatch):
+    """The face stage bounds a video's speed; the interval's scans now run ahead in the decode thread
+    (FaceFollower.prefetch) and are taken only for the same scan of the same frame: the table is the one
+    the face stage makes scanning itself."""
+    from aulib.video.follow import FaceFollower
+
+    path = sample("WolfgangLanger_Pexels.mp4")
+    used = []
+    real = FaceFollower._detect
+
+    def detect(self, image, seq, tracks=None, prefetched=None, index=-1):
+        used.append(prefetched is not None and prefetched[0] == index)
+        return real(self, image, seq, tracks, prefetched, index)
+
+    monkeypatch.setattr(FaceFollower, "_detect", detect)
+    ahead = table(analyzer, path, max_frames=150)
+    assert len(used) == 15 and sum(used) == 14  # every scan but the first (full size, no track yet)
+    monkeypatch.setattr(FaceFollower, "prefetch", lambda self, image, index: None)
+    assert table(analyzer, path, max_frames=150).equals(ahead)

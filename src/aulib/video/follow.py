@@ -22,7 +22,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from aulib.face.detect import Detect, scanning
+from aulib.face.detect import Detect, Detection, scanning
 from aulib.face.pipeline import FacePipeline, fit_boxes
 from aulib.face.record import Face
 from aulib.video.reader import check_count
@@ -163,6 +163,7 @@ class FaceFollower:
         # next scan could find it again (it came back seconds late, with a new id)
         self.tracker = FaceTracker(max_missed=max(60, 3 * self.detect_every))
         self._detect_index: int | None = None  # file frame of the last scan
+        self._predicted: int | None = None  # file frame of the last scan prefetch() ran ahead
         self._need_detect = True
         self._seq = -1  # analysed frames so far - 1
         self._thumb: np.ndarray | None = None
@@ -183,10 +184,29 @@ class FaceFollower:
         smallest = min(float(min(t.box[2], t.box[3])) for t in tracks)
         return quick if smallest * scale >= MIN_SCAN_FACE else self.detector
 
-    def _detect(self, image: np.ndarray, seq: int, tracks: list[Track] | None = None) -> list[Face]:
+    def prefetch(self, image: np.ndarray, index: int) -> tuple[int, list[Detection]] | None:
+        """The downscaled scan of file frame ``index`` when the interval's scan is expected there, run by the
+        caller (the video reader's decode thread, ahead of this follower), else None. The face stage, which
+        bounds a video's speed, then takes these detections instead of running the scan itself — only when
+        it would run that same scan on that same frame (:meth:`_detect`), so the faces are the same. The
+        expected scans are those the interval gives after the last one known (a re-detection moves them:
+        those frames then scan themselves)."""
+        if self.quick is None:
+            return None
+        known = self._detect_index  # the face stage's last scan (an int, read without a lock)
+        base = max(x for x in (known, self._predicted, -(1 << 62)) if x is not None)
+        if known is None or index - base < self.detect_every:
+            return None
+        self._predicted = index
+        return index, self.quick(image)
+
+    def _detect(self, image: np.ndarray, seq: int, tracks: list[Track] | None = None,
+                prefetched: tuple[int, list[Detection]] | None = None, index: int = -1) -> list[Face]:
         self.n_detect += 1
         detector = self._scanner(image, tracks or [])
-        dets = detector(image)
+        # the reader's scan of this very frame with this very detector (prefetch), or the scan here
+        dets = prefetched[1] if prefetched is not None and prefetched[0] == index and detector is self.quick \
+            else detector(image)
         fits = fit_boxes(detector, image, dets)
         boxes = [b for b, _ in fits]
         faces = [self.pipeline.from_box(image, b, d.score, display_box=d.as_array(), up=u, hog=self.hog)
@@ -229,7 +249,8 @@ class FaceFollower:
             t.extra.update(matrix=f.matrix, look=f.extra.pop("look"))
         return faces
 
-    def __call__(self, image: np.ndarray, index: int, thumb: np.ndarray | None = None) -> list[Face]:
+    def __call__(self, image: np.ndarray, index: int, thumb: np.ndarray | None = None,
+                 prefetched: tuple[int, list[Detection]] | None = None) -> list[Face]:
         """The faces of frame ``index`` (an ``(H, W, 3)`` uint8 RGB image), sorted by track id. Frames come
         in order; ``index`` is the frame's number in the file (the scans run every ``detect_every`` of
         those; the tracker counts the calls)."""
@@ -263,7 +284,7 @@ class FaceFollower:
             else:
                 periodic = True
         if faces is None:
-            faces = self._detect(image, seq, tracks if periodic else None)
+            faces = self._detect(image, seq, tracks if periodic else None, prefetched, index)
             self._detect_index = index
         self._seq = seq
         return sorted(faces, key=lambda f: f.id)

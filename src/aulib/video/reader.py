@@ -202,9 +202,10 @@ class FrameReader:
 
     def __init__(self, path: Source | Any, every: int = 1, fps: float | None = None,
                  max_frames: int | None = None, threaded: bool = True, queue_size: int = 8,
-                 prepare: Callable[[np.ndarray], Any] | None = None) -> None:
-        """``prepare(image)``: work on each kept frame done in the decode thread (``VideoFrame.prepared``;
-        the video analysis makes its scene-cut thumbnail there, off the busier face stage)."""
+                 prepare: Callable[[np.ndarray, int], Any] | None = None) -> None:
+        """``prepare(image, index)``: work on each kept frame done in the decode thread (``VideoFrame.prepared``;
+        the video analysis makes its scene-cut thumbnail and the interval's face scan there, off the busier
+        face stage)."""
         self.prepare = prepare
         # the API gets what the CLI's option types refuse: a fractional step, NaN, a frame budget of 0
         check_count("every", every)
@@ -451,7 +452,7 @@ class FrameReader:
                     img = upright(img, getattr(frame, "rotation", 0) or 0)
                     st.selected += 1
                     st.seconds += time.perf_counter() - t0
-                    yield VideoFrame(index, t, img, self.prepare(img) if self.prepare is not None else None)
+                    yield VideoFrame(index, t, img, self.prepare(img, index) if self.prepare is not None else None)
                     t0 = time.perf_counter()
                     if self.max_frames is not None and st.selected >= self.max_frames:
                         return

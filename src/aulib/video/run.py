@@ -37,7 +37,7 @@ from threadpoolctl import threadpool_limits
 
 from aulib import background
 from aulib.face.blink import RunningOpenLevels, personal_blinks
-from aulib.face.detect import VIDEO_SCAN_SIDE
+from aulib.face.detect import VIDEO_SCAN_SIDE, Detection
 from aulib.face.pipeline import FacePipeline
 from aulib.face.record import Face
 from aulib.table import (
@@ -59,6 +59,9 @@ from aulib.video.smooth import DEFAULT_SIGMA_S, OneEuroSmoother, TraceSmoother, 
 # Faces per batched model call: large enough to amortise onnxruntime call overhead, small enough
 # to keep the model thread close behind the face thread.
 BATCH_FACES = 16
+# What the decode thread makes of a frame for the face stage (VideoAnalysis.prepare): its scene-cut thumbnail,
+# and the interval's face scan (file frame, detections) where one is expected.
+_Prepared = tuple[np.ndarray, "tuple[int, list[Detection]] | None"]
 # Rows per chunk handed out by iter_video_rows: a few seconds of video per append/fsync.
 CHUNK_ROWS = 256
 
@@ -158,15 +161,24 @@ class VideoAnalysis:
         return self.calibrator is not None and self.calibrator.mode == "video"
 
     # ------------------------------------------------------------------ face stage
-    def add(self, index: int, time: float, image: np.ndarray, thumb: np.ndarray | None = None) -> None:
-        """Find and describe the faces of one RGB frame, queue them for the models (``thumb``: its
-        :func:`aulib.video.follow.thumbnail`, when the reader made it)."""
+    def add(self, index: int, time: float, image: np.ndarray, prepared: _Prepared | None = None) -> None:
+        """Find and describe the faces of one RGB frame, queue them for the models (``prepared``: what the
+        reader's decode thread made of it, :meth:`prepare`)."""
         self._raise()
-        ff = _FrameFaces(index, time, self.follower(image, index, thumb), image if self.overlay is not None else None)
+        thumb, scan = prepared if prepared is not None else (None, None)
+        ff = _FrameFaces(index, time, self.follower(image, index, thumb, scan),
+                         image if self.overlay is not None else None)
         self.frames.append(ff)
         self._pending.append(ff)
         if sum(len(p.faces) for p in self._pending) >= self.batch_faces:
             self._flush()
+
+    def prepare(self, image: np.ndarray, index: int) -> _Prepared:
+        """For the reader's decode thread (``FrameReader(prepare=)``), ahead of :meth:`add`: the frame's
+        scene-cut thumbnail and, where the interval's face scan is expected, that scan
+        (:meth:`FaceFollower.prefetch`). The face stage in the caller's thread bounds the pipeline; the
+        decode thread has time to spare."""
+        return thumbnail(image), self.follower.prefetch(image, index)
 
     # ------------------------------------------------------------------ model stage
     def _flush(self) -> None:
@@ -381,7 +393,7 @@ def iter_video_rows(
         if smooth else None)
     coherent = CoherentRows(models.aus, models.occurrence_thresholds)
     try:
-        reader = FrameReader(path, every, fps, max_frames, threaded=threaded, prepare=thumbnail)
+        reader = FrameReader(path, every, fps, max_frames, threaded=threaded)
     except VideoReadError as e:
         if stats is not None:
             stats.update(overlay_error="", error=str(e))
@@ -390,6 +402,7 @@ def iter_video_rows(
     writer = OverlayWriter(overlay, reader.output_rate) if overlay is not None else None
     va = VideoAnalysis(models, name, calibrate, detect_every, writer, threaded=threaded, interpolate_gap=gap,
                        post=(lambda rows, final: _smoothed(smoother, rows, coherent, final)) if smoother else None)
+    reader.prepare = va.prepare  # in the decode thread, which starts with the first frame asked for
     st0 = reader.stats
     total = -(-st0.expected // every) if st0.expected else 0
     if total and fps and st0.rate:  # --fps keeps at most fps frames per second
