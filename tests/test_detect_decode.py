@@ -168,8 +168,23 @@ def test_a_cover_picture_or_a_thumbnail_track_is_not_the_video(tmp_path):
     from aulib.video.reader import FrameReader, VideoReadError
 
     images = _clip_frames(6)
-    _encode(tmp_path / "thumb_first.mkv", images, extra=np.full((96, 160, 3), 90, np.uint8))
-    frames = [vf.image for vf in FrameReader(tmp_path / "thumb_first.mkv")]
+    # in MP4 too, where FFmpeg flags the first track of each kind "default": the thumbnail listed first was
+    # analysed instead of the clip (face boxes in thumbnail pixels, the blink moved)
+    for name in ("thumb_first.mkv", "thumb_first.mp4"):
+        _encode(tmp_path / name, images, extra=np.full((96, 160, 3), 90, np.uint8))
+        frames = [vf.image for vf in FrameReader(tmp_path / name)]
+        assert len(frames) == 6 and frames[0].shape == (360, 640, 3), name
+    # a one-frame still (not flagged as a cover) listed first: one row for the whole clip, without a word
+    with av.open(str(tmp_path / "still_first.mp4"), "w") as c:
+        t, s = c.add_stream("libx264", rate=30), c.add_stream("libx264", rate=30)
+        t.width, t.height, t.pix_fmt = 160, 96, "yuv420p"
+        s.width, s.height, s.pix_fmt = 640, 360, "yuv420p"
+        for st, pics in ((t, [np.full((96, 160, 3), 90, np.uint8)]), (s, images)):
+            for p in [p for x in pics for p in st.encode(av.VideoFrame.from_ndarray(x, format="rgb24"))]:
+                c.mux(p)
+            for p in st.encode():
+                c.mux(p)
+    frames = [vf.image for vf in FrameReader(tmp_path / "still_first.mp4")]
     assert len(frames) == 6 and frames[0].shape == (360, 640, 3)
     with av.open(str(tmp_path / "cover.mp4"), "w") as c:  # a still picture marked as attached (cover art)
         s = c.add_stream("mjpeg", rate=1)

@@ -868,3 +868,15 @@ def test_the_decode_thread_runs_the_interval_scans_with_the_same_faces(analyzer,
     assert len(used) == 15 and sum(used) == 14  # every scan but the first (full size, no track yet)
     monkeypatch.setattr(FaceFollower, "prefetch", lambda self, image, index: None)
     assert table(analyzer, path, max_frames=150).equals(ahead)
+
+
+def test_work_done_ahead_in_the_decode_thread_never_makes_a_video_corrupt():
+    """An exception in the reader's ``prepare`` (work done ahead for the face stage) was reported as "video
+    truncated or corrupt after frame 0" and the rest of a good file was not read; the work is now left to
+    the consumer, which does it itself."""
+    def broken(image, index):
+        raise RuntimeError("not the file's fault")
+
+    reader = FrameReader(sample("single_face.mp4"), prepare=broken)
+    frames = list(reader)
+    assert len(frames) == 72 and all(f.prepared is None for f in frames) and reader.stats.error == ""

@@ -140,8 +140,14 @@ def main_video_stream(container: Any) -> Any:
         return "no video stream" + (" (only a cover picture)" if container.streams.video else "")
     import av
 
-    # the streams flagged "default" first (a multi-angle file's main view, not a larger depth or IR track)
-    default = [v for v in moving if v.disposition & av.stream.Disposition.default]
+    # a one-frame still track is not the clip when there is a moving one (a still thumbnail listed first gave
+    # one row for a 72-frame clip, without a word)
+    moving = [v for v in moving if int(v.frames or 0) != 1] or moving
+    # The streams flagged "default" first (a multi-angle file's main view, not a larger depth or IR track) — but
+    # not a small one: FFmpeg's MP4 writer flags the first track of each kind, so a thumbnail track listed first
+    # was analysed instead of the clip (face boxes in thumbnail pixels, the blink moved)
+    largest = max(_pixels(v) for v in moving)
+    default = [v for v in moving if v.disposition & av.stream.Disposition.default and 4 * _pixels(v) >= largest]
     return max(default if 0 < len(default) < len(moving) else moving, key=_pixels)
 
 
@@ -452,7 +458,7 @@ class FrameReader:
                     img = upright(img, getattr(frame, "rotation", 0) or 0)
                     st.selected += 1
                     st.seconds += time.perf_counter() - t0
-                    yield VideoFrame(index, t, img, self.prepare(img, index) if self.prepare is not None else None)
+                    yield VideoFrame(index, t, img, self._prepared(img, index))
                     t0 = time.perf_counter()
                     if self.max_frames is not None and st.selected >= self.max_frames:
                         return
@@ -485,6 +491,17 @@ class FrameReader:
         finally:
             st.seconds += time.perf_counter() - t0
             st.lost = lost
+
+    def _prepared(self, image: np.ndarray, index: int) -> Any:
+        """``prepare(image, index)``, or None when it fails: the work is only done ahead (the consumer does it
+        itself without it, and then says what went wrong in its own words). Inside the decode loop, its
+        exception was reported as the video being "truncated or corrupt"."""
+        if self.prepare is None:
+            return None
+        try:
+            return self.prepare(image, index)
+        except Exception:
+            return None
 
     def _damage(self, packets: int, gaps: list[tuple[int, int]], lost: int) -> str:
         """Corrupt packets and out-of-order frames skipped, the frames they cost (``gaps``: their numbers, first
