@@ -82,7 +82,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from threadpoolctl import threadpool_limits
 
@@ -851,17 +851,6 @@ def part_name(name: str) -> str:
 PART_NAME = re.compile(r"part-[0-9a-f]{16}\.parquet")  # what part_name() gives, and nothing else
 
 
-def _sha256(path: Path) -> str:
-    """Hex sha256 of a file."""
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _local_root(root: str) -> Path | None:
     """The local folder of a partitioned output, or None for an object store."""
     if not is_url(root):
@@ -915,7 +904,9 @@ def write_part(root: str, name: str, chunks: Iterable[Rows]) -> dict:
         if t.rows == 0:
             raise OSError(f"{name}: no rows produced")
         size = tmp.stat().st_size
-        digest = _sha256(tmp)  # --resume checks it: a part damaged in place keeps its size
+        from aulib.models import sha256_of
+
+        digest = sha256_of(tmp)  # --resume checks it: a part damaged in place keeps its size
         if local is not None:
             os.replace(tmp, local / part)
         else:
@@ -999,8 +990,10 @@ class PartitionedOutput:
         object-store parts, are judged by their size alone)."""
         if self.local is None or not isinstance(entry.get("sha256"), str):
             return True
+        from aulib.models import sha256_of
+
         try:
-            return _sha256(self.local / entry["part"]) == entry["sha256"]
+            return sha256_of(self.local / entry["part"]) == entry["sha256"]
         except OSError:
             return False
 
@@ -1312,6 +1305,24 @@ def _dask_connect(scheduler: str | None, workers: int | None) -> tuple[Any, Any]
     return Client(cluster), cluster
 
 
+T = TypeVar("T")
+
+
+def _cluster_then(dask: bool, scheduler: str | None, workers: int | None,
+                  make_sinks: Callable[[], T]) -> tuple[tuple[Any, Any] | None, T]:
+    """The Dask connection (None without Dask), made before ``make_sinks()``, which resets the output: a
+    scheduler that cannot be reached (a mistyped port) or has no worker fails the run while the previous
+    table or parts are still there (they were deleted first, and the run then failed). The connection is
+    closed when the sinks cannot be made."""
+    conn = _dask_connect(scheduler, workers) if dask else None
+    try:
+        return conn, make_sinks()
+    except BaseException:
+        if conn is not None:
+            _dask_close(*conn)
+        raise
+
+
 def _dask_close(client: Any, cluster: Any) -> None:
     """Close the client (and the local cluster) without the scheduler's shutdown chatter ("worker process
     still alive after 4 s, killing", comm errors) reaching the user's terminal."""
@@ -1501,16 +1512,9 @@ def _run(files: list[Path], spec: AnalyzerSpec, out: Path | None, per_input: Pat
          resume: bool, dask: bool, scheduler: str | None, workers: int | None, overlay: Path | None,
          video_options: dict, progress: Callable[[Path], None] | None, analyzer: Analyzer | None, keep_table: bool,
          columns: list[str], duplicates: list[str]) -> BatchResult:
-    # The cluster first: a scheduler that cannot be reached (a mistyped port) or has no worker must fail the
-    # run before the sinks clear the previous table (it was deleted, and the run then failed)
-    conn = _dask_connect(scheduler, workers) if dask or scheduler else None
-    try:
-        combined = CombinedSink(out, resume) if out is not None else None
-        per = PerInputSink(per_input, per_input_format, files, resume) if per_input is not None else None
-    except BaseException:
-        if conn is not None:
-            _dask_close(*conn)
-        raise
+    conn, (combined, per) = _cluster_then(dask or bool(scheduler), scheduler, workers, lambda: (
+        CombinedSink(out, resume) if out is not None else None,
+        PerInputSink(per_input, per_input_format, files, resume) if per_input is not None else None))
     todo, skipped = [], []
     # the finished inputs of the table, also as files: "in/a.jpg" then "/data/in/a.jpg" is one input (it was
     # analysed again and the table held it twice)
@@ -1591,13 +1595,8 @@ def _run_partitioned(files: list[Source], spec: AnalyzerSpec, root: str, resume:
                      progress: Callable[[Source], None] | None, analyzer: Analyzer | None, keep_table: bool,
                      columns: list[str], duplicates: list[str], meta: dict, retries: int) -> BatchResult:
     t0 = time.perf_counter()
-    conn = _dask_connect(scheduler, workers) if dask or scheduler else None  # before the output is reset (_run)
-    try:
-        sink = PartitionedOutput(root, meta, resume)
-    except BaseException:
-        if conn is not None:
-            _dask_close(*conn)
-        raise
+    conn, sink = _cluster_then(dask or bool(scheduler), scheduler, workers,
+                               lambda: PartitionedOutput(root, meta, resume))
     names = [input_name(p) for p in files]
     done = [resume and sink.is_done(n, p) for p, n in zip(files, names)]
     todo = [p for p, d in zip(files, done) if not d]

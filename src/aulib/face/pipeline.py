@@ -178,7 +178,7 @@ class FacePipeline:
             gray = cv2.cvtColor(al.crop, cv2.COLOR_RGB2GRAY)
             face.masked, face.mask = self.masker(gray, al.landmarks)
             if hog:
-                face.hog = self.hog(face.masked)
+                self.add_hog([face])
             face.geometry = geometry(al.landmarks, self.size)
         return face
 

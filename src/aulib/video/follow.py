@@ -191,11 +191,10 @@ class FaceFollower:
         it would run that same scan on that same frame (:meth:`_detect`), so the faces are the same. The
         expected scans are those the interval gives after the last one known (a re-detection moves them:
         those frames then scan themselves)."""
-        if self.quick is None:
-            return None
         known = self._detect_index  # the face stage's last scan (an int, read without a lock)
-        base = max(x for x in (known, self._predicted, -(1 << 62)) if x is not None)
-        if known is None or index - base < self.detect_every:
+        if self.quick is None or known is None:
+            return None
+        if index - max(known, self._predicted if self._predicted is not None else known) < self.detect_every:
             return None
         self._predicted = index
         return index, self.quick(image)

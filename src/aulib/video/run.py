@@ -216,12 +216,12 @@ class VideoAnalysis:
             raise err
 
     def _models(self, batch: list[_FrameFaces]) -> None:
-        ok = [f for ff in batch for f in ff.faces if f.success]
+        timed = [(f, ff.time) for ff in batch for f in ff.faces if f.success]
+        ok = [f for f, _ in timed]
         cal = self.calibrator
         if ok:
             self.models.pipeline.add_hog(ok)
-            keyframes = (plan(ok, [ff.time for ff in batch for f in ff.faces if f.success], self.interpolate_gap)
-                         if self.interpolate_gap > 0 else None)
+            keyframes = (plan(ok, [t for _, t in timed], self.interpolate_gap) if self.interpolate_gap > 0 else None)
             self.models.run(ok, flip=False, keyframes=keyframes)  # traces average over time; keep the frame rate
             if cal is not None:
                 # how expressive each face is before calibration: picks the frames that define "neutral"
