@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,11 +18,12 @@ from aulib.face.pose import (
     solve_pose,
 )
 from aulib.face.quality import fit_confidence
+from aulib.face.sharpness import BLUR_OK, blur_effect, blur_factor
 from aulib.io import read_image
 from aulib.table import to_frame
 from aulib.video import analyze_video_rows
 
-from .conftest import REPO, sample
+from .conftest import DATA, REPO, sample
 
 REFERENCE = REPO.parent / "shared" / "peers" / "openface" / "reference"
 
@@ -110,6 +112,53 @@ def test_confidence_mapping():
     assert fit_confidence(0.99, 0.02) == pytest.approx(0.99)
     assert fit_confidence(1.0, 0.07) == pytest.approx(0.5)
     assert fit_confidence(1.0, 0.12) == 0.0 and fit_confidence(float("nan"), 0.02) == 0.0
+
+
+def test_blur_effect_is_scikit_images_metric():
+    # aulib's OpenCV version of Crete et al.'s metric (10× faster) against the reference implementation
+    from skimage.measure import blur_effect as reference
+
+    rng = np.random.default_rng(0)
+    smile = read_image(sample("single_face.jpg"))[200:420, 180:390].mean(axis=2).astype(np.uint8)
+    images = [smile, cv2.GaussianBlur(smile, (0, 0), 3), rng.integers(0, 256, (48, 48), dtype=np.uint8),
+              rng.integers(0, 256, (13, 70), dtype=np.uint8)]
+    for im in images:
+        assert blur_effect(im) == pytest.approx(reference(im, h_size=11), abs=1e-6)
+    assert np.isnan(blur_effect(np.full((48, 48), 128, np.uint8)))  # no edge: cannot tell
+    assert np.isnan(blur_effect(np.zeros((3, 40), np.uint8)))
+    assert blur_factor(float("nan")) == 1.0 and blur_factor(BLUR_OK) == 1.0 and blur_factor(0.9) == 0.0
+
+
+def test_a_blurred_face_loses_confidence_as_its_reading_fades(analyzer):
+    # A blurred face's landmark fit looks perfect while its reading fades (the smile: AU06 lost at σ 8 px,
+    # "neutral" at σ 16 px), and it was reported with confidence 1.00. Detail as in the 48 px training
+    # faces keeps the confidence; less lowers it below OpenFace users' usual 0.8 filter.
+    rgb = read_image(sample("single_face.jpg"))
+    conf, blur = [], []
+    for sigma in (0, 4, 12, 16):
+        (face,) = analyzer.get(cv2.GaussianBlur(rgb, (0, 0), sigma) if sigma else rgb)
+        conf.append(face.confidence)
+        blur.append(face.blur)
+    assert blur == sorted(blur) and blur[1] < BLUR_OK < blur[2]
+    assert min(conf[:2]) > 0.99  # sharp, and mildly soft: untouched (their fits differ by a hair)
+    assert conf[2] < 0.5 and conf[3] < 0.3
+    df = analyzer.analyze(cv2.GaussianBlur(rgb, (0, 0), 16))
+    assert df["confidence"].iloc[0] == pytest.approx(conf[3])
+
+
+def test_training_sized_faces_keep_their_confidence(pipeline):
+    # FER2013's 48 px faces are as soft as any face the models read well: the blur term must leave them be
+    import glob
+
+    fer = sorted(glob.glob(str(DATA / "ferplus" / "FER2013Valid" / "*.png")))[::60]
+    if not fer:
+        pytest.skip("FER+ data not available")
+    factors = []
+    for path in fer:
+        face = pipeline.cropped(read_image(path))
+        if face.success:
+            factors.append(blur_factor(face.blur))
+    assert len(factors) > 40 and min(factors) > 0.8 and np.mean(np.array(factors) == 1.0) > 0.97
 
 
 def test_eye_aspect_ratio_and_closure():

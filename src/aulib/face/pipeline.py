@@ -19,6 +19,7 @@ from aulib.face.gaze import eye_crops
 from aulib.face.hog import HogExtractor, geometry
 from aulib.face.landmarks import LandmarkPredictor
 from aulib.face.record import Face
+from aulib.face.sharpness import face_blur
 
 # RMS distance of the rigid landmarks from the template (crop-size units) above which a fit is
 # not a plausible face. Measured: CK+48 crops median 0.019, max 0.059; FER2013Valid median 0.041,
@@ -173,6 +174,7 @@ class FacePipeline:
             return face
         face.aligned, face.aligned_landmarks = al.crop, al.landmarks
         face.matrix = al.matrix
+        face.blur = face_blur(image, face.landmarks)
         if self.features:
             face.eyes, face.eye_matrices = eye_crops(image, face.landmarks)
             gray = cv2.cvtColor(al.crop, cv2.COLOR_RGB2GRAY)

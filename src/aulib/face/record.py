@@ -49,7 +49,8 @@ class Face:
     OpenFace-style channels: ``pose`` (6,) Tx, Ty, Tz (mm, camera at the origin) and Rx, Ry, Rz
     (radians, ``R = Rx·Ry·Rz``), see :mod:`aulib.face.pose`; ``blink`` (2,) AU45 intensity 0–5 and
     occurrence 0/1 from the eye aspect ratio, see :mod:`aulib.face.blink`; ``confidence`` 0–1 from
-    the detector score and the landmark fit, see :mod:`aulib.face.quality`; ``gaze`` (8,) the unit
+    the detector score, the landmark fit and ``blur``, see :mod:`aulib.face.quality`; ``blur`` 0 (sharp) … 1
+    how blurred the face is at the scale of a 48 px face, see :mod:`aulib.face.sharpness`; ``gaze`` (8,) the unit
     gaze vectors of the eyes with landmarks 36–41 and 42–47 (camera axes) and the gaze angles x, y
     (radians), see :mod:`aulib.face.gaze`.
     ``image_size`` (width, height) of the image the face was found in (the default camera for pose).
@@ -89,6 +90,7 @@ class Face:
     gaze: np.ndarray | None = None
     blink: np.ndarray | None = None
     confidence: float = float("nan")
+    blur: float = float("nan")
     image_size: tuple[int, int] | None = None
     error: str = ""
     extra: dict = field(default_factory=dict)

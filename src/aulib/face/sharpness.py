@@ -1,0 +1,80 @@
+"""How blurred a face is, at the scale of the smallest faces the models were trained on.
+
+Why: a blurred face is read with full confidence while its reading fades. The sample smile blurred with
+a Gaussian of σ 8 px lost AU06, at σ 12 kept only AU12, at σ 16 read "neutral" — each at confidence
+1.00, because the landmark fit on a smooth face looks perfect. The models were trained down to FER2013's
+48 px faces, so softness a 48 px face has anyway is no reason for doubt; detail missing even at that
+scale is.
+
+Measure: the face's landmark hull, shrunk (area average) so its longer side is :data:`DETAIL_SIDE` px,
+scored by Crete et al.'s no-reference blur metric (2007; ``skimage.measure.blur_effect``): 0 sharp, 1 fully
+blurred; the share of its edge contrast that survives an 11-pixel box blur is what is missing. Measured at
+48 px: FER2013Valid max 0.52, FER2013Train 99.9th percentile 0.516 (1 of 7140 above 0.55), CK+48 max 0.51;
+every face of the sample photos 0.31–0.39, every frame of the sample videos ≤ 0.39. The sample smile
+blurred σ 2/4/8/12/16 px: 0.32/0.38/0.55/0.63/0.66.
+
+:func:`blur_factor` turns it into a factor of ``confidence`` (:mod:`aulib.face.quality`): 1 up to
+:data:`BLUR_OK` (as blurred as the blurriest training faces), falling linearly to 0 at :data:`BLUR_NONE`.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from aulib.face.landmarks import as_gray
+
+DETAIL_SIDE = 48  # px: FER2013's faces, the smallest the models were trained on
+BLUR_OK = 0.52  # the blurriest training faces at that scale (FER2013Valid max, FER2013Train 99.9 %)
+BLUR_NONE = 0.68  # beyond the sample smile at σ 16 px, which read "neutral"
+_BOX = 11  # Crete et al.'s (and scikit-image's) re-blur length
+
+
+def blur_effect(gray: np.ndarray) -> float:
+    """Crete et al.'s blur metric of a 2-D image, 0 (sharp) … 1 (blurred); NaN for an image too small to
+    tell (under 4 px a side) or without any edge.
+
+    The same numbers as ``skimage.measure.blur_effect(gray, h_size=11)`` (within 1e-6; tested), in
+    OpenCV: 0.09 ms instead of 0.8 ms on a 48 px face, paid on every face of every video frame."""
+    if gray.ndim != 2 or min(gray.shape) < 4:
+        return float("nan")
+    f = gray.astype(np.float32)
+    box = np.full(_BOX, 1.0 / _BOX, np.float32)
+    one = np.ones(1, np.float32)
+    inner = (slice(2, f.shape[0] - 1), slice(2, f.shape[1] - 1))
+    worst = 0.0
+    for dx, dy, kx, ky in ((0, 1, one, box), (1, 0, box, one)):  # along the rows, then the columns
+        smooth = cv2.sepFilter2D(f, -1, kx, ky, borderType=cv2.BORDER_REFLECT)
+        sharp = np.abs(cv2.Sobel(f, cv2.CV_32F, dx, dy, ksize=3, borderType=cv2.BORDER_REFLECT))
+        blurred = np.abs(cv2.Sobel(smooth, cv2.CV_32F, dx, dy, ksize=3, borderType=cv2.BORDER_REFLECT))
+        total = float(sharp[inner].sum(dtype=np.float64))
+        if total <= 0:
+            return float("nan")
+        kept = float(np.maximum(sharp - blurred, 0)[inner].sum(dtype=np.float64))
+        worst = max(worst, abs(total - kept) / total)
+    return worst
+
+
+def face_blur(image: np.ndarray, landmarks: np.ndarray) -> float:
+    """:func:`blur_effect` of the face inside the hull of its ``landmarks`` (image pixels) in an RGB or gray
+    uint8 ``image``, shrunk to :data:`DETAIL_SIDE` px when larger (a smaller face is scored as it is). NaN
+    when less than 8 px of the face is inside the image."""
+    h, w = image.shape[:2]
+    pts = np.asarray(landmarks, np.float64)
+    x0, y0 = np.floor(np.maximum(pts.min(axis=0), 0)).astype(int)
+    x1, y1 = np.ceil(np.minimum(pts.max(axis=0), (w, h))).astype(int)
+    if x1 - x0 < 8 or y1 - y0 < 8:
+        return float("nan")
+    region = as_gray(image[y0:y1, x0:x1])
+    scale = DETAIL_SIDE / max(region.shape)
+    if scale < 1:
+        size = (max(1, round(region.shape[1] * scale)), max(1, round(region.shape[0] * scale)))
+        region = cv2.resize(region, size, interpolation=cv2.INTER_AREA)
+    return blur_effect(region)
+
+
+def blur_factor(blur: float) -> float:
+    """The factor of ``confidence`` for a face's :func:`face_blur` (1 when unknown)."""
+    if not np.isfinite(blur):
+        return 1.0
+    return float(np.clip((BLUR_NONE - blur) / (BLUR_NONE - BLUR_OK), 0.0, 1.0))
