@@ -210,8 +210,14 @@ class FaceFollower:
         boxes = [b for b, _ in fits]
         faces = [self.pipeline.from_box(image, b, d.score, display_box=d.as_array(), up=u, hog=self.hog)
                  for (b, u), d in zip(fits, dets)]
-        ids = self.tracker.assign([d.as_array() for d in dets], seq)
-        for f, tid, box in zip(faces, ids, boxes):
+        # A detection continues a track only when its face looks like the track's last one (SAME_FACE, as
+        # between followed frames): by position alone, two people who swapped places at a cut too soft for
+        # SCENE_CUT took each other's ids (and their smoothed traces blended), and a person sitting down where
+        # another had left took the leaver's id.
+        looks = [appearance(f) for f in faces]
+        ids = self.tracker.assign([d.as_array() for d in dets], seq,
+                                  lambda i, t: similarity(t.extra.get("look"), looks[i]) >= SAME_FACE)
+        for f, tid, box, look in zip(faces, ids, boxes, looks):
             f.id = tid
             t = self.tracker.update(tid, f.box, f.landmarks if f.success else None, f.score, seq)
             t.extra.clear()
@@ -219,7 +225,7 @@ class FaceFollower:
                 # Both boxes in the face's own (aligned crop) coordinates: they then move and scale
                 # with the rigid landmarks (eyes, nose) in later frames, see _follow.
                 m = f.matrix
-                t.extra.update(fit=_to_crop(m, box), shown=_to_crop(m, f.box), matrix=m, look=appearance(f))
+                t.extra.update(fit=_to_crop(m, box), shown=_to_crop(m, f.box), matrix=m, look=look)
         self._need_detect = any(not f.success for f in faces)
         return faces
 

@@ -11,6 +11,7 @@ gets its old id back instead of a new one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -55,17 +56,23 @@ class FaceTracker:
         """Tracks seen in ``frame`` (the faces to follow into the next frame), by id."""
         return [t for t in sorted(self.tracks.values(), key=lambda t: t.id) if t.last_frame == frame]
 
-    def assign(self, boxes: list[np.ndarray], frame: int) -> list[int]:
+    def assign(self, boxes: list[np.ndarray], frame: int,
+               compatible: Callable[[int, Track], bool] | None = None) -> list[int]:
         """Ids for the boxes detected in ``frame`` (matched to known tracks or new).
 
         Greedy on the best pair first: IoU ≥ ``min_iou`` wins, otherwise nearby centres of
         similar-size boxes (scored below every IoU match). Each track is used at most once.
+        ``compatible(i, track)``: whether box ``i`` may continue ``track`` at all (the follower passes
+        whether the face looks like the track's last one: position alone gave two people who swapped
+        places each other's id).
         """
         self._expire(frame)
         cands = list(self.tracks.values())
         pairs = []
         for i, b in enumerate(boxes):
             for t in cands:
+                if compatible is not None and not compatible(i, t):
+                    continue
                 o = iou(b, t.box)
                 s = 1.0 + o if o >= self.min_iou else 0.5 * _centre_close(b, t.box)
                 if s > 0:
