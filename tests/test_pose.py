@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import av
 import cv2
 import numpy as np
 import pandas as pd
@@ -289,3 +290,35 @@ def test_calibrated_sample_clip_keeps_its_blinks(analyzer):
     calibrated = analyze_video_rows(analyzer, path, smooth=False, calibrate=True)
     blinks = [[(r.get("AU45_r"), r.get("AU45_c")) for r in rows] for rows in (plain, calibrated)]
     assert blinks[0] == blinks[1]
+
+
+def test_a_fit_that_missed_the_face_is_not_trusted(analyzer):
+    """dlib's trees fit their frontal mean face over the B/W portrait's profile cheek (the eyes and nose of the
+    fit on the cheek and mouth), with a fit error as good as a frontal face's: mirrored, letterboxed or rotated
+    10° it was reported at confidence 0.90–0.99 (AU12 present). The detector's own keypoints (eyes, nose tip,
+    mouth corners) lie far from that fit, and the confidence now says so; fits that agree keep theirs."""
+    bw = read_image(sample("BWPictureHuman.jpg"))
+    h, w = bw.shape[:2]
+    turned = cv2.warpAffine(bw, cv2.getRotationMatrix2D((w / 2, h / 2), 10, 1.0), (w, h),
+                            borderValue=(255, 255, 255))
+    for img in (bw, bw[:, ::-1].copy(), cv2.copyMakeBorder(bw, h // 4, h // 4, 0, 0, cv2.BORDER_CONSTANT), turned):
+        faces = analyzer.get(img)
+        assert faces and all(f.disagreement > 0.2 and f.confidence < 0.1 for f in faces)
+    for name in ("single_face.jpg", "multi_face.jpg"):
+        faces = analyzer.get(read_image(sample(name)))
+        assert all(f.disagreement < 0.06 and f.confidence > 0.9 for f in faces)
+    # cropped mode compares with the keypoints of its face check
+    crop = cv2.resize(read_image(sample("single_face.jpg"))[190:430, 170:400], (48, 48), interpolation=cv2.INTER_AREA)
+    (face,) = analyzer.get(crop, cropped=True)
+    assert face.disagreement < 0.06 and face.confidence > 0.9
+
+
+def test_followed_video_faces_keep_their_detections_keypoint_agreement(pipeline):
+    from aulib.video.follow import FaceFollower
+
+    follow = FaceFollower(pipeline, 5)
+    with av.open(str(sample("single_face.mp4"))) as c:
+        got = [follow(f.to_ndarray(format="rgb24"), i) for i, f in zip(range(8), c.decode(video=0))]
+    values = [fs[0].disagreement for fs in got]
+    assert all(np.isfinite(values)) and max(values) < 0.06
+    assert values[1] == values[0] and values[5] != values[4]  # carried from frame 0's scan; frame 5 scans again

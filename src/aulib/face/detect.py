@@ -62,6 +62,27 @@ class Detection:
         return Detection((self.x + x0) / scale, (self.y + y0) / scale, self.width / scale, self.height / scale,
                          self.score, kp)
 
+    def disagreement(self, landmarks: np.ndarray) -> float:
+        """How far a 68-point fit of this face lies from the detector's own five keypoints: the RMS distance
+        between them and the fit's eye centres (means of points 36–41, 42–47), nose tip (30) and mouth corners
+        (48, 54), as a fraction of the fit's longer side. NaN without keypoints.
+
+        Two independent estimates of one face: where they agree the fit can be trusted; where the fit lies
+        far from the detector's eyes, nose and mouth it has settled on something else — dlib's trees fit
+        their frontal mean face over a profile's cheek and ear with a near-perfect fit error. Measured: every
+        scan of the sample videos ≤ 0.09, FER2013Valid faces median 0.037, 99th percentile 0.13, the worst of
+        them (0.14–0.29) profiles and faces on their side fitted as frontal; the B/W sample profile 0.20–0.34.
+        """
+        if self.keypoints is None:
+            return float("nan")
+        pts = np.asarray(landmarks, np.float64)
+        fit = np.array([pts[36:42].mean(axis=0), pts[42:48].mean(axis=0), pts[30], pts[48], pts[54]])
+        side = float(max(np.ptp(pts, axis=0)))
+        if not side > 0:
+            return float("nan")
+        d = np.linalg.norm(fit - np.asarray(self.keypoints, np.float64), axis=1) / side
+        return float(np.sqrt((d * d).mean()))
+
     def up(self) -> np.ndarray | None:
         """Unit vector from the mouth to the eyes in image pixels (``(0, -1)`` for an upright face),
         from the five keypoints; None without them or when they are not a face's layout. Tells how

@@ -208,7 +208,7 @@ class FaceFollower:
             else detector(image)
         fits = fit_boxes(detector, image, dets)
         boxes = [b for b, _ in fits]
-        faces = [self.pipeline.from_box(image, b, d.score, display_box=d.as_array(), up=u, hog=self.hog)
+        faces = [self.pipeline.from_box(image, b, d.score, display_box=d.as_array(), up=u, hog=self.hog, detection=d)
                  for (b, u), d in zip(fits, dets)]
         # A detection continues a track only when its face looks like the track's last one (SAME_FACE, as
         # between followed frames): by position alone, two people who swapped places at a cut too soft for
@@ -225,7 +225,8 @@ class FaceFollower:
                 # Both boxes in the face's own (aligned crop) coordinates: they then move and scale
                 # with the rigid landmarks (eyes, nose) in later frames, see _follow.
                 m = f.matrix
-                t.extra.update(fit=_to_crop(m, box), shown=_to_crop(m, f.box), matrix=m, look=look)
+                t.extra.update(fit=_to_crop(m, box), shown=_to_crop(m, f.box), matrix=m, look=look,
+                               disagreement=f.disagreement)
         self._need_detect = any(not f.success for f in faces)
         return faces
 
@@ -248,6 +249,7 @@ class FaceFollower:
                 return None
             f.id = t.id
             f.extra["look"] = look
+            f.disagreement = t.extra.get("disagreement", float("nan"))  # as its score: its last detection's
             faces.append(f)
         for f, t in zip(faces, tracks):
             self.tracker.update(t.id, f.box, f.landmarks, t.score, seq)
