@@ -134,8 +134,9 @@ def train_svm(data_dir: str | Path, out: str | Path, aus: Sequence[int] = AUS, C
     return report
 
 
-def _fusion_lines(r: dict) -> list[str]:
-    """The images' AU decision (SVMs + multitask heads, :mod:`aulib.au.fusion`) under subject-grouped CV."""
+def _fusion_lines(r: dict, svm: dict | None = None) -> list[str]:
+    """The images' AU decision (SVMs + multitask heads, :mod:`aulib.au.fusion`) under subject-grouped CV; when
+    the SVM section (``svm``) comes from a later run than these figures, the section says so."""
     lines = [f"## Images: SVMs and multitask heads voting together — mean F1 **{r['mean_f1_fused']:.3f}**", "",
              f"What `aulib analyze` decides for images and crops (and for every frame with `--emotion-model "
              f"multitask`): `AUxx_p` = mean of the SVM's calibrated probability and the multitask network's AU "
@@ -157,6 +158,10 @@ def _fusion_lines(r: dict) -> list[str]:
              "| AU | positives | F1 SVMs | F1 heads | F1 fused | ECE fused |", "|---|---|---|---|---|---|"]
     lines += [f"| AU{a['au']:02d} | {a['positives']} | {a['f1_svm']:.3f} | {a['f1_heads']:.3f} | "
               f"{a['f1_fused']:.3f} | {a['ece_fused']:.3f} |" for a in r["per_au"]]
+    if svm and abs(svm["mean_f1"] - r["mean_f1_svm"]) > 5e-4:
+        lines += ["", "**Measured before the SVM bank above was retrained** (its folds' SVMs scored "
+                  f"{r['mean_f1_svm']:.3f} here against {svm['mean_f1']:.3f} above): the heads and their fusion "
+                  "have not been re-run on its features since (`aulib train multitask`, ≈ 1 h on a CPU)."]
     return lines + [""]
 
 
@@ -275,7 +280,7 @@ def write_report(svm: dict | None, svr: dict | None, reports_dir: str | Path = R
                   for c in s["au_counts"] if c["all_pos"] > 0]
         lines.append("")
     if data["fusion"]:
-        lines += _fusion_lines(data["fusion"])
+        lines += _fusion_lines(data["fusion"], data["svm"])
     if data["svr"]:
         s = data["svr"]
         lines += [f"## Intensity (linear SVR per AU, 0–5) — mean r **{s['mean_pearson_r']:.3f}**, "

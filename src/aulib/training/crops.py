@@ -54,6 +54,12 @@ def files_digest(paths: Sequence[Path]) -> str:
     return hashlib.sha256("\n".join(file_keys(paths)).encode()).hexdigest()[:12]
 
 
+# What the cached crops and features also depend on besides the images and the CNN: the face pipeline's fits.
+# Raise it when a change of the pipeline changes them, or an old cache is silently reused (2: cropped-mode
+# landmarks mapped back from the upscaled crop by pixel centres, not by the scale alone).
+PIPELINE_REVISION = "2"
+
+
 def cached(cache_dir: str | Path | None, kind: str, key: Sequence[str],
            compute: Callable[[], dict[str, np.ndarray]] | None) -> dict[str, np.ndarray] | None:
     """``compute()``'s arrays, stored under ``cache_dir/<kind>-<hash of key>/`` (no caching when None).
@@ -62,7 +68,7 @@ def cached(cache_dir: str | Path | None, kind: str, key: Sequence[str],
     everything the arrays depend on, the images' contents included (:func:`file_keys`): a folder whose
     key matches is reused without a look at the images.
     """
-    digest = hashlib.sha256("\n".join([kind, *key]).encode()).hexdigest()[:16]
+    digest = hashlib.sha256("\n".join([kind, f"pipeline {PIPELINE_REVISION}", *key]).encode()).hexdigest()[:16]
     folder = Path(cache_dir) / f"{kind}-{digest}" if cache_dir is not None else None
     if folder is None or not folder.is_dir():
         if compute is None:
