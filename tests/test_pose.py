@@ -322,3 +322,23 @@ def test_followed_video_faces_keep_their_detections_keypoint_agreement(pipeline)
     values = [fs[0].disagreement for fs in got]
     assert all(np.isfinite(values)) and max(values) < 0.06
     assert values[1] == values[0] and values[5] != values[4]  # carried from frame 0's scan; frame 5 scans again
+
+
+def test_smiling_eyes_in_a_photo_are_not_a_blink(analyzer):
+    """A Duchenne smile's cheek raiser (AU06) narrows the eyes to EAR 0.18–0.22 without closing them: 4 of the 7
+    smiling faces of the sample photos read AU45_c = 1 (eyes closed) with their eyes visibly open. In a still
+    image the eyes count as closed while AU06/AU07 is present only when nearly shut (EAR < 0.15); shut eyes
+    (EAR 0.06–0.14, some with AU06) still read shut. Video keeps its threshold (blinks during smiles)."""
+    from aulib.face.blink import closure
+
+    assert closure(0.19) == (closure(0.19)[0], 1) and closure(0.19, narrowed=True)[1] == 0
+    assert closure(0.12, narrowed=True)[1] == 1
+    faces = [f for name in ("single_face.jpg", "multi_face.jpg", "Image_with_alpha.png")
+             for f in analyzer.get(read_image(sample(name)))]
+    assert len(faces) == 7 and all(f.blink[1] == 0 for f in faces)
+    assert sum(f.blink[0] > 2 for f in faces) >= 5  # their eyes do read narrowed (AU45_r)
+    with av.open(str(sample("WolfgangLanger_Pexels.mp4"))) as c:
+        frames = {i: f.to_ndarray(format="rgb24") for i, f in zip(range(289), c.decode(video=0)) if i in (20, 288)}
+    for i in (20, 288):  # eyes shut (the opening closure; a blink), both with AU06 present
+        (face,) = analyzer.get(frames[i])
+        assert face.blink[1] == 1, i

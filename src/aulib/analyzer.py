@@ -133,7 +133,7 @@ class Analyzer:
         self.pose = HeadPose(intrinsics)
         self.gaze = Gaze(self.pose)
         self.with_gaze = bool(gaze)
-        self.geometry_stages: list[ModelStage] = [FitConfidence(), self.pose, self.gaze, Blink()]
+        self.geometry_stages: list[ModelStage] = [FitConfidence(), self.pose, self.gaze]
         # With the multitask network, its AU heads and the SVMs vote together (aulib.au.fusion).
         self.fusion = (AUFusion(self.occurrence, self.cnn.aus, self.cnn.thresholds, self.rules)
                        if isinstance(self.cnn, MultitaskCNN) and self.occurrence.calibrated else None)
@@ -152,6 +152,9 @@ class Analyzer:
             self._au_heads = AUHeads()
             self._image_fusion = AUFusion(self.occurrence, self._au_heads.aus, self._au_heads.thresholds, self.rules)
             self.stages += [self._au_heads, self._image_fusion]
+        # Blink last: AU06/AU07 (the final decision, after any fusion) narrow the eyes without closing them
+        self._blink = Blink()
+        self.stages.append(self._blink)
         # the stages that take the image-mode option (flip): the emotion networks and the AU heads
         self._flip_stages = tuple(s for s in (self.features if own_emotion else None, self.cnn, self._second,
                                               self._au_heads) if s is not None)
@@ -205,7 +208,7 @@ class Analyzer:
                     extra.prefetch()
         cropped = self.cropped if cropped is None else cropped
         faces = [self.pipeline.cropped(rgb)] if cropped else self.pipeline(rgb)
-        return list(self.run(faces))
+        return list(self.run(faces, still=True))
 
     def __reduce__(self) -> tuple:
         """Pickled as its settings and rebuilt where it is unpickled (``Pool().map(analyzer.analyze, files)``
@@ -214,7 +217,7 @@ class Analyzer:
         return _rebuild, (type(self), settings)
 
     def run(self, faces: Sequence[Face], gaze: bool | None = None, flip: bool | None = None,
-            keyframes: Keyframes | None = None) -> Sequence[Face]:
+            keyframes: Keyframes | None = None, still: bool = False) -> Sequence[Face]:
         """Run every model stage on a batch of described faces (from one or many frames).
 
         ``gaze=False`` skips the gaze stage (default: the analyzer's ``gaze`` setting); the live page,
@@ -222,7 +225,9 @@ class Analyzer:
         over each face and its mirror image and two networks, and the AUs fused with the multitask
         network's heads (default: the analyzer's ``tta``; video and live pass ``False``). ``keyframes``
         (smoothed video, :mod:`aulib.video.keyframes`): the faces whose embedding CNN and iris network
-        outputs come from their neighbours in the batch."""
+        outputs come from their neighbours in the batch. ``still``: the faces are of still images, not video
+        frames (:meth:`get` passes it): eyes narrowed by AU06/AU07 read closed only when nearly shut
+        (:data:`aulib.face.blink.EAR_CLOSED_NARROWED`)."""
         gaze = self.with_gaze if gaze is None else _check_flag("gaze", gaze)
         flip = self.tta if flip is None else _check_flag("flip", flip)
         if isinstance(faces, (str, bytes)) or not isinstance(faces, Iterable):
@@ -239,6 +244,9 @@ class Analyzer:
                 continue
             if stage is self.features:
                 self.features.run(faces, flip=flip, keyframes=keyframes)  # it flips only as the emotion model
+                continue
+            if stage is self._blink:
+                self._blink.run(faces, still=_check_flag("still", still))
                 continue
             if stage is self._image_fusion:
                 if flip:

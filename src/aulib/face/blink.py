@@ -10,8 +10,10 @@ Mapping, measured on dlib fits of the sample clips (eye crops of every frame che
 open eyes EAR 0.23–0.34 (1st percentile 0.20), blink frames 0.10–0.20, eyes shut 0.04–0.17. So
 ``AU45_r = 5 · clip((EAR_OPEN − EAR) / (EAR_OPEN − EAR_SHUT), 0, 1)`` with ``EAR_OPEN = 0.30``,
 ``EAR_SHUT = 0.10`` (0 = wide open, 5 = shut, the 0–5 scale of the other intensities) and
-``AU45_c = EAR < EAR_CLOSED`` (0.21, i.e. ``AU45_r`` above 2.25). Limits: looking down lowers the upper lid
-and reads as partly closed (as OpenFace's AU45 does); people with narrow eyes read partly closed —
+``AU45_c = EAR < EAR_CLOSED`` (0.21, i.e. ``AU45_r`` above 2.25); in a still image ``EAR < 0.15`` while AU06
+(cheek raiser) or AU07 (lid tightener) is present: they narrow the eyes of a smile or a squint to 0.18–0.22
+without closing them (:data:`EAR_CLOSED_NARROWED`; video keeps 0.21, see there). Limits: looking down lowers the
+upper lid and reads as partly closed (as OpenFace's AU45 does); people with narrow eyes read partly closed —
 with open eyes near EAR 0.21, closed in every frame, so their blinks cannot be counted.
 
 **Per person, with ``--calibrate``** (two-pass video, :func:`personal_blinks`): each face's open level
@@ -39,6 +41,14 @@ from aulib.face.record import Face
 EAR_OPEN = 0.30
 EAR_SHUT = 0.10
 EAR_CLOSED = 0.21
+# In a still image, while the cheek raiser (AU06) or the lid tightener (AU07) narrows the eyes — a Duchenne
+# smile, a squint — the eyes count as closed only below this: 4 of the 7 smiling faces of the sample photos,
+# eyes visibly open, read AU45_c = 1 at EAR 0.18–0.21 (all seven 0.18–0.22), while shut eyes measured
+# 0.04–0.17. Not in video: there a blink during a smile (WolfgangLanger_Pexels.mp4, frame 202) and eyes
+# squeezed shut in pain (AU06 + AU07 + closure, frames 0–140, EAR 0.15–0.21 in dlib's fit) are closures the
+# per-frame threshold must see, and a blink is a video's event anyway.
+EAR_CLOSED_NARROWED = 0.15
+NARROWING_AUS = (6, 7)
 RIGHT_EYE = slice(36, 42)  # the subject's right eye (image left), iBUG order
 LEFT_EYE = slice(42, 48)
 
@@ -61,16 +71,26 @@ def eye_aspect_ratio(landmarks: np.ndarray) -> float:
     return float(np.mean(eye_aspect_ratios(landmarks)))
 
 
-def closure(ear: float, open_level: float = EAR_OPEN) -> tuple[float, int]:
+def closure(ear: float, open_level: float = EAR_OPEN, narrowed: bool = False) -> tuple[float, int]:
     """(``AU45_r`` 0–5, ``AU45_c`` 0/1) of an eye aspect ratio; (NaN, 0) for NaN.
 
     ``open_level``: the EAR of this person's open eyes (default: the population's); the shut and
-    closed levels scale with it (:func:`person_open_level`)."""
+    closed levels scale with it (:func:`person_open_level`). ``narrowed``: AU06 or AU07 is present
+    (:func:`narrowed`), whose narrowing is not a closure: closed below :data:`EAR_CLOSED_NARROWED`."""
     if not np.isfinite(ear):
         return float("nan"), 0
     scale = open_level / EAR_OPEN
     r = 5.0 * float(np.clip((open_level - ear) / (open_level - EAR_SHUT * scale), 0.0, 1.0))
-    return r, int(ear < EAR_CLOSED * scale)
+    return r, int(ear < (EAR_CLOSED_NARROWED if narrowed else EAR_CLOSED) * scale)
+
+
+def narrowed(face: Face) -> bool:
+    """Whether an AU that narrows the eyes without closing them (:data:`NARROWING_AUS`) is present in the face
+    as the AU models read it (False before they ran)."""
+    if face.au_occurrence is None:
+        return False
+    present = {a for a, c in zip(face.aus, face.au_occurrence) if c}
+    return any(a in present for a in NARROWING_AUS)
 
 
 # Per person (``--calibrate`` video): the open-eye level is the 80th percentile of the face's EAR over its
@@ -162,15 +182,17 @@ class RunningOpenLevels:
 
 class Blink:
     """Model stage: fills ``Face.blink`` = (AU45 intensity 0–5, AU45 occurrence 0/1) of successful faces.
+    Runs after the AU models: ``still=True`` (faces of still images) reads whether AU06/AU07 narrow the eyes
+    (:func:`closure`).
 
     ``Face.extra["ear"]`` keeps the raw eye aspect ratio.
     """
 
-    def run(self, faces: Sequence[Face]) -> Sequence[Face]:
+    def run(self, faces: Sequence[Face], still: bool = False) -> Sequence[Face]:
         for f in faces:
             if not f.success or f.landmarks is None:
                 continue
             ear = eye_aspect_ratio(f.landmarks)
             f.extra["ear"] = ear
-            f.blink = np.array(closure(ear), np.float64)
+            f.blink = np.array(closure(ear, narrowed=still and narrowed(f)), np.float64)
         return faces
