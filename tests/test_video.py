@@ -942,3 +942,32 @@ def test_a_person_sitting_where_another_left_gets_a_new_id(pipeline):
     follow = FaceFollower(pipeline, 10)
     back = run(None, range(10, 16))  # the same person back after the gap
     assert back[0] == back[-1] == [0]
+
+
+def test_joined_recordings_are_timed_on_and_not_smoothed_into_each_other(analyzer, tmp_path):
+    """Camcorder clips joined into one transport stream each restart their clock at 0. The table's times went
+    back to 0 at every join; the smoothing, which works on time, then averaged each clip's frames with the
+    first clip's frames of the same times (three joined clips: frames 197–199 came out with the values of
+    97–99), and ``fps`` sampling skipped every frame of a later clip until its clock passed the earlier one's.
+    A later clip is now timed on from the end of the one before."""
+    with av.open(str(sample("WolfgangLanger_Pexels.mp4"))) as c:
+        frames = [f.to_ndarray(format="rgb24") for _, f in zip(range(120), c.decode(video=0))]
+    parts = []
+    for k in range(3):  # three different stretches of the clip, 40 frames each
+        _transport_stream(tmp_path / f"{k}.ts", frames[40 * k:40 * (k + 1)])
+        parts.append((tmp_path / f"{k}.ts").read_bytes())
+    joined = tmp_path / "joined.mts"
+    joined.write_bytes(b"".join(parts))
+    df = table(analyzer, joined)
+    n = len(df)
+    assert n >= 110 and (df["success"] == 1).all()
+    step = np.diff(df["timestamp"].to_numpy())
+    assert (step > 0).all() and np.allclose(step, 0.04, atol=1e-6)  # one frame apart, across the joins too
+    raw = table(analyzer, joined, smooth=False)
+    assert np.allclose(raw["timestamp"], df["timestamp"])
+    # each clip's smoothed trace stays near its own raw values (not the first clip's at the same times)
+    last = df["frame"] >= n - 5
+    assert (df.loc[last, "AU25_r"] - raw.loc[last, "AU25_r"]).abs().max() < 1.0
+    assert not np.allclose(df.loc[last, "AU25_r"].to_numpy(), df["AU25_r"].to_numpy()[35:40], atol=0.01)
+    sampled = table(analyzer, joined, fps=5)
+    assert len(sampled) >= 22 and sampled["timestamp"].max() > 4.0  # frames from every clip

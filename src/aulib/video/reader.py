@@ -301,6 +301,7 @@ class FrameReader:
         self._tb = float(s.time_base) if s.time_base else 0.0
         self._start = int(s.start_time) if s.start_time is not None else None
         self._start_s = (self._start or 0) * self._tb
+        self._timeline_offset = 0  # pts added to a joined recording's later clips (_in_time_order)
         self._duration = _video_duration(self._container, s)
         seconds = self._duration or (self._container.duration or 0) / 1e6  # container's: AV_TIME_BASE units
         self.stats.expected = self.stats.declared or max(0, round(seconds * self.stats.rate))
@@ -322,7 +323,7 @@ class FrameReader:
         if self._counted and self.stats.rate:
             return index / self.stats.rate
         if frame.pts is not None and self._tb:
-            return self._seconds(frame.pts)
+            return self._seconds(frame.pts + self._timeline_offset)
         return index / self.stats.rate if self.stats.rate else float(index)
 
     def _decoded(self) -> Iterator[Any]:
@@ -376,8 +377,12 @@ class FrameReader:
 
         A clock that jumps back further than the window (joined recordings: a camcorder's transport stream
         restarts its clock at each clip) is a new timeline, not disorder: the frames held go first, then
-        the new ones, as they come. Files timed by frame number (AVI) and frames without a timestamp pass
-        as they come."""
+        the new ones, as they come, timed on from the end of the previous one (``self._timeline_offset``,
+        added to their timestamps): the table's times went back to 0 at each join, and the smoothing, which
+        works on time, averaged each clip's last seconds with the first clip's (frames 197–199 of three
+        joined 100-frame clips came out with the values of frames 97–99), and ``--fps`` skipped every frame
+        of a later clip until its clock passed the earlier one's. Files timed by frame number (AVI) and
+        frames without a timestamp pass as they come."""
         self._disordered = 0
         if self._counted or not self._tb:
             yield from frames
@@ -405,6 +410,7 @@ class FrameReader:
             if top is not None and step and top - pts > REORDER_FRAMES * step:  # a new timeline
                 while held:
                     yield from give(heapq.heappop(held))
+                self._timeline_offset += top + step - pts  # its first frame one frame after the last one's
                 last, top = None, pts
             top = pts if top is None else max(top, pts)
             heapq.heappush(held, (pts, n, frame))
