@@ -313,7 +313,7 @@ def test_a_fit_that_missed_the_face_is_not_trusted(analyzer):
     assert face.disagreement < 0.06 and face.confidence > 0.9
 
 
-def test_followed_video_faces_keep_their_detections_keypoint_agreement(pipeline):
+def test_followed_video_faces_keep_their_scans_keypoint_agreement_and_blur(pipeline):
     from aulib.video.follow import FaceFollower
 
     follow = FaceFollower(pipeline, 5)
@@ -322,6 +322,8 @@ def test_followed_video_faces_keep_their_detections_keypoint_agreement(pipeline)
     values = [fs[0].disagreement for fs in got]
     assert all(np.isfinite(values)) and max(values) < 0.06
     assert values[1] == values[0] and values[5] != values[4]  # carried from frame 0's scan; frame 5 scans again
+    blur = [fs[0].blur for fs in got]  # measured at the scans too (0.3 ms of the face stage), carried between
+    assert all(np.isfinite(blur)) and blur[1] == blur[0] and blur[5] != blur[4]
 
 
 def test_smiling_eyes_in_a_photo_are_not_a_blink(analyzer):

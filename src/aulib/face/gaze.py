@@ -96,18 +96,20 @@ def eye_crops(image: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.
 def hidden_eyes(face: Face) -> np.ndarray:
     """``(2,)`` bool: which of the face's eye crops shows no eye (:data:`HIDDEN_DARK`, :data:`HIDDEN_FLAT`):
     dark glasses, a hand, deep shadow. Both False when the face has no crops to tell from."""
-    out = np.zeros(2, bool)
-    if face.eyes is None or face.masked is None or face.mask is None or not face.mask.any():
-        return out
-    skin = float(np.median(face.masked[face.mask]))
+    if face.eyes is None or face.masked is None or face.mask is None:
+        return np.zeros(2, bool)
+    skin = float(np.median(face.masked[::2, ::2][face.mask[::2, ::2]])) if face.mask.any() else 0.0
     if skin <= 0:
-        return out
-    for e in range(2):
-        middle = face.eyes[e][20:44, 12:52]  # the crop's centre, where the iris and sclera are
-        gray = cv2.cvtColor(middle, cv2.COLOR_RGB2GRAY) if middle.ndim == 3 else middle
-        lo, hi = np.percentile(gray, (5, 95))
-        out[e] = float(gray.mean()) < HIDDEN_DARK * skin and float(hi - lo) < HIDDEN_FLAT * skin
-    return out
+        return np.zeros(2, bool)
+    middle = np.ascontiguousarray(face.eyes[:, 20:44, 12:52])  # the crops' centres: iris and sclera
+    if middle.ndim == 4 and middle.shape[3] == 3:  # both crops as one image: one conversion
+        gray = cv2.cvtColor(middle.reshape(48, 40, 3), cv2.COLOR_RGB2GRAY).reshape(2, -1)
+    else:
+        gray = middle.reshape(2, 24 * 40, -1)[..., 0]
+    ranked = np.sort(gray, axis=1)  # 5th and 95th percentiles by rank (np.percentile: 6× the time)
+    n = ranked.shape[1] - 1
+    spread = ranked[:, round(0.95 * n)].astype(np.float64) - ranked[:, round(0.05 * n)]
+    return (gray.mean(axis=1) < HIDDEN_DARK * skin) & (spread < HIDDEN_FLAT * skin)
 
 
 @lru_cache(maxsize=2)
