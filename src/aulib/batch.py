@@ -914,8 +914,7 @@ def write_part(root: str, name: str, chunks: Iterable[Rows]) -> dict:
     finally:
         tmp.unlink(missing_ok=True)
     return {"input": name, "part": part, "bytes": size, "sha256": digest, "rows": t.rows, "frames": len(t.frames),
-            "faces": t.faces,
-            "status": "failed" if (t.all_failed or t.broke) else "done", "error": t.error,
+            "faces": t.faces, "status": "failed" if (t.all_failed or t.broke) else "done", "error": t.error,
             "seconds": round(time.perf_counter() - t0, 3), "worker": _worker_id()}
 
 
@@ -1184,16 +1183,16 @@ def _parts_serial(files: list[Source], analyzer: Analyzer, root: str, video_opti
 
 
 def _parts_dask(files: list[Source], spec: AnalyzerSpec, root: str, video_options: dict,
-                overlays: list[Path | None], scheduler: str | None, workers: int | None, retries: int,
-                columns: list[str], warn: Callable[[str], None],
-                conn: tuple[Any, Any] | None = None) -> Iterator[tuple[int, dict]]:
+                overlays: list[Path | None], conn: tuple[Any, Any], retries: int,
+                columns: list[str], warn: Callable[[str], None]) -> Iterator[tuple[int, dict]]:
     """Entries as tasks finish (any order). A task that raises is resubmitted up to ``retries``
     times; a worker that died is rerun by the scheduler, and only a task that killed
-    ``allowed-failures`` workers (a poisonous input) comes back as KilledWorker, not resubmitted."""
+    ``allowed-failures`` workers (a poisonous input) comes back as KilledWorker, not resubmitted.
+    ``conn``: the caller's :func:`_dask_connect` (:func:`_cluster_then`), closed here."""
     import dask.config
     from distributed import as_completed
 
-    client, cluster = conn or _dask_connect(scheduler, workers)
+    client, cluster = conn
     killed_limit = int(dask.config.get("distributed.scheduler.allowed-failures", 3)) + 1
 
     where = _absolute(root)
@@ -1343,14 +1342,13 @@ def _dask_close(client: Any, cluster: Any) -> None:
 
 
 def _with_dask(files: list[Path], spec: AnalyzerSpec, video_options: dict, overlays: list[Path | None],
-               scheduler: str | None, workers: int | None, columns: list[str],
-               warn: Callable[[str], None],
-               conn: tuple[Any, Any] | None = None) -> Iterable[tuple[int, Iterable[Rows]]]:
-    """Results in input order, each as soon as it and every earlier input are finished (``conn``: a
-    :func:`_dask_connect` made by the caller, closed here)."""
+               conn: tuple[Any, Any], columns: list[str],
+               warn: Callable[[str], None]) -> Iterable[tuple[int, Iterable[Rows]]]:
+    """Results in input order, each as soon as it and every earlier input are finished (``conn``: the
+    caller's :func:`_dask_connect` (:func:`_cluster_then`), closed here)."""
     from distributed import as_completed
 
-    client, cluster = conn or _dask_connect(scheduler, workers)
+    client, cluster = conn
     try:
         sent = [_for_worker(p) for p in files]
         futures = [client.submit(_dask_task, source, asdict(spec), video_options, _absolute(overlays[i]), given,
@@ -1533,7 +1531,7 @@ def _run(files: list[Path], spec: AnalyzerSpec, out: Path | None, per_input: Pat
     warnings: list[str] = []
     overlays = _todo_overlays(overlay, files, todo, warnings)
     if conn is not None:
-        stream = _with_dask(todo, spec, video_options, overlays, scheduler, workers, columns, warnings.append, conn)
+        stream = _with_dask(todo, spec, video_options, overlays, conn, columns, warnings.append)
     else:
         stream = _serial(todo, analyzer if analyzer is not None else _worker_analyzer(spec), video_options,
                          overlays, warnings.append)
@@ -1604,8 +1602,7 @@ def _run_partitioned(files: list[Source], spec: AnalyzerSpec, root: str, resume:
     warnings: list[str] = []
     overlays = _todo_overlays(overlay, files, todo, warnings)
     if conn is not None:
-        stream = _parts_dask(todo, spec, root, video_options, overlays, scheduler, workers, retries, columns,
-                             warnings.append, conn)
+        stream = _parts_dask(todo, spec, root, video_options, overlays, conn, retries, columns, warnings.append)
     else:
         stream = _parts_serial(todo, analyzer if analyzer is not None else _worker_analyzer(spec), root,
                                video_options, overlays, retries, columns, warnings.append)
