@@ -393,6 +393,27 @@ def test_small_faces_in_a_very_large_photo_are_found(pipeline):
     assert [f.success for f in pipeline(strip)] == [1]
 
 
+def test_a_large_group_photo_keeps_every_small_face_and_a_big_one(pipeline):
+    """The tiled scan ran only when the usual scan found no face at all: in an 8000×5000 photo of six 80 px
+    faces it found four (13 px when shrunk) and the other two were silently missing, the four found with
+    boxes 13 % too wide (confidence 0.72–0.94). Small faces found now send the image to the tiled scan too,
+    whose boxes win; a face bigger than a tile, cut by tile borders, stays the usual scan's, whole."""
+    img = read_image(sample("single_face.jpg"))
+    small = cv2.resize(img, None, fx=80 / 174, fy=80 / 174, interpolation=cv2.INTER_AREA)
+    canvas = cv2.resize(read_image(sample("free-mountain-vector-01.jpg")), (8000, 5000))  # a busy background
+    spots = [(4000, 500), (4800, 900), (5600, 1300), (6400, 2500), (7000, 3800), (4500, 4000)]
+    for x0, y0 in spots:
+        canvas[y0:y0 + small.shape[0], x0:x0 + small.shape[1]] = small
+    faces = pipeline(canvas)
+    assert [f.success for f in faces] == [True] * 6
+    assert sorted(int(f.box[0]) // 100 for f in faces) == sorted(x // 100 for x, _ in spots)
+    assert all(75 < f.box[2] < 90 for f in faces)  # the tiled scan's tight boxes, not the shrunk scan's
+    big = cv2.resize(img, None, fx=6, fy=6)  # a ≈ 1000 px face, wider than a tile
+    canvas[:big.shape[0], :big.shape[1]] = big[:5000, :8000]
+    faces = pipeline(canvas)
+    assert [f.success for f in faces] == [True] * 7 and faces[0].box[2] > 900
+
+
 @pytest.mark.parametrize("light", [0.05, 0.02])
 def test_a_very_dark_face_reads_like_the_lit_one(analyzer, light):
     """A face darker than any training face (aulib.face.exposure) is brightened before it is read: the smile

@@ -52,6 +52,9 @@ TURNED_SCAN_SIDE = 640
 TILED_SCAN_PIXELS = 6_000_000
 TILED_SCAN_BELOW = 0.35  # only images the usual scan shrinks below this (longest side above ≈ 3700 px)
 TILE_OVERLAP = 160
+# A face found by the usual scan smaller than this (pixels of the shrunk image) means a photo of small faces:
+# it is scanned in tiles too (RetinaFace finds faces down to ≈ 16–24 px there; others near that size may be missed).
+NEAR_LIMIT_FACE = 48.0
 # Roll beyond which every face of an image lying that way makes the image itself look turned (FacePipeline).
 TURNED_IMAGE_ROLL = np.deg2rad(45.0)
 
@@ -90,6 +93,35 @@ def _unscaled(points: np.ndarray, big: np.ndarray, image: np.ndarray) -> np.ndar
     s = np.array([big.shape[1] / image.shape[1], big.shape[0] / image.shape[0]], np.float32)
     return ((points + 0.5) / s - 0.5).astype(np.float32)
 
+
+def with_finer(coarse: list[Detection], fine: list[Detection]) -> list[Detection]:
+    """The faces of the usual scan and of the finer tiled scan together, left to right. A face both found is
+    the finer scan's (its box is closer: the coarse one of an 80 px face shrunk to 13 px was 13 % too wide,
+    which cost its fit 0.1–0.3 of confidence); a coarse face that only parts of finer finds lie in (a face
+    bigger than a tile, cut by tile borders) stays whole; the other finer finds are added."""
+    if not fine:
+        return coarse
+    out: list[Detection] = []
+    used: set[int] = set()
+
+    def inside(part: Detection, whole: Detection) -> float:  # the fraction of ``part`` inside ``whole``
+        ax, ay, aw, ah = part.as_array()[:4]
+        bx, by, bw, bh = whole.as_array()[:4]
+        ix = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
+        iy = max(0.0, min(ay + ah, by + bh) - max(ay, by))
+        return float(ix * iy / max(aw * ah, 1e-9))
+
+    for d in coarse:
+        overlaps = [(iou(d.as_array(), k.as_array()), i) for i, k in enumerate(fine) if i not in used]
+        best = max(overlaps, default=(0.0, -1))
+        if best[0] > 0.4:
+            out.append(fine[best[1]])
+            used.add(best[1])
+        else:
+            out.append(d)
+            used |= {i for i, k in enumerate(fine) if inside(k, d) > 0.5}
+    out += [k for i, k in enumerate(fine) if i not in used and all(inside(k, o) <= 0.5 for o in out)]
+    return sorted(out, key=lambda d: d.x)
 
 class FacePipeline:
     """Detect, fit, align, mask and describe every face in an RGB image.
@@ -216,8 +248,8 @@ class FacePipeline:
         RetinaFace, which finds upright faces best, missed the rest (``multi_face.jpg`` turned 180°: 3 of 5
         faces, 90°: 4 of 5); the faces found turned that overlap none already found are added."""
         dets, turned_up = self.detect(image), None
-        if not dets:
-            dets = self.tiled_detections(image)
+        if not dets or self._small_faces_found(image, dets):
+            dets = with_finer(dets, self.tiled_detections(image))
         if not dets:
             dets, turned_up = self.turned_detections(image)
         fits = fit_boxes(self.detector, image, dets)
@@ -239,9 +271,10 @@ class FacePipeline:
 
     def tiled_detections(self, image: np.ndarray) -> list[Detection]:
         """Faces of a large image in which the usual scan (the whole image shrunk to 1280 px) found none,
-        looked for again in tiles of the image at a finer scale: as much of it as :data:`TILED_SCAN_PIXELS`
-        allows. The usual scan shrank a 108 MP group photo's 100 px faces to 11 px, below what RetinaFace
-        finds (≈ 16 px; now 24 px); a 10000×100 strip's 34 px face to 4 px. ≈ 0.3–0.4 s, only for such images."""
+        or only small ones (:meth:`_small_faces_found`), looked for again in tiles of the image at a
+        finer scale: as much of it as :data:`TILED_SCAN_PIXELS` allows. The usual scan shrank a 108 MP
+        group photo's 100 px faces to 11 px, below what RetinaFace finds (≈ 16 px; now 24 px); a
+        10000×100 strip's 34 px face to 4 px. ≈ 0.3–0.4 s, only for such images."""
         if not isinstance(self.detector, RetinaFaceDetector):
             return []
         h, w = image.shape[:2]
@@ -261,6 +294,17 @@ class FacePipeline:
             if all(iou(d.as_array(), k.as_array()) < 0.4 for k in kept):
                 kept.append(d)
         return sorted((self._closer(image, d) for d in kept), key=lambda d: d.x)
+
+    def _small_faces_found(self, image: np.ndarray, dets: list[Detection]) -> bool:
+        """Whether the usual scan found a face small enough at its scale (:data:`NEAR_LIMIT_FACE` px) that
+        smaller ones beside it may have been below what the detector finds: a group photo. The tiled scan
+        then looks again (an 8000×5000 photo of six 80 px faces: 4 found, shrunk to 13 px; all six in
+        tiles). A photo whose faces are all big (a phone portrait) is not scanned again."""
+        max_side = getattr(self.detector, "max_side", 0)
+        if not max_side:
+            return False
+        coarse = min(1.0, max_side / max(image.shape[:2]))
+        return min(min(d.width, d.height) for d in dets) * coarse < NEAR_LIMIT_FACE
 
     def _closer(self, image: np.ndarray, d: Detection) -> Detection:
         """A face found at a coarse scale detected again in its own neighbourhood at full size: a 24 px
