@@ -373,7 +373,8 @@ def analyze(
     detect_every: int = typer.Option(10, "--detect-every", min=1,
                                      help="Video: run the face detector every K frames, track in between."),
     calibrate: bool = typer.Option(False, "--calibrate", help="Video: per-person calibration (features minus the "
-                                   "face's neutral estimate, its least expressive frames, plus the population mean)."),
+                                   "face's neutral estimate, its least expressive frames, plus the population mean; "
+                                   "a track seen for under 2 s is left uncalibrated)."),
     calibrate_mode: str = typer.Option("video", "--calibrate-mode",
                                        help="video (two-pass median) or running (causal, for live use)."),
     max_frames: int | None = typer.Option(None, "--max-frames", min=1, help="Video: stop after N analysed frames."),

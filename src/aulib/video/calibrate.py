@@ -11,6 +11,9 @@ from aulib.video.track import RecentTracks
 # Tracks whose window a streaming calibrator keeps (the most recently seen; ``window`` × features float32,
 # ≈ 9 MB each): more faces at once than this is a crowd, and a track not among them is gone.
 KEEP_TRACKS = 16
+# Two-pass calibration needs a track this long (seconds) to find a resting face in it: split tracks of 1–9
+# frames (a hand-held clip once gave one person 14 ids) had each's smile subtracted as its neutral face.
+MIN_TRACK_S = 2.0
 
 
 class NeutralCalibrator:
@@ -23,14 +26,18 @@ class NeutralCalibrator:
     the clip), and subtracting a smile turns the resting frames into "anti-smiles" (AU09/AU05 up).
     ``rest_fraction=1`` gives the plain OpenFace median.
 
-    ``mode="video"``: :meth:`video_offsets` on all vectors at once (two-pass). ``mode="running"``:
+    ``mode="video"``: :meth:`video_offsets` on all vectors at once (two-pass); a track seen for less than
+    ``min_track_s`` seconds is left uncalibrated: its least expressive frames are whatever it shows (a person
+    seen for half a second while smiling had the smile subtracted as her neutral face). ``mode="running"``:
     :meth:`running` keeps the last ``window`` vectors of each face, refreshes the estimate every
     ``refresh`` frames and leaves the first ``min_samples`` frames uncalibrated.
     """
 
     def __init__(self, mean: np.ndarray, mode: Literal["video", "running"] = "video", window: int = 300,
-                 refresh: int = 10, min_samples: int = 10, rest_fraction: float = 0.3) -> None:
+                 refresh: int = 10, min_samples: int = 10, rest_fraction: float = 0.3,
+                 min_track_s: float = MIN_TRACK_S) -> None:
         self.mean = np.asarray(mean, np.float32)
+        self.min_track_s = min_track_s
         self.mode = mode
         self.window, self.refresh, self.min_samples = window, refresh, min_samples
         self.rest_fraction = rest_fraction
@@ -75,10 +82,14 @@ class NeutralCalibrator:
                 out[j] = X[j] - self._neutral[tid] + self.mean
         return out
 
-    def video_offsets(self, X: np.ndarray, ids: np.ndarray, scores: np.ndarray | None = None) -> np.ndarray:
-        """Two-pass: ``X`` calibrated with each face's neutral estimate over the whole video."""
-        out = np.empty_like(X)
+    def video_offsets(self, X: np.ndarray, ids: np.ndarray, scores: np.ndarray | None = None,
+                      times: np.ndarray | None = None) -> np.ndarray:
+        """Two-pass: ``X`` calibrated with each face's neutral estimate over the whole video; with ``times``
+        (seconds, per row), the rows of a track that spans less than ``min_track_s`` as they are."""
+        out = X.copy()
         for tid in np.unique(ids):
             m = ids == tid
+            if times is not None and float(np.ptp(times[m])) < self.min_track_s:
+                continue
             out[m] = X[m] - self.neutral(X[m], None if scores is None else scores[m]) + self.mean
         return out

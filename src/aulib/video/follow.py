@@ -45,6 +45,16 @@ SCENE_CUT = 20.0
 # minimum 0.73 (WolfgangLanger_Pexels.mp4, a hand passing over the face), 0.94 (single_face.mp4,
 # face_noface.mov); a face removed from a still background 0.30, a face jumping away 0.00–0.18.
 SAME_FACE = 0.5
+# A followed face is fitted in the box its last frame gives; dlib's cascade, started that far off, ends only
+# part of the way to a face that moved fast (a face panned 94 px a frame: landmarks 0.53 face widths off, at
+# confidence 1.00). When the fit's own box lies more than REFIT_SHIFT of a box side from the box it started
+# in, the face is fitted again from there (at most REFITS times; a fit that still drifts is then re-detected
+# by its fit error or its look, as before).
+REFIT_SHIFT = 0.08
+REFITS = 2
+# A followed face whose look correlates less than this with its last frame's (steady faces ≥ 0.94, a hand
+# passing over one 0.73) may have moved too far to be fitted from where it was: it is looked for (face_motion).
+STEADY_LOOK = 0.8
 # Smallest followed face (box side, pixels of the detector's input) for which a scan may look at a
 # downscaled frame (FaceFollower ``scan_side``): measured on faces pasted into a 1080p frame and scanned
 # at 960 px, 50–55 px faces got landmark boxes whose fits matched the full-size scan's within 1–6 % of
@@ -63,6 +73,11 @@ def _to_crop(m: np.ndarray, box: Any) -> tuple[float, float, float, float]:
     cx, cy = m @ np.array([x + bw / 2, y + bh / 2, 1.0])
     s = _scale(m)
     return float(cx), float(cy), bw * s, bh * s
+
+
+def _shift(a: Any, b: Any) -> float:
+    """How far the centre of (x, y, w, h) box ``b`` lies from ``a``'s, as a fraction of ``a``'s side."""
+    return float(np.hypot(b[0] + b[2] / 2 - a[0] - a[2] / 2, b[1] + b[3] / 2 - a[1] - a[3] / 2) / max(a[2], a[3], 1e-9))
 
 
 def _up(m: np.ndarray) -> np.ndarray:
@@ -106,6 +121,34 @@ def similarity(a: tuple[np.ndarray, np.ndarray] | None, b: tuple[np.ndarray, np.
     return float(x @ y) / (nx * ny)
 
 
+def face_motion(before: np.ndarray, after: np.ndarray,
+                box: tuple[float, float, float, float]) -> tuple[float, float, float, float] | None:
+    """``box`` (x, y, w, h, the face's box in frame ``before``) moved to where its patch is found in ``after``,
+    within 0.75 box sides of where it was (normalised cross-correlation of gray copies scaled to a 24 px box;
+    ≈ 0.1 ms), or None when the patch or the search region is not in the frames."""
+    x, y, w, h = (float(v) for v in box)
+    side = max(w, h)
+    H, W = after.shape[:2]
+    x0, y0, x1, y1 = int(max(0, x)), int(max(0, y)), int(min(W, x + w)), int(min(H, y + h))
+    r = 0.75 * side
+    sx0, sy0, sx1, sy1 = int(max(0, x - r)), int(max(0, y - r)), int(min(W, x + w + r)), int(min(H, y + h + r))
+    if x1 - x0 < 8 or y1 - y0 < 8 or before.shape[:2] != after.shape[:2]:
+        return None
+    s = min(1.0, 24.0 / side)
+
+    def gray(a: np.ndarray) -> np.ndarray:
+        size = (max(1, round(a.shape[1] * s)), max(1, round(a.shape[0] * s)))
+        small = cv2.resize(a, size, interpolation=cv2.INTER_AREA)
+        return small if small.ndim == 2 else cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+
+    patch, region = gray(before[y0:y1, x0:x1]), gray(after[sy0:sy1, sx0:sx1])
+    if patch.shape[0] > region.shape[0] or patch.shape[1] > region.shape[1] or patch.std() == 0:
+        return None
+    _, _, _, (bx, by) = cv2.minMaxLoc(cv2.matchTemplate(region, patch, cv2.TM_CCOEFF_NORMED))
+    dx, dy = sx0 + bx / s - x0, sy0 + by / s - y0
+    return x + dx, y + dy, w, h
+
+
 def region_changed(before: np.ndarray, after: np.ndarray, box: Any) -> bool:
     """Whether the face in the (x, y, w, h) ``box`` changed like a scene cut between two frames: the mean
     absolute difference of 16×16 thumbnails (0–255) of the box's middle above :data:`SCENE_CUT` (a box
@@ -121,6 +164,13 @@ def region_changed(before: np.ndarray, after: np.ndarray, box: Any) -> bool:
     return float(np.abs(small[0] - small[1]).mean()) > SCENE_CUT
 
 
+def _sampled(image: np.ndarray) -> np.ndarray:
+    """The frame sampled every k-th pixel (nearest neighbour by a whole factor) to about 160 px wide."""
+    h, w = image.shape[:2]
+    k = max(1, w // 160)
+    return cv2.resize(image, (max(1, w // k), max(1, h // k)), interpolation=cv2.INTER_NEAREST) if k > 1 else image
+
+
 def thumbnail(image: np.ndarray) -> np.ndarray:
     """32×18 float32 thumbnail of a frame, for the scene-cut test.
 
@@ -130,10 +180,30 @@ def thumbnail(image: np.ndarray) -> np.ndarray:
     unchanged where it matters (measured on the sample clips, all pixels → sampled: within a shot at
     most 6.2 → 6.0 on WolfgangLanger_Pexels.mp4, 5.0 → 5.1 on face_noface.mov; its two cuts 142/102 →
     143/101; threshold :data:`SCENE_CUT` = 20)."""
-    h, w = image.shape[:2]
-    k = max(1, w // 160)
-    small = cv2.resize(image, (max(1, w // k), max(1, h // k)), interpolation=cv2.INTER_NEAREST) if k > 1 else image
-    return cv2.resize(small, (32, 18), interpolation=cv2.INTER_AREA).astype(np.float32)
+    return cv2.resize(_sampled(image), (32, 18), interpolation=cv2.INTER_AREA).astype(np.float32)
+
+
+def still_changed(before: np.ndarray, after: np.ndarray) -> float:
+    """The :func:`thumbnail` difference of two frames once the camera's motion between them is undone: the
+    middle of ``after`` (all but a sixth of each side) is found in ``before`` (OpenCV template matching at
+    ≈ 160 px wide, shifts up to a sixth of the frame) and the two matched regions are compared as thumbnails.
+
+    A hand-held camera moving 12 px a frame (640×360, a textured scene) changed consecutive thumbnails by
+    20–26, over :data:`SCENE_CUT`, on 13 of 240 frames: each was taken for a cut and the one person got 14
+    face ids. Measured with the motion undone: such camera shake, pans and jumps of ±40 px ≤ 5.2; the cuts of
+    face_noface.mov 98 and 127; a black box dropped over 40 % of the frame 49–57."""
+    a, b = _sampled(before).astype(np.float32), _sampled(after).astype(np.float32)
+    if a.shape != b.shape:
+        return float("inf")
+    h, w = b.shape[:2]
+    mx, my = max(1, w // 6), max(1, h // 6)
+    if h - 2 * my < 2 or w - 2 * mx < 2:
+        return float("inf")
+    middle = b[my:h - my, mx:w - mx]
+    y, x = np.unravel_index(int(cv2.matchTemplate(a, middle, cv2.TM_SQDIFF).argmin()), (2 * my + 1, 2 * mx + 1))
+    matched = a[y:y + middle.shape[0], x:x + middle.shape[1]]
+    thumbs = [cv2.resize(m, (32, 18), interpolation=cv2.INTER_AREA) for m in (matched, middle)]
+    return float(np.abs(thumbs[0] - thumbs[1]).mean())
 
 
 class FaceFollower:
@@ -168,8 +238,10 @@ class FaceFollower:
         self._seq = -1  # analysed frames so far - 1
         self._thumb: np.ndarray | None = None
         self._last_image: np.ndarray | None = None
+        self._before: np.ndarray | None = None  # the frame before the one being analysed
         self.n_detect = 0
         self.n_redetect = 0
+        self.n_refit = 0  # followed faces fitted again after moving far (REFIT_SHIFT)
 
     def _scanner(self, image: np.ndarray, tracks: list[Track]) -> Detect:
         """The detector for this scan: the downscaled one (``scan_side``) only for the interval's scans
@@ -230,6 +302,24 @@ class FaceFollower:
         self._need_detect = any(not f.success for f in faces)
         return faces
 
+    def _fit_followed(self, image: np.ndarray, t: Track, m: np.ndarray, box: tuple[float, float, float, float]) -> Face:
+        """Track ``t``'s face fitted from ``box`` (image pixels), ``m`` its last frame's transform; fitted again
+        from where the fit ends while that is far from where it started (:data:`REFIT_SHIFT`)."""
+        off = np.subtract(box[:2], _from_crop(m, t.extra["fit"])[:2])
+        shown = np.asarray(_from_crop(m, t.extra["shown"]), np.float32) + np.r_[off, 0, 0].astype(np.float32)
+        f = self.pipeline.from_box(image, box, t.score, display_box=shown, up=_up(m), detected=False, hog=self.hog)
+        for _ in range(REFITS):
+            # A face that moved far since the last frame is fitted only part of the way from the box
+            # where it was: fitted again from the box its new fit gives (see REFIT_SHIFT)
+            if not f.success or _shift(box, moved := _from_crop(f.matrix, t.extra["fit"])) <= REFIT_SHIFT:
+                break
+            box = moved
+            shown = np.asarray(_from_crop(f.matrix, t.extra["shown"]), np.float32)
+            f = self.pipeline.from_box(image, box, t.score, display_box=shown, up=_up(f.matrix), detected=False,
+                                       hog=self.hog)
+            self.n_refit += 1
+        return f
+
     def _follow(self, image: np.ndarray, seq: int, tracks: list[Track]) -> list[Face] | None:
         """Fit each tracked face in the box its previous frame predicts, or None (→ detect)."""
         faces = []
@@ -237,15 +327,26 @@ class FaceFollower:
         for t in tracks:
             m = t.extra["matrix"]
             box = _from_crop(m, t.extra["fit"])
-            shown = np.asarray(_from_crop(m, t.extra["shown"]), np.float32)
             if not (0 <= box[0] + box[2] / 2 < w and 0 <= box[1] + box[3] / 2 < h):  # leaving the frame
                 return None
-            f = self.pipeline.from_box(image, box, t.score, display_box=shown, up=_up(m), detected=False,
-                                       hog=self.hog)
+            f = self._fit_followed(image, t, m, box)
+            look = appearance(f) if f.success else None
+            same = similarity(t.extra.get("look"), look) if f.success else -1.0
+            if same < STEADY_LOOK and self._before is not None:
+                # less like its last frame than a steady face: it may have moved too far for a fit started
+                # where it was (a face panned 76 px a frame was fitted 0.53 face widths off, its look at 0.51);
+                # the face's patch of the last frame is looked for around it, and fitted there too
+                moved = face_motion(self._before, image, box)
+                if moved is not None:
+                    g = self._fit_followed(image, t, m, moved)
+                    g_look = appearance(g) if g.success else None
+                    g_same = similarity(t.extra.get("look"), g_look) if g.success else -1.0
+                    self.n_refit += 1
+                    if g_same > same:
+                        f, look, same = g, g_look, g_same
             if not f.success or f.fit_error > REDETECT_FIT_ERROR:
                 return None
-            look = appearance(f)
-            if similarity(t.extra.get("look"), look) < SAME_FACE:  # not the face of the last frame
+            if same < SAME_FACE:  # not the face of the last frame
                 return None
             f.id = t.id
             f.extra["look"] = look
@@ -268,7 +369,9 @@ class FaceFollower:
         seq = self._seq + 1
         tracks = self.tracker.active(self._seq)
         thumb = thumbnail(image) if thumb is None else thumb  # a reader may have made it (another thread)
-        cut = self._thumb is not None and float(np.abs(thumb - self._thumb).mean()) > SCENE_CUT
+        # a cut: the frame changed more than a shot does, even once the camera's own motion is undone
+        cut = (self._thumb is not None and float(np.abs(thumb - self._thumb).mean()) > SCENE_CUT
+               and (self._last_image is None or still_changed(self._last_image, image) > SCENE_CUT))
         self._thumb = thumb
         if cut and self._last_image is not None:
             # another shot where a face was: whoever is there now is not known to be that person (their
@@ -282,7 +385,7 @@ class FaceFollower:
                 if t.id not in active or region_changed(self._last_image, image, t.box):
                     self.tracker.end(t.id)
             tracks = []
-        self._last_image = image
+        self._before, self._last_image = self._last_image, image
         periodic = False  # the interval's scan of a frame whose faces are all being followed
         if not self._need_detect and not cut and tracks:
             # ``detect_every`` counts the file's frames: with ``every=8`` a scan every 10 analysed frames

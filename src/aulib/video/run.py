@@ -284,8 +284,9 @@ class VideoAnalysis:
             assert self.calibrator is not None
             ok = [f for ff in self.frames for f in ff.faces if f.success]
             if ok:
+                times = np.array([ff.time for ff in self.frames for f in ff.faces if f.success], np.float64)
                 X = self.calibrator.video_offsets(np.stack([f.features for f in ok]), np.array([f.id for f in ok]),
-                                                  np.asarray(self._scores))
+                                                  np.asarray(self._scores), times)
                 for f, x in zip(ok, X):
                     f.features = x
                 self.models.rescore(ok)
