@@ -776,7 +776,7 @@ def report(df: pd.DataFrame) -> str:
                    + (f"  confidence {conf:.2f}" if np.isfinite(conf) else ""))
         if conf < LOW_CONFIDENCE:  # what the table's readers filter out (README: confidence >= 0.8)
             out.append(f"  warning: confidence below {LOW_CONFIDENCE}: part of the face is outside the image, its "
-                       "landmark fit is poor or it is blurred; the AUs below may be wrong")
+                       "landmark fit is poor or it is blurred or noisy; the AUs below may be wrong")
         present = [a for a, n in zip(numbers, names) if n in occ.columns and _is_one(occ[n].iat[i])]
         out.append("  AUs present:   " + (", ".join(au_label(a) for a in present) if present else "none"))
         if len(inten.columns):

@@ -19,7 +19,7 @@ from aulib.face.gaze import eye_crops
 from aulib.face.hog import HogExtractor, geometry
 from aulib.face.landmarks import LandmarkPredictor
 from aulib.face.record import Face
-from aulib.face.sharpness import face_blur
+from aulib.face.sharpness import face_blur, face_noise
 
 # RMS distance of the rigid landmarks from the template (crop-size units) above which a fit is
 # not a plausible face. Measured: CK+48 crops median 0.019, max 0.059; FER2013Valid median 0.041,
@@ -211,8 +211,9 @@ class FacePipeline:
 
     def describe(self, image: np.ndarray, face: Face, hog: bool = True, blur: bool = True) -> Face:
         """Align, mask and extract features for a face whose ``landmarks`` are set (``hog=False``: all
-        but the HOG descriptor, see :meth:`add_hog`; ``blur=False``: without ``Face.blur``, 0.3 ms — a video
-        face followed between scans keeps its scan's, as it keeps its score)."""
+        but the HOG descriptor, see :meth:`add_hog`; ``blur=False``: without ``Face.blur`` and
+        ``Face.noise``, 0.3 ms — a video face followed between scans keeps its scan's, as it keeps its
+        score)."""
         assert face.landmarks is not None
         face.image_size = (int(image.shape[1]), int(image.shape[0]))
         al = self.aligner(image, face.landmarks)
@@ -223,7 +224,7 @@ class FacePipeline:
         face.aligned, face.aligned_landmarks = al.crop, al.landmarks
         face.matrix = al.matrix
         if blur:
-            face.blur = face_blur(image, face.landmarks)
+            face.blur, face.noise = face_blur(image, face.landmarks), face_noise(image, face.landmarks)
         if self.features:
             face.eyes, face.eye_matrices = eye_crops(image, face.landmarks)
             gray = cv2.cvtColor(al.crop, cv2.COLOR_RGB2GRAY)

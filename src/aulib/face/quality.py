@@ -22,7 +22,9 @@ A blurred face's fit looks as good as a sharp one's (smooth gradients fit the me
 reading fades: the sample smile blurred with σ 16 px read "neutral" at confidence 1.00. So the confidence
 is also multiplied by :func:`aulib.face.sharpness.blur_factor` of ``Face.blur``: 1 for a face with as
 much detail as the 48 px training faces have, down to 0 for one blurred well beyond the blurriest of them
-(the smile at σ 8 px keeps 0.84, at σ 12 px 0.3).
+(the smile at σ 8 px keeps 0.84, at σ 12 px 0.3). A noisy face is the same case the other way round: its fit
+looks fine while white noise pulls its reading towards neutral, so the confidence is also multiplied by
+:func:`aulib.face.sharpness.noise_factor` of ``Face.noise``.
 
 A landmark fit that has settled on the wrong features also looks perfect: dlib's trees fit their frontal
 mean face over a profile's cheek and ear (the B/W sample portrait mirrored, letterboxed or rotated 10°:
@@ -40,7 +42,7 @@ import numpy as np
 
 from aulib.face.pipeline import MAX_FIT_ERROR
 from aulib.face.record import Face
-from aulib.face.sharpness import blur_factor
+from aulib.face.sharpness import blur_factor, noise_factor
 
 GOOD_FIT_ERROR = 0.04
 # Landmarks vs the detector's keypoints (fraction of the face's side): every scan of the sample videos ≤ 0.09,
@@ -82,5 +84,6 @@ class FitConfidence:
     def run(self, faces: Sequence[Face]) -> Sequence[Face]:
         for f in faces:
             f.confidence = (fit_confidence(f.score, f.fit_error) * visible_fraction(f.landmarks, f.image_size)
-                            * blur_factor(f.blur) * keypoint_factor(f.disagreement) if f.success else 0.0)
+                            * blur_factor(f.blur) * noise_factor(f.noise) * keypoint_factor(f.disagreement)
+                            if f.success else 0.0)
         return faces

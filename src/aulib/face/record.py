@@ -49,12 +49,13 @@ class Face:
     OpenFace-style channels: ``pose`` (6,) Tx, Ty, Tz (mm, camera at the origin) and Rx, Ry, Rz
     (radians, ``R = Rx·Ry·Rz``), see :mod:`aulib.face.pose`; ``blink`` (2,) AU45 intensity 0–5 and
     occurrence 0/1 from the eye aspect ratio, see :mod:`aulib.face.blink`; ``confidence`` 0–1 from
-    the detector score, the landmark fit, ``blur`` and ``disagreement``, see :mod:`aulib.face.quality`;
+    the detector score, the landmark fit, ``blur``, ``noise`` and ``disagreement``, see :mod:`aulib.face.quality`;
     ``disagreement`` how far the landmarks lie from the detector's five keypoints
     (:meth:`~aulib.face.detect.Detection.disagreement`; a followed video face keeps its last detection's);
-    ``blur`` 0 (sharp) … 1 how blurred the face is at the scale of a 48 px face, see
-    :mod:`aulib.face.sharpness`; ``gaze`` (8,) the unit gaze vectors of the eyes with landmarks 36–41 and
-    42–47 (camera axes) and the gaze angles x, y (radians), see :mod:`aulib.face.gaze`.
+    ``blur`` 0 (sharp) … 1 how blurred the face is and ``noise`` the σ (gray levels) of its noise, both
+    at the scale of a 48 px face, see :mod:`aulib.face.sharpness` (a followed video face keeps its last
+    scan's); ``gaze`` (8,) the unit gaze vectors of the eyes with landmarks 36–41 and 42–47 (camera
+    axes) and the gaze angles x, y (radians), see :mod:`aulib.face.gaze`.
     ``image_size`` (width, height) of the image the face was found in (the default camera for pose).
 
     ``id``: the face's number in its image (left to right) or its stable track id in a video.
@@ -93,6 +94,7 @@ class Face:
     blink: np.ndarray | None = None
     confidence: float = float("nan")
     blur: float = float("nan")
+    noise: float = float("nan")
     disagreement: float = float("nan")
     image_size: tuple[int, int] | None = None
     error: str = ""

@@ -298,7 +298,7 @@ class FaceFollower:
                 # with the rigid landmarks (eyes, nose) in later frames, see _follow.
                 m = f.matrix
                 t.extra.update(fit=_to_crop(m, box), shown=_to_crop(m, f.box), matrix=m, look=look,
-                               disagreement=f.disagreement, blur=f.blur)
+                               disagreement=f.disagreement, blur=f.blur, noise=f.noise)
         self._need_detect = any(not f.success for f in faces)
         return faces
 
@@ -353,7 +353,7 @@ class FaceFollower:
             # as its score: its last detection's (the blur measure costs 0.3 ms of the face stage, which bounds
             # a video's speed; a blurred recording stays blurred between scans 0.4 s apart)
             f.disagreement = t.extra.get("disagreement", float("nan"))
-            f.blur = t.extra.get("blur", float("nan"))
+            f.blur, f.noise = t.extra.get("blur", float("nan")), t.extra.get("noise", float("nan"))
             faces.append(f)
         for f, t in zip(faces, tracks):
             self.tracker.update(t.id, f.box, f.landmarks, t.score, seq)
