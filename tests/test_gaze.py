@@ -246,3 +246,28 @@ def test_eyes_behind_dark_glasses_have_no_gaze(analyzer):
     with av.open(str(sample("single_face.mp4"))) as c:
         frames = [f.to_ndarray(format="rgb24") for _, f in zip(range(10), c.decode(video=0))]
     assert not any(hidden_eyes(f).any() for img in frames for f in analyzer.get(img))
+
+
+def test_hidden_eyes_have_no_blink_reading(analyzer):
+    """Lid points fitted over a black bar across the eyes read "closed" (AU45_c = 1 at confidence 1.00), and
+    dark glasses "open": neither eye can be seen, so the blink columns stay empty. One eye hidden: the other
+    eye's closure is the face's."""
+    from aulib.face.blink import eye_aspect_ratios
+
+    rgb = read_image(sample("single_face.jpg"))
+    (face,) = analyzer.get(rgb)
+    bar = rgb.copy()
+    bar[228:266, 180:386] = 0  # over both eyes
+    (barred,) = analyzer.get(bar)
+    assert barred.success and barred.confidence > 0.9  # the face itself is found and fitted
+    assert np.isfinite(face.blink).all() and np.isnan(barred.blink[0])
+    row = analyzer.analyze(bar).iloc[0]
+    assert pd.isna(row["AU45_c"]) and pd.isna(row["AU45_r"])
+    glasses = analyzer.get(read_image(sample("multi_face.jpg")))[0]
+    assert np.isnan(glasses.blink[0])
+    half = rgb.copy()
+    x = float(face.landmarks[36:42, 0].max())  # the image-left eye only
+    half[228:266, 180:int(x) + 8] = 0
+    (one,) = analyzer.get(half)
+    ears = eye_aspect_ratios(one.landmarks)
+    assert one.extra["ear"] == pytest.approx(ears[1]) and np.isfinite(one.blink).all()

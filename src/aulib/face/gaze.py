@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from aulib.face.blink import eye_aspect_ratios
+from aulib.face.blink import eye_aspect_ratios, hidden_eyes
 from aulib.face.pose import HeadPose, matrix_from_euler, mean_face_3d
 from aulib.face.record import Face
 
@@ -60,14 +60,6 @@ SHUT_EAR = 0.15
 # The eye turns at most ≈ 50° in its orbit (the human oculomotor range); a gaze further from the
 # head's forward direction comes from a misplaced iris (a shut eye, a hand over it), not a look.
 MAX_EYE_ROTATION = np.deg2rad(50.0)
-# An eye behind dark glasses (or in deep shadow, under a hand) shows the iris network no iris, yet it places
-# one: the sunglasses face of multi_face.jpg read 72° down. The middle of such an eye crop (where iris and
-# sclera are) is both dark and flat against the face: mean below HIDDEN_DARK × the face's median gray and
-# 5–95 % range below HIDDEN_FLAT × it. Measured (ratios to the face median): the sunglasses 0.32 / 0.21 and
-# 0.37 / 0.28; every eye of the sample videos ≥ 0.59 / ≥ 0.68 (1232 eyes); 0.6 % of FER2013Valid eyes fall
-# below both (a hand over the eye, deep shadow, a profile's far eye).
-HIDDEN_DARK = 0.5
-HIDDEN_FLAT = 0.35
 CHUNK = 8  # eyes per network call: 1.75 ms per eye up to 16, 2.1 ms at 32 (activations leave the cache)
 
 
@@ -91,25 +83,6 @@ def eye_crops(image: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.
         crops[e] = cv2.warpAffine(image, m, (EYE_CROP, EYE_CROP), flags=cv2.INTER_LINEAR,
                                   borderMode=cv2.BORDER_REPLICATE)
     return crops, mats
-
-
-def hidden_eyes(face: Face) -> np.ndarray:
-    """``(2,)`` bool: which of the face's eye crops shows no eye (:data:`HIDDEN_DARK`, :data:`HIDDEN_FLAT`):
-    dark glasses, a hand, deep shadow. Both False when the face has no crops to tell from."""
-    if face.eyes is None or face.masked is None or face.mask is None:
-        return np.zeros(2, bool)
-    skin = float(np.median(face.masked[::2, ::2][face.mask[::2, ::2]])) if face.mask.any() else 0.0
-    if skin <= 0:
-        return np.zeros(2, bool)
-    middle = np.ascontiguousarray(face.eyes[:, 20:44, 12:52])  # the crops' centres: iris and sclera
-    if middle.ndim == 4 and middle.shape[3] == 3:  # both crops as one image: one conversion
-        gray = cv2.cvtColor(middle.reshape(48, 40, 3), cv2.COLOR_RGB2GRAY).reshape(2, -1)
-    else:
-        gray = middle.reshape(2, 24 * 40, -1)[..., 0]
-    ranked = np.sort(gray, axis=1)  # 5th and 95th percentiles by rank (np.percentile: 6× the time)
-    n = ranked.shape[1] - 1
-    spread = ranked[:, round(0.95 * n)].astype(np.float64) - ranked[:, round(0.05 * n)]
-    return (gray.mean(axis=1) < HIDDEN_DARK * skin) & (spread < HIDDEN_FLAT * skin)
 
 
 @lru_cache(maxsize=2)
@@ -230,7 +203,10 @@ class Gaze:
         # per face with both eyes; WolfgangLanger_Pexels.mp4 opens with 4 s of closed eyes).
         seen = np.array([[True, True] if f.landmarks is None else ~(eye_aspect_ratios(f.landmarks) < SHUT_EAR)
                          for f in todo])
-        seen &= ~np.array([hidden_eyes(f) for f in todo]).reshape(seen.shape)  # dark glasses: no iris to read
+        hidden = np.array([hidden_eyes(f) for f in todo]).reshape(seen.shape)  # dark glasses: no iris to read
+        for f, h in zip(todo, hidden):
+            f.extra["hidden_eyes"] = h  # for the blink stage, which runs later
+        seen &= ~hidden
         between = keyframes.within(todo) if keyframes else [None] * len(todo)
         pos = {id(f): k for k, f in enumerate(todo)}
         pairs = {k: (pos[id(b[0])], pos[id(b[1])], b[2]) for k, b in enumerate(between) if b is not None}
