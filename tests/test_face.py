@@ -176,12 +176,14 @@ def _rotated(image: np.ndarray, degrees: float) -> np.ndarray:
     return cv2.warpAffine(image, m, (w, h), borderMode=cv2.BORDER_REPLICATE)
 
 
-@pytest.mark.parametrize("degrees", [45, 60, 90, -90, 120, 180])
+@pytest.mark.parametrize("degrees", [45, 60, 90, -90, 120, 130, 140, 155, -145, 180])
 def test_a_rolled_face_reads_like_the_upright_one(analyzer, degrees):
     """A face rolled far in the image (camera on its side, head on a pillow, upside down) is fitted
     upright from the detector's keypoints (upside down: from a second detection on the image turned
     180°): its AUs match the upright photo's and the roll shows in pose_Rz. The plain fit put an
-    upright mean face on the wrong features (at 60°: AU06 and AU25 lost)."""
+    upright mean face on the wrong features (at 60°: AU06 and AU25 lost). At 130–155° the keypoints point
+    the wrong way (rolls of 75°/42°/32°): the face read sadness at 140° with confidence 1.00; a fit that
+    disagrees with the keypoints found again on its upright patch is now tried at the other quarter turns."""
     img = read_image(sample("single_face.jpg"))
     up = analyzer.analyze_frame(img).iloc[0]
     df = analyzer.analyze_frame(_rotated(img, degrees))

@@ -171,13 +171,44 @@ class FacePipeline:
         if gain > 1.0:  # darker than any training face: read it brightened (aulib.face.exposure)
             image = brightened(image, gain)
         rolled = up is not None and np.isfinite(up).all() and -float(up[1]) < np.cos(MAX_UPRIGHT_ROLL)
-        face.landmarks = self.fit_rolled(image, box, up, detected) if rolled else self.landmarker(image, box)
-        if detection is not None and not rolled:
-            face.disagreement = detection.disagreement(face.landmarks)
+        if rolled:
+            face.landmarks, face.disagreement = self.fit_rolled_checked(image, box, up, detected)
+        else:
+            face.landmarks = self.landmarker(image, box)
+            if detection is not None:
+                face.disagreement = detection.disagreement(face.landmarks)
         return self.describe(image, face, hog=hog, blur=detected)
 
+    def fit_rolled_checked(self, image: np.ndarray, box: tuple[float, float, float, float], up: np.ndarray,
+                           redetect: bool = True) -> tuple[np.ndarray, float]:
+        """:meth:`fit_rolled`, checked: (landmarks, their disagreement with the detector's keypoints found again
+        on the upright patch). RetinaFace's keypoints on a face turned 130–160° point the wrong way (the sample
+        smile at 130°/140°/155° gave rolls of 75°/42°/32°), and the face fitted "upright" by them was read wrongly
+        at confidence 1.00 (140°: sadness). When the fit disagrees with the patch's keypoints (more than
+        :data:`~aulib.face.quality.KEYPOINTS_OK`), the face is fitted turned by each other quarter turn too and
+        the fit that agrees best is kept; its disagreement gives a fit still on the wrong features confidence 0,
+        as for upright faces. NaN without ``redetect`` (a followed video face, turned by its previous fit,
+        keeps its scan's disagreement)."""
+        from aulib.face.quality import KEYPOINTS_OK
+
+        def attempt(u: np.ndarray) -> tuple[np.ndarray, float]:
+            pts, found, m = self.fit_rolled(image, box, u, redetect, checked=True)
+            if found is None:
+                return pts, float("nan")
+            return pts, found.disagreement(pts.astype(np.float64) @ m[:, :2].T + m[:, 2])
+
+        best = attempt(up)
+        if not redetect or (np.isfinite(best[1]) and best[1] <= KEYPOINTS_OK):
+            return best
+        for k in (1, 2, 3):  # the other quarter turns of ``up``
+            c, s_ = np.cos(k * np.pi / 2), np.sin(k * np.pi / 2)
+            other = attempt(np.array([c * up[0] - s_ * up[1], s_ * up[0] + c * up[1]]))
+            if np.isfinite(other[1]) and not other[1] >= best[1]:
+                best = other
+        return best
+
     def fit_rolled(self, image: np.ndarray, box: tuple[float, float, float, float], up: np.ndarray,
-                   redetect: bool = True) -> np.ndarray:
+                   redetect: bool = True, checked: bool = False) -> Any:
         """68 landmarks of a face rolled in the image plane (head tilted far, a camera on its side,
         a person lying down, a phone video without its rotation tag): the patch around ``box`` is
         rotated about the box centre until ``up`` points up, fitted there, and the points rotated
@@ -198,16 +229,21 @@ class FacePipeline:
         m = np.hstack([rot, (np.array([side / 2, side / 2]) - rot @ np.array([cx, cy]))[:, None]])
         patch = cv2.warpAffine(image, m, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         fit_box = (side / 2 - w / 2, side / 2 - h / 2, w, h)
+        found: Detection | None = None
         if redetect and isinstance(self.detector, RetinaFaceDetector):  # dlib's boxes carry no keypoints
             def off_centre(d: Detection) -> float:
                 return float(np.hypot(d.x + d.width / 2 - side / 2, d.y + d.height / 2 - side / 2))
 
             near = [d for d in self.detector(patch) if d.keypoints is not None and off_centre(d) < 0.35 * side]
             if near:
-                fit_box = min(near, key=off_centre).landmark_box()
+                found = min(near, key=off_centre)
+                fit_box = found.landmark_box()
         pts = self.landmarker(patch, fit_box)
         inv = cv2.invertAffineTransform(m)
-        return (pts.astype(np.float64) @ inv[:, :2].T + inv[:, 2]).astype(np.float32)
+        out = (pts.astype(np.float64) @ inv[:, :2].T + inv[:, 2]).astype(np.float32)
+        # ``checked`` (fit_rolled_checked): also the patch's detection (keypoints in patch pixels) and the
+        # image → patch transform
+        return (out, found, m) if checked else out
 
     def describe(self, image: np.ndarray, face: Face, hog: bool = True, blur: bool = True) -> Face:
         """Align, mask and extract features for a face whose ``landmarks`` are set (``hog=False``: all
