@@ -163,9 +163,8 @@ def test_training_sized_faces_keep_their_confidence(pipeline):
             factors.append((blur_factor(face.blur), noise_factor(face.noise)))
     blur, noise = np.array(factors).T
     assert len(factors) > 40 and min(blur) > 0.8 and np.mean(blur == 1.0) > 0.97
-    # the noise term: 98.5 % of all FER2013Valid faces keep theirs (this sample of 56: 53); the few that do not
-    # are drawings hatched like noise (this sample's first face: 0) and very wrinkled faces
-    assert np.mean(noise == 1.0) > 0.9 and np.sum(noise < 0.8) <= 2
+    # the noise term: FER2013Valid's ≈ 40 px faces are enlarged to 48 px to be measured: 99.9 % keep theirs
+    assert np.mean(noise == 1.0) > 0.95 and np.sum(noise < 0.8) <= 1
 
 
 def test_noise_sigma_reads_white_noise_and_ignores_a_faces_edges():
@@ -192,6 +191,12 @@ def test_a_noisy_face_loses_confidence_as_its_reading_fades(analyzer):
         confidence.append(face.confidence)
     assert clean.confidence > 0.99 and clean.noise < NOISE_OK
     assert confidence[0] < 0.8 and confidence[1] < confidence[0]
+    # a small face in an ordinary web photo (sharpened, JPEG): its blocks and halos are not noise (it read 0.38)
+    small = cv2.resize(rgb, None, fx=0.12, fy=0.12, interpolation=cv2.INTER_AREA)
+    small = cv2.addWeighted(small, 1.5, cv2.GaussianBlur(small, (0, 0), 1.0), -0.5, 0)
+    _, jpeg = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 75])
+    (face,) = analyzer.get(cv2.imdecode(jpeg, cv2.IMREAD_UNCHANGED))
+    assert face.box[2] < 30 and face.confidence > 0.95
 
 
 def test_eye_aspect_ratio_and_closure():

@@ -761,11 +761,11 @@ def test_video_smoothing_changes_only_intensity_pose_and_gaze(analyzer):
 
 
 def test_pexels_jitter_lag_and_openface_agreement(analyzer):
-    """Issue 12 on WolfgangLanger_Pexels.mp4: jitter about OpenFace's 0.064, lag 0 frames, AU06 r about 0.8
+    """Issue 12 on WolfgangLanger_Pexels.mp4: jitter at most OpenFace's 0.064, lag 0 frames, AU06/AU12 r ≥ 0.8
     against OpenFace; smoothing must not lower the agreement of AU12/AU25 (README: where OpenFace is wrong).
-    The bounds are the measured figures of the AU banks retrained on correctly placed crops (subject-CV F1
-    0.781 → 0.788): jitter 0.067 smoothed / 0.065 as shipped (0.062 / 0.062 with the previous banks), AU06 r
-    0.807 / 0.794 (0.82 / 0.81); a change of the smoothing or the models that loses more fails here."""
+    The bounds are the measured figures with the multitask AU heads voting on video frames as on images:
+    jitter 0.064 smoothed / 0.056 as shipped (0.067 / 0.065 with the SVMs alone), r AU06/AU12/AU25 as shipped
+    0.84 / 0.84 / 0.72 (0.79 / 0.83 / 0.61); a change of the smoothing or the models that loses more fails here."""
     from aulib.table import trace_columns
     from aulib.video.smooth import TraceSmoother
 
@@ -781,7 +781,7 @@ def test_pexels_jitter_lag_and_openface_agreement(analyzer):
     shipped = to_frame(analyze_video_rows(analyzer, path), analyzer.columns)
     common = ["01", "02", "04", "05", "06", "07", "09", "12", "14", "15", "17", "20", "23", "25", "26"]
     cols = [f"AU{a}_r" for a in common]
-    assert _jitter(raw, cols) > 0.2 and _jitter(sm, cols) <= 0.068 and _jitter(shipped, cols) <= 0.066
+    assert _jitter(raw, cols) > 0.2 and _jitter(sm, cols) <= 0.066 and _jitter(shipped, cols) <= 0.06
     ok_raw, ok_sm, ok_shipped = (d[d["success"] == 1] for d in (raw, sm, shipped))
     for d in (ok_sm, ok_shipped):
         assert max(abs(_lag(ok_raw[c].to_numpy(), d[c].to_numpy())) for c in cols) == 0
@@ -790,7 +790,8 @@ def test_pexels_jitter_lag_and_openface_agreement(analyzer):
     for name, df in (("raw", ok_raw), ("smooth", ok_sm), ("shipped", ok_shipped)):
         m = of.merge(df, on="frame", suffixes=("_of", ""))
         r[name] = {a: np.corrcoef(m[f"AU{a}_r_of"], m[f"AU{a}_r"])[0, 1] for a in ("06", "12", "25")}
-    assert r["smooth"]["06"] >= 0.8 and r["shipped"]["06"] >= 0.785
+    assert r["smooth"]["06"] >= 0.83 and r["shipped"]["06"] >= 0.83 and r["shipped"]["12"] >= 0.82
+    assert r["shipped"]["25"] >= 0.7
     assert all(r[k][a] >= r["raw"][a] - 0.005 for a in ("06", "12", "25") for k in ("smooth", "shipped"))
 
 
@@ -1028,3 +1029,24 @@ def test_a_fast_moving_face_is_fitted_where_it_is(pipeline):
               for fs, r, dx in zip(faces, ref, offsets)]
     assert max(errors) < 0.05, np.round(errors, 3)
     assert moving.n_detect <= 2 * still.n_detect  # followed, not re-detected on every frame
+
+
+def test_video_frames_fuse_the_au_heads_as_images_do():
+    """Video frames decided the AUs on the SVMs alone while images let the multitask network's AU heads vote
+    (subject-grouped CV on CK+: mean F1 0.781 → 0.801): on the Pexels clip AU12 was present on 76 % of the
+    frames the emotion read as happiness (AU12_r held at 1.00, the cap of an absent AU, on 48 of them), the same
+    frames as photos 3.2. The heads now vote on video frames too (on alternate frames, like the emotion CNN);
+    the live page, which must keep up with a camera, still decides on the SVMs alone."""
+    from aulib.analyzer import Analyzer
+
+    analyzer = Analyzer()  # with the emotion (the session's shared analyzer has none)
+    df = analyzer.analyze(sample("WolfgangLanger_Pexels.mp4"))
+    ok = df[df["success"] == 1]
+    happy = ok[ok["p_happiness"] > 0.9]
+    assert len(happy) > 150 and happy["AU12_c"].mean() > 0.95 and happy["AU06_c"].mean() > 0.9
+    rgb = read_image(sample("single_face.jpg"))
+    live = analyzer.run(analyzer.pipeline(rgb), flip=False)  # as the live page runs it
+    frame = analyzer.run(analyzer.pipeline(rgb), flip=False, fuse=True)  # as a video runs it
+    assert live[0].mt_au_probs is None and frame[0].mt_au_probs is not None
+    assert ((live[0].au_prob > analyzer.svm_thresholds) == (live[0].au_occurrence == 1)).all()
+    assert ((frame[0].au_prob > analyzer.occurrence_thresholds) == (frame[0].au_occurrence == 1)).all()

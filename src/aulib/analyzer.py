@@ -156,8 +156,8 @@ class Analyzer:
         self._blink = Blink()
         self.stages.append(self._blink)
         # the stages that take the image-mode option (flip): the emotion networks and the AU heads
-        self._flip_stages = tuple(s for s in (self.features if own_emotion else None, self.cnn, self._second,
-                                              self._au_heads) if s is not None)
+        self._flip_stages = tuple(s for s in (self.features if own_emotion else None, self.cnn, self._second)
+                                  if s is not None)
         self.cropped = cropped
         self.columns = table.columns(self.aus, self.mt_aus, emotion=emotion_model != "none")
         # The networks loaded when first needed (the iris network; the images' second emotion network
@@ -170,19 +170,27 @@ class Analyzer:
 
     @property
     def occurrence_thresholds(self) -> np.ndarray | None:
-        """(K,) the calibrated probability above which each AU is present (None if not calibrated);
-        fused with the multitask heads' thresholds where they vote too."""
+        """(K,) the calibrated probability above which each AU is present in a video frame (None if not
+        calibrated): the multitask heads vote with the SVMs on video frames, so the AUs they cover have the
+        fused threshold (the live page, ``run(fuse=False)``, decides on the SVMs' :attr:`svm_thresholds`)."""
         if self.fusion is not None:
             return self.fusion.thresholds
+        if self._image_fusion is not None:
+            return self._image_fusion.thresholds
+        return self.svm_thresholds
+
+    @property
+    def svm_thresholds(self) -> np.ndarray | None:
+        """(K,) the SVMs' own p-thresholds (None if not calibrated)."""
         return self.occurrence.probability_threshold() if self.occurrence.calibrated else None
 
     @property
     def image_occurrence_thresholds(self) -> np.ndarray | None:
-        """(K,) the thresholds images use: with ``tta`` the multitask heads vote on their AUs there,
-        so those AUs have the fused threshold (video frames use :attr:`occurrence_thresholds`)."""
-        if self.tta and self._image_fusion is not None:
-            return self._image_fusion.thresholds
-        return self.occurrence_thresholds
+        """(K,) the thresholds images use: with ``tta`` the multitask heads vote on their AUs there (as on
+        video frames), so those AUs have the fused threshold; without it the SVMs' own."""
+        if self.fusion is not None or self.tta:
+            return self.occurrence_thresholds
+        return self.svm_thresholds
 
     @property
     def au_feature_mean(self) -> np.ndarray:
@@ -217,7 +225,7 @@ class Analyzer:
         return _rebuild, (type(self), settings)
 
     def run(self, faces: Sequence[Face], gaze: bool | None = None, flip: bool | None = None,
-            keyframes: Keyframes | None = None, still: bool = False) -> Sequence[Face]:
+            keyframes: Keyframes | None = None, still: bool = False, fuse: bool | None = None) -> Sequence[Face]:
         """Run every model stage on a batch of described faces (from one or many frames).
 
         ``gaze=False`` skips the gaze stage (default: the analyzer's ``gaze`` setting); the live page,
@@ -227,9 +235,13 @@ class Analyzer:
         (smoothed video, :mod:`aulib.video.keyframes`): the faces whose embedding CNN and iris network
         outputs come from their neighbours in the batch. ``still``: the faces are of still images, not video
         frames (:meth:`get` passes it): eyes narrowed by AU06/AU07 read closed only when nearly shut
-        (:data:`aulib.face.blink.EAR_CLOSED_NARROWED`)."""
+        (:data:`aulib.face.blink.EAR_CLOSED_NARROWED`). ``fuse``: the multitask network's AU heads vote with
+        the SVMs (:class:`aulib.au.fusion.AUFusion`; default: as ``flip``): images and video frames do (a video
+        passes ``fuse=True``: on the Pexels clip AU12 was present on 76 % of the frames the emotion read as
+        happiness, with the heads 100 %), the live page, which must keep up with a camera, does not."""
         gaze = self.with_gaze if gaze is None else _check_flag("gaze", gaze)
         flip = self.tta if flip is None else _check_flag("flip", flip)
+        fuse = flip if fuse is None else _check_flag("fuse", fuse)
         if isinstance(faces, (str, bytes)) or not isinstance(faces, Iterable):
             raise TypeError(f"faces must be a list of Face records, not {type(faces).__name__}")
         faces = list(faces)  # an iterator would be used up by the first stage and leave the others nothing
@@ -248,8 +260,12 @@ class Analyzer:
             if stage is self._blink:
                 self._blink.run(faces, still=_check_flag("still", still))
                 continue
+            if stage is self._au_heads:
+                if fuse:
+                    self._au_heads.run(faces, flip=True, keyframes=keyframes)
+                continue
             if stage is self._image_fusion:
-                if flip:
+                if fuse:
                     stage.run(faces)
                 continue
             if any(stage is e for e in self._flip_stages):
@@ -260,8 +276,9 @@ class Analyzer:
 
     def rescore(self, faces: Sequence[Face]) -> Sequence[Face]:
         """Re-run the AU stages from each face's ``features`` (after per-person calibration)."""
-        for stage in [*self.au_stages, *([self.fusion] if self.fusion else [])]:
-            stage.run(faces)
+        for stage in [*self.au_stages, *([self.fusion] if self.fusion else []),
+                      *([self._image_fusion] if self._image_fusion is not None else [])]:
+            stage.run(faces)  # the image fusion only where the heads ran (a face without their output: skipped)
         return faces
 
     # ------------------------------------------------------------------ tables

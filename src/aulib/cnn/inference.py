@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -22,6 +23,9 @@ import numpy as np
 from aulib import background
 from aulib.face.record import EMOTIONS, Face  # EMOTIONS: FER+ order, the output order of both models
 from aulib.models import ModelFileError, model_entry, model_path, onnx_session, session_cache_key
+
+if TYPE_CHECKING:
+    from aulib.video.keyframes import Keyframes
 
 # Faces per onnxruntime call: a whole dataset in one call would need tens of GB of activations, and
 # past 16 faces the activations leave the cache (32 per call was ~10 % slower per face, measured).
@@ -343,14 +347,24 @@ class AUHeads(_LazyNetwork):
     def _build(self) -> MultitaskCNN:
         return MultitaskCNN(self._path)
 
-    def run(self, faces: Sequence[Face], flip: bool = False) -> Sequence[Face]:
-        """With ``flip`` (images): ``mt_aus``/``mt_au_probs`` of successful faces (for the fusion;
-        ``mt_au_occurrence`` and the ``mt_AUxx_c`` columns stay those of ``--emotion-model
-        multitask``); without it, nothing."""
+    def run(self, faces: Sequence[Face], flip: bool = False, keyframes: Keyframes | None = None) -> Sequence[Face]:
+        """With ``flip`` (images and video frames, :meth:`aulib.analyzer.Analyzer.run`'s ``fuse``):
+        ``mt_aus``/``mt_au_probs`` of successful faces (for the fusion; ``mt_au_occurrence`` and the
+        ``mt_AUxx_c`` columns stay those of ``--emotion-model multitask``); without it, nothing.
+        ``keyframes`` (video): the faces it names take the time-weighted mean of their neighbours' heads."""
         ok = [f for f in faces if f.success and f.aligned is not None]
-        if flip and ok:
-            _, heads = self.model.predict(np.stack([f.aligned for f in ok]))  # type: ignore[attr-defined]
-            aus = tuple(self.aus)
-            for f, a in zip(ok, heads):
-                f.mt_aus, f.mt_au_probs = aus, a
+        if not (flip and ok):
+            return faces
+        between = keyframes.within(ok) if keyframes else [None] * len(ok)
+        run = [f for f, b in zip(ok, between) if b is None]
+        out: dict[int, np.ndarray] = {}
+        if run:
+            _, heads = self.model.predict(np.stack([f.aligned for f in run]))  # type: ignore[attr-defined]
+            out = {id(f): a for f, a in zip(run, heads)}
+        for f, b in zip(ok, between):
+            if b is not None:  # its neighbours ran the network (both are in this batch)
+                out[id(f)] = ((1 - b[2]) * out[id(b[0])] + b[2] * out[id(b[1])]).astype(np.float32)
+        aus = tuple(self.aus)
+        for f in ok:
+            f.mt_aus, f.mt_au_probs = aus, out[id(f)]
         return faces

@@ -84,9 +84,10 @@ class FaceModels(Protocol):
         ...
 
     def run(self, faces: Sequence[Face], flip: bool | None = None,
-            keyframes: Keyframes | None = None) -> Sequence[Face]:
+            keyframes: Keyframes | None = None, fuse: bool | None = None) -> Sequence[Face]:
         """Fill features and predictions of a batch of described faces (``keyframes``: which take their
-        network outputs from their neighbours, :mod:`aulib.video.keyframes`)."""
+        network outputs from their neighbours, :mod:`aulib.video.keyframes`; ``fuse``: with a second opinion
+        on the AUs where the models have one)."""
         ...
 
     def rescore(self, faces: Sequence[Face]) -> Sequence[Face]:
@@ -222,7 +223,8 @@ class VideoAnalysis:
         if ok:
             self.models.pipeline.add_hog(ok)
             keyframes = (plan(ok, [t for _, t in timed], self.interpolate_gap) if self.interpolate_gap > 0 else None)
-            self.models.run(ok, flip=False, keyframes=keyframes)  # traces average over time; keep the frame rate
+            # unflipped (traces average over time; keep the frame rate), the AU heads voting (Analyzer.run)
+            self.models.run(ok, flip=False, keyframes=keyframes, fuse=True)
             if cal is not None:
                 # how expressive each face is before calibration: picks the frames that define "neutral"
                 scores = np.array([f.au_intensity.sum() for f in ok])
