@@ -1050,3 +1050,27 @@ def test_video_frames_fuse_the_au_heads_as_images_do():
     assert live[0].mt_au_probs is None and frame[0].mt_au_probs is not None
     assert ((live[0].au_prob > analyzer.svm_thresholds) == (live[0].au_occurrence == 1)).all()
     assert ((frame[0].au_prob > analyzer.occurrence_thresholds) == (frame[0].au_occurrence == 1)).all()
+
+
+def test_a_cut_to_the_same_set_from_a_camera_aside_renumbers_other_people_only(pipeline):
+    """With the camera's motion undone, a cut to the same set seen from 60 px aside changed the frame by 19.5 <
+    SCENE_CUT: three other people standing where the group had stood took their ids. A face whose own region
+    changed, its motion undone, now ends its track (the same people seen from aside keep theirs)."""
+    from aulib.video.follow import FaceFollower
+
+    group = read_image(sample("multi_face.jpg"))
+    boxes = [(219, 66, 87, 107), (316, 235, 92, 125), (437, 215, 81, 95), (531, 308, 98, 126), (682, 289, 108, 133)]
+    others = group.copy()  # the same set, each person replaced by another one of the group
+    for (x, y, w, h), (sx, sy, sw, sh) in zip(boxes, [boxes[j] for j in (4, 3, 4, 1, 3)]):
+        src = group[int(sy - 0.2 * sh):int(sy + 1.2 * sh), int(sx - 0.2 * sw):int(sx + 1.2 * sw)]
+        size = (int(1.4 * w), int(1.4 * h))
+        others[int(y - 0.2 * h):int(y - 0.2 * h) + size[1], int(x - 0.2 * w):int(x - 0.2 * w) + size[0]] = \
+            cv2.resize(src, size)
+    first = np.ascontiguousarray(group[60:420, 150:790])
+    for second, same in ((others, False), (group, True)):
+        follow = FaceFollower(pipeline, 10)
+        before = [{f.id for f in follow(first, i) if f.success} for i in range(3)][-1]
+        shot = np.ascontiguousarray(second[60:420, 210:850])  # 60 px aside
+        after = {f.id for f in follow(shot, 3) if f.success}
+        assert len(before) == len(after) == 5
+        assert (after == before) if same else after.isdisjoint(before)

@@ -149,18 +149,22 @@ def face_motion(before: np.ndarray, after: np.ndarray,
     return x + dx, y + dy, w, h
 
 
-def region_changed(before: np.ndarray, after: np.ndarray, box: Any) -> bool:
+def region_changed(before: np.ndarray, after: np.ndarray, box: Any, shift: tuple[float, float] = (0.0, 0.0)) -> bool:
     """Whether the face in the (x, y, w, h) ``box`` changed like a scene cut between two frames: the mean
-    absolute difference of 16×16 thumbnails (0–255) of the box's middle above :data:`SCENE_CUT` (a box
+    absolute difference of 16×16 thumbnails (0–255) of the box's middle in ``before`` and of the same box moved
+    by the camera's ``shift`` (pixels, :func:`camera_motion`) in ``after`` above :data:`SCENE_CUT` (a box
     outside either frame: changed)."""
     h, w = after.shape[:2]
-    # the middle of the box (60 % of each side): the face itself, not the edge of a neighbouring tile
-    x0, y0 = max(int(box[0] + 0.2 * box[2]), 0), max(int(box[1] + 0.2 * box[3]), 0)
-    x1, y1 = min(int(box[0] + 0.8 * box[2]), w), min(int(box[1] + 0.8 * box[3]), h)
-    if x1 - x0 < 2 or y1 - y0 < 2 or before.shape[:2] != after.shape[:2]:
+    if before.shape[:2] != after.shape[:2]:
         return True
-    small = [cv2.resize(f[y0:y1, x0:x1], (16, 16), interpolation=cv2.INTER_AREA).astype(np.float32)
-             for f in (before, after)]
+    small = []
+    for f, (dx, dy) in ((before, (0.0, 0.0)), (after, shift)):
+        # the middle of the box (60 % of each side): the face itself, not the edge of a neighbouring tile
+        x0, y0 = max(int(box[0] + dx + 0.2 * box[2]), 0), max(int(box[1] + dy + 0.2 * box[3]), 0)
+        x1, y1 = min(int(box[0] + dx + 0.8 * box[2]), w), min(int(box[1] + dy + 0.8 * box[3]), h)
+        if x1 - x0 < 2 or y1 - y0 < 2:
+            return True
+        small.append(cv2.resize(f[y0:y1, x0:x1], (16, 16), interpolation=cv2.INTER_AREA).astype(np.float32))
     return float(np.abs(small[0] - small[1]).mean()) > SCENE_CUT
 
 
@@ -184,9 +188,16 @@ def thumbnail(image: np.ndarray) -> np.ndarray:
 
 
 def still_changed(before: np.ndarray, after: np.ndarray) -> float:
-    """The :func:`thumbnail` difference of two frames once the camera's motion between them is undone: the
-    middle of ``after`` (all but a sixth of each side) is found in ``before`` (OpenCV template matching at
-    ≈ 160 px wide, shifts up to a sixth of the frame) and the two matched regions are compared as thumbnails.
+    """The :func:`thumbnail` difference of two frames once the camera's motion between them is undone
+    (:func:`camera_motion`)."""
+    return camera_motion(before, after)[0]
+
+
+def camera_motion(before: np.ndarray, after: np.ndarray) -> tuple[float, tuple[float, float]]:
+    """(the :func:`thumbnail` difference of two frames once the camera's motion between them is undone, that
+    motion: how far the scene moved from ``before`` to ``after``, in pixels): the middle of ``after`` (all but a
+    sixth of each side) is found in ``before`` (OpenCV template matching at ≈ 160 px wide, shifts up to a sixth
+    of the frame) and the two matched regions are compared as thumbnails (inf: frames of different sizes).
 
     A hand-held camera moving 12 px a frame (640×360, a textured scene) changed consecutive thumbnails by
     20–26, over :data:`SCENE_CUT`, on 13 of 240 frames: each was taken for a cut and the one person got 14
@@ -194,16 +205,17 @@ def still_changed(before: np.ndarray, after: np.ndarray) -> float:
     face_noface.mov 98 and 127; a black box dropped over 40 % of the frame 49–57."""
     a, b = _sampled(before).astype(np.float32), _sampled(after).astype(np.float32)
     if a.shape != b.shape:
-        return float("inf")
+        return float("inf"), (0.0, 0.0)
     h, w = b.shape[:2]
     mx, my = max(1, w // 6), max(1, h // 6)
     if h - 2 * my < 2 or w - 2 * mx < 2:
-        return float("inf")
+        return float("inf"), (0.0, 0.0)
     middle = b[my:h - my, mx:w - mx]
     y, x = np.unravel_index(int(cv2.matchTemplate(a, middle, cv2.TM_SQDIFF).argmin()), (2 * my + 1, 2 * mx + 1))
     matched = a[y:y + middle.shape[0], x:x + middle.shape[1]]
     thumbs = [cv2.resize(m, (32, 18), interpolation=cv2.INTER_AREA) for m in (matched, middle)]
-    return float(np.abs(thumbs[0] - thumbs[1]).mean())
+    k = after.shape[1] / w  # full-size pixels per sampled pixel
+    return float(np.abs(thumbs[0] - thumbs[1]).mean()), (float(mx - x) * k, float(my - y) * k)
 
 
 class FaceFollower:
@@ -370,8 +382,22 @@ class FaceFollower:
         tracks = self.tracker.active(self._seq)
         thumb = thumbnail(image) if thumb is None else thumb  # a reader may have made it (another thread)
         # a cut: the frame changed more than a shot does, even once the camera's own motion is undone
-        cut = (self._thumb is not None and float(np.abs(thumb - self._thumb).mean()) > SCENE_CUT
-               and (self._last_image is None or still_changed(self._last_image, image) > SCENE_CUT))
+        cut = replaced = False
+        if self._thumb is not None and float(np.abs(thumb - self._thumb).mean()) > SCENE_CUT:
+            if self._last_image is None:
+                cut = True
+            else:
+                change, shift = camera_motion(self._last_image, image)
+                cut = change > SCENE_CUT
+                if not cut:
+                    # the camera moved; a face whose own region changed all the same, its motion undone, is
+                    # someone else there now (a cut to the same set from a camera 60 px aside, other people in
+                    # it, read 19.5 whole: three of them took the ids of those before)
+                    for t in tracks:
+                        if region_changed(self._last_image, image, t.box, shift):
+                            self.tracker.end(t.id)
+                            replaced = True
+                    tracks = [t for t in tracks if t.id in self.tracker.tracks]
         self._thumb = thumb
         if cut and self._last_image is not None:
             # another shot where a face was: whoever is there now is not known to be that person (their
@@ -387,7 +413,7 @@ class FaceFollower:
             tracks = []
         self._before, self._last_image = self._last_image, image
         periodic = False  # the interval's scan of a frame whose faces are all being followed
-        if not self._need_detect and not cut and tracks:
+        if not self._need_detect and not cut and not replaced and tracks:
             # ``detect_every`` counts the file's frames: with ``every=8`` a scan every 10 analysed frames
             # left a face that appeared (or came back) unreported for 80 frames (3 s at 25 fps)
             if self._detect_index is not None and 0 <= index - self._detect_index < self.detect_every:
