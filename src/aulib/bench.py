@@ -4,8 +4,9 @@ Two passes over the same frames, because one measurement cannot give both number
 
 1. **Stage profile** — single-threaded (no decode or model thread), every stage wrapped in a
    timer: decode (+ RGB conversion), detect, landmarks, align+mask, HOG, CNN (embedding +
-   emotion, onnxruntime), AU models (SVM + SVR), head pose (PnP), gaze (iris network + eyeball
-   model). "other" is what is left (tracking, blink, rules, rows).
+   emotion, and the multitask AU heads that vote on video frames; onnxruntime), AU models
+   (SVM + SVR), head pose (PnP), gaze (iris network + eyeball model). "other" is what is left
+   (tracking, blink, rules, rows).
    With threads the stages would overlap and a timer would also count time spent waiting for
    the GIL, so this pass is sequential.
 2. **End to end** — the real configuration (decode thread, face stage, batched model thread),
@@ -78,7 +79,8 @@ def _instrument(analyzer: Analyzer, acc: dict[str, float], calls: dict[str, int]
     wrap(p, "aligner", "align+mask")
     wrap(p, "masker", "align+mask")
     wrap(p, "hog", "HOG")
-    for net in {id(m): m for m in (analyzer.features.embedder, analyzer.cnn) if m is not None}.values():
+    heads = analyzer._au_heads.model if analyzer._au_heads is not None else None  # loads it: video frames use it
+    for net in {id(m): m for m in (analyzer.features.embedder, analyzer.cnn, heads) if m is not None}.values():
         wrap(net, "_run", "CNN")
     wrap(analyzer.occurrence, "decision_function", "AU models")
     wrap(analyzer.intensity, "predict", "AU models")
