@@ -39,6 +39,12 @@ _ACTIVE: dict[int, int] = {}  # thread ident → native stretches it is running 
 _IDLE = threading.Condition()
 _EXITING = False
 _ENDING: set[int] = set()  # threads the exit turned back: they are unwinding out of aulib
+# thread ident → when it last began a native stretch. A thread analysing between two onnxruntime calls runs
+# OpenCV (C++) too, which aborts the process the same way when finalisation cuts it off as it takes the GIL
+# back (Ctrl-C on a worker looping over photos: once in CI, once in 3 local runs of that test). The exit
+# also waits for every thread that began one in the last RECENT_S: it ends at its next stretch, by SystemExit.
+_RECENT: dict[int, float] = {}
+RECENT_S = 2.0
 
 
 @contextlib.contextmanager
@@ -52,6 +58,7 @@ def native() -> Iterator[None]:
             _ENDING.add(me)
             raise SystemExit("aulib: the interpreter is exiting; no new analysis starts")
         _ACTIVE[me] = _ACTIVE.get(me, 0) + 1
+        _RECENT[me] = time.monotonic()
     try:
         yield
     finally:
@@ -100,6 +107,8 @@ def _stop_all() -> None:
     with _IDLE:
         _EXITING = True
         busy = set(_ACTIVE)  # threads inside onnxruntime now: they unwind out of aulib after this call
+        now = time.monotonic()
+        busy |= {t for t, when in _RECENT.items() if now - when < RECENT_S} - {threading.get_ident()}
     with _LOCK:
         live = list(_LIVE.items())
     for _, stop in live:
