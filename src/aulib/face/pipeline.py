@@ -19,7 +19,7 @@ from aulib.face.gaze import eye_crops
 from aulib.face.hog import HogExtractor, geometry
 from aulib.face.landmarks import LandmarkPredictor
 from aulib.face.record import Face
-from aulib.face.sharpness import face_blur, face_noise
+from aulib.face.sharpness import face_detail
 
 # RMS distance of the rigid landmarks from the template (crop-size units) above which a fit is
 # not a plausible face. Measured: CK+48 crops median 0.019, max 0.059; FER2013Valid median 0.041,
@@ -265,7 +265,7 @@ class FacePipeline:
         face.aligned, face.aligned_landmarks = al.crop, al.landmarks
         face.matrix = al.matrix
         if blur:
-            face.blur, face.noise = face_blur(image, face.landmarks), face_noise(image, face.landmarks)
+            face.blur, face.noise = face_detail(image, face.landmarks)  # one shrunk face region for both
         if self.features:
             face.eyes, face.eye_matrices = eye_crops(image, face.landmarks)
             gray = cv2.cvtColor(al.crop, cv2.COLOR_RGB2GRAY)

@@ -104,6 +104,15 @@ def noise_sigma(gray: np.ndarray) -> float:
     return float(np.median(np.abs(response))) / (6 * 0.6745)
 
 
+def face_detail(image: np.ndarray, landmarks: np.ndarray) -> tuple[float, float]:
+    """(:func:`face_blur`, :func:`face_noise`) of one face from one :func:`detail_region` (NaN, NaN without
+    one): the pipeline measures both at each scan."""
+    region = detail_region(image, landmarks)
+    if region is None:
+        return float("nan"), float("nan")
+    return blur_effect(region), _noise_at_detail_side(region)
+
+
 def face_noise(image: np.ndarray, landmarks: np.ndarray) -> float:
     """:func:`noise_sigma` of the face's :func:`detail_region` brought to :data:`DETAIL_SIDE` px (NaN without
     one): the noise the models see at the scale of the smallest training faces (a photo's sensor noise
@@ -111,8 +120,11 @@ def face_noise(image: np.ndarray, landmarks: np.ndarray) -> float:
     the JPEG blocks and sharpening halos of an ordinary web photo read as noise (a 21 px face, mildly sharpened
     and saved at quality 75: confidence 0.38 for a clean smile)."""
     region = detail_region(image, landmarks)
-    if region is None:
-        return float("nan")
+    return float("nan") if region is None else _noise_at_detail_side(region)
+
+
+def _noise_at_detail_side(region: np.ndarray) -> float:
+    """:func:`noise_sigma` of a :func:`detail_region`, enlarged to :data:`DETAIL_SIDE` px when smaller."""
     if max(region.shape) < DETAIL_SIDE:
         scale = DETAIL_SIDE / max(region.shape)
         size = (max(1, round(region.shape[1] * scale)), max(1, round(region.shape[0] * scale)))
