@@ -410,6 +410,9 @@ def analyze_input(analyzer: Analyzer, path: Source, video_options: dict | None =
 # ---------------------------------------------------------------------------------- run metadata
 def run_options(spec: AnalyzerSpec, video_options: dict) -> dict:
     """The options that decide a table's columns and values (what ``--resume`` must match)."""
+    from aulib.video.keyframes import KEY_GAP_SIGMAS
+    from aulib.video.smooth import DEFAULT_SIGMA_S
+
     cal = video_options.get("calibrate", False)
     return {"detector": spec.detector, "emotion_model": spec.emotion_model, "cropped": bool(spec.cropped),
             "every": video_options.get("every", 1), "fps": video_options.get("fps"),
@@ -417,10 +420,12 @@ def run_options(spec: AnalyzerSpec, video_options: dict) -> dict:
             "calibrate": "video" if cal is True else (cal or False),
             # video traces smoothed or raw: a resumed table must not mix the two
             "smooth": video_options.get("smooth", True),
-            # networks on alternate frames of smoothed traces (aulib.video.keyframes); tables made before
+            # networks on sparse frames of smoothed traces (aulib.video.keyframes); tables made before
             # this option ran them on every frame (run_differences reads a missing entry as False)
-            "interpolate": bool(video_options.get("interpolate", True))
-            and video_options.get("smooth", True) in (True, "offline"),
+            "interpolate": (interpolate := bool(video_options.get("interpolate", True))
+                            and video_options.get("smooth", True) in (True, "offline")),
+            # how far apart those frames may be (s); tables made before it ran them on alternate frames
+            **({"network_gap_s": round(KEY_GAP_SIGMAS * DEFAULT_SIGMA_S, 4)} if interpolate else {}),
             "intrinsics": list(spec.intrinsics) if spec.intrinsics is not None else None,
             # only when off: tables written with gaze (the default) keep the metadata they always had
             **({} if spec.gaze else {"gaze": False}), **({} if spec.tta else {"tta": False})}
@@ -433,7 +438,7 @@ def run_differences(old: dict, new: dict) -> list[str]:
     keys = list(o2) + [k for k in o1 if k not in o2]
     # recorded only when off: missing means on (it read "gaze None → False"); interpolate is recorded always,
     # and a table from before it existed ran the networks on every frame
-    on = {"gaze": True, "tta": True, "interpolate": False}
+    on = {"gaze": True, "tta": True, "interpolate": False, "network_gap_s": "alternate frames"}
     diffs = [f"{k} {a!r} → {b!r}" for k in keys
              if (a := o1.get(k, on.get(k))) != (b := o2.get(k, on.get(k)))]
     if old.get("columns") != new["columns"]:

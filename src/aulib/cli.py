@@ -381,9 +381,9 @@ def analyze(
     smooth: bool = typer.Option(True, "--smooth/--no-smooth", help="Video: steady each face's AU intensity and "
                                 "head-pose traces (zero-phase Gaussian, 0.08 s); --no-smooth: raw per-frame values."),
     interpolate: bool = typer.Option(True, "--interpolate/--no-interpolate", help="Video with --smooth: the "
-                                     "emotion CNN and the iris network run on every other frame of each face, the "
-                                     "frames between take the mean of their neighbours (≈15 % less work, within "
-                                     "the smoothing); --no-interpolate: on every frame."),
+                                     "networks (emotion CNN, AU heads, iris) run on every third frame of each face, "
+                                     "the frames between take the mean of their neighbours (≈ 25 % less work, "
+                                     "within the smoothing); --no-interpolate: on every frame."),
     intrinsics: str | None = typer.Option(None, "--intrinsics", help="Camera FX,FY,CX,CY in pixels for head pose "
                                           "in mm/radians (default: OpenFace's, fx = fy = 500·width/640, centre)."),
     gaze: bool = typer.Option(True, "--gaze/--no-gaze", help="--no-gaze: leave the gaze_* columns empty and save "

@@ -1,23 +1,34 @@
-"""Networks on alternate frames of a smoothed video: which faces of a model batch run the embedding CNN
-and the iris network, and how the faces between take their neighbours' outputs.
+"""Networks on sparse frames of a smoothed video: which faces of a model batch run the embedding CNN,
+the multitask AU heads and the iris network, and how the faces between take their neighbours' outputs.
 
 Why: the two networks are ≈ 40 % of a video frame's work (``aulib bench``: the CNN ≈ 5 ms, the iris
 network ≈ 4 ms per face on a 2-core EPYC; landmarks ≈ 5 ms, detection ≈ 2.4 ms). Offline smoothing
 (:class:`aulib.video.smooth.TraceSmoother`, a zero-phase Gaussian of σ = 0.08 s, i.e. ≈ ±2 frames at
 25 fps) averages every trace over its neighbours anyway, so a network output at every frame buys little
-once smoothed. Each face track therefore runs the networks on every other face of the batch; a face in
-between gets the time-weighted mean of its two neighbours' outputs (the CNN's 1280-value embedding and
-emotion probabilities; each open eye's iris points in the eye crop, whose axes follow the eye corners, so
-the head's own motion between the frames stays exact). Everything else — landmarks, HOG, geometry, pose,
-blinks — is the frame's own.
+once smoothed. Each face track therefore runs the networks on faces as far apart as ``max_gap`` seconds
+allows (the video pipeline passes 1.6 σ = 0.128 s: every third frame at 24–30 fps, every second at 15 fps);
+a face in between gets the time-weighted mean of its two neighbours' outputs (the CNN's 1280-value
+embedding and emotion probabilities, the AU heads' probabilities; each open eye's iris points in the eye
+crop, whose axes follow the eye corners, so the head's own motion between the frames stays exact).
+Everything else — landmarks, HOG, geometry, pose, blinks — is the frame's own.
 
-Measured on WolfgangLanger_Pexels.mp4 (472 frames) against running the networks on every frame, both
-smoothed: AU intensities differ by 0.009 on average (0–5 scale), 99.5 % of the ``AUxx_c`` decisions
-and 97 % of the emotion labels are the same, gaze angles differ by 0.7° on average; the AU trace jitter
-(0.062) and the correlation with OpenFace's AU06/AU12/AU25 (0.82/0.80/0.68) are unchanged within 0.007.
+Measured on WolfgangLanger_Pexels.mp4 (472 frames, 23.98 fps) against running the networks on every
+frame, both smoothed (``aulib analyze`` then compared column by column):
+
+====================  ==================  ============  ==========  ==========  =======  ===========
+networks on           AU_r mean |diff|    AUxx_c same   emotion     gaze x/y    jitter   r AU06/12/25
+====================  ==================  ============  ==========  ==========  =======  ===========
+every frame           —                   —             —           —           0.056    .85/.84/.72
+every 2nd (≤ 2025-11) 0.008               99.8 %        97.2 %      0.7/0.5°    0.056    .84/.84/.72
+every 3rd (now)       0.012               99.5 %        94.9 %      0.9/0.6°    0.056    .85/.84/.73
+====================  ==================  ============  ==========  ==========  =======  ===========
+
+(jitter and r against OpenFace 2's reference output, as ``scripts/openface_agreement.py``). Every third
+frame cut the whole process's time to 0.89× of every second's (5 paired runs); the emotion labels that
+change are frames whose two leading probabilities are within a few points of each other.
 
 A face runs the networks itself when it is the first or last of its track in the batch (so a batch never
-waits for the next one), when its neighbours are further apart than ``max_gap`` seconds (sparse
+waits for the next one), when its next neighbour is further away than ``max_gap`` seconds (sparse
 ``--every``/``--fps`` sampling, a face hidden for a while), or — for one eye — when a neighbour's eye was
 shut (no iris there to take). Raw traces (``smooth=False``) and the live page (causal smoothing, which
 cannot wait for the next frame) run both networks on every frame, as does ``interpolate=False``.
@@ -29,6 +40,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from aulib.face.record import Face
+
+# The frames that run the networks are at most this many smoothing σ apart: 1.6 σ = 0.128 s, every third frame
+# at 24–30 fps (0.10–0.125 s; measured in the table above), every second at 15 fps. Not further: a third of the
+# frames already changes the emotion label on 1 frame in 20 (near-ties) against every frame.
+KEY_GAP_SIGMAS = 1.6  # the video pipeline's max_gap for plan(), in smoothing σ (aulib.video.smooth)
 
 
 @dataclass
@@ -58,18 +74,27 @@ class Keyframes:
 
 def plan(faces: Sequence[Face], times: Sequence[float], max_gap: float) -> Keyframes:
     """Which of ``faces`` (one batch, in frame order; ``times[i]`` the frame time of ``faces[i]`` in
-    seconds) take their neighbours' outputs: every second face of each track (``Face.id``) among the
-    successful ones, except a track's first and last in the batch and a face whose neighbours lie more
-    than ``max_gap`` seconds apart."""
+    seconds) take their neighbours' outputs. Along each track (``Face.id``, successful faces only) the
+    faces that run the networks are as far apart as ``max_gap`` seconds allows: from each one, the
+    furthest later face within ``max_gap`` runs next and every face between takes the two; a track's
+    first and last face in the batch always run, and a face whose next neighbour is further than
+    ``max_gap`` away runs too (sparse ``--every``/``--fps`` sampling, a face hidden for a while)."""
     tracks: dict[int, list[int]] = {}
     for i, f in enumerate(faces):
         if f.success:
             tracks.setdefault(f.id, []).append(i)
     out = Keyframes()
+    reach = max_gap * (1 + 1e-9)  # frame times are float sums: 4 frames at 25 fps are 0.16 s
     for idx in tracks.values():
-        for j in range(1, len(idx) - 1, 2):  # odd positions; the last one runs when the count is even
-            a, i, b = idx[j - 1], idx[j], idx[j + 1]
-            gap = times[b] - times[a]
-            if 0 < gap <= max_gap:
-                out.between[id(faces[i])] = (faces[a], faces[b], (times[i] - times[a]) / gap)
+        a = 0
+        while a < len(idx) - 1:
+            b = a + 1
+            while b + 1 < len(idx) and times[idx[b + 1]] - times[idx[a]] <= reach:
+                b += 1
+            gap = times[idx[b]] - times[idx[a]]
+            if 0 < gap <= reach:
+                for j in range(a + 1, b):
+                    i = idx[j]
+                    out.between[id(faces[i])] = (faces[idx[a]], faces[idx[b]], (times[i] - times[idx[a]]) / gap)
+            a = b
     return out

@@ -51,7 +51,7 @@ from aulib.table import (
 )
 from aulib.video.calibrate import NeutralCalibrator
 from aulib.video.follow import DEFAULT_DETECT_EVERY, FaceFollower, thumbnail
-from aulib.video.keyframes import Keyframes, plan
+from aulib.video.keyframes import KEY_GAP_SIGMAS, Keyframes, plan
 from aulib.video.overlay import OverlayWriter
 from aulib.video.reader import FrameReader, VideoReadError, check_count
 from aulib.video.smooth import DEFAULT_SIGMA_S, OneEuroSmoother, TraceSmoother, check_sigma
@@ -118,8 +118,8 @@ class VideoAnalysis:
                  detect_every: int = DEFAULT_DETECT_EVERY, overlay: OverlayWriter | None = None,
                  threaded: bool = True, batch_faces: int = BATCH_FACES, interpolate_gap: float = 0.0,
                  post: Callable[[list[dict], bool], list[dict]] | None = None) -> None:
-        """``interpolate_gap`` > 0: the networks run on alternate faces of each track whose neighbours are at
-        most that many seconds apart (:mod:`aulib.video.keyframes`; for smoothed traces only). ``post(rows,
+        """``interpolate_gap`` > 0: the networks run on faces of each track up to that many seconds apart, the faces
+        between take their outputs (:mod:`aulib.video.keyframes`; for smoothed traces only). ``post(rows,
         final)``: what the rows go through, in frame order, before they are handed out (the smoothing; it may
         hold rows back until ``final``). It runs in the model thread, which has time to spare, while the
         face stage in the caller's thread is the pipeline's slowest."""
@@ -351,9 +351,10 @@ def analyze_video_rows(
     ``smooth``: steady the AU intensity and head-pose traces of each face track along time
     (:mod:`aulib.video.smooth`): ``True``/``"offline"`` zero-phase Gaussian of ``smooth_sigma``
     seconds, ``"causal"`` One Euro (live), ``False`` raw per-frame values. ``interpolate`` (with offline
-    smoothing only): the embedding CNN and the iris network run on every other frame of each face whose
-    neighbours are at most ``2 · smooth_sigma`` apart, the frames between take the time-weighted mean of
-    their outputs (:mod:`aulib.video.keyframes`); ``False`` runs them on every frame.
+    smoothing only): the embedding CNN, the multitask AU heads and the iris network run on frames of each
+    face up to :data:`KEY_GAP_SIGMAS` · ``smooth_sigma`` apart (every third frame at 24–30 fps), the frames
+    between take the time-weighted mean of their outputs (:mod:`aulib.video.keyframes`); ``False`` runs them
+    on every frame.
     All rows at once; :func:`iter_video_rows` hands them out in chunks as they are produced.
     """
     return [r for chunk in iter_video_rows(models, path, every, fps, calibrate, overlay, detect_every, progress,
@@ -387,8 +388,8 @@ def iter_video_rows(
         raise ValueError(f"smooth must be True, False, 'offline' or 'causal', not {smooth!r}")
     if not isinstance(interpolate, (bool, np.bool_)):
         raise TypeError(f"interpolate must be True or False, not {interpolate!r}")
-    # alternate network frames only where the offline smoothing averages neighbours anyway
-    gap = 2.0 * float(smooth_sigma) if interpolate and smooth in (True, "offline") else 0.0
+    # sparse network frames only where the offline smoothing averages neighbours anyway
+    gap = KEY_GAP_SIGMAS * float(smooth_sigma) if interpolate and smooth in (True, "offline") else 0.0
     cols = trace_columns(models.aus)
     smoother: TraceSmoother | OneEuroSmoother | None = (
         OneEuroSmoother(cols, angles=ANGLE_COLUMNS, unit_vectors=GAZE_VECTORS) if smooth == "causal"
