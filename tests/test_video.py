@@ -212,6 +212,30 @@ def test_matroska_starting_late_is_not_reported_truncated(tmp_path):
     assert sum(1 for _ in r) == 50 and r.stats.error == ""
 
 
+@pytest.mark.parametrize("codec,pix", [("libx264", "yuv420p"), ("libx264", "yuv444p"), ("libx264", "yuvj420p"),
+                                       ("libx264", "yuv420p10le"), ("ffv1", "gray16le"), ("ffv1", "bgr0")])
+def test_frames_have_the_pixels_of_pyavs_default_conversion(tmp_path, codec, pix):
+    """The reader converts with swscale's area filter (half the time): the same RGB pixels as PyAV's default."""
+    from aulib.video.reader import FrameReader
+
+    src = av.open(str(sample("WolfgangLanger_Pexels.mp4")))
+    images = [f.to_ndarray(format="rgb24")[:, :320] for _, f in zip(range(4), src.decode(video=0))]
+    src.close()
+    path = tmp_path / f"clip_{pix}.mkv"
+    with av.open(str(path), "w") as o:
+        st = o.add_stream(codec, rate=24)
+        st.width, st.height, st.pix_fmt = 320, 360, pix
+        for img in images:
+            for p in st.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")):
+                o.mux(p)
+        for p in st.encode():
+            o.mux(p)
+    with av.open(str(path)) as c:
+        expected = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    got = [f.image for f in FrameReader(path, threaded=False)]
+    assert len(got) == 4 and all(np.array_equal(a, b) for a, b in zip(got, expected))
+
+
 def test_a_muxer_time_base_is_not_taken_for_the_frame_rate():
     from fractions import Fraction
     from types import SimpleNamespace

@@ -33,6 +33,7 @@ from aulib.draw import draw_corner_tag, draw_faces
 from aulib.face.detect import iou
 from aulib.face.record import Face
 from aulib.video.follow import FaceFollower
+from aulib.video.reader import rgb
 
 # The live stream follows faces like a video file does: the detector (the costliest stage) runs every
 # LIVE_DETECT_EVERY frames, landmarks follow each face in between; a degraded fit, a scene cut or a
@@ -135,7 +136,7 @@ def make_callback(analyzer, state: LiveState, streams=None):
     several users' streams (and the image page) use it at the same time; the follower is this stream's."""
 
     def callback(frame: av.VideoFrame) -> av.VideoFrame:
-        img = frame.to_ndarray(format="rgb24")
+        img = rgb(frame)
         now = time.monotonic()
         with state.lock:
             number = state.frames

@@ -42,6 +42,17 @@ MAX_BAD_PACKETS = 100
 REORDER_FRAMES = 4
 
 
+def rgb(frame: Any) -> np.ndarray:
+    """A decoded frame as an (H, W, 3) uint8 RGB array.
+
+    swscale is asked for its area filter: for a conversion that keeps the size it gives the very pixels of
+    PyAV's default (bicubic) — checked on yuv420p, yuv444p, yuvj420p/422p, 10-bit yuv420p, gray, gray16 and
+    bgr0 streams (``tests/test_video.py``) — in half the time (1.35 → 0.70 ms per 640×360 frame on a 2-core
+    EPYC, as much as the decoding itself). Point sampling is as fast but rounds 10-bit video differently.
+    """
+    return frame.to_ndarray(format="rgb24", interpolation="AREA")
+
+
 def _video_duration(container: Any, stream: Any) -> float:
     """Seconds the container declares for the video stream (0.0 when it declares none): the stream's
     own duration (MP4, MOV), else Matroska/WebM's per-track ``DURATION`` tag, else the container's
@@ -458,7 +469,7 @@ class FrameReader:
                     if keep:
                         slot = s
                 if keep:
-                    img = frame.to_ndarray(format="rgb24")
+                    img = rgb(frame)
                     if self._sar is not None:
                         img = square_pixels(img, self._sar)
                     img = upright(img, getattr(frame, "rotation", 0) or 0)
