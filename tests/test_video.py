@@ -597,6 +597,30 @@ def test_calibrated_video_changes_au_scores_not_rows(analyzer):
     assert cal[aus].notna().all().all() and run[aus].notna().all().all()
 
 
+@pytest.mark.parametrize("name,abcd,shown", [
+    ("hflip", (-1, 0, 0, 1), lambda s: s[:, ::-1]), ("vflip", (1, 0, 0, -1), lambda s: s[::-1]),
+    ("transpose", (0, 1, 1, 0), lambda s: np.swapaxes(s, 0, 1)), ("rot180", (-1, 0, 0, -1), lambda s: s[::-1, ::-1]),
+    ("rot90", (0, -1, 1, 0), lambda s: np.rot90(s, 1)), ("rot270", (0, 1, -1, 0), lambda s: np.rot90(s, -1))])
+def test_a_display_matrix_that_mirrors_is_applied_as_a_player_shows_it(tmp_path, name, abcd, shown):
+    """An MP4 track matrix (tkhd) with a mirror: PyAV's ``rotation`` calls a horizontal flip a 180° turn,
+    and the face was analysed upside down at confidence 0.98."""
+    import struct
+
+    from aulib.video.reader import FrameReader
+
+    data = bytearray(sample("single_face.mp4").read_bytes())
+    i = data.find(b"tkhd")
+    assert data[i + 4] == 0  # version 0: the matrix sits 44 bytes after the box type
+    a, b, c, d = abcd
+    data[i + 44:i + 80] = struct.pack(">9i", a << 16, b << 16, 0, c << 16, d << 16, 0, 0, 0, 1 << 30)
+    path = tmp_path / f"{name}.mp4"
+    path.write_bytes(bytes(data))
+    with av.open(str(sample("single_face.mp4"))) as src:
+        stored = next(src.decode(video=0)).to_ndarray(format="rgb24")
+    first = next(iter(FrameReader(path, threaded=False))).image
+    np.testing.assert_array_equal(first, shown(stored))
+
+
 def test_display_rotation_is_applied():
     img = np.arange(6, dtype=np.uint8).reshape(2, 3, 1).repeat(3, axis=2)
     assert upright(img, 0) is img

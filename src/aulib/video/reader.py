@@ -189,15 +189,54 @@ def square_pixels(image: np.ndarray, sar: Fraction) -> np.ndarray:
     return cv2.resize(image, display_size(image.shape[1], image.shape[0], sar), interpolation=cv2.INTER_LINEAR)
 
 
-def upright(image: np.ndarray, rotation: float) -> np.ndarray:
-    """Apply a frame's display rotation (degrees counter-clockwise, PyAV ``frame.rotation``).
+def upright(image: np.ndarray, rotation: float, matrix: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """Apply a frame's display rotation (degrees counter-clockwise, PyAV ``frame.rotation``), or its display
+    ``matrix`` (:func:`display_matrix`) when it has one, which also says whether the picture is mirrored.
 
     Phone videos are stored sideways with a display matrix; like EXIF orientation for photos
     (:func:`aulib.io.read_image`), it is applied so faces are upright for the detector and
-    landmarks are reported in the orientation a player shows.
+    landmarks are reported in the orientation a player shows. A matrix that mirrors the picture (a
+    front camera's "mirror" setting, an editor's flip) is applied as FFmpeg's player applies it: PyAV's
+    ``rotation`` alone calls a horizontal flip a 180° turn, so such a face was analysed upside down, at
+    confidence 0.98 with its head roll at 177°.
     """
+    if matrix is not None:
+        a, b, c, d = matrix  # displayed x' = a·x + c·y, y' = b·x + d·y (FFmpeg's row-vector convention)
+        out = image
+        if a == 0 and d == 0:  # a quarter turn: the axes swap (x' follows the source's y, sign c; y' its x, sign b)
+            out = np.swapaxes(out, 0, 1)
+            if b < 0:
+                out = out[::-1]
+            if c < 0:
+                out = out[:, ::-1]
+        else:
+            if a < 0:
+                out = out[:, ::-1]
+            if d < 0:
+                out = out[::-1]
+        return np.ascontiguousarray(out) if out is not image else image
     k = int(round(rotation / 90.0)) % 4
     return np.ascontiguousarray(np.rot90(image, k)) if k else image
+
+
+def display_matrix(frame: Any) -> tuple[int, int, int, int] | None:
+    """The 2×2 part ``(a, b, c, d)`` of a decoded frame's display matrix (FFmpeg's DISPLAYMATRIX side data,
+    16.16 fixed point) when it is a quarter turn and/or a mirror, each entry −1, 0 or 1; None when the
+    frame has none or it turns by another angle (then ``frame.rotation`` is rounded to quarter turns)."""
+    try:
+        for sd in frame.side_data:
+            if str(getattr(sd, "type", "")).endswith("DISPLAYMATRIX"):
+                m = np.frombuffer(bytes(sd)[:36], np.int32).astype(np.float64) / 65536.0
+                a, b, c, d = m[0], m[1], m[3], m[4]
+                q = np.round([a, b, c, d])
+                scale = max(abs(a), abs(b), abs(c), abs(d))
+                if scale > 0 and np.allclose([a, b, c, d], q * scale, atol=1e-3 * scale) and \
+                        int(np.count_nonzero(q)) == 2 and (q[0] == 0) == (q[3] == 0):
+                    return int(q[0]), int(q[1]), int(q[2]), int(q[3])
+                return None
+    except (AttributeError, TypeError, ValueError):  # PyAV without side data access, or a short matrix
+        return None
+    return None
 
 
 def check_count(name: str, value: object, note: str = "") -> None:
@@ -472,7 +511,7 @@ class FrameReader:
                     img = rgb(frame)
                     if self._sar is not None:
                         img = square_pixels(img, self._sar)
-                    img = upright(img, getattr(frame, "rotation", 0) or 0)
+                    img = upright(img, getattr(frame, "rotation", 0) or 0, display_matrix(frame))
                     st.selected += 1
                     st.seconds += time.perf_counter() - t0
                     yield VideoFrame(index, t, img, self._prepared(img, index))
