@@ -236,6 +236,24 @@ def test_frames_have_the_pixels_of_pyavs_default_conversion(tmp_path, codec, pix
     assert len(got) == 4 and all(np.array_equal(a, b) for a, b in zip(got, expected))
 
 
+def test_a_bare_h264_stream_keeps_its_own_frame_rate(tmp_path):
+    """A .h264 elementary stream has no timestamps, and FFmpeg's demuxer declares 25 fps for any: a 30 fps
+    stream was read 20 % too long; the rate its SPS declares now counts."""
+    from aulib.video.reader import FrameReader
+
+    path = tmp_path / "raw.h264"
+    with av.open(str(path), "w", format="h264") as o:
+        st = o.add_stream("libx264", rate=30)
+        st.width, st.height, st.pix_fmt = 64, 48, "yuv420p"
+        for i in range(12):
+            for p in st.encode(av.VideoFrame.from_ndarray(np.full((48, 64, 3), 20 * i, np.uint8), format="rgb24")):
+                o.mux(p)
+        for p in st.encode():
+            o.mux(p)
+    times = [f.time for f in FrameReader(path, threaded=False)]
+    assert len(times) == 12 and times[-1] == pytest.approx(11 / 30, abs=1e-6)
+
+
 def test_a_muxer_time_base_is_not_taken_for_the_frame_rate():
     from fractions import Fraction
     from types import SimpleNamespace
