@@ -561,3 +561,80 @@ def test_a_named_pipe_with_a_video_or_no_extension_is_never_opened(tmp_path):
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[0] == "False True" and lines[1].endswith("pipe.mp4: not a regular file (FIFO)"), out.stdout
+
+
+def _face_gray() -> np.ndarray:
+    return np.asarray(Image.open(sample("single_face.jpg")).convert("L"))
+
+
+def test_a_16_bit_tiff_storing_white_as_zero_is_not_read_as_a_negative(tmp_path):
+    """PhotometricInterpretation 0 ("MinIsWhite"): Pillow turns 8-bit ones back, not 16-bit ones."""
+    import tifffile
+
+    g = _face_gray()
+    tifffile.imwrite(tmp_path / "w16.tif", (65535 - g.astype(np.uint32) * 257).astype(np.uint16),
+                     photometric="miniswhite")
+    tifffile.imwrite(tmp_path / "w8.tif", (255 - g).astype(np.uint8), photometric="miniswhite")
+    for name in ("w16.tif", "w8.tif"):
+        assert np.abs(read_image(tmp_path / name)[:, :, 0].astype(int) - g).max() <= 1, name
+
+
+def test_an_alpha_channel_of_zeros_everywhere_is_no_alpha(tmp_path):
+    """32-bit BMPs (screenshots, exports) often carry an unused alpha of 0: browsers show them opaque; blended
+    on white the picture vanished ("no face detected")."""
+    rgb = np.asarray(Image.open(sample("single_face.jpg")).convert("RGB"))
+    Image.fromarray(np.dstack([rgb, np.zeros(rgb.shape[:2], np.uint8)])).save(tmp_path / "a0.png")
+    Image.fromarray(np.dstack([rgb, np.zeros(rgb.shape[:2], np.uint8)])).save(tmp_path / "a0.bmp")
+    for name in ("a0.png", "a0.bmp"):
+        np.testing.assert_array_equal(read_image(tmp_path / name), rgb)
+    half = np.dstack([rgb, np.full(rgb.shape[:2], 128, np.uint8)])  # a real alpha still blends on white
+    Image.fromarray(half).save(tmp_path / "a128.png")
+    assert read_image(tmp_path / "a128.png").mean() > rgb.mean() + 30
+
+
+def test_a_16_bit_pgm_takes_its_declared_maximum_as_full_scale(tmp_path):
+    """maxval 65535 with values below 4096 stays dark (it was brightened 16×, as if 12-bit); maxval 4095 is full."""
+    g = _face_gray().astype(np.uint32)
+    for maxval, values, expected in ((65535, g * 16, g * 16 * 255 / 65535), (4095, g * 16, g * 16 * 255 / 4095)):
+        path = tmp_path / f"g{maxval}.pgm"
+        path.write_bytes(b"P5\n%d %d\n%d\n" % (g.shape[1], g.shape[0], maxval) + values.astype(">u2").tobytes())
+        got = read_image(path)[:, :, 0].astype(float)
+        assert np.abs(got - expected).max() <= 1.01, maxval
+
+
+def test_a_tiff_pillow_cannot_read_is_refused_from_its_header_and_named(tmp_path):
+    """A float RGB TIFF declaring 15000×15000 (2.7 MB on disk) was decoded (14 s, 5.3 GB) before being refused
+    in a message that did not name it; a cut one was "not an image file", with OpenCV's errors on stderr."""
+    import subprocess
+    import sys
+
+    import tifffile
+
+    n = 15000
+
+    def tiles():
+        t = np.zeros((1024, 1024, 3), np.float32)
+        for _ in range(((n + 1023) // 1024) ** 2):
+            yield t
+
+    big = tmp_path / "big_float.tif"
+    tifffile.imwrite(big, tiles(), shape=(n, n, 3), dtype=np.float32, tile=(1024, 1024), photometric="rgb",
+                     compression="zlib")
+    small = tmp_path / "small_float.tif"
+    tifffile.imwrite(small, np.full((64, 64, 3), 0.5, np.float32), photometric="rgb")
+    cut = tmp_path / "cut_float.tif"
+    cut.write_bytes(small.read_bytes()[: small.stat().st_size // 2])
+    code = ("import sys\nfrom aulib.io import ImageReadError, read_image\n"
+            "print(read_image(sys.argv[1])[0, 0, 0])\n"
+            "for p in sys.argv[2:]:\n"
+            "    try:\n        read_image(p)\n    except ImageReadError as e:\n        print(e)\n"
+            "print('rss_mb', int([ln for ln in open('/proc/self/status') if ln.startswith('VmHWM')][0].split()[1])"
+            " // 1024)\n")
+    res = subprocess.run([sys.executable, "-c", code, str(small), str(big), str(cut)], capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 0 and res.stderr == "", res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0] == "128"  # a readable float TIFF still reads
+    assert lines[1].startswith(f"{big}: image too large (15000×15000")
+    assert lines[2] == f"{cut}: truncated or corrupt TIFF image data (neither Pillow nor OpenCV could decode it)"
+    assert int(lines[3].split()[1]) < 600  # MB: the 225 MP image was never decoded

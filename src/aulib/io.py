@@ -183,7 +183,11 @@ def to_rgb(array: np.ndarray, order: Literal["rgb", "bgr"] = "rgb") -> np.ndarra
 
 
 def _composite_on_white(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """Blend uint8 RGB over white with a uint8 alpha (transparent pixels become white)."""
+    """Blend uint8 RGB over white with a uint8 alpha (transparent pixels become white).
+
+    Callers pass an alpha that is 0 everywhere as no alpha at all: 32-bit BMPs (Windows screenshots,
+    exports) and ICOs often carry such an unused channel, browsers show them opaque, and blended on white
+    the whole picture vanished ("no face detected")."""
     a = alpha.astype(np.float32)[:, :, None] / 255.0
     return np.clip(rgb.astype(np.float32) * a + 255.0 * (1.0 - a) + 0.5, 0, 255).astype(np.uint8)
 
@@ -238,6 +242,11 @@ def _declared_full_scale(img: Image.Image, f: IO[bytes]) -> tuple[int, float | N
             if isinstance(v, (int, float)) and 0 < v < (1 << bits) - 1:
                 return bits, float(v)
         return bits, None
+    if img.format == "PPM" and img.mode in ("I", "I;16", "I;16B", "I;16L"):
+        # Pillow scales samples to 0–65535 from the header's declared maximum (a maxval of 4095 reads up to
+        # 65535), and leaves them as stored when it declares 65535: either way the declaration is full scale.
+        # Without it a 16-bit PGM whose values stayed below 4096 was brightened 16×, as if it were 12-bit.
+        return 16, 65535.0
     return 8, None
 
 
@@ -266,7 +275,7 @@ def _decode_deep_color(f: IO[bytes], name: str, img: Image.Image, full_scale: fl
     rgb = to_8bit(a, full_scale)
     if rgb.ndim == 2:
         rgb = np.repeat(rgb[:, :, None], 3, axis=2)
-    if alpha is not None:
+    if alpha is not None and alpha.any():
         rgb = _composite_on_white(rgb, alpha)
     orientation = img.getexif().get(0x0112, 1)
     if orientation not in range(2, 9):
@@ -293,25 +302,59 @@ def _as_pillow_shows(plain: np.ndarray, oriented: np.ndarray, img: Image.Image) 
     return plain if diff(plain) < diff(oriented) else oriented
 
 
-def _opencv_fallback(f: IO[bytes]) -> np.ndarray | None:
+def _tiff_size(f: IO[bytes]) -> tuple[int, int] | None:
+    """(width, height) from a TIFF's first directory (tags 256/257), read without decoding; None when
+    the header cannot be followed (the file position is left anywhere)."""
+    f.seek(0)
+    head = f.read(8)
+    if len(head) < 8:
+        return None
+    e = "<" if head[:2] == b"II" else ">"
+    f.seek(struct.unpack(e + "I", head[4:8])[0])
+    raw = f.read(2)
+    if len(raw) < 2:
+        return None
+    size: dict[int, int] = {}
+    for _ in range(min(struct.unpack(e + "H", raw)[0], 4096)):
+        entry = f.read(12)
+        if len(entry) < 12:
+            break
+        tag, kind = struct.unpack(e + "HH", entry[:4])
+        if tag in (256, 257) and kind in (3, 4):  # SHORT or LONG, one value, held in the entry itself
+            size[tag] = struct.unpack(e + ("H" if kind == 3 else "I"), entry[8:10] if kind == 3 else entry[8:12])[0]
+    return (size[256], size[257]) if len(size) == 2 else None
+
+
+def _opencv_fallback(f: IO[bytes], name: str) -> np.ndarray | None:
     """An image Pillow does not know, decoded by OpenCV (scientific TIFFs: float or signed RGB samples),
-    as RGB uint8 by the value range rule; None when OpenCV cannot read it either."""
+    as RGB uint8 by the value range rule; None when it is no TIFF. A TIFF too large is refused from its
+    header, before decoding (a 2.7 MB float TIFF declaring 15000×15000 took 14 s and 5.3 GB to be refused
+    after it, in a message that did not name the file); one OpenCV cannot decode either is truncated or
+    corrupt (it was called "not an image file", with OpenCV's own error lines on stderr)."""
     import cv2
 
     f.seek(0)
     if not f.read(4).startswith((b"II*\x00", b"MM\x00*")):
         return None  # TIFFs only: what else OpenCV reads (EXR, HDR…) is not a face photo
+    size = _tiff_size(f)
+    if size is not None:
+        _check_pixels(size[0], size[1], name)
     f.seek(0)
     data = f.read(MAX_FALLBACK_BYTES + 1)
     if len(data) > MAX_FALLBACK_BYTES:
-        return None
+        raise ImageReadError(f"{name}: a TIFF of over {MAX_FALLBACK_BYTES >> 30} GB in a format Pillow cannot read")
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # its errors become the message below
     try:
         a = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error:
-        return None
+        a = None
+    finally:
+        cv2.utils.logging.setLogLevel(level)
     if a is None or a.ndim not in (2, 3) or min(a.shape[:2]) < 1:
-        return None
-    _check_pixels(a.shape[1], a.shape[0], "TIFF")
+        raise ImageReadError(f"{name}: truncated or corrupt TIFF image data (neither Pillow nor OpenCV could "
+                             "decode it)")
+    _check_pixels(a.shape[1], a.shape[0], name)
     return to_rgb(a, "bgr")
 
 
@@ -319,13 +362,26 @@ MAX_FALLBACK_BYTES = 2 << 30
 MAX_STREAM_BYTES = 1 << 30  # a non-seekable stream is held in memory: 120 MP × 4 channels × 16 bits fits
 
 
-def _pil_to_rgb(img: Image.Image, full_scale: float | None = None) -> np.ndarray:
-    """PIL image of any mode → RGB uint8 array; transparent pixels are composited on white."""
+def _white_is_zero(img: Image.Image) -> bool:
+    """A deep gray TIFF that stores white as 0 (PhotometricInterpretation 0, "MinIsWhite"): Pillow inverts
+    such 1- and 8-bit images itself but hands 16-bit ones over as stored — they were read as negatives,
+    and a face still found in the negative got landmarks 24 px off at score 0.999."""
+    return img.format == "TIFF" and img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I") and \
+        getattr(img, "tag_v2", {}).get(262) == 0
+
+
+def _pil_to_rgb(img: Image.Image, full_scale: float | None = None, white_is_zero: bool = False) -> np.ndarray:
+    """PIL image of any mode → RGB uint8 array; transparent pixels are composited on white.
+    ``white_is_zero``: a deep gray image stored inverted (:func:`_white_is_zero`), turned back."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        return to_rgb(to_8bit(np.asarray(img), full_scale))
+        a = np.asarray(img)
+        if white_is_zero and a.dtype.kind in "ui":
+            a = (full_scale or float(np.iinfo(np.uint16).max)) - a.astype(np.float64)
+        return to_rgb(to_8bit(a, full_scale or (65535.0 if white_is_zero else None)))
     if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (img.mode == "P" and "transparency" in img.info):
         rgba = np.asarray(img.convert("RGBA"))
-        return _composite_on_white(rgba[:, :, :3], rgba[:, :, 3])
+        return _composite_on_white(rgba[:, :, :3], rgba[:, :, 3]) if rgba[:, :, 3].any() else \
+            np.ascontiguousarray(rgba[:, :, :3])  # an alpha of 0 everywhere is no alpha: see _composite_on_white
     if img.mode in ("LAB", "HSV"):  # Pillow has no direct conversion to RGB for these
         from PIL import ImageCms
 
@@ -477,12 +533,13 @@ def _read_image_file(f: IO[bytes], p: str) -> np.ndarray:
                 if img.mode in ("RGB", "RGBA") and depth > 8:
                     return _decode_deep_color(f, p, img, full_scale)
                 img.load()
+                white_is_zero = _white_is_zero(img)
                 img = ImageOps.exif_transpose(img)
-                rgb = _pil_to_rgb(img, full_scale)
+                rgb = _pil_to_rgb(img, full_scale, white_is_zero)
     except ImageReadError:
         raise
     except UnidentifiedImageError:
-        decoded = _opencv_fallback(f)  # e.g. 32-bit float or int16 RGB TIFF, which Pillow cannot read
+        decoded = _opencv_fallback(f, p)  # e.g. 32-bit float or int16 RGB TIFF, which Pillow cannot read
         if decoded is not None:
             return decoded
         if _looks_like_video(f):
