@@ -646,3 +646,20 @@ def test_resume_refusals_and_failed_runs_say_so_in_one_line(tmp_path):
         res = runner.invoke(app, args)
         assert res.exit_code == 2 and \
             "error: no input could be read (1 input; each row's error column says why)" in res.stderr, res.stderr
+
+
+def test_a_read_error_that_does_not_name_its_file_is_named_and_counted_failed(tmp_path, monkeypatch):
+    """The batch tells a failed input by an error that starts with its name: a reader message without it (a too
+    large TIFF said "TIFF: image too large") was counted done, and the run exited 0."""
+    import aulib.analyzer
+
+    def unnamed(path):
+        raise ImageReadError("TIFF: image too large (15000×15000 = 225 MP)")
+
+    monkeypatch.setattr(aulib.analyzer, "read_image", unnamed)
+    img = tmp_path / "big.tif"
+    img.write_bytes(b"II*\x00")
+    res = CliRunner().invoke(app, ["analyze", str(img), "-o", str(tmp_path / "t.csv")])
+    assert res.exit_code == 2 and "0 done, 1 failed" in res.output, res.output
+    err = pd.read_csv(tmp_path / "t.csv").error.iloc[0]
+    assert err == f"{img}: TIFF: image too large (15000×15000 = 225 MP)"

@@ -331,7 +331,9 @@ class Analyzer:
         try:
             rgb = read_image(path)
         except ImageReadError as e:
-            yield table.Rows([table.empty_row(str(path), str(e))], self.columns)
+            # the message names the file (the batch tells a failed input by that); one that does not is named here
+            msg = str(e) if str(e).startswith(f"{path}:") else f"{path}: {e}"
+            yield table.Rows([table.empty_row(str(path), msg)], self.columns)
             return
         faces = self.get(rgb, cropped=cropped)
         if overlay is not None:
