@@ -82,7 +82,7 @@ class Analyzer:
     tta: images and crops (``emotion_model="cnn"``): the emotion probabilities are the mean over the
         face and its mirror image of two networks (``emotion_cnn.onnx`` and the independently trained
         ``emotion_cnn_ema.onnx``, :class:`~aulib.cnn.inference.SecondOpinion`): FER2013Valid tie-aware
-        accuracy 0.866 → 0.875, for ≈ 7 ms more per face. With ``multitask``: its head over the face and
+        accuracy 0.862 → 0.870, for ≈ 7 ms more per face. With ``multitask``: its head over the face and
         its mirror image. And (``cnn`` or ``none``) the multitask network's AU heads vote with the
         SVMs (:class:`~aulib.cnn.inference.AUHeads`, :class:`~aulib.au.fusion.AUFusion`: CK+
         subject-grouped CV, 17 AUs, F1 0.781 → 0.801; ≈ 2.5 ms more per face). Video frames and

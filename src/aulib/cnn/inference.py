@@ -301,7 +301,7 @@ class SecondOpinion(_LazyNetwork):
 
     Why: two networks trained with different seeds (the second keeps an EMA of its weights) make
     partly different mistakes. On FER2013Valid, tie-aware / first-max accuracy: ``emotion_cnn.onnx``
-    with flip 0.869 / 0.855; both networks with flip 0.875 / 0.862 (``aulib evaluate cnn``). It costs
+    with flip 0.867 / 0.853; both networks with flip 0.870 / 0.857 (``aulib evaluate cnn``, reports/cnn.md). It costs
     a second network (≈2.5 ms per face and view, ≈30 ms to load, on first use), so it runs only where
     :meth:`aulib.analyzer.Analyzer.run` is called with ``flip=True`` — images and crops; video frames
     and the live page keep one network (their rate matters and their traces are averaged over time).
