@@ -663,3 +663,16 @@ def test_a_read_error_that_does_not_name_its_file_is_named_and_counted_failed(tm
     assert res.exit_code == 2 and "0 done, 1 failed" in res.output, res.output
     err = pd.read_csv(tmp_path / "t.csv").error.iloc[0]
     assert err == f"{img}: TIFF: image too large (15000×15000 = 225 MP)"
+
+
+def test_a_files_contents_given_for_a_path_are_refused_in_one_line():
+    """open(photo, "rb").read() was taken for a file name: one row whose error held the 180 kB escaped; a
+    bytearray or memoryview raised a TypeError about an int."""
+    import aulib
+
+    data = sample("single_face.jpg").read_bytes()
+    for x in (data, bytearray(data), memoryview(data), [data]):
+        with pytest.raises(TypeError, match=r"^got \d+ bytes of a file's contents .* where a path goes") as e:
+            aulib.analyze(x)
+        assert len(str(e.value)) < 200
+    assert aulib.analyze(os.fsencode(sample("single_face.jpg"))).emotion.tolist() == ["happiness"]  # a bytes path

@@ -638,3 +638,16 @@ def test_a_tiff_pillow_cannot_read_is_refused_from_its_header_and_named(tmp_path
     assert lines[1].startswith(f"{big}: image too large (15000×15000")
     assert lines[2] == f"{cut}: truncated or corrupt TIFF image data (neither Pillow nor OpenCV could decode it)"
     assert int(lines[3].split()[1]) < 600  # MB: the 225 MP image was never decoded
+
+
+def test_a_png_with_metadata_too_large_for_pillow_still_reads(tmp_path):
+    """A 16 MB ICC profile or a 50 MB comment: Pillow refuses the file (MAX_TEXT_CHUNK); its pixels are read."""
+    from PIL import PngImagePlugin
+
+    face = Image.open(sample("single_face.jpg")).convert("RGB")
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", "A" * 50_000_000, zip=True)
+    face.save(tmp_path / "text.png", pnginfo=info)
+    face.save(tmp_path / "icc.png", icc_profile=b"\0" * 16_000_000)
+    for name in ("text.png", "icc.png"):
+        np.testing.assert_array_equal(read_image(tmp_path / name), np.asarray(face))

@@ -366,6 +366,7 @@ class Analyzer:
         array (RGB, as :meth:`analyze_frame` takes it) or a PIL image is analysed as one image, alone or
         in the list (its rows: ``input`` empty, ``frame`` its position in the list): users of other
         tools pass arrays here, which used to be read as a list of paths."""
+        _refuse_contents(paths)
         if isinstance(paths, (str, bytes, os.PathLike, np.ndarray)) or _is_pil(paths):
             paths = [paths]  # type: ignore[list-item]
         elif hasattr(paths, "read") or isinstance(paths, Mapping):
@@ -376,6 +377,8 @@ class Analyzer:
         elif not isinstance(paths, Iterable):
             raise TypeError(f"paths must be a path or a list of paths, not {type(paths).__name__}: {paths!r}")
         items = list(paths)
+        for x in items:
+            _refuse_contents(x)
         is_image = [isinstance(x, np.ndarray) or _is_pil(x) for x in items]
         if any(is_image) and video_options:
             raise TypeError(f"video options ({', '.join(sorted(video_options))}) apply to video files, "
@@ -415,6 +418,16 @@ def _check_flag(name: str, value: object) -> bool:
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
     raise TypeError(f"{name} must be True or False, not {value!r}")
+
+
+def _refuse_contents(x: object) -> None:
+    """TypeError for a file's contents given where a path goes: bytes with a NUL or longer than any path,
+    a bytearray or a memoryview. ``open(photo, "rb").read()`` was taken for a file name: one row whose
+    error repeated the 180 kB escaped, a bytearray a TypeError about an int."""
+    if isinstance(x, (bytearray, memoryview)) or (isinstance(x, bytes) and (b"\0" in x or len(x) > 4096)):
+        n = len(x) if not isinstance(x, memoryview) else x.nbytes
+        raise TypeError(f"got {n} bytes of a file's contents ({type(x).__name__}) where a path goes: give the "
+                        "file's path, or for an image PIL.Image.open(io.BytesIO(data)); save a video to a file")
 
 
 def _is_pil(x: object) -> bool:

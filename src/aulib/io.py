@@ -325,6 +325,26 @@ def _tiff_size(f: IO[bytes]) -> tuple[int, int] | None:
     return (size[256], size[257]) if len(size) == 2 else None
 
 
+def _png_pixels_only(f: IO[bytes], name: str) -> np.ndarray:
+    """A PNG's pixels decoded by OpenCV, which skips its metadata: Pillow refuses a PNG whose text or ICC
+    chunk decompresses past its limit (a 16 MB ICC profile, a 50 MB comment), and a viewable photo was
+    refused with its internal message. The size is checked from IHDR first."""
+    import cv2
+
+    f.seek(16)
+    dims = f.read(8)
+    if len(dims) == 8:
+        _check_pixels(*struct.unpack(">II", dims), name)
+    f.seek(0)
+    data = f.read(MAX_FALLBACK_BYTES + 1)
+    a = None
+    if len(data) <= MAX_FALLBACK_BYTES:
+        a = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if a is None or a.ndim not in (2, 3) or min(a.shape[:2]) < 1:
+        raise ImageReadError(f"{name}: truncated or corrupt PNG image data (with metadata too large to read)")
+    return to_rgb(a, "bgr")
+
+
 def _opencv_fallback(f: IO[bytes], name: str) -> np.ndarray | None:
     """An image Pillow does not know, decoded by OpenCV (scientific TIFFs: float or signed RGB samples),
     as RGB uint8 by the value range rule; None when it is no TIFF. A TIFF too large is refused from its
@@ -556,6 +576,8 @@ def _read_image_file(f: IO[bytes], p: str) -> np.ndarray:
         raise ImageReadError(f"{p}: not enough memory to decode this image") from None
     except (OSError, SyntaxError, ValueError, TypeError, struct.error, EOFError) as e:
         msg = str(e) or type(e).__name__
+        if "MAX_TEXT_CHUNK" in msg:  # Pillow refuses a PNG whose text/ICC metadata decompresses past its limit
+            return _png_pixels_only(f, p)
         if "truncated" in msg.lower() or "broken" in msg.lower() or isinstance(e, (SyntaxError, EOFError)):
             msg = f"truncated or corrupt image data ({msg})"
         elif "ghostscript" in msg.lower():  # Pillow's words for a missing program the user never heard of
