@@ -676,3 +676,11 @@ def test_a_files_contents_given_for_a_path_are_refused_in_one_line():
             aulib.analyze(x)
         assert len(str(e.value)) < 200
     assert aulib.analyze(os.fsencode(sample("single_face.jpg"))).emotion.tolist() == ["happiness"]  # a bytes path
+
+
+def test_an_output_that_is_a_folder_is_refused_before_anything_is_written_beside_it(tmp_path):
+    out = tmp_path / "t.csv"
+    out.mkdir()
+    res = CliRunner().invoke(app, ["analyze", str(sample("single_face.jpg")), "-o", str(out)])
+    assert res.exit_code == 2 and "is a folder, not a table file" in res.output, res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv"]  # no t.csv.meta.json or lock left there

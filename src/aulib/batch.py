@@ -1492,6 +1492,9 @@ def run_batch(
     with contextlib.ExitStack() as stack:
         if out is not None:
             table_format(out)
+            if out.is_dir():  # refused before anything is written beside it (a .meta.json was left there)
+                raise IsADirectoryError(f"{table_text(str(out))}: is a folder, not a table file: give a file name "
+                                        "(or --per-input for one table per input in a folder)")
             out.parent.mkdir(parents=True, exist_ok=True)
             stack.enter_context(output_lock(out.with_name(out.name + ".lock"), out))
             existing = None
