@@ -587,6 +587,7 @@ def test_an_alpha_channel_of_zeros_everywhere_is_no_alpha(tmp_path):
     Image.fromarray(np.dstack([rgb, np.zeros(rgb.shape[:2], np.uint8)])).save(tmp_path / "a0.bmp")
     for name in ("a0.png", "a0.bmp"):
         np.testing.assert_array_equal(read_image(tmp_path / name), rgb)
+    np.testing.assert_array_equal(to_rgb(np.dstack([rgb, np.zeros(rgb.shape[:2], np.uint8)])), rgb)  # as its file
     half = np.dstack([rgb, np.full(rgb.shape[:2], 128, np.uint8)])  # a real alpha still blends on white
     Image.fromarray(half).save(tmp_path / "a128.png")
     assert read_image(tmp_path / "a128.png").mean() > rgb.mean() + 30

@@ -11,8 +11,8 @@ value their *real* bit depth can hold, never blindly by 65535 — a 12-bit camer
 16-bit PNG (max 4095) would otherwise come out nearly black and "have no face".
 
 1. Where the file says its depth, that wins: PNG ``sBIT`` (significant bits), TIFF
-   ``MaxSampleValue`` / ``BitsPerSample``. A 16-bit PNG marked ``sBIT=16`` that is genuinely dark
-   stays dark.
+   ``MaxSampleValue`` / ``BitsPerSample``, PGM/PPM ``maxval``. A 16-bit PNG marked ``sBIT=16`` that is
+   genuinely dark stays dark. A deep gray TIFF that stores white as 0 (MinIsWhite) is turned back.
 2. Otherwise (undeclared 16-bit containers, ``uint16``/integer arrays): the smallest of 8, 10, 12,
    14 or 16 bits that holds the maximum value (here and in rule 3 "maximum" sets aside the brightest
    0.01 % of values, which are clipped: one hot pixel or one stray 1e38 blacked the image out) —
@@ -140,7 +140,8 @@ def to_rgb(array: np.ndarray, order: Literal["rgb", "bgr"] = "rgb") -> np.ndarra
 
     Accepts gray ``(H, W)`` / ``(H, W, 1)``, gray+alpha ``(H, W, 2)``, 3-channel and 4-channel
     arrays of dtype bool, any integer or float, scaled to 8 bit by the module's value range rule
-    (colour and alpha each by their own range). An alpha channel is composited on white, as
+    (colour and alpha each by their own range). An alpha channel is composited on white (one that is 0
+    everywhere is no alpha: see :func:`_composite_on_white`), as
     :func:`read_image` does for the file the array came from (``np.asarray(Image.open(png))`` and the
     PNG's path give the same result; dropping it showed whatever colour transparent pixels happen
     to hold, often black). ``order`` says how a 3/4-channel array is laid out: ``"bgr"`` for OpenCV
@@ -177,7 +178,7 @@ def to_rgb(array: np.ndarray, order: Literal["rgb", "bgr"] = "rgb") -> np.ndarra
     a = to_8bit(a)
     if a.ndim == 2:
         a = np.repeat(a[:, :, None], 3, axis=2)
-    if alpha is not None and alpha.min(initial=255) < 255:
+    if alpha is not None and alpha.min(initial=255) < 255 and alpha.any():
         a = _composite_on_white(a, alpha)
     return np.ascontiguousarray(a)
 
