@@ -178,7 +178,7 @@ def to_rgb(array: np.ndarray, order: Literal["rgb", "bgr"] = "rgb") -> np.ndarra
     a = to_8bit(a)
     if a.ndim == 2:
         a = np.repeat(a[:, :, None], 3, axis=2)
-    if alpha is not None and alpha.min(initial=255) < 255 and alpha.any():
+    if alpha is not None and alpha.min(initial=255) < 255:
         a = _composite_on_white(a, alpha)
     return np.ascontiguousarray(a)
 
@@ -186,9 +186,11 @@ def to_rgb(array: np.ndarray, order: Literal["rgb", "bgr"] = "rgb") -> np.ndarra
 def _composite_on_white(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """Blend uint8 RGB over white with a uint8 alpha (transparent pixels become white).
 
-    Callers pass an alpha that is 0 everywhere as no alpha at all: 32-bit BMPs (Windows screenshots,
-    exports) and ICOs often carry such an unused channel, browsers show them opaque, and blended on white
-    the whole picture vanished ("no face detected")."""
+    An alpha that is 0 everywhere is no alpha at all (``rgb`` comes back as it is): 32-bit BMPs (Windows
+    screenshots, exports) and ICOs often carry such an unused channel, browsers show them opaque, and
+    blended on white the whole picture vanished ("no face detected")."""
+    if not alpha.any():
+        return np.ascontiguousarray(rgb)
     a = alpha.astype(np.float32)[:, :, None] / 255.0
     return np.clip(rgb.astype(np.float32) * a + 255.0 * (1.0 - a) + 0.5, 0, 255).astype(np.uint8)
 
@@ -276,7 +278,7 @@ def _decode_deep_color(f: IO[bytes], name: str, img: Image.Image, full_scale: fl
     rgb = to_8bit(a, full_scale)
     if rgb.ndim == 2:
         rgb = np.repeat(rgb[:, :, None], 3, axis=2)
-    if alpha is not None and alpha.any():
+    if alpha is not None:
         rgb = _composite_on_white(rgb, alpha)
     orientation = img.getexif().get(0x0112, 1)
     if orientation not in range(2, 9):
@@ -401,8 +403,7 @@ def _pil_to_rgb(img: Image.Image, full_scale: float | None = None, white_is_zero
         return to_rgb(to_8bit(a, full_scale or (65535.0 if white_is_zero else None)))
     if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (img.mode == "P" and "transparency" in img.info):
         rgba = np.asarray(img.convert("RGBA"))
-        return _composite_on_white(rgba[:, :, :3], rgba[:, :, 3]) if rgba[:, :, 3].any() else \
-            np.ascontiguousarray(rgba[:, :, :3])  # an alpha of 0 everywhere is no alpha: see _composite_on_white
+        return _composite_on_white(rgba[:, :, :3], rgba[:, :, 3])
     if img.mode in ("LAB", "HSV"):  # Pillow has no direct conversion to RGB for these
         from PIL import ImageCms
 
