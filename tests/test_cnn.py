@@ -136,6 +136,38 @@ def test_training_smoke_run_exports_onnx_that_onnxruntime_runs(tmp_path: Path) -
     assert np.abs(got - out[0]).max() < 0.1
 
 
+@needs_torch
+@needs_data
+def test_pack_rebuilds_the_pipeline_crops_exactly_and_trains_where_the_dataset_is_not(tmp_path: Path) -> None:
+    """A pack (sources + matrices) rebuilds the very crops the face pipeline made and cached, and
+    train_emotion reads it instead of the dataset: the way the networks are trained on an accelerator."""
+    from aulib.training.cnn import export_emotion, train_emotion
+    from aulib.training.crops import aligned_crops
+    from aulib.training.datasets import read_ferplus
+    from aulib.training.portable import pack, unpack
+
+    cache = tmp_path / "cache"
+    summary = pack(DATA, tmp_path / "p.npz", cache_dir=cache, workers=1, subset=24)
+    assert summary["train"]["images"] == summary["valid"]["images"] == 24
+    assert summary["train"]["bytes"] < 24 * 2304  # smaller than the raw 48×48 sources
+    z = unpack(tmp_path / "p.npz")
+    for split in ("train", "valid"):
+        ds = read_ferplus(DATA, split).subset(24)
+        cached = aligned_crops(ds.paths, cache, only_cached=True)  # pack filled the cache training reads
+        assert cached is not None and bool(z[split]["exact"])
+        np.testing.assert_array_equal(z[split]["crops"], cached["crops"])
+        np.testing.assert_array_equal(z[split]["fallback"], cached["fallback"])
+        np.testing.assert_array_equal(z[split]["soft"], ds.soft)
+        np.testing.assert_array_equal(z[split]["votes"], ds.votes)
+    assert not bool(z["train"]["fallback"].all())  # real aligned crops, not only resizes
+    run = tmp_path / "run"
+    train_emotion(tmp_path / "no-dataset-here", run, epochs=1, batch_size=8, max_batches=2, pack=tmp_path / "p.npz",
+                  export=False, cache_dir=None, log=lambda m: None)
+    assert (run / "best.pt").is_file() and not (run / "emotion_cnn.onnx").exists()
+    onnx_path = export_emotion(run, epochs=1, ema=0.999, n_train=24, command="test", log=lambda m: None)
+    assert onnx_path.is_file() and (run / "emotion_cnn.json").is_file()
+
+
 def _graph_nodes(path: Path) -> list:
     import onnx
 

@@ -145,3 +145,18 @@ def test_cli_records_interpolation_and_refuses_to_mix_it_on_resume(tmp_path):
     res = runner.invoke(app, ["analyze", str(clip), "-o", str(tmp_path / "raw.csv"), "--max-frames", "8",
                               "--no-smooth", "--interpolate"])
     assert res.exit_code == 0 and "--interpolate acts with --smooth only" in res.output
+
+
+def test_run_metadata_records_the_smoothing_width_an_api_caller_chose():
+    """network_gap_s follows the σ the video options give (it is KEY_GAP_SIGMAS σ), and a σ other than the
+    default is recorded, so --resume does not continue a table smoothed differently."""
+    from aulib.batch import AnalyzerSpec, run_differences, run_options
+
+    spec = AnalyzerSpec()
+    default = run_options(spec, {})
+    wide = run_options(spec, {"smooth_sigma": 0.2})
+    assert default["network_gap_s"] == 0.128 and "smooth_sigma" not in default
+    assert wide["network_gap_s"] == 0.32 and wide["smooth_sigma"] == 0.2
+    assert run_differences({"options": default, "columns": []}, {"options": wide, "columns": []}) == [
+        "network_gap_s 0.128 → 0.32", "smooth_sigma 0.08 → 0.2"]
+    assert run_differences({"options": default, "columns": []}, {"options": run_options(spec, {}), "columns": []}) == []

@@ -414,6 +414,7 @@ def run_options(spec: AnalyzerSpec, video_options: dict) -> dict:
     from aulib.video.smooth import DEFAULT_SIGMA_S
 
     cal = video_options.get("calibrate", False)
+    sigma = float(video_options.get("smooth_sigma", DEFAULT_SIGMA_S))
     return {"detector": spec.detector, "emotion_model": spec.emotion_model, "cropped": bool(spec.cropped),
             "every": video_options.get("every", 1), "fps": video_options.get("fps"),
             "detect_every": video_options.get("detect_every", 10), "max_frames": video_options.get("max_frames"),
@@ -425,7 +426,9 @@ def run_options(spec: AnalyzerSpec, video_options: dict) -> dict:
             "interpolate": (interpolate := bool(video_options.get("interpolate", True))
                             and video_options.get("smooth", True) in (True, "offline")),
             # how far apart those frames may be (s); tables made before it ran them on alternate frames
-            **({"network_gap_s": round(KEY_GAP_SIGMAS * DEFAULT_SIGMA_S, 4)} if interpolate else {}),
+            **({"network_gap_s": round(KEY_GAP_SIGMAS * sigma, 4)} if interpolate else {}),
+            # the smoothing width, recorded when not the default (tables before it used the default)
+            **({"smooth_sigma": sigma} if sigma != DEFAULT_SIGMA_S else {}),
             "intrinsics": list(spec.intrinsics) if spec.intrinsics is not None else None,
             # only when off: tables written with gaze (the default) keep the metadata they always had
             **({} if spec.gaze else {"gaze": False}), **({} if spec.tta else {"tta": False})}
@@ -438,7 +441,10 @@ def run_differences(old: dict, new: dict) -> list[str]:
     keys = list(o2) + [k for k in o1 if k not in o2]
     # recorded only when off: missing means on (it read "gaze None → False"); interpolate is recorded always,
     # and a table from before it existed ran the networks on every frame
-    on = {"gaze": True, "tta": True, "interpolate": False, "network_gap_s": "alternate frames"}
+    from aulib.video.smooth import DEFAULT_SIGMA_S
+
+    on = {"gaze": True, "tta": True, "interpolate": False, "network_gap_s": "alternate frames",
+          "smooth_sigma": DEFAULT_SIGMA_S}
     diffs = [f"{k} {a!r} → {b!r}" for k in keys
              if (a := o1.get(k, on.get(k))) != (b := o2.get(k, on.get(k)))]
     if old.get("columns") != new["columns"]:

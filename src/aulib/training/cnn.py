@@ -135,10 +135,11 @@ def predict_torch(net: EfficientNetLite0, crops: np.ndarray, batch: int = 128,
     was_training = net.training
     net.eval()
     out = []
+    dev = next(net.parameters()).device
     n = len(crops) if max_batches is None else min(len(crops), batch * max_batches)
     for i in range(0, n, batch):
-        x = to_input(torch.from_numpy(np.array(crops[i:i + batch])), net.image_size)
-        out.append(net(normalise(x)).float().numpy())
+        x = to_input(torch.from_numpy(np.array(crops[i:i + batch])), net.image_size).to(dev)
+        out.append(net(normalise(x)).float().cpu().numpy())
     net.train(was_training)
     return np.concatenate(out) if out else np.zeros((0, net._fc.out_features), np.float32)
 
@@ -252,7 +253,8 @@ def train_emotion(
     resume: bool = True, seed: int = 0, max_batches: int | None = None, *, weight_decay: float = 0.05,
     image_size: int = 112, cache_dir: str | Path | None = CACHE, subset: int | None = None, align: bool = True,
     install: bool = False, threads: int = 1, ema: float | None = 0.999, log: Log = _log,
-    install_as: str = "emotion_cnn.onnx",
+    install_as: str = "emotion_cnn.onnx", device: str | None = None, pack: str | Path | None = None,
+    export: bool = True,
 ) -> Path:
     """Fine-tune ImageNet EfficientNet-Lite0 on FER+ (soft vote labels); return the best epoch's ONNX.
 
@@ -269,21 +271,41 @@ def train_emotion(
     (:class:`aulib.cnn.inference.SecondOpinion`). ``max_batches`` caps batches per epoch and
     validation batches (smoke tests); ``subset`` uses only the first N images of each split.
     Crops are cached under ``cache_dir`` (None: not cached).
+
+    ``device``: where the network trains (``"cuda"``, ``"cpu"``; default an accelerator when torch
+    sees one). Augmentation stays on the CPU with the seeded generator, so a run sees the same
+    batches on any device. ``pack``: read FER+ crops and labels from a file written by
+    :func:`aulib.training.portable.pack` instead of ``data_dir`` (a machine without the dataset or the
+    face pipeline's models); ``export=False`` leaves the ONNX export to the machine the weights go to.
     """
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     command = _command("emotion", data_dir=str(data_dir), out_dir=str(out_dir), epochs=epochs,
                        batch_size=batch_size, lr=lr, seed=seed, image_size=image_size, ema=ema)
     setup_torch(seed, threads)
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    torch.backends.cudnn.benchmark = dev.type == "cuda"  # fixed input sizes: let cuDNN pick its fastest kernels
+    log(f"training on {dev}" + (f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else ""))
 
-    train = read_ferplus(data_dir, "train").subset(subset)
-    valid = read_ferplus(data_dir, "valid").subset(subset)
-    xtr = _crops(cache_dir, "ferplus_train", train.paths, align, log)
-    xva = _crops(cache_dir, "ferplus_valid", valid.paths, align, log)
-    ytr = torch.from_numpy(train.soft)
+    if pack is None:
+        train = read_ferplus(data_dir, "train").subset(subset)
+        valid = read_ferplus(data_dir, "valid").subset(subset)
+        xtr = _crops(cache_dir, "ferplus_train", train.paths, align, log)
+        xva = _crops(cache_dir, "ferplus_valid", valid.paths, align, log)
+        ytr, valid_votes = torch.from_numpy(train.soft), valid.votes
+    else:
+        from aulib.training.portable import unpack
+
+        packed = unpack(pack)
+        for split, z in packed.items():
+            log(f"ferplus_{split}: {len(z['crops'])} crops from {pack}, {int(z['fallback'].sum())} plain-resize "
+                f"fallbacks, {'identical to' if z['exact'] else 'NOT bit-identical to'} the packing machine's")
+        xtr, xva = packed["train"]["crops"][:subset], packed["valid"]["crops"][:subset]
+        ytr, valid_votes = torch.from_numpy(packed["train"]["soft"][:subset]), packed["valid"]["votes"][:subset]
 
     net = EfficientNetLite0(len(EMOTIONS), image_size).to(memory_format=torch.channels_last)
     load_imagenet_backbone(net)
+    net.to(dev)
     steps = math.ceil(len(xtr) / batch_size)
     if max_batches is not None:
         steps = min(steps, max_batches)
@@ -302,8 +324,8 @@ def train_emotion(
         for step in range(steps):
             idx = order[step * batch_size:(step + 1) * batch_size]
             idx_np = np.sort(idx.numpy())
-            x = augment(torch.from_numpy(xtr[idx_np]), image_size, gen)
-            y = ytr[idx_np]
+            x = augment(torch.from_numpy(xtr[idx_np]), image_size, gen).to(dev, non_blocking=True)
+            y = ytr[idx_np].to(dev, non_blocking=True)
             logits = net(normalise(x))
             loss = soft_cross_entropy(logits, y)
             check_finite(loss, epoch, step, "emotion")
@@ -326,7 +348,7 @@ def train_emotion(
             bar.stop()
         scored = net if averaged is None else averaged.module
         probs = _softmax(predict_torch(scored, xva, max_batches=max_batches))
-        acc = majority_accuracy(probs, valid.votes[: len(probs)])
+        acc = majority_accuracy(probs, valid_votes[: len(probs)])
         record = {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1),
                   "train_acc": correct / max(seen, 1),
                   "valid_acc": acc["tie_aware"], "valid_acc_first_max": acc["first_max"],
@@ -342,28 +364,47 @@ def train_emotion(
                      "scheduler": sched.state_dict(), "epoch": epoch, "best": best, "history": history,
                      "ema": None if averaged is None else averaged.state_dict(), "command": command})
         (out_dir / "history.json").write_text(json.dumps(history, indent=1))
-        if improved or not onnx_path.is_file():
-            export_onnx(_best_net(out_dir, len(EMOTIONS)), onnx_path)
-            info = {
-                "kind": "emotion_cnn", "architecture": "EfficientNet-Lite0 (ImageNet init), 1 head"
-                + ("" if averaged is None else f", EMA of weights (decay {ema} per step)"),
-                "dataset": f"FER2013Train with FER+ soft vote labels ({len(xtr)} images; unknown/NF-majority "
-                           "images dropped); validation FER2013Valid",
-                "licence": LICENCE_EMOTION, "command": command,
-                "input": {"name": "image", "shape": ["N", 3, image_size, image_size],
-                          "pixels": "float 0-255 RGB; aligned FacePipeline crop converted to gray and "
-                                    "replicated to 3 channels; normalisation inside the graph"},
-                "outputs": {"emotion_probs": EMOTIONS}, "classes": EMOTIONS,
-                "evaluation": {
-                    "ferplus_valid_majority_acc_tie_aware": best,
-                    "ferplus_valid_majority_acc_first_max": _best_record(history)["valid_acc_first_max"],
-                    "epoch": _best_record(history)["epoch"], "epochs_planned": epochs,
-                },
-            }
-            (out_dir / "emotion_cnn.json").write_text(json.dumps(info, indent=1))
-            if install:
-                dest = install_model(onnx_path, info, install_as)
-                log(f"installed {dest} (valid acc {best:.4f})")
+        if export and (improved or not onnx_path.is_file()):
+            export_emotion(out_dir, epochs=epochs, ema=ema, n_train=len(xtr), command=command,
+                           install_as=install_as if install else None, log=log)
+    return onnx_path
+
+
+def export_emotion(out_dir: str | Path, *, epochs: int, ema: float | None, n_train: int, command: str,
+                   install_as: str | None = None, log: Log = _log) -> Path:
+    """Export a run's ``best.pt`` to ``out_dir/emotion_cnn.onnx`` with its manifest entry
+    (``emotion_cnn.json``), and install it into ``aulib/models`` as ``install_as`` unless None.
+
+    Separate from training so that weights trained elsewhere (an accelerator machine, which returns
+    ``best.pt`` and ``history.json``) are exported and installed here the same way.
+    """
+    out_dir = Path(out_dir)
+    history = json.loads((out_dir / "history.json").read_text())
+    best = _best_record(history)
+    net = _best_net(out_dir, len(EMOTIONS))
+    onnx_path = out_dir / "emotion_cnn.onnx"
+    export_onnx(net, onnx_path)
+    size = net.image_size
+    info = {
+        "kind": "emotion_cnn", "architecture": "EfficientNet-Lite0 (ImageNet init), 1 head"
+        + ("" if ema is None else f", EMA of weights (decay {ema} per step)"),
+        "dataset": f"FER2013Train with FER+ soft vote labels ({n_train} images; unknown/NF-majority "
+                   "images dropped); validation FER2013Valid",
+        "licence": LICENCE_EMOTION, "command": command,
+        "input": {"name": "image", "shape": ["N", 3, size, size],
+                  "pixels": "float 0-255 RGB; aligned FacePipeline crop converted to gray and "
+                            "replicated to 3 channels; normalisation inside the graph"},
+        "outputs": {"emotion_probs": EMOTIONS}, "classes": EMOTIONS,
+        "evaluation": {
+            "ferplus_valid_majority_acc_tie_aware": best["valid_acc"],
+            "ferplus_valid_majority_acc_first_max": best["valid_acc_first_max"],
+            "epoch": best["epoch"], "epochs_planned": epochs,
+        },
+    }
+    (out_dir / "emotion_cnn.json").write_text(json.dumps(info, indent=1))
+    if install_as is not None:
+        dest = install_model(onnx_path, info, install_as)
+        log(f"installed {dest} (valid acc {best['valid_acc']:.4f})")
     return onnx_path
 
 
