@@ -155,7 +155,9 @@ def evaluate_emotion(
         both = (p_flip + second.predict(xfer, flip=True)) / 2
         result["emotion_cnn"]["ferplus_valid_ensemble_flip"] = emotion_figures(both, fer.votes)
         result["emotion_cnn"]["ensemble_member"] = {"file": second.path.name, "sha256": second.info["sha256"],
-                                                    "ferplus_valid": emotion_figures(second.predict(xfer), fer.votes)}
+                                                    "ferplus_valid": emotion_figures(second.predict(xfer), fer.votes),
+                                                    "training": {k: second.info.get(k) for k in
+                                                                 ("command", "dataset", "trained_on")}}
     cms["emotion_cnn (FER2013Valid)"] = np.array(result["emotion_cnn"]["ferplus_valid"]["confusion"])
     if bench:
         result["emotion_cnn"]["speed"] = benchmark(emo, xfer)
@@ -262,10 +264,14 @@ def render_markdown(r: dict[str, Any]) -> str:
                   "[au.md](au.md) (`aulib train multitask`).", ""]
     lines += _history_lines(r)
     lines += ["## Training", ""]
-    for key in ("emotion_cnn", "multitask_cnn"):
-        if key in r:
-            t = r[key]["training"]
+    member = r.get("emotion_cnn", {}).get("ensemble_member", {})
+    trained = (("emotion_cnn", r.get("emotion_cnn", {}).get("training")), ("emotion_cnn_ema", member.get("training")),
+               ("multitask_cnn", r.get("multitask_cnn", {}).get("training")))
+    for key, t in trained:
+        if t:
             lines += [f"- **{key}**: {t.get('dataset')}", f"  `{t.get('command')}`"]
+            if t.get("trained_on"):
+                lines.append(f"  Trained on {t['trained_on']}.")
     lines += ["", "Licence: FER2013/FER+ and CK+ are non-commercial research datasets; the weights inherit "
               "that.", ""]
     return "\n".join(lines)
