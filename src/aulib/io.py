@@ -381,6 +381,72 @@ def _opencv_fallback(f: IO[bytes], name: str) -> np.ndarray | None:
     return to_rgb(a, "bgr")
 
 
+# Start-of-frame markers of arithmetic-coded JPEGs (ITU T.81 SOF9–SOF11, SOF13–SOF15): legal JPEG that
+# Pillow's libjpeg build cannot decode; OpenCV's can.
+_ARITHMETIC_SOF = frozenset({0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+
+
+def _jpeg_frame(f: IO[bytes]) -> tuple[int, int, int] | None:
+    """(SOF marker, width, height) of a JPEG, read from its marker segments up to the first scan; None
+    when the file is not a JPEG or has no readable frame header."""
+    f.seek(0)
+    if f.read(2) != b"\xff\xd8":
+        return None
+    for _ in range(256):  # APPn, COM, DQT, DHT… each tells its length; the frame header comes before a scan
+        head = f.read(4)
+        if len(head) < 4 or head[0] != 0xFF:
+            return None
+        marker, length = head[1], struct.unpack(">H", head[2:])[0]
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # SOFn (not DHT, JPG, DAC)
+            body = f.read(5)
+            if len(body) < 5:
+                return None
+            height, width = struct.unpack(">HH", body[1:5])
+            return marker, width, height
+        if marker == 0xDA or length < 2:
+            return None
+        f.seek(length - 2, io.SEEK_CUR)
+    return None
+
+
+def _arithmetic_jpeg(f: IO[bytes], name: str) -> np.ndarray | None:
+    """An arithmetic-coded JPEG decoded by OpenCV (EXIF orientation applied, as Pillow's path does); None
+    when the file is not one. Pillow reported such photos over its 64 kB read block as "broken data stream"
+    (libjpeg's arithmetic decoder cannot resume when its input comes in pieces), so a camera or
+    ``jpegtran -arithmetic`` file was called corrupt. A file without its end-of-image marker is refused as
+    truncated: libjpeg would fill the missing rows with gray rather than fail."""
+    import cv2
+
+    frame = _jpeg_frame(f)
+    if frame is None or frame[0] not in _ARITHMETIC_SOF:
+        return None
+    _check_pixels(frame[1], frame[2], name)
+    f.seek(0)
+    data = f.read(MAX_FALLBACK_BYTES + 1)
+    if len(data) > MAX_FALLBACK_BYTES or not data.rstrip(b"\0").endswith(b"\xff\xd9"):
+        raise ImageReadError(f"{name}: truncated or corrupt JPEG image data (arithmetic-coded; no end-of-image marker)")
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        a = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    except cv2.error:
+        a = None
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+    if a is None or a.ndim != 3 or min(a.shape[:2]) < 1:
+        raise ImageReadError(f"{name}: truncated or corrupt JPEG image data (arithmetic-coded)")
+    f.seek(0)
+    with Image.open(f) as header:  # the EXIF orientation, applied as ImageOps.exif_transpose does on Pillow's path
+        method = _EXIF_TRANSPOSE.get(header.getexif().get(0x0112, 1))
+    rgb = to_rgb(a, "bgr")
+    return rgb if method is None else np.asarray(Image.fromarray(rgb).transpose(method))
+
+
+_T = Image.Transpose
+_EXIF_TRANSPOSE = {2: _T.FLIP_LEFT_RIGHT, 3: _T.ROTATE_180, 4: _T.FLIP_TOP_BOTTOM, 5: _T.TRANSPOSE, 6: _T.ROTATE_270,
+                   7: _T.TRANSVERSE, 8: _T.ROTATE_90}
+
+
 MAX_FALLBACK_BYTES = 2 << 30
 MAX_STREAM_BYTES = 1 << 30  # a non-seekable stream is held in memory: 120 MP × 4 channels × 16 bits fits
 
@@ -580,6 +646,9 @@ def _read_image_file(f: IO[bytes], p: str) -> np.ndarray:
         msg = str(e) or type(e).__name__
         if "MAX_TEXT_CHUNK" in msg:  # Pillow refuses a PNG whose text/ICC metadata decompresses past its limit
             return _png_pixels_only(f, p)
+        arithmetic = _arithmetic_jpeg(f, p)
+        if arithmetic is not None:
+            return arithmetic
         if "truncated" in msg.lower() or "broken" in msg.lower() or isinstance(e, (SyntaxError, EOFError)):
             msg = f"truncated or corrupt image data ({msg})"
         elif "ghostscript" in msg.lower():  # Pillow's words for a missing program the user never heard of
