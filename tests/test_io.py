@@ -691,3 +691,17 @@ def test_arithmetic_coded_jpeg_reads_as_its_baseline_twin(tmp_path):
 def test_arithmetic_coded_jpeg_is_analysed(analyzer):
     df = analyzer.analyze(ARITHMETIC)
     assert df.success.tolist() == [1] and df.AU12_c.iloc[0] == 1  # the smiling face smiles
+
+
+@pytest.mark.parametrize(("marker", "bits", "kind"),
+                         [(0xC1, 12, "12-bit extended-precision"), (0xC3, 16, "16-bit lossless")])
+def test_deep_jpeg_is_named_for_what_it_is(tmp_path, marker, bits, kind):
+    """12-bit and 16-bit lossless JPEGs (medical, scientific cameras) decode in neither Pillow nor OpenCV: they were
+    called "not an image file (format not recognised)"; the message now says what the file is and what to do."""
+    import struct
+
+    sof = bytes([bits]) + struct.pack(">HH", 16, 16) + bytes([1, 1, 0x11, 0])
+    path = tmp_path / "deep.jpg"
+    path.write_bytes(b"\xff\xd8\xff" + bytes([marker]) + struct.pack(">H", len(sof) + 2) + sof + b"\xff\xd9")
+    with pytest.raises(ImageReadError, match=rf"deep\.jpg: a {kind} JPEG .*convert it"):
+        read_image(path)

@@ -386,9 +386,9 @@ def _opencv_fallback(f: IO[bytes], name: str) -> np.ndarray | None:
 _ARITHMETIC_SOF = frozenset({0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
 
 
-def _jpeg_frame(f: IO[bytes]) -> tuple[int, int, int] | None:
-    """(SOF marker, width, height) of a JPEG, read from its marker segments up to the first scan; None
-    when the file is not a JPEG or has no readable frame header."""
+def _jpeg_frame(f: IO[bytes]) -> tuple[int, int, int, int] | None:
+    """(SOF marker, width, height, bits per sample) of a JPEG, read from its marker segments up to the first
+    scan; None when the file is not a JPEG or has no readable frame header."""
     f.seek(0)
     if f.read(2) != b"\xff\xd8":
         return None
@@ -402,7 +402,7 @@ def _jpeg_frame(f: IO[bytes]) -> tuple[int, int, int] | None:
             if len(body) < 5:
                 return None
             height, width = struct.unpack(">HH", body[1:5])
-            return marker, width, height
+            return marker, width, height, body[0]
         if marker == 0xDA or length < 2:
             return None
         f.seek(length - 2, io.SEEK_CUR)
@@ -630,6 +630,11 @@ def _read_image_file(f: IO[bytes], p: str) -> np.ndarray:
         decoded = _opencv_fallback(f, p)  # e.g. 32-bit float or int16 RGB TIFF, which Pillow cannot read
         if decoded is not None:
             return decoded
+        frame = _jpeg_frame(f)
+        if frame is not None and frame[3] > 8:  # it was "not an image file (format not recognised)"
+            kind = "lossless" if frame[0] in (0xC3, 0xC7, 0xCB, 0xCF) else "extended-precision"
+            raise ImageReadError(f"{p}: a {frame[3]}-bit {kind} JPEG (medical/scientific), which neither Pillow nor "
+                                 "OpenCV decodes; convert it to a 16-bit PNG or TIFF, or an 8-bit JPEG") from None
         if _looks_like_video(f):
             hint = ("analyse it with aulib analyze or Analyzer.analyze" if is_video(str(p))
                     else "give it a video extension such as .mp4")
