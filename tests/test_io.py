@@ -705,3 +705,14 @@ def test_deep_jpeg_is_named_for_what_it_is(tmp_path, marker, bits, kind):
     path.write_bytes(b"\xff\xd8\xff" + bytes([marker]) + struct.pack(">H", len(sof) + 2) + sof + b"\xff\xd9")
     with pytest.raises(ImageReadError, match=rf"deep\.jpg: a {kind} JPEG .*convert it"):
         read_image(path)
+
+
+def test_jpeg_xl_is_named_and_listed_in_folders(tmp_path):
+    """JPEG XL photos (codestream or container, with or without the .jxl extension): "not an image file (format not
+    recognised)" before, and a folder scan skipped .jxl files without a row; now each is listed and refused by name."""
+    (tmp_path / "photo.jxl").write_bytes(b"\xff\x0a" + bytes(64))
+    (tmp_path / "download").write_bytes(b"\x00\x00\x00\x0cJXL \r\n\x87\n" + bytes(64))
+    assert {p.name for p in expand_inputs([tmp_path])} == {"photo.jxl", "download"}
+    for name in ("photo.jxl", "download"):
+        with pytest.raises(ImageReadError, match=rf"{name}: a JPEG XL image.*convert it"):
+            read_image(tmp_path / name)

@@ -50,7 +50,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from aulib.storage import Source, is_url, list_prefix, open_input, redact, suffix
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm",
-                    ".ppm", ".pbm", ".pnm", ".avif", ".jp2", ".j2k", ".tga", ".heic", ".heif"}
+                    ".ppm", ".pbm", ".pnm", ".avif", ".jp2", ".j2k", ".tga", ".heic", ".heif",
+                    ".jxl"}  # JPEG XL: not decodable here, but a folder's .jxl photos get a row saying so
 # Containers FFmpeg reads; .ts/.mts/.m2ts are MPEG transport streams (camcorders' AVCHD clips, broadcast
 # recordings), .3gp phone clips, .ogv Theora, .mxf broadcast cameras, .vob DVDs.
 VIDEO_EXTENSIONS = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv",
@@ -630,6 +631,10 @@ def _read_image_file(f: IO[bytes], p: str) -> np.ndarray:
         decoded = _opencv_fallback(f, p)  # e.g. 32-bit float or int16 RGB TIFF, which Pillow cannot read
         if decoded is not None:
             return decoded
+        f.seek(0)
+        if f.read(12).startswith(_JXL_SIGNATURES):
+            raise ImageReadError(f"{p}: a JPEG XL image, which aulib cannot decode (no decoder here); convert it to "
+                                 "JPEG, PNG or AVIF") from None
         frame = _jpeg_frame(f)
         if frame is not None and frame[3] > 8:  # it was "not an image file (format not recognised)"
             kind = "lossless" if frame[0] in (0xC3, 0xC7, 0xCB, 0xCF) else "extended-precision"
@@ -709,7 +714,12 @@ def _looks_like_still_image(head: bytes) -> bool:
     return (head.startswith((b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"II*\x00", b"MM\x00*"))
             or (head.startswith(b"RIFF") and head[8:12] == b"WEBP")
             or (head.startswith(b"BM") and len(head) >= 14)
-            or (head[4:8] == b"ftyp" and _ftyp_brand(head) in _STILL_BRANDS))
+            or (head[4:8] == b"ftyp" and _ftyp_brand(head) in _STILL_BRANDS)
+            or head.startswith(_JXL_SIGNATURES))
+
+
+# JPEG XL: a bare codestream, or the ISO-BMFF-style container (ISO/IEC 18181-2)
+_JXL_SIGNATURES = (b"\xff\x0a", b"\x00\x00\x00\x0cJXL \r\n\x87\n")
 
 
 def expand_inputs(paths: Iterable[Source]) -> list[Source]:
