@@ -1140,3 +1140,26 @@ def test_a_cut_to_the_same_set_from_a_camera_aside_renumbers_other_people_only(p
         after = {f.id for f in follow(shot, 3) if f.success}
         assert len(before) == len(after) == 5
         assert (after == before) if same else after.isdisjoint(before)
+
+
+def test_a_frozen_clock_is_timed_by_frame_number(analyzer, tmp_path):
+    """A badly muxed stream whose frames all carry one timestamp: every frame after the first was skipped as
+    "decoded out of time order", and a 30-frame clip gave one row. Such a clock says nothing, so its frames are
+    timed by their number (as AVI's are): every frame analysed, 1/rate apart."""
+    path = tmp_path / "frozen.ts"
+    with av.open(str(sample("single_face.mp4"))) as src, av.open(str(path), "w", format="mpegts") as c:
+        s = c.add_stream("libx264", rate=25)
+        vs = src.streams.video[0]
+        s.width, s.height, s.pix_fmt = vs.codec_context.width, vs.codec_context.height, "yuv420p"
+        for _, f in zip(range(30), src.decode(video=0)):
+            f = f.reformat(format="yuv420p")
+            f.pts = None  # a decoded frame without its time: this muxer then stamps every frame alike
+            for p in s.encode(f):
+                c.mux(p)
+        for p in s.encode(None):
+            c.mux(p)
+    with av.open(str(path)) as c:
+        assert len({f.pts for f in c.decode(video=0)}) == 1  # the clock is frozen
+    df = table(analyzer, path)
+    assert len(df) >= 25 and (df["success"] == 1).all() and df["error"].fillna("").eq("").all()
+    assert np.allclose(np.diff(df["timestamp"].to_numpy()), 0.04)

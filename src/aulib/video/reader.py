@@ -464,7 +464,17 @@ class FrameReader:
 
         for n, frame in enumerate(frames):
             pts = frame.pts
-            if pts is None:
+            if pts is None or self._counted:
+                yield frame
+                continue
+            if step is None and len(held) == REORDER_FRAMES and all(h[0] == pts for h in held):
+                # a frozen clock (every frame so far stamped alike, as a badly muxed stream has it): its times say
+                # nothing, so the frames are timed by their number, as AVI's are; all but the first were skipped
+                # as "out of time order" (one row for a whole clip)
+                self._counted = True
+                held.sort(key=lambda h: h[1])
+                yield from (h[2] for h in held)
+                held.clear()
                 yield frame
                 continue
             if top is not None and pts > top:
