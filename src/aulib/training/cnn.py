@@ -4,7 +4,10 @@ CPU is the budget (DESIGN.md field notes): one thread, channels_last, 112-px inp
 upscaled to 112 px learn far better than at 48–64 px), augmentation done on whole batches in
 torch (one ``grid_sample`` per batch), checkpoints every epoch so a stopped run resumes where it
 left off. The best epoch (by validation) is exported to ONNX right away, so a usable model exists
-long before the schedule ends.
+long before the schedule ends. Where torch sees a CUDA device the emotion network trains there (the same
+batches: augmentation stays on the CPU); a machine without the dataset trains from a pack of the crops
+(:mod:`aulib.training.portable`, ``scripts/train_emotion_accelerator.sh``) and :func:`export_emotion`
+installs what it returns.
 
 The command is ``aulib train cnn`` (its defaults are these functions' defaults, except that the
 command installs the model into ``aulib/models``); ``aulib train multitask`` is in
