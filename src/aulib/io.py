@@ -367,14 +367,7 @@ def _opencv_fallback(f: IO[bytes], name: str) -> np.ndarray | None:
     data = f.read(MAX_FALLBACK_BYTES + 1)
     if len(data) > MAX_FALLBACK_BYTES:
         raise ImageReadError(f"{name}: a TIFF of over {MAX_FALLBACK_BYTES >> 30} GB in a format Pillow cannot read")
-    level = cv2.utils.logging.getLogLevel()
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # its errors become the message below
-    try:
-        a = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    except cv2.error:
-        a = None
-    finally:
-        cv2.utils.logging.setLogLevel(level)
+    a = _quiet_imdecode(data, cv2.IMREAD_UNCHANGED)
     if a is None or a.ndim not in (2, 3) or min(a.shape[:2]) < 1:
         raise ImageReadError(f"{name}: truncated or corrupt TIFF image data (neither Pillow nor OpenCV could "
                              "decode it)")
@@ -426,26 +419,28 @@ def _arithmetic_jpeg(f: IO[bytes], name: str) -> np.ndarray | None:
     data = f.read(MAX_FALLBACK_BYTES + 1)
     if len(data) > MAX_FALLBACK_BYTES or not data.rstrip(b"\0").endswith(b"\xff\xd9"):
         raise ImageReadError(f"{name}: truncated or corrupt JPEG image data (arithmetic-coded; no end-of-image marker)")
-    level = cv2.utils.logging.getLogLevel()
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
-    try:
-        a = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-    except cv2.error:
-        a = None
-    finally:
-        cv2.utils.logging.setLogLevel(level)
+    a = _quiet_imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if a is None or a.ndim != 3 or min(a.shape[:2]) < 1:
         raise ImageReadError(f"{name}: truncated or corrupt JPEG image data (arithmetic-coded)")
     f.seek(0)
-    with Image.open(f) as header:  # the EXIF orientation, applied as ImageOps.exif_transpose does on Pillow's path
-        method = _EXIF_TRANSPOSE.get(header.getexif().get(0x0112, 1))
-    rgb = to_rgb(a, "bgr")
-    return rgb if method is None else np.asarray(Image.fromarray(rgb).transpose(method))
+    with Image.open(f) as header:  # the EXIF orientation, applied as on Pillow's path
+        orientation = header.getexif().get(0x0112, 1)
+    return _orient(to_rgb(a, "bgr"), orientation)
 
 
-_T = Image.Transpose
-_EXIF_TRANSPOSE = {2: _T.FLIP_LEFT_RIGHT, 3: _T.ROTATE_180, 4: _T.FLIP_TOP_BOTTOM, 5: _T.TRANSPOSE, 6: _T.ROTATE_270,
-                   7: _T.TRANSVERSE, 8: _T.ROTATE_90}
+def _quiet_imdecode(data: bytes, flags: int) -> np.ndarray | None:
+    """``cv2.imdecode`` with OpenCV's own log lines silenced (None where it fails): the caller's message,
+    naming the file, says what went wrong instead."""
+    import cv2
+
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        return cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    except cv2.error:
+        return None
+    finally:
+        cv2.utils.logging.setLogLevel(level)
 
 
 MAX_FALLBACK_BYTES = 2 << 30
