@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -533,6 +534,39 @@ def test_a_folder_scan_takes_files_without_an_extension_by_their_content(tmp_pat
     df = analyzer.analyze(tmp_path, max_frames=3)
     assert df.groupby("input")["success"].min().to_dict() == {str(tmp_path / "clip"): 1, str(tmp_path / "photo"): 1}
     assert len(df) == 4  # three frames of the clip, the photo
+
+
+def test_a_folder_scan_reads_the_content_of_names_it_does_not_know_and_says_what_it_left_out(tmp_path, analyzer):
+    """A folder's photo named ``Dr. Smith`` (its "extension" is ``. Smith``), ``photo.jpg_large`` (a browser's
+    save of a large image) and a clip named ``.qt`` (QuickTime's own extension) or ``.MOD`` (a camcorder's) were
+    skipped without a word (``0 skipped``); given by name, the clips were refused as "a video file, not an image".
+    Now the first bytes of every file the extension does not settle decide, and the command line names the
+    files it left out."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from aulib.cli import app
+    from aulib.io import expand_inputs, is_video
+
+    shutil.copy(sample("single_face.jpg"), tmp_path / "Dr. Smith")
+    shutil.copy(sample("single_face.jpg"), tmp_path / "photo.jpg_large")
+    shutil.copy(sample("single_face.mp4"), tmp_path / "clip.qt")
+    shutil.copy(sample("single_face.mp4"), tmp_path / "clip.dat")
+    (tmp_path / "notes.txt").write_text("not media")
+    skipped: list = []
+    found = expand_inputs([tmp_path], skipped)
+    assert found == [tmp_path / n for n in ("Dr. Smith", "clip.dat", "clip.qt", "photo.jpg_large")]
+    assert skipped == [tmp_path / "notes.txt"]
+    assert is_video(tmp_path / "clip.qt") and is_video(tmp_path / "clip.dat") and not is_video(tmp_path / "Dr. Smith")
+    df = analyzer.analyze(tmp_path / "clip.dat", max_frames=2)
+    assert list(df.success) == [1, 1] and list(df.frame) == [0, 1]
+    res = CliRunner().invoke(app, ["analyze", str(tmp_path), "-o", str(tmp_path / "out.csv"), "--max-frames", "1"])
+    assert res.exit_code == 0, res.output
+    assert "note: 1 file in the folders given is neither an image nor a video" in res.output
+    assert "notes.txt" in res.output
+    out = pd.read_csv(tmp_path / "out.csv")
+    assert sorted(set(out.input)) == sorted(str(f) for f in found) and out.success.all()
 
 
 def test_an_int8_array_with_negative_values_is_refused_not_half_black():

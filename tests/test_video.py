@@ -268,6 +268,42 @@ def test_a_muxer_time_base_is_not_taken_for_the_frame_rate():
     # a browser's MediaRecorder WebM declares no rate; FFmpeg's guess is then Matroska's 1 ms tick
     assert _frame_rate(SimpleNamespace(average_rate=None, guessed_rate=Fraction(1000), time_base=ms)) is None
     assert _frame_rate(SimpleNamespace(average_rate=None, guessed_rate=Fraction(30), time_base=ms)) == 30
+    # a variable-rate clip copied into Matroska with a 1 ms default duration declares the tick as its rate
+    assert _frame_rate(SimpleNamespace(average_rate=Fraction(1000), guessed_rate=Fraction(50), time_base=ms)) == 50
+
+
+def test_a_whole_variable_rate_matroska_is_not_reported_truncated(analyzer, tmp_path):
+    """A variable-rate clip (steps of 20, 20 and 100 ms) copied packet for packet into Matroska, whose header
+    then declares 1000 fps (its 1 ms default duration): every frame decodes, yet it was reported "video
+    truncated: file ends early: frames 72–3339 of about 3340 not read" with an error row, the progress bar
+    counting to 3340. The tick is no rate, and the clip's own mean step sets the tolerance."""
+    src, mkv = tmp_path / "vfr.mp4", tmp_path / "vfr.mkv"
+    ms = Fraction(1, 1000)
+    with av.open(str(src), "w") as o:
+        st = o.add_stream("libx264", rate=30)  # its packets carry durations, so Matroska's duration covers them
+        st.width, st.height, st.pix_fmt = 64, 48, "yuv420p"
+        st.codec_context.time_base, st.time_base = ms, ms
+        t = 0
+        for i in range(30):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 8 * i, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = t, ms
+            t += 100 if i % 3 == 2 else 20
+            for p in st.encode(frame):
+                o.mux(p)
+        for p in st.encode():
+            o.mux(p)
+    with av.open(str(src)) as i, av.open(str(mkv), "w") as o:
+        out = o.add_stream_from_template(i.streams.video[0])
+        for p in i.demux(i.streams.video[0]):
+            if p.dts is not None:
+                p.stream = out
+                o.mux(p)
+    with av.open(str(mkv)) as c:
+        assert c.streams.video[0].average_rate == 1000  # what made it "truncated"
+    df = table(analyzer, mkv)
+    assert len(df) == 30 and list(df.frame) == list(range(30))
+    assert not df.error.fillna("").str.contains("truncated|damaged").any()
+    assert np.allclose(np.diff(df.timestamp), [0.1 if k % 3 == 2 else 0.02 for k in range(29)], atol=1e-3)
 
 
 def _write(path, frames, rate: int = 25) -> None:

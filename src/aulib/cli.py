@@ -296,9 +296,15 @@ def _inputs(paths: list[str], out: Path | str | None) -> list[Path]:
     except OSError:  # every relative name (and os.path.abspath) needs it: one line, not "[Errno 2]" naming nothing
         if any("://" not in str(p) and not os.path.isabs(p) for p in [*paths, *([out] if out is not None else [])]):
             _fail("the working folder no longer exists (deleted?): cd into a folder, or give absolute paths")
-    files = expand_inputs(paths)  # a folder with nothing to analyse, or that cannot be listed, is an input row
+    skipped: list[Path] = []
+    files = expand_inputs(paths, skipped)  # a folder with nothing to analyse, or that cannot be listed, is an input row
     if not files:
         _fail("no input files found")
+    if skipped:  # said, so a folder's other files are not taken for lost rows
+        shown = ", ".join(str(p) for p in skipped[:3]) + (" …" if len(skipped) > 3 else "")
+        err.print(f"note: {len(skipped)} file{'s' if len(skipped) > 1 else ''} in the folders given "
+                  f"{'are' if len(skipped) > 1 else 'is'} neither an image nor a video (by name and content), "
+                  f"not analysed: {escape(shown)}")
     return files
 
 

@@ -50,12 +50,14 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from aulib.storage import Source, is_url, list_prefix, open_input, redact, suffix
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm",
-                    ".ppm", ".pbm", ".pnm", ".avif", ".jp2", ".j2k", ".tga", ".heic", ".heif",
+                    ".ppm", ".pbm", ".pnm", ".avif", ".jp2", ".j2k", ".tga", ".heic", ".heif", ".pcx", ".sgi",
                     ".jxl"}  # JPEG XL: not decodable here, but a folder's .jxl photos get a row saying so
 # Containers FFmpeg reads; .ts/.mts/.m2ts are MPEG transport streams (camcorders' AVCHD clips, broadcast
 # recordings), .3gp phone clips, .ogv Theora, .mxf broadcast cameras, .vob DVDs.
 VIDEO_EXTENSIONS = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv",
                     ".ts", ".mts", ".m2ts", ".3gp", ".3g2", ".ogv", ".mxf", ".vob", ".asf", ".dv",
+                    # QuickTime's own extension (.mov's container), Flash MP4, camcorders' MPEG-PS (JVC .mod/.tod)
+                    ".qt", ".f4v", ".mod", ".tod", ".m2v",
                     # raw streams as cameras, encoders and research pipelines write them
                     ".y4m", ".h264", ".264", ".h265", ".265", ".hevc", ".ivf"}
 
@@ -680,16 +682,19 @@ def is_video(path: Source) -> bool:
     """True when the file name (a URL's path, without its query) has a video extension — unless it is a
     local file whose first bytes are a still image's (a JPEG saved as .mp4 went through the video path
     without a word, and read differently from the same bytes as .jpg; a video named .jpg was already
-    recognised by its content)."""
+    recognised by its content). A local file whose name has no extension aulib knows — none (a download
+    saved without one), one it does not list (``clip.qt``, ``clip.MOD``), or a name whose last dot is not an
+    extension (``Dr. Smith``, ``photo.jpg_large``) — is a video when its first bytes are a video's: such
+    files were refused as "a video file, not an image"."""
     ext = suffix(path)
-    if ext not in VIDEO_EXTENSIONS and (ext or is_url(path)):
-        return False
     if is_url(path):
-        return True
+        return ext in VIDEO_EXTENSIONS
+    if ext in IMAGE_EXTENSIONS:
+        return False
     head = _head(path)
-    if not ext:  # no extension at all (a download saved without one): what its first bytes say
-        return head is not None and _looks_like_video(io.BytesIO(head))
-    return head is None or not _looks_like_still_image(head)  # missing or unreadable: the video path says why
+    if ext in VIDEO_EXTENSIONS:
+        return head is None or not _looks_like_still_image(head)  # missing or unreadable: the video path says why
+    return head is not None and _looks_like_video(io.BytesIO(head))
 
 
 def _head(path: Source) -> bytes | None:
@@ -717,14 +722,16 @@ def _looks_like_still_image(head: bytes) -> bool:
 _JXL_SIGNATURES = (b"\xff\x0a", b"\x00\x00\x00\x0cJXL \r\n\x87\n")
 
 
-def expand_inputs(paths: Iterable[Source]) -> list[Source]:
+def expand_inputs(paths: Iterable[Source], skipped: list[Path] | None = None) -> list[Source]:
     """Expand folders recursively (sorted) into image and video files; files are kept as given.
 
     Files given explicitly are kept whatever their extension, so a mistyped or non-image file
     yields a clear per-file error row instead of vanishing silently; inside folders only regular
-    files (and broken links, which get an error row) with image or video extensions — or with no extension and
-    an image's or a video's first bytes — are taken (a FIFO
-    named x.jpg is skipped, not opened). Links to folders are followed (each folder is scanned once,
+    files (and broken links, which get an error row) with image or video extensions — or with any other name
+    (none, one aulib does not list, ``Dr. Smith``, ``photo.jpg_large``) and an image's or a video's first
+    bytes — are taken (a FIFO named x.jpg is skipped, not opened); the other files of scanned folders are
+    appended to ``skipped`` when it is given (the command line names them: a folder's files left out
+    without a word looked like lost rows). Links to folders are followed (each folder is scanned once,
     so a link loop ends). Nothing is dropped without a row: a folder that cannot be listed (no
     permission, a path too long) and a folder given by name that holds no image or video are kept
     as inputs themselves, and their rows say why (:func:`check_regular_file`).
@@ -744,17 +751,18 @@ def expand_inputs(paths: Iterable[Source]) -> list[Source]:
             continue
         p = Path(raw)
         if os.path.isdir(p):  # False, not PermissionError, for a path below a folder that cannot be searched
-            out.extend(_scan_folder(p) or [p])
+            out.extend(_scan_folder(p, skipped) or [p])
         else:
             out.append(p)
     return out
 
 
-def _scan_folder(top: Path) -> list[Path]:
+def _scan_folder(top: Path, skipped: list[Path] | None = None) -> list[Path]:
     """The image and video files below ``top`` in sorted path order (depth first, names sorted), and
     every folder that cannot be listed, in its place. A broken link is kept (its row says so: a
     folder whose link lost its target must not quietly analyse one input fewer); FIFOs and
-    sockets, and links to them, are skipped, never opened."""
+    sockets, and links to them, are skipped, never opened. Regular files that are neither are appended
+    to ``skipped``."""
     wanted = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
     found: list[Path] = []
     seen: set[tuple[int, int]] = set()
@@ -781,15 +789,17 @@ def _scan_folder(top: Path) -> list[Path]:
                 keep = e.is_file() or (e.is_symlink() and not os.path.exists(e.path))
             except OSError:
                 keep = True  # cannot tell what it is: its row says why
-            if keep and (path.suffix.lower() in wanted or (not path.suffix and _is_media(path))):
+            if keep and (path.suffix.lower() in wanted or _is_media(path)):
                 found.append(path)
+            elif keep and skipped is not None:
+                skipped.append(path)
         stack.extend(reversed(below))  # popped in name order: of two ways to one folder, the first in path order
     return sorted(found, key=lambda f: f.parts)  # files and folders interleaved by name, as sorted(rglob) was
 
 
 def _is_media(path: Path) -> bool:
-    """True for a file without an extension whose first bytes are an image's or a video's (folders are
-    scanned by extension; such files were skipped without a word)."""
+    """True for a file whose first bytes are an image's or a video's (folders are scanned by extension
+    first; a file without one it lists was skipped without a word)."""
     head = _head(path)
     return head is not None and (_looks_like_still_image(head) or _looks_like_video(io.BytesIO(head)))
 

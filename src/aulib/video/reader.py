@@ -81,21 +81,23 @@ RAW_STREAM_FORMATS = frozenset({"h264", "hevc", "vvc", "m4v", "mpegvideo", "cavs
 
 def _frame_rate(stream: Any) -> Fraction | None:
     """The stream's frames per second: its average rate, or FFmpeg's guess when that is missing or
-    implausible (:data:`MAX_RATE`); None when neither is known. A guess that is just the time base's
+    implausible (:data:`MAX_RATE`); None when neither is known. A rate that is just the time base's
     resolution (1000 for Matroska's 1 ms ticks: a browser's MediaRecorder WebM declares no rate) is no
-    rate: such a clip was read as 1000 fps (a 1 s clip's overlay lasted 0.03 s, its frame numbers were
-    milliseconds). A bare elementary stream (``.h264``, ``.hevc``, ``.m4v``…) has no container timestamps and
-    FFmpeg's demuxer declares 25 fps for it whatever it holds: the rate the stream itself declares (its
-    codec's timing information) comes first there — a 30 fps ``.h264`` read 20 % too long."""
+    rate, whether guessed or declared: such a clip was read as 1000 fps (a 1 s clip's overlay lasted 0.03 s,
+    its frame numbers were milliseconds), and a whole variable-rate clip copied into Matroska with a 1 ms
+    default duration was reported truncated, "frames 72–3339 of about 3340 not read". A bare elementary
+    stream (``.h264``, ``.hevc``, ``.m4v``…) has no container timestamps and FFmpeg's demuxer declares 25 fps
+    for it whatever it holds: the rate the stream itself declares (its codec's timing information) comes
+    first there — a 30 fps ``.h264`` read 20 % too long."""
     tick = 1 / stream.time_base if stream.time_base else None
-    candidates = [(stream.average_rate, False), (stream.guessed_rate, True)]
+    candidates = [stream.average_rate, stream.guessed_rate]
     try:
         if stream.container.format.name in RAW_STREAM_FORMATS:
-            candidates.insert(0, (stream.codec_context.framerate, False))
+            candidates.insert(0, stream.codec_context.framerate)
     except AttributeError:  # a stream PyAV does not tie to its container
         pass
-    for rate, guessed in candidates:
-        if rate and 0 < rate <= MAX_RATE and not (guessed and tick is not None and rate == tick and rate >= 1000):
+    for rate in candidates:
+        if rate and 0 < rate <= MAX_RATE and not (tick is not None and rate == tick and rate >= 1000):
             return Fraction(rate)
     return None
 
@@ -619,7 +621,8 @@ class FrameReader:
         """Whether the file ends before the frames its container declares: one rule for every container.
 
         ``read``: frames accounted for (decoded and lost); ``failed``: the demuxer stopped with an error.
-        Tolerance: 3 frames + 0.05 s, in seconds and in frames (a variable-rate or edit-list file's decoded
+        Tolerance: 3 frames (of the rate, or of the clip's mean step when its frames came further apart) + 0.05 s,
+        in seconds and in frames (a variable-rate or edit-list file's decoded
         count and last time differ a little from what it declares: no_face.mp4 decodes 95 of its 98 samples).
 
         * A declared frame count (MP4/MOV: the sample table; AVI: the header) is short only when the demuxer
@@ -634,7 +637,10 @@ class FrameReader:
         damaged (no keyframe after them) reaches its end and is reported damaged, its frames there lost.
         """
         st = self.stats
-        tol = (3.0 / st.rate if st.rate else 0.0) + 0.05
+        # a frame's step: the rate's, or the clip's own mean step where its frames came further apart than the
+        # rate says (a variable-rate clip whose container declares the rate of its shortest step)
+        step = max(1.0 / st.rate if st.rate else 0.0, st.last_time / (st.decoded - 1) if st.decoded > 1 else 0.0)
+        tol = 3.0 * step + 0.05
         short_time = self._behind() > tol
         if not st.declared:
             return short_time
