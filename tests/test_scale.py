@@ -135,6 +135,25 @@ def test_object_names_with_hash_or_question_mark_are_listed_and_typed(tmp_path):
     assert sorted(p.name for p in per.glob("*.csv")) == ["a #1.jpg.csv", "a #2.jpg.csv", "broken.jpg.csv"]
 
 
+def test_a_chained_url_into_a_zip_archive_is_read(tmp_path):
+    """``zip://member::file:///archive.zip`` (fsspec's chained URLs) read "seek of closed file" for every input:
+    the archive's file system closed the archive when it was collected, while its member was still open."""
+    import zipfile
+
+    from aulib import analyze
+
+    archive = tmp_path / "faces.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.write(sample("single_face.jpg"), "single_face.jpg")
+        z.write(sample("single_face.mp4"), "clip.mp4")
+    url = f"zip://single_face.jpg::file://{archive}"
+    np.testing.assert_array_equal(read_image(url), read_image(sample("single_face.jpg")))
+    df = analyze(url)
+    assert list(df.success) == [1] and (df.error.fillna("") == "").all()
+    clip = analyze(f"zip://clip.mp4::file://{archive}", max_frames=3)
+    assert list(clip.frame) == [0, 1, 2] and clip.success.all()
+
+
 def test_read_image_from_url_and_file_object(s3):
     want = read_image(sample("single_face.jpg"))
     np.testing.assert_array_equal(read_image(f"s3://{BUCKET}/in/a.jpg"), want)

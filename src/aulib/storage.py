@@ -82,10 +82,13 @@ def _is_web(text: str) -> bool:
 def object_path(source: Source) -> str:
     """The path part of a path or URL, as named: only a web URL has a query and a fragment
     (``https://…/clip.mp4?X-Amz-Signature=…``); in an object store's or a file URL's path ``#`` and
-    ``?`` are part of the name (``s3://lab/take #2.mp4``)."""
+    ``?`` are part of the name (``s3://lab/take #2.mp4``). A chained URL's path is its first member's: a
+    ``zip://clip.mp4::file:///x.zip`` was named by ``.zip`` and read as an image."""
     text = str(source)
     if not is_url(source):
         return text
+    if "::" in text:  # a chained URL (``zip://dir/a.mp4::s3://lab/x.zip``): the member it reads is named first
+        return "/" + text.split("::", 1)[0].split("://", 1)[1].lstrip("/")
     if _is_web(text):
         return urlsplit(text).path
     rest = text.split("://", 1)[1]
@@ -158,8 +161,12 @@ def list_prefix(url: str, extensions: set[str]) -> list[str]:
 def check_object(url: str, kind: type[ValueError] = StorageError) -> dict:
     """The object's fsspec info; ``kind`` (message naming the redacted URL) unless it is a
     non-empty file: missing, a prefix ("directory"), empty, or the store refuses access."""
+    return _checked(url, kind, *_fs(url))
+
+
+def _checked(url: str, kind: type[ValueError], fs: Any, path: str) -> dict:
+    """:func:`check_object` on a file system already made for ``url``."""
     name = redact(url)
-    fs, path = _fs(url)
     try:
         info = fs.info(path)
     except FileNotFoundError:
@@ -177,13 +184,22 @@ def check_object(url: str, kind: type[ValueError] = StorageError) -> dict:
 
 def open_input(url: str, kind: type[ValueError] = StorageError) -> IO[bytes]:
     """An open binary file object on ``url`` (random access where the store supports ranges: S3, GCS,
-    HTTP with ``Accept-Ranges``); errors as in :func:`check_object`."""
-    check_object(url, kind)
+    HTTP with ``Accept-Ranges``); errors as in :func:`check_object`.
+
+    The file system stays referenced by the file while it is open: a chained URL's
+    (``zip://a.jpg::file:///x.zip``) closes the archive under it when it is collected, and every such input
+    read "seek of closed file"."""
     fs, path = _fs(url)
+    _checked(url, kind, fs, path)
     try:
-        return fs.open(path, "rb")
+        f = fs.open(path, "rb")
     except Exception as e:
         raise kind(f"{redact(url)}: cannot open ({type(e).__name__}: {_why(e, url)})") from None
+    try:
+        f._aulib_fs = fs
+    except AttributeError:  # a file type with __slots__: nothing to keep the archive open with
+        pass
+    return f
 
 
 def is_seekable(f: Any) -> bool:
