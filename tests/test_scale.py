@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import socket
 import threading
@@ -152,6 +153,44 @@ def test_a_chained_url_into_a_zip_archive_is_read(tmp_path):
     assert list(df.success) == [1] and (df.error.fillna("") == "").all()
     clip = analyze(f"zip://clip.mp4::file://{archive}", max_frames=3)
     assert list(clip.frame) == [0, 1, 2] and clip.success.all()
+
+
+def test_a_web_server_that_cannot_be_reached_or_refuses_is_not_called_a_missing_file(tmp_path):
+    """fsspec's HTTP file system raises FileNotFoundError for every failed first request: a refused connection
+    and a server answering 403 read "no such file", like a page that is not there."""
+    import http.server
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a, **k):
+            super().__init__(*a, directory=str(tmp_path), **k)
+
+        def do_GET(self):
+            if "secret" in self.path:
+                self.send_error(403)
+            else:
+                super().do_GET()
+
+        do_HEAD = do_GET
+
+        def log_message(self, *a):
+            pass
+
+    (tmp_path / "face.jpg").write_bytes(sample("single_face.jpg").read_bytes())
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        assert np.array_equal(read_image(f"{base}/face.jpg"), read_image(sample("single_face.jpg")))
+        for url, why in ((f"{base}/gone.jpg", ": no such file$"),
+                         (f"{base}/secret.jpg", ": the server answered HTTP 403"),
+                         (f"http://127.0.0.1:{closed}/face.jpg", ": cannot reach the server \\(")):
+            with pytest.raises(ImageReadError, match=re.escape(url) + why):
+                read_image(url)
+    finally:
+        server.shutdown()
 
 
 def test_read_image_from_url_and_file_object(s3):

@@ -164,13 +164,26 @@ def check_object(url: str, kind: type[ValueError] = StorageError) -> dict:
     return _checked(url, kind, *_fs(url))
 
 
+def _not_found(e: FileNotFoundError, url: str) -> str:
+    """Why a store said "not found": fsspec's HTTP file system raises FileNotFoundError for every failure
+    of its first request, so a server that could not be reached (refused, unknown host) or that refused the
+    request (403, 500) read "no such file" like a missing page; the cause tells them apart."""
+    cause = e.__cause__ or e.__context__
+    status = getattr(cause, "status", None)
+    if isinstance(status, int) and status not in (404, 410):
+        return f"the server answered HTTP {status} ({_why(cause, url)})"  # type: ignore[arg-type]
+    if isinstance(cause, OSError) and not isinstance(cause, FileNotFoundError):
+        return f"cannot reach the server ({type(cause).__name__}: {_why(cause, url)})"
+    return "no such file"
+
+
 def _checked(url: str, kind: type[ValueError], fs: Any, path: str) -> dict:
     """:func:`check_object` on a file system already made for ``url``."""
     name = redact(url)
     try:
         info = fs.info(path)
-    except FileNotFoundError:
-        raise kind(f"{name}: no such file") from None
+    except FileNotFoundError as e:
+        raise kind(f"{name}: {_not_found(e, url)}") from None
     except PermissionError as e:
         raise kind(f"{name}: permission denied ({_why(e, url)})") from None
     except Exception as e:
