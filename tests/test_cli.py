@@ -85,3 +85,26 @@ def test_analyze_exits_2_when_nothing_is_readable(tmp_path):
 def test_console_script_is_installed():
     res = subprocess.run([sys.executable, "-m", "aulib.cli", "--help"], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0 and "analyze" in res.stdout
+
+
+def test_output_names_that_cannot_be_used_are_refused_in_their_own_words(tmp_path):
+    """Before any work, one line naming what was asked for: --per-input naming a file read "…: File exists"
+    (mkdir's words); -o under a folder nothing can be created in named the lock file beside it
+    ("/proc/out.csv.lock: No such file or directory"); --overlay ov.gif for a video became a folder named
+    ov.gif holding the overlay, and ov.qt was analysed, then not written."""
+    photo, clip = str(sample("single_face.jpg")), str(sample("single_face.mp4"))
+    res = runner.invoke(app, ["analyze", photo, "--per-input", photo])
+    assert res.exit_code == 2 and f"{photo}: is a file, not a folder: --per-input" in res.output, res.output
+    res = runner.invoke(app, ["analyze", photo, "-o", "/proc/out.csv"])
+    assert res.exit_code == 2 and "/proc/out.csv: cannot write this output there" in res.output, res.output
+    assert ".lock" not in res.output
+    for name in ("ov.gif", "ov.qt", "ov.webm"):
+        target = tmp_path / name
+        res = runner.invoke(app, ["analyze", clip, "--max-frames", "2", "--overlay", str(target), "-o",
+                                  str(tmp_path / "t.csv")])
+        assert res.exit_code == 2 and f"aulib cannot write {target.suffix} overlays" in res.output, res.output
+        assert not target.exists() and not (tmp_path / "t.csv").exists()
+    (tmp_path / "frames.gif").mkdir()  # a folder of that name that exists is a folder
+    res = runner.invoke(app, ["analyze", clip, "--max-frames", "2", "--overlay", str(tmp_path / "frames.gif"), "-o",
+                              str(tmp_path / "t.csv")])
+    assert res.exit_code == 0 and (tmp_path / "frames.gif" / "single_face_overlay.mp4").is_file(), res.output

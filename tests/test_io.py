@@ -677,6 +677,21 @@ def test_a_tiff_pillow_cannot_read_is_refused_from_its_header_and_named(tmp_path
     assert int(lines[3].split()[1]) < 600  # MB: the 225 MP image was never decoded
 
 
+def test_a_half_float_tiff_is_named_for_what_it_is_not_called_corrupt(tmp_path):
+    """A valid float16 RGB or gray TIFF (tifffile reads it back) was "truncated or corrupt TIFF image data":
+    neither decoder reads half floats. The message now names them, and what to save instead."""
+    import tifffile
+
+    rgb = read_image(sample("single_face.jpg"))
+    for name, pixels, photometric in (("rgb.tif", rgb, "rgb"), ("gray.tif", rgb[..., 1], "minisblack")):
+        path = tmp_path / name
+        tifffile.imwrite(path, (pixels / 255).astype(np.float16), photometric=photometric)
+        with pytest.raises(ImageReadError, match=rf"^{path}: a 16-bit floating-point \(half precision\) TIFF.*32-bit"):
+            read_image(path)
+    tifffile.imwrite(tmp_path / "f32.tif", (rgb / 255).astype(np.float32), photometric="rgb")
+    assert read_image(tmp_path / "f32.tif").shape == rgb.shape  # 32-bit floats still read
+
+
 def test_a_png_with_metadata_too_large_for_pillow_still_reads(tmp_path):
     """A 16 MB ICC profile or a 50 MB comment: Pillow refuses the file (MAX_TEXT_CHUNK); its pixels are read."""
     from PIL import PngImagePlugin

@@ -262,6 +262,10 @@ def overlay_paths(overlay: Path | None, files: list[Path]) -> list[Path | None]:
 
 
 OVERLAY_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+# Video containers FFmpeg (PyAV's) writes the overlay's H.264 into, by name (checked: .webm, .ogv, .qt, .y4m, .ivf,
+# .m2v, .dv, .hevc and the camcorders' .mod/.tod cannot be written): the command line refuses other media names
+OVERLAY_VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".avi", ".ts", ".mts", ".m2ts", ".flv", ".f4v", ".3gp",
+                          ".3g2", ".asf", ".wmv", ".mpg", ".mpeg", ".vob", ".mxf", ".h264", ".264")
 
 
 def overlay_file(overlay: Path, files: list[Source]) -> tuple[str | None, bool]:
@@ -514,7 +518,10 @@ def output_lock(lock_path: Path, what: Path) -> Iterator[None]:
                       f"{table_text(str(lock_path))} held); wait for it or choose another output")
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     for _ in range(5):  # the file we locked was removed by a run just ending: lock the new one
-        f = open(lock_path, "a")
+        try:
+            f = open(lock_path, "a")
+        except OSError as e:  # named for the output asked for, not for the lock beside it ("out.csv.lock: …")
+            raise OSError(e.errno, f"cannot write this output there ({e.strerror or e})", str(what)) from None
         try:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -1511,6 +1518,9 @@ def run_batch(
                     raise _not_a_table(out, e) from None
             _check_meta(out.with_name(out.name + ".meta.json"), out, meta, resume, existing)
         if per_input is not None:
+            if per_input.exists() and not per_input.is_dir():  # mkdir's own words were "…: File exists"
+                raise NotADirectoryError(f"{table_text(str(per_input))}: is a file, not a folder: --per-input "
+                                         "writes one table per input into a folder")
             per_input.mkdir(parents=True, exist_ok=True)
             stack.enter_context(output_lock(per_input / ".aulib.lock", per_input))
             # the tables' format too: --resume in another one redid every input and left both kinds there

@@ -254,6 +254,21 @@ def _local_folder(option: str, where: Path | None) -> None:
                      "store, aulib analyze -o PREFIX/ writes one Parquet part per input"))
 
 
+def _overlay_name(overlay: Path | None) -> None:
+    """Refuse an --overlay named like a picture or a clip aulib cannot write, before any work: ``ov.gif`` for a
+    video became a folder named ov.gif holding the overlay, and ``ov.qt`` was analysed, then not written. A
+    folder of that name that exists is used as the folder it is."""
+    from aulib.batch import OVERLAY_IMAGE_SUFFIXES, OVERLAY_VIDEO_SUFFIXES
+    from aulib.io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+
+    if overlay is None or overlay.is_dir():
+        return
+    ext = overlay.suffix.lower()
+    if ext in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS and ext not in OVERLAY_IMAGE_SUFFIXES + OVERLAY_VIDEO_SUFFIXES:
+        _fail(escape(f"--overlay {overlay}: aulib cannot write {ext} overlays; name a .mp4 (or .mov, .mkv, .avi) for "
+                     "one video, a .png or .jpg for one image, or a folder"))
+
+
 def _check_names(detector: str | None = None, emotion_model: str | None = None) -> None:
     """Refuse an unknown --detector / --emotion-model before any model loads."""
     if detector is not None and detector not in ("retinaface", "dlib"):
@@ -342,6 +357,7 @@ def faces(
 
     _check_names(detector=detector)
     _local_folder("--overlay", overlay)
+    _overlay_name(overlay)
     files = _inputs(paths, out)
     if out is not None:  # before the work, as analyze does: a table that cannot be written must not cost the run
         _writable_table(out, files)
@@ -419,6 +435,7 @@ def analyze(
 
     _local_folder("--per-input", per_input)
     _local_folder("--overlay", overlay)
+    _overlay_name(overlay)
     if partitioned and out is None:
         _fail("--partitioned needs -o (the folder or URL prefix to write the parts to)")
     parted = is_partitioned(out, partitioned)

@@ -308,27 +308,47 @@ def _as_pillow_shows(plain: np.ndarray, oriented: np.ndarray, img: Image.Image) 
     return plain if diff(plain) < diff(oriented) else oriented
 
 
-def _tiff_size(f: IO[bytes]) -> tuple[int, int] | None:
-    """(width, height) from a TIFF's first directory (tags 256/257), read without decoding; None when
-    the header cannot be followed (the file position is left anywhere)."""
+def _tiff_tags(f: IO[bytes]) -> dict[int, int]:
+    """The first value of the SHORT/LONG tags of a TIFF's first directory (width 256, height 257, bits per
+    sample 258, sample format 339 …), read without decoding; empty when the header cannot be followed (the
+    file position is left anywhere). A value that does not fit in its entry (bits per sample of RGB) is
+    read where the entry points."""
     f.seek(0)
     head = f.read(8)
     if len(head) < 8:
-        return None
+        return {}
     e = "<" if head[:2] == b"II" else ">"
     f.seek(struct.unpack(e + "I", head[4:8])[0])
     raw = f.read(2)
     if len(raw) < 2:
-        return None
-    size: dict[int, int] = {}
+        return {}
+    entries = []
     for _ in range(min(struct.unpack(e + "H", raw)[0], 4096)):
         entry = f.read(12)
         if len(entry) < 12:
             break
-        tag, kind = struct.unpack(e + "HH", entry[:4])
-        if tag in (256, 257) and kind in (3, 4):  # SHORT or LONG, one value, held in the entry itself
-            size[tag] = struct.unpack(e + ("H" if kind == 3 else "I"), entry[8:10] if kind == 3 else entry[8:12])[0]
-    return (size[256], size[257]) if len(size) == 2 else None
+        entries.append(entry)
+    tags: dict[int, int] = {}
+    for entry in entries:
+        tag, kind, count = struct.unpack(e + "HHI", entry[:8])
+        if kind not in (3, 4) or count < 1:  # SHORT or LONG
+            continue
+        code, width = ("H", 2) if kind == 3 else ("I", 4)
+        value = entry[8:8 + width]
+        if count * width > 4:
+            f.seek(struct.unpack(e + "I", entry[8:12])[0])
+            value = f.read(width)
+            if len(value) < width:
+                continue
+        tags[tag] = struct.unpack(e + code, value)[0]
+    return tags
+
+
+def _tiff_size(f: IO[bytes]) -> tuple[int, int] | None:
+    """(width, height) from a TIFF's first directory (tags 256/257), read without decoding; None when
+    the header cannot be followed (the file position is left anywhere)."""
+    tags = _tiff_tags(f)
+    return (tags[256], tags[257]) if 256 in tags and 257 in tags else None
 
 
 def _png_pixels_only(f: IO[bytes], name: str) -> np.ndarray:
@@ -371,6 +391,10 @@ def _opencv_fallback(f: IO[bytes], name: str) -> np.ndarray | None:
         raise ImageReadError(f"{name}: a TIFF of over {MAX_FALLBACK_BYTES >> 30} GB in a format Pillow cannot read")
     a = _quiet_imdecode(data, cv2.IMREAD_UNCHANGED)
     if a is None or a.ndim not in (2, 3) or min(a.shape[:2]) < 1:
+        tags = _tiff_tags(f)
+        if tags.get(339) == 3 and tags.get(258) == 16:  # half floats: a valid TIFF (tifffile reads it) was "corrupt"
+            raise ImageReadError(f"{name}: a 16-bit floating-point (half precision) TIFF, which neither Pillow nor "
+                                 "OpenCV decodes; save it with 8- or 16-bit integer or 32-bit float samples")
         raise ImageReadError(f"{name}: truncated or corrupt TIFF image data (neither Pillow nor OpenCV could "
                              "decode it)")
     _check_pixels(a.shape[1], a.shape[0], name)
