@@ -883,7 +883,9 @@ def test_pexels_jitter_lag_and_openface_agreement(analyzer):
     shipped = to_frame(analyze_video_rows(analyzer, path), analyzer.columns)
     common = ["01", "02", "04", "05", "06", "07", "09", "12", "14", "15", "17", "20", "23", "25", "26"]
     cols = [f"AU{a}_r" for a in common]
-    assert _jitter(raw, cols) > 0.2 and _jitter(sm, cols) <= 0.066 and _jitter(shipped, cols) <= 0.06
+    # raw traces: 0.250 before the crops were brought to the training faces' detail (aulib.face.align.matched_detail),
+    # 0.179 since; smoothing still takes them to OpenFace's level
+    assert _jitter(raw, cols) > 0.15 and _jitter(sm, cols) <= 0.066 and _jitter(shipped, cols) <= 0.06
     ok_raw, ok_sm, ok_shipped = (d[d["success"] == 1] for d in (raw, sm, shipped))
     for d in (ok_sm, ok_shipped):
         assert max(abs(_lag(ok_raw[c].to_numpy(), d[c].to_numpy())) for c in cols) == 0

@@ -12,7 +12,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from aulib.face.align import Aligner, FaceMasker
+from aulib.face.align import Aligner, FaceMasker, matched_detail
 from aulib.face.detect import Detection, DlibHogDetector, RetinaFaceDetector, iou, make_detector, scanning
 from aulib.face.exposure import brightened, exposure_gain
 from aulib.face.gaze import eye_crops
@@ -262,13 +262,13 @@ class FacePipeline:
         if not np.isfinite(al.fit_error) or al.fit_error > MAX_FIT_ERROR:
             face.error = f"landmark fit failed (rigid-point error {al.fit_error:.3f} > {MAX_FIT_ERROR})"
             return face
-        face.aligned, face.aligned_landmarks = al.crop, al.landmarks
+        face.aligned, face.aligned_landmarks = matched_detail(al.crop, al.matrix), al.landmarks
         face.matrix = al.matrix
         if blur:
             face.blur, face.noise = face_detail(image, face.landmarks)  # one shrunk face region for both
         if self.features:
             face.eyes, face.eye_matrices = eye_crops(image, face.landmarks)
-            gray = cv2.cvtColor(al.crop, cv2.COLOR_RGB2GRAY)
+            gray = cv2.cvtColor(al.crop, cv2.COLOR_RGB2GRAY)  # full detail: who the face is (video ids)
             face.masked, face.mask = self.masker(gray, al.landmarks)
             if hog:
                 self.add_hog([face])
@@ -276,10 +276,16 @@ class FacePipeline:
         return face
 
     def add_hog(self, faces: Sequence[Face]) -> None:
-        """Fill ``Face.hog`` of the described faces that were left without it (``describe(hog=False)``)."""
+        """Fill ``Face.hog`` of the described faces that were left without it (``describe(hog=False)``).
+
+        The HOG reads the model crop ``Face.aligned`` (brought to the training faces' detail, see
+        :func:`~aulib.face.align.matched_detail`) under the face's mask; ``Face.masked`` keeps the crop's full
+        detail, which tells two people apart (a video's ids: two faces at the training faces' detail correlate
+        0.53 where the ids' threshold is 0.5, and two people swapping places swapped ids)."""
         for f in faces:
-            if f.hog is None and f.masked is not None:
-                f.hog = self.hog(f.masked)
+            if f.hog is None and f.masked is not None and f.mask is not None and f.aligned is not None:
+                gray = cv2.cvtColor(f.aligned, cv2.COLOR_RGB2GRAY)
+                f.hog = self.hog(np.where(f.mask, gray, np.uint8(0)))
 
     def __call__(self, image: np.ndarray) -> list[Face]:
         """All faces of an ``(H, W, 3)`` uint8 RGB image, left to right, ``id`` 0, 1, … (empty: no face).

@@ -50,13 +50,17 @@ def rebuild(source: np.ndarray, matrix: np.ndarray, fallback: bool) -> np.ndarra
     """The 112×112 gray training crop from its source and matrix, as the face pipeline makes it.
 
     Aligned: ``warpAffine`` with the aligner's flags on the gray source (the pipeline warps RGB and
-    converts to gray; for a gray image the two give the same pixels). Fallback: the source resized
-    (bicubic), as :func:`aulib.training.crops._gray_crop` does when no landmarks fit.
+    converts to gray; for a gray image the two give the same pixels), then brought to the training faces'
+    detail where the face held more (:func:`aulib.face.align.matched_detail`: no 48 px dataset face does).
+    Fallback: the source resized (bicubic), as :func:`aulib.training.crops._gray_crop` does when no
+    landmarks fit.
     """
+    from aulib.face.align import matched_detail
+
     if fallback:
         return cv2.resize(source, (CROP_SIZE, CROP_SIZE), interpolation=cv2.INTER_CUBIC)
-    return cv2.warpAffine(source, matrix, (CROP_SIZE, CROP_SIZE), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REPLICATE)
+    return matched_detail(cv2.warpAffine(source, matrix, (CROP_SIZE, CROP_SIZE), flags=cv2.INTER_LINEAR,
+                                         borderMode=cv2.BORDER_REPLICATE), matrix)
 
 
 _PIPELINE: Any = None
