@@ -684,3 +684,28 @@ def test_an_output_that_is_a_folder_is_refused_before_anything_is_written_beside
     res = CliRunner().invoke(app, ["analyze", str(sample("single_face.jpg")), "-o", str(out)])
     assert res.exit_code == 2 and "is a folder, not a table file" in res.output, res.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv"]  # no t.csv.meta.json or lock left there
+
+
+def test_ctrl_c_while_the_command_line_loads_is_one_line(monkeypatch, capsys):
+    """The console script imports its entry point before calling it, and the command line takes ≈ 0.3 s to
+    import: a Ctrl-C then printed a Python traceback ending in KeyboardInterrupt (exit −2). The console
+    script's module loads it itself and says it in one line, with the shell's 130."""
+    import builtins
+    import importlib.metadata
+
+    import aulib.console
+
+    (script,) = [e for e in importlib.metadata.distribution("aulib").entry_points if e.name == "aulib"]
+    assert script.value == "aulib.console:main"
+    real = builtins.__import__
+
+    def interrupted(name, *args, **kwargs):
+        if name == "aulib.cli":
+            raise KeyboardInterrupt
+        return real(name, *args, **kwargs)
+
+    monkeypatch.delitem(sys.modules, "aulib.cli", raising=False)
+    monkeypatch.setattr(builtins, "__import__", interrupted)
+    with pytest.raises(SystemExit) as stop:
+        aulib.console.main()
+    assert stop.value.code == 130 and capsys.readouterr().err == "interrupted\n"

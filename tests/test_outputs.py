@@ -484,3 +484,20 @@ def test_rows_without_a_face_have_confidence_zero(analyzer, tmp_path):
     df = analyzer.analyze([sample("free-mountain-vector-01.jpg"), bad, sample("single_face.jpg")])
     assert df["success"].tolist() == [0, 0, 1]
     assert df["confidence"].tolist()[:2] == [0.0, 0.0] and df["confidence"].iat[2] > 0.8
+
+
+def test_an_overlay_of_a_one_pixel_wide_video_is_refused_in_words(tmp_path):
+    """yuv420p wants even sizes, so a 1-pixel row or column leaves nothing to write: the warning read
+    "overlay not written (IndexError: tuple index out of range)"."""
+    from fractions import Fraction
+
+    import numpy as np
+
+    from aulib.video.overlay import OverlayWriter
+
+    writer = OverlayWriter(tmp_path / "ov.mp4", Fraction(25))
+    writer.write(np.zeros((1, 64, 3), np.uint8), [], 0.0)
+    writer.close()
+    assert writer.error == f"{tmp_path / 'ov.mp4'}: overlay not written (ValueError: frames of 64×1 px are too small " \
+                           "for an overlay video)"
+    assert not (tmp_path / "ov.mp4").exists()

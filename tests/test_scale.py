@@ -398,3 +398,21 @@ def test_a_memory_output_with_dask_is_refused_before_any_work():
     survived; the API raised FileNotFoundError."""
     with pytest.raises(ValueError, match="memory:// output lives in this process"):
         run_batch([sample("single_face.jpg")], SPEC, out="memory://aulib-test/run/", dask=True, workers=1)
+
+
+def test_a_prefix_says_what_it_left_out_and_a_prefix_of_other_files_keeps_its_row():
+    """Object keys are listed by extension (their content is not fetched to look at): an upload stored under
+    an id without one, and a prefix holding only other files, left the run without a word."""
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/up/x.jpg", sample("single_face.jpg").read_bytes())
+    fs.pipe("/up/4f2a9c", sample("single_face.jpg").read_bytes())
+    fs.pipe("/notes/readme.txt", b"not media")
+    skipped: list = []
+    assert expand_inputs(["memory://up/", "memory://notes/"], skipped) == ["memory:///up/x.jpg", "memory://notes/"]
+    assert skipped == ["memory:///up/4f2a9c", "memory:///notes/readme.txt"]
+    df = run_batch(expand_inputs(["memory://notes/"]), SPEC).table
+    assert len(df) == 1 and df.success.iloc[0] == 0
+    assert df.error.iloc[0] == ("memory://notes/: is a directory (prefix) with no file named as an image or a video "
+                                "under it")

@@ -1201,3 +1201,78 @@ def test_a_frozen_clock_is_timed_by_frame_number(analyzer, tmp_path):
     df = table(analyzer, path)
     assert len(df) >= 25 and (df["success"] == 1).all() and df["error"].fillna("").eq("").all()
     assert np.allclose(np.diff(df["timestamp"].to_numpy()), 0.04)
+
+
+def test_a_video_stream_ffmpeg_cannot_decode_is_named_and_a_decodable_one_beside_it_is_read(analyzer, tmp_path):
+    """An AVI whose codec FFmpeg has no decoder for (fourcc changed to ZZZZ) failed as "analysis failed
+    (AttributeError: 'NoneType' object has no attribute 'width')" — also when another video stream of the file
+    decodes. An undecodable stream is passed over; a file with no other is refused in words."""
+    import re
+
+    frames = _frames("single_face.mp4", 0, 6)
+
+    def avi(path, sizes):
+        with av.open(str(path), "w") as o:
+            streams = []
+            for w, h in sizes:
+                s = o.add_stream("mpeg4", rate=25)
+                s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+                streams.append(s)
+            for im in frames:
+                vf = av.VideoFrame.from_ndarray(im, format="rgb24")
+                for s in streams:
+                    for p in s.encode(vf.reformat(width=s.width, height=s.height, format="yuv420p")):
+                        o.mux(p)
+            for s in streams:
+                for p in s.encode():
+                    o.mux(p)
+        data = bytearray(path.read_bytes())
+        for at in [m.start() for m in re.finditer(b"FMP4", bytes(data[:2000]))][:2]:
+            data[at:at + 4] = b"ZZZZ"  # the first stream's fourcc, in its header: no decoder
+        path.write_bytes(bytes(data))
+
+    alone, pair = tmp_path / "zz.avi", tmp_path / "two.avi"
+    avi(alone, [(640, 360)])
+    avi(pair, [(320, 180), (640, 360)])
+    df = table(analyzer, alone)
+    assert len(df) == 1 and df.success.iloc[0] == 0
+    assert df.error.iloc[0] == f"{alone}: its video is in a format FFmpeg cannot decode (no decoder for its codec): " \
+                               "convert it, e.g. ffmpeg -i IN -c:v libx264 OUT.mp4"
+    df = table(analyzer, pair)
+    assert list(df.frame) == list(range(6)) and df.success.all() and df.face_width.min() > 110  # 640 px: 147 px faces
+
+
+def test_frames_stamped_alike_are_all_analysed(analyzer, tmp_path):
+    """A 30 fps clip whose muxer stamped two frames with the time of the frame before (0, 33, 66, 66, 100 … ms)
+    lost them as "decoded out of time order" and was called damaged, "no frame lost"; a 2000 fps high-speed clip
+    in Matroska's 1 ms ticks (0, 1, 1, 2, 2 … ms) lost half its frames and numbered the rest by time (frame 30 of
+    a 30-frame file). Repeated times are spaced up to the next one; frames closer than a tick go by number."""
+    ms = Fraction(1, 1000)
+    frames = _frames("single_face.mp4", 0, 12)
+
+    def mkv(path, rate, pts=None):
+        with av.open(str(path), "w") as o:
+            s = o.add_stream("libx264", rate=rate, options={"bf": "0"})
+            s.width, s.height, s.pix_fmt = 320, 180, "yuv420p"
+            if pts:
+                s.time_base = s.codec_context.time_base = ms
+            for i, im in enumerate(frames):
+                vf = av.VideoFrame.from_ndarray(cv2.resize(im, (320, 180)), format="rgb24").reformat(format="yuv420p")
+                if pts:
+                    vf.pts, vf.time_base = pts[i], ms
+                for p in s.encode(vf):
+                    o.mux(p)
+            for p in s.encode():
+                o.mux(p)
+
+    dup, fast = tmp_path / "dup.mkv", tmp_path / "hs.mkv"
+    mkv(dup, 30, [0, 33, 66, 66, 100, 133, 166, 166, 200, 233, 266, 300])
+    mkv(fast, 2000)
+    with av.open(str(fast)) as c:
+        assert [f.pts for _, f in zip(range(5), c.decode(video=0))] == [0, 1, 1, 2, 2]  # what the file says
+    for path, times in ((dup, [0, .033, .066, .083, .1, .133, .166, .183, .2, .233, .266, .3]),
+                        (fast, [k / 2000 for k in range(12)])):
+        df = table(analyzer, path)
+        assert list(df.frame) == list(range(12)) and df.success.all(), path
+        assert not df.error.fillna("").str.contains("damaged|out of time order").any(), path
+        np.testing.assert_allclose(df.timestamp, times, atol=1e-3)

@@ -1,5 +1,5 @@
 """``python -m aulib …``: the ``aulib`` command (for environments where the console script is not on PATH)."""
 
-from aulib.cli import main
+from aulib.console import main
 
 main()

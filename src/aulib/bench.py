@@ -115,7 +115,7 @@ def check_video(video: str | Path) -> Path:
         with av.open(str(p)) as c:
             s = main_video_stream(c)
             if isinstance(s, str):
-                raise VideoReadError(f"{p}: {s} (an audio or data file?)")
+                raise VideoReadError(f"{p}: {s}" + (" (an audio or data file?)" if s.startswith("no video") else ""))
             fmt = c.format.name
             if fmt in ("image2", "gif", "webp_pipe") or fmt.endswith("_pipe"):
                 raise VideoReadError(f"{p}: a still image ({fmt}), not a video; time it with aulib analyze")

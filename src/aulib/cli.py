@@ -311,7 +311,7 @@ def _inputs(paths: list[str], out: Path | str | None) -> list[Path]:
     except OSError:  # every relative name (and os.path.abspath) needs it: one line, not "[Errno 2]" naming nothing
         if any("://" not in str(p) and not os.path.isabs(p) for p in [*paths, *([out] if out is not None else [])]):
             _fail("the working folder no longer exists (deleted?): cd into a folder, or give absolute paths")
-    skipped: list[Path] = []
+    skipped: list[Path | str] = []
     files = expand_inputs(paths, skipped)  # a folder with nothing to analyse, or that cannot be listed, is an input row
     if not files:
         _fail("no input files found")

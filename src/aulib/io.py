@@ -57,7 +57,7 @@ IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".tif", ".
 VIDEO_EXTENSIONS = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv",
                     ".ts", ".mts", ".m2ts", ".3gp", ".3g2", ".ogv", ".mxf", ".vob", ".asf", ".dv",
                     # QuickTime's own extension (.mov's container), Flash MP4, camcorders' MPEG-PS (JVC .mod/.tod)
-                    ".qt", ".f4v", ".mod", ".tod", ".m2v",
+                    ".qt", ".f4v", ".mod", ".tod", ".m2v", ".nut",
                     # raw streams as cameras, encoders and research pipelines write them
                     ".y4m", ".h264", ".264", ".h265", ".265", ".hevc", ".ivf"}
 
@@ -513,7 +513,7 @@ def _ftyp_brand(head: bytes) -> bytes | None:
 
 def _looks_like_video(f: IO[bytes]) -> bool:
     """True for the signatures of MP4/MOV, Matroska/WebM, AVI, MPEG program and transport streams,
-    Ogg, FLV and ASF/WMV files."""
+    Ogg, FLV, ASF/WMV and NUT files."""
     try:
         f.seek(0)
         head = f.read(380)
@@ -523,7 +523,8 @@ def _looks_like_video(f: IO[bytes]) -> bool:
     iso_video = head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free") and _ftyp_brand(head) not in _STILL_BRANDS
     return (iso_video or head.startswith(b"\x1a\x45\xdf\xa3")
             or (head.startswith(b"RIFF") and head[8:12] == b"AVI ") or head.startswith(b"\x00\x00\x01\xba")
-            or transport or head.startswith((b"OggS", b"FLV\x01", b"\x30\x26\xb2\x75\x8e\x66\xcf\x11")))
+            or transport or head.startswith((b"OggS", b"FLV\x01", b"\x30\x26\xb2\x75\x8e\x66\xcf\x11",
+                                             b"nut/multimedia container\x00")))
 
 
 def check_regular_file(path: str | Path, kind: type[ValueError] = ImageReadError) -> Path:
@@ -746,7 +747,7 @@ def _looks_like_still_image(head: bytes) -> bool:
 _JXL_SIGNATURES = (b"\xff\x0a", b"\x00\x00\x00\x0cJXL \r\n\x87\n")
 
 
-def expand_inputs(paths: Iterable[Source], skipped: list[Path] | None = None) -> list[Source]:
+def expand_inputs(paths: Iterable[Source], skipped: list[Source] | None = None) -> list[Source]:
     """Expand folders recursively (sorted) into image and video files; files are kept as given.
 
     Files given explicitly are kept whatever their extension, so a mistyped or non-image file
@@ -771,7 +772,7 @@ def expand_inputs(paths: Iterable[Source], skipped: list[Path] | None = None) ->
         if not str(raw):  # Path("") is ".": it would analyse the whole working folder
             raise ValueError("an empty path ('') is not an input; give '.' for the current folder")
         if is_url(raw):
-            out.extend(list_prefix(str(raw), IMAGE_EXTENSIONS | VIDEO_EXTENSIONS))
+            out.extend(list_prefix(str(raw), IMAGE_EXTENSIONS | VIDEO_EXTENSIONS, skipped))
             continue
         p = Path(raw)
         if os.path.isdir(p):  # False, not PermissionError, for a path below a folder that cannot be searched

@@ -129,10 +129,12 @@ def _why(e: BaseException, url: str = "") -> str:
     return redact(str(e) or type(e).__name__, url)
 
 
-def list_prefix(url: str, extensions: set[str]) -> list[str]:
-    """URLs of the files under a URL prefix (recursively, sorted) with one of ``extensions``;
-    ``[url]`` itself when it names one object (kept whatever its extension, like a local file),
-    or when nothing exists there (the input then gets a "no such file" row).
+def list_prefix(url: str, extensions: set[str], skipped: list | None = None) -> list[str]:
+    """URLs of the files under a URL prefix (recursively, sorted) with one of ``extensions`` (the others are
+    appended to ``skipped`` when it is given: an object store's keys are not opened to look at their
+    content); ``[url]`` itself when it names one object (kept whatever its extension, like a local file),
+    or when nothing there has such an extension (the input then gets a row saying why, as a local folder
+    does: a prefix of other files vanished from the run without a word).
 
     StorageError when the store cannot be listed (no credentials, unreachable endpoint)."""
     fs, path = _fs(url)
@@ -154,8 +156,11 @@ def list_prefix(url: str, extensions: set[str]) -> list[str]:
             return True
         return bool(info.get("islink")) and not is_url(p) and not os.path.exists(p)
 
-    return [p if is_url(p) else fs.unstrip_protocol(p) for p, info in sorted(found.items())
-            if wanted(p, info) and suffix(p) in extensions]
+    files = [p if is_url(p) else fs.unstrip_protocol(p) for p, info in sorted(found.items()) if wanted(p, info)]
+    kept = [f for f in files if suffix(f) in extensions]
+    if skipped is not None:
+        skipped.extend(f for f in files if suffix(f) not in extensions)
+    return kept or [url]
 
 
 def check_object(url: str, kind: type[ValueError] = StorageError) -> dict:
@@ -189,7 +194,7 @@ def _checked(url: str, kind: type[ValueError], fs: Any, path: str) -> dict:
     except Exception as e:
         raise kind(f"{name}: cannot access ({type(e).__name__}: {_why(e, url)})") from None
     if info.get("type") == "directory":
-        raise kind(f"{name}: is a directory, not a file")
+        raise kind(f"{name}: is a directory (prefix) with no file named as an image or a video under it")
     if info.get("size") == 0:
         raise kind(f"{name}: empty file (0 bytes)")
     return info

@@ -71,6 +71,8 @@ class OverlayWriter:
 
         h, w = image.shape[0] // 2 * 2, image.shape[1] // 2 * 2
         if self._out is None:
+            if min(h, w) < 2:  # yuv420p wants even sizes: a 1-pixel row or column leaves nothing ("IndexError")
+                raise ValueError(f"frames of {image.shape[1]}×{image.shape[0]} px are too small for an overlay video")
             self._start(w, h)
         img = draw_faces(image, faces, aus=True)
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img[:h, :w]), format="rgb24")

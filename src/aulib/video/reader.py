@@ -163,6 +163,13 @@ def main_video_stream(container: Any) -> Any:
     moving = [v for v in container.streams.video if not _is_cover(v)]
     if not moving:
         return "no video stream" + (" (only a cover picture)" if container.streams.video else "")
+    # a stream FFmpeg has no decoder for has no codec context: it failed as "analysis failed (AttributeError: …)",
+    # even in a file whose other video stream decodes
+    decodable = [v for v in moving if v.codec_context is not None]
+    if not decodable:
+        return ("its video is in a format FFmpeg cannot decode (no decoder for its codec): convert it, e.g. "
+                "ffmpeg -i IN -c:v libx264 OUT.mp4")
+    moving = decodable
     import av
 
     # a one-frame still track is not the clip when there is a moving one (a still thumbnail listed first gave
@@ -363,6 +370,10 @@ class FrameReader:
         self._rate = _frame_rate(s)
         self.stats.rate = float(self._rate or 0.0)
         self._tb = float(s.time_base) if s.time_base else 0.0
+        # frames closer together than the clock's tick (a 2000 fps high-speed clip in Matroska's 1 ms ticks: times
+        # 0, 1, 1, 2, 2 … ms) cannot be told apart by their times: timed by their number, as AVI's are (half the
+        # frames were skipped as "out of time order" and the rest numbered by time, frame 30 of a 30-frame file)
+        self._counted = self._counted or bool(self._rate and self._tb and self._rate * self._tb > 1)
         self._start = int(s.start_time) if s.start_time is not None else None
         self._start_s = (self._start or 0) * self._tb
         self._timeline_offset = 0  # pts added to a joined recording's later clips (_in_time_order)
@@ -435,9 +446,11 @@ class FrameReader:
         """``frames`` in presentation order. A decoder hands frames over in that order; in a damaged stream
         (bits flipped in a reference frame) it may not: timestamps went 3.04, 3.29, 3.25, 3.33, 3.21 s and the
         table's times ran backwards under contiguous frame numbers. Frames are put back in order within a
-        window of :data:`REORDER_FRAMES`; one still too late, and one repeating a time already given, is
-        skipped and counted (``self._disordered``), which also marks the stream damaged: the following
-        frames are numbered by their times, so the frames missing there are named.
+        window of :data:`REORDER_FRAMES`; one still too late, and one repeating a time given before the last,
+        is skipped and counted (``self._disordered``), which also marks the stream damaged: the following
+        frames are numbered by their times, so the frames missing there are named. Frames stamped with the
+        very time just given (a muxer's clock that stamped two frames alike) are kept, spaced evenly up to the
+        next time.
 
         A clock that jumps back further than the window (joined recordings: a camcorder's transport stream
         restarts its clock at each clip) is a new timeline, not disorder: the frames held go first, then
@@ -455,12 +468,31 @@ class FrameReader:
         last: int | None = None  # the time of the last frame given
         top: int | None = None  # the latest time seen
         step: int | None = None  # the smallest step forward seen: a frame's duration
+        repeats: list[Any] = []  # frames stamped with the time just given, waiting for the next time
+
+        def spread(until: int) -> Iterator[Any]:
+            """The frames that repeated the last time, spaced evenly up to ``until`` (a muxer's clock that
+            stamped two frames alike: they were skipped as "out of time order", the clip called damaged,
+            while "no frame lost"); skipped as before when the clock leaves no tick between."""
+            k = len(repeats)
+            if until - last > k:
+                for j, frame in enumerate(repeats, 1):
+                    frame.pts = last + round(j * (until - last) / (k + 1))
+                    yield frame
+            else:
+                self._disordered += k
+            repeats.clear()
 
         def give(item: tuple[int, int, Any]) -> Iterator[Any]:
             nonlocal last
+            if last is not None and item[0] == last and len(repeats) < REORDER_FRAMES:
+                repeats.append(item[2])
+                return
             if last is not None and item[0] <= last:
                 self._disordered += 1
                 return
+            if repeats:
+                yield from spread(item[0])
             last = item[0]
             yield item[2]
 
@@ -492,6 +524,8 @@ class FrameReader:
                 yield from give(heapq.heappop(held))
         while held:
             yield from give(heapq.heappop(held))
+        if repeats and last is not None:  # the last frames repeated the last time: one frame's duration after it
+            yield from spread(last + (step or 0))
 
     def _frames(self) -> Iterator[VideoFrame]:
         """Decode and select (runs in the decode thread when threaded)."""
