@@ -135,3 +135,35 @@ def test_inputs_with_the_longest_legal_names_get_their_own_tables_and_overlays(t
     assert len(tables) == 4 and all(len(os.fsencode(t.name)) <= 200 and t.name.endswith(".jpg.csv") for t in tables)
     assert {read_table(t)["input"].iat[0] for t in tables} == {str(f) for f in files}
     assert len(list(ov.glob("*_overlay.jpg"))) == 4
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_resume_analyses_again_an_input_that_changed_since_its_rows_were_written(tmp_path, analyzer, fmt):
+    """``--resume`` trusted an input by its name: a clip analysed while it was still being copied (its rows up to
+    where the copy had reached, and "video truncated") and a photo replaced by another kept their old rows after
+    the copy finished, "2 skipped", without a word. An input modified after the table was written is redone."""
+    from .conftest import sample
+
+    src = tmp_path / "in"
+    src.mkdir()
+    clip, photo = src / "a.mp4", src / "c.jpg"
+    clip.write_bytes(sample("single_face.mp4").read_bytes()[:60_000])  # a copy in progress
+    photo.write_bytes(sample("single_face.jpg").read_bytes())
+    keep = src / "b.jpg"
+    keep.write_bytes(sample("single_face.jpg").read_bytes())
+    out = tmp_path / f"t.{fmt}"
+    first = run_batch(expand_inputs([src]), SPEC, out=out, analyzer=analyzer)
+    assert len(first.analysed) == 3
+    assert read_table(out).groupby("input").size()[str(clip)] < 72
+    t = out.stat().st_mtime_ns
+    clip.write_bytes(sample("single_face.mp4").read_bytes())  # the copy finished
+    photo.write_bytes(sample("multi_face.jpg").read_bytes())  # replaced
+    for f in (clip, photo):
+        os.utime(f, ns=(t + 10**9, t + 10**9))
+    again = run_batch(expand_inputs([src]), SPEC, out=out, resume=True, analyzer=analyzer)
+    assert again.skipped == [str(keep)] and sorted(again.analysed) == [str(clip), str(photo)]
+    assert any("2 input(s) changed since their rows were written" in w for w in again.warnings)
+    df = read_table(out)
+    assert df.groupby("input").size().to_dict() == {str(clip): 72, str(keep): 1, str(photo): 5}
+    assert list(df.input.drop_duplicates()) == [str(clip), str(keep), str(photo)]  # the inputs' order
+    assert not df.error.fillna("").str.contains("truncated").any()

@@ -301,6 +301,22 @@ def failed_inputs(df: pd.DataFrame) -> set[str]:
     return {table_text(name) for name, t in per.items() if t.all_failed or t.broke}
 
 
+def changed_inputs(names: Iterable[str], since_ns: int) -> set[str]:
+    """Local inputs of a table (names in table text) whose file was modified after ``since_ns`` (the table's
+    own last write): ``--resume`` kept their old rows — a clip still being copied when it was analysed
+    (rows up to where the copy had reached, "video truncated"), a photo replaced by another — without a word."""
+    changed = set()
+    for name in names:
+        if is_url(name):
+            continue
+        try:
+            if os.stat(name).st_mtime_ns > since_ns:
+                changed.add(name)
+        except (OSError, ValueError):  # gone or renamed: its rows stay, as before
+            continue
+    return changed
+
+
 def input_name(path: Source) -> str:
     """How an input is named in tables, logs and manifests: table text of its path, or of its URL
     with any credentials replaced by ``***``."""
@@ -582,6 +598,7 @@ class CombinedSink:
         self.log = out.with_name(out.name + ".done")
         self.parts = out.with_name(out.name + ".parts")
         self.done: set[str] = set()
+        self.changed: set[str] = set()  # inputs whose file changed after their rows were written: redone
         self._w: TableAppender | None = None
         self._part: Path | None = None
         self._reorder = False
@@ -623,7 +640,8 @@ class CombinedSink:
                     t = read_table(self.out, columns=["input", "success", "error"] if self.fmt == "csv" else None)
                 except Exception as e:
                     raise _not_a_table(self.out, e) from None
-                failed = failed_inputs(t)
+                self.changed = changed_inputs(set(t["input"]), self.out.stat().st_mtime_ns)
+                failed = failed_inputs(t) | self.changed
                 self.done = set(t["input"]) - failed
                 if failed:  # drop their rows, they are redone (at the end: close() restores the order)
                     self._reorder = True
@@ -645,7 +663,8 @@ class CombinedSink:
                     t = read_table(self.out, columns=["input", "success", "error"])
                 except Exception as e:
                     raise _not_a_table(self.out, e) from None
-                self.done |= set(t["input"]) - failed_inputs(t)
+                self.changed = changed_inputs(set(t["input"]), self.out.stat().st_mtime_ns)
+                self.done |= set(t["input"]) - failed_inputs(t) - self.changed
             good = []
             for e in _read_log(self.log):
                 name = e.get("input")
@@ -657,7 +676,9 @@ class CombinedSink:
                 except Exception:  # a truncated or corrupt part: redo that input
                     part.unlink(missing_ok=True)
                     continue
-                if failed_inputs(t):
+                changed = changed_inputs([name], part.stat().st_mtime_ns)
+                self.changed |= changed
+                if failed_inputs(t) or changed:
                     part.unlink(missing_ok=True)
                     self.done.discard(name)
                 else:
@@ -1553,6 +1574,10 @@ def _run(files: list[Path], spec: AnalyzerSpec, out: Path | None, per_input: Pat
         else:
             todo.append(p)
     warnings: list[str] = []
+    if resume and combined is not None and combined.changed:
+        shown = ", ".join(sorted(combined.changed)[:3]) + (" …" if len(combined.changed) > 3 else "")
+        warnings.append(f"--resume: {len(combined.changed)} input(s) changed since their rows were written, "
+                        f"analysed again: {shown}")
     overlays = _todo_overlays(overlay, files, todo, warnings)
     if conn is not None:
         stream = _with_dask(todo, spec, video_options, overlays, conn, columns, warnings.append)
