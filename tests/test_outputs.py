@@ -501,3 +501,23 @@ def test_an_overlay_of_a_one_pixel_wide_video_is_refused_in_words(tmp_path):
     assert writer.error == f"{tmp_path / 'ov.mp4'}: overlay not written (ValueError: frames of 64×1 px are too small " \
                            "for an overlay video)"
     assert not (tmp_path / "ov.mp4").exists()
+
+
+def test_a_high_speed_clips_overlay_keeps_its_timing(tmp_path):
+    """Overlay frames were timed in milliseconds: a 2000 fps clip's frames, 0.5 ms apart, were pushed a tick
+    apart each and the overlay ran at half speed."""
+    from fractions import Fraction
+
+    import av
+    import numpy as np
+
+    from aulib.video.overlay import OverlayWriter
+
+    writer = OverlayWriter(tmp_path / "ov.mp4", Fraction(2000))
+    for k in range(20):
+        writer.write(np.full((48, 64, 3), 10 * k, np.uint8), [], k / 2000)
+    writer.close()
+    assert writer.error == ""
+    with av.open(str(tmp_path / "ov.mp4")) as c:
+        times = [float(f.pts * f.time_base) for f in c.decode(video=0)]
+    np.testing.assert_allclose(np.array(times) - times[0], [k / 2000 for k in range(20)], atol=1e-4)
