@@ -506,9 +506,12 @@ def analyze(
             err.print(f"[yellow]warning:[/yellow] {', '.join(unused)} "
                       f"{'acts' if len(unused) == 1 else 'act'} on videos only, and no input is a video")
 
-    one_video = len(files) == 1 and is_video(files[0]) and not (dask or scheduler)
-    with _progress(2 if one_video else len(files)) as prog:
-        task = prog.add_task("analyze", total=len(files))
+    from aulib.batch import dedupe
+
+    unique = dedupe(list(files))[0]  # an input named twice is analysed once: the bar counted it twice (1/4)
+    one_video = len(unique) == 1 and is_video(unique[0]) and not (dask or scheduler)
+    with _progress(2 if one_video else len(unique)) as prog:
+        task = prog.add_task("analyze", total=len(unique))
         if one_video:  # a long video gets a frame counter instead of a 0/1 bar
             # total: frames the container declares or implies (0: unknown, then the bar follows the count)
             video_options["progress"] = lambda done, total: prog.update(task, completed=done,
