@@ -1276,3 +1276,38 @@ def test_frames_stamped_alike_are_all_analysed(analyzer, tmp_path):
         assert list(df.frame) == list(range(12)) and df.success.all(), path
         assert not df.error.fillna("").str.contains("damaged|out of time order").any(), path
         np.testing.assert_allclose(df.timestamp, times, atol=1e-3)
+
+
+def test_a_damaged_variable_rate_clip_names_only_the_frames_it_lost(tmp_path):
+    """After damage, frames are numbered by their time × the rate, which holds for constant-rate video only: a
+    variable-rate clip (steps of 33 and 14 ms, pauses of 1.6 and 2.6 s, like a screen recording) with one corrupt
+    packet came out as frames 0–12, 60–69, 150–155 of a 30-frame file, "127 frame(s) lost: 13–59, 70–149"."""
+    from aulib.video.reader import FrameReader
+
+    ms = Fraction(1, 1000)
+    pts = [0, 33, 66, 80] + [100 + 33 * i for i in range(10)] + [2000 + 33 * i for i in range(10)] + \
+          [5000 + 33 * i for i in range(6)]
+    frames = _frames("single_face.mp4", 0, 30)
+    path = tmp_path / "vfr.mkv"
+    with av.open(str(path), "w") as o:
+        s = o.add_stream("libx264", rate=30, options={"bf": "0"})
+        s.width, s.height, s.pix_fmt = 320, 180, "yuv420p"
+        s.time_base = s.codec_context.time_base = ms
+        for im, t in zip(frames, pts):
+            vf = av.VideoFrame.from_ndarray(cv2.resize(im, (320, 180)), format="rgb24").reformat(format="yuv420p")
+            vf.pts, vf.time_base = t, ms
+            for p in s.encode(vf):
+                o.mux(p)
+        for p in s.encode():
+            o.mux(p)
+    with av.open(str(path)) as c:
+        packets = [(p.pos, p.size) for p in c.demux(video=0) if p.size]
+    data = bytearray(path.read_bytes())
+    at, size = packets[6]  # the frame at 166 ms
+    data[at + 10:at + size - 2] = b"\xff" * (size - 12)
+    path.write_bytes(bytes(data))
+    r = FrameReader(path, threaded=False)
+    got = [(f.index, round(f.time, 3)) for f in r]
+    assert [i for i, _ in got] == [i for i in range(30) if i != 6]
+    assert [t for _, t in got] == [round(t / 1000, 3) for i, t in enumerate(pts) if i != 6]
+    assert r.stats.error.startswith(f"{path}: video damaged: 1 corrupt packet(s) skipped, 1 frame(s) lost: 6 (")

@@ -535,6 +535,9 @@ class FrameReader:
         gaps: list[tuple[int, int]] = []  # their frame numbers (first, last)
         times: list[float] = []  # the first frames' times, while the rate is unknown
         self._concealed: list[int] = []  # frames the decoder flagged corrupt (their numbers; analysed as they are)
+        on_grid = True  # every step between frames so far a whole number of the clip's usual step (not variable-rate)
+        steps: list[float] = []  # the first steps between frames, for the usual one
+        attributed = 0  # corrupt packets and out-of-order frames already placed as lost frames (variable rate)
         it = self._in_time_order(self._decoded())
         t0 = time.perf_counter()
         try:
@@ -545,13 +548,26 @@ class FrameReader:
                 if not st.rate and frame.pts is not None and len(times) < RATE_FRAMES:
                     st.rate = _rate_from(times, t)  # no declared rate (browser WebM): from the first frames
                 corrupt = bool(getattr(frame, "is_corrupt", False))  # decoded with errors FFmpeg concealed
-                if ((self._bad_packets or self._disordered or self._concealed or corrupt) and frame.pts is not None
-                        and st.rate):
+                damaged = bool(self._bad_packets or self._disordered or self._concealed or corrupt)
+                if on_grid and st.decoded > 1 and t > st.last_time:
+                    if len(steps) < 32:
+                        steps.append(t - st.last_time)
+                    if len(steps) >= 3:
+                        ratio = (t - st.last_time) / float(np.median(steps))
+                        on_grid = abs(ratio - round(ratio)) <= 0.25
+                if damaged and frame.pts is not None and st.rate:
                     # frames lost in skipped packets: the next frames keep their own numbers (by their time),
                     # so ``frame`` still matches the file (and another tool's rows) after the damage. With an
-                    # estimated rate, from the jump since the last frame only (its small error would add up)
-                    gap = (round(t * st.rate) - index if self._rate else
-                           max(0, round((t - st.last_time) * st.rate) - 1) if st.decoded > 1 else 0)
+                    # estimated rate, from the jump since the last frame only (its small error would add up). A
+                    # variable-rate clip's times say nothing of its numbers (a screen recording's pause read as
+                    # 127 frames lost where one packet was): a jump holds at most the packets and frames skipped
+                    # and not yet placed
+                    jump = max(0, round((t - st.last_time) * st.rate) - 1) if st.decoded > 1 else 0
+                    if self._rate and not on_grid:
+                        gap = min(jump, self._bad_packets + self._disordered - attributed)
+                        attributed += max(0, gap)
+                    else:
+                        gap = round(t * st.rate) - index if self._rate else jump
                     if gap > 0:
                         gaps.append((index, index + gap - 1))
                         lost += gap
