@@ -155,6 +155,33 @@ def test_unwritable_cache_falls_back_to_full_hashing(tmp_path: Path, monkeypatch
     assert len(calls) == 2
 
 
+def test_a_cache_file_that_cannot_be_replaced_leaves_no_temporary_copies(private_cache: Path) -> None:
+    """Where verified-models.json could not be replaced (a folder of that name, a full disk), each run left its
+    temporary copy behind: 14 files per run."""
+    record = private_cache / "aulib" / "verified-models.json"
+    record.mkdir(parents=True)  # os.replace onto a folder fails, as on a full disk
+    sha = read_manifest()["models"]["au_svm.npz"]["sha256"]
+    verify(MODELS_DIR / "au_svm.npz", sha)
+    assert sorted(p.name for p in record.parent.iterdir()) == ["verified-models.json"]
+
+
+def test_a_bank_with_nan_weights_and_a_valid_checksum_is_refused(tmp_path: Path) -> None:
+    """A training run that wrote NaN weights records a valid checksum: every face then got NaN probabilities,
+    read as "absent", with success=1 and no word."""
+    import numpy as np
+
+    from aulib.au.models import AUIntensity, AUOccurrence
+
+    for cls, name, key in ((AUOccurrence, "au_svm.npz", "coef"), (AUIntensity, "au_svr.npz", "intercept")):
+        with np.load(MODELS_DIR / name) as z:
+            arrays = dict(z)
+        arrays[key] = arrays[key] * np.nan
+        bad = tmp_path / name
+        np.savez(bad, **arrays)
+        with pytest.raises(ModelFileError, match=rf"^{bad}: {key} holds NaN or infinite values"):
+            cls.load(bad)
+
+
 def test_embedding_output_edit_equals_the_onnx_package_edit() -> None:
     """The protobuf-level edit gives the very bytes ``onnx`` would produce (onnx is a dev/train extra)."""
     onnx = pytest.importorskip("onnx")

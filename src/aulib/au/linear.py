@@ -71,6 +71,13 @@ class LinearBank:
                   np.asarray(threshold, dtype=np.float32))
         if not (len(arrays[0]) == len(arrays[3]) == len(arrays[4]) == k and arrays[1].shape == arrays[2].shape == (d,)):
             raise ValueError("inconsistent array shapes in linear model bank")
+        # a training run that produced NaN or infinite weights (its checksum recorded as valid) gave every face
+        # NaN probabilities, read as "absent", without a word; a zero scale divides by zero
+        bad = [n for n, a in zip(("mean", "scale", "intercept", "threshold", "coef"), (*arrays[1:], coef))
+               if not np.isfinite(a).all()]
+        if bad or not (arrays[2] != 0).all():
+            raise ValueError(f"{', '.join(bad) or 'scale'} holds {'NaN or infinite' if bad else 'zero'} values: "
+                             "not a usable model (retrain it)")
         self.aus_, self.mean_, self.scale_, self.intercept_, self.threshold_ = arrays
         self.coef_ = coef
         self.feature_version_ = str(feature_version)

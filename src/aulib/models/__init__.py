@@ -18,6 +18,7 @@ of the same unchanged file only ``stat`` it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -93,15 +94,22 @@ def _remember(real: str, ident: str, sha: str) -> None:
     """Record a fully hashed file in the user cache; silently does nothing where it is unwritable."""
     _VERIFIED[f"{real}|{ident}"] = sha
     cache = _cache_file()
+    tmp = None
     try:
         data = _read_cache()
         data[real] = {"stat": ident, "sha256": sha}
         cache.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile("w", dir=cache.parent, prefix=".verified-", delete=False) as f:
+            tmp = f.name
             json.dump(data, f, indent=1, sort_keys=True)
-        os.replace(f.name, cache)  # atomic: concurrent processes never read a half-written file
+        os.replace(tmp, cache)  # atomic: concurrent processes never read a half-written file
+        tmp = None
     except OSError:
         pass
+    finally:  # a full disk, or a folder where the file should be: its temporary copy was left, 14 per run
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
 
 def _cached_sha256(real: str, ident: str) -> str | None:
