@@ -108,3 +108,16 @@ def test_output_names_that_cannot_be_used_are_refused_in_their_own_words(tmp_pat
     res = runner.invoke(app, ["analyze", clip, "--max-frames", "2", "--overlay", str(tmp_path / "frames.gif"), "-o",
                               str(tmp_path / "t.csv")])
     assert res.exit_code == 0 and (tmp_path / "frames.gif" / "single_face_overlay.mp4").is_file(), res.output
+
+
+def test_the_report_and_help_show_on_a_latin1_terminal():
+    """On a Latin-1 or cp1252 terminal the report, ``demo`` and ``--help`` failed: "'latin-1' codec can't encode
+    character '\\u2013'", exit 2, nothing shown. Characters the terminal cannot show become "?"."""
+    import os
+
+    for args in (["analyze", str(sample("single_face.jpg"))], ["analyze", "--help"]):
+        res = subprocess.run([sys.executable, "-m", "aulib", *args], capture_output=True, timeout=120,
+                             env={**os.environ, "PYTHONIOENCODING": "latin-1"})
+        out = res.stdout.decode("latin-1")
+        assert res.returncode == 0, res.stderr.decode("latin-1")
+        assert ("happiness" in out) if args[1] != "--help" else ("Usage: aulib analyze" in out)

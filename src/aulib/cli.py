@@ -847,6 +847,9 @@ def _register_au(path: Path, rep: dict, command: str) -> None:
 def main() -> None:
     """Entry point (``python -m aulib.cli``); the console script may call ``app`` directly, errors are
     handled the same way by :class:`_ErrorHandlingGroup`."""
+    from aulib.console import tolerant_streams
+
+    tolerant_streams()
     app(prog_name="aulib")
 
 

@@ -11,8 +11,23 @@ from __future__ import annotations
 import sys
 
 
+def tolerant_streams() -> None:
+    """Let stdout and stderr show what their encoding cannot with ``?`` instead of failing: on a Latin-1 or
+    cp1252 terminal (``PYTHONIOENCODING=latin-1``, Windows consoles) the report, ``demo`` and ``--help`` ended
+    with "'latin-1' codec can't encode character '\\u2013'" and exit 2, the table written but nothing shown."""
+    for stream in (sys.stdout, sys.stderr):
+        encoding = (getattr(stream, "encoding", None) or "").lower().replace("_", "-")
+        if encoding in ("utf-8", "utf8"):
+            continue
+        try:
+            stream.reconfigure(errors="replace")  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):  # not a text stream aulib can change: left as it is
+            pass
+
+
 def main() -> None:
     """Load the command line, then run it; a Ctrl-C while it loads is said in one line (exit 130)."""
+    tolerant_streams()
     try:
         from aulib.cli import app
     except KeyboardInterrupt:
