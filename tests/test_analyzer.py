@@ -279,3 +279,33 @@ def test_frame_numbers_and_video_callbacks_of_the_wrong_type_are_refused():
     for kw, err in (({"stats": 5}, TypeError), ({"progress": 5}, TypeError), ({"smooth_sigma": "x"}, ValueError)):
         with pytest.raises(err, match=next(iter(kw))):
             a.analyze(clip, max_frames=2, **kw)
+
+
+def test_api_options_and_inputs_are_checked_like_the_rest(tmp_path):
+    """Accepted before, silently: ``smooth=1`` (kept as 1), ``threaded="no"`` (read as True), ``chunk_rows=0`` or
+    -5 (empty tables, one per frame), an all-NaN float image (black: "no face detected"); and ``get`` /
+    ``analyze_frame`` read a bytes path as an array ("array of shape ()"), ``analyze`` an array of paths as one
+    image. Checked now, the paths read."""
+    import numpy as np
+    import pytest
+
+    from aulib.io import ImageReadError
+
+    from .conftest import sample
+
+    a = Analyzer()
+    clip = sample("single_face.mp4")
+    with pytest.raises(ValueError, match="smooth must be True, False, 'offline' or 'causal', not 1"):
+        Analyzer(smooth=1)
+    with pytest.raises(TypeError, match="threaded must be True or False, not 'no'"):
+        a.analyze(clip, max_frames=2, threaded="no")
+    for bad in (0, -5):
+        with pytest.raises(ValueError, match=f"chunk_rows must be a whole number ≥ 1, not {bad}"):
+            list(a.iter_tables(clip, max_frames=2, chunk_rows=bad))
+    with pytest.raises(ImageReadError, match="no finite value"):
+        a.get(np.full((64, 64, 3), np.nan))
+    photo, group = str(sample("single_face.jpg")), str(sample("multi_face.jpg"))
+    assert len(a.get(photo.encode())) == 1
+    assert a.analyze_frame(photo.encode())["input"].tolist() == [photo]
+    df = a.analyze(np.array([photo, group]))
+    assert df.groupby("input").size().to_dict() == {photo: 1, group: 5}

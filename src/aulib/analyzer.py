@@ -127,9 +127,8 @@ class Analyzer:
         elif emotion_model == "multitask":
             self.cnn = MultitaskCNN()
         self.mt_aus: list[int] = list(self.cnn.aus) if isinstance(self.cnn, MultitaskCNN) else []
-        if smooth not in (True, False, "offline", "causal"):
-            raise ValueError(f"smooth must be True, False, 'offline' or 'causal', not {smooth!r}")
-        self.smooth = smooth
+        check_smoothing(smooth)
+        self.smooth = bool(smooth) if isinstance(smooth, np.bool_) else smooth
         self.pose = HeadPose(intrinsics)
         self.gaze = Gaze(self.pose)
         self.with_gaze = bool(gaze)
@@ -209,6 +208,7 @@ class Analyzer:
         """
         if cropped is not None:
             _check_flag("cropped", cropped)  # cropped="no" was read as True
+        image = _as_path(image)
         rgb = read_image(image) if isinstance(image, (str, os.PathLike)) else to_rgb(image, order)
         if self.tta:  # the image-mode networks load while this image's faces are found
             for extra in (self._second, self._au_heads):
@@ -293,6 +293,7 @@ class Analyzer:
             raise TypeError(f"timestamp must be a finite number of seconds, not {timestamp!r}")
         if not isinstance(input_name, str):
             raise TypeError(f"input_name must be a string, not {type(input_name).__name__}")
+        image = _as_path(image)
         if isinstance(image, (str, os.PathLike)) and not input_name:
             input_name = str(image)
         _import_pandas()
@@ -367,6 +368,8 @@ class Analyzer:
         in the list (its rows: ``input`` empty, ``frame`` its position in the list): users of other
         tools pass arrays here, which used to be read as a list of paths."""
         _refuse_contents(paths)
+        if isinstance(paths, np.ndarray) and paths.dtype.kind in "US" and paths.ndim <= 1:
+            paths = [str(p) for p in paths.reshape(-1)]  # np.array([p1, p2]) of paths was read as an image
         if isinstance(paths, (str, bytes, os.PathLike, np.ndarray)) or _is_pil(paths):
             paths = [paths]  # type: ignore[list-item]
         elif hasattr(paths, "read") or isinstance(paths, Mapping):
@@ -412,12 +415,26 @@ def _rebuild(cls: type[Analyzer], settings: dict) -> Analyzer:
     return cls(**settings)
 
 
+def check_smoothing(smooth: object) -> None:
+    """ValueError unless ``smooth`` is True, False (numpy's bools too), 'offline' or 'causal': ``smooth=1``
+    passed the membership test (1 == True) and was kept as 1."""
+    if not (isinstance(smooth, (bool, np.bool_)) or smooth in ("offline", "causal")):
+        raise ValueError(f"smooth must be True, False, 'offline' or 'causal', not {smooth!r}")
+
+
 def _check_flag(name: str, value: object) -> bool:
     """``value`` if it is a bool (numpy's too), else TypeError naming the option: a string like "no" or
     "false" is truthy and was silently read as True."""
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
     raise TypeError(f"{name} must be True or False, not {value!r}")
+
+
+def _as_path(image: object) -> object:
+    """A bytes file name as text (``analyze`` took ``b"/photo.jpg"``; ``get`` and ``analyze_frame`` read it
+    as an array, "array of shape ()"); a file's contents given as bytes are refused."""
+    _refuse_contents(image)
+    return os.fsdecode(image) if isinstance(image, bytes) else image
 
 
 def _refuse_contents(x: object) -> None:

@@ -120,6 +120,9 @@ def to_8bit(a: np.ndarray, full_scale: float | None = None) -> np.ndarray:
     f = a.astype(np.float32) if a.dtype.itemsize <= 2 else a.astype(np.float64)
     if np.issubdtype(a.dtype, np.floating):
         finite = np.isfinite(f)
+        if f.size and not finite.any():  # read as black, it gave "no face detected" as if it were a photo
+            raise ImageReadError(f"array of dtype {a.dtype} with no finite value (every pixel NaN or infinite): "
+                                 "not an image")
         hi = _robust_max(f[finite]) if finite.any() else 0.0
         f = np.where(np.isnan(f), 0.0, np.where(np.isposinf(f), hi, f))
     else:
@@ -627,7 +630,18 @@ def _heif_opener() -> bool:
 
 
 def _read_image_file(f: IO[bytes], p: str) -> np.ndarray:
-    """:func:`read_image` on an open, seekable binary file; ``p`` names it in messages."""
+    """:func:`read_image` on an open, seekable binary file; ``p`` names it in every message (the conversion of
+    decoded pixels said "array of dtype float32 …" without naming the file)."""
+    try:
+        return _decode_image_file(f, p)
+    except ImageReadError as e:
+        if str(e).startswith(p):
+            raise
+        raise ImageReadError(f"{p}: {e}") from None
+
+
+def _decode_image_file(f: IO[bytes], p: str) -> np.ndarray:
+    """The decoding of :func:`_read_image_file`."""
     if _heif_brand(f) and not _heif_opener():
         raise ImageReadError(f"{p}: a HEIC/HEIF photo; reading it needs the optional decoder "
                              "(pip install 'aulib[heif]'), or convert it to JPEG")

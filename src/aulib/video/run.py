@@ -384,10 +384,13 @@ def iter_video_rows(
     if stats is not None and not isinstance(stats, dict):
         raise TypeError(f"stats must be a dict (it receives decode counters) or None, not {type(stats).__name__}")
     check_sigma(smooth_sigma, "smooth_sigma")  # also when smoothing is off, before the file opens
-    if smooth not in (True, False, "offline", "causal"):
-        raise ValueError(f"smooth must be True, False, 'offline' or 'causal', not {smooth!r}")
-    if not isinstance(interpolate, (bool, np.bool_)):
-        raise TypeError(f"interpolate must be True or False, not {interpolate!r}")
+    from aulib.analyzer import check_smoothing
+
+    check_smoothing(smooth)
+    check_count("chunk_rows", chunk_rows)  # 0 or -5 gave empty tables, one per frame
+    for flag, value in (("interpolate", interpolate), ("threaded", threaded)):
+        if not isinstance(value, (bool, np.bool_)):  # threaded="no" was read as True
+            raise TypeError(f"{flag} must be True or False, not {value!r}")
     # sparse network frames only where the offline smoothing averages neighbours anyway
     gap = KEY_GAP_SIGMAS * float(smooth_sigma) if interpolate and smooth in (True, "offline") else 0.0
     cols = trace_columns(models.aus)
