@@ -121,3 +121,14 @@ def test_the_report_and_help_show_on_a_latin1_terminal():
         out = res.stdout.decode("latin-1")
         assert res.returncode == 0, res.stderr.decode("latin-1")
         assert ("happiness" in out) if args[1] != "--help" else ("Usage: aulib analyze" in out)
+
+
+def test_training_refuses_an_unusable_out_or_reports_folder_before_it_trains(tmp_path):
+    """``aulib train svm/svr`` found an --out or --reports folder it could not write only after the whole
+    cross-validation had run."""
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    for args, bad in ((["train", "svm", "--out", str(blocker / "models")], blocker / "models"),
+                      (["train", "svr", "--reports", str(blocker / "r")], blocker / "r")):
+        res = runner.invoke(app, [*args, "--data", str(tmp_path / "no-data")])
+        assert res.exit_code == 2 and f"{bad}: cannot write there (Not a directory)" in res.output, res.output

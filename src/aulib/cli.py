@@ -17,6 +17,7 @@ import math
 import os
 import re
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
@@ -705,6 +706,7 @@ def train_svm_cmd(data: Path = DATA, out: Path | None = typer.Option(
     from aulib.training.au import train_svm, write_report
 
     out = out or MODELS_DIR
+    _writable_folders(out, reports or REPORTS)
     rep = train_svm(_data_dir(data, "ckplus48"), out, cache_dir=cache or CACHE, log=err.print)
     md = write_report(rep, None, reports or REPORTS)
     _register_au(out / "au_svm.npz", rep, "aulib train svm")
@@ -723,6 +725,7 @@ def train_svr_cmd(data: Path = DATA, out: Path | None = typer.Option(
     from aulib.training.au import train_svr, write_report
 
     out = out or MODELS_DIR
+    _writable_folders(out, reports or REPORTS)
     rep = train_svr(_data_dir(data, "ckplus48"), out, cache_dir=cache or CACHE, log=err.print)
     md = write_report(None, rep, reports or REPORTS)
     _register_au(out / "au_svr.npz", rep, "aulib train svr")
@@ -826,6 +829,18 @@ def evaluate_cnn_cmd(data: Path = DATA,
     result = evaluate_emotion(_data_dir(data, "ferplus", "ckplus48"), cache_dir=cache or CACHE,
                               report_dir=reports or REPORTS, bench=bench, update_manifest=update_manifest)
     _out(render_markdown(result))
+
+
+def _writable_folders(*folders: Path) -> None:
+    """Usage error unless each folder exists or can be made, and takes a file: checked before a training run,
+    whose --out or --reports were found unusable only after its whole cross-validation."""
+    for folder in folders:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as e:
+            _fail(escape(f"{folder}: cannot write there ({e.strerror or e})"))
 
 
 def _register_au(path: Path, rep: dict, command: str) -> None:
