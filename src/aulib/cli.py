@@ -860,12 +860,10 @@ def _register_au(path: Path, rep: dict, command: str) -> None:
 
 
 def main() -> None:
-    """Entry point (``python -m aulib.cli``); the console script may call ``app`` directly, errors are
-    handled the same way by :class:`_ErrorHandlingGroup`."""
-    from aulib.console import tolerant_streams
+    """Entry point (``python -m aulib.cli``): the console script's (:func:`aulib.console.main`)."""
+    from aulib.console import main as console_main
 
-    tolerant_streams()
-    app(prog_name="aulib")
+    console_main()
 
 
 if __name__ == "__main__":  # pragma: no cover

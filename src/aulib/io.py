@@ -347,13 +347,6 @@ def _tiff_tags(f: IO[bytes]) -> dict[int, int]:
     return tags
 
 
-def _tiff_size(f: IO[bytes]) -> tuple[int, int] | None:
-    """(width, height) from a TIFF's first directory (tags 256/257), read without decoding; None when
-    the header cannot be followed (the file position is left anywhere)."""
-    tags = _tiff_tags(f)
-    return (tags[256], tags[257]) if 256 in tags and 257 in tags else None
-
-
 def _png_pixels_only(f: IO[bytes], name: str) -> np.ndarray:
     """A PNG's pixels decoded by OpenCV, which skips its metadata: Pillow refuses a PNG whose text or ICC
     chunk decompresses past its limit (a 16 MB ICC profile, a 50 MB comment), and a viewable photo was
@@ -385,16 +378,15 @@ def _opencv_fallback(f: IO[bytes], name: str) -> np.ndarray | None:
     f.seek(0)
     if not f.read(4).startswith((b"II*\x00", b"MM\x00*")):
         return None  # TIFFs only: what else OpenCV reads (EXR, HDR…) is not a face photo
-    size = _tiff_size(f)
-    if size is not None:
-        _check_pixels(size[0], size[1], name)
+    tags = _tiff_tags(f)
+    if 256 in tags and 257 in tags:  # width, height
+        _check_pixels(tags[256], tags[257], name)
     f.seek(0)
     data = f.read(MAX_FALLBACK_BYTES + 1)
     if len(data) > MAX_FALLBACK_BYTES:
         raise ImageReadError(f"{name}: a TIFF of over {MAX_FALLBACK_BYTES >> 30} GB in a format Pillow cannot read")
     a = _quiet_imdecode(data, cv2.IMREAD_UNCHANGED)
     if a is None or a.ndim not in (2, 3) or min(a.shape[:2]) < 1:
-        tags = _tiff_tags(f)
         if tags.get(339) == 3 and tags.get(258) == 16:  # half floats: a valid TIFF (tifffile reads it) was "corrupt"
             raise ImageReadError(f"{name}: a 16-bit floating-point (half precision) TIFF, which neither Pillow nor "
                                  "OpenCV decodes; save it with 8- or 16-bit integer or 32-bit float samples")

@@ -536,7 +536,8 @@ class FrameReader:
         times: list[float] = []  # the first frames' times, while the rate is unknown
         self._concealed: list[int] = []  # frames the decoder flagged corrupt (their numbers; analysed as they are)
         on_grid = True  # every step between frames so far a whole number of the clip's usual step (not variable-rate)
-        steps: list[float] = []  # the first steps between frames, for the usual one
+        steps: list[float] = []  # the first steps between frames, for the usual one (their median)
+        usual = 0.0
         attributed = 0  # corrupt packets and out-of-order frames already placed as lost frames (variable rate)
         it = self._in_time_order(self._decoded())
         t0 = time.perf_counter()
@@ -552,8 +553,9 @@ class FrameReader:
                 if on_grid and st.decoded > 1 and t > st.last_time:
                     if len(steps) < 32:
                         steps.append(t - st.last_time)
+                        usual = float(np.median(steps))
                     if len(steps) >= 3:
-                        ratio = (t - st.last_time) / float(np.median(steps))
+                        ratio = (t - st.last_time) / usual
                         on_grid = abs(ratio - round(ratio)) <= 0.25
                 if damaged and frame.pts is not None and st.rate:
                     # frames lost in skipped packets: the next frames keep their own numbers (by their time),

@@ -384,13 +384,12 @@ def iter_video_rows(
     if stats is not None and not isinstance(stats, dict):
         raise TypeError(f"stats must be a dict (it receives decode counters) or None, not {type(stats).__name__}")
     check_sigma(smooth_sigma, "smooth_sigma")  # also when smoothing is off, before the file opens
-    from aulib.analyzer import check_smoothing
+    from aulib.analyzer import _check_flag, check_smoothing
 
     check_smoothing(smooth)
     check_count("chunk_rows", chunk_rows)  # 0 or -5 gave empty tables, one per frame
-    for flag, value in (("interpolate", interpolate), ("threaded", threaded)):
-        if not isinstance(value, (bool, np.bool_)):  # threaded="no" was read as True
-            raise TypeError(f"{flag} must be True or False, not {value!r}")
+    _check_flag("interpolate", interpolate)
+    _check_flag("threaded", threaded)  # threaded="no" was read as True
     # sparse network frames only where the offline smoothing averages neighbours anyway
     gap = KEY_GAP_SIGMAS * float(smooth_sigma) if interpolate and smooth in (True, "offline") else 0.0
     cols = trace_columns(models.aus)
