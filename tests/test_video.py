@@ -370,6 +370,21 @@ def test_a_scene_cut_starts_new_tracks_and_smoothing_stops_there(analyzer, tmp_p
     np.testing.assert_allclose(last.pose_Ry, ref.pose_Ry[ref.frame.between(40, 44)], atol=0.01)
 
 
+@pytest.mark.parametrize("light", ["lamp", "exposure", "flicker"])
+def test_a_change_of_the_light_is_not_a_scene_cut(analyzer, tmp_path, light):
+    """The same still face under a lamp switched on (+25 gray levels), an auto-exposure step (×1.3) or a
+    fluorescent flicker (±20 on alternate frames): the plain thumbnail difference took each for a scene cut,
+    the face got a new id there (flicker: 40 ids in 40 frames) and its traces were not smoothed across it.
+    A cut to another shot is still one (test_a_scene_cut_starts_new_tracks_and_smoothing_stops_there)."""
+    face = read_image(sample("single_face.jpg"))[:480, :640].astype(np.float32)
+    change = {"lamp": lambda i: face + 25 * (i >= 12), "exposure": lambda i: face * (1 + 0.3 * (i >= 12)),
+              "flicker": lambda i: face + (20 if i % 2 else -20)}[light]
+    clip = tmp_path / "light.mp4"
+    _write(clip, [np.clip(change(i), 0, 255).astype(np.uint8) for i in range(24)])
+    df = table(analyzer, clip)
+    assert len(df) == 24 and (df.success == 1).all() and df.face.nunique() == 1
+
+
 def _side_by_side(n: int, hide_right=range(0), whole: bool = True) -> list[np.ndarray]:
     """n frames: single_face.mp4 on the left, the Pexels clip on the right; in the frames of
     ``hide_right`` that half is black (``whole``: a camera turned off) or its face is behind a grey board."""

@@ -38,6 +38,11 @@ DEFAULT_DETECT_EVERY = 10
 # rest of the detection interval. Measured: within a shot ≤ 4.6 (WolfgangLanger_Pexels.mp4, a
 # moving speaker), at the cuts of face_noface.mov 97–145.
 SCENE_CUT = 20.0
+# Largest change of contrast (ratio of the two thumbnails' standard deviations) that :func:`difference` may
+# take for a change of the light rather than of the scene: an auto-exposure step (×1.3), a lamp switched on
+# (+25 gray levels), a fluorescent tube's flicker (±20 on alternate frames). A frame going black or flat, or
+# a shot of another contrast, changes it more and is compared as it is.
+LIGHT_GAIN = 1.6
 # A followed face whose masked crop correlates less than this with the previous frame's (28×28, inside
 # the face mask) is re-detected: dlib's predictor fits a face into whatever the box holds, so when a
 # face leaves a still background or jumps away between scans, its track went on "finding" a face in
@@ -149,11 +154,47 @@ def face_motion(before: np.ndarray, after: np.ndarray,
     return x + dx, y + dy, w, h
 
 
-def region_changed(before: np.ndarray, after: np.ndarray, box: Any, shift: tuple[float, float] = (0.0, 0.0)) -> bool:
+Light = tuple[float, float]  # (gain, offset) taking one frame's gray levels to another's light
+NO_CHANGE: Light = (1.0, 0.0)
+
+
+def light_change(before: np.ndarray, after: np.ndarray) -> Light:
+    """How the light changed from thumbnail ``before`` to ``after``: the gain and offset that give ``before``
+    the mean and standard deviation of ``after``, when the ratio of the deviations is within
+    :data:`LIGHT_GAIN` (else, or for a flat thumbnail, :data:`NO_CHANGE`: a frame gone black or flat, or a
+    shot of another contrast, is not a change of the light)."""
+    sb, sa = float(before.std()), float(after.std())
+    if sb < 1.0 or sa < 1.0 or not 1 / LIGHT_GAIN <= sa / sb <= LIGHT_GAIN:
+        return NO_CHANGE
+    return sa / sb, float(after.mean()) - sa / sb * float(before.mean())
+
+
+def difference(before: np.ndarray, after: np.ndarray, light: Light | None = None) -> float:
+    """Mean absolute difference (0–255) of two same-size thumbnails once a change of the light is undone:
+    ``light`` (gain, offset) applied to ``before``, by default the frames' own :func:`light_change`. The
+    smaller of that and the plain difference.
+
+    The plain difference took a lamp switched on (+25 gray levels) or an exposure step (×1.3) for a scene
+    cut: the same still face got a new ``face_id`` there, and a ±20 flicker gave it 40 ids in 40 frames (so
+    its traces were neither smoothed nor calibrated). Two different shots keep their difference (matching the
+    mean and spread of unrelated pictures leaves them unrelated)."""
+    plain = float(np.abs(before - after).mean())
+    if plain <= SCENE_CUT:
+        return plain
+    gain, offset = light_change(before, after) if light is None else light
+    if (gain, offset) == NO_CHANGE:
+        return plain
+    return min(plain, float(np.abs(before * gain + offset - after).mean()))
+
+
+def region_changed(before: np.ndarray, after: np.ndarray, box: Any, shift: tuple[float, float] = (0.0, 0.0),
+                   light: Light = NO_CHANGE) -> bool:
     """Whether the face in the (x, y, w, h) ``box`` changed like a scene cut between two frames: the mean
     absolute difference of 16×16 thumbnails (0–255) of the box's middle in ``before`` and of the same box moved
     by the camera's ``shift`` (pixels, :func:`camera_motion`) in ``after`` above :data:`SCENE_CUT` (a box
-    outside either frame: changed)."""
+    outside either frame: changed), with the whole frame's change of ``light`` undone — the face's own
+    region is not matched to itself: another person's face, given the first one's mean and spread, looked
+    like it."""
     h, w = after.shape[:2]
     if before.shape[:2] != after.shape[:2]:
         return True
@@ -165,7 +206,7 @@ def region_changed(before: np.ndarray, after: np.ndarray, box: Any, shift: tuple
         if x1 - x0 < 2 or y1 - y0 < 2:
             return True
         small.append(cv2.resize(f[y0:y1, x0:x1], (16, 16), interpolation=cv2.INTER_AREA).astype(np.float32))
-    return float(np.abs(small[0] - small[1]).mean()) > SCENE_CUT
+    return difference(small[0], small[1], light) > SCENE_CUT
 
 
 def _sampled(image: np.ndarray) -> np.ndarray:
@@ -193,9 +234,10 @@ def still_changed(before: np.ndarray, after: np.ndarray) -> float:
     return camera_motion(before, after)[0]
 
 
-def camera_motion(before: np.ndarray, after: np.ndarray) -> tuple[float, tuple[float, float]]:
-    """(the :func:`thumbnail` difference of two frames once the camera's motion between them is undone, that
-    motion: how far the scene moved from ``before`` to ``after``, in pixels): the middle of ``after`` (all but a
+def camera_motion(before: np.ndarray, after: np.ndarray) -> tuple[float, tuple[float, float], Light]:
+    """(the :func:`thumbnail` difference of two frames once the camera's motion between them and a change of
+    the light are undone, that motion: how far the scene moved from ``before`` to ``after``, in pixels, and that
+    :func:`light_change`): the middle of ``after`` (all but a
     sixth of each side) is found in ``before`` (OpenCV template matching at ≈ 160 px wide, shifts up to a sixth
     of the frame) and the two matched regions are compared as thumbnails (inf: frames of different sizes).
 
@@ -205,17 +247,25 @@ def camera_motion(before: np.ndarray, after: np.ndarray) -> tuple[float, tuple[f
     face_noface.mov 98 and 127; a black box dropped over 40 % of the frame 49–57."""
     a, b = _sampled(before).astype(np.float32), _sampled(after).astype(np.float32)
     if a.shape != b.shape:
-        return float("inf"), (0.0, 0.0)
+        return float("inf"), (0.0, 0.0), NO_CHANGE
     h, w = b.shape[:2]
     mx, my = max(1, w // 6), max(1, h // 6)
     if h - 2 * my < 2 or w - 2 * mx < 2:
-        return float("inf"), (0.0, 0.0)
+        return float("inf"), (0.0, 0.0), NO_CHANGE
     middle = b[my:h - my, mx:w - mx]
     y, x = np.unravel_index(int(cv2.matchTemplate(a, middle, cv2.TM_SQDIFF).argmin()), (2 * my + 1, 2 * mx + 1))
     matched = a[y:y + middle.shape[0], x:x + middle.shape[1]]
     thumbs = [cv2.resize(m, (32, 18), interpolation=cv2.INTER_AREA) for m in (matched, middle)]
     k = after.shape[1] / w  # full-size pixels per sampled pixel
-    return float(np.abs(thumbs[0] - thumbs[1]).mean()), (float(mx - x) * k, float(my - y) * k)
+    # the light counts only where it is what changed: a change it leaves above SCENE_CUT is a cut, and one the
+    # camera's motion alone explains needs none (the gain and offset of a frame where three people were
+    # replaced by others made their own regions look unchanged)
+    change, light = difference(*thumbs, NO_CHANGE), NO_CHANGE
+    if change > SCENE_CUT:
+        relit = difference(*thumbs, light_change(*thumbs))
+        if relit <= SCENE_CUT:
+            change, light = relit, light_change(*thumbs)
+    return change, (float(mx - x) * k, float(my - y) * k), light
 
 
 class FaceFollower:
@@ -383,18 +433,18 @@ class FaceFollower:
         thumb = thumbnail(image) if thumb is None else thumb  # a reader may have made it (another thread)
         # a cut: the frame changed more than a shot does, even once the camera's own motion is undone
         cut = replaced = False
-        if self._thumb is not None and float(np.abs(thumb - self._thumb).mean()) > SCENE_CUT:
+        if self._thumb is not None and difference(self._thumb, thumb) > SCENE_CUT:
             if self._last_image is None:
                 cut = True
             else:
-                change, shift = camera_motion(self._last_image, image)
+                change, shift, light = camera_motion(self._last_image, image)
                 cut = change > SCENE_CUT
                 if not cut:
                     # the camera moved; a face whose own region changed all the same, its motion undone, is
                     # someone else there now (a cut to the same set from a camera 60 px aside, other people in
                     # it, read 19.5 whole: three of them took the ids of those before)
                     for t in tracks:
-                        if region_changed(self._last_image, image, t.box, shift):
+                        if region_changed(self._last_image, image, t.box, shift, light):
                             self.tracker.end(t.id)
                             replaced = True
                     tracks = [t for t in tracks if t.id in self.tracker.tracks]
