@@ -167,3 +167,37 @@ def test_resume_analyses_again_an_input_that_changed_since_its_rows_were_written
     assert df.groupby("input").size().to_dict() == {str(clip): 72, str(keep): 1, str(photo): 5}
     assert list(df.input.drop_duplicates()) == [str(clip), str(keep), str(photo)]  # the inputs' order
     assert not df.error.fillna("").str.contains("truncated").any()
+
+
+def test_a_scheduler_that_cannot_be_reached_leaves_the_tables_metadata(folder, tmp_path, analyzer):
+    """A run whose --scheduler could not be reached kept the previous table but had already replaced its
+    metadata with its own options: the next --resume with those options was accepted and appended rows made
+    with other ones to the old table (and one with the table's real options was refused)."""
+    files = expand_inputs([folder])[:1]
+    out, per = tmp_path / "t.csv", tmp_path / "per"
+    run_batch(files, SPEC, out=out, per_input=per, video_options=VIDEO, analyzer=analyzer)
+    metas = [out.with_name("t.csv.meta.json"), per / ".aulib-run.meta"]
+    before = [m.read_bytes() for m in metas]
+    with pytest.raises(Exception, match="localhost"):
+        run_batch(files, SPEC, out=out, per_input=per, video_options={"every": 5}, scheduler="localhost")
+    assert [m.read_bytes() for m in metas] == before
+    with pytest.raises(ValueError, match="other options"):
+        run_batch(files, SPEC, out=out, video_options={"every": 5}, resume=True, analyzer=analyzer)
+
+
+def test_run_batch_takes_its_settings_from_the_analyzer_it_is_given(folder, tmp_path):
+    """Dask workers build their own analyzer from the run's spec: given ``analyzer=`` they built the default
+    one (gaze and the image TTA on although the analyzer had them off, while the columns followed it)."""
+    from aulib.analyzer import Analyzer
+
+    a = Analyzer(emotion_model="none", gaze=False, tta=False)
+    assert AnalyzerSpec.of(a) == AnalyzerSpec(emotion_model="none", gaze=False, tta=False)
+    assert AnalyzerSpec.of(a).build().columns == a.columns
+    out = tmp_path / "t.csv"
+    run_batch(expand_inputs([folder])[:1], out=out, analyzer=a)
+    import json
+
+    options = json.loads(out.with_name("t.csv.meta.json").read_text())["options"]
+    assert options["gaze"] is False and options["tta"] is False and options["emotion_model"] == "none"
+    with pytest.raises(ValueError, match="disagree"):
+        run_batch(expand_inputs([folder])[:1], SPEC, out=out, analyzer=a)

@@ -68,6 +68,7 @@ Design choices, and why:
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -106,6 +107,13 @@ class AnalyzerSpec:
     intrinsics: tuple[float, float, float, float] | None = None  # camera fx, fy, cx, cy (pixels); None: OpenFace's
     gaze: bool = True
     tta: bool = True  # images: emotion averaged with the mirror image
+
+    @classmethod
+    def of(cls, analyzer: Analyzer) -> AnalyzerSpec:
+        """The spec that builds ``analyzer`` again (what it pickles as), without its video smoothing default."""
+        settings = dict(analyzer.__reduce__()[1][1])
+        settings.pop("smooth", None)
+        return cls(**settings)
 
     def build(self) -> Analyzer:
         from aulib.analyzer import Analyzer
@@ -472,8 +480,12 @@ def run_differences(old: dict, new: dict) -> list[str]:
     return diffs
 
 
-def _check_meta(meta_path: Path, where: Path, meta: dict, resume: bool, existing_columns: list[str] | None) -> None:
-    """Refuse to resume a table made with other columns/options; then record this run's."""
+def _check_meta(meta_path: Path, where: Path, meta: dict, resume: bool,
+                existing_columns: list[str] | None) -> Callable[[], None]:
+    """Refuse to resume a table made with other columns/options; returns what records this run's, called once
+    the run starts (after the Dask connection: a scheduler that could not be reached had already replaced the
+    table's metadata, so the next ``--resume`` compared its options with the failed run's and mixed two runs'
+    rows in one table)."""
     if resume:
         old = None
         if not meta_path.exists() and _holds_results(where):
@@ -498,6 +510,10 @@ def _check_meta(meta_path: Path, where: Path, meta: dict, resume: bool, existing
         if diffs:
             raise ValueError(f"{table_text(str(where))}: --resume with other options than the run that wrote it "
                              f"({'; '.join(diffs)}): use the same options or a new output")
+    return functools.partial(_write_meta, meta_path, meta)
+
+
+def _write_meta(meta_path: Path, meta: dict) -> None:
     tmp = meta_path.with_name(meta_path.name + ".tmp")
     try:
         tmp.write_text(json.dumps(meta, indent=1), encoding="utf-8")
@@ -1487,7 +1503,8 @@ def run_batch(
     ``out``: one combined table (.csv/.parquet/.json); ``per_input``: a folder with one table per
     input in ``per_input_format``; ``resume``: skip inputs the previous run finished (and redo
     failed ones); it must have used the same options, else ValueError. ``dask`` / ``scheduler``:
-    one Dask task per input. ``analyzer``: reuse an already built one (serial only).
+    one Dask task per input. ``analyzer``: reuse an already built one (Dask workers build theirs from its
+    settings, :meth:`AnalyzerSpec.of`).
     ``keep_table=False``: do not collect the rows in memory (long videos written to a file).
     ``partitioned`` (implied by a URL ``out`` or one ending with ``/``): one Parquet part per
     input under ``out`` plus a manifest (see the module docstring); ``retries``: resubmissions of
@@ -1495,8 +1512,16 @@ def run_batch(
     the output is locked by another process or ``--resume`` does not match; any problem with one
     input is a ``success=0`` row instead.
     """
-    spec = spec or AnalyzerSpec()
     video_options = dict(video_options or {})
+    if analyzer is not None:
+        # the workers of a Dask run build their own analyzer: from this one's settings (they built the default
+        # one, so gaze=False or tta=False were ignored there while the columns followed this one), and the run's
+        # metadata records those too
+        given, spec = spec, AnalyzerSpec.of(analyzer)
+        if given is not None and given != spec:
+            raise ValueError(f"run_batch: spec {given} and analyzer (built as {spec}) disagree: give one of them")
+        video_options.setdefault("smooth", analyzer.smooth)
+    spec = spec or AnalyzerSpec()
     if dask or scheduler:  # a callback cannot travel to a worker process
         video_options.pop("progress", None)
     files, duplicates = dedupe(list(files))
@@ -1523,6 +1548,7 @@ def run_batch(
             return _run_partitioned(files, spec, root, resume, dask, scheduler, workers, overlay, video_options,
                                     progress, analyzer, keep_table, columns, duplicates, meta, retries)
     out = Path(out) if out is not None else None
+    records: list[Callable[[], None]] = []
     with contextlib.ExitStack() as stack:
         if out is not None:
             table_format(out)
@@ -1537,7 +1563,7 @@ def run_batch(
                     existing = table_columns(out)
                 except Exception as e:  # binary garbage, a foreign file: say so, never a parser's words alone
                     raise _not_a_table(out, e) from None
-            _check_meta(out.with_name(out.name + ".meta.json"), out, meta, resume, existing)
+            records.append(_check_meta(out.with_name(out.name + ".meta.json"), out, meta, resume, existing))
         if per_input is not None:
             if per_input.exists() and not per_input.is_dir():  # mkdir's own words were "…: File exists"
                 raise NotADirectoryError(f"{table_text(str(per_input))}: is a file, not a folder: --per-input "
@@ -1546,18 +1572,22 @@ def run_batch(
             stack.enter_context(output_lock(per_input / ".aulib.lock", per_input))
             # the tables' format too: --resume in another one redid every input and left both kinds there
             per_meta = {**meta, "options": {**meta["options"], "format": per_input_format}}
-            _check_meta(per_input / ".aulib-run.meta", per_input, per_meta, resume, None)
+            records.append(_check_meta(per_input / ".aulib-run.meta", per_input, per_meta, resume, None))
         return _run(files, spec, out, per_input, per_input_format, resume, dask, scheduler, workers, overlay,
-                    video_options, progress, analyzer, keep_table, columns, duplicates)
+                    video_options, progress, analyzer, keep_table, columns, duplicates, records)
 
 
 def _run(files: list[Path], spec: AnalyzerSpec, out: Path | None, per_input: Path | None, per_input_format: str,
          resume: bool, dask: bool, scheduler: str | None, workers: int | None, overlay: Path | None,
          video_options: dict, progress: Callable[[Path], None] | None, analyzer: Analyzer | None, keep_table: bool,
-         columns: list[str], duplicates: list[str]) -> BatchResult:
-    conn, (combined, per) = _cluster_then(dask or bool(scheduler), scheduler, workers, lambda: (
-        CombinedSink(out, resume) if out is not None else None,
-        PerInputSink(per_input, per_input_format, files, resume) if per_input is not None else None))
+         columns: list[str], duplicates: list[str], records: list[Callable[[], None]]) -> BatchResult:
+    def sinks() -> tuple[CombinedSink | None, PerInputSink | None]:
+        for record in records:  # the run's metadata, once it is sure to start
+            record()
+        return (CombinedSink(out, resume) if out is not None else None,
+                PerInputSink(per_input, per_input_format, files, resume) if per_input is not None else None)
+
+    conn, (combined, per) = _cluster_then(dask or bool(scheduler), scheduler, workers, sinks)
     todo, skipped = [], []
     # the finished inputs of the table, also as files: "in/a.jpg" then "/data/in/a.jpg" is one input (it was
     # analysed again and the table held it twice)
