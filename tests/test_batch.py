@@ -70,6 +70,35 @@ def test_interrupted_run_keeps_finished_inputs_and_resumes(folder, tmp_path, ana
         pd.testing.assert_series_equal(got["AU12_r"], full["AU12_r"], check_exact=False, rtol=1e-6)
 
 
+def test_a_video_interrupted_part_way_ends_with_a_row_saying_so(folder, tmp_path, analyzer, monkeypatch):
+    """Ctrl-C in the middle of a video: a CSV/JSON table kept the frames done so far, all success=1, and nothing
+    (pandas, aulib plot, aulib report: "266 frames analysed") told them from the whole clip. The input now ends
+    with a success=0 row saying it was interrupted; --resume drops it with the partial rows and redoes it."""
+    import aulib.batch as batch
+
+    clip = [p for p in expand_inputs([folder]) if str(p).endswith(".mp4")]
+    real = batch.iter_input
+
+    def stops_after_one_chunk(*a, **k):
+        chunks = real(*a, **k)
+        yield next(iter(chunks))
+        raise KeyboardInterrupt
+
+    options = {**VIDEO, "chunk_rows": 1}
+    for out in (tmp_path / "t.csv", tmp_path / "t.json"):
+        monkeypatch.setattr(batch, "iter_input", stops_after_one_chunk)
+        with pytest.raises(KeyboardInterrupt):
+            run_batch(clip, SPEC, out=out, video_options=options, analyzer=analyzer)
+        monkeypatch.setattr(batch, "iter_input", real)
+        cut = read_table(out)
+        assert len(cut) >= 2 and cut.success.tolist() == [1] * (len(cut) - 1) + [0]
+        assert f"analysis interrupted after {len(cut) - 1} row(s)" in cut.error.iloc[-1]
+        assert "--resume" in cut.error.iloc[-1]
+        run_batch(clip, SPEC, out=out, video_options=options, resume=True, analyzer=analyzer)
+        whole = read_table(out)
+        assert len(whole) == 4 and (whole.success == 1).all()
+
+
 def test_a_new_run_replaces_the_table_in_every_format(folder, tmp_path, analyzer):
     """Without --resume the output holds this run's inputs only: a Parquet table kept the earlier run's
     rows (while saying "wrote 5 rows"), and one written with other options failed to merge."""

@@ -129,3 +129,43 @@ def test_plot_of_the_real_video(analysed):
     assert res.exit_code == 0, res.output
     assert_real_png(SHOTS / "plot.png", (1000, 600))
     assert_real_png(plot_table(table, SHOTS / "plot_heatmap.png", style="heatmap", smooth=0.5), (1000, 600))
+
+
+def test_report_reads_the_settings_of_partitioned_and_per_input_outputs_and_flags_an_unfinished_run(tmp_path):
+    """A partitioned folder and a --per-input table keep the run's options in their manifest / the folder's
+    .aulib-run.meta: the report said "No run metadata next to the table" for both. A table whose run was
+    stopped (its OUT.done progress log still beside it) was reported as if it were complete."""
+    photo = tmp_path / "in" / "a.jpg"
+    photo.parent.mkdir()
+    shutil.copy(sample("single_face.jpg"), photo)
+    spec = AnalyzerSpec(emotion_model="none")
+    run_batch([photo], spec, out=tmp_path / "part", partitioned=True, video_options={"every": 7})
+    run_batch([photo], spec, per_input=tmp_path / "per", video_options={"every": 7})
+    run_batch([photo], spec, out=tmp_path / "t.csv", video_options={"every": 7})
+    for table in (tmp_path / "part", tmp_path / "per" / "a.jpg.csv", tmp_path / "t.csv"):
+        page = write_report(table, tmp_path / "r.html").read_text(encoding="utf-8")
+        assert "No run metadata" not in page and "<td>every</td><td>7</td>" in page, table
+        assert "has not finished" not in page
+    (tmp_path / "t.csv.done").write_text('{"base": 0}\n')
+    res = runner.invoke(app, ["report", str(tmp_path / "t.csv"), "-o", str(tmp_path / "r.html")])
+    assert res.exit_code == 0 and "has not finished" in res.output, res.output
+    assert "has not finished" in (tmp_path / "r.html").read_text(encoding="utf-8")
+    res = runner.invoke(app, ["plot", str(tmp_path / "t.csv"), "-o", str(tmp_path / "p.png")])
+    assert res.exit_code == 0 and "has not finished" in " ".join(res.output.split()), res.output
+
+
+def test_plot_and_report_refuse_to_write_over_the_table_or_its_input(tmp_path):
+    """``aulib plot t.csv -o photo.jpg`` replaced the analysed photo with the figure (analyze refuses this)."""
+    photo = tmp_path / "a.jpg"
+    shutil.copy(sample("single_face.jpg"), photo)
+    table = tmp_path / "t.csv"
+    run_batch([photo], AnalyzerSpec(emotion_model="none"), out=table)
+    before = photo.read_bytes()
+    for args in (["plot", str(table), "-o", str(photo)], ["plot", str(table), "-o", str(tmp_path / "." / "a.jpg")]):
+        res = runner.invoke(app, args)
+        assert res.exit_code != 0 and "is the input" in res.output, res.output
+    res = runner.invoke(app, ["plot", str(table), "-o", str(tmp_path / "t.png")])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["plot", str(table), "-o", str(tmp_path / "t.png")])  # its own figure: replaced
+    assert res.exit_code == 0, res.output
+    assert photo.read_bytes() == before

@@ -185,12 +185,26 @@ class Tally:
         self.rows += 1
         err = str(r.get("error") or "")
         if not r.get("success") and err.startswith(str(r.get("input") or "") + ":"):
-            self.broke = self.broke or ": analysis failed" in err
+            self.broke = self.broke or ": analysis failed" in err or INTERRUPTED in err
             self.error = self.error or table_text(err)
         else:
             self.all_failed = False
             self.frames.add(int(r.get("frame") or 0))
             self.faces += r.get("success") == 1
+
+
+INTERRUPTED = ": analysis interrupted"
+
+
+def interrupted_row(name: str, t: Tally) -> dict:
+    """The last row of an input whose analysis was stopped (Ctrl-C) after some of its rows were written: a CSV or
+    JSON table kept 266 of a clip's 472 frames, all ``success=1``, and nothing (pandas, ``aulib plot``,
+    ``aulib report``: "266 frames analysed, 11.1 s") told it from the whole clip. ``--resume`` cuts the table
+    back to its last complete input (``OUT.done``), so this row and those before it go and the input is redone."""
+    last = max(t.frames) if t.frames else 0
+    return empty_row(name, f"{name}{INTERRUPTED} after {t.rows} row(s), frames up to {last}: the rows before "
+                           "this one are part of this input only; the same command with --resume finishes it",
+                     frame=last)
 
 
 # ---------------------------------------------------------------------------------- output names
@@ -888,6 +902,7 @@ class PerInputSink:
 
 # ---------------------------------------------------------------------------------- partitioned output
 MANIFEST = "_aulib_manifest.json"
+PER_INPUT_META = ".aulib-run.meta"  # a --per-input folder's run metadata
 MANIFEST_EVERY_S = 5.0  # the manifest is rewritten at most this often (a store rewrites the whole object)
 WORKER_WAIT_S = 60.0  # how long a --scheduler run waits for a first worker before giving up
 
@@ -1572,7 +1587,7 @@ def run_batch(
             stack.enter_context(output_lock(per_input / ".aulib.lock", per_input))
             # the tables' format too: --resume in another one redid every input and left both kinds there
             per_meta = {**meta, "options": {**meta["options"], "format": per_input_format}}
-            records.append(_check_meta(per_input / ".aulib-run.meta", per_input, per_meta, resume, None))
+            records.append(_check_meta(per_input / PER_INPUT_META, per_input, per_meta, resume, None))
         return _run(files, spec, out, per_input, per_input_format, resume, dask, scheduler, workers, overlay,
                     video_options, progress, analyzer, keep_table, columns, duplicates, records)
 
@@ -1628,14 +1643,19 @@ def _run(files: list[Path], spec: AnalyzerSpec, out: Path | None, per_input: Pat
             if per is not None:
                 per.start(p)
             t = Tally()
-            for chunk in chunks:
-                if write_combined:
-                    combined.append(chunk)
-                if per is not None:
-                    per.append(chunk)
-                t.add(chunk)
-                if keep_table:
-                    tables.append(chunk)
+            try:
+                for chunk in chunks:
+                    if write_combined:
+                        combined.append(chunk)
+                    if per is not None:
+                        per.append(chunk)
+                    t.add(chunk)
+                    if keep_table:
+                        tables.append(chunk)
+            except KeyboardInterrupt:
+                if write_combined and t.rows:  # rows of part of a video: say so in the table itself
+                    combined.append(Rows([interrupted_row(name, t)], columns))
+                raise
             if write_combined:
                 combined.commit(name)
             if per is not None:

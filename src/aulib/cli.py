@@ -602,7 +602,17 @@ def plot(
 
     # errors (bad --aus, unknown AU/input/face, foreign table): one line via _ErrorHandlingGroup
     plot_table(table, out, input_name=input_name, face=face, aus=parse_aus(aus), smooth=smooth, style=style)
+    _unfinished(table)
     err.print(f"wrote {escape(str(out))}")
+
+
+def _unfinished(table: Path) -> None:
+    """Warn that ``table`` is from a run that has not finished (``plot``, ``report``)."""
+    from aulib.plot import unfinished_run
+
+    note = unfinished_run(table)
+    if note:
+        err.print(f"[yellow]warning:[/yellow] {escape(note)}")
 
 
 @app.command()
@@ -621,6 +631,7 @@ def report(
     from aulib.report_html import write_report
 
     write_report(table, out, input_name=input_name, face=face, video=video, smooth=smooth or None)
+    _unfinished(table)
     err.print(f"wrote {escape(str(out))}")
 
 

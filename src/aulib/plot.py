@@ -460,6 +460,31 @@ def check_table(df: pd.DataFrame, name: str) -> pd.DataFrame:
     return df
 
 
+def unfinished_run(table: str | Path) -> str | None:
+    """What to say of a table whose run has not finished — its progress log ``OUT.done`` is still beside it
+    (removed when a run completes): stopped or killed, its last input may be cut off — or None."""
+    if os.path.isfile(f"{table}.done"):
+        return (f"{table}: the run that wrote it has not finished ({Path(table).name}.done is beside it): its last "
+                "input may be cut off and others missing; the same aulib analyze command with --resume finishes it")
+    return None
+
+
+def refuse_overwriting(out: str | Path, table: str | Path | None, df: pd.DataFrame,
+                       video: str | Path | None = None) -> None:
+    """ValueError when ``out`` names the table itself, the ``video`` or a (local) input of the table: ``aulib plot
+    t.csv -o photo.jpg`` replaced the analysed photo by the figure without a word (``analyze`` refuses this)."""
+    if not os.path.exists(out):
+        return
+    inputs = df["input"].dropna().astype(str).unique() if "input" in df.columns else []
+    for what, other in [("table", table), ("video", video), *(("input", n) for n in inputs[:10000])]:
+        try:
+            same = other is not None and os.path.samefile(out, other)
+        except (OSError, ValueError):
+            same = False
+        if same:
+            raise ValueError(f"{out}: is the {what} {other}; give the output another name")
+
+
 def read_checked(source: str | Path) -> pd.DataFrame:
     """Read a table file and check it is ``aulib analyze`` output; any parser failure (garbage bytes,
     a foreign format) becomes one ValueError naming the file. Parsers raise many types (pandas,
@@ -475,7 +500,12 @@ def read_checked(source: str | Path) -> pd.DataFrame:
         name, what, read = str(source), "the partitioned table", read_partitioned
     else:
         path = check_regular_file(source, ValueError)
-        name, what, read = str(path), f"a {table_format(path)} table", read_table
+        try:
+            fmt = table_format(path)
+        except ValueError:  # it said "unknown output format" of the table being read
+            raise ValueError(f"{path}: not a table aulib reads (a .csv, .parquet or .json file written by "
+                             "aulib analyze)") from None
+        name, what, read = str(path), f"a {fmt} table", read_table
     try:
         df = read(name)
     except Exception as e:
@@ -501,6 +531,7 @@ def plot_table(source: str | Path | pd.DataFrame, out: str | Path, input_name: s
         raise ValueError(f"{out}: unknown image format (use .png, .jpg, .pdf or .svg)")
     name = "the table" if isinstance(source, pd.DataFrame) else str(source)
     df = check_table(source, name) if isinstance(source, pd.DataFrame) else read_checked(source)
+    refuse_overwriting(out, None if isinstance(source, pd.DataFrame) else source, df)
     try:
         fig = figure(df, input_name, face, aus=aus, smooth=smooth, style=style)
     except (TypeError, KeyError) as e:

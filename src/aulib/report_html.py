@@ -285,15 +285,27 @@ def _unmatched(moments: Sequence[Moment], frames: dict[int, tuple[float, np.ndar
 
 
 def run_metadata(table_path: str | Path | None) -> dict:
-    """The batch runner's sidecar ``OUT.meta.json`` of a table file, or ``{}``."""
+    """The run's metadata (``options``, ``columns``) of a table the batch runner wrote, or ``{}``: the sidecar
+    ``OUT.meta.json`` of a table file, the manifest of a partitioned folder, or the ``.aulib-run.meta`` of the
+    ``--per-input`` folder a table lies in (up the folders it mirrors). The last two read "no run metadata"."""
+    from aulib.batch import MANIFEST, PER_INPUT_META
+
     if table_path is None:
         return {}
-    meta = Path(table_path).with_name(Path(table_path).name + ".meta.json")
-    try:
-        data = json.loads(meta.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    path = Path(table_path)
+    if path.is_dir():
+        candidates = [path / MANIFEST]
+    else:
+        candidates = [path.with_name(path.name + ".meta.json")]
+        candidates += [folder / PER_INPUT_META for folder in path.resolve().parents]
+    for meta in candidates:
+        try:
+            data = json.loads(meta.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and isinstance(data.get("options"), dict):
+            return data
+    return {}
 
 
 def model_versions() -> list[tuple[str, str, str]]:
@@ -352,7 +364,7 @@ def render(df: pd.DataFrame, input_name: str | None = None, face: int | None = N
            table_path: str | Path | None = None, smooth: float | None = 0.5) -> str:
     """The report page (HTML text) for one input of an analysis table (see the module docstring)."""
     import aulib
-    from aulib.plot import clean, figure, input_rows, select, spans_frames, value_groups
+    from aulib.plot import clean, figure, input_rows, select, spans_frames, unfinished_run, value_groups
 
     if df.empty:
         raise ValueError("the table has no rows")
@@ -363,7 +375,7 @@ def render(df: pd.DataFrame, input_name: str | None = None, face: int | None = N
     frames = rows["frame"].nunique()
     with_face = ok["frame"].nunique()
     duration = float(rows["timestamp"].max() - rows["timestamp"].min()) if is_video else 0.0
-    notes = []
+    notes = [] if table_path is None else [n for n in [unfinished_run(table_path)] if n]
     inputs = df["input"].nunique()
     if inputs > 1:
         notes.append(f"The table holds {inputs} inputs; this report covers {name} (choose another with --input).")
@@ -451,7 +463,7 @@ def render(df: pd.DataFrame, input_name: str | None = None, face: int | None = N
     parts.append("<h2>Run settings and models</h2>")
     if meta.get("options"):
         opts = pd.DataFrame([{"setting": k, "value": "–" if v is None else v} for k, v in meta["options"].items()])
-        parts.append("<p class=muted>From the run's metadata file (written by <code>aulib analyze -o</code>).</p>"
+        parts.append("<p class=muted>From the run's metadata (written by <code>aulib analyze</code>).</p>"
                      + _table_html(opts, {}))
     else:
         parts.append("<p class=muted>No run metadata next to the table (it is written as "
@@ -467,7 +479,7 @@ def write_report(source: str | Path | pd.DataFrame, out: str | Path, input_name:
                  face: int | None = None, video: str | Path | None = None, smooth: float | None = 0.5) -> Path:
     """Read a table (path or DataFrame), write its HTML report to ``out``; ValueError naming the file
     for a foreign/broken table, an input/face it lacks, or an unreadable video."""
-    from aulib.plot import check_table, read_checked
+    from aulib.plot import check_table, read_checked, refuse_overwriting
 
     out = Path(out)
     if out.suffix.lower() not in (".html", ".htm"):
@@ -476,6 +488,7 @@ def write_report(source: str | Path | pd.DataFrame, out: str | Path, input_name:
         df, table_path, name = check_table(source, "the table"), None, "the table"
     else:
         df, table_path, name = read_checked(source), source, str(source)
+    refuse_overwriting(out, table_path, df, video)
     try:
         text = render(df, input_name, face, video=video, table_path=table_path, smooth=smooth)
     except (TypeError, KeyError) as e:
