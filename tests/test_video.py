@@ -385,6 +385,19 @@ def test_a_change_of_the_light_is_not_a_scene_cut(analyzer, tmp_path, light):
     assert len(df) == 24 and (df.success == 1).all() and df.face.nunique() == 1
 
 
+def test_a_track_shorter_than_two_seconds_is_not_calibrated_in_either_mode(analyzer, tmp_path):
+    """``--calibrate`` leaves a track seen for under 2 s uncalibrated: running mode calibrated after ten frames
+    (a still smile was subtracted as the neutral face a third of a second in, AU12_r 3.65 → 1.0), and the
+    two-pass mode still re-read the blink columns against the short track's own "open" eyes."""
+    still = tmp_path / "still.mp4"
+    _write(still, [read_image(sample("single_face.jpg"))[:480, :640]] * 30)  # 1.2 s
+    raw = table(analyzer, still)
+    for mode in ("running", "video"):
+        cal = table(analyzer, still, calibrate=mode)
+        for col in ("AU12_r", "AU06_r", "AU45_r", "AU45_c"):
+            np.testing.assert_allclose(cal[col], raw[col], atol=1e-6, err_msg=f"{mode}: {col}")
+
+
 def _side_by_side(n: int, hide_right=range(0), whole: bool = True) -> list[np.ndarray]:
     """n frames: single_face.mp4 on the left, the Pexels clip on the right; in the frames of
     ``hide_right`` that half is black (``whole``: a camera turned off) or its face is behind a grey board."""

@@ -229,7 +229,8 @@ class VideoAnalysis:
                 # how expressive each face is before calibration: picks the frames that define "neutral"
                 scores = np.array([f.au_intensity.sum() for f in ok])
                 if cal.mode == "running":
-                    X = cal.running(np.stack([f.features for f in ok]), [f.id for f in ok], scores)
+                    X = cal.running(np.stack([f.features for f in ok]), [f.id for f in ok], scores,
+                                    [t for _, t in timed])
                     for f, x in zip(ok, X):
                         f.features = x
                     self.models.rescore(ok)
@@ -292,7 +293,9 @@ class VideoAnalysis:
                 for f, x in zip(ok, X):
                     f.features = x
                 self.models.rescore(ok)
-                personal_blinks(ok)  # each person's own open-eye level, over the whole track
+                # each person's own open-eye level, over the whole track; one too short to say what the
+                # person's open eyes look like keeps the population's, as its AUs stay uncalibrated
+                personal_blinks(ok, times, self.calibrator.min_track_s)
             for ff in self.frames:
                 ff.rows, ff.faces = face_rows(ff.faces, self.name, ff.index, ff.time), []
         rows = [r for ff in self.frames for r in ff.rows]
