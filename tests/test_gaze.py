@@ -58,6 +58,21 @@ def test_bad_geometry_gives_nan_not_an_error():
     assert np.isnan(out).all()
 
 
+def test_a_gaze_the_camera_could_not_see_is_left_out():
+    """A head pitched 48° down whose eyes turn 45° further down looks 93° away from the camera: within the
+    eye's range in its orbit, but no iris shows. A half-face crop gave such a fit and read gaze_angle_x −147°,
+    gaze_angle_y 92°. The same eyes in a level head are a look (within MAX_CAMERA_ANGLE)."""
+    from aulib.face.gaze import MAX_CAMERA_ANGLE
+
+    k = default_intrinsics(640, 480)
+    for pitch, seen in ((48, False), (0, True)):
+        pose = np.r_[0, 0, 600, np.radians(pitch), 0, 0]
+        g = matrix_from_euler(*pose[3:]) @ np.array([0.0, np.sin(np.radians(45)), -np.cos(np.radians(45))])
+        out = gaze_vectors(_synthetic(pose, g, k), pose, k)
+        assert np.isfinite(out).all() == seen, pitch
+    assert np.degrees(MAX_CAMERA_ANGLE) < 90
+
+
 def _eye_landmarks(open_ratio: tuple[float, float]) -> np.ndarray:
     """68 points of the frontal mean face at 600 mm whose eyes have the given aspect ratios."""
     k = default_intrinsics(640, 480)

@@ -60,6 +60,9 @@ SHUT_EAR = 0.15
 # The eye turns at most ≈ 50° in its orbit (the human oculomotor range); a gaze further from the
 # head's forward direction comes from a misplaced iris (a shut eye, a hand over it), not a look.
 MAX_EYE_ROTATION = np.deg2rad(50.0)
+# Largest angle between a gaze and the direction from the eye to the camera that still shows the camera the
+# iris it was found from (at 80° the iris is foreshortened to a sixth of its width; at 90° it is edge-on).
+MAX_CAMERA_ANGLE = np.deg2rad(80.0)
 CHUNK = 8  # eyes per network call: 1.75 ms per eye up to 16, 2.1 ms at 32 (activations leave the cache)
 
 
@@ -129,7 +132,9 @@ def gaze_vectors(pupils: np.ndarray, pose: np.ndarray, intrinsics: tuple[float, 
     finite. An eye's vector is NaN when its pupil is not finite, when it is shut (aspect ratio of its
     ``landmarks`` below :data:`SHUT_EAR`) or when it would be turned more than :data:`MAX_EYE_ROTATION`
     from the head's forward direction: none of these says where the eye looks, and a number there would
-    be read as a look. The angles come from the eyes that have a vector (both NaN when neither has)."""
+    be read as a look, nor when it is turned more than :data:`MAX_CAMERA_ANGLE` from the eye-to-camera
+    direction (the camera would see no iris to place). The angles come from the eyes that have a vector
+    (both NaN when neither has)."""
     out = np.full(8, np.nan)
     pupils = np.asarray(pupils, np.float64)
     if not np.isfinite(pose).all():
@@ -156,7 +161,11 @@ def gaze_vectors(pupils: np.ndarray, pose: np.ndarray, intrinsics: tuple[float, 
         hit = ray * (along - np.sqrt(disc) if disc > 0 else along)
         g = hit - centre
         n = np.linalg.norm(g)
-        if n > 0 and float(g @ forward) / n >= np.cos(MAX_EYE_ROTATION):
+        # and an eye whose iris the camera can place looks towards the camera: one turned more than
+        # MAX_CAMERA_ANGLE from the eye-to-camera direction shows at most a sliver of it (a half-face crop, its
+        # head pose pitched 48° down and its eyes 50° further, read gaze_angle_x −147°, y 92°)
+        if n > 0 and float(g @ forward) / n >= np.cos(MAX_EYE_ROTATION) and \
+                -float(g @ centre) / (n * np.linalg.norm(centre)) >= np.cos(MAX_CAMERA_ANGLE):
             out[3 * e:3 * e + 3] = g / n
     out[6:] = gaze_angles(out[:6])
     return out
