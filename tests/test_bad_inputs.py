@@ -508,8 +508,13 @@ def test_video_options_on_images_only_are_named_not_silently_ignored(tmp_path):
     assert res.exit_code == 0 and out.is_file(), res.output
     assert "warning: --calibrate, --no-smooth act on videos only, and no input is a video" in res.stderr
     res = runner.invoke(app, ["analyze", str(sample("single_face.jpg")), str(sample("single_face.mp4")),
-                              "--calibrate", "--max-frames", "2", "-o", str(out), "--emotion-model", "none"])
+                              "--calibrate", "--max-frames", "2", "-o", str(out), "--emotion-model", "none",
+                              "--no-tta"])
     assert res.exit_code == 0 and "warning" not in res.stderr, res.output
+    # and the other way round: an image-only option with only videos (video frames never use the TTA)
+    res = runner.invoke(app, ["analyze", str(sample("single_face.mp4")), "--no-tta", "--max-frames", "2",
+                              "-o", str(out), "--emotion-model", "none"])
+    assert res.exit_code == 0 and "warning: --no-tta acts on images only" in res.stderr, res.output
     # options that cannot act in the run they were given to
     res = runner.invoke(app, ["analyze", str(sample("single_face.mp4")), "--cropped", "--calibrate-mode", "running",
                               "--format", "json", "--workers", "2", "--retries", "1", "--max-frames", "2",

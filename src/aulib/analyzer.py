@@ -85,10 +85,10 @@ class Analyzer:
         accuracy 0.862 → 0.870, for ≈ 7 ms more per face. With ``multitask``: its head over the face and
         its mirror image. And (``cnn`` or ``none``) the multitask network's AU heads vote with the
         SVMs (:class:`~aulib.cnn.inference.AUHeads`, :class:`~aulib.au.fusion.AUFusion`: CK+
-        subject-grouped CV, 17 AUs, F1 0.781 → 0.801; ≈ 2.5 ms more per face). Video frames and
-        the live page use one network, never flipped, and the SVMs' AUs: their traces are averaged
-        over time and they must keep up with the frame rate. The AU features are the face's own
-        either way.
+        subject-grouped CV, 17 AUs, F1 0.781 → 0.801; ≈ 2.5 ms more per face). Whatever ``tta`` says,
+        video frames use one network, never flipped (their traces are averaged over time and they
+        must keep up with the frame rate), with the AU heads voting as on images; the live page uses
+        one network and the SVMs' AUs. The AU features are the face's own either way.
 
     Besides the AU models, four stages fill OpenFace-style channels:
     :class:`~aulib.face.quality.FitConfidence` (``confidence``), :class:`~aulib.face.pose.HeadPose`

@@ -413,7 +413,8 @@ def analyze(
                               "the iris network (≈3.5 ms per face, the largest single stage)."),
     tta: bool = typer.Option(True, "--tta/--no-tta", help="Images: the emotion is the mean of two networks over "
                              "the face and its mirror image, and the multitask network's AU heads vote with the "
-                             "SVMs (≈10 ms more per face). --no-tta and video frames: one network, SVM AUs."),
+                             "SVMs (≈10 ms more per face). --no-tta: one network, SVM AUs. Videos: one network, "
+                             "never flipped, AU heads voting, whatever this option says."),
     per_input: Path | None = typer.Option(None, "--per-input", help="Folder for one table per input."),
     fmt: str | None = typer.Option(None, "--format", help="Format of --per-input tables: csv, parquet or json "
                                    "(default: that of -o, else csv)."),
@@ -506,6 +507,9 @@ def analyze(
         if unused:
             err.print(f"[yellow]warning:[/yellow] {', '.join(unused)} "
                       f"{'acts' if len(unused) == 1 else 'act'} on videos only, and no input is a video")
+    elif given("tta") and all(is_video(f) for f in files):
+        err.print(f"[yellow]warning:[/yellow] --{'' if tta else 'no-'}tta acts on images only, and every input is "
+                  "a video (video frames run one network, never flipped)")
 
     from aulib.batch import dedupe
 
