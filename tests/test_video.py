@@ -398,6 +398,25 @@ def test_a_track_shorter_than_two_seconds_is_not_calibrated_in_either_mode(analy
             np.testing.assert_allclose(cal[col], raw[col], atol=1e-6, err_msg=f"{mode}: {col}")
 
 
+def test_a_still_group_wider_than_the_scans_reads_alike_from_the_first_frame(analyzer, tmp_path):
+    """A frame wider than the interval's downscaled scans (960 px) was seeded by a whole-frame first scan and
+    re-seeded by downscaled ones from frame 10 on: the landmark fits start from the box they are given, so a
+    still group photo read one way for 10 frames and another after (a 10-frame "blink", confidence 0.72 → 0.99)."""
+    group = read_image(sample("multi_face.jpg"))[:666]
+    clip = tmp_path / "group.mp4"
+    with av.open(str(clip), "w") as o:  # nearly lossless: every frame decodes to the same pixels
+        s = o.add_stream("libx264", rate=25, options={"crf": "12"})
+        s.height, s.width, s.pix_fmt = *group.shape[:2], "yuv420p"
+        for _ in range(24):
+            o.mux(s.encode(av.VideoFrame.from_ndarray(group, format="rgb24")))
+        o.mux(s.encode())
+    df = table(analyzer, clip, smooth=False)
+    assert df.face.nunique() == 5 and (df.success == 1).all()
+    points = [f"{a}_{i}" for a in "xy" for i in range(68)]
+    for _, face in df.groupby("face"):  # the same points in every frame (before: up to 4 px apart from frame 10 on)
+        assert (face[points].nunique() == 1).all()
+
+
 def _side_by_side(n: int, hide_right=range(0), whole: bool = True) -> list[np.ndarray]:
     """n frames: single_face.mp4 on the left, the Pexels clip on the right; in the frames of
     ``hide_right`` that half is black (``whole``: a camera turned off) or its face is behind a grey board."""
