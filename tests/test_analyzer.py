@@ -309,3 +309,22 @@ def test_api_options_and_inputs_are_checked_like_the_rest(tmp_path):
     assert a.analyze_frame(photo.encode())["input"].tolist() == [photo]
     df = a.analyze(np.array([photo, group]))
     assert df.groupby("input").size().to_dict() == {photo: 1, group: 5}
+
+
+def test_video_options_are_checked_before_any_input_is_analysed(analyzer, monkeypatch):
+    """every=0 (or smooth="bogus") was accepted for the photos of a list and raised at its first video, after
+    the photos' work; and cropped=True with a video ran face detection without a word."""
+    from aulib.analyzer import CroppedVideoWarning
+
+    from .conftest import sample
+
+    calls = []
+    monkeypatch.setattr(analyzer, "get", lambda *a, **k: calls.append(a) or [])
+    for bad in ({"every": 0}, {"smooth": "bogus"}, {"calibrate": "yes"}, {"fps": -1.0}, {"chunk_rows": 0}):
+        with pytest.raises((ValueError, TypeError), match=next(iter(bad))):
+            analyzer.analyze([sample("single_face.jpg"), sample("single_face.mp4")], **bad)
+    assert not calls
+    monkeypatch.undo()
+    with pytest.warns(CroppedVideoWarning, match="cropped applies to images"):
+        df = analyzer.analyze(sample("single_face.mp4"), cropped=True, max_frames=2)
+    assert len(df) == 2 and (df.success == 1).all()

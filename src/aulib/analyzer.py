@@ -318,13 +318,13 @@ class Analyzer:
         batch runner writes, without importing pandas for a CSV/JSON output)."""
         if not isinstance(path, (str, os.PathLike)) or not str(path):
             raise TypeError(f"path must be an image or video file's path, not {path!r}")
-        unknown = set(video_options) - VIDEO_OPTIONS
-        if unknown:  # an image ignored them, a video raised: the same TypeError for both now
-            raise TypeError(f"unknown video option(s) {', '.join(sorted(unknown))}; "
-                            f"known: {', '.join(sorted(VIDEO_OPTIONS))}")
+        _check_video_options(video_options)
         if is_video(path):
             from aulib.video import iter_video_rows
 
+            if self.cropped if cropped is None else cropped:  # it ran detection without a word
+                warnings.warn(f"{path}: cropped applies to images; a video's faces are found in its frames",
+                              CroppedVideoWarning, stacklevel=3)
             video_options.setdefault("smooth", self.smooth)
             for rows in iter_video_rows(self, path, overlay=overlay, **video_options):  # type: ignore[arg-type]
                 yield table.Rows(rows, self.columns)
@@ -386,6 +386,7 @@ class Analyzer:
         if any(is_image) and video_options:
             raise TypeError(f"video options ({', '.join(sorted(video_options))}) apply to video files, "
                             "not to an image array")
+        _check_video_options(video_options)  # before any work: every=0 was found at the first video, photos later
         _import_pandas()
         # every path is checked (and folders listed) before any work, as for a list of paths alone
         files = [None if image else expand_inputs([x]) for x, image in zip(items, is_image)]
@@ -404,6 +405,24 @@ MULTI_FRAME_SUFFIXES = frozenset({".gif", ".png", ".apng", ".webp", ".tif", ".ti
 
 class MultiFrameImageWarning(UserWarning):
     """An image file with several frames or pages, of which only the first was analysed."""
+
+
+class CroppedVideoWarning(UserWarning):
+    """``cropped`` given for a video: it applies to images (a video's faces are found in its frames)."""
+
+
+def _check_video_options(video_options: Mapping[str, object]) -> None:
+    """TypeError for an unknown video option, ValueError/TypeError for a value no video can take (before any
+    input is analysed; :func:`aulib.video.run.check_video_options`)."""
+    if not video_options:
+        return
+    unknown = set(video_options) - VIDEO_OPTIONS
+    if unknown:  # an image ignored them, a video raised: the same TypeError for both now
+        raise TypeError(f"unknown video option(s) {', '.join(sorted(unknown))}; "
+                        f"known: {', '.join(sorted(VIDEO_OPTIONS))}")
+    from aulib.video.run import check_video_options
+
+    check_video_options(**video_options)
 
 
 # Keyword options of a video analysis (aulib.video.iter_video_rows), besides the path and overlay.

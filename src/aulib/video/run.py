@@ -24,6 +24,7 @@ on long videos. Only two-pass calibration holds its rows back to the end.
 from __future__ import annotations
 
 import math
+import numbers
 import queue
 import threading
 from collections import deque
@@ -366,6 +367,35 @@ def analyze_video_rows(
             for r in chunk]
 
 
+def check_video_options(every: object = 1, fps: object = None, calibrate: object = False,
+                        detect_every: object = DEFAULT_DETECT_EVERY, progress: object = None,
+                        max_frames: object = None, stats: object = None, threaded: object = True,
+                        chunk_rows: object = CHUNK_ROWS, smooth: object = True, smooth_sigma: object = DEFAULT_SIGMA_S,
+                        interpolate: object = True) -> None:
+    """ValueError/TypeError naming the first video option of :func:`iter_video_rows` whose value it cannot take,
+    without opening a file: a list of inputs is checked before any of them is analysed (``every=0`` was found at
+    the first video, after the photos before it had been analysed, and their work was lost)."""
+    from aulib.analyzer import _check_flag, check_smoothing
+
+    check_count("every", every)
+    if fps is not None and not (isinstance(fps, numbers.Real) and math.isfinite(fps) and fps > 0):
+        raise ValueError(f"fps must be a finite number > 0, not {fps!r}")
+    if max_frames is not None:
+        check_count("max_frames", max_frames, " (or None for all)")
+    if calibrate not in (False, None, True, "video", "running"):
+        raise ValueError(f"calibrate must be False, True, 'video' or 'running', not {calibrate!r}")
+    check_count("detect_every", detect_every)
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress must be a function (done, total) or None, not {type(progress).__name__}")
+    if stats is not None and not isinstance(stats, dict):
+        raise TypeError(f"stats must be a dict (it receives decode counters) or None, not {type(stats).__name__}")
+    check_sigma(smooth_sigma, "smooth_sigma")  # also when smoothing is off
+    check_smoothing(smooth)
+    check_count("chunk_rows", chunk_rows)  # 0 or -5 gave empty tables, one per frame
+    _check_flag("interpolate", interpolate)
+    _check_flag("threaded", threaded)  # threaded="no" was read as True
+
+
 def iter_video_rows(
     models: FaceModels, path: str | Path, every: int = 1, fps: float | None = None, calibrate: Calibration = False,
     overlay: str | Path | None = None, detect_every: int = DEFAULT_DETECT_EVERY,
@@ -381,18 +411,9 @@ def iter_video_rows(
     the analysis carries on without it). Smoothing holds back only ``3 · smooth_sigma`` seconds of rows.
     """
     name = str(path)
-    check_count("detect_every", detect_every)  # before the file opens (the follower checks it again, later)
-    if progress is not None and not callable(progress):
-        raise TypeError(f"progress must be a function (done, total) or None, not {type(progress).__name__}")
-    if stats is not None and not isinstance(stats, dict):
-        raise TypeError(f"stats must be a dict (it receives decode counters) or None, not {type(stats).__name__}")
-    check_sigma(smooth_sigma, "smooth_sigma")  # also when smoothing is off, before the file opens
-    from aulib.analyzer import _check_flag, check_smoothing
-
-    check_smoothing(smooth)
-    check_count("chunk_rows", chunk_rows)  # 0 or -5 gave empty tables, one per frame
-    _check_flag("interpolate", interpolate)
-    _check_flag("threaded", threaded)  # threaded="no" was read as True
+    check_video_options(every=every, fps=fps, calibrate=calibrate, detect_every=detect_every, progress=progress,
+                        max_frames=max_frames, stats=stats, threaded=threaded, chunk_rows=chunk_rows, smooth=smooth,
+                        smooth_sigma=smooth_sigma, interpolate=interpolate)
     # sparse network frames only where the offline smoothing averages neighbours anyway
     gap = KEY_GAP_SIGMAS * float(smooth_sigma) if interpolate and smooth in (True, "offline") else 0.0
     cols = trace_columns(models.aus)
