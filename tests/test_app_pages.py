@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 from .conftest import sample
 
@@ -143,15 +144,20 @@ def test_image_page_table_is_the_command_line_table(app):
     at = app
     face = sample("single_face.jpg")
     odd = "party *best* [night](http://x.example) $x^2$.jpg"
+    # an animation whose first frame has no face: its row says only that frame was read, as the CLI's does
+    anim = io.BytesIO()
+    frames = [Image.new("RGB", (320, 240), (90, 90, 90)), Image.open(face).convert("RGB").resize((320, 240))]
+    frames[0].save(anim, format="GIF", save_all=True, append_images=frames[1:])
     at.file_uploader(key="image_upload").set_value([
         _upload(face, "photo.jpg"), _upload(sample("multi_face.jpg"), "photo.jpg"),
         ("notes.jpg", b"hello, not an image", "image/jpeg"), _upload(face, odd),
-        _upload(sample("single_face.mp4"), "clip.jpg")])
+        _upload(sample("single_face.mp4"), "clip.jpg"), ("anim.gif", anim.getvalue(), "image/gif")])
     at.run()
     assert not at.exception
     df = pd.read_csv(io.BytesIO(at.session_state["downloads"]["Download the table (CSV)"]))
     assert df.groupby("input", sort=False).size().to_dict() == {"photo.jpg": 1, "photo.jpg (2)": 5, "notes.jpg": 1,
-                                                                odd: 1, "clip.jpg": 1}
+                                                                odd: 1, "clip.jpg": 1, "anim.gif": 1}
+    assert "only the first is analysed" in df.set_index("input").loc["anim.gif", "error"]
     bad = df.set_index("input").loc[["notes.jpg", "clip.jpg"]]
     assert (bad["success"] == 0).all()
     assert "not an image file" in bad.loc["notes.jpg", "error"]

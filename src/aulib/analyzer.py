@@ -350,10 +350,8 @@ class Analyzer:
         # row when it has no face, else as a warning (a GIF whose second frame held five faces gave one row and
         # no word). Not for JPEG: a camera's MPO photo carries a preview or depth image as its second frame.
         n = frame_count(path) if not is_url(path) and suffix(path) in MULTI_FRAME_SUFFIXES else 1
-        if n > 1 and not any(f.success for f in faces):
-            rows = [dict(r, error=f"{r['error']} in the first of its {n} frames or pages (only the first is "
-                                  "analysed; to analyse all, convert the file to a video)") for r in rows]
-        elif n > 1:
+        rows = first_frame_rows(rows, n)
+        if n > 1 and any(f.success for f in faces):
             warnings.warn(f"{path}: {n} frames or pages; only the first was analysed (to analyse every frame, "
                           "convert the file to a video)", MultiFrameImageWarning, stacklevel=3)
         yield table.Rows(rows, self.columns)
@@ -405,6 +403,15 @@ MULTI_FRAME_SUFFIXES = frozenset({".gif", ".png", ".apng", ".webp", ".tif", ".ti
 
 class MultiFrameImageWarning(UserWarning):
     """An image file with several frames or pages, of which only the first was analysed."""
+
+
+def first_frame_rows(rows: list[dict], frames: int) -> list[dict]:
+    """The rows of a file's first frame or page, of ``frames``: when none holds a face, each says that only
+    the first was analysed (the command line, the API and the web app's image page say it alike)."""
+    if frames <= 1 or any(r.get("success") for r in rows):
+        return rows
+    return [dict(r, error=f"{r['error']} in the first of its {frames} frames or pages (only the first is "
+                          "analysed; to analyse all, convert the file to a video)") for r in rows]
 
 
 class CroppedVideoWarning(UserWarning):

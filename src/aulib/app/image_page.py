@@ -14,6 +14,7 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
+from aulib.analyzer import MULTI_FRAME_SUFFIXES, first_frame_rows
 from aulib.app.common import (
     MAX_IMAGE_MB,
     PREVIEW_SIDE,
@@ -33,7 +34,7 @@ from aulib.app.common import (
 from aulib.app.engine import ByteLRU, clean_message, env_int, trim_memory
 from aulib.draw import draw_faces
 from aulib.face.record import Face
-from aulib.io import VIDEO_EXTENSIONS, ImageReadError, frame_count, read_image
+from aulib.io import VIDEO_EXTENSIONS, ImageReadError, frame_count, read_image, suffix
 from aulib.table import empty_row, face_rows, report, to_frame
 
 
@@ -142,8 +143,11 @@ def analyze_upload(name: str, data: bytes) -> ImageResult:
         else:
             faces = analyzer.get(rgb)
             jpeg, _ = preview(rgb, faces)
-            result = ImageResult(to_frame(face_rows(faces, name), analyzer.columns), light(faces), jpeg,
-                                 rgb.shape[1], rgb.shape[0], frames=frame_count(io.BytesIO(data)))
+            frames = frame_count(io.BytesIO(data))
+            # the command line's table: an animation without a face in its first frame says only that one was read
+            rows = first_frame_rows(face_rows(faces, name), frames if suffix(name) in MULTI_FRAME_SUFFIXES else 1)
+            result = ImageResult(to_frame(rows, analyzer.columns), light(faces), jpeg,
+                                 rgb.shape[1], rgb.shape[0], frames=frames)
             del rgb
         del f
     if pixels > 4_000_000:
