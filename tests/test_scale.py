@@ -380,6 +380,14 @@ def test_a_scheduler_that_cannot_be_reached_leaves_the_previous_tables(tmp_path)
                 res.output
     assert (table.read_bytes(), sorted(p.name for p in (tmp_path / "p").iterdir())) == before
     assert not (tmp_path / "t.csv.done").exists()
+    # addresses Dask cannot use are named with the option, and a refused port is said at once (Dask waited 30 s)
+    for address, said in (("localhost", "not a Dask scheduler address for --scheduler"),
+                          ("http://localhost:8786", "not a Dask scheduler address for --scheduler"),
+                          (f"tcp://127.0.0.1:{port}", "nothing listens on that port")):
+        t0 = time.monotonic()
+        res = runner.invoke(app, ["analyze", photo, "-o", str(table), "--scheduler", address])
+        assert res.exit_code != 0 and said in " ".join(res.output.split()), res.output
+        assert time.monotonic() - t0 < 10
 
 
 def test_file_url_outputs_keep_hash_and_question_mark_in_their_folder_names(tmp_path, analyzer):

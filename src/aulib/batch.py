@@ -1336,12 +1336,48 @@ def _serial(files: list[Path], analyzer: Analyzer, video_options: dict, overlays
         yield i, iter_input(analyzer, p, video_options, overlays[i], warn)
 
 
+def _check_scheduler(scheduler: str) -> None:
+    """OSError naming ``--scheduler`` for an address Dask cannot use ("localhost" was "missing port number in
+    address 'localhost'", an http:// URL "unknown address scheme 'http'", without the option's name) or a TCP
+    one where nothing listens (refused at once, where Dask kept trying for 30 s)."""
+    import socket
+
+    from distributed.comm import parse_address, parse_host_port
+
+    def refuse(why: str) -> OSError:
+        return OSError(f"{redact(scheduler)}: not a Dask scheduler address for --scheduler ({why}); give "
+                       "tcp://HOST:PORT, as 'dask scheduler' prints it")
+
+    from distributed.comm.registry import backends
+
+    try:
+        scheme, where = parse_address(scheduler)
+        if scheme not in backends:
+            raise ValueError(f"unknown scheme {scheme}://")
+        host, port = parse_host_port(where) if scheme in ("tcp", "tls") else (None, None)
+    except (ValueError, TypeError) as e:
+        raise refuse(str(e)) from None
+    if host is None:
+        return  # another transport (inproc, ucx, ws): Dask connects and says
+    unreachable = f"{redact(scheduler)}: cannot reach the Dask scheduler given by --scheduler"
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except ConnectionRefusedError:
+        raise OSError(f"{unreachable} (nothing listens on that port); is it running, and is the address "
+                      "right?") from None
+    except socket.gaierror as e:
+        raise OSError(f"{unreachable} (unknown host {host}: {e.strerror or e})") from None
+    except OSError:
+        pass  # a firewall's silence, a slow network: Dask's own attempt (and its timeout) says
+
+
 def _dask_connect(scheduler: str | None, workers: int | None) -> tuple[Any, Any]:
     """A client of ``scheduler`` (tcp://HOST:PORT), or of a new local cluster of ``workers`` processes
     (default: cores), one thread each; returns ``(client, cluster or None)`` for :func:`_dask_close`."""
     from distributed import Client, LocalCluster
 
     if scheduler:
+        _check_scheduler(scheduler)
         try:
             client = Client(scheduler)
         except (OSError, TimeoutError) as e:  # Dask's own words named no option ("Timed out trying to connect …")
