@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -108,6 +109,14 @@ def test_output_names_that_cannot_be_used_are_refused_in_their_own_words(tmp_pat
     res = runner.invoke(app, ["analyze", clip, "--max-frames", "2", "--overlay", str(tmp_path / "frames.gif"), "-o",
                               str(tmp_path / "t.csv")])
     assert res.exit_code == 0 and (tmp_path / "frames.gif" / "single_face_overlay.mp4").is_file(), res.output
+    # a file where the output's folder goes read "File exists" / "Not a directory"; --format is taken in any case
+    copy = tmp_path / "a.jpg"
+    copy.write_bytes(Path(photo).read_bytes())
+    for out in (copy / "out.csv", copy / "sub" / "out.csv"):
+        res = runner.invoke(app, ["analyze", photo, "-o", str(out)])
+        assert res.exit_code == 2 and f"{copy}: is a file, so no folder can be made there" in res.output, res.output
+    res = runner.invoke(app, ["analyze", photo, "--per-input", str(tmp_path / "per"), "--format", "CSV"])
+    assert res.exit_code == 0 and (tmp_path / "per" / "single_face.jpg.csv").is_file(), res.output
 
 
 def test_the_report_and_help_show_on_a_latin1_terminal():

@@ -78,7 +78,11 @@ def error_line(e: BaseException) -> str:
     (they name the file), the type plus a hint for anything unexpected."""
     from aulib.models import ModelFileError
 
-    if isinstance(e, OSError) and e.filename is not None and e.strerror:
+    blocking = _file_in_the_way(e)
+    if blocking is not None:
+        # os.makedirs met a file where a folder of the output's path goes ("-o photo.jpg/out.csv"): "File exists"
+        msg = f"{blocking}: is a file, so no folder can be made there for the output (give another path)"
+    elif isinstance(e, OSError) and e.filename is not None and e.strerror:
         msg = f"{e.filename}: {e.strerror}"
     elif isinstance(e, (ValueError, OSError, ModelFileError, MemoryError, KeyError, ImportError)):
         msg = str(e) or type(e).__name__
@@ -90,6 +94,18 @@ def error_line(e: BaseException) -> str:
         msg = (f"unexpected {type(e).__name__}: {e} — this is a bug in aulib; rerun with AULIB_DEBUG=1 for "
                "the traceback and report it")
     return " ".join(msg.split())  # one line, whatever the message contained
+
+
+def _file_in_the_way(e: BaseException) -> str | None:
+    """The file that stands where a folder of the path an OSError names should be (File exists / Not a
+    directory from making or opening a path under it), or None."""
+    if not isinstance(e, (FileExistsError, NotADirectoryError)) or not e.filename:
+        return None
+    path = Path(os.fsdecode(e.filename))
+    for p in (path, *path.parents):
+        if p.is_file() and p != path or (p == path and isinstance(e, FileExistsError) and p.is_file()):
+            return str(p)
+    return None
 
 
 def _is_click_error(e: BaseException) -> bool:
@@ -452,8 +468,10 @@ def analyze(
         _fail(f"--calibrate-mode must be video or running, not {calibrate_mode!r}")
     if fmt is None:
         fmt = table_format(out_arg) if out_arg is not None and not parted else "csv"
-    elif fmt not in ("csv", "parquet", "json"):
+    elif fmt.lower() not in ("csv", "parquet", "json"):
         _fail(f"--format must be csv, parquet or json, not {fmt!r}")
+    else:
+        fmt = fmt.lower()  # as -o x.CSV is taken (--format CSV was refused)
     if resume and out is None and per_input is None:
         _fail("--resume needs -o or --per-input (where the finished inputs are)")
     camera = None
