@@ -276,3 +276,19 @@ def test_plot_and_report_default_to_the_first_input_with_a_face(tmp_path):
         res = CliRunner().invoke(app, [cmd, str(t), "-o", str(tmp_path / out)])
         assert res.exit_code == 0 and (tmp_path / out).stat().st_size > 1000, res.output
     assert "single_face.jpg" in (tmp_path / "r.html").read_text()
+
+
+def test_tables_in_another_layout_are_named_for_what_they_are(real, tmp_path):
+    """A spreadsheet's ';'-separated export repeated its whole 232-column header as "the columns it has"; a
+    JSON array (not JSON Lines) read "Invalid object type at position 0"; a table of another format was an
+    "unknown output format" although it is the input."""
+    df = read_table(real)
+    df.to_csv(tmp_path / "semi.csv", sep=";", index=False)
+    df.to_json(tmp_path / "array.json", orient="records")
+    df.to_csv(tmp_path / "t.tsv", sep="\t", index=False)
+    for name, said in (("semi.csv", "its fields are separated by ';': aulib tables are comma-separated"),
+                       ("array.json", "JSON Lines, one object per line"),
+                       ("t.tsv", "not a table aulib reads (a .csv, .parquet or .json file")):
+        res = runner.invoke(app, ["plot", str(tmp_path / name), "-o", str(tmp_path / "p.png")])
+        text = " ".join(res.output.split())
+        assert res.exit_code != 0 and said in text and len(text) < 600, text

@@ -447,9 +447,13 @@ def check_table(df: pd.DataFrame, name: str) -> pd.DataFrame:
     df = _defaults(df, name)
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
-        shown = ", ".join(map(str, list(df.columns)[:6])) + (" …" if len(df.columns) > 6 else "")
+        cols = [str(c) if len(str(c)) <= 40 else f"{str(c)[:40]}…" for c in df.columns]
+        shown = ", ".join(cols[:6]) + (" …" if len(cols) > 6 else "")
+        # one column holding the whole header: another separator (a spreadsheet's ';' or a tab-separated file)
+        sep = next((c for c in (";", "\t", "|") if len(df.columns) == 1 and c in str(df.columns[0])), None)
+        hint = f"; its fields are separated by {sep!r}: aulib tables are comma-separated" if sep else ""
         raise ValueError(f"{name}: not a table written by aulib analyze (no {', '.join(missing)} column; "
-                         f"it has: {shown or 'no columns'})")
+                         f"it has: {shown or 'no columns'}{hint})")
     aus, emo, _ = value_groups(df)
     if not len(aus.columns) and not len(emo.columns):
         raise ValueError(f"{name}: has no AUxx_r, p_* or rule_* columns to plot or report (a table from aulib faces?)")
@@ -509,7 +513,11 @@ def read_checked(source: str | Path) -> pd.DataFrame:
     try:
         df = read(name)
     except Exception as e:
-        detail = " ".join(str(e).split())[:200] or type(e).__name__
+        detail = " ".join(str(e).split()) or type(e).__name__
+        if len(detail) > 300:  # cut at a word, and say so (it ended "…run again with --resume to r)")
+            detail = detail[:300].rsplit(" ", 1)[0] + " …"
+        if what == "a json table":
+            detail += "; aulib's JSON tables are JSON Lines, one object per line"
         raise ValueError(f"{name}: cannot read as {what} ({detail})") from None
     return check_table(df, name)
 
