@@ -74,7 +74,8 @@ def test_report_errors_are_one_line(analysed, tmp_path):
         (["-o", str(tmp_path / "r.html"), "--video", str(sample("single_face.jpg"))], "single_face.jpg"),
         (["-o", str(tmp_path / "r.html"), "--video", str(tmp_path / "missing.mp4")], "missing.mp4"),
         # FFmpeg probes a text file as a (0-frame) video: it used to give a report with a note inside
-        (["-o", str(tmp_path / "r.html"), "--video", str(tmp_path / "notes.jpg")], "notes.jpg: no decodable video"),
+        (["-o", str(tmp_path / "r.html"), "--video", str(tmp_path / "notes.jpg")], "notes.jpg: --video takes the "
+                                                                                    "analysed video, and this is not"),
         (["-o", str(tmp_path / "r.html"), "--face", "7"], "no successfully analysed face"),
         (["-o", str(tmp_path / "r.html"), "--input", "other.mp4"], "no input 'other.mp4'"),
     ]

@@ -292,3 +292,17 @@ def test_tables_in_another_layout_are_named_for_what_they_are(real, tmp_path):
         res = runner.invoke(app, ["plot", str(tmp_path / name), "-o", str(tmp_path / "p.png")])
         text = " ".join(res.output.split())
         assert res.exit_code != 0 and said in text and len(text) < 600, text
+
+
+def test_report_video_must_be_a_video_for_a_video_table(real, tmp_path):
+    """--video took a photo as "the video", and a video for a photo's table: another person's face was put
+    under the caption "strongest happiness"."""
+    res = runner.invoke(app, ["report", str(real), "-o", str(tmp_path / "r.html"), "--video",
+                              str(sample("single_face.jpg"))])
+    assert res.exit_code != 0 and "not a video file" in res.output, res.output
+    photo = tmp_path / "photo.csv"
+    assert runner.invoke(app, ["analyze", str(sample("single_face.jpg")), "-o", str(photo)]).exit_code == 0
+    res = runner.invoke(app, ["report", str(photo), "-o", str(tmp_path / "r.html"), "--video",
+                              str(sample("single_face.mp4"))])
+    assert res.exit_code != 0 and "is for a video's table" in " ".join(res.output.split()), res.output
+    assert not (tmp_path / "r.html").exists()

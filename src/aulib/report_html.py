@@ -386,6 +386,14 @@ def render(df: pd.DataFrame, input_name: str | None = None, face: int | None = N
 
     moments = top_moments(ok, smooth)
     if video is not None:
+        from aulib.io import is_video as is_video_file
+
+        # a photo given as the video, or a video for a photo's table: another person's face under the caption
+        if not is_video_file(str(video)):
+            raise ValueError(f"{video}: --video takes the analysed video, and this is not a video file")
+        if not is_video:
+            raise ValueError(f"{video}: --video is for a video's table; {name} is one image (its table has one "
+                             "frame)")
         if Path(video).name != Path(name).name:
             notes.append(f"Thumbnails from {video}, whose name differs from the table's input {name}.")
         note = add_thumbnails(moments, video)
