@@ -89,6 +89,18 @@ def fit_boxes(detector, image: np.ndarray, dets: list[Detection]) -> list[tuple[
     return out
 
 
+def _unturned(points: np.ndarray, turns: int, shape: tuple[int, int]) -> np.ndarray:
+    """Points (pixel centres) found in ``np.rot90(image, turns)``, in ``image``'s own pixels (``shape``: its
+    height and width). One ``np.rot90`` sends pixel (x, y) of an image W wide to (y, W − 1 − x); the turns are
+    undone last first, each with the width of the image it turned."""
+    h, w = shape
+    p = np.asarray(points, np.float64)
+    for j in reversed(range(turns % 4)):
+        width = w if j % 2 == 0 else h
+        p = np.column_stack([width - 1 - p[:, 1], p[:, 0]])
+    return p.astype(np.float32)
+
+
 def _unscaled(points: np.ndarray, big: np.ndarray, image: np.ndarray) -> np.ndarray:
     """Points (pixel centres) found in ``big``, a ``cv2.resize`` of ``image``, in ``image``'s pixels.
 
@@ -433,30 +445,10 @@ class FacePipeline:
                 break
         return (best.score if best is not None else 0.0), best
 
-    def cropped(self, image: np.ndarray) -> Face:
-        """Treat the whole image as one already-cropped face (48×48 CK+/FER crops, say).
-
-        First decides *whether* the image shows a face (:meth:`crop_face` score ≥
-        ``CROP_FACE_THRESHOLD``; images under ``MIN_CROP_SIZE`` px are refused outright), so a
-        blank, noisy or scenery image is ``success=False`` with a reason instead of a fitted mean
-        face. Then the image is upscaled to at least 192 px, dlib's detector proposes the landmark
-        box (falling back to the whole image), and the 68 points are fitted inside it; landmarks are
-        returned in the original image's pixels. ``box`` is the whole image, ``score`` the face score.
-        A crop darker than any training face is read brightened (:mod:`aulib.face.exposure`), as whole images
-        are: a CK+-style crop at 4 % of its light lost every AU.
-        """
+    def _fit_crop(self, image: np.ndarray, face: Face, found: Detection | None) -> Face:
+        """:meth:`cropped`'s landmark fit of an upright crop: dlib's detector proposes the box (else the whole
+        image), then a second try from RetinaFace's keypoints (``found``) when the first fit fails."""
         h, w = image.shape[:2]
-        face = Face(box=np.array([0, 0, w, h], np.float32), score=0.0)
-        if min(h, w) < MIN_CROP_SIZE:
-            face.error = f"image too small for a face ({w}×{h} px < {MIN_CROP_SIZE} px)"
-            return face
-        gain = exposure_gain(image, (0.0, 0.0, float(w), float(h)))
-        if gain > 1.0:  # a crop darker than any training face: read it brightened, as from_box does
-            image = brightened(image, gain)
-        face.score, found = self.crop_face(image)
-        if face.score < CROP_FACE_THRESHOLD:
-            face.error = f"no face in the cropped image (face score {face.score:.2f} < {CROP_FACE_THRESHOLD})"
-            return face
         scale = max(1.0, 192.0 / min(h, w))
         big = image if scale == 1.0 else cv2.resize(
             image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_CUBIC
@@ -482,6 +474,72 @@ class FacePipeline:
             retry = self.describe(image, retry)
             if retry.success:
                 face = retry
+        return face
+
+    def _crop_turns(self, image: np.ndarray, found: Detection | None) -> tuple[int, Detection | None]:
+        """Quarter turns (``np.rot90``'s k) that bring the face of a crop upright, from the crop check's
+        keypoints, and the crop check's face in the turned crop: 0 (and ``found``) for a face within 45° of
+        upright, or one that no quarter turn brings within :data:`MAX_UPRIGHT_ROLL` of upright. RetinaFace's
+        keypoints collapse on a face near upside down: the crop turned half way is then checked for a face
+        upright there."""
+        up = found.up() if found is not None else None
+        if up is None:
+            if found is None or found.keypoints is None:
+                return 0, found
+            score, turned = self.crop_face(np.ascontiguousarray(np.rot90(image, 2)))
+            if turned is not None and score >= CROP_FACE_THRESHOLD and turned.up() is not None \
+                    and abs(np.degrees(np.arctan2(turned.up()[0], -turned.up()[1]))) <= 45:
+                return 2, turned
+            return 0, found
+        roll = float(np.degrees(np.arctan2(up[0], -up[1])))  # 0 upright, 90: the top of the head points right
+        turns = int(round(roll / 90.0)) % 4
+        # only where the turn leaves the face within dlib's reach of upright (MAX_UPRIGHT_ROLL): a head tilted
+        # 50° (a FER face resting on a hand) is not read better turned 90° the other way
+        if not turns or abs(roll - 90.0 * round(roll / 90.0)) > np.degrees(MAX_UPRIGHT_ROLL):
+            return 0, found
+        _, turned = self.crop_face(np.ascontiguousarray(np.rot90(image, turns)))
+        return turns, turned
+
+    def cropped(self, image: np.ndarray) -> Face:
+        """Treat the whole image as one already-cropped face (48×48 CK+/FER crops, say).
+
+        First decides *whether* the image shows a face (:meth:`crop_face` score ≥
+        ``CROP_FACE_THRESHOLD``; images under ``MIN_CROP_SIZE`` px are refused outright), so a
+        blank, noisy or scenery image is ``success=False`` with a reason instead of a fitted mean
+        face. Then the image is upscaled to at least 192 px, dlib's detector proposes the landmark
+        box (falling back to the whole image), and the 68 points are fitted inside it; landmarks are
+        returned in the original image's pixels. ``box`` is the whole image, ``score`` the face score.
+        A crop darker than any training face is read brightened (:mod:`aulib.face.exposure`), as whole images
+        are: a CK+-style crop at 4 % of its light lost every AU.
+        """
+        h, w = image.shape[:2]
+        face = Face(box=np.array([0, 0, w, h], np.float32), score=0.0)
+        if min(h, w) < MIN_CROP_SIZE:
+            face.error = f"image too small for a face ({w}×{h} px < {MIN_CROP_SIZE} px)"
+            return face
+        gain = exposure_gain(image, (0.0, 0.0, float(w), float(h)))
+        if gain > 1.0:  # a crop darker than any training face: read it brightened, as from_box does
+            image = brightened(image, gain)
+        face.score, found = self.crop_face(image)
+        if face.score < CROP_FACE_THRESHOLD:
+            face.error = f"no face in the cropped image (face score {face.score:.2f} < {CROP_FACE_THRESHOLD})"
+            return face
+        turns, upright_found = self._crop_turns(image, found)
+        if turns:
+            # a crop turned a quarter or half way (a phone photo without its rotation tag, a scan): fitted upright
+            # and its points turned back. dlib's trees fitted an upright face to the turned one (confidence 0,
+            # success 1, AU12_r 1.0 for a broad smile; roll 0.24 rad for a face at 90°)
+            upright = np.ascontiguousarray(np.rot90(image, turns))
+            inner = self._fit_crop(upright, Face(box=face.box, score=face.score), upright_found)
+            if inner.landmarks is not None:
+                face.landmarks = _unturned(inner.landmarks, turns, image.shape[:2])
+                face = self.describe(image, face)
+                # the crop check's keypoints where they say something: in the upright crop (collapsed upside down)
+                found = None
+                if upright_found is not None:
+                    face.disagreement = upright_found.disagreement(inner.landmarks)
+        else:
+            face = self._fit_crop(image, face, found)
         if found is not None and face.landmarks is not None:  # the crop check's keypoints: see from_box
             face.disagreement = found.disagreement(face.landmarks)
         return face
