@@ -305,7 +305,9 @@ def test_interrupted_video_keeps_rows_and_is_redone(tmp_path, analyzer, monkeypa
     monkeypatch.setattr(video, "iter_video_rows", stop_midway)
     with pytest.raises(KeyboardInterrupt):
         run_batch([clip], SPEC, out=out, video_options={"every": 2, "threaded": False}, analyzer=analyzer)
-    assert len(written) == 2 and len(read_table(out)) == sum(written)  # both chunks were on disk
+    cut = read_table(out)  # both chunks were on disk, and a last row saying the input was interrupted
+    assert len(written) == 2 and len(cut) == sum(written) + 1
+    assert cut.success.iat[-1] == 0 and "analysis interrupted" in cut.error.iat[-1]
     monkeypatch.setattr(video, "iter_video_rows", original)
     res = run_batch([clip], SPEC, out=out, resume=True, video_options={"every": 2}, analyzer=analyzer)
     assert res.analysed == [str(clip)]
