@@ -1343,12 +1343,11 @@ def _check_scheduler(scheduler: str) -> None:
     import socket
 
     from distributed.comm import parse_address, parse_host_port
+    from distributed.comm.registry import backends
 
     def refuse(why: str) -> OSError:
         return OSError(f"{redact(scheduler)}: not a Dask scheduler address for --scheduler ({why}); give "
                        "tcp://HOST:PORT, as 'dask scheduler' prints it")
-
-    from distributed.comm.registry import backends
 
     try:
         scheme, where = parse_address(scheduler)

@@ -487,8 +487,8 @@ class FacePipeline:
             if found is None or found.keypoints is None:
                 return 0, found
             score, turned = self.crop_face(np.ascontiguousarray(np.rot90(image, 2)))
-            if turned is not None and score >= CROP_FACE_THRESHOLD and turned.up() is not None \
-                    and abs(np.degrees(np.arctan2(turned.up()[0], -turned.up()[1]))) <= 45:
+            turned_up = turned.up() if turned is not None and score >= CROP_FACE_THRESHOLD else None
+            if turned_up is not None and abs(np.degrees(np.arctan2(turned_up[0], -turned_up[1]))) <= 45:
                 return 2, turned
             return 0, found
         roll = float(np.degrees(np.arctan2(up[0], -up[1])))  # 0 upright, 90: the top of the head points right

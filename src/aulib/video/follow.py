@@ -262,9 +262,10 @@ def camera_motion(before: np.ndarray, after: np.ndarray) -> tuple[float, tuple[f
     # replaced by others made their own regions look unchanged)
     change, light = difference(*thumbs, NO_CHANGE), NO_CHANGE
     if change > SCENE_CUT:
-        relit = difference(*thumbs, light_change(*thumbs))
+        relight = light_change(*thumbs)
+        relit = difference(*thumbs, relight)
         if relit <= SCENE_CUT:
-            change, light = relit, light_change(*thumbs)
+            change, light = relit, relight
     return change, (float(mx - x) * k, float(my - y) * k), light
 
 
@@ -340,14 +341,14 @@ class FaceFollower:
         # the reader's scan of this very frame with this very detector (prefetch), or the scan here
         dets = prefetched[1] if prefetched is not None and prefetched[0] == index and detector is self.quick \
             else detector(image)
-        quick = self.quick
-        if detector is not quick and dets and quick is not None and max(image.shape[:2]) > quick.max_side:
+        quick, side = self.quick, getattr(self.quick, "max_side", 0)
+        if detector is not quick and dets and quick is not None and 0 < side < max(image.shape[:2]):
             # A frame larger than the interval's downscaled scans, scanned whole (first scan, cut, lost track): when
             # every face it found is large enough for those scans, the faces are seeded from one too, so that their
             # landmark fits start from the boxes the next scans give. The fits depend on the box they start from:
             # on a still 1000 px group photo the first 10 frames read otherwise than the rest (a 10-frame "blink",
             # confidence 0.72 then 0.99).
-            scale = quick.max_side / max(image.shape[:2])
+            scale = side / max(image.shape[:2])
             if min(min(d.width, d.height) for d in dets) * scale >= MIN_SCAN_FACE:
                 again = quick(image)
                 if len(again) == len(dets):
