@@ -7,6 +7,8 @@ blinks). It is run on OpenFace's own reference output and on aulib's table of th
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
@@ -42,6 +44,10 @@ def openface_style_analysis(csv_path) -> pd.DataFrame:
                  * g[["gaze_1_x", "gaze_1_y", "gaze_1_z"]].to_numpy()).sum(axis=1), -1, 1))).mean(),
             "blinks": int((np.diff(np.r_[0, blink]) == 1).sum()),
             "duration_s": g["timestamp"].max() - g["timestamp"].min(),
+            # OpenFace tutorials take the AU blocks as label slices
+            "au_r_columns": ",".join(g.loc[:, "AU01_r":"AU45_r"].columns),
+            "au_c_columns": ",".join(g.loc[:, "AU01_c":"AU45_c"].columns),
+            "au_r_mean": g.loc[:, "AU01_r":"AU45_r"].mean().mean(),
         })
     return pd.DataFrame(out)
 
@@ -59,3 +65,10 @@ def test_openface_analysis_runs_unchanged_on_aulib_csv(analyzer, tmp_path):
         assert abs(ours[col].iat[0] - of[col].iat[0]) < tol, (col, ours[col].iat[0], of[col].iat[0])
     assert abs(ours["duration_s"].iat[0] - of["duration_s"].iat[0]) < 0.1
     assert ours["smile_mean"].iat[0] > 0 and np.isfinite(ours["distance_mm"].iat[0])
+    # the label slices hold AU columns only, blink last, as OpenFace's (they took in 43 columns: rule_*, the
+    # text emotion, p_*, confidence, pose_T* …)
+    for block in ("au_r_columns", "au_c_columns"):
+        names = ours[block].iat[0].split(",")
+        kind = block[3]
+        assert all(re.fullmatch(rf"AU\d\d_{kind}", n) for n in names) and names[-1] == f"AU45_{kind}", names
+    assert 0 <= ours["au_r_mean"].iat[0] <= 5

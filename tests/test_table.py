@@ -28,15 +28,15 @@ def test_golden_column_list_and_order():
     expected = (
         head
         + [f"x_{i}" for i in range(68)] + [f"y_{i}" for i in range(68)]
-        + [f"AU{a:02d}_c" for a in SHIPPED_AUS] + [f"AU{a:02d}_r" for a in SHIPPED_AUS]
+        # each AU block ends with blink, as OpenFace's: df.loc[:, "AU01_r":"AU45_r"] is the intensities
+        + [f"AU{a:02d}_c" for a in SHIPPED_AUS] + ["AU45_c"] + [f"AU{a:02d}_r" for a in SHIPPED_AUS] + ["AU45_r"]
         + ["rule_anger", "rule_contempt", "rule_disgust", "rule_fear", "rule_happiness", "rule_sadness",
            "rule_surprise"]
         + ["emotion", "p_neutral", "p_happiness", "p_surprise", "p_sadness", "p_anger", "p_disgust", "p_fear",
            "p_contempt"]
         + [f"mt_AU{a:02d}_c" for a in MT_AUS]
         # OpenFace 2 channels, added after every existing column (issue 12): names as in OpenFace's CSV
-        + ["face_id", "confidence", "pose_Tx", "pose_Ty", "pose_Tz", "pose_Rx", "pose_Ry", "pose_Rz",
-           "AU45_c", "AU45_r"]
+        + ["face_id", "confidence", "pose_Tx", "pose_Ty", "pose_Tz", "pose_Rx", "pose_Ry", "pose_Rz"]
         # gaze, after those (issue 12, second landing)
         + ["gaze_0_x", "gaze_0_y", "gaze_0_z", "gaze_1_x", "gaze_1_y", "gaze_1_z", "gaze_angle_x", "gaze_angle_y"]
         # calibrated AU probabilities, last (issue 13)

@@ -57,16 +57,16 @@ ID_COLUMNS = ["input", "frame", "timestamp", "face", "success", "error"]
 BOX_COLUMNS = ["face_x", "face_y", "face_width", "face_height", "face_score"]
 LANDMARK_COLUMNS = [f"x_{i}" for i in range(N_LANDMARKS)] + [f"y_{i}" for i in range(N_LANDMARKS)]
 FACE_COLUMNS = ID_COLUMNS + BOX_COLUMNS + LANDMARK_COLUMNS
-# OpenFace 2 channels (same names, units and signs as OpenFace's FeatureExtraction CSV), after every
-# other column so existing columns keep their positions: ``face_id`` (= ``face``), ``confidence`` (0–1),
-# head pose (mm, radians; camera at the origin), blink AU45 (0/1 and 0–5). See aulib.face.pose/blink/quality.
+# OpenFace 2 channels (same names, units and signs as OpenFace's FeatureExtraction CSV), after the AU, rule and
+# emotion columns: ``face_id`` (= ``face``), ``confidence`` (0–1), head pose (mm, radians; camera at the origin),
+# gaze; blink AU45 (0/1 and 0–5) ends the AU blocks. See aulib.face.pose/blink/gaze/quality.
 POSE_COLUMNS = ["pose_Tx", "pose_Ty", "pose_Tz", "pose_Rx", "pose_Ry", "pose_Rz"]
 BLINK_AU = 45
 BLINK_COLUMNS = ["AU45_c", "AU45_r"]
-# Gaze (after the blink columns: added later, existing positions kept): OpenFace's names and units.
+# Gaze (after the head pose): OpenFace's names and units.
 GAZE_COLUMNS = ["gaze_0_x", "gaze_0_y", "gaze_0_z", "gaze_1_x", "gaze_1_y", "gaze_1_z", "gaze_angle_x",
                 "gaze_angle_y"]
-OPENFACE_COLUMNS = ["face_id", "confidence", *POSE_COLUMNS, *BLINK_COLUMNS, *GAZE_COLUMNS]
+OPENFACE_COLUMNS = ["face_id", "confidence", *POSE_COLUMNS, *GAZE_COLUMNS]
 TEXT_COLUMNS = ("input", "error", "emotion")
 INT_COLUMNS = ("frame", "face", "success", "face_id")
 
@@ -102,7 +102,11 @@ def probability_column(au: int) -> str:
 def columns(aus: Sequence[int], mt_aus: Sequence[int] = (), emotion: bool = True) -> list[str]:
     """Every output column, in order, for an analyzer with these AU sets (pinned by a golden test)."""
     cols = list(FACE_COLUMNS)
-    cols += [occurrence_column(a) for a in aus] + [intensity_column(a) for a in aus]
+    # each AU block ends with blink (AU45), as OpenFace's does: its scripts take the intensities as the label slice
+    # df.loc[:, "AU01_r":"AU45_r"], which with AU45 among the OpenFace channels took in 43 columns (rule_*,
+    # emotion, p_*, confidence, pose_T* …) and gave a mean AU intensity of 13.8, without a word
+    cols += [occurrence_column(a) for a in aus if a != BLINK_AU] + [BLINK_COLUMNS[0]]
+    cols += [intensity_column(a) for a in aus if a != BLINK_AU] + [BLINK_COLUMNS[1]]
     cols += [rule_column(e) for e in RULE_EMOTIONS]
     if emotion:
         cols += ["emotion"] + [prob_column(e) for e in EMOTIONS]
