@@ -386,7 +386,7 @@ def _tables(analyzer: Analyzer, path: Source, video_options: dict, overlay: Path
             warn: Callable[[str], None]) -> Iterator[Rows]:
     """Tables of one input as they come (a video in chunks); overlay trouble and an image's frames left
     unanalysed go to ``warn``."""
-    from aulib.analyzer import CroppedVideoWarning, MultiFrameImageWarning  # imported already: ``analyzer`` is one
+    from aulib.analyzer import MultiFrameImageWarning  # imported already: ``analyzer`` is one
     if overlay is not None:
         try:
             overlay.parent.mkdir(parents=True, exist_ok=True)
@@ -397,13 +397,7 @@ def _tables(analyzer: Analyzer, path: Source, video_options: dict, overlay: Path
             overlay = None
     if is_video(path):
         stats: dict = {}
-        chunks = analyzer.iter_rows(path, overlay=overlay, stats=stats, **video_options)
-        with warnings.catch_warnings():  # said before the first chunk; the command line names it once, up front
-            warnings.simplefilter("ignore", CroppedVideoWarning)
-            first = next(chunks, None)
-        if first is not None:
-            yield first
-        yield from chunks
+        yield from analyzer.iter_rows(path, overlay=overlay, stats=stats, **video_options)
         if stats.get("overlay_error"):
             warn(table_text(stats["overlay_error"]))
         return

@@ -19,6 +19,7 @@ import re
 import sys
 import tempfile
 import threading
+import warnings
 from pathlib import Path
 
 import typer
@@ -103,7 +104,7 @@ def _file_in_the_way(e: BaseException) -> str | None:
         return None
     path = Path(os.fsdecode(e.filename))
     for p in (path, *path.parents):
-        if p.is_file() and p != path or (p == path and isinstance(e, FileExistsError) and p.is_file()):
+        if p.is_file() and (p != path or isinstance(e, FileExistsError)):
             return str(p)
     return None
 
@@ -529,6 +530,7 @@ def analyze(
         err.print(f"[yellow]warning:[/yellow] --{'' if tta else 'no-'}tta acts on images only, and every input is "
                   "a video (video frames run one network, never flipped)")
 
+    from aulib.analyzer import CroppedVideoWarning
     from aulib.batch import dedupe
 
     unique = dedupe(list(files))[0]  # an input named twice is analysed once: the bar counted it twice (1/4)
@@ -540,12 +542,15 @@ def analyze(
             video_options["progress"] = lambda done, total: prog.update(task, completed=done,
                                                                           total=max(total, done))
         try:
-            res = run_batch(files, spec, out=out_arg, per_input=per_input, per_input_format=fmt, resume=resume,
-                            dask=dask, scheduler=scheduler, workers=workers, overlay=overlay,
-                            video_options=video_options, analyzer=analyzer,
-                            keep_table=out is None and per_input is None,
-                            progress=None if one_video else lambda _: prog.advance(task),
-                            partitioned=partitioned, retries=retries)
+            with warnings.catch_warnings():
+                # --cropped with videos was named once, above (the API warns for each video)
+                warnings.simplefilter("ignore", CroppedVideoWarning)
+                res = run_batch(files, spec, out=out_arg, per_input=per_input, per_input_format=fmt, resume=resume,
+                                dask=dask, scheduler=scheduler, workers=workers, overlay=overlay,
+                                video_options=video_options, analyzer=analyzer,
+                                keep_table=out is None and per_input is None,
+                                progress=None if one_video else lambda _: prog.advance(task),
+                                partitioned=partitioned, retries=retries)
         except (OSError, ValueError) as e:  # unreachable scheduler, unwritable output, locked, --resume mismatch
             _drop(prog)
             _fail(escape(table_text(redact(error_line(e)))))

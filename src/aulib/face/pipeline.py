@@ -531,15 +531,13 @@ class FacePipeline:
             # success 1, AU12_r 1.0 for a broad smile; roll 0.24 rad for a face at 90°)
             upright = np.ascontiguousarray(np.rot90(image, turns))
             inner = self._fit_crop(upright, Face(box=face.box, score=face.score), upright_found)
-            if inner.landmarks is not None:
-                face.landmarks = _unturned(inner.landmarks, turns, image.shape[:2])
-                face = self.describe(image, face)
-                # the crop check's keypoints where they say something: in the upright crop (collapsed upside down)
-                found = None
-                if upright_found is not None:
-                    face.disagreement = upright_found.disagreement(inner.landmarks)
+            face.landmarks = _unturned(inner.landmarks, turns, image.shape[:2])
+            face = self.describe(image, face)
+            # the crop check's keypoints where they say something: in the upright crop (collapsed upside down)
+            found, fitted = upright_found, inner.landmarks
         else:
             face = self._fit_crop(image, face, found)
-        if found is not None and face.landmarks is not None:  # the crop check's keypoints: see from_box
-            face.disagreement = found.disagreement(face.landmarks)
+            fitted = face.landmarks
+        if found is not None and fitted is not None:  # the crop check's keypoints: see from_box
+            face.disagreement = found.disagreement(fitted)
         return face

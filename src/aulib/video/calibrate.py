@@ -82,8 +82,7 @@ class NeutralCalibrator:
             self._scores[tid][n % self.window] = sc[j]
             n = self._n[tid] = n + 1
             now = None if times is None else float(times[j])
-            start = self._first.setdefault(tid, now) if now is not None else None
-            long_enough = now is None or start is None or now - start >= self.min_track_s
+            long_enough = now is None or now - self._first.setdefault(tid, now) >= self.min_track_s
             if n >= self.min_samples and long_enough:
                 if tid not in self._neutral or n % self.refresh == 0:
                     m = min(n, self.window)

@@ -267,6 +267,16 @@ def check_count(name: str, value: object, note: str = "") -> None:
         raise ValueError(f"{name} must be a whole number ≥ 1{note}, not {value!r}")
 
 
+def check_sampling(every: object, fps: object, max_frames: object) -> None:
+    """ValueError naming the first of :class:`FrameReader`'s frame choices it cannot take: the API gets what the
+    CLI's option types refuse (a fractional step, NaN, a frame budget of 0)."""
+    check_count("every", every)
+    if fps is not None and not (isinstance(fps, numbers.Real) and math.isfinite(fps) and fps > 0):
+        raise ValueError(f"fps must be a finite number > 0, not {fps!r}")
+    if max_frames is not None:
+        check_count("max_frames", max_frames, " (or None for all)")
+
+
 class FrameReader:
     """Selected RGB frames of a video, decoded in a background thread.
 
@@ -284,12 +294,7 @@ class FrameReader:
         the video analysis makes its scene-cut thumbnail and the interval's face scan there, off the busier
         face stage)."""
         self.prepare = prepare
-        # the API gets what the CLI's option types refuse: a fractional step, NaN, a frame budget of 0
-        check_count("every", every)
-        if fps is not None and not (isinstance(fps, numbers.Real) and math.isfinite(fps) and fps > 0):
-            raise ValueError(f"fps must be a finite number > 0, not {fps!r}")
-        if max_frames is not None:
-            check_count("max_frames", max_frames, " (or None for all)")
+        check_sampling(every, fps, max_frames)
         self.source = path
         # ``path``: how the video is named in messages and rows (a URL without its credentials)
         if is_url(path):

@@ -24,7 +24,6 @@ on long videos. Only two-pass calibration holds its rows back to the end.
 from __future__ import annotations
 
 import math
-import numbers
 import queue
 import threading
 from collections import deque
@@ -54,7 +53,7 @@ from aulib.video.calibrate import NeutralCalibrator
 from aulib.video.follow import DEFAULT_DETECT_EVERY, FaceFollower, thumbnail
 from aulib.video.keyframes import KEY_GAP_SIGMAS, Keyframes, plan
 from aulib.video.overlay import OverlayWriter
-from aulib.video.reader import FrameReader, VideoReadError, check_count
+from aulib.video.reader import FrameReader, VideoReadError, check_count, check_sampling
 from aulib.video.smooth import DEFAULT_SIGMA_S, OneEuroSmoother, TraceSmoother, check_sigma
 
 # Faces per batched model call: large enough to amortise onnxruntime call overhead, small enough
@@ -130,9 +129,7 @@ class VideoAnalysis:
         self.name = input_name
         # HOG is computed in the model thread (_models): the face stage is the slower of the two
         self.follower = FaceFollower(models.pipeline, detect_every, scan_side=VIDEO_SCAN_SIDE, hog=False)
-        mode = "video" if calibrate is True else calibrate
-        if mode not in (False, None, "video", "running"):
-            raise ValueError(f"calibrate must be False, True, 'video' or 'running', not {calibrate!r}")
+        mode = calibration_mode(calibrate)
         self.calibrator = NeutralCalibrator(models.au_feature_mean, mode) if mode else None
         # streaming calibration reads blinks against each person's open-eye level so far (aulib.face.blink)
         self.open_levels = RunningOpenLevels() if mode == "running" else None
@@ -367,6 +364,14 @@ def analyze_video_rows(
             for r in chunk]
 
 
+def calibration_mode(calibrate: object) -> Literal["video", "running"] | None:
+    """The calibration ``calibrate`` asks for (None: none); ValueError for a value it cannot be."""
+    mode = "video" if calibrate is True else calibrate
+    if mode not in (False, None, "video", "running"):
+        raise ValueError(f"calibrate must be False, True, 'video' or 'running', not {calibrate!r}")
+    return mode or None  # type: ignore[return-value]
+
+
 def check_video_options(every: object = 1, fps: object = None, calibrate: object = False,
                         detect_every: object = DEFAULT_DETECT_EVERY, progress: object = None,
                         max_frames: object = None, stats: object = None, threaded: object = True,
@@ -377,13 +382,8 @@ def check_video_options(every: object = 1, fps: object = None, calibrate: object
     the first video, after the photos before it had been analysed, and their work was lost)."""
     from aulib.analyzer import _check_flag, check_smoothing
 
-    check_count("every", every)
-    if fps is not None and not (isinstance(fps, numbers.Real) and math.isfinite(fps) and fps > 0):
-        raise ValueError(f"fps must be a finite number > 0, not {fps!r}")
-    if max_frames is not None:
-        check_count("max_frames", max_frames, " (or None for all)")
-    if calibrate not in (False, None, True, "video", "running"):
-        raise ValueError(f"calibrate must be False, True, 'video' or 'running', not {calibrate!r}")
+    check_sampling(every, fps, max_frames)
+    calibration_mode(calibrate)
     check_count("detect_every", detect_every)
     if progress is not None and not callable(progress):
         raise TypeError(f"progress must be a function (done, total) or None, not {type(progress).__name__}")
