@@ -23,9 +23,11 @@ def first_video_frame(path: Path) -> np.ndarray:
     """First decoded frame of a video as RGB (the 640×360 benchmark frame)."""
     import av
 
+    from aulib.video.reader import rgb
+
     with av.open(str(path)) as c:
         for frame in c.decode(video=0):
-            return frame.to_ndarray(format="rgb24")
+            return rgb(frame)
     raise ValueError(f"{path}: no frame decoded")
 
 
@@ -88,11 +90,13 @@ def video_frames(path: Path, every: int = 15, count: int = 20) -> list[np.ndarra
     """Every ``every``-th RGB frame of a video, at most ``count``."""
     import av
 
+    from aulib.video.reader import rgb
+
     frames = []
     with av.open(str(path)) as c:
         for i, frame in enumerate(c.decode(video=0)):
             if i % every == 0:
-                frames.append(frame.to_ndarray(format="rgb24"))
+                frames.append(rgb(frame))
             if len(frames) >= count:
                 break
     return frames
