@@ -255,11 +255,11 @@ def test_unwritable_overlay_keeps_the_rows(tmp_path, analyzer):
     df = read_table(tmp_path / "t.csv")
     assert df["success"].eq(1).all() and len(df) == 5  # 1 image row + 4 video frames
     assert len(res.warnings) == 2 and all("overlay not written" in w for w in res.warnings)
-    # OpenCV cannot write the image's overlay (a folder holds its name): said once, naming it once
+    # a folder holds the image overlay's name: said once (before the analysis), naming it once
     (tmp_path / "ov2" / "a_overlay.jpg").mkdir(parents=True)
     res = run_batch(files, SPEC, out=tmp_path / "t2.csv", overlay=tmp_path / "ov2", analyzer=analyzer)
     target = str(tmp_path / "ov2" / "a_overlay.jpg")
-    assert res.warnings == [f"{target}: overlay not written (OpenCV cannot write this file)"], res.warnings
+    assert res.warnings == [f"{target}: overlay not written (a folder is in the way)"], res.warnings
     # a single video's overlay file with an extension FFmpeg cannot write: rows kept, warning given
     res = run_batch([clip], SPEC, out=tmp_path / "v.csv", overlay=tmp_path / "o.flv" / "x" / "bad.wmv",
                     video_options=VIDEO, analyzer=analyzer)

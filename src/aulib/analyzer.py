@@ -319,6 +319,8 @@ class Analyzer:
         if not isinstance(path, (str, os.PathLike)) or not str(path):
             raise TypeError(f"path must be an image or video file's path, not {path!r}")
         _check_video_options(video_options)
+        if overlay is not None:
+            check_overlay(path, overlay)
         if is_video(path):
             from aulib.video import iter_video_rows
 
@@ -326,8 +328,14 @@ class Analyzer:
                 warnings.warn(f"{path}: cropped applies to images; a video's faces are found in its frames",
                               CroppedVideoWarning, stacklevel=3)
             video_options.setdefault("smooth", self.smooth)
+            asked = video_options.get("stats")
+            stats: dict = asked if isinstance(asked, dict) else {}
+            if overlay is not None:
+                video_options["stats"] = stats
             for rows in iter_video_rows(self, path, overlay=overlay, **video_options):  # type: ignore[arg-type]
                 yield table.Rows(rows, self.columns)
+            if stats.get("overlay_error") and not isinstance(asked, dict):  # a caller with stats reads it there
+                warnings.warn(stats["overlay_error"], OverlayWarning, stacklevel=3)
             return
         try:
             rgb = read_image(path)
@@ -343,7 +351,11 @@ class Analyzer:
             from aulib.draw import draw_faces
 
             Path(overlay).parent.mkdir(parents=True, exist_ok=True)
-            if not cv2.imwrite(str(overlay), draw_faces(rgb, faces)[:, :, ::-1]):
+            try:
+                written = cv2.imwrite(str(overlay), draw_faces(rgb, faces)[:, :, ::-1])
+            except cv2.error as e:  # OpenCV 5 raises where 4 returned False
+                raise OSError(f"{overlay}: overlay not written ({' '.join(str(e).split()[-8:])})") from None
+            if not written:
                 raise OSError(f"{overlay}: overlay not written (OpenCV cannot write this file)")
         rows = table.face_rows(faces, str(path))
         # A multi-page TIFF or an animation: only the first frame is analysed, and the user is told — in the
@@ -357,19 +369,27 @@ class Analyzer:
         yield table.Rows(rows, self.columns)
 
     def analyze(self, paths: str | Path | Iterable[str | Path] | np.ndarray, cropped: bool | None = None,
-                **video_options: object) -> pd.DataFrame:
+                order: Literal["rgb", "bgr"] = "rgb", **video_options: object) -> pd.DataFrame:
         """Table of image/video files and folders (recursively, sorted), one row per face per frame.
 
         ``paths``: one path (str, bytes, os.PathLike) or an iterable of them; anything else is a
         TypeError saying so, an empty string a ValueError (it would mean the working folder). An image
         array (RGB, as :meth:`analyze_frame` takes it) or a PIL image is analysed as one image, alone or
         in the list (its rows: ``input`` empty, ``frame`` its position in the list): users of other
-        tools pass arrays here, which used to be read as a list of paths."""
+        tools pass arrays here, which used to be read as a list of paths. ``order="bgr"``: the arrays are
+        OpenCV's BGR (``cv2.imread``, ``VideoCapture``) — read as RGB, a BGR frame's AU intensities moved by
+        up to 1.6; files are read in their own colour order whatever ``order`` says."""
+        if order not in ("rgb", "bgr"):
+            raise ValueError(f"order must be 'rgb' or 'bgr', not {order!r}")
+        _check_option_names(video_options)
         _refuse_contents(paths)
         if isinstance(paths, np.ndarray) and paths.dtype.kind in "US" and paths.ndim <= 1:
             paths = [str(p) for p in paths.reshape(-1)]  # np.array([p1, p2]) of paths was read as an image
         if isinstance(paths, (str, bytes, os.PathLike, np.ndarray)) or _is_pil(paths):
             paths = [paths]  # type: ignore[list-item]
+        elif _is_frame(paths):  # iterating a DataFrame gives its column names: "p: no such file"
+            raise TypeError("paths must be a path or a list of paths, not a DataFrame: give its column of paths, "
+                            "df['path']")
         elif hasattr(paths, "read") or isinstance(paths, Mapping):
             # both are iterable: a file object would be read line by line as paths, a dict by its keys
             raise TypeError(f"paths must be a path or a list of paths, not {type(paths).__name__}"
@@ -391,7 +411,7 @@ class Analyzer:
         parts: list[table.Rows] = []
         for i, (x, found) in enumerate(zip(items, files)):
             if found is None:  # an image: its position in the list is its frame
-                parts.append(table.Rows(table.face_rows(self.get(x, cropped=cropped), "", i), self.columns))
+                parts.append(table.Rows(table.face_rows(self.get(x, order, cropped), "", i), self.columns))
             else:
                 parts += [rows for p in found for rows in self.iter_rows(p, cropped, **video_options)]
         return table.Rows.concat(parts, self.columns).frame()
@@ -414,8 +434,46 @@ def first_frame_rows(rows: list[dict], frames: int) -> list[dict]:
                           "analysed; to analyse all, convert the file to a video)") for r in rows]
 
 
+class OverlayWarning(UserWarning):
+    """A video's annotated copy could not be written (the rows are complete; the reason is the message)."""
+
+
+def check_overlay(path: str | os.PathLike, overlay: str | os.PathLike) -> None:
+    """ValueError before any work for an overlay target that cannot be written or is the input itself: an
+    image overlay named ``x.txt`` or a folder failed only after the analysis, a video's ``x.png`` was
+    skipped without a word, and ``overlay=`` the input photo replaced it by its annotated copy."""
+    from aulib.batch import OVERLAY_IMAGE_SUFFIXES, OVERLAY_VIDEO_SUFFIXES, refuse_overwriting_inputs
+
+    target = Path(overlay)
+    video = is_video(path)
+    names = OVERLAY_VIDEO_SUFFIXES if video else OVERLAY_IMAGE_SUFFIXES
+    if target.is_dir():
+        raise ValueError(f"{overlay}: overlay not written (a folder is in the way)")
+    if target.suffix.lower() not in names:
+        raise ValueError(f"{overlay}: overlay not written (the overlay of {'a video' if video else 'an image'} is a "
+                         f"file named {', '.join(names[:4])}…)")
+    refuse_overwriting_inputs([target], [Path(os.fsdecode(path))])
+
+
 class CroppedVideoWarning(UserWarning):
     """``cropped`` given for a video: it applies to images (a video's faces are found in its frames)."""
+
+
+def _check_option_names(video_options: Mapping[str, object]) -> None:
+    """TypeError for a keyword that is no video option. One that is an :class:`Analyzer` setting (``gaze``,
+    ``tta``…, given to ``aulib.analyze`` or ``analyze``) is named as such, with the call that takes it: it
+    was called an unknown video option, or for an array "a video option that does not apply to images"."""
+    unknown = set(video_options) - VIDEO_OPTIONS
+    if not unknown:
+        return
+    import inspect
+
+    settings = sorted(unknown & set(inspect.signature(Analyzer.__init__).parameters) - {"self"})
+    if settings:
+        given = ", ".join(f"{k}={video_options[k]!r}" for k in settings)
+        what = "an Analyzer setting, not an option" if len(settings) == 1 else "Analyzer settings, not options"
+        raise TypeError(f"{', '.join(settings)}: {what} of analyze: aulib.Analyzer({given}).analyze(...)")
+    raise TypeError(f"unknown video option(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(VIDEO_OPTIONS))}")
 
 
 def _check_video_options(video_options: Mapping[str, object]) -> None:
@@ -423,10 +481,7 @@ def _check_video_options(video_options: Mapping[str, object]) -> None:
     input is analysed; :func:`aulib.video.run.check_video_options`)."""
     if not video_options:
         return
-    unknown = set(video_options) - VIDEO_OPTIONS
-    if unknown:  # an image ignored them, a video raised: the same TypeError for both now
-        raise TypeError(f"unknown video option(s) {', '.join(sorted(unknown))}; "
-                        f"known: {', '.join(sorted(VIDEO_OPTIONS))}")
+    _check_option_names(video_options)  # an image ignored them, a video raised: the same TypeError for both now
     from aulib.video.run import check_video_options
 
     check_video_options(**video_options)
@@ -471,6 +526,11 @@ def _refuse_contents(x: object) -> None:
         n = len(x) if not isinstance(x, memoryview) else x.nbytes
         raise TypeError(f"got {n} bytes of a file's contents ({type(x).__name__}) where a path goes: give the "
                         "file's path, or for an image PIL.Image.open(io.BytesIO(data)); save a video to a file")
+
+
+def _is_frame(x: object) -> bool:
+    """A pandas (or look-alike) DataFrame, without importing pandas."""
+    return type(x).__name__ == "DataFrame" and hasattr(x, "columns")
 
 
 def _is_pil(x: object) -> bool:

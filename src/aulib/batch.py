@@ -80,14 +80,14 @@ import threading
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from threadpoolctl import threadpool_limits
 
-from aulib.io import VIDEO_EXTENSIONS, is_video
+from aulib.io import VIDEO_EXTENSIONS, expand_inputs, is_video
 from aulib.storage import Source, is_url, naming_path, object_path, redact
 from aulib.table import Rows, TableAppender, empty_row, read_table, table_columns, table_format, table_text
 
@@ -388,10 +388,16 @@ def _tables(analyzer: Analyzer, path: Source, video_options: dict, overlay: Path
     unanalysed go to ``warn``."""
     from aulib.analyzer import MultiFrameImageWarning  # imported already: ``analyzer`` is one
     if overlay is not None:
+        from aulib.analyzer import check_overlay
+
         try:
+            check_overlay(path, overlay)
             overlay.parent.mkdir(parents=True, exist_ok=True)
             if not os.access(overlay.parent, os.W_OK):
                 raise PermissionError("folder not writable")
+        except ValueError as e:  # a name no overlay can have: the rows are still wanted
+            warn(table_text(str(e)))
+            overlay = None
         except OSError as e:
             warn(f"{table_text(str(overlay))}: overlay not written ({e})")
             overlay = None
@@ -1541,6 +1547,21 @@ def _todo_overlays(overlay: Path | None, files: list[Source], todo: list[Source]
     return [all_overlays[at[str(p)]] for p in todo]
 
 
+def _listed(files: object) -> list[Source]:
+    """``run_batch``'s inputs as a list, its local folders expanded: one path given as a string was read
+    character by character (22 rows "w: no such file"…), a folder gave one row "is a directory"."""
+    if isinstance(files, (str, bytes, os.PathLike)):
+        files = [files]
+    if not isinstance(files, Iterable) or isinstance(files, Mapping):
+        raise TypeError(f"files must be a list of paths, not {type(files).__name__}")
+    out: list[Source] = []
+    for f in files:
+        f = os.fsdecode(f) if isinstance(f, bytes) else f
+        local = isinstance(f, (str, os.PathLike)) and not is_url(f) and os.path.isdir(f)
+        out.extend(expand_inputs([f]) if local else [f])
+    return out
+
+
 def run_batch(
     files: list[Source], spec: AnalyzerSpec | None = None, out: Path | str | None = None,
     per_input: Path | None = None, per_input_format: str = "csv", resume: bool = False, dask: bool = False,
@@ -1562,6 +1583,7 @@ def run_batch(
     the output is locked by another process or ``--resume`` does not match; any problem with one
     input is a ``success=0`` row instead.
     """
+    files = _listed(files)
     video_options = dict(video_options or {})
     if analyzer is not None:
         # the workers of a Dask run build their own analyzer: from this one's settings (they built the default

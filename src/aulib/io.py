@@ -118,6 +118,8 @@ def to_8bit(a: np.ndarray, full_scale: float | None = None) -> np.ndarray:
                              "negative; 8-bit pixels cast to int8 are read back with a.view(np.uint8), signed data "
                              "must be shifted to ≥ 0 first")
     f = a.astype(np.float32) if a.dtype.itemsize <= 2 else a.astype(np.float64)
+    if a.dtype.kind in "if" and f.size:
+        _refuse_signed_values(f, a.dtype)
     if np.issubdtype(a.dtype, np.floating):
         finite = np.isfinite(f)
         if f.size and not finite.any():  # read as black, it gave "no face detected" as if it were a photo
@@ -139,6 +141,25 @@ def to_8bit(a: np.ndarray, full_scale: float | None = None) -> np.ndarray:
             full_scale = float((1 << bits) - 1) if bits else hi
     f = f * (255.0 / max(full_scale, 1e-12))
     return np.clip(f + 0.5, 0, 255).astype(np.uint8)
+
+
+# Share of pixels that may be negative and be clipped to black (a resampling filter's undershoot, noise around a
+# black level); more means the values are not brightness at all.
+MAX_NEGATIVE_SHARE = 0.01
+
+
+def _refuse_signed_values(f: np.ndarray, dtype: np.dtype) -> None:
+    """ImageReadError for pixel values that are mostly not brightness: an array normalised for a network
+    (−1…1, ImageNet mean/std) or signed data centred on 0. Clipped to 0, such an array was read as a dark
+    photo — the same face with other AUs, or "no face detected" — without a word."""
+    below = np.isfinite(f) & (f < 0)  # −inf, like NaN, is a missing value (read as 0), not a scale
+    negative = float(np.count_nonzero(below)) / f.size
+    if negative <= MAX_NEGATIVE_SHARE:
+        return
+    raise ImageReadError(f"{dtype} pixel values, {negative:.0%} of them negative (min {float(f[below].min()):.4g}): "
+                         "brightness cannot be negative. An image normalised for a network (to −1…1, or by a mean "
+                         "and standard deviation) must be turned back into pixels (0–255 or 0–1) first, signed data "
+                         "shifted to ≥ 0")
 
 
 def to_rgb(array: np.ndarray, order: Literal["rgb", "bgr"] = "rgb") -> np.ndarray:
@@ -165,6 +186,9 @@ def to_rgb(array: np.ndarray, order: Literal["rgb", "bgr"] = "rgb") -> np.ndarra
             return np.ascontiguousarray(_pil_to_rgb(ImageOps.exif_transpose(array)))
         except (ValueError, OSError, TypeError) as e:  # a closed image, a mode Pillow cannot convert ("La")
             raise ImageReadError(f"{what}: cannot convert it to RGB ({e})") from None
+        except AssertionError:  # Pillow's bare assert when the file was closed before the pixels were read
+            raise ImageReadError(f"{what}: its file was closed before its pixels were read (call im.load() inside "
+                                 "the `with Image.open(...)` block, or give the path)") from None
     try:
         a = np.asarray(array)
     except (ValueError, TypeError) as e:  # a list of images of different shapes, [array, None]…
@@ -277,7 +301,10 @@ def _decode_deep_color(f: IO[bytes], name: str, img: Image.Image, full_scale: fl
         raise ImageReadError(f"{name}: truncated or corrupt image data (OpenCV could not decode it)")
     alpha = None
     if a.ndim == 3 and a.shape[2] == 4:
-        alpha = to_8bit(a[:, :, 3], float(np.iinfo(a.dtype).max) if a.dtype.kind in "ui" else 1.0)
+        if img.mode == "RGBA":  # Pillow read the 4th channel as transparency (PNG; TIFF ExtraSamples 1 or 2)
+            alpha = to_8bit(a[:, :, 3], float(np.iinfo(a.dtype).max) if a.dtype.kind in "ui" else 1.0)
+        # else a TIFF's "unspecified" extra sample (a scanner's infrared dust channel): Pillow shows RGB, and
+        # blended as transparency it washed the picture out to white (a smile read as neutral, AU12_r 3.6 → 0.3)
         a = a[:, :, :3]
     if a.ndim == 3:
         a = a[:, :, ::-1]  # OpenCV decodes to BGR
@@ -349,8 +376,8 @@ def _tiff_tags(f: IO[bytes]) -> dict[int, int]:
 
 def _png_pixels_only(f: IO[bytes], name: str) -> np.ndarray:
     """A PNG's pixels decoded by OpenCV, which skips its metadata: Pillow refuses a PNG whose text or ICC
-    chunk decompresses past its limit (a 16 MB ICC profile, a 50 MB comment), and a viewable photo was
-    refused with its internal message. The size is checked from IHDR first."""
+    chunk decompresses past its limit (a 16 MB ICC profile, a 50 MB comment) or fails its checksum, and a
+    viewable photo was refused with its internal message. The size is checked from IHDR first."""
     import cv2
 
     f.seek(16)
@@ -361,7 +388,7 @@ def _png_pixels_only(f: IO[bytes], name: str) -> np.ndarray:
     data = f.read(MAX_FALLBACK_BYTES + 1)
     a = None
     if len(data) <= MAX_FALLBACK_BYTES:
-        a = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        a = _quiet_imdecode(data, cv2.IMREAD_UNCHANGED)
     if a is None or a.ndim not in (2, 3) or min(a.shape[:2]) < 1:
         raise ImageReadError(f"{name}: truncated or corrupt PNG image data (with metadata too large to read)")
     return to_rgb(a, "bgr")
@@ -387,6 +414,9 @@ def _opencv_fallback(f: IO[bytes], name: str) -> np.ndarray | None:
         raise ImageReadError(f"{name}: a TIFF of over {MAX_FALLBACK_BYTES >> 30} GB in a format Pillow cannot read")
     a = _quiet_imdecode(data, cv2.IMREAD_UNCHANGED)
     if a is None or a.ndim not in (2, 3) or min(a.shape[:2]) < 1:
+        if tags.get(277, 0) > 4:  # SamplesPerPixel: complete files were called "truncated or corrupt"
+            raise ImageReadError(f"{name}: a TIFF with {tags[277]} samples (channels) per pixel, which neither Pillow "
+                                 "nor OpenCV decodes; save it as gray, RGB or RGBA")
         if tags.get(339) == 3 and tags.get(258) == 16:  # half floats: a valid TIFF (tifffile reads it) was "corrupt"
             raise ImageReadError(f"{name}: a 16-bit floating-point (half precision) TIFF, which neither Pillow nor "
                                  "OpenCV decodes; save it with 8- or 16-bit integer or 32-bit float samples")
@@ -660,6 +690,14 @@ def _decode_image_file(f: IO[bytes], p: str) -> np.ndarray:
         if decoded is not None:
             return decoded
         f.seek(0)
+        if f.read(8) == b"\x89PNG\r\n\x1a\n":
+            # Pillow gives up on a bad checksum in any chunk, even a text comment's; libpng (OpenCV) only
+            # warns for those and decodes the pixels: a viewable PNG was "not an image file"
+            try:
+                return _png_pixels_only(f, p)
+            except ImageReadError:
+                raise ImageReadError(f"{p}: truncated or corrupt PNG image data") from None
+        f.seek(0)
         if f.read(12).startswith(_JXL_SIGNATURES):
             raise ImageReadError(f"{p}: a JPEG XL image, which aulib cannot decode (no decoder here); convert it to "
                                  "JPEG, PNG or AVIF") from None
@@ -792,7 +830,8 @@ def _scan_folder(top: Path, skipped: list[Path] | None = None) -> list[Path]:
     """The image and video files below ``top`` in sorted path order (depth first, names sorted), and
     every folder that cannot be listed, in its place. A broken link is kept (its row says so: a
     folder whose link lost its target must not quietly analyse one input fewer); FIFOs and
-    sockets, and links to them, are skipped, never opened. Regular files that are neither are appended
+    sockets, and links to them, are skipped, never opened (appended to ``skipped`` when named as media: a
+    ``fifo.mp4`` vanished from the run without a word). Regular files that are neither are appended
     to ``skipped``."""
     wanted = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
     found: list[Path] = []
@@ -822,8 +861,8 @@ def _scan_folder(top: Path, skipped: list[Path] | None = None) -> list[Path]:
                 keep = True  # cannot tell what it is: its row says why
             if keep and (path.suffix.lower() in wanted or _is_media(path)):
                 found.append(path)
-            elif keep and skipped is not None:
-                skipped.append(path)
+            elif skipped is not None and (keep or path.suffix.lower() in wanted):
+                skipped.append(path)  # a FIFO or socket with a media name too: never opened, but said
         stack.extend(reversed(below))  # popped in name order: of two ways to one folder, the first in path order
     return sorted(found, key=lambda f: f.parts)  # files and folders interleaved by name, as sorted(rglob) was
 

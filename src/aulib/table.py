@@ -257,8 +257,10 @@ def to_frame(rows: Sequence[dict], cols: Sequence[str]) -> pd.DataFrame:
     data: dict[str, object] = {c: values[:, j] for j, c in enumerate(num)}
     for c in INT_COLUMNS:
         data[c] = np.array([r.get(c) or 0 for r in rows], dtype=np.int64)
-    data["input"] = [table_text(str(r.get("input") or "")) for r in rows]
-    data["error"] = [table_text(str(r.get("error") or "")) for r in rows]
+    # a Series of the text dtype, not a list: an empty list became a float64 column, so the table of no rows
+    # (an empty folder, an empty chunk) broke ``df.input.str`` and turned a concatenation's text into object
+    for c in ("input", "error"):
+        data[c] = pd.Series([table_text(str(r.get(c) or "")) for r in rows], dtype=_text_dtype())
     if "emotion" in cols:
         # inferred like input/error (pandas ≥ 3: the str dtype, as the table reads back from a file)
         # — also when no row has a label (a faceless image): it was object then, and pd.concat of two runs'
@@ -497,6 +499,12 @@ def read_table(path: str | Path, columns: list[str] | None = None) -> pd.DataFra
 
     path = Path(path)
     fmt = table_format(path)
+    if columns is not None:  # one error for every format (pandas', pyarrow's schema dump, a KeyError before)
+        have = {str(c).strip() for c in table_columns(path)}
+        missing = [c for c in columns if c not in have]
+        if missing and have:
+            raise KeyError(f"{path}: no column {', '.join(map(repr, missing))} in this table "
+                           f"({len(have)} columns, e.g. {', '.join(sorted(have)[:5])})")
     if fmt == "csv":
         text = {c: "str" for c in TEXT_COLUMNS}
         usecols = columns

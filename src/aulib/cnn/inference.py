@@ -43,14 +43,22 @@ def _is_single(crops: object) -> bool:
 def _as_batch(items: np.ndarray | list[np.ndarray], size: int) -> np.ndarray:
     """A sequence of crops → float32 (N, 3, size, size), gray replicated, 0–255.
 
-    Each crop may be (H, W) gray, (H, W, 1), (H, W, 3) RGB or (H, W, 4) RGBA, uint8 (or float
-    0–255), of any size.
+    Each crop may be (H, W) gray, (H, W, 1), (H, W, 3) RGB or (H, W, 4) RGBA, of any size; uint8, or another
+    dtype scaled by :func:`aulib.io.to_8bit`'s value range rule (a float crop in 0–1 was clipped as if 0–255
+    and read near black: neutral 0.33 for a smile at 0.98).
     """
+    from aulib.io import ImageReadError, to_8bit
+
     out = np.empty((len(items), 3, size, size), np.float32)
     for i, c in enumerate(items):
         c = np.asarray(c)
+        if c.ndim not in (2, 3) or min(c.shape[:2], default=0) == 0:
+            raise ValueError(f"crop {i}: expected an (H, W[, 1|3|4]) image, got shape {np.shape(c)}")
         if c.dtype != np.uint8:
-            c = np.clip(c, 0, 255).astype(np.uint8)
+            try:
+                c = to_8bit(c)
+            except ImageReadError as e:
+                raise ValueError(f"crop {i}: {e}") from None
         if c.ndim == 3 and c.shape[2] == 4:
             c = cv2.cvtColor(c, cv2.COLOR_RGBA2GRAY)
         elif c.ndim == 3 and c.shape[2] == 3:

@@ -16,6 +16,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from aulib.face.landmarks import checked_points
+
 # The CK+ and FER+ faces every model learnt from are 48 px photos: their aligned crops span a median 51 source
 # pixels (crop scale 112 / 51 = 2.2: FER2013Valid median 2.16, CK+ 2.25; 5th–95th percentile 1.7–2.6).
 TRAINED_SOURCE_PX = 51
@@ -81,6 +83,7 @@ class Aligner:
         self.template = unit_template() * size
 
     def __call__(self, image: np.ndarray, landmarks: np.ndarray) -> AlignedFace:
+        landmarks = checked_points(landmarks)
         m = umeyama(landmarks[RIGID_POINTS], self.template[RIGID_POINTS])
         crop = cv2.warpAffine(
             image, m, (self.size, self.size), flags=cv2.INTER_LINEAR, borderMode=self.border
@@ -125,7 +128,7 @@ class FaceMasker:
 
     def mask(self, landmarks: np.ndarray, size: int) -> np.ndarray:
         """Boolean (size, size) mask of the face region for aligned ``landmarks``."""
-        pts = landmarks.astype(np.float64).copy()
+        pts = checked_points(landmarks).copy()
         height = pts[8, 1] - pts[17:27, 1].min()
         raised = pts[17:27].copy()
         raised[:, 1] -= self.forehead * height

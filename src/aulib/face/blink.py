@@ -37,6 +37,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from aulib.face.landmarks import checked_points
 from aulib.face.record import Face
 
 EAR_OPEN = 0.30
@@ -86,7 +87,7 @@ def hidden_eyes(face: Face) -> np.ndarray:
 def eye_aspect_ratios(landmarks: np.ndarray) -> np.ndarray:
     """``(2,)`` eye aspect ratio of each eye of 68 landmarks (subject's right eye, i.e. points 36–41,
     first; NaN for an eye with no width)."""
-    pts = np.asarray(landmarks, np.float64).reshape(68, 2)
+    pts = checked_points(landmarks, finite=False)
     out = np.full(2, np.nan)
     for k, sl in enumerate((RIGHT_EYE, LEFT_EYE)):
         e = pts[sl]

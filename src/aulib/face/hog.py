@@ -20,7 +20,7 @@ from functools import lru_cache
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from aulib.face.landmarks import as_gray
+from aulib.face.landmarks import as_gray, checked_points
 
 # iBUG 68-point index of each point's mirror image (left ↔ right), for horizontal flips.
 MIRROR_68 = np.array(
@@ -120,6 +120,6 @@ def mirror(crop: np.ndarray, aligned_landmarks: np.ndarray) -> tuple[np.ndarray,
     """
     size = crop.shape[1]
     flipped = np.ascontiguousarray(crop[:, ::-1])
-    pts = aligned_landmarks.copy()
+    pts = checked_points(aligned_landmarks, finite=False).astype(np.asarray(aligned_landmarks).dtype)
     pts[:, 0] = size - 1 - pts[:, 0]
     return flipped, pts[MIRROR_68]

@@ -139,6 +139,24 @@ class LandmarkPredictor:
         return (points + np.array([x0, y0])).astype(np.float32)
 
 
+def checked_points(points: object, finite: bool = True) -> np.ndarray:
+    """``points`` as a ``(68, 2)`` float64 array of x, y (a flat 136-vector is taken too); ValueError naming
+    what was given otherwise, and for a non-finite point when ``finite``. The stages that read landmarks
+    (alignment, mask, mirror, pose, blink) failed deep inside on other shapes: "index 15 is out of bounds",
+    "SVD did not converge", "cannot reshape array of size 20"."""
+    try:
+        a = np.asarray(points, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"landmarks must be a (68, 2) array of x, y points, not {type(points).__name__}") from None
+    if a.shape == (136,):
+        a = a.reshape(68, 2)
+    if a.shape != (68, 2):
+        raise ValueError(f"landmarks must be a (68, 2) array of x, y points (iBUG 300-W order), not shape {a.shape}")
+    if finite and not np.isfinite(a).all():
+        raise ValueError("landmarks must be finite: NaN or infinite points given")
+    return a
+
+
 def as_gray(image: np.ndarray) -> np.ndarray:
     """The (H, W) gray plane of an (H, W) gray, (H, W, 1|2) gray (+ alpha) or (H, W, 3|4) RGB(A) image
     (no copy when it has one); OpenCV refuses other channel counts."""

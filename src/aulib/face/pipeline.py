@@ -6,6 +6,9 @@ Each stage is also usable alone (``aulib.face.detect``, ``landmarks``, ``align``
 
 from __future__ import annotations
 
+import math
+import numbers
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -140,6 +143,24 @@ def with_finer(coarse: list[Detection], fine: list[Detection]) -> list[Detection
     out += [k for i, k in enumerate(fine) if i not in used and all(inside(k, o) <= 0.5 for o in out)]
     return sorted(out, key=lambda d: d.x)
 
+# Smallest side of the aligned crop: HOG's 8-px cells in 2×2 blocks need two cells a side.
+MIN_CROP_SIDE = 16
+
+
+def as_image(image: object) -> np.ndarray:
+    """``image`` as the ``(H, W, 3)`` uint8 RGB array every stage reads: such an array as it is (no copy), a file's
+    path through :func:`aulib.io.read_image`, anything else through :func:`aulib.io.to_rgb` (gray, RGBA, float,
+    PIL) — a gray array reached OpenCV's channel check after detection, a path ``'str' has no attribute 'ndim'``."""
+    if isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3 \
+            and min(image.shape[:2]) > 0:
+        return image
+    from aulib.io import read_image, to_rgb
+
+    if isinstance(image, (str, bytes, os.PathLike)):
+        return read_image(os.fsdecode(image))
+    return to_rgb(image)  # type: ignore[arg-type]
+
+
 class FacePipeline:
     """Detect, fit, align, mask and describe every face in an RGB image.
 
@@ -149,6 +170,12 @@ class FacePipeline:
     """
 
     def __init__(self, detector: str = "retinaface", size: int = 112, features: bool = True) -> None:
+        if isinstance(size, bool) or not isinstance(size, numbers.Integral) or not MIN_CROP_SIDE <= size <= 4096:
+            # 0 divided by zero, 7 failed in HOG's windows, 112.0 in OpenCV's overload resolution
+            raise ValueError(f"size must be a whole number of pixels from {MIN_CROP_SIDE} to 4096, not {size!r}")
+        if not isinstance(features, (bool, np.bool_)):
+            raise TypeError(f"features must be True or False, not {features!r}")  # "no" was taken as True
+        size = int(size)
         self.detector = make_detector(detector)
         self.landmarker = LandmarkPredictor()
         self.aligner = Aligner(size)
@@ -161,7 +188,7 @@ class FacePipeline:
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         """Face boxes, left to right."""
-        return self.detector(image)
+        return self.detector(as_image(image))
 
     def from_box(
         self, image: np.ndarray, box: tuple[float, float, float, float], score: float = 1.0,
@@ -179,8 +206,12 @@ class FacePipeline:
         the detector's own eyes, nose and mouth (``Face.disagreement``; not for a face fitted upright, whose
         keypoints are rough).
         """
+        image = as_image(image)
         shown = np.asarray(display_box if display_box is not None else box, dtype=np.float32)
         face = Face(box=shown, score=float(score))
+        if len(box) != 4 or not all(isinstance(v, numbers.Real) and math.isfinite(v) for v in box):
+            face.error = f"face box {tuple(box)} is not four finite numbers (x, y, width, height)"
+            return face
         if min(box[2], box[3]) < MIN_FACE_SIZE:
             face.error = f"face too small for landmarks ({min(box[2], box[3]):.0f} px < {MIN_FACE_SIZE:.0f} px)"
             return face
@@ -306,7 +337,11 @@ class FacePipeline:
         (:meth:`turned_detections`): a photo whose orientation tag was lost shows its faces on their side.
         So is an image whose every face found lies rolled by more than 45°: such a photo is turned, and
         RetinaFace, which finds upright faces best, missed the rest (``multi_face.jpg`` turned 180°: 3 of 5
-        faces, 90°: 4 of 5); the faces found turned that overlap none already found are added."""
+        faces, 90°: 4 of 5); the faces found turned that overlap none already found are added.
+
+        ``image`` may also be gray, RGBA, of another dtype, a PIL image or a file's path (read as
+        :meth:`aulib.Analyzer.get` reads them, :func:`as_image`)."""
+        image = as_image(image)
         dets, turned_up = self.detect(image), None
         if not dets or self._small_faces_found(image, dets):
             dets = with_finer(dets, self.tiled_detections(image))
@@ -512,6 +547,7 @@ class FacePipeline:
         A crop darker than any training face is read brightened (:mod:`aulib.face.exposure`), as whole images
         are: a CK+-style crop at 4 % of its light lost every AU.
         """
+        image = as_image(image)
         h, w = image.shape[:2]
         face = Face(box=np.array([0, 0, w, h], np.float32), score=0.0)
         if min(h, w) < MIN_CROP_SIZE:

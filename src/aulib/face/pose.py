@@ -30,6 +30,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from aulib.face.landmarks import checked_points
 from aulib.face.record import Face
 
 Intrinsics = tuple[float, float, float, float]
@@ -98,7 +99,7 @@ def solve_pose(landmarks: np.ndarray, intrinsics: Intrinsics,
     the points are not finite or the solver fails (never raises on bad landmarks).
     """
     pts3 = (mean_face_3d() if model is None else model)[POSE_POINTS]
-    pts2 = np.asarray(landmarks, np.float64).reshape(-1, 2)[POSE_POINTS]
+    pts2 = checked_points(landmarks, finite=False)[POSE_POINTS]
     nan = np.full(6, np.nan)
     if not np.isfinite(pts2).all():
         return nan, float("nan")

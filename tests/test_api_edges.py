@@ -1,0 +1,228 @@
+"""Inputs and calls found by probing the Python API and unusual files (each failed before its fix): colour
+order and misplaced settings in ``analyze``, arrays that are not brightness, deep TIFFs with a channel that is
+not alpha, PNGs with a damaged comment, closed PIL images, overlays that cannot be written, the table of no
+rows, and the per-stage classes given the wrong shapes."""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import warnings
+import zlib
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+import aulib
+from aulib import table
+from aulib.io import ImageReadError, expand_inputs, read_image, to_rgb
+
+from .conftest import sample
+
+SMILE = sample("single_face.jpg")
+
+
+@pytest.fixture(scope="module")
+def rgb() -> np.ndarray:
+    return read_image(SMILE)
+
+
+def test_analyze_takes_opencv_bgr_arrays_and_names_settings_given_to_it(analyzer):
+    """A BGR frame was read as RGB (AU intensities off by up to 1.6) and ``order=`` was refused as "a video
+    option"; ``aulib.analyze(x, gaze=False)`` was called an unknown video option."""
+    bgr = cv2.imread(str(sample("multi_face.jpg")))
+    got = analyzer.analyze(bgr, order="bgr")
+    want = analyzer.analyze(sample("multi_face.jpg"))
+    assert len(got) == len(want) == 5
+    assert np.allclose(got["AU12_r"], want["AU12_r"]) and np.allclose(got["AU04_r"], want["AU04_r"])
+    with pytest.raises(ValueError, match="order must be"):
+        analyzer.analyze(bgr, order="BGR")
+    with pytest.raises(TypeError, match=r"gaze: an Analyzer setting.*aulib\.Analyzer\(gaze=False\)"):
+        aulib.analyze(bgr, gaze=False)
+    with pytest.raises(TypeError, match=r"Analyzer settings, not options.*tta=False"):
+        analyzer.analyze(SMILE, tta=False, gaze=True)
+    with pytest.raises(TypeError, match="paths must be .* not a DataFrame"):
+        analyzer.analyze(pd.DataFrame({"p": [str(SMILE)]}))
+
+
+def test_arrays_that_are_not_brightness_are_refused(rgb):
+    """Normalised (−1…1, ImageNet mean/std) and signed arrays were clipped to black and analysed as a dark
+    photo: other AUs, or "no face detected", without a word. A little undershoot (a filter's) is kept."""
+    for x in (rgb / 127.5 - 1, rgb.astype(np.int16) - 128, (rgb / 255 - 0.45) / 0.225):
+        with pytest.raises(ImageReadError, match="negative.*turned back into pixels"):
+            to_rgb(x)
+    slight = rgb.astype(np.float32) - 0.5  # only the few pure-black pixels go below 0
+    assert np.abs(to_rgb(slight).astype(int) - rgb).max() <= 1
+
+
+def test_a_float_tiff_in_minus_one_to_one_is_refused_naming_it(tmp_path, rgb):
+    tifffile = pytest.importorskip("tifffile")
+    path = tmp_path / "signed.tif"
+    tifffile.imwrite(path, rgb.astype(np.float32) / 127.5 - 1, photometric="rgb")
+    with pytest.raises(ImageReadError, match=rf"^{path}: float32 pixel values, \d+% of them negative"):
+        read_image(path)
+
+
+def test_a_deep_tiff_with_an_extra_channel_that_is_not_alpha_is_read_as_its_rgb(tmp_path, rgb):
+    """A 16-bit RGB TIFF with an "unspecified" 4th sample (a scanner's infrared channel) was blended on white
+    as if it were transparency: the smile read as neutral (AU12_r 0.3). Real alpha still counts."""
+    tifffile = pytest.importorskip("tifffile")
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    deep = np.dstack([rgb, gray // 4]).astype(np.uint16) * 257
+    tifffile.imwrite(tmp_path / "rgbi.tif", deep, photometric="rgb", extrasamples=[0])
+    assert np.abs(read_image(tmp_path / "rgbi.tif").astype(int) - rgb).max() <= 1
+    clear = deep.copy()
+    clear[:, :, 3] = 0
+    clear[:50, :50, 3] = 65535  # transparent but a corner: on white
+    tifffile.imwrite(tmp_path / "rgba.tif", clear, photometric="rgb", extrasamples=[2])
+    shown = read_image(tmp_path / "rgba.tif")
+    assert (shown[100:, 100:] == 255).all() and np.abs(shown[:50, :50].astype(int) - rgb[:50, :50]).max() <= 1
+
+
+def test_a_png_with_a_damaged_comment_is_read_and_a_damaged_header_named(tmp_path, rgb):
+    """Pillow refuses any chunk with a bad checksum; the picture was "not an image file"."""
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "PNG")
+    png = buf.getvalue()
+    chunk = b"tEXt" + b"Comment\0hello"
+    crc = struct.pack(">I", (zlib.crc32(chunk) ^ 1) & 0xFFFFFFFF)
+    (tmp_path / "crc.png").write_bytes(png[:33] + struct.pack(">I", len(chunk) - 4) + chunk + crc + png[33:])
+    assert np.array_equal(read_image(tmp_path / "crc.png"), rgb)
+    (tmp_path / "head.png").write_bytes(png[:40] + b"\0" * 200 + png[240:])
+    with pytest.raises(ImageReadError, match="head.png: truncated or corrupt PNG image data"):
+        read_image(tmp_path / "head.png")
+
+
+def test_a_tiff_with_five_channels_is_named_for_what_it_is(tmp_path, rgb):
+    tifffile = pytest.importorskip("tifffile")
+    tifffile.imwrite(tmp_path / "five.tif", np.dstack([rgb, rgb[:, :, :2]]), photometric="minisblack",
+                     planarconfig="contig")
+    with pytest.raises(ImageReadError, match="five.tif: a TIFF with 5 samples"):
+        read_image(tmp_path / "five.tif")
+
+
+def test_a_pil_image_whose_file_was_closed_is_refused_clearly(analyzer):
+    with Image.open(SMILE) as im:
+        pass
+    with pytest.raises(ImageReadError, match="closed before its pixels were read"):
+        analyzer.analyze(im)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_fifo_with_a_video_name_in_a_folder_is_counted_as_left_out(tmp_path):
+    (tmp_path / "good.jpg").write_bytes(SMILE.read_bytes())
+    os.mkfifo(tmp_path / "fifo.mp4")
+    skipped: list = []
+    assert expand_inputs([tmp_path], skipped) == [tmp_path / "good.jpg"]
+    assert skipped == [tmp_path / "fifo.mp4"]
+
+
+def test_the_table_of_no_rows_has_text_columns(analyzer):
+    """``analyze([])`` gave float64 ``input``/``error``: ``.str`` failed, a concatenation turned them to object."""
+    empty, one = analyzer.analyze([]), analyzer.analyze(SMILE)
+    assert list(empty.columns) == list(one.columns)
+    assert (empty.dtypes == one.dtypes).all()
+    assert pd.concat([empty, one]).dtypes["input"] == one.dtypes["input"]
+    assert empty["input"].str.endswith(".jpg").tolist() == []
+
+
+def test_reading_a_column_a_table_lacks_is_one_error_in_every_format(tmp_path, analyzer):
+    df = analyzer.analyze(SMILE)
+    for ext in ("csv", "parquet", "json"):
+        path = tmp_path / f"t.{ext}"
+        table.write_table(df, path)
+        with pytest.raises(KeyError, match=rf"t.{ext}: no column 'nope' in this table"):
+            table.read_table(path, columns=["AU12_r", "nope"])
+        assert table.read_table(path, columns=["AU12_r"]).shape == (1, 1)
+
+
+def test_an_overlay_that_cannot_be_written_is_refused_before_the_analysis(tmp_path, analyzer):
+    """An image overlay named x.txt or a folder failed with OpenCV's error after the analysis, a video's
+    x.png was skipped without a word, and overlay= the input photo replaced it."""
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(SMILE.read_bytes())
+    (tmp_path / "dir.png").mkdir()
+    for target, says in ((tmp_path / "x.txt", "the overlay of an image is a file named"),
+                         (tmp_path / "dir.png", "a folder is in the way"),
+                         (photo, "would overwrite the input")):
+        with pytest.raises(ValueError, match=says):
+            list(analyzer.iter_tables(photo, overlay=target))
+    assert photo.read_bytes() == SMILE.read_bytes()
+    with pytest.raises(ValueError, match="the overlay of a video is a file named .mp4"):
+        list(analyzer.iter_tables(sample("single_face.mp4"), overlay=tmp_path / "x.png", max_frames=2))
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where the overlay's folder should be")
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        rows = pd.concat(analyzer.iter_tables(sample("single_face.mp4"), overlay=blocker / "o.mp4", max_frames=3))
+    assert len(rows) == 3 and [w.category for w in said] == [aulib.analyzer.OverlayWarning]
+    assert "o.mp4: overlay not written" in str(said[0].message)
+    list(analyzer.iter_tables(photo, overlay=tmp_path / "out" / "ok.png"))
+    assert (tmp_path / "out" / "ok.png").is_file()
+
+
+def test_run_batch_takes_one_path_and_folders(tmp_path, analyzer):
+    """One path given as a string was analysed character by character (22 rows "w: no such file")."""
+    from aulib.batch import run_batch
+
+    res = run_batch(str(SMILE), out=tmp_path / "one.csv", analyzer=analyzer)
+    assert table.read_table(tmp_path / "one.csv")["success"].tolist() == [1] and len(res.analysed) == 1
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(SMILE.read_bytes())
+    run_batch([folder], out=tmp_path / "f.csv", analyzer=analyzer)
+    assert table.read_table(tmp_path / "f.csv")["success"].tolist() == [1]
+    with pytest.raises(TypeError, match="files must be a list of paths"):
+        run_batch(5, out=tmp_path / "x.csv", analyzer=analyzer)
+
+
+def test_the_face_pipeline_takes_what_the_analyzer_takes_and_checks_its_settings(pipeline, rgb):
+    from aulib.face import FacePipeline
+
+    want = pipeline(rgb)[0].box
+    for image in (rgb[:, :, 0], rgb.astype(np.float32) / 255, str(SMILE), Image.fromarray(rgb)):
+        faces = pipeline(image)
+        assert len(faces) == 1 and np.abs(faces[0].box - want).max() < 8  # gray: the detector sees less
+    nan_box = pipeline.from_box(rgb, (np.nan, 100, 200, 200))
+    assert not nan_box.success and "not four finite numbers" in nan_box.error
+    for bad in (0, 7, 112.0, "112", True):
+        with pytest.raises(ValueError, match="size must be a whole number"):
+            FacePipeline(size=bad)
+    with pytest.raises(TypeError, match="features must be True or False"):
+        FacePipeline(features="no")
+
+
+def test_stages_refuse_landmarks_of_another_shape(pipeline, rgb):
+    from aulib.face.align import Aligner, FaceMasker
+    from aulib.face.blink import eye_aspect_ratios
+    from aulib.face.hog import mirror
+    from aulib.face.pose import solve_pose
+
+    face = pipeline(rgb)[0]
+    pts = face.landmarks
+    calls = [lambda p: Aligner()(rgb, p), lambda p: FaceMasker()(face.aligned, p), lambda p: mirror(face.aligned, p),
+             lambda p: solve_pose(p, (500, 500, 320, 240)), eye_aspect_ratios]
+    for call in calls:
+        with pytest.raises(ValueError, match=r"landmarks must be a \(68, 2\) array .* not shape \(10, 2\)"):
+            call(pts[:10])
+        call(pts)  # the right shape still works
+    with pytest.raises(ValueError, match="landmarks must be finite"):
+        Aligner()(rgb, np.full((68, 2), np.nan))
+    assert np.isnan(solve_pose(np.full((68, 2), np.nan), (500, 500, 320, 240))[0]).all()  # documented NaN
+    assert np.allclose(Aligner()(rgb, pts.ravel()).crop, Aligner()(rgb, pts).crop)
+
+
+def test_the_emotion_network_reads_float_crops_by_their_range(pipeline, rgb):
+    """A 0–1 float crop was clipped as if 0–255 and read near black: neutral for a clear smile."""
+    from aulib.cnn.inference import EmotionCNN
+
+    crop = pipeline(rgb)[0].aligned
+    cnn = EmotionCNN()
+    want = cnn.predict(crop)
+    assert np.allclose(cnn.predict(crop / 255.0), want, atol=1e-3)
+    with pytest.raises(ValueError, match="crop 0: expected an"):
+        cnn.predict(np.zeros((0, 0, 3), np.uint8))
