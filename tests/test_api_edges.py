@@ -226,3 +226,34 @@ def test_the_emotion_network_reads_float_crops_by_their_range(pipeline, rgb):
     assert np.allclose(cnn.predict(crop / 255.0), want, atol=1e-3)
     with pytest.raises(ValueError, match="crop 0: expected an"):
         cnn.predict(np.zeros((0, 0, 3), np.uint8))
+
+
+def test_misfed_calls_say_what_they_want(analyzer, rgb):
+    """Each was an internal error (AttributeError on 'success', pathlib's TypeError, a 9,000-character
+    message repeating the pixels, "not enough values to unpack")."""
+    from aulib.face.detect import make_detector
+    from aulib.face.landmarks import LandmarkPredictor
+
+    with pytest.raises(TypeError, match="faces must be Face records"):
+        analyzer.rescore([1])
+    assert read_image(os.fsencode(SMILE)).shape == rgb.shape  # a bytes path, as analyze takes one
+    for bad, says in ((rgb, "to_rgb"), (3, "not int")):
+        with pytest.raises(TypeError, match=f"read_image reads a file.*{says}"):
+            read_image(bad)
+    with pytest.raises(TypeError) as e:
+        analyzer.analyze(rgb.tolist())
+    assert len(str(e.value)) < 300
+    assert len(make_detector()(rgb.tolist())) == 1
+    with pytest.raises(ValueError, match="face box must be four numbers"):
+        LandmarkPredictor()(rgb, (1, 2, 3))
+    with pytest.raises(TypeError, match="landmarks need an image array, not list"):
+        LandmarkPredictor()(rgb.tolist(), (1, 2, 3, 4))
+
+
+def test_the_report_reads_partial_tables_or_says_what_it_lacks(analyzer):
+    """The seed wrappers' table printed "box (nan, nan, nan×nan)" and "AUs present: none" for a smile; a
+    column selection raised KeyError 'frame'."""
+    text = table.report(aulib.get_img_aus_intensities(SMILE))
+    assert "nan" not in text and "not in this table (no AUxx_c columns)" in text
+    with pytest.raises(ValueError, match="lacks frame, face, success, error"):
+        table.report(analyzer.analyze(SMILE)[["input", "AU12_r"]])

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numbers
 import os
+import reprlib
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -242,13 +243,7 @@ class Analyzer:
         gaze = self.with_gaze if gaze is None else _check_flag("gaze", gaze)
         flip = self.tta if flip is None else _check_flag("flip", flip)
         fuse = flip if fuse is None else _check_flag("fuse", fuse)
-        if isinstance(faces, (str, bytes)) or not isinstance(faces, Iterable):
-            raise TypeError(f"faces must be a list of Face records, not {type(faces).__name__}")
-        faces = list(faces)  # an iterator would be used up by the first stage and leave the others nothing
-        if not all(isinstance(f, Face) for f in faces):
-            bad = next(f for f in faces if not isinstance(f, Face))
-            raise TypeError(f"faces must be Face records (from Analyzer.get or the face pipeline), not "
-                            f"{type(bad).__name__}")
+        faces = _face_list(faces)
         for stage in self.stages:
             if stage is self.gaze:
                 if gaze:
@@ -276,6 +271,7 @@ class Analyzer:
 
     def rescore(self, faces: Sequence[Face]) -> Sequence[Face]:
         """Re-run the AU stages from each face's ``features`` (after per-person calibration)."""
+        faces = _face_list(faces)
         for stage in [*self.au_stages, *([self.fusion] if self.fusion else []),
                       *([self._image_fusion] if self._image_fusion is not None else [])]:
             stage.run(faces)  # the image fusion only where the heads ran (a face without their output: skipped)
@@ -396,7 +392,8 @@ class Analyzer:
                             + (": give the file's path (or, for an image, PIL.Image.open(it))"
                                if hasattr(paths, "read") else ""))
         elif not isinstance(paths, Iterable):
-            raise TypeError(f"paths must be a path or a list of paths, not {type(paths).__name__}: {paths!r}")
+            raise TypeError(f"paths must be a path or a list of paths, not {type(paths).__name__}: "
+                            f"{reprlib.repr(paths)}")
         items = list(paths)
         for x in items:
             _refuse_contents(x)
@@ -526,6 +523,19 @@ def _refuse_contents(x: object) -> None:
         n = len(x) if not isinstance(x, memoryview) else x.nbytes
         raise TypeError(f"got {n} bytes of a file's contents ({type(x).__name__}) where a path goes: give the "
                         "file's path, or for an image PIL.Image.open(io.BytesIO(data)); save a video to a file")
+
+
+def _face_list(faces: object) -> list[Face]:
+    """``faces`` as a list of :class:`Face` records, else a TypeError saying what was given (``rescore([1])``
+    failed inside a model stage: "'int' object has no attribute 'success'")."""
+    if isinstance(faces, (str, bytes)) or not isinstance(faces, Iterable):
+        raise TypeError(f"faces must be a list of Face records, not {type(faces).__name__}")
+    faces = list(faces)  # an iterator would be used up by the first stage and leave the others nothing
+    bad = next((f for f in faces if not isinstance(f, Face)), None)
+    if bad is not None:
+        raise TypeError(f"faces must be Face records (from Analyzer.get or the face pipeline), "
+                        f"not {type(bad).__name__}")
+    return faces
 
 
 def _is_frame(x: object) -> bool:

@@ -37,6 +37,7 @@ import functools
 import io
 import os
 import re
+import reprlib
 import stat
 import struct
 import warnings
@@ -590,6 +591,13 @@ def read_image(source: Source | IO[bytes]) -> np.ndarray:
     ranges, so a pixel bomb is refused before its data is fetched) file — never a PIL/OpenCV
     traceback. Animated images give their first frame.
     """
+    if isinstance(source, bytes) and b"\0" not in source and len(source) <= 4096:
+        source = os.fsdecode(source)  # a bytes path, as analyze and Analyzer.get take it
+    if not isinstance(source, (str, os.PathLike)) and not hasattr(source, "read"):
+        what = type(source).__name__
+        raise TypeError(f"read_image reads a file: give its path or an open binary file, not {what}"
+                        + (" (an image already in memory goes to aulib.io.to_rgb)" if what in ("ndarray", "Image") or
+                           isinstance(source, Image.Image) else ""))
     if is_url(source):
         name = redact(str(source))
         try:
@@ -812,7 +820,9 @@ def expand_inputs(paths: Iterable[Source], skipped: list[Source] | None = None) 
         if isinstance(raw, bytes):
             raw = os.fsdecode(raw)
         if not isinstance(raw, (str, os.PathLike)):
-            raise TypeError(f"an input must be a path (str or os.PathLike), not {type(raw).__name__}: {raw!r}")
+            # reprlib: an image given as nested lists was printed whole (a 9,000-character message)
+            raise TypeError(f"an input must be a path (str or os.PathLike), not {type(raw).__name__}: "
+                            f"{reprlib.repr(raw)}")
         if not str(raw):  # Path("") is ".": it would analyse the whole working folder
             raise ValueError("an empty path ('') is not an input; give '.' for the current folder")
         if is_url(raw):

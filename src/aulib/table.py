@@ -768,6 +768,9 @@ def report(df: pd.DataFrame) -> str:
     from aulib.au.facs import au_label, prototype_matches, summarize_matches
     from aulib.io import is_video
 
+    missing = [c for c in ("input", "frame", "face", "success", "error") if c not in df.columns]
+    if missing:  # a column selection or another tool's table: it was a KeyError naming one column
+        raise ValueError(f"report reads aulib's table; this one lacks {', '.join(missing)}")
     occ, inten, probs, mt = au_occurrence(df), au_intensity(df), emotion_probs(df), mt_au_occurrence(df)
     numbers = aus(df)
     names = [au_name(a) for a in numbers]
@@ -777,20 +780,21 @@ def report(df: pd.DataFrame) -> str:
     for i in range(len(df)):
         name = str(df["input"].iat[i])
         video = name in videos or is_video(name)
-        head = name + (f"  frame {df['frame'].iat[i]} ({df['timestamp'].iat[i]:.2f} s)" if video else "") \
-            + f"  face {df['face'].iat[i]}"
+        when = f" ({df['timestamp'].iat[i]:.2f} s)" if "timestamp" in df.columns else ""
+        head = name + (f"  frame {df['frame'].iat[i]}{when}" if video else "") + f"  face {df['face'].iat[i]}"
         if not df["success"].iat[i]:
             out.append(f"{head}: no result — {df['error'].iat[i]}")
             continue
         x, y, w, h = boxes(df.iloc[[i]])[0]
         conf = float(df["confidence"].iat[i]) if "confidence" in df.columns else float("nan")
-        out.append(f"{head}  box ({x:.0f}, {y:.0f}, {w:.0f}×{h:.0f})"
+        out.append(head + (f"  box ({x:.0f}, {y:.0f}, {w:.0f}×{h:.0f})" if np.isfinite([x, y, w, h]).all() else "")
                    + (f"  confidence {conf:.2f}" if np.isfinite(conf) else ""))
         if conf < LOW_CONFIDENCE:  # what the table's readers filter out (README: confidence >= 0.8)
             out.append(f"  warning: confidence below {LOW_CONFIDENCE}: part of the face is outside the image, its "
                        "landmark fit is poor or it is blurred or noisy; the AUs below may be wrong")
         present = [a for a, n in zip(numbers, names) if n in occ.columns and _is_one(occ[n].iat[i])]
-        out.append("  AUs present:   " + (", ".join(au_label(a) for a in present) if present else "none"))
+        out.append("  AUs present:   " + (", ".join(au_label(a) for a in present) if present else
+                                          "none" if len(occ.columns) else "not in this table (no AUxx_c columns)"))
         if len(inten.columns):
             out.append(f"  {'Action Unit (FACS)':<{width + 2}}present  intensity (0–5)")
             for a, n in zip(numbers, names):

@@ -119,7 +119,8 @@ class Detection:
 
 def _rgb(image: np.ndarray) -> np.ndarray:
     """``image`` as (H, W, 3) uint8 RGB; already such an array: itself, no copy."""
-    if image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8 and min(image.shape[:2]) > 0:
+    if isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8 \
+            and min(image.shape[:2]) > 0:
         return image
     from aulib.io import to_rgb
 

@@ -10,6 +10,7 @@ original-image pixels as a ``(68, 2)`` float32 array (x, y).
 from __future__ import annotations
 
 import math
+import reprlib
 from functools import lru_cache
 from typing import Any
 
@@ -111,9 +112,13 @@ class LandmarkPredictor:
 
     def __call__(self, image: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
         """Fit 68 points inside ``box`` (x, y, w, h) of an RGB or gray uint8 image."""
+        if np.shape(box) != (4,):
+            raise ValueError(f"face box must be four numbers (x, y, width, height), not {reprlib.repr(box)}")
         x, y, w, h = (float(v) for v in box)
         if not all(math.isfinite(v) for v in (x, y, x + w, y + h)):
             raise ValueError(f"face box {tuple(box)} is not finite: no landmarks can be fitted in it")
+        if not isinstance(image, np.ndarray):
+            raise TypeError(f"landmarks need an image array, not {type(image).__name__}")
         if image.dtype != np.uint8:
             raise TypeError(f"landmarks need a uint8 image, not {image.dtype}")
         if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 2, 3, 4))):
