@@ -63,7 +63,7 @@ def test_a_float_tiff_in_minus_one_to_one_is_refused_naming_it(tmp_path, rgb):
     tifffile = pytest.importorskip("tifffile")
     path = tmp_path / "signed.tif"
     tifffile.imwrite(path, rgb.astype(np.float32) / 127.5 - 1, photometric="rgb")
-    with pytest.raises(ImageReadError, match=rf"^{path}: float32 pixel values, \d+% of them negative"):
+    with pytest.raises(ImageReadError, match=rf"^{path}: array of dtype float32 with negative values \(\d+% of the pixels"):
         read_image(path)
 
 

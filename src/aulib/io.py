@@ -157,10 +157,10 @@ def _refuse_signed_values(f: np.ndarray, dtype: np.dtype) -> None:
     negative = float(np.count_nonzero(below)) / f.size
     if negative <= MAX_NEGATIVE_SHARE:
         return
-    raise ImageReadError(f"{dtype} pixel values, {negative:.0%} of them negative (min {float(f[below].min()):.4g}): "
-                         "brightness cannot be negative. An image normalised for a network (to −1…1, or by a mean "
-                         "and standard deviation) must be turned back into pixels (0–255 or 0–1) first, signed data "
-                         "shifted to ≥ 0")
+    raise ImageReadError(f"array of dtype {dtype} with negative values ({negative:.0%} of the pixels, min "
+                         f"{float(f[below].min()):.4g}): brightness cannot be negative. An image normalised for a "
+                         "network (to −1…1, or by a mean and standard deviation) must be turned back into pixels "
+                         "(0–255 or 0–1) first, signed data shifted to ≥ 0")
 
 
 def to_rgb(array: np.ndarray, order: Literal["rgb", "bgr"] = "rgb") -> np.ndarray:
