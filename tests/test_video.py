@@ -260,6 +260,29 @@ def test_frames_are_converted_on_one_swscale_thread():
     assert asked["threads"] == (1 if reader._one_thread_reformat() else "default")
 
 
+def test_fps_sampling_keeps_evenly_spaced_frames_of_millisecond_timed_and_ntsc_clips(tmp_path):
+    """Matroska/WebM time frames in 1 ms ticks (a 30 fps clip at 0, 0.033, 0.067 s) and a 29.97 fps clip is not
+    30: read to the microsecond, --fps 30 kept 40 of 60 frames, --fps 15 took gaps of 2, 3 and 1 frames."""
+    from aulib.video.reader import FrameReader
+
+    src = av.open(str(sample("single_face.mp4")))
+    images = [f.to_ndarray(format="rgb24")[:, :320] for _, f in zip(range(30), src.decode(video=0))]
+    src.close()
+    for name, rate in (("ms.mkv", 30), ("ntsc.mp4", Fraction(30000, 1001))):
+        with av.open(str(tmp_path / name), "w") as o:
+            st = o.add_stream("libx264", rate=rate)
+            st.width, st.height, st.pix_fmt = 320, images[0].shape[0], "yuv420p"
+            for img in images:
+                for p in st.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")):
+                    o.mux(p)
+            for p in st.encode():
+                o.mux(p)
+    for name, fps, step in (("ms.mkv", 30, 1), ("ms.mkv", 15, 2), ("ms.mkv", 10, 3), ("ntsc.mp4", 29.97, 1),
+                            ("ntsc.mp4", 14.985, 2)):
+        got = [f.index for f in FrameReader(tmp_path / name, fps=fps, threaded=False)]
+        assert got == list(range(0, 30, step)), (name, fps, got)
+
+
 def test_a_bare_h264_stream_keeps_its_own_frame_rate(tmp_path):
     """A .h264 elementary stream has no timestamps, and FFmpeg's demuxer declares 25 fps for any: a 30 fps
     stream was read 20 % too long; the rate its SPS declares now counts."""

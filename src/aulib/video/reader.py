@@ -558,6 +558,11 @@ class FrameReader:
         """Decode and select (runs in the decode thread when threaded)."""
         st = self.stats
         slot = -1
+        # --fps slots are entered up to half a source frame early: a frame's time is rounded to its clock's tick
+        # (Matroska/WebM: 1 ms, so 30 fps frames fall at 0.033, 0.067 s) or its rate is not quite the one asked
+        # (29.97 fps given for 30000/1001): read to the microsecond, every third frame of a 30 fps WebM fell in
+        # its predecessor's slot (--fps 30 kept 40 of 60 frames, --fps 15 took gaps of 2, 3, 1 frames)
+        tolerance = 0.5 * min(1.0, self.fps / float(self._rate)) if self.fps is not None and self._rate else 1e-6
         lost = 0  # frames lost in corrupt packets so far
         gaps: list[tuple[int, int]] = []  # their frame numbers (first, last)
         times: list[float] = []  # the first frames' times, while the rate is unknown
@@ -606,7 +611,7 @@ class FrameReader:
                 st.last_time = t
                 keep = index % self.every == 0
                 if keep and self.fps is not None:
-                    s = int(np.floor(t * self.fps + 1e-6))
+                    s = int(np.floor(t * self.fps + tolerance))
                     keep = s > slot
                     if keep:
                         slot = s
