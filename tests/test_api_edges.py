@@ -63,7 +63,8 @@ def test_a_float_tiff_in_minus_one_to_one_is_refused_naming_it(tmp_path, rgb):
     tifffile = pytest.importorskip("tifffile")
     path = tmp_path / "signed.tif"
     tifffile.imwrite(path, rgb.astype(np.float32) / 127.5 - 1, photometric="rgb")
-    with pytest.raises(ImageReadError, match=rf"^{path}: array of dtype float32 with negative values \(\d+% of the pixels"):
+    says = rf"^{path}: array of dtype float32 with negative values \(\d+% of the pixels"
+    with pytest.raises(ImageReadError, match=says):
         read_image(path)
 
 

@@ -312,3 +312,92 @@ def test_evaluate_faces_names_a_missing_sample_before_any_work(tmp_path: Path) -
     with pytest.raises(FileNotFoundError, match=r"samples/no_face\.mp4"):
         evaluate_faces(tmp_path, tmp_path / "reports", log=lambda _: None)
     assert not (tmp_path / "reports").exists()
+
+
+@needs_torch
+def test_installing_a_new_emotion_cnn_keeps_the_one_the_au_models_read(tmp_path: Path, monkeypatch) -> None:
+    """``aulib train cnn`` (installs by default) replaced the CNN whose embedding the AU banks read: every later
+    analysis failed "AU models need the CNN with sha256 …, which is not in the manifest"."""
+    import shutil
+
+    import aulib.models as models
+    from aulib.au.embedding import embedding_cnn_for
+    from aulib.au.linear import LinearBank
+    from aulib.training.cnn import install_model
+
+    shipped = models.MODELS_DIR
+    folder, manifest = tmp_path / "models", tmp_path / "models" / "manifest.json"
+    folder.mkdir()
+    for name in ("emotion_cnn.onnx", "au_svm.npz", "au_svr.npz"):
+        shutil.copyfile(shipped / name, folder / name)
+    entries = {n: e for n, e in models.read_manifest().get("models", {}).items()
+               if n in ("emotion_cnn.onnx", "au_svm.npz", "au_svr.npz")}
+    manifest.write_text(__import__("json").dumps({"models": entries}))
+    real_register, real_read = models.register, models.read_manifest
+    monkeypatch.setattr(models, "MODELS_DIR", folder)
+    monkeypatch.setattr(models, "register", lambda p, info, m=manifest: real_register(p, info, m))
+    monkeypatch.setattr(models, "read_manifest", lambda m=manifest: real_read(m))
+    new = tmp_path / "run" / "emotion_cnn.onnx"
+    new.parent.mkdir()
+    new.write_bytes(b"another network")
+    said: list[str] = []
+    install_model(new, {"kind": "emotion_cnn"}, log=said.append)
+    version = LinearBank.peek_version(folder / "au_svm.npz")
+    kept = embedding_cnn_for(version)
+    assert kept != "emotion_cnn.onnx" and (folder / kept).read_bytes() == (shipped / "emotion_cnn.onnx").read_bytes()
+    assert (folder / "emotion_cnn.onnx").read_bytes() == b"another network"
+    assert len(said) == 1 and "retrain them" in said[0] and kept in said[0]
+    install_model(new, {"kind": "emotion_cnn"}, log=said.append)  # again: nothing more to keep
+    assert len(said) == 1 and len(list(folder.glob("emotion_cnn_*.onnx"))) == 1
+
+
+def test_training_commands_refuse_the_models_folder_and_settings_that_cannot_work(tmp_path: Path) -> None:
+    """--out the package's models folder replaced the shipped CNN without its manifest entry; --ema 1 shipped the
+    untrained network; quantising a shipped file wrote into the package; an unwritable --cache was found after
+    the features were made."""
+    from typer.testing import CliRunner
+
+    from aulib.cli import app
+    from aulib.models import MODELS_DIR
+
+    runner = CliRunner()
+    for args, says in ((["train", "cnn", "--out", str(MODELS_DIR), "--data", str(tmp_path)], "shipped models folder"),
+                       (["train", "multitask", "--out", str(MODELS_DIR), "--data", str(tmp_path)],
+                        "shipped models folder"),
+                       (["train", "cnn", "--ema", "1", "--data", str(tmp_path)], "--ema must be below 1"),
+                       (["train", "quantize", str(MODELS_DIR / "emotion_cnn.onnx"), "--data", str(tmp_path)],
+                        "a shipped network"),
+                       (["train", "svm", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
+                         "--reports", str(tmp_path / "r"), "--cache", "/proc/no/cache"], "cannot write there")):
+        before = sorted(p.name for p in MODELS_DIR.iterdir())
+        r = runner.invoke(app, args)
+        assert r.exit_code == 2 and says in r.output, (args, r.output)
+        assert sorted(p.name for p in MODELS_DIR.iterdir()) == before
+
+
+def test_a_ferplus_sheet_saved_with_a_bom_is_read(tmp_path: Path) -> None:
+    """Excel's byte-order mark became part of the first image's name: "…/\\ufefffer0000000.png: no such file"."""
+    from aulib.training.datasets import read_ferplus
+
+    folder = tmp_path / "ferplus" / "FER2013Train"
+    folder.mkdir(parents=True)
+    for i in range(3):
+        cv2.imwrite(str(folder / f"fer{i:07d}.png"), np.full((48, 48), 100 + i, np.uint8))
+    rows = "\n".join(_fer_row(f"fer{i:07d}.png") for i in range(3))
+    (folder / "label.csv").write_bytes("\ufeff".encode() + rows.encode() + b"\n")
+    got = read_ferplus(tmp_path, "train")
+    assert [Path(p).name for p in got.paths] == [f"fer{i:07d}.png" for i in range(3)]
+
+
+@needs_torch
+def test_resuming_with_other_settings_is_refused(tmp_path: Path) -> None:
+    """A resumed run ignored a new --lr/--batch-size without a word and recorded them as its provenance."""
+    import torch
+
+    from aulib.training.cnn import _optimiser
+
+    last = tmp_path / "last.pt"
+    torch.save({"settings": {"lr": 0.001, "batch_size": 64}, "model": {}}, last)
+    with pytest.raises(ValueError, match=r"trained with lr 0.001 \(now 0.5\).*--restart"):
+        _optimiser(torch.nn.Linear(2, 2), 0.5, 0.05, 10, 1, last, True, lambda _: None,
+                   {"lr": 0.5, "batch_size": 64})

@@ -204,6 +204,9 @@ def paired_openface(video: str | Path, openface: str | Path, pairs: int = 3, fra
     Raises FileNotFoundError when ``openface`` is not an executable file, RuntimeError (with the
     tail of its output) when either tool fails on the clip: no ratio is printed from a failed run.
     """
+    if frames:  # aulib stopped after N frames while OpenFace read the whole clip: the ratio compared other work
+        raise ValueError("--frames limits aulib only (OpenFace always reads the whole clip): time the whole clip "
+                         "for the paired ratio, without --frames")
     binary = Path(openface).resolve()
     if not (binary.is_file() and os.access(binary, os.X_OK)):
         raise FileNotFoundError(f"{openface}: not an executable OpenFace FeatureExtraction binary")
@@ -227,6 +230,11 @@ def paired_openface(video: str | Path, openface: str | Path, pairs: int = 3, fra
         for i in range(pairs):
             ours.append(timed(mine, f"-o {tmp}/aulib_{i}.csv"))
             of.append(timed(theirs, f"-out_dir {tmp}/openface_{i}", cwd=binary.parent))
+            # a program that exits 0 without analysing (another binary, a stub) gave a confident ratio
+            written = [t for t in Path(tmp, f"openface_{i}").glob("*.csv") if len(t.read_bytes().splitlines()) > 1]
+            if not written:
+                raise OSError(f"{binary}: exited 0 but wrote no table for {video.name}: not OpenFace's "
+                              "FeatureExtraction, or it found no frame to analyse")
     ratios = [a / b for a, b in zip(ours, of)]
     res = {"aulib_s": statistics.median(ours), "openface_s": statistics.median(of),
            "ratio": statistics.median(ratios), "pairs": pairs}

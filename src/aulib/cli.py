@@ -604,6 +604,9 @@ def bench(
             typer.echo(held.pop())
         held.append(line)
 
+    if openface is not None and frames:  # checked before the bench runs, not after
+        _fail("--frames limits aulib only (OpenFace always reads the whole clip): time the whole clip for the "
+              "paired ratio, without --frames")
     run_bench(video, frames=frames, detect_every=detect_every, emotion_model=emotion_model, detector=detector,
               log=log, gaze=gaze)
     if openface is not None:
@@ -744,10 +747,10 @@ def train_svm_cmd(data: Path = DATA, out: Path | None = typer.Option(
     from aulib.training.au import train_svm, write_report
 
     out = out or MODELS_DIR
-    _writable_folders(out, reports or REPORTS)
+    _writable_folders(out, reports or REPORTS, cache or CACHE)
     rep = train_svm(_data_dir(data, "ckplus48"), out, cache_dir=cache or CACHE, log=err.print)
+    _register_au(out / "au_svm.npz", rep, "aulib train svm")  # first: the bank is in place, its entry must be too
     md = write_report(rep, None, reports or REPORTS)
-    _register_au(out / "au_svm.npz", rep, "aulib train svm")
     err.print("retrain the intensity SVRs too (aulib train svr): both must use the same CNN embedding")
     err.print(f"report: {md}")
 
@@ -763,10 +766,10 @@ def train_svr_cmd(data: Path = DATA, out: Path | None = typer.Option(
     from aulib.training.au import train_svr, write_report
 
     out = out or MODELS_DIR
-    _writable_folders(out, reports or REPORTS)
+    _writable_folders(out, reports or REPORTS, cache or CACHE)
     rep = train_svr(_data_dir(data, "ckplus48"), out, cache_dir=cache or CACHE, log=err.print)
-    md = write_report(None, rep, reports or REPORTS)
     _register_au(out / "au_svr.npz", rep, "aulib train svr")
+    md = write_report(None, rep, reports or REPORTS)
     err.print(f"report: {md}")
 
 
@@ -789,9 +792,13 @@ def train_cnn_cmd(
     from aulib.training.cnn import train_emotion
 
     _positive(lr=lr)
+    if ema >= 1:  # a decay of 1 never moves the averaged copy: the untrained network was validated and shipped
+        _fail(f"--ema must be below 1 (0: no averaging), not {ema}")
     if install_as not in ("emotion_cnn.onnx", "emotion_cnn_ema.onnx"):
         _fail(f"--install-as must be emotion_cnn.onnx or emotion_cnn_ema.onnx, not {install_as!r}")
+    _not_the_models_folder(out)
     data = _data_dir(data, "ferplus")
+    _writable_folders(*([cache] if cache else []))
     path = train_emotion(data, out or RUNS / "emotion", epochs, batch_size=batch_size, lr=lr, seed=seed,
                          resume=resume, cache_dir=cache or CACHE, install=install, ema=ema or None,
                          install_as=install_as)
@@ -820,6 +827,7 @@ def train_multitask_cmd(
 
     if folds == 1:
         _fail("--folds must be 0 (no CV) or at least 2")
+    _not_the_models_folder(out)
     data = _data_dir(data, "ckplus48", "ferplus")
     try:
         init_checkpoint(init_from or RUNS / "emotion")
@@ -847,6 +855,11 @@ def train_quantize_cmd(
 
     if not model.is_file():
         raise typer.BadParameter(f"{model}: no such file", param_hint="MODEL")
+    from aulib.models import MODELS_DIR
+
+    if model.resolve().parent == MODELS_DIR:  # its int8 copy and sidecar were written into the package
+        _fail(f"{model}: a shipped network; quantise a training run's copy (or copy it to a folder of its own "
+              "first): the int8 file is written beside MODEL")
     path = quantize_run(model, _data_dir(data, "ferplus"), install=install, cache_dir=cache or CACHE, log=err.print)
     if install:
         err.print("retrain the AU banks (aulib train svm; aulib train svr): they read this CNN's embedding")
@@ -867,6 +880,15 @@ def evaluate_cnn_cmd(data: Path = DATA,
     result = evaluate_emotion(_data_dir(data, "ferplus", "ckplus48"), cache_dir=cache or CACHE,
                               report_dir=reports or REPORTS, bench=bench, update_manifest=update_manifest)
     _out(render_markdown(result))
+
+
+def _not_the_models_folder(out: Path | None) -> None:
+    """Usage error for a training run folder that is the package's models folder: checkpoints were written there
+    and the shipped network replaced without its manifest entry (every analysis then refused it as damaged)."""
+    from aulib.models import MODELS_DIR
+
+    if out is not None and out.resolve() == MODELS_DIR:
+        _fail(f"--out {out}: the shipped models folder; give a run folder of its own (--install ships the result)")
 
 
 def _writable_folders(*folders: Path) -> None:

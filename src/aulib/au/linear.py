@@ -16,6 +16,7 @@ imports scikit-learn's solvers when it runs.
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -113,11 +114,15 @@ class LinearBank:
     def save(self, path: str | Path) -> None:
         """Write the learned arrays as a compressed ``.npz`` (the shipped layout, no pickle)."""
         extra = {k: getattr(self, a) for k, a in self.OPTIONAL.items() if getattr(self, a, None) is not None}
-        np.savez_compressed(
-            path, aus=self._learned("aus_"), mean=self.mean_, scale=self.scale_, coef=self.coef_,
-            intercept=self.intercept_, threshold=self.threshold_, kind=np.array(self.kind),
-            feature_version=np.array(self.feature_version_), **extra,
-        )
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as f:  # whole or not at all: a shipped bank cut short fails every analysis
+            np.savez_compressed(
+                f, aus=self._learned("aus_"), mean=self.mean_, scale=self.scale_, coef=self.coef_,
+                intercept=self.intercept_, threshold=self.threshold_, kind=np.array(self.kind),
+                feature_version=np.array(self.feature_version_), **extra,
+            )
+        tmp.replace(path)
 
     @staticmethod
     def peek_version(path: str | Path) -> str:

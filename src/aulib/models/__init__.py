@@ -208,15 +208,23 @@ def register(path: str | Path, info: dict[str, Any], manifest: str | Path = MANI
         "Models trained on CK+ (Cohn-Kanade extended) and FER2013/FER+ data: these datasets are licensed "
         "for non-commercial research only, and so are the shipped weights derived from them.",
     )
-    Path(manifest).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    _write_manifest(data, manifest)
     return entry
+
+
+def _write_manifest(data: dict[str, Any], manifest: str | Path) -> None:
+    """The manifest written whole or not at all (a Ctrl-C or a full disk mid-write left every model unverifiable)."""
+    path = Path(manifest)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)
 
 
 def unregister(name: str, manifest: str | Path = MANIFEST) -> None:
     """Drop the entry of a model file that is no longer shipped (the file itself is left alone)."""
     data = read_manifest(manifest)
     data.get("models", {}).pop(name, None)
-    Path(manifest).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    _write_manifest(data, manifest)
 
 
 class GatedSession:

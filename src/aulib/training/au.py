@@ -248,7 +248,12 @@ def write_report(svm: dict | None, svr: dict | None, reports_dir: str | Path = R
     reports_dir = Path(reports_dir)
     reports_dir.mkdir(parents=True, exist_ok=True)
     jpath = reports_dir / "au.json"
-    old = json.loads(jpath.read_text()) if jpath.exists() else {}
+    try:  # a damaged au.json (hand-edited, cut short) must not fail a training whose models are already in place
+        old = json.loads(jpath.read_text()) if jpath.exists() else {}
+    except (OSError, ValueError):
+        old = {}
+    if not isinstance(old, dict):
+        old = {}
     data = {"svm": svm or old.get("svm"), "svr": svr or old.get("svr"), "fusion": fusion or old.get("fusion")}
     jpath.write_text(json.dumps(data, indent=2) + "\n")
     lines = ["# AU models — subject-independent evaluation on CK+", "",

@@ -198,17 +198,56 @@ def _command(kind: str, module: str = "aulib.training.cnn", **kw: Any) -> str:
     return f"{module}.train_{kind}({args})"
 
 
-def install_model(onnx_path: Path, info: dict[str, Any], name: str | None = None) -> Path:
+def install_model(onnx_path: Path, info: dict[str, Any], name: str | None = None, log: Log | None = None) -> Path:
     """Copy ``onnx_path`` into ``aulib/models`` (atomically, as ``name``, default its own file name)
-    and (re)write its manifest entry."""
+    and (re)write its manifest entry.
+
+    The CNN it replaces is kept (``<stem>_<sha12>.onnx``, in the manifest) while the shipped AU banks read its
+    embedding: replaced outright, every later analysis failed ("AU models need the CNN with sha256 …, which is
+    not in the manifest") until the banks were retrained. Kept, the AU models go on reading it
+    (:func:`aulib.au.embedding.embedding_cnn_for`) and the new network gives the emotion; ``log`` is told so."""
     from aulib.models import MODELS_DIR, register
 
     dest = MODELS_DIR / (name or onnx_path.name)
+    kept = _keep_pinned(dest, onnx_path)
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.copyfile(onnx_path, tmp)
     tmp.replace(dest)
     register(dest, info)
+    if kept is not None and log is not None:
+        log(f"the AU models read the replaced network's embedding: it is kept as {kept}; retrain them on the new "
+            "one (aulib train svm; aulib train svr), then that copy can go")
     return dest
+
+
+def _keep_pinned(dest: Path, new: Path) -> Path | None:
+    """A copy of the shipped ``dest`` under its checksum's name when the AU banks' feature version names it and
+    no other shipped file holds it (None otherwise, and when ``new`` is the same file)."""
+    from aulib.au.linear import LinearBank
+    from aulib.au.models import AUIntensity, AUOccurrence
+    from aulib.models import MODELS_DIR, ModelFileError, read_manifest, register, sha256_of
+
+    entries = read_manifest().get("models", {})
+    old = entries.get(dest.name)
+    if old is None or not dest.is_file() or sha256_of(new) == old["sha256"]:
+        return None
+    pins = set()
+    for bank in (AUOccurrence.file, AUIntensity.file):
+        try:
+            pins.add(LinearBank.peek_version(MODELS_DIR / bank).rsplit(":", 1)[-1])
+        except ModelFileError:
+            continue
+    if not any(p and old["sha256"].startswith(p) for p in pins):
+        return None
+    if any(n != dest.name and e.get("sha256") == old["sha256"] for n, e in entries.items()):
+        return None  # already kept
+    keep = dest.with_name(f"{dest.stem}_{old['sha256'][:12]}{dest.suffix}")
+    tmp = keep.with_name(keep.name + ".tmp")
+    shutil.copyfile(dest, tmp)
+    tmp.replace(keep)
+    register(keep, {**{k: v for k, v in old.items() if k not in ("sha256", "bytes")},
+                    "kept": f"the {dest.name} the AU models were trained on, kept when a new one was installed"})
+    return keep
 
 
 def _save(path: Path, state: dict[str, Any]) -> None:
@@ -236,14 +275,24 @@ def _progress(total: int, desc: str) -> Any:
 
 
 def _optimiser(net: EfficientNetLite0, lr: float, weight_decay: float, total_steps: int, warmup: int,
-               last: Path, resume: bool, log: Log) -> tuple[Any, Any, int, float, list[dict[str, Any]]]:
+               last: Path, resume: bool, log: Log,
+               settings: dict[str, Any] | None = None) -> tuple[Any, Any, int, float, list[dict[str, Any]]]:
     """AdamW + warm-up/cosine schedule, resumed from ``last`` (model, optimiser, schedule, history)
-    when it exists: returns (optimiser, scheduler, first epoch, best score, history)."""
+    when it exists: returns (optimiser, scheduler, first epoch, best score, history). ``settings`` (the run's
+    learning rate, batch size, EMA, data…) must be the ones ``last`` was trained with: a resumed run ignored a
+    new ``--lr``/``--batch-size`` without a word and recorded them as its provenance."""
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(total_steps, warmup))
     if not (resume and last.is_file()):
         return opt, sched, 0, -1.0, []
     ck = torch.load(last, map_location="cpu", weights_only=False)
+    before = ck.get("settings")
+    if settings is not None and isinstance(before, dict):
+        changed = {k: (before[k], v) for k, v in settings.items() if k in before and before[k] != v}
+        if changed:
+            said = ", ".join(f"{k} {a!r} (now {b!r})" for k, (a, b) in changed.items())
+            raise ValueError(f"{last}: this run was trained with {said}; give the same settings to resume it, "
+                             "or --restart to train anew")
     net.load_state_dict(ck["model"])
     opt.load_state_dict(ck["optimizer"])
     sched.load_state_dict(ck["scheduler"])
@@ -313,8 +362,10 @@ def train_emotion(
     if max_batches is not None:
         steps = min(steps, max_batches)
     last = out_dir / "last.pt"
+    settings = {"lr": float(lr), "batch_size": int(batch_size), "ema": ema, "weight_decay": float(weight_decay),
+                "seed": int(seed), "data": str(Path(data_dir).resolve())}
     opt, sched, start, best, history = _optimiser(net, lr, weight_decay, epochs * steps,
-                                                  min(300, max(1, steps // 2)), last, resume, log)
+                                                  min(300, max(1, steps // 2)), last, resume, log, settings)
     onnx_path = out_dir / "emotion_cnn.onnx"
     averaged = _ema_model(net, ema, last if resume else None)
 
@@ -365,7 +416,8 @@ def train_emotion(
                                         "image_size": image_size, "command": command})
         _save(last, {"model": net.state_dict(), "optimizer": opt.state_dict(),
                      "scheduler": sched.state_dict(), "epoch": epoch, "best": best, "history": history,
-                     "ema": None if averaged is None else averaged.state_dict(), "command": command})
+                     "ema": None if averaged is None else averaged.state_dict(), "command": command,
+                     "settings": settings})
         (out_dir / "history.json").write_text(json.dumps(history, indent=1))
         if export and (improved or not onnx_path.is_file()):
             export_emotion(out_dir, epochs=epochs, ema=ema, n_train=len(xtr), command=command,
@@ -406,7 +458,7 @@ def export_emotion(out_dir: str | Path, *, epochs: int, ema: float | None, n_tra
     }
     (out_dir / "emotion_cnn.json").write_text(json.dumps(info, indent=1))
     if install_as is not None:
-        dest = install_model(onnx_path, info, install_as)
+        dest = install_model(onnx_path, info, install_as, log=log)
         log(f"installed {dest} (valid acc {best['valid_acc']:.4f})")
     return onnx_path
 

@@ -225,7 +225,7 @@ def read_ferplus(data_dir: str | Path, split: str = "train") -> FerPlus:
     if not label_csv.is_file():
         raise FileNotFoundError(f"{label_csv}: FER+ label file not found")
     paths, votes = [], []
-    with open(label_csv, newline="") as f:
+    with open(label_csv, newline="", encoding="utf-8-sig") as f:  # Excel saves a BOM before the first name
         try:
             rows = list(csv.reader(f))
         except (csv.Error, UnicodeDecodeError) as e:

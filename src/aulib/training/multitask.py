@@ -358,5 +358,5 @@ def train_multitask(
     if report is not None:
         (out_dir / "cv_report.json").write_text(json.dumps(report, indent=1))
     if install:
-        log(f"installed {install_model(onnx_path, info)}")
+        log(f"installed {install_model(onnx_path, info, log=log)}")
     return onnx_path, report

@@ -165,5 +165,5 @@ def quantize_run(model: str | Path, data_dir: str | Path, *, install: bool = Fal
     info.setdefault("evaluation", {})["ferplus_valid_fp32_vs_int8"] = figures
     out.with_suffix(".json").write_text(json.dumps(info, indent=1))
     if install:
-        log(f"installed {install_model(out, info, name)}")
+        log(f"installed {install_model(out, info, name, log=log)}")
     return out
