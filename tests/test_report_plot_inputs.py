@@ -306,3 +306,18 @@ def test_report_video_must_be_a_video_for_a_video_table(real, tmp_path):
                               str(sample("single_face.mp4"))])
     assert res.exit_code != 0 and "is for a video's table" in " ".join(res.output.split()), res.output
     assert not (tmp_path / "r.html").exists()
+
+
+def test_a_row_with_an_impossible_frame_or_time_is_named(clip, tmp_path):
+    """One damaged row (frame 1e15 at 1e12 s) squeezed the plot's time axis into two bars, and the report failed
+    in pandas' words ("cannot convert input 1000000000000.0 with the unit 's'")."""
+    for col, value in (("frame", 1e15), ("timestamp", 1e12), ("timestamp", -5.0)):
+        bad = clip.copy()
+        bad[col] = bad[col].astype(np.float64)
+        bad.loc[3, col] = value
+        path = tmp_path / f"bad_{col}.csv"
+        bad.to_csv(path, index=False)
+        for cmd in (["plot", str(path), "-o", str(tmp_path / "p.png")],
+                    ["report", str(path), "-o", str(tmp_path / "r.html")]):
+            r = runner.invoke(app, cmd)
+            assert r.exit_code == 2 and f"row 4 has {col}" in r.output, (cmd, r.output)

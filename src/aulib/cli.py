@@ -777,8 +777,10 @@ def train_svr_cmd(data: Path = DATA, out: Path | None = typer.Option(
 def train_cnn_cmd(
     data: Path = DATA, out: Path | None = typer.Option(None, "--out", help="Run folder (default: the repo's "
                                                        "runs/emotion)."),
-    epochs: int = typer.Option(12, "--epochs", min=1), batch_size: int = typer.Option(64, "--batch-size", min=1),
-    lr: float = typer.Option(1e-3, "--lr", min=0, callback=_finite), seed: int = typer.Option(0, "--seed"),
+    epochs: int = typer.Option(12, "--epochs", min=1, max=10000),
+    batch_size: int = typer.Option(64, "--batch-size", min=1),
+    lr: float = typer.Option(1e-3, "--lr", min=0, callback=_finite),
+    seed: int = typer.Option(0, "--seed", min=0, max=2**32 - 1),
     cache: Path | None = typer.Option(None, "--cache", help=CACHE_HELP),
     resume: bool = typer.Option(True, "--resume/--restart"),
     install: bool = typer.Option(True, "--install/--no-install", help="Ship the best ONNX in aulib/models."),
@@ -809,12 +811,12 @@ def train_cnn_cmd(
 def train_multitask_cmd(
     data: Path = DATA, out: Path | None = typer.Option(None, "--out", help="Run folder (default: the repo's "
                                                        "runs/multitask)."),
-    epochs: int = typer.Option(15, "--epochs", min=1, help="Passes over the CK+ faces."),
+    epochs: int = typer.Option(15, "--epochs", min=1, max=10000, help="Passes over the CK+ faces."),
     init_from: Path | None = typer.Option(
         None, "--init-from", help="Emotion run folder or best.pt to start from (default: the repo's runs/emotion)."),
     folds: int = typer.Option(5, "--folds", min=0, help="Subject-grouped CV folds of the AU fusion before the "
                               "final fit (0: skip the CV)."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", min=0, max=2**32 - 1),
     cache: Path | None = typer.Option(None, "--cache", help=CACHE_HELP),
     reports: Path | None = typer.Option(None, "--reports", help=REPORTS_HELP),
     install: bool = typer.Option(True, "--install/--no-install", help="Ship the ONNX in aulib/models."),

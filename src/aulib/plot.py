@@ -461,7 +461,18 @@ def check_table(df: pd.DataFrame, name: str) -> pd.DataFrame:
             [(f"{c} intensity", aus[c]) for c in aus.columns] + [(f"{c} score", emo[c]) for c in emo.columns]:
         if not pd.api.types.is_numeric_dtype(col) and not col.isna().all():
             raise ValueError(f"{name}: column {label!r} is not numeric — not a table written by aulib analyze")
+    for col, top in (("frame", MAX_FRAME), ("timestamp", MAX_SECONDS)):
+        # one damaged row (frame 1e15 at 1e12 s) squeezed a plot's time axis into two bars and failed the report
+        # in pandas' words: no video runs for 115 days
+        v = pd.to_numeric(df[col], errors="coerce")
+        bad = np.flatnonzero(((v < 0) | (v > top) | np.isinf(v)).to_numpy())
+        if len(bad):
+            raise ValueError(f"{name}: row {int(bad[0]) + 1} has {col} {v.iat[bad[0]]:g}, which no video has (0 to "
+                             f"{top:g}): a damaged table")
     return df
+
+
+MAX_FRAME, MAX_SECONDS = 1e10, 1e7  # a table's bounds on frame numbers and seconds (≈ 115 days of video)
 
 
 def unfinished_run(table: str | Path) -> str | None:
