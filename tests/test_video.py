@@ -1405,3 +1405,33 @@ def test_a_damaged_variable_rate_clip_names_only_the_frames_it_lost(tmp_path):
     assert [i for i, _ in got] == [i for i in range(30) if i != 6]
     assert [t for _, t in got] == [round(t / 1000, 3) for i, t in enumerate(pts) if i != 6]
     assert r.stats.error.startswith(f"{path}: video damaged: 1 corrupt packet(s) skipped, 1 frame(s) lost: 6 (")
+
+
+def test_a_followed_face_box_moves_with_its_fit_and_keeps_its_size_after_the_frame_edge(tmp_path, analyzer):
+    """The box of a followed face was carried by the fit it started from: in a fast pan it lagged a frame and
+    swelled (182 px for a 148 px face), and a face detected cut by the frame's edge kept the cut box (103 px)
+    all the way back into view, while its landmarks were right."""
+    src = av.open(str(sample("single_face.mp4")))
+    frames = [f.to_ndarray(format="rgb24") for _, f in zip(range(40), src.decode(video=0))]
+    src.close()
+    shifts = [0] * 8 + [35 * i for i in range(1, 11)] + [350] * 6 + [350 - 35 * i for i in range(1, 11)] + [0] * 4
+    path = tmp_path / "pan.mp4"
+    with av.open(str(path), "w") as o:
+        st = o.add_stream("libx264", rate=24)
+        st.width, st.height, st.pix_fmt = 640, 360, "yuv420p"
+        for img, dx in zip(frames, shifts):
+            out = np.full((360, 640, 3), 90, np.uint8)
+            out[:, dx:] = img[:, :640 - dx]
+            for p in st.encode(av.VideoFrame.from_ndarray(out, format="rgb24")):
+                o.mux(p)
+        for p in st.encode():
+            o.mux(p)
+    df = analyzer.analyze(path, smooth=False)
+    width = df["face_width"].to_numpy()
+    xs = df[[f"x_{i}" for i in range(68)]].to_numpy()
+    moving = np.arange(8, 16)  # the pan, the face whole in the frame
+    assert np.all(np.abs(width[moving] / width[0] - 1) < 0.12), width[moving]
+    centre = df["face_x"].to_numpy() + width / 2 - xs.mean(axis=1)
+    assert np.all(np.abs(centre[moving] - centre[0]) < 12), centre[moving]
+    back = np.arange(26, 34)  # followed back into view after a scan that found the face cut by the edge
+    assert (xs[back].max(axis=1) < 638).all() and np.all(np.abs(width[back] / width[0] - 1) < 0.12), width[back]

@@ -92,6 +92,12 @@ def _up(m: np.ndarray) -> np.ndarray:
     return v / float(np.hypot(*v))
 
 
+def _at_edge(box: np.ndarray, width: int, height: int, margin: float = 2.0) -> bool:
+    """Whether a detection box ``(x, y, w, h)`` reaches the frame's edge (within ``margin`` px): its face may be cut."""
+    x, y, bw, bh = (float(v) for v in box[:4])
+    return x <= margin or y <= margin or x + bw >= width - margin or y + bh >= height - margin
+
+
 def _from_crop(m: np.ndarray, anchor: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
     """Inverse of :func:`_to_crop` under another frame's transform: the axis-aligned image box."""
     a = m[:, :2]
@@ -364,16 +370,24 @@ class FaceFollower:
         looks = [appearance(f) for f in faces]
         ids = self.tracker.assign([d.as_array() for d in dets], seq,
                                   lambda i, t: similarity(t.extra.get("look"), looks[i]) >= SAME_FACE)
+        h, w = image.shape[:2]
         for f, tid, box, look in zip(faces, ids, boxes, looks):
             f.id = tid
             t = self.tracker.update(tid, f.box, f.landmarks if f.success else None, f.score, seq)
+            whole = t.extra.get("whole")  # the shown box of the track's last detection inside the frame
             t.extra.clear()
             if f.success:
                 # Both boxes in the face's own (aligned crop) coordinates: they then move and scale
                 # with the rigid landmarks (eyes, nose) in later frames, see _follow.
                 m = f.matrix
-                t.extra.update(fit=_to_crop(m, box), shown=_to_crop(m, f.box), matrix=m, look=look,
-                               disagreement=f.disagreement, blur=f.blur, noise=f.noise)
+                shown = _to_crop(m, f.box)
+                if not _at_edge(f.box, w, h):
+                    whole = shown
+                # A face cut by the frame's edge has a detection box of its visible part only: followed back into
+                # view it kept that box (104 px wide for a 146 px face, until the next scan); the box it had
+                # inside the frame follows it instead, where the track has one
+                t.extra.update(fit=_to_crop(m, box), shown=whole if whole is not None else shown, whole=whole,
+                               matrix=m, look=look, disagreement=f.disagreement, blur=f.blur, noise=f.noise)
         self._need_detect = any(not f.success for f in faces)
         return faces
 
@@ -425,6 +439,10 @@ class FaceFollower:
                 return None
             f.id = t.id
             f.extra["look"] = look
+            # the detection's box carried by this frame's own fit: it was carried by the fit the box was started
+            # from (the last frame's, or a partial fit's when the face moved far), so it lagged a frame and, in a
+            # fast pan, swelled (152/193/154/189 px for a face of 146) while the landmarks were right
+            f.box = np.asarray(_from_crop(f.matrix, t.extra["shown"]), np.float32)
             # as its score: its last detection's (the blur measure costs 0.3 ms of the face stage, which bounds
             # a video's speed; a blurred recording stays blurred between scans 0.4 s apart)
             f.disagreement = t.extra.get("disagreement", float("nan"))
