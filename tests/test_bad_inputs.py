@@ -77,7 +77,9 @@ def table(tmp_path_factory) -> Path:
     (["bench", "VIDEO", "--emotion-model", "foo"], "--emotion-model must be cnn, multitask or none"),
     (["bench", "VIDEO", "--detector", "foo"], "--detector must be"),
     # an OpenFace binary that fails: its exit and last words, not "unexpected RuntimeError … a bug in aulib"
-    (["bench", "VIDEO", "--frames", "2", "--openface", "/bin/false"], "false failed on single_face.mp4 (exit 1)"),
+    (["bench", "VIDEO", "--pairs", "1", "--openface", "/bin/false"], "false failed on single_face.mp4 (exit 1)"),
+    # --frames timed part of the clip against OpenFace's whole clip: refused before anything runs
+    (["bench", "VIDEO", "--frames", "2", "--openface", "/bin/false"], "--frames limits aulib only"),
     (["plot", "TABLE", "-o", "x.xyz"], "x.xyz: unknown image format"),
     (["app", "--port", "-1"], "--port"),
     (["app", "--max-upload-mb", "0"], "--max-upload-mb"),
