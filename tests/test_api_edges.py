@@ -258,3 +258,17 @@ def test_the_report_reads_partial_tables_or_says_what_it_lacks(analyzer):
     assert "nan" not in text and "not in this table (no AUxx_c columns)" in text
     with pytest.raises(ValueError, match="lacks frame, face, success, error"):
         table.report(analyzer.analyze(SMILE)[["input", "AU12_r"]])
+
+
+def test_smoothing_options_that_cannot_act_are_said(analyzer):
+    """``smooth_sigma`` and ``interpolate`` with ``smooth=False`` or ``"causal"`` were dropped without a word,
+    so a chosen sigma looked applied; with offline smoothing they act and nothing is said."""
+    clip = sample("single_face.mp4")
+    with pytest.warns(aulib.analyzer.IgnoredOptionWarning, match="smooth_sigma act"):
+        raw = analyzer.analyze(clip, smooth=False, smooth_sigma=0.3, max_frames=3)
+    assert len(raw) == 3
+    with pytest.warns(aulib.analyzer.IgnoredOptionWarning, match="interpolate .*smooth='causal'"):
+        analyzer.analyze(clip, smooth="causal", interpolate=False, max_frames=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", aulib.analyzer.IgnoredOptionWarning)
+        analyzer.analyze(clip, smooth_sigma=0.3, interpolate=False, max_frames=3)

@@ -132,6 +132,22 @@ def test_the_report_and_help_show_on_a_latin1_terminal():
         assert ("happiness" in out) if args[1] != "--help" else ("Usage: aulib analyze" in out)
 
 
+def test_help_read_by_a_reader_that_stops_early_exits_0_quietly():
+    """``aulib --help | head -1`` exited 1 (rich ends the process itself on a closed pipe), so a ``set -o
+    pipefail`` script failed where ``aulib demo | head -1`` exits 0. The pipe is closed before anything is
+    written, as ``head`` does once it has its line."""
+    import os
+
+    for args in (["--help"], ["analyze", "--help"], ["train", "svm", "--help"]):
+        read, write = os.pipe()
+        os.close(read)
+        res = subprocess.run([sys.executable, "-m", "aulib", *args], stdout=write, stderr=subprocess.PIPE,
+                             timeout=120)
+        os.close(write)
+        assert res.returncode == 0, (args, res.returncode, res.stderr)
+        assert res.stderr == b"", res.stderr
+
+
 def test_training_refuses_an_unusable_out_or_reports_folder_before_it_trains(tmp_path):
     """``aulib train svm/svr`` found an --out or --reports folder it could not write only after the whole
     cross-validation had run."""

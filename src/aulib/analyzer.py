@@ -324,6 +324,7 @@ class Analyzer:
                 warnings.warn(f"{path}: cropped applies to images; a video's faces are found in its frames",
                               CroppedVideoWarning, stacklevel=3)
             video_options.setdefault("smooth", self.smooth)
+            warn_inert_smoothing(video_options, stacklevel=3)
             asked = video_options.get("stats")
             stats: dict = asked if isinstance(asked, dict) else {}
             if overlay is not None:
@@ -450,6 +451,25 @@ def check_overlay(path: str | os.PathLike, overlay: str | os.PathLike) -> None:
         raise ValueError(f"{overlay}: overlay not written (the overlay of {'a video' if video else 'an image'} is a "
                          f"file named {', '.join(names[:4])}…)")
     refuse_overwriting_inputs([target], [Path(os.fsdecode(path))])
+
+
+class IgnoredOptionWarning(UserWarning):
+    """An option given that the other options given leave without effect (the analysis runs without it)."""
+
+
+def warn_inert_smoothing(video_options: Mapping[str, object], stacklevel: int = 2) -> None:
+    """:class:`IgnoredOptionWarning` for ``smooth_sigma`` or ``interpolate`` given with smoothing that reads
+    neither: ``smooth=False`` (raw traces) or ``"causal"`` (a One Euro filter, with no sigma and a network on
+    every frame). They were dropped without a word, so ``smooth_sigma=0.3`` looked applied; the command line
+    says the same of ``--interpolate`` with ``--no-smooth``."""
+    smooth = video_options.get("smooth", True)
+    if smooth is True or smooth == "offline":
+        return
+    inert = [k for k in ("smooth_sigma", "interpolate") if k in video_options]
+    if inert:
+        mode = "smooth=False (raw traces)" if smooth is False or smooth is np.False_ else f"smooth={smooth!r}"
+        warnings.warn(f"{' and '.join(inert)} act with offline smoothing only (smooth=True or 'offline'); "
+                      f"ignored with {mode}", IgnoredOptionWarning, stacklevel=stacklevel + 1)
 
 
 class CroppedVideoWarning(UserWarning):

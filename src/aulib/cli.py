@@ -530,7 +530,7 @@ def analyze(
         err.print(f"[yellow]warning:[/yellow] --{'' if tta else 'no-'}tta acts on images only, and every input is "
                   "a video (video frames run one network, never flipped)")
 
-    from aulib.analyzer import CroppedVideoWarning
+    from aulib.analyzer import CroppedVideoWarning, IgnoredOptionWarning
     from aulib.batch import dedupe
 
     unique = dedupe(list(files))[0]  # an input named twice is analysed once: the bar counted it twice (1/4)
@@ -543,8 +543,10 @@ def analyze(
                                                                           total=max(total, done))
         try:
             with warnings.catch_warnings():
-                # --cropped with videos was named once, above (the API warns for each video)
+                # --cropped with videos and --interpolate without --smooth were named once, above (the API warns
+                # for each video; the command passes interpolate whether or not it was given)
                 warnings.simplefilter("ignore", CroppedVideoWarning)
+                warnings.simplefilter("ignore", IgnoredOptionWarning)
                 res = run_batch(files, spec, out=out_arg, per_input=per_input, per_input_format=fmt, resume=resume,
                                 dask=dask, scheduler=scheduler, workers=workers, overlay=overlay,
                                 video_options=video_options, analyzer=analyzer,

@@ -25,12 +25,23 @@ def tolerant_streams() -> None:
             pass
 
 
+def _pipe_closed(console: object) -> None:
+    """rich's ``Console.on_broken_pipe`` for the program: the ``BrokenPipeError`` goes on to the command
+    line's handler, which exits 0 quietly as for every other output (rich's own ends the process with exit 1:
+    ``aulib --help | head -1`` failed in a ``set -o pipefail`` script)."""
+    console.quiet = True  # type: ignore[attr-defined]
+    raise BrokenPipeError
+
+
 def main() -> None:
     """Load the command line, then run it; a Ctrl-C while it loads is said in one line (exit 130)."""
     tolerant_streams()
     try:
+        import rich.console
+
         from aulib.cli import app
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         raise SystemExit(130) from None
+    rich.console.Console.on_broken_pipe = _pipe_closed  # type: ignore[method-assign]
     app(prog_name="aulib")
