@@ -212,6 +212,64 @@ def test_matroska_starting_late_is_not_reported_truncated(tmp_path):
     assert sum(1 for _ in r) == 50 and r.stats.error == ""
 
 
+def _x264(path, n: int = 45, **options) -> None:
+    """A 30 fps libx264 clip of ``n`` moving frames (libx264's defaults: B-frames; an MP4's index first)."""
+    with av.open(str(path), "w", options={"movflags": "faststart"} if path.suffix == ".mp4" else {}) as o:
+        st = o.add_stream("libx264", rate=30)
+        st.width, st.height, st.pix_fmt = 160, 120, "yuv420p"
+        st.options = {"crf": "12", **options}
+        yy, xx = np.mgrid[:120, :160]
+        for i in range(n):
+            img = ((xx * 3 + yy * 2 + 7 * i) % 256).astype(np.uint8)
+            frame = av.VideoFrame.from_ndarray(np.dstack([img, img[::-1], 255 - img]), format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, 30)
+            for p in st.encode(frame):
+                o.mux(p)
+        for p in st.encode():
+            o.mux(p)
+
+
+def test_a_transport_stream_cut_mid_gop_numbers_frames_by_their_time_and_names_those_lost(tmp_path):
+    """A .ts cut at a packet boundary inside a GOP: the frames before its first keyframe do not decode. The first
+    frame decoded was numbered 0 at 0.133 s (four frames off its own time) and the run said nothing was lost."""
+    from aulib.video.reader import FrameReader
+
+    whole = tmp_path / "gop15.ts"
+    _x264(whole, g="15", keyint_min="15", sc_threshold="0")
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.ts"
+    cut.write_bytes(data[(len(data) * 3 // 10) // 188 * 188:])
+    r = FrameReader(cut, threaded=False)
+    frames = [(f.index, f.time) for f in r]
+    assert frames and frames[0][0] > 0
+    assert all(abs(i - t * 30) < 0.01 for i, t in frames), frames[:3]
+    assert [i for i, _ in frames] == list(range(frames[0][0], frames[0][0] + len(frames)))
+    assert r.stats.error == (f"{cut}: video damaged: the {frames[0][0]} frame(s) before the stream's first decodable "
+                             f"keyframe (a stream cut mid-GOP) skipped, {frames[0][0]} frame(s) lost: "
+                             f"0–{frames[0][0] - 1}; every other frame was analysed")
+    whole_reader = FrameReader(whole, threaded=False)  # the whole stream: as before
+    assert [f.index for f in whole_reader] == list(range(45)) and whole_reader.stats.error == ""
+
+
+def test_a_frame_lost_to_the_cut_of_an_mp4_with_b_frames_is_named(tmp_path):
+    """A cut MP4 with B-frames decoded frames 0–20 and 22: the message said only "frames 23–44 not read"."""
+    from aulib.video.reader import FrameReader
+
+    whole = tmp_path / "whole.mp4"
+    _x264(whole)
+    data = whole.read_bytes()
+    for share in (0.5, 0.6, 0.7, 0.8):
+        cut = tmp_path / f"cut{share}.mp4"
+        cut.write_bytes(data[: int(len(data) * share)])
+        r = FrameReader(cut, threaded=False)
+        got = [f.index for f in r]
+        missing = sorted(set(range(max(got) + 1)) - set(got))
+        assert r.stats.error.startswith(f"{cut}: video truncated: file ends early: frames {max(got) + 1}–44 of 45 "
+                                        "not read"), r.stats.error
+        for i in missing:  # every frame before the cut that has no row is named
+            assert f"lost: {i}" in r.stats.error or f"–{i}" in r.stats.error or f", {i}" in r.stats.error
+
+
 @pytest.mark.parametrize("codec,pix", [("libx264", "yuv420p"), ("libx264", "yuv444p"), ("libx264", "yuvj420p"),
                                        ("libx264", "yuv420p10le"), ("ffv1", "gray16le"), ("ffv1", "bgr0")])
 def test_frames_have_the_pixels_of_pyavs_default_conversion(tmp_path, codec, pix):

@@ -392,7 +392,33 @@ def _png_pixels_only(f: IO[bytes], name: str) -> np.ndarray:
         a = _quiet_imdecode(data, cv2.IMREAD_UNCHANGED)
     if a is None or a.ndim not in (2, 3) or min(a.shape[:2]) < 1:
         raise ImageReadError(f"{name}: truncated or corrupt PNG image data (with metadata too large to read)")
-    return to_rgb(a, "bgr")
+    # turned by its EXIF orientation as Pillow's path turns it: a phone photo with one damaged comment was
+    # analysed on its side (head roll ±1.6 rad, upside down 3.1 rad) with nothing to say so
+    return _orient(to_rgb(a, "bgr"), _png_orientation(f))
+
+
+def _png_orientation(f: IO[bytes]) -> int:
+    """The EXIF orientation (1–8; 1 when none) of a PNG's ``eXIf`` chunk, read past chunks whose checksum
+    fails or that are too large for Pillow (the file position is not kept)."""
+    f.seek(8)
+    for _ in range(100_000):  # a PNG's chunks up to IEND (a bound for a file that never ends)
+        head = f.read(8)
+        if len(head) < 8:
+            break
+        length, kind = struct.unpack(">I4s", head)
+        if kind == b"IEND":
+            break
+        if kind != b"eXIf" or length > 1 << 20:
+            f.seek(length + 4, os.SEEK_CUR)
+            continue
+        exif = Image.Exif()
+        try:
+            exif.load(f.read(length))
+            value = int(exif.get(0x0112, 1))
+        except Exception:  # damaged EXIF: read as no orientation, as Pillow does
+            return 1
+        return value if value in range(1, 9) else 1
+    return 1
 
 
 def _opencv_fallback(f: IO[bytes], name: str) -> np.ndarray | None:
@@ -515,7 +541,9 @@ def _pil_to_rgb(img: Image.Image, full_scale: float | None = None, white_is_zero
         if white_is_zero and a.dtype.kind in "ui":
             a = (full_scale or float(np.iinfo(np.uint16).max)) - a.astype(np.float64)
         return to_rgb(to_8bit(a, full_scale or (65535.0 if white_is_zero else None)))
-    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (img.mode == "P" and "transparency" in img.info):
+    # a colour key (tRNS) makes pixels of one value transparent in RGB and gray PNGs as in palette ones: they were
+    # composited on white in a palette image and kept as they are (black) in the same picture stored as RGB
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (img.mode in ("P", "RGB", "L") and "transparency" in img.info):
         rgba = np.asarray(img.convert("RGBA"))
         return _composite_on_white(rgba[:, :, :3], rgba[:, :, 3])
     if img.mode in ("LAB", "HSV"):  # Pillow has no direct conversion to RGB for these

@@ -567,6 +567,7 @@ class FrameReader:
         gaps: list[tuple[int, int]] = []  # their frame numbers (first, last)
         times: list[float] = []  # the first frames' times, while the rate is unknown
         self._concealed: list[int] = []  # frames the decoder flagged corrupt (their numbers; analysed as they are)
+        self._leading = 0  # frames before the first one that decoded (a stream starting mid-GOP)
         on_grid = True  # every step between frames so far a whole number of the clip's usual step (not variable-rate)
         steps: list[float] = []  # the first steps between frames, for the usual one (their median)
         usual = 0.0
@@ -580,6 +581,17 @@ class FrameReader:
                 t = self._time(frame, index)
                 if not st.rate and frame.pts is not None and len(times) < RATE_FRAMES:
                     st.rate = _rate_from(times, t)  # no declared rate (browser WebM): from the first frames
+                if st.decoded == 1 and not self._counted and self._rate and frame.pts is not None:
+                    # a stream whose first frames do not decode (a transport stream cut mid-GOP: the frames up to
+                    # its first keyframe need one before the cut): the first frame decoded is numbered by its time,
+                    # as frames after damage are, and the ones before it are named lost. It was frame 0 at
+                    # 0.133 s, four frames off its own time, and the run said nothing was missing
+                    lead = round(t * float(self._rate))
+                    if lead > 0:
+                        self._leading = lead
+                        gaps.append((0, lead - 1))
+                        lost += lead
+                        index += lead
                 corrupt = bool(getattr(frame, "is_corrupt", False))  # decoded with errors FFmpeg concealed
                 damaged = bool(self._bad_packets or self._disordered or self._concealed or corrupt)
                 if on_grid and st.decoded > 1 and t > st.last_time:
@@ -648,9 +660,11 @@ class FrameReader:
                 seconds = max(self._duration, st.declared / st.rate) if st.declared and st.rate else self._duration
                 st.error = (f"{self.path}: video truncated: file ends early: {self._unread(read)} (decoded {of}; "
                             f"stream ends at {st.last_time:.2f} s of {seconds:.2f} s)")
-                if self._bad_packets > self._trailing_bad:  # damage before the cut too
+                if self._bad_packets > self._trailing_bad or gaps:  # damage before the cut too
+                    # (a frame lost there to the cut packet itself is named too: a cut MP4 with B-frames decoded
+                    # frames 0–20, 22 and said only "frames 23–44 not read")
                     st.error += f"; before that, {self._damage(self._bad_packets - self._trailing_bad, gaps, lost)}"
-            elif self._bad_error is not None or self._disordered or self._concealed:
+            elif self._bad_error is not None or self._disordered or self._concealed or self._leading:
                 st.error = f"{self.path}: video damaged: {self._damage(self._bad_packets, gaps, lost)}"
         finally:
             st.seconds += time.perf_counter() - t0
@@ -677,6 +691,9 @@ class FrameReader:
         skipped = [f"{packets} corrupt packet(s)"] if packets else []
         if self._disordered:
             skipped.append(f"{self._disordered} frame(s) decoded out of time order")
+        if self._leading:
+            skipped.append(f"the {self._leading} frame(s) before the stream's first decodable keyframe (a stream cut "
+                           "mid-GOP)")
         told = f"{' and '.join(skipped)} skipped, " if skipped else ""
         concealed = ""
         if self._concealed:
