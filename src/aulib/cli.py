@@ -184,10 +184,13 @@ class _ErrorHandlingGroup(TyperGroup):
             return super().invoke(ctx)
         except BrokenPipeError:  # `aulib bench clip.mp4 | head -1`: the reader has what it wanted
             _reader_gone()
-        except KeyboardInterrupt:  # one line and the shell's 130, not click's bare "Aborted!"
+        except KeyboardInterrupt as e:  # one line and the shell's 130, not click's bare "Aborted!"
+            from aulib.console import Terminated
+
             sub = ctx.invoked_subcommand
             hint = "; the same command with --resume finishes what is left" if sub == "analyze" else ""
-            err.print(f"interrupted{hint}")
+            code = 143 if isinstance(e, Terminated) else 130  # SIGTERM: the shell's 128 + 15
+            err.print(f"{'terminated' if code == 143 else 'interrupted'}{hint}")
             if _running_as_program():
                 # Every output is closed and consistent here (the sinks' context managers have run). A normal
                 # exit then destroys onnxruntime's and FFmpeg's native state while a helper thread may still
@@ -195,8 +198,8 @@ class _ErrorHandlingGroup(TyperGroup):
                 # an active exception", SIGABRT instead of 130): the program leaves without that teardown.
                 sys.stdout.flush()
                 sys.stderr.flush()
-                os._exit(130)
-            raise typer.Exit(130) from None
+                os._exit(code)
+            raise typer.Exit(code) from None
         except Exception as e:
             self._usage_error(e, ctx)
             if os.environ.get("AULIB_DEBUG") == "1":

@@ -33,15 +33,29 @@ def _pipe_closed(console: object) -> None:
     raise BrokenPipeError
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``timeout``, a batch scheduler ending a job), taken as a Ctrl-C is: what finished is kept
+    for ``--resume``, a video cut short is marked so in its table, one line is said, exit 143. Python's default
+    ended the process on the spot: no message, a lock file left, the last rows lost in a file buffer."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main() -> None:
     """Load the command line, then run it; a Ctrl-C while it loads is said in one line (exit 130)."""
+    import signal
+
     tolerant_streams()
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         import rich.console
 
         from aulib.cli import app
-    except KeyboardInterrupt:
-        sys.stderr.write("interrupted\n")
-        raise SystemExit(130) from None
+    except KeyboardInterrupt as e:
+        terminated = isinstance(e, Terminated)
+        sys.stderr.write("terminated\n" if terminated else "interrupted\n")
+        raise SystemExit(143 if terminated else 130) from None
     rich.console.Console.on_broken_pipe = _pipe_closed  # type: ignore[method-assign]
     app(prog_name="aulib")
