@@ -230,3 +230,102 @@ def test_run_batch_takes_its_settings_from_the_analyzer_it_is_given(folder, tmp_
     assert options["gaze"] is False and options["tta"] is False and options["emotion_model"] == "none"
     with pytest.raises(ValueError, match="disagree"):
         run_batch(expand_inputs([folder])[:1], SPEC, out=out, analyzer=a)
+
+
+# ------------------------------------------------------------------- outputs that collide, inputs that move
+@pytest.fixture()
+def two_days(tmp_path):
+    """days/day1/photo.jpg (one face) and days/day2/photo.jpg (five): the same file name in two folders."""
+    from .conftest import sample
+
+    for day, photo in (("day1", "single_face.jpg"), ("day2", "multi_face.jpg")):
+        (tmp_path / "days" / day).mkdir(parents=True)
+        (tmp_path / "days" / day / "photo.jpg").write_bytes(sample(photo).read_bytes())
+    return tmp_path / "days"
+
+
+@pytest.mark.parametrize("resume", [True, False])
+def test_a_per_input_table_of_another_input_is_neither_taken_as_done_nor_replaced(two_days, tmp_path, analyzer,
+                                                                                  resume):
+    """Two runs into one --per-input folder, each with a photo.jpg: both tables are photo.jpg.csv. --resume took
+    the second photo as done (its five faces never analysed); a plain run replaced the first one's table."""
+    per = tmp_path / "per"
+    run_batch([two_days / "day1" / "photo.jpg"], SPEC, per_input=per, resume=resume, analyzer=analyzer)
+    with pytest.raises(ValueError, match=r"photo.jpg.csv: holds the table of .*day1/photo.jpg, not of .*day2"):
+        run_batch([two_days / "day2" / "photo.jpg"], SPEC, per_input=per, resume=resume, analyzer=analyzer)
+    assert read_table(per / "photo.jpg.csv")["input"].tolist() == [str(two_days / "day1" / "photo.jpg")]
+
+
+def test_outputs_that_are_one_file_are_refused_before_any_work(two_days, tmp_path, analyzer):
+    """-o one of the --per-input tables: the combined table was replaced by one input's (the run said "wrote 6
+    rows"). --overlay the -o table: a folder was made where the table was to go and the run failed at its end."""
+    files = [two_days / "day1" / "photo.jpg", two_days / "day2" / "photo.jpg"]
+    per = tmp_path / "per"
+    with pytest.raises(ValueError, match=r"-o is also the --per-input table of .*day1/photo.jpg"):
+        run_batch(files, SPEC, out=per / "day1" / "photo.jpg.csv", per_input=per, analyzer=analyzer)
+    out = tmp_path / "ov" / "x.csv"
+    with pytest.raises(ValueError, match="--overlay and -o name the same path"):
+        run_batch(files, SPEC, out=out, overlay=out, analyzer=analyzer)
+    assert not per.exists() and not out.parent.exists()
+
+
+def test_a_table_written_through_a_link_goes_where_the_link_points(two_days, tmp_path, analyzer):
+    """The atomic rename replaced the link by a file, and the file it pointed to kept the old table."""
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "res.csv").write_text("old\n")
+    link = tmp_path / "out.csv"
+    link.symlink_to(tmp_path / "real" / "res.csv")
+    run_batch([two_days / "day1" / "photo.jpg"], SPEC, out=link, analyzer=analyzer)
+    assert link.is_symlink() and len(read_table(tmp_path / "real" / "res.csv")) == 1
+
+
+def test_resume_from_another_folder_is_refused(two_days, tmp_path, analyzer, monkeypatch):
+    """Inputs are named relative to the folder the run started in: --resume from another one took every input
+    for a new one (days/day1/photo.jpg, then day1/photo.jpg: each photo twice in the table)."""
+    out = tmp_path / "ab.csv"
+    monkeypatch.chdir(tmp_path)
+    run_batch(expand_inputs(["days"]), SPEC, out=out, analyzer=analyzer)
+    monkeypatch.chdir(two_days)
+    with pytest.raises(ValueError, match=r"--resume from another folder than the run that wrote it"):
+        run_batch(expand_inputs(["."]), SPEC, out=out, resume=True, analyzer=analyzer)
+    assert len(read_table(out)) == 6
+    # absolute names are the same files from anywhere
+    out2 = tmp_path / "abs.csv"
+    run_batch(expand_inputs([str(two_days)]), SPEC, out=out2, analyzer=analyzer)
+    monkeypatch.chdir(tmp_path)
+    res = run_batch(expand_inputs([str(two_days)]), SPEC, out=out2, resume=True, analyzer=analyzer)
+    assert len(res.skipped) == 2 and len(read_table(out2)) == 6
+
+
+@pytest.mark.parametrize("kind", ["table", "per_input", "partitioned"])
+def test_resume_redoes_a_photo_replaced_by_one_with_an_older_time(two_days, tmp_path, analyzer, kind):
+    """``cp -p``, ``mv``, ``rsync -a`` and ``tar x`` keep a file's modification time: a photo replaced that way kept
+    the old photo's rows (-o compared modification times only; --per-input and partitioned outputs never looked)."""
+    photo = two_days / "day1" / "photo.jpg"
+    other = two_days / "day2" / "photo.jpg"
+    old = os.stat(photo).st_mtime_ns - 10**11  # an older photo
+    os.utime(other, ns=(old, old))
+    kw = {"table": {"out": tmp_path / "t.csv"}, "per_input": {"per_input": tmp_path / "per"},
+          "partitioned": {"out": tmp_path / "parts", "partitioned": True}}[kind]
+    run_batch([photo], SPEC, analyzer=analyzer, **kw)
+    tmp = photo.with_name("new.jpg")
+    tmp.write_bytes(other.read_bytes())
+    os.utime(tmp, ns=(old, old))
+    os.replace(tmp, photo)  # mv: the older time kept, the file replaced
+    res = run_batch([photo], SPEC, analyzer=analyzer, resume=True, **kw)
+    assert res.skipped == [] and res.faces == 5
+
+
+def test_the_same_file_however_named_is_analysed_once_and_another_file_never_dropped(tmp_path, analyzer):
+    """Inputs were compared as text after abspath: ``L/../x.jpg`` with ``L`` a link to ``A/B`` is ``A/x.jpg``, another
+    photo, and was dropped as a repeat of ``x.jpg`` (its five faces lost); a link to a file is that file."""
+    from .conftest import sample
+
+    (tmp_path / "A" / "B").mkdir(parents=True)
+    (tmp_path / "A" / "x.jpg").write_bytes(sample("multi_face.jpg").read_bytes())
+    (tmp_path / "x.jpg").write_bytes(sample("single_face.jpg").read_bytes())
+    (tmp_path / "L").symlink_to(tmp_path / "A" / "B")
+    (tmp_path / "y.jpg").symlink_to(tmp_path / "x.jpg")
+    res = run_batch([tmp_path / "x.jpg", tmp_path / "L" / ".." / "x.jpg", tmp_path / "y.jpg"], SPEC, analyzer=analyzer,
+                    keep_table=True)
+    assert res.duplicates == [str(tmp_path / "y.jpg")] and res.faces == 6

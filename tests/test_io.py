@@ -563,7 +563,8 @@ def test_a_folder_scan_reads_the_content_of_names_it_does_not_know_and_says_what
     assert list(df.success) == [1, 1] and list(df.frame) == [0, 1]
     res = CliRunner().invoke(app, ["analyze", str(tmp_path), "-o", str(tmp_path / "out.csv"), "--max-frames", "1"])
     assert res.exit_code == 0, res.output
-    assert "note: 1 file in the folders given is neither an image nor a video" in res.output
+    assert "note: 1 file in the folders given is hidden (a name starting with '.') or neither an image nor a video" \
+        in res.output
     assert "notes.txt" in res.output
     out = pd.read_csv(tmp_path / "out.csv")
     assert sorted(set(out.input)) == sorted(str(f) for f in found) and out.success.all()
@@ -765,3 +766,18 @@ def test_jpeg_xl_is_named_and_listed_in_folders(tmp_path):
     for name in ("photo.jxl", "download"):
         with pytest.raises(ImageReadError, match=rf"{name}: a JPEG XL image.*convert it"):
             read_image(tmp_path / name)
+
+
+def test_a_folder_scan_leaves_hidden_entries_out_and_says_so(tmp_path):
+    """A ``.thumbnails`` folder gave every face again, and macOS's ``._IMG_1.jpg`` resource forks a failed row each;
+    they are left out as ``ls`` leaves them (a hidden file with a media name counted as left out). A hidden folder
+    named as the input itself is scanned."""
+    photo = sample("single_face.jpg").read_bytes()
+    (tmp_path / "in" / ".thumbnails").mkdir(parents=True)
+    (tmp_path / "in" / "IMG_1.jpg").write_bytes(photo)
+    (tmp_path / "in" / ".thumbnails" / "IMG_1.jpg").write_bytes(photo)
+    (tmp_path / "in" / "._IMG_1.jpg").write_bytes(b"\0\5\26\7 AppleDouble")
+    skipped: list = []
+    assert expand_inputs([tmp_path / "in"], skipped) == [tmp_path / "in" / "IMG_1.jpg"]
+    assert skipped == [tmp_path / "in" / "._IMG_1.jpg"]
+    assert expand_inputs([tmp_path / "in" / ".thumbnails"]) == [tmp_path / "in" / ".thumbnails" / "IMG_1.jpg"]

@@ -327,16 +327,18 @@ def changed_inputs(names: Iterable[str], since_ns: int) -> set[str]:
     """Local inputs of a table (names in table text) whose file was modified after ``since_ns`` (the table's
     own last write): ``--resume`` kept their old rows — a clip still being copied when it was analysed
     (rows up to where the copy had reached, "video truncated"), a photo replaced by another — without a word."""
-    changed = set()
-    for name in names:
-        if is_url(name):
-            continue
-        try:
-            if os.stat(name).st_mtime_ns > since_ns:
-                changed.add(name)
-        except (OSError, ValueError):  # gone or renamed: its rows stay, as before
-            continue
-    return changed
+    return {name for name in names if not is_url(name) and _changed_since(name, since_ns)}
+
+
+def _changed_since(path: Source, since_ns: int) -> bool:
+    """Whether local file ``path`` was written or replaced after ``since_ns``: its modification time, or its
+    inode's change time — a photo replaced by ``cp -p``, ``mv``, ``rsync -a`` or ``tar x`` keeps an older
+    modification time, and ``--resume`` kept the old photo's rows. (A file that is only read keeps both.)"""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):  # gone or renamed: its rows stay, as before
+        return False
+    return max(st.st_mtime_ns, st.st_ctime_ns) > since_ns
 
 
 def input_name(path: Source) -> str:
@@ -524,6 +526,11 @@ def _check_meta(meta_path: Path, where: Path, meta: dict, resume: bool,
                 raise ValueError(f"{table_text(str(meta_path))}: unreadable run metadata; cannot --resume "
                                  f"{table_text(str(where))} safely (remove it, or write a new output)") from None
         diffs = run_differences(old, meta) if old is not None else []
+        was = old.get("cwd") if isinstance(old, dict) else None
+        if isinstance(was, str) and was != meta.get("cwd") and _holds_results(where):
+            raise ValueError(f"{table_text(str(where))}: --resume from another folder than the run that wrote it "
+                             f"({table_text(was)}), whose inputs are named relative to that folder: run the same "
+                             "command from there")
         if existing_columns is not None and existing_columns != meta["columns"] and "columns differ" not in diffs:
             # the table itself, whatever its metadata says: a cut header, or another program's table
             diffs.append("the table's columns differ")
@@ -850,6 +857,36 @@ def _ends_whole(path: Path) -> bool:
 TABLE_SUFFIX = {"csv": ".csv", "parquet": ".parquet", "json": ".json"}
 
 
+def _first_input(path: Path, fmt: str) -> str | None:
+    """The ``input`` of a table file's first row (table text), or None (no rows, not a table aulib wrote)."""
+    try:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            col = pq.read_table(path, columns=["input"]).column("input")
+            return str(col[0]) if len(col) else None
+        if fmt == "json":
+            with open(path, encoding="utf-8") as f:
+                row = json.loads(f.readline() or "null")
+            return str(row["input"]) if isinstance(row, dict) and "input" in row else None
+        import pandas as pd
+
+        df = pd.read_csv(path, usecols=["input"], nrows=1, dtype=str, keep_default_na=False)
+        return str(df["input"].iloc[0]) if len(df) else None
+    except Exception:  # a foreign or damaged file: is_done and the writer deal with it as before
+        return None
+
+
+def _same_file(name: str, path: Source) -> bool:
+    """Whether a table's input ``name`` is the local file ``path`` under another name."""
+    if is_url(name) or is_url(path):
+        return False
+    try:
+        return os.path.samefile(name, path)
+    except (OSError, ValueError):
+        return False
+
+
 def per_input_paths(files: list[Source], root: Path, fmt: str) -> list[Path]:
     """Where ``--per-input root`` writes each input's table (``<name>.<fmt>``, see :func:`output_paths`)."""
     return output_paths(files, root, lambda n: n + TABLE_SUFFIX[fmt])
@@ -871,10 +908,26 @@ class PerInputSink:
         t = self._targets.get(str(path))
         return t if t is not None else per_input_paths([path], self.root, self.fmt)[0]
 
+    def check_targets(self, files: list[Path]) -> None:
+        """ValueError, before any work, when an input's table file holds another input's rows: tables are named
+        after their inputs below the inputs' common folder, so ``day1/photo.jpg`` and, in a later run,
+        ``day2/photo.jpg`` share ``photo.jpg.csv`` — ``--resume`` took day2 as done (its 5 faces never analysed)
+        and a run without it replaced day1's table."""
+        for p in files:
+            t = self.target(p)
+            held = _first_input(t, self.fmt) if t.is_file() else None
+            if held is not None and held != input_name(p) and not _same_file(held, p):
+                raise ValueError(f"{table_text(str(t))}: holds the table of {held}, not of {input_name(p)} "
+                                 "(--per-input names each table after its input below the inputs' common folder): "
+                                 "give another --per-input folder, or analyse both in one run")
+
     def is_done(self, path: Path, columns: list[str] | None = None) -> bool:
-        """Resuming and the input's file exists, fits ``columns`` and is not all failures."""
+        """Resuming and the input's file exists, fits ``columns``, is not all failures and was written after the
+        input last changed (a replaced photo kept its old table)."""
         t = self.target(path)
         if not (self.resume and t.exists()):
+            return False
+        if not is_url(path) and _changed_since(path, t.stat().st_mtime_ns):
             return False
         if self.fmt != "parquet" and not _ends_whole(t):  # a row cut off (the table parses all the same)
             return False
@@ -1119,7 +1172,11 @@ class PartitionedOutput:
         e = self.entries.get(name)
         if e is None and path is not None and not is_url(path):
             e = self._paths.get(os.path.abspath(path))
-        return e is not None and e.get("status") == "done"
+        if e is None or e.get("status") != "done":
+            return False
+        # a photo replaced since (its part kept the old photo's rows)
+        read = e.get("read_ns")
+        return not (isinstance(read, int) and path is not None and not is_url(path) and _changed_since(path, read))
 
     def record(self, entry: dict, order: list[str]) -> None:
         """An input is finished (done or failed): remember it; the manifest follows within seconds.
@@ -1494,12 +1551,17 @@ def _columns(spec: AnalyzerSpec) -> list[str]:
 
 
 def dedupe(files: list[Source]) -> tuple[list[Source], list[str]]:
-    """Inputs in order without repeats (same absolute path, compared lexically; the same URL), and
-    the repeats."""
-    seen: set[str] = set()
+    """Inputs in order without repeats (the same file, however named: ``a.jpg``, ``./a.jpg``, a link to it; the same
+    URL), and the repeats. A file is known by its device and inode: names compared as text after ``abspath`` took
+    ``L/../x.jpg`` (``L`` a link to ``A/B``: the file ``A/x.jpg``) for ``x.jpg`` and dropped its five faces."""
+    seen: set[object] = set()
     keep, dups = [], []
     for p in files:
-        k = str(p) if is_url(p) else os.path.abspath(p)
+        k: object = str(p) if is_url(p) else os.path.abspath(p)
+        if not is_url(p):
+            with contextlib.suppress(OSError, ValueError):
+                st = os.stat(p)
+                k = (st.st_dev, st.st_ino)
         if k in seen:
             dups.append(input_name(p))
         else:
@@ -1535,6 +1597,33 @@ def refuse_overwriting_inputs(targets: list[Path | None], files: list[Source], k
                 whose = "the output table" if kind == "output table" else f"the {kind} of {table_text(str(source))}"
                 raise ValueError(f"{table_text(str(t))}: {whose} would overwrite the input {table_text(str(hit))}; "
                                  f"write {'it' if kind == 'output table' else kind + 's'} to another folder or name")
+
+
+def refuse_colliding_outputs(files: list[Source], out: Path | str | None, per_input: Path | None, per_input_format: str,
+                             overlay: Path | None, partitioned: bool = False) -> None:
+    """ValueError (one line) when two outputs of one run are the same file: ``-o`` one of the ``--per-input``
+    tables (the combined table was replaced by one input's, while the run said "wrote 6 rows … to pi/a.jpg.csv"),
+    or ``--overlay`` the ``-o`` table (a folder made where the table was to go, the run failed after the analysis,
+    and the next run too). Local paths only; compared resolved."""
+    def resolved(p: Path | str) -> Path | None:
+        if is_url(str(p)):
+            return None
+        try:
+            return Path(p).resolve()
+        except (OSError, RuntimeError):
+            return None
+
+    table = resolved(out) if out is not None and not is_partitioned(out, partitioned) else None
+    if table is None:
+        return
+    if overlay is not None and resolved(overlay) == table:
+        raise ValueError(f"{table_text(str(overlay))}: --overlay and -o name the same path: give the overlays a "
+                         "folder of their own")
+    if per_input is not None:
+        for f, t in zip(files, per_input_paths(files, per_input, per_input_format)):
+            if resolved(t) == table:
+                raise ValueError(f"{table_text(str(out))}: -o is also the --per-input table of "
+                                 f"{table_text(str(f))}: give -o another name or folder")
 
 
 def _todo_overlays(overlay: Path | None, files: list[Source], todo: list[Source], warnings: list[str]) -> list:
@@ -1602,7 +1691,12 @@ def run_batch(
     if dask or scheduler:  # a callback cannot travel to a worker process
         video_options.pop("progress", None)
     files, duplicates = dedupe(list(files))
+    if out is not None and not is_url(str(out)) and Path(out).is_symlink():
+        # the table goes where the link points: the atomic rename replaced the link by a file and left its target
+        # holding the old table
+        out = Path(os.path.realpath(out))
     # before any output is opened: a refused run must not have removed the last table
+    refuse_colliding_outputs(files, out, per_input, per_input_format, overlay, partitioned)
     if overlay is not None:
         refuse_overwriting_inputs(overlay_paths(overlay, files), files)
     if out is not None and not is_partitioned(out, partitioned):
@@ -1610,7 +1704,11 @@ def run_batch(
     if per_input is not None:
         refuse_overwriting_inputs(per_input_paths(files, per_input, per_input_format), files, "table")
     columns = list(analyzer.columns) if analyzer is not None else _columns(spec)
+    # the folder the inputs' names are relative to: --resume from another one took every input for a new one
+    # (days/day1/photo.jpg then day1/photo.jpg: each photo twice in the table)
     meta = {"aulib_run": 1, "columns": columns, "options": run_options(spec, video_options)}
+    if any(not is_url(f) and not os.path.isabs(f) for f in files):
+        meta["cwd"] = os.getcwd()
     if is_partitioned(out, partitioned):
         root = partitioned_root(out, per_input)
         if (dask or scheduler) and root.startswith("memory://"):  # the workers' memory is not this process's:
@@ -1664,6 +1762,8 @@ def _run(files: list[Path], spec: AnalyzerSpec, out: Path | None, per_input: Pat
         return (CombinedSink(out, resume) if out is not None else None,
                 PerInputSink(per_input, per_input_format, files, resume) if per_input is not None else None)
 
+    if per_input is not None:  # before any work, and before the run's metadata is written
+        PerInputSink(per_input, per_input_format, files, resume).check_targets(files)
     conn, (combined, per) = _cluster_then(dask or bool(scheduler), scheduler, workers, sinks)
     todo, skipped = [], []
     # the finished inputs of the table, also as files: "in/a.jpg" then "/data/in/a.jpg" is one input (it was
@@ -1757,6 +1857,7 @@ def _run_partitioned(files: list[Source], spec: AnalyzerSpec, root: str, resume:
                      progress: Callable[[Source], None] | None, analyzer: Analyzer | None, keep_table: bool,
                      columns: list[str], duplicates: list[str], meta: dict, retries: int) -> BatchResult:
     t0 = time.perf_counter()
+    started_ns = time.time_ns()  # inputs changed after this are redone by the next --resume
     conn, sink = _cluster_then(dask or bool(scheduler), scheduler, workers,
                                lambda: PartitionedOutput(root, meta, resume))
     names = [input_name(p) for p in files]
@@ -1777,6 +1878,7 @@ def _run_partitioned(files: list[Source], spec: AnalyzerSpec, root: str, resume:
             for i, entry in stream:
                 if not is_url(todo[i]):  # the file as well as its name: --resume finds it however it is named
                     entry["path"] = os.path.abspath(todo[i])
+                    entry["read_ns"] = started_ns  # a file changed after it is analysed again (is_done)
                 sink.record(entry, names)
                 res.rows += int(entry.get("rows", 0))
                 res.frames += int(entry.get("frames", 0))

@@ -339,8 +339,8 @@ def _inputs(paths: list[str], out: Path | str | None) -> list[Path]:
     if skipped:  # said, so a folder's other files are not taken for lost rows
         shown = ", ".join(str(p) for p in skipped[:3]) + (" …" if len(skipped) > 3 else "")
         err.print(f"note: {len(skipped)} file{'s' if len(skipped) > 1 else ''} in the folders given "
-                  f"{'are' if len(skipped) > 1 else 'is'} neither an image nor a video (by name and content), "
-                  f"not analysed: {escape(shown)}")
+                  f"{'are' if len(skipped) > 1 else 'is'} hidden (a name starting with '.') or neither an image nor "
+                  f"a video (by name and content), not analysed: {escape(shown)}")
     return files
 
 
@@ -360,6 +360,12 @@ def _writable_table(out: Path, files: list) -> None:
             out.unlink()
     except OSError as e:
         _fail(escape(f"{out}: cannot write the table ({e.strerror or e})"))
+
+
+def _said_duplicates(duplicates: list[str]) -> None:
+    if duplicates:
+        err.print(f"note: {len(duplicates)} inputs given more than once, analysed once: "
+                  + escape(", ".join(duplicates[:5])) + (" …" if len(duplicates) > 5 else ""))
 
 
 @app.command()
@@ -382,6 +388,10 @@ def faces(
     files = _inputs(paths, out)
     if out is not None:  # before the work, as analyze does: a table that cannot be written must not cost the run
         _writable_table(out, files)
+    from aulib.batch import dedupe
+
+    files, duplicates = dedupe(list(files))  # as analyze: an input named twice (a folder and a file in it) once
+    _said_duplicates(duplicates)
     with _progress(len(files)) as prog:
         task = prog.add_task("faces", total=len(files))
         df = faces_table(files, cropped=cropped, detector=detector, overlay=overlay,
@@ -562,9 +572,7 @@ def analyze(
     # user-provided text (paths: [x] is not markup, odd bytes are shown as \xNN) is escaped for rich
     for note in res.warnings:
         err.print(f"[yellow]warning:[/yellow] {escape(note)}")
-    if res.duplicates:
-        err.print(f"note: {len(res.duplicates)} inputs given more than once, analysed once: "
-                  + escape(", ".join(res.duplicates[:5])) + (" …" if len(res.duplicates) > 5 else ""))
+    _said_duplicates(res.duplicates)
     if res.skipped:
         err.print(f"--resume: skipped {len(res.skipped)} inputs already done")
     if out is not None or per_input is not None:

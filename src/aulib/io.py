@@ -870,7 +870,10 @@ def _scan_folder(top: Path, skipped: list[Path] | None = None) -> list[Path]:
     folder whose link lost its target must not quietly analyse one input fewer); FIFOs and
     sockets, and links to them, are skipped, never opened (appended to ``skipped`` when named as media: a
     ``fifo.mp4`` vanished from the run without a word). Regular files that are neither are appended
-    to ``skipped``."""
+    to ``skipped``. Hidden entries (a name starting with ``.``) are left out, as ``ls`` and shell globs leave
+    them: a ``.thumbnails`` folder gave every face again, a ``.git`` or ``.Trash`` folder old versions, and macOS's
+    ``._IMG_1.jpg`` resource forks a failed row each; a hidden file with a media name is counted in ``skipped``
+    (a hidden folder is not entered). A hidden folder named as the input itself is scanned."""
     wanted = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
     found: list[Path] = []
     seen: set[tuple[int, int]] = set()
@@ -890,6 +893,10 @@ def _scan_folder(top: Path, skipped: list[Path] | None = None) -> list[Path]:
         below: list[Path] = []
         for e in entries:
             path = Path(e.path)
+            if e.name.startswith("."):
+                if skipped is not None and path.suffix.lower() in wanted:
+                    skipped.append(path)
+                continue
             try:
                 if e.is_dir():  # follows links
                     below.append(path)
