@@ -306,3 +306,48 @@ def test_smoothing_options_that_cannot_act_are_said(analyzer):
     with warnings.catch_warnings():
         warnings.simplefilter("error", aulib.analyzer.IgnoredOptionWarning)
         analyzer.analyze(clip, smooth_sigma=0.3, interpolate=False, max_frames=3)
+
+
+class _Tensor:
+    """An image held by another array library (as a torch tensor is): ``__array__`` and ``ndim``, no list."""
+
+    def __init__(self, a: np.ndarray) -> None:
+        self._a = a
+        self.ndim = a.ndim
+        self.shape = a.shape
+
+    def __array__(self, dtype=None, copy=None):
+        return self._a if dtype is None else self._a.astype(dtype)
+
+    def __iter__(self):  # torch tensors iterate over their first axis
+        return iter(self._a)
+
+
+def test_an_image_of_another_array_library_is_one_image_for_analyze_as_for_get(analyzer):
+    """analyze(tensor) iterated it row by row: "an input must be a path … not Tensor"; get took it."""
+    img = read_image(sample("single_face.jpg"))
+    one, alone = analyzer.analyze(_Tensor(img)), analyzer.analyze(img)
+    assert len(one) == 1 and one.AU12_r.iloc[0] == pytest.approx(alone.AU12_r.iloc[0])
+    assert len(analyzer.analyze([_Tensor(img), sample("single_face.jpg")])) == 2
+
+
+def test_get_given_a_list_of_paths_says_to_use_analyze(analyzer):
+    with pytest.raises(TypeError, match=r"get takes one image .* use analyze\("):
+        analyzer.get([str(sample("single_face.jpg"))])
+
+
+@pytest.mark.parametrize("fmt", ["xlsx", "", 5, "parquet"])
+def test_write_table_refuses_a_format_it_does_not_write_or_one_the_name_contradicts(tmp_path, fmt):
+    """fmt='xlsx' (or 5, '') wrote JSON Lines; fmt='parquet' into x.csv a file read_table then failed on."""
+    df = pd.DataFrame({"input": ["a.jpg"], "success": [1]})
+    with pytest.raises(ValueError, match="x.csv: "):
+        table.write_table(df, tmp_path / "x.csv", fmt)
+    assert not (tmp_path / "x.csv").exists()
+    table.write_table(df, tmp_path / "x.csv", "CSV")  # any case, as the command line takes it
+
+
+def test_read_table_of_a_partitioned_folder_points_to_its_reader(tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "_aulib_manifest.json").write_text("{}")
+    with pytest.raises(IsADirectoryError, match="read it with aulib.batch.read_partitioned"):
+        table.read_table(tmp_path / "out")

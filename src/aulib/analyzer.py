@@ -210,6 +210,10 @@ class Analyzer:
         if cropped is not None:
             _check_flag("cropped", cropped)  # cropped="no" was read as True
         image = _as_path(image)
+        if isinstance(image, (list, tuple)) and image and all(isinstance(x, (str, bytes, os.PathLike)) for x in image):
+            # it read as "array of shape (1,): expected (H, W) …"
+            raise TypeError(f"get takes one image (a path or an array), not a {type(image).__name__} of "
+                            f"{len(image)} path(s): use analyze({reprlib.repr(image)}) for several")
         rgb = read_image(image) if isinstance(image, (str, os.PathLike)) else to_rgb(image, order)
         if self.tta:  # the image-mode networks load while this image's faces are found
             for extra in (self._second, self._au_heads):
@@ -382,7 +386,7 @@ class Analyzer:
         _refuse_contents(paths)
         if isinstance(paths, np.ndarray) and paths.dtype.kind in "US" and paths.ndim <= 1:
             paths = [str(p) for p in paths.reshape(-1)]  # np.array([p1, p2]) of paths was read as an image
-        if isinstance(paths, (str, bytes, os.PathLike, np.ndarray)) or _is_pil(paths):
+        if isinstance(paths, (str, bytes, os.PathLike, np.ndarray)) or _is_pil(paths) or _is_image_array(paths):
             paths = [paths]  # type: ignore[list-item]
         elif _is_frame(paths):  # iterating a DataFrame gives its column names: "p: no such file"
             raise TypeError("paths must be a path or a list of paths, not a DataFrame: give its column of paths, "
@@ -398,7 +402,7 @@ class Analyzer:
         items = list(paths)
         for x in items:
             _refuse_contents(x)
-        is_image = [isinstance(x, np.ndarray) or _is_pil(x) for x in items]
+        is_image = [isinstance(x, np.ndarray) or _is_pil(x) or _is_image_array(x) for x in items]
         if any(is_image) and video_options:
             raise TypeError(f"video options ({', '.join(sorted(video_options))}) apply to video files, "
                             "not to an image array")
@@ -561,6 +565,14 @@ def _face_list(faces: object) -> list[Face]:
 def _is_frame(x: object) -> bool:
     """A pandas (or look-alike) DataFrame, without importing pandas."""
     return type(x).__name__ == "DataFrame" and hasattr(x, "columns")
+
+
+def _is_image_array(x: object) -> bool:
+    """An image held by another array library (a torch tensor, a JAX or CuPy array, …): numpy can take it
+    (``__array__``) and it has an image's two or three axes. ``analyze`` iterated such a tensor row by row and
+    said "an input must be a path … not Tensor", while ``get`` analysed the same tensor."""
+    return (not isinstance(x, (str, bytes, os.PathLike, np.ndarray, list, tuple)) and not _is_frame(x)
+            and hasattr(x, "__array__") and getattr(x, "ndim", None) in (2, 3))
 
 
 def _is_pil(x: object) -> bool:

@@ -443,13 +443,29 @@ def table_format(path: str | Path) -> str:
     return fmt
 
 
+def _checked_format(path: Path, fmt: object) -> str:
+    """``fmt`` (any case) or the one ``path``'s extension names; ValueError for another format, or one its extension
+    contradicts: ``fmt='xlsx'`` (or ``5``, ``''``) wrote JSON Lines, and ``fmt='parquet'`` into ``x.csv`` a file that
+    ``read_table`` and ``aulib plot`` then failed on."""
+    if fmt is None:
+        return table_format(path)
+    named = fmt.lower() if isinstance(fmt, str) else None
+    if named not in ("csv", "parquet", "json"):
+        raise ValueError(f"{path}: format must be 'csv', 'parquet' or 'json', not {fmt!r}")
+    by_name = FORMATS.get(path.suffix.lower())
+    if by_name is not None and by_name != named:
+        raise ValueError(f"{path}: a .{path.suffix.lower()[1:]} name for a {named} table: readers go by the name "
+                         f"(name it .{'json' if named == 'json' else named}, or leave fmt out)")
+    return named
+
+
 def write_table(df: Rows | pd.DataFrame, path: str | Path, fmt: str | None = None) -> Path:
     """Write ``df`` in ``fmt`` (default: from the extension; JSON = one object per line).
 
     Written beside ``path`` and renamed over it when complete: a full disk or an interrupted write
     leaves the earlier file (or none), never a cut or empty table under the name."""
     path = Path(path)
-    fmt = fmt or table_format(path)
+    fmt = _checked_format(path, fmt)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     try:
@@ -498,6 +514,10 @@ def read_table(path: str | Path, columns: list[str] | None = None) -> pd.DataFra
     import pandas as pd
 
     path = Path(path)
+    if path.is_dir():  # "unknown output format (use .csv …)" for the folder a partitioned run wrote
+        raise IsADirectoryError(f"{path}: a folder, not a table file"
+                                + ("; a partitioned output: read it with aulib.batch.read_partitioned"
+                                   if (path / "_aulib_manifest.json").exists() else ""))
     fmt = table_format(path)
     if columns is not None:  # one error for every format (pandas', pyarrow's schema dump, a KeyError before)
         have = {str(c).strip() for c in table_columns(path)}
