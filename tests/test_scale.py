@@ -103,6 +103,27 @@ def test_listing_a_prefix_like_a_folder(s3, local_inputs):
     assert expand_inputs([f"s3://{BUCKET}/nothing-here.jpg"]) == [f"s3://{BUCKET}/nothing-here.jpg"]
 
 
+def test_a_prefix_the_store_refuses_to_list_gets_a_row_and_the_other_inputs_go_on(local_inputs, analyzer, monkeypatch):
+    """A bucket that could not be listed (credentials refused) stopped the whole run: one line, exit 2, no table,
+    not even the local photo's row; a local folder that cannot be listed gets a row."""
+    monkeypatch.setattr("aulib.storage._fs", lambda url: (_Refusing(), url))
+    prefix = f"s3://{BUCKET}/in/"
+    assert expand_inputs([prefix]) == [prefix]
+    df = run_batch([local_inputs / "a.jpg", prefix], SPEC, analyzer=analyzer, keep_table=True).table
+    assert df.input.tolist() == [str(local_inputs / "a.jpg"), prefix] and df.success.tolist() == [1, 0]
+    assert df.error.iloc[1].startswith(prefix), df.error.iloc[1]
+
+
+class _Refusing:
+    """A file system whose store refuses every request (as S3 with refused credentials does)."""
+
+    def __getattr__(self, name):
+        def refuse(*a, **k):
+            raise PermissionError("Access Denied")
+
+        return refuse
+
+
 def test_object_names_with_hash_or_question_mark_are_listed_and_typed(tmp_path):
     """In an object store's (or a file URL's) path ``#`` and ``?`` are part of the name: listing dropped
     such objects silently (read as a fragment or a query), and ``take #2.mp4`` was read as an image. A web

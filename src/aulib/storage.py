@@ -136,16 +136,16 @@ def list_prefix(url: str, extensions: set[str], skipped: list | None = None) -> 
     or when nothing there has such an extension (the input then gets a row saying why, as a local folder
     does: a prefix of other files vanished from the run without a word).
 
-    StorageError when the store cannot be listed (no credentials, unreachable endpoint)."""
+    A store that cannot be listed (no credentials, unreachable endpoint) gives ``[url]`` too: its row says why
+    when it is read, as a local folder that cannot be listed gets its row; one such URL stopped the whole run
+    (no table, not even the local photos' rows)."""
     fs, path = _fs(url)
     try:
         if not url.endswith("/") and fs.isfile(path):
             return [url]
         found = fs.find(path, withdirs=False, detail=True)
-    except FileNotFoundError:
+    except Exception:  # not found, or not listable: the input's own row says which
         return [url]
-    except Exception as e:
-        raise StorageError(f"{redact(url)}: cannot list ({type(e).__name__}: {_why(e, url)})") from None
     if not found:
         return [url]
     # files, and broken links (a local folder gives them their "no such file" row too), not FIFOs nor links
