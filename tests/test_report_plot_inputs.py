@@ -321,3 +321,18 @@ def test_a_row_with_an_impossible_frame_or_time_is_named(clip, tmp_path):
                     ["report", str(path), "-o", str(tmp_path / "r.html")]):
             r = runner.invoke(app, cmd)
             assert r.exit_code == 2 and f"row 4 has {col}" in r.output, (cmd, r.output)
+
+
+def test_an_input_whose_name_has_a_backslash_is_found_by_its_own_name(tmp_path, analyzer):
+    r"""Tables store a backslash doubled (table text, reversible); ``--input 'wn/back\slash.jpg'`` was "not in the
+    table", whose list of inputs showed that very name."""
+    import shutil
+
+    from aulib.plot import input_rows
+    from aulib.table import text_path
+
+    photo = tmp_path / "back\\slash.jpg"
+    shutil.copy(sample("single_face.jpg"), photo)
+    df = analyzer.analyze(photo)
+    name, rows = input_rows(df, str(photo))
+    assert len(rows) == 1 and text_path(name) == str(photo)

@@ -86,11 +86,19 @@ def input_rows(df: pd.DataFrame, input_name: str | None = None) -> tuple[str, pd
         name = str((found if len(found) else df["input"]).iloc[0])
     else:
         name = input_name
-    rows = df[df["input"].astype(str) == name]
+    names = df["input"].astype(str)
+    rows = df[names == name]
+    if rows.empty and input_name is not None:
+        # the file's own name: the table stores it as table text (a backslash doubled, an undecodable byte \xNN),
+        # and `--input 'a\b.jpg'` was "not in the table" whose list showed that very name
+        from aulib.table import table_text
+
+        name = table_text(input_name)
+        rows = df[names == name]
     if rows.empty:
-        have = df["input"].astype(str).unique()
+        have = names.unique()
         more = f" and {len(have) - 5} more" if len(have) > 5 else ""
-        raise ValueError(f"the table has no input {name!r} (it has: {', '.join(have[:5])}{more})")
+        raise ValueError(f"the table has no input '{input_name or name}' (it has: {', '.join(have[:5])}{more})")
     return name, rows
 
 
