@@ -336,3 +336,18 @@ def test_an_input_whose_name_has_a_backslash_is_found_by_its_own_name(tmp_path, 
     df = analyzer.analyze(photo)
     name, rows = input_rows(df, str(photo))
     assert len(rows) == 1 and text_path(name) == str(photo)
+
+
+def test_values_outside_the_columns_ranges_are_named_in_the_report_and_plot(tmp_path, analyzer):
+    """A hand-edited table (AU12_r 99, p_happiness 3) was reported as "AU12 mean 6.28, peak 99.00" on the 0–5 scale
+    and plotted clipped to 5 without a word."""
+    from aulib.plot import clean
+    from aulib.report_html import write_report
+
+    df = analyzer.analyze(sample("single_face.jpg"))
+    assert clean(df)[1] == []  # aulib's own table: nothing to say
+    edited = df.assign(AU12_r=99.0, p_happiness=3.0, AU06_c=2)
+    notes = clean(edited)[1]
+    assert len(notes) == 1 and "AU12_r" in notes[0] and "p_happiness" in notes[0] and "AU06_c" in notes[0]
+    write_report(edited, tmp_path / "r.html")
+    assert "values outside their column" in (tmp_path / "r.html").read_text(encoding="utf-8")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -312,7 +313,32 @@ def clean(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
         face = df["face"].to_numpy(np.float64)
         if np.all(face == np.round(face)):
             df = df.assign(face=face.astype(np.int64))
+    notes += out_of_range(df)
     return df, notes
+
+
+# The ranges aulib writes: intensities 0–5, occurrence 0/1, probabilities and confidence 0–1
+_RANGES = ((re.compile(r"AU\d+_r$"), 0.0, 5.0, "0–5"), (re.compile(r"AU\d+_c$"), 0.0, 1.0, "0 or 1"),
+           (re.compile(r"(AU\d+_p|p_\w+|confidence)$"), 0.0, 1.0, "0–1"))
+
+
+def out_of_range(df: pd.DataFrame) -> list[str]:
+    """A note naming the columns whose values lie outside what aulib writes (a hand-edited table, another
+    program's): "AU12 mean 6.28, peak 99.00" was reported on the 0–5 scale, and the plot clipped it to 5 without
+    a word. The values are shown as they are."""
+    bad = []
+    for c in df.columns:
+        for pattern, lo, hi, what in _RANGES:
+            if pattern.match(str(c)):
+                v = pd.to_numeric(df[c], errors="coerce").to_numpy(np.float64)
+                outside = np.isfinite(v) & ((v < lo) | (v > hi) | ((what == "0 or 1") & (v != np.round(v))))
+                if outside.any():
+                    bad.append(f"{c} ({int(outside.sum())} value(s), e.g. {v[outside][0]:g}; aulib writes {what})")
+                break
+    if not bad:
+        return []
+    return [f"values outside their column's range — the table was edited or is not aulib's: {', '.join(bad[:4])}"
+            + (f" and {len(bad) - 4} more column(s)" if len(bad) > 4 else "") + "."]
 
 
 def figure(df: pd.DataFrame, input_name: str | None = None, face: int | None = None,
