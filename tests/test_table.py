@@ -16,6 +16,8 @@ from hypothesis import strategies as st
 from aulib import table
 from aulib.face.record import Face
 
+from .conftest import sample
+
 SHIPPED_AUS = [1, 2, 4, 5, 6, 7, 9, 12, 14, 15, 17, 20, 23, 24, 25, 26, 27]
 MT_AUS = [1, 2, 4, 5, 6, 7, 9, 12, 15, 17, 23, 24, 25, 27]
 
@@ -222,3 +224,14 @@ def test_the_emotion_column_has_one_type_with_or_without_faces(tmp_path):
         table.write_table(none, tmp_path / f"t.{ext}")
         back = table.read_table(tmp_path / f"t.{ext}")
         assert back["emotion"].dtype == face["emotion"].dtype and back["emotion"].isna().all(), ext
+
+
+def test_a_table_of_no_rows_reads_back_with_the_same_dtypes_in_every_format(tmp_path, analyzer):
+    """A CSV header alone read 207 number columns as object, where Parquet and the API give float64."""
+    from aulib.table import read_table, write_table
+
+    empty = analyzer.analyze(sample("single_face.jpg")).iloc[:0]
+    for ext in ("csv", "parquet"):
+        back = read_table(write_table(empty, tmp_path / f"t.{ext}"))
+        assert list(back.columns) == list(empty.columns)
+        assert (back.dtypes == empty.dtypes).all(), (ext, back.dtypes[back.dtypes != empty.dtypes].head())

@@ -490,6 +490,10 @@ def _typed(df: pd.DataFrame) -> pd.DataFrame:
     occ = [c for c in df.columns if c.endswith("_c")]
     if occ:
         df[occ] = df[occ].astype("float64").round().astype("Int64")
+    if df.empty:  # a table of no rows: a CSV header gave 207 object columns where Parquet and to_frame give floats
+        rest = [c for c in df.columns if df[c].dtype == object and c not in TEXT_COLUMNS]
+        if rest:
+            df[rest] = df[rest].astype("float64")
     return df
 
 
