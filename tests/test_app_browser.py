@@ -366,23 +366,41 @@ def test_cli_app_command_is_registered():
     assert res.exit_code == 0 and "--port" in res.output and "--host" in res.output
 
 
-def test_unloadable_cnn_falls_back_to_no_emotion_model(monkeypatch):
+@pytest.mark.parametrize("broken,expect", [
+    ("emotion_cnn_ema.onnx", {"emotion_model": "cnn", "tta": False}),  # the CNN emotion stays (it was dropped)
+    ("emotion_cnn.onnx:emotion", {"emotion_model": "none"}),
+    ("iris_landmark.onnx", {"emotion_model": "none", "gaze": False}),
+])
+def test_unloadable_networks_are_left_out_most_useful_first(monkeypatch, broken, expect):
     pytest.importorskip("streamlit")
     from aulib.app import common
 
-    calls = []
-
     class FakeAnalyzer:
-        def __init__(self, emotion_model="cnn"):
-            calls.append(emotion_model)
-            if emotion_model != "none":
-                raise FileNotFoundError("emotion_cnn.onnx: no such file")
+        def __init__(self, emotion_model="cnn", tta=True, gaze=True):
+            self.options = {"emotion_model": emotion_model, **({} if tta else {"tta": False}),
+                            **({} if gaze else {"gaze": False})}
+            if (broken == "emotion_cnn_ema.onnx" and tta) or (broken.endswith(":emotion") and emotion_model != "none") \
+                    or (broken == "iris_landmark.onnx" and gaze):
+                raise FileNotFoundError(f"{broken.split(':')[0]}: no such file")
 
     monkeypatch.setattr("aulib.analyzer.Analyzer", FakeAnalyzer)
     analyzer, note = common.load_analyzer("cnn")
-    assert isinstance(analyzer, FakeAnalyzer) and calls == ["cnn", "none"]
-    assert "could not be loaded" in note and "emotion_cnn.onnx" in note
-    assert common.load_analyzer("none")[1] is None
+    assert analyzer.options == expect
+    assert "could not be loaded" in note and broken.split(":")[0] in note
+
+
+def test_a_broken_au_network_is_raised_for_the_pages_to_say(monkeypatch):
+    """The AU models' own network (emotion_cnn.onnx) cannot be left out: the documented fallback raised anyway."""
+    pytest.importorskip("streamlit")
+    from aulib.app import common
+    from aulib.models import ModelFileError
+
+    def broken(**options):
+        raise ModelFileError("emotion_cnn.onnx: checksum mismatch")
+
+    monkeypatch.setattr("aulib.analyzer.Analyzer", broken)
+    with pytest.raises(ModelFileError, match="emotion_cnn.onnx"):
+        common.load_analyzer("cnn")
 
 
 def test_labels_and_overlay_on_a_real_face(analyzer):

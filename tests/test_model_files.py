@@ -246,3 +246,134 @@ def test_optimised_graphs_are_cached_per_machine_and_rebuilt_when_touched(privat
     monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
     np.testing.assert_array_equal(_retina_outputs(onnx_session(path, path, cache_key=key))[0],
                                   _retina_outputs(plain)[0])
+
+
+def _nan_network() -> bytes:
+    """The shipped emotion network with one weight set to NaN (what a diverged training run installs)."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.load(str(MODELS_DIR / "emotion_cnn_ema.onnx"))
+    t = next(t for t in m.graph.initializer if len(t.dims) == 4)
+    a = numpy_helper.to_array(t).copy()
+    a.flat[0] = np.nan
+    t.CopyFrom(numpy_helper.from_array(a, t.name))
+    return m.SerializeToString()
+
+
+def test_a_network_giving_nan_is_refused_naming_its_file() -> None:
+    """NaN weights with a valid checksum gave NaN AUs and emotions with success=1 and turned AUs absent."""
+    import numpy as np
+
+    session = models.onnx_session(_nan_network(), "emotion_cnn_ema.onnx")
+    with pytest.raises(ModelFileError, match=r"^emotion_cnn_ema\.onnx: the network gives non-finite outputs"):
+        session.run(None, {"image": np.full((1, 3, 112, 112), 128, np.float32)})
+
+
+def test_a_network_swapped_for_another_is_refused_when_loaded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file swapped for another network (checksums made to match) failed at every input in its internals'
+    words: "not enough values to unpack", "Required inputs (['input_1']) are missing", "cannot reshape array"."""
+    from aulib.cnn.inference import MultitaskCNN
+    from aulib.face.detect import RetinaFaceDetector
+    from aulib.face.gaze import _session
+
+    monkeypatch.setattr("aulib.cnn.inference.model_path", lambda name, path=None: MODELS_DIR / "emotion_cnn_ema.onnx")
+    with pytest.raises(ModelFileError, match=r"emotion_cnn_ema\.onnx: not the network aulib expects here .*au_probs"):
+        MultitaskCNN()
+    monkeypatch.setattr(models, "model_path", lambda name, path=None: MODELS_DIR / "iris_landmark.onnx")
+    with pytest.raises(ModelFileError, match=r"iris_landmark\.onnx: not the network aulib expects here"):
+        RetinaFaceDetector()
+    with pytest.raises(ModelFileError, match=r"retinaface_mnet025\.onnx: not the network aulib expects here"):
+        _session.__wrapped__(str(MODELS_DIR / "retinaface_mnet025.onnx"))
+
+
+@pytest.mark.parametrize("text,why", [
+    ("[]", "not a model manifest"), ("null", "not a model manifest"), ('{"models": {"a.onnx": "x"}}',
+                                                                        "not a model manifest"),
+    (b"\xff\xfe{", "unreadable model manifest"), ("{", "unreadable model manifest")])
+def test_a_malformed_manifest_is_named_with_what_to_do(tmp_path: Path, text, why) -> None:
+    """A list was "unexpected AttributeError … a bug in aulib"; bad bytes "'utf-8' codec can't decode" unnamed."""
+    path = tmp_path / "manifest.json"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(ModelFileError, match=rf"^{path}: {why}.*reinstall aulib"):
+        read_manifest(path)
+
+
+def test_a_missing_manifest_or_entry_field_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shipped manifest missing read as "retinaface_mnet025.onnx: not listed in …/manifest.json"."""
+    path = tmp_path / "manifest.json"
+    monkeypatch.setattr(models, "MANIFEST", path)
+    with pytest.raises(ModelFileError, match="the model manifest is missing; reinstall aulib"):
+        read_manifest(path)
+    path.write_text(json.dumps({"models": {"a.onnx": {"bytes": 5}}}))
+    with pytest.raises(ModelFileError, match="the entry of a.onnx has no sha256"):
+        models.model_entry("a.onnx", path)
+
+
+def test_an_edited_graphs_cached_copy_is_not_reused_after_the_edit_changes(tmp_path: Path, private_cache: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The optimised copy of an edited graph was keyed by the model's checksum and a fixed tag: a copy made by
+    another aulib version's edit was loaded after an upgrade (AU12_r off by 1.4, success=1). The key now holds the
+    editing module's source."""
+    import importlib
+    import sys
+
+    code = '''
+from aulib.au.embedding import EmotionEmbeddingCNN
+
+
+class Edited(EmotionEmbeddingCNN):
+    graph_tag = "-probe"
+
+    def _model(self):
+        return {body}
+'''
+    mod = tmp_path / "edited_graph_probe.py"
+    monkeypatch.syspath_prepend(str(tmp_path))
+    mod.write_text(code.format(body="super()._model()"))  # the embedding as an extra output
+    first = importlib.import_module("edited_graph_probe").Edited()
+    assert len(first.session.get_outputs()) == 2
+    mod.write_text(code.format(body="str(self.path)") + "\n# another version's edit: none\n")
+    sys.modules.pop("edited_graph_probe")
+    importlib.invalidate_caches()
+    second = importlib.import_module("edited_graph_probe").Edited()
+    assert len(second.session.get_outputs()) == 1  # its own graph, not the first version's cached copy
+    sys.modules.pop("edited_graph_probe")
+
+
+def test_an_import_failure_says_what_to_do() -> None:
+    """A missing aulib.models made the error handler fail on its own import (two tracebacks); a broken core
+    dependency was told to install an extra."""
+    from aulib.cli import error_line
+
+    assert "reinstall it (pip install --force-reinstall aulib)" in error_line(
+        ModuleNotFoundError("No module named 'aulib.models'", name="aulib.models"))
+    assert "cv2 is a dependency of aulib" in error_line(ModuleNotFoundError("No module named 'cv2'", name="cv2"))
+    assert "extra" in error_line(ModuleNotFoundError("No module named 'streamlit'", name="streamlit"))
+
+
+def test_settings_from_the_environment_read_the_usual_words_and_name_a_bad_value(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """AULIB_ORT_CACHE=off and AULIB_VERIFY_MODELS=FULL were ignored; AULIB_MAX_TEMP_BYTES=abc gave "invalid literal
+    for int()" naming nothing; a relative XDG_CACHE_HOME wrote the cache into the working folder."""
+    from aulib import env
+
+    monkeypatch.setenv("AULIB_ORT_CACHE", "off")
+    assert models._optimised_path("abc") is None
+    monkeypatch.setenv("AULIB_ORT_CACHE", "1")
+    monkeypatch.setenv("AULIB_VERIFY_MODELS", "FULL")
+    assert models._full_verification()
+    monkeypatch.setenv("AULIB_VERIFY_MODELS", "everything")
+    with pytest.raises(ValueError, match="AULIB_VERIFY_MODELS"):
+        models._full_verification()
+    monkeypatch.setenv("AULIB_MAX_TEMP_BYTES", "abc")
+    with pytest.raises(ValueError, match=r"environment variable AULIB_MAX_TEMP_BYTES='abc': give a whole number"):
+        env.number("AULIB_MAX_TEMP_BYTES", 5, 0, int)
+    monkeypatch.setenv("AULIB_MAX_TEMP_BYTES", "-5")
+    with pytest.raises(ValueError, match="at least 0"):
+        env.number("AULIB_MAX_TEMP_BYTES", 5, 0, int)
+    monkeypatch.setenv("XDG_CACHE_HOME", "rel")
+    assert env.cache_root() == os.path.join(os.path.expanduser("~"), ".cache")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert env.cache_root() == str(tmp_path)

@@ -1446,7 +1446,9 @@ def _dask_connect(scheduler: str | None, workers: int | None) -> tuple[Any, Any]
                           f"({' '.join(redact(str(e)).split())[:200]}); is it running, and is the address "
                           "right?") from None
         if not client.scheduler_info().get("workers"):  # a scheduler with no worker would wait forever, silently
-            wait = float(os.environ.get("AULIB_DASK_WORKER_WAIT", WORKER_WAIT_S))
+            from aulib.env import number
+
+            wait = number("AULIB_DASK_WORKER_WAIT", WORKER_WAIT_S)
             try:
                 client.wait_for_workers(1, timeout=wait)
             except TimeoutError:

@@ -77,8 +77,7 @@ def _out(text: str) -> None:
 def error_line(e: BaseException) -> str:
     """One line describing an exception for a user: the message for aulib's and the OS's errors
     (they name the file), the type plus a hint for anything unexpected."""
-    from aulib.models import ModelFileError
-
+    ModelFileError = _model_file_error()
     blocking = _file_in_the_way(e)
     if blocking is not None:
         # os.makedirs met a file where a folder of the output's path goes ("-o photo.jpg/out.csv"): "File exists"
@@ -90,11 +89,38 @@ def error_line(e: BaseException) -> str:
         if isinstance(e, MemoryError):
             msg = f"out of memory ({msg})"
         elif isinstance(e, ImportError):
-            msg = f"{msg} (is the package installed with the extra this command needs?)"
+            msg = f"{msg} ({_import_hint(e)})"
     else:
         msg = (f"unexpected {type(e).__name__}: {e} — this is a bug in aulib; rerun with AULIB_DEBUG=1 for "
                "the traceback and report it")
     return " ".join(msg.split())  # one line, whatever the message contained
+
+
+# What a run needs whatever the command: a failure to import one of these is a broken installation, not a missing
+# extra (it said "is the package installed with the extra this command needs?" for a broken cv2)
+_CORE_MODULES = ("aulib", "numpy", "cv2", "dlib", "onnxruntime", "skimage", "sklearn", "pandas", "pyarrow", "PIL",
+                 "av", "typer", "rich", "matplotlib", "fsspec", "threadpoolctl")
+
+
+def _import_hint(e: ImportError) -> str:
+    """What to do about a module that could not be imported: reinstall aulib (or that dependency), or install
+    the extra the command needs."""
+    top = (getattr(e, "name", None) or "").split(".")[0]
+    if top == "aulib":
+        return "aulib's installation is incomplete or damaged: reinstall it (pip install --force-reinstall aulib)"
+    if top in _CORE_MODULES:
+        return f"{top} is a dependency of aulib and is missing or broken: reinstall it, or aulib"
+    return "is the package installed with the extra this command needs?"
+
+
+def _model_file_error() -> type[Exception]:
+    """aulib.models' ModelFileError, or a stand-in when that package itself is what is missing (the error handler
+    then failed on its own import: two tracebacks)."""
+    try:
+        from aulib.models import ModelFileError
+    except ImportError:
+        return RuntimeError
+    return ModelFileError
 
 
 def _file_in_the_way(e: BaseException) -> str | None:
@@ -204,9 +230,7 @@ class _ErrorHandlingGroup(TyperGroup):
             self._usage_error(e, ctx)
             if os.environ.get("AULIB_DEBUG") == "1":
                 raise
-            from aulib.models import ModelFileError
-
-            known = isinstance(e, (ValueError, OSError, ModelFileError, MemoryError, KeyError, ImportError))
+            known = isinstance(e, (ValueError, OSError, _model_file_error(), MemoryError, KeyError, ImportError))
             err.print(f"[red]error:[/red] {escape(error_line(e))}")
             raise typer.Exit(2 if known else 1) from None
 

@@ -235,7 +235,9 @@ def temp_copy(f: IO[bytes], name: str, limit: int | None = None) -> Iterator[Pat
     At most ``limit`` bytes (default: ``AULIB_MAX_TEMP_BYTES`` or :data:`MAX_TEMP_BYTES`), and never
     more than the free space of the temp folder minus 1 GiB: OSError naming the input beyond that.
     """
-    limit = limit if limit is not None else int(os.environ.get("AULIB_MAX_TEMP_BYTES", MAX_TEMP_BYTES))
+    from aulib.env import number
+
+    limit = limit if limit is not None else int(number("AULIB_MAX_TEMP_BYTES", MAX_TEMP_BYTES, 0, int))
     tmpdir = tempfile.gettempdir()
     limit = min(limit, max(0, shutil.disk_usage(tmpdir).free - 1024**3))
     fd, tmp = tempfile.mkstemp(prefix="aulib-stream-", suffix=suffix(name), dir=tmpdir)

@@ -43,7 +43,9 @@ def get_analyzer() -> tuple[Analyzer, str | None]:
     # Each live frame makes hundreds of short GIL-releasing calls (OpenCV, ONNX, NumPy); with several
     # streams a thread that gives the GIL up for one waits up to the switch interval to get it back
     # (5 ms by default), which halved two streams' frame rates here. 0.5 ms keeps the convoy short.
-    sys.setswitchinterval(float(os.environ.get("AULIB_APP_SWITCH_INTERVAL", "0.0005")))
+    from aulib.env import number
+
+    sys.setswitchinterval(number("AULIB_APP_SWITCH_INTERVAL", 0.0005, 1e-6))
     return load_analyzer()
 
 
@@ -159,7 +161,11 @@ def upload_refusals(limit: str) -> None:
 
 def analyzer_with_note() -> Analyzer:
     """The shared Analyzer; shows the fallback note on the page when the CNN is not loaded."""
-    analyzer, note = get_analyzer()
+    try:
+        analyzer, note = get_analyzer()
+    except Exception as e:  # a broken installation (the AU models' own network damaged): one message, no traceback
+        st.error(f"The models could not be loaded: {' '.join(str(e).split())}", icon=":material/error:")
+        st.stop()
     if note:
         st.warning(note, icon=":material/warning:")
     return analyzer

@@ -62,21 +62,37 @@ def cores() -> int:
 def load_analyzer(emotion_model: str | None = None) -> tuple[Any, str | None]:
     """An Analyzer and, when the CNN emotion model cannot be loaded, the note saying so.
 
-    ``emotion_model`` defaults to ``$AULIB_EMOTION_MODEL`` or ``cnn``; a missing, corrupt or
-    checksum-mismatching CNN falls back to ``Analyzer(emotion_model="none")`` (AUs and the
-    rule-based emotion percentages still work).
+    ``emotion_model`` defaults to ``$AULIB_EMOTION_MODEL`` or ``cnn``. A network that cannot be loaded (missing,
+    corrupt, checksum mismatch) is left out, most useful first: the images' second opinions (``tta=False``: the
+    CNN emotion stays — a damaged ``emotion_cnn_ema.onnx`` dropped it), then the CNN emotion (AUs and the
+    rule-based emotion percentages still work), then gaze. The AU models' own network cannot be left out: that
+    error is raised (the pages show it in one message).
     """
     from aulib.analyzer import Analyzer
 
     wanted = emotion_model or os.environ.get("AULIB_EMOTION_MODEL", "cnn")
+    tries: list[tuple[dict, str]] = [
+        ({"emotion_model": wanted}, ""),
+        ({"emotion_model": wanted, "tta": False}, "Photos are analysed without their second opinions (mirror "
+                                                  "image, second network, AU heads)."),
+        ({"emotion_model": "none"}, "Showing AUs and the rule-based emotion percentages only."),
+        ({"emotion_model": "none", "gaze": False}, "Showing AUs and the rule-based emotion percentages only, "
+                                                   "without gaze."),
+    ]
     if wanted == "none":
-        return Analyzer(emotion_model="none"), None
-    try:
-        return Analyzer(emotion_model=wanted), None  # type: ignore[arg-type]
-    except Exception as e:
-        note = (f"The {wanted} emotion model could not be loaded ({type(e).__name__}: {e}). "
-                "Showing AUs and the rule-based emotion percentages only.")
-        return Analyzer(emotion_model="none"), note
+        tries = [t for t in tries if t[0]["emotion_model"] == "none"]
+    first: Exception | None = None
+    for options, fallback in tries:
+        try:
+            analyzer = Analyzer(**options)  # type: ignore[arg-type]
+        except Exception as e:
+            first = first or e
+            continue
+        if first is None:
+            return analyzer, None
+        return analyzer, f"A model could not be loaded ({type(first).__name__}: {first}). {fallback}"
+    assert first is not None
+    raise first
 
 
 def one_blas_thread() -> None:

@@ -165,6 +165,23 @@ def run_chunked(session, crops: np.ndarray | list[np.ndarray], flip: bool = Fals
     return [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]))]
 
 
+def edit_signature(cls: type) -> str:
+    """What an edited graph's cached optimised copy is also keyed by: the source of the module that edits it (and
+    aulib's version). Keyed by the model's checksum and a fixed tag alone, a copy made by another aulib version's
+    edit was loaded after an upgrade: AU12_r off by 1.4 with success=1."""
+    import hashlib
+    import inspect
+    import sys
+
+    from aulib import __version__
+
+    try:
+        source = Path(inspect.getfile(sys.modules[cls.__module__])).read_bytes()
+    except (OSError, TypeError, KeyError):
+        source = b""
+    return hashlib.sha256(source + __version__.encode()).hexdigest()[:10]
+
+
 class _OnnxModel:
     """One onnxruntime session (1 intra-op thread: inference is ~2 ms/face and more threads do
     not help; the session is created once per object)."""
@@ -179,7 +196,9 @@ class _OnnxModel:
         self.path = model_path(self.name, path)
         self.info = model_entry(self.name)
         self.classes = emotion_classes(self.info, self.name)
-        self.session = onnx_session(self._model, self.path, cache_key=session_cache_key(self.name, self.graph_tag))
+        tag = f"{self.graph_tag}-{edit_signature(type(self))}" if self.graph_tag else ""
+        self.session = onnx_session(self._model, self.path, cache_key=session_cache_key(self.name, tag))
+        self.session.check({"image": (None, 3, None, None)}, {"emotion_probs": (None, len(self.classes))})
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.size = int(inp.shape[-1])
@@ -236,6 +255,7 @@ class MultitaskCNN(_OnnxModel):
     def __init__(self, path: str | Path | None = None) -> None:
         super().__init__(path)
         self.aus, self.thresholds, self.platt = au_heads(self.info, self.name)
+        self.session.check({}, {"au_probs": (None, len(self.aus))})  # one head per AU of the manifest's list
 
     def predict(self, crops: np.ndarray | list[np.ndarray], flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """(emotion probabilities (N, 8), AU occurrence probabilities (N, K) in ``aus`` order, Platt-scaled

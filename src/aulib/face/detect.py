@@ -178,7 +178,9 @@ class RetinaFaceDetector:
         from aulib.models import model_path, onnx_session, session_cache_key
 
         path = model_path(MODEL_FILE)
-        self._session = onnx_session(path, path, threads, cache_key=session_cache_key(MODEL_FILE))
+        self._session = onnx_session(path, path, threads, cache_key=session_cache_key(MODEL_FILE)).check(
+            {"input": (None, 3, None, None)}, {"loc": (None, None, 4), "conf": (None, None, 2),
+                                                "landmarks": (None, None, 10)})
         self.score_threshold = score_threshold
         self.nms_threshold = nms_threshold
         self.max_side = max_side

@@ -92,7 +92,8 @@ def eye_crops(image: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.
 def _session(path: str) -> Any:
     from aulib.models import onnx_session, session_cache_key
 
-    return onnx_session(path, path, cache_key=session_cache_key(IRIS_FILE))
+    return onnx_session(path, path, cache_key=session_cache_key(IRIS_FILE)).check(
+        {"input_1": (None, 3, 64, 64)}, {"output_iris": (None, 15)})
 
 
 class IrisModel:

@@ -71,7 +71,7 @@ def _load_onnx(path: str) -> Any:
     """
     from aulib.models import onnx_session
 
-    return onnx_session(path, path)
+    return onnx_session(path, path).check({"image": (None, None), "rect": (4,)}, {"points": (68, 2)})
 
 
 class LandmarkPredictor:

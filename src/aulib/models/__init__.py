@@ -46,29 +46,44 @@ def sha256_of(path: str | Path) -> str:
     return h.hexdigest()
 
 
+REINSTALL = "reinstall aulib (pip install --force-reinstall aulib)"
+
+
 def read_manifest(manifest: str | Path = MANIFEST) -> dict[str, Any]:
-    """The manifest as a dict (``{"models": {name: entry}}``); empty when there is none yet."""
+    """The manifest as a dict (``{"models": {name: entry}}``); empty when there is none yet (a training run's
+    own manifest). The shipped one missing, unreadable or not of that shape is a :class:`ModelFileError` naming it
+    (a missing one read as "model not listed", a list as "a bug in aulib")."""
     manifest = Path(manifest)
-    if not manifest.exists():
+    if not manifest.exists() and not manifest.is_symlink():
+        if manifest == MANIFEST:
+            raise ModelFileError(f"{manifest}: the model manifest is missing; {REINSTALL}")
         return {"models": {}}
     try:
-        return json.loads(manifest.read_text())
-    except json.JSONDecodeError as e:
-        raise ModelFileError(f"{manifest}: not valid JSON ({e})") from e
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelFileError(f"{manifest}: unreadable model manifest ({type(e).__name__}: {e}); {REINSTALL}") from None
+    models = data.get("models") if isinstance(data, dict) else None
+    if not isinstance(models, dict) or not all(isinstance(v, dict) for v in models.values()):
+        raise ModelFileError(f"{manifest}: not a model manifest (a 'models' object of entries); {REINSTALL}")
+    return data
 
 
 def model_entry(name: str, manifest: str | Path = MANIFEST) -> dict[str, Any]:
     """Manifest entry of the shipped model ``name`` (file name inside the models folder)."""
     entries = read_manifest(manifest).get("models", {})
     if name not in entries:
-        raise ModelFileError(f"{name}: not listed in {manifest}")
-    return entries[name]
+        raise ModelFileError(f"{name}: not listed in {manifest}; {REINSTALL}")
+    entry = entries[name]
+    if not isinstance(entry.get("sha256"), str) or not isinstance(entry.get("bytes", 0), int):
+        raise ModelFileError(f"{manifest}: the entry of {name} has no sha256 text or byte count; {REINSTALL}")
+    return entry
 
 
 def _cache_file() -> Path:
     """Where verified-file records are kept: ``$XDG_CACHE_HOME/aulib`` or ``~/.cache/aulib``."""
-    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(root) / "aulib" / "verified-models.json"
+    from aulib.env import cache_root
+
+    return Path(cache_root()) / "aulib" / "verified-models.json"
 
 
 # Records verified in this process (identity key → sha256), so a file checked twice costs one stat.
@@ -116,13 +131,23 @@ def _cached_sha256(real: str, ident: str) -> str | None:
     key = f"{real}|{ident}"
     if key in _VERIFIED:
         return _VERIFIED[key]
-    if os.environ.get("AULIB_VERIFY_MODELS") == "full":
+    if _full_verification():
         return None
     rec = _read_cache().get(real)
     if isinstance(rec, dict) and rec.get("stat") == ident and isinstance(rec.get("sha256"), str):
         _VERIFIED[key] = rec["sha256"]
         return rec["sha256"]
     return None
+
+
+def _full_verification() -> bool:
+    """``AULIB_VERIFY_MODELS=full`` (any case): every model file hashed in full, no cached record trusted."""
+    from aulib.env import OFF
+
+    value = os.environ.get("AULIB_VERIFY_MODELS", "").strip().lower()
+    if value not in ("", "full", *OFF):
+        raise ValueError(f"environment variable AULIB_VERIFY_MODELS={value!r}: give 'full' (or leave it unset)")
+    return value == "full"
 
 
 def verify(path: str | Path, expected_sha256: str, expected_bytes: int | None = None) -> Path:
@@ -232,19 +257,49 @@ class GatedSession:
     interpreter's exit waits for a run in any thread to end instead of cutting it off (an abort, exit
     134). Everything else is the session's own."""
 
-    __slots__ = ("session",)
+    __slots__ = ("session", "label")
 
-    def __init__(self, session: Any) -> None:
+    def __init__(self, session: Any, label: str | Path = "") -> None:
         self.session = session
+        self.label = label
 
     def run(self, *args: Any, **kwargs: Any) -> Any:
         from aulib.background import native
 
         with native():
-            return self.session.run(*args, **kwargs)
+            out = self.session.run(*args, **kwargs)
+        # a network whose weights hold a NaN (a diverged training run installed, a damaged edit) gave NaN AUs and
+        # emotions with success=1 and turned AUs absent without a word
+        import numpy as np
+
+        for o in out:
+            if getattr(o, "dtype", None) is not None and o.dtype.kind == "f" and not np.isfinite(o).all():
+                raise ModelFileError(f"{self.label}: the network gives non-finite outputs (NaN or inf): its weights "
+                                     f"are damaged or a training run diverged; {REINSTALL}, or retrain it")
+        return out
+
+    def check(self, inputs: dict[str, tuple], outputs: dict[str, tuple]) -> GatedSession:
+        """ModelFileError unless the network has these inputs and outputs (names, and each int dimension; None:
+        any): a file swapped for another network failed at every input with its internals' words ("not enough
+        values to unpack", "cannot reshape array of size 1344")."""
+        have = {**{i.name: i.shape for i in self.session.get_inputs()},
+                **{o.name: o.shape for o in self.session.get_outputs()}}
+        for name, shape in {**inputs, **outputs}.items():
+            got = have.get(name)
+            ok = got is not None and len(got) == len(shape) and all(
+                want is None or not isinstance(g, int) or g == want for g, want in zip(got, shape))
+            if not ok:
+                def show(d: dict) -> str:
+                    return ", ".join(f"{k} {list(v)}" for k, v in d.items())
+                raise ModelFileError(
+                    f"{self.label}: not the network aulib expects here (it has {show(have)}; expected "
+                    f"{show({k: ['*' if d is None else d for d in v] for k, v in {**inputs, **outputs}.items()})}): "
+                    f"the file was replaced by another model; {REINSTALL}")
+        return self
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.session, name)
+
 
 
 def onnx_session(model: str | Path | bytes | Callable[[], str | bytes], label: str | Path, threads: int = 1,
@@ -253,7 +308,7 @@ def onnx_session(model: str | Path | bytes | Callable[[], str | bytes], label: s
     from aulib.background import native
 
     with native():
-        return GatedSession(_onnx_session(model, label, threads, cache_key))
+        return GatedSession(_onnx_session(model, label, threads, cache_key), label)
 
 
 def _onnx_session(model: str | Path | bytes | Callable[[], str | bytes], label: str | Path, threads: int = 1,
@@ -274,6 +329,8 @@ def _onnx_session(model: str | Path | bytes | Callable[[], str | bytes], label: 
     file is rebuilt; ``AULIB_VERIFY_MODELS=full`` never uses it); ``AULIB_ORT_CACHE=0`` turns it off.
     """
     import onnxruntime as ort
+
+    _no_telemetry(ort)
 
     def options(optimise: bool = True) -> Any:
         opts = ort.SessionOptions()
@@ -326,6 +383,15 @@ def _onnx_session(model: str | Path | bytes | Callable[[], str | bytes], label: 
     return session
 
 
+@functools.lru_cache(maxsize=1)
+def _no_telemetry(ort: Any) -> None:
+    """Switch off onnxruntime's telemetry events (a queue of session events with model file names, kept in
+    ``~/.cache/Microsoft`` by some builds, and a warning on every run where that folder is unwritable): aulib is
+    offline and sends nothing, and its networks' use is nobody else's business."""
+    with contextlib.suppress(Exception):
+        ort.disable_telemetry_events()
+
+
 def session_cache_key(name: str, tag: str = "") -> str:
     """The :func:`onnx_session` ``cache_key`` of the shipped model ``name``: its manifest sha256
     (prefix), plus ``tag`` for a graph edited before the session is built."""
@@ -351,7 +417,9 @@ def _cpu_signature() -> str:
 
 
 def _optimised_path(cache_key: str) -> Path | None:
-    if os.environ.get("AULIB_ORT_CACHE", "1") == "0" or os.environ.get("AULIB_VERIFY_MODELS") == "full":
+    from aulib.env import flag
+
+    if not flag("AULIB_ORT_CACHE", True) or _full_verification():
         return None  # (with full verification a cached graph could never be trusted: do not write one)
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in cache_key)
     if len(safe) > 80:  # keep it a short file name, but never drop a tag at the end of the key

@@ -1,0 +1,46 @@
+"""aulib's settings from environment variables, read one way everywhere.
+
+Why a module: each setting was parsed where it was used, and each parsed it differently — ``AULIB_ORT_CACHE=off``
+and ``AULIB_VERIFY_MODELS=FULL`` were silently ignored (only ``0`` and ``full`` counted), and
+``AULIB_MAX_TEMP_BYTES=abc`` failed with "invalid literal for int() with base 10: 'abc'", naming no variable.
+A malformed number is now a ValueError naming the variable and what it takes; a switch reads the usual words.
+"""
+
+from __future__ import annotations
+
+import os
+
+OFF = ("0", "false", "no", "off")
+ON = ("1", "true", "yes", "on")
+
+
+def flag(name: str, default: bool) -> bool:
+    """A switch: ``1/true/yes/on`` or ``0/false/no/off`` (any case); unset or empty: ``default``."""
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ON or raw in OFF:
+        return raw in ON
+    raise ValueError(f"environment variable {name}={os.environ[name]!r}: give 1 or 0 (on or off)")
+
+
+def number(name: str, default: float, minimum: float = 0.0, kind: type = float) -> float:
+    """A number (``kind`` int or float) at least ``minimum``; unset or empty: ``default``."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        value = None
+    if value is None or value != value or value < minimum:
+        what = "a whole number" if kind is int else "a number"
+        raise ValueError(f"environment variable {name}={raw!r}: give {what} of at least {minimum:g}")
+    return value
+
+
+def cache_root() -> str:
+    """``$XDG_CACHE_HOME`` when it is an absolute path (the XDG rule: a relative one is ignored — it wrote the cache
+    into the working folder), else ``~/.cache``."""
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    return xdg if os.path.isabs(xdg) else os.path.join(os.path.expanduser("~"), ".cache")
