@@ -445,3 +445,41 @@ def test_a_prefix_says_what_it_left_out_and_a_prefix_of_other_files_keeps_its_ro
     assert len(df) == 1 and df.success.iloc[0] == 0
     assert df.error.iloc[0] == ("memory://notes/: is a directory (prefix) with no file named as an image or a video "
                                 "under it")
+
+
+def test_a_web_server_that_never_answers_costs_its_timeout_not_the_run(local_inputs, analyzer, monkeypatch):
+    """A server that accepted the connection and never answered held the whole run (local photos included) for
+    aiohttp's 5 minutes per request: more than 7 minutes, nothing written. Now AULIB_URL_TIMEOUT per wait."""
+    import socket
+    import threading
+    import time
+
+    pytest.importorskip("aiohttp")
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    held = []
+    stop = threading.Event()
+
+    def accept():  # take connections, read nothing, say nothing
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+
+    threading.Thread(target=accept, daemon=True).start()
+    monkeypatch.setenv("AULIB_URL_TIMEOUT", "1")
+    url = f"http://127.0.0.1:{server.getsockname()[1]}/a.jpg"
+    t0 = time.monotonic()
+    try:
+        df = run_batch([local_inputs / "a.jpg", url], SPEC, analyzer=analyzer, keep_table=True).table
+    finally:
+        stop.set()
+        for c in held:
+            c.close()
+        server.close()
+    assert time.monotonic() - t0 < 30
+    assert df.success.tolist() == [1, 0]
+    assert df.error.iloc[1] == f"{url}: no answer from the server within 1 s (AULIB_URL_TIMEOUT)"

@@ -109,11 +109,26 @@ def suffix(source: Source) -> str:
     return Path(object_path(source)).suffix.lower()
 
 
+def url_timeout() -> float:
+    """Seconds a web server may take to accept a connection, or to send the next bytes (``AULIB_URL_TIMEOUT``,
+    default 30): a server that accepted the connection and never answered held the whole run, local inputs
+    included, for aiohttp's 5 minutes per request (more than 7 minutes, nothing written)."""
+    from aulib.env import number
+
+    return number("AULIB_URL_TIMEOUT", 30.0, 0.1)
+
+
 def _fs(url: str) -> tuple[Any, str]:
     import fsspec.core
 
+    options: dict[str, Any] = {}
+    if urlsplit(url).scheme in ("http", "https"):
+        import aiohttp
+
+        t = url_timeout()
+        options["client_kwargs"] = {"timeout": aiohttp.ClientTimeout(total=None, sock_connect=t, sock_read=t)}
     try:
-        return fsspec.core.url_to_fs(url)
+        return fsspec.core.url_to_fs(url, **options)
     except ImportError as e:  # e.g. gs:// without gcsfs installed
         raise StorageError(f"{redact(url)}: {_why(e, url)}") from None
     except Exception as e:
@@ -174,11 +189,18 @@ def _not_found(e: FileNotFoundError, url: str) -> str:
     of its first request, so a server that could not be reached (refused, unknown host) or that refused the
     request (403, 500) read "no such file" like a missing page; the cause tells them apart."""
     cause = e.__cause__ or e.__context__
+    if type(cause).__name__ == "TooManyRedirects":  # a redirect loop read "no such file"
+        return f"too many redirects ({_why(cause, url)})"
+    if isinstance(cause, TimeoutError):
+        return f"no answer from the server within {url_timeout():g} s (AULIB_URL_TIMEOUT)"
     status = getattr(cause, "status", None)
     if isinstance(status, int) and status not in (404, 410):
         return f"the server answered HTTP {status} ({_why(cause, url)})"  # type: ignore[arg-type]
     if isinstance(cause, OSError) and not isinstance(cause, FileNotFoundError):
         return f"cannot reach the server ({type(cause).__name__}: {_why(cause, url)})"
+    if cause is not None and type(cause).__module__.startswith("aiohttp") and status is None:
+        # the connection broke (a server that hangs up, a redirect it cannot serve): "no such file" said otherwise
+        return f"the server did not give the file ({type(cause).__name__}: {_why(cause, url)})"
     return "no such file"
 
 
