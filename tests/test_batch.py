@@ -329,3 +329,38 @@ def test_the_same_file_however_named_is_analysed_once_and_another_file_never_dro
     res = run_batch([tmp_path / "x.jpg", tmp_path / "L" / ".." / "x.jpg", tmp_path / "y.jpg"], SPEC, analyzer=analyzer,
                     keep_table=True)
     assert res.duplicates == [str(tmp_path / "y.jpg")] and res.faces == 6
+
+
+@pytest.mark.parametrize("ext", ["csv", "json", "parquet"])
+def test_a_full_disk_leaves_the_tables_at_their_last_complete_input(folder, tmp_path, analyzer, monkeypatch, ext):
+    """ENOSPC in the middle of an input left a CSV ending mid-row (a damaged table for anyone but --resume), a
+    Parquet part and a --per-input part file behind."""
+    import errno
+
+    import aulib.table as table_mod
+
+    files = expand_inputs([folder])
+    out, per = tmp_path / f"t.{ext}", tmp_path / "per"
+    real = table_mod.TableAppender._append
+    calls = []
+
+    def fills_up(self, chunk):
+        calls.append(1)
+        if len(calls) > 4:  # past the first input's rows (combined and per-input tables)
+            self._f.write(b'"half a row') if self._f is not None else None
+            raise OSError(errno.ENOSPC, "No space left on device", str(self.path))
+        return real(self, chunk)
+
+    monkeypatch.setattr(table_mod.TableAppender, "_append", fills_up)
+    with pytest.raises(OSError, match="No space left"):
+        run_batch(files, SPEC, out=out, per_input=per, per_input_format=ext, video_options=VIDEO, analyzer=analyzer)
+    monkeypatch.setattr(table_mod.TableAppender, "_append", real)
+    if ext != "parquet":
+        kept = list(dict.fromkeys(read_table(out)["input"]))  # whole inputs only: those before the full disk
+        assert kept == [str(p) for p in files[: len(kept)]] and len(kept) < len(files)
+        assert out.read_bytes().endswith(b"\n") and b"half a row" not in out.read_bytes()
+    assert not list(out.parent.glob("*.parts/*.tmp")) and not list(per.rglob(".*aulib-part"))
+    res = run_batch(files, SPEC, out=out, per_input=per, per_input_format=ext, resume=True, video_options=VIDEO,
+                    analyzer=analyzer)
+    assert res.skipped == [str(files[0])]
+    assert list(dict.fromkeys(read_table(out)["input"])) == [str(p) for p in files]

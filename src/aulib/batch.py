@@ -645,6 +645,7 @@ class CombinedSink:
         self._w: TableAppender | None = None
         self._part: Path | None = None
         self._reorder = False
+        self._committed = 0  # the text table's length at its last complete input (rollback)
         out.parent.mkdir(parents=True, exist_ok=True)
         if self.fmt == "parquet":
             self._init_parquet(resume)
@@ -693,7 +694,8 @@ class CombinedSink:
                     with TableAppender(tmp, self.fmt) as w:
                         w.append(full[~full["input"].isin(failed)])
                     os.replace(tmp, self.out)
-        self._new_log({"base": self.out.stat().st_size if self.out.exists() else 0})
+        self._committed = self.out.stat().st_size if self.out.exists() else 0
+        self._new_log({"base": self._committed})
 
     def _new_log(self, first: dict) -> None:
         with open(self.log, "w", encoding="utf-8") as f:
@@ -751,6 +753,21 @@ class CombinedSink:
         assert self._w is not None
         self._w.append(df)
 
+    def rollback(self) -> None:
+        """The input in hand could not be written (a full disk): the table is cut back to its last complete input
+        (a CSV was left ending mid-row, read as a damaged table by anyone but ``--resume``), a Parquet part in
+        progress removed. Best effort: the write error is what the caller reports."""
+        w, self._w = self._w, None
+        with contextlib.suppress(OSError):
+            if w is not None:
+                w.close()
+        with contextlib.suppress(OSError):
+            if self.fmt == "parquet":
+                if self._part is not None:
+                    self._part.with_suffix(".tmp").unlink(missing_ok=True)
+            elif self.out.exists():
+                os.truncate(self.out, self._committed)
+
     def flush(self) -> None:
         """What was appended, on disk (CSV/JSON; a Parquet part counts only once committed)."""
         if self._w is not None and self.fmt != "parquet":
@@ -766,7 +783,7 @@ class CombinedSink:
             os.replace(self._part.with_suffix(".tmp"), self._part)
             self._w = None
         else:
-            entry["end"] = self._w.size()
+            entry["end"] = self._committed = self._w.size()
         with open(self.log, "a", encoding="utf-8") as f:
             f.write(json.dumps(entry) + "\n")
         self.done.add(name)
@@ -950,6 +967,17 @@ class PerInputSink:
     def append(self, df: Rows | pd.DataFrame) -> None:
         assert self._w is not None
         self._w.append(df)
+
+    def rollback(self) -> None:
+        """The input in hand could not be written: its hidden part file goes (best effort)."""
+        w, self._w = self._w, None
+        with contextlib.suppress(OSError):
+            if w is not None:
+                w.close()
+        with contextlib.suppress(OSError):
+            if self._tmp is not None:
+                self._tmp.unlink(missing_ok=True)
+        self._tmp = None
 
     def commit(self, path: Path) -> None:
         assert self._w is not None and self._tmp is not None
@@ -1816,6 +1844,12 @@ def _run(files: list[Path], spec: AnalyzerSpec, out: Path | None, per_input: Pat
                     t.add(chunk)
                     if keep_table:
                         tables.append(chunk)
+            except OSError:  # a full disk, a lost mount: no half-written input left in the tables
+                if write_combined:
+                    combined.rollback()
+                if per is not None:
+                    per.rollback()
+                raise
             except KeyboardInterrupt:
                 if write_combined and t.rows:  # rows of part of a video: say so in the table itself
                     combined.append(Rows([interrupted_row(name, t)], columns))
