@@ -1493,3 +1493,36 @@ def test_a_followed_face_box_moves_with_its_fit_and_keeps_its_size_after_the_fra
     assert np.all(np.abs(centre[moving] - centre[0]) < 12), centre[moving]
     back = np.arange(26, 34)  # followed back into view after a scan that found the face cut by the edge
     assert (xs[back].max(axis=1) < 638).all() and np.all(np.abs(width[back] / width[0] - 1) < 0.12), width[back]
+
+
+def test_an_overlay_that_fails_to_write_leaves_no_file(tmp_path, monkeypatch):
+    """A full disk left a 0-byte overlay video while the warning said "overlay not written"; an existing file that
+    could not be opened for writing is not removed."""
+    import errno
+
+    from aulib.video.overlay import OverlayWriter
+
+    real = OverlayWriter._write
+    frames = []
+
+    def full_disk(self, image, faces, time=None):
+        frames.append(1)
+        if len(frames) > 60:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, image, faces, time)
+
+    monkeypatch.setattr(OverlayWriter, "_write", full_disk)
+    img = np.zeros((48, 64, 3), np.uint8)
+    w = OverlayWriter(tmp_path / "ov.mp4", Fraction(25))
+    for _ in range(60):  # the encoder's first packets are written: the file is there
+        w.write(np.random.default_rng(len(frames)).integers(0, 255, img.shape, np.uint8), [])
+    assert (tmp_path / "ov.mp4").exists()
+    w.write(img, [])
+    w.close()
+    assert "overlay not written" in w.error and not (tmp_path / "ov.mp4").exists()
+    monkeypatch.setattr(OverlayWriter, "_write", real)
+    (tmp_path / "mine.xyz").write_text("keep")  # a name no container can be written as: left alone
+    w = OverlayWriter(tmp_path / "mine.xyz", Fraction(25))
+    w.write(img, [])
+    w.close()
+    assert w.error and (tmp_path / "mine.xyz").read_text() == "keep"

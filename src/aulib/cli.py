@@ -576,8 +576,10 @@ def analyze(
         task = prog.add_task("analyze", total=len(unique))
         if one_video:  # a long video gets a frame counter instead of a 0/1 bar
             # total: frames the container declares or implies (0: unknown, then the bar follows the count)
-            video_options["progress"] = lambda done, total: prog.update(task, completed=done,
-                                                                          total=max(total, done))
+            # (at most --max-frames: "50/18000" for a run that stops at 50)
+            cap = video_options.get("max_frames") or 0
+            video_options["progress"] = lambda done, total: prog.update(
+                task, completed=done, total=max(min(total, cap) if cap and total else total, done))
         try:
             with warnings.catch_warnings():
                 # --cropped with videos and --interpolate without --smooth were named once, above (the API warns

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -38,6 +39,7 @@ class OverlayWriter:
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._out = av.open(str(self.path), mode="w")
+        self._opened = True  # the file is this run's from here: a write error removes it (_discard)
         codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
         self._stream = self._out.add_stream(codec, rate=self.rate)
         # frames are placed at their own times (ms), so the overlay keeps the clip's timing even where the
@@ -67,6 +69,14 @@ class OverlayWriter:
         except Exception:  # pragma: no cover - closing a half-open container
             pass
         self._out = None
+        self._discard()
+
+    def _discard(self) -> None:
+        """After a write error the file goes, as the warning says "overlay not written": a full disk left a 0-byte
+        ``ov.mp4`` (a cut, unplayable one otherwise). An interrupted analysis keeps its playable part (close)."""
+        if getattr(self, "_opened", False):
+            with contextlib.suppress(OSError):
+                Path(self.path).unlink(missing_ok=True)
 
     def _write(self, image: np.ndarray, faces: Sequence[Face], time: float | None = None) -> None:
         import av
@@ -105,3 +115,5 @@ class OverlayWriter:
             except Exception as e:  # pragma: no cover - closing a broken container must not mask the analysis
                 self.error = self.error or f"{self.path}: overlay not written ({type(e).__name__}: {e})"
             self._out = None
+            if self.error:
+                self._discard()
