@@ -781,3 +781,19 @@ def test_a_folder_scan_leaves_hidden_entries_out_and_says_so(tmp_path):
     assert expand_inputs([tmp_path / "in"], skipped) == [tmp_path / "in" / "IMG_1.jpg"]
     assert skipped == [tmp_path / "in" / "._IMG_1.jpg"]
     assert expand_inputs([tmp_path / "in" / ".thumbnails"]) == [tmp_path / "in" / ".thumbnails" / "IMG_1.jpg"]
+
+
+def test_a_jpeg_too_short_for_the_picture_its_header_declares_is_refused(tmp_path):
+    """single_face.jpg (562×572, 81 kB) with its frame header patched to 10000×10000 was decoded anyway: 25 s,
+    1.9 GB, 99.7 % gray fill, "no face detected". A flat 8000×8000 JPEG (optimised Huffman, progressive) still reads."""
+    data = bytearray(sample("single_face.jpg").read_bytes())
+    sof = next(i for i in range(2, len(data) - 9) if data[i] == 0xFF and data[i + 1] in (0xC0, 0xC1, 0xC2))
+    data[sof + 5:sof + 9] = (10000).to_bytes(2, "big") * 2
+    (tmp_path / "patched.jpg").write_bytes(bytes(data))
+    with pytest.raises(ImageReadError, match=r"patched.jpg: truncated or corrupt JPEG image data \(\d+ bytes cannot "
+                                             r"hold the 10000×10000 picture"):
+        read_image(tmp_path / "patched.jpg")
+    Image.new("L", (8000, 8000), 128).save(tmp_path / "flat.jpg", quality=50, optimize=True)
+    Image.new("RGB", (8000, 8000), (120, 130, 140)).save(tmp_path / "flatp.jpg", quality=10, optimize=True,
+                                                        progressive=True)
+    assert read_image(tmp_path / "flat.jpg").shape == read_image(tmp_path / "flatp.jpg").shape == (8000, 8000, 3)
