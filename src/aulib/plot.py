@@ -534,12 +534,27 @@ def refuse_overwriting(out: str | Path, table: str | Path | None, df: pd.DataFra
             raise ValueError(f"{out}: is the {what} {other}; give the output another name")
 
 
+_LANDMARK = re.compile(r"[xy]_\d+$")
+
+
+def _read_shown(path: str) -> pd.DataFrame:
+    """A table without its 136 landmark columns, which neither the plot nor the report shows: a 1-million-row
+    table (2 GB of CSV) took 5.4 GB of memory with them."""
+    from aulib.table import read_table, table_columns
+
+    try:
+        columns = [str(c).strip() for c in table_columns(path)]
+    except Exception:  # unreadable: read_table says why, in the caller's words
+        return read_table(path)
+    return read_table(path, columns=[c for c in columns if not _LANDMARK.match(c)])
+
+
 def read_checked(source: str | Path) -> pd.DataFrame:
     """Read a table file and check it is ``aulib analyze`` output; any parser failure (garbage bytes,
     a foreign format) becomes one ValueError naming the file. Parsers raise many types (pandas,
     pyarrow, json, UnicodeDecodeError), hence the broad except around the call alone."""
     from aulib.io import check_regular_file
-    from aulib.table import read_table, table_format
+    from aulib.table import table_format
 
     if os.path.isdir(source):  # analyze -o folder/ (partitioned): its parts in input order, as one table
         from aulib.batch import MANIFEST, read_partitioned
@@ -554,7 +569,7 @@ def read_checked(source: str | Path) -> pd.DataFrame:
         except ValueError:  # it said "unknown output format" of the table being read
             raise ValueError(f"{path}: not a table aulib reads (a .csv, .parquet or .json file written by "
                              "aulib analyze)") from None
-        name, what, read = str(path), f"a {fmt} table", read_table
+        name, what, read = str(path), f"a {fmt} table", _read_shown
     try:
         df = read(name)
     except Exception as e:
