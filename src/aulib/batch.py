@@ -202,9 +202,9 @@ def interrupted_row(name: str, t: Tally) -> dict:
     ``aulib report``: "266 frames analysed, 11.1 s") told it from the whole clip. ``--resume`` cuts the table
     back to its last complete input (``OUT.done``), so this row and those before it go and the input is redone."""
     last = max(t.frames) if t.frames else 0
-    return empty_row(name, f"{name}{INTERRUPTED} after {t.rows} row(s), frames up to {last}: the rows before "
-                           "this one are part of this input only; the same command with --resume finishes it",
-                     frame=last)
+    after = f" after {t.rows} row(s), frames up to {last}" if t.rows else ""
+    return empty_row(name, f"{name}{INTERRUPTED}{after}: the rows before this one are part of this input only; "
+                           "the same command with --resume finishes it", frame=last)
 
 
 # ---------------------------------------------------------------------------------- output names
@@ -767,6 +767,12 @@ class CombinedSink:
                     self._part.with_suffix(".tmp").unlink(missing_ok=True)
             elif self.out.exists():
                 os.truncate(self.out, self._committed)
+
+    def partial(self) -> bool:
+        """Whether rows of the input in hand are in the (text) table already."""
+        with contextlib.suppress(OSError):
+            return self.fmt != "parquet" and self._w is not None and self._w.size() > self._committed
+        return False
 
     def flush(self) -> None:
         """What was appended, on disk (CSV/JSON; a Parquet part counts only once committed)."""
@@ -1851,7 +1857,9 @@ def _run(files: list[Path], spec: AnalyzerSpec, out: Path | None, per_input: Pat
                     per.rollback()
                 raise
             except KeyboardInterrupt:
-                if write_combined and t.rows:  # rows of part of a video: say so in the table itself
+                # rows of part of a video: say so in the table itself — also when the signal came while a chunk was
+                # being written, before it was counted (SIGTERM just after the first 266 rows reached the disk)
+                if write_combined and (t.rows or combined.partial()):
                     combined.append(Rows([interrupted_row(name, t)], columns))
                     # on disk now: the program leaves without closing files (os._exit), and the row sat in the
                     # file's buffer (a Ctrl-C after 7 s left 266 rows of 472 and no such row)
