@@ -757,10 +757,8 @@ class CombinedSink:
         """The input in hand could not be written (a full disk): the table is cut back to its last complete input
         (a CSV was left ending mid-row, read as a damaged table by anyone but ``--resume``), a Parquet part in
         progress removed. Best effort: the write error is what the caller reports."""
-        w, self._w = self._w, None
-        with contextlib.suppress(OSError):
-            if w is not None:
-                w.close()
+        _close_quietly(self._w)
+        self._w = None
         with contextlib.suppress(OSError):
             if self.fmt == "parquet":
                 if self._part is not None:
@@ -857,6 +855,13 @@ class CombinedSink:
         os.replace(tmp, self.out)
 
 
+def _close_quietly(w: TableAppender | None) -> None:
+    """Close a table writer on a failure path (a full disk): the write error in hand is what the caller reports."""
+    with contextlib.suppress(OSError):
+        if w is not None:
+            w.close()
+
+
 def _row_groups(path: Path) -> Iterator[Any]:
     """The row groups of a Parquet file, one at a time (flat memory while merging)."""
     import pyarrow.parquet as pq
@@ -901,13 +906,11 @@ def _first_input(path: Path, fmt: str) -> str | None:
 
 
 def _same_file(name: str, path: Source) -> bool:
-    """Whether a table's input ``name`` is the local file ``path`` under another name."""
+    """Whether a table's input ``name`` is the local file ``path`` under another name (:func:`file_identity`)."""
     if is_url(name) or is_url(path):
         return False
-    try:
-        return os.path.samefile(name, path)
-    except (OSError, ValueError):
-        return False
+    ident = file_identity(name)
+    return isinstance(ident, tuple) and ident == file_identity(path)
 
 
 def per_input_paths(files: list[Source], root: Path, fmt: str) -> list[Path]:
@@ -919,11 +922,13 @@ class PerInputSink:
     """One file per input under ``root``, mirroring the inputs' folders below their common parent
     (distinct even for inputs with the same name, see :func:`output_paths`)."""
 
-    def __init__(self, root: Path, fmt: str, files: list[Path], resume: bool) -> None:
+    def __init__(self, root: Path, fmt: str, files: list[Path], resume: bool,
+                 targets: list[Path] | None = None) -> None:
         self.root, self.fmt = root, fmt
         self.ext = TABLE_SUFFIX[fmt]
         self.resume = resume
-        self._targets = dict(zip((str(p) for p in files), per_input_paths(files, root, fmt)))
+        targets = targets if targets is not None else per_input_paths(files, root, fmt)
+        self._targets = dict(zip((str(p) for p in files), targets))
         self._w: TableAppender | None = None
         self._tmp: Path | None = None
 
@@ -976,10 +981,8 @@ class PerInputSink:
 
     def rollback(self) -> None:
         """The input in hand could not be written: its hidden part file goes (best effort)."""
-        w, self._w = self._w, None
-        with contextlib.suppress(OSError):
-            if w is not None:
-                w.close()
+        _close_quietly(self._w)
+        self._w = None
         with contextlib.suppress(OSError):
             if self._tmp is not None:
                 self._tmp.unlink(missing_ok=True)
@@ -1586,18 +1589,25 @@ def _columns(spec: AnalyzerSpec) -> list[str]:
     return list(_worker_analyzer(spec).columns)
 
 
+def file_identity(p: Source) -> object:
+    """What names one input: a local file by its device and inode (``a.jpg``, ``./a.jpg``, a link to it), a URL or
+    a file that cannot be stat'ed by its text (absolute path)."""
+    if is_url(p):
+        return str(p)
+    with contextlib.suppress(OSError, ValueError):
+        st = os.stat(p)
+        return (st.st_dev, st.st_ino)
+    return os.path.abspath(p)
+
+
 def dedupe(files: list[Source]) -> tuple[list[Source], list[str]]:
-    """Inputs in order without repeats (the same file, however named: ``a.jpg``, ``./a.jpg``, a link to it; the same
-    URL), and the repeats. A file is known by its device and inode: names compared as text after ``abspath`` took
-    ``L/../x.jpg`` (``L`` a link to ``A/B``: the file ``A/x.jpg``) for ``x.jpg`` and dropped its five faces."""
+    """Inputs in order without repeats (the same file, however named; the same URL: :func:`file_identity`), and the
+    repeats. Names compared as text after ``abspath`` took ``L/../x.jpg`` (``L`` a link to ``A/B``: the file
+    ``A/x.jpg``) for ``x.jpg`` and dropped its five faces."""
     seen: set[object] = set()
     keep, dups = [], []
     for p in files:
-        k: object = str(p) if is_url(p) else os.path.abspath(p)
-        if not is_url(p):
-            with contextlib.suppress(OSError, ValueError):
-                st = os.stat(p)
-                k = (st.st_dev, st.st_ino)
+        k = file_identity(p)
         if k in seen:
             dups.append(input_name(p))
         else:
@@ -1612,6 +1622,17 @@ def _not_a_table(out: Path, e: Exception) -> ValueError:
                       "it (move it away, or write a new output)")
 
 
+def _resolved(p: Source) -> Path | None:
+    """A local path with its links and ``..`` resolved (how two outputs, or an output and an input, are found to be
+    one file); None for a URL or a path that cannot be resolved (a link loop)."""
+    if not isinstance(p, (str, os.PathLike)) or is_url(str(p)):
+        return None
+    try:
+        return Path(p).resolve()
+    except (OSError, RuntimeError):
+        return None
+
+
 def refuse_overwriting_inputs(targets: list[Path | None], files: list[Source], kind: str = "overlay") -> None:
     """ValueError (one line) when a file this run would write (``targets[i]``, the ``kind`` of ``files[i]``:
     "overlay", "table" for ``--per-input``, "output table" for ``-o``) is one of its inputs:
@@ -1621,43 +1642,31 @@ def refuse_overwriting_inputs(targets: list[Path | None], files: list[Source], k
     wanted = [(t, f) for t, f in zip(targets, files) if t is not None]
     if not wanted:
         return
-    local = {}
-    for f in files:
-        if isinstance(f, Path) or (isinstance(f, str) and not is_url(f)):
-            with contextlib.suppress(OSError, RuntimeError):
-                local[Path(f).resolve()] = f
+    local = {r: f for f in files if (r := _resolved(f)) is not None}
     for t, source in wanted:
-        with contextlib.suppress(OSError, RuntimeError):
-            hit = local.get(Path(t).resolve())
-            if hit is not None:
-                whose = "the output table" if kind == "output table" else f"the {kind} of {table_text(str(source))}"
-                raise ValueError(f"{table_text(str(t))}: {whose} would overwrite the input {table_text(str(hit))}; "
-                                 f"write {'it' if kind == 'output table' else kind + 's'} to another folder or name")
+        hit = local.get(_resolved(t))
+        if hit is not None:
+            whose = "the output table" if kind == "output table" else f"the {kind} of {table_text(str(source))}"
+            raise ValueError(f"{table_text(str(t))}: {whose} would overwrite the input {table_text(str(hit))}; "
+                             f"write {'it' if kind == 'output table' else kind + 's'} to another folder or name")
 
 
 def refuse_colliding_outputs(files: list[Source], out: Path | str | None, per_input: Path | None, per_input_format: str,
-                             overlay: Path | None, partitioned: bool = False) -> None:
+                             overlay: Path | None, partitioned: bool = False,
+                             per_input_targets: list[Path] | None = None) -> None:
     """ValueError (one line) when two outputs of one run are the same file: ``-o`` one of the ``--per-input``
     tables (the combined table was replaced by one input's, while the run said "wrote 6 rows … to pi/a.jpg.csv"),
     or ``--overlay`` the ``-o`` table (a folder made where the table was to go, the run failed after the analysis,
     and the next run too). Local paths only; compared resolved."""
-    def resolved(p: Path | str) -> Path | None:
-        if is_url(str(p)):
-            return None
-        try:
-            return Path(p).resolve()
-        except (OSError, RuntimeError):
-            return None
-
-    table = resolved(out) if out is not None and not is_partitioned(out, partitioned) else None
+    table = _resolved(out) if out is not None and not is_partitioned(out, partitioned) else None
     if table is None:
         return
-    if overlay is not None and resolved(overlay) == table:
+    if overlay is not None and _resolved(overlay) == table:
         raise ValueError(f"{table_text(str(overlay))}: --overlay and -o name the same path: give the overlays a "
                          "folder of their own")
     if per_input is not None:
-        for f, t in zip(files, per_input_paths(files, per_input, per_input_format)):
-            if resolved(t) == table:
+        for f, t in zip(files, per_input_targets or per_input_paths(files, per_input, per_input_format)):
+            if _resolved(t) == table:
                 raise ValueError(f"{table_text(str(out))}: -o is also the --per-input table of "
                                  f"{table_text(str(f))}: give -o another name or folder")
 
@@ -1732,13 +1741,14 @@ def run_batch(
         # holding the old table
         out = Path(os.path.realpath(out))
     # before any output is opened: a refused run must not have removed the last table
-    refuse_colliding_outputs(files, out, per_input, per_input_format, overlay, partitioned)
+    targets = per_input_paths(files, per_input, per_input_format) if per_input is not None else None
+    refuse_colliding_outputs(files, out, per_input, per_input_format, overlay, partitioned, targets)
     if overlay is not None:
         refuse_overwriting_inputs(overlay_paths(overlay, files), files)
     if out is not None and not is_partitioned(out, partitioned):
         refuse_overwriting_inputs([Path(out)] * len(files), files, "output table")
-    if per_input is not None:
-        refuse_overwriting_inputs(per_input_paths(files, per_input, per_input_format), files, "table")
+    if targets is not None:
+        refuse_overwriting_inputs(targets, files, "table")  # type: ignore[arg-type]
     columns = list(analyzer.columns) if analyzer is not None else _columns(spec)
     # the folder the inputs' names are relative to: --resume from another one took every input for a new one
     # (days/day1/photo.jpg then day1/photo.jpg: each photo twice in the table)
@@ -1784,23 +1794,23 @@ def run_batch(
             # the tables' format too: --resume in another one redid every input and left both kinds there
             per_meta = {**meta, "options": {**meta["options"], "format": per_input_format}}
             records.append(_check_meta(per_input / PER_INPUT_META, per_input, per_meta, resume, None))
-        return _run(files, spec, out, per_input, per_input_format, resume, dask, scheduler, workers, overlay,
+        per = PerInputSink(per_input, per_input_format, files, resume, targets) if per_input is not None else None
+        return _run(files, spec, out, per, resume, dask, scheduler, workers, overlay,
                     video_options, progress, analyzer, keep_table, columns, duplicates, records)
 
 
-def _run(files: list[Path], spec: AnalyzerSpec, out: Path | None, per_input: Path | None, per_input_format: str,
-         resume: bool, dask: bool, scheduler: str | None, workers: int | None, overlay: Path | None,
+def _run(files: list[Path], spec: AnalyzerSpec, out: Path | None, per: PerInputSink | None, resume: bool,
+         dask: bool, scheduler: str | None, workers: int | None, overlay: Path | None,
          video_options: dict, progress: Callable[[Path], None] | None, analyzer: Analyzer | None, keep_table: bool,
          columns: list[str], duplicates: list[str], records: list[Callable[[], None]]) -> BatchResult:
-    def sinks() -> tuple[CombinedSink | None, PerInputSink | None]:
+    def sinks() -> CombinedSink | None:
         for record in records:  # the run's metadata, once it is sure to start
             record()
-        return (CombinedSink(out, resume) if out is not None else None,
-                PerInputSink(per_input, per_input_format, files, resume) if per_input is not None else None)
+        return CombinedSink(out, resume) if out is not None else None
 
-    if per_input is not None:  # before any work, and before the run's metadata is written
-        PerInputSink(per_input, per_input_format, files, resume).check_targets(files)
-    conn, (combined, per) = _cluster_then(dask or bool(scheduler), scheduler, workers, sinks)
+    if per is not None:  # before any work, and before the run's metadata is written
+        per.check_targets(files)
+    conn, combined = _cluster_then(dask or bool(scheduler), scheduler, workers, sinks)
     todo, skipped = [], []
     # the finished inputs of the table, also as files: "in/a.jpg" then "/data/in/a.jpg" is one input (it was
     # analysed again and the table held it twice)
