@@ -157,3 +157,52 @@ def test_training_refuses_an_unusable_out_or_reports_folder_before_it_trains(tmp
                       (["train", "svr", "--reports", str(blocker / "r")], blocker / "r")):
         res = runner.invoke(app, [*args, "--data", str(tmp_path / "no-data")])
         assert res.exit_code == 2 and f"{bad}: cannot write there (Not a directory)" in res.output, res.output
+
+
+def _in_a_terminal(args: list[str], cwd: Path, timeout: float = 180) -> tuple[int | None, str]:
+    """Run ``python -m aulib ARGS`` with a pseudo-terminal as its stdin, stdout and stderr (as a user at a
+    terminal runs it): its exit code (None when it had not ended after ``timeout`` s: killed) and its output."""
+    import os
+    import pty
+    import select
+    import time
+
+    master, slave = pty.openpty()
+    env = {**os.environ, "TERM": "xterm", "COLUMNS": "100"}
+    env.pop("NO_COLOR", None)
+    proc = subprocess.Popen([sys.executable, "-m", "aulib", *args], stdin=slave, stdout=slave, stderr=slave,
+                            cwd=cwd, env=env, close_fds=True)
+    os.close(slave)
+    out = bytearray()
+    end = time.monotonic() + timeout
+    try:
+        while time.monotonic() < end:
+            ready, _, _ = select.select([master], [], [], 0.5)
+            if ready:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # the terminal closed: the program ended
+                    chunk = b""
+                if not chunk and proc.poll() is not None:
+                    break
+                out += chunk
+            elif proc.poll() is not None:
+                break
+        code = proc.poll()
+        if code is None:
+            proc.kill()
+        proc.wait()
+        return code, out.decode("utf-8", "replace")
+    finally:
+        os.close(master)
+
+
+def test_runs_of_several_inputs_in_a_terminal_end_and_write_their_table(tmp_path):
+    """In a terminal the progress bar shows, and rich then routes ``sys.stderr`` through the console, whose file
+    wrote to ``sys.stderr``: every run of several inputs (and every video's) looped forever at its first line."""
+    photos = [str(sample("single_face.jpg")), str(sample("multi_face.jpg")), str(sample("no_face.mp4"))]
+    code, out = _in_a_terminal(["analyze", *photos, "-o", "t.csv"], tmp_path)
+    assert code == 0, out[-2000:]
+    assert "wrote" in out and pd.read_csv(tmp_path / "t.csv").input.nunique() == 3
+    code, out = _in_a_terminal(["faces", *photos[:2], "-o", "f.csv"], tmp_path)
+    assert code == 0 and (tmp_path / "f.csv").exists(), out[-2000:]

@@ -29,29 +29,41 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from typer.core import TyperGroup
 
 
+def _real_stderr() -> object:
+    """The process's stderr at the time of writing, past rich's proxy: while a progress bar shows, rich replaces
+    ``sys.stderr`` by a proxy that prints through the console below, whose file this is — writing there looped
+    forever (every run of several inputs in a terminal hung at its first line)."""
+    from rich.file_proxy import FileProxy
+
+    s = sys.stderr
+    while isinstance(s, FileProxy):
+        s = s.rich_proxied_file
+    return s
+
+
 class _Stderr(io.TextIOBase):
-    """Where messages go: the process's stderr at the time of writing, but a closed (``2>&-``) or full
-    (``2>/dev/full``) stderr loses the message instead of failing a run that did its work (it exited 1,
-    "a bug", after writing the table)."""
+    """Where messages go: the process's stderr at the time of writing (:func:`_real_stderr`), but a closed
+    (``2>&-``) or full (``2>/dev/full``) stderr loses the message instead of failing a run that did its work
+    (it exited 1, "a bug", after writing the table)."""
 
     def write(self, s: str) -> int:
         with contextlib.suppress(OSError, ValueError, AttributeError):
-            sys.stderr.write(s)
+            _real_stderr().write(s)  # type: ignore[attr-defined]
         return len(s)
 
     def flush(self) -> None:
         with contextlib.suppress(OSError, ValueError, AttributeError):
-            sys.stderr.flush()
+            _real_stderr().flush()  # type: ignore[attr-defined]
 
     def isatty(self) -> bool:
         try:
-            return sys.stderr.isatty()
+            return _real_stderr().isatty()  # type: ignore[attr-defined]
         except (OSError, ValueError, AttributeError):
             return False
 
     @property
     def encoding(self) -> str:  # type: ignore[override]
-        return getattr(sys.stderr, "encoding", None) or "utf-8"
+        return getattr(_real_stderr(), "encoding", None) or "utf-8"
 
 
 # soft_wrap: a message is never broken over several lines, whatever the terminal width.
