@@ -24,6 +24,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.file_proxy import FileProxy
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from typer.core import TyperGroup
@@ -33,8 +34,6 @@ def _real_stderr() -> object:
     """The process's stderr at the time of writing, past rich's proxy: while a progress bar shows, rich replaces
     ``sys.stderr`` by a proxy that prints through the console below, whose file this is — writing there looped
     forever (every run of several inputs in a terminal hung at its first line)."""
-    from rich.file_proxy import FileProxy
-
     s = sys.stderr
     while isinstance(s, FileProxy):
         s = s.rich_proxied_file
