@@ -206,3 +206,28 @@ def test_runs_of_several_inputs_in_a_terminal_end_and_write_their_table(tmp_path
     assert "wrote" in out and pd.read_csv(tmp_path / "t.csv").input.nunique() == 3
     code, out = _in_a_terminal(["faces", *photos[:2], "-o", "f.csv"], tmp_path)
     assert code == 0 and (tmp_path / "f.csv").exists(), out[-2000:]
+
+
+def test_names_with_terminal_controls_are_shown_escaped_on_one_line(tmp_path):
+    """A file name holding ESC set the terminal's title and colours when the report named it (``ESC]0;…BEL``
+    passes a pipe too), a newline split its report line in two (read as another entry), and a right-to-left
+    override reordered what was shown. Names are written with those characters as ``\\uXXXX``, in the report,
+    the table (``text_path`` gives the exact name back) and every message."""
+    from aulib.table import read_table, text_path
+
+    names = ["ansi\x1b[31mRED\x1b[0m\x1b]0;pwned\x07.jpg", "new\nline.jpg", "x\u202egpj.jpg"]
+    for n in names:
+        (tmp_path / n).write_bytes(sample("single_face.jpg").read_bytes())
+    args = [sys.executable, "-m", "aulib", "analyze", *names]
+    res = subprocess.run(args, capture_output=True, timeout=300, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    for stream in (res.stdout, res.stderr):
+        assert not any(c in stream for c in (b"\x1b", b"\x07", "\u202e".encode())), stream
+    lines = res.stdout.decode().splitlines()
+    assert sum("face 0" in line for line in lines) == 3 and "new\\u000aline.jpg  face 0" in res.stdout.decode()
+    res = subprocess.run([*args, "-o", "t\x1b[2J.csv"], capture_output=True, timeout=300, cwd=tmp_path)
+    assert res.returncode == 0 and b"\x1b" not in res.stderr and b"t\\u001b[2J.csv" in res.stderr, res.stderr
+    assert sorted(text_path(n) for n in read_table(tmp_path / "t\x1b[2J.csv").input) == sorted(names)
+    res = subprocess.run([sys.executable, "-m", "aulib", "plot", "no\x1b[31m.csv", "-o", "p.png"],
+                         capture_output=True, timeout=120, cwd=tmp_path)
+    assert res.returncode == 2 and b"\x1b" not in res.stderr and b"no\\u001b[31m.csv" in res.stderr, res.stderr

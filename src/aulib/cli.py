@@ -104,7 +104,10 @@ def error_line(e: BaseException) -> str:
     else:
         msg = (f"unexpected {type(e).__name__}: {e} — this is a bug in aulib; rerun with AULIB_DEBUG=1 for "
                "the traceback and report it")
-    return " ".join(msg.split())  # one line, whatever the message contained
+    from aulib.table import printable
+
+    # one line, whatever the message contained, and no terminal control sequence from a name it quotes
+    return printable(" ".join(msg.split()))
 
 
 # What a run needs whatever the command: a failure to import one of these is a broken installation, not a missing
@@ -212,7 +215,9 @@ class _ErrorHandlingGroup(TyperGroup):
         if _is_click_error(e):  # bad option value, unknown option or command
             sub = getattr(e, "ctx", None)
             where = sub.command_path if sub is not None else ctx.command_path
-            err.print(f"[red]error:[/red] {escape(' '.join(e.format_message().split()))} "  # type: ignore[attr-defined]
+            from aulib.table import printable
+
+            err.print(f"[red]error:[/red] {escape(printable(' '.join(e.format_message().split())))} "  # type: ignore[attr-defined]
                       f"(see: {escape(where)} --help)")
             raise typer.Exit(2) from None
 

@@ -392,7 +392,11 @@ def _finite(a: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------- text in tables
-_ESCAPE = re.compile(r"[\\\ud800-\udfff]" if os.name != "nt" else r"[\ud800-\udfff]")
+# control characters (C0, DEL, C1) and the bidirectional-text controls: a file name holding ESC set the terminal's
+# title and colours when a report named it, a newline split its report line in two (read as another entry), and a
+# right-to-left override (U+202E) showed "photo\u202egpj.exe" as "photoexe.jpg" — written as \uXXXX escapes
+_CONTROLS = "\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+_ESCAPE = re.compile(f"[\\\\{_CONTROLS}\\ud800-\\udfff]" if os.name != "nt" else f"[{_CONTROLS}\\ud800-\\udfff]")
 _UNESCAPE = re.compile(r"\\(\\|x[0-9a-f]{2}|u[0-9a-f]{4})")
 
 
@@ -404,14 +408,24 @@ def _escape(m: re.Match) -> str:
     return f"\\x{o - 0xDC00:02x}" if 0xDC80 <= o <= 0xDCFF else f"\\u{o:04x}"
 
 
+_CONTROL = re.compile(f"[{_CONTROLS}]")
+
+
+def printable(text: str) -> str:
+    """``text`` with its control and bidirectional-text characters written ``\\uXXXX`` (nothing else changed): for a
+    message that may quote a name not passed through :func:`table_text` (an OS error's file name)."""
+    return _CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", text) if _CONTROL.search(text) else text
+
+
 def table_text(text: str) -> str:
     """Text as stored in a table's ``input``/``error`` columns: always valid Unicode, reversible.
 
     Paths are str as Python decodes them (``os.fsdecode``: a byte that is not UTF-8 becomes a lone
     surrogate U+DC80–U+DCFF, which UTF-8 writers and pyarrow refuse). Here such a byte is written
-    ``\\xNN`` (other lone surrogates ``\\uXXXX``) and, on POSIX, a literal backslash is doubled,
+    ``\\xNN`` (other lone surrogates, control characters and bidirectional-text controls ``\\uXXXX``: a name is
+    shown on one line, as it is, wherever it is printed) and, on POSIX, a literal backslash is doubled,
     so every backslash in a table starts an escape and :func:`text_path` restores the exact name.
-    Names without backslashes or undecodable bytes (nearly all) are unchanged. On Windows, where
+    Names without backslashes, controls or undecodable bytes (nearly all) are unchanged. On Windows, where
     a backslash is the path separator, backslashes are left alone.
     """
     return _ESCAPE.sub(_escape, text) if _ESCAPE.search(text) else text
