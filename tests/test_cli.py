@@ -231,3 +231,14 @@ def test_names_with_terminal_controls_are_shown_escaped_on_one_line(tmp_path):
     res = subprocess.run([sys.executable, "-m", "aulib", "plot", "no\x1b[31m.csv", "-o", "p.png"],
                          capture_output=True, timeout=120, cwd=tmp_path)
     assert res.returncode == 2 and b"\x1b" not in res.stderr and b"no\\u001b[31m.csv" in res.stderr, res.stderr
+
+
+def test_a_zero_terminal_width_in_the_environment_still_shows_errors(tmp_path):
+    """``COLUMNS=0`` made rich lay every message out in no columns: a failed run exited 2 saying nothing."""
+    import os
+
+    env = {**os.environ, "COLUMNS": "0", "LINES": "0"}
+    for args in (["analyze", "missing.jpg", "-o", "t.csv"], ["analyze", "--bogus"]):
+        res = subprocess.run([sys.executable, "-m", "aulib", *args], capture_output=True, text=True, timeout=120,
+                             cwd=tmp_path, env=env)
+        assert res.returncode == 2 and "error:" in res.stderr, (args, res.stderr)

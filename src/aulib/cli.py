@@ -65,6 +65,12 @@ class _Stderr(io.TextIOBase):
         return getattr(_real_stderr(), "encoding", None) or "utf-8"
 
 
+# COLUMNS=0 (or LINES=0) in the environment made rich lay every message out in no columns: each error line was lost
+# (exit 2 and nothing said). A size below 1 means none was given: the terminal's own, or rich's default, counts.
+for _size in ("COLUMNS", "LINES"):
+    if os.environ.get(_size, "").strip().isdigit() and int(os.environ[_size]) < 1:
+        del os.environ[_size]
+
 # soft_wrap: a message is never broken over several lines, whatever the terminal width.
 err = Console(file=_Stderr(), soft_wrap=True)
 
