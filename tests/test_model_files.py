@@ -371,8 +371,15 @@ def test_settings_from_the_environment_read_the_usual_words_and_name_a_bad_value
     with pytest.raises(ValueError, match=r"environment variable AULIB_MAX_TEMP_BYTES='abc': give a whole number"):
         env.number("AULIB_MAX_TEMP_BYTES", 5, 0, int)
     monkeypatch.setenv("AULIB_MAX_TEMP_BYTES", "-5")
-    with pytest.raises(ValueError, match="at least 0"):
+    with pytest.raises(ValueError, match="from 0 to"):
         env.number("AULIB_MAX_TEMP_BYTES", 5, 0, int)
+    # inf was taken, and every URL then read "no such file" (asyncio's OverflowError hid the cause)
+    from aulib.storage import url_timeout
+
+    for bad in ("inf", "1e400", "nan", "-inf"):
+        monkeypatch.setenv("AULIB_URL_TIMEOUT", bad)
+        with pytest.raises(ValueError, match=f"AULIB_URL_TIMEOUT='{bad}': give a number from 0.1 to 1e"):
+            url_timeout()
     monkeypatch.setenv("XDG_CACHE_HOME", "rel")
     assert env.cache_root() == os.path.join(os.path.expanduser("~"), ".cache")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))

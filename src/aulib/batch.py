@@ -1485,7 +1485,7 @@ def _dask_connect(scheduler: str | None, workers: int | None) -> tuple[Any, Any]
         if not client.scheduler_info().get("workers"):  # a scheduler with no worker would wait forever, silently
             from aulib.env import number
 
-            wait = number("AULIB_DASK_WORKER_WAIT", WORKER_WAIT_S)
+            wait = number("AULIB_DASK_WORKER_WAIT", WORKER_WAIT_S, maximum=1e6)
             try:
                 client.wait_for_workers(1, timeout=wait)
             except TimeoutError:

@@ -24,18 +24,19 @@ def flag(name: str, default: bool) -> bool:
     raise ValueError(f"environment variable {name}={os.environ[name]!r}: give 1 or 0 (on or off)")
 
 
-def number(name: str, default: float, minimum: float = 0.0, kind: type = float) -> float:
-    """A number (``kind`` int or float) at least ``minimum``; unset or empty: ``default``."""
+def number(name: str, default: float, minimum: float = 0.0, kind: type = float, maximum: float = 1e9) -> float:
+    """A finite number (``kind`` int or float) from ``minimum`` to ``maximum``; unset or empty: ``default``.
+    ``AULIB_URL_TIMEOUT=inf`` was taken, and every URL then read "no such file" (asyncio's OverflowError)."""
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
     try:
         value = kind(raw)
-    except ValueError:
+    except (ValueError, OverflowError):
         value = None
-    if value is None or value != value or value < minimum:
+    if value is None or not minimum <= value <= maximum:  # NaN and ±inf fail too
         what = "a whole number" if kind is int else "a number"
-        raise ValueError(f"environment variable {name}={raw!r}: give {what} of at least {minimum:g}")
+        raise ValueError(f"environment variable {name}={raw!r}: give {what} from {minimum:g} to {maximum:g}")
     return value
 
 

@@ -115,7 +115,7 @@ def url_timeout() -> float:
     included, for aiohttp's 5 minutes per request (more than 7 minutes, nothing written)."""
     from aulib.env import number
 
-    return number("AULIB_URL_TIMEOUT", 30.0, 0.1)
+    return number("AULIB_URL_TIMEOUT", 30.0, 0.1, maximum=1e6)
 
 
 def _fs(url: str) -> tuple[Any, str]:
@@ -259,7 +259,7 @@ def temp_copy(f: IO[bytes], name: str, limit: int | None = None) -> Iterator[Pat
     """
     from aulib.env import number
 
-    limit = limit if limit is not None else int(number("AULIB_MAX_TEMP_BYTES", MAX_TEMP_BYTES, 0, int))
+    limit = limit if limit is not None else int(number("AULIB_MAX_TEMP_BYTES", MAX_TEMP_BYTES, 0, int, maximum=1 << 62))
     tmpdir = tempfile.gettempdir()
     limit = min(limit, max(0, shutil.disk_usage(tmpdir).free - 1024**3))
     fd, tmp = tempfile.mkstemp(prefix="aulib-stream-", suffix=suffix(name), dir=tmpdir)

@@ -45,7 +45,7 @@ def get_analyzer() -> tuple[Analyzer, str | None]:
     # (5 ms by default), which halved two streams' frame rates here. 0.5 ms keeps the convoy short.
     from aulib.env import number
 
-    sys.setswitchinterval(number("AULIB_APP_SWITCH_INTERVAL", 0.0005, 1e-6))
+    sys.setswitchinterval(number("AULIB_APP_SWITCH_INTERVAL", 0.0005, 1e-6, maximum=1.0))
     return load_analyzer()
 
 
