@@ -56,6 +56,18 @@ def test_a_new_run_removes_every_part_a_killed_run_left(inputs, analyzer, tmp_pa
     assert set(pd.read_parquet(out)["input"]) == {str(inputs / "b" / "multi.jpg")}
 
 
+def test_a_part_a_killed_run_was_writing_is_removed_by_the_next_run(inputs, analyzer, tmp_path):
+    """``kill -9`` mid-video left the part being written (``.part-….parquet.PID.tmp``, growing with the video);
+    neither --resume nor a new run removed it."""
+    out = tmp_path / "parts"
+    for resume in (True, False):
+        run_batch([inputs / "a.jpg"], SPEC, out=out, partitioned=True, analyzer=analyzer)
+        left = out / f".{part_name('in/c/clip.mp4')}.4242.tmp"
+        left.write_bytes(b"PAR1" + bytes(1000))
+        run_batch([inputs / "a.jpg"], SPEC, out=out, partitioned=True, resume=resume, analyzer=analyzer)
+        assert not left.exists(), resume
+
+
 def test_parts_without_a_manifest_are_not_removed(inputs, analyzer, tmp_path):
     """Only a folder with aulib's manifest is known to be aulib's: --resume there with the manifest gone
     removed every part (it took the "new run" path)."""

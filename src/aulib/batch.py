@@ -1020,6 +1020,7 @@ def part_name(name: str) -> str:
 
 
 PART_NAME = re.compile(r"part-[0-9a-f]{16}\.parquet")  # what part_name() gives, and nothing else
+PART_TEMP = re.compile(r"\.part-[0-9a-f]{16}\.parquet\.\d+\.tmp")  # a part being written (write_part)
 
 
 def _local_root(root: str) -> Path | None:
@@ -1153,6 +1154,13 @@ class PartitionedOutput:
             # after its last manifest (they would have joined the new table in pd.read_parquet(prefix)); a
             # folder without a manifest is not known to be aulib's, and --resume deletes nothing
             self._remove_parts([n for n in present if PART_NAME.fullmatch(n)])
+        if self.local is not None and MANIFEST in present:
+            # a part a killed run (kill -9, a machine that went down) was writing: the output is locked to this
+            # run and its writers have not started, so every such file in an aulib output is left over (a 220 kB
+            # one stayed through --resume and new runs alike, growing with the video)
+            for stale in self.local.iterdir():
+                if PART_TEMP.fullmatch(stale.name):
+                    stale.unlink(missing_ok=True)
         self.save(force=True)
 
     def _intact(self, entry: dict) -> bool:
