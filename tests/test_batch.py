@@ -352,9 +352,12 @@ def test_a_full_disk_leaves_the_tables_at_their_last_complete_input(folder, tmp_
         return real(self, chunk)
 
     monkeypatch.setattr(table_mod.TableAppender, "_append", fills_up)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(OSError, match="No space left") as info:
         run_batch(files, SPEC, out=out, per_input=per, per_input_format=ext, video_options=VIDEO, analyzer=analyzer)
     monkeypatch.setattr(table_mod.TableAppender, "_append", real)
+    # named by an output the user gave, not the hidden file being written ("t.parquet.parts/a03f….tmp")
+    assert info.value.filename == str(out) or info.value.filename.startswith(str(per) + "/"), info.value.filename
+    assert not info.value.filename.endswith((".tmp", ".aulib-part")), info.value.filename
     if ext != "parquet":
         kept = list(dict.fromkeys(read_table(out)["input"]))  # whole inputs only: those before the full disk
         assert kept == [str(p) for p in files[: len(kept)]] and len(kept) < len(files)
@@ -364,6 +367,27 @@ def test_a_full_disk_leaves_the_tables_at_their_last_complete_input(folder, tmp_
                     analyzer=analyzer)
     assert res.skipped == [str(files[0])]
     assert list(dict.fromkeys(read_table(out)["input"])) == [str(p) for p in files]
+
+
+def test_a_full_disk_stops_a_partitioned_run_naming_the_output(folder, tmp_path, analyzer, monkeypatch):
+    """ENOSPC writing a part was taken for a failure of that input: each input analysed three times, the run
+    ended "no input could be read", the disk named nowhere but inside the manifest."""
+    import errno
+
+    import aulib.table as table_mod
+
+    files = expand_inputs([folder])
+    calls = []
+
+    def full(self, chunk):
+        calls.append(1)
+        raise OSError(errno.ENOSPC, "No space left on device", str(self.path))
+
+    monkeypatch.setattr(table_mod.TableAppender, "_append", full)
+    out = tmp_path / "parts"
+    with pytest.raises(OSError, match="No space left") as info:
+        run_batch(files, SPEC, out=out, partitioned=True, video_options=VIDEO, analyzer=analyzer)
+    assert info.value.filename == str(out) and len(calls) == 1
 
 
 def test_a_signal_while_a_videos_rows_are_being_written_still_marks_it_cut_short(folder, tmp_path, analyzer,

@@ -68,6 +68,7 @@ Design choices, and why:
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import hashlib
 import json
@@ -1349,6 +1350,18 @@ def _error_entry(root: str, path: Source, e: BaseException, columns: list[str], 
     return entry
 
 
+# write errors of the output itself, not of one input's part: every later input would fail the same way
+OUTPUT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
+
+
+def _stop_on_output_failure(e: BaseException, root: str) -> None:
+    """Raise an OSError naming the output when writing a part failed because of the output's storage (a full disk,
+    a quota, a read-only mount): each input was analysed three times, its part failing each time, and the run
+    ended with "no input could be read", the disk named nowhere but inside the manifest."""
+    if isinstance(e, OSError) and e.errno in OUTPUT_ERRNOS:
+        raise OSError(e.errno, e.strerror or os.strerror(e.errno), redact(root)) from None
+
+
 def _parts_serial(files: list[Source], analyzer: Analyzer, root: str, video_options: dict,
                   overlays: list[Path | None], retries: int, columns: list[str],
                   warn: Callable[[str], None]) -> Iterator[tuple[int, dict]]:
@@ -1358,6 +1371,7 @@ def _parts_serial(files: list[Source], analyzer: Analyzer, root: str, video_opti
                 entry = write_part(root, input_name(p), iter_input(analyzer, p, video_options, overlays[i], warn))
                 break
             except OSError as e:  # iter_input turns analysis failures into rows: this is the part's write
+                _stop_on_output_failure(e, root)
                 if attempt > retries:
                     entry = _error_entry(root, p, e, columns, attempt, "its part could not be written")
                     break
@@ -1396,6 +1410,7 @@ def _parts_dask(files: list[Source], spec: AnalyzerSpec, root: str, video_option
             try:
                 entry = fut.result()
             except Exception as e:  # the task raised, or killed its workers, or the scheduler lost it
+                _stop_on_output_failure(e, root)
                 killed = type(e).__name__ == "KilledWorker"
                 if attempt <= retries and not killed:
                     nf = submit(i, attempt + 1)
@@ -1868,12 +1883,25 @@ def _run(files: list[Path], spec: AnalyzerSpec, out: Path | None, per: PerInputS
                     t.add(chunk)
                     if keep_table:
                         tables.append(chunk)
-            except OSError:  # a full disk, a lost mount: no half-written input left in the tables
+                if write_combined:  # a Parquet part's footer is written here: a full disk fails it too
+                    combined.commit(name)
+                if per is not None:
+                    per.commit(p)
+            except OSError as e:  # a full disk, a lost mount: no half-written input left in the tables
                 if write_combined:
                     combined.rollback()
                 if per is not None:
                     per.rollback()
-                raise
+                # named by the output the user gave, not the hidden file being written ("full.parquet.parts/
+                # a03f….tmp: No space left on device", "pi/.clip.mp4.csv.aulib-part: …")
+                hidden = str(e.filename or "")
+                if write_combined and (per is None or hidden.startswith(str(combined.out))):
+                    target = combined.out
+                else:
+                    target = per.target(p) if per is not None else None
+                if target is None or not e.strerror:
+                    raise
+                raise OSError(e.errno, e.strerror, table_text(str(target))) from None
             except KeyboardInterrupt:
                 # rows of part of a video: say so in the table itself — also when the signal came while a chunk was
                 # being written, before it was counted (SIGTERM just after the first 266 rows reached the disk)
@@ -1883,17 +1911,18 @@ def _run(files: list[Path], spec: AnalyzerSpec, out: Path | None, per: PerInputS
                     # file's buffer (a Ctrl-C after 7 s left 266 rows of 472 and no such row)
                     combined.flush()
                 raise
-            if write_combined:
-                combined.commit(name)
-            if per is not None:
-                per.commit(p)
             if t.all_failed:
                 failed.append(name)
             n_rows, n_frames, n_faces = n_rows + t.rows, n_frames + len(t.frames), n_faces + t.faces
             if progress is not None:
                 progress(p)
     if combined is not None:
-        combined.close([input_name(p) for p in files])
+        try:
+            combined.close([input_name(p) for p in files])
+        except OSError as e:  # merging the Parquet parts: named by the table, not "t.parquet.tmp"
+            if not e.strerror:
+                raise
+            raise OSError(e.errno, e.strerror, table_text(str(combined.out))) from None
     return BatchResult(Rows.concat(tables, columns), [input_name(p) for p in todo], skipped, failed, duplicates,
                        warnings, n_rows, n_frames, n_faces, time.perf_counter() - t0)
 
