@@ -1526,3 +1526,26 @@ def test_an_overlay_that_fails_to_write_leaves_no_file(tmp_path, monkeypatch):
     w.write(img, [])
     w.close()
     assert w.error and (tmp_path / "mine.xyz").read_text() == "keep"
+
+
+def test_a_video_written_to_while_it_is_read_says_so(tmp_path):
+    """Random bytes written into a clip while it was analysed gave rows numbered up to frame 616 of 472, with
+    times past its end, and no word; a clip still being copied was read as a shorter one. The reader compares
+    the file before and after reading it."""
+    from aulib.video.reader import FrameReader
+
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(sample("single_face.mp4").read_bytes())
+    r = FrameReader(clip, threaded=False)
+    frames = []
+    for f in r:
+        frames.append(f.index)
+        if len(frames) == 3:
+            with open(clip, "ab") as out:  # a recorder or a copy adds to it
+                out.write(b"\0" * 100)
+    assert len(frames) > 3
+    assert r.stats.error == (f"{clip}: the file changed while it was read (still being written, or replaced in "
+                             "place): rows after the change may not match the clip; analyse it again once it is "
+                             "complete")
+    again = FrameReader(clip, threaded=False)
+    assert [f.index for f in again] == frames and again.stats.error == ""

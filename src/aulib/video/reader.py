@@ -167,6 +167,18 @@ def _is_cover(stream: Any) -> bool:
 RATE_FRAMES = 8  # frames whose times estimate the rate of a clip that declares none
 
 
+def _file_version(path: object) -> tuple[int, int, int, int] | None:
+    """Size, modification and change times and inode of a local file (None for a URL, a file object, or a file
+    that cannot be stat'ed): what changes when it is written to or replaced."""
+    if not isinstance(path, Path):
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino
+
+
 def _rate_from(times: list[float], t: float, first: int = RATE_FRAMES) -> float:
     """Frames per second estimated from the first ``first`` frame times (``t`` appended to ``times``): the
     median step, robust to a recorder's jittered timestamps; 0.0 until there are enough."""
@@ -331,6 +343,7 @@ class FrameReader:
         self.stats = DecodeStats()
         self._q: queue.Queue = queue.Queue(maxsize=queue_size)
         self._stop = threading.Event()
+        self._version = _file_version(self.path)
         try:
             self._open()
         except BaseException:
@@ -669,6 +682,12 @@ class FrameReader:
         finally:
             st.seconds += time.perf_counter() - t0
             st.lost = lost
+            if self._version is not None and _file_version(self.path) != self._version:
+                # written over while it was read (a copy still arriving, a recorder, an edit in place): random bytes
+                # written into a clip being read gave frames numbered up to 616 of 472 and times past its end
+                changed = ("the file changed while it was read (still being written, or replaced in place): rows "
+                           "after the change may not match the clip; analyse it again once it is complete")
+                st.error = f"{st.error}; {changed}" if st.error else f"{self.path}: {changed}"
 
     def _prepared(self, image: np.ndarray, index: int) -> Any:
         """``prepare(image, index)``, or None when it fails: the work is only done ahead (the consumer does it
