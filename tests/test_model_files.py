@@ -384,3 +384,19 @@ def test_settings_from_the_environment_read_the_usual_words_and_name_a_bad_value
     assert env.cache_root() == os.path.join(os.path.expanduser("~"), ".cache")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert env.cache_root() == str(tmp_path)
+
+
+def test_onnxruntime_keeps_no_telemetry_file_and_prints_no_telemetry_warning(tmp_path):
+    """onnxruntime's telemetry wrote a device-id file under the cache folder and, where that folder could not be
+    written, printed "Failed to persist telemetry device ID" on every run (piped output, every Dask worker):
+    ``disable_telemetry_events()`` came after the import that does both."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
+    code = "import aulib.models as m; m.onnx_session(m.model_path('retinaface_mnet025.onnx'), 'retinaface')"
+    for cache in (tmp_path / "cache", "/proc/no-such-folder"):
+        env.update(HOME=str(tmp_path), XDG_CACHE_HOME=str(cache))
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+        assert res.returncode == 0 and "telemetry" not in res.stderr, res.stderr
+    assert not list(tmp_path.rglob("*Microsoft*")) and not list(tmp_path.rglob("*onnxruntime.db"))

@@ -15,9 +15,17 @@ The public API is reachable from the top-level package, imported on first use (P
 from __future__ import annotations
 
 import importlib
+import os
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# onnxruntime's telemetry (1.2x+ on Linux: a device-id file under ~/.cache/Microsoft, events naming the model files,
+# and "[W:onnxruntime ... telemetry_1ds.cc] Failed to persist telemetry device ID" on every run, piped output and
+# each Dask worker included, where that folder is unwritable) is switched off before onnxruntime is first imported:
+# ``disable_telemetry_events()`` afterwards came too late for the file and the warning. aulib is offline. A user's
+# own setting of the variable is kept.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 # Public name → module that defines it (imported on first access).
 _LAZY: dict[str, str] = {
