@@ -111,6 +111,34 @@ def test_second_writer_is_refused(tmp_path, analyzer):
     assert not (tmp_path / "t.parquet.lock").exists()  # and leaves no lock file behind
 
 
+def test_a_run_into_a_folder_another_run_writes_is_refused_either_way_round(tmp_path, analyzer):
+    """Locks were per folder and per file: a run with ``--per-input res/sub`` (or ``-o res/sub/a.jpg.csv``) while
+    another wrote ``--per-input res`` went ahead, both said they wrote their rows, and one table replaced the
+    other's. Now the later run is refused, whichever of the two started first."""
+    files = _inputs(tmp_path, ["a.jpg"])
+    res = tmp_path / "res"
+    (res / "sub").mkdir(parents=True)
+
+    def held(lock):  # what a running aulib process holds
+        f = open(lock, "a")
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return f
+
+    with held(res / ".aulib.lock"):  # another run writes --per-input res
+        outputs = ({"per_input": res / "sub"}, {"out": res / "sub" / "t.csv"}, {"out": str(res / "sub" / "p") + "/"})
+        for kwargs in outputs:
+            with pytest.raises(ValueError, match=r"another aulib process is writing .*res \(lock"):
+                run_batch(files, SPEC, analyzer=analyzer, **kwargs)
+    other = tmp_path / "sub" / "a.jpg"  # with in/a.jpg: tables res/in/a.jpg.csv and res/sub/a.jpg.csv
+    other.parent.mkdir()
+    shutil.copy(files[0], other)
+    with held(res / "sub" / ".aulib.lock"):  # another run writes --per-input res/sub; this one res
+        with pytest.raises(ValueError, match=r"a.jpg.csv: another aulib process is writing .*sub \(lock"):
+            run_batch([files[0], other], SPEC, analyzer=analyzer, per_input=res)
+    assert not (res / "in").exists()
+    run_batch(files, SPEC, analyzer=analyzer, per_input=res / "sub")  # nobody else writing: works
+
+
 def test_a_lock_file_removed_as_it_was_locked_is_locked_again(tmp_path, monkeypatch):
     """The lock file is removed at the end of a run. A second process that opened it just before could
     then lock the removed file while a third locks a new one: both would write. After locking, the path

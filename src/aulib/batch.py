@@ -607,6 +607,47 @@ def output_lock(lock_path: Path, what: Path) -> Iterator[None]:
         f.close()
 
 
+def _lock_held(lock_path: Path) -> bool:
+    """Whether another process holds :func:`output_lock` on ``lock_path`` (tested without creating the file)."""
+    try:
+        import fcntl
+    except ImportError:
+        return False
+    try:
+        f = open(lock_path, "rb")
+    except OSError:  # no such lock: nobody writes there
+        return False
+    with f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    return False
+
+
+def refuse_nested_writers(outputs: Iterable[Path], own: set[Path]) -> None:
+    """ValueError when another aulib process writes a folder above one of this run's ``outputs`` (``--per-input``
+    or a partitioned folder: its ``.aulib.lock``), or writes the output file itself (``-o``: ``FILE.lock``);
+    ``own``: this run's locks. Each run locks only its own folder or file, so a run into ``res/sub`` while another
+    wrote ``--per-input res`` (or ``-o res/sub/clip.mp4.csv``) went ahead: both said they wrote their rows, and
+    one table replaced the other's."""
+    seen: set[Path] = set()
+    for out in outputs:
+        out = Path(os.path.abspath(out))
+        for lock in [out.with_name(out.name + ".lock"), *(d / ".aulib.lock" for d in out.parents)]:
+            if lock in seen or lock in own:
+                continue
+            seen.add(lock)
+            if _lock_held(lock):
+                whose = lock.parent if lock.name == ".aulib.lock" else out
+                raise ValueError(f"{table_text(str(out))}: another aulib process is writing "
+                                 f"{table_text(str(whose))} (lock {table_text(str(lock))} held), where this output "
+                                 "goes; wait for it or choose another output")
+
+
 # ---------------------------------------------------------------------------------- sinks
 def _key(name: str) -> str:
     return hashlib.sha1(name.encode("utf-8", "surrogatepass")).hexdigest()[:16]
@@ -1789,6 +1830,7 @@ def run_batch(
             if local is not None:
                 local.mkdir(parents=True, exist_ok=True)
                 stack.enter_context(output_lock(local / ".aulib.lock", local))
+                refuse_nested_writers([local], {Path(os.path.abspath(local / ".aulib.lock"))})
             return _run_partitioned(files, spec, root, resume, dask, scheduler, workers, overlay, video_options,
                                     progress, analyzer, keep_table, columns, duplicates, meta, retries)
     out = Path(out) if out is not None else None
@@ -1817,6 +1859,9 @@ def run_batch(
             # the tables' format too: --resume in another one redid every input and left both kinds there
             per_meta = {**meta, "options": {**meta["options"], "format": per_input_format}}
             records.append(_check_meta(per_input / PER_INPUT_META, per_input, per_meta, resume, None))
+        own = {Path(os.path.abspath(p)) for p in ([out.with_name(out.name + ".lock")] if out is not None else [])
+               + ([per_input / ".aulib.lock"] if per_input is not None else [])}
+        refuse_nested_writers(([out] if out is not None else []) + (targets or []), own)  # type: ignore[operator]
         per = PerInputSink(per_input, per_input_format, files, resume, targets) if per_input is not None else None
         return _run(files, spec, out, per, resume, dask, scheduler, workers, overlay,
                     video_options, progress, analyzer, keep_table, columns, duplicates, records)
