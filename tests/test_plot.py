@@ -137,3 +137,31 @@ def test_image_one_panel_per_face_shared_axes():
     assert all(a.get_xlim() == (0, 5) for a in au_axes)
     assert au_axes[0].get_shared_y_axes().joined(au_axes[0], au_axes[2])
     assert "AU12 lip corner puller" in _labels(au_axes[0])
+
+
+def test_plot_of_a_table_with_several_inputs_says_which_it_draws(tmp_path):
+    """The plot drew the first of several inputs without a word (the report said "The table holds 4 inputs")."""
+    table = write_table(pd.concat([synthetic(20, name="a.mp4"), synthetic(20, name="b.mp4")]), tmp_path / "t.csv")
+    res = runner.invoke(app, ["plot", str(table), "-o", str(tmp_path / "p.png")])
+    assert res.exit_code == 0, res.output
+    assert "The table holds 2 inputs; this plot shows a.mp4 (choose another with --input)" in res.stderr, res.stderr
+    res = runner.invoke(app, ["plot", str(table), "-o", str(tmp_path / "p.png"), "--input", "b.mp4"])
+    assert res.exit_code == 0 and "inputs" not in res.stderr, res.stderr
+
+
+def test_plot_escapes_control_characters_in_the_title(tmp_path):
+    """An ESC or BEL in an input's name made matplotlib print "UserWarning: Glyph 27 missing from font(s)" with
+    aulib's source path, and a newline split the title."""
+    import warnings
+
+    for name in ("ansi\x1b[31mRED\x07.mp4", "group\x1b\n.jpg"):
+        video = name.endswith(".mp4")  # the name set after synthetic(), which escapes it as tables do
+        df = synthetic(20 if video else 1, faces=1 if video else 2).assign(input=name)
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            fig = figure(df)
+            plot_table(df, tmp_path / "p.png")
+        assert not [str(w.message) for w in seen if "Glyph" in str(w.message)]
+        titles = [a.get_title(loc="left") for a in fig.axes] + [fig._suptitle.get_text() if fig._suptitle else ""]
+        title = next(t for t in titles if t)
+        assert "\\u001b" in title and "\x1b" not in title and "\n" not in title.split(" — ")[0], title

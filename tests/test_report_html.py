@@ -11,13 +11,17 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
 from aulib.batch import AnalyzerSpec, run_batch
 from aulib.cli import app
+from aulib.face.record import EMOTIONS
 from aulib.models import read_manifest
-from aulib.report_html import write_report
+from aulib.plot import read_checked
+from aulib.report_html import au_summary, emotion_summary, render, top_moments, write_report
 
 from .app_helpers import find_chromium, python_has
 from .conftest import sample
@@ -63,7 +67,7 @@ def test_report_escapes_text_and_works_without_video_or_metadata(tmp_path):
     page = out.read_text(encoding="utf-8")
     assert "<script>" not in page and "&lt;script&gt;" in page
     assert "No run metadata" in page and "for thumbnails" in page
-    assert "happiness" in page and "strongest" in page
+    assert "happiness" in page and "peak of AU12" in page  # a top moment ("strongest" was matched in a caption)
 
 
 def test_report_errors_are_one_line(analysed, tmp_path):
@@ -170,3 +174,104 @@ def test_plot_and_report_refuse_to_write_over_the_table_or_its_input(tmp_path):
     res = runner.invoke(app, ["plot", str(table), "-o", str(tmp_path / "t.png")])  # its own figure: replaced
     assert res.exit_code == 0, res.output
     assert photo.read_bytes() == before
+
+
+# ------------------------------------------------------------------------------------------ top moments
+def test_top_moment_of_a_short_clip_is_a_real_peak_of_the_values():
+    """On a 0.1 s OpenFace clip the 0.5 s window covered every row, the smoothed trace was flat and its first row
+    was the card "peak of AU04 … 0.00 s · frame 1", where AU04 was at the clip's minimum."""
+    df = read_checked(sample("OpenFace_Test.csv"))
+    ok = df[df["success"] == 1]
+    (m,) = [m for m in top_moments(ok, smooth=0.5) if m.why.startswith("peak of AU04")]
+    au04 = ok.set_index("frame")["AU04_r"]
+    assert au04[m.frame] == au04.max() > au04.min(), (m.frame, au04[m.frame], au04.max())
+    assert f"intensity {au04.max():.2f} in this frame" in m.why
+    flat = ok.assign(**{c: 1.0 for c in ok.columns if re.fullmatch(r"AU\d\d_r", c)})
+    assert not [m for m in top_moments(flat, smooth=0.5) if m.why.startswith("peak of")]  # no peak, no card
+
+
+def test_top_moment_numbers_are_named_for_what_they_are():
+    """A smile's onset over 10 frames: the card read "strongest happiness (50% CNN probability)" above "CNN:
+    happiness 98%" — the 50 % was the mean over the 0.5 s window, labelled as the frame's CNN probability."""
+    df = synthetic(10)
+    rise = np.linspace(0.0, 0.98, 10)
+    for e in EMOTIONS:
+        df[f"p_{e}"] = 0.0
+    df["p_happiness"], df["p_neutral"] = rise, 1 - rise
+    (m,) = [m for m in top_moments(df, smooth=0.5) if "happiness" in m.why]
+    assert m.frame == 9 and m.emotion == "happiness 98%"
+    mean = re.fullmatch(r"strongest happiness \(CNN probability 98% in this frame, (\d+)% averaged over 0\.5 s\)",
+                        m.why)
+    assert mean and 50 <= int(mean.group(1)) < 98, m.why
+
+
+# ------------------------------------------------------------------------------------------ columns removed
+def test_each_summary_figure_is_a_dash_only_when_its_columns_are_absent():
+    """A table with `emotion` dropped read 0 % CNN label for every emotion; with AUxx_c dropped, 0 % prototype
+    matches everywhere; with the p_* columns dropped, the labels still there were shown as "–" and the neutral row
+    was gone."""
+    df = synthetic(30)
+    label, matched = "% frames (CNN label)", "% frames prototype fully matched"
+    full = emotion_summary(df).set_index("emotion")
+    assert full[label].notna().all() and full.loc["happiness", matched] >= 0
+    no_label = emotion_summary(df.drop(columns=["emotion"])).set_index("emotion")
+    assert no_label[label].isna().all() and no_label["mean probability"].notna().all()
+    no_occ = emotion_summary(df.drop(columns=[c for c in df.columns if c.endswith("_c")])).set_index("emotion")
+    assert no_occ[matched].isna().all() and no_occ[label].notna().all()
+    no_probs = emotion_summary(df.drop(columns=[c for c in df.columns if c.startswith("p_")])).set_index("emotion")
+    assert list(no_probs.index) == list(EMOTIONS)  # neutral included
+    pd.testing.assert_series_equal(no_probs[label], full[label])
+    assert no_probs["mean probability"].isna().all()
+
+
+# ------------------------------------------------------------------------------------------ AU peaks
+def test_au_peak_is_the_earliest_of_equal_maxima_and_names_the_face():
+    """AU09 reaching 1.00 in many frames: its "peak at (s)" was the first such row of the file, so shuffled rows
+    moved it (3.88 → 4.25 s); with several faces it did not say whose peak, and a photo's was "0.00 s"."""
+    df = synthetic(40)
+    df["AU04_r"] = 0.5
+    df.loc[df["frame"].isin([7, 12, 30]), "AU04_r"] = 1.0
+    for seed in range(3):
+        shuffled = df.sample(frac=1, random_state=seed)
+        row = au_summary(shuffled).set_index("AU").loc["AU04"]
+        assert row["peak at (s)"] == pytest.approx(7 / 30) and "face at peak" not in row.index
+    two = synthetic(20, faces=2)
+    two.loc[:, "AU04_r"] = 0.0
+    two.loc[(two["face"] == 1) & (two["frame"] == 5), "AU04_r"] = 3.0
+    row = au_summary(two).set_index("AU").loc["AU04"]
+    assert row["face at peak"] == 1 and row["peak at (s)"] == pytest.approx(5 / 30)
+    photo = synthetic(1, faces=3, name="group.jpg")
+    photo.loc[:, "AU04_r"] = [0.5, 2.0, 1.0]
+    row = au_summary(photo).set_index("AU").loc["AU04"]
+    assert "peak at (s)" not in row.index and row["face at peak"] == 1
+    page = render(photo)
+    assert "peak at (s)" not in page and "face at peak" in page
+
+
+# ------------------------------------------------------------------------------------------ no face at all
+def test_report_of_a_video_without_any_face(tmp_path):
+    """A video with no face in any frame failed with "no successfully analysed face": that is the finding."""
+    df = synthetic(25)
+    measured = [c for c in df.columns if re.fullmatch(r"(AU\d\d_[rc]|p_\w+|emotion|face_\w+)", c)]
+    df[measured] = np.nan
+    df["success"], df["error"] = 0, "no face detected"
+    table = tmp_path / "none.csv"
+    df.to_csv(table, index=False)
+    res = runner.invoke(app, ["report", str(table), "-o", str(tmp_path / "r.html")])
+    assert res.exit_code == 0, res.output
+    page = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "No face in any of the 25 frames" in page and "(0 of 25)" in page and "0 (0 %)" in page
+
+
+# ------------------------------------------------------------------------------------------ control characters
+def test_names_with_control_characters_are_escaped_in_the_page_and_figure(tmp_path):
+    """A name holding ESC and BEL (from a table written before names were escaped, or a DataFrame) reached
+    matplotlib, which printed "UserWarning: Glyph 27 missing from font(s)" with aulib's source path."""
+    import warnings
+
+    df = synthetic(30).assign(input="ansi\x1b[31mRED\x1b]0;t\x07.mp4")  # synthetic() escapes it, as tables do
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        page = write_report(df, tmp_path / "r.html").read_text(encoding="utf-8")
+    assert not [str(w.message) for w in seen if "Glyph" in str(w.message)]
+    assert "\x1b" not in page and "\x07" not in page and "ansi\\u001b[31mRED" in page

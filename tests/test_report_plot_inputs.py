@@ -71,7 +71,7 @@ def test_top_moments_smooth_each_face_separately(clip):
     ok = df[df["success"] == 1]
     whys = [m.why for m in top_moments(ok, smooth=0.5)]
     # face 0 and face 1 averaged together gave 45 %: below the 50 % bar, the happy face vanished
-    assert any(w.startswith("strongest happiness (90%") for w in whys), whys
+    assert any(w.startswith("strongest happiness (CNN probability 90% in this frame, 90% averaged") for w in whys), whys
     # the most active AU's peak is one face's own peak: face 0 smiles briefly (frame 3), face 1 broadly from
     # frame 6; averaged together, face 0's rows at face 1's smile were the peak
     df[[c for c in df.columns if re.fullmatch(r"AU\d\d_r", c)]] = 0.0
@@ -169,6 +169,23 @@ def test_openface_csv_is_read_plotted_and_reported(tmp_path, real):
     assert "OpenFace_Test.csv" in page and "AU12" in page and "CNN emotion probabilities" not in page
 
 
+def test_openface_shape_parameters_are_not_range_checked_and_au28_is_listed():
+    """OpenFace's shape parameters (p_scale, p_rx … p_33) were reported as "values outside their column's range …
+    aulib writes 0–1" (aulib's p_* are its emotion probabilities), and AU28_c (OpenFace writes no AU28_r) was left
+    out of the AU table without a word."""
+    from aulib.plot import clean, read_checked
+    from aulib.report_html import au_summary
+
+    df = read_checked(sample("OpenFace_Test.csv"))
+    assert {"p_scale", "p_rx", "p_33", "AU28_c"} <= set(df.columns) and "AU28_r" not in df.columns
+    assert clean(df)[1] == []
+    assert clean(df.assign(p_happiness=3.0))[1]  # aulib's own probabilities are still checked
+    row = au_summary(df[df["success"] == 1]).set_index("AU").loc["AU28"]
+    assert np.isnan(row["mean intensity"]) and 0 <= row["% frames present"] <= 100
+    page = render(df)
+    assert "AU28" in page and "no intensity column in the table" in page
+
+
 # ------------------------------------------------------------------------------------------ 5: timeline caption
 def test_timeline_caption_and_figure_agree_when_one_frame_has_a_face(clip):
     df = clip.copy()
@@ -243,6 +260,20 @@ def test_shares_are_labelled_by_what_they_count(clip):
     two = render(two_faces(clip))
     assert "% frames present" not in two and "% frames (CNN label)" not in two
     assert "% face-frames present" in two and "% face-frames (CNN label)" in two
+
+
+def test_video_page_counts_face_frames_not_frames_with_several_faces(clip):
+    """The Video page's "Most frequent CNN emotion: happiness (24 frames)" counted both faces' rows of a 12-frame
+    clip as frames."""
+    from aulib.app.video_page import emotion_counts
+
+    one = clip[clip["success"] == 1]
+    assert emotion_counts(one).endswith("frames)") or emotion_counts(one).endswith("frame)")
+    two = two_faces(clip).assign(emotion=lambda d: np.where(d["face"] == 0, "happiness", "neutral"))
+    text = emotion_counts(two[two["success"] == 1])
+    n = int((two[two["success"] == 1]["face"] == 0).sum())
+    assert f"happiness ({n} face-frames)" in text and "2 faces: each frame counts once per face" in text, text
+    assert " frames)" not in text
 
 
 def test_plot_and_report_read_a_partitioned_output(tmp_path):

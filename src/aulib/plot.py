@@ -19,10 +19,12 @@ Column groups come from :mod:`aulib.table` helpers; labels from :mod:`aulib.au.f
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +32,7 @@ import pandas as pd
 
 from aulib import table
 from aulib.au.facs import au_label
-from aulib.face.record import au_name
+from aulib.face.record import EMOTIONS, au_name
 
 MAX_FACES = 4  # video: panels stay readable; pick others with --face
 MAX_IMAGE_FACES = 6  # image: one column per face
@@ -47,6 +49,29 @@ AU_CMAP = "magma_r"  # white at 0 (nothing), dark at 5: absent AUs fade into the
 
 
 BLINK = au_name(table.BLINK_AU)
+
+
+def shown_name(text: object) -> str:
+    """``text`` (an input's name, a note quoting it) with its control and bidirectional-text characters written
+    ``\\uXXXX``, as tables store them since (:func:`aulib.table.printable`), for figure titles and the HTML report:
+    a table written before, or a DataFrame, can hold them raw. An ESC or BEL in a name reached matplotlib, which
+    printed "UserWarning: Glyph 27 missing from font(s)" with aulib's source path, and a newline split the title."""
+    return table.printable(str(text))
+
+
+def inputs_note(df: pd.DataFrame, name: str, what: str) -> str | None:
+    """What to say when the table holds several inputs and only ``name`` is shown (``what``: "this report covers",
+    "this plot shows"), or None. The plot drew the first of several inputs without a word."""
+    inputs = df["input"].nunique()
+    if inputs <= 1:
+        return None
+    return f"The table holds {inputs} inputs; {what} {shown_name(name)} (choose another with --input)."
+
+
+def _stderr(message: str) -> None:
+    """``message`` on stderr; a closed or full stderr loses it rather than failing a plot that was drawn."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        print(message, file=sys.stderr, flush=True)
 
 
 def _intensity(df: pd.DataFrame) -> pd.DataFrame:
@@ -317,9 +342,11 @@ def clean(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     return df, notes
 
 
-# The ranges aulib writes: intensities 0–5, occurrence 0/1, probabilities and confidence 0–1
+# The ranges aulib writes: intensities 0–5, occurrence 0/1, probabilities and confidence 0–1. Only aulib's own p_*
+# columns (the emotion names) are probabilities: OpenFace's shape parameters p_scale, p_rx … p_33 were reported as
+# "values outside their column's range … aulib writes 0–1".
 _RANGES = ((re.compile(r"AU\d+_r$"), 0.0, 5.0, "0–5"), (re.compile(r"AU\d+_c$"), 0.0, 1.0, "0 or 1"),
-           (re.compile(r"(AU\d+_p|p_\w+|confidence)$"), 0.0, 1.0, "0–1"))
+           (re.compile(rf"(AU\d+_p|p_(?:{'|'.join(EMOTIONS)})|confidence)$"), 0.0, 1.0, "0–1"))
 
 
 def out_of_range(df: pd.DataFrame) -> list[str]:
@@ -342,11 +369,13 @@ def out_of_range(df: pd.DataFrame) -> list[str]:
 
 
 def figure(df: pd.DataFrame, input_name: str | None = None, face: int | None = None,
-           aus: Sequence[int] | None = None, smooth: float | None = None, style: str = "auto"):
+           aus: Sequence[int] | None = None, smooth: float | None = None, style: str = "auto",
+           log: Callable[[str], None] | None = None):
     """The matplotlib Figure for one input of an analysis table (see the module docstring).
 
     ``aus``: AU numbers to show (default all); ``smooth``: centred rolling mean over that many
-    seconds (videos); ``style``: ``lines`` (small multiples), ``heatmap`` or ``auto``.
+    seconds (videos); ``style``: ``lines`` (small multiples), ``heatmap`` or ``auto``; ``log``: told which input
+    is drawn when the table holds several and none was chosen (:func:`inputs_note`).
     """
     from matplotlib.figure import Figure
 
@@ -360,13 +389,16 @@ def figure(df: pd.DataFrame, input_name: str | None = None, face: int | None = N
     rows = df[df["input"].astype(str) == name]  # the input's full timeline (failed frames included)
     video = spans_frames(rows)
     faces = sorted(sub["face"].unique())[:MAX_FACES if video else MAX_IMAGE_FACES]
-    title = Path(name).name
+    several = inputs_note(df, name, "this plot shows") if input_name is None else None
+    if log and several:
+        log(f"warning: {several}")
+    title = shown_name(Path(name).name)
     n_all = sub["face"].nunique()
     if n_all > len(faces):
         title += f" (faces {', '.join(map(str, faces))} of {n_all}; choose with --face)"
     if not names:
         notes.insert(0, "no AU intensities (AUxx_r) in the table.")
-    tail = "".join(f"\n{n}" for n in notes)  # under the title: what is not shown, and why
+    tail = "".join(f"\n{shown_name(n)}" for n in notes)  # under the title: what is not shown, and why
     if video:
         frames = rows.groupby("frame")["timestamp"].first().sort_index().to_frame()  # gaps show as gaps
         lines, _ = _layout(names, style, bool(len(emo.columns)))
@@ -584,8 +616,9 @@ def read_checked(source: str | Path) -> pd.DataFrame:
 
 def plot_table(source: str | Path | pd.DataFrame, out: str | Path, input_name: str | None = None,
                face: int | None = None, aus: Sequence[int] | None = None, smooth: float | None = None,
-               style: str = "auto") -> Path:
-    """Read an analysis table (path or DataFrame) and save its plot to ``out`` (format by extension).
+               style: str = "auto", log: Callable[[str], None] | None = None) -> Path:
+    """Read an analysis table (path or DataFrame) and save its plot to ``out`` (format by extension). A table with
+    several inputs, none chosen: ``log`` (default: stderr) is told which one is drawn and how to choose another.
 
     Raises ValueError with a message naming the file for an unsupported ``out`` format, a missing,
     empty, unparsable or foreign table, an input/face/AU the table does not have, a bad style or
@@ -601,7 +634,7 @@ def plot_table(source: str | Path | pd.DataFrame, out: str | Path, input_name: s
     df = check_table(source, name) if isinstance(source, pd.DataFrame) else read_checked(source)
     refuse_overwriting(out, None if isinstance(source, pd.DataFrame) else source, df)
     try:
-        fig = figure(df, input_name, face, aus=aus, smooth=smooth, style=style)
+        fig = figure(df, input_name, face, aus=aus, smooth=smooth, style=style, log=log or _stderr)
     except (TypeError, KeyError) as e:
         raise ValueError(f"{name}: cannot plot this table ({type(e).__name__}: {e})") from None
     except ValueError as e:

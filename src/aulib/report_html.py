@@ -35,7 +35,7 @@ import pandas as pd
 
 from aulib import table
 from aulib.au.facs import au_label, facs_name, prototype_matches
-from aulib.face.record import au_name
+from aulib.face.record import EMOTIONS, au_name
 
 THUMB_HEIGHT = 150
 MAX_MOMENTS = 6
@@ -72,7 +72,11 @@ def _jpeg(rgb: np.ndarray) -> str:
 
 
 def _e(x: object) -> str:
-    return html.escape(str(x), quote=True)
+    """``x`` as HTML text: escaped, and its control characters written ``\\uXXXX`` (:func:`aulib.plot.shown_name`),
+    as the figures show them."""
+    from aulib.plot import shown_name
+
+    return html.escape(shown_name(x), quote=True)
 
 
 def row_unit(ok: pd.DataFrame) -> str:
@@ -84,52 +88,94 @@ def row_unit(ok: pd.DataFrame) -> str:
     return "face-frames" if ok["frame"].nunique() > 1 else "faces"
 
 
-def au_summary(ok: pd.DataFrame) -> pd.DataFrame:
+def au_summary(ok: pd.DataFrame, video: bool | None = None) -> pd.DataFrame:
     """Per AU over the face rows ``ok``: FACS name, mean intensity, % of rows present (the label says
-    what a row is: :func:`row_unit`), peak and its time."""
+    what a row is: :func:`row_unit`), peak intensity and where it is.
+
+    Every AU with an intensity or an occurrence column is listed: OpenFace writes AU28 as ``AU28_c`` alone, and it
+    was left out without a word (its intensity cells read "–"). The peak is the earliest row among equal maxima
+    (rows sorted by time, then face): an intensity of 5 reached in many frames was placed at whichever came first
+    in the file, so shuffled rows moved it. Its place is a time (``peak at (s)``) for a ``video`` (default: more
+    than one frame in ``ok``) and the face (``face at peak``) when there are several faces: "0.00 s" said nothing
+    of a photo, and a time alone did not say whose peak it was."""
     unit = row_unit(ok)
+    video = bool(ok["frame"].nunique() > 1) if video is None else video
+    several = ok["face"].nunique() > 1
+    ok = ok.sort_values(["timestamp", "face"], kind="stable")
     inten, occ = table.au_intensity(ok), table.au_occurrence(ok)
+    faces = ok["face"].to_numpy()
     rows = []
-    for name in inten.columns:
-        v = inten[name].to_numpy(np.float64)
+    for name in [au_name(a) for a in table.aus(ok)]:
+        if name not in inten.columns and name not in occ.columns:
+            continue
+        v = inten[name].to_numpy(np.float64) if name in inten.columns else np.full(len(ok), np.nan)
         finite = np.isfinite(v)
-        peak = int(np.nanargmax(v)) if finite.any() else None
+        peak = int(np.nanargmax(v)) if finite.any() else None  # the first of equal maxima
         present = occ[name].astype("float64").to_numpy() if name in occ.columns else np.full(len(ok), np.nan)
-        rows.append({
+        row = {
             "AU": name, "name": facs_name(name),
             "mean intensity": float(np.nanmean(v)) if finite.any() else float("nan"),
             f"% {unit} present": 100 * float(np.nanmean(present)) if np.isfinite(present).any() else float("nan"),
             "peak intensity": float(v[peak]) if peak is not None else float("nan"),
-            "peak at (s)": float(ok["timestamp"].iat[peak]) if peak is not None else float("nan"),
-        })
+        }
+        if video:
+            row["peak at (s)"] = float(ok["timestamp"].iat[peak]) if peak is not None else float("nan")
+        if several:
+            row["face at peak"] = float(faces[peak]) if peak is not None else float("nan")
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
 def emotion_summary(ok: pd.DataFrame) -> pd.DataFrame:
     """Per emotion: % of face rows the CNN labels with it, its mean probability, and % of rows whose
-    AUs fully match its FACS prototype (a row is what :func:`row_unit` says)."""
+    AUs fully match its FACS prototype (a row is what :func:`row_unit` says).
+
+    Each figure comes from its own columns and is "–" (NaN) only when they are absent: without ``emotion`` the
+    label shares read 0 for every emotion, without ``AUxx_c`` no prototype ever matched (0 everywhere), and
+    without the ``p_*`` columns the labels that were there were not counted and the neutral row was dropped."""
     unit = row_unit(ok)
-    aus = table.aus(ok)
     occ = table.au_occurrence(ok)
+    numbers = [a for a in table.aus(ok) if au_name(a) in occ.columns]  # AUs whose presence the table gives
     on = occ.astype("float64").fillna(0).to_numpy() == 1
-    numbers = [a for a in aus if au_name(a) in occ.columns]
     cols = [list(occ.columns).index(au_name(a)) for a in numbers]
+    modelled = {m.emotion for m in prototype_matches(numbers, ())}  # prototypes with an AU to look at
     full: dict[str, int] = {}
     for i in range(len(ok)):
         present = [a for a, j in zip(numbers, cols) if on[i, j]]
-        for m in prototype_matches(aus, present):
+        for m in prototype_matches(numbers, present):
             if m.level == "full":
                 full[m.emotion] = full.get(m.emotion, 0) + 1
     probs = table.emotion_probs(ok)
-    labels = ok["emotion"] if table.has_emotion(ok) else pd.Series([None] * len(ok), index=ok.index)
-    emotions = list(probs.columns) or list(table.RULE_EMOTIONS)
+    labelled = table.has_emotion(ok) and bool(ok["emotion"].notna().any())
+    labels = ok["emotion"] if labelled else None
+    emotions = list(EMOTIONS) if len(probs.columns) or labelled else list(table.RULE_EMOTIONS)
     n = max(len(ok), 1)
     return pd.DataFrame([{
         "emotion": e,
-        f"% {unit} (CNN label)": 100 * float((labels == e).sum()) / n if len(probs.columns) else float("nan"),
+        f"% {unit} (CNN label)": 100 * float((labels == e).sum()) / n if labels is not None else float("nan"),
         "mean probability": float(probs[e].mean()) if e in probs.columns else float("nan"),
-        f"% {unit} prototype fully matched": 100 * full.get(e, 0) / n if e in table.RULE_EMOTIONS else float("nan"),
+        f"% {unit} prototype fully matched": 100 * full.get(e, 0) / n if e in modelled else float("nan"),
     } for e in emotions])
+
+
+def _peak_row(ok: pd.DataFrame, raw: np.ndarray, smoothed: np.ndarray, seconds: float | None) -> int | None:
+    """The row of ``ok`` (sorted by time) to show as the peak of a trace: the highest raw value of the face within
+    the smoothing window around the smoothed trace's maximum (ties: the higher smoothed value, then the earliest),
+    or None when the trace does not vary (no peak). The smoothed maximum's own row was shown before: on a 0.1 s clip
+    the 0.5 s window covered every row, the smoothed trace was flat, and "peak of AU04" was the clip's minimum."""
+    finite = np.isfinite(raw)
+    if not finite.any() or (len(raw) > 1 and np.nanmax(raw) == np.nanmin(raw)):
+        return None
+    if not seconds or not np.isfinite(smoothed).any():
+        return int(np.nanargmax(raw))
+    t = ok["timestamp"].to_numpy(np.float64)
+    face = ok["face"].to_numpy()
+    c = int(np.nanargmax(smoothed))
+    near = np.flatnonzero((face == face[c]) & (np.abs(t - t[c]) <= seconds / 2) & finite)
+    if not len(near):
+        return None
+    sm = np.nan_to_num(smoothed[near], nan=-np.inf)
+    return int(near[np.lexsort((near, -sm, -raw[near]))[0]])
 
 
 def top_moments(ok: pd.DataFrame, smooth: float | None = 0.5, limit: int = MAX_MOMENTS) -> list[Moment]:
@@ -137,28 +183,38 @@ def top_moments(ok: pd.DataFrame, smooth: float | None = 0.5, limit: int = MAX_M
     neutral excluded), then the peak of the most active AU; no two within :data:`MIN_GAP_S`.
 
     Each face is smoothed on its own (:func:`aulib.plot.smooth_faces`): averaged together, two people's
-    traces would make peaks neither of them had, and hide the ones they had."""
+    traces would make peaks neither of them had, and hide the ones they had. The smoothed trace says whether and
+    where an emotion was strong; the frame shown is a real peak of the raw values (:func:`_peak_row`), and the text
+    quotes the frame's own value and the smoothed one, each named: "strongest happiness (50% CNN probability)"
+    stood over a frame whose CNN said 98 %, the 50 % being the mean over the window."""
     from aulib.plot import smooth_faces
 
     if ok.empty:
         return []
-    ok = ok.sort_values(["timestamp", "face"]).reset_index(drop=True)
+    ok = ok.sort_values(["timestamp", "face"], kind="stable").reset_index(drop=True)
     t = ok["timestamp"].to_numpy(np.float64)
     seconds = smooth if ok["frame"].nunique() > 1 else None
+    over = f", {{:.0%}} averaged over {seconds:g} s" if seconds else ""
     candidates: list[tuple[str, int]] = []
     probs = table.emotion_probs(ok)
     if len(probs.columns) and probs.notna().any().any():
         sm = smooth_faces(probs, ok, seconds)
         peaks = [(float(sm[e].max()), e) for e in sm.columns if e != "neutral" and sm[e].notna().any()]
         for p, e in sorted(peaks, reverse=True):
-            if p >= 0.5:
-                candidates.append((f"strongest {e} ({p:.0%} CNN probability)", int(np.nanargmax(sm[e].to_numpy()))))
+            raw = probs[e].to_numpy(np.float64)
+            i = _peak_row(ok, raw, sm[e].to_numpy(np.float64), seconds) if p >= 0.5 else None
+            if i is not None:
+                candidates.append((f"strongest {e} (CNN probability {raw[i]:.0%} in this frame{over.format(p)})", i))
     inten = table.au_intensity(ok)
     if len(inten.columns) and inten.notna().any().any():
         best = inten.mean().idxmax()
-        sm = smooth_faces(inten[[best]], ok, seconds)[best].to_numpy()
-        candidates.append((f"peak of {au_label(best)} (the most active AU)", int(np.nanargmax(sm))))
-    probs_all = table.emotion_probs(ok)
+        raw = inten[best].to_numpy(np.float64)
+        sm = smooth_faces(inten[[best]], ok, seconds)[best].to_numpy(np.float64)
+        i = _peak_row(ok, raw, sm, seconds)
+        if i is not None:
+            note = f", {np.nanmax(sm):.2f} averaged over {seconds:g} s" if seconds else ""
+            candidates.append((f"peak of {au_label(best)} (the most active AU; intensity {raw[i]:.2f} in this frame"
+                               f"{note})", i))
     out: list[Moment] = []
     for why, i in candidates:
         if len(out) >= limit or any(abs(m.timestamp - t[i]) < MIN_GAP_S for m in out):
@@ -167,9 +223,9 @@ def top_moments(ok: pd.DataFrame, smooth: float | None = 0.5, limit: int = MAX_M
         values = table.au_intensity(row).iloc[0]
         top = sorted(((k, float(v)) for k, v in values.items() if np.isfinite(v)), key=lambda kv: -kv[1])[:3]
         emotion = ""
-        if len(probs_all.columns) and probs_all.iloc[i].notna().any():
-            e = str(probs_all.iloc[i].idxmax())
-            emotion = f"{e} {float(probs_all.iloc[i][e]):.0%}"
+        if len(probs.columns) and probs.iloc[i].notna().any():
+            e = str(probs.iloc[i].idxmax())
+            emotion = f"{e} {float(probs.iloc[i][e]):.0%}"
         x, y, w, h = table.boxes(row)[0]
         out.append(Moment(why, int(row["frame"].iat[0]), float(t[i]), int(row["face"].iat[0]),
                           (float(x), float(y), float(w), float(h)), emotion, top))
@@ -362,23 +418,36 @@ code{background:#f2f2f2;padding:0 .25rem;border-radius:3px}
 
 def render(df: pd.DataFrame, input_name: str | None = None, face: int | None = None, video: str | Path | None = None,
            table_path: str | Path | None = None, smooth: float | None = 0.5) -> str:
-    """The report page (HTML text) for one input of an analysis table (see the module docstring)."""
+    """The report page (HTML text) for one input of an analysis table (see the module docstring). An input without
+    a face in any frame gets a page saying so (0 of N frames): it failed with "no successfully analysed face",
+    which is the finding itself, not an error."""
     import aulib
-    from aulib.plot import clean, figure, input_rows, select, spans_frames, unfinished_run, value_groups
+    from aulib.plot import (
+        clean,
+        figure,
+        input_rows,
+        inputs_note,
+        select,
+        spans_frames,
+        unfinished_run,
+        value_groups,
+    )
 
     if df.empty:
         raise ValueError("the table has no rows")
     df, cleaned = clean(df)
     name, rows = input_rows(df, input_name)
-    ok = select(df, name, face)
+    no_face = face is None and not (rows["success"] == 1).any()
+    ok = rows.iloc[0:0] if no_face else select(df, name, face)
     is_video = spans_frames(rows)  # as plot.figure decides it, so the caption describes the figure shown
     frames = rows["frame"].nunique()
     with_face = ok["frame"].nunique()
     duration = float(rows["timestamp"].max() - rows["timestamp"].min()) if is_video else 0.0
     notes = [] if table_path is None else [n for n in [unfinished_run(table_path)] if n]
-    inputs = df["input"].nunique()
-    if inputs > 1:
-        notes.append(f"The table holds {inputs} inputs; this report covers {name} (choose another with --input).")
+    notes += [n for n in [inputs_note(df, name, "this report covers")] if n]
+    if no_face:
+        notes.append(f"No face in any of the {frames} frames of {name} (0 of {frames}): nothing to measure."
+                     if frames > 1 else f"No face in {name}: nothing to measure.")
     notes += cleaned
     errors = rows["error"].fillna("").astype(str) if "error" in rows.columns else pd.Series("", index=rows.index)
     problems = errors[(rows["success"] == 0) & (errors != "") & ~errors.str.contains("no face", case=False)]
@@ -400,8 +469,8 @@ def render(df: pd.DataFrame, input_name: str | None = None, face: int | None = N
         if note:
             notes.append(note)
 
-    timeline = _png(figure(df, name, face, smooth=smooth if is_video else None, style="heatmap"))
-    aus = au_summary(ok)
+    timeline = "" if no_face else _png(figure(df, name, face, smooth=smooth if is_video else None, style="heatmap"))
+    aus = au_summary(ok, is_video)
     emo = emotion_summary(ok)
     meta = run_metadata(table_path)
     version = getattr(aulib, "__version__", "")
@@ -434,28 +503,47 @@ def render(df: pd.DataFrame, input_name: str | None = None, face: int | None = N
     what = (" and ".join(x for x in shown if x) + (f", smoothed over {smooth:g} s (centred rolling mean)"
                                                    if smooth else "")
             if is_video else "AU intensities (present AUs coloured) and emotion scores per face")
-    parts.append(f"<p class=muted>{_e(what)}.</p><img class=fig alt='emotion timeline' src='{timeline}'>")
+    if no_face:
+        parts.append("<p class=muted>No face to draw.</p>")
+    else:
+        parts.append(f"<p class=muted>{_e(what)}.</p><img class=fig alt='emotion timeline' src='{timeline}'>")
 
     unit = row_unit(ok)
     per = {"frames": "frames", "faces": "faces",
            "face-frames": "face-frames (each frame counts once per face with a face there)"}[unit]
+    where = ("its time (the earliest of equal maxima)" + (" and face" if "face at peak" in aus.columns else "")
+             if is_video else "the face with it")
+    only_c = [] if no_face else [au_name(a) for a in table.aus(ok) if table.intensity_column(a) not in ok.columns]
     parts.append("<h2>Action Units</h2><p class=muted>Over the rows with a face: mean intensity AUxx_r (0–5), "
-                 f"share of {_e(per)} where the AU is present (AUxx_c), and the strongest frame.</p>")
+                 f"share of {_e(per)} where the AU is present (AUxx_c), and the peak intensity with {_e(where)}."
+                 + (f" {_e(', '.join(only_c))}: no intensity column in the table (occurrence only), hence –."
+                    if only_c else "") + "</p>")
     present = f"% {unit} present"
-    parts.append(_table_html(aus, {"mean intensity": ".2f", present: ".0f", "peak intensity": ".2f",
-                                   "peak at (s)": ".2f"}, bars={"mean intensity": 5.0, present: 100.0}))
+    if no_face:
+        parts.append("<p class=muted>No face: no AU was measured.</p>")
+    else:
+        parts.append(_table_html(aus, {"mean intensity": ".2f", present: ".0f", "peak intensity": ".2f",
+                                       "peak at (s)": ".2f", "face at peak": ".0f"},
+                                 bars={"mean intensity": 5.0, present: 100.0}))
 
     parts.append(f"<h2>Emotions</h2><p class=muted>CNN: share of {_e(unit)} with that label and mean probability. "
                  f"FACS prototypes (EMFACS, Friesen &amp; Ekman 1983): share of {_e(unit)} where <em>every</em> "
                  "modelled AU of the emotion's prototype is present; partial overlaps are not counted, since single "
                  "AUs are shared by several prototypes.</p>")
     label, matched = f"% {unit} (CNN label)", f"% {unit} prototype fully matched"
-    parts.append(_table_html(emo, {label: ".0f", "mean probability": ".2f", matched: ".0f"},
-                             bars={label: 100.0, matched: 100.0}))
+    if no_face:
+        parts.append("<p class=muted>No face: no emotion was measured.</p>")
+    else:
+        parts.append(_table_html(emo, {label: ".0f", "mean probability": ".2f", matched: ".0f"},
+                                 bars={label: 100.0, matched: 100.0}))
 
     parts.append("<h2>Top moments</h2>")
-    if not moments:
-        parts.append("<p class=muted>None: no emotion reached 50 % and no AU was measured.</p>")
+    if no_face:
+        parts.append("<p class=muted>None: no face.</p>")
+    elif not moments:
+        parts.append("<p class=muted>None: no emotion's CNN probability reached 50 %"
+                     + (f" (averaged over {smooth:g} s)" if smooth and is_video else "")
+                     + " and no AU intensity has a peak (none measured, or the same in every row).</p>")
     elif video is None and is_video:
         parts.append("<p class=muted>Give the video (<code>--video clip.mp4</code>) for thumbnails.</p>")
     cards_html = []

@@ -232,6 +232,17 @@ def _plot(wide: pd.DataFrame, series: str, value: str, duration: float, columns:
     st.altair_chart(chart, width="stretch")
 
 
+def emotion_counts(ok: pd.DataFrame) -> str:
+    """The CNN labels of the face rows ``ok``, most frequent first, each with how many frames (one face) or face-frames
+    (several: a frame counts once per face in it) carry it. Every face's rows were counted and called "frames": two
+    people smiling through 100 frames read "happiness (200 frames)"."""
+    counts = ok["emotion"].value_counts()
+    if ok["face"].nunique() <= 1:
+        return ", ".join(f"{e} ({n} frame{'' if n == 1 else 's'})" for e, n in counts.items())
+    return (", ".join(f"{e} ({n} face-frame{'' if n == 1 else 's'})" for e, n in counts.items())
+            + f" — {ok['face'].nunique()} faces: each frame counts once per face in it")
+
+
 def show_results(df: pd.DataFrame, name: str) -> None:
     problem = (df["success"] == 0) & ~df["error"].str.contains("no face", case=False)
     ok = df[df["success"] == 1]
@@ -268,9 +279,7 @@ def show_results(df: pd.DataFrame, name: str) -> None:
                 st.markdown("**Emotions (% of prototype AUs) over time**")
                 _plot(table.rule_scores(main), "emotion", "percent", duration)
         if "emotion" in ok and ok["emotion"].notna().any():
-            counts = ok["emotion"].value_counts()
-            common = ", ".join(f"{e} ({n} frame{'' if n == 1 else 's'})" for e, n in counts.items())
-            st.markdown(f"**Most frequent CNN emotion:** {common}")
+            st.markdown(f"**Most frequent CNN emotion:** {emotion_counts(ok)}")
     shown = pd.concat([df[["frame", "timestamp", "face", "success", "error"]],
                        table.au_intensity(df).rename(columns=au_label),
                        df[["emotion"]] if table.has_emotion(df) else None], axis=1)
