@@ -145,11 +145,13 @@ class BatchResult:
     workers: dict[str, dict] = field(default_factory=dict)
 
     def summary(self) -> str:
-        """One line: inputs done / failed / skipped, frames, faces, wall time, frames per second per
-        worker (its frames over the seconds its tasks took) and overall."""
+        """One line: inputs done / failed / skipped, frames, faces found (one per face per frame: "169 frames, 72
+        faces" read as 72 people for one person seen in 72 frames), wall time, frames per second per worker (its
+        frames over the seconds its tasks took) and overall."""
         done = len(self.analysed) - len(self.failed)
         line = (f"inputs: {done} done, {len(self.failed)} failed, {len(self.skipped)} skipped; "
-                f"{self.frames} frames, {self.faces} faces, {self.rows} rows in {self.seconds:.1f} s")
+                f"{self.frames} frames, {self.faces} faces found (a face in a frame counts once), {self.rows} rows "
+                f"in {self.seconds:.1f} s")
         if self.seconds > 0 and self.frames:
             line += f" ({self.frames / self.seconds:.1f} frames/s overall)"
         if self.workers:
