@@ -242,3 +242,56 @@ def test_a_zero_terminal_width_in_the_environment_still_shows_errors(tmp_path):
         res = subprocess.run([sys.executable, "-m", "aulib", *args], capture_output=True, text=True, timeout=120,
                              cwd=tmp_path, env=env)
         assert res.returncode == 2 and "error:" in res.stderr, (args, res.stderr)
+
+
+def test_a_refused_run_in_a_terminal_erases_its_bar_and_shows_the_cursor(tmp_path):
+    """A run refused after its progress bar started (--resume with other options, a locked output, an unreachable
+    scheduler) left the bar on screen, glued the error to its line and the cursor hidden: the console was
+    silenced before rich's stop, which also shows the cursor again."""
+    photos = [str(sample("single_face.jpg")), str(sample("multi_face.jpg"))]
+    code, _ = _in_a_terminal(["analyze", *photos, "-o", "t.csv", "--emotion-model", "none"], tmp_path)
+    assert code == 0
+    code, out = _in_a_terminal(["analyze", *photos, "-o", "t.csv", "--emotion-model", "none", "--resume",
+                                "--every", "3"], tmp_path)
+    assert code == 2 and "--resume with other options" in out, out
+    assert out.count("\x1b[?25l") == out.count("\x1b[?25h") >= 1, repr(out)
+    import re
+
+    # the bar's line erased, the error written in its place
+    assert re.search(r"\x1b\[2K(\x1b\[31m)?error:", out.split("\x1b[?25h")[-1]), repr(out)
+
+
+def test_a_finished_run_in_a_terminal_ends_with_a_full_bar(tmp_path):
+    """--resume never counted the inputs it skipped: a complete run ended at 1/2 (or 0/2)."""
+    photos = [str(sample("single_face.jpg")), str(sample("multi_face.jpg"))]
+    code, _ = _in_a_terminal(["analyze", photos[0], "-o", "t.csv", "--emotion-model", "none"], tmp_path)
+    code, out = _in_a_terminal(["analyze", *photos, "-o", "t.csv", "--emotion-model", "none", "--resume"],
+                               tmp_path)
+    assert code == 0 and "2/2" in out and "1/2" not in out.split("\x1b[?25h")[-2:][0][-200:], repr(out)
+
+
+def test_ctrl_c_suggests_resume_only_where_there_is_an_output(monkeypatch):
+    """Ctrl-C in a run without -o or --per-input said "the same command with --resume finishes what is left",
+    and that command was refused ("--resume needs -o or --per-input")."""
+    import aulib.batch
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(aulib.batch, "run_batch", interrupted)
+    photo = str(sample("single_face.jpg"))
+    res = runner.invoke(app, ["analyze", photo, "--emotion-model", "none"])
+    assert res.exit_code == 130 and "interrupted" in res.output and "--resume" not in res.output, res.output
+    res = runner.invoke(app, ["analyze", photo, "--emotion-model", "none", "-o", "never.csv"])
+    assert res.exit_code == 130 and "--resume finishes what is left" in res.output, res.output
+
+
+def test_faces_says_an_animation_was_read_on_its_first_frame(tmp_path):
+    """``aulib analyze anim.gif`` warned that only the first of its frames was analysed; ``aulib faces`` said
+    nothing."""
+    from PIL import Image
+
+    face = Image.open(sample("single_face.jpg"))
+    face.save(tmp_path / "anim.gif", save_all=True, append_images=[face.transpose(Image.FLIP_LEFT_RIGHT), face])
+    res = runner.invoke(app, ["faces", str(tmp_path / "anim.gif"), "-o", str(tmp_path / "f.csv")])
+    assert res.exit_code == 0 and "3 frames or pages; only the first was analysed" in res.output, res.output

@@ -485,7 +485,8 @@ def test_faces_checks_its_table_before_the_work_and_never_leaves_a_cut_one(tmp_p
 
 def test_an_image_overlay_path_is_a_file_for_one_photo(tmp_path):
     """``--overlay x.png`` for one photo made a folder named x.png (an .mp4 path was already honoured for
-    one video); for several inputs it is refused with a warning, and it never overwrites the input."""
+    one video); for several inputs it is refused before any work (the whole run was analysed, then a warning said
+    no overlay was written), and it never overwrites the input."""
     photo = str(sample("single_face.jpg"))
     res = runner.invoke(app, ["analyze", photo, "-o", str(tmp_path / "a.csv"), "--overlay", str(tmp_path / "o.png"),
                               "--emotion-model", "none"])
@@ -497,8 +498,11 @@ def test_an_image_overlay_path_is_a_file_for_one_photo(tmp_path):
     assert res.exit_code == 0 and (tmp_path / "f.jpg").is_file(), res.output
     res = runner.invoke(app, ["analyze", photo, str(sample("multi_face.jpg")), "-o", str(tmp_path / "b.csv"),
                               "--overlay", str(tmp_path / "two.png"), "--emotion-model", "none"])
-    assert res.exit_code == 0 and "an image overlay file is only for a single image input" in res.output
-    assert not (tmp_path / "two.png").exists()
+    assert res.exit_code == 2 and "error: " in res.output
+    assert "an image overlay file is only for a single image input" in res.output
+    assert not (tmp_path / "two.png").exists() and not (tmp_path / "b.csv").exists()
+    res = runner.invoke(app, ["faces", photo, str(sample("multi_face.jpg")), "--overlay", str(tmp_path / "two.png")])
+    assert res.exit_code == 2 and "an image overlay file is only for a single image input" in res.output
     copy = tmp_path / "in.jpg"
     shutil.copy(photo, copy)
     res = runner.invoke(app, ["analyze", str(copy), "-o", str(tmp_path / "c.csv"), "--overlay", str(copy)])

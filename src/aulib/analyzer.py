@@ -362,11 +362,10 @@ class Analyzer:
         # A multi-page TIFF or an animation: only the first frame is analysed, and the user is told — in the
         # row when it has no face, else as a warning (a GIF whose second frame held five faces gave one row and
         # no word). Not for JPEG: a camera's MPO photo carries a preview or depth image as its second frame.
-        n = frame_count(path) if not is_url(path) and suffix(path) in MULTI_FRAME_SUFFIXES else 1
+        n = image_frames(path)
         rows = first_frame_rows(rows, n)
         if n > 1 and any(f.success for f in faces):
-            warnings.warn(f"{path}: {n} frames or pages; only the first was analysed (to analyse every frame, "
-                          "convert the file to a video)", MultiFrameImageWarning, stacklevel=3)
+            warnings.warn(multi_frame_note(path, n), MultiFrameImageWarning, stacklevel=3)
         yield table.Rows(rows, self.columns)
 
     def analyze(self, paths: str | Path | Iterable[str | Path] | np.ndarray, cropped: bool | None = None,
@@ -425,6 +424,17 @@ MULTI_FRAME_SUFFIXES = frozenset({".gif", ".png", ".apng", ".webp", ".tif", ".ti
 
 class MultiFrameImageWarning(UserWarning):
     """An image file with several frames or pages, of which only the first was analysed."""
+
+
+def image_frames(path: str | Path) -> int:
+    """Frames or pages of an image file that can hold several (:data:`MULTI_FRAME_SUFFIXES`), else 1."""
+    return frame_count(path) if not is_url(path) and suffix(path) in MULTI_FRAME_SUFFIXES else 1
+
+
+def multi_frame_note(path: str | Path, frames: int) -> str:
+    """What a user is told of a file of several frames or pages whose first holds a face."""
+    return (f"{path}: {frames} frames or pages; only the first was analysed (to analyse every frame, convert the "
+            "file to a video)")
 
 
 def first_frame_rows(rows: list[dict], frames: int) -> list[dict]:

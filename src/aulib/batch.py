@@ -302,10 +302,11 @@ def overlay_file(overlay: Path, files: list[Source]) -> tuple[str | None, bool]:
     return kind, kind is not None and len(files) == 1 and is_video(files[0]) == (kind == "video")
 
 
-def overlay_misfit(overlay: Path, kind: str) -> str:
-    """The warning for an overlay file given to a run it does not fit (no overlays are written)."""
+def overlay_misfit(overlay: Path, kind: str, refused: bool = False) -> str:
+    """What is said of an overlay file given to a run it does not fit: a warning (no overlays are written), or, for
+    the command line, which refuses it before any work (``refused``)."""
     return (f"{table_text(str(overlay))}: an {'image ' if kind == 'image' else ''}overlay file is only for a single "
-            f"{kind} input; give a folder for several inputs (no overlays written)")
+            f"{kind} input; give a folder for several inputs{'' if refused else ' (no overlays written)'}")
 
 
 def _overlay_suffix(name: str) -> str:

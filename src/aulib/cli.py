@@ -187,8 +187,15 @@ def _refuse_empty_values(group: TyperGroup, ctx: typer.Context, args: list[str])
 
 def _running_as_program() -> bool:
     """The process is the ``aulib`` command (console script or ``python -m aulib.cli``), not a host that
-    called the CLI in-process (a test runner, a notebook), which must not be ended by it."""
-    return Path(sys.argv[0]).name in ("aulib", "cli.py", "__main__.py") and threading.main_thread().is_alive()
+    called the CLI in-process (a test runner, a notebook), which must not be ended by it. Told by the module run
+    as the program: any ``python -m X`` runs a ``__main__.py`` (``python -m pytest`` was taken for aulib, and a
+    Ctrl-C in a test of the command ended the test run)."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if spec is not None:  # python -m aulib / python -m aulib.cli
+        ours = spec.name in ("aulib.__main__", "aulib.cli")
+    else:  # the console script, a file run as the program
+        ours = Path(sys.argv[0]).name in ("aulib", "aulib.exe")
+    return ours and threading.main_thread().is_alive()
 
 
 def _reader_gone() -> None:
@@ -236,7 +243,8 @@ class _ErrorHandlingGroup(TyperGroup):
             from aulib.console import Terminated
 
             sub = ctx.invoked_subcommand
-            hint = "; the same command with --resume finishes what is left" if sub == "analyze" else ""
+            # only where there is an output to resume from: without -o or --per-input, --resume is refused
+            hint = "; the same command with --resume finishes what is left" if sub == "analyze" and _resumable else ""
             code = 143 if isinstance(e, Terminated) else 130  # SIGTERM: the shell's 128 + 15
             err.print(f"{'terminated' if code == 143 else 'interrupted'}{hint}")
             if _running_as_program():
@@ -278,12 +286,19 @@ def _drop(prog: Progress) -> None:
     """Take a run's progress bar off the screen before its one error line (a refused run left
     "analyze 0/4" printed after the error)."""
     prog.live.transient = True
-    err.quiet = True  # rich's stop writes an empty line on a console that is not a terminal
+    # rich's stop writes an empty line on a console that is not a terminal; on a terminal it must speak: it erases
+    # the bar and shows the cursor again (quiet, the bar stayed, the error was glued to its line, and the shell came
+    # back with the cursor hidden)
+    err.quiet = not err.is_terminal
     try:
         prog.stop()
     finally:
         err.quiet = False
     prog.stop = lambda: None  # type: ignore[method-assign]  # and leaving the ``with`` would write it again
+
+
+# set by ``analyze`` once its options are checked: whether it writes an output that --resume can finish
+_resumable = False
 
 
 def _nothing_read(n: int) -> None:
@@ -319,6 +334,18 @@ def _local_folder(option: str, where: Path | None) -> None:
     if where is not None and re.match(r"[A-Za-z][A-Za-z0-9+.-]*:/", str(where)):
         _fail(escape(f"{option} writes local files: give a folder, not a URL ({redact(str(where))}); for an object "
                      "store, aulib analyze -o PREFIX/ writes one Parquet part per input"))
+
+
+def _overlay_fits(overlay: Path | None, files: list) -> None:
+    """Refuse, before any work, an overlay *file* for a run it does not fit (several inputs, or a video's .mp4 for
+    a photo): the whole run was analysed (a 472-frame clip) and then warned that no overlay was written."""
+    if overlay is None:
+        return
+    from aulib.batch import dedupe, overlay_file, overlay_misfit
+
+    kind, fits = overlay_file(overlay, dedupe(list(files))[0])
+    if kind is not None and not fits:
+        _fail(escape(overlay_misfit(overlay, kind, refused=True)))
 
 
 def _overlay_name(overlay: Path | None) -> None:
@@ -432,6 +459,7 @@ def faces(
     _local_folder("--overlay", overlay)
     _overlay_name(overlay)
     files = _inputs(paths, out)
+    _overlay_fits(overlay, files)
     if out is not None:  # before the work, as analyze does: a table that cannot be written must not cost the run
         _writable_table(out, files)
     from aulib.batch import dedupe
@@ -524,6 +552,7 @@ def analyze(
             _fail(escape(redact(str(e))))
     out_arg: Path | str | None = out if parted or out is None else Path(out)
     files = _inputs(paths, None if parted else out_arg)
+    _overlay_fits(overlay, files)
     if calibrate_mode not in ("video", "running"):
         _fail(f"--calibrate-mode must be video or running, not {calibrate_mode!r}")
     if fmt is None:
@@ -534,6 +563,9 @@ def analyze(
         fmt = fmt.lower()  # as -o x.CSV is taken (--format CSV was refused)
     if resume and out is None and per_input is None:
         _fail("--resume needs -o or --per-input (where the finished inputs are)")
+    _check_names(detector=detector, emotion_model=emotion_model)  # in the options' words, as bench says it
+    global _resumable
+    _resumable = out is not None or per_input is not None
     camera = None
     if intrinsics is not None:
         try:
@@ -617,6 +649,12 @@ def analyze(
         except (OSError, ValueError) as e:  # unreachable scheduler, unwritable output, locked, --resume mismatch
             _drop(prog)
             _fail(escape(table_text(redact(error_line(e)))))
+        # a finished run's bar ends full: inputs --resume skipped were never counted (3/5 for a complete run), and a
+        # video that declares more frames than it holds stopped at 95/98
+        if one_video:
+            prog.update(task, total=prog.tasks[0].completed)
+        else:
+            prog.update(task, completed=len(unique))
     # user-provided text (paths: [x] is not markup, odd bytes are shown as \xNN) is escaped for rich
     for note in res.warnings:
         err.print(f"[yellow]warning:[/yellow] {escape(note)}")

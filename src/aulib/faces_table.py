@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import pandas as pd
 
+from aulib.analyzer import first_frame_rows, image_frames, multi_frame_note
 from aulib.batch import output_paths, overlay_file, overlay_misfit, refuse_overwriting_inputs
 from aulib.draw import draw_faces
 from aulib.face import FacePipeline
@@ -42,7 +43,11 @@ def faces_table(files: list[Path], cropped: bool = False, detector: str = "retin
             rows.append(empty_row(str(p), str(e)))
         else:
             found = [fp.cropped(img)] if cropped else fp(img)
-            rows.extend(face_rows(found, str(p)))
+            # an animation or a multi-page TIFF: its first frame only, said as analyze says it (faces said nothing)
+            n = image_frames(p)
+            rows.extend(first_frame_rows(face_rows(found, str(p)), n))
+            if n > 1 and any(f.success for f in found) and warn is not None:
+                warn(multi_frame_note(table_text(str(p)), n))
             if target is not None:
                 try:
                     target.parent.mkdir(parents=True, exist_ok=True)
