@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -13,7 +14,7 @@ from aulib.cli import app
 from aulib.io import expand_inputs
 from aulib.table import read_table
 
-from .conftest import input_tree
+from .conftest import input_tree, sample
 
 runner = CliRunner()
 SPEC = AnalyzerSpec(emotion_model="none")
@@ -414,3 +415,19 @@ def test_a_signal_while_a_videos_rows_are_being_written_still_marks_it_cut_short
     monkeypatch.setattr(table_mod.TableAppender, "_append", real)
     cut = read_table(out)
     assert len(cut) >= 2 and cut.success.iloc[-1] == 0 and "analysis interrupted" in cut.error.iloc[-1]
+
+
+@pytest.mark.parametrize("partitioned", [False, True])
+def test_a_damaged_video_is_said_in_the_run_warnings(tmp_path, analyzer, partitioned):
+    """A video with frames lost to damage said so only in the table's last row: the run printed "1 done, 0 failed"
+    and nothing else (an animation's other frames were warned of)."""
+    data = bytearray(sample("single_face.mp4").read_bytes())
+    start = len(data) // 3
+    data[start:start + 3000] = np.random.default_rng(1).integers(0, 256, 3000, dtype=np.uint8).tobytes()
+    bad = tmp_path / "damaged.mp4"
+    bad.write_bytes(bytes(data))
+    out = tmp_path / ("parts" if partitioned else "t.csv")
+    res = run_batch([bad], SPEC, out=out, partitioned=partitioned, analyzer=analyzer)
+    assert not res.failed and any(w.startswith(f"{bad}: video damaged: ") for w in res.warnings), res.warnings
+    healthy = run_batch([sample("single_face.mp4")], SPEC, out=tmp_path / "h.csv", analyzer=analyzer)
+    assert not healthy.warnings

@@ -153,6 +153,26 @@ def test_a_damaged_spot_costs_its_frames_not_the_rest_of_the_video(analyzer, tmp
     assert f"{len(lost)} frame(s) lost: {lost[0]}" in df.error.iloc[-1]
 
 
+def test_damage_before_max_frames_is_named_too(tmp_path):
+    """With --max-frames, a damaged stretch inside the frames analysed went unreported: the reader stopped at the
+    cap before saying what it had skipped (frames 145–152 missing, no row)."""
+    from aulib.video.reader import FrameReader
+
+    data = bytearray(sample("single_face.mp4").read_bytes())
+    rng = np.random.default_rng(1)
+    start = len(data) // 3
+    data[start:start + 3000] = rng.integers(0, 256, 3000, dtype=np.uint8).tobytes()
+    bad = tmp_path / "damaged.mp4"
+    bad.write_bytes(bytes(data))
+    r = FrameReader(bad, max_frames=60, threaded=False)
+    got = [f.index for f in r]
+    lost = sorted(set(range(got[-1] + 1)) - set(got))
+    assert len(got) == 60 and lost and r.stats.error.startswith(f"{bad}: video damaged: "), r.stats.error
+    assert f"{len(lost)} frame(s) lost: {lost[0]}" in r.stats.error and "truncated" not in r.stats.error
+    whole = FrameReader(sample("single_face.mp4"), max_frames=60, threaded=False)
+    assert len(list(whole)) == 60 and whole.stats.error == ""  # a healthy clip cut at the cap says nothing
+
+
 def test_frames_of_a_damaged_stream_come_in_time_order_and_concealed_damage_is_named(analyzer, tmp_path):
     """11 bytes flipped in no_face.mp4 (found by fuzzing): FFmpeg raised no error, handed some frames over out
     of presentation order (the table's times ran backwards under contiguous frame numbers) and dropped

@@ -1961,6 +1961,10 @@ def _run(files: list[Path], spec: AnalyzerSpec, out: Path | None, per: PerInputS
                 raise
             if t.all_failed:
                 failed.append(name)
+            elif t.error:  # analysed, but part of it was lost (a damaged or truncated video, a file that changed
+                # while it was read): said only in the table's last row, the run said "1 done, 0 failed" and nothing
+                # else; an animation's first-frame note says it alike
+                warnings.append(t.error)
             n_rows, n_frames, n_faces = n_rows + t.rows, n_frames + len(t.frames), n_faces + t.faces
             if progress is not None:
                 progress(p)
@@ -2024,6 +2028,8 @@ def _run_partitioned(files: list[Source], spec: AnalyzerSpec, root: str, resume:
                 res.faces += int(entry.get("faces", 0))
                 if entry.get("status") != "done":
                     res.failed.append(entry["input"])
+                elif entry.get("error"):  # analysed, but part of it was lost (see _run)
+                    warnings.append(str(entry["error"]))
                 w = entry.get("worker")
                 if w:
                     acc = res.workers.setdefault(w, {"inputs": 0, "frames": 0, "seconds": 0.0})

@@ -587,6 +587,7 @@ class FrameReader:
         attributed = 0  # corrupt packets and out-of-order frames already placed as lost frames (variable rate)
         it = self._in_time_order(self._decoded())
         t0 = time.perf_counter()
+        capped = False  # stopped at --max-frames: the rest of the file was not read, which is no truncation
         try:
             for frame in it:
                 index = st.decoded + lost
@@ -650,7 +651,8 @@ class FrameReader:
                     yield VideoFrame(index, t, img, self._prepared(img, index))
                     t0 = time.perf_counter()
                     if self.max_frames is not None and st.selected >= self.max_frames:
-                        return
+                        capped = True  # damage before this point is still said (it went unreported)
+                        break
                 if self._stop.is_set():
                     return
         except Exception as e:  # the demuxer itself failed, or MAX_BAD_PACKETS corrupt packets in a row
@@ -660,8 +662,8 @@ class FrameReader:
                         f"{': ' + unread if unread else ''} ({type(e).__name__}: {self._message(e)})")
         else:
             read = st.decoded + lost  # the number of the first frame not read
-            truncated = st.decoded > 0 and self._ends_early(read)
-            if self._trailing_bad and st.decoded and not truncated:
+            truncated = st.decoded > 0 and not capped and self._ends_early(read)
+            if self._trailing_bad and st.decoded and not truncated and not capped:
                 # the end of a whole stream was damaged: one frame per packet (in a cut file the packets the
                 # cut went through are part of what was not read)
                 gaps.append((read, read + self._trailing_bad - 1))
