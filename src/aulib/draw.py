@@ -7,6 +7,7 @@ never table column names, so every front end shows the same thing for the same f
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -55,6 +56,120 @@ def _draw_gaze(out: np.ndarray, face: Face, thick: int) -> None:
                  GAZE_COLOR, max(1, thick // 2), cv2.LINE_AA)
 
 
+# Gap in pixels between a label and what it is placed against (another label; a box: this beyond its line).
+LABEL_GAP = 2
+Rect = tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels, x1/y1 exclusive
+
+
+@dataclass(frozen=True)
+class Label:
+    """One text of an overlay and where it goes: ``rect`` (x0, y0, x1, y1) in pixels, x1/y1 exclusive.
+
+    ``kind`` "tag" (``#id emotion 87%`` on a filled box in the face's colour) or "aus" (the three strongest AU
+    intensities, yellow text); ``face`` the index of its face in the list drawn.
+    """
+
+    text: str
+    kind: str
+    face: int
+    rect: Rect
+    font_scale: float
+    thickness: int
+    baseline: int
+    color: tuple[int, int, int]
+
+
+def _overlaps(a: Rect, b: Rect) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _place(size: tuple[int, int], box: Rect, frame: tuple[int, int], sides: Sequence[str], avoid: Sequence[Rect],
+           line: int = 1) -> Rect | None:
+    """Where a ``size`` (w, h) label of the face ``box`` (x, y, w, h) goes inside ``frame`` (w, h) without
+    touching any rect of ``avoid``, or None. ``sides`` in order of preference: "above"/"below" the box,
+    "top"/"bottom" inside it; each left- then right-aligned with the box, and slid away from a label in the way
+    (a tag and the AU line of one face stack up) by at most three label heights, so a label stays by its face.
+    ``line``: the box's line width, which a label leaves free."""
+    lw, lh = size
+    W, H = frame
+    x, y, w, h = box
+    g = LABEL_GAP
+    b = g + line // 2  # from the box's edge
+    aligned = list(dict.fromkeys((min(max(x, 0), W - lw), min(max(x + w - lw, 0), W - lw))))
+    for side in sides:
+        y0 = {"above": y - b - lh, "below": y + h + b + 1, "top": y + b + 1, "bottom": y + h - b - lh}[side]
+        step = -1 if side in ("above", "bottom") else 1  # slid up from above or the bottom, down otherwise
+        for slide in (False, True):  # right against the box, either alignment, before further away
+            for x0 in aligned:
+                yy = y0
+                while abs(yy - y0) <= 3 * lh and 0 <= yy and yy + lh <= H:
+                    rect = (x0, yy, x0 + lw, yy + lh)
+                    hit = [r for r in avoid if _overlaps(rect, r)]
+                    if not hit:
+                        return rect
+                    if not slide:
+                        break
+                    yy = min(r[1] for r in hit) - g - lh if step < 0 else max(r[3] for r in hit) + g
+    return None
+
+
+def layout_labels(shape: Sequence[int], faces: Sequence[Face], labels: Sequence[str] | None = None,
+                  aus: bool = False) -> list[Label]:
+    """Texts :func:`draw_faces` writes for ``faces`` on an image of ``shape`` (H, W, …), placed inside the image
+    and clear of each other where there is room (every tag first, then the AU lines): a tag above its box,
+    else below it, else inside it; an AU line below its box, else above, else inside. A label goes where it
+    also leaves the other faces' boxes free when it can.
+
+    Before, the tag went above the box or else below it and the AU line below the box, clamped to the image's
+    last row: a face reaching the bottom of a frame had both written over each other, a tag could run off the
+    right edge, and in a group photo a tag was hidden under the next face's box and tag."""
+    H, W = int(shape[0]), int(shape[1])
+    scale = max(0.7, max(H, W) / 700)
+    thick = max(1, int(round(2 * scale)))
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    boxes: dict[int, Rect] = {}  # x, y, w, h of each face with a box
+    for n, f in enumerate(faces):
+        if f.box is not None:
+            x, y, w, h = (int(round(float(v))) for v in f.box)
+            boxes[n] = (x, y, w, h)
+    texts: list[tuple[str, str, int, float, int, tuple[int, int, int]]] = []
+    for n, f in enumerate(faces):
+        if n not in boxes:
+            continue
+        w = boxes[n][2]
+        text = labels[n] if labels is not None else face_label(f)
+        fs = 0.6 * scale
+        tw = cv2.getTextSize(text, font, fs, thick)[0][0]
+        if tw > max(1.5 * w, 80):  # small faces (group photos): shrink the tag to about the box width
+            fs *= max(1.5 * w, 80) / tw
+        texts.append((text, "tag", n, fs, thick, OK_COLOR if f.success else FAIL_COLOR))
+    if aus:
+        for n, f in enumerate(faces):
+            top = top_aus(f)
+            if top and n in boxes:
+                texts.append((" ".join(f"{k} {v:.1f}" for k, v in top), "aus", n, 0.45 * scale, max(1, int(scale)),
+                              (255, 255, 0)))
+    placed: list[Label] = []
+    for text, kind, n, fs, th_, color in texts:
+        (tw, th), base = cv2.getTextSize(text, font, fs, th_)
+        pad = 7 if kind == "tag" else 2  # the tag's filled box is wider than its text
+        if tw + pad > W:  # wider than the image: written smaller rather than cut
+            fs *= max(W - pad, 1) / tw
+            (tw, th), base = cv2.getTextSize(text, font, fs, th_)
+        size = (min(tw + pad, W), min(th + base + (4 if kind == "tag" else 2), H))
+        sides = ("above", "below", "top", "bottom") if kind == "tag" else ("below", "above", "bottom", "top")
+        own = [lab.rect for lab in placed]
+        others = [(x, y, x + w, y + h) for m, (x, y, w, h) in boxes.items() if m != n]
+        box = boxes[n]
+        rect = (_place(size, box, (W, H), sides, own + others, thick) or _place(size, box, (W, H), sides, own, thick)
+                or _place(size, box, (W, H), sides[:1], [], thick))
+        if rect is None:  # not even alone: against the image's edge
+            x0, y0 = min(max(box[0], 0), W - size[0]), min(max(box[1] - LABEL_GAP - size[1], 0), H - size[1])
+            rect = (x0, y0, x0 + size[0], y0 + size[1])
+        placed.append(Label(text, kind, n, rect, fs, th_, base, color))
+    return placed
+
+
 def draw_faces(image: np.ndarray, faces: Sequence[Face], labels: Sequence[str] | None = None,
                numbers: bool = False, aus: bool = False) -> np.ndarray:
     """Copy of an RGB ``(H, W, 3)`` uint8 image with each face's box, 68 points, iris centres and gaze
@@ -62,14 +177,17 @@ def draw_faces(image: np.ndarray, faces: Sequence[Face], labels: Sequence[str] |
 
     ``labels``: one text per face (default :func:`face_label`). ``numbers``: also write each
     landmark's index (useful on a still photo, unreadable on a live face). ``aus``: write the three
-    strongest AU intensities under the box (video overlays). Line widths and fonts scale with the
-    image so a 4K photo and a 640×360 frame look alike.
+    strongest AU intensities by the box (video overlays). Line widths and fonts scale with the
+    image so a 4K photo and a 640×360 frame look alike. The texts are placed by :func:`layout_labels`
+    and written after every face's box and points (a neighbour's box was drawn over a tag before).
     """
     out = np.ascontiguousarray(image).copy()
     scale = max(0.7, max(image.shape[:2]) / 700)
     thick = max(1, int(round(2 * scale)))
     font = cv2.FONT_HERSHEY_SIMPLEX
-    for n, f in enumerate(faces):
+    for f in faces:
+        if f.box is None:
+            continue
         x, y, w, h = (int(round(float(v))) for v in f.box)
         color = OK_COLOR if f.success else FAIL_COLOR
         cv2.rectangle(out, (x, y), (x + w, y + h), color, thick)
@@ -81,21 +199,15 @@ def draw_faces(image: np.ndarray, faces: Sequence[Face], labels: Sequence[str] |
                     cv2.putText(out, str(i), (int(px) + 2, int(py) - 2), cv2.FONT_HERSHEY_PLAIN,
                                 0.6 * scale, (255, 255, 0), 1)
         _draw_gaze(out, f, thick)
-        text = labels[n] if labels is not None else face_label(f)
-        fs = 0.6 * scale
-        (tw, th), base = cv2.getTextSize(text, font, fs, thick)
-        if tw > max(1.5 * w, 80):  # small faces (group photos): shrink the tag to about the box width
-            fs *= max(1.5 * w, 80) / tw
-            (tw, th), base = cv2.getTextSize(text, font, fs, thick)
-        ty = y - 6 if y - th - base - 6 > 0 else y + h + th + 6
-        cv2.rectangle(out, (x - 1, ty - th - 4), (x + tw + 6, ty + base), color, -1)
-        cv2.putText(out, text, (x + 3, ty - 1), font, fs, (0, 0, 0), thick, cv2.LINE_AA)
-        if aus:
-            top = top_aus(f)
-            if top:
-                line = " ".join(f"{k} {v:.1f}" for k, v in top)
-                cv2.putText(out, line, (x, min(image.shape[0] - 4, y + h + int(18 * scale))), font,
-                            0.45 * scale, (255, 255, 0), max(1, int(scale)), cv2.LINE_AA)
+    for lab in layout_labels(image.shape, faces, labels, aus):
+        x0, y0, x1, y1 = lab.rect
+        if lab.kind == "tag":
+            cv2.rectangle(out, (x0, y0), (x1 - 1, y1 - 1), lab.color, -1)
+            cv2.putText(out, lab.text, (x0 + 4, y1 - lab.baseline - 1), font, lab.font_scale, (0, 0, 0),
+                        lab.thickness, cv2.LINE_AA)
+        else:
+            cv2.putText(out, lab.text, (x0 + 1, y1 - lab.baseline - 1), font, lab.font_scale, lab.color,
+                        lab.thickness, cv2.LINE_AA)
     return out
 
 
