@@ -275,3 +275,16 @@ def test_names_with_control_characters_are_escaped_in_the_page_and_figure(tmp_pa
         page = write_report(df, tmp_path / "r.html").read_text(encoding="utf-8")
     assert not [str(w.message) for w in seen if "Glyph" in str(w.message)]
     assert "\x1b" not in page and "\x07" not in page and "ansi\\u001b[31mRED" in page
+
+
+def test_report_with_video_picks_that_videos_input_from_a_mixed_table(tmp_path):
+    """``aulib analyze photos/ clip.mp4 -o out.csv`` then ``aulib report out.csv --video clip.mp4`` was refused:
+    the first input (a photo) was the default, "--video is for a video's table"."""
+    from aulib.batch import AnalyzerSpec, run_batch
+    from aulib.report_html import render
+
+    clip = sample("single_face.mp4")
+    df = run_batch([sample("single_face.jpg"), clip], AnalyzerSpec(emotion_model="none"), keep_table=True,
+                   video_options={"max_frames": 12}).table
+    page = render(df, video=clip)
+    assert "single_face.mp4" in page and "is one image" not in page

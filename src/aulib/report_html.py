@@ -22,6 +22,7 @@ HTML-escaped.
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as _dt
 import html
 import io
@@ -416,6 +417,23 @@ code{background:#f2f2f2;padding:0 .25rem;border-radius:3px}
 """
 
 
+def _input_of(df: pd.DataFrame, video: str | Path) -> str | None:
+    """The table's input that is ``video`` (the same file, else the one input of that file name), or None: a table
+    of photos and a clip, reported with ``--video clip.mp4``, was refused ("--video is for a video's table;
+    photos/BW.jpg is one image"), the first input being the default."""
+    import os
+
+    if "input" not in df.columns:
+        return None
+    names = [str(n) for n in pd.unique(df["input"].dropna())]
+    with contextlib.suppress(OSError, ValueError):
+        same = [n for n in names if os.path.exists(table.text_path(n)) and os.path.samefile(table.text_path(n), video)]
+        if len(same) == 1:
+            return same[0]
+    named = [n for n in names if Path(table.text_path(n)).name == Path(video).name]
+    return named[0] if len(named) == 1 else None
+
+
 def render(df: pd.DataFrame, input_name: str | None = None, face: int | None = None, video: str | Path | None = None,
            table_path: str | Path | None = None, smooth: float | None = 0.5) -> str:
     """The report page (HTML text) for one input of an analysis table (see the module docstring). An input without
@@ -436,6 +454,8 @@ def render(df: pd.DataFrame, input_name: str | None = None, face: int | None = N
     if df.empty:
         raise ValueError("the table has no rows")
     df, cleaned = clean(df)
+    if input_name is None and video is not None:
+        input_name = _input_of(df, video)
     name, rows = input_rows(df, input_name)
     no_face = face is None and not (rows["success"] == 1).any()
     ok = rows.iloc[0:0] if no_face else select(df, name, face)

@@ -118,6 +118,37 @@ def url_timeout() -> float:
     return number("AULIB_URL_TIMEOUT", 30.0, 0.1, maximum=1e6)
 
 
+# Web servers (scheme://host) that let a request wait out AULIB_URL_TIMEOUT in this process: their later requests
+# fail at once. fsspec asks a server several times for one input (a listing check, HEAD then GET for its size, the
+# read), and a server that never answers held a one-photo run 5 × the timeout (150 s, "no answer within 30 s"),
+# every later input of that server as long again.
+_UNANSWERED: set[str] = set()
+
+
+def _server(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme.lower()}://{parts.netloc.split('@')[-1].lower()}"
+
+
+def _timed_out(e: BaseException | None) -> bool:
+    """Whether ``e`` or an exception it came from is a time-out."""
+    seen = 0
+    while e is not None and seen < 10:
+        if isinstance(e, TimeoutError):
+            return True
+        e, seen = e.__cause__ or e.__context__, seen + 1
+    return False
+
+
+def _note_time_out(url: str, e: BaseException) -> None:
+    if _is_web(url) and _timed_out(e):
+        _UNANSWERED.add(_server(url))
+
+
+def _unanswered(url: str) -> bool:
+    return _is_web(url) and _server(url) in _UNANSWERED
+
+
 def _fs(url: str) -> tuple[Any, str]:
     import fsspec.core
 
@@ -154,12 +185,21 @@ def list_prefix(url: str, extensions: set[str], skipped: list | None = None) -> 
     A store that cannot be listed (no credentials, unreachable endpoint) gives ``[url]`` too: its row says why
     when it is read, as a local folder that cannot be listed gets its row; one such URL stopped the whole run
     (no table, not even the local photos' rows)."""
+    if _unanswered(url):  # its row says so, without another wait
+        return [url]
     fs, path = _fs(url)
     try:
-        if not url.endswith("/") and fs.isfile(path):
-            return [url]
+        if not url.endswith("/"):
+            try:
+                if fs.info(path).get("type") == "file":
+                    return [url]
+            except Exception as e:  # fsspec's isfile() hid a time-out: the next request waited again
+                _note_time_out(url, e)
+                if _is_web(url) or _timed_out(e):  # a web page names one object (a listing re-fetched it)
+                    return [url]
         found = fs.find(path, withdirs=False, detail=True)
-    except Exception:  # not found, or not listable: the input's own row says which
+    except Exception as e:  # not found, or not listable: the input's own row says which
+        _note_time_out(url, e)
         return [url]
     if not found:
         return [url]
@@ -207,13 +247,19 @@ def _not_found(e: FileNotFoundError, url: str) -> str:
 def _checked(url: str, kind: type[ValueError], fs: Any, path: str) -> dict:
     """:func:`check_object` on a file system already made for ``url``."""
     name = redact(url)
+    if _unanswered(url):
+        raise kind(f"{name}: no answer from the server within {url_timeout():g} s (AULIB_URL_TIMEOUT)")
     try:
         info = fs.info(path)
     except FileNotFoundError as e:
+        _note_time_out(url, e)
         raise kind(f"{name}: {_not_found(e, url)}") from None
     except PermissionError as e:
         raise kind(f"{name}: permission denied ({_why(e, url)})") from None
     except Exception as e:
+        _note_time_out(url, e)
+        if _timed_out(e):
+            raise kind(f"{name}: no answer from the server within {url_timeout():g} s (AULIB_URL_TIMEOUT)") from None
         raise kind(f"{name}: cannot access ({type(e).__name__}: {_why(e, url)})") from None
     if info.get("type") == "directory":
         raise kind(f"{name}: is a directory (prefix) with no file named as an image or a video under it")
