@@ -450,8 +450,8 @@ def faces(
     cropped: bool = typer.Option(False, "--cropped", help="Each image is one already-cropped face."),
     detector: str = typer.Option("retinaface", "--detector", help="retinaface or dlib."),
 ) -> None:
-    """Detect faces and 68 landmarks: one row per face (input, face, success, error, face box and score,
-    x_0..x_67, y_0..y_67)."""
+    """Detect faces and 68 landmarks: one row per face (input, frame, timestamp, face, success, error, face box
+    and score, x_0..x_67, y_0..y_67)."""
     from aulib.faces_table import faces_table
     from aulib.table import write_table
 

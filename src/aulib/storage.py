@@ -160,8 +160,10 @@ def _fs(url: str) -> tuple[Any, str]:
         options["client_kwargs"] = {"timeout": aiohttp.ClientTimeout(total=None, sock_connect=t, sock_read=t)}
     try:
         return fsspec.core.url_to_fs(url, **options)
-    except ImportError as e:  # e.g. gs:// without gcsfs installed
-        raise StorageError(f"{redact(url)}: {_why(e, url)}") from None
+    except ImportError as e:  # e.g. gs:// without gcsfs installed: fsspec's words named no aulib extra
+        why = _why(e, url)
+        hint = " (pip install 'aulib[s3]')" if "s3fs" in why else ""
+        raise StorageError(f"{redact(url)}: {why}{hint}") from None
     except Exception as e:
         raise StorageError(f"{redact(url)}: cannot use this URL ({type(e).__name__}: {_why(e, url)})") from None
 
