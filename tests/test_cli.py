@@ -295,3 +295,10 @@ def test_faces_says_an_animation_was_read_on_its_first_frame(tmp_path):
     face.save(tmp_path / "anim.gif", save_all=True, append_images=[face.transpose(Image.FLIP_LEFT_RIGHT), face])
     res = runner.invoke(app, ["faces", str(tmp_path / "anim.gif"), "-o", str(tmp_path / "f.csv")])
     assert res.exit_code == 0 and "3 frames or pages; only the first was analysed" in res.output, res.output
+
+
+def test_a_video_among_several_inputs_counts_its_frames_beside_the_bar(tmp_path):
+    """The bar of a run of several inputs counted inputs only: it stood still while a long clip was analysed."""
+    inputs = [str(sample("single_face.jpg")), str(sample("single_face.mp4"))]
+    code, out = _in_a_terminal(["analyze", *inputs, "-o", "t.csv", "--emotion-model", "none"], tmp_path)
+    assert code == 0 and "analyze (video frame 72/72)" in out and "2/2" in out, repr(out[-2000:])

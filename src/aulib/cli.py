@@ -634,6 +634,14 @@ def analyze(
             cap = video_options.get("max_frames") or 0
             video_options["progress"] = lambda done, total: prog.update(
                 task, completed=done, total=max(min(total, cap) if cap and total else total, done))
+        elif not (dask or scheduler):  # a video among several inputs: its frames counted beside the bar (the bar
+            # stood still for as long as a long clip took, only the timer moving)
+            video_options["progress"] = lambda done, total: prog.update(
+                task, description=f"analyze (video frame {done}{f'/{total}' if total else ''})")
+
+        def input_done(_: object) -> None:
+            prog.update(task, advance=1, description="analyze")
+
         try:
             with warnings.catch_warnings():
                 # --cropped with videos and --interpolate without --smooth were named once, above (the API warns
@@ -644,7 +652,7 @@ def analyze(
                                 dask=dask, scheduler=scheduler, workers=workers, overlay=overlay,
                                 video_options=video_options, analyzer=analyzer,
                                 keep_table=out is None and per_input is None,
-                                progress=None if one_video else lambda _: prog.advance(task),
+                                progress=None if one_video else input_done,
                                 partitioned=partitioned, retries=retries)
         except (OSError, ValueError) as e:  # unreachable scheduler, unwritable output, locked, --resume mismatch
             _drop(prog)
