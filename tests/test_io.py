@@ -797,3 +797,65 @@ def test_a_jpeg_too_short_for_the_picture_its_header_declares_is_refused(tmp_pat
     Image.new("RGB", (8000, 8000), (120, 130, 140)).save(tmp_path / "flatp.jpg", quality=10, optimize=True,
                                                         progressive=True)
     assert read_image(tmp_path / "flat.jpg").shape == read_image(tmp_path / "flatp.jpg").shape == (8000, 8000, 3)
+
+
+def test_files_a_decoder_chokes_on_are_named_corrupt_not_raised_or_read_black(tmp_path):
+    """Found by fuzzing: a damaged AVIF raised Pillow's RuntimeError (a traceback, the run stopped); a TIFF naming
+    an unknown compression was "decoded" by OpenCV's libtiff as an all-black photo ("no face detected"); decoder
+    messages came alone ("decoder error -2", "invalid literal for int() with base 10")."""
+    import io
+
+    face = Image.open(sample("single_face.jpg"))
+    buf = io.BytesIO()
+    face.save(buf, "AVIF")
+    (tmp_path / "bad.avif").write_bytes(buf.getvalue().replace(b"iinf", b"xinf", 1))
+    buf = io.BytesIO()
+    face.save(buf, "TIFF")  # uncompressed: Compression (259) = 1
+    tiff = buf.getvalue()
+    entry = b"\x03\x01\x03\x00\x01\x00\x00\x00\x01\x00"
+    assert tiff.count(entry) == 1
+    (tmp_path / "bad.tif").write_bytes(tiff.replace(entry, entry[:8] + b"\x00\x00"))
+    (tmp_path / "bad.ppm").write_bytes(b"P6\n35; 20\n255\n" + bytes(2100))
+    for name, why in (("bad.avif", "truncated or corrupt image data ("),
+                      ("bad.tif", "truncated or corrupt TIFF image data (unknown compression 0)"),
+                      ("bad.ppm", "truncated or corrupt image data (")):
+        with pytest.raises(ImageReadError) as info:
+            read_image(tmp_path / name)
+        assert str(info.value).startswith(f"{tmp_path / name}: {why}"), str(info.value)
+
+
+def test_a_photo_whose_exif_block_pillow_cannot_parse_is_read_unturned(tmp_path, monkeypatch):
+    """A JPEG with a few bytes of its EXIF block damaged was refused ("not a TIFF file (header b'MM\\x00\\x9e…'
+    not valid)", raised by the EXIF orientation step) although its pixels decode: it is read as it is stored."""
+    from PIL import ImageOps
+
+    def damaged(img):
+        raise SyntaxError("not a TIFF file (header b'MM\\x00\\x9e\\x00\\x00\\x00\\x08' not valid)")
+
+    monkeypatch.setattr(ImageOps, "exif_transpose", damaged)
+    img = read_image(sample("single_face.jpg"))
+    assert img.shape == (np.asarray(Image.open(sample("single_face.jpg"))).shape)
+
+
+def test_fallback_decoders_read_only_the_file_under_a_memory_limit(tmp_path):
+    """The fallback decoders (OpenCV for what Pillow cannot read) asked for 2 GiB + 1 bytes to read a file of 1 MB:
+    under an address-space limit (``ulimit -v``, a batch system's memory cap) a bare MemoryError escaped and
+    stopped the run."""
+    import subprocess
+    import sys
+
+    import cv2
+
+    rgb = np.asarray(Image.open(sample("single_face.jpg")), np.float32) / 255.0
+    path = tmp_path / "float_rgb.tif"  # float RGB: Pillow cannot read it, OpenCV can
+    assert cv2.imwrite(str(path), rgb[:, :, ::-1].copy())
+    code = (
+        "import resource, sys\n"
+        "import aulib.io as io\n"
+        "vm = int(next(l for l in open('/proc/self/status') if l.startswith('VmSize')).split()[1]) * 1024\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (vm + (1 << 30), vm + (1 << 30)))\n"
+        "a = io.read_image(sys.argv[1])\n"
+        "print(a.shape)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and res.stdout.strip() == str(rgb.shape), res.stderr[-2000:]

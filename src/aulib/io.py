@@ -284,6 +284,15 @@ def _declared_full_scale(img: Image.Image, f: IO[bytes]) -> tuple[int, float | N
     return 8, None
 
 
+def _upright(img: Image.Image) -> Image.Image:
+    """The image turned by its EXIF orientation; as it is when the EXIF block is damaged (a photo with a few bytes
+    of its APP1 changed was refused: "not a TIFF file (header b'MM\\x00\\x9e…' not valid)", its pixels intact)."""
+    try:
+        return ImageOps.exif_transpose(img)
+    except (SyntaxError, ValueError, TypeError, KeyError, OSError, struct.error):
+        return img
+
+
 def _orient(a: np.ndarray, orientation: int) -> np.ndarray:
     """Apply an EXIF orientation (1–8) to an array decoded without it."""
     ops = {2: lambda x: x[:, ::-1], 3: lambda x: x[::-1, ::-1], 4: lambda x: x[::-1],
@@ -385,8 +394,7 @@ def _png_pixels_only(f: IO[bytes], name: str) -> np.ndarray:
     dims = f.read(8)
     if len(dims) == 8:
         _check_pixels(*struct.unpack(">II", dims), name)
-    f.seek(0)
-    data = f.read(MAX_FALLBACK_BYTES + 1)
+    data = _read_whole(f, name)
     a = None
     if len(data) <= MAX_FALLBACK_BYTES:
         a = _quiet_imdecode(data, cv2.IMREAD_UNCHANGED)
@@ -435,8 +443,9 @@ def _opencv_fallback(f: IO[bytes], name: str) -> np.ndarray | None:
     tags = _tiff_tags(f)
     if 256 in tags and 257 in tags:  # width, height
         _check_pixels(tags[256], tags[257], name)
-    f.seek(0)
-    data = f.read(MAX_FALLBACK_BYTES + 1)
+    if tags.get(259, 1) not in _TIFF_COMPRESSIONS:  # OpenCV's libtiff "decoded" it as all black
+        raise ImageReadError(f"{name}: truncated or corrupt TIFF image data (unknown compression {tags[259]})")
+    data = _read_whole(f, name)
     if len(data) > MAX_FALLBACK_BYTES:
         raise ImageReadError(f"{name}: a TIFF of over {MAX_FALLBACK_BYTES >> 30} GB in a format Pillow cannot read")
     a = _quiet_imdecode(data, cv2.IMREAD_UNCHANGED)
@@ -514,8 +523,7 @@ def _arithmetic_jpeg(f: IO[bytes], name: str) -> np.ndarray | None:
     if frame is None or frame[0] not in _ARITHMETIC_SOF:
         return None
     _check_pixels(frame[1], frame[2], name)
-    f.seek(0)
-    data = f.read(MAX_FALLBACK_BYTES + 1)
+    data = _read_whole(f, name)
     if len(data) > MAX_FALLBACK_BYTES or not data.rstrip(b"\0").endswith(b"\xff\xd9"):
         raise ImageReadError(f"{name}: truncated or corrupt JPEG image data (arithmetic-coded; no end-of-image marker)")
     a = _quiet_imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
@@ -543,6 +551,26 @@ def _quiet_imdecode(data: bytes, flags: int) -> np.ndarray | None:
 
 
 MAX_FALLBACK_BYTES = 2 << 30
+# TIFF Compression tag values libtiff decodes (none, CCITT, LZW, JPEG, Adobe/deflate, PackBits, ThunderScan, NeXT,
+# LogLuv, JBIG, LZMA, Zstd, WebP, JPEG-XL, Pixar); a file naming another (0, a damaged tag) was decoded as black
+_TIFF_COMPRESSIONS = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 32766, 32771, 32773, 32809, 32895, 32896, 32897,
+                                32908, 32909, 32946, 34661, 34676, 34677, 34712, 34887, 34925, 34926, 34927,
+                                50000, 50001, 50002})
+
+
+def _read_whole(f: IO[bytes], name: object) -> bytes:
+    """The whole file from its start, at most ``MAX_FALLBACK_BYTES + 1`` bytes (more says it is too large).
+
+    ``f.read(cap)`` reserves ``cap`` bytes before reading: under an address-space limit (``ulimit -v``, a batch
+    system's memory cap) every fallback decode of a damaged 100 kB file raised a bare MemoryError, which stopped
+    the whole run instead of giving the file's row."""
+    f.seek(0, io.SEEK_END)
+    size = f.tell()
+    f.seek(0)
+    try:
+        return f.read(min(size, MAX_FALLBACK_BYTES) + 1)
+    except MemoryError:
+        raise ImageReadError(f"{name}: not enough memory to read this file ({size / 1e6:.0f} MB)") from None
 MAX_STREAM_BYTES = 1 << 30  # a non-seekable stream is held in memory: 120 MP × 4 channels × 16 bits fits
 
 
@@ -740,7 +768,7 @@ def _decode_image_file(f: IO[bytes], p: str) -> np.ndarray:
                     return _decode_deep_color(f, p, img, full_scale)
                 img.load()
                 white_is_zero = _white_is_zero(img)
-                img = ImageOps.exif_transpose(img)
+                img = _upright(img)
                 rgb = _pil_to_rgb(img, full_scale, white_is_zero)
     except ImageReadError:
         raise
@@ -777,17 +805,21 @@ def _decode_image_file(f: IO[bytes], p: str) -> np.ndarray:
                              "downscale it first)") from None
     except MemoryError:
         raise ImageReadError(f"{p}: not enough memory to decode this image") from None
-    except (OSError, SyntaxError, ValueError, TypeError, struct.error, EOFError) as e:
+    except (OSError, SyntaxError, ValueError, TypeError, struct.error, EOFError, RuntimeError) as e:
+        # RuntimeError: Pillow's AVIF/HEIF plug-in on a damaged file ("Failed to decode frame 0: Decoding of color
+        # planes failed"), which escaped as a traceback and stopped the run
         msg = str(e) or type(e).__name__
         if "MAX_TEXT_CHUNK" in msg:  # Pillow refuses a PNG whose text/ICC metadata decompresses past its limit
             return _png_pixels_only(f, p)
         arithmetic = _arithmetic_jpeg(f, p)
         if arithmetic is not None:
             return arithmetic
-        if "truncated" in msg.lower() or "broken" in msg.lower() or isinstance(e, (SyntaxError, EOFError)):
-            msg = f"truncated or corrupt image data ({msg})"
-        elif "ghostscript" in msg.lower():  # Pillow's words for a missing program the user never heard of
+        if "ghostscript" in msg.lower():  # Pillow's words for a missing program the user never heard of
             msg = "a PostScript/EPS image; reading it needs Ghostscript, which is not installed (convert it to PNG)"
+        elif not (isinstance(e, OSError) and e.errno):  # not the system's I/O error: the decoder's, on bad data
+            # ("decoder error -2", "unrecognized data stream contents", "could not create decoder object",
+            # "invalid literal for int()": said in the decoder's words alone)
+            msg = msg if msg.startswith("truncated or corrupt") else f"truncated or corrupt image data ({msg})"
         raise ImageReadError(f"{p}: {msg}") from None
     if rgb.ndim != 3 or min(rgb.shape[:2]) < 1:
         raise ImageReadError(f"{p}: image has no pixels")
