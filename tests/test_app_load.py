@@ -264,6 +264,11 @@ def test_every_refused_upload_is_visible_and_names_the_file(server, browser):  #
         if name == "broken.mp4":
             _wait_idle(page)
             _shot(page, "app_refused_video.png")
+    # a good video uploaded while the too-big one's red chip is still listed: its progress and result show (the
+    # page kept them hidden behind the refusal, and nothing happened for as long as the user waited)
+    upload.set_input_files(str(SAMPLES / "no_face.mp4"))
+    expect(main).to_contain_text(re.compile(r"No face found in any of the \d+ analysed frames"), timeout=120_000)
+    assert page.locator(".st-key-upload_result").is_visible()
     page.close()
     assert not browser.blocked, browser.blocked
 

@@ -119,7 +119,10 @@ _REFUSAL_JS = r"""
   const update = () => {
     const box = document.querySelector('.aulib-refusals');
     const chips = [...document.querySelectorAll('[data-testid="stFileChip"][aria-invalid="true"]')];
-    document.body.classList.toggle('aulib-refused', chips.length > 0);
+    // a file accepted beside a refused one (the red chip stays listed) has its progress and result shown: they
+    // were hidden as stale, and a good video uploaded after a too-big one showed nothing at all
+    const accepted = document.querySelectorAll('[data-testid="stFileChip"]:not([aria-invalid="true"])').length;
+    document.body.classList.toggle('aulib-refused', chips.length > 0 && accepted === 0);
     if (!box) return;
     const text = chips.map(c => {
       const name = c.querySelector('[data-testid="stFileChipName"]')?.getAttribute('title') || 'file';

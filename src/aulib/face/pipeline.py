@@ -579,15 +579,21 @@ class FacePipeline:
         # is therefore tried from each other quarter turn as well and the most confident kept (60 of 60 each):
         # 3 more crop checks and fits for such a crop; crops read well at once (every upright CK+ crop) cost
         # nothing more.
+        best, best_turns = face, 0
         for turns in (1, 2, 3):
             turned = self._fit_cropped(np.ascontiguousarray(np.rot90(image, turns)),
                                        Face(box=face.box.copy(), score=0.0))
-            if _crop_confidence(turned) > _crop_confidence(face) + 1e-6:
-                back = Face(box=face.box, score=turned.score)
-                back.landmarks = _unturned(turned.landmarks, turns, image.shape[:2])
-                face = self.describe(image, back)
-                face.disagreement = turned.disagreement
-        return face
+            if _crop_confidence(turned) > _crop_confidence(best) + 1e-6:
+                best, best_turns = turned, turns
+        if not best.success:
+            return face  # with its own reason (no face, a fit refused)
+        # the kept fit described last, on the crop itself: its warp is the last the aligner made, as for every other
+        # face (the training pack records that warp to rebuild the crop; it got a losing turn's)
+        back = Face(box=face.box, score=best.score)
+        back.landmarks = _unturned(best.landmarks, best_turns, image.shape[:2]) if best_turns else best.landmarks
+        kept = self.describe(image, back)
+        kept.disagreement = best.disagreement
+        return kept
 
     def _fit_cropped(self, image: np.ndarray, face: Face) -> Face:
         """:meth:`cropped` on an image already checked for size and brightened: the crop check, the turn its
