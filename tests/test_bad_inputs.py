@@ -308,6 +308,28 @@ else:
 """
 
 
+_LATE_WORKER = """
+import sys, threading, time
+import aulib
+a = aulib.Analyzer(emotion_model="none")
+def work():
+    while threading.main_thread().is_alive():  # begin only once the main thread has returned
+        time.sleep(0.01)
+    df = a.analyze(sys.argv[1])  # imports pandas now, as a slow import on a busy machine would end now
+    print("rows", len(df), flush=True)
+threading.Thread(target=work).start()
+"""
+
+
+def test_a_thread_that_starts_its_analysis_as_the_program_ends_still_gets_its_table():
+    """On a busy machine (CI at load 10) a worker was still inside ``import pandas`` when the main thread
+    returned: pandas' readers import concurrent.futures.thread, whose exit hook Python then refuses, and the
+    worker lost its table to "can't register atexit after shutdown". The analyzer makes that import."""
+    res = subprocess.run([sys.executable, "-c", _LATE_WORKER, str(sample("single_face.jpg"))], capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 0 and res.stdout.split() == ["rows", "1"], res.stderr[-800:]
+
+
 @pytest.mark.parametrize("what,mode,code", [
     ("multi_face.jpg", "ctrl-c", 130), ("WolfgangLanger_Pexels.mp4", "ctrl-c", 130),
     ("WolfgangLanger_Pexels.mp4", "daemon", 0), ("WolfgangLanger_Pexels.mp4", "returns", 0)])

@@ -104,6 +104,10 @@ class Analyzer:
             raise ValueError(f"emotion_model must be 'cnn', 'multitask' or 'none', not {emotion_model!r}")
         for name, value in (("cropped", cropped), ("gaze", gaze), ("tta", tta)):
             _check_flag(name, value)  # gaze="no" was read as True
+        # the one import that registers an exit hook (pandas' readers import it), made where the analyzer is built:
+        # a user's thread that began analysing just as the main thread returned — on a busy machine still inside
+        # ``import pandas`` — lost its whole table to "can't register atexit after shutdown" (_import_pandas)
+        import concurrent.futures.thread  # noqa: F401
         # with the attributes below, what rebuilds this analyzer in another process (pickle: multiprocessing,
         # Dask); its onnxruntime sessions cannot be pickled and are cheap to load again
         self._settings = dict(detector=detector, emotion_model=emotion_model, intrinsics=intrinsics)
