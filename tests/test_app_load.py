@@ -461,3 +461,31 @@ def test_video_jobs_queue_cancel_and_clean_errors():
         assert after.state == "done" and len(after.result) == 12, (after.state, after.error)
     finally:
         jobs.close()
+
+
+def test_upload_copies_do_not_outlive_their_server(tmp_path):
+    """Stopping the server (Ctrl-C) mid-analysis left the running video's copy in the temporary folder (up to
+    500 MB at each restart), and a killed server's copies stayed for good. At exit a server removes its own; a new
+    one removes those of servers no longer running."""
+    import subprocess
+    import sys
+
+    code = (
+        "import io, os, sys\n"
+        "from aulib.app.engine import VideoJobs\n"
+        "jobs = VideoJobs(workers=1, max_queued=8)\n"
+        "job = jobs.submit(open(sys.argv[1], 'rb'), 'long.mp4', 1)\n"
+        "print(job.folder, flush=True)\n"
+        "os._exit(0) if sys.argv[2] == 'killed' else None\n"  # no exit handlers: as SIGKILL
+    )
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    clip = str(sample("WolfgangLanger_Pexels.mp4"))
+    for how in ("exits", "killed"):
+        res = subprocess.run([sys.executable, "-c", code, clip, how], capture_output=True, text=True, timeout=120,
+                             env=env)
+        folder = Path(res.stdout.split()[0])
+        assert folder.parent == tmp_path and folder.name.startswith("aulib-video-"), res.stderr[-800:]
+        assert folder.exists() == (how == "killed"), how
+    res = subprocess.run([sys.executable, "-c", "from aulib.app.engine import VideoJobs; VideoJobs()"],
+                         capture_output=True, text=True, timeout=120, env=env)
+    assert res.returncode == 0 and not list(tmp_path.glob("aulib-video-*")), res.stderr[-800:]

@@ -25,6 +25,7 @@ Environment variables: ``AULIB_APP_VIDEO_WORKERS`` (default ``cores - 1``, at le
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import itertools
@@ -366,6 +367,21 @@ class _Worker:
                 return
 
 
+def _remove_orphaned_uploads() -> None:
+    """Remove upload copies (``aulib-video-<pid>-…`` in the temporary folder) of servers no longer running: a
+    server killed (SIGKILL, a power cut) mid-analysis could not remove its own."""
+    for folder in Path(tempfile.gettempdir()).glob("aulib-video-*-*"):
+        m = re.fullmatch(r"aulib-video-(\d+)-.+", folder.name)
+        if m is None or not folder.is_dir():
+            continue
+        try:
+            os.kill(int(m.group(1)), 0)
+        except ProcessLookupError:  # its server is gone
+            shutil.rmtree(folder, ignore_errors=True)
+        except (PermissionError, OverflowError, ValueError):  # another user's live process, or not a pid
+            continue
+
+
 class VideoJobs:
     """A FIFO queue of video analyses served by ``workers`` niced worker processes.
 
@@ -383,13 +399,24 @@ class VideoJobs:
         self._ids = itertools.count(1)
         self._workers: list[_Worker] = []
         self._closed = False
+        self._folders: set[Path] = set()  # uploads' copies (a few bytes each, for the server's life)
+        _remove_orphaned_uploads()
+        atexit.register(self._remove_uploads)
+
+    def _remove_uploads(self) -> None:
+        """At exit (the server stopped by Ctrl-C mid-analysis): the running and queued videos' copies go too. They
+        were left in the temporary folder, up to 500 MB each, at every restart."""
+        for folder in list(self._folders):
+            shutil.rmtree(folder, ignore_errors=True)
 
     def submit(self, data: IO[bytes], name: str, every: int) -> Job:
         """Queue ``data`` (a binary file object, copied in 1 MB pieces) for analysis; raises :class:`QueueFull`."""
         with self._cv:
             if len(self._queue) >= self.max_queued:
                 raise QueueFull(f"{len(self._queue)} videos are already waiting")
-        folder = Path(tempfile.mkdtemp(prefix="aulib-video-"))
+        # named by this server's process: a later server removes what a killed one left (_remove_orphaned_uploads)
+        folder = Path(tempfile.mkdtemp(prefix=f"aulib-video-{os.getpid()}-"))
+        self._folders.add(folder)
         path = folder / ("upload" + "".join(Path(name).suffixes[-1:]).lower()[:10])
         with contextlib.suppress(AttributeError, OSError):
             data.seek(0)
