@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -421,11 +420,9 @@ def test_a_signal_while_a_videos_rows_are_being_written_still_marks_it_cut_short
 def test_a_damaged_video_is_said_in_the_run_warnings(tmp_path, analyzer, partitioned):
     """A video with frames lost to damage said so only in the table's last row: the run printed "1 done, 0 failed"
     and nothing else (an animation's other frames were warned of)."""
-    data = bytearray(sample("single_face.mp4").read_bytes())
-    start = len(data) // 3
-    data[start:start + 3000] = np.random.default_rng(1).integers(0, 256, 3000, dtype=np.uint8).tobytes()
-    bad = tmp_path / "damaged.mp4"
-    bad.write_bytes(bytes(data))
+    from .test_video import damaged_clip
+
+    bad = damaged_clip(tmp_path)
     out = tmp_path / ("parts" if partitioned else "t.csv")
     res = run_batch([bad], SPEC, out=out, partitioned=partitioned, analyzer=analyzer)
     assert not res.failed and any(w.startswith(f"{bad}: video damaged: ") for w in res.warnings), res.warnings

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import cv2
@@ -133,15 +134,20 @@ def test_cut_matroska_and_webm_are_reported_truncated(analyzer, tmp_path):
     assert df.success.iloc[-1] == 0 and df.error.iloc[-1].startswith(f"{cut}: video truncated")
 
 
+def damaged_clip(folder: Path) -> Path:
+    """single_face.mp4 with 3 kB of noise a third of the way in (a few frames lost, the rest decodable)."""
+    data = bytearray(sample("single_face.mp4").read_bytes())
+    start = len(data) // 3
+    data[start:start + 3000] = np.random.default_rng(1).integers(0, 256, 3000, dtype=np.uint8).tobytes()
+    bad = folder / "damaged.mp4"
+    bad.write_bytes(bytes(data))
+    return bad
+
+
 def test_a_damaged_spot_costs_its_frames_not_the_rest_of_the_video(analyzer, tmp_path):
     """3 kB of noise a third of the way into the sample clip: decoding goes on after the bad packet
     (it used to stop there, dropping 52 of 72 frames), and a last row says what was skipped."""
-    data = bytearray(sample("single_face.mp4").read_bytes())
-    rng = np.random.default_rng(1)
-    start = len(data) // 3
-    data[start:start + 3000] = rng.integers(0, 256, 3000, dtype=np.uint8).tobytes()
-    bad = tmp_path / "damaged.mp4"
-    bad.write_bytes(bytes(data))
+    bad = damaged_clip(tmp_path)
     df = table(analyzer, bad)
     frames = df[df.success == 1]
     assert len(frames) >= 65 and frames.frame.max() == 71
@@ -158,12 +164,7 @@ def test_damage_before_max_frames_is_named_too(tmp_path):
     cap before saying what it had skipped (frames 145–152 missing, no row)."""
     from aulib.video.reader import FrameReader
 
-    data = bytearray(sample("single_face.mp4").read_bytes())
-    rng = np.random.default_rng(1)
-    start = len(data) // 3
-    data[start:start + 3000] = rng.integers(0, 256, 3000, dtype=np.uint8).tobytes()
-    bad = tmp_path / "damaged.mp4"
-    bad.write_bytes(bytes(data))
+    bad = damaged_clip(tmp_path)
     r = FrameReader(bad, max_frames=60, threaded=False)
     got = [f.index for f in r]
     lost = sorted(set(range(got[-1] + 1)) - set(got))
