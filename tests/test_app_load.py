@@ -489,3 +489,30 @@ def test_upload_copies_do_not_outlive_their_server(tmp_path):
     res = subprocess.run([sys.executable, "-c", "from aulib.app.engine import VideoJobs; VideoJobs()"],
                          capture_output=True, text=True, timeout=120, env=env)
     assert res.returncode == 0 and not list(tmp_path.glob("aulib-video-*")), res.stderr[-800:]
+
+
+def test_a_video_worker_does_not_run_the_apps_script(tmp_path):
+    """Under ``streamlit run`` the app's script is ``__main__``, and every spawned video worker ran it first (as
+    ``__mp_main__``): ≈ 1 s and 150 MB per worker start, and Streamlit's warnings in the server log."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "page.py"
+    marker = tmp_path / "ran"
+    script.write_text(f"open({str(marker)!r}, 'a').write('x')\n")
+    code = (
+        "import sys, time, types\n"
+        "page = types.ModuleType('__main__'); page.__file__ = sys.argv[1]; sys.modules['__main__'] = page\n"
+        "from aulib.app.engine import VideoJobs\n"
+        "jobs = VideoJobs(workers=1, max_queued=2)\n"
+        "job = jobs.submit(open(sys.argv[2], 'rb'), 'clip.mp4', 8)\n"
+        "deadline = time.monotonic() + 120\n"
+        "while not job.finished_state and time.monotonic() < deadline:\n"
+        "    time.sleep(0.1)\n"
+        "print(job.state, flush=True)\n"
+        "jobs.close()\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code, str(script), str(sample("single_face.mp4"))],
+                         capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    assert res.stdout.split()[:1] == ["done"], res.stderr[-1500:]
+    assert not marker.exists()  # the page script never ran in the worker

@@ -33,9 +33,11 @@ import multiprocessing as mp
 import os
 import re
 import shutil
+import sys
 import tempfile
 import threading
 import time
+import types
 import weakref
 from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable
@@ -303,7 +305,18 @@ class _Worker:
         parent, child = ctx.Pipe()
         self.proc = ctx.Process(target=_worker_main, args=(child, self.jobs.nice), daemon=True,
                                 name=f"aulib-video-worker-{self.index}")
-        self.proc.start()
+        # Under ``streamlit run`` the app's script is ``__main__``, and spawn runs the parent's main script in the
+        # child first (as ``__mp_main__``): each worker start ran the whole app page — ≈ 1 s, +150 MB, and ~16
+        # "missing ScriptRunContext" lines in the server's log. The worker needs only this module: the child is
+        # started with no main script to import.
+        main = sys.modules.get("__main__")
+        stand_in = types.ModuleType("__main__")  # no __file__, no __spec__
+        sys.modules["__main__"] = stand_in
+        try:
+            self.proc.start()
+        finally:
+            if sys.modules.get("__main__") is stand_in and main is not None:
+                sys.modules["__main__"] = main
         child.close()
         self.conn = parent
         kind, *rest = self.conn.recv()  # models loaded (≈1–2 s), or why not
