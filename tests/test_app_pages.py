@@ -217,3 +217,26 @@ def test_a_video_named_gif_is_read_as_a_video_and_a_long_gif_is_checked_in_bound
     cut = io.BytesIO(buf.getvalue()[:-40])
     said = video_page.gif_damage(cut)
     assert said.startswith("truncated or corrupt GIF") and "UploadedFile" not in said and "<" not in said
+
+
+def test_after_stop_the_live_panel_says_stopped_not_no_camera():
+    """After the user pressed STOP, the live panel showed "No camera, or access to it was denied?" as on a page
+    that never streamed."""
+
+    def page(frames: int) -> None:
+        from types import SimpleNamespace
+
+        from aulib.app.live import LiveState, live_panel
+
+        state = LiveState()
+        state.frames = frames
+        live_panel(SimpleNamespace(state=SimpleNamespace(playing=False)), state)
+
+    def panel(frames: int) -> str:
+        at = AppTest.from_function(page, args=(frames,), default_timeout=60).run()
+        assert not at.exception
+        return " ".join([m.value for m in at.markdown] + [i.value for i in at.info])
+
+    never, stopped = panel(0), panel(120)
+    assert "Not streaming" in never and "access to it was denied" in never
+    assert "Stopped" in stopped and "denied" not in stopped

@@ -242,8 +242,11 @@ def live_panel(ctx, state: LiveState) -> None:
             face, label, number, n, faces, error = (state.face, state.label, state.frame, state.frames, state.faces,
                                                     state.error)
         if not playing:
-            st.markdown("**Not streaming.** Press START on the left.")
-            st.info(NO_CAMERA, icon=":material/no_photography:")  # only while there is no stream
+            if n:  # it streamed in this session: the user pressed STOP (the camera hint read as if it were denied)
+                st.markdown("**Stopped.** Press START on the left to go on.")
+            else:
+                st.markdown("**Not streaming.** Press START on the left.")
+                st.info(NO_CAMERA, icon=":material/no_photography:")  # only while there is no stream
             return
         if fps is None:
             st.markdown("**Waiting for frames…**")
