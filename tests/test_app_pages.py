@@ -233,7 +233,13 @@ def test_after_stop_the_live_panel_says_stopped_not_no_camera():
         live_panel(SimpleNamespace(state=SimpleNamespace(playing=False)), state)
 
     def panel(frames: int) -> str:
-        at = AppTest.from_function(page, args=(frames,), default_timeout=60).run()
+        import sys
+
+        main = sys.modules.get("__main__")
+        try:
+            at = AppTest.from_function(page, args=(frames,), default_timeout=60).run()
+        finally:  # AppTest leaves its script as __main__, which every later spawned process (Dask's workers) runs
+            sys.modules["__main__"] = main
         assert not at.exception
         return " ".join([m.value for m in at.markdown] + [i.value for i in at.info])
 
