@@ -336,14 +336,15 @@ def _local_folder(option: str, where: Path | None) -> None:
                      "store, aulib analyze -o PREFIX/ writes one Parquet part per input"))
 
 
-def _overlay_fits(overlay: Path | None, files: list) -> None:
+def _overlay_fits(overlay: Path | None, unique: list) -> None:
     """Refuse, before any work, an overlay *file* for a run it does not fit (several inputs, or a video's .mp4 for
-    a photo): the whole run was analysed (a 472-frame clip) and then warned that no overlay was written."""
+    a photo): the whole run was analysed (a 472-frame clip) and then warned that no overlay was written.
+    ``unique``: the run's inputs, an input named twice once (``dedupe``)."""
     if overlay is None:
         return
-    from aulib.batch import dedupe, overlay_file, overlay_misfit
+    from aulib.batch import overlay_file, overlay_misfit
 
-    kind, fits = overlay_file(overlay, dedupe(list(files))[0])
+    kind, fits = overlay_file(overlay, unique)
     if kind is not None and not fits:
         _fail(escape(overlay_misfit(overlay, kind, refused=True)))
 
@@ -459,12 +460,12 @@ def faces(
     _local_folder("--overlay", overlay)
     _overlay_name(overlay)
     files = _inputs(paths, out)
-    _overlay_fits(overlay, files)
-    if out is not None:  # before the work, as analyze does: a table that cannot be written must not cost the run
-        _writable_table(out, files)
     from aulib.batch import dedupe
 
     files, duplicates = dedupe(list(files))  # as analyze: an input named twice (a folder and a file in it) once
+    _overlay_fits(overlay, files)
+    if out is not None:  # before the work, as analyze does: a table that cannot be written must not cost the run
+        _writable_table(out, files)
     _said_duplicates(duplicates)
     with _progress(len(files)) as prog:
         task = prog.add_task("faces", total=len(files))
@@ -552,7 +553,10 @@ def analyze(
             _fail(escape(redact(str(e))))
     out_arg: Path | str | None = out if parted or out is None else Path(out)
     files = _inputs(paths, None if parted else out_arg)
-    _overlay_fits(overlay, files)
+    from aulib.batch import dedupe
+
+    unique = dedupe(list(files))[0]  # an input named twice is analysed once: the bar counted it twice (1/4)
+    _overlay_fits(overlay, unique)
     if calibrate_mode not in ("video", "running"):
         _fail(f"--calibrate-mode must be video or running, not {calibrate_mode!r}")
     if fmt is None:
@@ -622,9 +626,7 @@ def analyze(
                   "a video (video frames run one network, never flipped)")
 
     from aulib.analyzer import CroppedVideoWarning, IgnoredOptionWarning
-    from aulib.batch import dedupe
 
-    unique = dedupe(list(files))[0]  # an input named twice is analysed once: the bar counted it twice (1/4)
     one_video = len(unique) == 1 and is_video(unique[0]) and not (dask or scheduler)
     with _progress(2 if one_video else len(unique)) as prog:
         task = prog.add_task("analyze", total=len(unique))

@@ -79,6 +79,12 @@ class Label:
     color: tuple[int, int, int]
 
 
+def _drawing_scale(shape: Sequence[int]) -> tuple[float, int]:
+    """Font scale and line width for an image of ``shape`` (H, W, …): a 4K photo and a 640×360 frame look alike."""
+    scale = max(0.7, max(int(shape[0]), int(shape[1])) / 700)
+    return scale, max(1, int(round(2 * scale)))
+
+
 def _overlaps(a: Rect, b: Rect) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
@@ -124,8 +130,7 @@ def layout_labels(shape: Sequence[int], faces: Sequence[Face], labels: Sequence[
     last row: a face reaching the bottom of a frame had both written over each other, a tag could run off the
     right edge, and in a group photo a tag was hidden under the next face's box and tag."""
     H, W = int(shape[0]), int(shape[1])
-    scale = max(0.7, max(H, W) / 700)
-    thick = max(1, int(round(2 * scale)))
+    scale, thick = _drawing_scale(shape)
     font = cv2.FONT_HERSHEY_SIMPLEX
     boxes: dict[int, Rect] = {}  # x, y, w, h of each face with a box
     for n, f in enumerate(faces):
@@ -182,8 +187,7 @@ def draw_faces(image: np.ndarray, faces: Sequence[Face], labels: Sequence[str] |
     and written after every face's box and points (a neighbour's box was drawn over a tag before).
     """
     out = np.ascontiguousarray(image).copy()
-    scale = max(0.7, max(image.shape[:2]) / 700)
-    thick = max(1, int(round(2 * scale)))
+    scale, thick = _drawing_scale(image.shape)
     font = cv2.FONT_HERSHEY_SIMPLEX
     for f in faces:
         if f.box is None:
