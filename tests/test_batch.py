@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -428,3 +429,20 @@ def test_a_damaged_video_is_said_in_the_run_warnings(tmp_path, analyzer, partiti
     assert not res.failed and any(w.startswith(f"{bad}: video damaged: ") for w in res.warnings), res.warnings
     healthy = run_batch([sample("single_face.mp4")], SPEC, out=tmp_path / "h.csv", analyzer=analyzer)
     assert not healthy.warnings
+
+
+def test_a_per_input_table_of_the_same_file_under_another_name_is_its_own(tmp_path, analyzer, monkeypatch):
+    """The table's ``input`` is table text (a backslash written ``\\\\``): the same photo named relatively in a
+    second run was refused as another input's table, since the escaped name was looked up as a file."""
+    from .conftest import sample
+
+    folder = tmp_path / "take\\1"
+    folder.mkdir()
+    (folder / "photo.jpg").write_bytes(sample("single_face.jpg").read_bytes())
+    per = tmp_path / "per"
+    run_batch([folder / "photo.jpg"], SPEC, per_input=per, analyzer=analyzer)
+    monkeypatch.chdir(folder)
+    run_batch([Path("photo.jpg")], SPEC, per_input=per, resume=True, analyzer=analyzer)
+    from aulib.table import table_text
+
+    assert read_table(per / "photo.jpg.csv")["input"].tolist() == [table_text(str(folder / "photo.jpg"))]

@@ -90,7 +90,7 @@ from threadpoolctl import threadpool_limits
 
 from aulib.io import VIDEO_EXTENSIONS, expand_inputs, is_video
 from aulib.storage import Source, is_url, naming_path, object_path, redact
-from aulib.table import Rows, TableAppender, empty_row, read_table, table_columns, table_format, table_text
+from aulib.table import Rows, TableAppender, empty_row, names_file, read_table, table_columns, table_format, table_text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -950,14 +950,6 @@ def _first_input(path: Path, fmt: str) -> str | None:
         return None
 
 
-def _same_file(name: str, path: Source) -> bool:
-    """Whether a table's input ``name`` is the local file ``path`` under another name (:func:`file_identity`)."""
-    if is_url(name) or is_url(path):
-        return False
-    ident = file_identity(name)
-    return isinstance(ident, tuple) and ident == file_identity(path)
-
-
 def per_input_paths(files: list[Source], root: Path, fmt: str) -> list[Path]:
     """Where ``--per-input root`` writes each input's table (``<name>.<fmt>``, see :func:`output_paths`)."""
     return output_paths(files, root, lambda n: n + TABLE_SUFFIX[fmt])
@@ -989,7 +981,7 @@ class PerInputSink:
         for p in files:
             t = self.target(p)
             held = _first_input(t, self.fmt) if t.is_file() else None
-            if held is not None and held != input_name(p) and not _same_file(held, p):
+            if held is not None and held != input_name(p) and not names_file(held, p):
                 raise ValueError(f"{table_text(str(t))}: holds the table of {held}, not of {input_name(p)} "
                                  "(--per-input names each table after its input below the inputs' common folder): "
                                  "give another --per-input folder, or analyse both in one run")

@@ -22,7 +22,6 @@ HTML-escaped.
 from __future__ import annotations
 
 import base64
-import contextlib
 import datetime as _dt
 import html
 import io
@@ -421,15 +420,12 @@ def _input_of(df: pd.DataFrame, video: str | Path) -> str | None:
     """The table's input that is ``video`` (the same file, else the one input of that file name), or None: a table
     of photos and a clip, reported with ``--video clip.mp4``, was refused ("--video is for a video's table;
     photos/BW.jpg is one image"), the first input being the default."""
-    import os
-
     if "input" not in df.columns:
         return None
     names = [str(n) for n in pd.unique(df["input"].dropna())]
-    with contextlib.suppress(OSError, ValueError):
-        same = [n for n in names if os.path.exists(table.text_path(n)) and os.path.samefile(table.text_path(n), video)]
-        if len(same) == 1:
-            return same[0]
+    same = [n for n in names if table.names_file(n, video)]
+    if len(same) == 1:
+        return same[0]
     named = [n for n in names if Path(table.text_path(n)).name == Path(video).name]
     return named[0] if len(named) == 1 else None
 

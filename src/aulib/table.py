@@ -445,6 +445,21 @@ def text_path(text: str) -> str:
     return _UNESCAPE.sub(_unescape, text) if "\\" in text else text
 
 
+def names_file(text: str, path: str | os.PathLike[str]) -> bool:
+    """Whether a table's ``input`` text names the local file ``path``, however either is spelt (``a.jpg``,
+    ``./a.jpg``, a link to it): the same device and inode. The text is turned back into its path first
+    (:func:`text_path`); a URL, or a name that is no file here, names no file. The ``--per-input`` check and
+    ``aulib report --video`` both ask this, the one of a table written in another run or folder."""
+    from aulib.storage import is_url
+
+    if is_url(text) or is_url(path):
+        return False
+    try:
+        return os.path.samefile(text_path(text), path)
+    except (OSError, ValueError):
+        return False
+
+
 # ---------------------------------------------------------------------------------- files
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".json": "json", ".jsonl": "json"}
 
