@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -302,3 +303,23 @@ def test_a_video_among_several_inputs_counts_its_frames_beside_the_bar(tmp_path)
     inputs = [str(sample("single_face.jpg")), str(sample("single_face.mp4"))]
     code, out = _in_a_terminal(["analyze", *inputs, "-o", "t.csv", "--emotion-model", "none"], tmp_path)
     assert code == 0 and "analyze (video frame 72/72)" in out and "2/2" in out, repr(out[-2000:])
+
+
+@pytest.mark.parametrize("group", [[], ["train"], ["evaluate"]])
+def test_the_command_list_breaks_descriptions_only_where_the_screen_ends(group):
+    """``aulib --help`` listed each command's docstring with its source line breaks ("… face box" / "and score,
+    x_0..x_67 …" on a 200-column screen, "per-AU mean … (FACS names)," / "emotion timeline" at 80)."""
+    import os
+
+    res = subprocess.run([sys.executable, "-m", "aulib", *group, "--help"], capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "COLUMNS": "300", "NO_COLOR": "1"})
+    assert res.returncode == 0, res.stderr
+    listing = res.stdout.split("Commands")[1]
+    rows = [line.strip(" │") for line in listing.splitlines()[1:] if line.strip(" │╰─╯")]
+    import typer
+
+    command = typer.main.get_command(app)
+    for name in group:
+        command = command.commands[name]
+    names = set(command.commands)
+    assert len(rows) == len(names) and {row.split()[0] for row in rows} == names, rows  # one line per command

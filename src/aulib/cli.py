@@ -1030,6 +1030,22 @@ def _register_au(path: Path, rep: dict, command: str) -> None:
         })
 
 
+def _one_line_listings(*typers: typer.Typer) -> None:
+    """Each command's line in its group's ``--help`` list is its docstring's first paragraph as one line: typer
+    kept the source's line breaks there ("… face box" / "and score, …" on any screen width), where a command's
+    own ``--help`` page reflows them."""
+    import inspect
+
+    for t in typers:
+        for info in t.registered_commands:
+            doc = inspect.getdoc(info.callback) or ""
+            if info.short_help is None and doc:
+                info.short_help = " ".join(doc.split("\n\n")[0].split())
+
+
+_one_line_listings(app, train_app, evaluate_app)
+
+
 def main() -> None:
     """Entry point (``python -m aulib.cli``): the console script's (:func:`aulib.console.main`)."""
     from aulib.console import main as console_main
