@@ -242,9 +242,8 @@ class _ErrorHandlingGroup(TyperGroup):
         except KeyboardInterrupt as e:  # one line and the shell's 130, not click's bare "Aborted!"
             from aulib.console import Terminated
 
-            sub = ctx.invoked_subcommand
             # only where there is an output to resume from: without -o or --per-input, --resume is refused
-            hint = "; the same command with --resume finishes what is left" if sub == "analyze" and _resumable else ""
+            hint = "; the same command with --resume finishes what is left" if ctx.meta.get(_RESUMABLE) else ""
             code = 143 if isinstance(e, Terminated) else 130  # SIGTERM: the shell's 128 + 15
             err.print(f"{'terminated' if code == 143 else 'interrupted'}{hint}")
             if _running_as_program():
@@ -297,8 +296,8 @@ def _drop(prog: Progress) -> None:
     prog.stop = lambda: None  # type: ignore[method-assign]  # and leaving the ``with`` would write it again
 
 
-# set by ``analyze`` once its options are checked: whether it writes an output that --resume can finish
-_resumable = False
+# ``ctx.meta`` key set by ``analyze`` once its options are checked: whether it writes an output --resume can finish
+_RESUMABLE = "aulib.resumable"
 
 
 def _nothing_read(n: int) -> None:
@@ -568,8 +567,8 @@ def analyze(
     if resume and out is None and per_input is None:
         _fail("--resume needs -o or --per-input (where the finished inputs are)")
     _check_names(detector=detector, emotion_model=emotion_model)  # in the options' words, as bench says it
-    global _resumable
-    _resumable = out is not None or per_input is not None
+    # for the group's Ctrl-C handler: click shares one ``meta`` among a command's nested contexts
+    ctx.meta[_RESUMABLE] = out is not None or per_input is not None
     camera = None
     if intrinsics is not None:
         try:
