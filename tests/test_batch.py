@@ -446,3 +446,24 @@ def test_a_per_input_table_of_the_same_file_under_another_name_is_its_own(tmp_pa
     from aulib.table import table_text
 
     assert read_table(per / "photo.jpg.csv")["input"].tolist() == [table_text(str(folder / "photo.jpg"))]
+
+
+def test_a_full_disk_is_named_by_the_output_that_failed(folder, tmp_path, analyzer, monkeypatch):
+    """The failing file was told apart by a string prefix: a --per-input folder named like the combined table
+    (``t.csv`` and ``t.csv.d/``) had its full disk reported as the combined table's."""
+    import errno
+
+    import aulib.table as table_mod
+
+    out, per = tmp_path / "t.csv", tmp_path / "t.csv.d"
+    real = table_mod.TableAppender._append
+
+    def fills_up(self, chunk):
+        if str(per) in str(self.path):
+            raise OSError(errno.ENOSPC, "No space left on device", str(self.path))
+        return real(self, chunk)
+
+    monkeypatch.setattr(table_mod.TableAppender, "_append", fills_up)
+    with pytest.raises(OSError, match="No space left") as info:
+        run_batch(expand_inputs([folder])[:1], SPEC, out=out, per_input=per, analyzer=analyzer)
+    assert info.value.filename.startswith(str(per) + os.sep), info.value.filename

@@ -1016,6 +1016,11 @@ class PerInputSink:
         assert self._w is not None
         self._w.append(df)
 
+    def writes(self, filename: str, path: Path) -> bool:
+        """Whether ``filename`` (of an OSError) is a file this sink writes for the input ``path`` in hand: its
+        hidden part file or its table."""
+        return filename in (str(self._tmp), str(self.target(path)))
+
     def rollback(self) -> None:
         """The input in hand could not be written: its hidden part file goes (best effort)."""
         _close_quietly(self._w)
@@ -1928,14 +1933,14 @@ def _run(files: list[Path], spec: AnalyzerSpec, out: Path | None, per: PerInputS
                 if per is not None:
                     per.commit(p)
             except OSError as e:  # a full disk, a lost mount: no half-written input left in the tables
+                # named by the output the user gave, not the hidden file being written ("full.parquet.parts/
+                # a03f….tmp: No space left on device", "pi/.clip.mp4.csv.aulib-part: …")
+                in_per = per is not None and per.writes(str(e.filename or ""), p)
                 if write_combined:
                     combined.rollback()
                 if per is not None:
                     per.rollback()
-                # named by the output the user gave, not the hidden file being written ("full.parquet.parts/
-                # a03f….tmp: No space left on device", "pi/.clip.mp4.csv.aulib-part: …")
-                hidden = str(e.filename or "")
-                if write_combined and (per is None or hidden.startswith(str(combined.out))):
+                if write_combined and not in_per:
                     target = combined.out
                 else:
                     target = per.target(p) if per is not None else None
