@@ -44,7 +44,7 @@ def test_cli_folder_combined_per_input_and_resume(folder, tmp_path):
                                   df[df.input.str.endswith("multi.jpg")].reset_index(drop=True), check_dtype=False)
     res = runner.invoke(app, args + ["--resume"])
     # the unreadable input is retried, the others are kept; same table, same order
-    assert res.exit_code == 0 and "skipped 3" in res.output and "for 1 inputs" in res.output, res.output
+    assert res.exit_code == 0 and "skipped 3" in res.output and "for 1 input to" in res.output, res.output
     pd.testing.assert_frame_equal(read_table(out), df)
 
 

@@ -323,3 +323,19 @@ def test_the_command_list_breaks_descriptions_only_where_the_screen_ends(group):
         command = command.commands[name]
     names = set(command.commands)
     assert len(rows) == len(names) and {row.split()[0] for row in rows} == names, rows  # one line per command
+
+
+def test_a_run_logged_to_a_file_says_how_far_it_is(monkeypatch, tmp_path):
+    """With stderr a file or a pipe (``nohup aulib analyze … 2> log``) rich draws no bar until the run ends: an
+    hours-long batch said nothing in its log. A plain line now comes every few seconds."""
+    import aulib.cli
+
+    monkeypatch.setattr(aulib.cli, "_LOG_EVERY", 0.0)
+    photos = [str(sample("single_face.jpg")), str(sample("multi_face.jpg"))]
+    res = runner.invoke(app, ["analyze", *photos, "--emotion-model", "none", "-o", str(tmp_path / "t.csv")])
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert "analyze 1/2 0:00:" in res.output and any(line.startswith("analyze 2/2 0:00:") for line in lines), lines
+    res = runner.invoke(app, ["analyze", str(sample("single_face.mp4")), "--emotion-model", "none", "--max-frames",
+                              "20", "-o", str(tmp_path / "v.csv")])
+    assert res.exit_code == 0 and "analyze 20/20 0:00:" in res.output, res.output

@@ -72,7 +72,7 @@ def test_cli_prints_paths_literally_and_dedupes(tmp_path):
                               "--emotion-model", "none"])
     assert res.exit_code == 0, res.output
     assert flat("o [b].csv") in flat(res.output) and flat("2 inputs given more than once") in flat(res.output)
-    assert flat(f"wrote 1 rows for 1 inputs to {out}") in flat(res.output)
+    assert flat(f"wrote 1 row for 1 input to {out}") in flat(res.output)
     assert read_table(out)["input"].tolist() == [str(files[0])]
 
 

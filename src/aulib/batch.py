@@ -90,7 +90,17 @@ from threadpoolctl import threadpool_limits
 
 from aulib.io import VIDEO_EXTENSIONS, expand_inputs, is_video
 from aulib.storage import Source, is_url, naming_path, object_path, redact
-from aulib.table import Rows, TableAppender, empty_row, names_file, read_table, table_columns, table_format, table_text
+from aulib.table import (
+    Rows,
+    TableAppender,
+    counted,
+    empty_row,
+    names_file,
+    read_table,
+    table_columns,
+    table_format,
+    table_text,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -150,8 +160,8 @@ class BatchResult:
         frames over the seconds its tasks took) and overall."""
         done = len(self.analysed) - len(self.failed)
         line = (f"inputs: {done} done, {len(self.failed)} failed, {len(self.skipped)} skipped; "
-                f"{self.frames} frames, {self.faces} faces found (a face in a frame counts once), {self.rows} rows "
-                f"in {self.seconds:.1f} s")
+                f"{counted(self.frames, 'frame')}, {counted(self.faces, 'face')} found (a face in a frame counts once), "
+                f"{counted(self.rows, 'row')} in {self.seconds:.1f} s")
         if self.seconds > 0 and self.frames:
             line += f" ({self.frames / self.seconds:.1f} frames/s overall)"
         if self.workers:

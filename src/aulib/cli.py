@@ -19,6 +19,7 @@ import re
 import sys
 import tempfile
 import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -26,7 +27,7 @@ import typer
 from rich.console import Console
 from rich.file_proxy import FileProxy
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from typer.core import TyperGroup
 
 
@@ -275,10 +276,46 @@ REPORTS_HELP = "Default: reports/ of the checkout, else of the working folder."
 DATA = typer.Option(Path("../shared/data"), "--data", help="Folder holding ckplus48/ and ferplus/.")
 
 
+# Seconds between progress lines where no bar can be drawn (see _LoggedProgress).
+_LOG_EVERY = 10.0
+
+
+class _LoggedProgress(Progress):
+    """rich's bar, and where it cannot be drawn — stderr a file or a pipe (``nohup aulib analyze … 2> log``), a
+    ``TERM=dumb`` terminal — a plain line every :data:`_LOG_EVERY` seconds (``analyze 3/40 0:01:10``): rich draws
+    nothing there until the run ends, so an hours-long batch said nothing in its log."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._plain = not self.disable and (not self.console.is_terminal or self.console.is_dumb_terminal)
+        self._logged = time.monotonic()
+
+    def update(self, task_id: TaskID, **kwargs: object) -> None:  # type: ignore[override]
+        super().update(task_id, **kwargs)  # type: ignore[arg-type]
+        self._log(task_id)
+
+    def advance(self, task_id: TaskID, advance: float = 1) -> None:
+        super().advance(task_id, advance)
+        self._log(task_id)
+
+    def _log(self, task_id: TaskID) -> None:
+        now = time.monotonic()
+        if not self._plain or now - self._logged < _LOG_EVERY:
+            return
+        self._logged = now
+        with self._lock:
+            task = self._tasks[task_id]
+            done, total, elapsed = int(task.completed), task.total, int(task.elapsed or 0)
+            what = task.description
+        h, m = divmod(elapsed, 3600)
+        self.console.print(f"{what} {done}/{int(total) if total else '?'} {h}:{m // 60:02d}:{m % 60:02d}",
+                           markup=False, highlight=False)
+
+
 def _progress(total: int) -> Progress:
-    """A progress bar on stderr, shown only for more than one input."""
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=err, disable=total <= 1 or not err.is_terminal and total <= 1, transient=False)
+    """A progress bar on stderr, shown only for more than one input (or one video's frames)."""
+    return _LoggedProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                           console=err, disable=total <= 1, transient=False)
 
 
 def _drop(prog: Progress) -> None:
@@ -537,7 +574,7 @@ def analyze(
 
     from aulib.batch import AnalyzerSpec, is_partitioned, partitioned_root, run_batch
     from aulib.storage import redact
-    from aulib.table import report, table_format, table_text
+    from aulib.table import counted, report, table_format, table_text
 
     _local_folder("--per-input", per_input)
     _local_folder("--overlay", overlay)
@@ -669,10 +706,10 @@ def analyze(
         err.print(f"[yellow]warning:[/yellow] {escape(note)}")
     _said_duplicates(res.duplicates)
     if res.skipped:
-        err.print(f"--resume: skipped {len(res.skipped)} inputs already done")
+        err.print(f"--resume: skipped {counted(len(res.skipped), 'input')} already done")
     if out is not None or per_input is not None:
         where = escape(" and ".join(table_text(redact(str(x))) for x in (out, per_input) if x is not None))
-        err.print(f"wrote {res.rows} rows for {len(res.analysed)} inputs to {where}")
+        err.print(f"wrote {counted(res.rows, 'row')} for {counted(len(res.analysed), 'input')} to {where}")
         err.print(f"summary: {escape(res.summary())}")
         if res.failed:
             err.print(f"failed inputs ({len(res.failed)}, error rows written): "

@@ -445,6 +445,11 @@ def text_path(text: str) -> str:
     return _UNESCAPE.sub(_unescape, text) if "\\" in text else text
 
 
+def counted(n: int, noun: str) -> str:
+    """``n`` and the noun in the number it takes, for messages: "1 row", "2 rows", "0 inputs"."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def names_file(text: str, path: str | os.PathLike[str]) -> bool:
     """Whether a table's ``input`` text names the local file ``path``, however either is spelt (``a.jpg``,
     ``./a.jpg``, a link to it): the same device and inode. The text is turned back into its path first
