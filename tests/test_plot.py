@@ -151,10 +151,11 @@ def test_plot_of_a_table_with_several_inputs_says_which_it_draws(tmp_path):
 
 def test_plot_escapes_control_characters_in_the_title(tmp_path):
     """An ESC or BEL in an input's name made matplotlib print "UserWarning: Glyph 27 missing from font(s)" with
-    aulib's source path, and a newline split the title."""
+    aulib's source path, and a newline split the title; so did a CJK character (the title showed empty
+    boxes)."""
     import warnings
 
-    for name in ("ansi\x1b[31mRED\x07.mp4", "group\x1b\n.jpg"):
+    for name in ("ansi\x1b[31mRED\x07.mp4", "group\x1b\n.jpg", "\u9854\x1b.mp4"):
         video = name.endswith(".mp4")  # the name set after synthetic(), which escapes it as tables do
         df = synthetic(20 if video else 1, faces=1 if video else 2).assign(input=name)
         with warnings.catch_warnings(record=True) as seen:
@@ -165,3 +166,5 @@ def test_plot_escapes_control_characters_in_the_title(tmp_path):
         titles = [a.get_title(loc="left") for a in fig.axes] + [fig._suptitle.get_text() if fig._suptitle else ""]
         title = next(t for t in titles if t)
         assert "\\u001b" in title and "\x1b" not in title and "\n" not in title.split(" — ")[0], title
+        # and characters the figure's font has no glyph for (CJK, emoji: "Glyph 38996 missing from font(s)")
+        assert "\u9854" not in title and ("\\u9854" in title) == name.startswith("\u9854"), title

@@ -269,12 +269,13 @@ def test_names_with_control_characters_are_escaped_in_the_page_and_figure(tmp_pa
     matplotlib, which printed "UserWarning: Glyph 27 missing from font(s)" with aulib's source path."""
     import warnings
 
-    df = synthetic(30).assign(input="ansi\x1b[31mRED\x1b]0;t\x07.mp4")  # synthetic() escapes it, as tables do
+    df = synthetic(30).assign(input="ansi\x1b[31mRED\x1b]0;t\x07\u9854.mp4")  # synthetic() escapes it, as tables do
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
         page = write_report(df, tmp_path / "r.html").read_text(encoding="utf-8")
     assert not [str(w.message) for w in seen if "Glyph" in str(w.message)]
     assert "\x1b" not in page and "\x07" not in page and "ansi\\u001b[31mRED" in page
+    assert "\u9854.mp4" in page  # the page's text keeps what a browser can show; only the figure escapes it
 
 
 def test_report_with_video_picks_that_videos_input_from_a_mixed_table(tmp_path):

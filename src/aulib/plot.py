@@ -20,6 +20,7 @@ Column groups come from :mod:`aulib.table` helpers; labels from :mod:`aulib.au.f
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import re
@@ -57,6 +58,31 @@ def shown_name(text: object) -> str:
     a table written before, or a DataFrame, can hold them raw. An ESC or BEL in a name reached matplotlib, which
     printed "UserWarning: Glyph 27 missing from font(s)" with aulib's source path, and a newline split the title."""
     return table.printable(str(text))
+
+
+@functools.lru_cache(maxsize=1)
+def _font_chars() -> frozenset[int] | None:
+    """The code points the figures' font has glyphs for (None when it cannot be read: nothing is escaped)."""
+    try:
+        from matplotlib import font_manager, rcParams
+        from matplotlib.ft2font import FT2Font
+
+        return frozenset(FT2Font(font_manager.findfont(font_manager.FontProperties(
+            family=rcParams["font.family"]))).get_charmap())
+    except Exception:  # a font matplotlib cannot open: it says so itself when drawing
+        return None
+
+
+def figure_text(text: object) -> str:
+    """:func:`shown_name`, and each character the figures' font cannot draw written ``\\uXXXX`` (``\\UXXXXXXXX``
+    beyond the BMP): a CJK name or an emoji printed "UserWarning: Glyph 38996 missing from font(s) DejaVu Sans"
+    and came out as empty boxes. Only figures: the HTML page's own text keeps them (a browser has the fonts)."""
+    shown = shown_name(text)
+    chars = _font_chars()
+    if chars is None or all(ord(c) in chars for c in shown if c != "\n"):
+        return shown
+    return "".join(c if c == "\n" or ord(c) in chars else (f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF else
+                                                           f"\\U{ord(c):08x}") for c in shown)
 
 
 def inputs_note(df: pd.DataFrame, name: str, what: str) -> str | None:
@@ -392,13 +418,13 @@ def figure(df: pd.DataFrame, input_name: str | None = None, face: int | None = N
     several = inputs_note(df, name, "this plot shows") if input_name is None else None
     if log and several:
         log(f"warning: {several}")
-    title = shown_name(Path(name).name)
+    title = figure_text(Path(name).name)
     n_all = sub["face"].nunique()
     if n_all > len(faces):
         title += f" (faces {', '.join(map(str, faces))} of {n_all}; choose with --face)"
     if not names:
         notes.insert(0, "no AU intensities (AUxx_r) in the table.")
-    tail = "".join(f"\n{shown_name(n)}" for n in notes)  # under the title: what is not shown, and why
+    tail = "".join(f"\n{figure_text(n)}" for n in notes)  # under the title: what is not shown, and why
     if video:
         frames = rows.groupby("frame")["timestamp"].first().sort_index().to_frame()  # gaps show as gaps
         lines, _ = _layout(names, style, bool(len(emo.columns)))
