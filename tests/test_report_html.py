@@ -289,3 +289,22 @@ def test_report_with_video_picks_that_videos_input_from_a_mixed_table(tmp_path):
                    video_options={"max_frames": 12}).table
     page = render(df, video=clip)
     assert "single_face.mp4" in page and "is one image" not in page
+
+
+def test_an_input_that_could_not_be_read_has_no_frames_analysed(tmp_path):
+    """The error row of an unreadable input was counted as a frame: "1 frames analysed", "No face in empty.jpg";
+    a cut clip's closing error row was one more frame than the clip gave."""
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    cut = tmp_path / "cut.mp4"
+    data = sample("single_face.mp4").read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    out = tmp_path / "t.csv"
+    run_batch([empty, cut], AnalyzerSpec(emotion_model="none", gaze=False), out=out)
+    df = pd.read_csv(out)
+    page = render(df, str(empty))
+    assert "<b>0</b>frames analysed" in page and "No face in" not in page, page
+    assert "could not be read" in page and "empty file (0 bytes)" in page
+    clip = df[df["input"] == str(cut)]
+    page = render(df, str(cut))
+    assert f"<b>{clip['frame'].nunique() - 1}</b>frames analysed" in page

@@ -456,16 +456,21 @@ def render(df: pd.DataFrame, input_name: str | None = None, face: int | None = N
     no_face = face is None and not (rows["success"] == 1).any()
     ok = rows.iloc[0:0] if no_face else select(df, name, face)
     is_video = spans_frames(rows)  # as plot.figure decides it, so the caption describes the figure shown
-    frames = rows["frame"].nunique()
+    errors = rows["error"].fillna("").astype(str) if "error" in rows.columns else pd.Series("", index=rows.index)
+    # a failure row (the input, or the rest of a clip, could not be read: its error names the input, as the run's
+    # summary counts it, aulib.batch.Tally) is no frame: "1 frames analysed" for an empty file
+    failure = (rows["success"] == 0) & errors.str.startswith(name + ":")
+    frames = rows.loc[~failure, "frame"].nunique()
     with_face = ok["frame"].nunique()
     duration = float(rows["timestamp"].max() - rows["timestamp"].min()) if is_video else 0.0
     notes = [] if table_path is None else [n for n in [unfinished_run(table_path)] if n]
     notes += [n for n in [inputs_note(df, name, "this report covers")] if n]
-    if no_face:
+    if no_face and not frames:
+        notes.append(f"{name} could not be read: nothing to measure.")
+    elif no_face:
         notes.append(f"No face in any of the {frames} frames of {name} (0 of {frames}): nothing to measure."
                      if frames > 1 else f"No face in {name}: nothing to measure.")
     notes += cleaned
-    errors = rows["error"].fillna("").astype(str) if "error" in rows.columns else pd.Series("", index=rows.index)
     problems = errors[(rows["success"] == 0) & (errors != "") & ~errors.str.contains("no face", case=False)]
     notes += [f"Problem in the input: {e}" for e in problems.unique()[:3]]
 
