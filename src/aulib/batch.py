@@ -160,8 +160,8 @@ class BatchResult:
         frames over the seconds its tasks took) and overall."""
         done = len(self.analysed) - len(self.failed)
         line = (f"inputs: {done} done, {len(self.failed)} failed, {len(self.skipped)} skipped; "
-                f"{counted(self.frames, 'frame')}, {counted(self.faces, 'face')} found (a face in a frame counts once), "
-                f"{counted(self.rows, 'row')} in {self.seconds:.1f} s")
+                f"{counted(self.frames, 'frame')}, {counted(self.faces, 'face')} found (a face in a frame counts "
+                f"once), {counted(self.rows, 'row')} in {self.seconds:.1f} s")
         if self.seconds > 0 and self.frames:
             line += f" ({self.frames / self.seconds:.1f} frames/s overall)"
         if self.workers:
