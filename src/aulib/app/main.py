@@ -8,6 +8,9 @@ from __future__ import annotations
 import streamlit as st
 
 from aulib.app.common import PAGES, RUNS_KEY, app_page
+from aulib.app.engine import start_trimmer
+
+start_trimmer()  # once per server process: freed memory back to the OS every minute
 
 # No page_icon: a Material icon favicon would be fetched from a font CDN, and the app is offline.
 st.set_page_config(page_title="aulib — facial Action Units and emotions", layout="wide")
