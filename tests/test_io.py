@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -502,6 +503,17 @@ def test_odd_api_objects_are_image_read_errors_naming_them():
         check_regular_file("\x00bad.jpg")
 
 
+
+def test_a_pil_image_that_cannot_be_converted_is_named_by_its_file(tmp_path):
+    """An opened, truncated JPEG given as a PIL image said "PIL image of mode RGB, 572×562 px: cannot convert it
+    to RGB (image file is truncated …)" without naming the file the image knows."""
+    data = sample("single_face.jpg").read_bytes()
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageReadError, match=rf"^{re.escape(str(cut))}: PIL image of mode RGB, .*truncated"):
+        to_rgb(Image.open(cut))
+
+
 def test_a_still_image_with_a_video_name_is_read_as_the_image_it_is(tmp_path, analyzer):
     """A JPEG saved as .mp4 went through the video path without a word (no image ensemble: AU06_p 0.971 instead
     of 0.926); a video named .jpg was already recognised by its content."""
@@ -859,3 +871,21 @@ def test_fallback_decoders_read_only_the_file_under_a_memory_limit(tmp_path):
     )
     res = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and res.stdout.strip() == str(rgb.shape), res.stderr[-2000:]
+
+
+def test_an_array_whose_fourth_channel_is_no_alpha_mask_is_refused(tmp_path):
+    """``np.asarray`` of a CMYK image is (H, W, 4): its black channel was taken for alpha and C, M, Y for R, G, B
+    (AUs up to 1.7 off the file's, no word). Real alpha (the sample PNG, a feathered edge) is kept."""
+    rgb = np.asarray(Image.open(sample("single_face.jpg")).convert("RGB")).astype(np.int16)
+    cmy = 255 - rgb
+    k = cmy.min(axis=2, keepdims=True)  # under-colour removal, as a print workflow's CMYK holds black
+    cmyk = tmp_path / "cmyk.jpg"
+    Image.fromarray(np.concatenate([cmy - k, k], axis=2).astype(np.uint8), "CMYK").save(cmyk)
+    with pytest.raises(ImageReadError, match=r"not an alpha mask \(\d+% of its values partly transparent"):
+        to_rgb(np.asarray(Image.open(cmyk)))
+    assert to_rgb(Image.open(cmyk)).shape[2] == 3 and read_image(cmyk).shape[2] == 3  # the image and its file
+    rgba = np.asarray(Image.open(sample("Image_with_alpha.png")).convert("RGBA"))
+    assert (to_rgb(rgba) == read_image(sample("Image_with_alpha.png"))).all()
+    soft = np.dstack([rgb.astype(np.uint8), np.full(rgb.shape[:2], 255, np.uint8)])
+    soft[:, :40, 3] = np.linspace(0, 255, 40).astype(np.uint8)  # a feathered edge
+    assert to_rgb(soft).shape[2] == 3
