@@ -889,3 +889,21 @@ def test_an_array_whose_fourth_channel_is_no_alpha_mask_is_refused(tmp_path):
     soft = np.dstack([rgb.astype(np.uint8), np.full(rgb.shape[:2], 255, np.uint8)])
     soft[:, :40, 3] = np.linspace(0, 255, 40).astype(np.uint8)  # a feathered edge
     assert to_rgb(soft).shape[2] == 3
+
+
+def test_a_wildcard_pattern_names_its_files(tmp_path, monkeypatch):
+    """Windows' shells hand ``*.jpg`` over unexpanded (so does any quoted pattern): it was one input, "*.jpg: no
+    such file". Patterns are expanded like a shell's (sorted, ``**`` recursive, hidden names left out); a file
+    whose name holds a ``*`` is itself; a pattern that matches nothing stays one input whose row says so."""
+    for rel in ("a.jpg", "b.jpg", "sub/c.jpg", ".hidden.jpg", "notes.txt"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(sample("single_face.jpg").read_bytes())
+    monkeypatch.chdir(tmp_path)
+    assert expand_inputs(["*.jpg"]) == [Path("a.jpg"), Path("b.jpg")]
+    assert expand_inputs(["**/*.jpg"]) == [Path("a.jpg"), Path("b.jpg"), Path("sub/c.jpg")]
+    assert expand_inputs([str(tmp_path / "s*")]) == [tmp_path / "sub" / "c.jpg"]  # a folder matched is scanned
+    (tmp_path / "odd*.jpg").write_bytes(b"x")
+    assert expand_inputs(["odd*.jpg"]) == [Path("odd*.jpg")]
+    assert expand_inputs(["none*.png"]) == [Path("none*.png")]
+    with pytest.raises(ImageReadError, match=r"none\*\.png: no such file \(no file matches this pattern\)"):
+        read_image("none*.png")

@@ -480,7 +480,7 @@ def _said_duplicates(duplicates: list[str]) -> None:
 
 @app.command()
 def faces(
-    paths: list[str] = typer.Argument(..., help="Images or folders (recursive)."),
+    paths: list[str] = typer.Argument(..., help="Images or folders (recursive); wildcard patterns ('*.jpg')."),
     out: Path | None = typer.Option(None, "-o", "--out", help="Write the table (.csv, .parquet, .json)."),
     overlay: Path | None = typer.Option(None, "--overlay", help="Folder for annotated copies of each image "
                                         "(for a single image, a .png/.jpg path)."),
@@ -521,8 +521,9 @@ def faces(
 @app.command()
 def analyze(
     ctx: typer.Context,
-    paths: list[str] = typer.Argument(..., help="Images, folders (recursive, sorted) or videos, mixed; also URLs "
-                                      "(s3://bucket/prefix/, gs://…, https://…, file://…)."),
+    paths: list[str] = typer.Argument(..., help="Images, folders (recursive, sorted) or videos, mixed; wildcard "
+                                      "patterns ('*.jpg', 'clips/**/*.mp4'); also URLs (s3://bucket/prefix/, gs://…, "
+                                      "https://…, file://…)."),
     out: str | None = typer.Option(None, "-o", "--out", help="Write the full table (.csv, .parquet, .json); a folder "
                                    "or URL prefix ending with / (any URL) writes partitioned Parquet."),
     cropped: bool = typer.Option(False, "--cropped", help="Each image is one already-cropped face (48×48 crops)."),

@@ -659,7 +659,8 @@ def check_regular_file(path: str | Path, kind: type[ValueError] = ImageReadError
     try:
         st = p.stat()
     except FileNotFoundError:
-        raise kind(f"{p}: no such file") from None
+        pattern = " (no file matches this pattern)" if _GLOB_MAGIC.search(str(p)) else ""
+        raise kind(f"{p}: no such file{pattern}") from None
     except OSError as e:
         raise kind(f"{p}: cannot access ({e.strerror or e})") from None
     except ValueError:  # "embedded null byte": no file can have this name
@@ -931,11 +932,29 @@ def expand_inputs(paths: Iterable[Source], skipped: list[Source] | None = None) 
             out.extend(list_prefix(str(raw), IMAGE_EXTENSIONS | VIDEO_EXTENSIONS, skipped))
             continue
         p = Path(raw)
-        if os.path.isdir(p):  # False, not PermissionError, for a path below a folder that cannot be searched
-            out.extend(_scan_folder(p, skipped) or [p])
-        else:
-            out.append(p)
+        matches = _glob(str(raw))
+        for q in matches if matches is not None else [p]:
+            if os.path.isdir(q):  # False, not PermissionError, for a path below a folder that cannot be searched
+                out.extend(_scan_folder(q, skipped) or [q])
+            else:
+                out.append(q)
     return out
+
+
+_GLOB_MAGIC = re.compile(r"[*?[]")
+
+
+def _glob(pattern: str) -> list[Path] | None:
+    """The files a wildcard pattern names (``*.jpg``, ``clips/**/*.mp4``; sorted; hidden names left out, as a
+    shell leaves them), or None when ``pattern`` is no pattern or names a file itself. Windows' shells (cmd,
+    PowerShell) hand ``*.jpg`` over as it is typed, and a quoted pattern reaches a program unexpanded anywhere:
+    it was one row, "*.jpg: no such file". A pattern that matches nothing stays the input: its row says so."""
+    if not _GLOB_MAGIC.search(pattern) or os.path.lexists(pattern):
+        return None
+    import glob
+
+    found = sorted(glob.glob(pattern, recursive=True))
+    return [Path(f) for f in found] if found else None
 
 
 def _scan_folder(top: Path, skipped: list[Path] | None = None) -> list[Path]:
