@@ -730,6 +730,41 @@ def test_one_truncation_rule_for_avi_and_matroska(analyzer, tmp_path):
                                             f"not read (decoded {of}; stream ends at "), df.error.iloc[-1]
 
 
+def test_a_matroska_file_damaged_inside_is_not_called_cut(tmp_path):
+    """3 kB of garbage in the middle of a whole Matroska clip: FFmpeg's demuxer skips it without flagging a packet,
+    gives one frame after it (0.48 → 0.64 s) and stops. The run said "video truncated: file ends early" of a file
+    of full length, and nothing of the skipped time."""
+    from aulib.video.reader import FrameReader
+
+    path = tmp_path / "full.mkv"
+    with av.open(str(path), "w") as o:
+        st = o.add_stream("libx264", rate=25)
+        st.width, st.height, st.pix_fmt = 640, 360, "yuv420p"
+        for k, im in enumerate(_frames("single_face.mp4", 0, 40)):
+            f = av.VideoFrame.from_ndarray(cv2.resize(im, (640, 360)), format="rgb24").reformat(format="yuv420p")
+            f.pts, f.time_base = k, Fraction(1, 25)
+            for p in st.encode(f):
+                o.mux(p)
+        for p in st.encode():
+            o.mux(p)
+    data = bytearray(path.read_bytes())
+    mid = len(data) // 2
+    data[mid:mid + 3000] = bytes((i * 37) & 255 for i in range(3000))
+    bad = tmp_path / "garbled.mkv"
+    bad.write_bytes(bytes(data))
+    r = FrameReader(bad, threaded=False)
+    got = [round(f.time, 2) for f in r]
+    assert r.stats.error.startswith(f"{bad}: video damaged: the stream cannot be read past "), r.stats.error
+    assert "truncated" not in r.stats.error and "kB of the file after it" in r.stats.error
+    jumps = [(a, b) for a, b in zip(got, got[1:]) if b - a > 0.06]
+    for a, b in jumps:  # each unflagged jump of the clock is named
+        assert f"skips {a:.2f} → {b:.2f} s" in r.stats.error or f", {a:.2f} → {b:.2f} s" in r.stats.error
+    half = tmp_path / "half.mkv"
+    half.write_bytes(path.read_bytes()[: mid])
+    r = FrameReader(half, threaded=False)
+    assert sum(1 for _ in r) < 40 and r.stats.error.startswith(f"{half}: video truncated: file ends early")
+
+
 def test_a_file_cut_while_it_is_read_is_reported_truncated(tmp_path):
     path = tmp_path / "growing.mp4"
     path.write_bytes(sample("WolfgangLanger_Pexels.mp4").read_bytes())

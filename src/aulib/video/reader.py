@@ -585,6 +585,7 @@ class FrameReader:
         steps: list[float] = []  # the first steps between frames, for the usual one (their median)
         usual = 0.0
         attributed = 0  # corrupt packets and out-of-order frames already placed as lost frames (variable rate)
+        skips: list[tuple[float, float, int]] = []  # unflagged jumps of a constant-rate clip: (from, to s, frames)
         it = self._in_time_order(self._decoded())
         t0 = time.perf_counter()
         capped = False  # stopped at --max-frames: the rest of the file was not read, which is no truncation
@@ -615,6 +616,11 @@ class FrameReader:
                     if len(steps) >= 3:
                         ratio = (t - st.last_time) / usual
                         on_grid = abs(ratio - round(ratio)) <= 0.25
+                if not damaged and on_grid and len(steps) >= 3 and t - st.last_time > 1.5 * usual:
+                    # the clock jumped with no packet flagged: a capture that dropped frames, or damage FFmpeg's
+                    # demuxer resynchronised over without a word (Matroska: 3 kB of garbage mid-file). Numbered on
+                    # (a capture's drops are not this file's frames); said if the stream then stops early
+                    skips.append((st.last_time, t, round((t - st.last_time) / usual) - 1))
                 if damaged and frame.pts is not None and st.rate:
                     # frames lost in skipped packets: the next frames keep their own numbers (by their time),
                     # so ``frame`` still matches the file (and another tool's rows) after the damage. With an
@@ -673,8 +679,17 @@ class FrameReader:
             elif truncated:
                 of = f"{st.decoded} of {st.declared} frames" if st.declared else f"{st.decoded} frames"
                 seconds = max(self._duration, st.declared / st.rate) if st.declared and st.rate else self._duration
-                st.error = (f"{self.path}: video truncated: file ends early: {self._unread(read)} (decoded {of}; "
-                            f"stream ends at {st.last_time:.2f} s of {seconds:.2f} s)")
+                left = self._left_unread()
+                if left:  # the file goes on: it was not cut, it could not be read past there
+                    st.error = (f"{self.path}: video damaged: the stream cannot be read past {st.last_time:.2f} s of "
+                                f"{seconds:.2f} s ({left} of the file after it): {self._unread(read)} (decoded {of})")
+                else:
+                    st.error = (f"{self.path}: video truncated: file ends early: {self._unread(read)} (decoded {of}; "
+                                f"stream ends at {st.last_time:.2f} s of {seconds:.2f} s)")
+                if skips and left:  # (in a cut file, the frames the cut GOP's last ones refer to are gone too)
+                    st.error += "; before that the stream skips " + ", ".join(
+                        f"{a:.2f} → {b:.2f} s ({n} frame(s)' time)" for a, b, n in skips[:3]) + \
+                        (" …" if len(skips) > 3 else "")
                 if self._bad_packets > self._trailing_bad or gaps:  # damage before the cut too
                     # (a frame lost there to the cut packet itself is named too: a cut MP4 with B-frames decoded
                     # frames 0–20, 22 and said only "frames 23–44 not read")
@@ -768,6 +783,16 @@ class FrameReader:
             return short_time
         short_count = st.declared - max(read, self._packets) > max(3.0, tol * st.rate)
         return short_count and (short_time or failed or self._at_file_end())
+
+    def _left_unread(self) -> str:
+        """How much of the file lies after the last packet read ("28 kB"), when that is more than a container's
+        closing index could hold (over 5 % of the file and 4 kB): the demuxer stopped inside the file, so the file
+        is damaged there, not cut short. "" when the file ends there or its size is unknown."""
+        size = self._source_size()
+        if size is None or self._last_end is None or self._trailing_bad or self._last_corrupt:
+            return ""
+        left = size - self._last_end
+        return f"{left / 1000:.0f} kB" if left > max(4096, 0.05 * size) else ""
 
     def _at_file_end(self) -> bool:
         """The container's own sign that the file ends inside the stream: its last packets were cut (FFmpeg
