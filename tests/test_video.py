@@ -765,6 +765,52 @@ def test_a_matroska_file_damaged_inside_is_not_called_cut(tmp_path):
     assert sum(1 for _ in r) < 40 and r.stats.error.startswith(f"{half}: video truncated: file ends early")
 
 
+def test_a_whole_clip_whose_last_frame_is_held_is_not_truncated(tmp_path):
+    """A Matroska/WebM clip whose last frame is shown 2 s (a freeze-frame ending): the stream's end was taken at
+    that frame's start, 2 s before the declared duration, and a healthy file got "video truncated: file ends
+    early: frames 30–88 of about 89 not read"."""
+    from aulib.video.reader import FrameReader
+
+    for ext, codec in (("mkv", "libx264"), ("webm", "libvpx")):
+        path = tmp_path / f"held.{ext}"
+        with av.open(str(path), "w") as c:
+            s = c.add_stream(codec, rate=30)
+            s.width, s.height, s.pix_fmt = 320, 180, "yuv420p"
+            s.codec_context.time_base = Fraction(1, 30)
+            packets = []
+            for i, im in enumerate(_frames("single_face.mp4", 0, 30)):
+                vf = av.VideoFrame.from_ndarray(cv2.resize(im, (320, 180)), format="rgb24")
+                vf.pts = i
+                packets += list(s.encode(vf))
+            packets += list(s.encode())
+            last = max(packets, key=lambda p: p.pts)
+            last.duration = int(2 / last.time_base)
+            for p in packets:
+                c.mux(p)
+        r = FrameReader(path, threaded=False)
+        assert sum(1 for _ in r) == 30 and r.stats.error == "", r.stats.error
+
+
+def test_a_raw_mpeg2_stream_starts_at_its_first_frame(tmp_path):
+    """FFmpeg's raw MPEG-2 video reader declares no start and stamps the first frame one frame late: a healthy
+    .m2v came out as frames 1–30 from 0.04 s with "the 1 frame(s) before the stream's first decodable keyframe
+    … lost: 0" (raw .h264/.hevc were right)."""
+    from aulib.video.reader import FrameReader
+
+    path = tmp_path / "raw.m2v"
+    with av.open(str(path), "w", format="mpeg2video") as c:
+        s = c.add_stream("mpeg2video", rate=25)
+        s.width, s.height, s.pix_fmt = 320, 180, "yuv420p"
+        for im in _frames("single_face.mp4", 0, 30):
+            for p in s.encode(av.VideoFrame.from_ndarray(cv2.resize(im, (320, 180)), format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    r = FrameReader(path, threaded=False)
+    got = [(f.index, round(f.time, 3)) for f in r]
+    assert got == [(i, round(i / 25, 3)) for i in range(30)] and r.stats.error == "", (got[:3], r.stats.error)
+
+
 def test_a_file_cut_while_it_is_read_is_reported_truncated(tmp_path):
     path = tmp_path / "growing.mp4"
     path.write_bytes(sample("WolfgangLanger_Pexels.mp4").read_bytes())

@@ -467,6 +467,9 @@ class FrameReader:
                 self._last_corrupt = bool(packet.is_corrupt)
                 ts = packet.pts if packet.pts is not None else packet.dts
                 if ts is not None and self._tb:
+                    # where the packet ends: a whole Matroska clip whose last frame is held 2 s (a freeze-frame
+                    # ending) reached only its last frame's start, 2 s before the declared duration: "truncated"
+                    ts += max(0, packet.duration or 0)
                     self._packet_time = max(self._packet_time, self._seconds(ts))
             try:
                 frames = packet.decode()
@@ -592,6 +595,12 @@ class FrameReader:
         try:
             for frame in it:
                 index = st.decoded + lost
+                if st.decoded == 0 and self._start is None and frame.pts is not None:
+                    # a raw elementary stream declares no start (FFmpeg's MPEG-2 video reader stamps its first
+                    # frame one frame late): its first frame starts it. Timed from 0, it was "the 1 frame(s) before
+                    # the stream's first decodable keyframe … lost: 0", every frame numbered one too high
+                    self._start = int(frame.pts)
+                    self._start_s = self._start * self._tb
                 st.decoded += 1
                 t = self._time(frame, index)
                 if not st.rate and frame.pts is not None and len(times) < RATE_FRAMES:
