@@ -367,7 +367,7 @@ def test_cli_url_in_url_out_with_summary_and_one_line_errors(s3):
     out = f"s3://{BUCKET}/cli/"
     r = runner.invoke(app, ["analyze", f"s3://{BUCKET}/in/b/", "-o", out, "--emotion-model", "none"])
     assert r.exit_code == 0, r.output
-    assert "summary: inputs: 1 done, 1 failed, 0 skipped; 1 frames, 5 faces" in r.output
+    assert "summary: inputs: 1 done, 1 failed, 0 skipped; 1 frame, 5 faces" in r.output
     assert f"failed inputs (1, error rows written): s3://{BUCKET}/in/b/broken.png" in r.output
     assert read_partitioned(out)["input"].tolist() == [f"s3://{BUCKET}/in/b/broken.png"] + \
         [f"s3://{BUCKET}/in/b/multi.jpg"] * 5

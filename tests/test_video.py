@@ -811,6 +811,34 @@ def test_a_raw_mpeg2_stream_starts_at_its_first_frame(tmp_path):
     assert got == [(i, round(i / 25, 3)) for i in range(30)] and r.stats.error == "", (got[:3], r.stats.error)
 
 
+def test_a_video_with_alpha_is_composited_on_white_as_an_image_is(tmp_path):
+    """A clip with an alpha plane (PNG in MOV, ProRes 4444) was read opaque: its transparent parts showed the
+    colour they stored (here black), where the same frame as a PNG is composited on white."""
+    from PIL import Image
+
+    from aulib.io import read_image
+    from aulib.video.reader import FrameReader
+
+    path = tmp_path / "alpha.mov"
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("png", rate=25)
+        s.width, s.height, s.pix_fmt = 320, 180, "rgba"
+        for i, im in enumerate(_frames("single_face.mp4", 0, 3)):
+            rgba = np.dstack([cv2.resize(im, (320, 180)), np.full((180, 320), 255, np.uint8)])
+            rgba[:60] = 0  # a transparent band storing black
+            rgba[60:70, :, 3] = 128
+            vf = av.VideoFrame.from_ndarray(rgba, format="rgba")
+            vf.pts, vf.time_base = i, Fraction(1, 25)
+            for p in s.encode(vf):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    Image.fromarray(rgba).save(tmp_path / "last.png")
+    frames = list(FrameReader(path, threaded=False))
+    assert len(frames) == 3 and (frames[-1].image == read_image(tmp_path / "last.png")).all()
+    assert (frames[-1].image[:60] == 255).all()
+
+
 def test_a_file_cut_while_it_is_read_is_reported_truncated(tmp_path):
     path = tmp_path / "growing.mp4"
     path.write_bytes(sample("WolfgangLanger_Pexels.mp4").read_bytes())

@@ -169,7 +169,7 @@ def to_rgb(array: np.ndarray, order: Literal["rgb", "bgr"] = "rgb") -> np.ndarra
     Accepts gray ``(H, W)`` / ``(H, W, 1)``, gray+alpha ``(H, W, 2)``, 3-channel and 4-channel
     arrays of dtype bool, any integer or float, scaled to 8 bit by the module's value range rule
     (colour and alpha each by their own range). An alpha channel is composited on white (one that is 0
-    everywhere is no alpha: see :func:`_composite_on_white`), as
+    everywhere is no alpha: see :func:`composite_on_white`), as
     :func:`read_image` does for the file the array came from (``np.asarray(Image.open(png))`` and the
     PNG's path give the same result; dropping it showed whatever colour transparent pixels happen
     to hold, often black). ``order`` says how a 3/4-channel array is laid out: ``"bgr"`` for OpenCV
@@ -225,7 +225,7 @@ def to_rgb(array: np.ndarray, order: Literal["rgb", "bgr"] = "rgb") -> np.ndarra
                 f"array of shape {shape}: its last channel is not an alpha mask ({partial:.0%} of its values partly "
                 "transparent, as a CMYK image's black channel is): give the PIL image or the file itself, or "
                 "convert it to RGB first (np.asarray(im.convert('RGB')))")
-        a = _composite_on_white(a, alpha)
+        a = composite_on_white(a, alpha)
     return np.ascontiguousarray(a)
 
 
@@ -233,7 +233,7 @@ def to_rgb(array: np.ndarray, order: Literal["rgb", "bgr"] = "rgb") -> np.ndarra
 MAX_PARTIAL_ALPHA = 0.5
 
 
-def _composite_on_white(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+def composite_on_white(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """Blend uint8 RGB over white with a uint8 alpha (transparent pixels become white).
 
     An alpha that is 0 everywhere is no alpha at all (``rgb`` comes back as it is): 32-bit BMPs (Windows
@@ -341,7 +341,7 @@ def _decode_deep_color(f: IO[bytes], name: str, img: Image.Image, full_scale: fl
     if rgb.ndim == 2:
         rgb = np.repeat(rgb[:, :, None], 3, axis=2)
     if alpha is not None:
-        rgb = _composite_on_white(rgb, alpha)
+        rgb = composite_on_white(rgb, alpha)
     orientation = img.getexif().get(0x0112, 1)
     if orientation not in range(2, 9):
         return rgb
@@ -613,7 +613,7 @@ def _pil_to_rgb(img: Image.Image, full_scale: float | None = None, white_is_zero
     # composited on white in a palette image and kept as they are (black) in the same picture stored as RGB
     if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (img.mode in ("P", "RGB", "L") and "transparency" in img.info):
         rgba = np.asarray(img.convert("RGBA"))
-        return _composite_on_white(rgba[:, :, :3], rgba[:, :, 3])
+        return composite_on_white(rgba[:, :, :3], rgba[:, :, 3])
     if img.mode in ("LAB", "HSV"):  # Pillow has no direct conversion to RGB for these
         from PIL import ImageCms
 

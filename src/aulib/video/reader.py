@@ -70,9 +70,36 @@ def rgb(frame: Any) -> np.ndarray:
     global _ONE_THREAD
     if _ONE_THREAD is None:
         _ONE_THREAD = _one_thread_reformat()
+    fmt = "rgba" if _has_alpha(frame) else "rgb24"
     if _ONE_THREAD:
-        return frame.reformat(format="rgb24", interpolation="AREA", threads=1).to_ndarray()
-    return frame.to_ndarray(format="rgb24", interpolation="AREA")
+        a = frame.reformat(format=fmt, interpolation="AREA", threads=1).to_ndarray()
+    else:
+        a = frame.to_ndarray(format=fmt, interpolation="AREA")
+    if fmt == "rgba":
+        # composited on white, as an image with alpha is (aulib.io): the transparent parts of a PNG-in-MOV or
+        # ProRes 4444 clip showed whatever colour they stored, often black
+        from aulib.io import composite_on_white
+
+        return composite_on_white(a[:, :, :3], a[:, :, 3])
+    return a
+
+
+_ALPHA_FORMATS: dict[str, bool] = {}
+
+
+def _has_alpha(frame: Any) -> bool:
+    """Whether the frame's pixel format carries an alpha plane (yuva420p, rgba, ya8, gbrap …); asked once per
+    format (a frame's format object is made anew on each access)."""
+    fmt = frame.format
+    name = fmt.name
+    known = _ALPHA_FORMATS.get(name)
+    if known is None:
+        try:
+            known = any(c.is_alpha for c in fmt.components)
+        except AttributeError:  # a PyAV without component flags: read opaque, as before
+            known = False
+        _ALPHA_FORMATS[name] = known
+    return known
 
 
 def _video_duration(container: Any, stream: Any) -> float:
