@@ -326,6 +326,8 @@ def test_frames_are_converted_on_one_swscale_thread():
     asked = {}
 
     class Recording:
+        format = frame.format
+
         def reformat(self, **kw):
             asked.update(kw)
             return frame.reformat(**kw)
