@@ -743,3 +743,50 @@ def test_ctrl_c_while_the_command_line_loads_is_one_line(monkeypatch, capsys):
     with pytest.raises(SystemExit) as stop:
         aulib.console.main()
     assert stop.value.code == 130 and capsys.readouterr().err == "interrupted\n"
+
+
+def test_an_interrupt_anywhere_in_a_native_stretch_leaves_other_threads_free():
+    """A signal's exception (Ctrl-C, a timeout's SIGALRM) raised in the main thread between taking the native
+    stretches' lock and entering its block left the lock held: every other thread (the model thread, the
+    decoder, a user's workers) blocked on it for good — a loop interrupting ``analyze(video)`` froze after about
+    100 interrupts. The exception is raised here at every trace event of a stretch, one after another."""
+    import threading
+
+    from aulib import background
+
+    def stretch() -> None:
+        with background.native():
+            pass
+
+    main = threading.get_ident()
+    k = 1
+    while True:
+        seen = 0
+
+        def tracer(frame, event, arg):
+            nonlocal seen
+            seen += 1
+            if seen == k:
+                raise KeyboardInterrupt
+            return tracer
+
+        sys.settrace(tracer)
+        try:
+            stretch()
+            interrupted = False
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            sys.settrace(None)
+        if not interrupted:
+            break
+        other = threading.Thread(target=stretch, daemon=True)
+        other.start()
+        other.join(5)
+        assert not other.is_alive(), f"an interrupt at trace event {k} of a native stretch blocked other threads"
+        # nothing left that the exit would wait for (a count of the main thread's own, left when the exception
+        # cut the way out short, is none: the exit runs in that thread)
+        assert set(background._ACTIVE) <= {main} and not background._others_active(), (k, background._ACTIVE)
+        k += 1
+    background._ACTIVE.pop(main, None)
+    assert k > 5  # the stretch was interrupted at each of its steps

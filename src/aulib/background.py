@@ -35,8 +35,7 @@ _LIVE: dict[threading.Thread, Callable[[], None] | None] = {}
 _LOCK = threading.Lock()
 EXIT_WAIT_S = 10.0  # per helper; one batch of model runs or one decoded frame takes far less
 
-_ACTIVE: dict[int, int] = {}  # thread ident → native stretches it is running now
-_IDLE = threading.Condition()
+_ACTIVE: dict[int, int] = {}  # thread ident → native stretches it is running now (each thread writes its own)
 _EXITING = False
 _ENDING: set[int] = set()  # threads the exit turned back: they are unwinding out of aulib
 # thread ident → when it last began a native stretch. A thread analysing between two onnxruntime calls runs
@@ -51,23 +50,29 @@ RECENT_S = 2.0
 def native() -> Iterator[None]:
     """Run the block as a native stretch: the interpreter's exit waits for it to end, and once the exit
     has begun no new one starts — the calling thread ends by ``SystemExit``, which a thread ends on
-    without a traceback (and which no ``except Exception`` of aulib turns into an error row)."""
+    without a traceback (and which no ``except Exception`` of aulib turns into an error row).
+
+    No lock: each thread writes only its own entry of :data:`_ACTIVE` (one dict operation, atomic under the
+    GIL), counting itself in *before* it reads :data:`_EXITING`, which the exit hook sets before it reads
+    ``_ACTIVE`` — so a stretch either sees the exit and turns back, or is seen and waited for. A lock taken
+    here was leaked by the main thread when a signal's exception (Ctrl-C, a timeout's SIGALRM) landed between
+    taking it and the ``with`` block: every other thread then blocked on it for good (a loop interrupting
+    ``analyze(video)`` froze after ≈ 100 interrupts). The count is put back to what it was on the way out,
+    so an interrupt at any point leaves it right."""
     me = threading.get_ident()
-    with _IDLE:
+    before = _ACTIVE.get(me, 0)
+    try:
+        _ACTIVE[me] = before + 1
         if _EXITING:
             _ENDING.add(me)
             raise SystemExit("aulib: the interpreter is exiting; no new analysis starts")
-        _ACTIVE[me] = _ACTIVE.get(me, 0) + 1
         _RECENT[me] = time.monotonic()
-    try:
         yield
     finally:
-        with _IDLE:
-            if _ACTIVE[me] == 1:
-                del _ACTIVE[me]
-            else:
-                _ACTIVE[me] -= 1
-            _IDLE.notify_all()
+        if before:
+            _ACTIVE[me] = before
+        else:
+            _ACTIVE.pop(me, None)
 
 
 def _wait_until_gone(idents: set[int], seconds: float) -> None:
@@ -101,14 +106,19 @@ def start(target: Callable[[], None], name: str, stop: Callable[[], None] | None
     return thread
 
 
+def _others_active() -> set[int]:
+    """Threads other than this one (the exit hook's, the main thread) inside a native stretch now; a count the
+    main thread left behind when an interrupt cut its bookkeeping short is no stretch running."""
+    return set(_ACTIVE) - {threading.get_ident()}
+
+
 @atexit.register
 def _stop_all() -> None:
     global _EXITING
-    with _IDLE:
-        _EXITING = True
-        busy = set(_ACTIVE)  # threads inside onnxruntime now: they unwind out of aulib after this call
-        now = time.monotonic()
-        busy |= {t for t, when in _RECENT.items() if now - when < RECENT_S} - {threading.get_ident()}
+    _EXITING = True  # before _ACTIVE is read: see native()
+    busy = _others_active()  # threads inside onnxruntime now: they unwind out of aulib after this call
+    now = time.monotonic()
+    busy |= {t for t, when in list(_RECENT.items()) if now - when < RECENT_S} - {threading.get_ident()}
     with _LOCK:
         live = list(_LIVE.items())
     for _, stop in live:
@@ -117,12 +127,12 @@ def _stop_all() -> None:
                 stop()
             except Exception:  # pragma: no cover - stopping must never raise at exit
                 pass
-    with _IDLE:  # every thread's running onnxruntime call ends before finalisation goes on
-        _IDLE.wait_for(lambda: not _ACTIVE, EXIT_WAIT_S)
+    deadline = time.monotonic() + EXIT_WAIT_S  # every thread's running onnxruntime call ends before finalisation
+    while _others_active() and time.monotonic() < deadline:
+        time.sleep(0.005)
     for thread, _ in live:
         thread.join(EXIT_WAIT_S)
     # ... and so does the unwinding of every thread that was in one, or was turned back (closing its
     # video, the model thread, FFmpeg's decoder): finalisation tore native state down under it
-    with _IDLE:
-        busy |= _ENDING
+    busy |= set(_ENDING)
     _wait_until_gone(busy, EXIT_WAIT_S)
