@@ -309,6 +309,13 @@ def test_api_options_and_inputs_are_checked_like_the_rest(tmp_path):
     assert a.analyze_frame(photo.encode())["input"].tolist() == [photo]
     df = a.analyze(np.array([photo, group]))
     assert df.groupby("input").size().to_dict() == {photo: 1, group: 5}
+    # a column's .to_numpy() (object dtype under pandas 3) and bytes paths (dtype S, which became their repr:
+    # "b'/…/single_face.jpg': no such file") are lists of paths too; a 2-D array of them is named
+    for paths in (np.array([photo, Path(group)], dtype=object), np.array([photo.encode(), group.encode()])):
+        df = a.analyze(paths)
+        assert df.groupby("input").size().to_dict() == {photo: 1, group: 5}, paths
+    with pytest.raises(TypeError, match=r"an array of shape \(1, 2\) of paths; give them as one list"):
+        a.analyze(np.array([[photo, group]]))
 
 
 def test_video_options_are_checked_before_any_input_is_analysed(analyzer, monkeypatch):

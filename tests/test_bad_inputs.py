@@ -763,7 +763,7 @@ def test_an_interrupt_anywhere_in_a_native_stretch_leaves_other_threads_free():
     while True:
         seen = 0
 
-        def tracer(frame, event, arg):
+        def tracer(frame, event, arg, k=k):
             nonlocal seen
             seen += 1
             if seen == k:

@@ -387,8 +387,16 @@ class Analyzer:
             raise ValueError(f"order must be 'rgb' or 'bgr', not {order!r}")
         _check_option_names(video_options)
         _refuse_contents(paths)
-        if isinstance(paths, np.ndarray) and paths.dtype.kind in "US" and paths.ndim <= 1:
-            paths = [str(p) for p in paths.reshape(-1)]  # np.array([p1, p2]) of paths was read as an image
+        if isinstance(paths, np.ndarray) and paths.ndim <= 1 and (paths.dtype.kind in "US" or (
+                paths.dtype.kind == "O" and paths.size and
+                all(isinstance(p, (str, bytes, os.PathLike)) for p in paths.reshape(-1)))):
+            # np.array([p1, p2]) of paths was read as an image; so was a column's .to_numpy() (object dtype
+            # under pandas 3), and bytes paths (dtype S) became their repr, "b'/data/a.jpg': no such file"
+            paths = [os.fsdecode(p) if isinstance(p, (bytes, np.bytes_)) else p for p in paths.reshape(-1).tolist()]
+        elif isinstance(paths, np.ndarray) and paths.ndim > 1 and paths.dtype.kind in "USO" and \
+                all(isinstance(p, (str, bytes, os.PathLike)) for p in paths.reshape(-1)[:64]):
+            raise TypeError(f"paths: an array of shape {paths.shape} of paths; give them as one list (or a 1-D "
+                            "array): a.analyze(list(paths.ravel()))")
         if isinstance(paths, (str, bytes, os.PathLike, np.ndarray)) or _is_pil(paths) or _is_image_array(paths):
             paths = [paths]  # type: ignore[list-item]
         elif _is_frame(paths):  # iterating a DataFrame gives its column names: "p: no such file"
