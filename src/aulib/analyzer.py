@@ -388,13 +388,12 @@ class Analyzer:
         _check_option_names(video_options)
         _refuse_contents(paths)
         if isinstance(paths, np.ndarray) and paths.ndim <= 1 and (paths.dtype.kind in "US" or (
-                paths.dtype.kind == "O" and paths.size and
-                all(isinstance(p, (str, bytes, os.PathLike)) for p in paths.reshape(-1)))):
+                paths.dtype.kind == "O" and paths.size and _all_paths(paths.reshape(-1)))):
             # np.array([p1, p2]) of paths was read as an image; so was a column's .to_numpy() (object dtype
             # under pandas 3), and bytes paths (dtype S) became their repr, "b'/data/a.jpg': no such file"
             paths = [os.fsdecode(p) if isinstance(p, (bytes, np.bytes_)) else p for p in paths.reshape(-1).tolist()]
         elif isinstance(paths, np.ndarray) and paths.ndim > 1 and paths.dtype.kind in "USO" and \
-                all(isinstance(p, (str, bytes, os.PathLike)) for p in paths.reshape(-1)[:64]):
+                _all_paths(paths.reshape(-1)[:64]):
             raise TypeError(f"paths: an array of shape {paths.shape} of paths; give them as one list (or a 1-D "
                             "array): a.analyze(list(paths.ravel()))")
         if isinstance(paths, (str, bytes, os.PathLike, np.ndarray)) or _is_pil(paths) or _is_image_array(paths):
@@ -582,6 +581,11 @@ def _face_list(faces: object) -> list[Face]:
         raise TypeError(f"faces must be Face records (from Analyzer.get or the face pipeline), "
                         f"not {type(bad).__name__}")
     return faces
+
+
+def _all_paths(items: Iterable[object]) -> bool:
+    """Whether every item of an array is a path (``str``, ``bytes`` or ``os.PathLike``): a column of paths."""
+    return all(isinstance(p, (str, bytes, os.PathLike)) for p in items)
 
 
 def _is_frame(x: object) -> bool:

@@ -307,8 +307,9 @@ class _LoggedProgress(Progress):
             task = self._tasks[task_id]
             done, total, elapsed = int(task.completed), task.total, int(task.elapsed or 0)
             what = task.description
-        h, m = divmod(elapsed, 3600)
-        self.console.print(f"{what} {done}/{int(total) if total else '?'} {h}:{m // 60:02d}:{m % 60:02d}",
+        hours, rest = divmod(elapsed, 3600)
+        minutes, seconds = divmod(rest, 60)
+        self.console.print(f"{what} {done}/{int(total) if total else '?'} {hours}:{minutes:02d}:{seconds:02d}",
                            markup=False, highlight=False)
 
 

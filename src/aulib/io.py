@@ -219,8 +219,8 @@ def to_rgb(array: np.ndarray, order: Literal["rgb", "bgr"] = "rgb") -> np.ndarra
         # translucent layer). np.asarray of a CMYK image is (H, W, 4) too: its black channel taken for alpha (and
         # C, M, Y for R, G, B) gave AUs up to 1.7 off without a word. A fourth channel mostly in between and
         # varying like picture content is refused (the PIL image or the file reads right).
-        partial = float(np.count_nonzero((alpha > 8) & (alpha < 247))) / alpha.size
-        if shape[2] == 4 and partial > MAX_PARTIAL_ALPHA and float(alpha.std()) > 16:
+        partial = float(np.count_nonzero((alpha > 8) & (alpha < 247))) / alpha.size if shape[2] == 4 else 0.0
+        if partial > MAX_PARTIAL_ALPHA and float(alpha.std()) > 16:
             raise ImageReadError(
                 f"array of shape {shape}: its last channel is not an alpha mask ({partial:.0%} of its values partly "
                 "transparent, as a CMYK image's black channel is): give the PIL image or the file itself, or "

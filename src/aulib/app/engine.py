@@ -130,6 +130,7 @@ def trim_memory() -> None:
 # Seconds between the server's own malloc_trim calls (start_trimmer).
 TRIM_EVERY_S = 60.0
 _TRIMMER: threading.Thread | None = None
+_TRIM_LOCK = threading.Lock()
 
 
 def start_trimmer(every: float = TRIM_EVERY_S) -> threading.Thread:
@@ -150,7 +151,6 @@ def start_trimmer(every: float = TRIM_EVERY_S) -> threading.Thread:
         return _TRIMMER
 
 
-_TRIM_LOCK = threading.Lock()
 _ERRNO = re.compile(r"\[Errno -?\d+\]\s*")
 _INTERNAL = re.compile(r":\s*'[A-Za-z_][\w]*\(\)'")  # FFmpeg's "…: 'avcodec_send_packet()'"
 

@@ -656,7 +656,8 @@ class FrameReader:
                     # the clock jumped with no packet flagged: a capture that dropped frames, or damage FFmpeg's
                     # demuxer resynchronised over without a word (Matroska: 3 kB of garbage mid-file). Numbered on
                     # (a capture's drops are not this file's frames); said if the stream then stops early
-                    skips.append((st.last_time, t, round((t - st.last_time) / usual) - 1))
+                    if len(skips) <= 3:  # the message names three ("…" for more): a capture's drops are many
+                        skips.append((st.last_time, t, round((t - st.last_time) / usual) - 1))
                 if damaged and frame.pts is not None and st.rate:
                     # frames lost in skipped packets: the next frames keep their own numbers (by their time),
                     # so ``frame`` still matches the file (and another tool's rows) after the damage. With an
