@@ -351,3 +351,123 @@ def test_read_table_of_a_partitioned_folder_points_to_its_reader(tmp_path):
     (tmp_path / "out" / "_aulib_manifest.json").write_text("{}")
     with pytest.raises(IsADirectoryError, match="read it with aulib.batch.read_partitioned"):
         table.read_table(tmp_path / "out")
+
+
+def _half(path, tmp_path, suffix: str) -> str:
+    """The first half of ``path`` re-encoded as ``suffix``: a file cut short, as a failed copy leaves it."""
+    out = tmp_path / f"full{suffix}"
+    cv2.imwrite(str(out), cv2.imread(str(path)))
+    data = out.read_bytes()
+    half = tmp_path / f"half{suffix}"
+    half.write_bytes(data[: len(data) // 2])
+    return str(half)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif", ".bmp"])
+def test_a_truncated_file_is_refused_whatever_pillows_truncated_flag_says(analyzer, tmp_path, monkeypatch, suffix):
+    """Data-loading code sets ``ImageFile.LOAD_TRUNCATED_IMAGES = True``; half a file then decoded to a picture with
+    a gray lower half and was analysed at full confidence (AU12 0.4 for 3.6). aulib decodes strictly, and leaves
+    the user's flag as it was."""
+    from PIL import ImageFile
+
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    half = _half(SMILE, tmp_path, suffix)
+    df = analyzer.analyze([half, SMILE])
+    assert df["success"].tolist() == [0, 1]
+    assert "truncated" in df["error"].iloc[0] or "corrupt" in df["error"].iloc[0]
+    if suffix == ".png":  # (a TIFF cut in half loses its directory, written last: Pillow cannot open it at all)
+        with pytest.raises(ImageReadError, match="truncated"):
+            to_rgb(Image.open(half))
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is True
+
+
+def test_a_limit_the_process_set_on_pillow_is_named_as_such(tmp_path, monkeypatch):
+    """With ``Image.MAX_IMAGE_PIXELS = 1000`` every photo said "image too large (0 MP; aulib reads at most 120 MP)";
+    and 12000×10001 said "120 MP; aulib reads at most 120 MP"."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with pytest.raises(ImageReadError, match=r"Pillow's Image.MAX_IMAGE_PIXELS, which this process set to 1000"):
+        read_image(SMILE)
+    with pytest.raises(ImageReadError, match=r"120,012,000 pixels; aulib reads at most 120,000,000 pixels"):
+        to_rgb(np.zeros((10001, 12000), np.uint8))
+
+
+def test_a_bad_image_in_a_list_gets_its_own_row_and_the_others_are_kept(analyzer, rgb):
+    """One NaN frame among good ones threw away every row with an error that did not say which item; a bad path
+    in the same place gets a success=0 row."""
+    bad = np.full((60, 60, 3), np.nan, np.float32)
+    df = analyzer.analyze([rgb, bad, rgb])
+    assert df["frame"].tolist() == [0, 1, 2]
+    assert df["success"].tolist() == [1, 0, 1]
+    assert df["error"].iloc[1].startswith("image 1 of the list: array of dtype float32 with no finite value")
+    with pytest.raises(ImageReadError, match="no finite value"):  # alone, it is the exception it is
+        analyzer.analyze(bad)
+
+
+def test_a_float_image_is_read_by_the_bulk_of_its_values_not_its_overshoot(analyzer, rgb):
+    """A 0–1 image brightened ×1.6 without clipping (augmentation) was taken for 0–255: black, "no face"."""
+    unit = rgb.astype(np.float32) / 255
+    df = analyzer.analyze([unit, unit * 1.6])
+    assert df["success"].tolist() == [1, 1]
+    assert abs(df["AU12_r"].iloc[0] - df["AU12_r"].iloc[1]) < 0.5
+    sharpened = rgb.astype(np.float32)
+    sharpened = np.clip(sharpened + 2 * (sharpened - cv2.GaussianBlur(sharpened, (0, 0), 3)), 0, None)
+    assert np.percentile(sharpened, 99.99) > 320  # was read as 10-bit data, 4× too dark
+    assert abs(float(to_rgb(sharpened).mean()) - float(rgb.mean())) < 3
+
+
+def test_several_frames_are_told_by_the_content_not_the_name(analyzer, tmp_path):
+    """A two-frame GIF named .jpg (or without an extension) said only "no face detected"; as .gif it says that only
+    the first of its frames was read."""
+    face = Image.open(SMILE).convert("RGB")
+    blank = Image.new("RGB", face.size, "white")
+    for name in ("anim.jpg", "anim"):
+        blank.save(tmp_path / name, format="GIF", save_all=True, append_images=[face])
+    df = analyzer.analyze([str(tmp_path / "anim.jpg"), str(tmp_path / "anim")])
+    assert df["error"].str.contains("in the first of its 2 frames or pages").all()
+
+
+def test_a_pil_image_is_read_as_its_file_is_declared_depth_and_colour_key(tmp_path):
+    """A PGM with maxval 65535 holding 3000 read 12 by path and 187 as a PIL image; a 16-bit PNG's transparent
+    colour kept its stored value (the same picture in 8 bits is composited on white)."""
+    pgm = tmp_path / "deep.pgm"
+    pgm.write_bytes(b"P5\n20 20\n65535\n" + np.full((20, 20), 3000, ">u2").tobytes())
+    assert read_image(pgm)[0, 0, 0] == to_rgb(Image.open(pgm))[0, 0, 0] == 12
+    plain = tmp_path / "plain.png"
+    deep = np.full((20, 20), 20000, np.uint16)
+    deep[:5] = 7
+    cv2.imwrite(str(plain), deep)
+    data = plain.read_bytes()
+    body = struct.pack(">H", 7)
+    chunk = struct.pack(">I", 2) + b"tRNS" + body + struct.pack(">I", zlib.crc32(b"tRNS" + body))
+    keyed = tmp_path / "keyed.png"
+    keyed.write_bytes(data[:33] + chunk + data[33:])
+    for got in (read_image(keyed), to_rgb(Image.open(keyed))):
+        assert got[0, 0, 0] == 255 and got[10, 0, 0] == 78
+
+
+def test_file_objects_and_arrays_that_cannot_be_read_are_image_read_errors(tmp_path):
+    """A text-mode file raised UnicodeDecodeError, a closed one "ValueError: read of closed file", an array-like
+    whose conversion raises RuntimeError (a torch tensor that requires grad) escaped as that error."""
+    with open(SMILE) as text, pytest.raises(ImageReadError, match="opened in text mode"):
+        read_image(text)
+    f = open(SMILE, "rb")
+    f.close()
+    with pytest.raises(ImageReadError, match="the file object is closed"):
+        read_image(f)
+
+    class Grad:
+        def __array__(self, dtype=None, copy=None):
+            raise RuntimeError("Can't call numpy() on Tensor that requires grad.")
+
+    with pytest.raises(ImageReadError, match=r"requires grad.*call \.detach\(\) first"):
+        to_rgb(Grad())
+    with pytest.raises(ImageReadError, match=r"channels first\? give a.transpose\(1, 2, 0\)"):
+        to_rgb(np.zeros((3, 40, 50), np.uint8))
+    with pytest.raises(ImageReadError, match=r"a batch of one\? give a\[0\]"):
+        to_rgb(np.zeros((1, 40, 50, 3), np.uint8))
+    link = tmp_path / "gone.jpg"
+    link.symlink_to(tmp_path / "missing.jpg")
+    with pytest.raises(ImageReadError, match="a broken symbolic link"):
+        read_image(link)
+    gray = Image.open(SMILE).convert("L")
+    assert to_rgb(Image.merge("LA", (gray, gray)).convert("La")).shape == (562, 572, 3)

@@ -425,7 +425,8 @@ def test_a_folder_of_awkward_files_gives_each_one_a_row(analyzer, tmp_path):
     listed = {p.name for p in expand_inputs([tmp_path])}
     assert listed == set(expect) - {"pipe.jpg", "dir.jpg"}
     rows = analyzer.analyze(tmp_path / "broken.jpg")
-    assert rows.success.tolist() == [0] and rows.error.iat[0] == f"{tmp_path / 'broken.jpg'}: no such file"
+    assert rows.success.tolist() == [0]
+    assert rows.error.iat[0].startswith(f"{tmp_path / 'broken.jpg'}: a broken symbolic link")
 
 
 def test_faces_command_on_a_batch_of_awkward_files(tmp_path):

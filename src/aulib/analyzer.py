@@ -46,7 +46,7 @@ from aulib.face.pose import HeadPose, Intrinsics
 from aulib.face.quality import FitConfidence
 from aulib.io import ImageReadError, expand_inputs, frame_count, is_video, read_image, to_rgb
 from aulib.models import model_path
-from aulib.storage import is_url, suffix
+from aulib.storage import is_url
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -380,7 +380,9 @@ class Analyzer:
         TypeError saying so, an empty string a ValueError (it would mean the working folder). An image
         array (RGB, as :meth:`analyze_frame` takes it) or a PIL image is analysed as one image, alone or
         in the list (its rows: ``input`` empty, ``frame`` its position in the list): users of other
-        tools pass arrays here, which used to be read as a list of paths. ``order="bgr"``: the arrays are
+        tools pass arrays here, which used to be read as a list of paths. One that is no image (NaN throughout,
+        a truncated PIL image) raises :class:`~aulib.io.ImageReadError` when given alone, and in a list gets a
+        ``success=0`` row saying so, like a bad path, the others' rows kept. ``order="bgr"``: the arrays are
         OpenCV's BGR (``cv2.imread``, ``VideoCapture``) — read as RGB, a BGR frame's AU intensities moved by
         up to 1.6; files are read in their own colour order whatever ``order`` says."""
         if order not in ("rgb", "bgr"):
@@ -396,7 +398,8 @@ class Analyzer:
                 _all_paths(paths.reshape(-1)[:64]):
             raise TypeError(f"paths: an array of shape {paths.shape} of paths; give them as one list (or a 1-D "
                             "array): a.analyze(list(paths.ravel()))")
-        if isinstance(paths, (str, bytes, os.PathLike, np.ndarray)) or _is_pil(paths) or _is_image_array(paths):
+        lone = isinstance(paths, (str, bytes, os.PathLike, np.ndarray)) or _is_pil(paths) or _is_image_array(paths)
+        if lone:
             paths = [paths]  # type: ignore[list-item]
         elif _is_frame(paths):  # iterating a DataFrame gives its column names: "p: no such file"
             raise TypeError("paths must be a path or a list of paths, not a DataFrame: give its column of paths, "
@@ -423,14 +426,21 @@ class Analyzer:
         parts: list[table.Rows] = []
         for i, (x, found) in enumerate(zip(items, files)):
             if found is None:  # an image: its position in the list is its frame
-                parts.append(table.Rows(table.face_rows(self.get(x, order, cropped), "", i), self.columns))
+                try:
+                    faces = self.get(x, order, cropped)
+                except ImageReadError as e:
+                    if lone:  # the one image given: said as the exception it is
+                        raise
+                    # one bad frame of a list (NaN, a truncated PIL image) threw away the rows of every other
+                    # item, and the message did not say which; it gets its own success=0 row, as a bad path does
+                    parts.append(table.Rows([table.empty_row("", f"image {i} of the list: {e}", i)], self.columns))
+                    continue
+                parts.append(table.Rows(table.face_rows(faces, "", i), self.columns))
             else:
                 parts += [rows for p in found for rows in self.iter_rows(p, cropped, **video_options)]
         return table.Rows.concat(parts, self.columns).frame()
 
 
-# Image formats that can hold several frames or pages (analysed: the first; the rest are reported)
-MULTI_FRAME_SUFFIXES = frozenset({".gif", ".png", ".apng", ".webp", ".tif", ".tiff"})
 
 
 class MultiFrameImageWarning(UserWarning):
@@ -438,8 +448,8 @@ class MultiFrameImageWarning(UserWarning):
 
 
 def image_frames(path: str | Path) -> int:
-    """Frames or pages of an image file that can hold several (:data:`MULTI_FRAME_SUFFIXES`), else 1."""
-    return frame_count(path) if not is_url(path) and suffix(path) in MULTI_FRAME_SUFFIXES else 1
+    """Frames or pages of a local image file (:func:`aulib.io.frame_count`; 1 for a URL: not fetched twice)."""
+    return 1 if is_url(path) else frame_count(path)
 
 
 def multi_frame_note(path: str | Path, frames: int) -> str:

@@ -21,37 +21,47 @@ value their *real* bit depth can hold, never blindly by 65535 — a 12-bit camer
    Trade-off: an undeclared 16-bit image whose brightest pixel is below 4096 is read as 12-bit
    data (brightened 16×) — far more often right than a nearly black result. Signed 16-bit data
    (``int16``, int16 TIFFs) above 14 bits are 15-bit: their largest value is 32767.
-3. Floats: 0–1 if the finite maximum is ≤ 1.5, 0–255 if ≤ 320, else rule 2 on the maximum; what is
-   above the range is clipped. The margins are resampling's overshoot: a 0–1 image resized bicubic
-   (max 1.02) was read as 0–255 and came out black, "no face". NaN becomes 0, +inf the maximum,
-   negative values 0.
+3. Floats: 0–1 if 99 % of the finite values are ≤ 4, else 0–255 if 99 % are ≤ 320, else rule 2 on the
+   maximum; what is above the range is clipped. Judged by the bulk of the values, not the maximum: the
+   top values are overshoot — a 0–1 image resized bicubic (max 1.02), brightened ×1.6 for augmentation
+   and not clipped, a 0–255 image sharpened (max 368) — and read by its maximum such an image was taken
+   for 0–255 (black, "no face") or 10-bit data (4× too dark). Only a black picture has 99 % of its 0–255
+   values ≤ 4. NaN becomes 0, +inf the maximum, negative values 0.
 
 **No global state**: the pixel cap (:data:`MAX_PIXELS`) is checked per call from the file header
 *before* decoding, and for arrays before converting; Pillow's process-wide
-``Image.MAX_IMAGE_PIXELS`` is left as the user set it.
+``Image.MAX_IMAGE_PIXELS`` is left as the user set it (a lower one refuses images, and says so). One
+exception: ``ImageFile.LOAD_TRUNCATED_IMAGES``, which data-loading code often sets to True, is held False
+while aulib decodes (:func:`strict_decoding`): with it, half a file decoded "successfully" to a picture
+whose lower half is gray, and was analysed at full confidence, AUs off by up to 3.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
+import math
 import os
 import re
 import reprlib
 import stat
 import struct
+import threading
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Literal
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from aulib.storage import Source, is_url, list_prefix, open_input, redact, suffix
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm",
                     ".ppm", ".pbm", ".pnm", ".avif", ".jp2", ".j2k", ".tga", ".heic", ".heif", ".pcx", ".sgi",
+                    # stereo cameras' MPO photos, Photoshop files (read when named, left out of folders before)
+                    ".mpo", ".psd",
                     ".jxl"}  # JPEG XL: not decodable here, but a folder's .jxl photos get a row saying so
 # Containers FFmpeg reads; .ts/.mts/.m2ts are MPEG transport streams (camcorders' AVCHD clips, broadcast
 # recordings), .3gp phone clips, .ogv Theora, .mxf broadcast cameras, .vob DVDs.
@@ -66,13 +76,40 @@ VIDEO_EXTENSIONS = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".m
 # about 3 bytes per pixel plus one working copy (~0.7 GB at the limit); a 20000x20000 PNG of zeros
 # (a few hundred kB on disk, 1.2 GB decoded) is refused from its header before any decoding.
 MAX_PIXELS = 120_000_000
-# Float images: a maximum up to these is a 0–1 / 0–255 image with resampling overshoot (rule 3)
-FLOAT_UNIT_MAX, FLOAT_BYTE_MAX = 1.5, 320.0
+# Float images (rule 3): a 0–1 image when 99 % of its values are at most FLOAT_UNIT_BULK, else a 0–255 one when
+# they are at most FLOAT_BYTE_BULK; what lies above is overshoot, clipped
+FLOAT_UNIT_BULK, FLOAT_BYTE_BULK = 4.0, 320.0
 _DEPTHS = (8, 10, 12, 14, 16)
 
 
 class ImageReadError(ValueError):
     """An input could not be read as an image; the message starts with the file name."""
+
+
+_strict_lock = threading.Lock()
+_strict_users = 0
+_strict_saved = False
+
+
+@contextlib.contextmanager
+def strict_decoding() -> Iterator[None]:
+    """Pillow refuses truncated files while this block runs, whatever ``ImageFile.LOAD_TRUNCATED_IMAGES``
+    says (PyTorch and Keras data code set it True; a half file then decoded to a picture with a gray lower
+    half, analysed as a face at confidence 1.00). The flag is process-wide, so it is set False by the first
+    of any concurrent blocks and put back as it was by the last; untouched when already False."""
+    global _strict_users, _strict_saved
+    with _strict_lock:
+        if _strict_users == 0:
+            _strict_saved = ImageFile.LOAD_TRUNCATED_IMAGES
+            ImageFile.LOAD_TRUNCATED_IMAGES = False
+        _strict_users += 1
+    try:
+        yield
+    finally:
+        with _strict_lock:
+            _strict_users -= 1
+            if _strict_users == 0:
+                ImageFile.LOAD_TRUNCATED_IMAGES = _strict_saved
 
 
 def bit_depth_for(max_value: float) -> int:
@@ -83,10 +120,18 @@ def bit_depth_for(max_value: float) -> int:
     return 0
 
 
+def _megapixels(pixels: int) -> str:
+    """``pixels`` as megapixels, exact where rounding would make it look like the limit (12000×10001 said "120 MP;
+    aulib reads at most 120 MP")."""
+    if abs(pixels - MAX_PIXELS) < 0.01 * MAX_PIXELS:
+        return f"{pixels:,} pixels"
+    return f"{pixels / 1e6:.2f} MP" if pixels < 10_000_000 else f"{pixels / 1e6:.0f} MP"
+
+
 def _check_pixels(width: int, height: int, what: str) -> None:
     if width * height > MAX_PIXELS:
-        raise ImageReadError(f"{what}: image too large ({width}×{height} = {width * height / 1e6:.0f} MP; "
-                             f"aulib reads at most {MAX_PIXELS / 1e6:.0f} MP — downscale it first)")
+        raise ImageReadError(f"{what}: image too large ({width}×{height} = {_megapixels(width * height)}; "
+                             f"aulib reads at most {_megapixels(MAX_PIXELS)} — downscale it first)")
 
 
 def _robust_max(values: np.ndarray) -> float:
@@ -98,6 +143,15 @@ def _robust_max(values: np.ndarray) -> float:
         return 0.0
     k = flat.size - max(1, flat.size // 10_000)
     return float(max(np.partition(flat, k)[k], 0.0))
+
+
+def _bulk(values: np.ndarray) -> float:
+    """The value 99 % of ``values`` do not exceed (0 for none)."""
+    flat = values.ravel()
+    if not flat.size:
+        return 0.0
+    k = int(0.99 * (flat.size - 1))
+    return float(np.partition(flat, k)[k])
 
 
 def to_8bit(a: np.ndarray, full_scale: float | None = None) -> np.ndarray:
@@ -131,9 +185,10 @@ def to_8bit(a: np.ndarray, full_scale: float | None = None) -> np.ndarray:
     else:
         hi = _robust_max(f)
     if full_scale is None:
-        if np.issubdtype(a.dtype, np.floating) and hi <= FLOAT_UNIT_MAX:
+        bulk = _bulk(f) if np.issubdtype(a.dtype, np.floating) else math.inf
+        if bulk <= FLOAT_UNIT_BULK:
             full_scale = 1.0
-        elif np.issubdtype(a.dtype, np.floating) and hi <= FLOAT_BYTE_MAX:
+        elif bulk <= FLOAT_BYTE_BULK:
             full_scale = 255.0
         else:
             bits = bit_depth_for(hi)
@@ -188,7 +243,9 @@ def to_rgb(array: np.ndarray, order: Literal["rgb", "bgr"] = "rgb") -> np.ndarra
             f"PIL image of mode {array.mode}, {array.width}×{array.height} px"
         _check_pixels(array.width, array.height, what)
         try:  # turned by its EXIF orientation, as its file is (Image.open does not turn it)
-            return np.ascontiguousarray(_pil_to_rgb(ImageOps.exif_transpose(array)))
+            with strict_decoding():
+                scale = _pil_declared_scale(array)
+                return np.ascontiguousarray(_pil_to_rgb(ImageOps.exif_transpose(array), scale, _white_is_zero(array)))
         except (ValueError, OSError, TypeError) as e:  # a closed image, a mode Pillow cannot convert ("La")
             raise ImageReadError(f"{what}: cannot convert it to RGB ({e})") from None
         except AssertionError:  # Pillow's bare assert when the file was closed before the pixels were read
@@ -196,14 +253,21 @@ def to_rgb(array: np.ndarray, order: Literal["rgb", "bgr"] = "rgb") -> np.ndarra
                                  "the `with Image.open(...)` block, or give the path)") from None
     try:
         a = np.asarray(array)
-    except (ValueError, TypeError) as e:  # a list of images of different shapes, [array, None]…
-        raise ImageReadError(f"{type(array).__name__} is not an image ({' '.join(str(e).split()[:12])}…): "
+    except Exception as e:  # a list of images of different shapes, [array, None], a torch tensor that requires grad
+        hint = " (call .detach() first)" if "requires grad" in str(e) else ""
+        raise ImageReadError(f"{type(array).__name__} is not an image ({' '.join(str(e).split()[:12])}…){hint}: "
                              "give one array of shape (H, W) or (H, W, C), a PIL image or a path") from None
     if a.dtype == object and a.ndim == 0:  # a file object, a dict, None…: np.asarray wraps it as a 0-d array
         raise ImageReadError(f"{type(array).__name__} is not an image: expected an array of shape (H, W) or "
                              "(H, W, C), a PIL image or (to read a file) its path")
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (1, 2, 3, 4)) or min(a.shape[:2]) < 1:
-        raise ImageReadError(f"array of shape {a.shape}: expected (H, W) or (H, W, C) with C in 1–4 and H, W ≥ 1")
+        hint = ""
+        if a.ndim == 3 and a.shape[0] in (1, 3, 4) and a.shape[2] > 4:  # a network's channels-first tensor
+            hint = f"; channels first? give a.transpose(1, 2, 0) (shape {(*a.shape[1:], a.shape[0])})"
+        elif a.ndim == 4 and a.shape[0] == 1:  # a batch of one
+            hint = f"; a batch of one? give a[0] (shape {a.shape[1:]})"
+        raise ImageReadError(f"array of shape {a.shape}: expected (H, W) or (H, W, C) with C in 1–4 and H, W ≥ 1"
+                             + hint)
     _check_pixels(a.shape[1], a.shape[0], f"array of shape {a.shape}")
     shape = a.shape
     alpha = to_8bit(a[:, :, -1]) if a.ndim == 3 and a.shape[2] in (2, 4) else None
@@ -601,17 +665,44 @@ def _white_is_zero(img: Image.Image) -> bool:
         getattr(img, "tag_v2", {}).get(262) == 0
 
 
+_DEEP_GRAY_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+
+
+def _pil_declared_scale(img: Image.Image) -> float | None:
+    """The full scale a deep gray PIL image's file declares (PNG sBIT, TIFF MaxSampleValue, PGM maxval), read as
+    :func:`read_image` reads it for the path, so that ``Image.open(f)`` and ``f`` give the same picture (a PGM
+    with maxval 65535 holding 3000 read 12 by path and 187 as a PIL image); None for an image made in memory."""
+    if img.mode not in _DEEP_GRAY_MODES or img.format is None:
+        return None
+    try:
+        if img.format != "PNG":
+            return _declared_full_scale(img, io.BytesIO())[1]
+        name = getattr(img, "filename", "")
+        if not isinstance(name, (str, bytes, os.PathLike)) or not name:
+            return None
+        with open(name, "rb") as fh:
+            return _declared_full_scale(img, fh)[1]
+    except (OSError, ValueError, struct.error):
+        return None
+
+
 def _pil_to_rgb(img: Image.Image, full_scale: float | None = None, white_is_zero: bool = False) -> np.ndarray:
     """PIL image of any mode → RGB uint8 array; transparent pixels are composited on white.
     ``white_is_zero``: a deep gray image stored inverted (:func:`_white_is_zero`), turned back."""
-    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+    if img.mode in _DEEP_GRAY_MODES:
         a = np.asarray(img)
+        key = img.info.get("transparency")  # a 16-bit PNG's colour key (tRNS), as for 8-bit ones below
         if white_is_zero and a.dtype.kind in "ui":
             a = (full_scale or float(np.iinfo(np.uint16).max)) - a.astype(np.float64)
-        return to_rgb(to_8bit(a, full_scale or (65535.0 if white_is_zero else None)))
+        gray = to_rgb(to_8bit(a, full_scale or (65535.0 if white_is_zero else None)))
+        if isinstance(key, int) and not isinstance(key, bool):
+            gray = composite_on_white(gray, np.where(np.asarray(img) == key, 0, 255).astype(np.uint8))
+        return gray
     # a colour key (tRNS) makes pixels of one value transparent in RGB and gray PNGs as in palette ones: they were
     # composited on white in a palette image and kept as they are (black) in the same picture stored as RGB
-    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (img.mode in ("P", "RGB", "L") and "transparency" in img.info):
+    if img.mode == "La":  # premultiplied gray + alpha: Pillow converts it only to LA ("La to RGBA not supported")
+        img = img.convert("LA")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa") or (img.mode in ("P", "RGB", "L") and "transparency" in img.info):
         rgba = np.asarray(img.convert("RGBA"))
         return composite_on_white(rgba[:, :, :3], rgba[:, :, 3])
     if img.mode in ("LAB", "HSV"):  # Pillow has no direct conversion to RGB for these
@@ -659,6 +750,8 @@ def check_regular_file(path: str | Path, kind: type[ValueError] = ImageReadError
     try:
         st = p.stat()
     except FileNotFoundError:
+        if p.is_symlink():  # listed by ls, yet "no such file"
+            raise kind(f"{p}: a broken symbolic link (it points to {os.readlink(p)}, which does not exist)") from None
         pattern = " (no file matches this pattern)" if _GLOB_MAGIC.search(str(p)) else ""
         raise kind(f"{p}: no such file{pattern}") from None
     except OSError as e:
@@ -708,6 +801,12 @@ def read_image(source: Source | IO[bytes]) -> np.ndarray:
         f = source  # type: ignore[assignment]
         given = getattr(f, "name", None)  # a pipe's is its descriptor number
         name = redact(os.fsdecode(given)) if isinstance(given, (str, bytes, os.PathLike)) and given else "<file object>"
+        # "UnicodeDecodeError: 'utf-8' codec can't decode byte 0xff", "ValueError: read of closed file"
+        if getattr(f, "closed", False) is True:
+            raise ImageReadError(f"{name}: the file object is closed: read it inside its `with open(...)` block, or "
+                                 "give the path")
+        if isinstance(f, io.TextIOBase):
+            raise ImageReadError(f"{name}: opened in text mode; an image is read from a binary file: open(path, 'rb')")
         try:
             seekable = f.seekable()  # type: ignore[union-attr]
         except Exception:
@@ -760,7 +859,8 @@ def _read_image_file(f: IO[bytes], p: str) -> np.ndarray:
     """:func:`read_image` on an open, seekable binary file; ``p`` names it in every message (the conversion of
     decoded pixels said "array of dtype float32 …" without naming the file)."""
     try:
-        return _decode_image_file(f, p)
+        with strict_decoding():
+            return _decode_image_file(f, p)
     except ImageReadError as e:
         if str(e).startswith(p):
             raise
@@ -820,8 +920,13 @@ def _decode_image_file(f: IO[bytes], p: str) -> np.ndarray:
         raise ImageReadError(f"{p}: not an image file (format not recognised)") from None
     except Image.DecompressionBombError as e:  # Pillow's process-wide limit, checked inside Image.open
         m = re.search(r"\((\d+) pixels\)", str(e))
-        size = f"{int(m.group(1)) / 1e6:.0f} MP" if m else str(e)
-        raise ImageReadError(f"{p}: image too large ({size}; aulib reads at most {MAX_PIXELS / 1e6:.0f} MP — "
+        if m and int(m.group(1)) <= MAX_PIXELS:  # a limit this process set lower than aulib's: said as such
+            raise ImageReadError(f"{p}: refused by Pillow's Image.MAX_IMAGE_PIXELS, which this process set to "
+                                 f"{Image.MAX_IMAGE_PIXELS} pixels ({_megapixels(int(m.group(1)))} here; aulib itself "
+                                 f"reads up to {_megapixels(MAX_PIXELS)}: raise that limit or set it to None)"
+                                 ) from None
+        size = _megapixels(int(m.group(1))) if m else str(e)
+        raise ImageReadError(f"{p}: image too large ({size}; aulib reads at most {_megapixels(MAX_PIXELS)} — "
                              "downscale it first)") from None
     except MemoryError:
         raise ImageReadError(f"{p}: not enough memory to decode this image") from None
@@ -846,13 +951,21 @@ def _decode_image_file(f: IO[bytes], p: str) -> np.ndarray:
     return rgb
 
 
+# Formats whose further frames are not more pictures of the scene: a camera's MPO photo (Pillow opens some
+# .jpg files as MPO) carries a preview or the other eye's view of a stereo pair.
+_SINGLE_PICTURE_FORMATS = frozenset({"JPEG", "MPO"})
+
+
 def frame_count(path: str | os.PathLike | IO[bytes]) -> int:
-    """Frames (an animated GIF/PNG/WebP) or pages (a TIFF) of an image file (a path or an open binary
-    file), from Pillow; 1 when it cannot tell."""
+    """Frames (an animated GIF/PNG/WebP/AVIF) or pages (a TIFF) of an image file (a path or an open binary
+    file), from Pillow, told by its content, not its name (a GIF saved as .jpg, a TIFF without extension, an
+    animated AVIF were taken for single pictures); 1 when it cannot tell, and for JPEG/MPO."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with Image.open(path) as img:
+                if img.format in _SINGLE_PICTURE_FORMATS:
+                    return 1
                 return max(1, int(getattr(img, "n_frames", 1)))
     except Exception:
         return 1

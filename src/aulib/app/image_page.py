@@ -14,7 +14,7 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from aulib.analyzer import MULTI_FRAME_SUFFIXES, first_frame_rows
+from aulib.analyzer import first_frame_rows
 from aulib.app.common import (
     MAX_IMAGE_MB,
     PREVIEW_SIDE,
@@ -34,7 +34,7 @@ from aulib.app.common import (
 from aulib.app.engine import ByteLRU, clean_message, env_int, trim_memory
 from aulib.draw import draw_faces
 from aulib.face.record import Face
-from aulib.io import VIDEO_EXTENSIONS, ImageReadError, frame_count, read_image, suffix
+from aulib.io import VIDEO_EXTENSIONS, ImageReadError, frame_count, read_image
 from aulib.table import empty_row, face_rows, report, to_frame
 
 
@@ -145,7 +145,7 @@ def analyze_upload(name: str, data: bytes) -> ImageResult:
             jpeg, _ = preview(rgb, faces)
             frames = frame_count(io.BytesIO(data))
             # the command line's table: an animation without a face in its first frame says only that one was read
-            rows = first_frame_rows(face_rows(faces, name), frames if suffix(name) in MULTI_FRAME_SUFFIXES else 1)
+            rows = first_frame_rows(face_rows(faces, name), frames)
             result = ImageResult(to_frame(rows, analyzer.columns), light(faces), jpeg,
                                  rgb.shape[1], rgb.shape[0], frames=frames)
             del rgb
