@@ -249,13 +249,14 @@ def test_ctrl_c_during_a_batch_never_aborts(tmp_path):
         assert proc.returncode in (0, 130) and "terminate" not in rest and "Fatal" not in rest, (k, rest[-800:])
 
 
-@pytest.mark.parametrize("sig,code,said", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
+@pytest.mark.parametrize("sig,code,said", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated"),
+                                            (signal.SIGHUP, 129, "terminated")])  # the terminal or ssh closed
 def test_ctrl_c_on_a_video_stops_cleanly_and_resume_finishes(tmp_path, sig, code, said):
     """Ctrl-C (or SIGTERM: ``kill``, ``timeout``, a job scheduler) in the middle of a video: one line, exit 130
     (143), no abort from a model or decoder thread still inside native code, the table's last row saying the
     video was cut short; ``--resume`` then completes the table. The program leaves without closing files
     (os._exit), and that row sat in the file's buffer: lost. SIGTERM ended the process on the spot (no word,
-    the lock file left)."""
+    the lock file left; so did SIGHUP, no word, exit 129)."""
     out = tmp_path / "v.csv"
     cmd = [sys.executable, "-m", "aulib", "analyze", str(sample("WolfgangLanger_Pexels.mp4")), "-o", str(out)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

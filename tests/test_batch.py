@@ -71,6 +71,33 @@ def test_interrupted_run_keeps_finished_inputs_and_resumes(folder, tmp_path, ana
         pd.testing.assert_series_equal(got["AU12_r"], full["AU12_r"], check_exact=False, rtol=1e-6)
 
 
+def test_a_video_interrupted_before_its_first_rows_still_gets_a_row(folder, tmp_path, analyzer, monkeypatch):
+    """A smoothed video's first rows come seconds in: Ctrl-C or SIGTERM before them left the table without the
+    input (or, for a video alone, no table at all) and pandas read one input fewer without a word."""
+    import aulib.batch as batch
+
+    files = [p for p in expand_inputs([folder]) if str(p).endswith((".mp4", "a.jpg"))]
+    assert len(files) == 2
+    real = batch.iter_input
+
+    def stops_at_the_video(analyzer, path, *a, **k):
+        if str(path).endswith(".mp4"):
+            raise KeyboardInterrupt
+        yield from real(analyzer, path, *a, **k)
+
+    for out in (tmp_path / "t.csv", tmp_path / "t.json"):
+        monkeypatch.setattr(batch, "iter_input", stops_at_the_video)
+        with pytest.raises(KeyboardInterrupt):
+            run_batch(files, SPEC, out=out, video_options=VIDEO, analyzer=analyzer)
+        monkeypatch.setattr(batch, "iter_input", real)
+        cut = read_table(out)
+        assert cut["input"].tolist() == [str(p) for p in files] and cut.success.tolist()[-1] == 0
+        assert "analysis interrupted before any of its rows were written" in cut.error.iloc[-1]
+        run_batch(files, SPEC, out=out, video_options=VIDEO, resume=True, analyzer=analyzer)
+        whole = read_table(out)
+        assert "analysis interrupted" not in " ".join(whole.error.fillna("")) and whole.success.iloc[-1] == 1
+
+
 def test_a_video_interrupted_part_way_ends_with_a_row_saying_so(folder, tmp_path, analyzer, monkeypatch):
     """Ctrl-C in the middle of a video: a CSV/JSON table kept the frames done so far, all success=1, and nothing
     (pandas, aulib plot, aulib report: "266 frames analysed") told them from the whole clip. The input now ends

@@ -92,7 +92,7 @@ def start(target: Callable[[], None], name: str, stop: Callable[[], None] | None
         # flag, and a main thread blocked in Thread.join() never saw it (the program ran on). Helpers,
         # and the threads FFmpeg starts from them (its decoder threads inherit the mask), refuse it.
         with contextlib.suppress(AttributeError, OSError, ValueError):
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
         try:
             target()
         finally:

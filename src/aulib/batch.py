@@ -209,15 +209,19 @@ class Tally:
 INTERRUPTED = ": analysis interrupted"
 
 
-def interrupted_row(name: str, t: Tally) -> dict:
+def interrupted_row(name: str, t: Tally, written: bool = False) -> dict:
     """The last row of an input whose analysis was stopped (Ctrl-C) after some of its rows were written: a CSV or
     JSON table kept 266 of a clip's 472 frames, all ``success=1``, and nothing (pandas, ``aulib plot``,
     ``aulib report``: "266 frames analysed, 11.1 s") told it from the whole clip. ``--resume`` cuts the table
-    back to its last complete input (``OUT.done``), so this row and those before it go and the input is redone."""
+    back to its last complete input (``OUT.done``), so this row and those before it go and the input is redone.
+    ``written``: rows of the input reached the table before they were counted (the signal came inside a write)."""
     last = max(t.frames) if t.frames else 0
-    after = f" after {t.rows} row(s), frames up to {last}" if t.rows else ""
-    return empty_row(name, f"{name}{INTERRUPTED}{after}: the rows before this one are part of this input only; "
-                           "the same command with --resume finishes it", frame=last)
+    if not t.rows and not written:
+        return empty_row(name, f"{name}{INTERRUPTED} before any of its rows were written: the same command with "
+                               "--resume analyses it", frame=last)
+    after = f"after {t.rows} row(s), frames up to {last}" if t.rows else "after some of its rows"
+    return empty_row(name, f"{name}{INTERRUPTED} {after}: the rows before this one are part of this input only; the "
+                           "same command with --resume finishes it", frame=last)
 
 
 # ---------------------------------------------------------------------------------- output names
@@ -1959,9 +1963,11 @@ def _run(files: list[Path], spec: AnalyzerSpec, out: Path | None, per: PerInputS
                 raise OSError(e.errno, e.strerror, table_text(str(target))) from None
             except KeyboardInterrupt:
                 # rows of part of a video: say so in the table itself — also when the signal came while a chunk was
-                # being written, before it was counted (SIGTERM just after the first 266 rows reached the disk)
-                if write_combined and (t.rows or combined.partial()):
-                    combined.append(Rows([interrupted_row(name, t)], columns))
+                # being written, before it was counted (SIGTERM just after the first 266 rows reached the disk), and
+                # before any of its rows came (a smoothed video's first rows come seconds in: a Ctrl-C then left the
+                # table without the input, or no table at all, and pandas read one input fewer without a word)
+                if write_combined:
+                    combined.append(Rows([interrupted_row(name, t, combined.partial())], columns))
                     # on disk now: the program leaves without closing files (os._exit), and the row sat in the
                     # file's buffer (a Ctrl-C after 7 s left 266 rows of 472 and no such row)
                     combined.flush()

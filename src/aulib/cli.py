@@ -245,8 +245,8 @@ class _ErrorHandlingGroup(TyperGroup):
 
             # only where there is an output to resume from: without -o or --per-input, --resume is refused
             hint = "; the same command with --resume finishes what is left" if ctx.meta.get(_RESUMABLE) else ""
-            code = 143 if isinstance(e, Terminated) else 130  # SIGTERM: the shell's 128 + 15
-            err.print(f"{'terminated' if code == 143 else 'interrupted'}{hint}")
+            code = 128 + e.signum if isinstance(e, Terminated) else 130  # SIGTERM 143, SIGHUP 129: the shell's
+            err.print(f"{'terminated' if code != 130 else 'interrupted'}{hint}")
             if _running_as_program():
                 # Every output is closed and consistent here (the sinks' context managers have run). A normal
                 # exit then destroys onnxruntime's and FFmpeg's native state while a helper thread may still

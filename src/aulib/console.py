@@ -34,13 +34,22 @@ def _pipe_closed(console: object) -> None:
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM (``kill``, ``timeout``, a batch scheduler ending a job), taken as a Ctrl-C is: what finished is kept
-    for ``--resume``, a video cut short is marked so in its table, one line is said, exit 143. Python's default
-    ended the process on the spot: no message, a lock file left, the last rows lost in a file buffer."""
+    """SIGTERM (``kill``, ``timeout``, a batch scheduler ending a job) or SIGHUP (the terminal or the ssh session
+    closed under a run), taken as a Ctrl-C is: what finished is kept for ``--resume``, a video cut short is
+    marked so in its table, one line is said, exit 128 + the signal's number (143, 129). Python's default ended
+    the process on the spot: no message, a lock file left, the last rows lost in a file buffer."""
+
+    def __init__(self, signum: int = 15) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 def _terminate(signum: int, frame: object) -> None:
-    raise Terminated
+    raise Terminated(signum)
+
+
+# The signals a run ends on as it does on SIGTERM (SIGHUP does not exist on Windows).
+TERMINATING = ("SIGTERM", "SIGHUP")
 
 
 def main() -> None:
@@ -48,7 +57,9 @@ def main() -> None:
     import signal
 
     tolerant_streams()
-    signal.signal(signal.SIGTERM, _terminate)
+    for name in TERMINATING:
+        if hasattr(signal, name) and signal.getsignal(getattr(signal, name)) is not signal.SIG_IGN:  # nohup's kept
+            signal.signal(getattr(signal, name), _terminate)
     try:
         import rich.console
 
@@ -56,6 +67,6 @@ def main() -> None:
     except KeyboardInterrupt as e:
         terminated = isinstance(e, Terminated)
         sys.stderr.write("terminated\n" if terminated else "interrupted\n")
-        raise SystemExit(143 if terminated else 130) from None
+        raise SystemExit(128 + e.signum if isinstance(e, Terminated) else 130) from None
     rich.console.Console.on_broken_pipe = _pipe_closed  # type: ignore[method-assign]
     app(prog_name="aulib")
