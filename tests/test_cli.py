@@ -339,3 +339,53 @@ def test_a_run_logged_to_a_file_says_how_far_it_is(monkeypatch, tmp_path):
     res = runner.invoke(app, ["analyze", str(sample("single_face.mp4")), "--emotion-model", "none", "--max-frames",
                               "20", "-o", str(tmp_path / "v.csv")])
     assert res.exit_code == 0 and "analyze 20/20 0:00:" in res.output, res.output
+
+
+@pytest.mark.parametrize("args", [["--help"], [], ["analyze", "--help"]])
+def test_help_that_cannot_be_written_is_one_line_naming_standard_output(args):
+    """``aulib --help > /dev/full`` (and a bare ``aulib``) ended in a traceback; ``aulib analyze --help`` said
+    "[Errno 28] No space left on device", naming nothing."""
+    with open("/dev/full", "w") as full:
+        res = subprocess.run([sys.executable, "-m", "aulib", *args], stdout=full, stderr=subprocess.PIPE, text=True,
+                             timeout=120)
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert res.stderr.strip().splitlines() == ["error: standard output: No space left on device, so the help cannot "
+                                               "be shown"]
+
+
+def test_an_output_that_is_a_named_pipe_is_refused_not_replaced(tmp_path):
+    """``-o pipe.csv`` (a FIFO a reader waits on) was replaced by a regular file, and the reader hung."""
+    import os
+
+    fifo = tmp_path / "t.csv"
+    os.mkfifo(fifo)
+    res = runner.invoke(app, ["analyze", str(sample("single_face.jpg")), "-o", str(fifo)])
+    assert res.exit_code == 2 and "a named pipe (FIFO), not a regular file" in res.output
+    assert fifo.is_fifo()
+
+
+def test_counts_and_frame_rates_out_of_range_are_refused_up_front(tmp_path):
+    """``--fps 1.7e308`` overflowed into a failure row per video; ``faces`` said "wrote 1 rows"."""
+    res = runner.invoke(app, ["analyze", str(sample("single_face.mp4")), "--fps", "1.7e308", "-o",
+                              str(tmp_path / "t.csv")])
+    assert res.exit_code == 2 and "--fps" in res.output and not (tmp_path / "t.csv").exists()
+    import aulib
+
+    with pytest.raises(ValueError, match="fps must be at most"):
+        aulib.analyze(sample("single_face.mp4"), fps=1.7e308)
+    res = runner.invoke(app, ["faces", str(sample("single_face.jpg")), "-o", str(tmp_path / "f.csv")])
+    assert res.exit_code == 0 and "wrote 1 row to" in res.output
+
+
+def test_a_bad_matplotlib_backend_variable_does_not_stop_plot_or_report(tmp_path):
+    """``MPLBACKEND=garbage`` failed ``aulib report`` at matplotlib's import with "error: t.csv: Key backend:
+    'garbage' is not a valid value" (blaming the table); the program draws without a GUI backend."""
+    import os
+
+    table = tmp_path / "t.csv"
+    assert runner.invoke(app, ["analyze", str(sample("single_face.jpg")), "-o", str(table)]).exit_code == 0
+    env = {**os.environ, "MPLBACKEND": "garbage"}
+    res = subprocess.run([sys.executable, "-m", "aulib", "report", str(table), "-o", str(tmp_path / "r.html")],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "r.html").stat().st_size > 1000

@@ -486,3 +486,51 @@ def test_a_web_server_that_never_answers_costs_its_timeout_not_the_run(local_inp
     assert df.success.tolist() == [1, 0, 0]
     assert df.error.iloc[1] == f"{url}: no answer from the server within 1 s (AULIB_URL_TIMEOUT)"
     assert df.error.iloc[2].endswith(": no answer from the server within 1 s (AULIB_URL_TIMEOUT)")
+
+
+def test_a_local_cluster_is_sized_to_the_inputs_cores_and_open_file_limit(monkeypatch):
+    """``--workers 10**20`` started processes until the machine ran out of memory; under ``ulimit -n 12`` Dask's
+    event loop logged "Too many open files" forever, under 32 the run died with "Nanny failed to start — this is
+    a bug in aulib"."""
+    import resource
+
+    from aulib import batch
+
+    assert batch._local_workers(None, 1) == 1 and batch._local_workers(3, 10) == 3
+    with pytest.raises(OSError, match=r"--workers 100000000000000000000: .* per core"):
+        batch._local_workers(10**20, 5)
+    monkeypatch.setattr(resource, "getrlimit", lambda what: (12, 12))
+    with pytest.raises(OSError, match=r"the open-file limit \(ulimit -n 12\) is too low .* 2 worker\(s\)"):
+        batch._local_workers(2, 10)
+    raised = []
+    monkeypatch.setattr(resource, "getrlimit", lambda what: (12, 4096))
+    monkeypatch.setattr(resource, "setrlimit", lambda what, limits: raised.append(limits))
+    assert batch._local_workers(2, 10) == 2 and raised == [(batch.CLUSTER_FILES + 2 * batch.WORKER_FILES, 4096)]
+
+
+def test_a_scheduler_address_where_another_service_answers_is_named_so():
+    """An SSH server at --scheduler (a mistyped port: tcp://host:22) was reported as "out of memory (Unable to
+    allocate 2.82 EiB …)": Dask read its banner as a message length."""
+    from aulib.batch import _dask_connect
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    port = server.getsockname()[1]
+
+    def banner() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.sendall(b"SSH-2.0-OpenSSH_9.6p1 Debian-4\r\n" * 64)
+                time.sleep(0.5)
+
+    threading.Thread(target=banner, daemon=True).start()
+    try:
+        with pytest.raises(OSError, match=r"not a Dask scheduler \(what answers there does not speak"):
+            _dask_connect(f"tcp://127.0.0.1:{port}", None)
+    finally:
+        server.close()

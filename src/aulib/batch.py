@@ -1547,9 +1547,46 @@ def _check_scheduler(scheduler: str) -> None:
         pass  # a firewall's silence, a slow network: Dask's own attempt (and its timeout) says
 
 
-def _dask_connect(scheduler: str | None, workers: int | None) -> tuple[Any, Any]:
+# A local cluster's workers per core at most: more only contend for the cores and for memory (each process holds
+# the models, ≈ 0.4 GB); --workers 10**20 started processes until the machine's memory ran out.
+MAX_WORKERS_PER_CORE = 8
+# Open files a local cluster needs: the driver's own, and each worker process's pipes and sockets (measured: two
+# workers failed under `ulimit -n 32`, and under 12 Dask's event loop logged "Too many open files" forever).
+CLUSTER_FILES, WORKER_FILES = 64, 16
+
+
+def _local_workers(workers: int | None, n_inputs: int | None) -> int:
+    """The local cluster's size: ``workers`` (default: cores), no more than there are inputs (the rest would only
+    start and wait); OSError for more than :data:`MAX_WORKERS_PER_CORE` per core, and for an open-file limit too low
+    for them (the soft limit is raised to what is needed where the hard one allows)."""
+    cores = os.cpu_count() or 1
+    if workers is not None and workers > MAX_WORKERS_PER_CORE * cores:
+        raise OSError(f"--workers {workers}: a local Dask cluster of more than {MAX_WORKERS_PER_CORE} worker processes "
+                      f"per core ({MAX_WORKERS_PER_CORE * cores} on this machine's {cores}) only makes them contend "
+                      "for the cores and the memory (each holds the models, ≈ 0.4 GB)")
+    n = workers or cores
+    if n_inputs is not None:
+        n = max(1, min(n, n_inputs))
+    try:
+        import resource
+    except ImportError:  # Windows: no such limit to check
+        return n
+    need = CLUSTER_FILES + WORKER_FILES * n
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < need:
+        if hard == resource.RLIM_INFINITY or hard >= need:
+            with contextlib.suppress(ValueError, OSError):
+                resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+                return n
+        raise OSError(f"the open-file limit (ulimit -n {soft}) is too low for a local Dask cluster of {n} worker(s), "
+                      f"which needs about {need}: raise it (ulimit -n {need}) or give fewer --workers")
+    return n
+
+
+def _dask_connect(scheduler: str | None, workers: int | None, n_inputs: int | None = None) -> tuple[Any, Any]:
     """A client of ``scheduler`` (tcp://HOST:PORT), or of a new local cluster of ``workers`` processes
-    (default: cores), one thread each; returns ``(client, cluster or None)`` for :func:`_dask_close`."""
+    (default: cores; no more than ``n_inputs``, :func:`_local_workers`), one thread each; returns
+    ``(client, cluster or None)`` for :func:`_dask_close`."""
     from distributed import Client, LocalCluster
 
     if scheduler:
@@ -1560,6 +1597,9 @@ def _dask_connect(scheduler: str | None, workers: int | None) -> tuple[Any, Any]
             raise OSError(f"{redact(scheduler)}: cannot reach the Dask scheduler given by --scheduler "
                           f"({' '.join(redact(str(e)).split())[:200]}); is it running, and is the address "
                           "right?") from None
+        except MemoryError:  # the service there is not Dask: its reply read as a message length of exabytes
+            raise OSError(f"{redact(scheduler)}: not a Dask scheduler (what answers there does not speak Dask's "
+                          "protocol; an SSH or web server?); is the address right?") from None
         if not client.scheduler_info().get("workers"):  # a scheduler with no worker would wait forever, silently
             from aulib.env import number
 
@@ -1581,11 +1621,14 @@ def _dask_connect(scheduler: str | None, workers: int | None) -> tuple[Any, Any]
     # and log errors only: a stopped run's cancelled tasks are not the user's concern
     env = os.environ.get("DASK_LOGGING__DISTRIBUTED")
     os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
+    n = _local_workers(workers, n_inputs)
     try:
         with warnings.catch_warnings():  # "Port 8787 is already in use": no dashboard is asked for
             warnings.simplefilter("ignore", UserWarning)
-            cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
-                                   dashboard_address=None)
+            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
+    except (RuntimeError, OSError, TimeoutError) as e:  # "Nanny failed to start", told as "a bug in aulib"
+        raise OSError(f"could not start a local Dask cluster of {n} worker process(es) "
+                      f"({type(e).__name__}: {' '.join(str(e).split())[:200]})") from None
     finally:
         if main:
             signal.signal(signal.SIGINT, before)
@@ -1598,12 +1641,12 @@ T = TypeVar("T")
 
 
 def _cluster_then(dask: bool, scheduler: str | None, workers: int | None,
-                  make_sinks: Callable[[], T]) -> tuple[tuple[Any, Any] | None, T]:
+                  make_sinks: Callable[[], T], n_inputs: int | None = None) -> tuple[tuple[Any, Any] | None, T]:
     """The Dask connection (None without Dask), made before ``make_sinks()``, which resets the output: a
     scheduler that cannot be reached (a mistyped port) or has no worker fails the run while the previous
     table or parts are still there (they were deleted first, and the run then failed). The connection is
     closed when the sinks cannot be made."""
-    conn = _dask_connect(scheduler, workers) if dask else None
+    conn = _dask_connect(scheduler, workers, n_inputs) if dask else None
     try:
         return conn, make_sinks()
     except BaseException:
@@ -1855,6 +1898,12 @@ def run_batch(
             if out.is_dir():  # refused before anything is written beside it (a .meta.json was left there)
                 raise IsADirectoryError(f"{table_text(str(out))}: is a folder, not a table file: give a file name "
                                         "(or --per-input for one table per input in a folder)")
+            if out.exists() and not out.is_file():  # the table is written aside and renamed over it: a named pipe
+                # was replaced by a regular file and its reader waited forever
+                kind = "named pipe (FIFO)" if out.is_fifo() else "socket" if out.is_socket() else "device"
+                raise OSError(errno.EINVAL, f"a {kind}, not a regular file: the table is written whole and renamed "
+                                            "into place, so give a file name (and read the file when the run ends)",
+                              table_text(str(out)))
             out.parent.mkdir(parents=True, exist_ok=True)
             stack.enter_context(output_lock(out.with_name(out.name + ".lock"), out))
             existing = None
@@ -1892,7 +1941,7 @@ def _run(files: list[Path], spec: AnalyzerSpec, out: Path | None, per: PerInputS
 
     if per is not None:  # before any work, and before the run's metadata is written
         per.check_targets(files)
-    conn, combined = _cluster_then(dask or bool(scheduler), scheduler, workers, sinks)
+    conn, combined = _cluster_then(dask or bool(scheduler), scheduler, workers, sinks, len(files))
     todo, skipped = [], []
     # the finished inputs of the table, also as files: "in/a.jpg" then "/data/in/a.jpg" is one input (it was
     # analysed again and the table held it twice)
@@ -2015,7 +2064,7 @@ def _run_partitioned(files: list[Source], spec: AnalyzerSpec, root: str, resume:
     t0 = time.perf_counter()
     started_ns = time.time_ns()  # inputs changed after this are redone by the next --resume
     conn, sink = _cluster_then(dask or bool(scheduler), scheduler, workers,
-                               lambda: PartitionedOutput(root, meta, resume))
+                               lambda: PartitionedOutput(root, meta, resume), len(files))
     names = [input_name(p) for p in files]
     done = [resume and sink.is_done(n, p) for p, n in zip(files, names)]
     todo = [p for p, d in zip(files, done) if not d]

@@ -207,6 +207,19 @@ def _reader_gone() -> None:
     raise typer.Exit(0)
 
 
+def help_not_shown(e: BaseException) -> str | None:
+    """The one line for an error raised while the help text was being written (``aulib --help > /dev/full``, a
+    closed stdout), else None: it escaped as a traceback, or said "[Errno 28] No space left on device" naming
+    nothing."""
+    import traceback
+
+    if not isinstance(e, OSError) or e.filename is not None or not any(
+            f.name in ("show_help", "get_help", "format_help", "rich_format_help")
+            for f in traceback.extract_tb(e.__traceback__)):
+        return None
+    return f"standard output: {e.strerror or e}, so the help cannot be shown"
+
+
 class _ErrorHandlingGroup(TyperGroup):
     """The top-level command group: turns every error of every sub-command into one stderr line."""
 
@@ -218,6 +231,10 @@ class _ErrorHandlingGroup(TyperGroup):
         except BrokenPipeError:  # `aulib analyze --help | head -1`
             _reader_gone()
         except Exception as e:
+            said = help_not_shown(e)
+            if said is not None:
+                err.print(f"[red]error:[/red] {escape(said)}")
+                raise typer.Exit(1) from None
             self._usage_error(e, ctx)
             raise
 
@@ -257,6 +274,10 @@ class _ErrorHandlingGroup(TyperGroup):
                 os._exit(code)
             raise typer.Exit(code) from None
         except Exception as e:
+            said = help_not_shown(e)
+            if said is not None:
+                err.print(f"[red]error:[/red] {escape(said)}")
+                raise typer.Exit(1) from None
             self._usage_error(e, ctx)
             if os.environ.get("AULIB_DEBUG") == "1":
                 raise
@@ -491,7 +512,7 @@ def faces(
     """Detect faces and 68 landmarks: one row per face (input, frame, timestamp, face, success, error, face box
     and score, x_0..x_67, y_0..y_67)."""
     from aulib.faces_table import faces_table
-    from aulib.table import write_table
+    from aulib.table import counted, write_table
 
     _check_names(detector=detector)
     _local_folder("--overlay", overlay)
@@ -511,7 +532,7 @@ def faces(
                          warn=lambda m: err.print(f"[yellow]warning:[/yellow] {escape(m)}"))
     if out is not None:
         write_table(df, out)
-        err.print(f"wrote {len(df)} rows to {escape(str(out))}")
+        err.print(f"wrote {counted(len(df), 'row')} to {escape(str(out))}")
     else:
         cols = ["input", "face", "success", "face_x", "face_y", "face_width", "face_height", "face_score", "error"]
         _out(df[cols].to_string(index=False))
@@ -534,7 +555,7 @@ def analyze(
                                         "or .png per input, in the inputs' subfolders) or, for a single video, "
                                         "an .mp4 path, for a single photo, a .png/.jpg path."),
     every: int = typer.Option(1, "--every", min=1, help="Video: analyse every N-th frame."),
-    fps: float | None = typer.Option(None, "--fps", min=0.01, callback=_finite,
+    fps: float | None = typer.Option(None, "--fps", min=0.01, max=1e6, callback=_finite,
                                      help="Video: at most F frames per second of video."),
     detect_every: int = typer.Option(10, "--detect-every", min=1,
                                      help="Video: run the face detector every K frames, track in between."),

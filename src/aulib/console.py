@@ -57,6 +57,12 @@ def main() -> None:
     import signal
 
     tolerant_streams()
+    # The program draws its figures with matplotlib's Figure (no GUI backend, no pyplot), yet matplotlib checks this
+    # variable when imported: a bad value ("MPLBACKEND=garbage", one from another machine's profile) failed
+    # `aulib plot` and `report` with an error blaming the input table.
+    import os
+
+    os.environ.pop("MPLBACKEND", None)
     for name in TERMINATING:
         if hasattr(signal, name) and signal.getsignal(getattr(signal, name)) is not signal.SIG_IGN:  # nohup's kept
             signal.signal(getattr(signal, name), _terminate)
@@ -69,4 +75,13 @@ def main() -> None:
         sys.stderr.write("terminated\n" if terminated else "interrupted\n")
         raise SystemExit(128 + e.signum if isinstance(e, Terminated) else 130) from None
     rich.console.Console.on_broken_pipe = _pipe_closed  # type: ignore[method-assign]
-    app(prog_name="aulib")
+    try:
+        app(prog_name="aulib")
+    except OSError as e:  # `aulib > /dev/full`: click prints the help of a bare `aulib` after every handler of ours
+        from aulib.cli import help_not_shown
+
+        said = help_not_shown(e)
+        if said is None:
+            raise
+        sys.stderr.write(f"error: {said}\n")
+        raise SystemExit(1) from None

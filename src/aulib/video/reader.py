@@ -328,12 +328,19 @@ def check_count(name: str, value: object, note: str = "") -> None:
         raise ValueError(f"{name} must be a whole number ≥ 1{note}, not {value!r}")
 
 
+# Largest frame rate ``fps`` may ask for: far above any camera's (high-speed ones reach 10⁴–10⁶ frames a second).
+MAX_FPS = 1e6
+
+
 def check_sampling(every: object, fps: object, max_frames: object) -> None:
     """ValueError naming the first of :class:`FrameReader`'s frame choices it cannot take: the API gets what the
     CLI's option types refuse (a fractional step, NaN, a frame budget of 0)."""
     check_count("every", every)
     if fps is not None and not (isinstance(fps, numbers.Real) and math.isfinite(fps) and fps > 0):
         raise ValueError(f"fps must be a finite number > 0, not {fps!r}")
+    if fps is not None and fps > MAX_FPS:  # 1.7e308 overflowed in the slot arithmetic: a failure row per video
+        raise ValueError(f"fps must be at most {MAX_FPS:g}, not {fps!r} (a rate above the video's own keeps every "
+                         "frame: leave fps out for that)")
     if max_frames is not None:
         check_count("max_frames", max_frames, " (or None for all)")
 
