@@ -71,60 +71,43 @@ def test_interrupted_run_keeps_finished_inputs_and_resumes(folder, tmp_path, ana
         pd.testing.assert_series_equal(got["AU12_r"], full["AU12_r"], check_exact=False, rtol=1e-6)
 
 
-def test_a_video_interrupted_before_its_first_rows_still_gets_a_row(folder, tmp_path, analyzer, monkeypatch):
-    """A smoothed video's first rows come seconds in: Ctrl-C or SIGTERM before them left the table without the
-    input (or, for a video alone, no table at all) and pandas read one input fewer without a word."""
+@pytest.mark.parametrize("before_any_row", [False, True])
+def test_a_video_interrupted_ends_with_a_row_saying_so(folder, tmp_path, analyzer, monkeypatch, before_any_row):
+    """Ctrl-C in the middle of a video: a CSV/JSON table kept the frames done so far, all success=1, and nothing
+    (pandas, aulib plot, aulib report: "266 frames analysed") told them from the whole clip. The input now ends
+    with a success=0 row saying it was interrupted; --resume drops it with the partial rows and redoes it. A smoothed
+    video's first rows come seconds in: Ctrl-C or SIGTERM before them left the table without the input (or, for a
+    video alone, no table at all) and pandas read one input fewer without a word: it gets that row too."""
     import aulib.batch as batch
 
     files = [p for p in expand_inputs([folder]) if str(p).endswith((".mp4", "a.jpg"))]
-    assert len(files) == 2
+    clip = str(files[-1])
+    assert len(files) == 2 and clip.endswith(".mp4")
     real = batch.iter_input
 
-    def stops_at_the_video(analyzer, path, *a, **k):
-        if str(path).endswith(".mp4"):
-            raise KeyboardInterrupt
-        yield from real(analyzer, path, *a, **k)
-
-    for out in (tmp_path / "t.csv", tmp_path / "t.json"):
-        monkeypatch.setattr(batch, "iter_input", stops_at_the_video)
-        with pytest.raises(KeyboardInterrupt):
-            run_batch(files, SPEC, out=out, video_options=VIDEO, analyzer=analyzer)
-        monkeypatch.setattr(batch, "iter_input", real)
-        cut = read_table(out)
-        assert cut["input"].tolist() == [str(p) for p in files] and cut.success.tolist()[-1] == 0
-        assert "analysis interrupted before any of its rows were written" in cut.error.iloc[-1]
-        run_batch(files, SPEC, out=out, video_options=VIDEO, resume=True, analyzer=analyzer)
-        whole = read_table(out)
-        assert "analysis interrupted" not in " ".join(whole.error.fillna("")) and whole.success.iloc[-1] == 1
-
-
-def test_a_video_interrupted_part_way_ends_with_a_row_saying_so(folder, tmp_path, analyzer, monkeypatch):
-    """Ctrl-C in the middle of a video: a CSV/JSON table kept the frames done so far, all success=1, and nothing
-    (pandas, aulib plot, aulib report: "266 frames analysed") told them from the whole clip. The input now ends
-    with a success=0 row saying it was interrupted; --resume drops it with the partial rows and redoes it."""
-    import aulib.batch as batch
-
-    clip = [p for p in expand_inputs([folder]) if str(p).endswith(".mp4")]
-    real = batch.iter_input
-
-    def stops_after_one_chunk(*a, **k):
-        chunks = real(*a, **k)
-        yield next(iter(chunks))
+    def stops_in_the_video(analyzer, path, *a, **k):
+        if str(path) != clip:
+            yield from real(analyzer, path, *a, **k)
+            return
+        if not before_any_row:
+            yield next(iter(real(analyzer, path, *a, **k)))
         raise KeyboardInterrupt
 
     options = {**VIDEO, "chunk_rows": 1}
     for out in (tmp_path / "t.csv", tmp_path / "t.json"):
-        monkeypatch.setattr(batch, "iter_input", stops_after_one_chunk)
+        monkeypatch.setattr(batch, "iter_input", stops_in_the_video)
         with pytest.raises(KeyboardInterrupt):
-            run_batch(clip, SPEC, out=out, video_options=options, analyzer=analyzer)
+            run_batch(files, SPEC, out=out, video_options=options, analyzer=analyzer)
         monkeypatch.setattr(batch, "iter_input", real)
         cut = read_table(out)
-        assert len(cut) >= 2 and cut.success.tolist() == [1] * (len(cut) - 1) + [0]
-        assert f"analysis interrupted after {len(cut) - 1} row(s)" in cut.error.iloc[-1]
-        assert "--resume" in cut.error.iloc[-1]
-        run_batch(clip, SPEC, out=out, video_options=options, resume=True, analyzer=analyzer)
+        assert list(dict.fromkeys(cut["input"])) == [str(p) for p in files]
+        video = cut[cut["input"] == clip]
+        assert video.success.tolist() == [1] * (len(video) - 1) + [0]
+        said = "before any of its rows were written" if before_any_row else f"after {len(video) - 1} row(s)"
+        assert f"analysis interrupted {said}" in video.error.iloc[-1] and "--resume" in video.error.iloc[-1]
+        run_batch(files, SPEC, out=out, video_options=options, resume=True, analyzer=analyzer)
         whole = read_table(out)
-        assert len(whole) == 4 and (whole.success == 1).all()
+        assert (whole["input"] == clip).sum() == 4 and (whole.success == 1).all()
 
 
 def test_a_new_run_replaces_the_table_in_every_format(folder, tmp_path, analyzer):
