@@ -145,7 +145,8 @@ def _fusion_lines(r: dict, svm: dict | None = None) -> list[str]:
              f"folds' out-of-fold head outputs (the shipped one on all of them). "
              f"Protocol: {r['folds']} subject-grouped folds (the same GroupKFold as above, {r['subjects']} "
              f"subjects, {r['n_images']} images); in each, the SVM bank (its own inner CV for C and thresholds) "
-             f"and the network ({r['epochs']} epochs, fixed schedule, no epoch selection) are fitted on the "
+             f"and the network ({r['epochs']} epochs, fixed schedule, no epoch selection"
+             + (f", started from `{r['init_from']}`" if "init_from" in r else "") + ") are fitted on the "
              "training subjects only and scored on the held-out ones (`aulib train multitask`, "
              "`aulib.training.multitask`). Heads alone at 0.5. ECE: calibration error of the fused `AUxx_p`, "
              f"{r['ece_fused_all']:.3f} over all decisions (10 bins).", "",

@@ -34,6 +34,7 @@ the final fit checkpoints every epoch (``last.pt``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -205,6 +206,21 @@ def au_probabilities(net: EfficientNetLite0, crops: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-z))
 
 
+def _init_name(init_from: Path | None) -> str:
+    """What the CV's networks started from, for the report: the emotion checkpoint's path below the runs folder
+    (and, for one rebuilt from a shipped ONNX by ``scripts/emotion_run_from_onnx.py``, that ONNX), or ImageNet."""
+    if init_from is None:
+        return "ImageNet"
+    path = Path(init_from)
+    with contextlib.suppress(ValueError):
+        path = path.resolve().relative_to(RUNS.resolve().parent)
+    try:
+        source = torch.load(init_from, map_location="cpu", weights_only=True).get("source")
+    except Exception:
+        source = None
+    return f"{path} (rebuilt from {Path(source).name})" if isinstance(source, str) else str(path)
+
+
 def _f1(y: np.ndarray, pred: np.ndarray) -> float:
     from sklearn.metrics import f1_score
 
@@ -290,7 +306,7 @@ def cross_validate(data_dir: str | Path, out_dir: str | Path, *, folds: int = 5,
               "ece_heads_all": calibration_error(Y.ravel(), p_cal.ravel()),
               "ece_heads_uncalibrated_all": calibration_error(Y.ravel(), p_net.ravel()), "au_platt": platt,
               "n_images": int(len(X)), "subjects": int(len(np.unique(groups))), "folds": folds, "epochs": epochs,
-              "feature_version": version, "seconds": round(time.time() - t0, 1)}
+              "init_from": _init_name(init_from), "feature_version": version, "seconds": round(time.time() - t0, 1)}
     log(f"mean F1 over {len(aus)} AUs: SVMs {mean['f1_svm']:.3f}, heads {mean['f1_heads']:.3f}, "
         f"fused {mean['f1_fused']:.3f}")
     return report
