@@ -384,6 +384,17 @@ def _finite(value: float | None) -> float | None:
     return value
 
 
+def _frame_rate(value: float | None) -> float | None:
+    """``--fps``: finite (:func:`_finite`) and at most :data:`aulib.video.reader.MAX_FPS` (1.7e308 overflowed
+    into a failure row per video)."""
+    from aulib.video.reader import MAX_FPS
+
+    if _finite(value) is not None and value > MAX_FPS:  # type: ignore[operator]
+        raise typer.BadParameter(f"must be at most {MAX_FPS:g}, not {value:g} (a rate above the video's own keeps "
+                                 "every frame: leave --fps out for that)")
+    return value
+
+
 def _local_folder(option: str, where: Path | None) -> None:
     """Refuse a URL for an option that writes local files: typer made "s3://lab/x/" the local folder
     "s3:/lab/x", and the run wrote into ./s3:."""
@@ -555,7 +566,7 @@ def analyze(
                                         "or .png per input, in the inputs' subfolders) or, for a single video, "
                                         "an .mp4 path, for a single photo, a .png/.jpg path."),
     every: int = typer.Option(1, "--every", min=1, help="Video: analyse every N-th frame."),
-    fps: float | None = typer.Option(None, "--fps", min=0.01, max=1e6, callback=_finite,
+    fps: float | None = typer.Option(None, "--fps", min=0.01, callback=_frame_rate,
                                      help="Video: at most F frames per second of video."),
     detect_every: int = typer.Option(10, "--detect-every", min=1,
                                      help="Video: run the face detector every K frames, track in between."),
