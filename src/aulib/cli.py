@@ -231,16 +231,17 @@ class _ErrorHandlingGroup(TyperGroup):
         except BrokenPipeError:  # `aulib analyze --help | head -1`
             _reader_gone()
         except Exception as e:
-            said = help_not_shown(e)
-            if said is not None:
-                err.print(f"[red]error:[/red] {escape(said)}")
-                raise typer.Exit(1) from None
             self._usage_error(e, ctx)
             raise
 
     @staticmethod
     def _usage_error(e: Exception, ctx: typer.Context) -> None:
-        """Re-raise what click handles itself; print a click usage error as one line and exit 2."""
+        """Re-raise what click handles itself; print a click usage error as one line and exit 2, and help that could
+        not be written (:func:`help_not_shown`) as one line and exit 1."""
+        said = help_not_shown(e)
+        if said is not None:
+            err.print(f"[red]error:[/red] {escape(said)}")
+            raise typer.Exit(1) from None
         if isinstance(e, (typer.Exit, typer.Abort)) or type(e).__name__ in ("Exit", "Abort", "NoArgsIsHelpError"):
             raise e  # --help, explicit exit codes, Ctrl-C: click's own handling
         if _is_click_error(e):  # bad option value, unknown option or command
@@ -274,10 +275,6 @@ class _ErrorHandlingGroup(TyperGroup):
                 os._exit(code)
             raise typer.Exit(code) from None
         except Exception as e:
-            said = help_not_shown(e)
-            if said is not None:
-                err.print(f"[red]error:[/red] {escape(said)}")
-                raise typer.Exit(1) from None
             self._usage_error(e, ctx)
             if os.environ.get("AULIB_DEBUG") == "1":
                 raise
