@@ -60,6 +60,34 @@ def test_alignment_puts_eye_centres_on_the_template(pipeline):
     assert face.aligned.shape == (112, 112, 3)
 
 
+def _umeyama_svd(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Umeyama (1991) as published (SVD of the covariance, reflection corrected): the reference."""
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    s, d = src - mu_s, dst - mu_d
+    u, sig, vt = np.linalg.svd(d.T @ s / len(src))
+    e = np.diag([1.0, -1.0 if np.linalg.det(u) * np.linalg.det(vt) < 0 else 1.0])
+    scale = (sig * np.diag(e)).sum() / ((s**2).sum() / len(src))
+    r = u @ e @ vt
+    return np.hstack([scale * r, (mu_d - scale * r @ mu_s)[:, None]])
+
+
+def test_similarity_transform_matches_umeyama_and_recovers_a_known_one():
+    from aulib.face.align import RIGID_POINTS, umeyama, unit_template
+
+    t = unit_template()[RIGID_POINTS] * 112
+    rng = np.random.default_rng(0)
+    for _ in range(300):  # noisy, far rotated, mirrored sources: the closed form is the SVD form's matrix
+        th, sc = rng.uniform(-np.pi, np.pi), rng.uniform(0.05, 8)
+        rot = sc * np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]])
+        src = t @ rot.T + rng.normal(0, rng.uniform(0, 40), t.shape) + rng.uniform(-900, 900, 2)
+        if rng.random() < 0.2:
+            src[:, 0] *= -1  # a reflection: neither form may answer with one
+        np.testing.assert_allclose(umeyama(src, t), _umeyama_svd(src, t), rtol=1e-9, atol=1e-9)
+    known = np.array([[0.0, -2.0, 5.0], [2.0, 0.0, -3.0]])  # 90° and ×2, then a shift
+    np.testing.assert_allclose(umeyama(t, t @ known[:, :2].T + known[:, 2]), known, atol=1e-9)
+    assert np.isfinite(umeyama(np.ones((17, 2)), t)).all()  # all points in one place: finite, no division
+
+
 def test_mask_zeroes_pixels_outside_the_hull(pipeline):
     face = pipeline(read_image(sample("single_face.jpg")))[0]
     assert face.masked[~face.mask].max() == 0
