@@ -77,7 +77,10 @@ def test_a_video_interrupted_ends_with_a_row_saying_so(folder, tmp_path, analyze
     (pandas, aulib plot, aulib report: "266 frames analysed") told them from the whole clip. The input now ends
     with a success=0 row saying it was interrupted; --resume drops it with the partial rows and redoes it. A smoothed
     video's first rows come seconds in: Ctrl-C or SIGTERM before them left the table without the input (or, for a
-    video alone, no table at all) and pandas read one input fewer without a word: it gets that row too."""
+    video alone, no table at all) and pandas read one input fewer without a word: it gets that row too. The row
+    takes the frame after the last one analysed (it repeated that frame's ``(input, frame, face)`` key). A Parquet
+    table (written whole at the end) and a --per-input table (a hidden part file until finished) were not there at
+    all after a stop — a job killed at its time limit left no results: both are written with that row."""
     import aulib.batch as batch
 
     files = [p for p in expand_inputs([folder]) if str(p).endswith((".mp4", "a.jpg"))]
@@ -94,19 +97,27 @@ def test_a_video_interrupted_ends_with_a_row_saying_so(folder, tmp_path, analyze
         raise KeyboardInterrupt
 
     options = {**VIDEO, "chunk_rows": 1}
-    for out in (tmp_path / "t.csv", tmp_path / "t.json"):
+    per_input = tmp_path / "per"
+    for out in (tmp_path / "t.csv", tmp_path / "t.json", tmp_path / "t.parquet", None):
         monkeypatch.setattr(batch, "iter_input", stops_in_the_video)
+        kind = {"out": out} if out is not None else {"per_input": per_input}
         with pytest.raises(KeyboardInterrupt):
-            run_batch(files, SPEC, out=out, video_options=options, analyzer=analyzer)
+            run_batch(files, SPEC, **kind, video_options=options, analyzer=analyzer)
         monkeypatch.setattr(batch, "iter_input", real)
-        cut = read_table(out)
-        assert list(dict.fromkeys(cut["input"])) == [str(p) for p in files]
+        tables = [out] if out is not None else sorted(per_input.rglob("*.csv"))
+        assert len(tables) == (1 if out is not None else 2), tables
+        cut = pd.concat([read_table(t) for t in tables], ignore_index=True)
+        assert sorted(dict.fromkeys(cut["input"])) == sorted(str(p) for p in files)
         video = cut[cut["input"] == clip]
         assert video.success.tolist() == [1] * (len(video) - 1) + [0]
         said = "before any of its rows were written" if before_any_row else f"after {len(video) - 1} row(s)"
         assert f"analysis interrupted {said}" in video.error.iloc[-1] and "--resume" in video.error.iloc[-1]
-        run_batch(files, SPEC, out=out, video_options=options, resume=True, analyzer=analyzer)
-        whole = read_table(out)
+        assert not video.duplicated(["frame", "face"]).any()
+        if not before_any_row:  # the frame after the last one analysed, later in time
+            assert video.frame.iloc[-1] == video.frame.iloc[-2] + 1
+            assert video.timestamp.iloc[-1] > video.timestamp.iloc[-2]
+        run_batch(files, SPEC, **kind, video_options=options, resume=True, analyzer=analyzer)
+        whole = pd.concat([read_table(t) for t in tables], ignore_index=True)
         assert (whole["input"] == clip).sum() == 4 and (whole.success == 1).all()
 
 

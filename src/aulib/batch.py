@@ -72,6 +72,7 @@ import errno
 import functools
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -189,6 +190,8 @@ class Tally:
     all_failed: bool = True
     broke: bool = False
     error: str = ""
+    first: tuple[int, float] | None = None  # (frame, timestamp) of the first and last frame counted
+    last: tuple[int, float] | None = None
 
     def add(self, chunk: Rows) -> None:
         for r in chunk.rows:
@@ -202,8 +205,21 @@ class Tally:
             self.error = self.error or table_text(err)
         else:
             self.all_failed = False
-            self.frames.add(int(r.get("frame") or 0))
+            frame = int(r.get("frame") or 0)
+            self.frames.add(frame)
             self.faces += r.get("success") == 1
+            ts = r.get("timestamp")
+            if isinstance(ts, (int, float)) and math.isfinite(ts):
+                self.first = self.first if self.first is not None and self.first[0] <= frame else (frame, float(ts))
+                self.last = self.last if self.last is not None and self.last[0] >= frame else (frame, float(ts))
+
+    def time_after(self) -> float:
+        """The time of the frame after the last one counted (its time plus the mean frame step so far): where a
+        row marking the input cut short belongs; 0.0 with no timed row."""
+        if self.last is None or self.first is None:
+            return 0.0
+        (f0, t0), (f1, t1) = self.first, self.last
+        return t1 + ((t1 - t0) / (f1 - f0) if f1 > f0 else 0.0)
 
 
 INTERRUPTED = ": analysis interrupted"
@@ -214,14 +230,17 @@ def interrupted_row(name: str, t: Tally, written: bool = False) -> dict:
     JSON table kept 266 of a clip's 472 frames, all ``success=1``, and nothing (pandas, ``aulib plot``,
     ``aulib report``: "266 frames analysed, 11.1 s") told it from the whole clip. ``--resume`` cuts the table
     back to its last complete input (``OUT.done``), so this row and those before it go and the input is redone.
-    ``written``: rows of the input reached the table before they were counted (the signal came inside a write)."""
+    ``written``: rows of the input reached the table before they were counted (the signal came inside a write).
+    The row takes the frame after the last one analysed (and its time), as a truncated video's last row does:
+    with the last frame's own number it repeated that frame's ``(input, frame, face)`` key."""
     last = max(t.frames) if t.frames else 0
     if not t.rows and not written:
         return empty_row(name, f"{name}{INTERRUPTED} before any of its rows were written: the same command with "
                                "--resume analyses it", frame=last)
     after = f"after {t.rows} row(s), frames up to {last}" if t.rows else "after some of its rows"
     return empty_row(name, f"{name}{INTERRUPTED} {after}: the rows before this one are part of this input only; the "
-                           "same command with --resume finishes it", frame=last)
+                           "same command with --resume finishes it", frame=last + 1 if t.frames else last,
+                     timestamp=t.time_after())
 
 
 # ---------------------------------------------------------------------------------- output names
@@ -825,6 +844,11 @@ class CombinedSink:
             elif self.out.exists():
                 os.truncate(self.out, self._committed)
 
+    @property
+    def writing(self) -> bool:
+        """Whether a table (CSV/JSON) or the input's part (Parquet) is open for rows."""
+        return self._w is not None
+
     def partial(self) -> bool:
         """Whether rows of the input in hand are in the (text) table already."""
         with contextlib.suppress(OSError):
@@ -850,6 +874,18 @@ class CombinedSink:
         with open(self.log, "a", encoding="utf-8") as f:
             f.write(json.dumps(entry) + "\n")
         self.done.add(name)
+
+    def interrupted(self, order: list[str]) -> None:
+        """The run was stopped inside an input whose rows so far (and the row saying so) were appended: a Parquet
+        table is written from the finished parts, that input's part and an earlier table, and the checkpoints stay
+        for ``--resume``, which redoes that input (its last row marks it cut short) and skips the finished ones.
+        CSV/JSON tables are complete on disk already."""
+        if self.fmt != "parquet" or self._w is None or self._part is None:
+            return
+        self._w.close()
+        self._w = None
+        os.replace(self._part.with_suffix(".tmp"), self._part)  # not in the log: not taken as finished
+        self._merge(order)
 
     def close(self, order: list[str]) -> None:
         """Finish: Parquet parts (and an earlier table) merged in input order; checkpoints removed."""
@@ -1029,6 +1065,11 @@ class PerInputSink:
     def append(self, df: Rows | pd.DataFrame) -> None:
         assert self._w is not None
         self._w.append(df)
+
+    @property
+    def writing(self) -> bool:
+        """Whether the input in hand's hidden part file is open for rows."""
+        return self._w is not None
 
     def writes(self, filename: str, path: Path) -> bool:
         """Whether ``filename`` (of an OSError) is a file this sink writes for the input ``path`` in hand: its
@@ -2015,11 +2056,18 @@ def _run(files: list[Path], spec: AnalyzerSpec, out: Path | None, per: PerInputS
                 # being written, before it was counted (SIGTERM just after the first 266 rows reached the disk), and
                 # before any of its rows came (a smoothed video's first rows come seconds in: a Ctrl-C then left the
                 # table without the input, or no table at all, and pandas read one input fewer without a word)
-                if write_combined:
-                    combined.append(Rows([interrupted_row(name, t, combined.partial())], columns))
+                cut = Rows([interrupted_row(name, t, write_combined and combined.partial())], columns)
+                if write_combined and combined.writing:
+                    combined.append(cut)
                     # on disk now: the program leaves without closing files (os._exit), and the row sat in the
                     # file's buffer (a Ctrl-C after 7 s left 266 rows of 472 and no such row)
                     combined.flush()
+                    # a Parquet table is written whole at the end: a run stopped by a job scheduler's time limit left
+                    # no table at all, only hidden parts; it is written now, this input ending with the row
+                    combined.interrupted([input_name(f) for f in files])
+                if per is not None and per.writing:  # its table, ending with the row, under its name (it stayed hidden)
+                    per.append(cut)
+                    per.commit(p)
                 raise
             if t.all_failed:
                 failed.append(name)
