@@ -1681,3 +1681,36 @@ def test_a_video_written_to_while_it_is_read_says_so(tmp_path):
                              "complete")
     again = FrameReader(clip, threaded=False)
     assert [f.index for f in again] == frames and again.stats.error == ""
+
+
+@pytest.mark.parametrize("container", ["mp4", "mkv"])
+def test_a_video_that_starts_after_its_audio_is_timed_on_the_files_clock(analyzer, tmp_path, container):
+    """Frames are timed as a player shows them, from the file's start: a video stream that starts 1 s after its
+    audio (a phone's or a screen recorder's file, a clip cut from a longer one) had its first frame at 0.000,
+    so every timestamp was 1 s early against the speech and against annotations made in a player, without a
+    word. Frame numbers stay the stream's own (0, 1, 2 …), as OpenFace's do."""
+    frames = _frames("single_face.mp4", 0, 6)
+    path = tmp_path / f"late.{container}"
+    with av.open(str(path), "w") as c:
+        audio = c.add_stream("aac", rate=48000)
+        video = c.add_stream("libx264", rate=30)
+        video.width, video.height, video.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
+        for k in range(60):  # 1.3 s of silence from 0
+            a = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            a.sample_rate, a.pts, a.time_base = 48000, k * 1024, Fraction(1, 48000)
+            for p in audio.encode(a):
+                c.mux(p)
+        for p in audio.encode(None):
+            c.mux(p)
+        for i, f in enumerate(frames):  # the picture from 1 s on
+            v = av.VideoFrame.from_ndarray(f, format="rgb24")
+            v.pts, v.time_base = 30 + i, Fraction(1, 30)
+            for p in video.encode(v):
+                c.mux(p)
+        for p in video.encode(None):
+            c.mux(p)
+    df = analyzer.analyze(path)
+    assert df.frame.tolist() == list(range(6)) and (df.success == 1).all()
+    np.testing.assert_allclose(df.timestamp, 1 + np.arange(6) / 30, atol=1e-3)  # Matroska: ms ticks
+    # a file whose video starts it: from 0, as before (OpenFace's frame / fps)
+    assert analyzer.analyze(sample("single_face.mp4")).timestamp.iat[0] == 0.0

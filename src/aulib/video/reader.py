@@ -159,7 +159,7 @@ class VideoReadError(ValueError):
 @dataclass
 class VideoFrame:
     """One decoded frame: index in the file (0-based, every decoded frame counts), time in
-    seconds from the stream start (container timestamps), RGB pixels."""
+    seconds on the file's clock (container timestamps, see :attr:`DecodeStats.offset`), RGB pixels."""
 
     index: int
     time: float
@@ -182,6 +182,8 @@ class DecodeStats:
     error: str = ""
     last_time: float = 0.0
     lost: int = 0  # frames lost in corrupt packets: the file's frames are ``decoded + lost``
+    # seconds from the file's start to the video stream's (its audio starts first): added to every frame's time
+    offset: float = 0.0
 
 
 def _is_cover(stream: Any) -> bool:
@@ -450,6 +452,14 @@ class FrameReader:
         self._counted = self._counted or bool(self._rate and self._tb and self._rate * self._tb > 1)
         self._start = int(s.start_time) if s.start_time is not None else None
         self._start_s = (self._start or 0) * self._tb
+        # Frames are timed on the file's clock, as a player shows them and as speech and annotations made in a player
+        # are timed: a video stream that starts after the file does (its audio first — a phone's or a screen
+        # recorder's file, a clip cut from a longer one) has its first frame at that offset. It was timed from the
+        # video's own start, so every timestamp of a file whose video starts 1 s after its audio was 1 s early. 0 when
+        # the video starts the file (OpenFace's frame/fps then); frame numbers are the stream's own either way.
+        start = self._container.start_time  # AV_TIME_BASE (µs): the earliest stream's start
+        if start is not None and s.start_time is not None:
+            self.stats.offset = max(0.0, self._start_s - start / 1e6)
         self._timeline_offset = 0  # pts added to a joined recording's later clips (_in_time_order)
         self._duration = _video_duration(self._container, s)
         seconds = self._duration or (self._container.duration or 0) / 1e6  # container's: AV_TIME_BASE units
@@ -698,7 +708,7 @@ class FrameReader:
                     img = upright(img, getattr(frame, "rotation", 0) or 0, display_matrix(frame))
                     st.selected += 1
                     st.seconds += time.perf_counter() - t0
-                    yield VideoFrame(index, t, img, self._prepared(img, index))
+                    yield VideoFrame(index, t + st.offset, img, self._prepared(img, index))
                     t0 = time.perf_counter()
                     if self.max_frames is not None and st.selected >= self.max_frames:
                         capped = True  # damage before this point is still said (it went unreported)

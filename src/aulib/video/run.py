@@ -571,7 +571,8 @@ def iter_video_rows(
     if st.error:
         step = 1.0 / st.rate if st.rate else 0.0
         # after the file's last frame (lost ones counted: a damaged clip's row sorted before its frames)
-        pending.append(empty_row(name, st.error, st.decoded + st.lost, st.last_time + step if st.decoded else 0.0))
+        end = st.offset + (st.last_time + step if st.decoded else 0.0)
+        pending.append(empty_row(name, st.error, st.decoded + st.lost, end))
     if stats is not None:
         stats.update(decoded=st.decoded, frames=st.selected, decode_s=st.seconds, detections=va.n_detect,
                      redetections=va.n_redetect, error=st.error, overlay_error=writer.error if writer else "")
