@@ -5,12 +5,15 @@ PyPI (Google LLC, Apache-2.0; later wheels no longer carry it). Input: a 64×64 
 square, 2.3× the eye-corner distance, corners horizontal, the eye MediaPipe calls "left" (face-mesh
 points 33/133: the image-left eye, the subject's right; the other eye is mirrored first); output
 ``output_iris`` (N, 15): five (x, y, z) points in crop pixels, the iris centre
-first, then four points on the iris boundary.
+first, then four points on the iris boundary; ``output_eyes_contours_and_brows`` (N, 213): 71 (x, y, z)
+points, the first 16 the eyelids' contour with the eye's corners at 0 (outer, face-mesh 33) and 8 (inner,
+133), which :mod:`aulib.face.gaze` measures the iris against.
 
 Steps, each checked: tflite → ONNX with ``tflite2onnx`` (outputs equal to LiteRT's within 3e-5, checked
 when ``ai-edge-litert`` is installed); the batch dimension made dynamic (both eyes of every face of a
-batch in one call); only the iris branch kept (the 71-point eyelid/brow head is a third of the compute
-and aulib's blink uses the 68 points); and every ``PRelu(x, a)`` rewritten as the identical
+batch in one call); both heads kept (until 2026-12-03 only the iris branch: the eyelid head costs ≈ 9 % more
+per eye, 1.71 → 1.86 ms, and gives the eye corners in the iris's own frame, see ``aulib.face.gaze``); and
+every ``PRelu(x, a)`` rewritten as the identical
 ``x + (1 − a) · Relu(−x)`` with both per-channel products as 1×1 depthwise convolutions. Why:
 onnxruntime's PRelu kernel is a generic broadcast that took 60 % of the time (3.3 → 1.7 ms per eye on
 one core as ``Relu(x) + a · Min(x, 0)``, 1.61 ms as ``x + (a − 1) · Min(x, 0)``); and its fast
@@ -58,7 +61,7 @@ def depthwise(m: object, name: str, inp: str, out: str, scale: np.ndarray) -> ob
 
 
 def rewrite(model_path: Path) -> object:
-    """Dynamic batch, iris branch only, PRelu → x + (1 − a)·Relu(−x) (depthwise 1×1 convolutions)."""
+    """Dynamic batch, both heads, PRelu → x + (1 − a)·Relu(−x) (depthwise 1×1 convolutions)."""
     import onnx
     from onnx import helper, numpy_helper
     from onnx.utils import Extractor
@@ -74,7 +77,7 @@ def rewrite(model_path: Path) -> object:
             m.graph.initializer.append(numpy_helper.from_array(np.array([-1, size], np.int64), name))
             n.input[1] = name
     del m.graph.value_info[:]
-    m = Extractor(m).extract_model([m.graph.input[0].name], ["output_iris"])
+    m = Extractor(m).extract_model([m.graph.input[0].name], ["output_eyes_contours_and_brows", "output_iris"])
     nodes = []
     for n in m.graph.node:
         if n.op_type != "PRelu":
@@ -99,7 +102,7 @@ def rewrite(model_path: Path) -> object:
 
 
 def check(tflite: Path, onnx_path: Path) -> float:
-    """Largest |difference| of the iris points against LiteRT (NaN when ai-edge-litert is missing)."""
+    """Largest |difference| of both heads' points against LiteRT (NaN when ai-edge-litert is missing)."""
     import onnxruntime as ort
 
     try:
@@ -109,15 +112,17 @@ def check(tflite: Path, onnx_path: Path) -> float:
     it = Interpreter(str(tflite))
     it.allocate_tensors()
     inp = it.get_input_details()[0]["index"]
-    out = {o["name"]: o["index"] for o in it.get_output_details()}["output_iris"]
+    outs = {o["name"]: o["index"] for o in it.get_output_details()}
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     x = np.random.default_rng(0).random((4, 64, 64, 3), np.float32)
-    got = sess.run(None, {sess.get_inputs()[0].name: x.transpose(0, 3, 1, 2).copy()})[0]
+    names = [o.name for o in sess.get_outputs()]
+    got = dict(zip(names, sess.run(None, {sess.get_inputs()[0].name: x.transpose(0, 3, 1, 2).copy()})))
     worst = 0.0
     for i in range(len(x)):
         it.set_tensor(inp, x[i:i + 1])
         it.invoke()
-        worst = max(worst, float(np.abs(it.get_tensor(out)[0] - got[i]).max()))
+        for name in names:
+            worst = max(worst, float(np.abs(it.get_tensor(outs[name]).reshape(-1) - got[name][i]).max()))
     return worst
 
 
@@ -141,7 +146,9 @@ def main() -> None:
         "kind": "iris_landmarks",
         "architecture": "MediaPipe iris landmark network (64x64 RGB eye crop in [0,1], the image-left eye "
                         "(face-mesh 33/133), the other mirrored; "
-                        "output_iris (N,15) = 5 points x,y,z in crop pixels, centre first), iris branch only, "
+                        "output_iris (N,15) = 5 points x,y,z in crop pixels, centre first; "
+                        "output_eyes_contours_and_brows (N,213) = 71 points, eyelid contour first, "
+                        "corners at 0 and 8), "
                         "PRelu rewritten as x + (1-a)*Relu(-x), the per-channel products as 1x1 depthwise convolutions",
         "source": f"{wheel.name} (PyPI), {MEMBER}, sha256 {hashlib.sha256(data).hexdigest()}; converted by "
                   "scripts/build_iris_onnx.py (tflite2onnx)",

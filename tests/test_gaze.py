@@ -164,13 +164,18 @@ def test_iris_centres_fall_inside_each_eye(analyzer):
 
 
 def test_mirrored_photo_flips_horizontal_gaze(analyzer):
-    img = read_image(sample("single_face.jpg"))
-    a = analyzer.analyze_frame(img)
-    b = analyzer.analyze_frame(np.ascontiguousarray(img[:, ::-1]))
-    # the network sees the same eye pixels either way; what differs is dlib's fit of the mirrored face
-    # (not mirror-symmetric: eye corners a pixel apart, ≈ 3 degrees of one eye's angle at this size)
-    assert abs(np.degrees(a["gaze_angle_x"].iat[0] + b["gaze_angle_x"].iat[0])) < 4
-    assert abs(np.degrees(a["gaze_angle_y"].iat[0] - b["gaze_angle_y"].iat[0])) < 4
+    """A photo and its mirror image look the opposite ways by as much. dlib's fit is not mirror-symmetric (one
+    face's eye corners land 0.5–1 px apart in the two, 2–5° of one eye's angle): measured against them, the sum
+    of the two readings was −3.1° on single_face.jpg and 4.9° on average over multi_face.jpg's faces; the iris
+    is now measured against the iris network's own eye corners, which mirror with the eye pixels."""
+    for name, most in (("single_face.jpg", 1.5), ("multi_face.jpg", 4.0)):
+        img = read_image(sample(name))
+        a = analyzer.analyze_frame(img).sort_values("face_x")
+        b = analyzer.analyze_frame(np.ascontiguousarray(img[:, ::-1])).sort_values("face_x", ascending=False)
+        assert len(a) == len(b)
+        sums = np.degrees(a["gaze_angle_x"].to_numpy() + b["gaze_angle_x"].to_numpy())
+        assert np.nanmean(np.abs(sums)) < most, (name, sums)
+        assert np.nanmean(np.abs(np.degrees(a["gaze_angle_y"].to_numpy() - b["gaze_angle_y"].to_numpy()))) < 4
 
 
 def test_gaze_angles_agree_with_openface_on_the_reference_clip(analyzer):
@@ -183,9 +188,9 @@ def test_gaze_angles_agree_with_openface_on_the_reference_clip(analyzer):
     j = ours.join(ref.add_suffix("_of"), how="inner")
     j = j[(j.AU45_r < 1) & (j.AU45_r_of < 1)]
     assert len(j) >= 60
-    for axis in ("x", "y"):
+    for axis, most in (("x", 2.5), ("y", 5.0)):  # x: 3.5° with dlib's eye corners, 0.6° with the network's
         diff = np.degrees(j[f"gaze_angle_{axis}"] - j[f"gaze_angle_{axis}_of"]).abs().mean()
-        assert diff < 5.0, (axis, diff)
+        assert diff < most, (axis, diff)
     # Both eyes look at one point near the camera, so they converge: the image-left eye turns right of
     # the other. (Mirroring the wrong eye for the iris network made them converge by only 2 degrees
     # here and diverge by 21 on the Pexels clip; OpenFace: 16 and 7.)

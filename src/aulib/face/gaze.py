@@ -14,7 +14,16 @@ Two steps, each replaceable:
    the eyes diverged by 21° on WolfgangLanger_Pexels.mp4 (OpenFace: converging by 7°, aulib now by 4°;
    per-eye horizontal angles from OpenFace's 12.9°/17.1° → 6.6°/8.3°). Why not the 68 points: they
    have no pupil; why not MediaPipe's 478-point face mesh: it is a 256×256 network per face (≈3× the
-   cost) for the same iris points.
+   cost) for the same iris points. The same network's eyelid head gives the eye's corners (its contour points 0,
+   outer, and 8, inner), which are what the iris is measured against: dlib's corners and the network's iris are
+   two models' readings, and dlib's are not mirror-consistent (one face's corners land 0.5–1 px apart in an image
+   and in its mirror — at a 12 mm eyeball 2–5° of gaze — and the gaze of a photo and of its mirror image summed to
+   −3.3° where it should be 0; −0.9° with the network's corners). The network's corners lie a fixed way off dlib's
+   (outer ≈ 2.7 px of its 64 px crop inwards; the eyeball model is defined on 68-point canthi): that mean offset,
+   measured on 168 eyes of the samples (:data:`CORNER_SHIFT`, ``scripts/eye_corner_offset.py``), is added
+   back, so the eyes' mean vergence stays where dlib's corners put it (with the raw network corners each eye
+   turned 5–10° outwards). Where the two disagree by more than :data:`CORNER_AGREEMENT` the network has not
+   read the eye the 68 points found (a profile, a blurred eye) and dlib's corners are used.
 2. **Gaze rays.** OpenFace 2's geometric model (Wood et al., 2015; ``GazeEstimation.cpp``): the eyeball
    is a 12 mm sphere whose centre sits 7 mm behind and 3.5 mm above the midpoint of the eye corners,
    placed in camera space by the head pose (:mod:`aulib.face.pose`: the same 3D mean face and camera);
@@ -63,6 +72,13 @@ MAX_EYE_ROTATION = np.deg2rad(50.0)
 # Largest angle between a gaze and the direction from the eye to the camera that still shows the camera the
 # iris it was found from (at 80° the iris is foreshortened to a sixth of its width; at 90° it is edge-on).
 MAX_CAMERA_ANGLE = np.deg2rad(80.0)
+# (outer, inner) eye corner: dlib's minus the eyelid head's, mean over 168 eyes of the samples, crop pixels
+# (x towards the inner corner, y down; the crop is 2.3 eye widths: 2.7 px ≈ 0.1 eye widths)
+CORNER_SHIFT = np.array([[-2.7, 0.4], [-0.3, 0.3]])
+# Largest distance (crop pixels, ≈ 0.2 eye widths; 4 standard deviations of the difference on the samples) between
+# the network's shifted corner and dlib's at which the network is taken to have read the same eye
+CORNER_AGREEMENT = 6.0
+CONTOUR_CORNERS = [0, 8]  # outer, inner in the eyelid head's 71 points
 CHUNK = 8  # eyes per network call: 1.75 ms per eye up to 16, 2.1 ms at 32 (activations leave the cache)
 
 
@@ -93,7 +109,7 @@ def _session(path: str) -> Any:
     from aulib.models import onnx_session, session_cache_key
 
     return onnx_session(path, path, cache_key=session_cache_key(IRIS_FILE)).check(
-        {"input_1": (None, 3, 64, 64)}, {"output_iris": (None, 15)})
+        {"input_1": (None, 3, 64, 64)}, {"output_eyes_contours_and_brows": (None, 213), "output_iris": (None, 15)})
 
 
 class IrisModel:
@@ -105,15 +121,21 @@ class IrisModel:
 
         self.session = _session(str(checked(IRIS_FILE, model_path)))
         self._input = self.session.get_inputs()[0].name
+        self._outputs = ["output_eyes_contours_and_brows", "output_iris"]
 
     def __call__(self, crops: np.ndarray) -> np.ndarray:
-        """``(N, 5, 2)`` iris centre + 4 boundary points, crop pixels, of ``(N, 64, 64, 3)`` uint8 RGB crops."""
+        """``(N, 7, 2)`` crop pixels of ``(N, 64, 64, 3)`` uint8 RGB crops: the iris centre, 4 iris boundary points,
+        then the eye's outer and inner corner from the eyelid head, shifted by :data:`CORNER_SHIFT`."""
         if not len(crops):
-            return np.zeros((0, 5, 2), np.float32)
+            return np.zeros((0, 7, 2), np.float32)
         x = np.ascontiguousarray(crops.transpose(0, 3, 1, 2), dtype=np.float32) * np.float32(1 / 255)
-        out = np.concatenate([self.session.run(None, {self._input: x[i:i + CHUNK]})[0]
-                              for i in range(0, len(x), CHUNK)])
-        return out.reshape(len(crops), 5, 3)[:, :, :2]
+        lids, iris = [], []
+        for i in range(0, len(x), CHUNK):
+            c, r = self.session.run(self._outputs, {self._input: x[i:i + CHUNK]})
+            lids.append(c)
+            iris.append(r)
+        corners = np.concatenate(lids).reshape(len(crops), 71, 3)[:, CONTOUR_CORNERS, :2] + CORNER_SHIFT
+        return np.concatenate([np.concatenate(iris).reshape(len(crops), 5, 3)[:, :, :2], corners], axis=1)
 
 
 def to_image(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
@@ -123,13 +145,15 @@ def to_image(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
 
 
 def gaze_vectors(pupils: np.ndarray, pose: np.ndarray, intrinsics: tuple[float, float, float, float],
-                 landmarks: np.ndarray | None = None, model: np.ndarray | None = None) -> np.ndarray:
+                 landmarks: np.ndarray | None = None, model: np.ndarray | None = None,
+                 corners: np.ndarray | None = None) -> np.ndarray:
     """``(8,)``: gaze_0 xyz, gaze_1 xyz (unit vectors, camera axes) and gaze_angle_x, gaze_angle_y
     (radians) from the two iris centres ``pupils`` (2, 2) in image pixels and the head ``pose``.
 
-    The eye corners are the image ``landmarks`` lifted to the depth the posed 3D mean face gives them
-    (the rigid mean face alone puts a person's corners a few pixels off, which at a 12 mm eyeball is
-    several degrees); without ``landmarks`` the mean face's corners are used. NaN when the pose is not
+    The eye corners are ``corners`` ``(2, 2, 2)`` (per eye, the corners of :data:`EYES` in that order, image
+    pixels; an eye's may be NaN), else the image ``landmarks``, lifted to the depth the posed 3D mean face gives
+    them (the rigid mean face alone puts a person's corners a few pixels off, which at a 12 mm eyeball is
+    several degrees); without either the mean face's corners are used. NaN when the pose is not
     finite. An eye's vector is NaN when its pupil is not finite, when it is shut (aspect ratio of its
     ``landmarks`` below :data:`SHUT_EAR`) or when it would be turned more than :data:`MAX_EYE_ROTATION`
     from the head's forward direction: none of these says where the eye looks, and a number there would
@@ -148,11 +172,13 @@ def gaze_vectors(pupils: np.ndarray, pose: np.ndarray, intrinsics: tuple[float, 
     for e, (a, b, _) in enumerate(EYES):
         if shut[e] or not np.isfinite(pupils[e]).all():
             continue
-        corners = shape[[a, b]] @ r.T + t
-        if landmarks is not None and np.isfinite(landmarks[[a, b]]).all():
-            z = corners[:, 2]
-            corners = np.c_[(landmarks[[a, b], 0] - cx) / fx * z, (landmarks[[a, b], 1] - cy) / fy * z, z]
-        centre = corners.mean(0) + r @ EYEBALL_OFFSET
+        ends = shape[[a, b]] @ r.T + t
+        seen = corners[e] if corners is not None and np.isfinite(corners[e]).all() else \
+            landmarks[[a, b]] if landmarks is not None and np.isfinite(landmarks[[a, b]]).all() else None
+        if seen is not None:
+            z = ends[:, 2]
+            ends = np.c_[(seen[:, 0] - cx) / fx * z, (seen[:, 1] - cy) / fy * z, z]
+        centre = ends.mean(0) + r @ EYEBALL_OFFSET
         ray = np.array([(pupils[e, 0] - cx) / fx, (pupils[e, 1] - cy) / fy, 1.0])
         ray /= np.linalg.norm(ray)
         along = float(ray @ centre)
@@ -225,13 +251,31 @@ class Gaze:
             take[k] = seen[k] & seen[a] & seen[c]
         run = seen & ~take
         crops = np.stack([f.eyes for f in todo])
-        pts = np.full((len(todo), 2, 5, 2), np.nan)
+        pts = np.full((len(todo), 2, 7, 2), np.nan)
         pts[run] = self.iris(crops[run])
         for k, (a, c, w) in pairs.items():
             pts[k, take[k]] = (1 - w) * pts[a, take[k]] + w * pts[c, take[k]]
         for k, f in enumerate(todo):
             assert f.eye_matrices is not None and f.pose is not None
-            iris = np.stack([to_image(pts[k, e], f.eye_matrices[e]) for e in range(2)])
-            f.extra["iris"] = iris
-            f.gaze = gaze_vectors(iris[:, 0], f.pose, self.pose.camera(f), f.landmarks)
+            seen_pts = np.stack([to_image(pts[k, e], f.eye_matrices[e]) for e in range(2)])
+            f.extra["iris"] = seen_pts[:, :5]
+            f.gaze = gaze_vectors(seen_pts[:, 0], f.pose, self.pose.camera(f), f.landmarks,
+                                  corners=eye_corners(pts[k, :, 5:], seen_pts[:, 5:], f))
         return faces
+
+
+def eye_corners(crop: np.ndarray, image: np.ndarray, face: Face) -> np.ndarray:
+    """``(2, 2, 2)`` the eyes' corners in :data:`EYES` order, image pixels, from the network's (outer, inner)
+    corners of each eye in ``crop`` pixels and ``image`` pixels; an eye's are NaN where they are more than
+    :data:`CORNER_AGREEMENT` crop pixels from dlib's (the network did not read the eye the 68 points found: the
+    caller then takes dlib's)."""
+    out = np.full((2, 2, 2), np.nan)
+    if face.landmarks is None or face.eye_matrices is None:
+        return out
+    for e, (a, b, mirror) in enumerate(EYES):
+        m = np.asarray(face.eye_matrices[e], np.float64)
+        outer, inner = (b, a) if mirror else (a, b)  # the mirrored crop shows the outer corner on its left too
+        dlib = np.asarray(face.landmarks, np.float64)[[outer, inner]] @ m[:, :2].T + m[:, 2]
+        if np.isfinite(crop[e]).all() and np.hypot(*(crop[e] - dlib).T).max() <= CORNER_AGREEMENT:
+            out[e] = image[e][::-1] if mirror else image[e]  # back to (a, b)
+    return out
