@@ -111,6 +111,26 @@ def test_second_writer_is_refused(tmp_path, analyzer):
     assert not (tmp_path / "t.parquet.lock").exists()  # and leaves no lock file behind
 
 
+def test_faces_takes_the_writers_lock_and_drops_an_analyze_runs_metadata(tmp_path, analyzer):
+    """`aulib faces -o` ignored the lock of an `analyze -o` writing the same table: it replaced the table with its
+    own rows while that run went on, which then said "wrote 72 rows" — both exited 0, the 72 rows were lost. It now
+    waits its turn like a second `analyze`, and a table it replaces loses the metadata and progress log of the
+    `analyze` run that wrote it (they described that table: `--resume` compared its options with them)."""
+    files = _inputs(tmp_path, ["a.jpg"])
+    out = tmp_path / "t.csv"
+    with open(tmp_path / "t.csv.lock", "a") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        res = runner.invoke(app, ["faces", str(files[0]), "-o", str(out)])
+        assert res.exit_code == 2 and flat("another aulib process") in flat(res.output)
+        assert not out.exists()
+    run_batch(files, SPEC, out=out, analyzer=analyzer)
+    assert (tmp_path / "t.csv.meta.json").exists()
+    res = runner.invoke(app, ["faces", str(files[0]), "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert not (tmp_path / "t.csv.meta.json").exists() and not (tmp_path / "t.csv.lock").exists()
+    assert "AU12_r" not in read_table(out).columns
+
+
 def test_a_run_into_a_folder_another_run_writes_is_refused_either_way_round(tmp_path, analyzer):
     """Locks were per folder and per file: a run with ``--per-input res/sub`` (or ``-o res/sub/a.jpg.csv``) while
     another wrote ``--per-input res`` went ahead, both said they wrote their rows, and one table replaced the

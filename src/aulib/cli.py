@@ -535,13 +535,25 @@ def faces(
     if out is not None:  # before the work, as analyze does: a table that cannot be written must not cost the run
         _writable_table(out, files)
     _said_duplicates(duplicates)
-    with _progress(len(files)) as prog:
-        task = prog.add_task("faces", total=len(files))
-        df = faces_table(files, cropped=cropped, detector=detector, overlay=overlay,
-                         on_done=lambda _: prog.advance(task),
-                         warn=lambda m: err.print(f"[yellow]warning:[/yellow] {escape(m)}"))
+    with contextlib.ExitStack() as stack:
+        if out is not None:
+            # the one-writer lock `analyze` takes: run beside an `analyze -o` of the same table, this replaced it with
+            # its own rows while that run went on and said "wrote 72 rows" — the 72 rows were lost, both exited 0
+            from aulib.batch import output_lock
+
+            stack.enter_context(output_lock(out.with_name(out.name + ".lock"), out))
+        with _progress(len(files)) as prog:
+            task = prog.add_task("faces", total=len(files))
+            df = faces_table(files, cropped=cropped, detector=detector, overlay=overlay,
+                             on_done=lambda _: prog.advance(task),
+                             warn=lambda m: err.print(f"[yellow]warning:[/yellow] {escape(m)}"))
+        if out is not None:
+            write_table(df, out)
+            # an `analyze` run's metadata and progress log beside a table this run replaced described that table:
+            # `--resume` onto this one compared its options with them
+            for stale in (".meta.json", ".done"):
+                out.with_name(out.name + stale).unlink(missing_ok=True)
     if out is not None:
-        write_table(df, out)
         err.print(f"wrote {counted(len(df), 'row')} to {escape(str(out))}")
     else:
         cols = ["input", "face", "success", "face_x", "face_y", "face_width", "face_height", "face_score", "error"]
