@@ -151,11 +151,14 @@ def test_help_read_by_a_reader_that_stops_early_exits_0_quietly():
 
 def test_training_refuses_an_unusable_out_or_reports_folder_before_it_trains(tmp_path):
     """``aulib train svm/svr`` found an --out or --reports folder it could not write only after the whole
-    cross-validation had run."""
+    cross-validation had run; ``aulib evaluate`` after the whole evaluation (6 minutes for ``occlusion --limit 5``)."""
     blocker = tmp_path / "file"
     blocker.write_text("x")
     for args, bad in ((["train", "svm", "--out", str(blocker / "models")], blocker / "models"),
-                      (["train", "svr", "--reports", str(blocker / "r")], blocker / "r")):
+                      (["train", "svr", "--reports", str(blocker / "r")], blocker / "r"),
+                      (["evaluate", "faces", "--reports", str(blocker / "r")], blocker / "r"),
+                      (["evaluate", "occlusion", "--limit", "5", "--reports", str(blocker / "r")], blocker / "r"),
+                      (["evaluate", "cnn", "--cache", str(blocker / "c")], blocker / "c")):
         res = runner.invoke(app, [*args, "--data", str(tmp_path / "no-data")])
         assert res.exit_code == 2 and f"{bad}: cannot write there (Not a directory)" in res.output, res.output
 

@@ -911,6 +911,7 @@ def evaluate_faces_cmd(
     from aulib.evaluate_faces import evaluate_faces
     from aulib.training import REPORTS
 
+    _writable_folders(reports or REPORTS)  # before the work, as train does (it failed after it)
     evaluate_faces(_data_dir(data, "ckplus48", "ferplus", "samples"), reports or REPORTS, log=typer.echo)
 
 
@@ -925,6 +926,8 @@ def evaluate_occlusion_cmd(
     from aulib.training import CACHE, REPORTS
     from aulib.training.occlusion import evaluate_occlusion
 
+    # before the work, as train does: a --reports that is a file failed after 6 minutes of evaluation
+    _writable_folders(reports or REPORTS, cache or CACHE)
     md = evaluate_occlusion(_data_dir(data, "ckplus48", "ferplus", "samples"), reports or REPORTS, log=typer.echo,
                             limit=limit, cache_dir=cache or CACHE)
     typer.echo(f"report: {md}")
@@ -1073,6 +1076,7 @@ def evaluate_cnn_cmd(data: Path = DATA,
     from aulib.training import CACHE, REPORTS
     from aulib.training.evaluate import evaluate_emotion, render_markdown
 
+    _writable_folders(reports or REPORTS, cache or CACHE)  # before the work, as train does (it failed after it)
     result = evaluate_emotion(_data_dir(data, "ferplus", "ckplus48"), cache_dir=cache or CACHE,
                               report_dir=reports or REPORTS, bench=bench, update_manifest=update_manifest)
     _out(render_markdown(result))
