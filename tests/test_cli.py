@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from aulib.cli import app
 
 from .conftest import sample
+from .test_outputs import flat
 
 runner = CliRunner()
 
@@ -394,3 +395,15 @@ def test_a_bad_matplotlib_backend_variable_does_not_stop_plot_or_report(tmp_path
                          capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode == 0, res.stderr
     assert (tmp_path / "r.html").stat().st_size > 1000
+
+
+def test_an_overlay_that_cannot_be_written_is_refused_before_the_run(tmp_path):
+    """An --overlay folder that cannot be written was found only after the whole run, which then warned "overlay
+    not written" and exited 0 (an -o there is refused before any work, exit 2)."""
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    for overlay in (blocker / "ov", blocker / "ov.png"):
+        for command in ("analyze", "faces"):
+            res = runner.invoke(app, [command, str(sample("single_face.jpg")), "--overlay", str(overlay)])
+            assert res.exit_code == 2 and flat(f"--overlay {overlay}: cannot write there") in flat(res.output), \
+                (command, res.output)

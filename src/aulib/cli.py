@@ -415,6 +415,15 @@ def _overlay_fits(overlay: Path | None, unique: list) -> None:
     kind, fits = overlay_file(overlay, unique)
     if kind is not None and not fits:
         _fail(escape(overlay_misfit(overlay, kind, refused=True)))
+    # and where it goes can be written, as -o is checked: a read-only folder was found after the whole run, which
+    # then warned "overlay not written" and exited 0
+    folder = overlay.parent if kind is not None else overlay
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        _fail(escape(f"--overlay {overlay}: cannot write there ({e.strerror or e})"))
 
 
 def _overlay_name(overlay: Path | None) -> None:
