@@ -235,3 +235,22 @@ def test_a_table_of_no_rows_reads_back_with_the_same_dtypes_in_every_format(tmp_
         back = read_table(write_table(empty, tmp_path / f"t.{ext}"))
         assert list(back.columns) == list(empty.columns)
         assert (back.dtypes == empty.dtypes).all(), (ext, back.dtypes[back.dtypes != empty.dtypes].head())
+
+
+def test_read_table_takes_what_analyze_takes_and_names_a_file_it_cannot_parse(tmp_path):
+    """The table reader of the Python API: one column name alone read as the columns 'A', 'U', '1', …; a bytes path
+    (aulib.analyze takes one) was a TypeError; an empty CSV or a damaged Parquet raised pandas' or pyarrow's own
+    error ("No columns to parse from file", "Parquet magic bytes not found"), which named no file."""
+    from aulib.table import read_table, write_table
+
+    good = tmp_path / "t.csv"
+    write_table(pd.DataFrame({"input": ["a.jpg"], "frame": [0], "AU12_r": [1.5]}), good)
+    assert read_table(good, columns="AU12_r").columns.tolist() == ["AU12_r"]
+    assert read_table(os.fsencode(good))["AU12_r"].iat[0] == 1.5
+    empty, cut = tmp_path / "empty.csv", tmp_path / "cut.parquet"
+    empty.write_bytes(b"")
+    cut.write_bytes(b"PAR1 not really")
+    for bad in (empty, cut):
+        for columns in (None, ["AU12_r"]):
+            with pytest.raises(ValueError, match=rf"{bad.name}: not a table aulib can read"):
+                read_table(bad, columns=columns)

@@ -547,11 +547,29 @@ def _read_json_lines(path: Path) -> pd.DataFrame:
     return df
 
 
-def read_table(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
-    """Read a table written by :func:`write_table` or :class:`TableAppender` (``columns``: only those)."""
+def read_table(path: str | bytes | os.PathLike, columns: list[str] | str | None = None) -> pd.DataFrame:
+    """Read a table written by :func:`write_table` or :class:`TableAppender` (``columns``: only those; one name
+    alone is one column). A file that does not parse as its format (empty, cut, another program's bytes) is a
+    ValueError naming it: pandas' and pyarrow's own errors ("No columns to parse from file", "Parquet magic bytes
+    not found in footer") did not say which file of a folder of tables it was."""
+    if isinstance(path, bytes):  # aulib.analyze takes bytes paths: so does reading its tables
+        path = os.fsdecode(path)
+    if isinstance(columns, str):  # "AU12_r" was read as the columns 'A', 'U', '1', …
+        columns = [columns]
+    path = Path(path)
+    try:
+        return _read_table(path, columns)
+    except (KeyError, OSError, MemoryError):
+        raise
+    except ValueError as e:
+        if str(e).startswith(str(path)):
+            raise
+        raise ValueError(f"{path}: not a table aulib can read ({type(e).__name__}: {e})") from None
+
+
+def _read_table(path: Path, columns: list[str] | None) -> pd.DataFrame:
     import pandas as pd
 
-    path = Path(path)
     if path.is_dir():  # "unknown output format (use .csv …)" for the folder a partitioned run wrote
         raise IsADirectoryError(f"{path}: a folder, not a table file"
                                 + ("; a partitioned output: read it with aulib.batch.read_partitioned"
