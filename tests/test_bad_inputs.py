@@ -630,6 +630,10 @@ def test_closed_or_full_standard_streams(tmp_path):
         out = tmp_path / f"t{len(redirect)}.csv"
         run(redirect, "-o", str(out))
         assert (tmp_path / "rc").read_text().strip() == "0" and pd.read_csv(out).success.tolist() == [1]
+    # aulib bench prints its figures the same way (they were lost with exit 0)
+    cli[3:5] = ["bench", str(sample("single_face.mp4"))]
+    res = run(">&-", "--frames", "3")
+    assert (tmp_path / "rc").read_text().strip() == "2" and "standard output: closed" in res.stderr, res.stderr
 
 
 def test_a_deleted_working_folder_and_a_full_disk_for_the_run_metadata_are_named(tmp_path):

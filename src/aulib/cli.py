@@ -798,9 +798,9 @@ def bench(
         err.print("[yellow]warning:[/yellow] --pairs acts with --openface only (no paired run without it)")
     held: list[str] = []  # each line is printed when the next comes: "N fps" must stay the last line
 
-    def log(line: str) -> None:
+    def log(line: str) -> None:  # through _out: with stdout closed the figures were lost and the exit was 0
         if held:
-            typer.echo(held.pop())
+            _out(held.pop())
         held.append(line)
 
     if openface is not None and frames:  # checked before the bench runs, not after
@@ -809,8 +809,8 @@ def bench(
     run_bench(video, frames=frames, detect_every=detect_every, emotion_model=emotion_model, detector=detector,
               log=log, gaze=gaze)
     if openface is not None:
-        paired_openface(video, openface, pairs=pairs, frames=frames, log=typer.echo)
-    typer.echo(held.pop())
+        paired_openface(video, openface, pairs=pairs, frames=frames, log=_out)
+    _out(held.pop())
 
 
 @app.command()
