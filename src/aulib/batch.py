@@ -339,7 +339,8 @@ def overlay_misfit(overlay: Path, kind: str, refused: bool = False) -> str:
     """What is said of an overlay file given to a run it does not fit: a warning (no overlays are written), or, for
     the command line, which refuses it before any work (``refused``)."""
     return (f"{table_text(str(overlay))}: an {'image ' if kind == 'image' else ''}overlay file is only for a single "
-            f"{kind} input; give a folder for several inputs{'' if refused else ' (no overlays written)'}")
+            f"{kind} input (name a .mp4, .mov, .mkv or .avi for one video, a .png or .jpg for one image); give a "
+            f"folder for several inputs{'' if refused else ' (no overlays written)'}")
 
 
 def _overlay_suffix(name: str) -> str:

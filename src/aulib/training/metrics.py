@@ -13,6 +13,9 @@ def majority_accuracy(probs: np.ndarray, votes: np.ndarray) -> dict[str, float]:
     FER+ order (neutral first), as ``argmax`` does; ``ties_excluded`` is the plurality accuracy
     over the images whose top vote count is not shared (``n_ties_excluded`` of them).
     """
+    if not len(probs):  # an empty subset (occlusion --limit 5): NaN, without numpy's "Mean of empty slice"
+        return {"tie_aware": float("nan"), "first_max": float("nan"), "ties_excluded": float("nan"),
+                "n_ties_excluded": 0}
     pred = probs.argmax(axis=1)
     top = votes == votes.max(axis=1, keepdims=True)
     unique = top.sum(axis=1) == 1
