@@ -126,6 +126,9 @@ def test_smoothing_is_centred_and_by_time():
     noisy = pd.DataFrame({"x": np.random.default_rng(0).normal(size=len(t))})
     assert np.diff(smooth_frame(noisy, t, 0.5)["x"]).std() < 0.3 * np.diff(noisy["x"]).std()
     assert parse_aus("AU06, 12 25") == [6, 12, 25] and parse_aus(None) is None
+    for names_none in (",", " , ,"):  # read as "all AUs"
+        with pytest.raises(ValueError, match="names no AU"):
+            parse_aus(names_none)
 
 
 def test_image_one_panel_per_face_shared_axes():

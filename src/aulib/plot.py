@@ -192,6 +192,8 @@ def parse_aus(text: str | None) -> list[int] | None:
         if not digits.isdigit() or not 0 < int(digits) < 100:
             raise ValueError(f"--aus: {part!r} is not an AU number (give e.g. --aus 6,12,25)")
         out.append(int(digits))
+    if not out:  # "," or " , ": no AU named (it read as "all AUs")
+        raise ValueError(f"--aus: {text!r} names no AU (give e.g. --aus 6,12,25, or leave --aus out for all)")
     return out
 
 
