@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import math
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -300,6 +301,10 @@ class DlibHogDetector:
         import dlib
 
         self._detector = dlib.get_frontal_face_detector()
+        # dlib's detector keeps its scan buffers in the object: two threads in one run() (a video's look-ahead scan
+        # beside the main loop's, an Analyzer shared by threads) read each other's images — faces on a blank frame
+        # at confidence 1, a different table each run, heap corruption — so its calls take turns
+        self._lock = threading.Lock()
         self.upsample = upsample
         self.max_side = max_side
         self.threshold = threshold
@@ -308,7 +313,8 @@ class DlibHogDetector:
         """Detect faces in an ``(H, W, 3)`` uint8 RGB image (other layouts as :class:`RetinaFaceDetector`)."""
         small, scale = _downscale(_rgb(image), self.max_side)
         gray = np.ascontiguousarray(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY))
-        rects, scores, _ = self._detector.run(gray, self.upsample, self.threshold)
+        with self._lock:
+            rects, scores, _ = self._detector.run(gray, self.upsample, self.threshold)
         dets = [
             Detection(r.left() / scale, r.top() / scale, r.width() / scale, r.height() / scale, float(s))
             for r, s in zip(rects, scores)
