@@ -417,13 +417,7 @@ def _overlay_fits(overlay: Path | None, unique: list) -> None:
         _fail(escape(overlay_misfit(overlay, kind, refused=True)))
     # and where it goes can be written, as -o is checked: a read-only folder was found after the whole run, which
     # then warned "overlay not written" and exited 0
-    folder = overlay.parent if kind is not None else overlay
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as e:
-        _fail(escape(f"--overlay {overlay}: cannot write there ({e.strerror or e})"))
+    _writable_folders(overlay.parent if kind is not None else overlay, name=f"--overlay {overlay}")
 
 
 def _overlay_name(overlay: Path | None) -> None:
@@ -1100,16 +1094,17 @@ def _not_the_models_folder(out: Path | None) -> None:
         _fail(f"--out {out}: the shipped models folder; give a run folder of its own (--install ships the result)")
 
 
-def _writable_folders(*folders: Path) -> None:
+def _writable_folders(*folders: Path, name: str | None = None) -> None:
     """Usage error unless each folder exists or can be made, and takes a file: checked before a training run,
-    whose --out or --reports were found unusable only after its whole cross-validation."""
+    whose --out or --reports were found unusable only after its whole cross-validation (and before an analysis,
+    for its --overlay folder). ``name``: how the error names the folder (default: its path)."""
     for folder in folders:
         try:
             folder.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryFile(dir=folder):
                 pass
         except OSError as e:
-            _fail(escape(f"{folder}: cannot write there ({e.strerror or e})"))
+            _fail(escape(f"{name or folder}: cannot write there ({e.strerror or e})"))
 
 
 def _register_au(path: Path, rep: dict, command: str) -> None:
