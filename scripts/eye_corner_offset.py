@@ -27,7 +27,7 @@ def main(folder: Path) -> None:
     import av
 
     import aulib
-    from aulib.face.gaze import CORNER_SHIFT, EYES, IrisModel
+    from aulib.face.gaze import CORNER_SHIFT, IrisModel, landmark_corners
     from aulib.io import read_image
 
     images = [read_image(folder / name) for name in PHOTOS]
@@ -41,10 +41,7 @@ def main(folder: Path) -> None:
             if not face.success or face.eyes is None or face.eye_matrices is None or face.landmarks is None:
                 continue
             net = iris(face.eyes)[:, 5:] - CORNER_SHIFT  # the network's own corners
-            for e, (a, b, mirror) in enumerate(EYES):
-                m = np.asarray(face.eye_matrices[e], np.float64)
-                dlib = np.asarray(face.landmarks, np.float64)[[b, a] if mirror else [a, b]] @ m[:, :2].T + m[:, 2]
-                diffs.append(dlib - net[e])
+            diffs.extend(landmark_corners(face) - net)
     d = np.array(diffs)
     print(f"{len(d)} eyes; dlib − network, crop pixels (x towards the inner corner, y down):")
     for k, corner in enumerate(("outer", "inner")):

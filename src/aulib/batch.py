@@ -210,8 +210,10 @@ class Tally:
             self.faces += r.get("success") == 1
             ts = r.get("timestamp")
             if isinstance(ts, (int, float)) and math.isfinite(ts):
-                self.first = self.first if self.first is not None and self.first[0] <= frame else (frame, float(ts))
-                self.last = self.last if self.last is not None and self.last[0] >= frame else (frame, float(ts))
+                if self.first is None or frame < self.first[0]:
+                    self.first = (frame, float(ts))
+                if self.last is None or frame > self.last[0]:
+                    self.last = (frame, float(ts))
 
     def time_after(self) -> float:
         """The time of the frame after the last one counted (its time plus the mean frame step so far): where a

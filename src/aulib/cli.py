@@ -388,7 +388,7 @@ def _frame_rate(value: float | None) -> float | None:
         return None
     from aulib.video.reader import MAX_FPS
 
-    if value > MAX_FPS:  # type: ignore[operator]  # type: ignore[operator]
+    if value > MAX_FPS:  # type: ignore[operator]
         raise typer.BadParameter(f"must be at most {MAX_FPS:g}, not {value:g} (a rate above the video's own keeps "
                                  "every frame: leave --fps out for that)")
     return value

@@ -559,9 +559,7 @@ def read_table(path: str | bytes | os.PathLike, columns: list[str] | str | None 
     path = Path(path)
     try:
         return _read_table(path, columns)
-    except (KeyError, OSError, MemoryError):
-        raise
-    except ValueError as e:
+    except ValueError as e:  # the parsers' errors (pandas, pyarrow, json, UnicodeDecodeError) are ValueErrors
         if str(e).startswith(str(path)):
             raise
         raise ValueError(f"{path}: not a table aulib can read ({type(e).__name__}: {e})") from None

@@ -264,6 +264,19 @@ class Gaze:
         return faces
 
 
+def landmark_corners(face: Face) -> np.ndarray:
+    """``(2, 2, 2)`` dlib's (outer, inner) corners of each eye in its crop's pixels (the mirrored crop shows the
+    outer corner on its left too, as the eyelid head's are): what the network's are compared with, and
+    :data:`CORNER_SHIFT` measured against (``scripts/eye_corner_offset.py``)."""
+    assert face.landmarks is not None and face.eye_matrices is not None
+    pts = np.asarray(face.landmarks, np.float64)
+    out = np.empty((2, 2, 2))
+    for e, (a, b, mirror) in enumerate(EYES):
+        m = np.asarray(face.eye_matrices[e], np.float64)
+        out[e] = pts[[b, a] if mirror else [a, b]] @ m[:, :2].T + m[:, 2]
+    return out
+
+
 def eye_corners(crop: np.ndarray, image: np.ndarray, face: Face) -> np.ndarray:
     """``(2, 2, 2)`` the eyes' corners in :data:`EYES` order, image pixels, from the network's (outer, inner)
     corners of each eye in ``crop`` pixels and ``image`` pixels; an eye's are NaN where they are more than
@@ -272,10 +285,8 @@ def eye_corners(crop: np.ndarray, image: np.ndarray, face: Face) -> np.ndarray:
     out = np.full((2, 2, 2), np.nan)
     if face.landmarks is None or face.eye_matrices is None:
         return out
-    for e, (a, b, mirror) in enumerate(EYES):
-        m = np.asarray(face.eye_matrices[e], np.float64)
-        outer, inner = (b, a) if mirror else (a, b)  # the mirrored crop shows the outer corner on its left too
-        dlib = np.asarray(face.landmarks, np.float64)[[outer, inner]] @ m[:, :2].T + m[:, 2]
-        if np.isfinite(crop[e]).all() and np.hypot(*(crop[e] - dlib).T).max() <= CORNER_AGREEMENT:
+    dlib = landmark_corners(face)
+    for e, (_, _, mirror) in enumerate(EYES):
+        if np.isfinite(crop[e]).all() and np.hypot(*(crop[e] - dlib[e]).T).max() <= CORNER_AGREEMENT:
             out[e] = image[e][::-1] if mirror else image[e]  # back to (a, b)
     return out
