@@ -271,7 +271,9 @@ class Analyzer:
                 if fuse:
                     stage.run(faces)
                 continue
-            if any(stage is e for e in self._flip_stages):
+            if stage is self.cnn:  # the emotion network reads the frames the embedding CNN reads
+                self.cnn.run(faces, flip=flip, keyframes=keyframes)
+            elif any(stage is e for e in self._flip_stages):
                 stage.run(faces, flip=flip)  # type: ignore[call-arg]
             else:
                 stage.run(faces)

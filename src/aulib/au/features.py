@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from aulib.cnn.inference import crops_of, network_outputs
 from aulib.face.align import FaceMasker
 from aulib.face.hog import HogExtractor, geometry, mirror
 from aulib.face.record import Face
@@ -54,18 +55,9 @@ class AUFeatures:
         """``keyframes`` (video, :mod:`aulib.video.keyframes`): the faces it names take the time-weighted
         mean of their neighbours' embedding and emotion instead of running the network."""
         ok = [f for f in faces if f.success]
-        between = keyframes.within(ok) if keyframes else [None] * len(ok)
-        run = [f for f, b in zip(ok, between) if b is None]
-        out: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # id(face) → (probabilities, embedding)
-        if run:
-            probs, emb = self.embedder.predict_with_embedding(np.stack([f.aligned for f in run]), flip and self.emotion)
-            out = {id(f): (p, e) for f, p, e in zip(run, probs, emb)}
-        for f, b in zip(ok, between):
-            if b is not None:  # its neighbours ran the network (keyframes.plan: both are in this batch)
-                (pa, ea), (pc, ec), w = out[id(b[0])], out[id(b[1])], b[2]
-                out[id(f)] = ((1 - w) * pa + w * pc).astype(np.float32), ((1 - w) * ea + w * ec).astype(np.float32)
-        for f in ok:
-            p, f.embedding = out[id(f)]
+        outputs = network_outputs(ok, keyframes, lambda run: self.embedder.predict_with_embedding(
+            crops_of(run), flip and self.emotion))
+        for f, (p, f.embedding) in zip(ok, outputs):
             f.features = np.concatenate([face_features(f), f.embedding]).astype(np.float32)
             if self.emotion:
                 f.emotion_probs = p

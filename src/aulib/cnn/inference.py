@@ -13,7 +13,7 @@ sha256, so a missing or corrupted file raises :class:`aulib.models.ModelFileErro
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -182,6 +182,21 @@ def edit_signature(cls: type) -> str:
     return hashlib.sha256(source + __version__.encode()).hexdigest()[:10]
 
 
+def crops_of(faces: Sequence[Face]) -> np.ndarray:
+    """(N, H, W, 3) the faces' aligned crops, one network batch."""
+    return np.stack([f.aligned for f in faces])
+
+
+def network_outputs(faces: list[Face], keyframes: Keyframes | None,
+             compute: Callable[[list[Face]], Sequence[np.ndarray]]) -> list[tuple[np.ndarray, ...]]:
+    """A network stage's outputs for each of ``faces``: ``compute`` on all of them, or with ``keyframes``
+    (smoothed video) on those it plans to run, the faces between taking their neighbours'
+    (:meth:`aulib.video.keyframes.Keyframes.spread`)."""
+    if not faces:
+        return []
+    return keyframes.spread(faces, compute) if keyframes else list(zip(*compute(faces)))
+
+
 class _OnnxModel:
     """One onnxruntime session (1 intra-op thread: inference is ~2 ms/face and more threads do
     not help; the session is created once per object)."""
@@ -237,12 +252,12 @@ class EmotionCNN(_OnnxModel):
         """
         return self._run(crops, flip)[0].astype(np.float32)
 
-    def run(self, faces: Sequence[Face], flip: bool = False) -> Sequence[Face]:
-        """Model stage: ``emotion_probs`` of every successful face, one batched run."""
+    def run(self, faces: Sequence[Face], flip: bool = False, keyframes: Keyframes | None = None) -> Sequence[Face]:
+        """Model stage: ``emotion_probs`` of every successful face, one batched run (``keyframes``, video: the
+        faces it names take the time-weighted mean of their neighbours')."""
         ok = [f for f in faces if f.success]
-        if ok:
-            for f, p in zip(ok, self.predict(np.stack([f.aligned for f in ok]), flip)):
-                f.emotion_probs = p
+        for f, (p,) in zip(ok, network_outputs(ok, keyframes, lambda run: (self.predict(crops_of(run), flip),))):
+            f.emotion_probs = p
         return faces
 
 
@@ -268,16 +283,17 @@ class MultitaskCNN(_OnnxModel):
         """0/1 AU occurrences (N, K) using the manifest thresholds."""
         return (self.predict(crops)[1] >= self.thresholds).astype(np.int8)
 
-    def run(self, faces: Sequence[Face], flip: bool = False) -> Sequence[Face]:
+    def run(self, faces: Sequence[Face], flip: bool = False, keyframes: Keyframes | None = None) -> Sequence[Face]:
         """Model stage: ``emotion_probs`` and the AU heads (``mt_aus``, ``mt_au_probs``,
-        ``mt_au_occurrence`` at the manifest thresholds) of every successful face, one batched run."""
+        ``mt_au_occurrence`` at the manifest thresholds) of every successful face, one batched run.
+        ``keyframes`` (smoothed video): the faces it names take the time-weighted mean of their neighbours'
+        outputs, as the embedding CNN's and the AU heads' of ``--emotion-model cnn`` do (it ran on every
+        frame, so the two models' AU columns differed by up to 0.067 on smoothed video)."""
         ok = [f for f in faces if f.success]
-        if ok:
-            emo, au = self.predict(np.stack([f.aligned for f in ok]), flip)
-            aus = tuple(self.aus)
-            for f, e, a in zip(ok, emo, au):
-                f.emotion_probs, f.mt_aus, f.mt_au_probs = e, aus, a
-                f.mt_au_occurrence = (a >= self.thresholds).astype(np.int8)
+        aus = tuple(self.aus)
+        for f, (e, a) in zip(ok, network_outputs(ok, keyframes, lambda run: self.predict(crops_of(run), flip))):
+            f.emotion_probs, f.mt_aus, f.mt_au_probs = e, aus, a
+            f.mt_au_occurrence = (a >= self.thresholds).astype(np.int8)
         return faces
 
 
@@ -381,18 +397,10 @@ class AUHeads(_LazyNetwork):
         ``mt_AUxx_c`` columns stay those of ``--emotion-model multitask``); without it, nothing.
         ``keyframes`` (video): the faces it names take the time-weighted mean of their neighbours' heads."""
         ok = [f for f in faces if f.success and f.aligned is not None]
-        if not (flip and ok):
+        if not flip:
             return faces
-        between = keyframes.within(ok) if keyframes else [None] * len(ok)
-        run = [f for f, b in zip(ok, between) if b is None]
-        out: dict[int, np.ndarray] = {}
-        if run:
-            _, heads = self.model.predict(np.stack([f.aligned for f in run]))  # type: ignore[attr-defined]
-            out = {id(f): a for f, a in zip(run, heads)}
-        for f, b in zip(ok, between):
-            if b is not None:  # its neighbours ran the network (both are in this batch)
-                out[id(f)] = ((1 - b[2]) * out[id(b[0])] + b[2] * out[id(b[1])]).astype(np.float32)
         aus = tuple(self.aus)
-        for f in ok:
-            f.mt_aus, f.mt_au_probs = aus, out[id(f)]
+        heads = network_outputs(ok, keyframes, lambda run: self.model.predict(crops_of(run))[1:])  # type: ignore[attr-defined]
+        for f, (a,) in zip(ok, heads):
+            f.mt_aus, f.mt_au_probs = aus, a
         return faces

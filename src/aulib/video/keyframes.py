@@ -8,7 +8,8 @@ network ≈ 4 ms per face on a 2-core EPYC; landmarks ≈ 5 ms, detection ≈ 2.
 once smoothed. Each face track therefore runs the networks on faces as far apart as ``max_gap`` seconds
 allows (the video pipeline passes 1.6 σ = 0.128 s: every third frame at 24–30 fps, every second at 15 fps);
 a face in between gets the time-weighted mean of its two neighbours' outputs (the CNN's 1280-value
-embedding and emotion probabilities, the AU heads' probabilities; each open eye's iris points in the eye
+embedding and emotion probabilities, the AU heads' probabilities — with ``--emotion-model multitask`` that
+network's emotion and AU heads too, so both emotion models read the same frames; each open eye's iris points in the eye
 crop, whose axes follow the eye corners, so the head's own motion between the frames stays exact).
 Everything else — landmarks, HOG, geometry, pose, blinks — is the frame's own.
 
@@ -36,8 +37,10 @@ cannot wait for the next frame) run both networks on every frame, as does ``inte
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from aulib.face.record import Face
 
@@ -70,6 +73,24 @@ class Keyframes:
 
     def __len__(self) -> int:
         return len(self.between)
+
+    def spread(self, faces: Sequence[Face],
+               compute: Callable[[list[Face]], Sequence[np.ndarray]]) -> list[tuple[np.ndarray, ...]]:
+        """One network's outputs for each of ``faces`` (a stage's successful faces, in batch order):
+        ``compute(run)`` — a tuple of arrays, one row per face — on the faces that run the network, the
+        time-weighted mean of the two neighbours' rows for each face between (:meth:`within`). Every network stage
+        on video frames goes through this, so the embedding CNN, the emotion network and the AU heads all read
+        the same frames."""
+        between = self.within(faces)
+        run = [f for f, b in zip(faces, between) if b is None]
+        out: dict[int, tuple[np.ndarray, ...]] = {}
+        if run:
+            out = {id(f): row for f, row in zip(run, zip(*compute(run)))}
+        for f, b in zip(faces, between):
+            if b is not None:  # its neighbours ran the network (plan: both are in this batch)
+                a, c, w = out[id(b[0])], out[id(b[1])], b[2]
+                out[id(f)] = tuple(((1 - w) * x + w * y).astype(np.float32) for x, y in zip(a, c))
+        return [out[id(f)] for f in faces]
 
 
 def plan(faces: Sequence[Face], times: Sequence[float], max_gap: float) -> Keyframes:
