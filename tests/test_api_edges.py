@@ -6,6 +6,7 @@ rows, and the per-stage classes given the wrong shapes."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import struct
 import warnings
@@ -306,6 +307,21 @@ def test_smoothing_options_that_cannot_act_are_said(analyzer):
     with warnings.catch_warnings():
         warnings.simplefilter("error", aulib.analyzer.IgnoredOptionWarning)
         analyzer.analyze(clip, smooth_sigma=0.3, interpolate=False, max_frames=3)
+
+
+def test_calibrate_takes_numpy_bools_as_the_other_flags_do(analyzer, tmp_path):
+    """``calibrate=np.True_`` (a flag read from a numpy array or a pandas cell) was refused as "not False, True,
+    'video' or 'running'" while ``gaze``/``tta``/``smooth`` took numpy's bools; it is True, and the run
+    metadata records it as JSON can."""
+    from aulib.batch import AnalyzerSpec, run_options
+
+    clip = sample("single_face.mp4")
+    a = analyzer.analyze(clip, calibrate=np.True_, max_frames=12)
+    b = analyzer.analyze(clip, calibrate=True, max_frames=12)
+    assert a.equals(b) and (a.success == 1).sum() > 5
+    assert analyzer.analyze(clip, calibrate=np.False_, max_frames=4).equals(analyzer.analyze(clip, max_frames=4))
+    assert json.dumps(run_options(AnalyzerSpec(), {"calibrate": np.True_}))
+    assert run_options(AnalyzerSpec(), {"calibrate": np.True_})["calibrate"] == "video"
 
 
 class _Tensor:

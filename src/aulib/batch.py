@@ -500,10 +500,13 @@ def analyze_input(analyzer: Analyzer, path: Source, video_options: dict | None =
 # ---------------------------------------------------------------------------------- run metadata
 def run_options(spec: AnalyzerSpec, video_options: dict) -> dict:
     """The options that decide a table's columns and values (what ``--resume`` must match)."""
+    import numpy as np
+
     from aulib.video.keyframes import KEY_GAP_SIGMAS
     from aulib.video.smooth import DEFAULT_SIGMA_S
 
     cal = video_options.get("calibrate", False)
+    cal = bool(cal) if isinstance(cal, np.bool_) else cal  # as calibration_mode reads it (JSON has no np.True_)
     sigma = float(video_options.get("smooth_sigma", DEFAULT_SIGMA_S))
     return {"detector": spec.detector, "emotion_model": spec.emotion_model, "cropped": bool(spec.cropped),
             "every": video_options.get("every", 1), "fps": video_options.get("fps"),
@@ -535,8 +538,11 @@ def run_differences(old: dict, new: dict) -> list[str]:
 
     on = {"gaze": True, "tta": True, "interpolate": False, "network_gap_s": "alternate frames",
           "smooth_sigma": DEFAULT_SIGMA_S}
+    # how far apart the networks' frames are means something only where both runs spaced them: a run without
+    # interpolation was refused as "network_gap_s 0.128 → 'alternate frames'" beside the interpolate line
+    spaced = all(o.get("interpolate", on["interpolate"]) for o in (o1, o2))
     diffs = [f"{k} {a!r} → {b!r}" for k in keys
-             if (a := o1.get(k, on.get(k))) != (b := o2.get(k, on.get(k)))]
+             if (k != "network_gap_s" or spaced) and (a := o1.get(k, on.get(k))) != (b := o2.get(k, on.get(k)))]
     if old.get("columns") != new["columns"]:
         diffs.append("columns differ")
     return diffs

@@ -473,6 +473,8 @@ def analyze_video_rows(
 
 def calibration_mode(calibrate: object) -> Literal["video", "running"] | None:
     """The calibration ``calibrate`` asks for (None: none); ValueError for a value it cannot be."""
+    if isinstance(calibrate, np.bool_):  # as the other flags take numpy's bools (np.True_ was refused)
+        calibrate = bool(calibrate)
     mode = "video" if calibrate is True else calibrate
     if mode not in (False, None, "video", "running"):
         raise ValueError(f"calibrate must be False, True, 'video' or 'running', not {calibrate!r}")
