@@ -186,3 +186,24 @@ def test_run_metadata_records_the_smoothing_width_an_api_caller_chose():
     assert "network_gap_s" not in raw
     assert run_differences({"options": default, "columns": []}, {"options": raw, "columns": []}) == [
         "smooth True → False", "interpolate True → False"]
+
+
+def test_resume_of_videos_alone_is_not_refused_over_an_option_that_acts_on_images(tmp_path):
+    """--no-tta with videos alone is said to be inert (video frames run one network), and the run's metadata
+    records the default, so --resume of the same videos continues; with a photo among the inputs it acts and
+    is refused."""
+    from typer.testing import CliRunner
+
+    from aulib.cli import app
+
+    runner = CliRunner()
+    clip, photo = str(sample("single_face.mp4")), str(sample("single_face.jpg"))
+    out = tmp_path / "v.csv"
+    assert runner.invoke(app, ["analyze", clip, "-o", str(out), "--max-frames", "4"]).exit_code == 0
+    before = out.read_bytes()
+    res = runner.invoke(app, ["analyze", clip, "-o", str(out), "--max-frames", "4", "--no-tta", "--resume"])
+    assert res.exit_code == 0 and "acts on images only" in res.output and out.read_bytes() == before, res.output
+    both = tmp_path / "b.csv"
+    assert runner.invoke(app, ["analyze", clip, photo, "-o", str(both), "--max-frames", "4"]).exit_code == 0
+    res = runner.invoke(app, ["analyze", clip, photo, "-o", str(both), "--max-frames", "4", "--no-tta", "--resume"])
+    assert res.exit_code != 0 and "tta True → False" in res.output

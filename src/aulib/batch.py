@@ -68,6 +68,7 @@ Design choices, and why:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import functools
 import hashlib
@@ -1923,7 +1924,10 @@ def run_batch(
     columns = list(analyzer.columns) if analyzer is not None else _columns(spec)
     # the folder the inputs' names are relative to: --resume from another one took every input for a new one
     # (days/day1/photo.jpg then day1/photo.jpg: each photo twice in the table)
-    meta = {"aulib_run": 1, "columns": columns, "options": run_options(spec, video_options)}
+    # tta acts on images only: a run of videos alone records the default, so --no-tta (said to be inert there)
+    # does not stop a --resume of the same videos' table
+    acting = spec if any(not is_video(f) for f in files) else dataclasses.replace(spec, tta=True)
+    meta = {"aulib_run": 1, "columns": columns, "options": run_options(acting, video_options)}
     if any(not is_url(f) and not os.path.isabs(f) for f in files):
         meta["cwd"] = os.getcwd()
     if is_partitioned(out, partitioned):

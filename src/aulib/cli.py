@@ -577,7 +577,8 @@ def analyze(
     emotion_model: str = typer.Option("cnn", "--emotion-model", help="cnn, multitask or none."),
     detector: str = typer.Option("retinaface", "--detector", help="retinaface or dlib."),
     overlay: Path | None = typer.Option(None, "--overlay", help="Annotated copies: a folder (<stem>_overlay.mp4 "
-                                        "or .png per input, in the inputs' subfolders) or, for a single video, "
+                                        "per video, .jpg per JPEG photo, .png per other photo, in the inputs' "
+                                        "subfolders) or, for a single video, "
                                         "an .mp4 path, for a single photo, a .png/.jpg path."),
     every: int = typer.Option(1, "--every", min=1, help="Video: analyse every N-th frame."),
     fps: float | None = typer.Option(None, "--fps", min=0.01, callback=_frame_rate,
