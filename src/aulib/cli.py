@@ -582,7 +582,9 @@ def analyze(
                                         "an .mp4 path, for a single photo, a .png/.jpg path."),
     every: int = typer.Option(1, "--every", min=1, help="Video: analyse every N-th frame."),
     fps: float | None = typer.Option(None, "--fps", min=0.01, callback=_frame_rate,
-                                     help="Video: at most F frames per second of video."),
+                                     help="Video: at most F frames per second of video (the first frame of "
+                                          "each 1/F s; with --every, the first of those it keeps: use one of the "
+                                          "two for even spacing)."),
     detect_every: int = typer.Option(10, "--detect-every", min=1,
                                      help="Video: run the face detector every K frames, track in between."),
     calibrate: bool = typer.Option(False, "--calibrate", help="Video: per-person calibration (features minus the "
