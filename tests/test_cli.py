@@ -238,6 +238,21 @@ def test_names_with_terminal_controls_are_shown_escaped_on_one_line(tmp_path):
     assert res.returncode == 2 and b"\x1b" not in res.stderr and b"no\\u001b[31m.csv" in res.stderr, res.stderr
 
 
+def test_names_with_emoji_codes_are_shown_as_written(tmp_path):
+    """rich turned ``:smile:`` in a message into an emoji: an output folder named ``x:smile:`` was reported as
+    ``x😄``, a name the user cannot find. Messages show names as written."""
+    photo = tmp_path / "day:smile:1.jpg"
+    photo.write_bytes(sample("single_face.jpg").read_bytes())
+    (tmp_path / "ro:heart:").mkdir()
+    (tmp_path / "ro:heart:" / "t.csv").mkdir()  # a folder where the table would go: refused, naming it
+    res = subprocess.run([sys.executable, "-m", "aulib", "analyze", photo.name, "-o", "ro:heart:/t.csv"],
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert res.returncode == 2 and "ro:heart:" in res.stderr and "\u2764" not in res.stderr, res.stderr
+    res = subprocess.run([sys.executable, "-m", "aulib", "plot", "no:smile:.csv", "-o", "p.png"],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert res.returncode == 2 and "no:smile:.csv" in res.stderr and "\U0001f604" not in res.stderr, res.stderr
+
+
 def test_a_zero_terminal_width_in_the_environment_still_shows_errors(tmp_path):
     """``COLUMNS=0`` made rich lay every message out in no columns: a failed run exited 2 saying nothing."""
     import os

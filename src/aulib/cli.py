@@ -72,8 +72,9 @@ for _size in ("COLUMNS", "LINES"):
     if os.environ.get(_size, "").strip().isdigit() and int(os.environ[_size]) < 1:
         del os.environ[_size]
 
-# soft_wrap: a message is never broken over several lines, whatever the terminal width.
-err = Console(file=_Stderr(), soft_wrap=True)
+# soft_wrap: a message is never broken over several lines, whatever the terminal width. emoji=False: a file
+# named "day:smile:1.jpg" was printed with an emoji in its name (and rich's emoji table cost 3 ms of each run).
+err = Console(file=_Stderr(), soft_wrap=True, emoji=False)
 
 
 def _out(text: str) -> None:
