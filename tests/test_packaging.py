@@ -124,6 +124,7 @@ def test_a_photo_run_to_a_table_does_not_import_the_video_stack(tmp_path: Path) 
         "assert not loaded, loaded\n"
         "import aulib.video as v\n"
         "assert v.analyze_video_rows.__module__ == 'aulib.video.run' and set(v.__all__) <= set(dir(v))\n"
+        "assert v.reader.upright is v.upright  # its modules as attributes, as when it imported them all\n"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]

@@ -20,6 +20,8 @@ _WHERE = {
     "iter_video_rows": "run",
 }
 
+_MODULES = {"calibrate", "follow", "keyframes", "overlay", "reader", "run", "smooth", "track"}
+
 if TYPE_CHECKING:
     from aulib.video.calibrate import NeutralCalibrator
     from aulib.video.follow import DEFAULT_DETECT_EVERY, FaceFollower
@@ -38,6 +40,8 @@ def __getattr__(name: str) -> object:
         value = getattr(importlib.import_module(f"aulib.video.{_WHERE[name]}"), name)
         globals()[name] = value
         return value
+    if name in _MODULES:  # ``import aulib.video`` then ``aulib.video.reader.…``, as when the package imported them all
+        return importlib.import_module(f"aulib.video.{name}")
     raise AttributeError(f"module 'aulib.video' has no attribute {name!r}")
 
 
