@@ -938,7 +938,9 @@ def test_calibrated_video_changes_au_scores_not_rows(analyzer):
 @pytest.mark.parametrize("name,abcd,shown", [
     ("hflip", (-1, 0, 0, 1), lambda s: s[:, ::-1]), ("vflip", (1, 0, 0, -1), lambda s: s[::-1]),
     ("transpose", (0, 1, 1, 0), lambda s: np.swapaxes(s, 0, 1)), ("rot180", (-1, 0, 0, -1), lambda s: s[::-1, ::-1]),
-    ("rot90", (0, -1, 1, 0), lambda s: np.rot90(s, 1)), ("rot270", (0, 1, -1, 0), lambda s: np.rot90(s, -1))])
+    ("rot90", (0, -1, 1, 0), lambda s: np.rot90(s, 1)), ("rot270", (0, 1, -1, 0), lambda s: np.rot90(s, -1)),
+    # an all-zero matrix turns nothing, as FFmpeg's player shows it (PyAV's rotation -2147483648 read as a quarter turn)
+    ("zero", (0, 0, 0, 0), lambda s: s)])
 def test_a_display_matrix_that_mirrors_is_applied_as_a_player_shows_it(tmp_path, name, abcd, shown):
     """An MP4 track matrix (tkhd) with a mirror: PyAV's ``rotation`` calls a horizontal flip a 180° turn,
     and the face was analysed upside down at confidence 0.98."""
@@ -962,6 +964,7 @@ def test_a_display_matrix_that_mirrors_is_applied_as_a_player_shows_it(tmp_path,
 def test_display_rotation_is_applied():
     img = np.arange(6, dtype=np.uint8).reshape(2, 3, 1).repeat(3, axis=2)
     assert upright(img, 0) is img
+    assert upright(img, -2147483648) is img and upright(img, float("nan")) is img  # no angle: as stored
     assert upright(img, -90).shape == (3, 2, 3)  # iPhone portrait: stored landscape, shown upright
     np.testing.assert_array_equal(upright(img, 90)[:, :, 0], np.rot90(img[:, :, 0]))
     np.testing.assert_array_equal(upright(img, 180)[:, :, 0], img[::-1, ::-1, 0])

@@ -299,6 +299,8 @@ def upright(image: np.ndarray, rotation: float, matrix: tuple[int, int, int, int
             if d < 0:
                 out = out[::-1]
         return np.ascontiguousarray(out) if out is not image else image
+    if not (isinstance(rotation, numbers.Real) and math.isfinite(rotation) and abs(rotation) <= 360):
+        return image  # no angle (a degenerate matrix's NaN, which PyAV gives as -2147483648): shown as stored
     k = int(round(rotation / 90.0)) % 4
     return np.ascontiguousarray(np.rot90(image, k)) if k else image
 
@@ -314,7 +316,10 @@ def display_matrix(frame: Any) -> tuple[int, int, int, int] | None:
                 a, b, c, d = m[0], m[1], m[3], m[4]
                 q = np.round([a, b, c, d])
                 scale = max(abs(a), abs(b), abs(c), abs(d))
-                if scale > 0 and np.allclose([a, b, c, d], q * scale, atol=1e-3 * scale) and \
+                if scale == 0:  # an all-zero matrix turns nothing (FFmpeg's player shows the frame as stored);
+                    # PyAV's rotation read it as -2147483648°, a quarter turn: the face was analysed sideways
+                    return 1, 0, 0, 1
+                if np.allclose([a, b, c, d], q * scale, atol=1e-3 * scale) and \
                         int(np.count_nonzero(q)) == 2 and (q[0] == 0) == (q[3] == 0):
                     return int(q[0]), int(q[1]), int(q[2]), int(q[3])
                 return None
