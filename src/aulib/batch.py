@@ -501,18 +501,15 @@ def analyze_input(analyzer: Analyzer, path: Source, video_options: dict | None =
 # ---------------------------------------------------------------------------------- run metadata
 def run_options(spec: AnalyzerSpec, video_options: dict) -> dict:
     """The options that decide a table's columns and values (what ``--resume`` must match)."""
-    import numpy as np
-
+    from aulib.video.calibrate import calibration_mode
     from aulib.video.keyframes import KEY_GAP_SIGMAS
     from aulib.video.smooth import DEFAULT_SIGMA_S
 
-    cal = video_options.get("calibrate", False)
-    cal = bool(cal) if isinstance(cal, np.bool_) else cal  # as calibration_mode reads it (JSON has no np.True_)
     sigma = float(video_options.get("smooth_sigma", DEFAULT_SIGMA_S))
     return {"detector": spec.detector, "emotion_model": spec.emotion_model, "cropped": bool(spec.cropped),
             "every": video_options.get("every", 1), "fps": video_options.get("fps"),
             "detect_every": video_options.get("detect_every", 10), "max_frames": video_options.get("max_frames"),
-            "calibrate": "video" if cal is True else (cal or False),
+            "calibrate": calibration_mode(video_options.get("calibrate", False)) or False,
             # video traces smoothed or raw: a resumed table must not mix the two
             "smooth": video_options.get("smooth", True),
             # networks on sparse frames of smoothed traces (aulib.video.keyframes); tables made before

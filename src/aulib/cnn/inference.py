@@ -188,7 +188,7 @@ def crops_of(faces: Sequence[Face]) -> np.ndarray:
 
 
 def network_outputs(faces: list[Face], keyframes: Keyframes | None,
-             compute: Callable[[list[Face]], Sequence[np.ndarray]]) -> list[tuple[np.ndarray, ...]]:
+                    compute: Callable[[list[Face]], Sequence[np.ndarray]]) -> list[tuple[np.ndarray, ...]]:
     """A network stage's outputs for each of ``faces``: ``compute`` on all of them, or with ``keyframes``
     (smoothed video) on those it plans to run, the faces between taking their neighbours'
     (:meth:`aulib.video.keyframes.Keyframes.spread`)."""

@@ -101,3 +101,13 @@ class NeutralCalibrator:
                 continue
             out[m] = X[m] - self.neutral(X[m], None if scores is None else scores[m]) + self.mean
         return out
+
+
+def calibration_mode(calibrate: object) -> Literal["video", "running"] | None:
+    """The calibration ``calibrate`` asks for (None: none); ValueError for a value it cannot be."""
+    if isinstance(calibrate, np.bool_):  # as the other flags take numpy's bools (np.True_ was refused)
+        calibrate = bool(calibrate)
+    mode = "video" if calibrate is True else calibrate
+    if mode not in (False, None, "video", "running"):
+        raise ValueError(f"calibrate must be False, True, 'video' or 'running', not {calibrate!r}")
+    return mode or None  # type: ignore[return-value]

@@ -9,8 +9,8 @@ once smoothed. Each face track therefore runs the networks on faces as far apart
 allows (the video pipeline passes 1.6 σ = 0.128 s: every third frame at 24–30 fps, every second at 15 fps);
 a face in between gets the time-weighted mean of its two neighbours' outputs (the CNN's 1280-value
 embedding and emotion probabilities, the AU heads' probabilities — with ``--emotion-model multitask`` that
-network's emotion and AU heads too, so both emotion models read the same frames; each open eye's iris points in the eye
-crop, whose axes follow the eye corners, so the head's own motion between the frames stays exact).
+network's emotion and AU heads too, so both emotion models read the same frames; each open eye's iris points
+in the eye crop, whose axes follow the eye corners, so the head's own motion between the frames stays exact).
 Everything else — landmarks, HOG, geometry, pose, blinks — is the frame's own.
 
 Measured on WolfgangLanger_Pexels.mp4 (472 frames, 23.98 fps) against running the networks on every

@@ -49,7 +49,7 @@ from aulib.table import (
     trace_columns,
     trace_scale,
 )
-from aulib.video.calibrate import NeutralCalibrator
+from aulib.video.calibrate import NeutralCalibrator, calibration_mode
 from aulib.video.follow import DEFAULT_DETECT_EVERY, FaceFollower, thumbnail
 from aulib.video.keyframes import KEY_GAP_SIGMAS, Keyframes, plan
 from aulib.video.overlay import OverlayWriter, as_written, drawable
@@ -469,16 +469,6 @@ def analyze_video_rows(
                                            max_frames, stats, threaded, smooth=smooth, smooth_sigma=smooth_sigma,
                                            interpolate=interpolate)
             for r in chunk]
-
-
-def calibration_mode(calibrate: object) -> Literal["video", "running"] | None:
-    """The calibration ``calibrate`` asks for (None: none); ValueError for a value it cannot be."""
-    if isinstance(calibrate, np.bool_):  # as the other flags take numpy's bools (np.True_ was refused)
-        calibrate = bool(calibrate)
-    mode = "video" if calibrate is True else calibrate
-    if mode not in (False, None, "video", "running"):
-        raise ValueError(f"calibrate must be False, True, 'video' or 'running', not {calibrate!r}")
-    return mode or None  # type: ignore[return-value]
 
 
 def check_video_options(every: object = 1, fps: object = None, calibrate: object = False,
