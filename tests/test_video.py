@@ -382,6 +382,71 @@ def test_a_bare_h264_stream_keeps_its_own_frame_rate(tmp_path):
     assert len(times) == 12 and times[-1] == pytest.approx(11 / 30, abs=1e-6)
 
 
+def test_damage_in_a_bare_h264_stream_does_not_claim_no_frame_was_lost(tmp_path):
+    """A raw .h264 with 4000 bytes of garbage mid-stream lost frames, but the damage note said "no frame lost":
+    such a stream has no timestamps, so its lost frames leave no gap to count. It now says the loss cannot be
+    told."""
+    from aulib.video.reader import FrameReader
+
+    clean = tmp_path / "clean.h264"
+    with av.open(str(clean), "w", format="h264") as o:
+        st = o.add_stream("libx264", rate=30)
+        frames = _frames("single_face.mp4", 0, 30)
+        st.width, st.height, st.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
+        for f in frames:
+            for p in st.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                o.mux(p)
+        for p in st.encode():
+            o.mux(p)
+    data = bytearray(clean.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 4000] = np.random.default_rng(0).integers(0, 256, 4000, np.uint8).tobytes()
+    broken = tmp_path / "broken.h264"
+    broken.write_bytes(bytes(data))
+    reader = FrameReader(broken, threaded=False)
+    got = [f.index for f in reader]
+    assert len(got) < 30 and "video damaged" in reader.stats.error, (len(got), reader.stats.error)
+    assert "no frame lost" not in reader.stats.error and "cannot be told" in reader.stats.error
+    clean_reader = FrameReader(clean, threaded=False)
+    assert len(list(clean_reader)) == 30 and clean_reader.stats.error == ""
+
+
+def test_a_second_video_stream_is_named_not_passed_over_in_silence(analyzer, tmp_path):
+    """A file with two video streams of one size (two cameras, a stereo pair) was analysed on the first with no
+    word of the second: 30 rows of "no face detected" where the face was in stream 1. The largest (first of
+    equals) is still the one analysed, as documented; the API warns and the command line says which was read
+    and how to extract the other."""
+    import warnings
+
+    from typer.testing import CliRunner
+
+    from aulib.analyzer import VideoStreamsWarning
+    from aulib.cli import app
+
+    frames = _frames("single_face.mp4", 0, 10)
+    path = tmp_path / "two cameras.mkv"
+    with av.open(str(path), "w") as c:
+        streams = [c.add_stream("libx264", rate=30) for _ in range(2)]
+        for st in streams:
+            st.width, st.height, st.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
+        for f in frames:
+            for st, img in zip(streams, (np.zeros_like(f), f)):
+                for p in st.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                    c.mux(p)
+        for st in streams:
+            for p in st.encode(None):
+                c.mux(p)
+    with pytest.warns(VideoStreamsWarning, match=r"2 video streams; stream 0 .* not stream 1 .*-map 0:1"):
+        df = analyzer.analyze(path)
+    assert len(df) == 10 and (df["success"] == 0).all()  # the black camera, as documented
+    out = tmp_path / "t.csv"
+    result = CliRunner().invoke(app, ["analyze", str(path), "-o", str(out)])
+    assert result.exit_code == 0 and "2 video streams" in " ".join(result.output.split()), result.output
+    with warnings.catch_warnings():  # one video stream: nothing to say
+        warnings.simplefilter("error", VideoStreamsWarning)
+        analyzer.analyze(sample("single_face.mp4"), max_frames=2)
+
+
 def test_a_muxer_time_base_is_not_taken_for_the_frame_rate():
     from fractions import Fraction
     from types import SimpleNamespace
@@ -1488,6 +1553,47 @@ def test_a_frozen_clock_is_timed_by_frame_number(analyzer, tmp_path):
     df = table(analyzer, path)
     assert len(df) >= 25 and (df["success"] == 1).all() and df["error"].fillna("").eq("").all()
     assert np.allclose(np.diff(df["timestamp"].to_numpy()), 0.04)
+
+
+def _stamped(path: Path, stamps: list[int]) -> Path:
+    """A Matroska clip of ``single_face.mp4``'s frames with these times (ms), as a muxer stamped them (its
+    declared rate 30 fps)."""
+    frames = _frames("single_face.mp4", 0, len(stamps))
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=30)
+        s.width, s.height, s.pix_fmt, s.time_base = frames[0].shape[1], frames[0].shape[0], "yuv420p", Fraction(1, 1000)
+        s.codec_context.time_base = Fraction(1, 1000)
+        for f, ms in zip(frames, stamps):
+            v = av.VideoFrame.from_ndarray(f, format="rgb24")
+            v.pts, v.time_base = ms, Fraction(1, 1000)
+            for p in s.encode(v):
+                c.mux(p)
+        for p in s.encode(None):
+            c.mux(p)
+    return path
+
+
+def test_a_clock_that_starts_frozen_keeps_the_files_times_once_it_moves(tmp_path):
+    """A clip whose first 5 frames shared a time (then 25 fps, declared 30) was timed by frame number at its
+    declared rate to the end: 17 % off the file's clock by frame 29, so the smoothing window and ``--fps`` were
+    off too. The repeated frames are now spaced up to the clock's next time and the rest keep the file's times;
+    a clock frozen for the whole clip, short or long, is still timed by frame number."""
+    from aulib.video.reader import REPEAT_FRAMES
+
+    def times(path: Path) -> np.ndarray:
+        return np.array([f.time for f in FrameReader(path, threaded=False)])
+
+    for k in (5, 12):
+        path = _stamped(tmp_path / f"lead{k}.mkv", [0] * k + [40 * i for i in range(k, 30)])
+        with av.open(str(path)) as c:
+            clock = np.array([float(f.time) for f in c.decode(video=0)])
+        assert np.all(clock[:k] == 0) and clock[k] > 0.1
+        t = times(path)
+        assert len(t) == 30 and np.allclose(t[k:], clock[k:], atol=1e-3), t
+        assert np.allclose(np.diff(t[:k + 1]), clock[k] / k, atol=2e-3), t  # spaced evenly up to it
+    for n in (8, REPEAT_FRAMES + 10):
+        t = times(_stamped(tmp_path / f"frozen{n}.mkv", [0] * n))
+        assert len(t) == n and np.allclose(np.diff(t), np.diff(t)[0]) and np.diff(t)[0] > 0, t
 
 
 def test_a_video_stream_ffmpeg_cannot_decode_is_named_and_a_decodable_one_beside_it_is_read(analyzer, tmp_path):

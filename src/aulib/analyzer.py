@@ -337,12 +337,14 @@ class Analyzer:
             warn_inert_smoothing(video_options, stacklevel=3)
             asked = video_options.get("stats")
             stats: dict = asked if isinstance(asked, dict) else {}
-            if overlay is not None:
-                video_options["stats"] = stats
+            video_options["stats"] = stats
             for rows in iter_video_rows(self, path, overlay=overlay, **video_options):  # type: ignore[arg-type]
                 yield table.Rows(rows, self.columns)
-            if stats.get("overlay_error") and not isinstance(asked, dict):  # a caller with stats reads it there
-                warnings.warn(stats["overlay_error"], OverlayWarning, stacklevel=3)
+            if not isinstance(asked, dict):  # a caller with stats reads these there
+                if stats.get("overlay_error"):
+                    warnings.warn(stats["overlay_error"], OverlayWarning, stacklevel=3)
+                if stats.get("note"):
+                    warnings.warn(stats["note"], VideoStreamsWarning, stacklevel=3)
             return
         try:
             rgb = read_image(path)
@@ -467,6 +469,11 @@ def first_frame_rows(rows: list[dict], frames: int) -> list[dict]:
         return rows
     return [dict(r, error=f"{r['error']} in the first of its {frames} frames or pages (only the first is "
                           "analysed; to analyse all, convert the file to a video)") for r in rows]
+
+
+class VideoStreamsWarning(UserWarning):
+    """A video file holds more than one video stream (several cameras, a stereo pair): one was analysed, and the
+    message names it and how to extract another."""
 
 
 class OverlayWarning(UserWarning):

@@ -447,8 +447,9 @@ def _tables(analyzer: Analyzer, path: Source, video_options: dict, overlay: Path
     if is_video(path):
         stats: dict = {}
         yield from analyzer.iter_rows(path, overlay=overlay, stats=stats, **video_options)
-        if stats.get("overlay_error"):
-            warn(table_text(stats["overlay_error"]))
+        for said in ("note", "overlay_error"):  # (the file's other video streams; the overlay's trouble)
+            if stats.get(said):
+                warn(table_text(stats[said]))
         return
     with warnings.catch_warnings(record=True) as said_by_analyzer:
         warnings.simplefilter("always", MultiFrameImageWarning)

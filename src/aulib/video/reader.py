@@ -40,6 +40,11 @@ MAX_BAD_PACKETS = 100
 # Frames a damaged stream's decoder may hand over out of presentation order, put back in order (it
 # delays each frame by this many: nothing for a clip of a few frames, 4 frames' memory otherwise).
 REORDER_FRAMES = 4
+# Frames stamped with the time just given (a muxer that stamped a clip's first frames alike) wait for the clock's
+# next time and are spaced evenly up to it. They are held decoded, so at most this many, and at most this much
+# memory (4 frames of an 8K clip). A clip whose clock is still where it started past them is timed by frame number.
+REPEAT_FRAMES = 32
+REPEAT_BYTES = 256 * 2**20
 
 
 def _one_thread_reformat() -> bool:
@@ -182,6 +187,8 @@ class DecodeStats:
     error: str = ""
     last_time: float = 0.0
     lost: int = 0  # frames lost in corrupt packets: the file's frames are ``decoded + lost``
+    # what a user should know that is no damage: the file's other video streams, left unread
+    note: str = ""
     # seconds from the file's start to the video stream's (its audio starts first): added to every frame's time
     offset: float = 0.0
 
@@ -429,12 +436,22 @@ class FrameReader:
         if isinstance(s, str):
             self._container.close()
             raise VideoReadError(f"{p}: {s}")
+        # (not a cover picture, nor a one-frame still such as a thumbnail track)
+        others = [v for v in self._container.streams.video
+                  if v is not s and not _is_cover(v) and int(v.frames or 0) != 1]
+        if others:  # a two-camera or stereo file was analysed on one view without a word
+            rest = ", ".join(str(v.index) for v in others)
+            self.stats.note = (f"{p}: {1 + len(others)} video streams; stream {s.index} ({s.codec_context.width}×"
+                               f"{s.codec_context.height}) was analysed, not stream{'s' * (len(others) > 1)} {rest} "
+                               f"(to analyse one, extract it first, e.g. ffmpeg -i IN -map 0:{others[0].index} -c "
+                               "copy OUT.mkv)")
         from aulib.io import MAX_PIXELS
 
         # Anamorphic video (pixels not square: DV, broadcast, some phones) is stretched to its display
         # aspect, as a player shows it: analysed as stored, faces were squeezed (AU12 off by 1.5 on average)
         self._sar = _sample_aspect(s)
         width, height = display_size(int(s.codec_context.width or 0), int(s.codec_context.height or 0), self._sar)
+        self._repeat_cap = max(REORDER_FRAMES, min(REPEAT_FRAMES, REPEAT_BYTES // max(1, 3 * width * height // 2)))
         if width * height > MAX_PIXELS:  # like an image: 8 queued frames of 270 MP would hold 6 GB
             self._container.close()
             raise VideoReadError(f"{p}: frames too large ({width}×{height} = {width * height / 1e6:.0f} MP; aulib "
@@ -442,6 +459,8 @@ class FrameReader:
                                  "first)")
         s.thread_type = "SLICE"  # frame threads cost more than they save on 2 busy cores (measured)
         self._stream = s
+        # a bare elementary stream (.h264…) has no timestamps: frames lost in damage leave no gap to count
+        self._untimed = self._container.format.name in RAW_STREAM_FORMATS
         # AVI stores no presentation times (its "pts" are decode-order numbers, out of order with B-frames)
         # and is constant-rate: a frame's time is its number / rate
         # (only with B-frames: a capture AVI's dropped frames are gaps in its numbers, kept by its times)
@@ -542,7 +561,8 @@ class FrameReader:
         is skipped and counted (``self._disordered``), which also marks the stream damaged: the following
         frames are numbered by their times, so the frames missing there are named. Frames stamped with the
         very time just given (a muxer's clock that stamped two frames alike) are kept, spaced evenly up to the
-        next time.
+        next time (up to :data:`REPEAT_FRAMES` of them; past that, a clock that has not moved since the first
+        frame is frozen and the clip is timed by frame number).
 
         A clock that jumps back further than the window (joined recordings: a camcorder's transport stream
         restarts its clock at each clip) is a new timeline, not disorder: the frames held go first, then
@@ -577,7 +597,7 @@ class FrameReader:
 
         def give(item: tuple[int, int, Any]) -> Iterator[Any]:
             nonlocal last
-            if last is not None and item[0] == last and len(repeats) < REORDER_FRAMES:
+            if last is not None and item[0] == last and len(repeats) < self._repeat_cap:
                 repeats.append(item[2])
                 return
             if last is not None and item[0] <= last:
@@ -593,11 +613,14 @@ class FrameReader:
             if pts is None or self._counted:
                 yield frame
                 continue
-            if step is None and len(held) == REORDER_FRAMES and all(h[0] == pts for h in held):
+            if step is None and last == pts and len(repeats) >= self._repeat_cap and all(h[0] == pts for h in held):
                 # a frozen clock (every frame so far stamped alike, as a badly muxed stream has it): its times say
                 # nothing, so the frames are timed by their number, as AVI's are; all but the first were skipped
-                # as "out of time order" (one row for a whole clip)
+                # as "out of time order" (one row for a whole clip). Not decided on fewer frames: a clip whose
+                # first 5 frames shared a time was timed by number throughout, 26 % off its clock by frame 29
                 self._counted = True
+                yield from repeats
+                repeats.clear()
                 held.sort(key=lambda h: h[1])
                 yield from (h[2] for h in held)
                 held.clear()
@@ -614,6 +637,13 @@ class FrameReader:
             heapq.heappush(held, (pts, n, frame))
             if len(held) > REORDER_FRAMES:
                 yield from give(heapq.heappop(held))
+        if step is None and (repeats or len(held) > 1) and all(h[0] == top for h in held) and last in (None, top):
+            # a short clip whose clock never moved: frozen, timed by frame number (as above)
+            self._counted = True
+            yield from repeats
+            held.sort(key=lambda h: h[1])
+            yield from (h[2] for h in held)
+            return
         while held:
             yield from give(heapq.heappop(held))
         if repeats and last is not None:  # the last frames repeated the last time: one frame's duration after it
@@ -782,6 +812,10 @@ class FrameReader:
         e = self._bad_error
         where = ", ".join(f"{a}" if a == b else f"{a}–{b}" for a, b in gaps[:5])
         what = f"{lost} frame(s) lost: {where}{' …' if len(gaps) > 5 else ''}" if gaps else "no frame lost"
+        if self._untimed and not gaps:  # "no frame lost" was said of a raw .h264 that lost 4 of its 30 frames
+            kind = self._container.format.long_name or self._container.format.name
+            what = (f"how many frames were lost cannot be told ({kind} has no timestamps: the frames after the "
+                    "damage may be numbered and timed early)")
         why = f" ({type(e).__name__}: {self._message(e)})" if e is not None else ""
         skipped = [f"{packets} corrupt packet(s)"] if packets else []
         if self._disordered:

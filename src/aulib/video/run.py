@@ -507,7 +507,8 @@ def iter_video_rows(
     (except with two-pass calibration, whose rows all come at the end).
 
     ``stats`` also receives ``overlay_error`` (empty, or why the overlay could not be written:
-    the analysis carries on without it). Smoothing holds back only ``3 · smooth_sigma`` seconds of rows.
+    the analysis carries on without it) and ``note`` (empty, or what else the file holds that was not read: its
+    other video streams). Smoothing holds back only ``3 · smooth_sigma`` seconds of rows.
     """
     name = str(path)
     check_video_options(every=every, fps=fps, calibrate=calibrate, detect_every=detect_every, progress=progress,
@@ -525,7 +526,7 @@ def iter_video_rows(
         reader = FrameReader(path, every, fps, max_frames, threaded=threaded)
     except VideoReadError as e:
         if stats is not None:
-            stats.update(overlay_error="", error=str(e))
+            stats.update(overlay_error="", error=str(e), note="")
         yield [empty_row(name, str(e))]
         return
     writer = OverlayWriter(overlay, reader.output_rate) if overlay is not None else None
@@ -567,6 +568,7 @@ def iter_video_rows(
         pending.append(empty_row(name, st.error, st.decoded + st.lost, end))
     if stats is not None:
         stats.update(decoded=st.decoded, frames=st.selected, decode_s=st.seconds, detections=va.n_detect,
-                     redetections=va.n_redetect, error=st.error, overlay_error=writer.error if writer else "")
+                     redetections=va.n_redetect, error=st.error, overlay_error=writer.error if writer else "",
+                     note=st.note)
     if pending:
         yield pending
