@@ -18,7 +18,7 @@ from aulib.face.pose import (
     project,
     solve_pose,
 )
-from aulib.face.quality import fit_confidence
+from aulib.face.quality import fit_confidence, resolution_factor
 from aulib.face.sharpness import BLUR_OK, NOISE_OK, blur_effect, blur_factor, noise_factor, noise_sigma
 from aulib.io import read_image
 from aulib.table import to_frame
@@ -160,11 +160,31 @@ def test_training_sized_faces_keep_their_confidence(pipeline):
     for path in fer:
         face = pipeline.cropped(read_image(path))
         if face.success:
-            factors.append((blur_factor(face.blur), noise_factor(face.noise)))
-    blur, noise = np.array(factors).T
+            factors.append((blur_factor(face.blur), noise_factor(face.noise), resolution_factor(face.landmarks)))
+    blur, noise, size = np.array(factors).T
     assert len(factors) > 40 and min(blur) > 0.8 and np.mean(blur == 1.0) > 0.97
+    assert np.mean(size == 1.0) > 0.97  # the size term: training faces are not too small to read
     # the noise term: FER2013Valid's ≈ 40 px faces are enlarged to 48 px to be measured: 99.9 % keep theirs
     assert np.mean(noise == 1.0) > 0.95 and np.sum(noise < 0.8) <= 1
+
+
+def test_a_face_too_small_to_read_loses_confidence(analyzer):
+    """A --cropped crop of 16–20 px was read at confidence 1.00, above a good crop's 0.98, while its AUs were far
+    off (AU12_r 1.2–1.8 for the smile's 3.7): its few pixels measure sharp and clean at their own size. The
+    confidence now falls with the landmarks' span below that of the training faces; a face of the size the
+    models were trained on (48 px) keeps it."""
+    rgb = read_image(sample("single_face.jpg"))
+    crop = rgb[135:394, 154:408]  # the face and a margin
+    conf, au12 = {}, {}
+    for side in (20, 48, 200):
+        row = analyzer.analyze(cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA), cropped=True).iloc[0]
+        assert row["success"] == 1
+        conf[side], au12[side] = row["confidence"], row["AU12_r"]
+    assert conf[48] > 0.9 and conf[200] > 0.9 and conf[20] < 0.5, conf
+    assert abs(au12[20] - au12[200]) > 1 > abs(au12[48] - au12[200])  # why: the small one's reading is off
+    assert resolution_factor(np.array([[0, 0], [30, 40]])) == 1.0 and resolution_factor(None) == 1.0
+    assert resolution_factor(np.array([[0, 0], [5, 9]])) == 0.0
+    assert resolution_factor(np.array([[0, 0], [17, 9]])) == pytest.approx(0.5)
 
 
 def test_noise_sigma_reads_white_noise_and_ignores_a_faces_edges():
