@@ -335,9 +335,24 @@ def test_phone_photos_heic_and_avif(tmp_path, monkeypatch):
         rgb = read_image(tmp_path / name)
         assert rgb.shape == ref.shape and np.abs(rgb - ref).mean() < 6, name
     assert {p.name for p in expand_inputs([tmp_path])} == {"phone.heic", "photo.avif"}
+    for name, kind in (("phone.heic", "HEIC/HEIF"), ("photo.avif", "AVIF")):  # cut in half: said so, as for a
+        data = (tmp_path / name).read_bytes()  # JPEG or WebP (it was "not an image file (format not recognised)")
+        (tmp_path / f"cut {name}").write_bytes(data[:len(data) // 2])
+        with pytest.raises(ImageReadError, match=rf"cut {re.escape(name)}: truncated or corrupt {kind} image"):
+            read_image(tmp_path / f"cut {name}")
     monkeypatch.setattr(aulib.io, "_heif_opener", lambda: False)  # a plain install: no decoder
     with pytest.raises(ImageReadError, match=r"phone\.heic: a HEIC/HEIF photo; .*aulib\[heif\]"):
         read_image(tmp_path / "phone.heic")
+
+
+def test_a_kernel_file_that_reports_0_bytes_is_not_called_empty():
+    """procfs reports every file's size as 0: /proc/cpuinfo was refused as "empty file (0 bytes)", a file
+    ``cat`` shows pages of. Its content is read and it is refused for what it is."""
+    path = Path("/proc/self/status")
+    if not path.exists():
+        pytest.skip("no procfs here")
+    with pytest.raises(ImageReadError, match=r"/proc/self/status: not an image file"):
+        read_image(path)
 
 
 def test_eps_without_ghostscript_says_what_is_missing(tmp_path):
@@ -574,8 +589,8 @@ def test_a_folder_scan_reads_the_content_of_names_it_does_not_know_and_says_what
     assert list(df.success) == [1, 1] and list(df.frame) == [0, 1]
     res = CliRunner().invoke(app, ["analyze", str(tmp_path), "-o", str(tmp_path / "out.csv"), "--max-frames", "1"])
     assert res.exit_code == 0, res.output
-    assert "note: 1 file in the folders given is hidden (a name starting with '.') or neither an image nor a video" \
-        in res.output
+    assert "note: 1 file in the folders given is hidden (a name starting with '.'), not a regular file (a FIFO, " \
+        "socket or device) or neither an image nor a video" in " ".join(res.output.split())
     assert "notes.txt" in res.output
     out = pd.read_csv(tmp_path / "out.csv")
     assert sorted(set(out.input)) == sorted(str(f) for f in found) and out.success.all()

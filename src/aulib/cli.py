@@ -485,8 +485,9 @@ def _inputs(paths: list[str], out: Path | str | None) -> list[Path]:
     if skipped:  # said, so a folder's other files are not taken for lost rows
         shown = ", ".join(str(p) for p in skipped[:3]) + (" …" if len(skipped) > 3 else "")
         err.print(f"note: {len(skipped)} file{'s' if len(skipped) > 1 else ''} in the folders given "
-                  f"{'are' if len(skipped) > 1 else 'is'} hidden (a name starting with '.') or neither an image nor "
-                  f"a video (by name and content), not analysed: {escape(shown)}")
+                  f"{'are' if len(skipped) > 1 else 'is'} hidden (a name starting with '.'), not a regular file (a "
+                  f"FIFO, socket or device) or neither an image nor a video (by name and content), not analysed: "
+                  f"{escape(shown)}")
     return files
 
 

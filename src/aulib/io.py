@@ -763,11 +763,20 @@ def check_regular_file(path: str | Path, kind: type[ValueError] = ImageReadError
     if not stat.S_ISREG(st.st_mode):
         what = "FIFO" if stat.S_ISFIFO(st.st_mode) else "socket" if stat.S_ISSOCK(st.st_mode) else "device"
         raise kind(f"{p}: not a regular file ({what})")
-    if st.st_size == 0:
+    if st.st_size == 0 and not _has_content(p):  # (/proc and /sys files say 0 bytes and have content)
         raise kind(f"{p}: empty file (0 bytes)")
     if not os.access(p, os.R_OK):
         raise kind(f"{p}: permission denied")
     return p
+
+
+def _has_content(p: Path) -> bool:
+    """Whether a regular file that reports 0 bytes has any to read (a kernel file: ``/proc/cpuinfo``)."""
+    try:
+        with open(p, "rb") as f:
+            return bool(f.read(1))
+    except OSError:
+        return False
 
 
 def read_image(source: Source | IO[bytes]) -> np.ndarray:
@@ -917,6 +926,11 @@ def _decode_image_file(f: IO[bytes], p: str) -> np.ndarray:
             hint = ("analyse it with aulib analyze or Analyzer.analyze" if is_video(str(p))
                     else "give it a video extension such as .mp4")
             raise ImageReadError(f"{p}: a video file, not an image ({hint})") from None
+        f.seek(0)
+        brand = _ftyp_brand(f.read(12))
+        if brand in _STILL_BRANDS:  # a cut HEIC or AVIF: Pillow cannot even identify it ("format not recognised")
+            raise ImageReadError(f"{p}: truncated or corrupt {'HEIC/HEIF' if brand in _HEIF_BRANDS else 'AVIF'} "
+                                 "image") from None
         raise ImageReadError(f"{p}: not an image file (format not recognised)") from None
     except Image.DecompressionBombError as e:  # Pillow's process-wide limit, checked inside Image.open
         m = re.search(r"\((\d+) pixels\)", str(e))
