@@ -354,19 +354,40 @@ def _cells(columns: Sequence[str]) -> list[Callable[[object], object]]:
     return out
 
 
+def _quoted(text: str) -> str:
+    """A text cell as ``csv.QUOTE_NONNUMERIC`` writes it: quoted, its quotes doubled."""
+    return '"' + text.replace('"', '""') + '"'
+
+
+def _csv_column(column: str, values: list[object]) -> list[str]:
+    """The CSV cells of one column's values, typed as :func:`_cells` types them."""
+    if column in ("input", "error"):
+        return [_quoted(table_text(str(v or ""))) for v in values]
+    if column in TEXT_COLUMNS:
+        return ['""' if _missing(v) else _quoted(str(v)) for v in values]
+    if column in INT_COLUMNS:
+        return [str(int(v or 0)) for v in values]  # type: ignore[call-overload]
+    floats = [math.nan if v is None else float(v) for v in values]  # type: ignore[arg-type]
+    if column.endswith("_c"):
+        return ['""' if f != f else str(int(round(f))) for f in floats]
+    return ['""' if f != f else repr(f) for f in floats]  # (f != f: NaN)
+
+
 def csv_text(rows: Rows, header: bool = True) -> str:
     """CSV of ``rows`` exactly as pandas writes :meth:`Rows.frame` with ``quoting=QUOTE_NONNUMERIC``:
     header and text cells quoted (a lone CR in a file name is then not a line end to any reader),
-    numbers bare (floats as Python's shortest repr), missing values ``""``; ``\n`` line ends."""
-    buf = io.StringIO()
-    w = csv.writer(buf, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n")
-    if header:
-        w.writerow(rows.columns)
-    conv = _cells(rows.columns)
+    numbers bare (floats as Python's shortest repr), missing values ``""``; ``\n`` line ends.
+
+    Built column by column (one list comprehension per column, not one converter call per cell through
+    ``csv.writer``): writing a 472-frame clip's 232 columns took 0.3–0.6 s, a tenth of the whole run."""
     cols = rows.columns
-    for r in rows.rows:
-        w.writerow(["" if v is None else v for v in (f(r.get(c)) for f, c in zip(conv, cols))])
-    return buf.getvalue()
+    lines = [",".join(_quoted(c) for c in cols)] if header else []
+    if rows.rows and cols:
+        cells = [_csv_column(c, [r.get(c) for r in rows.rows]) for c in cols]
+        lines += [",".join(row) for row in zip(*cells)]
+    elif rows.rows:  # rows without columns: an empty line each, as csv.writer writes them
+        lines += [""] * len(rows.rows)
+    return "".join(line + "\n" for line in lines)
 
 
 def json_text(rows: Rows) -> str:
