@@ -487,3 +487,13 @@ def test_file_objects_and_arrays_that_cannot_be_read_are_image_read_errors(tmp_p
         read_image(link)
     gray = Image.open(SMILE).convert("L")
     assert to_rgb(Image.merge("LA", (gray, gray)).convert("La")).shape == (562, 572, 3)
+
+
+def test_misplaced_arguments_are_named_briefly_with_where_they_go(analyzer):
+    """An array given to ``iter_rows`` printed the whole array in its TypeError; ``analyze(…, overlay=…)`` was
+    "unknown video option(s) overlay" although aulib has that option, on another call."""
+    with pytest.raises(TypeError) as e:
+        list(analyzer.iter_rows(np.zeros((400, 400, 3), np.uint8)))
+    assert len(str(e.value)) < 200 and "analyze takes arrays" in str(e.value)
+    with pytest.raises(TypeError, match=r"overlay is an option of iter_rows/iter_tables"):
+        analyzer.analyze("x.jpg", overlay="ov")

@@ -71,6 +71,33 @@ def test_interrupted_run_keeps_finished_inputs_and_resumes(folder, tmp_path, ana
         pd.testing.assert_series_equal(got["AU12_r"], full["AU12_r"], check_exact=False, rtol=1e-6)
 
 
+def test_a_dask_run_stopped_while_its_workers_run_marks_the_input_in_hand(folder, tmp_path, analyzer, monkeypatch):
+    """SIGTERM while the Dask workers analysed: the table held the finished inputs and no word of the ones cut
+    short, though a serial run ends the input in hand with a row saying so. The input the table waits for now
+    gets that row; --resume analyses it and the rest."""
+    import aulib.batch as batch
+
+    files = expand_inputs([folder])
+
+    def stopped_after_the_first(todo, spec, video_options, overlays, conn, columns, warn):
+        yield 0, list(analyzer.iter_rows(todo[0]))
+        raise KeyboardInterrupt  # waiting for the second input's rows
+
+    monkeypatch.setattr(batch, "_dask_connect", lambda *a, **k: (None, None))
+    monkeypatch.setattr(batch, "_with_dask", stopped_after_the_first)
+    out = tmp_path / "t.csv"
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(files, SPEC, out=out, dask=True, video_options=VIDEO, analyzer=analyzer)
+    df = read_table(out)
+    assert list(dict.fromkeys(df["input"])) == [str(p) for p in files[:2]]
+    last = df.iloc[-1]
+    assert last["input"] == str(files[1]) and last["success"] == 0
+    assert "analysis interrupted before any of its rows were written" in last["error"]
+    monkeypatch.undo()
+    res = run_batch(files, SPEC, out=out, resume=True, video_options=VIDEO, analyzer=analyzer)
+    assert res.skipped == [str(files[0])] and len(res.analysed) == len(files) - 1
+
+
 @pytest.mark.parametrize("before_any_row", [False, True])
 def test_a_video_interrupted_ends_with_a_row_saying_so(folder, tmp_path, analyzer, monkeypatch, before_any_row):
     """Ctrl-C in the middle of a video: a CSV/JSON table kept the frames done so far, all success=1, and nothing

@@ -85,6 +85,73 @@ def test_analyze_exits_2_when_nothing_is_readable(tmp_path):
     assert res.exit_code == 2 and "unknown output format" in res.output
 
 
+def test_an_unusable_url_is_one_error_row_and_the_local_inputs_are_analysed(tmp_path):
+    """An ftp:// input whose server refused the connection (FTP connects as its file system is made), or a URL of
+    an unknown protocol, stopped the whole run while the inputs were listed: exit 2, no table, the local photos
+    beside it unread. Each is now an error row of its own."""
+    out = tmp_path / "t.csv"
+    urls = ["ftp://127.0.0.1:9/x.jpg", "nosuchproto://x/y.jpg"]
+    res = runner.invoke(app, ["analyze", str(sample("single_face.jpg")), *urls, "-o", str(out),
+                              "--emotion-model", "none"])
+    assert res.exit_code == 0, res.output
+    df = pd.read_csv(out)
+    assert df.input.tolist() == [str(sample("single_face.jpg")), *urls] and df.success.tolist() == [1, 0, 0]
+    assert "Connection refused" in df.error.iloc[1] and "Protocol not known" in df.error.iloc[2]
+
+
+def test_outputs_that_cannot_be_a_table_file_are_named_for_what_they_are(tmp_path):
+    """``-o results`` naming an existing folder said "unknown output format (use .csv …)"; ``-o memory://out/``
+    said "wrote 1 row" and the rows vanished as the command ended (fsspec's memory lives in the process)."""
+    (tmp_path / "results").mkdir()
+    res = runner.invoke(app, ["analyze", str(sample("single_face.jpg")), "-o", str(tmp_path / "results")])
+    text = " ".join(res.output.split())
+    assert res.exit_code == 2 and "is a folder, not a table file" in text and "end it with /" in text, text
+    res = runner.invoke(app, ["analyze", str(sample("single_face.jpg")), "-o", "memory://out/"])
+    text = " ".join(res.output.split())
+    assert res.exit_code == 2 and "gone when the command ends" in text and "wrote" not in text, text
+
+
+def test_an_overlay_folder_inside_the_input_folder_is_not_read_back_as_input(tmp_path):
+    """``aulib analyze d --overlay d/ov``: run again — or with ``--resume`` after a stop, as the command itself
+    advises — it was refused ("the overlay of d/multi_face.jpg would overwrite the input
+    d/ov/multi_face_overlay.jpg"), so the run could never be finished. The overlay folder's drawings are not
+    inputs; one named on the command line still is."""
+    d = tmp_path / "d"
+    d.mkdir()
+    for name in ("single_face.jpg", "multi_face.jpg"):
+        (d / name).write_bytes(sample(name).read_bytes())
+    out = tmp_path / "t.csv"
+    args = ["analyze", str(d), "--overlay", str(d / "ov"), "-o", str(out), "--emotion-model", "none"]
+    assert runner.invoke(app, args).exit_code == 0
+    assert sorted(p.name for p in (d / "ov").iterdir()) == ["multi_face_overlay.jpg", "single_face_overlay.jpg"]
+    for extra in ([], ["--resume"]):
+        res = runner.invoke(app, args + extra)
+        text = " ".join(res.output.split())
+        assert res.exit_code == 0 and "2 files in the --overlay folder" in text, text
+        df = pd.read_csv(out)
+        assert sorted(set(df.input)) == [str(d / "multi_face.jpg"), str(d / "single_face.jpg")] and len(df) == 6
+    named = d / "ov" / "single_face_overlay.jpg"
+    res = runner.invoke(app, ["analyze", str(named), "--overlay", str(d / "ov"), "-o", str(tmp_path / "n.csv"),
+                              "--emotion-model", "none"])
+    assert res.exit_code == 0 and pd.read_csv(tmp_path / "n.csv").input.tolist() == [str(named)]  # named: kept
+
+
+def test_malformed_app_and_debug_settings_are_said_not_replaced(monkeypatch):
+    """``AULIB_APP_MAX_IMAGE_MB=-1`` became a 1 MB upload limit and ``=50.5`` the default, without a word;
+    ``AULIB_DEBUG=true`` was ignored (only ``1`` counted). Both now read as every ``AULIB_*`` setting does."""
+    for bad in ("-1", "50.5", "abc"):
+        monkeypatch.setenv("AULIB_APP_MAX_IMAGE_MB", bad)
+        res = runner.invoke(app, ["app"])
+        assert res.exit_code == 2 and "AULIB_APP_MAX_IMAGE_MB" in res.output and "whole number" in res.output
+    monkeypatch.delenv("AULIB_APP_MAX_IMAGE_MB")
+    monkeypatch.setenv("AULIB_DEBUG", "true")
+    res = runner.invoke(app, ["plot", "no such table.csv", "-o", "x.png"])
+    assert isinstance(res.exception, ValueError) and "no such file" in str(res.exception)  # raised, not one line
+    monkeypatch.setenv("AULIB_DEBUG", "banana")
+    res = runner.invoke(app, ["plot", "no such table.csv", "-o", "x.png"])
+    assert res.exit_code == 2 and "AULIB_DEBUG='banana'" in res.output and "no such file" in res.output
+
+
 def test_console_script_is_installed():
     res = subprocess.run([sys.executable, "-m", "aulib.cli", "--help"], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0 and "analyze" in res.stdout

@@ -254,3 +254,36 @@ def test_read_table_takes_what_analyze_takes_and_names_a_file_it_cannot_parse(tm
         for columns in (None, ["AU12_r"]):
             with pytest.raises(ValueError, match=rf"{bad.name}: not a table aulib can read"):
                 read_table(bad, columns=columns)
+
+
+def test_a_csv_table_cut_in_its_last_row_is_said_and_that_row_left_out(analyzer, tmp_path):
+    """A table cut inside its last row (an interrupted copy, a full disk) was read with that row's missing fields
+    as NaN and a cut number as a value (AU12_r 3.4 for 3.4539…, success 1, no emotion); plot and report drew it
+    without a word. The row is now left out with a warning, and the commands say so. OpenFace's tables, which
+    end without a newline, are whole and read as they are."""
+    from typer.testing import CliRunner
+
+    from aulib.cli import app
+    from aulib.table import CutTableWarning, read_table, write_table
+
+    from .conftest import DATA, sample
+
+    whole = tmp_path / "whole.csv"
+    write_table(analyzer.analyze([sample("single_face.jpg"), sample("multi_face.jpg")]), whole)
+    text = whole.read_bytes()
+    last = text.rstrip(b"\n").rsplit(b"\n", 1)[1]
+    cut = tmp_path / "cut.csv"
+    cut.write_bytes(text[:len(text) - len(last) // 2 - 1])
+    with pytest.warns(CutTableWarning, match=r"cut\.csv: its last row is cut off \(\d+ of \d+ fields"):
+        df = read_table(cut)
+    pd.testing.assert_frame_equal(df, read_table(whole).iloc[:-1])
+    res = CliRunner().invoke(app, ["plot", str(cut), "-o", str(tmp_path / "p.png")])
+    assert res.exit_code == 0 and "last row is cut off" in " ".join(res.output.split()), res.output
+    openface = DATA / "samples" / "OpenFace_Test.csv"
+    if openface.exists():
+        assert not openface.read_bytes().endswith(b"\n")
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", CutTableWarning)
+            assert len(read_table(openface)) == len(pd.read_csv(openface))

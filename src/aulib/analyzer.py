@@ -323,7 +323,8 @@ class Analyzer:
         """:meth:`iter_tables` before the DataFrame: chunks of :class:`~aulib.table.Rows` (what the
         batch runner writes, without importing pandas for a CSV/JSON output)."""
         if not isinstance(path, (str, os.PathLike)) or not str(path):
-            raise TypeError(f"path must be an image or video file's path, not {path!r}")
+            raise TypeError(f"path must be an image or video file's path, not {reprlib.repr(path)}"
+                            + (" (analyze takes arrays)" if isinstance(path, np.ndarray) else ""))
         _check_video_options(video_options)
         if overlay is not None:
             check_overlay(path, overlay)
@@ -534,7 +535,10 @@ def _check_option_names(video_options: Mapping[str, object]) -> None:
         given = ", ".join(f"{k}={video_options[k]!r}" for k in settings)
         what = "an Analyzer setting, not an option" if len(settings) == 1 else "Analyzer settings, not options"
         raise TypeError(f"{', '.join(settings)}: {what} of analyze: aulib.Analyzer({given}).analyze(...)")
-    raise TypeError(f"unknown video option(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(VIDEO_OPTIONS))}")
+    hint = ("; overlay is an option of iter_rows/iter_tables (one input: Analyzer().iter_tables(path, overlay=…)) and "
+            "of aulib analyze --overlay") if "overlay" in unknown else ""
+    raise TypeError(f"unknown video option(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(VIDEO_OPTIONS))}"
+                    f"{hint}")
 
 
 def _check_video_options(video_options: Mapping[str, object]) -> None:

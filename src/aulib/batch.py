@@ -2024,8 +2024,44 @@ def _run(files: list[Path], spec: AnalyzerSpec, out: Path | None, per: PerInputS
     failed: list[str] = []
     n_rows = n_frames = n_faces = 0
     t0 = time.perf_counter()
+
+    def cut_short(p: Source, name: str, t: Tally, write_combined: bool) -> None:
+        """The row saying ``p`` was cut short, in the tables its rows go to (see the caller's KeyboardInterrupt)."""
+        cut = Rows([interrupted_row(name, t, write_combined and combined.partial())], columns)
+        if write_combined and combined.writing:
+            combined.append(cut)
+            # on disk now: the program leaves without closing files (os._exit), and the row sat in the
+            # file's buffer (a Ctrl-C after 7 s left 266 rows of 472 and no such row)
+            combined.flush()
+            # a Parquet table is written whole at the end: a run stopped by a job scheduler's time limit left
+            # no table at all, only hidden parts; it is written now, this input ending with the row
+            combined.interrupted([input_name(f) for f in files])
+        if per is not None and per.writing:  # its table, ending with the row, under its name (it stayed hidden)
+            per.append(cut)
+            per.commit(p)
+
+    results = iter(stream)
+    waiting = 0  # the input whose rows come next (Dask gives them in input order, each when it is finished)
     with threadpool_limits(limits=1, user_api="blas"):
-        for i, chunks in stream:
+        while True:
+            try:
+                i, chunks = next(results)
+            except StopIteration:
+                break
+            except KeyboardInterrupt:
+                # stopped while the Dask workers ran: the input the table waits for is the one in hand, as in a
+                # serial run (the table ended with the finished inputs and no word of the ones cut short)
+                if waiting < len(todo):
+                    p = todo[waiting]
+                    name = input_name(p)
+                    write_combined = combined is not None and not in_table(p, name)
+                    if write_combined:
+                        combined.start(name)
+                    if per is not None:
+                        per.start(p)
+                    cut_short(p, name, Tally(), write_combined)
+                raise
+            waiting = i + 1
             p = todo[i]
             name = input_name(p)
             write_combined = combined is not None and not in_table(p, name)
@@ -2067,18 +2103,7 @@ def _run(files: list[Path], spec: AnalyzerSpec, out: Path | None, per: PerInputS
                 # being written, before it was counted (SIGTERM just after the first 266 rows reached the disk), and
                 # before any of its rows came (a smoothed video's first rows come seconds in: a Ctrl-C then left the
                 # table without the input, or no table at all, and pandas read one input fewer without a word)
-                cut = Rows([interrupted_row(name, t, write_combined and combined.partial())], columns)
-                if write_combined and combined.writing:
-                    combined.append(cut)
-                    # on disk now: the program leaves without closing files (os._exit), and the row sat in the
-                    # file's buffer (a Ctrl-C after 7 s left 266 rows of 472 and no such row)
-                    combined.flush()
-                    # a Parquet table is written whole at the end: a run stopped by a job scheduler's time limit left
-                    # no table at all, only hidden parts; it is written now, this input ending with the row
-                    combined.interrupted([input_name(f) for f in files])
-                if per is not None and per.writing:  # its table, ending with the row, under its name (it stayed hidden)
-                    per.append(cut)
-                    per.commit(p)
+                cut_short(p, name, t, write_combined)
                 raise
             if t.all_failed:
                 failed.append(name)

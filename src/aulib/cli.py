@@ -21,6 +21,7 @@ import tempfile
 import threading
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import typer
@@ -277,11 +278,23 @@ class _ErrorHandlingGroup(TyperGroup):
             raise typer.Exit(code) from None
         except Exception as e:
             self._usage_error(e, ctx)
-            if os.environ.get("AULIB_DEBUG") == "1":
+            if _debug():
                 raise
             known = isinstance(e, (ValueError, OSError, _model_file_error(), MemoryError, KeyError, ImportError))
             err.print(f"[red]error:[/red] {escape(error_line(e))}")
             raise typer.Exit(2 if known else 1) from None
+
+
+def _debug() -> bool:
+    """``AULIB_DEBUG`` as every aulib switch reads (``true``/``on``… too: only ``1`` counted); a malformed value
+    is said, and the error stays one line."""
+    from aulib.env import flag
+
+    try:
+        return flag("AULIB_DEBUG", False)
+    except ValueError as e:
+        err.print(f"[yellow]warning:[/yellow] {escape(str(e))}")
+        return False
 
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, cls=_ErrorHandlingGroup,
@@ -461,10 +474,11 @@ def _data_dir(data: Path, *needed: str) -> Path:
     return data
 
 
-def _inputs(paths: list[str], out: Path | str | None) -> list[Path]:
+def _inputs(paths: list[str], out: Path | str | None, overlay: Path | None = None) -> list[Path]:
     """Check the output format before any work, then expand folders; usage errors exit 2. The
     arguments go to :func:`aulib.io.expand_inputs` as given (text): it refuses an empty one (a
-    ValueError, one error line), which ``Path("")`` would have turned into "." (the working folder)."""
+    ValueError, one error line), which ``Path("")`` would have turned into "." (the working folder).
+    Files a folder scan found inside the ``overlay`` folder are aulib's own drawings, left out (said)."""
     from aulib.io import expand_inputs
     from aulib.table import table_format
 
@@ -480,6 +494,7 @@ def _inputs(paths: list[str], out: Path | str | None) -> list[Path]:
             _fail("the working folder no longer exists (deleted?): cd into a folder, or give absolute paths")
     skipped: list[Path | str] = []
     files = expand_inputs(paths, skipped)  # a folder with nothing to analyse, or that cannot be listed, is an input row
+    files = _outside_overlay(files, paths, overlay)
     if not files:
         _fail("no input files found")
     if skipped:  # said, so a folder's other files are not taken for lost rows
@@ -489,6 +504,31 @@ def _inputs(paths: list[str], out: Path | str | None) -> list[Path]:
                   f"FIFO, socket or device) or neither an image nor a video (by name and content), not analysed: "
                   f"{escape(shown)}")
     return files
+
+
+def _outside_overlay(files: list, paths: list[str], overlay: Path | None) -> list:
+    """``files`` less those a folder scan found in the ``overlay`` folder (or that are the overlay file): with
+    ``--overlay d/ov`` inside the input folder ``d``, the next run — a ``--resume`` too — analysed the overlays of
+    the last one as photos (boxes and labels drawn on their faces: every row twice) or was refused for
+    overwriting them. A file named on the command line is kept."""
+    if overlay is None:
+        return files
+    from aulib.storage import is_url
+
+    root = Path(os.path.abspath(overlay))
+    named = {os.path.abspath(p) for p in paths if not is_url(p)}
+
+    def ours(f: object) -> bool:
+        if is_url(f):
+            return False
+        p = os.path.abspath(str(f))
+        return p not in named and (Path(p) == root or Path(p).is_relative_to(root))
+
+    left = [f for f in files if ours(f)]
+    if left:
+        err.print(f"note: {len(left)} file{'s' if len(left) > 1 else ''} in the --overlay folder "
+                  f"{escape(str(overlay))} left out (aulib's drawn copies, not inputs; name a file to analyse it)")
+    return [f for f in files if not ours(f)]
 
 
 def _writable_table(out: Path, files: list) -> None:
@@ -532,7 +572,7 @@ def faces(
     _check_names(detector=detector)
     _local_folder("--overlay", overlay)
     _overlay_name(overlay)
-    files = _inputs(paths, out)
+    files = _inputs(paths, out, overlay)
     from aulib.batch import dedupe
 
     files, duplicates = dedupe(list(files))  # as analyze: an input named twice (a folder and a file in it) once
@@ -634,6 +674,9 @@ def analyze(
     _overlay_name(overlay)
     if partitioned and out is None:
         _fail("--partitioned needs -o (the folder or URL prefix to write the parts to)")
+    if out is not None and str(out).lower().startswith("memory://"):  # "wrote 1 row … to memory://out/", then gone
+        _fail(escape(f"{out}: a memory:// output lives in this process and is gone when the command ends: give a "
+                     "file, a folder or an object-store URL (memory:// is for the Python API)"))
     parted = is_partitioned(out, partitioned)
     if parted:
         try:
@@ -641,7 +684,7 @@ def analyze(
         except ValueError as e:
             _fail(escape(redact(str(e))))
     out_arg: Path | str | None = out if parted or out is None else Path(out)
-    files = _inputs(paths, None if parted else out_arg)
+    files = _inputs(paths, None if parted else out_arg, overlay)
     from aulib.batch import dedupe
 
     unique = dedupe(list(files))[0]  # an input named twice is analysed once: the bar counted it twice (1/4)
@@ -829,9 +872,20 @@ def plot(
     from aulib.plot import parse_aus, plot_table
 
     # errors (bad --aus, unknown AU/input/face, foreign table): one line via _ErrorHandlingGroup
-    plot_table(table, out, input_name=input_name, face=face, aus=parse_aus(aus), smooth=smooth, style=style)
+    with _said_once():
+        plot_table(table, out, input_name=input_name, face=face, aus=parse_aus(aus), smooth=smooth, style=style)
     _unfinished(table)
     err.print(f"wrote {escape(str(out))}")
+
+
+@contextlib.contextmanager
+def _said_once() -> Iterator[None]:
+    """Reading the table, its cut last row is not warned of: :func:`_unfinished` says it, in one line."""
+    from aulib.table import CutTableWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CutTableWarning)
+        yield
 
 
 def _unfinished(table: Path) -> None:
@@ -858,7 +912,8 @@ def report(
     emotion timeline, top moments, run settings and model versions."""
     from aulib.report_html import write_report
 
-    write_report(table, out, input_name=input_name, face=face, video=video, smooth=smooth or None)
+    with _said_once():
+        write_report(table, out, input_name=input_name, face=face, video=video, smooth=smooth or None)
     _unfinished(table)
     err.print(f"wrote {escape(str(out))}")
 
@@ -886,8 +941,12 @@ def app_cmd(
     import re
     import socket
 
-    from aulib.app import streamlit_command
+    from aulib.app import check_settings, streamlit_command
 
+    try:
+        check_settings()
+    except ValueError as e:
+        _fail(escape(str(e)))
     missing = [m for m in ("streamlit", "streamlit_webrtc", "aiortc") if importlib.util.find_spec(m) is None]
     if missing:
         _fail(escape(f"{', '.join(missing)} not installed: pip install 'aulib[app]'"))

@@ -571,11 +571,14 @@ MAX_FRAME, MAX_SECONDS = 1e10, 1e7  # a table's bounds on frame numbers and seco
 
 def unfinished_run(table: str | Path) -> str | None:
     """What to say of a table whose run has not finished — its progress log ``OUT.done`` is still beside it
-    (removed when a run completes): stopped or killed, its last input may be cut off — or None."""
+    (removed when a run completes): stopped or killed, its last input may be cut off — or of a CSV table cut in
+    its last row (:func:`aulib.table.cut_last_row`), or None."""
     if os.path.isfile(f"{table}.done"):
         return (f"{table}: the run that wrote it has not finished ({Path(table).name}.done is beside it): its last "
                 "input may be cut off and others missing; the same aulib analyze command with --resume finishes it")
-    return None
+    from aulib.table import cut_last_row
+
+    return cut_last_row(table) if str(table).lower().endswith(".csv") else None
 
 
 def refuse_overwriting(out: str | Path, table: str | Path | None, df: pd.DataFrame,

@@ -189,7 +189,12 @@ def list_prefix(url: str, extensions: set[str], skipped: list | None = None) -> 
     (no table, not even the local photos' rows)."""
     if _unanswered(url):  # its row says so, without another wait
         return [url]
-    fs, path = _fs(url)
+    try:
+        # (an FTP or SFTP file system connects as it is made: a refused connection, or SFTP without paramiko,
+        # stopped the whole run here, the local photos beside it unread)
+        fs, path = _fs(url)
+    except StorageError:
+        return [url]
     try:
         if not url.endswith("/"):
             try:

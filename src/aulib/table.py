@@ -29,10 +29,10 @@ quotes every text cell, JSON escapes them).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import csv
 import functools
-import io
 import json
 import math
 import os
@@ -493,6 +493,9 @@ FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".json": "jso
 def table_format(path: str | Path) -> str:
     """``csv``, ``parquet`` or ``json`` from the file extension; ValueError for anything else."""
     fmt = FORMATS.get(Path(path).suffix.lower())
+    if fmt is None and "://" not in str(path) and Path(path).is_dir():  # "unknown output format" said nothing of it
+        raise ValueError(f"{path}: is a folder, not a table file: give a file name (.csv, .parquet or .json), or end "
+                         "it with / for a partitioned Parquet table in it (or --per-input for one table per input)")
     if fmt is None:
         raise ValueError(f"{path}: unknown output format (use .csv, .parquet or .json)")
     return fmt
@@ -586,6 +589,37 @@ def read_table(path: str | bytes | os.PathLike, columns: list[str] | str | None 
         raise ValueError(f"{path}: not a table aulib can read ({type(e).__name__}: {e})") from None
 
 
+class CutTableWarning(UserWarning):
+    """A CSV table's last row is cut off (an interrupted copy, a full disk): it is left out of what is read."""
+
+
+def cut_last_row(path: str | Path) -> str | None:
+    """What to say of a CSV table whose last row has fewer fields than its header — a file cut in that row (aulib
+    ends every row with a newline; OpenFace's tables end without one, whole) — or None.
+
+    pandas filled the missing fields with NaN: a copy cut inside a row's ``AU12_r`` read ``success`` 1,
+    ``AU12_r`` 3.4 for 3.4539 and no emotion, and ``aulib plot``/``report`` drew it without a word."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            if f.tell() == 0:
+                return None
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) == b"\n":
+                return None
+        with open(path, encoding="utf-8", newline="") as f:  # only a file without a last newline is parsed here
+            rows = csv.reader(f)
+            header = next(rows, None)
+            tail = collections.deque(rows, maxlen=1)
+            last = tail[0] if tail else None
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+    if header is None or last is None or len(last) >= len(header):
+        return None
+    return (f"{path}: its last row is cut off ({len(last)} of {len(header)} fields; the file was cut — an "
+            "interrupted copy or a full disk?): left out")
+
+
 def _read_table(path: Path, columns: list[str] | None) -> pd.DataFrame:
     import pandas as pd
 
@@ -610,6 +644,12 @@ def _read_table(path: Path, columns: list[str] | None) -> pd.DataFrame:
         # keep_default_na=False: only empty cells are missing, an input named "NA" or "null" is text
         df = pd.read_csv(path, dtype=text, keep_default_na=False, na_values=[""], usecols=usecols,
                          encoding="utf-8")
+        cut = cut_last_row(path)
+        if cut is not None:
+            import warnings
+
+            warnings.warn(cut, CutTableWarning, stacklevel=3)
+            df = df.iloc[:-1]
         # OpenFace writes "frame, timestamp, confidence, …" (a space after each comma): stripped, its columns
         # are the ones aulib's tables share with it. aulib never writes spaces around its names: no change there.
         if any(str(c) != str(c).strip() for c in df.columns):

@@ -168,13 +168,13 @@ def verify(path: str | Path, expected_sha256: str, expected_bytes: int | None = 
     """
     path = Path(path)
     if not path.is_file():
-        raise ModelFileError(f"{path}: model file not found")
+        raise ModelFileError(f"{path}: model file not found; {REINSTALL}")
     real, ident = _identity(path)
     size = int(ident.split(":", 1)[0])
     if expected_bytes is not None and size != expected_bytes:
         raise ModelFileError(
             f"{path}: size {size} bytes, manifest says {expected_bytes}; "
-            "the file is truncated, corrupted or is not the model this aulib version ships"
+            f"the file is truncated, corrupted or is not the model this aulib version ships; {REINSTALL}"
         )
     cached = _cached_sha256(real, ident)
     if cached == expected_sha256:
@@ -183,7 +183,7 @@ def verify(path: str | Path, expected_sha256: str, expected_bytes: int | None = 
     if actual != expected_sha256:
         raise ModelFileError(
             f"{path}: checksum mismatch (sha256 {actual[:12]}…, manifest says {expected_sha256[:12]}…); "
-            "the file is corrupted or is not the model this aulib version ships"
+            f"the file is corrupted or is not the model this aulib version ships; {REINSTALL}"
         )
     _remember(real, ident, actual)
     return path
