@@ -37,6 +37,11 @@ class StorageError(ValueError):
     """An input or output URL cannot be listed, read or written; the message names the (redacted) URL."""
 
 
+class StorageSetupError(StorageError):
+    """No URL of this kind can be used here: a protocol fsspec does not know, or whose package is not installed
+    (``gs://`` without gcsfs): the whole run is refused in one line, not each input given a row."""
+
+
 Source = Path | str  # a local path, or a URL (str with a scheme)
 
 
@@ -163,7 +168,11 @@ def _fs(url: str) -> tuple[Any, str]:
     except ImportError as e:  # e.g. gs:// without gcsfs installed: fsspec's words named no aulib extra
         why = _why(e, url)
         hint = " (pip install 'aulib[s3]')" if "s3fs" in why else ""
-        raise StorageError(f"{redact(url)}: {why}{hint}") from None
+        raise StorageSetupError(f"{redact(url)}: {why}{hint}") from None
+    except ValueError as e:
+        if "Protocol not known" in str(e):
+            raise StorageSetupError(f"{redact(url)}: cannot use this URL ({_why(e, url)})") from None
+        raise StorageError(f"{redact(url)}: cannot use this URL ({type(e).__name__}: {_why(e, url)})") from None
     except Exception as e:
         raise StorageError(f"{redact(url)}: cannot use this URL ({type(e).__name__}: {_why(e, url)})") from None
 
@@ -190,9 +199,11 @@ def list_prefix(url: str, extensions: set[str], skipped: list | None = None) -> 
     if _unanswered(url):  # its row says so, without another wait
         return [url]
     try:
-        # (an FTP or SFTP file system connects as it is made: a refused connection, or SFTP without paramiko,
-        # stopped the whole run here, the local photos beside it unread)
+        # (an FTP or SFTP file system connects as it is made: a refused connection stopped the whole run here, the
+        # local photos beside it unread; a protocol no URL of which can work here still refuses the run)
         fs, path = _fs(url)
+    except StorageSetupError:
+        raise
     except StorageError:
         return [url]
     try:
