@@ -2025,7 +2025,7 @@ def _run(files: list[Path], spec: AnalyzerSpec, out: Path | None, per: PerInputS
     n_rows = n_frames = n_faces = 0
     t0 = time.perf_counter()
 
-    def cut_short(p: Source, name: str, t: Tally, write_combined: bool) -> None:
+    def cut_short(p: Source, name: str, write_combined: bool, t: Tally) -> None:
         """The row saying ``p`` was cut short, in the tables its rows go to (see the caller's KeyboardInterrupt)."""
         cut = Rows([interrupted_row(name, t, write_combined and combined.partial())], columns)
         if write_combined and combined.writing:
@@ -2040,6 +2040,16 @@ def _run(files: list[Path], spec: AnalyzerSpec, out: Path | None, per: PerInputS
             per.append(cut)
             per.commit(p)
 
+    def begin(p: Source) -> tuple[str, bool]:
+        """Start ``p``'s rows in its tables: its name, and whether the combined table takes them."""
+        name = input_name(p)
+        write_combined = combined is not None and not in_table(p, name)
+        if write_combined:
+            combined.start(name)
+        if per is not None:
+            per.start(p)
+        return name, write_combined
+
     results = iter(stream)
     waiting = 0  # the input whose rows come next (Dask gives them in input order, each when it is finished)
     with threadpool_limits(limits=1, user_api="blas"):
@@ -2052,23 +2062,11 @@ def _run(files: list[Path], spec: AnalyzerSpec, out: Path | None, per: PerInputS
                 # stopped while the Dask workers ran: the input the table waits for is the one in hand, as in a
                 # serial run (the table ended with the finished inputs and no word of the ones cut short)
                 if waiting < len(todo):
-                    p = todo[waiting]
-                    name = input_name(p)
-                    write_combined = combined is not None and not in_table(p, name)
-                    if write_combined:
-                        combined.start(name)
-                    if per is not None:
-                        per.start(p)
-                    cut_short(p, name, Tally(), write_combined)
+                    cut_short(todo[waiting], *begin(todo[waiting]), Tally())
                 raise
             waiting = i + 1
             p = todo[i]
-            name = input_name(p)
-            write_combined = combined is not None and not in_table(p, name)
-            if write_combined:
-                combined.start(name)
-            if per is not None:
-                per.start(p)
+            name, write_combined = begin(p)
             t = Tally()
             try:
                 for chunk in chunks:
@@ -2103,7 +2101,7 @@ def _run(files: list[Path], spec: AnalyzerSpec, out: Path | None, per: PerInputS
                 # being written, before it was counted (SIGTERM just after the first 266 rows reached the disk), and
                 # before any of its rows came (a smoothed video's first rows come seconds in: a Ctrl-C then left the
                 # table without the input, or no table at all, and pandas read one input fewer without a word)
-                cut_short(p, name, t, write_combined)
+                cut_short(p, name, write_combined, t)
                 raise
             if t.all_failed:
                 failed.append(name)
