@@ -193,6 +193,15 @@ def test_a_sliver_image_gets_a_preview_streamlit_can_show():
         jpeg, scale = preview(np.full(shape, 128, np.uint8), [])
         shown = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
         assert min(shown.shape[:2]) >= MIN_PREVIEW_SIDE and max(shown.shape[:2]) <= 1600, shape
+    # any image array aulib reads (gray, float 0–1) is drawn; one that is none is refused in words (a float
+    # image raised inside OpenCV's putText, an empty one divided by zero)
+    from aulib.io import ImageReadError
+
+    for odd in (np.full((40, 60), 200, np.uint8), np.full((40, 60, 3), 0.5, np.float32)):
+        jpeg, _ = preview(odd, [])
+        assert cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR).shape == (40, 60, 3)
+    with pytest.raises(ImageReadError):
+        preview(np.zeros((0, 0, 3), np.uint8), [])
 
 
 def test_a_video_named_gif_is_read_as_a_video_and_a_long_gif_is_checked_in_bounded_time(tmp_path, monkeypatch):

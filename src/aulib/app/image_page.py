@@ -74,7 +74,12 @@ MIN_PREVIEW_SIDE = 16  # px: a preview's shorter side, after padding
 
 def preview(rgb: np.ndarray, faces: list[Face]) -> tuple[bytes, float]:
     """The annotated image as a JPEG no larger than PREVIEW_SIDE, drawn at that size (tags stay legible on
-    a 100 MP photo), and the scale factor used."""
+    a 100 MP photo), and the scale factor used. Any image array :func:`aulib.io.to_rgb` takes (gray, float,
+    RGBA): a gray or float one raised inside OpenCV's drawing; ImageReadError for one that is no image."""
+    if not (isinstance(rgb, np.ndarray) and rgb.dtype == np.uint8 and rgb.ndim == 3 and rgb.shape[2] == 3 and rgb.size):
+        from aulib.io import to_rgb
+
+        rgb = to_rgb(np.asarray(rgb))
     h, w = rgb.shape[:2]
     scale = min(1.0, PREVIEW_SIDE / max(h, w))
     small = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA) \
