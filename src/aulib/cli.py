@@ -507,16 +507,20 @@ def _inputs(paths: list[str], out: Path | str | None, overlay: Path | None = Non
 
 
 def _outside_overlay(files: list, paths: list[str], overlay: Path | None) -> list:
-    """``files`` less those a folder scan found in the ``overlay`` folder (or that are the overlay file): with
-    ``--overlay d/ov`` inside the input folder ``d``, the next run — a ``--resume`` too — analysed the overlays of
-    the last one as photos (boxes and labels drawn on their faces: every row twice) or was refused for
-    overwriting them. A file named on the command line is kept."""
+    """``files`` less those a folder scan found in the ``overlay`` folder when that is a folder below a scanned
+    one: with ``--overlay d/ov`` inside the input folder ``d``, the next run — a ``--resume`` too — analysed the
+    overlays of the last one as photos (boxes and labels drawn on their faces: every row twice) or was refused
+    for overwriting them. A file named on the command line is kept."""
     if overlay is None:
         return files
     from aulib.storage import is_url
 
     root = Path(os.path.abspath(overlay))
     named = {os.path.abspath(p) for p in paths if not is_url(p)}
+    # a folder of its own below a scanned folder (the scanned folder itself as --overlay: its photos are inputs,
+    # and an overlay that would replace one is refused, as before)
+    if not any(root != Path(p) and root.is_relative_to(p) for p in named if os.path.isdir(p)):
+        return files
 
     def ours(f: object) -> bool:
         if is_url(f):
