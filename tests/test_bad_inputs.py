@@ -152,6 +152,7 @@ def test_bench_refuses_unreadable_videos_and_never_prints_fps(tmp_path):
         res = runner.invoke(app, ["bench", str(tmp_path / path)])
         line = one_error_line(res)
         assert str(tmp_path / path) in line and "fps" not in res.stdout
+        assert "Errno" not in line and line.count(str(tmp_path / path)) == 1  # FFmpeg's words, the path once
     line = one_error_line(runner.invoke(app, ["bench", str(sample("single_face.jpg"))]))
     assert "a still image" in line
 

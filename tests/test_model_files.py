@@ -384,6 +384,18 @@ def test_settings_from_the_environment_read_the_usual_words_and_name_a_bad_value
     assert env.cache_root() == os.path.join(os.path.expanduser("~"), ".cache")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert env.cache_root() == str(tmp_path)
+    # a home folder that does not exist (a service account's /nonexistent) is not created for the cache, and an
+    # empty HOME does not put it at the root: no cache then, and the models still load
+    from aulib.models import model_path
+
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    for name in ("AULIB_VERIFY_MODELS", "AULIB_ORT_CACHE"):  # set to bad values above
+        monkeypatch.delenv(name, raising=False)
+    for home in (str(tmp_path / "nonexistent"), ""):
+        monkeypatch.setenv("HOME", home)
+        assert env.cache_root() is None
+        assert model_path("iris_landmark.onnx").is_file()
+    assert not (tmp_path / "nonexistent").exists()
 
 
 def test_onnxruntime_keeps_no_telemetry_file_and_prints_no_telemetry_warning(tmp_path):

@@ -71,7 +71,8 @@ def test_cli_errors_are_clean(tmp_path):
     assert res.exit_code == 2
     write_table(synthetic(10), table)
     for args, msg in ((["--aus", "7"], "no AU07 intensity"), (["--aus", "six"], "not an AU number"),
-                      (["--style", "pie"], "--style must be"), (["--smooth", "-1"], "--smooth")):
+                      (["--style", "pie"], "--style must be"), (["--smooth", "-1"], "--smooth"),
+                      (["--face", "5"], "face 5 (its faces: 0)")):  # the ids it has (it named none)
         res = runner.invoke(app, ["plot", str(table), "-o", str(tmp_path / "p.png"), *args])
         assert res.exit_code == 2 and msg in res.output and len(res.output.strip().splitlines()) == 1, res.output
 

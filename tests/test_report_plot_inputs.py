@@ -392,3 +392,35 @@ def test_plot_and_report_read_a_table_without_its_landmark_columns(tmp_path, ana
     path = write_table(analyzer.analyze(sample("single_face.jpg")), tmp_path / "t.csv")
     df = read_checked(path)
     assert "x_0" not in df.columns and "y_67" not in df.columns and "AU12_r" in df.columns and "face_x" in df.columns
+
+
+def test_a_table_holding_its_rows_twice_is_shown_once_with_a_note(real, tmp_path):
+    """Two runs appended into one table: plot and report averaged both copies (the report said "72 frames
+    analysed", AU12 mean 1.19 for 2.38) without a word. The first copy is shown, and a note says so."""
+    df = read_table(real)
+    both = tmp_path / "both.csv"
+    write_table(pd.concat([df, df], ignore_index=True), both)
+    page = tmp_path / "both.html"
+    write_report(both, page)
+    once = tmp_path / "once.html"
+    write_report(real, once)
+    text, ref = page.read_text(), once.read_text()
+    assert f"{FRAMES} row(s) repeating the input, frame and face of an earlier row left out" in text
+    row = re.compile(r"AU12</td>.*?</tr>", re.S)  # the AU table's row: mean, % present, peak
+    assert row.search(text).group(0) == row.search(ref).group(0)
+    plot_table(both, tmp_path / "both.png")
+
+
+def test_a_photo_table_with_an_intensity_but_no_occurrence_column_is_drawn(tmp_path):
+    """A photo's table without ``AU12_c`` (removed), or with a user's ``AU28_r``: plot and report failed with
+    "TypeError: boolean value of NA is ambiguous", naming no column. That AU is drawn as not present."""
+    photo = tmp_path / "photo.csv"
+    assert runner.invoke(app, ["analyze", str(sample("single_face.jpg")), "-o", str(photo),
+                               "--emotion-model", "none"]).exit_code == 0
+    df = read_table(photo)
+    for name, t in (("no_c", df.drop(columns=["AU12_c"])), ("extra", df.assign(AU28_r=1.0))):
+        path = tmp_path / f"{name}.csv"
+        write_table(t, path)
+        plot_table(path, tmp_path / f"{name}.png")
+        write_report(path, tmp_path / f"{name}.html")
+        assert (tmp_path / f"{name}.png").stat().st_size > 1000

@@ -172,6 +172,19 @@ def test_empty_ckplus_sheet_is_refused_naming_the_file(tmp_path: Path) -> None:
     assert str(labels) in str(e.value)
 
 
+def test_a_ckplus_sheet_cut_inside_a_row_is_refused_naming_the_line(tmp_path: Path) -> None:
+    """A sheet cut 90 bytes into a row (an interrupted copy) loaded without a word: pandas filled the missing AU
+    codes with NaN, a blank code reads as absent, and a peak frame trained as a negative of its AUs."""
+    from aulib.training.datasets import CKPlus
+
+    text = _ck_sheet().to_csv(index=False)
+    lines = text.splitlines(keepends=True)
+    labels = _write_ck(tmp_path, text="".join(lines[:5]) + lines[5][:60])
+    with pytest.raises(ValueError, match=r"line 6: \d+ fields, expected \d+ \(the file was cut inside it\?\)") as e:
+        CKPlus.load(tmp_path)
+    assert str(labels) in str(e.value)
+
+
 def test_valid_ckplus_sheet_loads_and_a_blank_code_reads_as_absent(tmp_path: Path) -> None:
     from aulib.training.datasets import CKPlus
 
@@ -401,3 +414,18 @@ def test_resuming_with_other_settings_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"trained with lr 0.001 \(now 0.5\).*--restart"):
         _optimiser(torch.nn.Linear(2, 2), 0.5, 0.05, 10, 1, last, True, lambda _: None,
                    {"lr": 0.5, "batch_size": 64})
+
+
+def test_a_mistyped_data_folder_is_refused_before_any_output_folder_is_made(tmp_path: Path) -> None:
+    """``aulib train svm --data /typo`` made the --out, --cache and --reports folders, then said "no such
+    folder"; the data folder is checked first now."""
+    from typer.testing import CliRunner
+
+    from aulib.cli import app
+
+    made = {o: tmp_path / o.strip("-") for o in ("--out", "--cache", "--reports")}
+    for command in (["train", "svm"], ["train", "svr"], ["evaluate", "occlusion"]):
+        args = [a for o, d in made.items() if (o != "--out" or command[0] == "train") for a in (o, str(d))]
+        res = CliRunner().invoke(app, [*command, "--data", str(tmp_path / "typo"), *args])
+        assert res.exit_code == 2 and "no such folder" in res.output, (command, res.output)
+        assert not any(d.exists() for d in made.values()), command

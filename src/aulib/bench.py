@@ -124,7 +124,9 @@ def check_video(video: str | Path) -> Path:
     except VideoReadError:
         raise
     except Exception as e:  # PyAV raises FFmpegError subclasses, OSError and ValueError
-        raise VideoReadError(f"{p}: cannot read as video — truncated, corrupt or not a video ({e})") from None
+        # FFmpeg's words, without PyAV's "[Errno 1094995529]" and the path again
+        why = getattr(e, "strerror", None) or e
+        raise VideoReadError(f"{p}: cannot read as video — truncated, corrupt or not a video ({why})") from None
     raise VideoReadError(f"{p}: no frame could be decoded")
 
 

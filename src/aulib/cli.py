@@ -982,8 +982,9 @@ def evaluate_faces_cmd(
     from aulib.evaluate_faces import evaluate_faces
     from aulib.training import REPORTS
 
+    data = _data_dir(data, "ckplus48", "ferplus", "samples")  # first: a mistyped --data made the output folders
     _writable_folders(reports or REPORTS)  # before the work, as train does (it failed after it)
-    evaluate_faces(_data_dir(data, "ckplus48", "ferplus", "samples"), reports or REPORTS, log=typer.echo)
+    evaluate_faces(data, reports or REPORTS, log=typer.echo)
 
 
 @evaluate_app.command("occlusion")
@@ -997,9 +998,10 @@ def evaluate_occlusion_cmd(
     from aulib.training import CACHE, REPORTS
     from aulib.training.occlusion import evaluate_occlusion
 
+    data = _data_dir(data, "ckplus48", "ferplus", "samples")  # first: a mistyped --data made the output folders
     # before the work, as train does: a --reports that is a file failed after 6 minutes of evaluation
     _writable_folders(reports or REPORTS, cache or CACHE)
-    md = evaluate_occlusion(_data_dir(data, "ckplus48", "ferplus", "samples"), reports or REPORTS, log=typer.echo,
+    md = evaluate_occlusion(data, reports or REPORTS, log=typer.echo,
                             limit=limit, cache_dir=cache or CACHE)
     typer.echo(f"report: {md}")
 
@@ -1015,8 +1017,9 @@ def train_svm_cmd(data: Path = DATA, out: Path | None = typer.Option(
     from aulib.training.au import train_svm, write_report
 
     out = out or MODELS_DIR
+    data = _data_dir(data, "ckplus48")  # first: a mistyped --data made the output folders
     _writable_folders(out, reports or REPORTS, cache or CACHE)
-    rep = train_svm(_data_dir(data, "ckplus48"), out, cache_dir=cache or CACHE, log=err.print)
+    rep = train_svm(data, out, cache_dir=cache or CACHE, log=err.print)
     _register_au(out / "au_svm.npz", rep, "aulib train svm")  # first: the bank is in place, its entry must be too
     md = write_report(rep, None, reports or REPORTS)
     err.print("retrain the intensity SVRs too (aulib train svr): both must use the same CNN embedding")
@@ -1034,8 +1037,9 @@ def train_svr_cmd(data: Path = DATA, out: Path | None = typer.Option(
     from aulib.training.au import train_svr, write_report
 
     out = out or MODELS_DIR
+    data = _data_dir(data, "ckplus48")  # first: a mistyped --data made the output folders
     _writable_folders(out, reports or REPORTS, cache or CACHE)
-    rep = train_svr(_data_dir(data, "ckplus48"), out, cache_dir=cache or CACHE, log=err.print)
+    rep = train_svr(data, out, cache_dir=cache or CACHE, log=err.print)
     _register_au(out / "au_svr.npz", rep, "aulib train svr")
     md = write_report(None, rep, reports or REPORTS)
     err.print(f"report: {md}")
@@ -1147,8 +1151,9 @@ def evaluate_cnn_cmd(data: Path = DATA,
     from aulib.training import CACHE, REPORTS
     from aulib.training.evaluate import evaluate_emotion, render_markdown
 
+    data = _data_dir(data, "ferplus", "ckplus48")  # first: a mistyped --data made the output folders
     _writable_folders(reports or REPORTS, cache or CACHE)  # before the work, as train does (it failed after it)
-    result = evaluate_emotion(_data_dir(data, "ferplus", "ckplus48"), cache_dir=cache or CACHE,
+    result = evaluate_emotion(data, cache_dir=cache or CACHE,
                               report_dir=reports or REPORTS, bench=bench, update_manifest=update_manifest)
     _out(render_markdown(result))
 

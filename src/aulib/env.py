@@ -40,8 +40,14 @@ def number(name: str, default: float, minimum: float = 0.0, kind: type = float, 
     return value
 
 
-def cache_root() -> str:
+def cache_root() -> str | None:
     """``$XDG_CACHE_HOME`` when it is an absolute path (the XDG rule: a relative one is ignored — it wrote the cache
-    into the working folder), else ``~/.cache``."""
+    into the working folder), else ``~/.cache``; None when the home folder is no existing folder of its own (a
+    service account's ``HOME=/nonexistent`` was created, and ``HOME=""`` wrote ``/.cache``): no cache then."""
     xdg = os.environ.get("XDG_CACHE_HOME", "")
-    return xdg if os.path.isabs(xdg) else os.path.join(os.path.expanduser("~"), ".cache")
+    if os.path.isabs(xdg):
+        return xdg
+    home = os.path.expanduser("~")
+    if not os.path.isabs(home) or os.path.dirname(home) == home or not os.path.isdir(home):
+        return None
+    return os.path.join(home, ".cache")

@@ -159,11 +159,14 @@ def select(df: pd.DataFrame, input_name: str | None = None, face: int | None = N
     face."""
     name, rows = input_rows(df, input_name)
     sub = rows[rows["success"] == 1]
+    ids = sorted(sub["face"].dropna().unique().tolist())
     if face is not None:
         sub = sub[sub["face"] == face]
     if sub.empty:
         which = f", face {face}" if face is not None else ""
-        raise ValueError(f"no successfully analysed face for input {name!r}{which}")
+        have = (f" (its faces: {', '.join(str(int(i)) for i in ids[:20])}{' …' if len(ids) > 20 else ''})"
+                if face is not None and ids else "")
+        raise ValueError(f"no successfully analysed face for input {name!r}{which}{have}")
     return sub
 
 
@@ -339,6 +342,7 @@ def clean(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     - An empty ``face`` cell becomes 0 in rows without a face (as aulib writes them) and, when every frame
       has at most one face, in rows with one (one person: face 0); with several faces in a frame the
       faces cannot be told apart, which is a ValueError rather than a guess.
+    - A face row that repeats an earlier row's input, frame and face is left out (a note says how many).
     """
     notes: list[str] = []
     t = pd.to_numeric(df["timestamp"], errors="coerce").to_numpy(np.float64)
@@ -366,6 +370,13 @@ def clean(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
         face = df["face"].to_numpy(np.float64)
         if np.all(face == np.round(face)):
             df = df.assign(face=face.astype(np.int64))
+    # A face's row repeated (two runs appended into one table): both copies were averaged and counted ("72 frames
+    # analysed", AU12 mean 1.19 for 2.38). The first is kept, and the note says how many were left out.
+    again = (df["success"] == 1) & df.assign(_input=df["input"].astype(str)).duplicated(["_input", "frame", "face"])
+    if again.any():
+        df = df[~again]
+        notes.append(f"{int(again.sum())} row(s) repeating the input, frame and face of an earlier row left out "
+                     "(two runs appended into one table?): the first of each is shown.")
     notes += out_of_range(df)
     return df, notes
 
@@ -471,7 +482,9 @@ def _image_figure(sub: pd.DataFrame, faces: list, names: list[str], title: str, 
             occ = table.au_occurrence(r)
             if table.occurrence_column(table.BLINK_AU) in r.columns:
                 occ = occ.assign(**{BLINK: r[table.occurrence_column(table.BLINK_AU)]})
-            present = [bool(v == 1) for v in occ.reindex(columns=names).iloc[0].tolist()]
+            # an AU with an intensity column and no occurrence one (removed, or a user's AU28_r): drawn as not
+            # present — pd.NA there raised "boolean value of NA is ambiguous" and the figure was refused
+            present = [not pd.isna(v) and v == 1 for v in occ.reindex(columns=names).iloc[0].tolist()]
             a = axes[0, n]
             a.barh(y, aus[names].iloc[0].to_numpy(np.float64), color=["#d55e00" if p else "#9e9e9e" for p in present])
             a.set_yticks(y, [au_label(x) for x in names], fontsize=8)

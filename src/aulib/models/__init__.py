@@ -79,11 +79,13 @@ def model_entry(name: str, manifest: str | Path = MANIFEST) -> dict[str, Any]:
     return entry
 
 
-def _cache_file() -> Path:
-    """Where verified-file records are kept: ``$XDG_CACHE_HOME/aulib`` or ``~/.cache/aulib``."""
+def _cache_file() -> Path | None:
+    """Where verified-file records are kept: ``$XDG_CACHE_HOME/aulib`` or ``~/.cache/aulib``; None without a home
+    folder (:func:`aulib.env.cache_root`): every process then hashes in full, as where the cache is unwritable."""
     from aulib.env import cache_root
 
-    return Path(cache_root()) / "aulib" / "verified-models.json"
+    root = cache_root()
+    return None if root is None else Path(root) / "aulib" / "verified-models.json"
 
 
 # Records verified in this process (identity key → sha256), so a file checked twice costs one stat.
@@ -98,8 +100,11 @@ def _identity(path: Path) -> tuple[str, str]:
 
 
 def _read_cache() -> dict[str, Any]:
+    cache = _cache_file()
+    if cache is None:
+        return {}
     try:
-        data = json.loads(_cache_file().read_text())
+        data = json.loads(cache.read_text())
         return data if isinstance(data, dict) else {}
     except (OSError, ValueError):
         return {}
@@ -109,6 +114,8 @@ def _remember(real: str, ident: str, sha: str) -> None:
     """Record a fully hashed file in the user cache; silently does nothing where it is unwritable."""
     _VERIFIED[f"{real}|{ident}"] = sha
     cache = _cache_file()
+    if cache is None:
+        return
     tmp = None
     try:
         data = _read_cache()
@@ -424,7 +431,8 @@ def _optimised_path(cache_key: str) -> Path | None:
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in cache_key)
     if len(safe) > 80:  # keep it a short file name, but never drop a tag at the end of the key
         safe = f"{safe[:40]}-{hashlib.sha256(safe.encode()).hexdigest()[:16]}"
-    return _cache_file().parent / "onnxruntime" / f"{safe}-{_cpu_signature()}.onnx"
+    cache = _cache_file()
+    return None if cache is None else cache.parent / "onnxruntime" / f"{safe}-{_cpu_signature()}.onnx"
 
 
 def _trusted_cache(path: Path) -> bool:

@@ -65,6 +65,7 @@ class CKPlus:
             raise ValueError(f"{labels}: empty file (expected a header line and one row per image)") from None
         except (pd.errors.ParserError, UnicodeDecodeError) as e:
             raise ValueError(f"{labels}: not a readable CSV ({' '.join(str(e).split())})") from None
+        _check_fields(labels)
         _check_sheet(labels, t)
         ck = cls(root, t.drop_duplicates(["subject", "sequence", "frame"]).reset_index(drop=True))
         coded = ck.with_facs().table.subject.nunique()
@@ -134,6 +135,21 @@ class CKPlus:
 def _line(t: pd.DataFrame, mask: pd.Series) -> int:
     """File line of the first row where ``mask`` holds (line 1 is the header)."""
     return int(t.index[mask.to_numpy()][0]) + 2
+
+
+def _check_fields(labels: Path) -> None:
+    """Refuse a sheet with a row of fewer or more fields than its header, naming the line: pandas fills missing
+    fields with NaN, and a sheet cut inside a row (an interrupted copy) trained that row with every AU read as
+    absent (blank = absent) — a peak frame of AU1, 2, 25 and 27 taught as a negative of each — without a word."""
+    with open(labels, encoding="utf-8", newline="") as f:
+        rows = csv.reader(f)
+        header = next(rows, None)
+        if header is None:
+            return
+        for row in rows:
+            if row and len(row) != len(header):
+                cut = " (the file was cut inside it?)" if len(row) < len(header) else ""
+                raise ValueError(f"{labels}: line {rows.line_num}: {len(row)} fields, expected {len(header)}{cut}")
 
 
 def _check_sheet(labels: Path, t: pd.DataFrame) -> None:
