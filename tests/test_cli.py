@@ -224,12 +224,15 @@ def test_training_refuses_an_unusable_out_or_reports_folder_before_it_trains(tmp
     cross-validation had run; ``aulib evaluate`` after the whole evaluation (6 minutes for ``occlusion --limit 5``)."""
     blocker = tmp_path / "file"
     blocker.write_text("x")
+    data = tmp_path / "data"  # folders of the right names: --data is checked first (a mistyped one made --out)
+    for sub in ("ckplus48", "ferplus", "samples"):
+        (data / sub).mkdir(parents=True)
     for args, bad in ((["train", "svm", "--out", str(blocker / "models")], blocker / "models"),
                       (["train", "svr", "--reports", str(blocker / "r")], blocker / "r"),
                       (["evaluate", "faces", "--reports", str(blocker / "r")], blocker / "r"),
                       (["evaluate", "occlusion", "--limit", "5", "--reports", str(blocker / "r")], blocker / "r"),
                       (["evaluate", "cnn", "--cache", str(blocker / "c")], blocker / "c")):
-        res = runner.invoke(app, [*args, "--data", str(tmp_path / "no-data")])
+        res = runner.invoke(app, [*args, "--data", str(data)])
         assert res.exit_code == 2 and f"{bad}: cannot write there (Not a directory)" in res.output, res.output
 
 

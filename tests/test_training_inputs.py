@@ -374,6 +374,7 @@ def test_training_commands_refuse_the_models_folder_and_settings_that_cannot_wor
     from aulib.models import MODELS_DIR
 
     runner = CliRunner()
+    (tmp_path / "ckplus48").mkdir()  # --data is checked first: the svm case below reaches its --cache
     for args, says in ((["train", "cnn", "--out", str(MODELS_DIR), "--data", str(tmp_path)], "shipped models folder"),
                        (["train", "multitask", "--out", str(MODELS_DIR), "--data", str(tmp_path)],
                         "shipped models folder"),
