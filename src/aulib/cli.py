@@ -528,11 +528,13 @@ def _outside_overlay(files: list, paths: list[str], overlay: Path | None) -> lis
         p = os.path.abspath(str(f))
         return p not in named and (Path(p) == root or Path(p).is_relative_to(root))
 
-    left = [f for f in files if ours(f)]
+    kept, left = [], []
+    for f in files:
+        (left if ours(f) else kept).append(f)
     if left:
         err.print(f"note: {len(left)} file{'s' if len(left) > 1 else ''} in the --overlay folder "
                   f"{escape(str(overlay))} left out (aulib's drawn copies, not inputs; name a file to analyse it)")
-    return [f for f in files if not ours(f)]
+    return kept
 
 
 def _writable_table(out: Path, files: list) -> None:

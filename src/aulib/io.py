@@ -914,7 +914,8 @@ def _decode_image_file(f: IO[bytes], p: str) -> np.ndarray:
             except ImageReadError:
                 raise ImageReadError(f"{p}: truncated or corrupt PNG image data") from None
         f.seek(0)
-        if f.read(12).startswith(_JXL_SIGNATURES):
+        head = f.read(12)
+        if head.startswith(_JXL_SIGNATURES):
             raise ImageReadError(f"{p}: a JPEG XL image, which aulib cannot decode (no decoder here); convert it to "
                                  "JPEG, PNG or AVIF") from None
         frame = _jpeg_frame(f)
@@ -926,8 +927,7 @@ def _decode_image_file(f: IO[bytes], p: str) -> np.ndarray:
             hint = ("analyse it with aulib analyze or Analyzer.analyze" if is_video(str(p))
                     else "give it a video extension such as .mp4")
             raise ImageReadError(f"{p}: a video file, not an image ({hint})") from None
-        f.seek(0)
-        brand = _ftyp_brand(f.read(12))
+        brand = _ftyp_brand(head)
         if brand in _STILL_BRANDS:  # a cut HEIC or AVIF: Pillow cannot even identify it ("format not recognised")
             raise ImageReadError(f"{p}: truncated or corrupt {'HEIC/HEIF' if brand in _HEIF_BRANDS else 'AVIF'} "
                                  "image") from None

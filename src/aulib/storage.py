@@ -169,12 +169,10 @@ def _fs(url: str) -> tuple[Any, str]:
         why = _why(e, url)
         hint = " (pip install 'aulib[s3]')" if "s3fs" in why else ""
         raise StorageSetupError(f"{redact(url)}: {why}{hint}") from None
-    except ValueError as e:
-        if "Protocol not known" in str(e):
-            raise StorageSetupError(f"{redact(url)}: cannot use this URL ({_why(e, url)})") from None
-        raise StorageError(f"{redact(url)}: cannot use this URL ({type(e).__name__}: {_why(e, url)})") from None
     except Exception as e:
-        raise StorageError(f"{redact(url)}: cannot use this URL ({type(e).__name__}: {_why(e, url)})") from None
+        unknown = isinstance(e, ValueError) and "Protocol not known" in str(e)  # no URL of its kind works here
+        raise (StorageSetupError if unknown else StorageError)(
+            f"{redact(url)}: cannot use this URL ({type(e).__name__}: {_why(e, url)})") from None
 
 
 def filesystem(url: str) -> tuple[Any, str]:

@@ -337,21 +337,25 @@ def _float_cell(v: object) -> float | None:
     return None if math.isnan(f) else f
 
 
+def _kind(column: str) -> str:
+    """How :func:`to_frame` types a column: ``text`` (input, error), ``label``, ``int``, ``occurrence`` or
+    ``float`` — the one rule the JSON and CSV writers share."""
+    if column in ("input", "error"):
+        return "text"
+    if column in TEXT_COLUMNS:
+        return "label"
+    if column in INT_COLUMNS:
+        return "int"
+    return "occurrence" if column.endswith("_c") else "float"
+
+
+_CELL: dict[str, Callable[[object], object]] = {"text": _text_cell, "label": _label_cell, "int": _int_cell,
+                                                 "occurrence": _occurrence_cell, "float": _float_cell}
+
+
 def _cells(columns: Sequence[str]) -> list[Callable[[object], object]]:
     """One converter per column, giving the value as :func:`to_frame` types it (None = missing)."""
-    out: list[Callable[[object], object]] = []
-    for c in columns:
-        if c in ("input", "error"):
-            out.append(_text_cell)
-        elif c in TEXT_COLUMNS:
-            out.append(_label_cell)
-        elif c in INT_COLUMNS:
-            out.append(_int_cell)
-        elif c.endswith("_c"):
-            out.append(_occurrence_cell)
-        else:
-            out.append(_float_cell)
-    return out
+    return [_CELL[_kind(c)] for c in columns]
 
 
 def _quoted(text: str) -> str:
@@ -360,15 +364,17 @@ def _quoted(text: str) -> str:
 
 
 def _csv_column(column: str, values: list[object]) -> list[str]:
-    """The CSV cells of one column's values, typed as :func:`_cells` types them."""
-    if column in ("input", "error"):
+    """The CSV cells of one column's values, typed as :func:`_cells` types them (written per kind here, not
+    through a converter call per cell: see :func:`csv_text`)."""
+    kind = _kind(column)
+    if kind == "text":
         return [_quoted(table_text(str(v or ""))) for v in values]
-    if column in TEXT_COLUMNS:
+    if kind == "label":
         return ['""' if _missing(v) else _quoted(str(v)) for v in values]
-    if column in INT_COLUMNS:
+    if kind == "int":
         return [str(int(v or 0)) for v in values]  # type: ignore[call-overload]
     floats = [math.nan if v is None else float(v) for v in values]  # type: ignore[arg-type]
-    if column.endswith("_c"):
+    if kind == "occurrence":
         return ['""' if f != f else str(int(round(f))) for f in floats]
     return ['""' if f != f else repr(f) for f in floats]  # (f != f: NaN)
 

@@ -25,10 +25,12 @@ from pathlib import Path
 
 APP_FILE = Path(__file__).resolve().parent / "main.py"
 
-# The app's whole-number settings and their least values (their defaults are in the modules that read them).
-SETTINGS = {"AULIB_APP_MAX_IMAGE_MB": 1, "AULIB_APP_MAX_VIDEO_MB": 1, "AULIB_APP_PREVIEW_PX": 64,
-            "AULIB_APP_DECODE_MP": 1, "AULIB_APP_VIDEO_WORKERS": 1, "AULIB_APP_MAX_QUEUED_VIDEOS": 1,
-            "AULIB_APP_VIDEO_NICE": 0, "AULIB_APP_CACHE_MB": 1}
+# The app's whole-number settings: (least, most) value of each, read by :func:`aulib.app.engine.env_int` (their
+# defaults are in the modules that read them).
+SETTINGS = {"AULIB_APP_MAX_IMAGE_MB": (1, 10**9), "AULIB_APP_MAX_VIDEO_MB": (1, 10**9),
+            "AULIB_APP_PREVIEW_PX": (64, 10**9), "AULIB_APP_DECODE_MP": (1, 10**9),
+            "AULIB_APP_VIDEO_WORKERS": (1, 10**9), "AULIB_APP_MAX_QUEUED_VIDEOS": (1, 10**9),
+            "AULIB_APP_VIDEO_NICE": (0, 19), "AULIB_APP_CACHE_MB": (1, 10**9)}
 
 
 def check_settings() -> None:
@@ -36,8 +38,8 @@ def check_settings() -> None:
     one line before the server starts, instead of each page failing on it."""
     from aulib.app.engine import env_int
 
-    for name, least in SETTINGS.items():
-        env_int(name, least, minimum=least, maximum=19 if name == "AULIB_APP_VIDEO_NICE" else 10**9)
+    for name, (least, _) in SETTINGS.items():
+        env_int(name, least)
 
 
 def streamlit_command(port: int | None = None, host: str | None = None, headless: bool = False,

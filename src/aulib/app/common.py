@@ -28,7 +28,7 @@ RUNS_KEY = "_aulib_completed_runs"
 MAX_IMAGE_MB = env_int("AULIB_APP_MAX_IMAGE_MB", 50)
 MAX_VIDEO_MB = env_int("AULIB_APP_MAX_VIDEO_MB", 500)
 #: Longest side of the annotated images the pages show and cache (a 100 MP photo is not sent to browsers).
-PREVIEW_SIDE = env_int("AULIB_APP_PREVIEW_PX", 1600, minimum=64)
+PREVIEW_SIDE = env_int("AULIB_APP_PREVIEW_PX", 1600)
 
 
 @st.cache_resource(show_spinner="Loading the face, AU and emotion models…")

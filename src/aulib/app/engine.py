@@ -46,13 +46,16 @@ from pathlib import Path
 from typing import IO, Any
 
 
-def env_int(name: str, default: int, minimum: int = 1, maximum: int = 10**9) -> int:
-    """Integer setting from the environment (:func:`aulib.env.number`): unset or empty gives ``default``, a
-    malformed or out-of-range value is a ValueError naming the variable — ``AULIB_APP_MAX_IMAGE_MB=-1`` was a
-    1 MB upload limit and ``=50.5`` the default, both without a word."""
+def env_int(name: str, default: int) -> int:
+    """One of the app's integer settings (:data:`aulib.app.SETTINGS`, which holds its bounds) from the
+    environment (:func:`aulib.env.number`): unset or empty gives ``default``, a malformed or out-of-range value is a
+    ValueError naming the variable — ``AULIB_APP_MAX_IMAGE_MB=-1`` was a 1 MB upload limit and ``=50.5`` the
+    default, both without a word."""
+    from aulib.app import SETTINGS
     from aulib.env import number
 
-    return int(number(name, default, minimum=minimum, kind=int, maximum=maximum))
+    least, most = SETTINGS[name]
+    return int(number(name, default, minimum=least, kind=int, maximum=most))
 
 
 def cores() -> int:
@@ -430,7 +433,7 @@ class VideoJobs:
     def __init__(self, workers: int | None = None, max_queued: int | None = None, nice: int | None = None) -> None:
         self.workers_wanted = workers or env_int("AULIB_APP_VIDEO_WORKERS", max(1, cores() - 1))
         self.max_queued = max_queued or env_int("AULIB_APP_MAX_QUEUED_VIDEOS", 8)
-        self.nice = env_int("AULIB_APP_VIDEO_NICE", 19, minimum=0, maximum=19) if nice is None else nice
+        self.nice = env_int("AULIB_APP_VIDEO_NICE", 19) if nice is None else nice
         self._queue: deque[Job] = deque()
         self._running: list[Job] = []
         self._cv = threading.Condition()

@@ -595,6 +595,16 @@ class FrameReader:
                 self._disordered += k
             repeats.clear()
 
+        def frozen() -> Iterator[Any]:
+            """A frozen clock (every frame so far stamped alike): from now on frames are timed by their number, as
+            AVI's are; the ones waiting go first, in the order they came."""
+            self._counted = True
+            yield from repeats
+            repeats.clear()
+            held.sort(key=lambda h: h[1])
+            yield from (h[2] for h in held)
+            held.clear()
+
         def give(item: tuple[int, int, Any]) -> Iterator[Any]:
             nonlocal last
             if last is not None and item[0] == last and len(repeats) < self._repeat_cap:
@@ -618,12 +628,7 @@ class FrameReader:
                 # nothing, so the frames are timed by their number, as AVI's are; all but the first were skipped
                 # as "out of time order" (one row for a whole clip). Not decided on fewer frames: a clip whose
                 # first 5 frames shared a time was timed by number throughout, 26 % off its clock by frame 29
-                self._counted = True
-                yield from repeats
-                repeats.clear()
-                held.sort(key=lambda h: h[1])
-                yield from (h[2] for h in held)
-                held.clear()
+                yield from frozen()
                 yield frame
                 continue
             if top is not None and pts > top:
@@ -638,11 +643,7 @@ class FrameReader:
             if len(held) > REORDER_FRAMES:
                 yield from give(heapq.heappop(held))
         if step is None and (repeats or len(held) > 1) and all(h[0] == top for h in held) and last in (None, top):
-            # a short clip whose clock never moved: frozen, timed by frame number (as above)
-            self._counted = True
-            yield from repeats
-            held.sort(key=lambda h: h[1])
-            yield from (h[2] for h in held)
+            yield from frozen()  # a short clip whose clock never moved
             return
         while held:
             yield from give(heapq.heappop(held))
