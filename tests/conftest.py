@@ -60,6 +60,28 @@ def input_tree(root: Path, videos: int = 1) -> Path:
     return root
 
 
+def two_camera_video(path: Path, frames: int = 10) -> Path:
+    """A Matroska file holding two video streams of one size, as two cameras or a stereo pair leave them:
+    stream 0 black, stream 1 the first ``frames`` frames of single_face.mp4."""
+    import av
+    import numpy as np
+
+    with av.open(str(sample("single_face.mp4"))) as c:
+        faces = [f.to_ndarray(format="rgb24") for _, f in zip(range(frames), c.decode(video=0))]
+    with av.open(str(path), "w") as c:
+        streams = [c.add_stream("libx264", rate=30) for _ in range(2)]
+        for st in streams:
+            st.width, st.height, st.pix_fmt = faces[0].shape[1], faces[0].shape[0], "yuv420p"
+        for f in faces:
+            for st, img in zip(streams, (np.zeros_like(f), f)):
+                for p in st.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                    c.mux(p)
+        for st in streams:
+            for p in st.encode(None):
+                c.mux(p)
+    return path
+
+
 def sample(name: str) -> Path:
     """Path of a sample file, skipping the test when the shared data is not there."""
     p = SAMPLES / name

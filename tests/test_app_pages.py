@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from .conftest import sample
+from .conftest import sample, two_camera_video
 
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
@@ -119,6 +119,18 @@ def test_a_cancelled_job_is_not_a_refused_file_and_can_be_run_again(app):
     at.run()
     at = _until(at, lambda a: "video_job" not in a.session_state, limit=300)
     assert "Analysed 118 frames of WolfgangLanger_Pexels.mp4" in _texts(at), _texts(at)
+
+
+def test_the_video_page_names_the_other_video_streams_as_the_command_line_does(app, tmp_path):
+    """A file with two cameras' streams: the command line and the API say which one was analysed and how to
+    extract the other; the page showed only "no face found" (the black camera) without a word of them."""
+    at = app
+    clip = two_camera_video(tmp_path / "two cameras.mkv")
+    at.file_uploader(key="video_upload").set_value(_upload(clip, "studio take.mkv"))
+    at = _until(at, lambda a: "video_job" not in a.session_state)
+    text = _texts(at)
+    assert "studio take.mkv: 2 video streams; stream 0" in text and "-map 0:1" in text, text
+    assert str(tmp_path) not in text and "/tmp" not in text, text  # the server's copy is not named
 
 
 def test_a_cut_gif_is_refused_on_the_video_page(app, tmp_path):

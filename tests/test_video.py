@@ -20,7 +20,7 @@ from aulib.table import to_frame
 from aulib.video import FrameReader, NeutralCalibrator, analyze_video_rows, upright
 from aulib.video.track import FaceTracker
 
-from .conftest import sample
+from .conftest import sample, two_camera_video
 
 
 def frames_of(path) -> list[tuple[int, float]]:
@@ -423,19 +423,7 @@ def test_a_second_video_stream_is_named_not_passed_over_in_silence(analyzer, tmp
     from aulib.analyzer import VideoStreamsWarning
     from aulib.cli import app
 
-    frames = _frames("single_face.mp4", 0, 10)
-    path = tmp_path / "two cameras.mkv"
-    with av.open(str(path), "w") as c:
-        streams = [c.add_stream("libx264", rate=30) for _ in range(2)]
-        for st in streams:
-            st.width, st.height, st.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
-        for f in frames:
-            for st, img in zip(streams, (np.zeros_like(f), f)):
-                for p in st.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                    c.mux(p)
-        for st in streams:
-            for p in st.encode(None):
-                c.mux(p)
+    path = two_camera_video(tmp_path / "two cameras.mkv")
     with pytest.warns(VideoStreamsWarning, match=r"2 video streams; stream 0 .* not stream 1 .*-map 0:1"):
         df = analyzer.analyze(path)
     assert len(df) == 10 and (df["success"] == 0).all()  # the black camera, as documented

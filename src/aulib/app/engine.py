@@ -307,10 +307,14 @@ def _worker_main(conn, nice: int) -> None:  # pragma: no cover - runs in the wor
                 conn.send(("progress", job_id, done, total))
 
         try:
-            df = to_frame(analyze_video_rows(analyzer, path, every=every, progress=progress), analyzer.columns)
+            stats: dict = {}
+            df = to_frame(analyze_video_rows(analyzer, path, every=every, progress=progress, stats=stats),
+                          analyzer.columns)
             where = (path, Path(path).parent)
             df["error"] = [clean_message(m, name, where) if m else m for m in df["error"]]
             df["input"] = name
+            # what the command line says as a warning (the file's other video streams): the page shows it too
+            df.attrs["note"] = clean_message(stats["note"], name, where) if stats.get("note") else ""
             conn.send(("done", job_id, df))
         except Exception as e:  # a stream that defeats the reader's own error handling
             conn.send(("error", job_id, clean_message(f"{type(e).__name__}: {e}", name, (path, Path(path).parent))))

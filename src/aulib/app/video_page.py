@@ -252,6 +252,8 @@ def show_results(df: pd.DataFrame, name: str) -> None:
         return
     for msg in df.loc[problem, "error"].unique():
         st.warning(f"Problem reading **{md(name)}**: {msg}", icon=":material/error:")
+    if df.attrs.get("note"):  # e.g. which of the file's video streams was analysed, and how to extract another
+        st.warning(f"**{md(name)}**: {md(df.attrs['note'])}", icon=":material/warning:")
     if ok.empty:
         st.warning(f"No face found in {'the analysed frame' if frames == 1 else f'any of the {frames} analysed frames'}"
                    f" of **{md(name)}**.",
