@@ -166,7 +166,10 @@ def test_image_page_table_is_the_command_line_table(app):
         _upload(sample("single_face.mp4"), "clip.jpg"), ("anim.gif", anim.getvalue(), "image/gif")])
     at.run()
     assert not at.exception
-    df = pd.read_csv(io.BytesIO(at.session_state["downloads"]["Download the table (CSV)"]))
+    raw = at.session_state["downloads"]["Download the table (CSV)"]
+    # the command line's CSV: text quoted (an upload named NA stays a name), a missing number an empty field
+    assert raw.startswith(b'"input","frame","timestamp"') and b'\n"notes.jpg",0,0.0,0,0,"' in raw, raw[:300]
+    df = pd.read_csv(io.BytesIO(raw))
     assert df.groupby("input", sort=False).size().to_dict() == {"photo.jpg": 1, "photo.jpg (2)": 5, "notes.jpg": 1,
                                                                 odd: 1, "clip.jpg": 1, "anim.gif": 1}
     assert "only the first is analysed" in df.set_index("input").loc["anim.gif", "error"]

@@ -72,3 +72,60 @@ def test_openface_analysis_runs_unchanged_on_aulib_csv(analyzer, tmp_path):
         kind = block[3]
         assert all(re.fullmatch(rf"AU\d\d_{kind}", n) for n in names) and names[-1] == f"AU45_{kind}", names
     assert 0 <= ours["au_r_mean"].iat[0] <= 5
+
+
+def raw_openface_script(csv_path) -> dict:
+    """OpenFace code as much of it is written: the spaced names OpenFace's ", " separators give (no strip),
+    numpy on the whole file, and ``sep=", "``. It failed on aulib's own CSV (KeyError ' AU45_r', or, where
+    guarded by ``' confidence' in df.columns``, AU45 silently read as zeros)."""
+    df = pd.read_csv(csv_path)
+    kept = df[(df[" success"] == 1) & (df[" confidence"] >= 0.8)]
+    grid = np.loadtxt(csv_path, delimiter=",", skiprows=1)  # every field a number, as OpenFace's
+    again = pd.read_csv(csv_path, sep=", ", engine="python")
+    return {"frames": len(df), "kept": len(kept), "first_frame": int(df["frame"].iat[0]),
+            "smile": kept[" AU12_r"].mean(), "blink_frames": int(kept[" AU45_c"].sum()),
+            "yaw_deg": float(np.degrees(kept[" pose_Ry"]).mean()), "grid": grid.shape,
+            "same_numbers": bool(np.allclose(again.to_numpy(float), grid))}
+
+
+def test_to_openface_writes_openfaces_layout_for_scripts_that_index_spaced_names(analyzer, tmp_path):
+    from typer.testing import CliRunner
+
+    from aulib.cli import app
+
+    clip = analyzer.analyze(sample("single_face.mp4"))
+    photos = analyzer.analyze([sample("multi_face.jpg"), sample("free-mountain-vector-01.jpg")])
+    write_table(clip, tmp_path / "clip.csv")
+    write_table(pd.concat([clip, photos], ignore_index=True), tmp_path / "all.parquet")
+    runner = CliRunner()
+    res = runner.invoke(app, ["to-openface", str(tmp_path / "clip.csv"), "-o", str(tmp_path / "clip_of.csv")])
+    assert res.exit_code == 0, res.output
+    text = (tmp_path / "clip_of.csv").read_text()
+    assert text.startswith("frame, face_id, timestamp, confidence, success, gaze_0_x, gaze_0_y, gaze_0_z, ")
+    assert "\n1, 0, 0.000, " in text  # frames from 1 and OpenFace's decimals
+    got = raw_openface_script(tmp_path / "clip_of.csv")
+    ok = clip[(clip["success"] == 1) & (clip["confidence"] >= 0.8)]
+    assert got["frames"] == len(clip) and got["first_frame"] == 1 and got["kept"] == len(ok) > 60
+    assert abs(got["smile"] - ok["AU12_r"].mean()) < 0.01 and got["blink_frames"] == ok["AU45_c"].sum() > 0
+    assert abs(got["yaw_deg"] - np.degrees(ok["pose_Ry"]).mean()) < 0.1 and got["same_numbers"]
+    assert got["grid"][1] == 5 + 8 + 6 + 136 + 2 * 18  # ids, gaze, pose, landmarks, 18 AUs twice
+    # several inputs: one file each in a folder, as FeatureExtraction writes; a frame without a face all 0
+    res = runner.invoke(app, ["to-openface", str(tmp_path / "all.parquet"), "-o", str(tmp_path / "of")])
+    assert res.exit_code != 0 and "give -o a folder" in " ".join(res.output.split()), res.output
+    res = runner.invoke(app, ["to-openface", str(tmp_path / "all.parquet"), "-o", str(tmp_path / "of") + "/"])
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in (tmp_path / "of").rglob("*.csv")) == [
+        "free-mountain-vector-01.csv", "multi_face.csv", "single_face.csv"]
+    group = pd.read_csv(next((tmp_path / "of").rglob("multi_face.csv")))
+    assert group[" face_id"].tolist() == [0, 1, 2, 3, 4] and (group[" success"] == 1).all()
+    empty = pd.read_csv(next((tmp_path / "of").rglob("free-mountain-vector-01.csv")))
+    assert len(empty) == 1 and empty.drop(columns=["frame", " timestamp"]).eq(0).all(axis=None)
+    assert empty["frame"].tolist() == [1]
+    # refused in one line: OpenFace's own table, the table itself as the output, a name that is not .csv
+    foreign = tmp_path / "openface.csv"
+    foreign.write_text("frame, face_id, timestamp, confidence, success, AU12_r\n1, 0, 0.000, 0.98, 1, 1.20\n")
+    for args, said in (([str(foreign), "-o", str(tmp_path / "x.csv")], "not a table written by aulib analyze"),
+                       ([str(tmp_path / "clip.csv"), "-o", str(tmp_path / "clip.csv")], "is the table being read"),
+                       ([str(tmp_path / "clip.csv"), "-o", str(tmp_path / "x.txt")], "name it .csv")):
+        res = runner.invoke(app, ["to-openface", *args])
+        assert res.exit_code == 2 and said in " ".join(res.output.split()), res.output

@@ -139,13 +139,34 @@ def _rows(draw: st.DrawFn) -> tuple[list[dict], list[str]]:
 @given(_rows())
 def test_csv_writer_is_byte_identical_to_pandas(data: tuple[list[dict], list[str]]) -> None:
     """Rows are written to CSV by the standard library (a one-photo run never imports pandas); the
-    bytes must be exactly what pandas wrote before for the same table, and read back the same."""
+    bytes must be exactly what pandas writes for the same table (text quoted, numbers bare), but for a
+    missing value: an empty field, not pandas' quoted ``""`` (polars read such columns as text)."""
     rows, cols = data
     df = table.to_frame(rows, cols)
-    expected = df.to_csv(index=False, quoting=csv.QUOTE_NONNUMERIC)
+    missing = "\x00aulib missing\x00"  # (text columns are never missing: no text cell can be it)
+    expected = df.to_csv(index=False, quoting=csv.QUOTE_NONNUMERIC, na_rep=missing).replace(f'"{missing}"', "")
     assert table.csv_text(table.Rows(rows, cols)) == expected
     # a table read back and appended again (--resume rewrites) is written the same way too
     assert table.csv_text(table.Rows.from_frame(df)) == expected
+
+
+def test_a_missing_value_is_an_empty_csv_field_that_other_readers_take_for_missing(tmp_path):
+    """A faceless frame's numbers were written as the quoted ``""`` pandas writes: polars then read every column
+    with one as text (its mean None, no error), duckdb typed them VARCHAR, numpy.genfromtxt failed. An empty
+    field is missing to all of them; text stays quoted (an empty ``error`` is ``""``: the empty text)."""
+    rows = [table.face_row(_face(0), "a.jpg"), table.empty_row("b.jpg", "no face detected")]
+    cols = table.columns([1, 12], [12], emotion=True)
+    path = table.write_table(table.Rows(rows, cols), tmp_path / "t.csv")
+    header, ok, failed = path.read_text(encoding="utf-8").splitlines()
+    assert '""' not in failed and failed.startswith('"b.jpg",0,0.0,0,0,"no face detected",'), failed
+    assert ',"",' in ok  # the face row's empty error
+    cells = next(csv.reader([failed]))
+    assert cells[cols.index("AU12_r")] == cells[cols.index("AU12_c")] == cells[cols.index("emotion")] == ""
+    back = np.genfromtxt(path, delimiter=",", names=True, usecols=(cols.index("AU01_r"), cols.index("AU12_c")))
+    assert back["AU01_r"][0] == 0.2 and back["AU12_c"][0] == 1 and np.isnan(back["AU01_r"][1]) and \
+        np.isnan(back["AU12_c"][1])
+    got = table.read_table(path)
+    assert got["error"].tolist() == ["", "no face detected"] and got["emotion"].isna().tolist() == [False, True]
 
 
 def test_json_lines_read_back_equal(tmp_path):

@@ -924,6 +924,53 @@ def report(
     err.print(f"wrote {escape(str(out))}")
 
 
+@app.command("to-openface")
+def to_openface(
+    table: Path = typer.Argument(..., help="A table written by aulib analyze (.csv, .parquet, .json)."),
+    out_arg: str = typer.Option(..., "-o", "--out", help="The OpenFace-style .csv to write (a table of one input), "
+                                "or a folder for one per input (a table of several: an existing folder, or end it "
+                                "with /)."),
+) -> None:
+    """Rewrite an aulib table in OpenFace 2's FeatureExtraction CSV layout, for scripts written against it: ", "
+    between fields (names read as ' AU12_r'), OpenFace's column order and decimals, frames from 1, 0 for what
+    was not estimated; one file per input. aulib's own columns (emotion, rule_*, AUxx_p …) are left out."""
+    from aulib.batch import output_paths
+    from aulib.table import openface_csv, read_table, table_text, text_path
+
+    out = Path(out_arg)
+    if out.resolve() == table.resolve():
+        _fail(escape(f"{out}: is the table being read; give another name"))
+    with _said_once():
+        df = read_table(table)
+    if "input" not in df.columns or "success" not in df.columns:
+        _fail(escape(f"{table}: not a table written by aulib analyze (no input/success columns)"))
+    names = list(dict.fromkeys(df["input"]))
+    folder = out.is_dir() or out_arg.endswith(("/", os.sep))
+    if len(names) > 1 and not folder:
+        _fail(escape(f"{table}: holds {len(names)} inputs, and OpenFace writes one CSV per input: give -o a folder "
+                     f"(e.g. -o {out.with_suffix('')}/)"))
+    if not folder and out.suffix.lower() != ".csv":
+        _fail(escape(f"{out}: OpenFace's tables are CSV: name it .csv"))
+    targets = output_paths([Path(text_path(n)) for n in names], out, lambda n: f"{Path(n).stem}.csv",
+                           text_names=True) if folder else [out]
+    for name, target in zip(names, targets):
+        rows = df[df["input"] == name]
+        problems = sorted({e for e in rows["error"] if e and "no face" not in e.lower()})
+        for e in problems:
+            err.print(f"[yellow]warning:[/yellow] {escape(table_text(name))}: {escape(e)} (written as success = 0)")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        try:
+            tmp.write_text(openface_csv(rows), encoding="utf-8")
+            os.replace(tmp, target)
+        except OSError as e:  # named as the user gave it, not as its hidden temporary copy
+            raise OSError(e.errno, e.strerror or str(e), str(target)) from None
+        finally:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+        err.print(f"wrote {len(rows)} rows of {escape(table_text(name))} to {escape(str(target))}")
+
+
 @app.command()
 def demo() -> None:
     """Analyse the face photo shipped inside the package and print the per-face report."""

@@ -14,8 +14,8 @@ back through the column-group helpers (:func:`au_intensity`, :func:`emotion_prob
 Rows travel as :class:`Rows` (the dicts :func:`face_rows` makes, with the table's columns) until a
 DataFrame is asked for: CSV and JSON lines are written from them with the standard library, so a
 small job (one photo to a CSV) never imports pandas, which is a quarter of such a run's time.
-The CSV writer is byte-for-byte pandas' ``to_csv(quoting=QUOTE_NONNUMERIC)`` of the same table
-(tests/test_table.py checks it), so files from either path read back the same.
+The CSV writer is byte-for-byte pandas' ``to_csv(quoting=QUOTE_NONNUMERIC)`` of the same table except
+that a missing value is an empty field, not ``""`` (tests/test_table.py checks it; see :func:`csv_text`).
 
 Files: CSV, Parquet and JSON lines (:func:`write_table`, :func:`read_table`, :class:`TableAppender`
 for chunks). Text in tables: the ``input`` and ``error`` columns are always valid Unicode. A file
@@ -370,19 +370,22 @@ def _csv_column(column: str, values: list[object]) -> list[str]:
     if kind == "text":
         return [_quoted(table_text(str(v or ""))) for v in values]
     if kind == "label":
-        return ['""' if _missing(v) else _quoted(str(v)) for v in values]
+        return ["" if _missing(v) else _quoted(str(v)) for v in values]
     if kind == "int":
         return [str(int(v or 0)) for v in values]  # type: ignore[call-overload]
     floats = [math.nan if v is None else float(v) for v in values]  # type: ignore[arg-type]
     if kind == "occurrence":
-        return ['""' if f != f else str(int(round(f))) for f in floats]
-    return ['""' if f != f else repr(f) for f in floats]  # (f != f: NaN)
+        return ["" if f != f else str(int(round(f))) for f in floats]
+    return ["" if f != f else repr(f) for f in floats]  # (f != f: NaN)
 
 
 def csv_text(rows: Rows, header: bool = True) -> str:
-    """CSV of ``rows`` exactly as pandas writes :meth:`Rows.frame` with ``quoting=QUOTE_NONNUMERIC``:
-    header and text cells quoted (a lone CR in a file name is then not a line end to any reader),
-    numbers bare (floats as Python's shortest repr), missing values ``""``; ``\n`` line ends.
+    """CSV of ``rows`` as pandas writes :meth:`Rows.frame` with ``quoting=QUOTE_NONNUMERIC``, but for missing
+    values: header and text cells quoted (a lone CR in a file name is then not a line end to any reader),
+    numbers bare (floats as Python's shortest repr), a missing number or label an empty field; ``\n`` line ends.
+    A missing value was the quoted ``""`` pandas writes: pandas and pyarrow read that as missing, but polars
+    read every column holding one as text (its mean None, without an error), duckdb typed a faceless video's
+    columns VARCHAR, and ``numpy.genfromtxt`` failed; all of them read an empty field as missing.
 
     Built column by column (one list comprehension per column, not one converter call per cell through
     ``csv.writer``): writing a 472-frame clip's 232 columns took 0.3–0.6 s, a tenth of the whole run."""
@@ -394,6 +397,13 @@ def csv_text(rows: Rows, header: bool = True) -> str:
     elif rows.rows:  # rows without columns: an empty line each, as csv.writer writes them
         lines += [""] * len(rows.rows)
     return "".join(line + "\n" for line in lines)
+
+
+def frame_csv(df: pd.DataFrame) -> bytes:
+    """A DataFrame table as the CSV bytes :func:`write_table` writes, for the web app's downloads. They were
+    pandas' ``to_csv``, text unquoted: an upload named ``NA`` or ``nan`` read back as a missing name, and the
+    file was not the command line's."""
+    return csv_text(Rows.from_frame(df)).encode("utf-8")
 
 
 def json_text(rows: Rows) -> str:
@@ -785,6 +795,59 @@ def _naming(path: Path) -> Iterator[None]:
         if e.filename is None:
             raise OSError(e.errno, e.strerror or str(e), str(path)) from None
         raise
+
+
+# ------------------------------------------------------------------------------ OpenFace's own layout
+# Decimals OpenFace 2's FeatureExtraction writes per column (its RecorderCSV): whatever is not listed, 2.
+_OPENFACE_DECIMALS = {"timestamp": 3, **{c: 6 for c in GAZE_COLUMNS[:6]}, **{c: 3 for c in GAZE_ANGLES},
+                      **{c: 1 for c in POSE_COLUMNS[:3]}, **{c: 3 for c in POSE_COLUMNS[3:]},
+                      **{c: 1 for c in LANDMARK_COLUMNS}}
+
+
+def openface_table(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of an aulib table in the layout of OpenFace 2's ``FeatureExtraction`` CSV, for scripts that
+    index OpenFace's columns by position or by their spaced names (``df[' AU12_r']``, ``sep=", "``,
+    ``np.loadtxt``): ``frame`` (counted from 1, as OpenFace does), ``face_id``, ``timestamp``, ``confidence``,
+    ``success``, gaze, head pose, the 2-D landmarks, then every ``AUxx_r`` and every ``AUxx_c`` (aulib's AUs),
+    all numbers. What aulib leaves empty is 0, as OpenFace writes what it could not estimate: every value of a
+    ``success = 0`` row (confidence 0), and the gaze of shut or hidden eyes (OpenFace's scripts test
+    ``gaze_0_x == 0`` for that). aulib's other columns (input, error, box, rule_*, emotion, p_*, AUxx_p, mt_*)
+    are left out: keep the aulib table for them."""
+    import pandas as pd
+
+    au_r = sorted(c for c in df.columns if (m := _AU_COLUMN.match(str(c))) and m.group(2) == "r")
+    au_c = sorted(c for c in df.columns if (m := _AU_COLUMN.match(str(c))) and m.group(2) == "c")
+    wanted = ["frame", "face_id", "timestamp", "confidence", "success", *GAZE_COLUMNS, *POSE_COLUMNS,
+              *LANDMARK_COLUMNS, *au_r, *au_c]
+    missing = [c for c in ("frame", "timestamp", "success") if c not in df.columns]
+    if missing:
+        raise ValueError(f"not an aulib analysis table: no {', '.join(missing)} column(s)")
+    cols = [c for c in wanted if c in df.columns or c == "face_id"]
+    failed = pd.to_numeric(df["success"], errors="coerce").to_numpy() != 1
+    data: dict[str, np.ndarray] = {}
+    for c in cols:
+        source = c if c in df.columns else "face"  # (tables before face_id: the face number is the id)
+        v = pd.to_numeric(df[source], errors="coerce").to_numpy(np.float64, na_value=np.nan) \
+            if source in df.columns else np.zeros(len(df))
+        v = np.where(np.isfinite(v), v, 0.0)
+        if c not in ("frame", "timestamp", "success"):
+            v[failed] = 0.0  # OpenFace's row for a frame without a face: all 0, confidence and face_id too
+        data[c] = v
+    data["frame"] = data["frame"] + 1
+    for c in ("frame", "face_id", "success"):
+        data[c] = data[c].round().astype(np.int64)
+    return pd.DataFrame(data, columns=cols)
+
+
+def openface_csv(df: pd.DataFrame) -> str:
+    """:func:`openface_table` as OpenFace writes it: ``", "`` between the fields (so pandas reads the names as
+    ``' AU12_r'``, as scripts written for OpenFace index them), each column at OpenFace's decimals."""
+    t = openface_table(df)
+    cells = [t[c].astype(str) if t[c].dtype == "int64"
+             else t[c].map(f"{{:.{_OPENFACE_DECIMALS.get(c, 2)}f}}".format)
+             for c in t.columns]
+    lines = [", ".join(t.columns)] + [", ".join(row) for row in zip(*cells)]
+    return "".join(line + "\n" for line in lines)
 
 
 # ---------------------------------------------------------------------------------- column groups

@@ -35,7 +35,7 @@ from aulib.app.engine import ByteLRU, clean_message, env_int, trim_memory
 from aulib.draw import draw_faces
 from aulib.face.record import Face
 from aulib.io import VIDEO_EXTENSIONS, ImageReadError, frame_count, read_image
-from aulib.table import empty_row, face_rows, report, to_frame
+from aulib.table import empty_row, face_rows, frame_csv, report, to_frame
 
 
 @dataclass
@@ -229,5 +229,5 @@ def show_results(inputs: list[tuple[str, bytes]]) -> None:
             st.code(report(df), language=None)
     if tables:
         all_rows = pd.concat(tables, ignore_index=True)
-        st.download_button("Download the table (CSV)", all_rows.to_csv(index=False).encode(), "aulib_images.csv",
+        st.download_button("Download the table (CSV)", frame_csv(all_rows), "aulib_images.csv",
                            "text/csv", on_click="ignore", icon=":material/download:")

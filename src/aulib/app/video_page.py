@@ -290,7 +290,7 @@ def show_results(df: pd.DataFrame, name: str) -> None:
     df.to_parquet(pq, index=False)
     stem = Path(name).stem
     d1, d2 = st.columns(2)
-    d1.download_button("Download CSV", df.to_csv(index=False).encode(), f"{stem}_aulib.csv", "text/csv",
+    d1.download_button("Download CSV", table.frame_csv(df), f"{stem}_aulib.csv", "text/csv",
                        on_click="ignore", icon=":material/download:")
     d2.download_button("Download Parquet", pq.getvalue(), f"{stem}_aulib.parquet", "application/octet-stream",
                        on_click="ignore", icon=":material/download:")
