@@ -931,9 +931,8 @@ def to_openface(
                                 "or a folder for one per input (a table of several: an existing folder, or end it "
                                 "with /)."),
 ) -> None:
-    """Rewrite an aulib table in OpenFace 2's FeatureExtraction CSV layout, for scripts written against it: ", "
-    between fields (names read as ' AU12_r'), OpenFace's column order and decimals, frames from 1, 0 for what
-    was not estimated; one file per input. aulib's own columns (emotion, rule_*, AUxx_p …) are left out."""
+    """An aulib table in OpenFace 2's FeatureExtraction CSV layout (", " between fields, frames from 1, 0 where
+    not estimated; one file per input), for scripts written for OpenFace's."""
     from aulib.batch import output_paths
     from aulib.table import openface_csv, read_table, table_text, text_path
 

@@ -450,6 +450,7 @@ class FrameReader:
         # Anamorphic video (pixels not square: DV, broadcast, some phones) is stretched to its display
         # aspect, as a player shows it: analysed as stored, faces were squeezed (AU12 off by 1.5 on average)
         self._sar = _sample_aspect(s)
+        self._turn: tuple[object, tuple[int, int, int, int] | None] | None = None  # see _orientation
         width, height = display_size(int(s.codec_context.width or 0), int(s.codec_context.height or 0), self._sar)
         self._repeat_cap = max(REORDER_FRAMES, min(REPEAT_FRAMES, REPEAT_BYTES // max(1, 3 * width * height // 2)))
         if width * height > MAX_PIXELS:  # like an image: 8 queued frames of 270 MP would hold 6 GB
@@ -741,7 +742,7 @@ class FrameReader:
                     img = rgb(frame)
                     if self._sar is not None:
                         img = square_pixels(img, self._sar)
-                    img = upright(img, getattr(frame, "rotation", 0) or 0, display_matrix(frame))
+                    img = upright(img, *self._orientation(frame))
                     st.selected += 1
                     st.seconds += time.perf_counter() - t0
                     yield VideoFrame(index, t + st.offset, img, self._prepared(img, index))
@@ -795,6 +796,18 @@ class FrameReader:
                 changed = ("the file changed while it was read (still being written, or replaced in place): rows "
                            "after the change may not match the clip; analyse it again once it is complete")
                 st.error = f"{st.error}; {changed}" if st.error else f"{self.path}: {changed}"
+
+    def _orientation(self, frame: Any) -> tuple[float, tuple[int, int, int, int] | None]:
+        """The frame's rotation and display matrix (:func:`upright`'s arguments). The matrix is read from the
+        frame's side data only when the rotation PyAV reports changes (a stream's matrix is the same on every
+        frame): reading ``frame.side_data`` ties the frame and PyAV's side-data container into a reference
+        cycle, which only Python's cycle collector frees — and a video loop makes too few Python objects for it
+        to run often. Every decoded frame's pixels were kept: a 30 s 4K clip held 3 GB."""
+        rotation = getattr(frame, "rotation", 0) or 0
+        if self._turn is None or not (rotation == self._turn[0] or (rotation != rotation and
+                                                                    self._turn[0] != self._turn[0])):
+            self._turn = (rotation, display_matrix(frame))
+        return rotation, self._turn[1]
 
     def _prepared(self, image: np.ndarray, index: int) -> Any:
         """``prepare(image, index)``, or None when it fails: the work is only done ahead (the consumer does it
