@@ -277,6 +277,31 @@ def _runs(faces: list) -> int:
     return int((np.diff(np.r_[0, c]) == 1).sum())
 
 
+def test_a_video_closure_is_a_run_of_frames_not_a_flicker_at_the_threshold():
+    """Eyes that sit near the closed threshold (a smile narrows open eyes to EAR 0.21–0.23) flickered in and out
+    of AU45_c with landmark noise: a still smiling face read 16 blinks in 10 s. Along a track AU45_c now has
+    hysteresis (closed below 0.20, open above 0.22); a real blink still counts once, and a closure that
+    reopens by a hair for one frame stays one closure. Tracks are independent; AU45_r is each frame's own."""
+    from aulib.face.blink import BlinkRuns
+
+    rng = np.random.default_rng(0)
+    smile = list(0.215 + rng.uniform(-0.0095, 0.0095, 200))  # noise that crossed 0.21 on ~half of the frames
+    plain = _eye_faces(smile)
+    assert _runs(plain) > 20  # per frame, as before
+    runs = BlinkRuns()
+    faces = _eye_faces(smile)
+    for f in faces:
+        runs.update([f])
+    assert _runs(faces) == 0
+    blink = [0.30, 0.28, 0.19, 0.12, 0.215, 0.11, 0.18, 0.215, 0.25, 0.30, 0.21, 0.30]
+    a, b = _eye_faces(blink, track=1), _eye_faces(list(reversed(blink)), track=2)
+    runs = BlinkRuns()
+    for fa, fb in zip(a, b):
+        runs.update([fa, fb])
+    assert [int(f.blink[1]) for f in a] == [0, 0, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0]
+    assert _runs(b) == 1 and [f.blink[0] for f in a] == [closure(e)[0] for e in blink]
+
+
 def test_calibrated_video_reads_narrow_eyes_against_their_own_open_level():
     """Open eyes at EAR 0.20 are "closed" in every frame under the population mapping; against the
     track's own level (80th percentile, here 0.22 by the floor) its 3 blinks are counted and open

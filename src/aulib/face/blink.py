@@ -218,6 +218,42 @@ class RunningOpenLevels:
         self._recent.trim(self._hist, self._start, at_least=len(faces))
 
 
+# Video: a closure is a run of frames, decided with hysteresis around EAR_CLOSED (a Schmitt trigger per track):
+# closed once the EAR falls below EAR_CLOSED − BLINK_HYSTERESIS, open again once it rises above EAR_CLOSED +
+# BLINK_HYSTERESIS (both scaled with a person's own open level). At one threshold, landmark noise of ±0.01 on eyes
+# that sit near it flickered AU45_c: a still smiling face (EAR 0.21–0.23) read 16 blinks in 10 s, and on
+# WolfgangLanger_Pexels.mp4 the eyes' reopening at ≈ 436 split one closure in two and looking down at 418 read as
+# a blink (9 runs for its 5 blinks and 2 closures counted by eye: 7 now, the same frames; the still face 4;
+# single_face.mp4 keeps its one blink). AU45_r stays each frame's own.
+BLINK_HYSTERESIS = 0.01
+
+
+class BlinkRuns:
+    """Per-track hysteresis of ``AU45_c`` along a video (:data:`BLINK_HYSTERESIS`). ``update(faces)`` takes one
+    frame's faces, frames in order, and rewrites ``Face.blink[1]`` in place from ``Face.extra["ear"]`` (and
+    ``"ear_open"``, a person's own level, when calibrated). Memory: one flag per recent track."""
+
+    def __init__(self) -> None:
+        from aulib.video.track import RecentTracks  # here: aulib.video imports this module
+
+        self._closed: dict[object, bool] = {}
+        self._recent = RecentTracks(KEEP_TRACKS)
+
+    def update(self, faces: Sequence[Face]) -> None:
+        for f in faces:
+            ear = f.extra.get("ear", np.nan)
+            if not f.success or f.blink is None or not np.isfinite(ear):
+                continue
+            scale = f.extra.get("ear_open", EAR_OPEN) / EAR_OPEN
+            was = self._closed.get(f.id, False)
+            closed = ear <= (EAR_CLOSED + BLINK_HYSTERESIS) * scale if was else \
+                ear < (EAR_CLOSED - BLINK_HYSTERESIS) * scale
+            self._closed[f.id] = bool(closed)
+            f.blink = np.array([f.blink[0], float(closed)], np.float64)
+            self._recent.touch(f.id)
+        self._recent.trim(self._closed, at_least=len(faces))
+
+
 class Blink:
     """Model stage: fills ``Face.blink`` = (AU45 intensity 0–5, AU45 occurrence 0/1) of successful faces.
     Runs after the AU models: ``still=True`` (faces of still images) reads whether AU06/AU07 narrow the eyes

@@ -36,7 +36,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from aulib import background
-from aulib.face.blink import RunningOpenLevels, personal_blinks
+from aulib.face.blink import BlinkRuns, RunningOpenLevels, personal_blinks
 from aulib.face.detect import VIDEO_SCAN_SIDE, Detection
 from aulib.face.pipeline import FacePipeline
 from aulib.face.record import Face
@@ -155,6 +155,7 @@ class VideoAnalysis:
         self.calibrator = NeutralCalibrator(models.au_feature_mean, mode) if mode else None
         # streaming calibration reads blinks against each person's open-eye level so far (aulib.face.blink)
         self.open_levels = RunningOpenLevels() if mode == "running" else None
+        self.blink_runs = BlinkRuns()  # AU45_c as runs of frames with hysteresis (aulib.face.blink)
         self.overlay = overlay
         self.reread = reread
         self._to_draw: deque[_ToDraw] = deque()  # frames the overlay draws once their rows are final
@@ -263,6 +264,9 @@ class VideoAnalysis:
         if self.open_levels is not None:
             for ff in batch:  # frame order: each frame's level comes from the frames before it and itself
                 self.open_levels.update(ff.faces, ff.time)
+        if not self._two_pass:  # (two-pass: after each person's own level is known, in finish)
+            for ff in batch:
+                self.blink_runs.update(ff.faces)
         drawing = self.overlay is not None and not self.overlay.error and not self._two_pass
         for ff in batch:
             if drawing:
@@ -372,6 +376,8 @@ class VideoAnalysis:
                 # each person's own open-eye level, over the whole track; one too short to say what the
                 # person's open eyes look like keeps the population's, as its AUs stay uncalibrated
                 personal_blinks(ok, times, self.calibrator.min_track_s)
+            for ff in self.frames:
+                self.blink_runs.update(ff.faces)
             for ff in self.frames:
                 if self.overlay is not None and not self.overlay.error:
                     self._to_draw.append(_ToDraw(ff.index, ff.time, None, [drawable(f) for f in ff.faces],
