@@ -106,6 +106,36 @@ def test_leaving_the_video_page_keeps_the_result_and_the_running_job(app):
 
 
 @pytest.mark.slow
+def test_a_page_reloaded_mid_analysis_finds_its_job_again(app, tmp_path):
+    """Reloading the Video page while a video was analysed started a session that could not see the job: no
+    progress, no Cancel, no result, while the job ran on (and held the only worker) until Streamlit dropped
+    the old session 2 minutes later. The page's address names the job; a reload takes it over."""
+    at = app
+    at.number_input[0].set_value(2)
+    at.file_uploader(key="video_upload").set_value(_upload(sample("WolfgangLanger_Pexels.mp4")))
+    at.run()
+    job = at.session_state["video_job"].job
+    token = at.query_params["video"]
+    token = token[0] if isinstance(token, list) else token
+    assert token == job.token and len(token) >= 16
+    reloaded = AppTest.from_file(at._script_path, default_timeout=240)  # the same address, a new session
+    reloaded.query_params["video"] = token
+    reloaded.run()
+    assert reloaded.session_state["video_job"].job is job
+    shown = re.sub(r"\\(.)", r"\1", " ".join(str(p.proto.text) for p in reloaded.get("progress")))
+    assert "Analysing WolfgangLanger_Pexels.mp4" in shown or "waiting for a free video worker" in _texts(reloaded), \
+        (shown, _texts(reloaded))
+    at.session_state["video_job"]._finalizer()  # what the old session's end does (Streamlit drops it later)
+    assert job.state in ("queued", "running", "done"), job.state  # the job is the reloaded page's now
+    reloaded = _until(reloaded, lambda a: "video_job" not in a.session_state, limit=300)
+    assert "Analysed 236 frames of WolfgangLanger_Pexels.mp4" in _texts(reloaded), _texts(reloaded)
+    stranger = AppTest.from_file(reloaded._script_path, default_timeout=60)
+    stranger.query_params["video"] = "not-a-job"
+    stranger.run()
+    assert not stranger.exception and "video_job" not in stranger.session_state
+
+
+@pytest.mark.slow
 def test_a_cancelled_job_is_not_a_refused_file_and_can_be_run_again(app):
     at = app
     at.number_input[0].set_value(4)

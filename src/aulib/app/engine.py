@@ -32,6 +32,7 @@ import itertools
 import multiprocessing as mp
 import os
 import re
+import secrets
 import shutil
 import sys
 import tempfile
@@ -270,6 +271,9 @@ class Job:
     submitted: float = field(default_factory=time.monotonic)
     started: float = 0.0
     finished: float = 0.0
+    # an unguessable name for the page's address (?video=…): a reloaded page finds its job again by it
+    token: str = field(default_factory=lambda: secrets.token_urlsafe(16))
+    owner: int = 0  # the JobHandle (browser session) that answers for it: only its end cancels the job
 
     @property
     def finished_state(self) -> bool:
@@ -445,6 +449,7 @@ class VideoJobs:
         self._workers: list[_Worker] = []
         self._closed = False
         self._folders: set[Path] = set()  # uploads' copies (a few bytes each, for the server's life)
+        self._tokens: dict[str, Job] = {}  # jobs by token, for a reloaded page (finished ones for KEEP_FOUND_S)
         _remove_orphaned_uploads()
         atexit.register(self._remove_uploads)
 
@@ -469,11 +474,33 @@ class VideoJobs:
             shutil.copyfileobj(data, out, 1 << 20)
         job = Job(next(self._ids), name, int(every), folder, path)
         with self._cv:
+            self._forget_old()
+            self._tokens[job.token] = job
             self._queue.append(job)
             if len(self._workers) < self.workers_wanted:
                 self._workers.append(_Worker(self, len(self._workers)))
             self._cv.notify()
         return job
+
+    def find(self, token: str) -> Job | None:
+        """The job of ``token`` (a page's ``?video=`` address), while it waits, runs, or finished less than
+        :data:`KEEP_FOUND_S` ago; None otherwise (cancelled jobs are not found)."""
+        with self._cv:
+            self._forget_old()
+            job = self._tokens.get(str(token))
+            return None if job is None or job.state == "cancelled" else job
+
+    def _forget_old(self) -> None:
+        now = time.monotonic()
+        for token, job in list(self._tokens.items()):
+            if job.state == "cancelled" or (job.finished_state and now - job.finished > KEEP_FOUND_S):
+                del self._tokens[token]
+
+    def release(self, job: Job, owner: int) -> None:
+        """A browser session's handle of ``job`` is gone (its tab closed, the session dropped): the job is
+        cancelled, unless another session took it over (the same page reloaded: :class:`JobHandle`)."""
+        if job.owner == owner:
+            self.cancel(job)
 
     def position(self, job: Job) -> int:
         """1 for the next job to start, 2 after it…; 0 when ``job`` is not waiting."""
@@ -531,13 +558,21 @@ class VideoJobs:
             self._cv.notify_all()
 
 
+_OWNERS = itertools.count(1)
+KEEP_FOUND_S = 180.0  # how long a finished job can still be found by its token (a page reloaded as it ended)
+
+
 class JobHandle:
     """What a browser session keeps of its video job: cancelling it when the session is dropped (the
     user closed the tab) or when the user uploads something else."""
 
     def __init__(self, jobs: VideoJobs, job: Job, key: Hashable) -> None:
         self.job, self.key = job, key
-        self._finalizer = weakref.finalize(self, jobs.cancel, job)
+        # the newest handle answers for the job: a page reloaded mid-analysis takes its job over by its token,
+        # and the old session's end (Streamlit drops it 2 minutes later) no longer cancels it. Before, the
+        # reloaded page could not see its job, which ran on unseen and held the only worker
+        job.owner = owner = next(_OWNERS)
+        self._finalizer = weakref.finalize(self, jobs.release, job, owner)
 
     def cancel(self) -> None:
         self._finalizer()

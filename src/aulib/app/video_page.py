@@ -132,6 +132,7 @@ def page() -> None:
                             help="1 = every frame; larger values are faster on long clips. Applies to the next "
                                  "upload (or the one in the box).")
     state.video_every_kept = int(every)
+    _adopt(up)
     if up is None and state.get("video_error") and not state.get("video_job") and not state.get("video_result"):
         for k in ("video_name", "video_error", "video_key", "video_retryable"):  # a refused file was removed:
             state.pop(k, None)  # nothing was analysed, so there is no "last video" (it named a text file)
@@ -165,6 +166,22 @@ def page() -> None:
             st.rerun()
 
 
+def _adopt(up: UploadedFile | None) -> None:
+    """A page reloaded (or its address opened again) while its video was analysed: the job named in the address
+    (``?video=…``, set when it was submitted) is this session's again — its progress, Cancel and result shown.
+    Before, the reloaded page showed nothing of it and the job ran on, unseen, holding a worker for 2 minutes."""
+    state = st.session_state
+    token = st.query_params.get("video")
+    if not token or up is not None or state.get("video_token") == token:
+        return
+    state.video_token = token  # asked once: a job no longer found is not looked for at every rerun
+    job = get_jobs().find(token)
+    if job is None or state.get("video_job") is not None or state.get("video_result") is not None:
+        return
+    state.video_job = JobHandle(get_jobs(), job, None)
+    state.video_name = job.name
+
+
 def _submit(up: UploadedFile, every: int, key: tuple) -> None:
     """Check an upload and queue its analysis, replacing this session's previous job and result."""
     state = st.session_state
@@ -180,6 +197,7 @@ def _submit(up: UploadedFile, every: int, key: tuple) -> None:
         jobs = get_jobs()
         try:
             state.video_job = JobHandle(jobs, jobs.submit(up, up.name, every), key)
+            state.video_token = st.query_params["video"] = state.video_job.job.token  # a reload finds it again
         except QueueFull as e:
             reason = f"the server is busy ({e}); try again in a few minutes"
             state.video_retryable = True  # the one refusal that can change by itself
