@@ -1387,6 +1387,31 @@ def test_two_people_who_swap_places_do_not_swap_ids(pipeline):
     assert {left, right}.isdisjoint({left2, right2})  # the other person at each place: new ids, not swapped ones
 
 
+def test_a_face_covered_bit_by_bit_keeps_its_id_until_it_is_hidden(pipeline):
+    """A passer-by crossing in front of a face covers it a little more at every frame: its look changed each
+    time, so each re-detection gave it a new id (one person behind a passer-by got 4 ids in 2 s, two of them
+    one frame long). A detection on the box its track had the frame before, alone there and looking like no
+    other face, continues that track; the face that comes out on the other side, hidden for a while, gets a
+    new id as before, and the passer-by keeps one id throughout."""
+    from aulib.video.follow import FaceFollower
+
+    front = cv2.resize(_frames("single_face.mp4", 0, 1)[0][10:350, 170:420], (150, 204))
+    back = cv2.resize(_frames("WolfgangLanger_Pexels.mp4", 150, 1)[0][0:360, 300:590], (150, 186))
+    follow = FaceFollower(pipeline, 10)
+    ids: dict[str, list[int]] = {"front": [], "back": []}
+    for i in range(80):
+        can = np.full((360, 800, 3), 120, np.uint8)
+        xb, xf = 100 + 5 * i, 600 - 5 * i  # behind: left to right; in front: right to left, drawn last
+        can[90:276, xb:xb + 150] = back
+        can[80:284, xf:xf + 150] = front
+        for f in follow(can, i):
+            if f.success:
+                ids["front" if abs(f.box[0] + f.box[2] / 2 - (xf + 75)) < 40 else "back"].append(f.id)
+    assert len(set(ids["front"])) == 1 and len(ids["front"]) == 80
+    runs = [len(list(g)) for _, g in __import__("itertools").groupby(ids["back"])]
+    assert len(runs) <= 2 and min(runs) >= 5, runs  # before it is hidden, and after it comes out
+
+
 def test_a_person_sitting_where_another_left_gets_a_new_id(pipeline):
     """Person A leaves; after a few empty frames person C appears at the same place. By position alone C
     took A's id (the tracker keeps a lost track for 60 frames so a face hidden for a moment gets its id back):

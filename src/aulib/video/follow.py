@@ -22,7 +22,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from aulib.face.detect import Detect, Detection, scanning
+from aulib.face.detect import Detect, Detection, iou, scanning
 from aulib.face.pipeline import FacePipeline, fit_boxes
 from aulib.face.record import Face
 from aulib.video.reader import check_count
@@ -50,6 +50,10 @@ LIGHT_GAIN = 1.6
 # minimum 0.73 (WolfgangLanger_Pexels.mp4, a hand passing over the face), 0.94 (single_face.mp4,
 # face_noface.mov); a face removed from a still background 0.30, a face jumping away 0.00–0.18.
 SAME_FACE = 0.5
+# A detection that no longer looks like its track's last face (SAME_FACE) still continues it when it lies on the
+# box the track had in the frame before, with this overlap at least, and nothing speaks for another reading
+# (FaceFollower._continues): a face being covered bit by bit.
+CONTINUE_IOU = 0.5
 # A followed face is fitted in the box its last frame gives; dlib's cascade, started that far off, ends only
 # part of the way to a face that moved fast (a face panned 94 px a frame: landmarks 0.53 face widths off, at
 # confidence 1.00). When the fit's own box lies more than REFIT_SHIFT of a box side from the box it started
@@ -368,8 +372,9 @@ class FaceFollower:
         # SCENE_CUT took each other's ids (and their smoothed traces blended), and a person sitting down where
         # another had left took the leaver's id.
         looks = [appearance(f) for f in faces]
-        ids = self.tracker.assign([d.as_array() for d in dets], seq,
-                                  lambda i, t: similarity(t.extra.get("look"), looks[i]) >= SAME_FACE)
+        found = [d.as_array() for d in dets]
+        ids = self.tracker.assign(found, seq, lambda i, t: similarity(t.extra.get("look"), looks[i]) >= SAME_FACE
+                                  or self._continues(i, t, found, looks, seq))
         h, w = image.shape[:2]
         for f, tid, box, look in zip(faces, ids, boxes, looks):
             f.id = tid
@@ -390,6 +395,20 @@ class FaceFollower:
                                matrix=m, look=look, disagreement=f.disagreement, blur=f.blur, noise=f.noise)
         self._need_detect = any(not f.success for f in faces)
         return faces
+
+    def _continues(self, i: int, t: Track, boxes: list[np.ndarray], looks: list, seq: int) -> bool:
+        """Whether detection ``i`` continues track ``t`` although it no longer looks like ``t``'s last face: ``t``
+        was followed up to the frame before (no gap, no scene cut: a cut ends the tracks), the detection lies on
+        ``t``'s box (IoU ≥ :data:`CONTINUE_IOU`) and is the only one there, and it looks like no other track. A
+        face covered bit by bit — another person crossing in front, a hand — changes its look at every frame: it
+        was re-detected and given a new id each time (one person behind a passer-by got 4 ids in 2 s, two of them
+        one frame long). Two people who swap places still get new ids: each new face looks like the other's track."""
+        if t.last_frame != seq - 1 or iou(boxes[i], t.box) < CONTINUE_IOU:
+            return False
+        if any(j != i and iou(b, t.box) >= self.tracker.min_iou for j, b in enumerate(boxes)):
+            return False
+        others = [u for u in self.tracker.tracks.values() if u.id != t.id and u.extra.get("look") is not None]
+        return looks[i] is not None and not any(similarity(u.extra["look"], looks[i]) >= SAME_FACE for u in others)
 
     def _fit_followed(self, image: np.ndarray, t: Track, m: np.ndarray, box: tuple[float, float, float, float]) -> Face:
         """Track ``t``'s face fitted from ``box`` (image pixels), ``m`` its last frame's transform; fitted again
