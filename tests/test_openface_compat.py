@@ -11,8 +11,9 @@ import re
 
 import numpy as np
 import pandas as pd
+import pytest
 
-from aulib.table import write_table
+from aulib.table import openface_csv, write_table
 
 from .conftest import sample
 from .test_pose import REFERENCE, openface
@@ -129,3 +130,32 @@ def test_to_openface_writes_openfaces_layout_for_scripts_that_index_spaced_names
                        ([str(tmp_path / "clip.csv"), "-o", str(tmp_path / "x.txt")], "name it .csv")):
         res = runner.invoke(app, ["to-openface", *args])
         assert res.exit_code == 2 and said in " ".join(res.output.split()), res.output
+    # a folder output beside the table: the file named after the input would be the table itself
+    res = tmp_path / "res"
+    res.mkdir()
+    write_table(clip, res / "single_face.csv")
+    before = (res / "single_face.csv").read_bytes()
+    out = runner.invoke(app, ["to-openface", str(res / "single_face.csv"), "-o", str(res) + "/"])
+    assert out.exit_code == 2 and "is the table being read" in out.output, out.output
+    assert (res / "single_face.csv").read_bytes() == before
+    empty = tmp_path / "empty.csv"
+    write_table(clip.iloc[:0], empty)
+    out = runner.invoke(app, ["to-openface", str(empty), "-o", str(tmp_path / "e.csv")])
+    assert out.exit_code == 2 and "holds no rows" in out.output and not (tmp_path / "e.csv").exists(), out.output
+    with pytest.raises(ValueError, match="holds 3 inputs"):  # the Python API: one input's rows, as OpenFace writes
+        openface_csv(pd.concat([clip, photos]))
+
+
+def test_to_openface_reads_a_partitioned_output(tmp_path):
+    from typer.testing import CliRunner
+
+    from aulib.cli import app
+
+    runner = CliRunner()
+    part = str(tmp_path / "part") + "/"
+    res = runner.invoke(app, ["analyze", str(sample("single_face.jpg")), "-o", part, "--emotion-model", "none"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["to-openface", part, "-o", str(tmp_path / "photo.csv")])
+    assert res.exit_code == 0, res.output
+    df = pd.read_csv(tmp_path / "photo.csv")
+    assert len(df) == 1 and df["frame"].tolist() == [1] and df[" success"].tolist() == [1]

@@ -926,37 +926,55 @@ def report(
 
 @app.command("to-openface")
 def to_openface(
-    table: Path = typer.Argument(..., help="A table written by aulib analyze (.csv, .parquet, .json)."),
+    table: Path = typer.Argument(..., help="A table written by aulib analyze (.csv, .parquet, .json, or a "
+                                 "partitioned folder)."),
     out_arg: str = typer.Option(..., "-o", "--out", help="The OpenFace-style .csv to write (a table of one input), "
                                 "or a folder for one per input (a table of several: an existing folder, or end it "
                                 "with /)."),
 ) -> None:
     """An aulib table in OpenFace 2's FeatureExtraction CSV layout (", " between fields, frames from 1, 0 where
     not estimated; one file per input), for scripts written for OpenFace's."""
-    from aulib.batch import output_paths
+    from aulib.batch import MANIFEST, output_paths, read_partitioned
+    from aulib.plot import check_table
     from aulib.table import openface_csv, read_table, table_text, text_path
 
     out = Path(out_arg)
-    if out.resolve() == table.resolve():
-        _fail(escape(f"{out}: is the table being read; give another name"))
-    with _said_once():
-        df = read_table(table)
-    if "input" not in df.columns or "success" not in df.columns:
-        _fail(escape(f"{table}: not a table written by aulib analyze (no input/success columns)"))
-    names = list(dict.fromkeys(df["input"]))
+    if table.is_dir():  # analyze -o folder/: its parts in input order, as one table (as plot and report read it)
+        if not (table / MANIFEST).is_file():
+            _fail(escape(f"{table}: a folder, not a table (a partitioned aulib output has {MANIFEST})"))
+        df = read_partitioned(table)
+    else:
+        with _said_once():
+            df = read_table(table)
+        _unfinished(table)  # a cut last row, a run still going: said, as plot and report say it
+    if "input" not in df.columns:  # OpenFace's own CSV (plot reads it, numbering its frames from 1)
+        _fail(escape(f"{table}: not a table written by aulib analyze (no input column; an OpenFace CSV is in this "
+                     "layout already)"))
+    df = check_table(df, str(table))  # not aulib's (a faces table, another program's): refused in one line
+    if df.empty:
+        _fail(escape(f"{table}: holds no rows: nothing to write"))
+    if "error" not in df.columns:
+        df["error"] = ""
+    groups = list(df.groupby("input", sort=False))
     folder = out.is_dir() or out_arg.endswith(("/", os.sep))
-    if len(names) > 1 and not folder:
-        _fail(escape(f"{table}: holds {len(names)} inputs, and OpenFace writes one CSV per input: give -o a folder "
+    if len(groups) > 1 and not folder:
+        _fail(escape(f"{table}: holds {len(groups)} inputs, and OpenFace writes one CSV per input: give -o a folder "
                      f"(e.g. -o {out.with_suffix('')}/)"))
     if not folder and out.suffix.lower() != ".csv":
         _fail(escape(f"{out}: OpenFace's tables are CSV: name it .csv"))
-    targets = output_paths([Path(text_path(n)) for n in names], out, lambda n: f"{Path(n).stem}.csv",
-                           text_names=True) if folder else [out]
-    for name, target in zip(names, targets):
-        rows = df[df["input"] == name]
-        problems = sorted({e for e in rows["error"] if e and "no face" not in e.lower()})
+    # named after each input's file (a URL's too), as FeatureExtraction names its output
+    targets = output_paths([text_path(str(n)) for n, _ in groups], out,
+                           lambda n: f"{Path(n).stem.lstrip('.') or 'input'}.csv", text_names=True) if folder \
+        else [out]
+    source = table.resolve()
+    clash = next((t for t in targets if t.resolve() == source), None)
+    if clash is not None:  # -o results/ beside results/single_face.csv: the table was replaced by its own export
+        _fail(escape(f"{clash}: is the table being read; give another {'folder' if folder else 'name'}"))
+    for (name, rows), target in zip(groups, targets):
+        problems = sorted({str(e) for e in rows["error"] if e and "no face" not in str(e).lower()})
         for e in problems:
-            err.print(f"[yellow]warning:[/yellow] {escape(table_text(name))}: {escape(e)} (written as success = 0)")
+            err.print(f"[yellow]warning:[/yellow] {escape(table_text(str(name)))}: {escape(e)} "
+                      "(written as success = 0)")
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.tmp")
         try:
@@ -967,7 +985,7 @@ def to_openface(
         finally:
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
-        err.print(f"wrote {len(rows)} rows of {escape(table_text(name))} to {escape(str(target))}")
+        err.print(f"wrote {len(rows)} rows of {escape(table_text(str(name)))} to {escape(str(target))}")
 
 
 @app.command()

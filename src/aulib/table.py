@@ -809,11 +809,16 @@ def openface_table(df: pd.DataFrame) -> pd.DataFrame:
     index OpenFace's columns by position or by their spaced names (``df[' AU12_r']``, ``sep=", "``,
     ``np.loadtxt``): ``frame`` (counted from 1, as OpenFace does), ``face_id``, ``timestamp``, ``confidence``,
     ``success``, gaze, head pose, the 2-D landmarks, then every ``AUxx_r`` and every ``AUxx_c`` (aulib's AUs),
-    all numbers. What aulib leaves empty is 0, as OpenFace writes what it could not estimate: every value of a
-    ``success = 0`` row (confidence 0), and the gaze of shut or hidden eyes (OpenFace's scripts test
-    ``gaze_0_x == 0`` for that). aulib's other columns (input, error, box, rule_*, emotion, p_*, AUxx_p, mt_*)
-    are left out: keep the aulib table for them."""
+    all numbers. What aulib leaves empty is 0: every value of a ``success = 0`` row (confidence 0; OpenFace
+    writes 0 where it never found a face, and its last estimate at a low confidence where it lost one — aulib has
+    no estimate there), and the gaze of shut or hidden eyes (OpenFace's scripts test ``gaze_0_x == 0`` for a
+    missing gaze). aulib's other columns (input, error, box, rule_*, emotion, p_*, AUxx_p, mt_*) are left out:
+    keep the aulib table for them. One input's rows: OpenFace writes a file per video (ValueError for more)."""
     import pandas as pd
+
+    if "input" in df.columns and df["input"].nunique() > 1:
+        raise ValueError(f"the table holds {df['input'].nunique()} inputs; OpenFace's layout has one file per input: "
+                         "pass one input's rows (df[df['input'] == name]), as aulib to-openface writes them")
 
     au_r = sorted(c for c in df.columns if (m := _AU_COLUMN.match(str(c))) and m.group(2) == "r")
     au_c = sorted(c for c in df.columns if (m := _AU_COLUMN.match(str(c))) and m.group(2) == "c")
@@ -842,12 +847,15 @@ def openface_table(df: pd.DataFrame) -> pd.DataFrame:
 def openface_csv(df: pd.DataFrame) -> str:
     """:func:`openface_table` as OpenFace writes it: ``", "`` between the fields (so pandas reads the names as
     ``' AU12_r'``, as scripts written for OpenFace index them), each column at OpenFace's decimals."""
+    import io
+
     t = openface_table(df)
-    cells = [t[c].astype(str) if t[c].dtype == "int64"
-             else t[c].map(f"{{:.{_OPENFACE_DECIMALS.get(c, 2)}f}}".format)
-             for c in t.columns]
-    lines = [", ".join(t.columns)] + [", ".join(row) for row in zip(*cells)]
-    return "".join(line + "\n" for line in lines)
+    formats = ["%d" if t[c].dtype == "int64" else f"%.{_OPENFACE_DECIMALS.get(c, 2)}f" for c in t.columns]
+    buf = io.StringIO()
+    buf.write(", ".join(t.columns) + "\n")
+    if len(t):  # one format per row, not one call per cell: 100,000 rows took 36 s
+        np.savetxt(buf, t.to_numpy(np.float64), fmt=formats, delimiter=", ")
+    return buf.getvalue()
 
 
 # ---------------------------------------------------------------------------------- column groups
