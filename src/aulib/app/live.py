@@ -30,6 +30,7 @@ from aulib.app.common import (
     server_load,
 )
 from aulib.draw import draw_corner_tag, draw_faces
+from aulib.face.blink import BlinkRuns
 from aulib.face.detect import iou
 from aulib.face.record import Face
 from aulib.video.follow import FaceFollower
@@ -112,6 +113,7 @@ class LiveState:
         self.error = ""
         self.steady = Steady()
         self.follower: FaceFollower | None = None  # this stream's tracker (created with the analyzer)
+        self.blinks = BlinkRuns()  # AU45_c along each face's track, as a video's (aulib.face.blink)
 
     def fps(self, window: float = 3.0) -> float | None:
         """Frames analysed per second over the last few seconds (None when the stream stalls)."""
@@ -145,6 +147,7 @@ def make_callback(analyzer, state: LiveState, streams=None):
             if state.follower is None or state.follower.pipeline is not analyzer.pipeline:
                 state.follower = FaceFollower(analyzer.pipeline, LIVE_DETECT_EVERY, live_detector(analyzer.pipeline))
             faces = list(analyzer.run(state.follower(img, number), gaze=False, flip=False))  # camera rate first
+            state.blinks.update(faces)
             ok = [f for f in faces if f.success]
             if ok:
                 main = state.steady.update(max(ok, key=lambda f: float(f.box[2] * f.box[3])), now)
