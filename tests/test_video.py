@@ -1412,6 +1412,23 @@ def test_a_face_covered_bit_by_bit_keeps_its_id_until_it_is_hidden(pipeline):
     assert len(runs) <= 2 and min(runs) >= 5, runs  # before it is hidden, and after it comes out
 
 
+def test_a_jump_cut_to_another_person_framed_alike_gives_a_new_id(pipeline):
+    """One person, then at a cut too soft for the scene-cut test another person in the very same place and size:
+    a face that changed all at once with no one beside it is someone else (the rule that keeps a face covered
+    bit by bit by a passer-by on its id needs the passer-by)."""
+    from aulib.video.follow import FaceFollower
+
+    first = cv2.resize(_frames("WolfgangLanger_Pexels.mp4", 300, 1)[0][0:360, 300:590], (200, 272))
+    second = cv2.resize(read_image(sample("single_face.jpg"))[120:560, 120:440], (200, 272))
+    follow = FaceFollower(pipeline, 10)
+    ids = []
+    for i in range(24):
+        can = np.full((480, 1280, 3), 128, np.uint8)
+        can[100:372, 200:400] = first if i < 12 else second
+        ids.append([f.id for f in follow(can, i) if f.success])
+    assert ids[:12] == [[ids[0][0]]] * 12 and ids[12:] == [[ids[12][0]]] * 12 and ids[0] != ids[12], ids
+
+
 def test_a_person_sitting_where_another_left_gets_a_new_id(pipeline):
     """Person A leaves; after a few empty frames person C appears at the same place. By position alone C
     took A's id (the tracker keeps a lost track for 60 frames so a face hidden for a moment gets its id back):

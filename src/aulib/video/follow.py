@@ -111,6 +111,12 @@ def _from_crop(m: np.ndarray, anchor: tuple[float, float, float, float]) -> tupl
     return float(cx - bw / 2), float(cy - bh / 2), bw, bh
 
 
+def _near(a: np.ndarray, b: np.ndarray, sides: float = 1.5) -> bool:
+    """Whether the centres of boxes ``a`` and ``b`` (x, y, w, h) lie within ``sides`` of the larger box's side."""
+    side = max(a[2], a[3], b[2], b[3])
+    return bool(np.hypot(a[0] + a[2] / 2 - b[0] - b[2] / 2, a[1] + a[3] / 2 - b[1] - b[3] / 2) <= sides * side)
+
+
 def appearance(face: Face) -> tuple[np.ndarray, np.ndarray] | None:
     """(mask, gray pixels) of a described face's masked crop at 28×28, for :func:`similarity`."""
     if face.masked is None or face.mask is None:
@@ -399,13 +405,19 @@ class FaceFollower:
     def _continues(self, i: int, t: Track, boxes: list[np.ndarray], looks: list, seq: int) -> bool:
         """Whether detection ``i`` continues track ``t`` although it no longer looks like ``t``'s last face: ``t``
         was followed up to the frame before (no gap, no scene cut: a cut ends the tracks), the detection lies on
-        ``t``'s box (IoU ≥ :data:`CONTINUE_IOU`) and is the only one there, and it looks like no other track. A
+        ``t``'s box (IoU ≥ :data:`CONTINUE_IOU`) and is the only one there, another face is beside it (within 1.5
+        box sides), and it looks like no other track. A
         face covered bit by bit — another person crossing in front, a hand — changes its look at every frame: it
         was re-detected and given a new id each time (one person behind a passer-by got 4 ids in 2 s, two of them
         one frame long). Two people who swap places still get new ids: each new face looks like the other's track."""
         if t.last_frame != seq - 1 or iou(boxes[i], t.box) < CONTINUE_IOU:
             return False
         if any(j != i and iou(b, t.box) >= self.tracker.min_iou for j, b in enumerate(boxes)):
+            return False
+        # only beside another face (the passer-by): a face that changed all at once where no one else is, is
+        # taken for someone else — a jump cut to another person framed alike (a cut too soft for SCENE_CUT) must
+        # not join two people's traces under one id
+        if not any(_near(b, t.box) for j, b in enumerate(boxes) if j != i):
             return False
         others = [u for u in self.tracker.tracks.values() if u.id != t.id and u.extra.get("look") is not None]
         return looks[i] is not None and not any(similarity(u.extra["look"], looks[i]) >= SAME_FACE for u in others)
