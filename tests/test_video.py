@@ -265,9 +265,10 @@ def test_a_transport_stream_cut_mid_gop_numbers_frames_by_their_time_and_names_t
     assert frames and frames[0][0] > 0
     assert all(abs(i - t * 30) < 0.01 for i, t in frames), frames[:3]
     assert [i for i, _ in frames] == list(range(frames[0][0], frames[0][0] + len(frames)))
+    lost = "0" if frames[0][0] == 1 else f"0–{frames[0][0] - 1}"  # (where the cut falls depends on x264's bytes)
     assert r.stats.error == (f"{cut}: video damaged: the {frames[0][0]} frame(s) before the stream's first decodable "
                              f"keyframe (a stream cut mid-GOP) skipped, {frames[0][0]} frame(s) lost: "
-                             f"0–{frames[0][0] - 1}; every other frame was analysed")
+                             f"{lost}; every other frame was analysed")
     whole_reader = FrameReader(whole, threaded=False)  # the whole stream: as before
     assert [f.index for f in whole_reader] == list(range(45)) and whole_reader.stats.error == ""
 
@@ -1026,9 +1027,9 @@ def test_decoded_frames_are_not_kept_alive(tmp_path):
     gc.collect()
     gc.disable()  # as in a long decode loop, where the collector seldom runs
     try:
-        before = sum(isinstance(o, av.VideoFrame) for o in gc.get_objects())
+        before = sum(type(o) is av.VideoFrame for o in gc.get_objects())  # (isinstance woke torch's warnings)
         n = sum(1 for _ in FrameReader(sample("single_face.mp4"), threaded=False))
-        alive = sum(isinstance(o, av.VideoFrame) for o in gc.get_objects()) - before
+        alive = sum(type(o) is av.VideoFrame for o in gc.get_objects()) - before
     finally:
         gc.enable()
     assert n == 72 and alive <= 2, alive
