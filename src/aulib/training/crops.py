@@ -14,6 +14,7 @@ atomically, so a killed run never leaves a half cache behind.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import shutil
 from collections.abc import Callable, Sequence
@@ -55,9 +56,22 @@ def files_digest(paths: Sequence[Path]) -> str:
 
 
 # What the cached crops and features also depend on besides the images and the CNN: the face pipeline's fits.
-# Raise it when a change of the pipeline changes them, or an old cache is silently reused (2: cropped-mode
-# landmarks mapped back from the upscaled crop by pixel centres, not by the scale alone).
-PIPELINE_REVISION = "2"
+@functools.lru_cache(maxsize=1)
+def pipeline_revision() -> str:
+    """A digest of the face pipeline's code (``aulib/face/*.py``) and of its models' checksums (detector,
+    landmarks): any change of either starts a new cache. It was a number raised by hand; about 70 pipeline commits
+    later a checkout's old cache still gave the old crops, and ``aulib evaluate cnn`` the figures of the crops
+    before them. (The AU banks and emotion networks are not part of it: installing them keeps the crops.)"""
+    import json
+
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for p in sorted((root / "face").glob("*.py")):
+        h.update(p.name.encode() + b"\0" + p.read_bytes() + b"\0")
+    models = json.loads((root / "models" / "manifest.json").read_text(encoding="utf-8"))["models"]
+    for name in ("retinaface_mnet025.onnx", "shape_predictor_68.onnx", "shape_predictor_68.data"):
+        h.update(f"{name} {models.get(name, {}).get('sha256')}\0".encode())
+    return h.hexdigest()[:16]
 
 
 def cached(cache_dir: str | Path | None, kind: str, key: Sequence[str],
@@ -68,7 +82,7 @@ def cached(cache_dir: str | Path | None, kind: str, key: Sequence[str],
     everything the arrays depend on, the images' contents included (:func:`file_keys`): a folder whose
     key matches is reused without a look at the images.
     """
-    digest = hashlib.sha256("\n".join([kind, f"pipeline {PIPELINE_REVISION}", *key]).encode()).hexdigest()[:16]
+    digest = hashlib.sha256("\n".join([kind, f"pipeline {pipeline_revision()}", *key]).encode()).hexdigest()[:16]
     folder = Path(cache_dir) / f"{kind}-{digest}" if cache_dir is not None else None
     if folder is None or not folder.is_dir():
         if compute is None:

@@ -33,6 +33,10 @@ from aulib.training.crops import aligned_crops
 from aulib.training.datasets import CKPlus, read_ferplus, subject_split
 from aulib.training.metrics import confusion, majority_accuracy, per_class_recall
 
+# The line every report ends with: the figures come from datasets licensed for non-commercial research.
+LICENCE = ("Licence: FER2013/FER+ and CK+ are non-commercial research datasets; the weights and these figures "
+           "inherit that.")
+
 
 def _effective_true(probs: np.ndarray, votes: np.ndarray) -> np.ndarray:
     """True class per image under the tie rule (the prediction if it is a tied maximum)."""
@@ -272,8 +276,7 @@ def render_markdown(r: dict[str, Any]) -> str:
             lines += [f"- **{key}**: {t.get('dataset')}", f"  `{t.get('command')}`"]
             if t.get("trained_on"):
                 lines.append(f"  Trained on {t['trained_on']}.")
-    lines += ["", "Licence: FER2013/FER+ and CK+ are non-commercial research datasets; the weights inherit "
-              "that.", ""]
+    lines += ["", LICENCE, ""]
     return "\n".join(lines)
 
 
