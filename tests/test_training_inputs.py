@@ -430,3 +430,13 @@ def test_a_mistyped_data_folder_is_refused_before_any_output_folder_is_made(tmp_
         res = CliRunner().invoke(app, [*command, "--data", str(tmp_path / "typo"), *args])
         assert res.exit_code == 2 and "no such folder" in res.output, (command, res.output)
         assert not any(d.exists() for d in made.values()), command
+
+
+def test_training_progress_is_said_in_plain_lines_when_not_on_a_terminal(capsys):
+    """A training run logged to a file showed nothing for the 4–10 minutes its crops and features took: the
+    progress bars draw only on a terminal."""
+    from aulib.training.crops import progress
+
+    assert list(progress(list(range(95)), "aligned crops")) == list(range(95))
+    lines = capsys.readouterr().err.splitlines()
+    assert 10 <= len(lines) <= 11 and lines[0].startswith("aligned crops: 9/95 (") and "95/95" in lines[-1], lines

@@ -17,12 +17,14 @@ from __future__ import annotations
 import functools
 import hashlib
 import shutil
-from collections.abc import Callable, Sequence
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import numpy as np
-from rich.progress import track
 
 from aulib.au.embedding import EmotionEmbeddingCNN
 from aulib.au.features import feature_version, features_matrix, mirrored_face
@@ -30,6 +32,7 @@ from aulib.face import Face, FacePipeline
 from aulib.io import read_image
 
 CROP_SIZE = 112
+T = TypeVar("T")
 
 
 def file_keys(paths: Sequence[Path]) -> list[str]:
@@ -116,6 +119,22 @@ def _gray_crop(pipeline: FacePipeline | None, rgb: np.ndarray) -> tuple[np.ndarr
     return cv2.resize(gray, (CROP_SIZE, CROP_SIZE), interpolation=cv2.INTER_CUBIC), True
 
 
+def progress(items: Sequence[T], description: str) -> Iterator[T]:
+    """``items``, with a progress bar on a terminal, and a plain line to stderr at every tenth of the way
+    otherwise: a run logged to a file (``2> train.log``, a batch job) showed nothing for the 4–10 minutes its
+    crops and features took."""
+    if sys.stderr is not None and sys.stderr.isatty():
+        from rich.progress import track
+
+        yield from track(items, description=description, transient=True)
+        return
+    n, step, t0 = len(items), max(1, len(items) // 10), time.monotonic()
+    for i, item in enumerate(items):
+        yield item
+        if (i + 1) % step == 0 or i + 1 == n:
+            print(f"{description}: {i + 1}/{n} ({time.monotonic() - t0:.0f} s)", file=sys.stderr, flush=True)
+
+
 def aligned_crops(paths: Sequence[Path], cache_dir: str | Path | None, align: bool = True,
                   only_cached: bool = False) -> dict[str, np.ndarray] | None:
     """``crops`` (N, 112, 112) uint8 gray and ``fallback`` (N,) bool (landmark fit failed: plain resize).
@@ -128,7 +147,7 @@ def aligned_crops(paths: Sequence[Path], cache_dir: str | Path | None, align: bo
         pipeline = FacePipeline(features=False) if align else None
         crops = np.zeros((len(paths), CROP_SIZE, CROP_SIZE), np.uint8)
         fallback = np.zeros(len(paths), bool)
-        for i, p in enumerate(track(paths, description="aligned crops", transient=True)):
+        for i, p in enumerate(progress(paths, "aligned crops")):
             crops[i], fallback[i] = _gray_crop(pipeline, read_image(p))
         return {"crops": crops, "fallback": fallback}
 
@@ -167,7 +186,7 @@ def crop_features(paths: Sequence[Path], cache_dir: str | Path | None,
         occluded: list[Face] = []
         ok = np.zeros(len(paths), bool)
         where = training_plan(len(paths))
-        for i, p in enumerate(track(paths, description="features", transient=True)):
+        for i, p in enumerate(progress(paths, "features")):
             rgb = read_image(p)
             face = fp.cropped(rgb)
             if face.success:
