@@ -934,27 +934,20 @@ def to_openface(
 ) -> None:
     """An aulib table in OpenFace 2's FeatureExtraction CSV layout (", " between fields, frames from 1, 0 where
     not estimated; one file per input), for scripts written for OpenFace's."""
-    from aulib.batch import MANIFEST, output_paths, read_partitioned
-    from aulib.plot import check_table
-    from aulib.table import openface_csv, read_table, table_text, text_path
+    from aulib.batch import output_paths
+    from aulib.plot import check_table, read_source
+    from aulib.table import openface_csv, table_text, text_path
 
     out = Path(out_arg)
-    if table.is_dir():  # analyze -o folder/: its parts in input order, as one table (as plot and report read it)
-        if not (table / MANIFEST).is_file():
-            _fail(escape(f"{table}: a folder, not a table (a partitioned aulib output has {MANIFEST})"))
-        df = read_partitioned(table)
-    else:
-        with _said_once():
-            df = read_table(table)
-        _unfinished(table)  # a cut last row, a run still going: said, as plot and report say it
+    with _said_once():  # a file, or a partitioned folder, as plot and report read it (landmarks kept)
+        df, name = read_source(table, landmarks=True)
+    _unfinished(table)  # a cut last row, a run still going: said, as plot and report say it
     if "input" not in df.columns:  # OpenFace's own CSV (plot reads it, numbering its frames from 1)
         _fail(escape(f"{table}: not a table written by aulib analyze (no input column; an OpenFace CSV is in this "
                      "layout already)"))
-    df = check_table(df, str(table))  # not aulib's (a faces table, another program's): refused in one line
+    df = check_table(df, name)  # not aulib's (a faces table, another program's): refused in one line
     if df.empty:
         _fail(escape(f"{table}: holds no rows: nothing to write"))
-    if "error" not in df.columns:
-        df["error"] = ""
     groups = list(df.groupby("input", sort=False))
     folder = out.is_dir() or out_arg.endswith(("/", os.sep))
     if len(groups) > 1 and not folder:

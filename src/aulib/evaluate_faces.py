@@ -222,7 +222,7 @@ def evaluate_faces(data_dir: Path, reports: Path = Path("reports"), log=print) -
     lines += [f"| {r['set']} | {'faces' if r['faces'] else 'non-faces'} | {r['images']} | {r['rejected']} "
               f"| {r['rate']:.2%} | {r['min_score']:.2f}–{r['max_score']:.2f} "
               f"| {'; '.join(f'{k}: {v}' for k, v in r['reasons'].items()) or '—'} |" for r in crop[:-1]]
-    from aulib.training.evaluate import LICENCE
+    from aulib.training import LICENCE
 
     lines += ["", LICENCE, ""]
     reports.mkdir(parents=True, exist_ok=True)

@@ -626,11 +626,19 @@ def _read_shown(path: str) -> pd.DataFrame:
 
 
 def read_checked(source: str | Path) -> pd.DataFrame:
-    """Read a table file and check it is ``aulib analyze`` output; any parser failure (garbage bytes,
-    a foreign format) becomes one ValueError naming the file. Parsers raise many types (pandas,
-    pyarrow, json, UnicodeDecodeError), hence the broad except around the call alone."""
+    """Read a table file (:func:`read_source`, without its landmark columns) and check it is ``aulib analyze``
+    output."""
+    df, name = read_source(source)
+    return check_table(df, name)
+
+
+def read_source(source: str | Path, landmarks: bool = False) -> tuple[pd.DataFrame, str]:
+    """A table file, or a partitioned output folder, as one DataFrame and the name its messages use; any parser
+    failure (garbage bytes, a foreign format) becomes one ValueError naming the file. Parsers raise many types
+    (pandas, pyarrow, json, UnicodeDecodeError), hence the broad except around the call alone. ``landmarks``:
+    keep the 136 landmark columns (the plot and the report leave them out)."""
     from aulib.io import check_regular_file
-    from aulib.table import table_format
+    from aulib.table import read_table, table_format
 
     if os.path.isdir(source):  # analyze -o folder/ (partitioned): its parts in input order, as one table
         from aulib.batch import MANIFEST, read_partitioned
@@ -645,7 +653,7 @@ def read_checked(source: str | Path) -> pd.DataFrame:
         except ValueError:  # it said "unknown output format" of the table being read
             raise ValueError(f"{path}: not a table aulib reads (a .csv, .parquet or .json file written by "
                              "aulib analyze)") from None
-        name, what, read = str(path), f"a {fmt} table", _read_shown
+        name, what, read = str(path), f"a {fmt} table", read_table if landmarks else _read_shown
     try:
         df = read(name)
     except Exception as e:
@@ -655,7 +663,7 @@ def read_checked(source: str | Path) -> pd.DataFrame:
         if what == "a json table":
             detail += "; aulib's JSON tables are JSON Lines, one object per line"
         raise ValueError(f"{name}: cannot read as {what} ({detail})") from None
-    return check_table(df, name)
+    return df, name
 
 
 def plot_table(source: str | Path | pd.DataFrame, out: str | Path, input_name: str | None = None,

@@ -806,8 +806,9 @@ _OPENFACE_DECIMALS = {"timestamp": 3, **{c: 6 for c in GAZE_COLUMNS[:6]}, **{c: 
 
 def openface_table(df: pd.DataFrame) -> pd.DataFrame:
     """The rows of an aulib table in the layout of OpenFace 2's ``FeatureExtraction`` CSV, for scripts that
-    index OpenFace's columns by position or by their spaced names (``df[' AU12_r']``, ``sep=", "``,
-    ``np.loadtxt``): ``frame`` (counted from 1, as OpenFace does), ``face_id``, ``timestamp``, ``confidence``,
+    index OpenFace's spaced names or read every field as a number (``df[' AU12_r']``, ``sep=", "``,
+    ``np.loadtxt``; OpenFace's own column positions are not kept: it has columns aulib does not): ``frame``
+    (counted from 1, as OpenFace does), ``face_id``, ``timestamp``, ``confidence``,
     ``success``, gaze, head pose, the 2-D landmarks, then every ``AUxx_r`` and every ``AUxx_c`` (aulib's AUs),
     all numbers. What aulib leaves empty is 0: every value of a ``success = 0`` row (confidence 0; OpenFace
     writes 0 where it never found a face, and its last estimate at a low confidence where it lost one — aulib has

@@ -175,10 +175,11 @@ def _adopt(up: UploadedFile | None) -> None:
     if not token or up is not None or state.get("video_token") == token:
         return
     state.video_token = token  # asked once: a job no longer found is not looked for at every rerun
-    job = get_jobs().find(token)
+    jobs = get_jobs()
+    job = jobs.find(token)
     if job is None or state.get("video_job") is not None or state.get("video_result") is not None:
         return
-    state.video_job = JobHandle(get_jobs(), job, None)
+    state.video_job = JobHandle(jobs, job, None)
     state.video_name = job.name
 
 

@@ -33,3 +33,6 @@ REPO = _CHECKOUT if (_CHECKOUT / "pyproject.toml").is_file() and (_CHECKOUT / "s
 REPORTS = REPO / "reports"
 CACHE = REPO / "cache"
 RUNS = REPO / "runs"
+# The line every report ends with: the figures come from datasets licensed for non-commercial research.
+LICENCE = ("Licence: FER2013/FER+ and CK+ are non-commercial research datasets; the weights and these figures "
+           "inherit that.")

@@ -28,14 +28,10 @@ import numpy as np
 from aulib.cnn.inference import EmotionCNN, MultitaskCNN, SecondOpinion
 from aulib.face.record import EMOTIONS
 from aulib.models import MODELS_DIR
-from aulib.training import CACHE, REPORTS, RUNS
+from aulib.training import CACHE, LICENCE, REPORTS, RUNS
 from aulib.training.crops import aligned_crops
 from aulib.training.datasets import CKPlus, read_ferplus, subject_split
 from aulib.training.metrics import confusion, majority_accuracy, per_class_recall
-
-# The line every report ends with: the figures come from datasets licensed for non-commercial research.
-LICENCE = ("Licence: FER2013/FER+ and CK+ are non-commercial research datasets; the weights and these figures "
-           "inherit that.")
 
 
 def _effective_true(probs: np.ndarray, votes: np.ndarray) -> np.ndarray:

@@ -271,7 +271,7 @@ def evaluate_occlusion(data_dir: str | Path, reports_dir: str | Path, log: Log =
         top = sorted(laughing.items(), key=lambda kv: -kv[1])[:3]
         lines += ["", "## The laughing man with a hand on his forehead (`samples/Image_with_alpha.png`)", "",
                   "CNN emotion: " + ", ".join(f"{e} {p:.2f}" for e, p in top)]
-    from aulib.training.evaluate import LICENCE
+    from aulib.training import LICENCE
 
     lines += ["", LICENCE]
     md = reports_dir / "occlusion.md"

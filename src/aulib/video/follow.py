@@ -26,7 +26,7 @@ from aulib.face.detect import Detect, Detection, iou, scanning
 from aulib.face.pipeline import FacePipeline, fit_boxes
 from aulib.face.record import Face
 from aulib.video.reader import check_count
-from aulib.video.track import FaceTracker, Track
+from aulib.video.track import FaceTracker, Track, centre_gap
 
 # A tracked face whose landmark fit is worse than this (rigid-point RMS error in crop units; the
 # pipeline rejects faces above 0.1, real frontal faces sit around 0.02–0.05) is re-detected.
@@ -54,6 +54,7 @@ SAME_FACE = 0.5
 # box the track had in the frame before, with this overlap at least, and nothing speaks for another reading
 # (FaceFollower._continues): a face being covered bit by bit.
 CONTINUE_IOU = 0.5
+BESIDE_SIDES = 1.5  # ... and another face's centre lies within this many box sides of it (the passer-by)
 # A followed face is fitted in the box its last frame gives; dlib's cascade, started that far off, ends only
 # part of the way to a face that moved fast (a face panned 94 px a frame: landmarks 0.53 face widths off, at
 # confidence 1.00). When the fit's own box lies more than REFIT_SHIFT of a box side from the box it started
@@ -109,12 +110,6 @@ def _from_crop(m: np.ndarray, anchor: tuple[float, float, float, float]) -> tupl
     s = _scale(m)
     bw, bh = anchor[2] / s, anchor[3] / s
     return float(cx - bw / 2), float(cy - bh / 2), bw, bh
-
-
-def _near(a: np.ndarray, b: np.ndarray, sides: float = 1.5) -> bool:
-    """Whether the centres of boxes ``a`` and ``b`` (x, y, w, h) lie within ``sides`` of the larger box's side."""
-    side = max(a[2], a[3], b[2], b[3])
-    return bool(np.hypot(a[0] + a[2] / 2 - b[0] - b[2] / 2, a[1] + a[3] / 2 - b[1] - b[3] / 2) <= sides * side)
 
 
 def appearance(face: Face) -> tuple[np.ndarray, np.ndarray] | None:
@@ -405,8 +400,8 @@ class FaceFollower:
     def _continues(self, i: int, t: Track, boxes: list[np.ndarray], looks: list, seq: int) -> bool:
         """Whether detection ``i`` continues track ``t`` although it no longer looks like ``t``'s last face: ``t``
         was followed up to the frame before (no gap, no scene cut: a cut ends the tracks), the detection lies on
-        ``t``'s box (IoU ≥ :data:`CONTINUE_IOU`) and is the only one there, another face is beside it (within 1.5
-        box sides), and it looks like no other track. A
+        ``t``'s box (IoU ≥ :data:`CONTINUE_IOU`) and is the only one there, another face is beside it (within
+        :data:`BESIDE_SIDES` box sides), and it looks like no other track. A
         face covered bit by bit — another person crossing in front, a hand — changes its look at every frame: it
         was re-detected and given a new id each time (one person behind a passer-by got 4 ids in 2 s, two of them
         one frame long). Two people who swap places still get new ids: each new face looks like the other's track."""
@@ -417,7 +412,7 @@ class FaceFollower:
         # only beside another face (the passer-by): a face that changed all at once where no one else is, is
         # taken for someone else — a jump cut to another person framed alike (a cut too soft for SCENE_CUT) must
         # not join two people's traces under one id
-        if not any(_near(b, t.box) for j, b in enumerate(boxes) if j != i):
+        if not any(centre_gap(b, t.box) <= BESIDE_SIDES for j, b in enumerate(boxes) if j != i):
             return False
         others = [u for u in self.tracker.tracks.values() if u.id != t.id and u.extra.get("look") is not None]
         return looks[i] is not None and not any(similarity(u.extra["look"], looks[i]) >= SAME_FACE for u in others)

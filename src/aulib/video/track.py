@@ -35,11 +35,16 @@ class Track:
     extra: dict = field(default_factory=dict)
 
 
+def centre_gap(a: np.ndarray, b: np.ndarray) -> float:
+    """Distance between the centres of boxes ``a`` and ``b`` (x, y, w, h), in sides of the larger box."""
+    side = max(a[2], a[3], b[2], b[3], 1e-6)
+    return float(np.hypot(a[0] + a[2] / 2 - b[0] - b[2] / 2, a[1] + a[3] / 2 - b[1] - b[3] / 2) / side)
+
+
 def _centre_close(a: np.ndarray, b: np.ndarray) -> float:
     """Similarity in [0, 1) for boxes of comparable size whose centres are within one box side."""
-    side = max(a[2], a[3], b[2], b[3], 1e-6)
     size_ratio = min(a[2], b[2]) / max(a[2], b[2], 1e-6)
-    d = np.hypot(a[0] + a[2] / 2 - b[0] - b[2] / 2, a[1] + a[3] / 2 - b[1] - b[3] / 2) / side
+    d = centre_gap(a, b)
     return float(max(0.0, 1.0 - d)) if size_ratio > 0.5 and d < 1.0 else 0.0
 
 
