@@ -534,3 +534,86 @@ def test_a_scheduler_address_where_another_service_answers_is_named_so():
             _dask_connect(f"tcp://127.0.0.1:{port}", None)
     finally:
         server.close()
+
+
+@pytest.mark.parametrize("kind", ["combined", "partitioned"])
+def test_a_lost_scheduler_stops_the_run_with_one_line_that_says_to_resume(tmp_path, kind):
+    """The --scheduler process killed mid-run: Dask printed a 35-line traceback of connection errors, then
+    aulib called it "unexpected ClosedClientError … a bug in aulib" and gave no word of --resume. Now one line
+    names the lost scheduler and says to resume, and --resume against a new scheduler finishes the table."""
+    import subprocess
+    import sys
+
+    import dask.config
+    from typer.testing import CliRunner
+
+    from aulib.cli import app
+
+    pytest.importorskip("distributed")
+    clip = sample("single_face.mp4")
+    for i in range(4):
+        (tmp_path / f"c{i}.mp4").write_bytes(clip.read_bytes())
+    inputs = [str(tmp_path / f"c{i}.mp4") for i in range(4)]
+    out = str(tmp_path / "t.csv") if kind == "combined" else f"{tmp_path}/parts/"
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+
+    def start() -> list[subprocess.Popen]:
+        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        s = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--port", str(port),
+                              "--dashboard-address", ":0", "--no-show"], **quiet)
+        w = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
+                              "--no-nanny", "--dashboard-address", ":0"], env={**os.environ, "OMP_NUM_THREADS": "1"},
+                             **quiet)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # until the scheduler listens (the run then waits for the worker)
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        return [s, w]
+
+    runner = CliRunner()
+    procs = start()
+    try:
+        result: dict = {}
+
+        def run() -> None:
+            result["res"] = runner.invoke(app, ["analyze", *inputs, "-o", out, "--scheduler", address])
+
+        with dask.config.set({"distributed.comm.timeouts.connect": "3s"}):
+            t = threading.Thread(target=run)
+            t.start()
+            deadline = time.monotonic() + 120
+            while t.is_alive() and time.monotonic() < deadline and not _some_input_finished(tmp_path, kind):
+                time.sleep(0.1)
+            procs[0].kill()  # the scheduler dies mid-run
+            t.join(120)
+        assert not t.is_alive()
+        res = result["res"]
+        said = " ".join(res.output.split())
+        assert res.exit_code == 2, res.output
+        assert f"lost the Dask scheduler ({address})" in said and "--resume" in said, res.output
+        assert "bug in aulib" not in said and "Traceback" not in said
+        for p in procs:
+            p.kill()
+            p.wait(30)
+        procs = start()
+        res = runner.invoke(app, ["analyze", *inputs, "-o", out, "--scheduler", address, "--resume"])
+        assert res.exit_code == 0, res.output
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait(30)
+    got = read_table(out) if kind == "combined" else read_partitioned(out)
+    assert sorted(got["input"].unique()) == sorted(inputs) and (got["success"] == 1).all()
+    assert got.groupby("input")["frame"].nunique().nunique() == 1  # every clip whole, none twice
+
+
+def _some_input_finished(folder: Path, kind: str) -> bool:
+    """Whether the run into ``folder`` has written some input's rows (a combined table's first rows, a part)."""
+    if kind == "combined":
+        t = folder / "t.csv"
+        return t.exists() and t.read_bytes().count(b"\n") > 1  # more than the header
+    return any((folder / "parts").glob("*.parquet"))

@@ -1509,12 +1509,13 @@ def _parts_dask(files: list[Source], spec: AnalyzerSpec, root: str, video_option
             f = submit(i, 1)
             futures[f.key] = (f, i, 1)
         ac = as_completed([f for f, _, _ in futures.values()])
-        for fut in ac:
+        for fut in _until_scheduler_lost(client, ac):
             _, i, attempt = futures.pop(fut.key)
             try:
                 entry = fut.result()
             except Exception as e:  # the task raised, or killed its workers, or the scheduler lost it
                 _stop_on_output_failure(e, root)
+                _stop_on_lost_scheduler(client, e)
                 killed = type(e).__name__ == "KilledWorker"
                 if attempt <= retries and not killed:
                     nf = submit(i, attempt + 1)
@@ -1739,13 +1740,14 @@ def _with_dask(files: list[Path], spec: AnalyzerSpec, video_options: dict, overl
         index = {f.key: i for i, f in enumerate(futures)}
         ready: dict[int, Rows] = {}
         nxt = 0
-        for fut in as_completed(futures):
+        for fut in _until_scheduler_lost(client, as_completed(futures)):
             i = index[fut.key]
             try:
                 ready[i], warned = fut.result()
                 for w in warned:
                     warn(w)
             except Exception as e:  # a worker died or the task raised: an error row, not a crash
+                _stop_on_lost_scheduler(client, e)
                 ready[i] = _failed_row(files[i], e, columns, " on a Dask worker")
             fut.release()
             while nxt in ready:
@@ -1753,6 +1755,61 @@ def _with_dask(files: list[Path], spec: AnalyzerSpec, video_options: dict, overl
                 nxt += 1
     finally:
         _dask_close(client, cluster)
+
+
+def _lost_scheduler(client: Any, e: BaseException) -> OSError | None:
+    """The error to stop a run with when ``e`` means the Dask scheduler itself is gone (killed, its machine
+    rebooted, the network cut), else None. Dask gives up after trying to reconnect for a while and then fails
+    every call with "Client is closed"; that reached the user as "unexpected ClosedClientError … a bug in aulib",
+    and every input still running would have been recorded as failed by its own fault."""
+    from distributed.client import ClosedClientError
+    from distributed.comm.core import CommClosedError
+
+    if not isinstance(e, (ClosedClientError, CommClosedError)) and getattr(client, "status", "running") == "running":
+        return None
+    where = getattr(getattr(client, "scheduler", None), "address", None) or "its address"
+    return OSError(f"lost the Dask scheduler ({where}): the inputs finished before are in the output; start the "
+                   "scheduler and its workers again and run the same command with --resume to analyse the rest")
+
+
+def _stop_on_lost_scheduler(client: Any, e: BaseException) -> None:
+    """Raise :func:`_lost_scheduler`'s error when ``e`` (a task's failure) came from losing the scheduler."""
+    lost = _lost_scheduler(client, e)
+    if lost is not None:
+        raise lost from None
+
+
+def _until_scheduler_lost(client: Any, finished: Iterable[T]) -> Iterator[T]:
+    """``finished`` (Dask's ``as_completed``), ending the run with :func:`_lost_scheduler`'s error when the
+    scheduler is lost while it waits. Meanwhile the Dask client's log records keep to one line: losing the
+    scheduler printed a 35-line traceback of connection errors before aulib's own message."""
+    import logging
+
+    log = logging.getLogger("distributed.client")
+    log.addFilter(_one_line_record)
+    try:
+        it = iter(finished)
+        while True:
+            try:
+                item = next(it)
+            except StopIteration:
+                return
+            except Exception as e:
+                _stop_on_lost_scheduler(client, e)
+                raise
+            yield item
+    finally:
+        log.removeFilter(_one_line_record)
+
+
+def _one_line_record(record: Any) -> bool:
+    """A log record without its traceback: the exception's own words in its message instead."""
+    if record.exc_info and record.exc_info[1] is not None:
+        e = record.exc_info[1]
+        words = " ".join(str(e).split())
+        record.msg = " — ".join(m for m in (str(record.msg).strip(), f"{type(e).__name__}: {words}") if m)
+        record.args, record.exc_info, record.exc_text = None, None, None
+    return True
 
 
 def _columns(spec: AnalyzerSpec) -> list[str]:
