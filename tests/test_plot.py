@@ -172,3 +172,25 @@ def test_plot_escapes_control_characters_in_the_title(tmp_path):
         assert "\\u001b" in title and "\x1b" not in title and "\n" not in title.split(" — ")[0], title
         # and characters the figure's font has no glyph for (CJK, emoji: "Glyph 38996 missing from font(s)")
         assert "\u9854" not in title and ("\\u9854" in title) == name.startswith("\u9854"), title
+
+
+def test_a_long_recording_is_averaged_per_column_not_sampled():
+    """A 58-hour table drawn sample by sample showed the few samples the renderer hit: evenly spaced stripes,
+    "bursts" of AU12 the data did not have. A timeline longer than MAX_COLUMNS is drawn as that many columns,
+    each the mean of its span of time (a span without the face stays blank), and the axis says so."""
+    from aulib.plot import MAX_COLUMNS
+
+    n = 6 * MAX_COLUMNS
+    df = synthetic(n)
+    df["AU12_r"] = np.where(df["frame"] % 2 == 0, 0.0, 5.0)  # flickers every frame: 2.5 on average everywhere
+    df.loc[df["frame"].between(n // 2 - 6, n // 2 + 25), "success"] = 0  # 32 frames without the face
+    fig = figure(df, style="heatmap")
+    heat = fig.get_axes()[0]
+    values = heat.collections[0].get_array()
+    assert values.shape == (len(AUS), MAX_COLUMNS)
+    row = values[AUS.index(12)]
+    assert row.mask.sum() in (4, 5, 6)  # the spans (of 6 frames) wholly without the face: blank
+    assert np.allclose(row.compressed(), 2.5, atol=0.5)  # every drawn column: the mean, never 0 or 5 alone
+    assert "each the mean of" in fig.get_axes()[-1].get_xlabel()
+    lines = figure(df, aus=[12], style="lines").get_axes()[0]
+    assert len(lines.get_lines()[0].get_xdata()) == MAX_COLUMNS

@@ -38,6 +38,10 @@ from aulib.face.record import EMOTIONS, au_name
 MAX_FACES = 4  # video: panels stay readable; pick others with --face
 MAX_IMAGE_FACES = 6  # image: one column per face
 STYLES = ("auto", "lines", "heatmap")
+# A video's timeline is drawn in at most this many columns (the figure is 1200 px wide): a longer one is averaged
+# per column. Drawn sample by sample, a 58-hour table (1e6 frames, ≈ 850 per pixel) showed the few samples the
+# renderer happened to hit: evenly spaced dark stripes, hourly "bursts" of AU12 the data did not have.
+MAX_COLUMNS = 1200
 LINES_MAX_AUS = 6  # auto style: small multiples up to this many AUs, a heatmap above
 
 #: One fixed colour per emotion (colour-blind-friendly Okabe–Ito hues, neutral grey), shared by the
@@ -250,6 +254,24 @@ def _timeline(frames: pd.DataFrame, f: pd.DataFrame, values: pd.DataFrame) -> pd
     return v.reindex(frames.index)
 
 
+def _binned(t: np.ndarray, *tables: pd.DataFrame) -> tuple[np.ndarray, list[pd.DataFrame]]:
+    """``t`` and ``tables`` (rows aligned with ``t``, sorted by time) as they are when the timeline fits in
+    :data:`MAX_COLUMNS`; otherwise averaged over that many equal spans of time (NaN-aware: a span where the face
+    is absent stays absent), each at its span's centre."""
+    if len(t) <= MAX_COLUMNS:
+        return t, list(tables)
+    edges = np.linspace(t[0], t[-1], MAX_COLUMNS + 1)
+    which = np.clip(np.searchsorted(edges, t, side="right") - 1, 0, MAX_COLUMNS - 1)
+    centres = (edges[:-1] + edges[1:]) / 2
+    return centres, [tb.groupby(which).mean().reindex(range(MAX_COLUMNS)).set_axis(range(MAX_COLUMNS))
+                     for tb in tables]
+
+
+def column_span(t: np.ndarray) -> float | None:
+    """Seconds of video each drawn column averages (:func:`_binned`), or None when every sample is drawn."""
+    return None if len(t) <= MAX_COLUMNS else float(t[-1] - t[0]) / MAX_COLUMNS
+
+
 def _edges(t: np.ndarray) -> np.ndarray:
     """Cell edges around sample times (midpoints; the ends extended by half a step)."""
     if len(t) == 1:
@@ -283,7 +305,7 @@ def _video_face(fig, spec, frames: pd.DataFrame, f: pd.DataFrame, names: list[st
     aus, emo, _ = value_groups(f)
     aus = smooth_frame(aus[names], f["timestamp"].to_numpy(), smooth)
     emo = smooth_frame(emo, f["timestamp"].to_numpy(), smooth)
-    au_t, emo_t = _timeline(frames, f, aus), _timeline(frames, f, emo)
+    t, (au_t, emo_t) = _binned(t, _timeline(frames, f, aus), _timeline(frames, f, emo))
     lines, heights = _layout(names, style, bool(len(emo.columns)))
     gs = spec.subgridspec(len(heights), 1, height_ratios=heights, hspace=0.08)
     axes: list = []
@@ -455,7 +477,8 @@ def figure(df: pd.DataFrame, input_name: str | None = None, face: int | None = N
             first = first or axes[0]
         for a in axes[:-1]:
             a.tick_params(labelbottom=False)
-        axes[-1].set_xlabel("time (s)")
+        span = column_span(frames["timestamp"].to_numpy(np.float64))
+        axes[-1].set_xlabel("time (s)" + (f" — {MAX_COLUMNS} columns, each the mean of {span:.3g} s" if span else ""))
         return fig
     return _image_figure(sub, faces, names, title + tail, emo_label)
 
