@@ -55,6 +55,10 @@ SAME_FACE = 0.5
 # (FaceFollower._continues): a face being covered bit by bit.
 CONTINUE_IOU = 0.5
 BESIDE_SIDES = 1.5  # ... and another face's centre lies within this many box sides of it (the passer-by)
+# ... or, where the analysed frames lie apart in the file (``--every N``, dropped frames), the detection still looks
+# like the track's last face this much: one expressive person's looks 5–30 frames apart correlate 0.34–0.55 (the
+# Pexels clip at --every 5 / 10 / 30 got 2 / 3 / 4 ids for its one person), a face that left its box ≤ 0.30.
+GAP_LOOK = 0.3
 # A followed face is fitted in the box its last frame gives; dlib's cascade, started that far off, ends only
 # part of the way to a face that moved fast (a face panned 94 px a frame: landmarks 0.53 face widths off, at
 # confidence 1.00). When the fit's own box lies more than REFIT_SHIFT of a box side from the box it started
@@ -310,6 +314,8 @@ class FaceFollower:
         self._predicted: int | None = None  # file frame of the last scan prefetch() ran ahead
         self._need_detect = True
         self._seq = -1  # analysed frames so far - 1
+        self._index: int | None = None  # file frame of the last call
+        self._gap = 1  # file frames from the last call's frame to this one's (``--every N``: N)
         self._thumb: np.ndarray | None = None
         self._last_image: np.ndarray | None = None
         self._before: np.ndarray | None = None  # the frame before the one being analysed
@@ -401,7 +407,8 @@ class FaceFollower:
         """Whether detection ``i`` continues track ``t`` although it no longer looks like ``t``'s last face: ``t``
         was followed up to the frame before (no gap, no scene cut: a cut ends the tracks), the detection lies on
         ``t``'s box (IoU ≥ :data:`CONTINUE_IOU`) and is the only one there, another face is beside it (within
-        :data:`BESIDE_SIDES` box sides), and it looks like no other track. A
+        :data:`BESIDE_SIDES` box sides) — or the frames compared lie apart in the file and it still looks like
+        ``t``'s last face :data:`GAP_LOOK` — and it looks like no other track. A
         face covered bit by bit — another person crossing in front, a hand — changes its look at every frame: it
         was re-detected and given a new id each time (one person behind a passer-by got 4 ids in 2 s, two of them
         one frame long). Two people who swap places still get new ids: each new face looks like the other's track."""
@@ -413,7 +420,11 @@ class FaceFollower:
         # taken for someone else — a jump cut to another person framed alike (a cut too soft for SCENE_CUT) must
         # not join two people's traces under one id
         if not any(centre_gap(b, t.box) <= BESIDE_SIDES for j, b in enumerate(boxes) if j != i):
-            return False
+            # ... unless the frames compared lie apart in the file: a look that changed over 5–30 frames is
+            # mostly a face that moved and changed expression (a jump cut there keeps the id unless the frame
+            # changed enough for SCENE_CUT: the look cannot tell two people apart over such a gap)
+            if self._gap <= 1 or similarity(t.extra.get("look"), looks[i]) < GAP_LOOK:
+                return False
         others = [u for u in self.tracker.tracks.values() if u.id != t.id and u.extra.get("look") is not None]
         return looks[i] is not None and not any(similarity(u.extra["look"], looks[i]) >= SAME_FACE for u in others)
 
@@ -486,6 +497,7 @@ class FaceFollower:
         those; the tracker counts the calls)."""
         faces = None
         seq = self._seq + 1
+        self._gap, self._index = (index - self._index if self._index is not None else 1), index
         tracks = self.tracker.active(self._seq)
         thumb = thumbnail(image) if thumb is None else thumb  # a reader may have made it (another thread)
         # a cut: the frame changed more than a shot does, even once the camera's own motion is undone
