@@ -167,15 +167,18 @@ def test_mirrored_photo_flips_horizontal_gaze(analyzer):
     """A photo and its mirror image look the opposite ways by as much. dlib's fit is not mirror-symmetric (one
     face's eye corners land 0.5–1 px apart in the two, 2–5° of one eye's angle): measured against them, the sum
     of the two readings was −3.1° on single_face.jpg and 4.9° on average over multi_face.jpg's faces; the iris
-    is now measured against the iris network's own eye corners, which mirror with the eye pixels."""
-    for name, most in (("single_face.jpg", 1.5), ("multi_face.jpg", 4.0)):
+    is now measured against the iris network's own eye corners, which mirror with the eye pixels. With one
+    landmark fit per face the sums were −0.5° and 3.9 / 6.0 / 0.8 / −0.7° (mean 2.4°); a photo's mean of five fits
+    (FacePipeline.fit) −1.5° and 0.7 / 0.4 / −0.2 / −1.9° (mean 0.9°)."""
+    sums = []
+    for name in ("single_face.jpg", "multi_face.jpg"):
         img = read_image(sample(name))
         a = analyzer.analyze_frame(img).sort_values("face_x")
         b = analyzer.analyze_frame(np.ascontiguousarray(img[:, ::-1])).sort_values("face_x", ascending=False)
         assert len(a) == len(b)
-        sums = np.degrees(a["gaze_angle_x"].to_numpy() + b["gaze_angle_x"].to_numpy())
-        assert np.nanmean(np.abs(sums)) < most, (name, sums)
+        sums += list(np.degrees(a["gaze_angle_x"].to_numpy() + b["gaze_angle_x"].to_numpy()))
         assert np.nanmean(np.abs(np.degrees(a["gaze_angle_y"].to_numpy() - b["gaze_angle_y"].to_numpy()))) < 4
+    assert np.nanmean(np.abs(sums)) < 1.5 and np.nanmax(np.abs(sums)) < 2.5, sums
 
 
 def test_gaze_angles_agree_with_openface_on_the_reference_clip(analyzer):

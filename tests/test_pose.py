@@ -389,7 +389,12 @@ def test_a_fit_that_missed_the_face_is_not_trusted(analyzer):
         assert faces and all(f.disagreement > 0.2 and f.confidence < 0.1 for f in faces)
     for name in ("single_face.jpg", "multi_face.jpg"):
         faces = analyzer.get(read_image(sample(name)))
-        assert all(f.disagreement < 0.06 and f.confidence > 0.9 for f in faces)
+        assert all(f.disagreement < 0.06 for f in faces)
+        # multi_face.jpg's leftmost man wears sunglasses: his eye points are guesses, his five fits spread
+        # (Face.spread 0.055) and a one-pixel crop of the photo moved his AUs by up to 1.0 — not a sure fit
+        sure = faces[1:] if name == "multi_face.jpg" else faces
+        assert all(f.confidence > 0.9 for f in sure)
+        assert all(0.3 < f.confidence < 0.8 for f in faces[:len(faces) - len(sure)])
     # cropped mode compares with the keypoints of its face check
     crop = cv2.resize(read_image(sample("single_face.jpg"))[190:430, 170:400], (48, 48), interpolation=cv2.INTER_AREA)
     (face,) = analyzer.get(crop, cropped=True)
@@ -423,7 +428,8 @@ def test_smiling_eyes_in_a_photo_are_not_a_blink(analyzer):
     faces = [f for name in ("single_face.jpg", "multi_face.jpg", "Image_with_alpha.png")
              for f in analyzer.get(read_image(sample(name)))]
     assert len(faces) == 7 and all(f.blink[1] == 0 for f in faces)
-    assert sum(f.blink[0] > 2 for f in faces) >= 5  # their eyes do read narrowed (AU45_r)
+    # their eyes do read narrowed (AU45_r 1.7–3.2; one fit each read 2.0–2.9, the mean of five a little more open)
+    assert sum(f.blink[0] > 1.5 for f in faces) >= 5
     with av.open(str(sample("WolfgangLanger_Pexels.mp4"))) as c:
         frames = {i: f.to_ndarray(format="rgb24") for i, f in zip(range(289), c.decode(video=0)) if i in (20, 288)}
     for i in (20, 288):  # eyes shut (the opening closure; a blink), both with AU06 present

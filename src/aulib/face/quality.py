@@ -33,6 +33,14 @@ nose and mouth on its own; so the confidence is also multiplied by :func:`keypoi
 ``Face.disagreement`` (:meth:`aulib.face.detect.Detection.disagreement`): 1 up to :data:`KEYPOINTS_OK`, 0 from
 :data:`KEYPOINTS_BAD`.
 
+A photo's landmarks are the mean of five fits from boxes 2 % apart (:meth:`aulib.face.pipeline.FacePipeline.fit`);
+how far those fits lie from their mean (``Face.spread``, a fraction of the eye distance) says how firmly the
+face's features hold the fit: 0.005–0.026 on the Pexels clip's face (every 40th frame), 0.006–0.029 on the sample
+photos' faces but one (multi_face.jpg's man in sunglasses, whose eye points are guesses and whose AUs moved by up
+to 1.0 when the photo was cropped by a pixel: 0.055), the sample smile 0.013 / 0.020 / 0.042 / 0.16 with white
+noise of σ 20 / 40 / 80 / 160, the B/W profile 0.084. So a photo's confidence is also multiplied by
+:func:`spread_factor`: 1 up to :data:`SPREAD_OK`, 0 from :data:`SPREAD_BAD` (1 for a video frame's single fit,
+which has no spread).
 A face too small to read is the last case: its few pixels are measured sharp and clean at their own scale, and
 its fit looks fine, while its reading drifts. The sample faces shrunk until their 68 landmarks spanned 20 / 16 /
 12 px (``--cropped`` crops of 28 / 22 / 16 px) moved their AU intensities by 0.24 / 0.28 / 0.43 on average against
@@ -57,6 +65,11 @@ GOOD_FIT_ERROR = 0.04
 # the B/W sample profile's 0.20–0.34.
 KEYPOINTS_OK = 0.10
 KEYPOINTS_BAD = 0.20
+# How far a photo's five landmark fits lie from their mean (fraction of the eye distance): the fit holds up to
+# SPREAD_OK (every sample face but one ≤ 0.029), and nothing of it does from SPREAD_BAD (the smile under noise of
+# σ 160: 0.16).
+SPREAD_OK = 0.03
+SPREAD_BAD = 0.12
 # The span of a face's landmarks (the longer side of their box, image pixels) below which its reading drifts
 # (measured on the sample faces shrunk: see above), and where nothing of it is left to trust.
 SPAN_OK = 24.0
@@ -73,6 +86,13 @@ def resolution_factor(landmarks: np.ndarray | None) -> float:
         return 1.0
     span = float(np.ptp(p, axis=0).max())
     return float(np.clip((span - SPAN_NONE) / (SPAN_OK - SPAN_NONE), 0.0, 1.0))
+
+
+def spread_factor(spread: float) -> float:
+    """The factor of ``confidence`` for the spread of a photo's landmark fits (1 when unknown: a video frame)."""
+    if not np.isfinite(spread):
+        return 1.0
+    return float(np.clip((SPREAD_BAD - spread) / (SPREAD_BAD - SPREAD_OK), 0.0, 1.0))
 
 
 def keypoint_factor(disagreement: float) -> float:
@@ -108,6 +128,6 @@ class FitConfidence:
         for f in faces:
             f.confidence = (fit_confidence(f.score, f.fit_error) * visible_fraction(f.landmarks, f.image_size)
                             * blur_factor(f.blur) * noise_factor(f.noise) * keypoint_factor(f.disagreement)
-                            * resolution_factor(f.landmarks)
+                            * resolution_factor(f.landmarks) * spread_factor(f.spread)
                             if f.success else 0.0)
         return faces

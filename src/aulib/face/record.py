@@ -49,8 +49,10 @@ class Face:
     OpenFace-style channels: ``pose`` (6,) Tx, Ty, Tz (mm, camera at the origin) and Rx, Ry, Rz
     (radians, ``R = Rx·Ry·Rz``), see :mod:`aulib.face.pose`; ``blink`` (2,) AU45 intensity 0–5 and
     occurrence 0/1 from the eye aspect ratio, see :mod:`aulib.face.blink`; ``confidence`` 0–1 from
-    the detector score, the landmark fit, ``blur``, ``noise`` and ``disagreement``, see :mod:`aulib.face.quality`;
-    ``disagreement`` how far the landmarks lie from the detector's five keypoints
+    the detector score, the landmark fit, ``blur``, ``noise``, ``disagreement`` and ``spread``, see
+    :mod:`aulib.face.quality`; ``spread`` how far a photo's five landmark fits (boxes 2 % apart,
+    :meth:`~aulib.face.pipeline.FacePipeline.fit`) lie from their mean, a fraction of the eye distance (NaN for a
+    video frame's single fit); ``disagreement`` how far the landmarks lie from the detector's five keypoints
     (:meth:`~aulib.face.detect.Detection.disagreement`; a followed video face keeps its last detection's);
     ``blur`` 0 (sharp) … 1 how blurred the face is and ``noise`` the σ (gray levels) of its noise, both
     at the scale of a 48 px face, see :mod:`aulib.face.sharpness` (a followed video face keeps its last
@@ -96,6 +98,7 @@ class Face:
     blur: float = float("nan")
     noise: float = float("nan")
     disagreement: float = float("nan")
+    spread: float = float("nan")
     image_size: tuple[int, int] | None = None
     error: str = ""
     extra: dict = field(default_factory=dict)
