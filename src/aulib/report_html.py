@@ -138,13 +138,12 @@ def emotion_summary(ok: pd.DataFrame) -> pd.DataFrame:
     numbers = [a for a in table.aus(ok) if au_name(a) in occ.columns]  # AUs whose presence the table gives
     on = occ.astype("float64").fillna(0).to_numpy() == 1
     cols = [list(occ.columns).index(au_name(a)) for a in numbers]
-    modelled = {m.emotion for m in prototype_matches(numbers, ())}  # prototypes with an AU to look at
-    full: dict[str, int] = {}
-    for i in range(len(ok)):
-        present = [a for a, j in zip(numbers, cols) if on[i, j]]
-        for m in prototype_matches(numbers, present):
-            if m.level == "full":
-                full[m.emotion] = full.get(m.emotion, 0) + 1
+    col_of = dict(zip(numbers, cols))
+    # rows where every modelled AU of a prototype is present (its "full" match), counted per column at once: row
+    # by row, a 1e6-row table took 50 s here
+    full = {m.emotion: int(on[:, [col_of[a] for a in m.modelled]].all(axis=1).sum())
+            for m in prototype_matches(numbers, ())}  # prototypes with an AU to look at
+    modelled = set(full)
     probs = table.emotion_probs(ok)
     labelled = table.has_emotion(ok) and bool(ok["emotion"].notna().any())
     labels = ok["emotion"] if labelled else None
